@@ -1,0 +1,56 @@
+# Two commands matter: `make run` (whole pipeline on demo data) and `make test` (whole test suite).
+# Both build .venv from requirements/lock.txt when it is missing or stale.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+SIZE   ?= 100000
+
+export PYTHONPATH := $(CURDIR)/plugins
+
+.PHONY: run test lint bench lock warehouse-start warehouse-stop warehouse-url docs clean help
+
+help:
+	@echo "make run    - run the whole pipeline on demo data with Airflow, print a summary"
+	@echo "make test   - run the whole pytest suite against a real embedded Postgres"
+	@echo "make lint   - ruff (incl. AIR rules) and sqlfluff"
+	@echo "make bench SIZE=100000 - benchmark the pipeline at SIZE customers"
+	@echo "make warehouse-start | warehouse-stop | warehouse-url"
+
+$(STAMP): requirements/lock.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip uv
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements/lock.txt
+	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/ckp run
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check plugins dags tests
+	$(BIN)/sqlfluff lint dbt_project/models
+
+bench: $(STAMP)
+	$(BIN)/ckp bench --size $(SIZE)
+
+lock:
+	$(BIN)/uv pip compile requirements/requirements.in --python-version 3.11 -o requirements/lock.txt
+
+warehouse-start: $(STAMP)
+	$(BIN)/ckp warehouse start
+
+warehouse-stop: $(STAMP)
+	$(BIN)/ckp warehouse stop
+
+warehouse-url: $(STAMP)
+	@$(BIN)/ckp warehouse url
+
+clean:
+	-$(BIN)/ckp warehouse stop
+	rm -rf var dbt_project/target dbt_project/logs

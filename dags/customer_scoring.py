@@ -1,0 +1,77 @@
+"""
+### Customer scoring and write-back
+
+Scheduled by the customer view's Asset. With the DAG run's logical date as the as-of date (only data
+on or before it is used, so a backfill reproduces what was known then):
+
+1. **score**: RFM segments, behavioural clusters, churn propensity, lifetime value and value tier,
+   recorded in `scoring.model_runs` and `scoring.customer_scores`;
+2. **dbt post-scoring models**: `marts.customer_segments` and `marts.customer_360` pick the scores up;
+3. **deliver**: each destination in `config/destinations.yml` (file drop, operational database,
+   webhook) receives its audience's delta, respecting consent; every delivery is in `audit.exports`;
+4. **report**: the auditor's run report and Data Docs are rebuilt.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import dag, task
+from ckp_common import (
+    DEFAULT_ARGS,
+    EXPORTS_DELIVERED,
+    MARTS_CUSTOMER_VIEW,
+    SCORING_CUSTOMER_SCORES,
+    START_DATE,
+    dbt_configs,
+)
+from cosmos import DbtTaskGroup, RenderConfig
+from cosmos.constants import LoadMode, TestBehavior
+
+PROJECT, PROFILE, EXECUTION = dbt_configs()
+
+
+@dag(
+    dag_id="customer_scoring",
+    schedule=[MARTS_CUSTOMER_VIEW],
+    start_date=START_DATE,
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["scoring", "exports"],
+    doc_md=__doc__,
+)
+def customer_scoring():
+    @task(outlets=[SCORING_CUSTOMER_SCORES])
+    def score_customers(ds: str | None = None) -> dict:
+        import datetime as dt
+
+        from crm_knowledge.scoring.run import score_all
+
+        return score_all(as_of=dt.date.fromisoformat(ds))
+
+    post_scoring = DbtTaskGroup(
+        group_id="dbt_post_scoring",
+        project_config=PROJECT,
+        profile_config=PROFILE,
+        execution_config=EXECUTION,
+        render_config=RenderConfig(load_method=LoadMode.DBT_MANIFEST, select=["tag:post_scoring"],
+                                   test_behavior=TestBehavior.AFTER_EACH),
+    )
+
+    @task(outlets=[EXPORTS_DELIVERED])
+    def deliver_segments(ds: str | None = None) -> list[dict]:
+        import datetime as dt
+
+        from crm_knowledge.export.deliver import deliver_all
+
+        return deliver_all(as_of=dt.date.fromisoformat(ds))
+
+    @task
+    def build_reports(run_id: str | None = None) -> dict:
+        from crm_knowledge.quality.pipeline import build_reports
+
+        return build_reports(pipeline_run_id=run_id)
+
+    score_customers() >> post_scoring >> deliver_segments() >> build_reports()
+
+
+customer_scoring()

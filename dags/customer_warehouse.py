@@ -1,0 +1,83 @@
+"""
+### Customer warehouse: staging → identity resolution → unified customer view
+
+Runs whenever an ingestion DAG lands new raw data:
+
+1. **raw quality gate**: Great Expectations checks every newly loaded raw batch; a batch with a
+   critical failure is held (it never reaches staging) and reported;
+2. **dbt staging** (+ `int_identity_candidates`): typed, normalised, latest version of each record;
+3. **identity resolution**: deterministic rules and Splink's probabilistic matching assign every
+   customer-bearing source record to one stable `customer_id`;
+4. **dbt marts**: the unified customer view (`dim_customers`, `customer_360`), facts, the customer
+   knowledge repository and the `pii` vault;
+5. **marts quality gate**: a critical failure here stops scoring and exports.
+
+Each dbt model and its tests are separate tasks (astronomer-cosmos, rendered from dbt's manifest).
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import AssetAny, dag, task
+from ckp_common import DEFAULT_ARGS, MARTS_CUSTOMER_VIEW, RAW_ASSETS, START_DATE, dbt_configs
+from cosmos import DbtTaskGroup, RenderConfig
+from cosmos.constants import LoadMode, TestBehavior
+
+PROJECT, PROFILE, EXECUTION = dbt_configs()
+
+STAGING_SELECT = ["path:seeds", "path:models/staging", "tag:identity_input"]
+MARTS_SELECT = ["path:models/intermediate", "path:models/marts", "path:models/pii", "path:snapshots"]
+
+
+@dag(
+    dag_id="customer_warehouse",
+    schedule=AssetAny(*RAW_ASSETS),
+    start_date=START_DATE,
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["warehouse", "dbt", "identity"],
+    doc_md=__doc__,
+)
+def customer_warehouse():
+    @task
+    def raw_quality_gate(run_id: str | None = None) -> dict:
+        from crm_knowledge.quality.pipeline import check_new_raw_batches
+
+        return check_new_raw_batches(pipeline_run_id=run_id)
+
+    staging = DbtTaskGroup(
+        group_id="dbt_staging",
+        project_config=PROJECT,
+        profile_config=PROFILE,
+        execution_config=EXECUTION,
+        render_config=RenderConfig(load_method=LoadMode.DBT_MANIFEST, select=STAGING_SELECT,
+                                   test_behavior=TestBehavior.AFTER_EACH),
+    )
+
+    @task
+    def resolve_identities() -> dict:
+        from crm_knowledge.identity.store import run
+
+        from crm_knowledge.settings import get_settings
+
+        return run(get_settings().warehouse_url, mode="full")
+
+    marts = DbtTaskGroup(
+        group_id="dbt_marts",
+        project_config=PROJECT,
+        profile_config=PROFILE,
+        execution_config=EXECUTION,
+        render_config=RenderConfig(load_method=LoadMode.DBT_MANIFEST, select=MARTS_SELECT,
+                                   exclude=["tag:identity_input"], test_behavior=TestBehavior.AFTER_EACH),
+    )
+
+    @task(outlets=[MARTS_CUSTOMER_VIEW])
+    def marts_quality_gate(run_id: str | None = None) -> dict:
+        from crm_knowledge.quality.pipeline import check_layers
+
+        return check_layers(["staging", "marts"], pipeline_run_id=run_id)
+
+    raw_quality_gate() >> staging >> resolve_identities() >> marts >> marts_quality_gate()
+
+
+customer_warehouse()

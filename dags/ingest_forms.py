@@ -1,0 +1,42 @@
+"""
+### Ingest web forms
+
+Loads the JSON Lines drops of the web forms (registration, order form, feedback, complaint, idea,
+newsletter consent) from the landing zone into `raw.form_submissions`, exactly once per file.
+Unreadable files go to quarantine, bad rows to `raw.load_rejects`; every file is in
+`audit.load_batches`. Publishes `warehouse.raw.form_submissions`.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import dag, task
+from ckp_common import DEFAULT_ARGS, RAW_FORM_SUBMISSIONS, START_DATE
+
+
+@dag(
+    dag_id="ingest_forms",
+    schedule="@hourly",
+    start_date=START_DATE,
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["ingestion", "forms"],
+    doc_md=__doc__,
+)
+def ingest_forms():
+    @task
+    def prepare_warehouse() -> list[str]:
+        from crm_knowledge.ingest.run import prepare_warehouse
+
+        return prepare_warehouse()
+
+    @task(outlets=[RAW_FORM_SUBMISSIONS])
+    def load_forms() -> dict:
+        from crm_knowledge.ingest.run import ingest_file_source
+
+        return ingest_file_source("forms")
+
+    prepare_warehouse() >> load_forms()
+
+
+ingest_forms()

@@ -1,0 +1,64 @@
+"""
+### Ingest orders
+
+Two paths into the raw layer:
+
+* the operational orders database (customers, products, orders, order items), read incrementally over
+  a real connection by an `updated_at` watermark kept in `audit.watermarks`, so a run reads only
+  what changed;
+* shops that can only export: order CSV files (one mapped task per `order_export` source).
+
+Publishes `warehouse.raw.orders`.
+"""
+
+from __future__ import annotations
+
+from airflow.sdk import dag, task
+from ckp_common import DEFAULT_ARGS, RAW_ORDERS, START_DATE
+
+
+@dag(
+    dag_id="ingest_orders",
+    schedule="@hourly",
+    start_date=START_DATE,
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["ingestion", "orders"],
+    doc_md=__doc__,
+)
+def ingest_orders():
+    @task
+    def prepare_warehouse() -> list[str]:
+        from crm_knowledge.ingest.run import prepare_warehouse
+
+        return prepare_warehouse()
+
+    @task(outlets=[RAW_ORDERS])
+    def extract_orders_database() -> dict:
+        from crm_knowledge.ingest.run import ingest_orders_database
+
+        return ingest_orders_database("orders")
+
+    @task
+    def list_order_exports() -> list[str]:
+        from crm_knowledge.ingest.run import source_names
+
+        return source_names("order_export")
+
+    @task(outlets=[RAW_ORDERS], map_index_template="{{ source_label }}")
+    def load_order_export(source_name: str) -> dict:
+        from airflow.sdk import get_current_context
+        from crm_knowledge.ingest.run import ingest_file_source
+
+        get_current_context()["source_label"] = source_name
+        return ingest_file_source(source_name)
+
+    ready = prepare_warehouse()
+    ready >> extract_orders_database()
+    exports = list_order_exports()
+    ready >> exports
+    load_order_export.expand(source_name=exports)
+
+
+ingest_orders()

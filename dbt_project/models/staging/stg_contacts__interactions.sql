@@ -1,0 +1,54 @@
+with
+
+source as (
+
+    select * from {{ source('contacts', 'interactions') }}
+
+),
+
+latest_versions as (
+
+    select
+        *,
+        row_number() over (
+            partition by interaction_id
+            order by _loaded_at desc, _row_number desc
+        ) as version_number
+    from source
+    where interaction_id is not null
+
+),
+
+final as (
+
+    select
+        -- ids
+        btrim(interaction_id) as interaction_id,
+        'contacts' as source_system,
+        btrim(interaction_id) as source_record_id,
+        nullif(regexp_replace(util.ascii_digits(customer_ref), '\s', '', 'g'), '') as customer_ref,
+        nullif(btrim(agent_id), '') as agent_id,
+
+        -- interaction
+        lower(btrim(channel)) as channel,
+        nullif(lower(btrim(topic)), '') as topic,
+        nullif(lower(btrim(outcome)), '') as outcome,
+        {{ clean_text('notes') }} as notes,
+
+        -- customer as given in the interaction
+        {{ clean_text('customer_name') }} as full_name,
+        util.normalize_name(customer_name) as full_name_norm,
+        util.normalize_email(email) as email,
+        util.normalize_phone(phone) as phone_e164,
+        extras,
+
+        -- timestamps
+        occurred_at,
+        _loaded_at as loaded_at
+
+    from latest_versions
+    where version_number = 1
+
+)
+
+select * from final

@@ -1,0 +1,23 @@
+with
+
+source as (
+
+    select * from {{ source('identity', 'customer_id_merges') }}
+
+),
+
+final as (
+
+    select
+        -- ids
+        old_customer_id,
+        new_customer_id,
+
+        -- timestamps
+        merged_at
+
+    from source
+
+)
+
+select * from final

@@ -1,0 +1,26 @@
+with
+
+source as (
+
+    select * from {{ source('identity', 'unresolved') }}
+
+),
+
+final as (
+
+    select
+        -- ids
+        source_system,
+        source_record_id,
+
+        -- why
+        reason,
+
+        -- timestamps
+        seen_at
+
+    from source
+
+)
+
+select * from final

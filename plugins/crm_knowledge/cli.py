@@ -1,0 +1,99 @@
+"""`ckp`: the project's command line (warehouse lifecycle, demo data, pipeline run, reports)."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import sys
+
+
+def _cmd_warehouse(args: argparse.Namespace) -> int:
+    from crm_knowledge.warehouse import bootstrap, server
+
+    if args.action == "start":
+        url = server.start()
+        bootstrap.apply_ddl(url)
+        print(f"warehouse running: {url}")
+    elif args.action == "stop":
+        print("stopped" if server.stop() else "not running (or external)")
+    elif args.action == "status":
+        st = server.status()
+        print(f"running={st.running} {st.detail}")
+        return 0 if st.running else 1
+    elif args.action == "url":
+        st = server.status()
+        if not st.running:
+            print("the warehouse is not running: `make warehouse-start`", file=sys.stderr)
+            return 1
+        print(st.url)
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from crm_knowledge.demo import generate, generate_increment
+    from crm_knowledge.warehouse import server
+
+    server.start()
+    if args.increment_day:
+        summary = generate_increment(day=dt.date.fromisoformat(args.increment_day), seed=args.seed)
+    else:
+        summary = generate(size=args.size, seed=args.seed)
+    print(json.dumps(summary.as_dict(), indent=2, default=str, ensure_ascii=False))
+    return 0
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from crm_knowledge.runner import run_pipeline
+
+    run_pipeline(size=args.size, seed=args.seed,
+                 run_date=dt.date.fromisoformat(args.date) if args.date else None)
+    return 0
+
+
+def _cmd_identity(args: argparse.Namespace) -> int:
+    from crm_knowledge.identity.report import evaluation_report
+
+    print(evaluation_report())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ckp", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    w = sub.add_parser("warehouse", help="start/stop/status of the embedded warehouse, or print its URL")
+    w.add_argument("action", choices=["start", "stop", "status", "url"])
+    w.set_defaults(func=_cmd_warehouse)
+
+    d = sub.add_parser("demo", help="generate demo sources into the landing zone and the orders database")
+    d.add_argument("--size", type=int, default=2000)
+    d.add_argument("--seed", type=int, default=42)
+    d.add_argument("--increment-day", help="add one day of new data (YYYY-MM-DD) on top of a generated set")
+    d.set_defaults(func=_cmd_demo)
+
+    r = sub.add_parser("run", help="run the whole pipeline on demo data with Airflow")
+    r.add_argument("--size", type=int, default=None, help="demo customers (default CKP_DEMO_SIZE or 2000)")
+    r.add_argument("--seed", type=int, default=None)
+    r.add_argument("--date", help="logical date / as-of date of the run (default 2026-11-20)")
+    r.set_defaults(func=_cmd_run)
+
+    i = sub.add_parser("identity-eval", help="identity-resolution precision/recall against the demo ground truth")
+    i.set_defaults(func=_cmd_identity)
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return args.func(args)
+    except Exception as exc:  # a clear one-line error for operators; -v shows the traceback
+        if args.verbose:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

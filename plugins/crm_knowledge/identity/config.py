@@ -1,0 +1,325 @@
+"""Configuration of identity resolution (`config/identity.yml`), loaded and validated.
+
+Every error names the file and the key, e.g.
+``config/identity.yml: probabilistic.match_threshold must be a number in (0, 1), got 1.5``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from crm_knowledge.settings import PROJECT_ROOT
+
+DEFAULT_PATH = PROJECT_ROOT / "config" / "identity.yml"
+
+#: Identifier kinds and the candidate column holding each.
+IDENTIFIER_COLUMNS: dict[str, str] = {
+    "email": "email_norm",
+    "phone": "phone_e164",
+    "national_id": "national_id_valid",
+}
+
+#: Columns of the prepared frame the probabilistic model may block on.
+BLOCKING_COLUMNS = {"first_key", "last_key", "birth_date", "birth_year", "postcode", "postcode_prefix", "city_key"}
+
+BACKENDS = ("duckdb", "spark")
+
+
+class IdentityConfigError(ValueError):
+    """The identity configuration is invalid; the message names the file and key."""
+
+
+@dataclass(frozen=True)
+class JunkConfig:
+    deny: dict[str, frozenset[str]]
+    deny_patterns: dict[str, tuple[re.Pattern[str], ...]]
+    share_limits: dict[str, int]
+    name_similarity: float = 0.88
+
+
+@dataclass(frozen=True)
+class DeterministicConfig:
+    name_guard: frozenset[str] = frozenset({"email", "phone"})
+    name_similarity: float = 0.88
+    max_guard_group: int = 50
+
+
+@dataclass(frozen=True)
+class BlockingRule:
+    """Either equality on `columns` or a raw Splink SQL condition on l./r."""
+
+    columns: tuple[str, ...] = ()
+    sql: str | None = None
+
+    def describe(self) -> str:
+        return self.sql if self.sql else " and ".join(f"l.{c} = r.{c}" for c in self.columns)
+
+
+@dataclass(frozen=True)
+class ProbabilisticConfig:
+    enabled: bool = True
+    backend: str = "duckdb"
+    match_threshold: float = 0.95
+    seed: int = 42
+    u_max_pairs: float = 1e6
+    min_records_for_training: int = 50
+    prior_recall: float = 0.7
+    required_any: tuple[str, ...] = ("birth_date", "postcode")
+    veto_conflicting_national_id: bool = True
+    splink_log_level: str = "WARNING"
+    blocking_rules: tuple[BlockingRule, ...] = ()
+    training_blocking_rules: tuple[BlockingRule, ...] = ()
+    prior_rules: tuple[BlockingRule, ...] = ()
+    name_jw_thresholds: tuple[float, ...] = (0.92, 0.85)
+    name_tf: bool = True
+    birth_date_thresholds: tuple[int, ...] = (1, 1)
+    birth_date_metrics: tuple[str, ...] = ("month", "year")
+    postcode_prefix_lengths: tuple[int, ...] = (5,)
+    postcode_tf: bool = True
+    city_tf: bool = True
+
+
+@dataclass(frozen=True)
+class IdentityConfig:
+    junk: JunkConfig
+    deterministic: DeterministicConfig
+    probabilistic: ProbabilisticConfig
+    max_cluster_size: int = 50
+    id_prefix: str = "C"
+    id_digits: int = 9
+    always_resolve_sources: frozenset[str] = frozenset({"orders"})
+    source: str = field(default="<dict>", compare=False)
+
+
+# --- validation helpers ------------------------------------------------------------------------
+
+
+class _V:
+    """Reads typed values from nested dicts, raising errors that name file and dotted key."""
+
+    def __init__(self, source: str):
+        self.source = source
+
+    def fail(self, key: str, msg: str) -> IdentityConfigError:
+        return IdentityConfigError(f"{self.source}: {key} {msg}")
+
+    def section(self, d: dict, key: str, path: str, required: bool = False) -> dict:
+        full = f"{path}.{key}" if path else key
+        if key not in d or d[key] is None:
+            if required:
+                raise self.fail(full, "is required")
+            return {}
+        v = d[key]
+        if not isinstance(v, dict):
+            raise self.fail(full, f"must be a mapping, got {type(v).__name__}")
+        return v
+
+    def number(self, d, key, path, default, lo=None, hi=None, integer=False, open_lo=False, open_hi=False):
+        full = f"{path}.{key}" if path else key
+        v = d.get(key, default)
+        ok = isinstance(v, int | float) and not isinstance(v, bool)
+        if ok and integer:
+            ok = float(v).is_integer()
+        if ok and lo is not None:
+            ok = v > lo if open_lo else v >= lo
+        if ok and hi is not None:
+            ok = v < hi if open_hi else v <= hi
+        if not ok:
+            rng = ""
+            if lo is not None or hi is not None:
+                rng = (f" in {'(' if open_lo else '['}{lo if lo is not None else '-inf'}, "
+                       f"{hi if hi is not None else 'inf'}{')' if open_hi else ']'}")
+            kind = "an integer" if integer else "a number"
+            raise self.fail(full, f"must be {kind}{rng}, got {v!r}")
+        return int(v) if integer else float(v)
+
+    def boolean(self, d, key, path, default):
+        full = f"{path}.{key}" if path else key
+        v = d.get(key, default)
+        if not isinstance(v, bool):
+            raise self.fail(full, f"must be true or false, got {v!r}")
+        return v
+
+    def string(self, d, key, path, default, choices=None):
+        full = f"{path}.{key}" if path else key
+        v = d.get(key, default)
+        if not isinstance(v, str) or not v:
+            raise self.fail(full, f"must be a non-empty string, got {v!r}")
+        if choices is not None and v not in choices:
+            raise self.fail(full, f"must be one of {', '.join(choices)}, got {v!r}")
+        return v
+
+    def str_list(self, d, key, path, default):
+        full = f"{path}.{key}" if path else key
+        v = d.get(key, default)
+        if v is None:
+            return []
+        if not isinstance(v, list) or not all(isinstance(x, str | int) for x in v):
+            raise self.fail(full, f"must be a list of strings, got {v!r}")
+        return [str(x) for x in v]
+
+    def num_list(self, d, key, path, default, integer=False):
+        full = f"{path}.{key}" if path else key
+        v = d.get(key, default)
+        if not isinstance(v, list) or not all(isinstance(x, int | float) and not isinstance(x, bool) for x in v):
+            raise self.fail(full, f"must be a list of numbers, got {v!r}")
+        if integer and not all(float(x).is_integer() and x > 0 for x in v):
+            raise self.fail(full, f"must be a list of positive integers, got {v!r}")
+        return [int(x) if integer else float(x) for x in v]
+
+    def kinds(self, d: dict, path: str) -> None:
+        for k in d:
+            if k not in IDENTIFIER_COLUMNS:
+                raise self.fail(f"{path}.{k}", f"is not an identifier kind (expected one of "
+                                             f"{', '.join(IDENTIFIER_COLUMNS)})")
+
+    def rules(self, d, key, path, default) -> tuple[BlockingRule, ...]:
+        full = f"{path}.{key}"
+        v = d.get(key, default)
+        if not isinstance(v, list):
+            raise self.fail(full, f"must be a list of rules, got {v!r}")
+        out = []
+        for i, item in enumerate(v):
+            where = f"{full}[{i}]"
+            if isinstance(item, list):
+                if not item or not all(isinstance(c, str) for c in item):
+                    raise self.fail(where, f"must be a non-empty list of column names, got {item!r}")
+                bad = [c for c in item if c not in BLOCKING_COLUMNS]
+                if bad:
+                    raise self.fail(where, f"names unknown column(s) {bad}; available: "
+                                           f"{', '.join(sorted(BLOCKING_COLUMNS))}")
+                out.append(BlockingRule(columns=tuple(item)))
+            elif isinstance(item, dict) and set(item) == {"sql"} and isinstance(item["sql"], str):
+                out.append(BlockingRule(sql=item["sql"]))
+            else:
+                raise self.fail(where, f"must be a list of columns or {{sql: ...}}, got {item!r}")
+        return tuple(out)
+
+
+def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> IdentityConfig:
+    """Validate a parsed identity.yml mapping."""
+    v = _V(source)
+    if not isinstance(raw, dict):
+        raise IdentityConfigError(f"{source}: top level must be a mapping")
+
+    cid = v.section(raw, "customer_id", "")
+    prefix = v.string(cid, "prefix", "customer_id", "C")
+    digits = v.number(cid, "digits", "customer_id", 9, lo=4, hi=18, integer=True)
+    always = frozenset(v.str_list(raw, "always_resolve_sources", "", ["orders"]))
+
+    j = v.section(raw, "junk", "")
+    deny_raw = v.section(j, "deny", "junk")
+    v.kinds(deny_raw, "junk.deny")
+    deny = {k: frozenset(v.str_list(deny_raw, k, "junk.deny", [])) for k in IDENTIFIER_COLUMNS}
+    pat_raw = v.section(j, "deny_patterns", "junk")
+    v.kinds(pat_raw, "junk.deny_patterns")
+    patterns: dict[str, tuple[re.Pattern[str], ...]] = {}
+    for k in IDENTIFIER_COLUMNS:
+        compiled = []
+        for i, p in enumerate(v.str_list(pat_raw, k, "junk.deny_patterns", [])):
+            try:
+                compiled.append(re.compile(p))
+            except re.error as e:
+                raise v.fail(f"junk.deny_patterns.{k}[{i}]", f"is not a valid regular expression ({e})") from None
+        patterns[k] = tuple(compiled)
+    lim_raw = v.section(j, "share_limits", "junk")
+    v.kinds(lim_raw, "junk.share_limits")
+    defaults = {"email": 3, "phone": 3, "national_id": 2}
+    limits = {k: v.number(lim_raw, k, "junk.share_limits", defaults[k], lo=1, integer=True)
+              for k in IDENTIFIER_COLUMNS}
+    junk = JunkConfig(deny=deny, deny_patterns=patterns, share_limits=limits,
+                      name_similarity=v.number(j, "name_similarity", "junk", 0.88, lo=0, hi=1))
+
+    d = v.section(raw, "deterministic", "")
+    guard = v.str_list(d, "name_guard", "deterministic", ["email", "phone"])
+    for g in guard:
+        if g not in IDENTIFIER_COLUMNS:
+            raise v.fail("deterministic.name_guard", f"names unknown identifier kind {g!r}")
+    det = DeterministicConfig(
+        name_guard=frozenset(guard),
+        name_similarity=v.number(d, "name_similarity", "deterministic", 0.88, lo=0, hi=1),
+        max_guard_group=v.number(d, "max_guard_group", "deterministic", 50, lo=2, integer=True),
+    )
+
+    p = v.section(raw, "probabilistic", "")
+    path = "probabilistic"
+    comps = v.section(p, "comparisons", path)
+    cname = v.section(comps, "name", f"{path}.comparisons")
+    cbd = v.section(comps, "birth_date", f"{path}.comparisons")
+    cpc = v.section(comps, "postcode", f"{path}.comparisons")
+    ccity = v.section(comps, "city", f"{path}.comparisons")
+    jw = v.num_list(cname, "jaro_winkler_thresholds", f"{path}.comparisons.name", [0.92, 0.85])
+    if not all(0 < x < 1 for x in jw):
+        raise v.fail(f"{path}.comparisons.name.jaro_winkler_thresholds", f"must be numbers in (0, 1), got {jw}")
+    bd_thr = v.num_list(cbd, "thresholds", f"{path}.comparisons.birth_date", [1, 1], integer=True)
+    bd_met = v.str_list(cbd, "metrics", f"{path}.comparisons.birth_date", ["month", "year"])
+    if len(bd_thr) != len(bd_met):
+        raise v.fail(f"{path}.comparisons.birth_date", "thresholds and metrics must have the same length")
+    for m in bd_met:
+        if m not in ("day", "month", "year"):
+            raise v.fail(f"{path}.comparisons.birth_date.metrics", f"must be day, month or year, got {m!r}")
+    required_any = v.str_list(p, "required_any", path, ["birth_date", "postcode"])
+    for r in required_any:
+        if r not in ("birth_date", "postcode", "city"):
+            raise v.fail(f"{path}.required_any", f"must name birth_date, postcode or city, got {r!r}")
+    level = v.string(p, "splink_log_level", path, "WARNING",
+                     choices=("INFO", "WARNING", "ERROR", "CRITICAL"))
+    prob = ProbabilisticConfig(
+        enabled=v.boolean(p, "enabled", path, True),
+        backend=v.string(p, "backend", path, "duckdb", choices=BACKENDS),
+        match_threshold=v.number(p, "match_threshold", path, 0.95, lo=0, hi=1, open_lo=True, open_hi=True),
+        seed=v.number(p, "seed", path, 42, integer=True),
+        u_max_pairs=v.number(p, "u_max_pairs", path, 1e6, lo=1),
+        min_records_for_training=v.number(p, "min_records_for_training", path, 50, lo=2, integer=True),
+        prior_recall=v.number(p, "prior_recall", path, 0.7, lo=0, hi=1, open_lo=True),
+        required_any=tuple(required_any),
+        veto_conflicting_national_id=v.boolean(p, "veto_conflicting_national_id", path, True),
+        splink_log_level=level,
+        blocking_rules=v.rules(p, "blocking_rules", path, [["birth_date"], ["postcode"]]),
+        training_blocking_rules=v.rules(p, "training_blocking_rules", path,
+                                        [["first_key", "last_key"], ["birth_date"]]),
+        prior_rules=v.rules(p, "prior_rules", path, [["first_key", "last_key", "birth_date"]]),
+        name_jw_thresholds=tuple(jw),
+        name_tf=v.boolean(cname, "term_frequency", f"{path}.comparisons.name", True),
+        birth_date_thresholds=tuple(bd_thr),
+        birth_date_metrics=tuple(bd_met),
+        postcode_prefix_lengths=tuple(v.num_list(cpc, "prefix_lengths", f"{path}.comparisons.postcode", [5],
+                                                 integer=True)),
+        postcode_tf=v.boolean(cpc, "term_frequency", f"{path}.comparisons.postcode", True),
+        city_tf=v.boolean(ccity, "term_frequency", f"{path}.comparisons.city", True),
+    )
+    if prob.enabled and not prob.blocking_rules:
+        raise v.fail(f"{path}.blocking_rules", "must list at least one rule when probabilistic.enabled")
+
+    c = v.section(raw, "clusters", "")
+    max_size = v.number(c, "max_size", "clusters", 50, lo=2, integer=True)
+    return IdentityConfig(junk=junk, deterministic=det, probabilistic=prob, max_cluster_size=max_size,
+                          id_prefix=prefix, id_digits=digits, always_resolve_sources=always, source=source)
+
+
+def load_config(path: str | Path | None = None) -> IdentityConfig:
+    """Load `config/identity.yml` (or `path`) and validate it."""
+    p = Path(path) if path is not None else DEFAULT_PATH
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise IdentityConfigError(f"{p}: identity configuration file not found") from None
+    try:
+        raw = yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        raise IdentityConfigError(f"{p}: not valid YAML ({e})") from None
+    try:
+        shown = p.relative_to(PROJECT_ROOT)
+    except ValueError:
+        shown = p
+    return config_from_dict(raw, source=str(shown))
+
+
+def default_config() -> IdentityConfig:
+    """The built-in defaults (used by tests and when no file is given)."""
+    return config_from_dict({}, source="<defaults>")

@@ -1,0 +1,228 @@
+"""Preparation of identity candidates: name keys, record keys, usable identifiers.
+
+The prepared frame has one row per candidate, a dense integer `rid` (0..n-1, the row position),
+and script-neutral name keys built with :func:`crm_knowledge.normalize.romanize`, so "محمد رضایی" and
+"Mohammad Rezaei" get the same keys.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+import unicodedata
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+
+log = logging.getLogger(__name__)
+
+CANDIDATE_COLUMNS = [
+    "source_system", "source_record_id", "first_name_norm", "last_name_norm", "full_name_norm", "email_norm",
+    "phone_e164", "national_id_valid", "birth_date", "postcode", "city_norm", "street_norm", "customer_ref",
+    "seen_at",
+]
+KEY = ["source_system", "source_record_id"]
+
+
+# --- romanisation ------------------------------------------------------------------------------
+
+_FA_MAP = {
+    "ا": "", "آ": "a", "أ": "", "إ": "", "ء": "", "ئ": "", "ؤ": "", "ب": "b", "پ": "p", "ت": "t", "ث": "s",
+    "ج": "j", "چ": "ch", "ح": "h", "خ": "kh", "د": "d", "ذ": "z", "ر": "r", "ز": "z", "ژ": "zh", "س": "s",
+    "ش": "sh", "ص": "s", "ض": "z", "ط": "t", "ظ": "z", "ع": "", "غ": "gh", "ف": "f", "ق": "gh", "ک": "k",
+    "ك": "k", "گ": "g", "ل": "l", "م": "m", "ن": "n", "و": "", "ه": "h", "ة": "h", "ی": "", "ي": "", "ى": "",
+}
+
+
+def _fallback_romanize(text: str) -> str:
+    """Consonant-skeleton key used only until `crm_knowledge.normalize.romanize` exists."""
+    out = []
+    for ch in unicodedata.normalize("NFKC", text.lower()):
+        if ch in _FA_MAP:
+            out.append(_FA_MAP[ch])
+        elif ch.isspace():
+            out.append(" ")
+        elif "a" <= ch <= "z":
+            out.append(ch)
+    s = "".join(out)
+    s = s.replace("q", "gh").replace("w", "v").replace("c", "k").replace("kk", "k")
+    # vowels and y/v (ambiguous vowel carriers in Persian script) carry no identity here
+    s = re.sub(r"[aeiouyv]", "", s)
+    s = re.sub(r"(.)\1+", r"\1", s)
+    return re.sub(r"\s+", " ", s).strip()
+
+
+@functools.lru_cache(maxsize=1)
+def _resolve_romanize() -> Callable[[str], str]:
+    try:
+        from crm_knowledge.normalize import romanize  # type: ignore[attr-defined]
+
+        return romanize
+    except ImportError:
+        log.warning("crm_knowledge.normalize.romanize not available; using identity's fallback name key")
+        return _fallback_romanize
+
+
+def name_key(value: object, romanize: Callable[[str], str] | None = None) -> str | None:
+    """Script-neutral key of one name (spaces removed), or None."""
+    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
+        return None
+    text = str(value).strip()
+    if not text:
+        return None
+    r = romanize or _resolve_romanize()
+    key = r(text)
+    if key is None:
+        return None
+    key = re.sub(r"\s+", "", str(key))
+    return key or None
+
+
+def _tokens_key(value: object, romanize: Callable[[str], str]) -> list[str]:
+    if not _present(value):
+        return []
+    out = []
+    for tok in str(value).split():
+        k = name_key(tok, romanize)
+        if k:
+            out.append(k)
+    return out
+
+
+def _present(v: object) -> bool:
+    if v is None or v is pd.NA:
+        return False
+    if isinstance(v, float) and np.isnan(v):
+        return False
+    return str(v).strip() != ""
+
+
+def _clean_text(s: pd.Series) -> pd.Series:
+    s = s.astype("object")
+    s = s.where(s.notna(), None)
+    return s.map(lambda v: (str(v).strip() or None) if v is not None else None)
+
+
+def jaro_winkler(a: str, b: str, prefix_scale: float = 0.1) -> float:
+    """Jaro-Winkler similarity of two short strings (names keys)."""
+    if a == b:
+        return 1.0
+    la, lb = len(a), len(b)
+    if not la or not lb:
+        return 0.0
+    window = max(max(la, lb) // 2 - 1, 0)
+    ma, mb = [False] * la, [False] * lb
+    matches = 0
+    for i, ch in enumerate(a):
+        for j in range(max(0, i - window), min(lb, i + window + 1)):
+            if not mb[j] and b[j] == ch:
+                ma[i] = mb[j] = True
+                matches += 1
+                break
+    if not matches:
+        return 0.0
+    bs = [b[j] for j in range(lb) if mb[j]]
+    transpositions = sum(1 for i, j in zip((i for i in range(la) if ma[i]), range(matches)) if a[i] != bs[j]) / 2
+    jaro = (matches / la + matches / lb + (matches - transpositions) / matches) / 3
+    prefix = 0
+    for x, y in zip(a[:4], b[:4]):
+        if x != y:
+            break
+        prefix += 1
+    return jaro + prefix * prefix_scale * (1 - jaro)
+
+
+def names_compatible(first_a: str | None, tokens_a: frozenset, first_b: str | None, tokens_b: frozenset,
+                     threshold: float) -> bool:
+    """False only when both records carry a first-name key and the names clearly conflict.
+
+    Tolerates swapped first/last names (the first key of one among the other's name tokens),
+    initials (prefix) and typos (Jaro-Winkler >= threshold).
+    """
+    if not first_a or not first_b:
+        return True
+    if first_a == first_b or first_a in tokens_b or first_b in tokens_a:
+        return True
+    if first_a.startswith(first_b) or first_b.startswith(first_a):
+        return True
+    return jaro_winkler(first_a, first_b) >= threshold
+
+
+def names_similar(tokens_a: frozenset, tokens_b: frozenset, threshold: float) -> bool:
+    """Whether two records' names look like the same person (or family): any shared or near token."""
+    if tokens_a & tokens_b:
+        return True
+    return any(jaro_winkler(x, y) >= threshold for x in tokens_a for y in tokens_b)
+
+
+# --- preparation -------------------------------------------------------------------------------
+
+
+def prepare(candidates: pd.DataFrame) -> pd.DataFrame:
+    """Validate the candidate frame and add derived columns used by every matching step.
+
+    Added: rid, first_key, last_key, name_tokens (frozenset of romanised tokens), birth_date (ISO text),
+    birth_year, postcode, postcode_prefix (5), city_key, email, phone, national_id, cref_key, has_name.
+    """
+    missing = [c for c in CANDIDATE_COLUMNS if c not in candidates.columns]
+    if missing:
+        raise ValueError(f"identity candidates lack column(s) {missing}")
+    df = candidates[CANDIDATE_COLUMNS].copy().reset_index(drop=True)
+    for c in CANDIDATE_COLUMNS:
+        if c not in ("birth_date", "seen_at"):
+            df[c] = _clean_text(df[c])
+    dup = df.duplicated(KEY, keep=False)
+    if dup.any():
+        raise ValueError(f"identity candidates are not unique on {KEY}: "
+                         f"{df.loc[dup, KEY].head(5).to_dict('records')}")
+    if df["source_system"].isna().any() or df["source_record_id"].isna().any():
+        raise ValueError("identity candidates have null source_system or source_record_id")
+    df["rid"] = np.arange(len(df), dtype=np.int64)
+
+    romanize = _resolve_romanize()
+    cache: dict[str, str | None] = {}
+
+    def key(v):
+        if v is None:
+            return None
+        if v not in cache:
+            cache[v] = name_key(v, romanize)
+        return cache[v]
+
+    firsts, lasts, tokens = [], [], []
+    for f, la, full in zip(df["first_name_norm"], df["last_name_norm"], df["full_name_norm"], strict=True):
+        fk, lk = key(f), key(la)
+        toks = set(_tokens_key(f, romanize)) | set(_tokens_key(la, romanize)) | set(_tokens_key(full, romanize))
+        if fk is None and lk is None and full is not None:
+            parts = str(full).split()
+            if parts:
+                fk = key(parts[0])
+                lk = key(" ".join(parts[1:])) if len(parts) > 1 else None
+        for k in (fk, lk):
+            if k:
+                toks.add(k)
+        firsts.append(fk)
+        lasts.append(lk)
+        tokens.append(frozenset(toks))
+    df["first_key"] = firsts
+    df["last_key"] = lasts
+    df["name_tokens"] = tokens
+    df["has_name"] = df["first_key"].notna() | df["last_key"].notna()
+
+    bd = pd.to_datetime(df["birth_date"], errors="coerce")
+    df["birth_date"] = bd.dt.strftime("%Y-%m-%d").where(bd.notna(), None).astype("object")
+    df["birth_year"] = bd.dt.strftime("%Y").where(bd.notna(), None).astype("object")
+    df["postcode"] = df["postcode"].map(lambda v: re.sub(r"[\s-]", "", v) if v else None)
+    df["postcode_prefix"] = df["postcode"].map(lambda v: v[:5] if v and len(v) >= 5 else None)
+    df["city_key"] = df["city_norm"].map(lambda v: key(v))
+    df["email"] = df["email_norm"].map(lambda v: v.lower() if v else None)
+    df["phone"] = df["phone_e164"]
+    df["national_id"] = df["national_id_valid"]
+    # customer_ref key: a record referring to orders customer X, and orders record X itself
+    is_orders = df["source_system"] == "orders"
+    df["cref_key"] = np.where(is_orders, df["source_record_id"], df["customer_ref"])
+    df["cref_key"] = df["cref_key"].astype("object").where(pd.notna(df["cref_key"]), None)
+    df["seen_at"] = pd.to_datetime(df["seen_at"], errors="coerce", utc=True)
+    return df

@@ -1,0 +1,401 @@
+"""Probabilistic matching with Splink 5 (Fellegi-Sunter).
+
+* Backend from config (`probabilistic.backend`: duckdb here, spark for big installations); everything
+  else is backend-neutral Splink.
+* Comparisons: romanised first-name key and last-name key (each with a *swapped* level, so
+  "Ali Rezaei" and "Rezaei Ali" agree), birth date, postcode (exact, area prefix), city; term-frequency
+  adjustments on names, postcode and city.
+* Training: prior from deterministic rules, u by random sampling with a fixed seed, m by EM over the
+  configured training blocking rules. Every level has a prior m/u, used when there are too few records
+  to train or a training step fails (logged).
+* Each pair above the threshold gets an `explanation` (JSON) built from Splink's gamma_/mw_ columns.
+
+Pairs whose records both carry a valid national id that differs are vetoed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from crm_knowledge.identity.config import BlockingRule, IdentityConfig
+
+log = logging.getLogger(__name__)
+
+PAIR_COLUMNS = ["rid_l", "rid_r", "match_probability", "match_weight", "explanation"]
+MODEL_COLUMNS = ["unique_id", "first_key", "last_key", "birth_date", "birth_year", "postcode",
+                 "postcode_prefix", "city_key"]
+#: comparison output name -> human field name used in explanations
+FIELDS = {"first_key": "first_name", "last_key": "last_name", "birth_date": "birth_date",
+          "postcode": "postcode", "city_key": "city"}
+
+
+def empty_pairs() -> pd.DataFrame:
+    return pd.DataFrame({"rid_l": pd.Series(dtype="int64"), "rid_r": pd.Series(dtype="int64"),
+                         "match_probability": pd.Series(dtype="float64"),
+                         "match_weight": pd.Series(dtype="float64"), "explanation": pd.Series(dtype="object")})
+
+
+def eligible(prepared: pd.DataFrame, config: IdentityConfig) -> pd.Series:
+    """Records with enough fields for probabilistic matching: a name and one of `required_any`."""
+    cols = {"birth_date": "birth_date", "postcode": "postcode", "city": "city_key"}
+    any_req = np.zeros(len(prepared), dtype=bool)
+    for r in config.probabilistic.required_any:
+        any_req |= prepared[cols[r]].notna().to_numpy()
+    return pd.Series(prepared["has_name"].to_numpy() & any_req, index=prepared.index)
+
+
+# --- backend -------------------------------------------------------------------------------------
+
+
+def make_db_api(backend: str):
+    """A Splink database API for `backend` (the only backend-specific code)."""
+    if backend == "duckdb":
+        from splink import DuckDBAPI
+
+        return DuckDBAPI(":memory:")
+    if backend == "spark":  # pragma: no cover - needs pyspark and a cluster
+        from pyspark.sql import SparkSession
+        from splink import SparkAPI
+
+        return SparkAPI(spark_session=SparkSession.builder.getOrCreate())
+    raise ValueError(f"unsupported Splink backend {backend!r}")
+
+
+def _register(db_api, frame: pd.DataFrame, name: str):
+    """Register a pandas frame with the backend (Spark needs a Spark DataFrame)."""
+    if type(db_api).__name__ == "SparkAPI":  # pragma: no cover
+        table = db_api.spark.createDataFrame(frame)
+    else:
+        table = frame
+    return db_api.register(table, dataset_display_name=name)
+
+
+def _close(db_api) -> None:
+    con = getattr(db_api, "_con", None)
+    if con is not None and hasattr(con, "close"):
+        try:
+            con.close()
+        except Exception:  # pragma: no cover
+            pass
+
+
+# --- model ---------------------------------------------------------------------------------------
+
+
+def _rule(r: BlockingRule):
+    from splink import block_on
+
+    return r.sql if r.sql else block_on(*r.columns)
+
+
+def _name_comparison(col: str, other: str, config: IdentityConfig):
+    import splink.comparison_level_library as cll
+    import splink.comparison_library as cl
+
+    p = config.probabilistic
+    exact = cll.ExactMatchLevel(col).configure(m_probability=0.85, u_probability=0.02)
+    if p.name_tf:
+        exact.configure(tf_adjustment_column=col)
+    levels = [
+        cll.NullLevel(col),
+        exact,
+        cll.CustomLevel(f"{col}_l = {other}_r", label_for_charts=f"{col} equals the other name field (swapped)")
+        .configure(m_probability=0.05, u_probability=0.0005),
+    ]
+    for i, t in enumerate(sorted(p.name_jw_thresholds, reverse=True)):
+        levels.append(cll.JaroWinklerLevel(col, t).configure(m_probability=0.04, u_probability=0.005 * (i + 1) ** 2))
+    levels.append(cll.ElseLevel().configure(m_probability=0.03, u_probability=0.95))
+    return cl.CustomComparison(levels, output_column_name=col)
+
+
+def _birth_date_comparison(config: IdentityConfig):
+    import splink.comparison_level_library as cll
+    import splink.comparison_library as cl
+
+    p = config.probabilistic
+    levels = [
+        cll.NullLevel("birth_date"),
+        cll.ExactMatchLevel("birth_date").configure(m_probability=0.88, u_probability=0.0001),
+        cll.LevenshteinLevel("birth_date", 1).configure(m_probability=0.05, u_probability=0.002,
+                                                         label_for_charts="birth_date one typo"),
+    ]
+    for i, (t, m) in enumerate(zip(p.birth_date_thresholds, p.birth_date_metrics, strict=True)):
+        levels.append(cll.AbsoluteDateDifferenceLevel("birth_date", input_is_string=True, threshold=t, metric=m,
+                                                      datetime_format="%Y-%m-%d")
+                      .configure(m_probability=0.03, u_probability=0.01 * (i + 1) ** 2,
+                                 label_for_charts=f"birth_date within {t} {m}"))
+    levels.append(cll.ElseLevel().configure(m_probability=0.02, u_probability=0.95))
+    return cl.CustomComparison(levels, output_column_name="birth_date")
+
+
+def _postcode_comparison(config: IdentityConfig):
+    import splink.comparison_level_library as cll
+    import splink.comparison_library as cl
+
+    p = config.probabilistic
+    exact = cll.ExactMatchLevel("postcode").configure(m_probability=0.8, u_probability=0.0005)
+    if p.postcode_tf:
+        exact.configure(tf_adjustment_column="postcode")
+    levels = [cll.NullLevel("postcode"), exact]
+    for n in sorted(p.postcode_prefix_lengths, reverse=True):
+        levels.append(cll.CustomLevel(f"substr(postcode_l, 1, {n}) = substr(postcode_r, 1, {n})",
+                                      label_for_charts=f"postcode first {n} characters")
+                      .configure(m_probability=0.1, u_probability=0.01))
+    levels.append(cll.ElseLevel().configure(m_probability=0.1, u_probability=0.99))
+    return cl.CustomComparison(levels, output_column_name="postcode")
+
+
+def _city_comparison(config: IdentityConfig):
+    import splink.comparison_level_library as cll
+    import splink.comparison_library as cl
+
+    exact = cll.ExactMatchLevel("city_key").configure(m_probability=0.9, u_probability=0.1)
+    if config.probabilistic.city_tf:
+        exact.configure(tf_adjustment_column="city_key")
+    return cl.CustomComparison([cll.NullLevel("city_key"), exact,
+                                cll.ElseLevel().configure(m_probability=0.1, u_probability=0.9)],
+                               output_column_name="city_key")
+
+
+def build_settings(config: IdentityConfig, n_records: int):
+    from splink import SettingsCreator
+
+    p = config.probabilistic
+    return SettingsCreator(
+        link_type="dedupe_only",
+        unique_id_column_name="unique_id",
+        probability_two_random_records_match=min(0.5, 1.0 / max(n_records, 2)),
+        comparisons=[
+            _name_comparison("first_key", "last_key", config),
+            _name_comparison("last_key", "first_key", config),
+            _birth_date_comparison(config),
+            _postcode_comparison(config),
+            _city_comparison(config),
+        ],
+        blocking_rules_to_generate_predictions=[_rule(r) for r in p.blocking_rules],
+        retain_matching_columns=False,
+        retain_intermediate_calculation_columns=True,
+    )
+
+
+def model_frame(prepared: pd.DataFrame) -> pd.DataFrame:
+    """The columns Splink sees (no contact data, no ids beyond the row number)."""
+    out = prepared[MODEL_COLUMNS[1:]].copy()
+    out.insert(0, "unique_id", prepared["rid"].astype("int64").to_numpy())
+    for c in MODEL_COLUMNS[1:]:
+        out[c] = out[c].astype("object").where(out[c].notna(), None)
+    return out.reset_index(drop=True)
+
+
+@dataclass
+class TrainingReport:
+    records: int
+    trained: bool
+    steps: list[str]
+
+
+class ProbabilisticModel:
+    """A trained Splink linker over `frame` (see :func:`model_frame`). Close it when done."""
+
+    def __init__(self, frame: pd.DataFrame, config: IdentityConfig):
+        from splink import Linker
+
+        self.config = config
+        self.db_api = make_db_api(config.probabilistic.backend)
+        self.sdf = _register(self.db_api, frame, "identity_candidates")
+        self.linker = Linker(self.sdf, build_settings(config, len(frame)),
+                             log_level=config.probabilistic.splink_log_level)
+        self.training = self._train(len(frame))
+        self._n_registered = 0
+
+    def _train(self, n: int) -> TrainingReport:
+        p = self.config.probabilistic
+        steps: list[str] = []
+        if n < p.min_records_for_training:
+            log.info("probabilistic: %d eligible records < %d, using prior m/u values", n,
+                     p.min_records_for_training)
+            return TrainingReport(n, False, ["priors only"])
+        t = self.linker.training
+        try:
+            t.estimate_probability_two_random_records_match([_rule(r) for r in p.prior_rules], recall=p.prior_recall)
+            steps.append("prior")
+        except Exception as e:  # noqa: BLE001 - a failed step keeps the prior values
+            log.warning("probabilistic: prior estimation failed, keeping default (%s)", _short(e))
+        try:
+            t.estimate_u_using_random_sampling(max_pairs=p.u_max_pairs, seed=p.seed)
+            steps.append("u")
+        except Exception as e:  # noqa: BLE001
+            log.warning("probabilistic: u estimation failed, keeping prior u values (%s)", _short(e))
+        for r in p.training_blocking_rules:
+            try:
+                t.estimate_parameters_using_expectation_maximisation(_rule(r))
+                steps.append(f"em[{r.describe()}]")
+            except Exception as e:  # noqa: BLE001
+                log.warning("probabilistic: EM on %s failed, keeping previous m values (%s)", r.describe(), _short(e))
+        return TrainingReport(n, True, steps)
+
+    def register(self, frame: pd.DataFrame):
+        self._n_registered += 1
+        return _register(self.db_api, frame, f"identity_subset_{self._n_registered}")
+
+    def predict(self) -> pd.DataFrame:
+        df = self.linker.inference.predict(threshold_match_probability=self.config.probabilistic.match_threshold,
+                                           warning_mode="never")
+        return self._finish(df)
+
+    def predict_within(self, frame: pd.DataFrame) -> pd.DataFrame:
+        self._ensure_tf()
+        df = self.linker.inference.predict_within(
+            self.register(frame), threshold_match_probability=self.config.probabilistic.match_threshold,
+            warning_mode="never")
+        return self._finish(df)
+
+    def predict_between(self, left: pd.DataFrame, right: pd.DataFrame) -> pd.DataFrame:
+        self._ensure_tf()
+        df = self.linker.inference.predict_between(
+            self.register(left), self.register(right),
+            threshold_match_probability=self.config.probabilistic.match_threshold, warning_mode="never")
+        return self._finish(df)
+
+    def _ensure_tf(self) -> None:
+        if getattr(self, "_tf_done", False):
+            return
+        for c in self._tf_columns():
+            self.linker.table_management.compute_tf_table(c)
+        self._tf_done = True
+
+    def _tf_columns(self) -> list[str]:
+        p = self.config.probabilistic
+        cols = []
+        if p.name_tf:
+            cols += ["first_key", "last_key"]
+        if p.postcode_tf:
+            cols.append("postcode")
+        if p.city_tf:
+            cols.append("city_key")
+        return cols
+
+    def _level_labels(self) -> dict[str, dict[int, str]]:
+        out: dict[str, dict[int, str]] = {}
+        for comp in self.linker._settings_obj.comparisons:
+            out[comp.output_column_name] = {lvl.comparison_vector_value: lvl.label_for_charts
+                                            for lvl in comp.comparison_levels}
+        return out
+
+    def _finish(self, sdf) -> pd.DataFrame:
+        df = sdf.as_pandas_dataframe()
+        sdf.drop_table_from_database_and_remove_from_cache()
+        if df.empty:
+            return empty_pairs()
+        labels = self._level_labels()
+        return pairs_with_explanations(df, labels)
+
+    def close(self) -> None:
+        _close(self.db_api)
+
+
+def _short(e: Exception) -> str:
+    return str(e).strip().splitlines()[-1][:200] if str(e).strip() else type(e).__name__
+
+
+def pairs_with_explanations(pred: pd.DataFrame, labels: dict[str, dict[int, str]]) -> pd.DataFrame:
+    """rid_l < rid_r, probability, weight and a JSON explanation from Splink's gamma_/mw_ columns."""
+    lo = np.minimum(pred["unique_id_l"].astype("int64"), pred["unique_id_r"].astype("int64"))
+    hi = np.maximum(pred["unique_id_l"].astype("int64"), pred["unique_id_r"].astype("int64"))
+    expl = []
+    comps = [c for c in labels if f"gamma_{c}" in pred.columns]
+    gammas = {c: pred[f"gamma_{c}"].to_numpy() for c in comps}
+    weights = {c: (pred[f"mw_{c}"].to_numpy() if f"mw_{c}" in pred.columns else None) for c in comps}
+    tfw = {c: (pred[f"mw_tf_adj_{c}"].to_numpy() if f"mw_tf_adj_{c}" in pred.columns else None) for c in comps}
+    for i in range(len(pred)):
+        agreed, partial, disagreed, missing, detail = [], [], [], [], {}
+        for c in comps:
+            g = int(gammas[c][i])
+            field = FIELDS.get(c, c)
+            w = float(weights[c][i]) if weights[c] is not None else 0.0
+            if tfw[c] is not None and not pd.isna(tfw[c][i]):
+                w += float(tfw[c][i])
+            top = max(labels[c])
+            if g == -1:
+                missing.append(field)
+            elif g == top:
+                agreed.append(field)
+            elif w > 0:
+                partial.append(field)
+            else:
+                disagreed.append(field)
+            detail[field] = {"level": labels[c].get(g, str(g)), "match_weight": round(w, 3)}
+        expl.append(json.dumps({"agreed": agreed, "partially_agreed": partial, "disagreed": disagreed,
+                                "missing": missing, "fields": detail}, ensure_ascii=False))
+    return pd.DataFrame({"rid_l": lo.to_numpy(), "rid_r": hi.to_numpy(),
+                         "match_probability": pred["match_probability"].astype(float).to_numpy(),
+                         "match_weight": pred["match_weight"].astype(float).to_numpy(),
+                         "explanation": expl})
+
+
+def _veto(pairs: pd.DataFrame, prepared: pd.DataFrame, config: IdentityConfig) -> pd.DataFrame:
+    if pairs.empty or not config.probabilistic.veto_conflicting_national_id:
+        return pairs
+    nid = prepared.set_index("rid")["national_id"]
+    a = nid.reindex(pairs["rid_l"]).to_numpy()
+    b = nid.reindex(pairs["rid_r"]).to_numpy()
+    conflict = pd.notna(a) & pd.notna(b) & (a != b)
+    if conflict.any():
+        log.info("probabilistic: %d pairs vetoed by conflicting national ids", int(conflict.sum()))
+    return pairs[~conflict].reset_index(drop=True)
+
+
+def _dedupe(pairs: pd.DataFrame) -> pd.DataFrame:
+    if pairs.empty:
+        return pairs
+    return (pairs.sort_values(["rid_l", "rid_r", "match_probability"], ascending=[True, True, False])
+            .drop_duplicates(["rid_l", "rid_r"]).reset_index(drop=True))
+
+
+def probabilistic_pairs(prepared: pd.DataFrame, config: IdentityConfig) -> tuple[pd.DataFrame, dict]:
+    """Scored pairs (above the threshold) among eligible records of `prepared` (junk already removed)."""
+    elig = prepared[eligible(prepared, config)]
+    info = {"eligible_records": len(elig), "trained": False, "training_steps": []}
+    if not config.probabilistic.enabled or len(elig) < 2:
+        return empty_pairs(), info
+    model = ProbabilisticModel(model_frame(elig), config)
+    try:
+        pairs = model.predict()
+        info.update(trained=model.training.trained, training_steps=model.training.steps)
+    finally:
+        model.close()
+    pairs = _veto(_dedupe(pairs), prepared, config)
+    return pairs, info
+
+
+def probabilistic_pairs_incremental(prepared: pd.DataFrame, new_rids: Sequence[int] | np.ndarray,
+                                    config: IdentityConfig) -> tuple[pd.DataFrame, dict]:
+    """Pairs involving at least one new record: new x new (predict_within) and new x existing
+    (predict_between). The model is trained on all eligible records, as in a full run."""
+    elig_mask = eligible(prepared, config)
+    elig = prepared[elig_mask]
+    is_new = elig["rid"].isin(set(int(r) for r in new_rids))
+    info = {"eligible_records": len(elig), "eligible_new_records": int(is_new.sum()), "trained": False,
+            "training_steps": []}
+    if not config.probabilistic.enabled or is_new.sum() == 0 or len(elig) < 2:
+        return empty_pairs(), info
+    model = ProbabilisticModel(model_frame(elig), config)
+    try:
+        parts = []
+        new_frame = model_frame(elig[is_new])
+        if len(new_frame) >= 2:
+            parts.append(model.predict_within(new_frame))
+        if (~is_new).sum() > 0:
+            parts.append(model.predict_between(new_frame, model_frame(elig[~is_new])))
+        info.update(trained=model.training.trained, training_steps=model.training.steps)
+    finally:
+        model.close()
+    parts = [p for p in parts if len(p)]
+    pairs = pd.concat(parts, ignore_index=True) if parts else empty_pairs()
+    return _veto(_dedupe(pairs), prepared, config), info

@@ -1,0 +1,227 @@
+"""Load landing-zone files of one source into its raw table: exactly once, all or nothing per file.
+
+For each file matching the source's glob:
+1. its SHA-256 is looked up in the ledger; a file whose content was already loaded is skipped (and
+   archived), so a re-run or a file that arrives twice loads nothing twice;
+2. a file that cannot be read at all is moved to quarantine with its reason in the ledger;
+3. otherwise every row is converted; rows that fail go to `raw.load_rejects` with their reason and
+   the good rows are written with one `COPY`, in the same transaction as the ledger's `loaded` row,
+   so a failure leaves no partial batch;
+4. only after that commit is the file moved out of the landing zone into the archive.
+Columns the mapping does not know are kept in `extras` and reported as schema drift.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import shutil
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from crm_knowledge.ingest import ledger
+from crm_knowledge.ingest.convert import RowError, convert_field, jsonable, record_hash
+from crm_knowledge.ingest.readers import BadRow, FileUnreadable, header_key, read_file
+from crm_knowledge.ingest.registry import KIND_TARGETS, SourceConfig
+from crm_knowledge.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+META_COLUMNS = ("_batch_id", "_source_file", "_loaded_at", "_row_number", "_record_hash")
+
+
+@dataclass
+class FileResult:
+    source_name: str
+    file: str
+    status: str  # loaded | skipped | quarantined | failed
+    batch_id: str | None = None
+    rows_read: int = 0
+    rows_loaded: int = 0
+    rows_rejected: int = 0
+    missing_columns: list[str] = field(default_factory=list)
+    unexpected_columns: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def pending_files(cfg: SourceConfig, settings: Settings) -> list[Path]:
+    assert cfg.path is not None
+    return sorted(p for p in settings.landing_dir.glob(cfg.path) if p.is_file())
+
+
+def _move(path: Path, dest_dir: Path) -> Path:
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    dest = dest_dir / path.name
+    if dest.exists():
+        dest = dest_dir / f"{path.stem}.{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%f}{path.suffix}"
+    shutil.move(str(path), dest)
+    return dest
+
+
+def _quarantine(conn: psycopg.Connection, cfg: SourceConfig, path: Path, checksum: str, reason: str,
+                settings: Settings) -> FileResult:
+    batch_id = ledger.new_batch_id(cfg.name)
+    with conn.transaction():
+        ledger.open_batch(conn, batch_id=batch_id, source_name=cfg.name, source_kind=cfg.kind,
+                          source_file=path.name, checksum=checksum)
+        ledger.close_batch(conn, batch_id, "quarantined", ledger.BatchCounts(), error=reason)
+    qdir = settings.quarantine_dir / cfg.name
+    moved = _move(path, qdir)
+    moved.with_name(moved.name + ".reason.txt").write_text(f"batch {batch_id}\n{reason}\n", encoding="utf-8")
+    log.error("QUARANTINED %s (%s): %s -> %s", path.name, cfg.name, reason, moved)
+    return FileResult(cfg.name, path.name, "quarantined", batch_id, error=reason)
+
+
+def load_file(conn: psycopg.Connection, cfg: SourceConfig, path: Path,
+              settings: Settings | None = None) -> FileResult:
+    """Load one file; never raises for bad data (it is quarantined or rejected), only for bugs/outages.
+
+    `conn` must be in autocommit mode: each `conn.transaction()` below is then a real transaction,
+    so the ledger's `running` row survives a failed load and says what happened.
+    """
+    if not conn.autocommit:
+        raise ValueError("load_file needs an autocommit connection (psycopg.connect(..., autocommit=True))")
+    settings = settings or get_settings()
+    checksum = sha256_file(path)
+    done = ledger.already_loaded(conn, cfg.name, checksum)
+    if done:
+        log.info("%s: %s already loaded as batch %s; skipping", cfg.name, path.name, done)
+        _move(path, settings.home / "archive" / cfg.name)
+        return FileResult(cfg.name, path.name, "skipped", done)
+
+    try:
+        parsed = read_file(path, cfg)
+    except FileUnreadable as exc:
+        return _quarantine(conn, cfg, path, checksum, str(exc), settings)
+
+    # Map file columns onto raw columns, comparing header names loosely (see header_key).
+    by_key = {header_key(h): h for h in parsed.header}
+    mapping: dict[str, str] = {}  # file column -> raw column
+    missing: list[str] = []
+    for src, dst in cfg.columns.items():
+        found = by_key.get(header_key(src))
+        if found is None:
+            missing.append(src)
+        else:
+            mapping[found] = dst
+    unexpected = [h for h in parsed.header if h not in mapping]
+    missing_required = [c for c in cfg.required_columns if c in missing]
+    if missing_required:
+        reason = (f"{path.name}: required column(s) {missing_required} missing; the file has "
+                  f"{parsed.header}. Fix the file or the mapping in {cfg.config_file.name}")
+        return _quarantine(conn, cfg, path, checksum, reason, settings)
+
+    target, business_cols = KIND_TARGETS[cfg.kind]
+    constants = cfg.constant_columns
+    columns = [*constants, *business_cols, "extras", *META_COLUMNS]
+    batch_id = ledger.new_batch_id(cfg.name)
+    loaded_at = dt.datetime.now(dt.UTC)
+    counts = ledger.BatchCounts()
+    rejects: list[tuple[int, str, dict[str, Any] | None]] = []
+
+    with conn.transaction():
+        ledger.open_batch(conn, batch_id=batch_id, source_name=cfg.name, source_kind=cfg.kind,
+                          source_file=path.name, checksum=checksum)
+    try:
+        with conn.transaction():
+            schema, table = target.split(".")
+            copy_sql = sql.SQL("copy {}.{} ({}) from stdin").format(
+                sql.Identifier(schema), sql.Identifier(table),
+                sql.SQL(", ").join(sql.Identifier(c) for c in columns))
+            with conn.cursor() as cur, cur.copy(copy_sql) as copy:
+                for item in parsed.rows:
+                    counts.rows_read += 1
+                    if isinstance(item, BadRow):
+                        rejects.append((item.row_number, item.reason, {"raw": item.raw}))
+                        continue
+                    row_number, record = item
+                    values: dict[str, Any] = dict.fromkeys(business_cols)
+                    extras: dict[str, Any] = {}
+                    try:
+                        for col, value in record.items():
+                            dst = mapping.get(col)
+                            if dst is None:
+                                if value is not None and value != "":
+                                    extras[col] = jsonable(value)
+                                continue
+                            try:
+                                values[dst] = convert_field(dst, value, cfg)
+                            except RowError as exc:
+                                raise RowError(f"column {col!r}: {exc}") from None
+                        key = values.get(cfg.primary_key or "")
+                        if key is None:
+                            raise RowError(f"primary key {cfg.primary_key!r} is empty")
+                    except RowError as exc:
+                        rejects.append((row_number, str(exc), {k: jsonable(v) for k, v in record.items()}))
+                        continue
+                    business = [values[c] for c in business_cols]
+                    row = [*constants.values(), *business, Jsonb(extras) if extras else None,
+                           batch_id, path.name, loaded_at, row_number,
+                           record_hash([*constants.values(), *business, extras or None])]
+                    copy.write_row(row)
+                    counts.rows_loaded += 1
+            counts.rows_rejected = len(rejects)
+            if rejects:
+                with conn.cursor() as cur:
+                    cur.executemany(
+                        """insert into raw.load_rejects (batch_id, source_name, source_file, row_number,
+                                                         reason, record) values (%s, %s, %s, %s, %s, %s)""",
+                        [(batch_id, cfg.name, path.name, n, reason, Jsonb(rec)) for n, reason, rec in rejects],
+                    )
+            if missing or unexpected:
+                conn.execute(
+                    """insert into audit.schema_drift (batch_id, source_name, source_file, missing_columns,
+                                                       unexpected_columns) values (%s, %s, %s, %s, %s)""",
+                    (batch_id, cfg.name, path.name, missing, unexpected),
+                )
+            ledger.close_batch(conn, batch_id, "loaded", counts)
+    except Exception as exc:
+        with conn.transaction():
+            ledger.close_batch(conn, batch_id, "failed", ledger.BatchCounts(),
+                               error=f"{type(exc).__name__}: {exc}")
+        log.exception("%s: loading %s failed; nothing of it was kept", cfg.name, path.name)
+        raise
+
+    if missing or unexpected:
+        log.warning("%s: schema drift in %s: missing columns %s, unexpected columns %s (kept in extras)",
+                    cfg.name, path.name, missing, unexpected)
+    for n, reason, _ in rejects[:5]:
+        log.warning("%s: %s row %s rejected: %s", cfg.name, path.name, n, reason)
+    if len(rejects) > 5:
+        log.warning("%s: ... %s more rejected rows in raw.load_rejects (batch %s)", cfg.name,
+                    len(rejects) - 5, batch_id)
+    _move(path, settings.home / "archive" / cfg.name)
+    log.info("%s: %s loaded as batch %s: read %s, loaded %s, rejected %s", cfg.name, path.name, batch_id,
+             counts.rows_read, counts.rows_loaded, counts.rows_rejected)
+    return FileResult(cfg.name, path.name, "loaded", batch_id, counts.rows_read, counts.rows_loaded,
+                      counts.rows_rejected, missing, unexpected)
+
+
+def ingest_source(cfg: SourceConfig, url: str | None = None, settings: Settings | None = None) -> list[FileResult]:
+    """Load every pending file of one file source; returns what happened to each file."""
+    settings = settings or get_settings()
+    files = pending_files(cfg, settings)
+    log.info("%s: %s file(s) pending in %s", cfg.name, len(files), settings.landing_dir / (cfg.path or ""))
+    results = []
+    with psycopg.connect(url or settings.warehouse_url, autocommit=True) as conn:
+        for i, path in enumerate(files, start=1):
+            log.info("%s: file %s/%s: %s", cfg.name, i, len(files), path.name)
+            results.append(load_file(conn, cfg, path, settings))
+    return results

@@ -1,0 +1,56 @@
+"""The batch ledger (`audit.load_batches`): one row per file or query window, whatever happened to it.
+
+It is what makes loads exactly-once (a file whose checksum was loaded is never loaded again) and what
+auditors read: rows read = loaded + rejected (+ duplicates re-read by a look-back window), per batch.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+
+import psycopg
+
+
+@dataclass
+class BatchCounts:
+    rows_read: int = 0
+    rows_loaded: int = 0
+    rows_rejected: int = 0
+    rows_duplicate: int = 0
+
+
+def new_batch_id(source_name: str) -> str:
+    return f"{source_name}-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+
+
+def already_loaded(conn: psycopg.Connection, source_name: str, checksum: str) -> str | None:
+    row = conn.execute(
+        "select batch_id from audit.load_batches where source_name = %s and checksum = %s and status = 'loaded'",
+        (source_name, checksum),
+    ).fetchone()
+    return row[0] if row else None
+
+
+def open_batch(conn: psycopg.Connection, *, batch_id: str, source_name: str, source_kind: str,
+               source_file: str | None, checksum: str | None,
+               window: tuple[dt.datetime | None, dt.datetime | None] = (None, None)) -> None:
+    conn.execute(
+        """insert into audit.load_batches
+               (batch_id, source_name, source_kind, source_file, checksum, window_start, window_end, status)
+           values (%s, %s, %s, %s, %s, %s, %s, 'running')""",
+        (batch_id, source_name, source_kind, source_file, checksum, window[0], window[1]),
+    )
+
+
+def close_batch(conn: psycopg.Connection, batch_id: str, status: str, counts: BatchCounts,
+                error: str | None = None) -> None:
+    conn.execute(
+        """update audit.load_batches
+              set status = %s, rows_read = %s, rows_loaded = %s, rows_rejected = %s, rows_duplicate = %s,
+                  error = %s, finished_at = now()
+            where batch_id = %s""",
+        (status, counts.rows_read, counts.rows_loaded, counts.rows_rejected, counts.rows_duplicate,
+         error, batch_id),
+    )

@@ -1,0 +1,206 @@
+"""The source registry: `config/sources/*.yml`, one file per source.
+
+Adding a sibling unit is a config change only: drop a new YAML file naming its path/glob, format,
+encoding, delimiter, calendar and column mapping. Everything is validated here, up front, so a wrong
+config fails with the file and key named instead of failing half-way through a load.
+"""
+
+from __future__ import annotations
+
+import codecs
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CANONICAL_FIELDS = (
+    "source_record_id", "first_name", "last_name", "full_name", "email", "phone", "national_id",
+    "birth_date", "gender", "street", "city", "province", "postcode", "company", "business_type",
+    "signup_date",
+)
+
+#: Source kind → the raw table it lands in and the business columns of that table.
+KIND_TARGETS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "forms": ("raw.form_submissions", (
+        "submission_id", "form_type", "submitted_at", "customer_ref", "order_ref", "product_interest",
+        "message", "rating", "consent_marketing", "consent_profiling", *CANONICAL_FIELDS)),
+    "sibling_unit": ("raw.sibling_customers", CANONICAL_FIELDS),
+    "contacts": ("raw.contact_interactions", (
+        "interaction_id", "channel", "occurred_at", "customer_name", "email", "phone", "customer_ref",
+        "topic", "outcome", "notes", "agent_id")),
+    "order_export": ("raw.order_exports", (
+        "order_id", "customer_source_id", "order_date", "quantity", "amount", "items")),
+}
+FILE_KINDS = tuple(KIND_TARGETS)
+ALL_KINDS = (*FILE_KINDS, "orders_db")
+FORMATS = ("csv", "xlsx", "jsonl")
+CALENDARS = ("gregorian", "jalali")
+ORDERS_DB_TABLES = ("customers", "products", "orders", "order_items")
+
+_KNOWN_KEYS = {
+    "name", "kind", "description", "schedule", "path", "format", "encoding", "delimiter", "sheet",
+    "date_calendar", "date_format", "primary_key", "required_columns", "columns", "unit", "shop",
+    "connection_env", "lookback_minutes", "tables",
+}
+
+
+class SourceConfigError(ValueError):
+    """A source configuration file is wrong; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    name: str
+    kind: str
+    config_file: Path
+    description: str = ""
+    schedule: str = "@daily"
+    path: str | None = None
+    format: str | None = None
+    encoding: str = "utf-8"
+    delimiter: str = ","
+    sheet: str | None = None
+    date_calendar: str = "gregorian"
+    date_format: str | None = None
+    primary_key: str | None = None
+    required_columns: tuple[str, ...] = ()
+    columns: dict[str, str] = field(default_factory=dict)
+    unit: str | None = None
+    shop: str | None = None
+    connection_env: str | None = None
+    lookback_minutes: int = 0
+    tables: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def target_table(self) -> str:
+        return KIND_TARGETS[self.kind][0]
+
+    @property
+    def source_system(self) -> str:
+        """The `source_system` value its customer records carry downstream (see data contracts)."""
+        return {"forms": "forms", "contacts": "contacts", "orders_db": "orders"}.get(
+            self.kind, f"sibling:{self.unit}" if self.kind == "sibling_unit" else self.name
+        )
+
+    @property
+    def constant_columns(self) -> dict[str, str]:
+        """Columns filled from config rather than the file (the unit or shop the file belongs to)."""
+        if self.kind == "sibling_unit":
+            return {"unit": str(self.unit)}
+        if self.kind == "order_export":
+            return {"shop": str(self.shop)}
+        return {}
+
+
+def _fail(path: Path, key: str, message: str) -> SourceConfigError:
+    return SourceConfigError(f"{path}: key '{key}': {message}")
+
+
+def parse_source(path: Path) -> SourceConfig:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise SourceConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise SourceConfigError(f"{path}: expected a mapping of settings at the top level")
+
+    unknown = sorted(set(raw) - _KNOWN_KEYS)
+    if unknown:
+        raise _fail(path, unknown[0], f"unknown setting (known: {', '.join(sorted(_KNOWN_KEYS))})")
+    for key in ("name", "kind"):
+        if not raw.get(key):
+            raise _fail(path, key, "is required")
+    name, kind = str(raw["name"]), str(raw["kind"])
+    if not name.replace("_", "").isalnum() or not name.islower():
+        raise _fail(path, "name", f"{name!r} must be lower_snake_case")
+    if kind not in ALL_KINDS:
+        raise _fail(path, "kind", f"{kind!r} is not one of {', '.join(ALL_KINDS)}")
+
+    if kind == "orders_db":
+        tables = raw.get("tables") or {}
+        if not isinstance(tables, dict) or not tables:
+            raise _fail(path, "tables", "lists the orders-db tables to extract")
+        for tname, spec in tables.items():
+            if tname not in ORDERS_DB_TABLES:
+                raise _fail(path, f"tables.{tname}", f"unknown table (known: {', '.join(ORDERS_DB_TABLES)})")
+            if not isinstance(spec, dict) or not spec.get("primary_key"):
+                raise _fail(path, f"tables.{tname}.primary_key", "is required")
+        lookback = raw.get("lookback_minutes", 0)
+        if not isinstance(lookback, int) or lookback < 0:
+            raise _fail(path, "lookback_minutes", "must be a whole number of minutes >= 0")
+        return SourceConfig(name=name, kind=kind, config_file=path, description=raw.get("description", ""),
+                            schedule=raw.get("schedule", "@hourly"), tables=tables,
+                            connection_env=raw.get("connection_env"), lookback_minutes=lookback)
+
+    for key in ("path", "format", "columns", "primary_key"):
+        if not raw.get(key):
+            raise _fail(path, key, "is required for file sources")
+    fmt = str(raw["format"]).lower()
+    if fmt not in FORMATS:
+        raise _fail(path, "format", f"{fmt!r} is not one of {', '.join(FORMATS)}")
+    encoding = str(raw.get("encoding", "utf-8"))
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise _fail(path, "encoding", f"{encoding!r} is not an encoding Python knows") from None
+    calendar = str(raw.get("date_calendar", "gregorian")).lower()
+    if calendar not in CALENDARS:
+        raise _fail(path, "date_calendar", f"{calendar!r} is not one of {', '.join(CALENDARS)}")
+    delimiter = str(raw.get("delimiter", ","))
+    if len(delimiter) != 1:
+        raise _fail(path, "delimiter", f"{delimiter!r} must be a single character")
+    if fmt == "xlsx" and not raw.get("sheet"):
+        raise _fail(path, "sheet", "is required for xlsx sources")
+
+    columns = raw["columns"]
+    if not isinstance(columns, dict):
+        raise _fail(path, "columns", "must map source column names to canonical fields")
+    allowed = KIND_TARGETS[kind][1]
+    for src, dst in columns.items():
+        if dst not in allowed:
+            raise _fail(path, f"columns.{src}", f"{dst!r} is not a field of {KIND_TARGETS[kind][0]} "
+                        f"(allowed: {', '.join(allowed)})")
+    targets = list(columns.values())
+    dupes = {t for t in targets if targets.count(t) > 1}
+    if dupes:
+        raise _fail(path, "columns", f"several columns map onto {sorted(dupes)}")
+    primary_key = str(raw["primary_key"])
+    if primary_key not in targets:
+        raise _fail(path, "primary_key", f"{primary_key!r} is not the target of any mapped column")
+    required = tuple(str(c) for c in raw.get("required_columns") or ())
+    for col in required:
+        if col not in columns:
+            raise _fail(path, "required_columns", f"{col!r} is not a mapped source column")
+    if kind == "sibling_unit" and not raw.get("unit"):
+        raise _fail(path, "unit", "names the sibling unit (used as source_system 'sibling:<unit>')")
+    if kind == "order_export" and not raw.get("shop"):
+        raise _fail(path, "shop", "names the shop the export comes from")
+
+    return SourceConfig(
+        name=name, kind=kind, config_file=path, description=raw.get("description", ""),
+        schedule=raw.get("schedule", "@daily"), path=str(raw["path"]), format=fmt, encoding=encoding,
+        delimiter=delimiter, sheet=raw.get("sheet"), date_calendar=calendar,
+        date_format=raw.get("date_format"), primary_key=primary_key, required_columns=required,
+        columns={str(k): str(v) for k, v in columns.items()}, unit=raw.get("unit"), shop=raw.get("shop"),
+    )
+
+
+def load_registry(config_dir: Path | None = None) -> list[SourceConfig]:
+    """Every source in `config_dir/sources/*.yml`, validated; names must be unique."""
+    if config_dir is None:
+        from crm_knowledge.settings import get_settings
+
+        config_dir = get_settings().config_dir
+    files = sorted((config_dir / "sources").glob("*.yml"))
+    sources = [parse_source(f) for f in files]
+    seen: dict[str, Path] = {}
+    for s in sources:
+        if s.name in seen:
+            raise SourceConfigError(f"{s.config_file}: key 'name': {s.name!r} is also used by {seen[s.name]}")
+        seen[s.name] = s.config_file
+    return sources
+
+
+def sources_of_kind(kind: str, config_dir: Path | None = None) -> list[SourceConfig]:
+    return [s for s in load_registry(config_dir) if s.kind == kind]

@@ -1,0 +1,53 @@
+"""Iranian national ID (کد ملی): cleaning and check-digit validation.
+
+The national ID is the strongest identifier the sources share, so a wrong one is worse than none:
+only IDs that pass the check digit are returned. Twins: ``util.normalize_national_id`` and
+``util.national_id_is_valid`` in ``warehouse/sql/functions.sql``.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from crm_knowledge.normalize.persian import to_ascii_digits
+
+#: Whitespace, invisible marks and dashes people type inside an ID (e.g. 001-234567-8).
+ID_SEPARATOR_CLASS = (
+    r"[ \t\n\r\f\v\u0085\u1680\u2028\u2029\u00ad\u061c\u200b-\u200f\u202a-\u202e\u2060\u2066-\u2069\ufeff"
+    r"-]"
+)
+_SEPARATORS = re.compile(ID_SEPARATOR_CLASS)
+#: Spreadsheets store IDs as numbers: leading zeros vanish (hence 8-9 digits are padded) and the
+#: value sometimes comes back as "12345678.0".
+_EXCEL_FRACTION = re.compile(r"\.0+$")
+_CANDIDATE = re.compile(r"[0-9]{8,10}")
+
+
+def _check_digit_ok(code: str) -> bool:
+    s = sum(int(code[i]) * (10 - i) for i in range(9)) % 11
+    check = int(code[9])
+    return check == s if s < 2 else check == 11 - s
+
+
+def normalize_national_id(s: str | None) -> str | None:
+    """The 10-digit ID when ``s`` is a valid national ID, else ``None``.
+
+    Accepts Persian/Arabic-Indic digits, spaces and dashes, and 8-9 digit values (zero-padded).
+    Codes of one repeated digit pass the checksum arithmetic but are placeholders, so are rejected.
+    """
+    if s is None:
+        return None
+    text = _SEPARATORS.sub("", to_ascii_digits(unicodedata.normalize("NFKC", s)) or "")
+    text = _EXCEL_FRACTION.sub("", text)
+    if not _CANDIDATE.fullmatch(text):
+        return None
+    code = text.zfill(10)
+    if len(set(code)) == 1 or not _check_digit_ok(code):
+        return None
+    return code
+
+
+def is_valid_national_id(s: str | None) -> bool:
+    """Whether ``s`` is (after cleaning and padding) a valid Iranian national ID."""
+    return normalize_national_id(s) is not None

@@ -1,0 +1,142 @@
+"""`make run`: the whole pipeline on demo data, run by Airflow itself (`airflow dags test`).
+
+Airflow's scheduler would chain the DAGs through their Assets; `airflow dags test` runs one DAG run
+in-process without a scheduler, so here the DAGs are run one after the other in the order the Assets
+imply. Airflow keeps its metadata in SQLite under CKP_HOME/airflow: this is a developer's run, the
+production deployment (docker-compose.yml) runs the real scheduler and CeleryExecutor.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from crm_knowledge.settings import PROJECT_ROOT, Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+#: DAGs in the order their Assets chain them (ingestion → warehouse → scoring & exports).
+PIPELINE_DAGS = (
+    "ingest_forms",
+    "ingest_orders",
+    "ingest_sibling_units",
+    "ingest_contact_channels",
+    "customer_warehouse",
+    "customer_scoring",
+)
+
+DEFAULT_RUN_DATE = dt.date(2026, 11, 20)
+
+
+def _venv_bin(name: str) -> str:
+    return str(Path(sys.executable).with_name(name))
+
+
+def airflow_env(settings: Settings) -> dict[str, str]:
+    """Environment for Airflow processes, every value derived from `settings`."""
+    env = dict(os.environ)
+    env.update({
+        "AIRFLOW_HOME": str(settings.airflow_home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
+        "AIRFLOW__CORE__PLUGINS_FOLDER": str(PROJECT_ROOT / "plugins"),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": os.environ.get("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO"),
+        "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "120",
+        # The warehouse as an Airflow connection: cosmos builds dbt's profile from it.
+        "AIRFLOW_CONN_WAREHOUSE": settings.warehouse_url,
+        "CKP_HOME": str(settings.home),
+        "CKP_WAREHOUSE_PORT": str(settings.warehouse_port),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT / "plugins"), os.environ.get("PYTHONPATH")])),
+        "NO_PROXY": "*",
+    })
+    if settings.external_warehouse_url:
+        env["WAREHOUSE_URL"] = settings.external_warehouse_url
+    env.update(settings.dbt_env())
+    try:
+        from crm_knowledge.quality.lineage import openlineage_env
+
+        env.update(openlineage_env(settings))
+    except ImportError:
+        pass
+    return env
+
+
+def ensure_airflow_db(env: dict[str, str]) -> None:
+    Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
+    log.info("airflow db migrate (metadata in %s)", env["AIRFLOW_HOME"])
+    res = subprocess.run([_venv_bin("airflow"), "db", "migrate"], env=env, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise RuntimeError(f"airflow db migrate failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
+
+
+def dbt_parse(env: dict[str, str], settings: Settings) -> Path:
+    """Build dbt's manifest.json, which cosmos reads (LoadMode.DBT_MANIFEST) to render dbt tasks."""
+    project = settings.dbt_project_dir
+    res = subprocess.run([_venv_bin("dbt"), "parse", "--project-dir", str(project), "--profiles-dir", str(project),
+                          "--quiet"], env=env, capture_output=True, text=True, cwd=project)
+    if res.returncode != 0:
+        raise RuntimeError(f"dbt parse failed:\n{res.stdout[-4000:]}\n{res.stderr[-2000:]}")
+    return project / "target" / "manifest.json"
+
+
+def run_dag(dag_id: str, run_date: dt.date, env: dict[str, str], log_dir: Path) -> float:
+    """`airflow dags test` one DAG; raises with the log's tail when a task failed."""
+    log_dir.mkdir(parents=True, exist_ok=True)
+    logfile = log_dir / f"{dag_id}.log"
+    started = time.monotonic()
+    print(f"  ▶ {dag_id} ...", flush=True)
+    with open(logfile, "w", encoding="utf-8") as fh:
+        res = subprocess.run([_venv_bin("airflow"), "dags", "test", dag_id, run_date.isoformat()],
+                             env=env, stdout=fh, stderr=subprocess.STDOUT, text=True)
+    took = time.monotonic() - started
+    text = logfile.read_text(encoding="utf-8", errors="replace")
+    failed = res.returncode != 0 or "state=failed" in text.replace(" ", "") or "DagRunState.FAILED" in text
+    if failed:
+        tail = "\n".join(text.splitlines()[-60:])
+        raise RuntimeError(f"DAG {dag_id} failed (exit {res.returncode}); full log: {logfile}\n{tail}")
+    print(f"    ✓ {dag_id} in {took:.0f}s (log: {logfile})", flush=True)
+    return took
+
+
+def run_pipeline(size: int | None = None, seed: int | None = None, run_date: dt.date | None = None,
+                 dags: tuple[str, ...] = PIPELINE_DAGS) -> dict:
+    from crm_knowledge.warehouse import bootstrap, server
+
+    settings = get_settings()
+    size = size or int(os.environ.get("CKP_DEMO_SIZE", "2000"))
+    seed = seed if seed is not None else int(os.environ.get("CKP_DEMO_SEED", "42"))
+    run_date = run_date or DEFAULT_RUN_DATE
+
+    print(f"1/4 warehouse: {'external (WAREHOUSE_URL)' if not settings.embedded else 'embedded'}", flush=True)
+    server.start(settings)
+    settings = get_settings()
+    bootstrap.apply_ddl(settings.warehouse_url)
+
+    print(f"2/4 demo sources: {size} customers, seed {seed}, as of {run_date}", flush=True)
+    from crm_knowledge.demo import generate
+
+    demo = generate(size=size, seed=seed, settings=settings, as_of=run_date)
+
+    print("3/4 airflow: metadata db, dbt manifest", flush=True)
+    env = airflow_env(settings)
+    ensure_airflow_db(env)
+    dbt_parse(env, settings)
+
+    print(f"4/4 running {len(dags)} DAGs for logical date {run_date}", flush=True)
+    timings = {}
+    for dag_id in dags:
+        timings[dag_id] = run_dag(dag_id, run_date, env, settings.home / "logs" / "runs")
+
+    from crm_knowledge.summary import collect_summary, format_summary
+
+    summary = collect_summary(settings)
+    summary["timings_s"] = timings
+    summary["demo"] = demo.as_dict() if hasattr(demo, "as_dict") else str(demo)
+    print(format_summary(summary, settings))
+    return summary

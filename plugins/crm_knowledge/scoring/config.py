@@ -1,0 +1,324 @@
+"""Load and validate ``config/scoring.yml``.
+
+Scoring parameters live in one reviewed file rather than in code so that a business change (another AUC floor,
+other tier cut points) is a config change. Validation is strict -- unknown keys, missing keys and wrong types
+are errors naming the file and the dotted key -- because a silently ignored typo would change published scores
+without anyone noticing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, NoReturn
+
+import yaml
+
+from crm_knowledge.settings import PROJECT_ROOT
+
+DEFAULT_CONFIG_PATH = PROJECT_ROOT / "config" / "scoring.yml"
+
+#: Every segment name the RFM grid may use; a name outside this set is almost certainly a typo.
+RFM_SEGMENTS: tuple[str, ...] = (
+    "champions",
+    "loyal",
+    "potential_loyalists",
+    "new",
+    "promising",
+    "need_attention",
+    "about_to_sleep",
+    "at_risk",
+    "cannot_lose",
+    "hibernating",
+    "lost",
+)
+
+CHURN_CLASSIFIERS = ("hist_gradient_boosting", "logistic_regression")
+CALIBRATION_METHODS = ("isotonic", "sigmoid")
+
+
+class ScoringConfigError(ValueError):
+    """The scoring config is invalid; the message names the file and the offending key."""
+
+
+@dataclass(frozen=True)
+class RFMConfig:
+    """``grid[r_score]`` is a 5-tuple of segment names indexed by ``fm_score - 1``."""
+
+    grid: Mapping[int, tuple[str, ...]]
+
+
+@dataclass(frozen=True)
+class BehaviourFeature:
+    """A clustering feature and the words describing a cluster well above (high) or below (low) the mean."""
+
+    name: str
+    high: str
+    low: str
+
+
+@dataclass(frozen=True)
+class BehaviourConfig:
+    features: tuple[BehaviourFeature, ...]
+    k_min: int
+    k_max: int
+    silhouette_sample_size: int
+    n_init: int
+    random_state: int
+    max_centroid_shift: float
+    profile_z_threshold: float
+    profile_max_terms: int
+
+    @property
+    def feature_names(self) -> list[str]:
+        return [f.name for f in self.features]
+
+
+@dataclass(frozen=True)
+class ChurnConfig:
+    horizon_days: int
+    training_cutoff_offsets_days: tuple[int, ...]
+    evaluation_cutoff_offset_days: int
+    classifier: str
+    calibration: str
+    calibration_folds: int
+    auc_floor: float
+    random_state: int
+
+
+@dataclass(frozen=True)
+class CLVConfig:
+    horizon_weeks: int
+    annual_discount_rate: float
+
+
+@dataclass(frozen=True)
+class Tier:
+    name: str
+    min_quantile: float
+
+
+@dataclass(frozen=True)
+class ScoringConfig:
+    rfm: RFMConfig
+    behaviour: BehaviourConfig
+    churn: ChurnConfig
+    clv: CLVConfig
+    tiers: tuple[Tier, ...]
+
+
+# --- validation helpers ---------------------------------------------------------------------------------------
+
+
+class _Reader:
+    """Reads one mapping of the YAML, checking keys exactly, so every error can name file and dotted key."""
+
+    def __init__(self, data: Any, source: str, prefix: str) -> None:
+        self.source = source
+        self.prefix = prefix
+        if not isinstance(data, Mapping):
+            self.fail(prefix or "<top level>", f"must be a mapping, got {type(data).__name__}")
+        self.data = data
+
+    def key(self, name: object) -> str:
+        return f"{self.prefix}.{name}" if self.prefix else str(name)
+
+    def fail(self, key: str, problem: str) -> NoReturn:
+        raise ScoringConfigError(f"{self.source}: key '{key}' {problem}")
+
+    def expect_keys(self, required: Sequence[str]) -> None:
+        unknown = [k for k in self.data if k not in required]
+        if unknown:
+            self.fail(self.key(unknown[0]), f"is unknown (allowed here: {', '.join(required)})")
+        missing = [k for k in required if k not in self.data]
+        if missing:
+            self.fail(self.key(missing[0]), "is missing")
+
+    def int_(self, name: str, minimum: int | None = None) -> int:
+        value = self.data[name]
+        if isinstance(value, bool) or not isinstance(value, int):
+            self.fail(self.key(name), f"must be an integer, got {value!r}")
+        if minimum is not None and value < minimum:
+            self.fail(self.key(name), f"must be >= {minimum}, got {value}")
+        return value
+
+    def float_(self, name: str, low: float | None = None, high: float | None = None) -> float:
+        value = self.data[name]
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            self.fail(self.key(name), f"must be a number, got {value!r}")
+        value = float(value)
+        if (low is not None and value < low) or (high is not None and value > high):
+            self.fail(self.key(name), f"must be within [{low}, {high}], got {value}")
+        return value
+
+    def str_(self, name: str, choices: Sequence[str] | None = None) -> str:
+        value = self.data[name]
+        if not isinstance(value, str) or not value:
+            self.fail(self.key(name), f"must be a non-empty string, got {value!r}")
+        if choices is not None and value not in choices:
+            self.fail(self.key(name), f"must be one of {', '.join(choices)}, got {value!r}")
+        return value
+
+    def list_(self, name: str) -> list[Any]:
+        value = self.data[name]
+        if not isinstance(value, list) or not value:
+            self.fail(self.key(name), "must be a non-empty list")
+        return value
+
+    def child(self, name: str) -> _Reader:
+        return _Reader(self.data[name], self.source, self.key(name))
+
+
+def _parse_rfm(r: _Reader) -> RFMConfig:
+    r.expect_keys(["grid"])
+    grid_reader = r.child("grid")
+    expected_rows = [5, 4, 3, 2, 1]
+    for k in grid_reader.data:
+        if k not in expected_rows:
+            grid_reader.fail(grid_reader.key(k), "is unknown (rows are the R scores 1..5)")
+    grid: dict[int, tuple[str, ...]] = {}
+    for r_score in expected_rows:
+        if r_score not in grid_reader.data:
+            grid_reader.fail(grid_reader.key(r_score), "is missing (one row per R score 1..5)")
+        row = grid_reader.data[r_score]
+        if not isinstance(row, list) or len(row) != 5:
+            grid_reader.fail(grid_reader.key(r_score), "must list 5 segments, one per FM score 1..5")
+        for name in row:
+            if name not in RFM_SEGMENTS:
+                grid_reader.fail(grid_reader.key(r_score), f"names unknown segment {name!r}")
+        grid[r_score] = tuple(row)
+    return RFMConfig(grid=grid)
+
+
+def _parse_behaviour(r: _Reader) -> BehaviourConfig:
+    r.expect_keys(
+        [
+            "features",
+            "k_min",
+            "k_max",
+            "silhouette_sample_size",
+            "n_init",
+            "random_state",
+            "max_centroid_shift",
+            "profile_z_threshold",
+            "profile_max_terms",
+        ]
+    )
+    features = []
+    for i, item in enumerate(r.list_("features")):
+        fr = _Reader(item, r.source, f"{r.key('features')}[{i}]")
+        fr.expect_keys(["name", "high", "low"])
+        features.append(BehaviourFeature(fr.str_("name"), fr.str_("high"), fr.str_("low")))
+    names = [f.name for f in features]
+    if len(set(names)) != len(names):
+        r.fail(r.key("features"), "lists a feature name twice")
+    k_min, k_max = r.int_("k_min", 2), r.int_("k_max", 2)
+    if k_max < k_min:
+        r.fail(r.key("k_max"), f"must be >= k_min ({k_min}), got {k_max}")
+    return BehaviourConfig(
+        features=tuple(features),
+        k_min=k_min,
+        k_max=k_max,
+        silhouette_sample_size=r.int_("silhouette_sample_size", 100),
+        n_init=r.int_("n_init", 1),
+        random_state=r.int_("random_state", 0),
+        max_centroid_shift=r.float_("max_centroid_shift", 0.0),
+        profile_z_threshold=r.float_("profile_z_threshold", 0.0),
+        profile_max_terms=r.int_("profile_max_terms", 1),
+    )
+
+
+def _parse_churn(r: _Reader) -> ChurnConfig:
+    r.expect_keys(
+        [
+            "horizon_days",
+            "training_cutoff_offsets_days",
+            "evaluation_cutoff_offset_days",
+            "classifier",
+            "calibration",
+            "calibration_folds",
+            "auc_floor",
+            "random_state",
+        ]
+    )
+    horizon = r.int_("horizon_days", 1)
+    eval_offset = r.int_("evaluation_cutoff_offset_days", 0)
+    if eval_offset < horizon:
+        r.fail(
+            r.key("evaluation_cutoff_offset_days"),
+            f"must be >= horizon_days ({horizon}) so evaluation labels are known at as_of, got {eval_offset}",
+        )
+    offsets = r.list_("training_cutoff_offsets_days")
+    for off in offsets:
+        if isinstance(off, bool) or not isinstance(off, int):
+            r.fail(r.key("training_cutoff_offsets_days"), f"must hold integers, got {off!r}")
+        if off < eval_offset + horizon:
+            r.fail(
+                r.key("training_cutoff_offsets_days"),
+                f"holds {off}, but each offset must be >= evaluation_cutoff_offset_days + horizon_days "
+                f"({eval_offset + horizon}) so training labels end before the evaluation cut-off",
+            )
+    if len(set(offsets)) != len(offsets):
+        r.fail(r.key("training_cutoff_offsets_days"), "holds an offset twice")
+    return ChurnConfig(
+        horizon_days=horizon,
+        training_cutoff_offsets_days=tuple(sorted(offsets)),
+        evaluation_cutoff_offset_days=eval_offset,
+        classifier=r.str_("classifier", CHURN_CLASSIFIERS),
+        calibration=r.str_("calibration", CALIBRATION_METHODS),
+        calibration_folds=r.int_("calibration_folds", 2),
+        auc_floor=r.float_("auc_floor", 0.0, 1.0),
+        random_state=r.int_("random_state", 0),
+    )
+
+
+def _parse_clv(r: _Reader) -> CLVConfig:
+    r.expect_keys(["horizon_weeks", "annual_discount_rate"])
+    return CLVConfig(
+        horizon_weeks=r.int_("horizon_weeks", 1),
+        annual_discount_rate=r.float_("annual_discount_rate", 0.0, 1.0),
+    )
+
+
+def _parse_tiers(items: Any, source: str) -> tuple[Tier, ...]:
+    if not isinstance(items, list) or not items:
+        raise ScoringConfigError(f"{source}: key 'tiers' must be a non-empty list")
+    tiers = []
+    for i, item in enumerate(items):
+        tr = _Reader(item, source, f"tiers[{i}]")
+        tr.expect_keys(["name", "min_quantile"])
+        tiers.append(Tier(tr.str_("name"), tr.float_("min_quantile", 0.0, 1.0)))
+    quantiles = [t.min_quantile for t in tiers]
+    if any(a <= b for a, b in zip(quantiles, quantiles[1:], strict=False)):
+        raise ScoringConfigError(f"{source}: key 'tiers' must list min_quantile strictly decreasing")
+    if quantiles[-1] != 0.0:
+        raise ScoringConfigError(f"{source}: key 'tiers[{len(tiers) - 1}].min_quantile' must be 0 (the floor)")
+    return tuple(tiers)
+
+
+def parse_scoring_config(data: Any, source: str = "<scoring config>") -> ScoringConfig:
+    """Validate an already-parsed YAML document; ``source`` is used in error messages."""
+    top = _Reader(data, source, "")
+    top.expect_keys(["rfm", "behaviour", "churn", "clv", "tiers"])
+    return ScoringConfig(
+        rfm=_parse_rfm(top.child("rfm")),
+        behaviour=_parse_behaviour(top.child("behaviour")),
+        churn=_parse_churn(top.child("churn")),
+        clv=_parse_clv(top.child("clv")),
+        tiers=_parse_tiers(data["tiers"], source),
+    )
+
+
+def load_scoring_config(path: Path | str | None = None) -> ScoringConfig:
+    """Read and validate the scoring config (default ``config/scoring.yml``)."""
+    path = Path(path) if path is not None else DEFAULT_CONFIG_PATH
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ScoringConfigError(f"{path}: cannot read scoring config ({exc})") from exc
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ScoringConfigError(f"{path}: not valid YAML ({exc})") from exc
+    return parse_scoring_config(data, str(path))

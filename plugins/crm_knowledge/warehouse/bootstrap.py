@@ -1,0 +1,36 @@
+"""Create the warehouse's schemas, tables and SQL functions (idempotent; run on setup and every deploy).
+
+The DDL lives in `sql/*.sql` beside this module, applied in file-name order. Every statement is
+`create ... if not exists` / `create or replace`, so re-applying is safe and cheap.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import psycopg
+
+log = logging.getLogger(__name__)
+
+SQL_DIR = Path(__file__).with_name("sql")
+
+
+def ddl_files() -> list[Path]:
+    return sorted(SQL_DIR.glob("*.sql"))
+
+
+def apply_ddl(url: str) -> list[str]:
+    """Apply every DDL file to the database at `url` in one transaction; return the files applied."""
+    applied = []
+    with psycopg.connect(url) as conn:
+        # One advisory lock so two tasks bootstrapping at once don't race on `create ... if not exists`.
+        conn.execute("select pg_advisory_xact_lock(hashtext('crm_knowledge.bootstrap'))")
+        for path in ddl_files():
+            try:
+                conn.execute(path.read_text(encoding="utf-8"))
+            except psycopg.Error as exc:
+                raise RuntimeError(f"applying {path.name} failed: {exc}") from exc
+            applied.append(path.name)
+    log.info("warehouse DDL applied: %s", ", ".join(applied))
+    return applied

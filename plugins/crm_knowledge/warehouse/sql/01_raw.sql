@@ -1,0 +1,83 @@
+-- Raw layer: append-only landing tables, one per source kind. Rows are never updated; a newer
+-- version of a record is a new row and staging picks the latest. Idempotent: safe on every deploy.
+create schema if not exists raw;
+
+create table if not exists raw.form_submissions (
+    submission_id text, form_type text, submitted_at timestamptz,
+    customer_ref text, order_ref text, product_interest text, message text, rating int,
+    consent_marketing boolean, consent_profiling boolean,
+    source_record_id text, first_name text, last_name text, full_name text, email text, phone text,
+    national_id text, birth_date date, gender text, street text, city text, province text, postcode text,
+    company text, business_type text, signup_date date,
+    extras jsonb,
+    _batch_id text not null, _source_file text not null, _loaded_at timestamptz not null,
+    _row_number int not null, _record_hash text not null
+);
+
+create table if not exists raw.sibling_customers (
+    unit text not null,
+    source_record_id text, first_name text, last_name text, full_name text, email text, phone text,
+    national_id text, birth_date date, gender text, street text, city text, province text, postcode text,
+    company text, business_type text, signup_date date,
+    extras jsonb,
+    _batch_id text not null, _source_file text not null, _loaded_at timestamptz not null,
+    _row_number int not null, _record_hash text not null
+);
+
+create table if not exists raw.contact_interactions (
+    interaction_id text, channel text, occurred_at timestamptz, customer_name text, email text, phone text,
+    customer_ref text, topic text, outcome text, notes text, agent_id text,
+    extras jsonb,
+    _batch_id text not null, _source_file text not null, _loaded_at timestamptz not null,
+    _row_number int not null, _record_hash text not null
+);
+
+create table if not exists raw.order_exports (
+    shop text not null, order_id text, customer_source_id text, order_date date, quantity int,
+    amount numeric(16, 2), items text,
+    extras jsonb,
+    _batch_id text not null, _source_file text not null, _loaded_at timestamptz not null,
+    _row_number int not null, _record_hash text not null
+);
+
+create table if not exists raw.orders__customers (
+    customer_id int, first_name text, last_name text, email text, phone text, national_id text,
+    birth_date date, gender text, street text, city text, province text, postcode text, company text,
+    business_type text, created_at timestamptz, updated_at timestamptz,
+    _batch_id text not null, _source_file text not null, _loaded_at timestamptz not null,
+    _row_number int not null, _record_hash text not null
+);
+
+create table if not exists raw.orders__products (
+    product_id int, sku text, name text, category text, unit_price numeric(14, 2), updated_at timestamptz,
+    _batch_id text not null, _source_file text not null, _loaded_at timestamptz not null,
+    _row_number int not null, _record_hash text not null
+);
+
+create table if not exists raw.orders__orders (
+    order_id int, customer_id int, ordered_at timestamptz, status text, channel text,
+    total_amount numeric(14, 2), currency text, updated_at timestamptz,
+    _batch_id text not null, _source_file text not null, _loaded_at timestamptz not null,
+    _row_number int not null, _record_hash text not null
+);
+
+create table if not exists raw.orders__order_items (
+    order_item_id int, order_id int, product_id int, quantity int, unit_price numeric(14, 2),
+    line_amount numeric(14, 2), updated_at timestamptz,
+    _batch_id text not null, _source_file text not null, _loaded_at timestamptz not null,
+    _row_number int not null, _record_hash text not null
+);
+
+-- Rows that failed per-row parsing. Holds the row as received, so it may carry PII: lives in raw.
+create table if not exists raw.load_rejects (
+    batch_id text not null, source_name text not null, source_file text, row_number int,
+    reason text not null, record jsonb, rejected_at timestamptz not null default now()
+);
+
+-- A database extract re-reads rows whose updated_at equals the watermark; this index lets the
+-- loader drop versions it already holds (same key, same content hash) cheaply.
+create index if not exists orders__customers_key on raw.orders__customers (customer_id, _record_hash);
+create index if not exists orders__products_key on raw.orders__products (product_id, _record_hash);
+create index if not exists orders__orders_key on raw.orders__orders (order_id, _record_hash);
+create index if not exists orders__order_items_key on raw.orders__order_items (order_item_id, _record_hash);
+create index if not exists load_rejects_batch on raw.load_rejects (batch_id);

@@ -1,0 +1,56 @@
+"""Shared fixtures.
+
+Warehouse tests run against a real PostgreSQL: the embedded server (started here under its own
+CKP_HOME and port so it never touches the data of `make run`) or the server named by WAREHOUSE_URL.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from crm_knowledge.settings import PROJECT_ROOT
+
+TEST_HOME = Path(os.environ.get("CKP_TEST_HOME", PROJECT_ROOT / "var" / "test"))
+
+# Tests get their own home and port, chosen before anything reads settings.
+os.environ.setdefault("CKP_HOME", str(TEST_HOME))
+os.environ.setdefault("CKP_WAREHOUSE_PORT", os.environ.get("CKP_TEST_WAREHOUSE_PORT", "54339"))
+os.environ.setdefault("CKP_DEMO_MODE", "1")
+
+
+@pytest.fixture(scope="session")
+def settings():
+    from crm_knowledge.settings import get_settings
+
+    return get_settings()
+
+
+@pytest.fixture(scope="session")
+def warehouse(settings) -> Iterator[str]:
+    """URL of a running warehouse (started if embedded); left running for the next session."""
+    from crm_knowledge.warehouse import server
+
+    url = server.start(settings)
+    yield url
+
+
+@pytest.fixture()
+def scratch_db(warehouse, settings) -> Iterator[str]:
+    """A fresh, empty database on the warehouse server for one test; dropped afterwards."""
+    import psycopg
+    from psycopg import sql
+
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    admin = settings.server_url("postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    try:
+        yield settings.server_url(name)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
