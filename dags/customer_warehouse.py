@@ -57,7 +57,6 @@ def customer_warehouse():
     @task
     def resolve_identities() -> dict:
         from crm_knowledge.identity.store import run
-
         from crm_knowledge.settings import get_settings
 
         return run(get_settings().warehouse_url, mode="full")

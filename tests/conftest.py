@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from crm_knowledge.settings import PROJECT_ROOT
 
 TEST_HOME = Path(os.environ.get("CKP_TEST_HOME", PROJECT_ROOT / "var" / "test"))
@@ -40,17 +39,30 @@ def warehouse(settings) -> Iterator[str]:
 
 
 @pytest.fixture()
-def scratch_db(warehouse, settings) -> Iterator[str]:
-    """A fresh, empty database on the warehouse server for one test; dropped afterwards."""
+def scratch_db_factory(warehouse, settings) -> Iterator:
+    """Call it to get the URL of a fresh, empty database on the warehouse server; all dropped afterwards."""
     import psycopg
     from psycopg import sql
 
-    name = f"t_{uuid.uuid4().hex[:12]}"
     admin = settings.server_url("postgres")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    made: list[str] = []
+
+    def make() -> str:
+        name = f"t_{uuid.uuid4().hex[:12]}"
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+        made.append(name)
+        return settings.server_url(name)
+
     try:
-        yield settings.server_url(name)
+        yield make
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+            for name in made:
+                conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+
+
+@pytest.fixture()
+def scratch_db(scratch_db_factory) -> str:
+    """A fresh, empty database on the warehouse server for one test; dropped afterwards."""
+    return scratch_db_factory()

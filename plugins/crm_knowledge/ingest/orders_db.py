@@ -78,8 +78,8 @@ def extract_table(src: psycopg.Connection, wh: psycopg.Connection, cfg: SourceCo
     try:
         with wh.transaction():
             tmp = sql.Identifier(f"_extract_{table}")
-            wh.execute(sql.SQL("create temp table {} (like raw.{} including defaults) on commit drop").format(
-                tmp, sql.Identifier(f"orders__{table}")))
+            wh.execute(sql.SQL("create temp table {} on commit drop as select {} from raw.{} with no data").format(
+                tmp, ident_cols, sql.Identifier(f"orders__{table}")))
             out_sql = sql.SQL(
                 "copy (select {cols} from {t} where updated_at > {lo} and updated_at <= {hi} order by {pk}) to stdout"
             ).format(cols=ident_cols, t=sql.Identifier(table), lo=sql.Literal(lower), hi=sql.Literal(upper),

@@ -1,0 +1,168 @@
+"""File ingestion against the real warehouse: exactly-once, quarantine, rejects, drift, encodings."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import psycopg
+import pytest
+from crm_knowledge.ingest.files import load_file, pending_files
+from crm_knowledge.ingest.registry import load_registry, parse_source
+from crm_knowledge.warehouse.bootstrap import apply_ddl
+
+pytestmark = pytest.mark.warehouse
+
+
+@pytest.fixture()
+def wh(scratch_db):
+    apply_ddl(scratch_db)
+    with psycopg.connect(scratch_db, autocommit=True) as conn:
+        yield conn
+
+
+@pytest.fixture()
+def local(settings, tmp_path):
+    """Settings whose landing, quarantine and archive folders live in tmp_path."""
+    return dataclasses.replace(settings, home=tmp_path / "home", landing_dir=tmp_path / "landing")
+
+
+def _source(name: str):
+    return {s.name: s for s in load_registry()}[name]
+
+
+def _write(path: Path, text: str, encoding: str = "utf-8") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+def _batches(conn):
+    return conn.execute(
+        "select source_file, status, rows_read, rows_loaded, rows_rejected, error from audit.load_batches "
+        "order by started_at").fetchall()
+
+
+FORMS = [
+    {"submission_id": "F1", "form_type": "registration", "submitted_at": "2026-03-01T10:00:00+03:30",
+     "first_name": "علي", "last_name": "رضايي", "email": " Ali@Example.COM ", "phone": "۰۹۱۲۳۴۵۶۷۸۹",
+     "birth_date": "1990-02-03", "consent_marketing": True},
+    {"submission_id": "F2", "form_type": "complaint", "submitted_at": "2026-03-02T09:00:00Z",
+     "message": "delivery late", "rating": "2", "utm_campaign": "spring"},
+    {"submission_id": "F3", "form_type": "feedback", "submitted_at": "2026-03-02T09:00:00Z",
+     "birth_date": "1990-13-45"},
+]
+
+
+def test_forms_load_once_with_rejects_and_extras(wh, local):
+    cfg = _source("forms")
+    body = "\n".join(json.dumps(r, ensure_ascii=False) for r in FORMS) + '\n{"submission_id": "F4", "form'
+    path = _write(local.landing_dir / "forms" / "s1.jsonl", body)
+
+    result = load_file(wh, cfg, path, local)
+    assert (result.status, result.rows_read, result.rows_loaded, result.rows_rejected) == ("loaded", 4, 2, 2)
+    rows = wh.execute("select submission_id, first_name, phone, consent_marketing, rating, extras, "
+                      "submitted_at at time zone 'UTC' from raw.form_submissions order by 1").fetchall()
+    assert [r[0] for r in rows] == ["F1", "F2"]
+    assert rows[0][1] == "علي" and rows[0][2] == "۰۹۱۲۳۴۵۶۷۸۹"  # raw keeps what customers typed
+    assert rows[0][3] is True and rows[1][4] == 2
+    assert rows[1][5] == {"utm_campaign": "spring"}  # unknown field kept, not dropped
+    assert str(rows[0][6]) == "2026-03-01 06:30:00"  # converted to UTC
+    rejects = wh.execute("select row_number, reason from raw.load_rejects order by row_number").fetchall()
+    assert rejects[0][0] == 3 and "birth_date" in rejects[0][1] and "1990-13-45" in rejects[0][1]
+    assert rejects[1][0] == 4 and "invalid JSON" in rejects[1][1]
+    drift = wh.execute("select unexpected_columns from audit.schema_drift").fetchall()
+    assert drift == [(["utm_campaign"],)]
+    # the file left the landing zone only after it was recorded as loaded
+    assert not path.exists() and (local.home / "archive" / "forms" / "s1.jsonl").exists()
+
+    # The same content arriving again (a re-run, or a re-sent file) loads nothing twice.
+    again = _write(local.landing_dir / "forms" / "s1-resent.jsonl", body)
+    second = load_file(wh, cfg, again, local)
+    assert second.status == "skipped" and second.batch_id == result.batch_id
+    assert wh.execute("select count(*) from raw.form_submissions").fetchone()[0] == 2
+    batches = _batches(wh)
+    assert len(batches) == 1 and batches[0][2] == batches[0][3] + batches[0][4]
+
+
+def test_unreadable_file_is_quarantined_with_reason(wh, local):
+    cfg = _source("sibling_bank_fa")
+    # UTF-16 is not Windows-1256: the whole file is unreadable.
+    path = _write(local.landing_dir / "siblings" / "bank_fa" / "bad.csv", "شماره مشتری,نام\n1,علی\n", "utf-16")
+    result = load_file(wh, cfg, path, local)
+    assert result.status == "quarantined"
+    assert not path.exists()
+    moved = local.quarantine_dir / "sibling_bank_fa" / "bad.csv"
+    assert moved.exists() and "batch" in moved.with_name("bad.csv.reason.txt").read_text()
+    (status, error), = wh.execute("select status, error from audit.load_batches").fetchall()
+    assert status == "quarantined" and "bad.csv" in error
+    assert wh.execute("select count(*) from raw.sibling_customers").fetchone()[0] == 0
+
+
+def test_wrong_columns_quarantine_and_good_file_still_loads(wh, local):
+    cfg = _source("order_export_kiosk")
+    _write(local.landing_dir / "order_exports" / "kiosk" / "a_corrupt.csv", "foo,bar,baz\n1,2,3\n")
+    good = _write(local.landing_dir / "order_exports" / "kiosk" / "b.csv",
+                  "order_id,customer_source_id,order_date,quantity,amount,items\n"
+                  "K1,17,2026-01-02,2,150000,SKU1:2\n"
+                  "K2,18,2026-01-03,1,abc,\n"
+                  "K3,19,2026-01-04,1,۲۵۰۰۰۰,\n")
+    results = [load_file(wh, cfg, p, local) for p in pending_files(cfg, local)]
+    assert [r.status for r in results] == ["quarantined", "loaded"]
+    assert "required column" in results[0].error
+    rows = wh.execute("select order_id, amount, shop from raw.order_exports order by 1").fetchall()
+    assert [(r[0], int(r[1]), r[2]) for r in rows] == [("K1", 150000, "kiosk"), ("K3", 250000, "kiosk")]
+    (reason,), = wh.execute("select reason from raw.load_rejects").fetchall()
+    assert "amount" in reason and "abc" in reason
+    assert good.exists() is False
+
+
+def test_windows_1256_jalali_file(wh, local):
+    cfg = _source("sibling_bank_fa")
+    # Windows-1256 has no Persian ی: real exports write the Arabic ي, in the header too.
+    text = ("شماره مشتري,نام,نام خانوادگي,کد ملي,تلفن همراه,تاريخ تولد,شهر,استان,کد پستي,تاريخ عضويت,نوع حساب\n"
+            "B1,علي,کريمي,0012345679,09121112233,1369/11/14,تهران,تهران,1234567890,1400/01/01,جاري\n"
+            "B2,مريم,احمدي,,09351112233,1370/13/45,شيراز,فارس,,1401/05/05,\n")
+    path = _write(local.landing_dir / "siblings" / "bank_fa" / "customers.csv", text, "cp1256")
+    result = load_file(wh, cfg, path, local)
+    assert (result.status, result.rows_loaded, result.rows_rejected) == ("loaded", 1, 1)
+    row = wh.execute("select unit, source_record_id, first_name, birth_date, signup_date, extras "
+                     "from raw.sibling_customers").fetchone()
+    assert row[0] == "bank_fa" and row[1] == "B1" and row[2] == "علي"
+    assert str(row[3]) == "1991-02-03"  # 1369/11/14 Solar Hijri
+    assert str(row[4]) == "2021-03-21"  # 1400/01/01
+    assert row[5] == {"نوع حساب": "جاري"}
+    (reason,), = wh.execute("select reason from raw.load_rejects").fetchall()
+    assert "1370/13/45" in reason
+
+
+def test_new_sibling_unit_by_config_alone(wh, local, tmp_path):
+    config_dir = tmp_path / "config"
+    (config_dir / "sources").mkdir(parents=True)
+    (config_dir / "sources" / "sibling_leasing.yml").write_text(
+        "name: sibling_leasing\nkind: sibling_unit\nunit: leasing\npath: siblings/leasing/*.txt\n"
+        "format: csv\nencoding: utf-8\ndelimiter: '|'\ndate_calendar: jalali\ndate_format: '%Y-%m-%d'\n"
+        "primary_key: source_record_id\ncolumns:\n  ID: source_record_id\n  Name: full_name\n"
+        "  Born: birth_date\n  Tel: phone\n")
+    cfg, = load_registry(config_dir)
+    path = _write(local.landing_dir / "siblings" / "leasing" / "x.txt",
+                  "ID|Name|Born|Tel\nL1|Sara Karimi|1375-06-31|0912 000 1111\n")
+    result = load_file(wh, cfg, path, local)
+    assert result.status == "loaded" and result.rows_loaded == 1
+    row = wh.execute("select unit, full_name, birth_date from raw.sibling_customers").fetchone()
+    assert row[0] == "leasing" and row[1] == "Sara Karimi" and str(row[2]) == "1996-09-21"
+
+
+def test_wrong_config_names_file_and_key(tmp_path):
+    from crm_knowledge.ingest.registry import SourceConfigError
+
+    bad = tmp_path / "bad.yml"
+    bad.write_text("name: x\nkind: sibling_unit\nunit: u\npath: a/*.csv\nformat: csv\nprimary_key: source_record_id\n"
+                   "columns:\n  ID: source_record_id\n  Nm: nickname\n")
+    with pytest.raises(SourceConfigError, match=r"bad.yml: key 'columns.Nm'"):
+        parse_source(bad)
+    bad.write_text("name: x\nkind: sibling_unit\nunit: u\npath: a/*.csv\nformat: csv\nencoding: klingon\n"
+                   "primary_key: source_record_id\ncolumns:\n  ID: source_record_id\n")
+    with pytest.raises(SourceConfigError, match=r"key 'encoding'"):
+        parse_source(bad)
