@@ -98,7 +98,8 @@ def run_dag(dag_id: str, run_date: dt.date, env: dict[str, str], log_dir: Path) 
                              env=env, stdout=fh, stderr=subprocess.STDOUT, text=True)
     took = time.monotonic() - started
     text = logfile.read_text(encoding="utf-8", errors="replace")
-    failed = res.returncode != 0 or "state=failed" in text.replace(" ", "") or "DagRunState.FAILED" in text
+    finished = [line for line in text.splitlines() if "DagRun Finished:" in line]
+    failed = res.returncode != 0 or not finished or "state=success" not in finished[-1]
     if failed:
         tail = "\n".join(text.splitlines()[-60:])
         raise RuntimeError(f"DAG {dag_id} failed (exit {res.returncode}); full log: {logfile}\n{tail}")

@@ -1,7 +1,7 @@
 """Normalisation of customer identifiers and Persian text, shared by ingestion, staging and identity.
 
 Each function has one job and a stable contract (documented on the function); the SQL twins in
-``warehouse/sql/functions.sql`` implement the same rules for dbt staging models.
+``warehouse/sql/00_functions.sql`` implement the same rules for dbt staging models.
 """
 
 from __future__ import annotations

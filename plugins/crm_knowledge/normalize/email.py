@@ -3,7 +3,7 @@
 Only the harmless normalisations are applied (case, whitespace, digits, invisible marks):
 provider-specific rewrites such as removing Gmail dots would merge addresses that may belong to
 different people, and that is identity resolution's decision, not a formatting one.
-Twin: ``util.normalize_email`` in ``warehouse/sql/functions.sql``.
+Twin: ``util.normalize_email`` in ``warehouse/sql/00_functions.sql``.
 """
 
 from __future__ import annotations

@@ -18,7 +18,7 @@ from crm_knowledge.normalize.persian import collapse_whitespace, normalize_persi
 APOSTROPHE_CLASS = r"[\u0027\u0060\u00b4\u02bb\u02bc\u2018\u2019\u2032]"
 
 #: Punctuation and symbols become a space (Jean-Pierre -> jean pierre, "رضا، علی" -> two words).
-#: Spelled as code-point ranges so the identical pattern works in PostgreSQL (see functions.sql):
+#: Spelled as code-point ranges so the identical pattern works in PostgreSQL (see 00_functions.sql):
 #: ASCII punctuation except the apostrophes above, Latin-1 symbols (what is left after NFKC),
 #: × ÷, Arabic/Persian punctuation (، ؛ ؟ ٪ ٫ ٬ ۔) and the General Punctuation block.
 PUNCTUATION_CLASS = (

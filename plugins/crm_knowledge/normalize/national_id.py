@@ -2,7 +2,7 @@
 
 The national ID is the strongest identifier the sources share, so a wrong one is worse than none:
 only IDs that pass the check digit are returned. Twins: ``util.normalize_national_id`` and
-``util.national_id_is_valid`` in ``warehouse/sql/functions.sql``.
+``util.national_id_is_valid`` in ``warehouse/sql/00_functions.sql``.
 """
 
 from __future__ import annotations

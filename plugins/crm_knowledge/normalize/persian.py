@@ -4,7 +4,7 @@ Iranian data arrives typed on Arabic keyboards (ي, ك), Persian keyboards (ی, 
 (presentation forms), with ZWNJ inside words and Persian or Arabic-Indic digits. Two spellings of
 the same word must compare equal before anything else (matching, deduplication, validation) can
 work, so this module defines the one canonical form. Every rule here has a twin in
-``warehouse/sql/functions.sql`` (``util.ascii_digits``, ``util.normalize_persian``); the parity test
+``warehouse/sql/00_functions.sql`` (``util.ascii_digits``, ``util.normalize_persian``); the parity test
 in ``tests/warehouse/test_sql_functions.py`` keeps them in step, so change both together.
 """
 

@@ -2,7 +2,7 @@
 
 Customers type the same mobile as 0912 345 6789, +98 912 345 6789, 0098912…, 98912… or with
 Persian digits; identity resolution can only match on phone if all of these become one string.
-Twin: ``util.normalize_phone`` in ``warehouse/sql/functions.sql`` (Iranian default only).
+Twin: ``util.normalize_phone`` in ``warehouse/sql/00_functions.sql`` (Iranian default only).
 """
 
 from __future__ import annotations

@@ -1,0 +1,174 @@
+"""The SQL twins in warehouse/sql/00_functions.sql give the same answers as crm_knowledge.normalize.
+
+Staging (dbt, SQL) and ingestion/identity (Python) clean the same identifiers; if they disagree
+on a single value, the same customer gets two phone_e164 values and identity resolution splits
+them. So every SQL function is run, on a real PostgreSQL, over every input of the unit-test tables
+(each function over *all* inputs, not only its own table) plus deterministic fuzz, and compared
+value by value with its Python twin.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import random
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from crm_knowledge.normalize import (
+    is_valid_national_id,
+    normalize_email,
+    normalize_name,
+    normalize_national_id,
+    normalize_persian,
+    normalize_phone,
+    to_ascii_digits,
+)
+from crm_knowledge.settings import PROJECT_ROOT
+from psycopg import sql
+
+pytestmark = pytest.mark.warehouse
+
+FUNCTIONS_SQL = PROJECT_ROOT / "plugins" / "crm_knowledge" / "warehouse" / "sql" / "00_functions.sql"
+
+#: SQL function -> Python twin.
+TWINS: dict[str, Callable[[str | None], object]] = {
+    "util.ascii_digits": to_ascii_digits,
+    "util.normalize_persian": normalize_persian,
+    "util.normalize_name": normalize_name,
+    "util.normalize_email": normalize_email,
+    "util.normalize_phone": normalize_phone,
+    "util.normalize_national_id": normalize_national_id,
+    "util.national_id_is_valid": is_valid_national_id,
+}
+
+
+def _unit_case_inputs() -> list[str | None]:
+    """Every raw input of the unit-test tables (one source of truth for expected behaviour)."""
+    path = Path(__file__).resolve().parents[1] / "unit" / "test_normalize.py"
+    spec = importlib.util.spec_from_file_location("_normalize_cases", path)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    tables = [module.ASCII_DIGITS_CASES, module.PERSIAN_CASES, module.NAME_CASES, module.EMAIL_CASES,
+              module.PHONE_CASES, module.NATIONAL_ID_CASES]
+    values: list[str | None] = [raw for table in tables for raw, _ in table]
+    values += [name for group in module.ROMANIZE_SAME for name in group]
+    return values
+
+
+#: Characters that exercise every rule: letter variants, digits of three scripts, diacritics,
+#: invisible characters, exotic spaces, punctuation of both scripts, accented Latin, @ + . -
+_FUZZ_ALPHABET = (
+    "ابپتثجچحخدذرزژسشصضطظعغفقکگلمنوهیآ" "يىكڪةۀھەأإٱؤئء" "۰۱۲۳۴۵۶۷۸۹" "٠١٢٣٤٥٦٧٨٩" "0123456789"
+    "\u064e\u064f\u0650\u0651\u0652\u0654\u0670\u0640" "\u200b\u200c\u200d\u200e\u200f\u2060\ufeff\u00ad"
+    " \t\n\u00a0\u2009\u3000" "،؛؟«»٫٬.-_'’`()/+@" "abcdefghijklmnopqrstuvwxyzABCDEFZ" "éÉñçøßÖİ" "ﻻﺳ"
+)
+
+
+def _fuzz(seed: int = 20240320) -> Iterator[str]:
+    """Deterministic random inputs: free text, phone-like, email-like and ID-like strings."""
+    rng = random.Random(seed)
+    for _ in range(400):
+        yield "".join(rng.choice(_FUZZ_ALPHABET) for _ in range(rng.randint(0, 14)))
+    digit_sets = ["0123456789", "۰۱۲۳۴۵۶۷۸۹", "٠١٢٣٤٥٦٧٨٩"]
+    for _ in range(400):
+        digits = rng.choice(digit_sets)
+        prefix = rng.choice(["", "", "0", "+98", "0098", "98", "+98 0", "+1", "00", "+44", "+", "0 0"])
+        body = "".join(digits[int(c)] for c in str(rng.randint(10**6, 10**11)))
+        sep = rng.choice(["", " ", "-", ".", "\u200f"])
+        yield prefix + sep.join(body[i:i + 3] for i in range(0, len(body), 3))
+    for _ in range(200):
+        local = "".join(rng.choice("abcXYZ._+-۱٢3") for _ in range(rng.randint(0, 6)))
+        domain = "".join(rng.choice("abcdeFG.-") for _ in range(rng.randint(0, 8)))
+        if rng.random() < 0.6:  # mostly well-formed domains, so the accept path is exercised too
+            domain = domain.strip(".") + rng.choice([".ir", ".COM", ".co.ir", ".i", "."])
+        yield rng.choice(["", " ", "\u200f", "mailto:"]) + local + rng.choice(["@", "@@", "", "＠"]) + domain
+    for _ in range(300):
+        code = str(rng.randint(0, 10**10 - 1)).zfill(rng.choice([8, 9, 10, 10]))
+        yield rng.choice(["", " ", "-"]).join([code[:3], code[3:9], code[9:]]) if rng.random() < 0.3 else code
+
+
+@pytest.fixture(scope="module")
+def util_conn(scratch_db_module: str) -> Iterator[psycopg.Connection]:
+    with psycopg.connect(scratch_db_module, autocommit=True) as conn:
+        sql_text = FUNCTIONS_SQL.read_text(encoding="utf-8")
+        conn.execute(sql_text)
+        conn.execute(sql_text)  # idempotent: applying twice must work (bootstrap runs every deploy)
+        yield conn
+
+
+@pytest.fixture(scope="module")
+def scratch_db_module(warehouse, settings) -> Iterator[str]:
+    """A fresh database for this module, so 00_functions.sql is proven self-contained; dropped after."""
+    name = f"t_fn_{uuid.uuid4().hex[:12]}"
+    admin = settings.server_url("postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
+    try:
+        yield settings.server_url(name)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+
+
+INPUTS: list[str | None] = list(dict.fromkeys([*_unit_case_inputs(), *_fuzz()]))
+
+
+def _sql_results(conn: psycopg.Connection, function: str, values: list[str | None]) -> list[object]:
+    rows = conn.execute(
+        f"select {function}(v) from unnest(%s::text[]) with ordinality as t(v, n) order by n",
+        (values,),
+    ).fetchall()
+    return [row[0] for row in rows]
+
+
+def test_inputs_cover_every_outcome() -> None:
+    """Guard against a fuzz list that only exercises the reject path."""
+    assert len(INPUTS) > 1000
+    assert sum(normalize_phone(v) is not None for v in INPUTS) > 100
+    assert sum(normalize_email(v) is not None for v in INPUTS) > 20
+    assert sum(is_valid_national_id(v) for v in INPUTS) > 20
+
+
+@pytest.mark.parametrize("function", sorted(TWINS))
+def test_sql_function_matches_python(util_conn: psycopg.Connection, function: str) -> None:
+    python_twin = TWINS[function]
+    sql_values = _sql_results(util_conn, function, INPUTS)
+    mismatches = [
+        (value, sql_value, python_twin(value))
+        for value, sql_value in zip(INPUTS, sql_values, strict=True)
+        if sql_value != python_twin(value)
+    ]
+    assert not mismatches, f"{len(mismatches)} mismatches (input, sql, python), first: {mismatches[:5]}"
+
+
+@pytest.mark.parametrize(
+    ("expression", "expected"),
+    [
+        ("util.normalize_phone('۰۹۱۲ ۳۴۵ ۶۷۸۹')", "+989123456789"),
+        ("util.normalize_phone('(021) 8812 3456')", "+982188123456"),
+        ("util.normalize_persian(U&'\\0645\\062D\\0645\\062F\\200C\\0631\\0636\\0627')", "محمد رضا"),
+        ("util.normalize_name('  Ali   REZAEI ')", "ali rezaei"),
+        ("util.normalize_email(' Ali@Example.COM ')", "ali@example.com"),
+        ("util.normalize_national_id('۰۴۹۹۳۷۰۸۹۹')", "0499370899"),
+        ("util.national_id_is_valid(null)", False),
+        ("util.national_id_is_valid('1111111111')", False),
+        ("util.normalize_persian(null)", None),
+    ],
+)
+def test_sql_functions_known_values(util_conn: psycopg.Connection, expression: str, expected: object) -> None:
+    """A few absolute values, so a bug shared by both twins cannot hide behind parity."""
+    assert util_conn.execute(f"select {expression}").fetchone()[0] == expected
+
+
+def test_sql_functions_are_immutable_and_parallel_safe(util_conn: psycopg.Connection) -> None:
+    """dbt may index or parallel-scan on these; a volatile one would silently lose both."""
+    rows = util_conn.execute(
+        "select p.proname, p.provolatile, p.proparallel from pg_proc p "
+        "join pg_namespace n on n.oid = p.pronamespace where n.nspname = 'util'"
+    ).fetchall()
+    assert {f"util.{name}" for name, _, _ in rows} == set(TWINS)
+    assert all(vol == "i" and par == "s" for _, vol, par in rows), rows
