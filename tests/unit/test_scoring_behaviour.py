@@ -105,3 +105,12 @@ def test_reproducible_and_nan_tolerant() -> None:
     pd.testing.assert_frame_equal(a.profiles, b.profiles)
     filled = prepare_features(features, CONFIG.feature_names)
     assert filled.iloc[0, 0] == features.iloc[:, 0].median()
+
+
+def test_sampled_silhouette_and_degenerate_data() -> None:
+    features, _ = _features()
+    sampled = segment_behaviour(features, dataclasses.replace(CONFIG, silhouette_sample_size=100))
+    assert sampled.k == 3  # 300 rows > 100: silhouette on a fixed sample still finds the groups
+    same = pd.DataFrame(1.0, index=["a", "b", "c", "d"], columns=CONFIG.feature_names)
+    flat = segment_behaviour(same, CONFIG)
+    assert flat.k == 1 and flat.labels.eq(0).all() and flat.profiles.loc[0, "label"] == "average"

@@ -68,13 +68,13 @@ def test_labels_known_answers() -> None:
             "customer_id": ["a", "a", "b", "c"],
             "order_id": ["1", "2", "3", "4"],
             "ordered_at": pd.to_datetime(
-                ["2025-01-01T10:00Z", "2025-03-31T23:00Z", "2025-01-05T10:00Z", "2025-02-01T00:00Z"], utc=True
+                ["2025-01-01T10:00Z", "2025-03-31T23:00Z", "2024-12-20T10:00Z", "2025-02-01T00:00Z"], utc=True
             ),
             "amount": [10.0, 10.0, 10.0, 10.0],
         }
     )
     snap = labelled_snapshot(orders, dt.date(2025, 1, 1), horizon_days=89)
-    # a buys again on day 89 after the cut-off (inside), b on day 4; c was not a customer at the cut-off.
+    # a buys again 89 days after the cut-off (inside the window), b never; c was not a customer at the cut-off.
     assert snap["churned"].to_dict() == {"a": 0, "b": 1}
     snap = labelled_snapshot(orders, dt.date(2025, 1, 1), horizon_days=88)
     assert snap.loc["a", "churned"] == 1

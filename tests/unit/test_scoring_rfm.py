@@ -68,3 +68,9 @@ def test_ties_broken_by_customer_id() -> None:
     assert quintile_scores(values).to_dict() == {"a": 1, "b": 2, "c": 3, "d": 4, "e": 5}
     # For recency (lower is better) the tie order is the same: the smaller id scores lower.
     assert quintile_scores(values, higher_is_better=False).to_dict() == {"a": 1, "b": 2, "c": 3, "d": 4, "e": 5}
+
+
+def test_empty_summary() -> None:
+    empty = _summary().iloc[:0]
+    result = score_rfm(empty, load_scoring_config().rfm)
+    assert result.empty and list(result.columns) == ["r_score", "f_score", "m_score", "rfm_score", "rfm_segment"]

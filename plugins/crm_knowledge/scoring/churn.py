@@ -24,8 +24,9 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import brier_score_loss, roc_auc_score
-from sklearn.pipeline import make_pipeline
+from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
 from crm_knowledge.scoring.config import ChurnConfig
 from crm_knowledge.scoring.features import as_date, customer_summary, orders_as_of
@@ -40,6 +41,12 @@ FEATURES = (
     "mean_gap_days",
     "recency_gap_ratio",
 )
+
+
+#: OpenMP threads for model fitting/scoring. One, deliberately: the data are small (one row per customer per
+#: cut-off), and on a shared Airflow worker multi-threaded HistGradientBoosting spin-waits against other
+#: tasks -- measured 10x slower than single-threaded on a busy 2-core host. Results do not depend on it.
+N_THREADS = 1
 
 
 class ChurnModelError(Exception):
@@ -157,7 +164,7 @@ class ChurnModel:
         return as_date(as_of) - dt.timedelta(days=self.config.evaluation_cutoff_offset_days)
 
     # --- training ---------------------------------------------------------------------------------------------
-    def _estimator(self):
+    def _estimator(self) -> HistGradientBoostingClassifier | Pipeline:
         cfg = self.config
         if cfg.classifier == "hist_gradient_boosting":
             # Shallow, regularised trees: churn signals are few and smooth; deep trees overfit small shops.
@@ -185,7 +192,8 @@ class ChurnModel:
         if folds < 2:
             raise InsufficientTrainingData(f"only {n_minority} example(s) of the minority class to calibrate on")
         self.model = CalibratedClassifierCV(self._estimator(), method=self.config.calibration, cv=folds)
-        self.model.fit(train.loc[:, list(FEATURES)], train["churned"].to_numpy())
+        with threadpool_limits(limits=N_THREADS):
+            self.model.fit(train.loc[:, list(FEATURES)], train["churned"].to_numpy())
         self.evaluation = self.evaluate(orders, self.evaluation_cutoff(self.as_of))
         return self
 
@@ -225,7 +233,9 @@ class ChurnModel:
 
     def _raw_proba(self, features: pd.DataFrame) -> np.ndarray:
         assert self.model is not None
-        return self.model.predict_proba(features)[:, list(self.model.classes_).index(1)]
+        with threadpool_limits(limits=N_THREADS):
+            proba = self.model.predict_proba(features)
+        return proba[:, list(self.model.classes_).index(1)]
 
     def predict_proba(self, summary: pd.DataFrame, allow_below_floor: bool = False) -> pd.Series:
         """Calibrated P(no purchase in the next ``horizon_days``) per customer of a :func:`customer_summary`.

@@ -60,7 +60,9 @@ def bgnbd_log_likelihood(
     return common + np.logaddexp(alive_term, dead_term)
 
 
-def _death_odds(r: float, alpha: float, a: float, b: float, x: np.ndarray, t_x: np.ndarray, T: np.ndarray):
+def _death_odds(
+    r: float, alpha: float, a: float, b: float, x: np.ndarray, t_x: np.ndarray, T: np.ndarray
+) -> np.ndarray:
     """[x > 0] * a/(b+x-1) * ((alpha+T)/(alpha+t_x))^(r+x): the odds of "dropped out" versus "alive"."""
     x = np.asarray(x, dtype=float)
     has_repeat = x > 0
@@ -260,7 +262,9 @@ def fit_clv(summary: pd.DataFrame, as_of: dt.date | None = None) -> FittedCLV:
     )
 
 
-def score_clv(summary: pd.DataFrame, fitted: FittedCLV, horizon_weeks: int, annual_discount_rate: float):
+def score_clv(
+    summary: pd.DataFrame, fitted: FittedCLV, horizon_weeks: int, annual_discount_rate: float
+) -> pd.DataFrame:
     """Per-customer p_alive, expected purchases over the horizon, expected spend and discounted CLV."""
     x, t_x, T = (summary[c].to_numpy(dtype=float) for c in ("x", "t_x", "T"))
     return pd.DataFrame(

@@ -47,7 +47,7 @@ def end_of_day_utc(as_of: dt.date) -> pd.Timestamp:
 
 
 def orders_as_of(orders: pd.DataFrame, as_of: dt.date) -> pd.DataFrame:
-    """Validated copy of ``orders`` restricted to orders placed on or before ``as_of`` (UTC).
+    """Validated copy of ``orders`` restricted to orders placed on or before ``as_of`` (UTC), sorted.
 
     Naive timestamps are refused rather than assumed to be UTC: a wrong guess would shift orders across the
     cut-off by hours and make backfills disagree with what was known at the time.
@@ -62,7 +62,10 @@ def orders_as_of(orders: pd.DataFrame, as_of: dt.date) -> pd.DataFrame:
     out["ordered_at"] = ordered_at.dt.tz_convert("UTC")
     out["customer_id"] = out["customer_id"].astype(str)
     out["amount"] = out["amount"].astype(float)
-    return out.loc[out["ordered_at"] < end_of_day_utc(as_of)]
+    out = out.loc[out["ordered_at"] < end_of_day_utc(as_of)]
+    # Canonical row order: floating-point sums depend on summation order, and an optimiser downstream can
+    # amplify a last-bit difference, so the same orders in another order must give bit-identical inputs.
+    return out.sort_values(["customer_id", "ordered_at", "order_id"], kind="stable", ignore_index=True)
 
 
 def purchase_days(orders: pd.DataFrame) -> pd.DataFrame:
