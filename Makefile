@@ -7,6 +7,9 @@ STAMP  := $(VENV)/.installed
 SIZE   ?= 100000
 
 export PYTHONPATH := $(CURDIR)/plugins
+# Offline machines: no telemetry.
+export DO_NOT_TRACK := 1
+export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 
 .PHONY: run test lint bench lock warehouse-start warehouse-stop warehouse-url docs clean help
 

@@ -56,6 +56,10 @@ def airflow_env(settings: Settings) -> dict[str, str]:
         "CKP_WAREHOUSE_PORT": str(settings.warehouse_port),
         "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT / "plugins"), os.environ.get("PYTHONPATH")])),
         "NO_PROXY": "*",
+        # Offline machines: no telemetry from dbt or Airflow.
+        "DO_NOT_TRACK": "1",
+        "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
+        "AIRFLOW__USAGE_DATA_COLLECTION__ENABLED": "False",
     })
     if settings.external_warehouse_url:
         env["WAREHOUSE_URL"] = settings.external_warehouse_url
