@@ -19,6 +19,7 @@ TEST_HOME = Path(os.environ.get("CKP_TEST_HOME", PROJECT_ROOT / "var" / "test"))
 # Tests get their own home and port, chosen before anything reads settings.
 os.environ.setdefault("CKP_HOME", str(TEST_HOME))
 os.environ.setdefault("CKP_WAREHOUSE_PORT", os.environ.get("CKP_TEST_WAREHOUSE_PORT", "54339"))
+os.environ.setdefault("CKP_WEBHOOK_PORT", os.environ.get("CKP_TEST_WEBHOOK_PORT", "8775"))
 os.environ.setdefault("CKP_DEMO_MODE", "1")
 
 

@@ -14,6 +14,8 @@ import os
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from crm_knowledge.settings import PROJECT_ROOT, Settings, get_settings
@@ -111,6 +113,32 @@ def run_dag(dag_id: str, run_date: dt.date, env: dict[str, str], log_dir: Path) 
     return took
 
 
+@contextmanager
+def webhook_receiver(settings: Settings, env: dict[str, str]) -> Iterator[None]:
+    """The demo's webhook destination: a local receiver on loopback, for the length of the run."""
+    import socket
+
+    port = int(os.environ.get("CKP_WEBHOOK_PORT", "8765"))
+    inbox = settings.home / "webhook_inbox"
+    proc = subprocess.Popen([sys.executable, "-m", "crm_knowledge.export.receiver", "--port", str(port),
+                             "--out", str(inbox)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"the demo webhook receiver did not start on 127.0.0.1:{port} "
+                                   "(is the port taken? set CKP_WEBHOOK_PORT)")
+            time.sleep(0.2)
+        print(f"    webhook receiver on 127.0.0.1:{port}, inbox {inbox}", flush=True)
+        yield
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
 def run_pipeline(size: int | None = None, seed: int | None = None, run_date: dt.date | None = None,
                  dags: tuple[str, ...] = PIPELINE_DAGS) -> dict:
     from crm_knowledge.warehouse import bootstrap, server
@@ -137,8 +165,9 @@ def run_pipeline(size: int | None = None, seed: int | None = None, run_date: dt.
 
     print(f"4/4 running {len(dags)} DAGs for logical date {run_date}", flush=True)
     timings = {}
-    for dag_id in dags:
-        timings[dag_id] = run_dag(dag_id, run_date, env, settings.home / "logs" / "runs")
+    with webhook_receiver(settings, env):
+        for dag_id in dags:
+            timings[dag_id] = run_dag(dag_id, run_date, env, settings.home / "logs" / "runs")
 
     from crm_knowledge.summary import collect_summary, format_summary
 
