@@ -71,8 +71,8 @@ def build_clusters(n: int, deterministic: pd.DataFrame, probabilistic: pd.DataFr
                        "still_oversized": bool(part_sizes.max() > max_size)})
     removed = 0
     if probabilistic is not None and len(probabilistic):
-        l = probabilistic["rid_l"].to_numpy(dtype=np.int64)
-        removed = int(in_big[l].sum())
+        left = probabilistic["rid_l"].to_numpy(dtype=np.int64)
+        removed = int(in_big[left].sum())
     log.warning("identity: %d cluster(s) above max size %d split into deterministic components: %s",
                 len(big), max_size, report)
     return ClusterResult(_canonical(combined), report, removed)

@@ -36,22 +36,40 @@ _FA_MAP = {
 }
 
 
+_FA_START = set("اآعأإ")
+_FA_END_I = set("یيى")
+
+
+def _fallback_token(tok: str) -> str:
+    if any(ch in _FA_MAP for ch in tok):
+        tok = "".join(ch for ch in tok if ch in _FA_MAP)
+        if not tok:
+            return ""
+        start = "a" if tok[0] in _FA_START else ""
+        end = "i" if len(tok) > 1 and tok[-1] in _FA_END_I else ""
+        body = tok[1 if start else 0: len(tok) - 1 if end else len(tok)]
+        body = "".join(_FA_MAP[ch] for ch in body)
+    else:
+        tok = "".join(ch for ch in tok if "a" <= ch <= "z")
+        if not tok:
+            return ""
+        start = "a" if tok[0] in "aeiou" else ""
+        end = "i" if len(tok) > 1 and tok[-1] in "iy" else ""
+        body = tok[1 if start else 0: len(tok) - 1 if end else len(tok)]
+        body = body.replace("ch", "\x00").replace("q", "gh").replace("c", "k").replace("\x00", "ch")
+        # vowels and y/v/w (vowel carriers in Persian script) carry no identity here
+        body = re.sub(r"[aeiouyvw]", "", body)
+    body = re.sub(r"(.)\1+", r"\1", body)
+    return start + body + end
+
+
 def _fallback_romanize(text: str) -> str:
-    """Consonant-skeleton key used only until `crm_knowledge.normalize.romanize` exists."""
-    out = []
-    for ch in unicodedata.normalize("NFKC", text.lower()):
-        if ch in _FA_MAP:
-            out.append(_FA_MAP[ch])
-        elif ch.isspace():
-            out.append(" ")
-        elif "a" <= ch <= "z":
-            out.append(ch)
-    s = "".join(out)
-    s = s.replace("q", "gh").replace("w", "v").replace("c", "k").replace("kk", "k")
-    # vowels and y/v (ambiguous vowel carriers in Persian script) carry no identity here
-    s = re.sub(r"[aeiouyv]", "", s)
-    s = re.sub(r"(.)\1+", r"\1", s)
-    return re.sub(r"\s+", " ", s).strip()
+    """Consonant-skeleton key used only until `crm_knowledge.normalize.romanize` exists.
+
+    Keeps a leading vowel as "a" and a final i/ی as "i"; drops inner vowels (not written in Persian).
+    """
+    text = unicodedata.normalize("NFKC", text.lower())
+    return " ".join(t for t in (_fallback_token(x) for x in text.split()) if t)
 
 
 @functools.lru_cache(maxsize=1)
@@ -100,9 +118,12 @@ def _present(v: object) -> bool:
 
 
 def _clean_text(s: pd.Series) -> pd.Series:
-    s = s.astype("object")
-    s = s.where(s.notna(), None)
-    return s.map(lambda v: (str(v).strip() or None) if v is not None else None)
+    """Object series of stripped str or None (NaN, NA, empty -> None)."""
+    return pd.Series([(str(v).strip() or None) if _present(v) else None for v in s], index=s.index, dtype="object")
+
+
+def _obj(values) -> pd.Series:
+    return pd.Series([None if not _present(v) else v for v in values], dtype="object")
 
 
 def jaro_winkler(a: str, b: str, prefix_scale: float = 0.1) -> float:
@@ -124,10 +145,11 @@ def jaro_winkler(a: str, b: str, prefix_scale: float = 0.1) -> float:
     if not matches:
         return 0.0
     bs = [b[j] for j in range(lb) if mb[j]]
-    transpositions = sum(1 for i, j in zip((i for i in range(la) if ma[i]), range(matches)) if a[i] != bs[j]) / 2
+    a_matched = [a[i] for i in range(la) if ma[i]]
+    transpositions = sum(1 for x, y in zip(a_matched, bs, strict=True) if x != y) / 2
     jaro = (matches / la + matches / lb + (matches - transpositions) / matches) / 3
     prefix = 0
-    for x, y in zip(a[:4], b[:4]):
+    for x, y in zip(a[:4], b[:4], strict=False):
         if x != y:
             break
         prefix += 1
@@ -138,12 +160,13 @@ def names_compatible(first_a: str | None, tokens_a: frozenset, first_b: str | No
                      threshold: float) -> bool:
     """False only when both records carry a first-name key and the names clearly conflict.
 
-    Tolerates swapped first/last names (the first key of one among the other's name tokens),
+    Tolerates swapped first/last names (each first key among the other's name tokens; one shared
+    family name is not enough),
     initials (prefix) and typos (Jaro-Winkler >= threshold).
     """
     if not first_a or not first_b:
         return True
-    if first_a == first_b or first_a in tokens_b or first_b in tokens_a:
+    if first_a == first_b or (first_a in tokens_b and first_b in tokens_a):  # same, or swapped
         return True
     if first_a.startswith(first_b) or first_b.startswith(first_a):
         return True
@@ -206,23 +229,22 @@ def prepare(candidates: pd.DataFrame) -> pd.DataFrame:
         firsts.append(fk)
         lasts.append(lk)
         tokens.append(frozenset(toks))
-    df["first_key"] = firsts
-    df["last_key"] = lasts
-    df["name_tokens"] = tokens
+    df["first_key"] = _obj(firsts)
+    df["last_key"] = _obj(lasts)
+    df["name_tokens"] = pd.Series(tokens, dtype="object")
     df["has_name"] = df["first_key"].notna() | df["last_key"].notna()
 
     bd = pd.to_datetime(df["birth_date"], errors="coerce")
-    df["birth_date"] = bd.dt.strftime("%Y-%m-%d").where(bd.notna(), None).astype("object")
-    df["birth_year"] = bd.dt.strftime("%Y").where(bd.notna(), None).astype("object")
-    df["postcode"] = df["postcode"].map(lambda v: re.sub(r"[\s-]", "", v) if v else None)
-    df["postcode_prefix"] = df["postcode"].map(lambda v: v[:5] if v and len(v) >= 5 else None)
-    df["city_key"] = df["city_norm"].map(lambda v: key(v))
-    df["email"] = df["email_norm"].map(lambda v: v.lower() if v else None)
-    df["phone"] = df["phone_e164"]
-    df["national_id"] = df["national_id_valid"]
+    df["birth_date"] = _obj(bd.dt.strftime("%Y-%m-%d"))
+    df["birth_year"] = _obj(bd.dt.strftime("%Y"))
+    df["postcode"] = _obj([re.sub(r"[\s-]", "", v) or None if v else None for v in df["postcode"]])
+    df["postcode_prefix"] = _obj([v[:5] if v and len(v) >= 5 else None for v in df["postcode"]])
+    df["city_key"] = _obj([key(v) for v in df["city_norm"]])
+    df["email"] = _obj([v.lower() if v else None for v in df["email_norm"]])
+    df["phone"] = _obj(df["phone_e164"])
+    df["national_id"] = _obj(df["national_id_valid"])
     # customer_ref key: a record referring to orders customer X, and orders record X itself
     is_orders = df["source_system"] == "orders"
-    df["cref_key"] = np.where(is_orders, df["source_record_id"], df["customer_ref"])
-    df["cref_key"] = df["cref_key"].astype("object").where(pd.notna(df["cref_key"]), None)
+    df["cref_key"] = _obj(np.where(is_orders, df["source_record_id"], df["customer_ref"]))
     df["seen_at"] = pd.to_datetime(df["seen_at"], errors="coerce", utc=True)
     return df

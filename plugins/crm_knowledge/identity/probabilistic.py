@@ -31,6 +31,8 @@ PAIR_COLUMNS = ["rid_l", "rid_r", "match_probability", "match_weight", "explanat
 MODEL_COLUMNS = ["unique_id", "first_key", "last_key", "birth_date", "birth_year", "postcode",
                  "postcode_prefix", "city_key"]
 #: comparison output name -> human field name used in explanations
+#: lower bound of trained m probabilities (see ProbabilisticModel._floor_m)
+M_FLOOR = 1e-4
 FIELDS = {"first_key": "first_name", "last_key": "last_name", "birth_date": "birth_date",
           "postcode": "postcode", "city_key": "city"}
 
@@ -179,7 +181,7 @@ def build_settings(config: IdentityConfig, n_records: int):
             _city_comparison(config),
         ],
         blocking_rules_to_generate_predictions=[_rule(r) for r in p.blocking_rules],
-        retain_matching_columns=False,
+        retain_matching_columns=True,  # Splink 5 keeps gamma_ columns only with this
         retain_intermediate_calculation_columns=True,
     )
 
@@ -233,12 +235,28 @@ class ProbabilisticModel:
         except Exception as e:  # noqa: BLE001
             log.warning("probabilistic: u estimation failed, keeping prior u values (%s)", _short(e))
         for r in p.training_blocking_rules:
+            settings = self.linker._settings_obj
+            # a failing EM session leaves the linker's comparisons filtered: restore them
+            snapshot = settings.core_model_settings.copy()
             try:
                 t.estimate_parameters_using_expectation_maximisation(_rule(r))
                 steps.append(f"em[{r.describe()}]")
             except Exception as e:  # noqa: BLE001
+                settings.core_model_settings = snapshot
                 log.warning("probabilistic: EM on %s failed, keeping previous m values (%s)", r.describe(), _short(e))
+        self._floor_m(M_FLOOR)
         return TrainingReport(n, True, steps)
+
+    def _floor_m(self, floor: float) -> None:
+        """EM on clean data drives m of disagreement levels towards 0, turning one disagreeing field
+        (a moved city) into a veto; keep every trained m at or above `floor`."""
+        for comp in self.linker._settings_obj.comparisons:
+            for lvl in comp.comparison_levels:
+                if lvl.is_null_level:
+                    continue
+                m = lvl.m_probability
+                if isinstance(m, float) and m < floor:
+                    lvl.m_probability = floor
 
     def register(self, frame: pd.DataFrame):
         self._n_registered += 1

@@ -1,0 +1,250 @@
+"""Identity resolution: source records -> customers (one customer_id per individual).
+
+Pipeline (both modes): prepare (name keys) -> junk detection and removal -> deterministic edges ->
+probabilistic pairs (Splink) for records not already linked by a strong identifier -> connected
+components with a size guard -> stable customer ids. Records with no usable identifier go to
+`unresolved` and get no customer_id.
+
+Incremental mode (:func:`resolve_incremental`) differs from a full run in these cases only:
+
+* earlier decisions are kept: records already sharing a customer_id stay together (their previous
+  cluster is a hard edge), even if a full run would now split them (a value that became junk because new
+  records pushed it over its share limit, a retrained model scoring an old pair lower, a changed record
+  that used to bridge two groups);
+* probabilistic pairs are only searched between new records and from new to existing records
+  (``predict_within`` + ``predict_between``); two *existing* records in different customers are not
+  re-scored, so a retrained model that would now link them does not (deterministic edges are always
+  computed over all records, they are cheap);
+* the model is trained on all eligible records, as in a full run, so parameters agree with a full
+  run on the same data up to sampling of u (fixed seed) - borderline pairs can still differ.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from crm_knowledge.identity.clusters import build_clusters, components
+from crm_knowledge.identity.config import IdentityConfig, load_config
+from crm_knowledge.identity.deterministic import RULE_PRIORITY, deterministic_edges
+from crm_knowledge.identity.junk import detect_junk, remove_junk
+from crm_knowledge.identity.prepare import KEY, prepare
+from crm_knowledge.identity.probabilistic import (
+    eligible,
+    probabilistic_pairs,
+    probabilistic_pairs_incremental,
+)
+from crm_knowledge.identity.stable_ids import assign_customer_ids
+
+log = logging.getLogger(__name__)
+
+RECORD_CLUSTER_COLUMNS = ["source_system", "source_record_id", "customer_id", "match_rule", "match_score"]
+MATCH_PAIR_COLUMNS = ["source_system_l", "source_record_id_l", "source_system_r", "source_record_id_r",
+                      "match_rule", "match_probability", "match_weight", "explanation"]
+UNRESOLVED_COLUMNS = ["source_system", "source_record_id", "reason", "seen_at"]
+JUNK_COLUMNS = ["identifier_kind", "identifier_value_hash", "distinct_records", "reason"]
+MERGE_COLUMNS = ["old_customer_id", "new_customer_id"]
+
+REASON_NO_IDENTIFIER = "no usable identifier"
+REASON_JUNK_ONLY = "no usable identifier (junk values only)"
+
+_RANK = {r: i for i, r in enumerate([*RULE_PRIORITY, "previous_cluster", "probabilistic"])}
+
+
+@dataclass
+class ResolutionResult:
+    record_clusters: pd.DataFrame   # RECORD_CLUSTER_COLUMNS
+    match_pairs: pd.DataFrame       # MATCH_PAIR_COLUMNS
+    merges: pd.DataFrame            # MERGE_COLUMNS
+    unresolved: pd.DataFrame        # UNRESOLVED_COLUMNS
+    junk_values: pd.DataFrame       # JUNK_COLUMNS (hashes only, no values)
+    stats: dict = field(default_factory=dict)
+
+
+def resolve(candidates: pd.DataFrame, previous: pd.DataFrame | None = None,
+            config: IdentityConfig | None = None, *, retired_ids: Iterable[str] = ()) -> ResolutionResult:
+    """Full run over all `candidates` (columns of intermediate.int_identity_candidates).
+
+    `previous`: the previous identity.record_clusters (at least source_system, source_record_id,
+    customer_id) for stable ids; `retired_ids`: ids issued before that must not be reissued.
+    """
+    config = config or load_config()
+    return _run(candidates, None, previous, config, retired_ids)
+
+
+def resolve_incremental(new_candidates: pd.DataFrame, existing_candidates: pd.DataFrame,
+                        previous: pd.DataFrame | None, config: IdentityConfig | None = None, *,
+                        retired_ids: Iterable[str] = ()) -> ResolutionResult:
+    """Match `new_candidates` against each other and against `existing_candidates` (already resolved
+    in `previous`). The result covers all records (existing and new), like :func:`resolve`."""
+    config = config or load_config()
+    both = pd.concat([existing_candidates, new_candidates], ignore_index=True)
+    is_new = np.r_[np.zeros(len(existing_candidates), bool), np.ones(len(new_candidates), bool)]
+    return _run(both, is_new, previous, config, retired_ids)
+
+
+def _previous_edges(prepared: pd.DataFrame, is_new: np.ndarray, previous: pd.DataFrame | None) -> pd.DataFrame:
+    """Star edges joining existing records that shared a customer_id in `previous`."""
+    if previous is None or previous.empty:
+        return pd.DataFrame({"rid_l": [], "rid_r": []}, dtype="int64")
+    ex = prepared.loc[~is_new, KEY + ["rid"]].merge(previous[KEY + ["customer_id"]], on=KEY, how="inner")
+    ex = ex.sort_values(["customer_id", "rid"])
+    centre = ex.groupby("customer_id")["rid"].transform("first")
+    keep = ex["rid"] != centre
+    return pd.DataFrame({"rid_l": centre[keep].astype("int64").to_numpy(),
+                         "rid_r": ex.loc[keep, "rid"].astype("int64").to_numpy()})
+
+
+def _run(candidates: pd.DataFrame, is_new: np.ndarray | None, previous: pd.DataFrame | None,
+         config: IdentityConfig, retired_ids: Iterable[str]) -> ResolutionResult:
+    t0 = time.monotonic()
+    prepared = prepare(candidates)
+    n = len(prepared)
+    junk = detect_junk(prepared, config)
+    clean = remove_junk(prepared, junk)
+
+    det = deterministic_edges(clean, config)
+    if is_new is None:
+        prob, prob_info = probabilistic_pairs(clean, config)
+        extra = None
+    else:
+        prob, prob_info = probabilistic_pairs_incremental(clean, clean.loc[is_new, "rid"].to_numpy(), config)
+        extra = _previous_edges(clean, is_new, previous)
+
+    # probabilistic matching is for records that share no strong identifier with each other
+    hard_labels = components(n, det, extra)
+    if len(prob):
+        same = hard_labels[prob["rid_l"].to_numpy()] == hard_labels[prob["rid_r"].to_numpy()]
+        prob = prob[~same].reset_index(drop=True)
+
+    # usable identifiers
+    strong = (clean[["email", "phone", "national_id", "customer_ref"]].notna().any(axis=1)).to_numpy()
+    always = clean["source_system"].isin(config.always_resolve_sources).to_numpy()
+    linked = np.zeros(n, bool)
+    for e in (det, prob, extra):
+        if e is not None and len(e):
+            linked[e["rid_l"].to_numpy()] = True
+            linked[e["rid_r"].to_numpy()] = True
+    prev_known = np.zeros(n, bool)
+    if is_new is not None and previous is not None and len(previous):
+        prev_keys = pd.MultiIndex.from_frame(previous[KEY])
+        prev_known = (~is_new) & pd.MultiIndex.from_frame(clean[KEY]).isin(prev_keys)
+    usable = strong | always | linked | eligible(clean, config).to_numpy() | prev_known
+
+    cl = build_clusters(n, det, prob, config.max_cluster_size, extra=extra)
+    labels = cl.labels
+
+    # customer ids for usable records
+    res = clean.loc[usable, KEY + ["rid"]].copy()
+    res["cluster"] = labels[res["rid"].to_numpy()]
+    ids = assign_customer_ids(res, previous, prefix=config.id_prefix, digits=config.id_digits,
+                              retired_ids=retired_ids)
+    res["customer_id"] = ids.customer_ids.to_numpy()
+
+    # edges kept = both ends in the same final cluster
+    edge_frames = []
+    if len(det):
+        edge_frames.append(det.assign(match_probability=1.0, match_weight=np.nan,
+                                      explanation=det["match_rule"].map(_det_explanation)))
+    if len(prob):
+        edge_frames.append(prob.assign(match_rule="probabilistic"))
+    edges = (pd.concat(edge_frames, ignore_index=True) if edge_frames
+             else pd.DataFrame(columns=["rid_l", "rid_r", "match_rule", "match_probability", "match_weight",
+                                        "explanation"]))
+    if len(edges):
+        edges = edges[labels[edges["rid_l"].to_numpy(dtype=np.int64)]
+                      == labels[edges["rid_r"].to_numpy(dtype=np.int64)]].reset_index(drop=True)
+    if extra is not None and len(extra):
+        prev_edges = extra.assign(match_rule="previous_cluster", match_probability=np.nan)
+        prev_edges = prev_edges[labels[prev_edges["rid_l"].to_numpy()] == labels[prev_edges["rid_r"].to_numpy()]]
+    else:
+        prev_edges = None
+
+    rule, score = _record_rules(n, edges, prev_edges)
+    res["match_rule"] = rule[res["rid"].to_numpy()]
+    res["match_score"] = score[res["rid"].to_numpy()]
+    if prev_edges is not None and previous is not None and {"match_rule", "match_score"} <= set(previous.columns):
+        carried = res.merge(previous[KEY + ["match_rule", "match_score"]], on=KEY, how="left",
+                            suffixes=("", "_prev"))
+        use_prev = (carried["match_rule"] == "previous_cluster") & carried["match_rule_prev"].notna()
+        res.loc[use_prev.to_numpy(), "match_rule"] = carried.loc[use_prev, "match_rule_prev"].to_numpy()
+        res.loc[use_prev.to_numpy(), "match_score"] = carried.loc[use_prev, "match_score_prev"].to_numpy()
+    record_clusters = res[RECORD_CLUSTER_COLUMNS].sort_values(KEY).reset_index(drop=True)
+
+    # match pairs with record keys
+    key_l = clean[KEY].rename(columns=lambda c: c + "_l")
+    key_r = clean[KEY].rename(columns=lambda c: c + "_r")
+    mp = edges.join(key_l, on="rid_l").join(key_r, on="rid_r") if len(edges) else pd.DataFrame(
+        columns=MATCH_PAIR_COLUMNS)
+    match_pairs = mp[MATCH_PAIR_COLUMNS].reset_index(drop=True)
+
+    # unresolved
+    un = clean.loc[~usable, KEY + ["seen_at", "junk_kinds"]]
+    unresolved = pd.DataFrame({
+        "source_system": un["source_system"].to_numpy(),
+        "source_record_id": un["source_record_id"].to_numpy(),
+        "reason": np.where(un["junk_kinds"].map(len) > 0, REASON_JUNK_ONLY, REASON_NO_IDENTIFIER),
+        "seen_at": un["seen_at"].to_numpy(),
+    }, columns=UNRESOLVED_COLUMNS)
+
+    junk_out = junk[JUNK_COLUMNS].reset_index(drop=True)
+    merges = ids.merges[MERGE_COLUMNS].reset_index(drop=True)
+    stats = {
+        "mode": "full" if is_new is None else "incremental",
+        "records": n,
+        "new_records": int(is_new.sum()) if is_new is not None else n,
+        "resolved_records": len(record_clusters),
+        "customers": int(record_clusters["customer_id"].nunique()),
+        "deterministic_edges": len(det),
+        "deterministic_edges_by_rule": det["match_rule"].value_counts().to_dict() if len(det) else {},
+        "probabilistic_pairs": len(prob),
+        "match_pairs": len(match_pairs),
+        "merges": len(merges),
+        "new_customer_ids": ids.new_ids,
+        "kept_customer_ids": ids.kept_ids,
+        "split_records": ids.split_records,
+        "unresolved": len(unresolved),
+        "junk_values": len(junk_out),
+        "oversized_clusters": len(cl.oversized),
+        "oversized_detail": cl.oversized,
+        "probabilistic": prob_info,
+        "seconds": round(time.monotonic() - t0, 3),
+    }
+    log.info("identity resolution (%s): %d records, %d customers, %d deterministic edges, %d probabilistic "
+             "pairs, %d merges, %d unresolved, %d junk values, %d oversized clusters", stats["mode"], n,
+             stats["customers"], len(det), len(prob), len(merges), len(unresolved), len(junk_out),
+             len(cl.oversized))
+    return ResolutionResult(record_clusters, match_pairs, merges, unresolved, junk_out, stats)
+
+
+def _det_explanation(rule: str) -> str:
+    import json
+
+    return json.dumps({"rule": rule, "agreed": [rule]})
+
+
+def _record_rules(n: int, edges: pd.DataFrame, prev_edges: pd.DataFrame | None) -> tuple[np.ndarray, np.ndarray]:
+    """Per record: the strongest rule among its kept edges ('singleton' when none) and its score."""
+    rule = np.full(n, "singleton", dtype=object)
+    score = np.ones(n, dtype=float)
+    frames = [edges[["rid_l", "rid_r", "match_rule", "match_probability"]]] if len(edges) else []
+    if prev_edges is not None and len(prev_edges):
+        frames.append(prev_edges[["rid_l", "rid_r", "match_rule", "match_probability"]])
+    if not frames:
+        return rule, score
+    e = pd.concat(frames, ignore_index=True)
+    ends = pd.concat([
+        e[["rid_l", "match_rule", "match_probability"]].rename(columns={"rid_l": "rid"}),
+        e[["rid_r", "match_rule", "match_probability"]].rename(columns={"rid_r": "rid"}),
+    ], ignore_index=True)
+    ends["rank"] = ends["match_rule"].map(_RANK)
+    ends = ends.sort_values(["rid", "rank", "match_probability"], ascending=[True, True, False])
+    best = ends.drop_duplicates("rid")
+    rule[best["rid"].to_numpy(dtype=np.int64)] = best["match_rule"].to_numpy()
+    score[best["rid"].to_numpy(dtype=np.int64)] = best["match_probability"].fillna(1.0).to_numpy()
+    return rule, score

@@ -1,0 +1,51 @@
+-- Identity resolution schema (docs/data_contracts.md, "Identity resolution"). Idempotent. No PII:
+-- record keys, customer ids, rule names, scores and SHA-256 hashes of junk identifier values only.
+
+create schema if not exists identity;
+
+create table if not exists identity.record_clusters (
+    source_system     text not null,
+    source_record_id  text not null,
+    customer_id       text not null,
+    match_rule        text not null,   -- national_id | customer_ref | email | phone | probabilistic | singleton
+    match_score       double precision,
+    resolved_at       timestamptz not null default now(),
+    primary key (source_system, source_record_id)
+);
+create index if not exists record_clusters_customer_id_idx on identity.record_clusters (customer_id);
+
+create table if not exists identity.match_pairs (
+    source_system_l     text not null,
+    source_record_id_l  text not null,
+    source_system_r     text not null,
+    source_record_id_r  text not null,
+    match_rule          text not null,
+    match_probability   double precision,
+    match_weight        double precision,
+    explanation         jsonb
+);
+create index if not exists match_pairs_l_idx on identity.match_pairs (source_system_l, source_record_id_l);
+create index if not exists match_pairs_r_idx on identity.match_pairs (source_system_r, source_record_id_r);
+
+create table if not exists identity.customer_id_merges (
+    old_customer_id  text not null,
+    new_customer_id  text not null,
+    merged_at        timestamptz not null default now()
+);
+create index if not exists customer_id_merges_old_idx on identity.customer_id_merges (old_customer_id);
+
+create table if not exists identity.unresolved (
+    source_system     text not null,
+    source_record_id  text not null,
+    reason            text not null,
+    seen_at           timestamptz,
+    primary key (source_system, source_record_id)
+);
+
+create table if not exists identity.junk_values (
+    identifier_kind        text not null,   -- email | phone | national_id
+    identifier_value_hash  text not null,   -- hex SHA-256 of the normalised value
+    distinct_records       integer not null,
+    detected_at            timestamptz not null default now(),
+    primary key (identifier_kind, identifier_value_hash)
+);

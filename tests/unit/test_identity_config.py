@@ -1,0 +1,36 @@
+"""config/identity.yml loads; invalid values give errors naming the file and key."""
+
+from __future__ import annotations
+
+import pytest
+
+from crm_knowledge.identity.config import IdentityConfigError, config_from_dict, load_config
+
+
+def test_repository_config_loads():
+    cfg = load_config()
+    assert cfg.probabilistic.backend == "duckdb"
+    assert 0 < cfg.probabilistic.match_threshold < 1
+    assert cfg.junk.share_limits == {"email": 3, "phone": 3, "national_id": 2}
+    assert "test@test.com" in cfg.junk.deny["email"]
+    assert cfg.max_cluster_size >= 2
+    assert cfg.probabilistic.blocking_rules
+
+
+@pytest.mark.parametrize("raw, key", [
+    ({"probabilistic": {"match_threshold": 1.5}}, "probabilistic.match_threshold"),
+    ({"probabilistic": {"backend": "oracle"}}, "probabilistic.backend"),
+    ({"junk": {"share_limits": {"fax": 3}}}, "junk.share_limits.fax"),
+    ({"junk": {"deny_patterns": {"email": ["("]}}}, "junk.deny_patterns.email[0]"),
+    ({"probabilistic": {"blocking_rules": [["shoe_size"]]}}, "probabilistic.blocking_rules[0]"),
+    ({"clusters": {"max_size": "big"}}, "clusters.max_size"),
+])
+def test_errors_name_file_and_key(raw, key):
+    with pytest.raises(IdentityConfigError) as e:
+        config_from_dict(raw, source="config/identity.yml")
+    assert str(e.value).startswith(f"config/identity.yml: {key} ")
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(IdentityConfigError, match="not found"):
+        load_config(tmp_path / "nope.yml")

@@ -1,0 +1,124 @@
+"""store.run on a scratch database with a hand-made intermediate.int_identity_candidates."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import psycopg
+import pytest
+
+from crm_knowledge.identity import store
+
+pytestmark = pytest.mark.warehouse
+
+CANDIDATES_DDL = """
+create schema if not exists intermediate;
+create table intermediate.int_identity_candidates (
+    source_system text, source_record_id text, first_name_norm text, last_name_norm text, full_name_norm text,
+    email_norm text, phone_e164 text, national_id_valid text, birth_date date, postcode text, city_norm text,
+    street_norm text, customer_ref text, seen_at timestamptz
+);
+"""
+COLS = ("source_system, source_record_id, first_name_norm, last_name_norm, full_name_norm, email_norm, phone_e164, "
+        "national_id_valid, birth_date, postcode, city_norm, street_norm, customer_ref, seen_at")
+
+ROWS = [
+    ("orders", "1", "ali", "karimi", "ali karimi", "ali@mail.ir", "+989121000001", None, "1980-05-17",
+     "1234567890", "tehran", None, None, "2026-03-01T10:00:00+03:30"),
+    ("forms", "F1", None, None, "ali karimi", None, None, None, None, None, None, None, "1",
+     "2026-03-02T10:00:00+03:30"),
+    ("sibling:insurance", "S1", "کریمی", "علی", None, None, None, "0012345679", "1980-05-17", "1234567890",
+     "تهران", None, None, "2026-03-01T09:00:00+03:30"),
+    ("orders", "2", "sara", "nouri", "sara nouri", "test@test.com", "+989121000002", None, None, None,
+     "shiraz", None, None, "2026-03-01T10:00:00+03:30"),
+    ("contacts", "K1", None, None, "someone", "test@test.com", None, None, None, None, None, None, None,
+     "2026-03-03T10:00:00+03:30"),
+]
+
+
+def _insert(conn, rows):
+    with conn.cursor() as cur:
+        cur.executemany(f"insert into intermediate.int_identity_candidates ({COLS}) values "
+                        f"({', '.join(['%s'] * 14)})", rows)
+
+
+def test_run_full_then_incremental(scratch_db):
+    with psycopg.connect(scratch_db) as conn:
+        conn.execute(CANDIDATES_DDL)
+        _insert(conn, ROWS)
+
+    stats = store.run(scratch_db, "full")
+    assert stats["records"] == 5
+    assert stats["unresolved"] == 1
+    assert stats["junk_values"] == 1
+    assert stats["customers"] == 2
+
+    with psycopg.connect(scratch_db) as conn:
+        rc = dict(conn.execute("select source_record_id, customer_id from identity.record_clusters").fetchall())
+        assert rc["1"] == rc["F1"] == rc["S1"]
+        assert rc["2"] != rc["1"]
+        assert set(rc.values()) == {"C000000001", "C000000002"}
+        un = conn.execute("select source_system, source_record_id, reason, seen_at from identity.unresolved").fetchall()
+        assert [(u[0], u[1]) for u in un] == [("contacts", "K1")]
+        assert un[0][3] is not None
+        junk = conn.execute("select identifier_kind, identifier_value_hash, distinct_records "
+                            "from identity.junk_values").fetchall()
+        assert junk == [("email", hashlib.sha256(b"test@test.com").hexdigest(), 2)]
+        pairs = conn.execute("select source_record_id_l, source_record_id_r, match_rule, explanation "
+                             "from identity.match_pairs order by 1, 2").fetchall()
+        rules = {(p[0], p[1]): p[2] for p in pairs}
+        assert rules[("1", "F1")] == "customer_ref"
+        assert rules[("1", "S1")] == "probabilistic"
+        expl = next(p[3] for p in pairs if p[2] == "probabilistic")
+        assert isinstance(expl, dict) and "birth_date" in expl["agreed"]
+
+    # same data again: same ids, no merges
+    stats2 = store.run(scratch_db, "full")
+    assert stats2["merges"] == 0 and stats2["new_customer_ids"] == 0
+
+    with psycopg.connect(scratch_db) as conn:
+        _insert(conn, [("forms", "F2", "ali", "karimi", None, "ali@mail.ir", "+989121000002", None, None, None,
+                        None, None, None, "2030-01-01T00:00:00+00:00")])
+    # F2 shares ali's email and sara's phone: the phone name guard keeps ali and sara apart
+    stats3 = store.run(scratch_db, "incremental")
+    assert stats3["mode"] == "incremental"
+    assert stats3["new_records"] >= 1
+    with psycopg.connect(scratch_db) as conn:
+        rc = dict(conn.execute("select source_record_id, customer_id from identity.record_clusters").fetchall())
+        assert rc["F2"] == rc["1"]
+        assert rc["2"] != rc["1"]
+        assert conn.execute("select count(*) from identity.customer_id_merges").fetchone()[0] == 0
+
+    with psycopg.connect(scratch_db) as conn:
+        _insert(conn, [("forms", "F3", "sara", "nouri", None, "ali@mail.ir", "+989121000002", None, None, None,
+                        None, None, None, "2030-01-01T00:00:00+00:00")])
+    # email guard: "sara" conflicts with "ali" on the email, so no merge either
+    store.run(scratch_db, "incremental")
+    with psycopg.connect(scratch_db) as conn:
+        rc = dict(conn.execute("select source_record_id, customer_id from identity.record_clusters").fetchall())
+        assert rc["F3"] == rc["2"] != rc["1"]
+        # a national id (no name guard) bridges them
+        _insert(conn, [("forms", "F4", "sara", None, None, None, "+989121000002", "0012345679", None, None,
+                        None, None, None, "2030-01-01T00:00:00+00:00")])
+    stats5 = store.run(scratch_db, "incremental")
+    with psycopg.connect(scratch_db) as conn:
+        rc = dict(conn.execute("select source_record_id, customer_id from identity.record_clusters").fetchall())
+        merges = conn.execute("select old_customer_id, new_customer_id from identity.customer_id_merges").fetchall()
+    assert stats5["merges"] == 1
+    assert rc["2"] == rc["1"] == "C000000001"
+    assert merges == [("C000000002", "C000000001")]
+
+
+def test_ensure_schema_is_idempotent(scratch_db):
+    with psycopg.connect(scratch_db) as conn:
+        store.ensure_schema(conn)
+        store.ensure_schema(conn)
+        n = conn.execute("select count(*) from information_schema.tables where table_schema = 'identity'").fetchone()[0]
+    assert n == 5
+
+
+def test_missing_candidates_table(scratch_db):
+    with pytest.raises(RuntimeError, match="int_identity_candidates"):
+        store.run(scratch_db)
+    _ = json  # explanation is parsed by psycopg (jsonb -> dict)
