@@ -1,0 +1,30 @@
+"""`ckp identity-eval`: how well the warehouse's identity map matches the demo's ground truth.
+
+Only meaningful on demo data: the ground truth is written by the demo generator and never read by
+the pipeline itself.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+import psycopg
+
+from crm_knowledge.identity.evaluate import evaluate, format_report
+from crm_knowledge.settings import Settings, get_settings
+
+
+def evaluation_metrics(settings: Settings | None = None, url: str | None = None) -> dict:
+    settings = settings or get_settings()
+    truth_file = settings.demo_dir / "ground_truth.csv"
+    if not truth_file.exists():
+        raise FileNotFoundError(f"no ground truth at {truth_file}: generate demo data first (`ckp demo`)")
+    truth = pd.read_csv(truth_file, dtype=str)
+    with psycopg.connect(url or settings.warehouse_url) as conn:
+        rows = conn.execute(
+            "select source_system, source_record_id, customer_id from identity.record_clusters").fetchall()
+    clusters = pd.DataFrame(rows, columns=["source_system", "source_record_id", "customer_id"])
+    return evaluate(clusters, truth)
+
+
+def evaluation_report(settings: Settings | None = None) -> str:
+    return format_report(evaluation_metrics(settings))
