@@ -193,6 +193,8 @@ def email_local(first_latin: str, last_latin: str, style: int, number: int) -> s
 
 # --- dates --------------------------------------------------------------------------------------------
 EPOCH = dt.date(1970, 1, 1)
+#: "no date" in day-number arrays (persons are born before 1970 too, so -1 is a real day).
+NO_DAY = -10_000_000
 
 
 def day_to_date(days: int) -> dt.date:

@@ -186,14 +186,15 @@ def generate_people(n: int, seed: int, as_of: dt.date) -> People:
     mobile = MOBILE_PREFIXES[x // 10_000_000] * 10_000_000 + x % 10_000_000
     mobile2 = np.where(cols["has_mobile2"], fresh_mobile(idx), 0)
 
-    first_lat = [FIRST_LAT[f][s % len(FIRST_LAT[f])] for f, s in zip(cols["first"], cols["first_sp"])]
-    last_lat = [LAST_LAT[f][s % len(LAST_LAT[f])] for f, s in zip(cols["last"], cols["last_sp"])]
+    first_lat = [FIRST_LAT[f][s % len(FIRST_LAT[f])] for f, s in zip(cols["first"], cols["first_sp"], strict=True)]
+    last_lat = [LAST_LAT[f][s % len(LAST_LAT[f])] for f, s in zip(cols["last"], cols["last_sp"], strict=True)]
     email = np.array(
         [f"{email_local(f, ln, st, num)}@{DOMAINS[d]}" for f, ln, st, num, d in
-         zip(first_lat, last_lat, cols["email_style"], cols["email_num"], cols["domain"])], dtype=object)
+         zip(first_lat, last_lat, cols["email_style"], cols["email_num"], cols["domain"], strict=True)], dtype=object)
     email2 = np.array(
         [f"{email_local(f, ln, st, num)}@{DOMAINS[d]}" if has else None for f, ln, st, num, d, has in
-         zip(first_lat, last_lat, cols["email2_style"], cols["email2_num"], cols["domain2"], cols["has_email2"])],
+         zip(first_lat, last_lat, cols["email2_style"], cols["email2_num"], cols["domain2"], cols["has_email2"],
+             strict=True)],
         dtype=object)
     _dedupe_emails(email, email2)
 

@@ -1,0 +1,3 @@
+from crm_knowledge.demo.generate import main
+
+raise SystemExit(main())
