@@ -211,3 +211,21 @@ def test_fitted_json_round_trip_and_reproducible() -> None:
     assert data["time_unit"] == "weeks" and data["as_of"] == "2024-12-29"
     assert set(data["params"]) == {"r", "alpha", "a", "b", "p", "q", "v"}
     assert FittedCLV.from_json(a.to_json()) == a
+
+
+def test_heavy_tailed_spend_falls_back_to_credibility_mean():
+    """q <= 1 (no finite population mean spend) must still give finite, ordered CLVs."""
+    import numpy as np
+    import pandas as pd
+
+    from crm_knowledge.scoring.clv import FittedCLV
+
+    fitted = FittedCLV(params={"r": 0.25, "alpha": 4.4, "a": 0.8, "b": 2.4, "p": 2.0, "q": 0.7, "v": 10.0},
+                       extra={"population_median_spend": 100.0})
+    assert fitted.spend_model == "credibility_mean"
+    spend = fitted.expected_spend(np.array([0.0, 1.0, 3.0]), np.array([np.nan, 300.0, 300.0]))
+    assert spend.tolist() == [100.0, 200.0, 250.0]  # (x*m + 100) / (x + 1)
+    summary = pd.DataFrame({"x": [0.0, 3.0], "t_x": [0.0, 20.0], "T": [30.0, 30.0],
+                            "mean_repeat_value": [np.nan, 300.0]})
+    clv = fitted.clv(summary, 52, 0.1)
+    assert np.isfinite(clv).all() and clv.iloc[1] > clv.iloc[0] > 0

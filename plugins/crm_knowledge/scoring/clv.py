@@ -208,8 +208,23 @@ class FittedCLV:
     def p_alive(self, x, t_x, T) -> np.ndarray:
         return bgnbd_p_alive(*self._bg(), x, t_x, T)
 
+    @property
+    def spend_model(self) -> str:
+        """`gamma_gamma`, or `credibility_mean` when the Gamma-Gamma fit has no finite mean (q <= 1).
+
+        Heavy-tailed spend across customers drives q below 1; rather than publish no CLV at all, spend
+        is then each customer's own mean repeat value blended with the population median by the same
+        credibility form Gamma-Gamma uses, (x * mbar + k * median) / (x + k), with k = 1.
+        """
+        return "gamma_gamma" if self.params.get("q", 0.0) > 1 else "credibility_mean"
+
     def expected_spend(self, x, mean_value) -> np.ndarray:
-        return gamma_gamma_expected_spend(self.params["p"], self.params["q"], self.params["v"], x, mean_value)
+        if self.spend_model == "gamma_gamma":
+            return gamma_gamma_expected_spend(self.params["p"], self.params["q"], self.params["v"], x, mean_value)
+        x = np.asarray(x, dtype=float)
+        m = np.nan_to_num(np.asarray(mean_value, dtype=float), nan=0.0)
+        population = self.extra.get("population_median_spend", float("nan"))
+        return (np.where(x > 0, x * m, 0.0) + population) / (x + 1.0)
 
     def clv(self, summary: pd.DataFrame, horizon_weeks: int, annual_discount_rate: float) -> pd.Series:
         """Discounted expected value over ``horizon_weeks``, per customer of ``summary``.
@@ -259,6 +274,7 @@ def fit_clv(summary: pd.DataFrame, as_of: dt.date | None = None) -> FittedCLV:
         log_likelihood_gamma_gamma=gg.log_likelihood,
         converged=bg.converged and gg.converged,
         frequency_spend_corr=corr,
+        extra={"population_median_spend": float(repeat["mean_repeat_value"].median())},
     )
 
 

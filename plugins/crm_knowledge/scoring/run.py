@@ -213,6 +213,8 @@ def score_all(as_of: dt.date, url: str | None = None, config: ScoringConfig | No
                      "params": {**fitted.params, "time_unit": TIME_UNIT, "horizon_weeks": config.clv.horizon_weeks,
                                 "annual_discount_rate": config.clv.annual_discount_rate},
                      "metrics": {"converged": fitted.converged, "n_repeat_customers": fitted.n_repeat_customers,
+                                 "spend_model": fitted.spend_model,
+                                 "frequency_spend_corr": _finite(fitted.frequency_spend_corr),
                                  "log_likelihood_bgnbd": _finite(fitted.log_likelihood_bgnbd)}})
 
     run_ids = {r["model"]: _run_id(r["model"], as_of) for r in runs}
