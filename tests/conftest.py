@@ -21,6 +21,11 @@ os.environ.setdefault("CKP_HOME", str(TEST_HOME))
 os.environ.setdefault("CKP_WAREHOUSE_PORT", os.environ.get("CKP_TEST_WAREHOUSE_PORT", "54339"))
 os.environ.setdefault("CKP_WEBHOOK_PORT", os.environ.get("CKP_TEST_WEBHOOK_PORT", "8775"))
 os.environ.setdefault("CKP_DEMO_MODE", "1")
+# Airflow reads its home at import: point it at the test home before anything imports airflow.
+os.environ.setdefault("AIRFLOW_HOME", str(Path(os.environ["CKP_HOME"]) / "airflow"))
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
 
 
 @pytest.fixture(scope="session")
