@@ -15,6 +15,9 @@ def test_repository_config_loads():
     assert "test@test.com" in cfg.junk.deny["email"]
     assert cfg.max_cluster_size >= 2
     assert cfg.probabilistic.blocking_rules
+    assert set(cfg.probabilistic.require_agreement_on) == {"birth_date", "postcode"}
+    assert cfg.deterministic.weak_name_similarity <= cfg.deterministic.name_similarity
+    assert ("mamad", "mohammad") in cfg.deterministic.nicknames
 
 
 @pytest.mark.parametrize("raw, key", [
@@ -24,6 +27,11 @@ def test_repository_config_loads():
     ({"junk": {"deny_patterns": {"email": ["("]}}}, "junk.deny_patterns.email[0]"),
     ({"probabilistic": {"blocking_rules": [["shoe_size"]]}}, "probabilistic.blocking_rules[0]"),
     ({"clusters": {"max_size": "big"}}, "clusters.max_size"),
+    ({"deterministic": {"nicknames": [["mamad"]]}}, "deterministic.nicknames"),
+    ({"deterministic": {"name_similarity": 0.8, "weak_name_similarity": 0.9}}, "deterministic.weak_name_similarity"),
+    ({"probabilistic": {"require_agreement_on": ["shoe_size"]}}, "probabilistic.require_agreement_on"),
+    ({"probabilistic": {"comparisons": {"name": {"key_edit_distance": 5}}}},
+     "probabilistic.comparisons.name.key_edit_distance"),
 ])
 def test_errors_name_file_and_key(raw, key):
     with pytest.raises(IdentityConfigError) as e:

@@ -1,3 +1,9 @@
+{{
+    config(
+        tags=['identity_output'],
+    )
+}}
+
 with
 
 source as (

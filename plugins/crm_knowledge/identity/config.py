@@ -46,7 +46,10 @@ class JunkConfig:
 class DeterministicConfig:
     name_guard: frozenset[str] = frozenset({"email", "phone"})
     name_similarity: float = 0.88
+    weak_name_similarity: float = 0.80
     max_guard_group: int = 50
+    #: (nickname, given name) pairs, any script; compared by their romanised keys
+    nicknames: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -71,12 +74,16 @@ class ProbabilisticConfig:
     prior_recall: float = 0.7
     required_any: tuple[str, ...] = ("birth_date", "postcode")
     veto_conflicting_national_id: bool = True
+    require_agreement_on: tuple[str, ...] = ("birth_date", "postcode")
     splink_log_level: str = "WARNING"
     blocking_rules: tuple[BlockingRule, ...] = ()
     training_blocking_rules: tuple[BlockingRule, ...] = ()
     prior_rules: tuple[BlockingRule, ...] = ()
     name_jw_thresholds: tuple[float, ...] = (0.92, 0.85)
     name_tf: bool = True
+    name_exact_text: bool = True
+    name_key_edit_distance: int = 1
+    name_fuzzy_min_length: int = 2
     birth_date_thresholds: tuple[int, ...] = (1, 1)
     birth_date_metrics: tuple[str, ...] = ("month", "year")
     postcode_prefix_lengths: tuple[int, ...] = (5,)
@@ -240,10 +247,21 @@ def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> IdentityCon
     for g in guard:
         if g not in IDENTIFIER_COLUMNS:
             raise v.fail("deterministic.name_guard", f"names unknown identifier kind {g!r}")
+    nick_raw = d.get("nicknames", [])
+    if not isinstance(nick_raw, list) or not all(
+            isinstance(x, list) and len(x) == 2 and all(isinstance(y, str) and y.strip() for y in x)
+            for x in nick_raw):
+        raise v.fail("deterministic.nicknames", f"must be a list of [nickname, given name] pairs, got {nick_raw!r}")
+    strong = v.number(d, "name_similarity", "deterministic", 0.88, lo=0, hi=1)
+    weak = v.number(d, "weak_name_similarity", "deterministic", 0.80, lo=0, hi=1)
+    if weak > strong:
+        raise v.fail("deterministic.weak_name_similarity", f"must not exceed name_similarity ({strong}), got {weak}")
     det = DeterministicConfig(
         name_guard=frozenset(guard),
-        name_similarity=v.number(d, "name_similarity", "deterministic", 0.88, lo=0, hi=1),
+        name_similarity=strong,
+        weak_name_similarity=weak,
         max_guard_group=v.number(d, "max_guard_group", "deterministic", 50, lo=2, integer=True),
+        nicknames=tuple((a.strip(), b.strip()) for a, b in nick_raw),
     )
 
     p = v.section(raw, "probabilistic", "")
@@ -267,6 +285,11 @@ def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> IdentityCon
     for r in required_any:
         if r not in ("birth_date", "postcode", "city"):
             raise v.fail(f"{path}.required_any", f"must name birth_date, postcode or city, got {r!r}")
+    agree_on = v.str_list(p, "require_agreement_on", path, ["birth_date", "postcode"])
+    for r in agree_on:
+        if r not in ("first_name", "last_name", "birth_date", "postcode", "city"):
+            raise v.fail(f"{path}.require_agreement_on",
+                         f"must name first_name, last_name, birth_date, postcode or city, got {r!r}")
     level = v.string(p, "splink_log_level", path, "WARNING",
                      choices=("INFO", "WARNING", "ERROR", "CRITICAL"))
     prob = ProbabilisticConfig(
@@ -279,6 +302,7 @@ def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> IdentityCon
         prior_recall=v.number(p, "prior_recall", path, 0.7, lo=0, hi=1, open_lo=True),
         required_any=tuple(required_any),
         veto_conflicting_national_id=v.boolean(p, "veto_conflicting_national_id", path, True),
+        require_agreement_on=tuple(agree_on),
         splink_log_level=level,
         blocking_rules=v.rules(p, "blocking_rules", path, [["birth_date"], ["postcode"]]),
         training_blocking_rules=v.rules(p, "training_blocking_rules", path,
@@ -286,6 +310,11 @@ def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> IdentityCon
         prior_rules=v.rules(p, "prior_rules", path, [["first_key", "last_key", "birth_date"]]),
         name_jw_thresholds=tuple(jw),
         name_tf=v.boolean(cname, "term_frequency", f"{path}.comparisons.name", True),
+        name_exact_text=v.boolean(cname, "exact_text_level", f"{path}.comparisons.name", True),
+        name_key_edit_distance=v.number(cname, "key_edit_distance", f"{path}.comparisons.name", 1, lo=0, hi=3,
+                                        integer=True),
+        name_fuzzy_min_length=v.number(cname, "fuzzy_min_length", f"{path}.comparisons.name", 2, lo=1,
+                                       integer=True),
         birth_date_thresholds=tuple(bd_thr),
         birth_date_metrics=tuple(bd_met),
         postcode_prefix_lengths=tuple(v.num_list(cpc, "prefix_lengths", f"{path}.comparisons.postcode", [5],

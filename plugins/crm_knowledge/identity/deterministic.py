@@ -2,8 +2,8 @@
 
 Rules (`match_rule`, score 1.0): ``national_id`` (same valid national id), ``customer_ref`` (a form or
 contact referring to orders customer X is linked to record ('orders', X); records referring to the same X
-are linked too), ``email`` and ``phone`` (same value, guarded by first-name compatibility because
-families share them).
+are linked too), ``email`` and ``phone`` (same value, guarded by given-name agreement because families
+share them; see :mod:`crm_knowledge.identity.names` and :func:`_guarded_subgroups`).
 
 Records sharing a value are linked as a star (every record to one centre), which gives the same
 connected components as all pairs with O(n) edges.
@@ -12,13 +12,14 @@ connected components as all pairs with O(n) edges.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
 from crm_knowledge.identity.config import IdentityConfig
 from crm_knowledge.identity.junk import PREPARED_COLUMNS
-from crm_knowledge.identity.prepare import names_compatible
+from crm_knowledge.identity.names import compatible, families_agree, rules_from_config
 
 log = logging.getLogger(__name__)
 
@@ -46,49 +47,55 @@ def _star(keys: pd.Series, rids: pd.Series, rule: str, centre_first: pd.Series |
                          "match_rule": rule, "match_score": 1.0})
 
 
-def _guarded_subgroups(grp: pd.DataFrame, config: IdentityConfig) -> list[list[int]]:
-    """Split one shared-value group into name-compatible subgroups (lists of rids)."""
-    named = grp[grp["first_key"].notna()]
-    nameless = list(grp.loc[grp["first_key"].isna(), "rid"])
-    thr = config.deterministic.name_similarity
-    recs = list(zip(named["rid"], named["first_key"], named["name_tokens"], strict=True))
+def _guarded_subgroups(grp: pd.DataFrame, config: IdentityConfig, others: Sequence[str] = ()) -> list[list[int]]:
+    """Split one shared-value group into name-compatible subgroups (lists of rids).
 
-    def by_exact_key() -> list[list[int]]:
+    Two records are name-compatible when their given names agree
+    (:func:`crm_knowledge.identity.names.compatible`) or - when they share a second guarded identifier
+    as well (`others`: the same e-mail *and* the same phone) - when their family names agree and the
+    given names are near (a typo in a short given name); a family sharing a phone rarely shares an
+    e-mail address too. Records with a full name are clustered by average linkage on that relation
+    (:func:`_agglomerate`), so a chain of near names ("M." ~ "Mohammad", "M." ~ "Maryam") does not join
+    conflicting ones. A record with one name word only joins the one cluster it fits; nameless
+    records join when the group is one person.
+    """
+    rules = rules_from_config(config)
+    rids = grp["rid"].tolist()
+    profiles = grp["name_profile"].tolist()
+    firsts = grp["first_key"].tolist()
+    other_values = [grp[c].tolist() for c in others]
+    full = [i for i, p in enumerate(profiles) if p.alignments]
+    single = [i for i, p in enumerate(profiles) if not p.alignments and p.single is not None]
+    nameless = [rids[i] for i, p in enumerate(profiles) if p.empty]
+
+    if len(full) + len(single) > config.deterministic.max_guard_group:
         d: dict[str, list[int]] = {}
-        for rid, fk, _ in recs:
-            d.setdefault(fk, []).append(rid)
-        return list(d.values())
+        for i in full + single:
+            d.setdefault(firsts[i] or "", []).append(rids[i])
+        subgroups = list(d.values())
+        return [sorted(s) for s in subgroups] if len(subgroups) > 1 else [sorted(rids)]
 
-    if len(recs) > config.deterministic.max_guard_group:
-        subgroups = by_exact_key()
+    def compat(a: int, b: int) -> bool:
+        if compatible(profiles[a], profiles[b], rules):
+            return True
+        shares_other = any(v[a] is not None and v[a] == v[b] for v in other_values)
+        return shares_other and families_agree(profiles[a], profiles[b], rules)
+
+    clusters = _agglomerate(full, firsts, compat)
+    if not clusters:
+        # lone words only: the same word (or a near spelling) is one person
+        clusters = _agglomerate(single, firsts, compat)
     else:
-        parent = list(range(len(recs)))
-
-        def find(i):
-            while parent[i] != i:
-                parent[i] = parent[parent[i]]
-                i = parent[i]
-            return i
-
-        for i in range(len(recs)):
-            for j in range(i + 1, len(recs)):
-                if names_compatible(recs[i][1], recs[i][2], recs[j][1], recs[j][2], thr):
-                    parent[find(i)] = find(j)
-        comps: dict[int, list[int]] = {}
-        for i in range(len(recs)):
-            comps.setdefault(find(i), []).append(i)
-        subgroups = []
-        for members in comps.values():
-            # chains through initials ("m" ~ "mohammad", "m" ~ "maryam") must not join conflicting names
-            conflict = any(not names_compatible(recs[a][1], recs[a][2], recs[b][1], recs[b][2], thr)
-                           for x, a in enumerate(members) for b in members[x + 1:])
-            if conflict:
-                d: dict[str, list[int]] = {}
-                for a in members:
-                    d.setdefault(recs[a][1], []).append(recs[a][0])
-                subgroups.extend(d.values())
-            else:
-                subgroups.append([recs[a][0] for a in members])
+        unattached = []
+        for i in single:
+            fits = [c for c in clusters if _fits(i, c, compat)]
+            if len(fits) == 1:
+                fits[0].append(i)
+            elif not fits:
+                unattached.append(i)
+            # compatible with several persons: could be any of them, link to none
+        clusters.extend(_agglomerate(unattached, firsts, compat))
+    subgroups = [[rids[i] for i in c] for c in clusters]
     if len(subgroups) <= 1:
         # one person (or nobody named): nameless records join unambiguously
         return [sorted([r for s in subgroups for r in s] + nameless)]
@@ -96,8 +103,52 @@ def _guarded_subgroups(grp: pd.DataFrame, config: IdentityConfig) -> list[list[i
     return [sorted(s) for s in subgroups]
 
 
+def _agglomerate(members: list[int], firsts: list, compat) -> list[list[int]]:
+    """Average-linkage clustering of `members` on the name-compatibility relation `compat`.
+
+    Repeatedly merges the two clusters with the highest share of compatible pairs across them, as
+    long as at least half of those pairs are compatible. One noisy record (a typo in the family name
+    of one record, a swapped name in another) does not keep a person apart, while two persons sharing
+    a phone (no compatible pair across them) are never merged. Ties: same first-name key first, then
+    the smallest members (deterministic).
+    """
+    if not members:
+        return []
+    n = len(members)
+    ok = [[True] * n for _ in range(n)]
+    for x in range(n):
+        for y in range(x + 1, n):
+            ok[x][y] = ok[y][x] = compat(members[x], members[y])
+    clusters: list[list[int]] = [[x] for x in range(n)]
+    while len(clusters) > 1:
+        best = None
+        for a in range(len(clusters)):
+            for b in range(a + 1, len(clusters)):
+                ca, cb = clusters[a], clusters[b]
+                good = sum(ok[x][y] for x in ca for y in cb)
+                if not good or 2 * good < len(ca) * len(cb):
+                    continue
+                same = any(firsts[members[x]] is not None and firsts[members[x]] == firsts[members[y]]
+                           for x in ca for y in cb)
+                score = (good / (len(ca) * len(cb)), same)
+                if best is None or score > best[0]:
+                    best = (score, a, b)
+        if best is None:
+            break
+        _, a, b = best
+        clusters[a] = clusters[a] + clusters[b]
+        del clusters[b]
+    return [[members[x] for x in c] for c in clusters]
+
+
+def _fits(i: int, cluster: list[int], compat) -> bool:
+    good = sum(compat(i, j) for j in cluster)
+    return good > 0 and 2 * good >= len(cluster)
+
+
 def _guarded_edges(df: pd.DataFrame, col: str, rule: str, config: IdentityConfig) -> pd.DataFrame:
-    sub = df.loc[df[col].notna(), [col, "rid", "first_key", "name_tokens"]]
+    others = [PREPARED_COLUMNS[k] for k in sorted(config.deterministic.name_guard) if PREPARED_COLUMNS[k] != col]
+    sub = df.loc[df[col].notna(), [col, "rid", "first_key", "name_profile", *others]]
     sizes = sub.groupby(col)[col].transform("size")
     sub = sub[sizes > 1]
     if sub.empty:
@@ -108,7 +159,7 @@ def _guarded_edges(df: pd.DataFrame, col: str, rule: str, config: IdentityConfig
     complex_ = sub[nkeys > 1]
     rows = []
     for _, grp in complex_.groupby(col, sort=True):
-        for members in _guarded_subgroups(grp, config):
+        for members in _guarded_subgroups(grp, config, others):
             centre = members[0]
             rows.extend((centre, m) for m in members[1:])
     if rows:

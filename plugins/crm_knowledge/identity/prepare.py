@@ -98,17 +98,6 @@ def name_key(value: object, romanize: Callable[[str], str] | None = None) -> str
     return key or None
 
 
-def _tokens_key(value: object, romanize: Callable[[str], str]) -> list[str]:
-    if not _present(value):
-        return []
-    out = []
-    for tok in str(value).split():
-        k = name_key(tok, romanize)
-        if k:
-            out.append(k)
-    return out
-
-
 def _present(v: object) -> bool:
     if v is None or v is pd.NA:
         return False
@@ -156,23 +145,6 @@ def jaro_winkler(a: str, b: str, prefix_scale: float = 0.1) -> float:
     return jaro + prefix * prefix_scale * (1 - jaro)
 
 
-def names_compatible(first_a: str | None, tokens_a: frozenset, first_b: str | None, tokens_b: frozenset,
-                     threshold: float) -> bool:
-    """False only when both records carry a first-name key and the names clearly conflict.
-
-    Tolerates swapped first/last names (each first key among the other's name tokens; one shared
-    family name is not enough),
-    initials (prefix) and typos (Jaro-Winkler >= threshold).
-    """
-    if not first_a or not first_b:
-        return True
-    if first_a == first_b or (first_a in tokens_b and first_b in tokens_a):  # same, or swapped
-        return True
-    if first_a.startswith(first_b) or first_b.startswith(first_a):
-        return True
-    return jaro_winkler(first_a, first_b) >= threshold
-
-
 def names_similar(tokens_a: frozenset, tokens_b: frozenset, threshold: float) -> bool:
     """Whether two records' names look like the same person (or family): any shared or near token."""
     if tokens_a & tokens_b:
@@ -186,7 +158,9 @@ def names_similar(tokens_a: frozenset, tokens_b: frozenset, threshold: float) ->
 def prepare(candidates: pd.DataFrame) -> pd.DataFrame:
     """Validate the candidate frame and add derived columns used by every matching step.
 
-    Added: rid, first_key, last_key, name_tokens (frozenset of romanised tokens), birth_date (ISO text),
+    Added: rid, first_key, last_key, first_text / last_text (the normalised name the key was built from,
+    spaces removed: exact comparison within one script), name_tokens (frozenset of romanised tokens), name_profile
+    (:class:`crm_knowledge.identity.names.NameProfile`), birth_date (ISO text),
     birth_year, postcode, postcode_prefix (5), city_key, email, phone, national_id, cref_key, has_name.
     """
     missing = [c for c in CANDIDATE_COLUMNS if c not in candidates.columns]
@@ -214,23 +188,38 @@ def prepare(candidates: pd.DataFrame) -> pd.DataFrame:
             cache[v] = name_key(v, romanize)
         return cache[v]
 
-    firsts, lasts, tokens = [], [], []
+    def text(v: str | None, k: str | None) -> str | None:
+        return re.sub(r"\s+", "", str(v)).lower() or None if (v is not None and k) else None
+
+    firsts, lasts, tokens, ftexts, ltexts = [], [], [], [], []
     for f, la, full in zip(df["first_name_norm"], df["last_name_norm"], df["full_name_norm"], strict=True):
         fk, lk = key(f), key(la)
-        toks = set(_tokens_key(f, romanize)) | set(_tokens_key(la, romanize)) | set(_tokens_key(full, romanize))
+        ft, lt = text(f, fk), text(la, lk)
+        toks = {k for v in (f, la, full) if v is not None for k in map(key, str(v).split()) if k}
         if fk is None and lk is None and full is not None:
             parts = str(full).split()
             if parts:
                 fk = key(parts[0])
+                ft = text(parts[0], fk)
                 lk = key(" ".join(parts[1:])) if len(parts) > 1 else None
+                lt = text(" ".join(parts[1:]), lk) if len(parts) > 1 else None
         for k in (fk, lk):
             if k:
                 toks.add(k)
         firsts.append(fk)
         lasts.append(lk)
+        ftexts.append(ft)
+        ltexts.append(lt)
         tokens.append(frozenset(toks))
+    from crm_knowledge.identity.names import build_profile
+
+    df["name_profile"] = pd.Series(
+        [build_profile(f, la, full, key) for f, la, full in
+         zip(df["first_name_norm"], df["last_name_norm"], df["full_name_norm"], strict=True)], dtype="object")
     df["first_key"] = _obj(firsts)
     df["last_key"] = _obj(lasts)
+    df["first_text"] = _obj(ftexts)
+    df["last_text"] = _obj(ltexts)
     df["name_tokens"] = pd.Series(tokens, dtype="object")
     df["has_name"] = df["first_key"].notna() | df["last_key"].notna()
 

@@ -2,15 +2,17 @@
 
 * Backend from config (`probabilistic.backend`: duckdb here, spark for big installations); everything
   else is backend-neutral Splink.
-* Comparisons: romanised first-name key and last-name key (each with a *swapped* level, so
-  "Ali Rezaei" and "Rezaei Ali" agree), birth date, postcode (exact, area prefix), city; term-frequency
-  adjustments on names, postcode and city.
+* Comparisons: first and last name (same spelling > same romanised key > both fields *swapped*, so
+  "Ali Rezaei" and "Rezaei Ali" agree > Jaro-Winkler bands > keys one edit apart; the fuzzy levels only
+  for keys of `fuzzy_min_length`+ letters), birth date, postcode (exact, area prefix), city;
+  term-frequency adjustments on names, postcode and city.
 * Training: prior from deterministic rules, u by random sampling with a fixed seed, m by EM over the
   configured training blocking rules. Every level has a prior m/u, used when there are too few records
   to train or a training step fails (logged).
 * Each pair above the threshold gets an `explanation` (JSON) built from Splink's gamma_/mw_ columns.
 
-Pairs whose records both carry a valid national id that differs are vetoed.
+Pairs whose records both carry a valid national id that differs are vetoed, and pairs that agree on
+none of `require_agreement_on` (birth date, postcode) are dropped: name + city is what namesakes share.
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ from crm_knowledge.identity.config import BlockingRule, IdentityConfig
 log = logging.getLogger(__name__)
 
 PAIR_COLUMNS = ["rid_l", "rid_r", "match_probability", "match_weight", "explanation"]
-MODEL_COLUMNS = ["unique_id", "first_key", "last_key", "birth_date", "birth_year", "postcode",
-                 "postcode_prefix", "city_key"]
+MODEL_COLUMNS = ["unique_id", "first_key", "last_key", "first_text", "last_text", "birth_date", "birth_year",
+                 "postcode", "postcode_prefix", "city_key"]
 #: comparison output name -> human field name used in explanations
 #: lower bound of trained m probabilities (see ProbabilisticModel._floor_m)
 M_FLOOR = 1e-4
@@ -97,21 +99,43 @@ def _rule(r: BlockingRule):
 
 
 def _name_comparison(col: str, other: str, config: IdentityConfig):
+    """Levels, strongest first: the same normalised name (same script), the same romanised key
+    ("محمد" / "Mohammad", but also Hassan / Hossein), swapped with the other name field, Jaro-Winkler
+    bands of the keys, keys one edit apart (a typo in a short name: "Sara" / "Sahar" keys sr / shr)."""
     import splink.comparison_level_library as cll
     import splink.comparison_library as cl
 
     p = config.probabilistic
-    exact = cll.ExactMatchLevel(col).configure(m_probability=0.85, u_probability=0.02)
+    text = col.replace("_key", "_text")
+    levels = [cll.NullLevel(col)]
+    if p.name_exact_text:
+        same_text = cll.ExactMatchLevel(text).configure(
+            m_probability=0.6, u_probability=0.01, label_for_charts=f"Exact match on {text} (same spelling)")
+        if p.name_tf:
+            same_text.configure(tf_adjustment_column=col)
+        levels.append(same_text)
+    exact = cll.ExactMatchLevel(col).configure(m_probability=0.25 if p.name_exact_text else 0.85,
+                                               u_probability=0.01 if p.name_exact_text else 0.02)
     if p.name_tf:
         exact.configure(tf_adjustment_column=col)
-    levels = [
-        cll.NullLevel(col),
+    levels += [
         exact,
-        cll.CustomLevel(f"{col}_l = {other}_r", label_for_charts=f"{col} equals the other name field (swapped)")
-        .configure(m_probability=0.05, u_probability=0.0005),
+        # both name fields swapped; one field equal to the other record's other field is not enough
+        # (that is what a brother and sister's "Rezaei Amir" / "Roya Rezaei" have in common)
+        cll.ColumnsReversedLevel(col, other).configure(
+            m_probability=0.05, u_probability=0.0005, label_for_charts=f"{col} and {other} swapped"),
     ]
+    # fuzzy levels only for keys long enough for a string distance to mean something ("r" is Roya)
+    n = p.name_fuzzy_min_length
+    long_enough = cll.CustomLevel(f"length({col}_l) >= {n} and length({col}_r) >= {n}")
     for i, t in enumerate(sorted(p.name_jw_thresholds, reverse=True)):
-        levels.append(cll.JaroWinklerLevel(col, t).configure(m_probability=0.04, u_probability=0.005 * (i + 1) ** 2))
+        levels.append(cll.And(cll.JaroWinklerLevel(col, t), long_enough).configure(
+            m_probability=0.04, u_probability=0.005 * (i + 1) ** 2,
+            label_for_charts=f"Jaro-Winkler of {col} >= {t}"))
+    if p.name_key_edit_distance:
+        levels.append(cll.And(cll.LevenshteinLevel(col, p.name_key_edit_distance), long_enough).configure(
+            m_probability=0.02, u_probability=0.03,
+            label_for_charts=f"{col} within {p.name_key_edit_distance} edit(s)"))
     levels.append(cll.ElseLevel().configure(m_probability=0.03, u_probability=0.95))
     return cl.CustomComparison(levels, output_column_name=col)
 
@@ -369,6 +393,21 @@ def _veto(pairs: pd.DataFrame, prepared: pd.DataFrame, config: IdentityConfig) -
     return pairs[~conflict].reset_index(drop=True)
 
 
+def _corroborated(pairs: pd.DataFrame, config: IdentityConfig) -> pd.DataFrame:
+    """Keep pairs that agree (fully or partly, i.e. with a positive match weight) on at least one field
+    of `probabilistic.require_agreement_on`: a name and a city alone are shared by namesakes."""
+    fields = config.probabilistic.require_agreement_on
+    if pairs.empty or not fields:
+        return pairs
+    wanted = set(fields)
+    keep = np.array([bool(wanted & set(e["agreed"] + e["partially_agreed"]))
+                     for e in map(json.loads, pairs["explanation"])], dtype=bool)
+    if (~keep).any():
+        log.info("probabilistic: %d pair(s) above the threshold dropped: no agreement on any of %s",
+                 int((~keep).sum()), ", ".join(fields))
+    return pairs[keep].reset_index(drop=True)
+
+
 def _dedupe(pairs: pd.DataFrame) -> pd.DataFrame:
     if pairs.empty:
         return pairs
@@ -388,7 +427,7 @@ def probabilistic_pairs(prepared: pd.DataFrame, config: IdentityConfig) -> tuple
         info.update(trained=model.training.trained, training_steps=model.training.steps)
     finally:
         model.close()
-    pairs = _veto(_dedupe(pairs), prepared, config)
+    pairs = _veto(_corroborated(_dedupe(pairs), config), prepared, config)
     return pairs, info
 
 
@@ -416,4 +455,4 @@ def probabilistic_pairs_incremental(prepared: pd.DataFrame, new_rids: Sequence[i
         model.close()
     parts = [p for p in parts if len(p)]
     pairs = pd.concat(parts, ignore_index=True) if parts else empty_pairs()
-    return _veto(_dedupe(pairs), prepared, config), info
+    return _veto(_corroborated(_dedupe(pairs), config), prepared, config), info

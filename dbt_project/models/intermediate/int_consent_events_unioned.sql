@@ -1,0 +1,132 @@
+-- Every consent statement a customer made, per purpose: web forms (consent_marketing / consent_profiling;
+-- null = not asked on that form, so no event), an erasure request (withdraws both), and sibling units'
+-- files when they carry consent flags.
+
+with
+
+-- import only the columns used: the CTEs are read several times, so PostgreSQL materialises them and
+-- would otherwise compute every normalised field of the staging views
+form_submissions as (
+
+    select
+        source_system,
+        source_record_id,
+        form_type,
+        is_marketing_consent_granted,
+        is_profiling_consent_granted,
+        submitted_at
+    from {{ ref('stg_forms__submissions') }}
+
+),
+
+sibling_customers as (
+
+    select
+        source_system,
+        source_record_id,
+        is_marketing_consent_granted,
+        is_profiling_consent_granted,
+        loaded_at
+    from {{ ref('stg_siblings__customers') }}
+
+),
+
+record_clusters as (
+
+    select * from {{ ref('stg_identity__record_clusters') }}
+
+),
+
+form_events as (
+
+    select
+        source_system,
+        source_record_id,
+        'marketing' as purpose,
+        is_marketing_consent_granted as is_granted,
+        submitted_at as occurred_at
+    from form_submissions
+    where is_marketing_consent_granted is not null
+
+    union all
+
+    select
+        source_system,
+        source_record_id,
+        'profiling' as purpose,
+        is_profiling_consent_granted as is_granted,
+        submitted_at as occurred_at
+    from form_submissions
+    where is_profiling_consent_granted is not null
+
+),
+
+erasure_events as (
+
+    select
+        form_submissions.source_system,
+        form_submissions.source_record_id,
+        purposes.purpose,
+        false as is_granted,
+        form_submissions.submitted_at as occurred_at
+    from form_submissions
+    cross join (values ('marketing'), ('profiling')) as purposes (purpose)
+    where form_submissions.form_type = 'erasure_request'
+
+),
+
+sibling_events as (
+
+    select
+        source_system,
+        source_record_id,
+        'marketing' as purpose,
+        is_marketing_consent_granted as is_granted,
+        loaded_at as occurred_at
+    from sibling_customers
+    where is_marketing_consent_granted is not null
+
+    union all
+
+    select
+        source_system,
+        source_record_id,
+        'profiling' as purpose,
+        is_profiling_consent_granted as is_granted,
+        loaded_at as occurred_at
+    from sibling_customers
+    where is_profiling_consent_granted is not null
+
+),
+
+unioned as (
+
+    select * from form_events
+    union all
+    select * from erasure_events
+    union all
+    select * from sibling_events
+
+),
+
+final as (
+
+    select
+        md5(
+            concat_ws('|', unioned.source_system, unioned.source_record_id, unioned.purpose)
+        ) as consent_event_id,
+        record_clusters.customer_id,
+        unioned.purpose,
+        unioned.is_granted,
+        unioned.occurred_at,
+        unioned.source_system as source,
+        unioned.source_record_id
+    from unioned
+    inner join record_clusters
+        on
+            unioned.source_system = record_clusters.source_system
+            and unioned.source_record_id = record_clusters.source_record_id
+
+)
+
+select * from final

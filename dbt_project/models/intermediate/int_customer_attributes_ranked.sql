@@ -1,0 +1,131 @@
+{{
+    config(
+        materialized='table',
+        indexes=[
+            {'columns': ['customer_id', 'attribute_name']},
+        ],
+    )
+}}
+
+-- Survivorship: every non-null attribute value of every resolved source record, ranked within its
+-- customer and attribute. Rank 1 survives into the golden record. Rules, in order:
+--   1. most trusted source first (seed survivorship_source_trust; the most specific matching row wins),
+--   2. then the most recently seen record,
+--   3. then the most complete record (most canonical fields filled),
+--   4. then source system and record id, so the choice is deterministic.
+
+with
+
+customer_records as (
+
+    select * from {{ ref('int_customer_records_unioned') }}
+
+),
+
+record_clusters as (
+
+    select * from {{ ref('stg_identity__record_clusters') }}
+
+),
+
+source_trust as (
+
+    select * from {{ ref('survivorship_source_trust') }}
+
+),
+
+attribute_values as (
+
+    select
+        record_clusters.customer_id,
+        customer_records.source_system,
+        customer_records.source_record_id,
+        customer_records.last_seen_at as observed_at,
+        customer_records.completeness_score,
+        attributes.attribute_name,
+        attributes.attribute_value
+    from customer_records
+    inner join record_clusters
+        on
+            customer_records.source_system = record_clusters.source_system
+            and customer_records.source_record_id = record_clusters.source_record_id
+    cross join
+        lateral (
+            values
+            ('first_name', customer_records.first_name),
+            ('last_name', customer_records.last_name),
+            ('full_name', customer_records.full_name),
+            ('email', customer_records.email),
+            ('phone', customer_records.phone_e164),
+            ('national_id', customer_records.national_id),
+            ('birth_date', cast(customer_records.birth_date as text)),
+            ('gender', customer_records.gender),
+            ('street', customer_records.street),
+            ('city', customer_records.city),
+            ('province', customer_records.province),
+            ('postcode', customer_records.postcode),
+            ('company', customer_records.company),
+            ('business_type', customer_records.business_type)
+        ) as attributes (attribute_name, attribute_value)
+    where attributes.attribute_value is not null
+
+),
+
+trust_matched as (
+
+    select
+        attribute_values.*,
+        source_trust.trust_rank,
+        row_number() over (
+            partition by
+                attribute_values.source_system,
+                attribute_values.source_record_id,
+                attribute_values.attribute_name
+            order by
+                (source_trust.attribute_name = '*'),
+                (source_trust.source_system_pattern like '%\%%'),
+                source_trust.trust_rank
+        ) as trust_match_number
+    from attribute_values
+    left join source_trust
+        on
+            attribute_values.source_system like source_trust.source_system_pattern
+            and source_trust.attribute_name in (attribute_values.attribute_name, '*')
+
+),
+
+ranked as (
+
+    select
+        customer_id,
+        attribute_name,
+        attribute_value,
+        source_system,
+        source_record_id,
+        coalesce(trust_rank, 999) as trust_rank,
+        observed_at,
+        completeness_score,
+        row_number() over (
+            partition by customer_id, attribute_name
+            order by
+                coalesce(trust_rank, 999) asc,
+                observed_at desc nulls last,
+                completeness_score desc,
+                source_system asc,
+                source_record_id asc
+        ) as survivorship_rank
+    from trust_matched
+    where trust_match_number = 1
+
+),
+
+final as (
+
+    select
+        *,
+        survivorship_rank = 1 as is_surviving_value
+    from ranked
+
+)
+
+select * from final

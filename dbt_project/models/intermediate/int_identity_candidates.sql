@@ -1,0 +1,40 @@
+{{
+    config(
+        materialized='table',
+        tags=['identity_input'],
+        indexes=[
+            {'columns': ['source_system', 'source_record_id'], 'unique': true},
+        ],
+    )
+}}
+
+with
+
+customer_records as (
+
+    select * from {{ ref('int_customer_records_unioned') }}
+
+),
+
+final as (
+
+    select
+        source_system,
+        source_record_id,
+        first_name_norm,
+        last_name_norm,
+        full_name_norm,
+        email as email_norm,
+        phone_e164,
+        national_id as national_id_valid,
+        birth_date,
+        postcode,
+        city_norm,
+        street_norm,
+        customer_ref,
+        last_seen_at as seen_at
+    from customer_records
+
+)
+
+select * from final

@@ -1,0 +1,50 @@
+-- Contact-centre interactions attributed to customers and filed as knowledge (kind and flow by topic,
+-- seed contact_topic_knowledge_kinds; unlisted topics are a customer need).
+
+with
+
+interactions as (
+
+    select * from {{ ref('stg_contacts__interactions') }}
+
+),
+
+record_clusters as (
+
+    select * from {{ ref('stg_identity__record_clusters') }}
+
+),
+
+topic_kinds as (
+
+    select * from {{ ref('contact_topic_knowledge_kinds') }}
+
+),
+
+final as (
+
+    select
+        interactions.interaction_id,
+        record_clusters.customer_id,
+        interactions.channel,
+        interactions.topic,
+        interactions.outcome,
+        interactions.agent_id,
+        interactions.notes,
+        coalesce(topic_kinds.kind, 'need') as knowledge_kind,
+        coalesce(topic_kinds.flow, 'about') as knowledge_flow,
+        coalesce(topic_kinds.kind = 'complaint', false) as is_complaint,
+        interactions.outcome in ('resolved', 'sale') as is_resolved,
+        interactions.occurred_at,
+        cast(interactions.occurred_at at time zone 'UTC' as date) as occurred_date
+    from interactions
+    left join record_clusters
+        on
+            interactions.source_system = record_clusters.source_system
+            and interactions.source_record_id = record_clusters.source_record_id
+    left join topic_kinds
+        on interactions.topic = lower(btrim(topic_kinds.topic))
+
+)
+
+select * from final

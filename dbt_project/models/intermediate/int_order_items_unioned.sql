@@ -1,0 +1,149 @@
+-- Order lines of the operational database and of shops' file exports (`items` = `sku:qty|sku:qty`).
+-- Exported lines carry no amount: the order's amount is allocated over its lines in proportion to
+-- their list value (quantity x current unit price), and flagged as estimated.
+
+with
+
+order_items as (
+
+    select * from {{ ref('stg_orders__order_items') }}
+
+),
+
+products as (
+
+    select * from {{ ref('stg_orders__products') }}
+
+),
+
+orders as (
+
+    select * from {{ ref('int_orders_unioned') }}
+
+),
+
+exported_orders as (
+
+    select * from {{ ref('stg_order_exports__orders') }}
+
+),
+
+database_items as (
+
+    select
+        'orders:' || order_items.order_item_id as order_item_id,
+        'orders:' || order_items.order_id as order_id,
+        order_items.product_id,
+        order_items.quantity,
+        order_items.unit_price,
+        order_items.line_amount,
+        false as is_line_amount_estimated,
+        order_items.updated_at,
+        order_items.loaded_at
+    from order_items
+
+),
+
+export_item_texts as (
+
+    select
+        exported_orders.shop,
+        exported_orders.shop_order_id,
+        exported_orders.total_amount,
+        exported_orders.loaded_at,
+        item_texts.item_text,
+        item_texts.item_number
+    from exported_orders
+    cross join
+        lateral
+        unnest(string_to_array(exported_orders.items, '|'))
+        with ordinality as item_texts (item_text, item_number)
+    where nullif(btrim(item_texts.item_text), '') is not null
+
+),
+
+export_items_parsed as (
+
+    select
+        export_item_texts.*,
+        upper(btrim(split_part(export_item_texts.item_text, ':', 1))) as sku,
+        case
+            when btrim(split_part(export_item_texts.item_text, ':', 2)) ~ '^[0-9]+$'
+                then cast(btrim(split_part(export_item_texts.item_text, ':', 2)) as int)
+            else 1
+        end as quantity
+    from export_item_texts
+
+),
+
+export_items_priced as (
+
+    select
+        export_items_parsed.*,
+        products.product_id,
+        products.unit_price,
+        export_items_parsed.quantity * products.unit_price as list_amount,
+        sum(export_items_parsed.quantity * products.unit_price) over (
+            partition by export_items_parsed.shop, export_items_parsed.shop_order_id
+        ) as order_list_amount
+    from export_items_parsed
+    left join products
+        on export_items_parsed.sku = products.sku
+
+),
+
+export_items as (
+
+    select
+        'export:' || shop || ':' || shop_order_id || ':' || item_number as order_item_id,
+        'export:' || shop || ':' || shop_order_id as order_id,
+        product_id,
+        quantity,
+        unit_price,
+        case
+            when order_list_amount > 0
+                then round(total_amount * list_amount / order_list_amount, 2)
+        end as line_amount,
+        true as is_line_amount_estimated,
+        loaded_at as updated_at,
+        loaded_at
+    from export_items_priced
+
+),
+
+unioned as (
+
+    select * from database_items
+    union all
+    select * from export_items
+
+),
+
+final as (
+
+    select
+        unioned.order_item_id,
+        unioned.order_id,
+        orders.customer_id,
+        unioned.product_id,
+        products.sku,
+        coalesce(products.category, 'uncategorised') as category,
+        unioned.quantity,
+        unioned.unit_price,
+        unioned.line_amount,
+        unioned.is_line_amount_estimated,
+        orders.is_revenue_order,
+        orders.ordered_at,
+        orders.order_date,
+        greatest(unioned.updated_at, orders.updated_at, products.updated_at) as updated_at,
+        greatest(unioned.loaded_at, orders.loaded_at, products.loaded_at) as loaded_at,
+        orders.customer_resolved_at
+    from unioned
+    inner join orders
+        on unioned.order_id = orders.order_id
+    left join products
+        on unioned.product_id = products.product_id
+
+)
+
+select * from final

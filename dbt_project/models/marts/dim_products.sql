@@ -1,0 +1,22 @@
+with
+
+products as (
+
+    select * from {{ ref('stg_orders__products') }}
+
+),
+
+final as (
+
+    select
+        product_id,
+        sku,
+        product_name,
+        category,
+        unit_price,
+        updated_at
+    from products
+
+)
+
+select * from final

@@ -1,0 +1,42 @@
+-- Web form submissions, without the personal fields typed into them (see pii.pii_source_identities).
+
+with
+
+form_submissions as (
+
+    select * from {{ ref('stg_forms__submissions') }}
+
+),
+
+record_clusters as (
+
+    select * from {{ ref('stg_identity__record_clusters') }}
+
+),
+
+final as (
+
+    select
+        form_submissions.submission_id,
+        record_clusters.customer_id,
+        form_submissions.form_type,
+        case
+            when form_submissions.order_ref ~ '^[0-9]+$' then 'orders:' || form_submissions.order_ref
+        end as order_id,
+        form_submissions.rating,
+        form_submissions.product_interest is not null as has_product_interest,
+        form_submissions.message is not null as has_message,
+        form_submissions.customer_ref is not null as has_customer_ref,
+        form_submissions.is_marketing_consent_granted,
+        form_submissions.is_profiling_consent_granted,
+        form_submissions.submitted_at,
+        cast(form_submissions.submitted_at at time zone 'UTC' as date) as submitted_date
+    from form_submissions
+    left join record_clusters
+        on
+            form_submissions.source_system = record_clusters.source_system
+            and form_submissions.source_record_id = record_clusters.source_record_id
+
+)
+
+select * from final

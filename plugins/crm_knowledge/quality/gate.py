@@ -1,0 +1,461 @@
+"""Data quality gates: validate raw batches, staging entities and marts with their GX suites.
+
+* :func:`validate_raw_batches` validates each given load batch of one raw table on its own
+  (``where _batch_id = ...``). A critical failure sets the batch's ledger status to ``held`` (staging
+  only reads rows of ``loaded`` batches, so it never reaches the customer view) and raises
+  :class:`CriticalDataQualityError` naming the expectation, the column and offending row numbers. A held
+  batch that passes on re-validation (rows corrected, suite changed) goes back to ``loaded``.
+* :func:`validate_layer` validates every staging entity or mart; a critical failure raises, so the DAG
+  stops before identity resolution / scoring / exports.
+* :func:`record_dbt_results` files dbt's test results (``target/run_results.json``) next to GX's.
+
+Warnings are recorded, never raised. Everything lands in ``audit.dq_runs`` / ``audit.dq_results``
+(no PII) and in the GX Data Docs site (``<reports_dir>/data_docs/index.html``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from crm_knowledge.quality import results as res
+from crm_knowledge.quality.context import DATASOURCE_NAME, build_context, build_data_docs
+from crm_knowledge.quality.results import Outcome
+from crm_knowledge.quality.suites import SuiteSpec, runtime_suite, spec_for_relation, specs_for_layer
+from crm_knowledge.settings import Settings, get_settings
+from crm_knowledge.warehouse.db import connect
+
+log = logging.getLogger(__name__)
+
+#: Result format asked of GX: offending rows identified by the suite's row-id columns. Values GX returns
+#: are masked before anything is stored (results.scrub_validation_result).
+def _result_format(spec: SuiteSpec) -> dict[str, Any]:
+    return {"result_format": "COMPLETE", "unexpected_index_column_names": list(spec.row_id),
+            "partial_unexpected_count": res.SAMPLE_SIZE, "return_unexpected_index_query": False}
+
+
+#: Marts built after scoring (dbt selector `post_scoring`): validate them after scoring, before exports.
+POST_SCORING_SUITES = ("marts.customer_segments",)
+
+
+class CriticalDataQualityError(RuntimeError):
+    """A critical expectation failed. `result` holds everything that was validated and recorded."""
+
+    def __init__(self, message: str, result: GateResult):
+        super().__init__(message)
+        self.result = result
+
+
+@dataclass
+class ScopeResult:
+    """One suite validated on one scope: a raw batch, or a staging/mart relation."""
+
+    dq_run_id: str
+    suite: str
+    layer: str
+    relation: str
+    batch_id: str | None
+    outcomes: list[Outcome]
+    action: str | None = None  # raw: passed | held | released
+    row_count: int | None = None
+    data_docs_page: str | None = None
+
+    @property
+    def critical_failures(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.critical_failure]
+
+    @property
+    def warnings(self) -> list[Outcome]:
+        return [o for o in self.outcomes if o.warning]
+
+
+@dataclass
+class GateResult:
+    layer: str
+    pipeline_run_id: str
+    scopes: list[ScopeResult] = field(default_factory=list)
+    held_batches: list[str] = field(default_factory=list)
+    released_batches: list[str] = field(default_factory=list)
+    skipped_batches: dict[str, str] = field(default_factory=dict)  # batch_id -> why not validated
+    data_docs_index: Path | None = None
+
+    @property
+    def success(self) -> bool:
+        return not self.critical_failures
+
+    @property
+    def critical_failures(self) -> list[Outcome]:
+        return [o for s in self.scopes for o in s.critical_failures]
+
+    @property
+    def warnings(self) -> list[Outcome]:
+        return [o for s in self.scopes for o in s.warnings]
+
+    @property
+    def dq_run_ids(self) -> list[str]:
+        return [s.dq_run_id for s in self.scopes]
+
+    @property
+    def checks_run(self) -> int:
+        return sum(len(s.outcomes) for s in self.scopes)
+
+    @property
+    def checks_failed(self) -> int:
+        return sum(not o.success for s in self.scopes for o in s.outcomes)
+
+    def summary(self) -> str:
+        return (f"{self.layer}: {len(self.scopes)} suite run(s), {self.checks_run} checks, "
+                f"{len(self.critical_failures)} critical failure(s), {len(self.warnings)} warning(s)"
+                + (f", held batches: {', '.join(self.held_batches)}" if self.held_batches else "")
+                + (f", released batches: {', '.join(self.released_batches)}" if self.released_batches else ""))
+
+
+# --- helpers ---------------------------------------------------------------------------------------
+
+def _relation_sql(relation: str) -> sql.Composable:
+    schema, _, table = relation.partition(".")
+    return sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table))
+
+
+def _relation_exists(conn: psycopg.Connection, relation: str) -> bool:
+    return conn.execute("select to_regclass(%s) is not null", (relation,)).fetchone()[0]
+
+
+def _measure(conn: psycopg.Connection, query: str, columns: list[str]) -> tuple[int, dict[str, float]]:
+    """Row count and null rate of `columns` (columns that do not exist are left out)."""
+    with conn.cursor() as cur:
+        cur.execute(sql.SQL("select count(*) from ({}) q").format(sql.SQL(query)))
+        n = cur.fetchone()[0]
+    rates: dict[str, float] = {}
+    for col in columns:
+        try:
+            with conn.transaction():
+                row = conn.execute(sql.SQL("select count(*) filter (where {} is null) from ({}) q").format(
+                    sql.Identifier(col), sql.SQL(query))).fetchone()
+        except psycopg.errors.UndefinedColumn:
+            continue
+        rates[col] = (row[0] / n) if n else 0.0
+    return n, rates
+
+
+def _dynamic_expectations(conn: psycopg.Connection, spec: SuiteSpec, scope: str) -> list[Any]:
+    """Volume and null-rate expectations from the history of accepted scopes of this suite."""
+    import great_expectations.expectations as gxe
+
+    out: list[Any] = []
+    if spec.volume:
+        prev = res.previous_row_count(conn, spec.name, exclude_scope=scope)
+        if prev:
+            lo = math.floor(prev * float(spec.volume.get("min_ratio", 0.5)))
+            hi = math.ceil(prev * float(spec.volume.get("max_ratio", 2.0)))
+            sev = spec.volume.get("severity", "warning")
+            out.append(gxe.ExpectTableRowCountToBeBetween(
+                min_value=lo, max_value=hi, severity=sev,
+                meta={"severity": sev, "dynamic": "volume", "baseline_row_count": prev},
+                notes=f"Volume anomaly: the row count must stay within {spec.volume.get('min_ratio')}x.."
+                      f"{spec.volume.get('max_ratio')}x of the previous accepted run ({int(prev)} rows)."))
+    if spec.null_rates:
+        cfg = spec.null_rates
+        tol = float(cfg.get("tolerance", 0.1))
+        sev = cfg.get("severity", "warning")
+        baselines = res.null_rate_baselines(conn, spec.name, list(cfg.get("columns", [])),
+                                            int(cfg.get("history", 10)), exclude_scope=scope)
+        for col, base in baselines.items():
+            allowed = base + tol
+            if allowed >= 1:
+                continue
+            out.append(gxe.ExpectColumnValuesToNotBeNull(
+                column=col, mostly=round(1 - allowed, 6), severity=sev,
+                meta={"severity": sev, "dynamic": "null_rate", "baseline_null_rate": round(base, 6)},
+                notes=f"Null-rate drift: at most {allowed:.1%} nulls (historical mean {base:.1%} "
+                      f"+ tolerance {tol:.0%})."))
+    return out
+
+
+def _asset_name(spec: SuiteSpec, scope: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.:@-]", "_", f"{spec.name}@{scope}")[:200]
+
+
+def _store_for_docs(context, result, spec: SuiteSpec, pipeline_run_id: str, batch_identifier: str) -> tuple[Any, str]:
+    """Store the (scrubbed) GX result so Data Docs show it; return its key and page path."""
+    from great_expectations.core.run_identifier import RunIdentifier
+    from great_expectations.data_context.types.resource_identifiers import (
+        ExpectationSuiteIdentifier,
+        ValidationResultIdentifier,
+    )
+
+    run_id = RunIdentifier(run_name=pipeline_run_id, run_time=dt.datetime.now(dt.UTC))
+    result.meta["run_id"] = run_id
+    result.meta["pipeline_run_id"] = pipeline_run_id
+    key = ValidationResultIdentifier(
+        expectation_suite_identifier=ExpectationSuiteIdentifier(name=spec.name),
+        run_id=run_id,
+        batch_identifier=re.sub(r"[^A-Za-z0-9_.:-]", "_", batch_identifier),
+    )
+    context.validation_results_store.set(key, result)
+    page = "validations/" + "/".join(str(p) for p in key.to_tuple()) + ".html"
+    return key, page
+
+
+def _failure_message(spec: SuiteSpec, scope: ScopeResult) -> str:
+    where = f"batch {scope.batch_id}" if scope.batch_id else scope.relation
+    head = f"{spec.name}, {where}" + (" (batch held)" if scope.action == "held" else "")
+    return head + ":\n  " + "\n  ".join(o.describe() for o in scope.critical_failures)
+
+
+class _Run:
+    """State shared by the scopes of one gate call."""
+
+    def __init__(self, layer: str, pipeline_run_id: str, settings: Settings | None, url: str | None):
+        self.settings = settings or get_settings()
+        self.url = url or self.settings.warehouse_url
+        self.context = build_context(self.settings, self.url)
+        self.datasource = self.context.data_sources.get(DATASOURCE_NAME)
+        self.result = GateResult(layer=layer, pipeline_run_id=pipeline_run_id)
+        self.doc_keys: list[Any] = []
+
+    def validate(self, conn: psycopg.Connection, spec: SuiteSpec, *, query: str, scope: str,
+                 batch_id: str | None) -> tuple[ScopeResult, int, dict[str, float]]:
+        from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier
+
+        pipeline_run_id = self.result.pipeline_run_id
+        dq_run_id = res.new_dq_run_id(spec.layer)
+        res.start_run(conn, dq_run_id=dq_run_id, pipeline_run_id=pipeline_run_id, layer=spec.layer,
+                      suite=spec.name, batch_id=batch_id)
+        null_cols = list((spec.null_rates or {}).get("columns", []))
+        row_count, null_rates = _measure(conn, query, null_cols)
+        suite = runtime_suite(self.context, spec, _dynamic_expectations(conn, spec, scope))
+        asset = self.datasource.add_query_asset(name=_asset_name(spec, scope), query=query)
+        batch = asset.add_batch_definition_whole_table("whole").get_batch()
+        gx_result = batch.validate(suite, result_format=_result_format(spec))
+        outcomes = res.outcomes_from_validation(gx_result, suite=spec.name, row_id=spec.row_id,
+                                                batch_id=batch_id)
+        for o in outcomes:  # row-level SQL checks: share of the scope's rows (GX reports a count only)
+            if (o.expectation == "unexpected_rows_expectation" and o.unexpected_percent is None and row_count
+                    and o.unexpected_count is not None
+                    and not any("check_name" in (i.get("row") or {}) for i in o.unexpected_sample)):
+                o.unexpected_percent = 100.0 * o.unexpected_count / row_count
+        res.scrub_validation_result(gx_result, row_id=spec.row_id)
+        key, page = _store_for_docs(self.context, gx_result, spec, pipeline_run_id, batch_id or scope)
+        self.doc_keys += [key, ExpectationSuiteIdentifier(name=spec.name)]
+        scope_result = ScopeResult(dq_run_id=dq_run_id, suite=spec.name, layer=spec.layer,
+                                   relation=spec.relation, batch_id=batch_id, outcomes=outcomes,
+                                   row_count=row_count, data_docs_page=page)
+        return scope_result, row_count, null_rates
+
+    def build_docs(self) -> None:
+        try:
+            self.result.data_docs_index = build_data_docs(self.context, self.settings,
+                                                          resource_identifiers=self.doc_keys or None)
+        except Exception:  # docs are a report, never a reason to fail a load
+            log.exception("building Data Docs failed")
+
+
+# --- raw batches -----------------------------------------------------------------------------------
+
+def validate_raw_batches(source_table: str, batch_ids: list[str] | tuple[str, ...] | str,
+                         pipeline_run_id: str, *, settings: Settings | None = None, url: str | None = None,
+                         build_docs: bool = True) -> GateResult:
+    """Validate the given load batches of one raw table, each on its own.
+
+    `source_table` is ``raw.<table>`` or ``<table>``. Only batches whose ledger status is ``loaded`` or
+    ``held`` are validated (others are listed in ``skipped_batches``). A critical failure sets the batch
+    to ``held``; a held batch without critical failure goes back to ``loaded``. Raises
+    :class:`CriticalDataQualityError` after every batch was validated and recorded if any batch is held.
+    """
+    if isinstance(batch_ids, str):
+        batch_ids = [batch_ids]
+    spec = spec_for_relation(source_table, settings)
+    run = _Run("raw", pipeline_run_id, settings, url)
+    messages = []
+    with connect(run.url) as conn:
+        for batch_id in dict.fromkeys(batch_ids):
+            row = conn.execute("select status from audit.load_batches where batch_id = %s",
+                               (batch_id,)).fetchone()
+            if row is None or row[0] not in ("loaded", "held"):
+                run.result.skipped_batches[batch_id] = "not in the ledger" if row is None else f"status {row[0]}"
+                log.warning("batch %s not validated: %s", batch_id, run.result.skipped_batches[batch_id])
+                continue
+            previous_status = row[0]
+            query = sql.SQL("select * from {} where {} = {}").format(
+                _relation_sql(spec.relation), sql.Identifier(spec.batch_column or "_batch_id"),
+                sql.Literal(batch_id)).as_string(conn)
+            scope, row_count, null_rates = run.validate(conn, spec, query=query, scope=batch_id,
+                                                        batch_id=batch_id)
+            if scope.critical_failures:
+                scope.action = "held"
+                reason = "held by data quality gate: " + "; ".join(
+                    o.describe() for o in scope.critical_failures)[:2000]
+                conn.execute(
+                    "update audit.load_batches set status = 'held', error = %s where batch_id = %s",
+                    (reason, batch_id))
+                run.result.held_batches.append(batch_id)
+                messages.append(_failure_message(spec, scope))
+            elif previous_status == "held":
+                scope.action = _release(conn, batch_id)
+                if scope.action == "released":
+                    run.result.released_batches.append(batch_id)
+                else:
+                    run.result.held_batches.append(batch_id)
+                    messages.append(f"{spec.name}, batch {batch_id}: passes its checks but stays held: "
+                                    "the same content was loaded again by another batch")
+            else:
+                scope.action = "passed"
+            res.record_metrics(conn, suite=spec.name, scope=batch_id, pipeline_run_id=pipeline_run_id,
+                               row_count=row_count, null_rates=null_rates,
+                               accepted=not scope.critical_failures)
+            res.finish_run(conn, scope.dq_run_id, scope.outcomes, action=scope.action,
+                           data_docs_path=scope.data_docs_page)
+            conn.commit()
+            run.result.scopes.append(scope)
+    if build_docs:
+        run.build_docs()
+    log.info(run.result.summary())
+    if messages:
+        raise CriticalDataQualityError(
+            "Critical data quality failure; batch(es) held and kept out of staging:\n" + "\n".join(messages),
+            run.result)
+    return run.result
+
+
+def _release(conn: psycopg.Connection, batch_id: str) -> str:
+    """Held -> loaded. Fails (stays held) if another batch of the same content is loaded meanwhile."""
+    try:
+        with conn.transaction():
+            conn.execute("update audit.load_batches set status = 'loaded', error = null "
+                         "where batch_id = %s and status = 'held'", (batch_id,))
+        return "released"
+    except psycopg.errors.UniqueViolation:
+        conn.execute("update audit.load_batches set error = %s where batch_id = %s",
+                     ("passes data quality now, but the same content is already loaded by another batch",
+                      batch_id))
+        return "held"
+
+
+# --- staging / marts ------------------------------------------------------------------------------
+
+def validate_layer(layer: str, pipeline_run_id: str, *, suites: list[str] | None = None,
+                   exclude: list[str] | tuple[str, ...] = (), settings: Settings | None = None,
+                   url: str | None = None, build_docs: bool = True,
+                   raise_on_critical: bool = True) -> GateResult:
+    """Validate every suite of `layer` ("staging" or "marts") on its whole relation.
+
+    `suites` restricts to those suite names, `exclude` leaves some out (e.g. :data:`POST_SCORING_SUITES`
+    before scoring). A missing relation is a critical failure. Raises :class:`CriticalDataQualityError`
+    on any critical failure unless `raise_on_critical` is false.
+    """
+    if layer not in ("staging", "marts"):
+        raise ValueError(f"validate_layer validates staging or marts, not {layer!r}")
+    specs = [s for s in specs_for_layer(layer, settings)
+             if (suites is None or s.name in suites) and s.name not in exclude]
+    if suites is not None:
+        unknown = set(suites) - {s.name for s in specs} - set(exclude)
+        if unknown:
+            raise LookupError(f"no {layer} suite named {', '.join(sorted(unknown))}")
+    run = _Run(layer, pipeline_run_id, settings, url)
+    messages = []
+    with connect(run.url) as conn:
+        for spec in specs:
+            if not _relation_exists(conn, spec.relation):
+                dq_run_id = res.new_dq_run_id(layer)
+                res.start_run(conn, dq_run_id=dq_run_id, pipeline_run_id=pipeline_run_id, layer=layer,
+                              suite=spec.name, batch_id=None)
+                outcome = Outcome(suite=spec.name, expectation="relation_exists", column_name=None,
+                                  severity="critical", success=False,
+                                  observed_value={"error": f"relation {spec.relation} does not exist"},
+                                  description=f"{spec.relation} exists")
+                scope = ScopeResult(dq_run_id, spec.name, layer, spec.relation, None, [outcome])
+                res.finish_run(conn, dq_run_id, [outcome])
+                conn.commit()
+                run.result.scopes.append(scope)
+                messages.append(_failure_message(spec, scope))
+                continue
+            query = sql.SQL("select * from {}").format(_relation_sql(spec.relation)).as_string(conn)
+            scope, row_count, null_rates = run.validate(conn, spec, query=query, scope=pipeline_run_id,
+                                                        batch_id=None)
+            res.record_metrics(conn, suite=spec.name, scope=pipeline_run_id, pipeline_run_id=pipeline_run_id,
+                               row_count=row_count, null_rates=null_rates,
+                               accepted=not scope.critical_failures)
+            res.finish_run(conn, scope.dq_run_id, scope.outcomes, data_docs_path=scope.data_docs_page)
+            conn.commit()
+            run.result.scopes.append(scope)
+            if scope.critical_failures:
+                messages.append(_failure_message(spec, scope))
+    if build_docs:
+        run.build_docs()
+    log.info(run.result.summary())
+    if messages and raise_on_critical:
+        raise CriticalDataQualityError(f"Critical data quality failure in {layer}; downstream tasks must not "
+                                       "run:\n" + "\n".join(messages), run.result)
+    return run.result
+
+
+# --- dbt tests ------------------------------------------------------------------------------------
+
+_DBT_FAILED = {"fail": "critical", "error": "critical", "warn": "warning", "runtime error": "critical"}
+
+
+def record_dbt_results(run_results_path: str | Path, pipeline_run_id: str, *,
+                       manifest_path: str | Path | None = None, settings: Settings | None = None,
+                       url: str | None = None) -> GateResult:
+    """Record dbt's test results (and failed model builds) of one invocation as layer ``dbt``.
+
+    Reads ``run_results.json`` and, for column names and severities, ``manifest.json`` beside it. Never
+    raises on failures: dbt itself decides whether its command failed.
+    """
+    settings = settings or get_settings()
+    path = Path(run_results_path)
+    doc = json.loads(path.read_text(encoding="utf-8"))
+    manifest_file = Path(manifest_path) if manifest_path else path.with_name("manifest.json")
+    nodes: dict[str, Any] = {}
+    if manifest_file.exists():
+        nodes = json.loads(manifest_file.read_text(encoding="utf-8")).get("nodes", {})
+    invocation = (doc.get("metadata") or {}).get("invocation_id") or path.stem
+    outcomes: list[Outcome] = []
+    for r in doc.get("results", []):
+        uid = r.get("unique_id", "")
+        status = (r.get("status") or "").lower()
+        node = nodes.get(uid, {})
+        kind = uid.split(".", 1)[0]
+        if kind == "test":
+            if status == "skipped":
+                continue
+            configured = ((node.get("config") or {}).get("severity") or "error").lower()
+            severity = _DBT_FAILED.get(status) or ("warning" if configured == "warn" else "critical")
+            model = (node.get("attached_node") or "").split(".")[-1] or None
+            test_name = (node.get("test_metadata") or {}).get("name") or node.get("name") or uid
+            failures = r.get("failures")
+            outcomes.append(Outcome(
+                suite=f"dbt.{model}" if model else "dbt",
+                expectation=f"dbt:{test_name}",
+                column_name=node.get("column_name"),
+                severity=severity,
+                success=status == "pass",
+                observed_value={"status": status, "message": (r.get("message") or "")[:500] or None},
+                unexpected_count=int(failures) if isinstance(failures, int) else None,
+                description=node.get("name") or uid,
+            ))
+        elif kind in ("model", "seed", "snapshot") and status == "error":
+            outcomes.append(Outcome(
+                suite=f"dbt.{uid.split('.')[-1]}", expectation=f"dbt:{kind}_build", column_name=None,
+                severity="critical", success=False,
+                observed_value={"status": status, "message": (r.get("message") or "")[:500]},
+                description=f"{kind} {uid.split('.')[-1]} builds"))
+    result = GateResult(layer="dbt", pipeline_run_id=pipeline_run_id)
+    dq_run_id = res.new_dq_run_id("dbt")
+    with connect(url or settings.warehouse_url) as conn:
+        res.start_run(conn, dq_run_id=dq_run_id, pipeline_run_id=pipeline_run_id, layer="dbt",
+                      suite=f"dbt:{invocation}", batch_id=None)
+        res.finish_run(conn, dq_run_id, outcomes)
+    result.scopes.append(ScopeResult(dq_run_id, f"dbt:{invocation}", "dbt", "dbt", None, outcomes))
+    log.info(result.summary())
+    return result

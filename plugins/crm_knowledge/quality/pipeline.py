@@ -1,0 +1,138 @@
+"""The quality steps as the DAGs call them (results are JSON-able dicts for XCom).
+
+* :func:`check_new_raw_batches` (customer_warehouse, before dbt staging): validates every ``loaded``
+  batch no gate has seen yet, and re-validates ``held`` batches so a fix (corrected rows, changed suite)
+  releases them. Held batches do not fail the task by default: they are kept out of staging by their
+  ledger status, and the other sources go on.
+* :func:`check_layers` (customer_warehouse, after dbt marts): staging and marts; any critical failure
+  raises after both layers were validated and recorded. Marts built after scoring are left out.
+* :func:`check_post_scoring` (customer_scoring, after the post-scoring dbt models, before deliveries).
+* :func:`build_reports`: Data Docs + the auditor's page of the run; never raises on a report problem
+  that is not a database one.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import Any
+
+from crm_knowledge.ingest.registry import KIND_TARGETS
+from crm_knowledge.quality import gate, report
+from crm_knowledge.quality.gate import POST_SCORING_SUITES, CriticalDataQualityError, GateResult
+from crm_knowledge.settings import Settings, get_settings
+from crm_knowledge.warehouse.db import connect
+
+log = logging.getLogger(__name__)
+
+
+def _run_id(pipeline_run_id: str | None) -> str:
+    return pipeline_run_id or f"manual-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}"
+
+
+def raw_table_for(source_kind: str, source_name: str) -> str | None:
+    """The raw table a batch was loaded into (``orders_db`` batches are named ``<source>.<table>``)."""
+    if source_kind in KIND_TARGETS:
+        return KIND_TARGETS[source_kind][0]
+    if source_kind == "orders_db" and "." in source_name:
+        return f"raw.orders__{source_name.split('.', 1)[1]}"
+    return None
+
+
+def batches_to_validate(url: str, *, include_held: bool = True) -> dict[str, list[str]]:
+    """Raw table -> batch ids: loaded batches never validated, plus (optionally) every held batch."""
+    with connect(url) as conn:
+        rows = conn.execute(
+            """select b.batch_id, b.source_kind, b.source_name, b.status
+                 from audit.load_batches b
+                where (b.status = 'loaded'
+                       and not exists (select 1 from audit.dq_runs d where d.batch_id = b.batch_id
+                                         and d.layer = 'raw' and d.finished_at is not null))
+                   or (%s and b.status = 'held')
+                order by b.started_at, b.batch_id""", (include_held,)).fetchall()
+    out: dict[str, list[str]] = {}
+    for batch_id, kind, name, _status in rows:
+        table = raw_table_for(kind, name)
+        if table is None:
+            log.warning("batch %s (%s/%s): no raw table known, not validated", batch_id, kind, name)
+            continue
+        out.setdefault(table, []).append(batch_id)
+    return out
+
+
+def _summary(result: GateResult) -> dict[str, Any]:
+    return {
+        "layer": result.layer,
+        "pipeline_run_id": result.pipeline_run_id,
+        "suites_run": len(result.scopes),
+        "checks_run": result.checks_run,
+        "checks_failed": result.checks_failed,
+        "critical_failures": [o.describe() for o in result.critical_failures],
+        "warnings": len(result.warnings),
+        "held_batches": result.held_batches,
+        "released_batches": result.released_batches,
+        "skipped_batches": result.skipped_batches,
+        "data_docs": str(result.data_docs_index) if result.data_docs_index else None,
+    }
+
+
+def check_new_raw_batches(pipeline_run_id: str | None = None, *, include_held: bool = True,
+                          raise_on_held: bool = False, settings: Settings | None = None,
+                          url: str | None = None) -> dict[str, Any]:
+    settings = settings or get_settings()
+    url = url or settings.warehouse_url
+    run_id = _run_id(pipeline_run_id)
+    out: dict[str, Any] = {"pipeline_run_id": run_id, "tables": {}, "held_batches": [], "released_batches": []}
+    errors = []
+    for table, batch_ids in batches_to_validate(url, include_held=include_held).items():
+        try:
+            result = gate.validate_raw_batches(table, batch_ids, run_id, settings=settings, url=url)
+        except CriticalDataQualityError as exc:
+            result = exc.result
+            errors.append(str(exc))
+            log.error("%s", exc)
+        out["tables"][table] = _summary(result)
+        out["held_batches"] += result.held_batches
+        out["released_batches"] += result.released_batches
+    if errors and raise_on_held:
+        raise CriticalDataQualityError("\n".join(errors), GateResult(layer="raw", pipeline_run_id=run_id))
+    return out
+
+
+def check_layers(layers: list[str] | tuple[str, ...] = ("staging", "marts"), pipeline_run_id: str | None = None,
+                 *, exclude: tuple[str, ...] = POST_SCORING_SUITES, settings: Settings | None = None,
+                 url: str | None = None) -> dict[str, Any]:
+    """Validate each layer (all recorded), then raise if any had a critical failure."""
+    settings = settings or get_settings()
+    run_id = _run_id(pipeline_run_id)
+    out: dict[str, Any] = {"pipeline_run_id": run_id, "layers": {}}
+    failed = []
+    for layer in layers:
+        result = gate.validate_layer(layer, run_id, exclude=exclude, settings=settings, url=url,
+                                     raise_on_critical=False)
+        out["layers"][layer] = _summary(result)
+        if result.critical_failures:
+            failed.append(result)
+    if failed:
+        lines = [f"{r.layer}: {o.suite}: {o.describe()}" for r in failed for o in r.critical_failures]
+        raise CriticalDataQualityError(
+            "Critical data quality failure; scoring and exports must not run:\n  " + "\n  ".join(lines[:50]),
+            failed[0])
+    return out
+
+
+def check_post_scoring(pipeline_run_id: str | None = None, *, settings: Settings | None = None,
+                       url: str | None = None) -> dict[str, Any]:
+    """Validate the marts built after scoring (customer_segments) before anything is delivered."""
+    result = gate.validate_layer("marts", _run_id(pipeline_run_id), suites=list(POST_SCORING_SUITES),
+                                 settings=settings, url=url)
+    return _summary(result)
+
+
+def build_reports(pipeline_run_id: str | None = None, *, settings: Settings | None = None,
+                  url: str | None = None) -> dict[str, str]:
+    settings = settings or get_settings()
+    run_id = _run_id(pipeline_run_id)
+    page = report.build_run_report(run_id, settings=settings, url=url)
+    return {"pipeline_run_id": run_id, "report": str(page), "latest": str(report.latest_report_path(settings)),
+            "data_docs": str(settings.reports_dir / "data_docs" / "index.html")}

@@ -1,0 +1,368 @@
+"""Data quality gates on a real Postgres: held batches, warnings, audit rows, layer gates, dbt results."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import psycopg
+import pytest
+
+from crm_knowledge.quality import gate
+from crm_knowledge.quality.gate import CriticalDataQualityError
+from crm_knowledge.quality.suites import spec_for_relation
+from crm_knowledge.warehouse.bootstrap import apply_ddl
+
+pytestmark = pytest.mark.warehouse
+
+FORM_COLS = ("submission_id", "form_type", "submitted_at", "email", "phone", "national_id")
+
+
+@pytest.fixture()
+def db(scratch_db):
+    apply_ddl(scratch_db)
+    return scratch_db
+
+
+@pytest.fixture()
+def qsettings(settings, tmp_path):
+    """Project settings with reports/results under a temporary home (the URL is passed explicitly)."""
+    return dataclasses.replace(settings, home=tmp_path)
+
+
+def open_batch(url: str, batch_id: str, rows: list[dict], source: str = "forms") -> None:
+    with psycopg.connect(url) as conn:
+        conn.execute(
+            """insert into audit.load_batches (batch_id, source_name, source_kind, source_file, checksum,
+                   rows_read, rows_loaded, status, finished_at)
+               values (%s, %s, 'forms', %s, %s, %s, %s, 'loaded', now())""",
+            (batch_id, source, f"forms/{batch_id}.jsonl", f"sha-{batch_id}", len(rows), len(rows)))
+        for i, row in enumerate(rows, start=1):
+            conn.execute(
+                f"""insert into raw.form_submissions ({", ".join(FORM_COLS)}, _batch_id, _source_file,
+                       _loaded_at, _row_number, _record_hash)
+                   values ({", ".join(["%s"] * len(FORM_COLS))}, %s, %s, now(), %s, %s)""",
+                (*[row.get(c) for c in FORM_COLS], batch_id, f"forms/{batch_id}.jsonl", i, f"h{i}"))
+
+
+def good_row(i: int, **over) -> dict:
+    row = {"submission_id": f"F{i:07d}", "form_type": "registration", "submitted_at": "2026-03-01T10:22:00+03:30",
+           "email": f"customer{i}@example.ir", "phone": "09121234567", "national_id": "0499370899"}
+    row.update(over)
+    return row
+
+
+def status_of(url: str, batch_id: str) -> tuple[str, str | None]:
+    with psycopg.connect(url) as conn:
+        return conn.execute("select status, error from audit.load_batches where batch_id = %s",
+                            (batch_id,)).fetchone()
+
+
+def test_critical_violation_holds_batch_then_fix_releases_it(db, qsettings):
+    rows = [good_row(1), good_row(2), good_row(3, submission_id=None, email="secret.person@example.ir"),
+            good_row(4)]
+    open_batch(db, "b-crit", rows)
+
+    with pytest.raises(CriticalDataQualityError) as exc:
+        gate.validate_raw_batches("raw.form_submissions", ["b-crit"], "run-1", settings=qsettings, url=db)
+
+    message = str(exc.value)
+    assert "expect_column_values_to_not_be_null" in message
+    assert "submission_id" in message
+    assert "_row_number=3" in message
+    assert "secret.person" not in message  # no personal values in the error
+    status, error = status_of(db, "b-crit")
+    assert status == "held"
+    assert "submission_id" in error and "secret.person" not in error
+    assert exc.value.result.held_batches == ["b-crit"]
+
+    with psycopg.connect(db) as conn:
+        run = conn.execute("select layer, suite, batch_id, success, critical_failures, action "
+                           "from audit.dq_runs where pipeline_run_id = 'run-1'").fetchall()
+        failed = conn.execute("select expectation, column_name, severity, unexpected_count, unexpected_sample "
+                              "from audit.dq_results where not success and severity = 'critical'").fetchall()
+    assert run == [("raw", "raw.form_submissions", "b-crit", False, 1, "held")]
+    assert [(f[0], f[1], f[2], f[3]) for f in failed] == [
+        ("expect_column_values_to_not_be_null", "submission_id", "critical", 1)]
+    assert failed[0][4][0]["row"] == {"_row_number": 3}
+
+    # The source owner corrects the row: re-validation releases the batch to staging.
+    with psycopg.connect(db) as conn:
+        conn.execute("update raw.form_submissions set submission_id = 'F0000003' where _batch_id = 'b-crit' "
+                     "and _row_number = 3")
+    result = gate.validate_raw_batches("raw.form_submissions", ["b-crit"], "run-2", settings=qsettings, url=db)
+    assert result.success
+    assert result.released_batches == ["b-crit"]
+    assert status_of(db, "b-crit") == ("loaded", None)
+    with psycopg.connect(db) as conn:
+        action = conn.execute("select action, success from audit.dq_runs where pipeline_run_id = 'run-2'").fetchone()
+    assert action == ("released", True)
+
+
+def test_suite_change_releases_held_batch(db, qsettings, tmp_path):
+    """A held batch is released when the rule it broke is relaxed (here: the suite is edited)."""
+    rows = [good_row(1), good_row(2, form_type="survey")]
+    open_batch(db, "b-type", rows)
+    with pytest.raises(CriticalDataQualityError, match="form_type"):
+        gate.validate_raw_batches("form_submissions", "b-type", "run-1", settings=qsettings, url=db)
+    assert status_of(db, "b-type")[0] == "held"
+
+    # Copy the project's suites and accept 'survey' as a form type.
+    import shutil
+
+    project = tmp_path / "project"
+    shutil.copytree(qsettings.expectations_dir, project / "expectations")
+    path = project / "expectations" / "suites" / "raw" / "form_submissions.json"
+    doc = json.loads(path.read_text())
+    for e in doc["expectations"]:
+        if e.get("description", "").startswith("form_type is one of"):
+            e["kwargs"]["unexpected_rows_query"] = e["kwargs"]["unexpected_rows_query"].replace(
+                "'erasure_request'", "'erasure_request', 'survey'")
+    path.write_text(json.dumps(doc))
+
+    class Edited(type(qsettings)):
+        @property
+        def expectations_dir(self):
+            return project / "expectations"
+
+    edited = Edited(**{f.name: getattr(qsettings, f.name) for f in dataclasses.fields(qsettings)})
+    result = gate.validate_raw_batches("form_submissions", "b-type", "run-2", settings=edited, url=db)
+    assert result.released_batches == ["b-type"]
+    assert status_of(db, "b-type")[0] == "loaded"
+
+
+def test_warning_is_recorded_and_does_not_block(db, qsettings):
+    rows = [good_row(1), good_row(2, email="not-an-address", phone="12"), good_row(3)]
+    open_batch(db, "b-warn", rows)
+
+    result = gate.validate_raw_batches("raw.form_submissions", ["b-warn"], "run-w", settings=qsettings, url=db)
+
+    assert result.success and not result.held_batches
+    assert status_of(db, "b-warn")[0] == "loaded"
+    warned = {(o.expectation, o.column_name) for o in result.warnings}
+    assert ("unexpected_rows_expectation", "email") in warned
+    assert ("unexpected_rows_expectation", "phone") in warned
+    with psycopg.connect(db) as conn:
+        sample = conn.execute(
+            "select unexpected_count, unexpected_sample from audit.dq_results "
+            "where column_name = 'email' and not success").fetchone()
+        run = conn.execute("select success, critical_failures, warnings, action from audit.dq_runs").fetchone()
+    assert sample[0] == 1
+    assert sample[1] == [{"row": {"_row_number": 2}}]
+    assert run == (True, 0, len(result.warnings), "passed")
+
+
+def test_audit_rows_match_the_suite(db, qsettings):
+    open_batch(db, "b-ok", [good_row(i) for i in range(1, 6)])
+    result = gate.validate_raw_batches("raw.form_submissions", ["b-ok"], "run-ok", settings=qsettings, url=db)
+    n_expectations = len(spec_for_relation("raw.form_submissions", qsettings).expectations)
+
+    with psycopg.connect(db) as conn:
+        counts = conn.execute(
+            "select count(*), count(*) filter (where r.success), count(*) filter (where r.batch_id = 'b-ok') "
+            "from audit.dq_results r join audit.dq_runs d using (dq_run_id) where d.pipeline_run_id = 'run-ok'"
+        ).fetchone()
+        severities = conn.execute("select distinct severity from audit.dq_results").fetchall()
+        history = conn.execute("select metric, column_name, value from audit.dq_metric_history "
+                               "where scope = 'b-ok' order by metric, column_name").fetchall()
+    # first batch of the source: no baseline yet, so only the suite's own expectations ran
+    assert counts == (n_expectations, n_expectations, n_expectations)
+    assert result.checks_run == n_expectations and result.checks_failed == 0
+    assert {s[0] for s in severities} <= {"critical", "warning"}
+    assert ("row_count", "", 5.0) in history
+    assert ("null_rate", "email", 0.0) in history
+    assert (qsettings.reports_dir / "data_docs" / "index.html").exists()
+
+
+def test_volume_anomaly_and_null_rate_drift_warn_against_history(db, qsettings):
+    open_batch(db, "b-1", [good_row(i) for i in range(1, 21)])
+    gate.validate_raw_batches("raw.form_submissions", ["b-1"], "run-1", settings=qsettings, url=db)
+    # 2 rows after 20 (below 0.2x) and all e-mails missing (history: 0% nulls)
+    open_batch(db, "b-2", [good_row(i, email=None) for i in range(21, 23)])
+
+    result = gate.validate_raw_batches("raw.form_submissions", ["b-2"], "run-2", settings=qsettings, url=db)
+
+    assert status_of(db, "b-2")[0] == "loaded"
+    warned = {(o.expectation, o.column_name) for o in result.warnings}
+    assert ("expect_table_row_count_to_be_between", None) in warned
+    assert ("expect_column_values_to_not_be_null", "email") in warned
+    volume = next(o for o in result.warnings if o.expectation == "expect_table_row_count_to_be_between")
+    assert volume.observed_value == 2
+
+
+def test_held_batch_does_not_become_the_volume_baseline(db, qsettings):
+    open_batch(db, "b-1", [good_row(i) for i in range(1, 11)])
+    gate.validate_raw_batches("raw.form_submissions", ["b-1"], "run-1", settings=qsettings, url=db)
+    open_batch(db, "b-2", [good_row(100 + i, submission_id=None) for i in range(200)])
+    with pytest.raises(CriticalDataQualityError):
+        gate.validate_raw_batches("raw.form_submissions", ["b-2"], "run-2", settings=qsettings, url=db)
+    open_batch(db, "b-3", [good_row(i) for i in range(300, 310)])
+    result = gate.validate_raw_batches("raw.form_submissions", ["b-3"], "run-3", settings=qsettings, url=db)
+    # compared with b-1 (10 rows), not with the held 200-row batch
+    assert not [o for o in result.warnings if o.expectation == "expect_table_row_count_to_be_between"]
+
+
+def test_only_given_batches_are_validated(db, qsettings):
+    open_batch(db, "b-bad", [good_row(1, submission_id=None)])
+    open_batch(db, "b-good", [good_row(2)])
+    result = gate.validate_raw_batches("raw.form_submissions", ["b-good", "b-unknown"], "run-1",
+                                       settings=qsettings, url=db)
+    assert result.success
+    assert status_of(db, "b-bad")[0] == "loaded"  # not validated in this call
+    assert result.skipped_batches == {"b-unknown": "not in the ledger"}
+
+
+MARTS_DDL = """
+create schema if not exists marts;
+create schema if not exists intermediate;
+create table marts.dim_customers (customer_id text, source_record_count int, order_count int,
+    total_revenue numeric, first_seen_at timestamptz, last_seen_at timestamptz, birth_year int,
+    gender text, city text);
+create table marts.customer_segments (customer_id text, rfm_segment text, value_tier text,
+    churn_probability double precision, p_alive double precision, r_score smallint, f_score smallint,
+    m_score smallint, predicted_clv numeric);
+insert into marts.dim_customers values ('C1', 1, 2, 100, now() - interval '1 year', now(), 1980, 'f', 'x'),
+                                      ('C2', 2, 0, 0, now() - interval '1 year', now(), 1990, 'm', 'y');
+"""
+
+
+def test_mart_critical_failure_raises(db, qsettings):
+    with psycopg.connect(db) as conn:
+        conn.execute(MARTS_DDL)
+        conn.execute("insert into marts.customer_segments values "
+                     "('C1', 'champions', 'gold', 0.1, 0.9, 5, 5, 5, 10),"
+                     "('C2', 'superstars', 'gold', 1.5, 0.2, 1, 1, 1, 1)")
+
+    with pytest.raises(CriticalDataQualityError) as exc:
+        gate.validate_layer("marts", "run-m", suites=["marts.customer_segments"], settings=qsettings, url=db)
+
+    failed = {(o.expectation, o.column_name) for o in exc.value.result.critical_failures}
+    assert failed == {("expect_column_values_to_be_in_set", "rfm_segment"),
+                      ("expect_column_values_to_be_between", "churn_probability")}
+    assert "customer_id=C2" in str(exc.value)
+    with psycopg.connect(db) as conn:
+        run = conn.execute("select layer, success, critical_failures from audit.dq_runs").fetchone()
+    assert run == ("marts", False, 2)
+
+
+def test_mart_referential_and_totals_checks(db, qsettings):
+    with psycopg.connect(db) as conn:
+        conn.execute(MARTS_DDL)
+        conn.execute("""
+            create table marts.fct_orders (order_id text, customer_id text, total_amount numeric,
+                ordered_at timestamptz);
+            create table marts.fct_order_items (order_item_id text, order_id text, quantity int,
+                line_amount numeric, is_line_amount_estimated boolean);
+            insert into marts.fct_orders values ('O1', 'C1', 30, now() - interval '2 days'),
+                                                ('O2', 'C9', 10, now() - interval '2 days');
+            insert into marts.fct_order_items values ('I1', 'O1', 1, 10, false), ('I2', 'O1', 2, 20, false),
+                                                     ('I3', 'O2', 1, 9, false);
+        """)
+    with pytest.raises(CriticalDataQualityError) as exc:
+        gate.validate_layer("marts", "run-m", suites=["marts.fct_orders"], settings=qsettings, url=db)
+    result = exc.value.result
+    critical = {o.description for o in result.critical_failures}
+    assert "every order's customer exists in the customer view" in critical
+    # one order of two does not add up: a warning naming it, and the >1% share is critical
+    mismatch = next(o for o in result.warnings if o.description == "order total equals the sum of its items")
+    assert mismatch.unexpected_count == 1 and mismatch.sample_refs() == ["order_id=O2"]
+    assert "at most 1% of orders have a total different from the sum of their items" in critical
+
+
+def test_missing_relation_is_critical(db, qsettings):
+    with pytest.raises(CriticalDataQualityError, match="does not exist"):
+        gate.validate_layer("staging", "run-s", suites=["staging.stg_orders__products"], settings=qsettings,
+                            url=db)
+    result = gate.validate_layer("staging", "run-s2", suites=["staging.stg_orders__products"],
+                                 settings=qsettings, url=db, raise_on_critical=False)
+    assert [o.expectation for o in result.critical_failures] == ["relation_exists"]
+
+
+def test_record_dbt_results(db, qsettings, tmp_path):
+    target = tmp_path / "target"
+    target.mkdir()
+    (target / "run_results.json").write_text(json.dumps({
+        "metadata": {"invocation_id": "inv-1"},
+        "results": [
+            {"unique_id": "test.crm_knowledge.unique_dim_customers_customer_id.abc", "status": "pass",
+             "failures": 0, "message": None},
+            {"unique_id": "test.crm_knowledge.not_null_fct_orders_customer_id.def", "status": "warn",
+             "failures": 3, "message": "Got 3 results"},
+            {"unique_id": "test.crm_knowledge.accepted_values_x.ghi", "status": "fail", "failures": 2,
+             "message": "Got 2 results"},
+            {"unique_id": "model.crm_knowledge.dim_customers", "status": "success"},
+        ]}))
+    (target / "manifest.json").write_text(json.dumps({"nodes": {
+        "test.crm_knowledge.unique_dim_customers_customer_id.abc": {
+            "name": "unique_dim_customers_customer_id", "column_name": "customer_id",
+            "attached_node": "model.crm_knowledge.dim_customers", "test_metadata": {"name": "unique"},
+            "config": {"severity": "ERROR"}},
+        "test.crm_knowledge.not_null_fct_orders_customer_id.def": {
+            "name": "not_null_fct_orders_customer_id", "column_name": "customer_id",
+            "attached_node": "model.crm_knowledge.fct_orders", "test_metadata": {"name": "not_null"},
+            "config": {"severity": "WARN"}},
+    }}))
+
+    result = gate.record_dbt_results(target / "run_results.json", "run-d", settings=qsettings, url=db)
+
+    assert result.checks_run == 3 and len(result.critical_failures) == 1 and len(result.warnings) == 1
+    with psycopg.connect(db) as conn:
+        run = conn.execute("select layer, suite, success, critical_failures, warnings from audit.dq_runs").fetchone()
+        rows = conn.execute("select suite, expectation, column_name, severity, success, unexpected_count "
+                            "from audit.dq_results order by expectation").fetchall()
+    assert run == ("dbt", "dbt:inv-1", False, 1, 1)
+    assert ("dbt.fct_orders", "dbt:not_null", "customer_id", "warning", False, 3) in rows
+    assert ("dbt.dim_customers", "dbt:unique", "customer_id", "critical", True, 0) in rows
+
+
+def test_pipeline_validates_new_and_held_batches_of_every_source(db, qsettings):
+    from crm_knowledge.quality import pipeline
+
+    open_batch(db, "forms-1", [good_row(1), good_row(2, submission_id=None)])
+    with psycopg.connect(db) as conn:
+        conn.execute(
+            """insert into audit.load_batches (batch_id, source_name, source_kind, source_file, rows_read,
+                   rows_loaded, status) values ('orders.orders-1', 'orders.orders', 'orders_db', 'window', 2, 2,
+                   'loaded')""")
+        conn.execute(
+            """insert into raw.orders__orders (order_id, customer_id, ordered_at, status, channel, total_amount,
+                   currency, updated_at, _batch_id, _source_file, _loaded_at, _row_number, _record_hash)
+               values (1, 10, now() - interval '1 day', 'paid', 'web', 100, 'IRR', now(), 'orders.orders-1', 'w',
+                       now(), 1, 'h'),
+                      (2, 11, now() - interval '1 day', 'paid', 'web', -5, 'IRR', now(), 'orders.orders-1', 'w',
+                       now(), 2, 'h')""")
+
+    out = pipeline.check_new_raw_batches("run-p1", settings=qsettings, url=db)
+
+    assert set(out["tables"]) == {"raw.form_submissions", "raw.orders__orders"}
+    assert sorted(out["held_batches"]) == ["forms-1", "orders.orders-1"]
+    orders = out["tables"]["raw.orders__orders"]
+    assert any("total_amount" in f and "_row_number=2" in f for f in orders["critical_failures"])
+    json.dumps(out)  # XCom-able
+
+    # next run: nothing new, held batches re-validated; the corrected one is released
+    with psycopg.connect(db) as conn:
+        conn.execute("update raw.orders__orders set total_amount = 5 where order_id = 2")
+    again = pipeline.check_new_raw_batches("run-p2", settings=qsettings, url=db)
+    assert again["released_batches"] == ["orders.orders-1"] and again["held_batches"] == ["forms-1"]
+    assert status_of(db, "orders.orders-1")[0] == "loaded"
+    assert pipeline.check_new_raw_batches("run-p3", settings=qsettings, url=db, include_held=False)["tables"] == {}
+
+    with pytest.raises(CriticalDataQualityError):
+        pipeline.check_new_raw_batches("run-p4", settings=qsettings, url=db, raise_on_held=True)
+
+    reports = pipeline.build_reports("run-p2", settings=qsettings, url=db)
+    page = (qsettings.reports_dir / "runs" / "run-p2" / "index.html")
+    assert reports["report"] == str(page) and "orders.orders-1" in page.read_text()
+
+
+def test_check_layers_records_every_layer_before_raising(db, qsettings):
+    from crm_knowledge.quality import pipeline
+
+    with pytest.raises(CriticalDataQualityError) as exc:
+        pipeline.check_layers(["staging", "marts"], "run-l", settings=qsettings, url=db)
+    assert "customer_segments" not in str(exc.value)  # built after scoring: not checked here
+    with psycopg.connect(db) as conn:
+        layers = dict(conn.execute("select layer, count(*) from audit.dq_runs where pipeline_run_id = 'run-l' "
+                                   "group by layer").fetchall())
+    assert layers["staging"] == 8 and layers["marts"] == 4
