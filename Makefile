@@ -33,6 +33,7 @@ run: $(STAMP)
 	$(BIN)/ckp run
 
 test: $(STAMP)
+	bash scripts/ensure_chromium.sh
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)

@@ -54,8 +54,16 @@ def customer_scoring():
         profile_config=PROFILE,
         execution_config=EXECUTION,
         render_config=RenderConfig(load_method=LoadMode.DBT_MANIFEST, select=["tag:post_scoring"],
-                                   test_behavior=TestBehavior.AFTER_EACH),
+                                   test_behavior=TestBehavior.AFTER_EACH,
+                                   should_detach_multiple_parents_tests=True),
     )
+
+    @task
+    def post_scoring_quality_gate(run_id: str | None = None) -> dict:
+        """Segments and scores are checked before anything leaves the warehouse."""
+        from crm_knowledge.quality.pipeline import check_post_scoring
+
+        return check_post_scoring(pipeline_run_id=run_id)
 
     @task(outlets=[EXPORTS_DELIVERED])
     def deliver_segments(ds: str | None = None) -> list[dict]:
@@ -65,13 +73,14 @@ def customer_scoring():
 
         return deliver_all(as_of=dt.date.fromisoformat(ds))
 
-    @task
+    @task(trigger_rule="all_done")
     def build_reports(run_id: str | None = None) -> dict:
         from crm_knowledge.quality.pipeline import build_reports
 
         return build_reports(pipeline_run_id=run_id)
 
-    score_customers() >> post_scoring >> deliver_segments() >> build_reports()
+    (score_customers() >> post_scoring >> post_scoring_quality_gate() >> deliver_segments()
+     >> build_reports())
 
 
 customer_scoring()

@@ -51,7 +51,8 @@ def customer_warehouse():
         profile_config=PROFILE,
         execution_config=EXECUTION,
         render_config=RenderConfig(load_method=LoadMode.DBT_MANIFEST, select=STAGING_SELECT,
-                                   test_behavior=TestBehavior.AFTER_EACH),
+                                   test_behavior=TestBehavior.AFTER_EACH,
+                                   should_detach_multiple_parents_tests=True),
     )
 
     @task
@@ -67,7 +68,8 @@ def customer_warehouse():
         profile_config=PROFILE,
         execution_config=EXECUTION,
         render_config=RenderConfig(load_method=LoadMode.DBT_MANIFEST, select=MARTS_SELECT,
-                                   exclude=["tag:identity_input"], test_behavior=TestBehavior.AFTER_EACH),
+                                   exclude=["tag:identity_input"], test_behavior=TestBehavior.AFTER_EACH,
+                                   should_detach_multiple_parents_tests=True),
     )
 
     @task(outlets=[MARTS_CUSTOMER_VIEW])
@@ -76,7 +78,15 @@ def customer_warehouse():
 
         return check_layers(["staging", "marts"], pipeline_run_id=run_id)
 
-    raw_quality_gate() >> staging >> resolve_identities() >> marts >> marts_quality_gate()
+    @task(trigger_rule="all_done")
+    def build_reports(run_id: str | None = None) -> dict:
+        """The auditor's report is written whatever happened: a failed run is what auditors need most."""
+        from crm_knowledge.quality.pipeline import build_reports
+
+        return build_reports(pipeline_run_id=run_id)
+
+    gate = marts_quality_gate()
+    raw_quality_gate() >> staging >> resolve_identities() >> marts >> gate >> build_reports()
 
 
 customer_warehouse()

@@ -55,6 +55,7 @@ def airflow_env(settings: Settings) -> dict[str, str]:
         # The warehouse as an Airflow connection: cosmos builds dbt's profile from it.
         "AIRFLOW_CONN_WAREHOUSE": settings.warehouse_url,
         "CKP_HOME": str(settings.home),
+        "CKP_DEMO_MODE": os.environ.get("CKP_DEMO_MODE", "1"),
         "CKP_WAREHOUSE_PORT": str(settings.warehouse_port),
         "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT / "plugins"), os.environ.get("PYTHONPATH")])),
         "NO_PROXY": "*",

@@ -28,6 +28,7 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "CKP_LANDING_DIR": ("$CKP_HOME/landing", "landing zone where file sources are dropped"),
     "CKP_PSEUDONYM_KEY": ("(demo key in demo mode only)", "secret key for HMAC-SHA-256 pseudonyms"),
     "CKP_WEBHOOK_PORT": ("8765", "loopback port of the demo webhook receiver that `make run` starts"),
+    "CKP_DEMO_MODE": ("1 under `make run`/tests", "allows the public demo pseudonym key; never set it in production"),
     "CKP_DEMO_SIZE": ("2000", "number of demo customers `make run` generates"),
     "CKP_DEMO_SEED": ("42", "seed of the demo generator"),
 }

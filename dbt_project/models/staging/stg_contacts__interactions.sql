@@ -3,6 +3,7 @@ with
 source as (
 
     select * from {{ source('contacts', 'interactions') }}
+    where {{ only_loaded_batches() }}
 
 ),
 

@@ -3,6 +3,7 @@ with
 source as (
 
     select * from {{ source('forms', 'submissions') }}
+    where {{ only_loaded_batches() }}
 
 ),
 

@@ -3,6 +3,7 @@ with
 source as (
 
     select * from {{ source('orders', 'customers') }}
+    where {{ only_loaded_batches() }}
 
 ),
 

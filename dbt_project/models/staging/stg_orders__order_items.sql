@@ -3,6 +3,7 @@ with
 source as (
 
     select * from {{ source('orders', 'order_items') }}
+    where {{ only_loaded_batches() }}
 
 ),
 

@@ -3,6 +3,7 @@ with
 source as (
 
     select * from {{ source('orders', 'orders') }}
+    where {{ only_loaded_batches() }}
 
 ),
 

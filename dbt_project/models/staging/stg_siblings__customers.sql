@@ -3,6 +3,7 @@ with
 source as (
 
     select * from {{ source('siblings', 'customers') }}
+    where {{ only_loaded_batches() }}
 
 ),
 

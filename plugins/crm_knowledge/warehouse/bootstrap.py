@@ -33,4 +33,8 @@ def apply_ddl(url: str) -> list[str]:
                 raise RuntimeError(f"applying {path.name} failed: {exc}") from exc
             applied.append(path.name)
     log.info("warehouse DDL applied: %s", ", ".join(applied))
+    # Roles and grants after the schemas exist: bi_reader, auditor, privacy_officer, pipeline.
+    from crm_knowledge.privacy.roles import ensure_roles
+
+    ensure_roles(url)
     return applied

@@ -150,6 +150,9 @@ def start(settings: Settings | None = None) -> str:
 
     if not (pgdata / "PG_VERSION").exists():
         state = {"password": _init_cluster(settings, user)}
+        # Keep the credentials at once: a start that fails below must not leave a cluster nobody can log into.
+        state_file.write_text(json.dumps(state, indent=2))
+        state_file.chmod(0o600)
     elif "password" not in state:
         raise RuntimeError(
             f"{pgdata} exists but its credentials file {state_file} is missing; "

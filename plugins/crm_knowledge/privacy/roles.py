@@ -1,0 +1,176 @@
+"""Warehouse access roles, created and granted idempotently on every deploy.
+
+Four NOLOGIN group roles; people and services get LOGIN roles that are members of one of them
+(:func:`create_login`). What each group may do per schema is :data:`ACCESS` — the single source of
+truth that :func:`ensure_roles` applies and docs/privacy.md documents (tests check all three agree):
+
+* ``ckp_pipeline``        reads and writes every warehouse schema (the role Airflow/dbt run under)
+* ``ckp_bi_reader``       reads ``marts`` only (pseudonymous customer_id, no direct identifiers)
+* ``ckp_auditor``         reads ``audit`` and ``marts``
+* ``ckp_privacy_officer`` reads ``pii`` and ``marts``
+
+``ensure_roles`` also revokes PUBLIC's access to the schemas holding personal or internal data, and
+sets DEFAULT PRIVILEGES so tables that the *user running ensure_roles* creates later in a schema get
+the same grants (so run it as the user dbt and the loaders connect as). Group roles are cluster-wide
+and shared by every database on the server; grants are per database.
+
+Safe to run repeatedly and concurrently: one transaction under an advisory lock, role creation
+guarded by ``if not exists`` and tolerant of a concurrent creator in another database.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+import psycopg
+from psycopg import sql
+
+log = logging.getLogger(__name__)
+
+#: Every warehouse schema, created if missing.
+SCHEMAS: tuple[str, ...] = (
+    "raw",
+    "audit",
+    "staging",
+    "intermediate",
+    "marts",
+    "pii",
+    "seeds",
+    "snapshots",
+    "identity",
+    "scoring",
+    "util",
+)
+
+#: Schemas PUBLIC must not reach (source personal data, the pii vault, internal state).
+PRIVATE_SCHEMAS: tuple[str, ...] = ("raw", "staging", "intermediate", "pii", "identity", "scoring", "audit")
+
+READ = "read"  # USAGE on the schema + SELECT on its tables (now and, via default privileges, later)
+WRITE = "write"  # USAGE + CREATE on the schema + all privileges on its tables, sequences and functions
+
+PIPELINE = "ckp_pipeline"
+BI_READER = "ckp_bi_reader"
+AUDITOR = "ckp_auditor"
+PRIVACY_OFFICER = "ckp_privacy_officer"
+
+#: group role -> {schema: READ | WRITE}; a schema not listed means no access at all.
+ACCESS: dict[str, dict[str, str]] = {
+    PIPELINE: {schema: WRITE for schema in SCHEMAS},
+    BI_READER: {"marts": READ},
+    AUDITOR: {"audit": READ, "marts": READ},
+    PRIVACY_OFFICER: {"pii": READ, "marts": READ},
+}
+
+GROUP_ROLES: tuple[str, ...] = tuple(ACCESS)
+
+_LOCK = "crm_knowledge.roles"
+_ROLE_NAME_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def _create_group_sql(role: str) -> sql.Composable:
+    # DO blocks take no parameters: the name is a validated constant, quoted as literal and identifier.
+    body = sql.SQL(
+        "begin\n"
+        "  if not exists (select from pg_roles where rolname = {lit}) then\n"
+        "    begin\n"
+        "      create role {ident} nologin;\n"
+        "    exception when duplicate_object or unique_violation then\n"
+        "      null;  -- created concurrently (e.g. by a deploy of another database on this server)\n"
+        "    end;\n"
+        "  end if;\n"
+        "end"
+    ).format(lit=sql.Literal(role), ident=sql.Identifier(role))
+    return sql.SQL("do $ckp$ {} $ckp$").format(body)
+
+
+def grant_statements() -> list[sql.Composable]:
+    """The statements ensure_roles runs after creating the group roles (in order)."""
+    stmts: list[sql.Composable] = []
+    for schema in SCHEMAS:
+        stmts.append(sql.SQL("create schema if not exists {}").format(sql.Identifier(schema)))
+    for schema in PRIVATE_SCHEMAS:
+        s = sql.Identifier(schema)
+        stmts.append(sql.SQL("revoke all on schema {} from public").format(s))
+        stmts.append(sql.SQL("revoke all on all tables in schema {} from public").format(s))
+    for role, schemas in ACCESS.items():
+        r = sql.Identifier(role)
+        for schema in SCHEMAS:
+            s = sql.Identifier(schema)
+            level = schemas.get(schema)
+            if level is None:
+                # converge: take back anything an earlier version or a hand-made grant gave
+                stmts.append(sql.SQL("revoke all on schema {} from {}").format(s, r))
+                stmts.append(sql.SQL("revoke all on all tables in schema {} from {}").format(s, r))
+                stmts.append(sql.SQL("alter default privileges in schema {} revoke all on tables from {}").format(s, r))
+            elif level == READ:
+                stmts.append(sql.SQL("revoke create on schema {} from {}").format(s, r))
+                stmts.append(sql.SQL("grant usage on schema {} to {}").format(s, r))
+                stmts.append(sql.SQL("grant select on all tables in schema {} to {}").format(s, r))
+                stmts.append(sql.SQL("alter default privileges in schema {} grant select on tables to {}").format(s, r))
+            elif level == WRITE:
+                stmts.append(sql.SQL("grant usage, create on schema {} to {}").format(s, r))
+                stmts.append(sql.SQL("grant all on all tables in schema {} to {}").format(s, r))
+                stmts.append(sql.SQL("grant all on all sequences in schema {} to {}").format(s, r))
+                stmts.append(sql.SQL("grant execute on all functions in schema {} to {}").format(s, r))
+                for kind, privs in (("tables", "all"), ("sequences", "all"), ("functions", "execute")):
+                    stmts.append(
+                        sql.SQL("alter default privileges in schema {} grant {} on {} to {}").format(
+                            s, sql.SQL(privs), sql.SQL(kind), r
+                        )
+                    )
+            else:  # pragma: no cover - ACCESS is a constant
+                raise ValueError(f"unknown access level {level!r} for {role} on {schema}")
+    return stmts
+
+
+def ensure_roles(url: str) -> list[str]:
+    """Create the group roles (if missing) and apply :data:`ACCESS` in the database at `url`.
+
+    Idempotent and safe to run concurrently; returns the group role names.
+    """
+    with psycopg.connect(url) as conn:
+        conn.execute("select pg_advisory_xact_lock(hashtext(%s))", (_LOCK,))
+        for role in GROUP_ROLES:
+            conn.execute(_create_group_sql(role))
+        for stmt in grant_statements():
+            conn.execute(stmt)
+    log.info("warehouse roles ensured: %s", ", ".join(GROUP_ROLES))
+    return list(GROUP_ROLES)
+
+
+def _check_name(name: str) -> None:
+    if not _ROLE_NAME_RE.match(name):
+        raise ValueError(f"role name must match {_ROLE_NAME_RE.pattern!r}, got {name!r}")
+
+
+def create_login(url: str, name: str, password: str, group: str) -> None:
+    """Create (or update) LOGIN role `name` with `password`, member of group role `group`.
+
+    For tests and operations; the caller needs CREATEROLE (or superuser) on the server.
+    """
+    _check_name(name)
+    if group not in GROUP_ROLES:
+        raise ValueError(f"group must be one of {', '.join(GROUP_ROLES)}, got {group!r}")
+    if name in GROUP_ROLES:
+        raise ValueError("a login role cannot be one of the group roles")
+    ident = sql.Identifier(name)
+    with psycopg.connect(url) as conn:
+        conn.execute("select pg_advisory_xact_lock(hashtext(%s))", (_LOCK,))
+        exists = conn.execute("select 1 from pg_roles where rolname = %s", (name,)).fetchone()
+        verb = "alter" if exists else "create"
+        conn.execute(sql.SQL(verb + " role {} with login inherit password {}").format(ident, sql.Literal(password)))
+        conn.execute(sql.SQL("grant {} to {}").format(sql.Identifier(group), ident))
+    log.info("login role %s %sd, member of %s", name, verb, group)
+
+
+def drop_login(url: str, name: str) -> None:
+    """Drop LOGIN role `name` (after `drop owned` in the database at `url`); never a group role."""
+    _check_name(name)
+    if name in GROUP_ROLES:
+        raise ValueError("refusing to drop a group role")
+    ident = sql.Identifier(name)
+    with psycopg.connect(url) as conn:
+        if conn.execute("select 1 from pg_roles where rolname = %s", (name,)).fetchone():
+            conn.execute(sql.SQL("drop owned by {}").format(ident))
+            conn.execute(sql.SQL("drop role {}").format(ident))

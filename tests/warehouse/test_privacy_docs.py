@@ -1,0 +1,116 @@
+"""For auditors: docs/privacy.md says exactly what the database grants.
+
+The role x schema table under "## Who can read what" is parsed and every cell is checked, after
+`apply_ddl` + `ensure_roles` on a fresh database, with has_schema_privilege (USAGE, CREATE) and
+has_table_privilege on every table of the schema — including a table created after ensure_roles,
+which only default privileges can cover.
+"""
+
+from __future__ import annotations
+
+import re
+
+import psycopg
+import pytest
+
+from crm_knowledge.privacy import roles
+from crm_knowledge.settings import PROJECT_ROOT
+from crm_knowledge.warehouse.bootstrap import apply_ddl
+
+PRIVACY_DOC = PROJECT_ROOT / "docs" / "privacy.md"
+SECTION = "## Who can read what"
+CELL_LEVELS = {"read/write": roles.WRITE, "read": roles.READ, "-": None}
+
+
+def _cells(line: str) -> list[str]:
+    return [cell.strip().strip("`") for cell in line.strip().strip("|").split("|")]
+
+
+def parse_access_table(text: str) -> dict[str, dict[str, str | None]]:
+    """{role: {schema: "read" | "write" | None}} from the first table of the "Who can read what" section."""
+    section = text.split(SECTION, 1)[1]
+    section = re.split(r"\n## ", section, maxsplit=1)[0]
+    lines = [line for line in section.splitlines() if line.lstrip().startswith("|")]
+    assert len(lines) >= 3, "role x schema table not found"
+    header = _cells(lines[0])
+    assert header[0] == "role"
+    assert all(re.fullmatch(r":?-{3,}:?", c) for c in _cells(lines[1])), "second line must be the separator"
+    schemas = header[1:]
+    table: dict[str, dict[str, str | None]] = {}
+    for line in lines[2:]:
+        cells = _cells(line)
+        assert len(cells) == len(header), f"ragged row: {line}"
+        role, values = cells[0], cells[1:]
+        assert role not in table, f"duplicate row for {role}"
+        unknown = [v for v in values if v not in CELL_LEVELS]
+        assert not unknown, f"{role}: unknown access level(s) {unknown}; use one of {list(CELL_LEVELS)}"
+        table[role] = {schema: CELL_LEVELS[value] for schema, value in zip(schemas, values, strict=True)}
+    return table
+
+
+@pytest.fixture(scope="module")
+def documented() -> dict[str, dict[str, str | None]]:
+    return parse_access_table(PRIVACY_DOC.read_text(encoding="utf-8"))
+
+
+def test_table_covers_every_role_and_schema(documented):
+    assert set(documented) == set(roles.GROUP_ROLES)
+    for role, schemas in documented.items():
+        assert sorted(schemas) == sorted(roles.SCHEMAS), role
+
+
+def test_table_matches_roles_module(documented):
+    for role in roles.GROUP_ROLES:
+        expected = {schema: roles.ACCESS[role].get(schema) for schema in roles.SCHEMAS}
+        assert documented[role] == expected, role
+
+
+def test_doc_names_public_revocations_and_consent_columns():
+    text = PRIVACY_DOC.read_text(encoding="utf-8")
+    for schema in roles.PRIVATE_SCHEMAS:
+        assert f"`{schema}`" in text
+    for column in ("has_marketing_consent", "has_profiling_opt_out", "is_forgotten", "CKP_PSEUDONYM_KEY"):
+        assert column in text
+
+
+@pytest.mark.warehouse
+def test_database_grants_exactly_what_the_doc_says(scratch_db, documented):
+    apply_ddl(scratch_db)
+    roles.ensure_roles(scratch_db)
+    with psycopg.connect(scratch_db) as conn:
+        # one table per schema created after ensure_roles: covered only by default privileges
+        for schema in roles.SCHEMAS:
+            conn.execute(f'create table "{schema}".created_after_roles (id int)')
+        conn.commit()
+
+        tables: dict[str, list[str]] = {schema: [] for schema in roles.SCHEMAS}
+        for schema, name in conn.execute(
+            "select schemaname, tablename from pg_tables where schemaname = any(%s)", (list(roles.SCHEMAS),)
+        ):
+            tables[schema].append(f'"{schema}"."{name}"')
+
+        mismatches = []
+        for role, schemas in documented.items():
+            for schema, level in schemas.items():
+                usage, create = conn.execute(
+                    "select has_schema_privilege(%s, %s, 'USAGE'), has_schema_privilege(%s, %s, 'CREATE')",
+                    (role, schema, role, schema),
+                ).fetchone()
+                want = (level is not None, level == roles.WRITE)
+                if (usage, create) != want:
+                    mismatches.append(f"{role} on schema {schema}: usage/create {(usage, create)}, doc says {level}")
+                for table in tables[schema]:
+                    select, insert = conn.execute(
+                        "select has_table_privilege(%s, %s, 'SELECT'), has_table_privilege(%s, %s, 'INSERT')",
+                        (role, table, role, table),
+                    ).fetchone()
+                    want_table = (level is not None, level == roles.WRITE)
+                    if (select, insert) != want_table:
+                        mismatches.append(f"{role} on {table}: select/insert {(select, insert)}, doc says {level}")
+                if level is not None:
+                    assert tables[schema], schema
+
+        for schema in roles.PRIVATE_SCHEMAS:
+            if conn.execute("select has_schema_privilege('public', %s, 'USAGE')", (schema,)).fetchone()[0]:
+                mismatches.append(f"PUBLIC has USAGE on {schema}")
+    assert mismatches == []

@@ -1,0 +1,196 @@
+"""Warehouse access roles (crm_knowledge.privacy.roles) on a real PostgreSQL.
+
+Each group role gets a LOGIN member that connects over TCP with a password (scram) and tries to read
+tables in marts, pii, raw and audit. The login roles are unique per run and dropped afterwards; the
+group roles are cluster-wide and shared, so they are never dropped.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import uuid
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from crm_knowledge.privacy import roles
+from crm_knowledge.warehouse.bootstrap import apply_ddl
+
+pytestmark = pytest.mark.warehouse
+
+TABLES = ("marts.t", "pii.p", "raw.r", "audit.a")
+
+#: group role -> tables it must be able to read (all others in TABLES: InsufficientPrivilege)
+CAN_READ = {
+    roles.BI_READER: {"marts.t"},
+    roles.AUDITOR: {"audit.a", "marts.t"},
+    roles.PRIVACY_OFFICER: {"pii.p", "marts.t"},
+    roles.PIPELINE: set(TABLES),
+}
+
+
+def url_as(url: str, user: str, password: str) -> str:
+    params = conninfo_to_dict(url)
+    params.update(user=user, password=password)
+    return make_conninfo(**params)
+
+
+@pytest.fixture()
+def roles_db(scratch_db) -> str:
+    apply_ddl(scratch_db)
+    assert roles.ensure_roles(scratch_db) == list(roles.GROUP_ROLES)
+    assert roles.ensure_roles(scratch_db) == list(roles.GROUP_ROLES)
+    # created after ensure_roles: only default privileges can make marts.t readable
+    with psycopg.connect(scratch_db) as conn:
+        for table in TABLES:
+            conn.execute(f"create table {table} (id int primary key, note text)")
+            conn.execute(f"insert into {table} values (1, %s)", (table,))
+    return scratch_db
+
+
+@pytest.fixture()
+def logins(roles_db) -> Iterator[dict[str, tuple[str, str]]]:
+    """group role -> (login name, password), one fresh LOGIN role per group; dropped at teardown."""
+    run = uuid.uuid4().hex[:10]
+    made: dict[str, tuple[str, str]] = {}
+    try:
+        for group in roles.GROUP_ROLES:
+            name, password = f"t_{group}_{run}", secrets.token_urlsafe(18)
+            roles.create_login(roles_db, name, password, group)
+            made[group] = (name, password)
+        yield made
+    finally:
+        for name, _ in made.values():
+            roles.drop_login(roles_db, name)
+        with psycopg.connect(roles_db) as conn:
+            left = conn.execute("select rolname from pg_roles where rolname like %s", (f"%{run}",)).fetchall()
+            groups = conn.execute("select count(*) from pg_roles where rolname = any(%s)", (list(roles.GROUP_ROLES),))
+            assert left == []
+            assert groups.fetchone()[0] == len(roles.GROUP_ROLES)
+
+
+def test_group_roles_exist_nologin(roles_db):
+    with psycopg.connect(roles_db) as conn:
+        rows = dict(
+            conn.execute(
+                "select rolname, rolcanlogin from pg_roles where rolname = any(%s)", (list(roles.GROUP_ROLES),)
+            ).fetchall()
+        )
+    assert rows == {role: False for role in roles.GROUP_ROLES}
+
+
+@pytest.mark.parametrize("group", list(CAN_READ))
+def test_each_group_reads_exactly_its_schemas(roles_db, logins, group):
+    name, password = logins[group]
+    with psycopg.connect(url_as(roles_db, name, password), autocommit=True) as conn:
+        assert conn.info.host and not conn.info.host.startswith("/"), "must be a TCP connection"
+        assert conn.execute("select current_user").fetchone()[0] == name
+        for table in TABLES:
+            if table in CAN_READ[group]:
+                assert conn.execute(f"select note from {table}").fetchall() == [(table,)]
+            else:
+                with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                    conn.execute(f"select note from {table}")
+
+
+def test_readers_cannot_write_or_create(roles_db, logins):
+    for group in (roles.BI_READER, roles.AUDITOR, roles.PRIVACY_OFFICER):
+        name, password = logins[group]
+        with psycopg.connect(url_as(roles_db, name, password), autocommit=True) as conn:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute("insert into marts.t values (2, 'x')")
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                conn.execute("create table marts.mine (id int)")
+
+
+def test_pipeline_writes_everywhere(roles_db, logins):
+    name, password = logins[roles.PIPELINE]
+    with psycopg.connect(url_as(roles_db, name, password), autocommit=True) as conn:
+        for table in TABLES:
+            conn.execute(f"insert into {table} values (2, 'pipeline')")
+        for schema in roles.SCHEMAS:
+            conn.execute(f"create table {schema}.made_by_pipeline (id int)")
+            conn.execute(f"drop table {schema}.made_by_pipeline")
+
+
+def test_public_has_no_access_to_private_schemas(roles_db):
+    with psycopg.connect(roles_db) as conn:
+        for schema in roles.PRIVATE_SCHEMAS:
+            assert conn.execute("select has_schema_privilege('public', %s, 'USAGE')", (schema,)).fetchone() == (False,)
+
+
+def test_missing_schemas_are_created(scratch_db):
+    # no apply_ddl: ensure_roles must not fail on an empty database
+    roles.ensure_roles(scratch_db)
+    with psycopg.connect(scratch_db) as conn:
+        present = {r[0] for r in conn.execute("select nspname from pg_namespace").fetchall()}
+    assert set(roles.SCHEMAS) <= present
+
+
+def test_concurrent_ensure_roles(scratch_db_factory):
+    urls = [scratch_db_factory(), scratch_db_factory()]
+    errors: list[BaseException] = []
+
+    def run(url: str) -> None:
+        try:
+            roles.ensure_roles(url)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(urls[i % 2],)) for i in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+
+
+def test_concurrent_group_creation_tolerated(scratch_db_factory):
+    """The guarded CREATE ROLE survives racing creators in different databases (advisory locks are per database)."""
+    urls = [scratch_db_factory(), scratch_db_factory()]
+    role = f"t_group_{uuid.uuid4().hex[:10]}"
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(4)
+
+    def run(url: str) -> None:
+        try:
+            with psycopg.connect(url, autocommit=True) as conn:
+                barrier.wait()
+                conn.execute(roles._create_group_sql(role))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    try:
+        threads = [threading.Thread(target=run, args=(urls[i % 2],)) for i in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == []
+        with psycopg.connect(urls[0]) as conn:
+            assert conn.execute("select rolcanlogin from pg_roles where rolname = %s", (role,)).fetchall() == [(False,)]
+    finally:
+        with psycopg.connect(urls[0], autocommit=True) as conn:
+            conn.execute(f'drop role if exists "{role}"')
+
+
+def test_create_login_is_idempotent_and_validates(roles_db):
+    name = f"t_login_{uuid.uuid4().hex[:10]}"
+    try:
+        roles.create_login(roles_db, name, "first-password", roles.BI_READER)
+        roles.create_login(roles_db, name, "second-password", roles.BI_READER)
+        with psycopg.connect(url_as(roles_db, name, "second-password")) as conn:
+            assert conn.execute("select count(*) from marts.t").fetchone() == (1,)
+        with pytest.raises(psycopg.OperationalError):
+            psycopg.connect(url_as(roles_db, name, "first-password")).close()
+    finally:
+        roles.drop_login(roles_db, name)
+    with pytest.raises(ValueError):
+        roles.create_login(roles_db, "x", "pw", "postgres")
+    with pytest.raises(ValueError):
+        roles.create_login(roles_db, "bad name; drop", "pw", roles.BI_READER)
+    with pytest.raises(ValueError):
+        roles.drop_login(roles_db, roles.PIPELINE)
