@@ -57,3 +57,15 @@ def dbt_configs():
     )
     execution = ExecutionConfig(execution_mode=ExecutionMode.LOCAL)
     return project, profile, execution
+
+
+def dbt_test_behavior():
+    """dbt tests as their own task after each model (default), or once per group (`after_all`).
+
+    CKP_DBT_TEST_BEHAVIOR=after_all halves the task count; the end-to-end test uses it to stay fast.
+    """
+    import os
+
+    from cosmos.constants import TestBehavior
+
+    return TestBehavior(os.environ.get("CKP_DBT_TEST_BEHAVIOR", "after_each"))

@@ -22,9 +22,10 @@ from ckp_common import (
     SCORING_CUSTOMER_SCORES,
     START_DATE,
     dbt_configs,
+    dbt_test_behavior,
 )
 from cosmos import DbtTaskGroup, RenderConfig
-from cosmos.constants import LoadMode, TestBehavior
+from cosmos.constants import LoadMode
 
 PROJECT, PROFILE, EXECUTION = dbt_configs()
 
@@ -54,7 +55,7 @@ def customer_scoring():
         profile_config=PROFILE,
         execution_config=EXECUTION,
         render_config=RenderConfig(load_method=LoadMode.DBT_MANIFEST, select=["tag:post_scoring"],
-                                   test_behavior=TestBehavior.AFTER_EACH,
+                                   test_behavior=dbt_test_behavior(),
                                    should_detach_multiple_parents_tests=True),
     )
 

@@ -18,9 +18,9 @@ Each dbt model and its tests are separate tasks (astronomer-cosmos, rendered fro
 from __future__ import annotations
 
 from airflow.sdk import AssetAny, dag, task
-from ckp_common import DEFAULT_ARGS, MARTS_CUSTOMER_VIEW, RAW_ASSETS, START_DATE, dbt_configs
+from ckp_common import DEFAULT_ARGS, MARTS_CUSTOMER_VIEW, RAW_ASSETS, START_DATE, dbt_configs, dbt_test_behavior
 from cosmos import DbtTaskGroup, RenderConfig
-from cosmos.constants import LoadMode, TestBehavior
+from cosmos.constants import LoadMode
 
 PROJECT, PROFILE, EXECUTION = dbt_configs()
 
@@ -51,7 +51,7 @@ def customer_warehouse():
         profile_config=PROFILE,
         execution_config=EXECUTION,
         render_config=RenderConfig(load_method=LoadMode.DBT_MANIFEST, select=STAGING_SELECT,
-                                   test_behavior=TestBehavior.AFTER_EACH,
+                                   test_behavior=dbt_test_behavior(),
                                    should_detach_multiple_parents_tests=True),
     )
 
@@ -68,7 +68,7 @@ def customer_warehouse():
         profile_config=PROFILE,
         execution_config=EXECUTION,
         render_config=RenderConfig(load_method=LoadMode.DBT_MANIFEST, select=MARTS_SELECT,
-                                   exclude=["tag:identity_input"], test_behavior=TestBehavior.AFTER_EACH,
+                                   exclude=["tag:identity_input"], test_behavior=dbt_test_behavior(),
                                    should_detach_multiple_parents_tests=True),
     )
 

@@ -49,6 +49,7 @@ def ingest_orders():
     @task(outlets=[RAW_ORDERS], map_index_template="{{ source_label }}")
     def load_order_export(source_name: str) -> dict:
         from airflow.sdk import get_current_context
+
         from crm_knowledge.ingest.run import ingest_file_source
 
         get_current_context()["source_label"] = source_name

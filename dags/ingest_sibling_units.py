@@ -34,6 +34,7 @@ def ingest_sibling_units():
     @task(outlets=[RAW_SIBLING_CUSTOMERS], map_index_template="{{ source_label }}")
     def load_unit(source_name: str) -> dict:
         from airflow.sdk import get_current_context
+
         from crm_knowledge.ingest.run import ingest_file_source
 
         get_current_context()["source_label"] = source_name

@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from crm_knowledge.settings import PROJECT_ROOT
 
 TEST_HOME = Path(os.environ.get("CKP_TEST_HOME", PROJECT_ROOT / "var" / "test"))

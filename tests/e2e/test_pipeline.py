@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
-from crm_knowledge.runner import run_pipeline
+from crm_knowledge.runner import PIPELINE_DAGS, run_pipeline
 
 pytestmark = [pytest.mark.e2e, pytest.mark.warehouse]
 
@@ -14,6 +14,9 @@ SIZE = 300
 
 @pytest.fixture(scope="module")
 def pipeline(warehouse, settings):
+    # One `dbt build` task per model (model + its tests) instead of two: same checks, half the tasks.
+    mp = pytest.MonkeyPatch()
+    mp.setenv("CKP_DBT_TEST_BEHAVIOR", "build")
     first = run_pipeline(size=SIZE, seed=7)
     with psycopg.connect(settings.warehouse_url) as conn:
         raw_after_first = {t: conn.execute(f"select count(*) from raw.{t}").fetchone()[0]
@@ -23,7 +26,9 @@ def pipeline(warehouse, settings):
         ids_after_first = dict(conn.execute(
             "select source_system || ':' || source_record_id, customer_id from marts.customer_identity_map"
         ).fetchall())
-    second = run_pipeline(size=SIZE, seed=7)
+    # The second run covers what could duplicate or drift: every load and the identity resolution.
+    second = run_pipeline(size=SIZE, seed=7, dags=PIPELINE_DAGS[:5])
+    mp.undo()
     return first, second, raw_after_first, ids_after_first
 
 

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from crm_knowledge.runner import PIPELINE_DAGS
 from crm_knowledge.settings import PROJECT_ROOT
 

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
+
 from crm_knowledge import settings as ckp_settings
 
 ROOT = Path(__file__).resolve().parents[2]

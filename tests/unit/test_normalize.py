@@ -10,6 +10,7 @@ import datetime as dt
 
 import jdatetime
 import pytest
+
 from crm_knowledge.normalize import (
     gregorian_to_jalali,
     is_valid_national_id,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+
 from crm_knowledge.ingest.files import load_file, pending_files
 from crm_knowledge.ingest.registry import load_registry, parse_source
 from crm_knowledge.warehouse.bootstrap import apply_ddl

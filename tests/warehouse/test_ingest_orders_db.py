@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import psycopg
 import pytest
+
 from crm_knowledge.ingest.orders_db import extract_table
 from crm_knowledge.ingest.registry import load_registry
 from crm_knowledge.warehouse.bootstrap import apply_ddl

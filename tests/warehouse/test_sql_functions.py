@@ -17,6 +17,8 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import sql
+
 from crm_knowledge.normalize import (
     is_valid_national_id,
     normalize_email,
@@ -27,7 +29,6 @@ from crm_knowledge.normalize import (
     to_ascii_digits,
 )
 from crm_knowledge.settings import PROJECT_ROOT
-from psycopg import sql
 
 pytestmark = pytest.mark.warehouse
 

@@ -1,3 +1,6 @@
+-- A view: it must show what the identity / scoring / delivery tasks wrote moments ago.
+{{ config(materialized="view") }}
+
 {{
     config(
         tags=['identity_output'],
