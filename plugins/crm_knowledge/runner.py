@@ -94,6 +94,16 @@ def dbt_parse(env: dict[str, str], settings: Settings) -> Path:
     return project / "target" / "manifest.json"
 
 
+def dbt_docs(env: dict[str, str], settings: Settings) -> Path:
+    """dbt's documentation site (catalog + lineage) for BI users: target/index.html."""
+    project = settings.dbt_project_dir
+    res = subprocess.run([_venv_bin("dbt"), "docs", "generate", "--project-dir", str(project), "--profiles-dir",
+                          str(project), "--quiet"], env=env, capture_output=True, text=True, cwd=project)
+    if res.returncode != 0:
+        raise RuntimeError(f"dbt docs generate failed:\n{res.stdout[-4000:]}\n{res.stderr[-2000:]}")
+    return project / "target" / "index.html"
+
+
 def run_dag(dag_id: str, run_date: dt.date, env: dict[str, str], log_dir: Path) -> float:
     """`airflow dags test` one DAG; raises with the log's tail when a task failed."""
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -169,6 +179,9 @@ def run_pipeline(size: int | None = None, seed: int | None = None, run_date: dt.
     with webhook_receiver(settings, env):
         for dag_id in dags:
             timings[dag_id] = run_dag(dag_id, run_date, env, settings.home / "logs" / "runs")
+
+    print("    dbt docs generate (catalog and lineage site)", flush=True)
+    dbt_docs(env, settings)
 
     from crm_knowledge.summary import collect_summary, format_summary
 
