@@ -28,6 +28,8 @@ MARTS_CUSTOMER_VIEW = Asset("warehouse.marts.customer_360")
 SCORING_CUSTOMER_SCORES = Asset("warehouse.scoring.customer_scores")
 EXPORTS_DELIVERED = Asset("exports.customer_segments")
 
+# Quality results and the auditor's report are keyed on the logical date ("what happened on day X"), so
+# the checks of the warehouse and scoring DAG runs of one day form one report.
 RAW_ASSETS = [RAW_FORM_SUBMISSIONS, RAW_SIBLING_CUSTOMERS, RAW_CONTACT_INTERACTIONS, RAW_ORDERS]
 
 # --- dbt through astronomer-cosmos ------------------------------------------------------------

@@ -60,11 +60,11 @@ def customer_scoring():
     )
 
     @task
-    def post_scoring_quality_gate(run_id: str | None = None) -> dict:
+    def post_scoring_quality_gate(ds: str | None = None) -> dict:
         """Segments and scores are checked before anything leaves the warehouse."""
         from crm_knowledge.quality.pipeline import check_post_scoring
 
-        return check_post_scoring(pipeline_run_id=run_id)
+        return check_post_scoring(pipeline_run_id=f"day-{ds}")
 
     @task(outlets=[EXPORTS_DELIVERED])
     def deliver_segments(ds: str | None = None) -> list[dict]:
@@ -75,10 +75,10 @@ def customer_scoring():
         return deliver_all(as_of=dt.date.fromisoformat(ds))
 
     @task(trigger_rule="all_done")
-    def build_reports(run_id: str | None = None) -> dict:
+    def build_reports(ds: str | None = None) -> dict:
         from crm_knowledge.quality.pipeline import build_reports
 
-        return build_reports(pipeline_run_id=run_id)
+        return build_reports(pipeline_run_id=f"day-{ds}")
 
     (score_customers() >> post_scoring >> post_scoring_quality_gate() >> deliver_segments()
      >> build_reports())

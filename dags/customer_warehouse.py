@@ -40,10 +40,10 @@ MARTS_SELECT = ["path:models/intermediate", "path:models/marts", "path:models/pi
 )
 def customer_warehouse():
     @task
-    def raw_quality_gate(run_id: str | None = None) -> dict:
+    def raw_quality_gate(ds: str | None = None) -> dict:
         from crm_knowledge.quality.pipeline import check_new_raw_batches
 
-        return check_new_raw_batches(pipeline_run_id=run_id)
+        return check_new_raw_batches(pipeline_run_id=f"day-{ds}")
 
     staging = DbtTaskGroup(
         group_id="dbt_staging",
@@ -73,17 +73,17 @@ def customer_warehouse():
     )
 
     @task(outlets=[MARTS_CUSTOMER_VIEW])
-    def marts_quality_gate(run_id: str | None = None) -> dict:
+    def marts_quality_gate(ds: str | None = None) -> dict:
         from crm_knowledge.quality.pipeline import check_layers
 
-        return check_layers(["staging", "marts"], pipeline_run_id=run_id)
+        return check_layers(["staging", "marts"], pipeline_run_id=f"day-{ds}")
 
     @task(trigger_rule="all_done")
-    def build_reports(run_id: str | None = None) -> dict:
+    def build_reports(ds: str | None = None) -> dict:
         """The auditor's report is written whatever happened: a failed run is what auditors need most."""
         from crm_knowledge.quality.pipeline import build_reports
 
-        return build_reports(pipeline_run_id=run_id)
+        return build_reports(pipeline_run_id=f"day-{ds}")
 
     gate = marts_quality_gate()
     raw_quality_gate() >> staging >> resolve_identities() >> marts >> gate >> build_reports()
