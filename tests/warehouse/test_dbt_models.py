@@ -89,6 +89,9 @@ def seed_raw(url: str) -> None:
 
     t0 = "2026-03-30 22:00+00"
     with psycopg.connect(url) as conn, conn.cursor() as cur:
+        # Staging reads only rows of batches the ledger has as loaded.
+        cur.execute("insert into audit.load_batches (batch_id, source_name, source_kind, status)"
+                    " values ('b1', 'test', 'test', 'loaded') on conflict do nothing")
         # Ali: orders account (an old version in Karaj, the latest in Tehran, Arabic letter variants),
         # a registration and a complaint form, a bank record (Persian digits), a contact-centre call.
         _orders_customer(cur, 1, "علي", "كريمي", "Ali.Karimi@Example.com", "0912-123-4001", "0499370899",
