@@ -17,7 +17,7 @@ help:
 	@echo "make run    - run the whole pipeline on demo data with Airflow, print a summary"
 	@echo "make test   - run the whole pytest suite against a real embedded Postgres"
 	@echo "make lint   - ruff (incl. AIR rules) and sqlfluff"
-	@echo "make bench SIZE=100000 - benchmark the pipeline at SIZE customers"
+	@echo "make bench SIZE=100000 - benchmark the pipeline at SIZE customers (not built yet)"
 	@echo "make warehouse-start | warehouse-stop | warehouse-url"
 
 $(STAMP): requirements/lock.txt pyproject.toml
@@ -41,7 +41,7 @@ lint: $(STAMP)
 	$(BIN)/sqlfluff lint dbt_project/models
 
 bench: $(STAMP)
-	$(BIN)/ckp bench --size $(SIZE)
+	@echo "make bench is not built yet: see the scale issue (#8)" >&2; exit 1
 
 lock:
 	$(BIN)/uv pip compile requirements/requirements.in --python-version 3.11 -o requirements/lock.txt
