@@ -84,24 +84,24 @@ def ensure_airflow_db(env: dict[str, str]) -> None:
         raise RuntimeError(f"airflow db migrate failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
 
 
-def dbt_parse(env: dict[str, str], settings: Settings) -> Path:
-    """Build dbt's manifest.json, which cosmos reads (LoadMode.DBT_MANIFEST) to render dbt tasks."""
+def _dbt(args: list[str], env: dict[str, str], settings: Settings) -> Path:
+    """Run one dbt command on the project; raise with dbt's output when it fails. Returns target/."""
     project = settings.dbt_project_dir
-    res = subprocess.run([_venv_bin("dbt"), "parse", "--project-dir", str(project), "--profiles-dir", str(project),
+    res = subprocess.run([_venv_bin("dbt"), *args, "--project-dir", str(project), "--profiles-dir", str(project),
                           "--quiet"], env=env, capture_output=True, text=True, cwd=project)
     if res.returncode != 0:
-        raise RuntimeError(f"dbt parse failed:\n{res.stdout[-4000:]}\n{res.stderr[-2000:]}")
-    return project / "target" / "manifest.json"
+        raise RuntimeError(f"dbt {' '.join(args)} failed:\n{res.stdout[-4000:]}\n{res.stderr[-2000:]}")
+    return project / "target"
+
+
+def dbt_parse(env: dict[str, str], settings: Settings) -> Path:
+    """Build dbt's manifest.json, which cosmos reads (LoadMode.DBT_MANIFEST) to render dbt tasks."""
+    return _dbt(["parse"], env, settings) / "manifest.json"
 
 
 def dbt_docs(env: dict[str, str], settings: Settings) -> Path:
     """dbt's documentation site (catalog + lineage) for BI users: target/index.html."""
-    project = settings.dbt_project_dir
-    res = subprocess.run([_venv_bin("dbt"), "docs", "generate", "--project-dir", str(project), "--profiles-dir",
-                          str(project), "--quiet"], env=env, capture_output=True, text=True, cwd=project)
-    if res.returncode != 0:
-        raise RuntimeError(f"dbt docs generate failed:\n{res.stdout[-4000:]}\n{res.stderr[-2000:]}")
-    return project / "target" / "index.html"
+    return _dbt(["docs", "generate"], env, settings) / "index.html"
 
 
 def run_dag(dag_id: str, run_date: dt.date, env: dict[str, str], log_dir: Path) -> float:
