@@ -59,6 +59,24 @@ def _cmd_identity(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from crm_knowledge.bench.run import prepare_environment
+
+    # before anything reads settings: the benchmark has its own home and warehouse port
+    prepare_environment(args.size)
+    from crm_knowledge.bench.report import update_readme
+    from crm_knowledge.bench.run import run_bench
+
+    report = run_bench(args.size, args.seed, incremental=not args.no_incremental, baselines=not args.no_baselines,
+                       scaling=not args.no_scaling)
+    if args.update_readme:
+        from pathlib import Path
+
+        files = [Path(report["paths"]["markdown"])] + [Path(p) for p in args.also or []]
+        print("README updated" if update_readme(files) else "README has no bench markers", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ckp", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -82,6 +100,16 @@ def main(argv: list[str] | None = None) -> int:
 
     i = sub.add_parser("identity-eval", help="identity-resolution precision/recall against the demo ground truth")
     i.set_defaults(func=_cmd_identity)
+
+    b = sub.add_parser("bench", help="benchmark the whole pipeline at --size customers (full run + one day)")
+    b.add_argument("--size", type=int, default=100_000)
+    b.add_argument("--seed", type=int, default=42)
+    b.add_argument("--no-incremental", action="store_true", help="skip the incremental day")
+    b.add_argument("--no-baselines", action="store_true", help="skip plain COPY and pandas to_sql baselines")
+    b.add_argument("--no-scaling", action="store_true", help="skip identity resolution at 100k/1M records")
+    b.add_argument("--update-readme", action="store_true", help="copy the markdown table into README.md")
+    b.add_argument("--also", nargs="*", help="more report .md files to put in the README after this one")
+    b.set_defaults(func=_cmd_bench)
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,

@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -133,6 +134,7 @@ def _previous_centroids(conn: psycopg.Connection, as_of: dt.date) -> pd.DataFram
 def score_all(as_of: dt.date, url: str | None = None, config: ScoringConfig | None = None,
               settings: Settings | None = None) -> dict[str, Any]:
     """Score all eligible customers as of `as_of`; returns a small summary (counts, model run ids)."""
+    started = time.perf_counter()
     settings = settings or get_settings()
     config = config or load_scoring_config()
     cutoff = pd.Timestamp(as_of).tz_localize("UTC") + pd.Timedelta(days=1)
@@ -156,14 +158,18 @@ def score_all(as_of: dt.date, url: str | None = None, config: ScoringConfig | No
     scores["frequency"] = summary["frequency"]
     scores["monetary"] = summary["monetary"].round(2)
 
+    seconds: dict[str, float] = {"load_features": round(time.perf_counter() - started, 3)}
     # RFM
+    t = time.perf_counter()
     rfm = score_rfm(summary, config.rfm)
     scores = scores.join(rfm[["r_score", "f_score", "m_score", "rfm_segment"]])
     runs.append({"model": "rfm", "rows": len(summary), "params": {"grid": {k: list(v) for k, v in
                                                                            config.rfm.grid.items()}},
                  "metrics": {"segments": rfm["rfm_segment"].value_counts().to_dict()}, "status": "published"})
+    seconds["rfm"] = round(time.perf_counter() - t, 3)
 
     # Behaviour clusters
+    t = time.perf_counter()
     seg = None
     if len(behaviour) >= config.behaviour.k_min * 2:
         seg = segment_behaviour(behaviour.set_index("customer_id"), config.behaviour, previous)
@@ -176,7 +182,9 @@ def score_all(as_of: dt.date, url: str | None = None, config: ScoringConfig | No
                                  "sizes": seg.profiles.set_index("cluster_id")["size"].to_dict()},
                      "status": "published"})
 
+    seconds["behaviour_kmeans"] = round(time.perf_counter() - t, 3)
     # Churn
+    t = time.perf_counter()
     churn = ChurnModel(config.churn)
     try:
         churn.fit(orders, as_of)
@@ -195,7 +203,9 @@ def score_all(as_of: dt.date, url: str | None = None, config: ScoringConfig | No
                             "calibration": config.churn.calibration},
                  "metrics": {k: _finite(v) for k, v in metrics.items()}})
 
+    seconds["churn"] = round(time.perf_counter() - t, 3)
     # Lifetime value and tiers
+    t = time.perf_counter()
     try:
         fitted = fit_clv(summary, as_of)
     except ValueError as exc:  # e.g. a new shop where nobody has bought twice yet
@@ -217,13 +227,18 @@ def score_all(as_of: dt.date, url: str | None = None, config: ScoringConfig | No
                                  "frequency_spend_corr": _finite(fitted.frequency_spend_corr),
                                  "log_likelihood_bgnbd": _finite(fitted.log_likelihood_bgnbd)}})
 
+    seconds["clv_bgnbd_gamma_gamma"] = round(time.perf_counter() - t, 3)
     run_ids = {r["model"]: _run_id(r["model"], as_of) for r in runs}
     published = {m: rid for m, rid in run_ids.items()
                  if next(r for r in runs if r["model"] == m)["status"] == "published"}
+    t = time.perf_counter()
     _write(url or settings.warehouse_url, as_of, scores, runs, run_ids, published, seg, code_version, settings)
+    seconds["write_scores"] = round(time.perf_counter() - t, 3)
     summary_out = {"as_of": as_of.isoformat(), "customers_scored": len(scores),
                    "segments": scores["rfm_segment"].value_counts().to_dict(),
-                   "model_runs": {r["model"]: r["status"] for r in runs}}
+                   "model_runs": {r["model"]: r["status"] for r in runs},
+                   "model_seconds": seconds,
+                   "model_rows": {r["model"]: r["rows"] for r in runs}}
     log.info("scoring summary: %s", summary_out)
     return summary_out
 

@@ -1,0 +1,155 @@
+"""What the same machine can do without the pipeline, measured in the same run on the same files.
+
+* ``plain_copy``: each landing file streamed with PostgreSQL's own ``COPY`` into a table of text columns
+  on the same server (CSV as CSV, JSON Lines as one text column per line). No parsing, conversion,
+  validation or ledger: the physical limit of getting those bytes into that server.
+* ``pandas_to_sql``: ``pandas.read_csv`` / ``read_json(lines=True)`` / ``read_excel`` then
+  ``DataFrame.to_sql`` through SQLAlchemy, what many hand-written pipelines do. It is slow, so it runs on at
+  most ``TO_SQL_ROWS`` rows of each source and reports rows/s.
+
+Both write into a scratch database (``bench_baseline``) that is dropped afterwards, never into the warehouse.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from crm_knowledge.ingest.files import pending_files
+from crm_knowledge.ingest.registry import SourceConfig
+from crm_knowledge.settings import Settings
+
+log = logging.getLogger(__name__)
+
+BASELINE_DB = "bench_baseline"
+TO_SQL_ROWS = 200_000
+PG_ENCODINGS = {"utf-8": "UTF8", "utf8": "UTF8", "utf-8-sig": "UTF8", "cp1256": "WIN1256",
+                "windows-1256": "WIN1256"}
+CHUNK = 1 << 20
+
+
+def _admin_exec(settings: Settings, statement: sql.Composable) -> None:
+    with psycopg.connect(settings.server_url("postgres"), autocommit=True) as conn:
+        conn.execute(statement)
+
+
+def create_baseline_db(settings: Settings) -> str:
+    _admin_exec(settings, sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(BASELINE_DB)))
+    _admin_exec(settings, sql.SQL("create database {}").format(sql.Identifier(BASELINE_DB)))
+    return settings.server_url(BASELINE_DB)
+
+
+def drop_baseline_db(settings: Settings) -> None:
+    _admin_exec(settings, sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(BASELINE_DB)))
+
+
+def _csv_header_width(path: Path, cfg: SourceConfig) -> int:
+    import csv
+
+    with open(path, encoding=cfg.encoding, newline="") as fh:
+        return len(next(csv.reader(fh, delimiter=cfg.delimiter)))
+
+
+def copy_file(conn: psycopg.Connection, cfg: SourceConfig, path: Path, table: str) -> int:
+    """Plain COPY of one file into `table` (created here); returns the rows COPY reports."""
+    enc = PG_ENCODINGS.get(cfg.encoding.lower())
+    if enc is None:
+        raise ValueError(f"{cfg.config_file}: no PostgreSQL name known for encoding {cfg.encoding!r}")
+    ident = sql.Identifier(table)
+    if cfg.format == "csv":
+        width = _csv_header_width(path, cfg)
+        cols = sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(f"c{i}")) for i in range(width))
+        conn.execute(sql.SQL("create table {} ({})").format(ident, cols))
+        stmt = sql.SQL("copy {} from stdin (format csv, header true, delimiter {}, encoding {})").format(
+            ident, sql.Literal(cfg.delimiter), sql.Literal(enc))
+    elif cfg.format == "jsonl":
+        conn.execute(sql.SQL("create table {} (line text)").format(ident))
+        # csv with quote/delimiter bytes that never occur in JSON text: one line = one value, no unescaping
+        stmt = sql.SQL("copy {} from stdin (format csv, quote e'\\x01', delimiter e'\\x02', encoding {})").format(
+            ident, sql.Literal(enc))
+    else:
+        raise ValueError(f"plain COPY cannot read {cfg.format!r} files ({path.name})")
+    with conn.cursor() as cur:
+        with cur.copy(stmt) as copy, open(path, "rb") as fh:
+            while chunk := fh.read(CHUNK):
+                copy.write(chunk)
+        return cur.rowcount
+
+
+def plain_copy(settings: Settings, sources: list[SourceConfig]) -> dict[str, dict[str, Any]]:
+    """Per source: rows, seconds and rows/s of a plain COPY of all its pending files."""
+    url = create_baseline_db(settings)
+    out: dict[str, dict[str, Any]] = {}
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            for cfg in sources:
+                files = pending_files(cfg, settings)
+                if cfg.format not in ("csv", "jsonl"):
+                    out[cfg.name] = {"rows": None, "seconds": None, "rows_per_s": None,
+                                     "note": f"COPY cannot read {cfg.format}"}
+                    continue
+                rows, started = 0, time.perf_counter()
+                for i, path in enumerate(files):
+                    try:
+                        rows += copy_file(conn, cfg, path, f"{cfg.name}_{i}")
+                    except psycopg.Error as exc:  # e.g. the demo's planted corrupt kiosk file
+                        log.info("baseline COPY of %s failed (%s); not counted", path.name, exc.diag.message_primary)
+                took = time.perf_counter() - started
+                out[cfg.name] = {"rows": rows, "seconds": round(took, 3),
+                                 "rows_per_s": round(rows / took, 1) if took > 0 else None,
+                                 "files": len(files)}
+                log.info("baseline COPY %s: %s rows in %.1fs", cfg.name, rows, took)
+    finally:
+        drop_baseline_db(settings)
+    return out
+
+
+def _read_frame(cfg: SourceConfig, path: Path, nrows: int):
+    import pandas as pd
+
+    if cfg.format == "csv":
+        return pd.read_csv(path, encoding=cfg.encoding, sep=cfg.delimiter, dtype=str, nrows=nrows,
+                           keep_default_na=False, on_bad_lines="skip")
+    if cfg.format == "jsonl":
+        frame = pd.read_json(path, lines=True, dtype=False, nrows=nrows)
+        # nested values (consent dicts, lists) are not SQL-storable as such: store them as text
+        return frame.map(lambda v: str(v) if isinstance(v, (dict, list)) else v)
+    if cfg.format == "xlsx":
+        return pd.read_excel(path, sheet_name=cfg.sheet or 0, dtype=str, nrows=nrows)
+    raise ValueError(f"no pandas reader for {cfg.format!r}")
+
+
+def pandas_to_sql(settings: Settings, sources: list[SourceConfig], max_rows: int = TO_SQL_ROWS) -> dict[str, Any]:
+    """Per source: read + to_sql of at most `max_rows` rows of its pending files; rows/s."""
+    from sqlalchemy import create_engine
+
+    url = create_baseline_db(settings)
+    engine = create_engine(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    out: dict[str, dict[str, Any]] = {}
+    try:
+        for cfg in sources:
+            left, rows, started = max_rows, 0, time.perf_counter()
+            for i, path in enumerate(pending_files(cfg, settings)):
+                if left <= 0:
+                    break
+                try:
+                    frame = _read_frame(cfg, path, left)
+                except Exception as exc:  # noqa: BLE001 - a baseline must not stop the benchmark
+                    log.info("baseline to_sql: cannot read %s (%s); not counted", path.name, exc)
+                    continue
+                frame.to_sql(f"{cfg.name}_{i}", engine, if_exists="replace", index=False, chunksize=10_000)
+                rows += len(frame)
+                left -= len(frame)
+            took = time.perf_counter() - started
+            out[cfg.name] = {"rows": rows, "seconds": round(took, 3),
+                             "rows_per_s": round(rows / took, 1) if took > 0 and rows else None}
+            log.info("baseline to_sql %s: %s rows in %.1fs", cfg.name, rows, took)
+    finally:
+        engine.dispose()
+        drop_baseline_db(settings)
+    return out

@@ -1,0 +1,175 @@
+"""Stage timing and memory sampling for the benchmark.
+
+Peak memory is sampled, not asked of the kernel after the fact, because a stage's cost is spread over
+this process, the subprocesses it starts (dbt, the webhook receiver) and the warehouse server:
+
+* ``pipeline`` memory: resident set of this process and all its children (RSS);
+* ``warehouse`` memory: proportional set size (PSS) of the embedded PostgreSQL's processes, so shared
+  buffers are counted once rather than once per backend;
+* ``total``: the two added at the same instant; the issue's 4 GB budget is about this figure.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+MB = 1024 * 1024
+
+
+@dataclass
+class StageRecord:
+    """One measured stage of one phase (``full`` or ``incremental``)."""
+
+    stage: str
+    phase: str
+    seconds: float = 0.0
+    rows: int | None = None
+    peak_pipeline_mb: float = 0.0
+    peak_warehouse_mb: float = 0.0
+    peak_total_mb: float = 0.0
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def rows_per_s(self) -> float | None:
+        if self.rows is None or self.seconds <= 0:
+            return None
+        return self.rows / self.seconds
+
+    def as_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["rows_per_s"] = round(self.rows_per_s, 1) if self.rows_per_s is not None else None
+        d["seconds"] = round(self.seconds, 3)
+        for k in ("peak_pipeline_mb", "peak_warehouse_mb", "peak_total_mb"):
+            d[k] = round(d[k], 1)
+        return d
+
+
+def _tree_rss(proc: psutil.Process) -> int:
+    total = 0
+    try:
+        total += proc.memory_info().rss
+        for child in proc.children(recursive=True):
+            try:
+                total += child.memory_info().rss
+            except psutil.Error:
+                pass
+    except psutil.Error:
+        pass
+    return total
+
+
+def _postmaster_pid(data_dir: Path | None) -> int | None:
+    if data_dir is None:
+        return None
+    try:
+        return int((data_dir / "postmaster.pid").read_text().splitlines()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _warehouse_pss(data_dir: Path | None) -> int:
+    pid = _postmaster_pid(data_dir)
+    if pid is None:
+        return 0
+    total = 0
+    try:
+        master = psutil.Process(pid)
+        for proc in [master, *master.children(recursive=True)]:
+            try:
+                total += proc.memory_full_info().pss
+            except psutil.AccessDenied:  # server runs as another user: fall back to RSS if readable
+                try:
+                    total += proc.memory_info().rss
+                except psutil.Error:
+                    pass
+            except psutil.Error:
+                pass
+    except psutil.Error:
+        return 0
+    return total
+
+
+class MemorySampler:
+    """Background thread: samples memory every `interval` seconds; peaks can be reset per stage."""
+
+    def __init__(self, warehouse_data_dir: Path | None, interval: float = 0.25, warehouse_every: int = 4) -> None:
+        self._me = psutil.Process(os.getpid())
+        self._data_dir = warehouse_data_dir
+        self._interval = interval
+        self._warehouse_every = warehouse_every
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._loop, name="bench-memory", daemon=True)
+        self._warehouse = 0
+        self.reset()
+        self.overall_total = 0
+
+    def reset(self) -> None:
+        with self._lock:
+            self.peak_pipeline = self.peak_warehouse = self.peak_total = 0
+
+    def _sample(self, tick: int) -> None:
+        pipeline = _tree_rss(self._me)
+        if tick % self._warehouse_every == 0:
+            self._warehouse = _warehouse_pss(self._data_dir)
+        with self._lock:
+            self.peak_pipeline = max(self.peak_pipeline, pipeline)
+            self.peak_warehouse = max(self.peak_warehouse, self._warehouse)
+            total = pipeline + self._warehouse
+            self.peak_total = max(self.peak_total, total)
+            self.overall_total = max(self.overall_total, total)
+
+    def _loop(self) -> None:
+        tick = 0
+        while not self._stop.wait(self._interval):
+            self._sample(tick)
+            tick += 1
+
+    def __enter__(self) -> MemorySampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+class StageTimer:
+    """Collects StageRecords; ``with timer.stage("ingest:forms", "full") as rec: ...; rec.rows = n``."""
+
+    def __init__(self, sampler: MemorySampler, echo: bool = True) -> None:
+        self.sampler = sampler
+        self.records: list[StageRecord] = []
+        self.echo = echo
+
+    @contextmanager
+    def stage(self, name: str, phase: str) -> Iterator[StageRecord]:
+        rec = StageRecord(stage=name, phase=phase)
+        self.sampler.reset()
+        self.sampler._sample(0)
+        started = time.perf_counter()
+        if self.echo:
+            print(f"  [{phase}] {name} ...", flush=True)
+        try:
+            yield rec
+        finally:
+            rec.seconds = time.perf_counter() - started
+            self.sampler._sample(0)
+            rec.peak_pipeline_mb = self.sampler.peak_pipeline / MB
+            rec.peak_warehouse_mb = self.sampler.peak_warehouse / MB
+            rec.peak_total_mb = self.sampler.peak_total / MB
+            self.records.append(rec)
+            if self.echo:
+                rate = f", {rec.rows_per_s:,.0f} rows/s" if rec.rows_per_s else ""
+                rows = f", {rec.rows:,} rows" if rec.rows is not None else ""
+                print(f"  [{phase}] {name}: {rec.seconds:.1f}s{rows}{rate}, peak {rec.peak_total_mb:,.0f} MB",
+                      flush=True)

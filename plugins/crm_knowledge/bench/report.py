@@ -1,0 +1,119 @@
+"""Benchmark report: `bench/results/<date>-<size>.json` (everything) and `.md` (the tables people read).
+
+The markdown puts each stage's full and incremental figures side by side, then the baselines as ratios:
+ingest against a plain `COPY` of the same files (the physical limit; target ≥ 0.7) and against
+`pandas.to_sql`, and identity resolution's growth with the number of records (exponent 1 = linear).
+`update_readme` copies the markdown between the README's bench markers.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+from typing import Any
+
+from crm_knowledge.settings import PROJECT_ROOT
+
+README_START = "<!-- bench:start -->"
+README_END = "<!-- bench:end -->"
+TARGETS = {"full_seconds_1m": 15 * 60, "incremental_seconds": 90, "peak_total_mb": 4096, "copy_ratio": 0.7}
+
+
+def _fmt(v: float | int | None, digits: int = 1) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, int) or (isinstance(v, float) and v >= 100):
+        return f"{v:,.0f}"
+    return f"{v:,.{digits}f}"
+
+
+def _stage_table(report: dict[str, Any]) -> list[str]:
+    by_key: dict[str, dict[str, dict[str, Any]]] = {}
+    order: list[str] = []
+    for s in report["stages"]:
+        if s["stage"] not in by_key:
+            order.append(s["stage"])
+        by_key.setdefault(s["stage"], {})[s["phase"]] = s
+    lines = ["| stage | full s | full rows | full rows/s | full peak MB | incr. s | incr. rows | incr. rows/s "
+             "| incr. peak MB |", "|---|--:|--:|--:|--:|--:|--:|--:|--:|"]
+    for name in order:
+        f, i = by_key[name].get("full", {}), by_key[name].get("incremental", {})
+        lines.append(f"| {name} | {_fmt(f.get('seconds'))} | {_fmt(f.get('rows'))} | {_fmt(f.get('rows_per_s'))} "
+                     f"| {_fmt(f.get('peak_total_mb'))} | {_fmt(i.get('seconds'))} | {_fmt(i.get('rows'))} "
+                     f"| {_fmt(i.get('rows_per_s'))} | {_fmt(i.get('peak_total_mb'))} |")
+    return lines
+
+
+def _baseline_table(report: dict[str, Any]) -> list[str]:
+    copy, to_sql, ingest = (report.get("baseline_copy") or {}, report.get("baseline_to_sql") or {},
+                            report.get("ingest_full") or {})
+    if not copy and not to_sql:
+        return []
+    lines = ["| source | pipeline rows/s | plain COPY rows/s | ratio to COPY (target ≥ 0.7) | pandas to_sql rows/s "
+             "| ratio to to_sql |", "|---|--:|--:|--:|--:|--:|"]
+    for name, ing in ingest.items():
+        c, t = copy.get(name, {}), to_sql.get(name, {})
+        ours = ing.get("rows_per_s")
+        rc = ours / c["rows_per_s"] if ours and c.get("rows_per_s") else None
+        rt = ours / t["rows_per_s"] if ours and t.get("rows_per_s") else None
+        note = f" ({c['note']})" if c.get("note") else ""
+        lines.append(f"| {name} | {_fmt(ours)} | {_fmt(c.get('rows_per_s'))}{note} | {_fmt(rc, 2)} "
+                     f"| {_fmt(t.get('rows_per_s'))} | {_fmt(rt, 2)} |")
+    return lines
+
+
+def _scaling_table(report: dict[str, Any]) -> list[str]:
+    points = report.get("identity_scaling") or []
+    if not points:
+        return []
+    lines = ["| source records | seconds | records/s | customers |", "|--:|--:|--:|--:|"]
+    for p in points:
+        lines.append(f"| {p['records']:,} | {_fmt(p['seconds'])} | {_fmt(p['records_per_s'])} | {p['customers']:,} |")
+    exp = points[-1].get("growth_exponent")
+    if exp is not None:
+        lines.append("")
+        lines.append(f"Growth exponent (time ∝ records^k): **k = {exp}** (1 is linear, 2 quadratic).")
+    return lines
+
+
+def to_markdown(report: dict[str, Any]) -> str:
+    m = report["machine"]
+    size = report["size"]
+    lines = [f"### Benchmark: {size:,} customers ({report['started_at'][:10]})", "",
+             f"Machine: {m['cpus']} CPUs, {m['memory_gb']} GB RAM, Python {m['python']}, embedded PostgreSQL.",
+             "", f"- full pipeline (after generating the sources): **{_fmt(report.get('full_seconds'))} s**"
+             + (f" (target at 1M: ≤ {TARGETS['full_seconds_1m']} s)" if size >= 1_000_000 else ""),
+             f"- incremental day: **{_fmt(report.get('incremental_seconds'))} s** (target ≤ "
+             f"{TARGETS['incremental_seconds']} s)",
+             f"- peak memory, pipeline processes + warehouse: **{_fmt(report.get('peak_total_mb'))} MB** "
+             f"(target ≤ {TARGETS['peak_total_mb']} MB)", ""]
+    lines += _stage_table(report)
+    base = _baseline_table(report)
+    if base:
+        lines += ["", "Ingest against the same machine's baselines (full run):", ""] + base
+    scaling = _scaling_table(report)
+    if scaling:
+        lines += ["", "Identity resolution alone (full, in memory), by number of source records:", ""] + scaling
+    return "\n".join(lines) + "\n"
+
+
+def write_report(report: dict[str, Any], results_dir: Path) -> dict[str, Path]:
+    results_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"{dt.date.fromisoformat(report['started_at'][:10]).isoformat()}-{report['size']}"
+    json_path, md_path = results_dir / f"{stem}.json", results_dir / f"{stem}.md"
+    json_path.write_text(json.dumps(report, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    md_path.write_text(to_markdown(report), encoding="utf-8")
+    return {"json": json_path, "markdown": md_path}
+
+
+def update_readme(markdown_files: list[Path], readme: Path = PROJECT_ROOT / "README.md") -> bool:
+    """Replace the text between the README's bench markers with the given reports; False if no markers."""
+    text = readme.read_text(encoding="utf-8")
+    if README_START not in text or README_END not in text:
+        return False
+    head, rest = text.split(README_START, 1)
+    _, tail = rest.split(README_END, 1)
+    body = "\n".join(p.read_text(encoding="utf-8") for p in markdown_files)
+    readme.write_text(f"{head}{README_START}\n{body}\n{README_END}{tail}", encoding="utf-8")
+    return True

@@ -1,0 +1,282 @@
+"""`make bench SIZE=…`: the whole pipeline at a given size, stage by stage, full run then one incremental day.
+
+The stages are the DAGs' task bodies called directly (the same functions, in the order the Assets chain
+them), not `airflow dags test`: the benchmark measures the pipeline's work, not the scheduler's task
+start-up (about 2.5 s per cosmos task, reported separately in the README). dbt runs as one `dbt build` per
+layer, as `CKP_DBT_TEST_BEHAVIOR=build` does in Airflow.
+
+Everything happens under its own home (`var/bench/<size>`, wiped first) and its own warehouse port, so a
+benchmark never touches the data of `make run` or of the tests. Results go to
+`bench/results/<date>-<size>.json` and `.md`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from crm_knowledge.bench.measure import MemorySampler, StageTimer
+from crm_knowledge.settings import PROJECT_ROOT, Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+RESULTS_DIR = PROJECT_ROOT / "bench" / "results"
+BENCH_PORT = 54360
+AS_OF = dt.date(2026, 11, 20)
+STAGING_SELECT = ["path:seeds", "path:models/staging", "tag:identity_input"]
+MARTS_SELECT = ["path:models/intermediate", "path:models/marts", "path:models/pii", "path:snapshots"]
+IDENTITY_SCALING_SIZES = (100_000, 1_000_000)
+
+
+def prepare_environment(size: int, home: Path | None = None, port: int | None = None) -> Path:
+    """Point every setting at the benchmark's own home and port; must run before get_settings()."""
+    home = home or PROJECT_ROOT / "var" / "bench" / str(size)
+    os.environ["CKP_HOME"] = str(home)
+    os.environ["CKP_WAREHOUSE_PORT"] = str(port or int(os.environ.get("CKP_BENCH_PORT", BENCH_PORT)))
+    os.environ.setdefault("CKP_WEBHOOK_PORT", os.environ.get("CKP_BENCH_WEBHOOK_PORT", "8790"))
+    os.environ["CKP_DEMO_MODE"] = "1"
+    os.environ["AIRFLOW_HOME"] = str(home / "airflow")
+    return home
+
+
+def _wipe(home: Path) -> None:
+    """A benchmark starts from nothing: stop a server left in this home, then delete the home."""
+    from crm_knowledge.warehouse import server
+
+    if home.exists():
+        try:
+            server.stop(get_settings())
+        except Exception:  # noqa: BLE001 - nothing running is fine
+            log.debug("no server to stop in %s", home, exc_info=True)
+        shutil.rmtree(home)
+
+
+def _dbt_build(settings: Settings, select: list[str], exclude: list[str] | None = None,
+               full_refresh: bool = False) -> dict[str, Any]:
+    """One `dbt build`; returns models built, tests run and rows written (from run_results.json)."""
+    target = settings.home / "dbt_target"
+    project = settings.dbt_project_dir
+    args = [str(Path(sys.executable).with_name("dbt")), "build", "--select", *select,
+            "--project-dir", str(project), "--profiles-dir", str(project), "--target-path", str(target),
+            "--log-path", str(settings.home / "dbt_logs"), "--quiet"]
+    if exclude:
+        args += ["--exclude", *exclude]
+    if full_refresh:
+        args.append("--full-refresh")
+    env = {**os.environ, **settings.dbt_env(), "DO_NOT_TRACK": "1", "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+    res = subprocess.run(args, env=env, capture_output=True, text=True, cwd=project)
+    if res.returncode != 0:
+        raise RuntimeError(f"dbt build --select {' '.join(select)} failed:\n{res.stdout[-4000:]}\n{res.stderr[-2000:]}")
+    results = json.loads((target / "run_results.json").read_text(encoding="utf-8"))["results"]
+    models = [r for r in results if r["unique_id"].startswith(("model.", "snapshot.", "seed."))]
+    tests = [r for r in results if r["unique_id"].startswith(("test.", "unit_test."))]
+    rows = sum(int((r.get("adapter_response") or {}).get("rows_affected") or 0) for r in models)
+    slowest = sorted(models, key=lambda r: r.get("execution_time", 0), reverse=True)[:5]
+    return {"models": len(models), "tests": len(tests), "rows": rows,
+            "slowest_models": {r["unique_id"].split(".")[-1]: round(r["execution_time"], 2) for r in slowest}}
+
+
+def _table_rows(url: str, schemas: tuple[str, ...]) -> int:
+    with psycopg.connect(url) as conn:
+        conn.execute("analyze")
+        return int(conn.execute(
+            "select coalesce(sum(greatest(c.reltuples, 0)), 0) from pg_class c join pg_namespace n "
+            "on n.oid = c.relnamespace where c.relkind in ('r', 'p') and n.nspname = any(%s)",
+            (list(schemas),)).fetchone()[0])
+
+
+def _batch_rows(url: str, batch_ids: list[str]) -> int:
+    with psycopg.connect(url) as conn:
+        return int(conn.execute("select coalesce(sum(rows_loaded), 0) from audit.load_batches "
+                                "where batch_id = any(%s)", (batch_ids,)).fetchone()[0])
+
+
+def _ingest_stages(timer: StageTimer, phase: str, settings: Settings) -> dict[str, dict[str, Any]]:
+    from crm_knowledge.ingest.registry import load_registry
+    from crm_knowledge.ingest.run import ingest_file_source, ingest_orders_database
+
+    out = {}
+    for cfg in load_registry(settings.config_dir):
+        with timer.stage(f"ingest:{cfg.name}", phase) as rec:
+            if cfg.kind == "orders_db":
+                summary = ingest_orders_database(cfg.name)
+            else:
+                summary = ingest_file_source(cfg.name)
+            rec.rows = int(summary["rows_loaded"])
+            rec.detail = {k: v for k, v in summary.items() if k != "batch_ids"}
+        out[cfg.name] = {"rows": rec.rows, "seconds": rec.seconds, "rows_per_s": rec.rows_per_s}
+    return out
+
+
+def _run_phase(timer: StageTimer, phase: str, as_of: dt.date, settings: Settings,
+               identity_mode: str) -> dict[str, Any]:
+    """Every stage after the sources exist: ingest, gates, dbt, identity, scoring, exports."""
+    from crm_knowledge.export.config import load_destinations
+    from crm_knowledge.export.deliver import deliver_all
+    from crm_knowledge.identity.store import run as resolve_identities
+    from crm_knowledge.quality.pipeline import (
+        batches_to_validate,
+        check_layers,
+        check_new_raw_batches,
+        check_post_scoring,
+    )
+    from crm_knowledge.scoring.run import score_all
+
+    url = settings.warehouse_url
+    run_id = f"bench-{phase}-{as_of}"
+    ingest = _ingest_stages(timer, phase, settings)
+
+    with timer.stage("quality:raw_gate", phase) as rec:
+        pending = [b for ids in batches_to_validate(url).values() for b in ids]
+        raw = check_new_raw_batches(pipeline_run_id=run_id, settings=settings)
+        rec.rows = _batch_rows(url, pending) or None
+        rec.detail = {"held_batches": raw["held_batches"], "tables": len(raw["tables"]),
+                      "checks_run": sum(t["checks_run"] for t in raw["tables"].values())}
+
+    with timer.stage("dbt:staging", phase) as rec:
+        built = _dbt_build(settings, STAGING_SELECT)
+        rec.rows, rec.detail = built["rows"], built
+
+    with timer.stage("identity_resolution", phase) as rec:
+        stats = resolve_identities(url, mode=identity_mode)
+        rec.rows = int(stats.get("records", 0)) or None
+        rec.detail = {k: v for k, v in stats.items() if isinstance(v, (int, float, str))} | {"mode": identity_mode}
+
+    with timer.stage("dbt:marts", phase) as rec:
+        built = _dbt_build(settings, MARTS_SELECT, exclude=["tag:identity_input"])
+        rec.rows, rec.detail = built["rows"], built
+
+    with timer.stage("quality:staging_and_marts", phase) as rec:
+        checked = check_layers(["staging", "marts"], pipeline_run_id=run_id, settings=settings)
+        rec.rows = _table_rows(url, ("staging", "marts"))
+        rec.detail = checked["layers"]
+
+    with timer.stage("scoring:all_models", phase) as rec:
+        scored = score_all(as_of=as_of, settings=settings)
+        rec.rows = int(scored["customers_scored"])
+        rec.detail = scored
+    for model, seconds in scored.get("model_seconds", {}).items():
+        # the models run inside score_all; their own times are split out here (memory is the whole call's)
+        timer.records.append(type(rec)(stage=f"scoring:{model}", phase=phase, seconds=seconds,
+                                       rows=scored.get("model_rows", {}).get(model),
+                                       peak_pipeline_mb=rec.peak_pipeline_mb,
+                                       peak_warehouse_mb=rec.peak_warehouse_mb, peak_total_mb=rec.peak_total_mb))
+
+    with timer.stage("dbt:post_scoring", phase) as rec:
+        built = _dbt_build(settings, ["tag:post_scoring"])
+        rec.rows, rec.detail = built["rows"], built
+    with timer.stage("quality:post_scoring", phase) as rec:
+        rec.detail = check_post_scoring(pipeline_run_id=run_id, settings=settings)
+
+    destinations = load_destinations(Path(settings.config_dir) / "destinations.yml").destinations
+    from crm_knowledge.runner import airflow_env, webhook_receiver
+
+    with webhook_receiver(settings, airflow_env(settings)):
+        for dest in destinations:
+            with timer.stage(f"export:{dest.name}", phase) as rec:
+                result = deliver_all(as_of, settings, only=[dest.name])[0]
+                rec.rows = sum(int(result.get(k) or 0) for k in ("rows_added", "rows_changed", "rows_removed"))
+                rec.detail = {k: v for k, v in result.items() if k in ("status", "members", "rows_added",
+                                                                        "rows_changed", "rows_removed")}
+    return {"ingest": ingest}
+
+
+def identity_scaling(settings: Settings, sizes: tuple[int, ...] = IDENTITY_SCALING_SIZES) -> list[dict[str, Any]]:
+    """Full identity resolution (in memory, no writes) on the first N candidate records of the warehouse,
+    for each N that the warehouse holds (the largest size it lacks is replaced by all its records)."""
+    from crm_knowledge.identity.resolve import resolve
+    from crm_knowledge.identity.store import read_candidates
+
+    with psycopg.connect(settings.warehouse_url) as conn:
+        candidates = read_candidates(conn)
+    # records of whole persons stay together: order by a stable hash of the record key, which mixes sources
+    candidates = candidates.sort_values(["source_record_id", "source_system"], kind="stable").reset_index(drop=True)
+    points, wanted = [], sorted({min(n, len(candidates)) for n in sizes})
+    for n in wanted:
+        started = time.perf_counter()
+        result = resolve(candidates.iloc[:n].reset_index(drop=True), None)
+        took = time.perf_counter() - started
+        points.append({"records": n, "seconds": round(took, 2), "records_per_s": round(n / took, 1),
+                       "customers": int(result.stats.get("customers", 0))})
+        log.info("identity scaling: %s records in %.1fs", n, took)
+    if len(points) >= 2:
+        import math
+
+        a, b = points[0], points[-1]
+        k = math.log(b["seconds"] / a["seconds"]) / math.log(b["records"] / a["records"])
+        points[-1]["growth_exponent"] = round(k, 3)
+    return points
+
+
+def run_bench(size: int, seed: int = 42, *, incremental: bool = True, baselines: bool = True,
+              scaling: bool = True, results_dir: Path = RESULTS_DIR, label: str | None = None) -> dict[str, Any]:
+    """Run the benchmark; returns the report dict (also written as JSON and markdown)."""
+    from crm_knowledge.bench import baselines as base
+    from crm_knowledge.bench.report import write_report
+    from crm_knowledge.demo import generate, generate_increment
+    from crm_knowledge.ingest.registry import load_registry
+    from crm_knowledge.warehouse import bootstrap, server
+
+    settings = get_settings()
+    _wipe(settings.home)
+    started_at = dt.datetime.now(dt.UTC)
+    print(f"benchmark: {size:,} customers, home {settings.home}", flush=True)
+    server.start(settings)
+    settings = get_settings()
+    bootstrap.apply_ddl(settings.warehouse_url)
+    data_dir = settings.home / "warehouse" / "data"
+
+    report: dict[str, Any] = {"size": size, "seed": seed, "label": label, "started_at": started_at.isoformat(),
+                              "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                                          "python": platform.python_version(),
+                                          "memory_gb": round(__import__("psutil").virtual_memory().total / 2**30, 1)}}
+    wall = time.perf_counter()
+    with MemorySampler(data_dir if data_dir.exists() else None) as sampler:
+        timer = StageTimer(sampler)
+        with timer.stage("generate", "full") as rec:
+            demo = generate(size=size, seed=seed, settings=settings, as_of=AS_OF)
+            rec.rows = sum(v for k, v in demo.counts.items() if k not in ("persons", "ground_truth"))
+        file_sources = [c for c in load_registry(settings.config_dir) if c.kind != "orders_db"]
+        if baselines:
+            with timer.stage("baseline:plain_copy", "full") as rec:
+                report["baseline_copy"] = base.plain_copy(settings, file_sources)
+                rec.rows = sum(v["rows"] or 0 for v in report["baseline_copy"].values())
+            with timer.stage("baseline:pandas_to_sql", "full") as rec:
+                report["baseline_to_sql"] = base.pandas_to_sql(settings, file_sources)
+                rec.rows = sum(v["rows"] or 0 for v in report["baseline_to_sql"].values())
+        full = _run_phase(timer, "full", AS_OF, settings, identity_mode="full")
+        report["full_seconds"] = round(time.perf_counter() - wall, 1)
+        report["ingest_full"] = full["ingest"]
+
+        if incremental:
+            day = AS_OF + dt.timedelta(days=1)
+            inc_wall = time.perf_counter()
+            with timer.stage("generate", "incremental") as rec:
+                inc = generate_increment(day=day, seed=seed, settings=settings)
+                rec.rows = sum(v for k, v in inc.counts.items() if k not in ("persons", "ground_truth"))
+            gen_seconds = time.perf_counter() - inc_wall
+            _run_phase(timer, "incremental", day, settings, identity_mode="incremental")
+            report["incremental_seconds"] = round(time.perf_counter() - inc_wall - gen_seconds, 1)
+        if scaling:
+            with timer.stage("baseline:identity_scaling", "full") as rec:
+                report["identity_scaling"] = identity_scaling(settings)
+        report["peak_total_mb"] = round(sampler.overall_total / 2**20, 1)
+    if settings.embedded:
+        server.stop(settings)  # a benchmark's warehouse is not kept running: it holds GBs of memory and a port
+    report["stages"] = [r.as_dict() for r in timer.records]
+    report["finished_at"] = dt.datetime.now(dt.UTC).isoformat()
+    paths = write_report(report, results_dir)
+    report["paths"] = {k: str(v) for k, v in paths.items()}
+    print(paths["markdown"].read_text(encoding="utf-8"), flush=True)
+    return report
