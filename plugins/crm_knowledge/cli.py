@@ -77,6 +77,46 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_erase(args: argparse.Namespace) -> int:
+    """Erase one customer now (the customer_erasure DAG's code); prints counts only, never the identifiers."""
+    from crm_knowledge.privacy.erasure import ErasureRequest, erase
+
+    request = ErasureRequest(email=args.email, phone=args.phone, national_id=args.national_id,
+                             reason=args.reason, origin="cli")
+    result = erase(request, as_of=dt.date.fromisoformat(args.date) if args.date else None)
+    print(json.dumps(result.as_dict(), indent=2))
+    return 0
+
+
+def _cmd_customer_report(args: argparse.Namespace) -> int:
+    """Everything held about one customer, as JSON, for a verified access request."""
+    from crm_knowledge.privacy.data_report import write_report
+
+    summary = write_report(args.output, email=args.email, phone=args.phone, national_id=args.national_id,
+                           customer_id=args.customer_id, verified_by=args.verified_by)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _cmd_pii_scan(args: argparse.Namespace) -> int:
+    """Leak scan of every analytic schema and export against the demo ground truth; exit 1 on findings."""
+    from crm_knowledge.privacy.pii_scan import scan
+
+    result = scan()
+    text = json.dumps(result.as_dict(), indent=2, ensure_ascii=False)
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as fh:
+            fh.write(text + "\n")
+    print(text)
+    return 0 if result.clean else 1
+
+
+def _identifier_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--email")
+    p.add_argument("--phone", help="any spelling: 0912…, +98 912 …, Persian digits")
+    p.add_argument("--national-id", dest="national_id")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ckp", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -110,6 +150,24 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--update-readme", action="store_true", help="copy the markdown table into README.md")
     b.add_argument("--also", nargs="*", help="more report .md files to put in the README after this one")
     b.set_defaults(func=_cmd_bench)
+
+    e = sub.add_parser("erase", help="right to be forgotten: erase the customer(s) an email/phone/national ID names")
+    _identifier_args(e)
+    e.add_argument("--reason", help="short reference for the audit log (a ticket number; no personal data)")
+    e.add_argument("--date", help="erasure date recorded in the tombstone (default today)")
+    e.set_defaults(func=_cmd_erase)
+
+    cr = sub.add_parser("customer-report", help="everything held about one customer, as JSON (access request)")
+    _identifier_args(cr)
+    cr.add_argument("--customer-id", dest="customer_id")
+    cr.add_argument("--verified-by", dest="verified_by", required=True,
+                    help="who verified the requester's identity (recorded in audit.customer_data_reports)")
+    cr.add_argument("-o", "--output", required=True, help="JSON file to write (it holds personal data)")
+    cr.set_defaults(func=_cmd_customer_report)
+
+    ps = sub.add_parser("pii-scan", help="scan analytic schemas and exports for demo customers' identifiers")
+    ps.add_argument("-o", "--output", help="also write the findings (no personal values) to this JSON file")
+    ps.set_defaults(func=_cmd_pii_scan)
 
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,

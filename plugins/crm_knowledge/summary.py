@@ -53,6 +53,7 @@ def format_summary(summary: dict[str, Any], settings: Settings) -> str:
         f"customers scored:     {summary.get('customers_scored')}",
         f"load batches:         {summary.get('batches')}",
         f"deliveries:           {summary.get('exports')}",
+        f"pii scan findings:    {summary.get('pii_scan_findings')}   (`ckp pii-scan` lists them; 0 = no leak)",
         f"data-quality report:  {settings.reports_dir / 'latest.html'}",
         f"data docs:            {settings.reports_dir / 'data_docs' / 'index.html'}",
         f"dbt docs:             {settings.dbt_project_dir / 'target' / 'index.html'}",

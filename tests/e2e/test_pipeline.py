@@ -80,3 +80,15 @@ def test_planted_bad_file_quarantined(pipeline, settings):
         n = conn.execute("select count(*) from audit.load_batches where status = 'quarantined'").fetchone()[0]
         rejects = conn.execute("select count(*) from raw.load_rejects").fetchone()[0]
     assert n >= 1 and rejects >= 1
+
+
+def test_no_demo_customer_identifier_outside_the_pii_vault(pipeline, settings):
+    """The issue's acceptance scan: no email, phone, national ID or name of a demo customer in any non-pii
+    schema (raw/staging/intermediate are pipeline-locked working layers) or any export."""
+    from crm_knowledge.privacy.pii_scan import scan
+
+    first, *_ = pipeline
+    assert first["pii_scan_findings"] == 0
+    result = scan(settings)
+    assert result.columns_scanned > 50 and result.files_scanned > 0 and result.needles > 300
+    assert result.findings == [], [f.as_dict() for f in result.findings]

@@ -106,3 +106,16 @@ def test_ruff_airflow_rules():
     res = subprocess.run([str(Path(sys.executable).with_name("ruff")), "check", "--select", "AIR",
                           str(DAGS_DIR), str(PROJECT_ROOT / "plugins")], capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr
+
+
+def test_customer_erasure_dag(dagbag):
+    """The erasure DAG (not in PIPELINE_DAGS: it runs on its own) follows the house rules and is wired."""
+    dag = dagbag.dags["customer_erasure"]
+    assert {"privacy", "erasure"} <= set(dag.tags)
+    assert dag.doc_md and "tombstone" in dag.doc_md
+    assert dag.catchup is False and dag.max_active_runs == 1
+    for t in dag.tasks:
+        assert t.owner == "data-platform" and t.retries >= 1, t.task_id
+    assert [t.task_id for t in dag.topological_sort()] == ["prepare_warehouse", "erase_pending_requests"]
+    # hourly, and also when web forms (which may carry erasure requests) land
+    assert _asset_names(dag.timetable.asset_condition) == {"warehouse.raw.form_submissions"}

@@ -11,6 +11,7 @@ from crm_knowledge.identity.config import load_config
 from crm_knowledge.identity.evaluate import evaluate
 from crm_knowledge.identity.resolve import REASON_JUNK_ONLY, REASON_NO_IDENTIFIER, resolve
 from crm_knowledge.identity.synthetic import frame, make_people, record
+from crm_knowledge.privacy.pseudonym import pseudonymize
 
 
 @pytest.fixture(scope="module")
@@ -83,7 +84,10 @@ def test_junk_phone_shared_by_ten_people_links_nobody(config):
     assert len(junk) == 1
     row = junk.iloc[0]
     assert row["identifier_kind"] == "phone"
-    assert row["identifier_value_hash"] == hashlib.sha256(phone.encode()).hexdigest()
+    # a keyed pseudonym (HMAC), not a plain SHA-256 anyone could recompute from a guessed number
+    assert row["identifier_value_hash"] == pseudonymize(phone, "phone")
+    assert row["identifier_value_hash"].startswith("phone:")
+    assert hashlib.sha256(phone.encode()).hexdigest() not in row["identifier_value_hash"]
     assert row["distinct_records"] == 11
     assert phone not in result.junk_values.to_string()
     un = result.unresolved

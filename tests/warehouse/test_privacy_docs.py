@@ -114,3 +114,35 @@ def test_database_grants_exactly_what_the_doc_says(scratch_db, documented):
             if conn.execute("select has_schema_privilege('public', %s, 'USAGE')", (schema,)).fetchone()[0]:
                 mismatches.append(f"PUBLIC has USAGE on {schema}")
     assert mismatches == []
+
+
+def test_doc_describes_erasure_report_scan_and_ownership():
+    """What an auditor reads about erasure, access reports, the leak scan and ownership matches the code."""
+    from crm_knowledge.privacy import erasure, pii_scan
+
+    text = PRIVACY_DOC.read_text(encoding="utf-8")
+    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8").split("## Privacy", 1)[1]
+    for needle in ("ckp erase", "ckp customer-report", "ckp pii-scan", "customer_erasure",
+                   f"{erasure.REQUEST_DIR}/", "audit.erasure_requests", "identity.erasure_tombstones",
+                   "audit.customer_data_reports", "## Who owns what", "hand_ownership"):
+        assert needle in text, needle
+    for needle in ("ckp erase", "ckp customer-report", "ckp pii-scan", "audit.erasure_requests", "tombstone"):
+        assert needle in readme, needle
+    scan_section = text.split("## PII scan", 1)[1]
+    for schema in pii_scan.EXCLUDED_SCHEMAS:
+        assert f"`{schema}`" in scan_section, schema
+    assert set(pii_scan.EXCLUDED_SCHEMAS) - {"pii"} <= set(roles.PRIVATE_SCHEMAS)  # locked, as the doc says
+    owned = text.split("## Who owns what", 1)[1].split("\n## ", 1)[0]
+    for schema in roles.SCHEMAS:
+        assert f"`{schema}`" in owned, schema
+
+
+@pytest.mark.warehouse
+def test_documented_privacy_tables_exist(scratch_db):
+    apply_ddl(scratch_db)
+    with psycopg.connect(scratch_db) as conn:
+        for table in ("audit.erasure_requests", "identity.erasure_tombstones", "audit.customer_data_reports"):
+            assert conn.execute("select to_regclass(%s) is not null", (table,)).fetchone()[0], table
+        owners = conn.execute("select distinct tableowner from pg_tables where schemaname = any(%s)",
+                              (list(roles.SCHEMAS),)).fetchall()
+    assert owners == [(roles.PIPELINE,)]

@@ -194,3 +194,60 @@ def test_create_login_is_idempotent_and_validates(roles_db):
         roles.create_login(roles_db, "bad name; drop", "pw", roles.BI_READER)
     with pytest.raises(ValueError):
         roles.drop_login(roles_db, roles.PIPELINE)
+
+
+def _not_owned_by_pipeline(url: str) -> list[str]:
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(
+            """select 'schema ' || nspname from pg_namespace where nspname = any(%(s)s)
+                  and nspowner <> %(r)s::regrole
+               union all
+               select c.relkind::text || ' ' || n.nspname || '.' || c.relname from pg_class c
+                 join pg_namespace n on n.oid = c.relnamespace
+                where n.nspname = any(%(s)s) and c.relkind in ('r', 'v', 'm', 'S', 'p')
+                  and c.relowner <> %(r)s::regrole
+               union all
+               select 'function ' || p.oid::regprocedure::text from pg_proc p
+                 join pg_namespace n on n.oid = p.pronamespace
+                where n.nspname = any(%(s)s) and p.proowner <> %(r)s::regrole
+               order by 1""", {"s": list(roles.SCHEMAS), "r": roles.PIPELINE}).fetchall()
+    return [r[0] for r in rows]
+
+
+def test_pipeline_owns_schemas_tables_views_sequences_and_functions(roles_db):
+    # roles_db: apply_ddl + ensure_roles, then four tables created afterwards by the admin user
+    with psycopg.connect(roles_db) as conn:
+        conn.execute("create view marts.v as select id from marts.t")
+        conn.execute("create sequence scoring.s")
+        conn.execute("create table audit.with_serial (id serial primary key)")
+        owner = conn.execute("select tableowner from pg_tables where schemaname = 'marts' and tablename = 't'")
+        assert owner.fetchone()[0] != roles.PIPELINE  # made by the admin after the deploy ...
+        assert conn.execute("select has_table_privilege(%s, 'marts.t', 'INSERT, DELETE, TRUNCATE')",
+                            (roles.PIPELINE,)).fetchone()[0]  # ... yet fully usable by the pipeline meanwhile
+    assert len(_not_owned_by_pipeline(roles_db)) >= 7
+    roles.ensure_roles(roles_db)  # the next deploy hands everything over
+    assert _not_owned_by_pipeline(roles_db) == []
+    with psycopg.connect(roles_db) as conn:
+        util_owned = conn.execute("select count(*) from pg_proc p join pg_namespace n on n.oid = p.pronamespace "
+                                  "where n.nspname = 'util' and p.proowner = %s::regrole", (roles.PIPELINE,))
+        assert util_owned.fetchone()[0] > 5
+        # idempotent: nothing left to hand over
+        assert roles.hand_ownership(conn) == 0
+        # the admin (dbt's user) still rebuilds pipeline-owned tables: it is a member of ckp_pipeline
+        assert conn.execute("select pg_has_role(current_user, %s, 'MEMBER')", (roles.PIPELINE,)).fetchone()[0]
+        conn.execute("drop view marts.v")
+        conn.execute("alter table marts.t rename to t_old")
+        conn.execute("create table marts.t as select * from marts.t_old")
+        conn.execute("drop table marts.t_old")
+
+
+def test_pipeline_login_can_alter_what_it_owns(roles_db, logins):
+    roles.ensure_roles(roles_db)
+    name, password = logins[roles.PIPELINE]
+    with psycopg.connect(url_as(roles_db, name, password), autocommit=True) as conn:
+        conn.execute("alter table raw.r add column extra text")  # only an owner (member) may
+        conn.execute("truncate audit.a")
+    name, password = logins[roles.AUDITOR]
+    with psycopg.connect(url_as(roles_db, name, password), autocommit=True) as conn:
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("alter table audit.a add column extra text")

@@ -6,19 +6,21 @@ Two sources:
 * data-driven: a value of a kind shared by more distinct *name-dissimilar* records than that kind's
   share limit (a shop's phone typed for every walk-in customer, a clerk's own email, ...).
 
-Junk values are nulled before matching and reported by kind, SHA-256 hash of the value (the identity
-schema holds no PII) and number of distinct records carrying it.
+Junk values are nulled before matching and reported by kind, keyed pseudonym of the value
+(``crm_knowledge.privacy.pseudonym``: HMAC-SHA-256 with CKP_PSEUDONYM_KEY, so the identity schema holds
+no PII and, unlike a plain SHA-256, a stored hash cannot be checked against guessed phone numbers or
+national IDs, whose value space is small enough to enumerate) and number of distinct records carrying it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 
 import pandas as pd
 
 from crm_knowledge.identity.config import IDENTIFIER_COLUMNS, IdentityConfig
 from crm_knowledge.identity.prepare import names_similar
+from crm_knowledge.privacy.pseudonym import pseudonymize
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +30,12 @@ PREPARED_COLUMNS = {"email": "email", "phone": "phone", "national_id": "national
 JUNK_COLUMNS = ["identifier_kind", "identifier_value_hash", "distinct_records", "reason"]
 
 
-def hash_value(value: str) -> str:
-    """Hex SHA-256 of an identifier value (UTF-8)."""
-    return hashlib.sha256(value.encode("utf-8")).hexdigest()
+def hash_value(value: str, kind: str) -> str:
+    """Keyed pseudonym ``"<kind>:<hex HMAC-SHA-256>"`` of an identifier value (see privacy/pseudonym.py).
+
+    The same pseudonym the erasure tombstones use, so lookups can tell a junk value by its pseudonym.
+    """
+    return pseudonymize(value, kind)
 
 
 def _denied(kind: str, value: str, config: IdentityConfig) -> bool:
@@ -74,7 +79,7 @@ def detect_junk(prepared: pd.DataFrame, config: IdentityConfig) -> pd.DataFrame:
         # deny-list
         for value, n in counts.items():
             if _denied(kind, value, config):
-                rows.append((kind, value, hash_value(value), int(n), "deny_list"))
+                rows.append((kind, value, hash_value(value, kind), int(n), "deny_list"))
         denied = {r[1] for r in rows if r[0] == kind}
         # data-driven: only values on more records than the limit can be shared by too many persons
         shared = counts[(counts > limit) & ~counts.index.isin(denied)]
@@ -83,7 +88,7 @@ def detect_junk(prepared: pd.DataFrame, config: IdentityConfig) -> pd.DataFrame:
             for value, grp in sub.groupby(col, sort=True):
                 persons = _dissimilar_persons(list(grp["name_tokens"]), limit, config.junk.name_similarity)
                 if persons > limit:
-                    rows.append((kind, value, hash_value(value), int(shared[value]), "shared"))
+                    rows.append((kind, value, hash_value(value, kind), int(shared[value]), "shared"))
     out = pd.DataFrame(rows, columns=["identifier_kind", "identifier_value", "identifier_value_hash",
                                       "distinct_records", "reason"])
     if len(out):

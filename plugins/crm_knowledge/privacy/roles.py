@@ -9,7 +9,8 @@ truth that :func:`ensure_roles` applies and docs/privacy.md documents (tests che
 * ``ckp_auditor``         reads ``audit`` and ``marts``
 * ``ckp_privacy_officer`` reads ``pii`` and ``marts``
 
-``ensure_roles`` also revokes PUBLIC's access to the schemas holding personal or internal data, and
+``ensure_roles`` also makes ``ckp_pipeline`` the owner of the project schemas and everything in them
+(:func:`hand_ownership`), revokes PUBLIC's access to the schemas holding personal or internal data, and
 sets DEFAULT PRIVILEGES so tables that the *user running ensure_roles* creates later in a schema get
 the same grants (so run it as the user dbt and the loaders connect as). Group roles are cluster-wide
 and shared by every database on the server; grants are per database.
@@ -124,8 +125,78 @@ def grant_statements() -> list[sql.Composable]:
     return stmts
 
 
+#: Relation kinds whose ownership goes to the pipeline role: tables, partitioned tables, views,
+#: materialized views, foreign tables, sequences (indexes and a table's own sequences follow their table).
+_OWNED_KINDS = ("r", "p", "v", "m", "f", "S")
+#: ALTER ... OWNER takes an exclusive lock: never queue behind a long dbt or load transaction for it.
+OWNERSHIP_LOCK_TIMEOUT = "2s"
+
+
+def _objects_not_owned(conn: psycopg.Connection) -> list[tuple[str, sql.Composable]]:
+    """(kind, qualified name) of every project-schema object not yet owned by the pipeline role."""
+    rows = conn.execute(
+        """
+        select c.relkind::text, n.nspname, c.relname, null::text
+          from pg_class c join pg_namespace n on n.oid = c.relnamespace
+         where n.nspname = any(%(schemas)s) and c.relkind::text = any(%(kinds)s)
+           and c.relowner <> %(role)s::regrole
+           and not (c.relkind = 'S' and exists (select from pg_depend d where d.classid = 'pg_class'::regclass
+                                                 and d.objid = c.oid and d.deptype in ('a', 'i')))
+        union all
+        select 'function', n.nspname, p.proname, p.oid::regprocedure::text
+          from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+         where n.nspname = any(%(schemas)s) and p.proowner <> %(role)s::regrole
+        order by 1, 2, 3
+        """, {"schemas": list(SCHEMAS), "kinds": list(_OWNED_KINDS), "role": PIPELINE}).fetchall()
+    keyword = {"r": "table", "p": "table", "v": "view", "m": "materialized view", "f": "foreign table",
+               "S": "sequence", "function": "function"}
+    out: list[tuple[str, sql.Composable]] = []
+    for kind, schema, name, signature in rows:
+        target = (sql.SQL(signature) if signature is not None  # regprocedure text: already quoted
+                  else sql.Identifier(schema, name))
+        out.append((keyword[kind], target))
+    return out
+
+
+def hand_ownership(conn: psycopg.Connection) -> int:
+    """Make ``ckp_pipeline`` own the project schemas and their tables, views, sequences and functions.
+
+    The issue: the pipeline role *owns* and writes everything, so ownership (and with it ALTER, DROP,
+    TRUNCATE, GRANT) does not hang on whichever admin user happened to create an object. The connecting
+    user is made a member of ckp_pipeline first (it must be, to give objects away, and it keeps dropping
+    and recreating them through dbt). Objects dbt recreates later are owned by the user dbt connects as
+    until the next deploy runs this again; DEFAULT PRIVILEGES give ckp_pipeline full rights on them in
+    between. Idempotent (only objects not yet owned are altered); an object locked by a running
+    transaction is skipped after OWNERSHIP_LOCK_TIMEOUT and picked up by the next deploy. Returns the
+    number of objects handed over.
+    """
+    me = conn.execute("select current_user").fetchone()[0]
+    if me != PIPELINE and not conn.execute("select pg_has_role(current_user, %s, 'MEMBER')",
+                                           (PIPELINE,)).fetchone()[0]:
+        try:
+            with conn.transaction():
+                conn.execute(sql.SQL("grant {} to {}").format(sql.Identifier(PIPELINE), sql.Identifier(me)))
+        except (psycopg.errors.UniqueViolation, psycopg.errors.DuplicateObject):
+            pass  # granted concurrently by a deploy of another database on this server
+    for schema in SCHEMAS:
+        conn.execute(sql.SQL("alter schema {} owner to {}").format(sql.Identifier(schema), sql.Identifier(PIPELINE)))
+    handed = 0
+    for keyword, target in _objects_not_owned(conn):
+        try:
+            with conn.transaction():
+                conn.execute(sql.SQL("set local lock_timeout = {}").format(sql.Literal(OWNERSHIP_LOCK_TIMEOUT)))
+                conn.execute(sql.SQL("alter {} {} owner to {}").format(sql.SQL(keyword), target,
+                                                                       sql.Identifier(PIPELINE)))
+            handed += 1
+        except psycopg.errors.LockNotAvailable:
+            log.warning("ownership: %s %s is busy; left to the next deploy", keyword, target.as_string(conn))
+    if handed:
+        log.info("ownership: %d object(s) handed to %s", handed, PIPELINE)
+    return handed
+
+
 def ensure_roles(url: str) -> list[str]:
-    """Create the group roles (if missing) and apply :data:`ACCESS` in the database at `url`.
+    """Create the group roles (if missing), apply :data:`ACCESS` and hand ownership to ckp_pipeline in `url`.
 
     Idempotent and safe to run concurrently; returns the group role names.
     """
@@ -135,6 +206,7 @@ def ensure_roles(url: str) -> list[str]:
             conn.execute(_create_group_sql(role))
         for stmt in grant_statements():
             conn.execute(stmt)
+        hand_ownership(conn)
     log.info("warehouse roles ensured: %s", ", ".join(GROUP_ROLES))
     return list(GROUP_ROLES)
 

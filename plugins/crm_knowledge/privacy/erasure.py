@@ -1,0 +1,727 @@
+"""The right to be forgotten: erase a customer everywhere, keep only a tombstone, tell every destination.
+
+Requests arrive three ways, all handled by :func:`run_pending` (the ``customer_erasure`` DAG) or
+:func:`erase` (``ckp erase``):
+
+* an ``erasure_request`` web form (``raw.form_submissions``; its own identifiers name the customer);
+* a file drop: ``<landing>/erasure_requests/*.jsonl`` (one JSON object per line) or ``*.csv`` with the
+  columns ``email, phone, national_id, reason``; the file is deleted once its requests completed
+  (it holds personal data and is not archived);
+* the command line: ``ckp erase --email … --phone … --national-id … --reason …``.
+
+For one request (:func:`erase`), under a warehouse advisory lock, as the ``ckp_pipeline`` role:
+
+1. **find** every matching customer through the identity map (privacy/lookup.py: normalised
+   identifiers, junk values ignored, raw rows not yet resolved included);
+2. **tombstone**: the HMAC pseudonyms (privacy/pseudonym.py) of every email, phone, national ID and
+   name their records carried, with the date, go to ``identity.erasure_tombstones`` — first, so an
+   identity run racing the erasure already drops them; identity resolution calls
+   :func:`enforce_tombstones` so old or re-delivered source files never re-create them;
+3. **removals**: every destination holding one of their keys (``scoring.delivered_state``) receives a
+   delta with those keys removed (reason ``forgotten``), through the same file / database / webhook
+   senders and ``audit.exports`` bookkeeping as any delivery (export/deliver.py). A failed removal
+   stops the erasure before anything is deleted, so the next run finds everything again and retries;
+4. **purge**, in one transaction: their source records (and orders) are deleted from ``raw``; every
+   row of theirs in staging, intermediate, marts, ``pii``, identity, scoring, snapshots and audit
+   (by ``customer_id`` or source record key) is deleted; any remaining occurrence of one of their
+   email / phone / national-ID spellings in any text or JSON column of a project schema (e.g. another
+   record's free-text note) is masked to ``[erased]``;
+5. **export history**: rows of theirs in earlier export files under ``exports_dir`` are removed and the
+   file's manifest updated (sha256, counts, a ``redactions`` entry); the removal files just written
+   are kept (they carry only the destination key and ``removal_reason``);
+6. **audit**: ``audit.erasure_requests`` records the completed request (counts only, no PII).
+
+Idempotent: the request id derives from the identifiers' pseudonyms; a repeat finds nothing and
+changes nothing (unless a re-delivered file brought data back, which is then erased too).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import hashlib
+import io
+import json
+import logging
+import re
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import psycopg
+from psycopg import sql
+from psycopg.types.json import Jsonb
+
+from crm_knowledge.normalize import to_ascii_digits
+from crm_knowledge.privacy import lookup
+from crm_knowledge.privacy.pseudonym import load_key, pseudonymize
+from crm_knowledge.privacy.roles import PIPELINE, SCHEMAS
+from crm_knowledge.settings import Settings, get_settings
+
+log = logging.getLogger(__name__)
+
+#: Folder under the landing zone where erasure request files are dropped.
+REQUEST_DIR = "erasure_requests"
+REQUEST_FIELDS = ("email", "phone", "national_id", "reason")
+MASK = "[erased]"
+_LOCK = "crm_knowledge.erasure"
+#: Needles shorter than this are not used to mask free text (too likely to hit unrelated values).
+MIN_NEEDLE = 6
+#: Schemas whose rows are deleted by customer_id / source record key (raw is handled per table).
+PURGE_SCHEMAS = ("staging", "intermediate", "marts", "pii", "identity", "scoring", "snapshots", "audit")
+#: Tables never purged or masked: the erasure's own records.
+_OWN_TABLES = {("identity", "erasure_tombstones"), ("audit", "erasure_requests"),
+               ("audit", "customer_data_reports")}
+_TEXT_TYPES = ("text", "character varying", "character", "json", "jsonb")
+
+
+@dataclass
+class ErasureRequest:
+    """One request: at least one identifier. ``origin`` is cli | form | file."""
+
+    email: str | None = None
+    phone: str | None = None
+    national_id: str | None = None
+    reason: str | None = None
+    origin: str = "cli"
+    received_at: dt.datetime | None = None
+    ref: str | None = None  # form submission id / file name (no PII)
+
+    def identifiers(self) -> dict[str, str]:
+        return lookup.normalise_identifiers(self.email, self.phone, self.national_id)
+
+
+@dataclass
+class ErasureResult:
+    request_id: str
+    origin: str
+    status: str  # completed | no_match | already_erased | failed
+    customers_erased: int = 0
+    records_erased: int = 0
+    rows_deleted: int = 0
+    values_masked: int = 0
+    export_files_redacted: int = 0
+    removals_sent: dict[str, int] = field(default_factory=dict)
+    tombstones: int = 0
+    ignored_junk: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+# --- helpers -------------------------------------------------------------------------------------------------
+
+def request_id(identifiers: dict[str, str], key: bytes | None = None) -> str:
+    """Stable id of a request: a hash of its identifiers' keyed pseudonyms (so no PII, not guessable)."""
+    pseudonyms = sorted(pseudonymize(v, k, key) for k, v in identifiers.items())
+    return "erq-" + hashlib.sha256("|".join(pseudonyms).encode()).hexdigest()[:24]
+
+
+def _mask_text(text: str | None, needles: Iterable[str]) -> str | None:
+    if not text:
+        return text
+    pattern = _python_pattern(needles)
+    return pattern.sub(MASK, text) if pattern else text
+
+
+def _python_pattern(needles: Iterable[str]) -> re.Pattern | None:
+    good = sorted({n for n in needles if n and len(n) >= MIN_NEEDLE}, key=len, reverse=True)
+    if not good:
+        return None
+    return re.compile("|".join(re.escape(n) for n in good), re.IGNORECASE)
+
+
+def _sql_pattern(needles: Iterable[str]) -> str | None:
+    """A PostgreSQL ARE alternation matching any needle literally (non-alphanumerics escaped)."""
+    good = sorted({n for n in needles if n and len(n) >= MIN_NEEDLE}, key=len, reverse=True)
+    if not good:
+        return None
+    return "|".join("".join(c if c.isalnum() else "\\" + c for c in n) for n in good)
+
+
+def _needles(match: lookup.Match) -> set[str]:
+    """Spellings of the customer's strong identifiers to mask in free text (never names: shared by others)."""
+    out = set(match.raw_spellings)
+    for kind, values in match.values.items():
+        for v in values:
+            out.add(v)
+            if kind == "phone" and v.startswith("+98") and len(v) == 13:
+                national = v[3:]
+                out |= {"0" + national, national, "0098" + national}
+            if kind in ("phone", "national_id"):
+                out.add(_persian_digits(v))
+    out |= {to_ascii_digits(n) for n in list(out)}
+    # a raw spelling that is only a name-like word (no digit, no @) is not a strong identifier
+    return {n.strip() for n in out if n and (any(ch.isdigit() for ch in n) or "@" in n)}
+
+
+def _persian_digits(text: str) -> str:
+    return text.translate(str.maketrans("0123456789", "۰۱۲۳۴۵۶۷۸۹"))
+
+
+def _as_pipeline(conn: psycopg.Connection) -> None:
+    """Run as ckp_pipeline when the connecting user may (the role the issue says runs erasure)."""
+    ok = conn.execute("select exists (select from pg_roles where rolname = %s) "
+                      "and pg_has_role(current_user, %s, 'MEMBER')", (PIPELINE, PIPELINE)).fetchone()[0]
+    if ok:
+        conn.execute(sql.SQL("set role {}").format(sql.Identifier(PIPELINE)))
+    else:
+        log.warning("erasure: current user is not a member of %s; running as %s", PIPELINE,
+                    conn.execute("select current_user").fetchone()[0])
+
+
+def _base_tables(conn: psycopg.Connection, schemas: Iterable[str]) -> dict[tuple[str, str], dict[str, str]]:
+    """{(schema, table): {column: data_type}} of the base tables in `schemas`."""
+    rows = conn.execute(
+        "select c.table_schema, c.table_name, c.column_name, c.data_type from information_schema.columns c "
+        "join information_schema.tables t on t.table_schema = c.table_schema and t.table_name = c.table_name "
+        "where t.table_type = 'BASE TABLE' and c.table_schema = any(%s) order by 1, 2, c.ordinal_position",
+        (list(schemas),)).fetchall()
+    out: dict[tuple[str, str], dict[str, str]] = {}
+    for schema, table, column, dtype in rows:
+        out.setdefault((schema, table), {})[column] = dtype
+    return out
+
+
+# --- tombstones ----------------------------------------------------------------------------------------------
+
+def tombstone_rows(match: lookup.Match, key: bytes | None = None) -> list[tuple[str, str]]:
+    """(kind, pseudonym) for every identifier and name the customer's records carried."""
+    rows = set()
+    for kind, values in match.values.items():
+        rows |= {(kind, pseudonymize(v, kind, key)) for v in values}
+    for kind, value in match.identifiers.items():
+        rows.add((kind, pseudonymize(value, kind, key)))
+    rows |= {("name", pseudonymize(n, "name", key)) for n in match.names if n.strip()}
+    return sorted(rows)
+
+
+def _write_tombstones(conn: psycopg.Connection, rows: list[tuple[str, str]], req_id: str, day: dt.date) -> int:
+    with conn.cursor() as cur:
+        cur.executemany(
+            "insert into identity.erasure_tombstones (identifier_kind, pseudonym, request_id, erased_on) "
+            "values (%s, %s, %s, %s) on conflict do nothing", [(k, p, req_id, day) for k, p in rows])
+    return len(rows)
+
+
+def load_tombstones(conn: psycopg.Connection) -> dict[str, set[str]]:
+    if not conn.execute("select to_regclass('identity.erasure_tombstones') is not null").fetchone()[0]:
+        return {}
+    out: dict[str, set[str]] = {}
+    for kind, pseudonym in conn.execute("select identifier_kind, pseudonym from identity.erasure_tombstones"):
+        out.setdefault(kind, set()).add(pseudonym)
+    return out
+
+
+def blocked_mask(frame: pd.DataFrame, tombstones: dict[str, set[str]], key: bytes | None = None) -> pd.Series:
+    """Which rows of an identity-candidates frame carry an erased customer's identifiers.
+
+    Blocked: a tombstoned email or national ID; or a tombstoned phone when the record's name is
+    tombstoned too or it has none (families share phones: a relative's record must survive).
+    Each distinct value is pseudonymised once.
+    """
+    key = key or load_key()
+    false = pd.Series(False, index=frame.index)
+
+    def hits(values: pd.Series | None, kind: str) -> pd.Series:
+        wanted = tombstones.get(kind) or set()
+        if not wanted or values is None:
+            return false
+        text = values.where(values.notna(), "").astype(str).str.strip()
+        distinct = {v for v in text.unique() if v}
+        blocked = {v for v in distinct if pseudonymize(v, kind, key) in wanted}
+        return text.isin(blocked) if blocked else false
+
+    names = candidate_names(frame)
+    phone = hits(frame.get("phone_e164"), "phone")
+    by_name = hits(names, "name") | (names == "")
+    return hits(frame.get("email_norm"), "email") | hits(frame.get("national_id_valid"), "national_id") | (
+        phone & by_name)
+
+
+def candidate_names(frame: pd.DataFrame) -> pd.Series:
+    """The record's name as tombstones hold it: the full name, else "first last" (normalised forms)."""
+
+    def col(name: str) -> pd.Series:
+        if name not in frame:
+            return pd.Series("", index=frame.index, dtype=object)
+        values = frame[name]
+        return values.where(values.notna(), "").astype(str).str.strip()
+
+    full = col("full_name_norm")
+    first_last = (col("first_name_norm") + " " + col("last_name_norm")).str.strip()
+    return full.where(full != "", first_last)
+
+
+def enforce_tombstones(conn: psycopg.Connection, candidates: pd.DataFrame) -> pd.DataFrame:
+    """Identity resolution's guard: drop (and purge from raw and staging) records of erased customers.
+
+    Called by identity/store.py on the candidates it read. Cheap when nobody was erased (one count).
+    """
+    tombstones = load_tombstones(conn)
+    if not tombstones or candidates.empty:
+        return candidates
+    blocked = blocked_mask(candidates, tombstones)
+    if not blocked.any():
+        return candidates
+    keys = {(s, r) for s, r in candidates.loc[blocked, ["source_system", "source_record_id"]].itertuples(
+        index=False, name=None)}
+    with conn.transaction():
+        deleted = purge_records(conn, keys, set())
+    log.warning("erasure tombstones: %d source record(s) of erased customers arrived again; dropped from "
+                "identity resolution and purged (%d rows deleted)", len(keys), deleted)
+    return candidates.loc[~blocked].reset_index(drop=True)
+
+
+# --- removals ------------------------------------------------------------------------------------------------
+
+def send_removals(conn: psycopg.Connection, customer_ids: set[str], as_of: dt.date, settings: Settings,
+                  config_path: Path | str | None = None) -> tuple[dict[str, int], dict[str, set[str]]]:
+    """Send each destination holding one of these customers a removal delta; returns (counts, keys by dest).
+
+    Raises DeliveryError when a destination did not acknowledge (its state is then kept for the retry).
+    """
+    from crm_knowledge.export import deliver as d
+    from crm_knowledge.export.config import load_destinations
+    from crm_knowledge.export.delta import Change, Delta, record_columns
+
+    if not customer_ids:
+        return {}, {}
+    held = conn.execute(
+        "select destination, destination_key, customer_id, payload from scoring.delivered_state "
+        "where customer_id = any(%s) order by 1, 2", (sorted(customer_ids),)).fetchall()
+    by_dest: dict[str, list[tuple]] = {}
+    for dest_name, key, cid, payload in held:
+        by_dest.setdefault(dest_name, []).append((key, cid, payload or {}))
+    if not by_dest:
+        return {}, {}
+    cfg = load_destinations(config_path or Path(settings.config_dir) / "destinations.yml")
+    known = {x.name: x for x in cfg.destinations}
+    sent: dict[str, int] = {}
+    keys: dict[str, set[str]] = {}
+    for dest_name, rows in by_dest.items():
+        keys[dest_name] = {r[0] for r in rows}
+        dest = known.get(dest_name)
+        if dest is None or not dest.enabled:
+            raise d.DeliveryError(
+                f"destination {dest_name!r} holds {len(rows)} key(s) of the customer but is "
+                f"{'not in ' + str(cfg.source) if dest is None else 'disabled'}: cannot send the removal; "
+                "enable it (or remove its rows from scoring.delivered_state once it deleted them) and retry")
+        columns = record_columns(dest)
+        changes = []
+        for key, cid, payload in rows:
+            record = {c: None for c in columns}
+            record.update({"change_type": "removed", dest.key_column: key, "audience": payload.get("audience"),
+                           "removal_reason": "forgotten"})
+            changes.append(Change("removed", key, cid, payload.get("audience"), record, reason="forgotten"))
+        delta = Delta(removed=changes, members=0)
+        export_id = d.new_export_id(dest, as_of)
+        lock_key = f"crm_knowledge.export:{dest.name}"
+        conn.execute("select pg_advisory_lock(hashtext(%s))", (lock_key,))
+        try:
+            conn.execute(
+                "insert into audit.exports (export_id, destination, kind, as_of_date, rows_removed, status, "
+                "delivery_id, delta_hash, purpose, mode, id_space, named_fields) values "
+                "(%s, %s, %s, %s, %s, 'running', %s, %s, %s, %s, %s, %s)",
+                (export_id, dest.name, dest.kind, as_of, len(changes), export_id,
+                 delta.content_hash(dest.name, as_of), dest.purpose, dest.mode, dest.id_space,
+                 list(dest.named_fields)))
+            try:
+                result = d._send(dest, delta, export_id=export_id, delivery_id=export_id, as_of=as_of,
+                                 settings=settings, sleep=time.sleep)
+            except Exception as exc:
+                error = f"erasure removal: {type(exc).__name__}: {exc}"
+                conn.execute("update audit.exports set status = 'failed', error = %s, "
+                             "finished_at = clock_timestamp() where export_id = %s", (error[:2000], export_id))
+                raise d.DeliveryError(f"destination {dest.name!r}: {error}") from exc
+            d._record_success(conn, dest, export_id, delta, result.location, result.checksum)
+        finally:
+            conn.execute("select pg_advisory_unlock(hashtext(%s))", (lock_key,))
+        sent[dest.name] = len(changes)
+        log.info("erasure: removal of %d key(s) sent to %s (%s) -> %s", len(changes), dest.name, export_id,
+                 result.location)
+    return sent, keys
+
+
+# --- purge ---------------------------------------------------------------------------------------------------
+
+def purge_records(conn: psycopg.Connection, records: set[lookup.RecordKey], customer_ids: set[str]) -> int:
+    """Delete the source records (raw rows, their orders) and every row keyed by them or the customer ids.
+
+    Runs inside the caller's transaction; returns the number of rows deleted.
+    """
+    deleted = 0
+    by_system = lookup.record_keys_by_system(records)
+    orders_ids = by_system.get("orders", [])
+    # raw: the customer-bearing tables by their record key
+    systems = [s for s, _ in sorted(records)]
+    ids = [r for _, r in sorted(records)]
+    for table, spec in lookup.RAW_RECORD_TABLES.items():
+        if not ids or not conn.execute("select to_regclass(%s) is not null", (f"raw.{table}",)).fetchone()[0]:
+            continue
+        q = sql.SQL("delete from raw.{} t using unnest(%s::text[], %s::text[]) k(s, r) "
+                    "where {} = k.s and {} = k.r").format(
+            sql.Identifier(table), sql.SQL(spec["system"].replace("unit", "t.unit")),
+            sql.SQL(lookup._qualify(spec["record"])))
+        deleted += conn.execute(q, (systems, ids)).rowcount
+    order_ids: list[int] = []
+    if orders_ids:
+        order_ids = [r[0] for r in conn.execute(
+            "select distinct order_id from raw.orders__orders where customer_id::text = any(%s)", (orders_ids,))]
+        deleted += conn.execute("delete from raw.orders__order_items where order_id = any(%s)",
+                                (order_ids,)).rowcount
+        deleted += conn.execute("delete from raw.orders__orders where customer_id::text = any(%s)",
+                                (orders_ids,)).rowcount
+        deleted += conn.execute(
+            "delete from raw.order_exports where nullif(regexp_replace(util.ascii_digits(customer_source_id), "
+            "'\\s', '', 'g'), '') = any(%s)", (orders_ids,)).rowcount
+    # every other layer: by customer id, by source record key, by the orders-system customer number
+    cids = sorted(customer_ids)
+    for (schema, table), columns in _base_tables(conn, PURGE_SCHEMAS).items():
+        if (schema, table) in _OWN_TABLES:
+            continue
+        conds: list[sql.Composable] = []
+        for col in ("customer_id", "old_customer_id", "new_customer_id"):
+            if col in columns and cids:
+                conds.append(sql.SQL("{}::text = any(%(cids)s)").format(sql.Identifier(col)))
+        for suffix in ("", "_l", "_r"):
+            s_col, r_col = f"source_system{suffix}", f"source_record_id{suffix}"
+            if s_col in columns and r_col in columns and ids:
+                conds.append(sql.SQL("({}, {}) in (select * from unnest(%(systems)s::text[], %(ids)s::text[]))")
+                             .format(sql.Identifier(s_col), sql.Identifier(r_col)))
+        if schema in ("staging", "intermediate") and orders_ids:
+            for col in ("orders_customer_id", "customer_source_id"):
+                if col in columns:
+                    conds.append(sql.SQL("{}::text = any(%(orders)s)").format(sql.Identifier(col)))
+            # the orders system's own order lines (incremental staging keeps them until told)
+            if table.startswith("stg_orders__") and "order_id" in columns and order_ids:
+                conds.append(sql.SQL("order_id::text = any(%(order_ids)s)"))
+        if not conds:
+            continue
+        q = sql.SQL("delete from {}.{} where {}").format(sql.Identifier(schema), sql.Identifier(table),
+                                                         sql.SQL(" or ").join(conds))
+        n = conn.execute(q, {"cids": cids, "systems": systems, "ids": ids, "orders": orders_ids,
+                             "order_ids": [str(o) for o in order_ids]}).rowcount
+        if n:
+            log.info("erasure: %s.%s: %d row(s) deleted", schema, table, n)
+        deleted += n
+    return deleted
+
+
+def mask_everywhere(conn: psycopg.Connection, needles: Iterable[str]) -> int:
+    """Mask remaining occurrences of the needles in every text/JSON column of the project schemas."""
+    pattern = _sql_pattern(needles)
+    if not pattern:
+        return 0
+    masked = 0
+    for (schema, table), columns in _base_tables(conn, SCHEMAS).items():
+        if (schema, table) in _OWN_TABLES:
+            continue
+        texty = {c: t for c, t in columns.items() if t in _TEXT_TYPES}
+        if not texty:
+            continue
+        if schema == "raw" and table == "load_rejects":
+            # a rejected row is the raw row as received: delete it rather than keep a masked husk
+            masked += conn.execute("delete from raw.load_rejects where record::text ~* %s", (pattern,)).rowcount
+            continue
+        sets, wheres = [], []
+        for col, dtype in texty.items():
+            ident = sql.Identifier(col)
+            as_text = sql.SQL("{}::text").format(ident)
+            replaced = sql.SQL("regexp_replace({}, %(p)s, %(mask)s, 'gi')").format(as_text)
+            if dtype in ("json", "jsonb"):
+                replaced = sql.SQL("({})::{}").format(replaced, sql.SQL(dtype))
+            sets.append(sql.SQL("{} = case when {} ~* %(p)s then {} else {} end").format(
+                ident, as_text, replaced, ident))
+            wheres.append(sql.SQL("{} ~* %(p)s").format(as_text))
+        q = sql.SQL("update {}.{} set {} where {}").format(
+            sql.Identifier(schema), sql.Identifier(table), sql.SQL(", ").join(sets), sql.SQL(" or ").join(wheres))
+        n = conn.execute(q, {"p": pattern, "mask": MASK}).rowcount
+        if n:
+            log.info("erasure: %s.%s: %d row(s) had an identifier masked", schema, table, n)
+        masked += n
+    return masked
+
+
+# --- export files --------------------------------------------------------------------------------------------
+
+def redact_export_files(settings: Settings, keys_by_dest: dict[str, set[str]], customer_ids: set[str],
+                        needles: Iterable[str], keep: set[str], reason: str,
+                        config_path: Path | str | None = None) -> int:
+    """Remove the customer's rows from earlier export files (not the removal files in `keep`)."""
+    from crm_knowledge.export.config import load_destinations
+    from crm_knowledge.export.file_drop import atomic_write
+
+    root = Path(settings.exports_dir)
+    if not root.exists():
+        return 0
+    try:
+        cfg = load_destinations(config_path or Path(settings.config_dir) / "destinations.yml")
+        dests = {x.name: x for x in cfg.destinations}
+    except Exception:  # a broken config must not stop redaction: fall back to customer ids + needles
+        dests = {}
+    pattern = _python_pattern(needles)
+    redacted = 0
+    for path in sorted([*root.rglob("*.csv"), *root.rglob("*.jsonl")]):
+        if path.name.startswith(".") or str(path) in keep:
+            continue
+        dest = dests.get(path.parent.name)
+        key_col = dest.key_column if dest else "customer_id"
+        drop = set(keys_by_dest.get(path.parent.name, set()))
+        if dest is None or dest.id_space == "customer_id":
+            drop |= customer_ids
+
+        def bad(values: Iterable[Any], key: Any, drop: set[str] = drop) -> bool:
+            if key is not None and str(key) in drop:
+                return True
+            return bool(pattern) and any(pattern.search(str(v)) for v in values if v not in (None, ""))
+
+        text = path.read_text(encoding="utf-8")
+        removed: dict[str, int] = {}
+        if path.suffix == ".jsonl":
+            kept_lines = []
+            for line in text.splitlines():
+                if not line.strip():
+                    continue
+                rec = json.loads(line)
+                if bad(rec.values(), rec.get(key_col)):
+                    ct = str(rec.get("change_type") or "row")
+                    removed[ct] = removed.get(ct, 0) + 1
+                else:
+                    kept_lines.append(line)
+            new = ("\n".join(kept_lines) + ("\n" if kept_lines else "")).encode("utf-8")
+        else:
+            rows = list(csv.reader(io.StringIO(text)))
+            if not rows:
+                continue
+            header, body = rows[0], rows[1:]
+            ki = header.index(key_col) if key_col in header else None
+            ci = header.index("change_type") if "change_type" in header else None
+            kept_rows = []
+            for row in body:
+                if bad(row, row[ki] if ki is not None and ki < len(row) else None):
+                    ct = row[ci] if ci is not None and ci < len(row) else "row"
+                    removed[ct] = removed.get(ct, 0) + 1
+                else:
+                    kept_rows.append(row)
+            buf = io.StringIO()
+            writer = csv.writer(buf, lineterminator="\n")
+            writer.writerow(header)
+            writer.writerows(kept_rows)
+            new = buf.getvalue().encode("utf-8")
+        if not removed:
+            continue
+        atomic_write(path, new)
+        _update_manifest(path, new, removed, reason)
+        redacted += 1
+        log.info("erasure: %s: %d row(s) removed", path, sum(removed.values()))
+    return redacted
+
+
+def _update_manifest(data_path: Path, data: bytes, removed: dict[str, int], reason: str) -> None:
+    from crm_knowledge.export.file_drop import atomic_write
+
+    manifest_path = data_path.with_name(data_path.stem + ".manifest.json")
+    if not manifest_path.exists():
+        return
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    manifest["sha256"] = hashlib.sha256(data).hexdigest()
+    manifest["bytes"] = len(data)
+    rows = dict(manifest.get("rows") or {})
+    for ct, n in removed.items():
+        if ct in rows:
+            rows[ct] = max(0, int(rows[ct]) - n)
+    rows["total"] = max(0, int(rows.get("total", 0)) - sum(removed.values()))
+    manifest["rows"] = rows
+    manifest.setdefault("redactions", []).append({
+        "at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), "rows_removed": sum(removed.values()),
+        "reason": reason})
+    atomic_write(manifest_path, (json.dumps(manifest, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+
+
+# --- one request ---------------------------------------------------------------------------------------------
+
+def erase(request: ErasureRequest, *, settings: Settings | None = None, as_of: dt.date | None = None,
+          config_path: Path | str | None = None, url: str | None = None) -> ErasureResult:
+    """Erase the customer(s) a request names (see module doc). Idempotent; raises on a failed removal."""
+    settings = settings or get_settings()
+    as_of = as_of or dt.date.today()
+    identifiers = request.identifiers()
+    key = load_key()
+    req_id = request_id(identifiers, key)
+    with psycopg.connect(url or settings.warehouse_url, autocommit=True,
+                         application_name="crm_knowledge.erasure") as conn:
+        _as_pipeline(conn)
+        conn.execute("select pg_advisory_lock(hashtext(%s))", (_LOCK,))
+        try:
+            return _erase_locked(conn, request, identifiers, req_id, key, settings, as_of, config_path)
+        finally:
+            conn.execute("select pg_advisory_unlock(hashtext(%s))", (_LOCK,))
+
+
+def _erase_locked(conn: psycopg.Connection, request: ErasureRequest, identifiers: dict[str, str], req_id: str,
+                  key: bytes, settings: Settings, as_of: dt.date,
+                  config_path: Path | str | None) -> ErasureResult:
+    match = lookup.find(conn, identifiers)
+    previous = conn.execute("select status from audit.erasure_requests where request_id = %s",
+                            (req_id,)).fetchone()
+    result = ErasureResult(request_id=req_id, origin=request.origin, status="completed",
+                           ignored_junk=match.ignored_junk)
+    if match.empty:
+        # nothing held: keep the tombstone so nothing is collected again, record the request once
+        tomb = tombstone_rows(match, key)
+        with conn.transaction():
+            _write_tombstones(conn, tomb, req_id, as_of)
+            if previous is None:
+                conn.execute(
+                    "insert into audit.erasure_requests (request_id, origin, reason, status, received_at, "
+                    "tombstones, completed_at, first_completed_at) values (%s, %s, %s, 'no_match', "
+                    "coalesce(%s, now()), %s, now(), now())",
+                    (req_id, request.origin, _mask_text(request.reason, _needles(match) | set(identifiers.values())),
+                     request.received_at, len(tomb)))
+        result.status = "no_match" if previous is None else "already_erased"
+        result.tombstones = len(tomb)
+        log.info("erasure %s: nothing held for the request (%s)", req_id, result.status)
+        return result
+
+    needles = _needles(match) | set(identifiers.values())
+    reason = _mask_text(request.reason, needles)
+    tomb = tombstone_rows(match, key)
+    with conn.transaction():
+        conn.execute(
+            "insert into audit.erasure_requests (request_id, origin, reason, status, received_at) "
+            "values (%s, %s, %s, 'running', coalesce(%s, now())) on conflict (request_id) do update "
+            "set status = 'running', runs = audit.erasure_requests.runs + 1, error = null",
+            (req_id, request.origin, reason, request.received_at))
+        result.tombstones = _write_tombstones(conn, tomb, req_id, as_of)
+    try:
+        result.removals_sent, keys_by_dest = send_removals(conn, match.customer_ids, as_of, settings, config_path)
+        keep = {str(p) for p in _removal_files(conn, result.removals_sent)}
+        with conn.transaction():
+            result.rows_deleted = purge_records(conn, match.records, match.customer_ids)
+            result.values_masked = mask_everywhere(conn, needles)
+        result.export_files_redacted = redact_export_files(settings, keys_by_dest, match.customer_ids, needles,
+                                                           keep, f"erasure {req_id}", config_path)
+    except Exception as exc:
+        conn.execute("update audit.erasure_requests set status = 'failed', error = %s where request_id = %s",
+                     (_mask_text(f"{type(exc).__name__}: {exc}", needles)[:2000], req_id))
+        log.error("erasure %s failed (will be retried; nothing was deleted unless stated): %s", req_id, exc)
+        raise
+    result.customers_erased = len(match.customer_ids)
+    result.records_erased = len(match.records)
+    conn.execute(
+        "update audit.erasure_requests set status = 'completed', error = null, completed_at = now(), "
+        "first_completed_at = coalesce(first_completed_at, now()), "
+        "customers_erased = customers_erased + %s, records_erased = records_erased + %s, "
+        "rows_deleted = rows_deleted + %s, values_masked = values_masked + %s, "
+        "export_files_redacted = export_files_redacted + %s, removals_sent = removals_sent || %s, "
+        "tombstones = (select count(*) from identity.erasure_tombstones where request_id = %s) "
+        "where request_id = %s",
+        (result.customers_erased, result.records_erased, result.rows_deleted, result.values_masked,
+         result.export_files_redacted, Jsonb(result.removals_sent), req_id, req_id))
+    log.info("erasure %s completed: %d customer(s), %d record(s), %d rows deleted, %d masked, removals %s, "
+             "%d export file(s) redacted, %d tombstone(s)", req_id, result.customers_erased,
+             result.records_erased, result.rows_deleted, result.values_masked, result.removals_sent,
+             result.export_files_redacted, result.tombstones)
+    return result
+
+
+def _removal_files(conn: psycopg.Connection, sent: dict[str, int]) -> list[str]:
+    """Locations of the removal deliveries just made (kept by the redaction of export history)."""
+    if not sent:
+        return []
+    rows = conn.execute(
+        "select distinct on (destination) location from audit.exports where destination = any(%s) "
+        "and status = 'delivered' order by destination, started_at desc", (list(sent),)).fetchall()
+    return [r[0] for r in rows if r[0]]
+
+
+# --- pending requests (the DAG) ------------------------------------------------------------------------------
+
+def form_requests(conn: psycopg.Connection) -> list[ErasureRequest]:
+    """Erasure requests submitted through the web form (loaded batches only)."""
+    if not conn.execute("select to_regclass('raw.form_submissions') is not null").fetchone()[0]:
+        return []
+    rows = conn.execute(
+        "select distinct on (btrim(f.submission_id)) btrim(f.submission_id), f.email, f.phone, f.national_id, "
+        "f.submitted_at from raw.form_submissions f join audit.load_batches b on b.batch_id = f._batch_id "
+        "and b.status = 'loaded' where lower(btrim(f.form_type)) = 'erasure_request' "
+        "order by btrim(f.submission_id), f._loaded_at desc").fetchall()
+    return [ErasureRequest(email=e, phone=p, national_id=n, reason="erasure_request web form", origin="form",
+                           received_at=at, ref=sid) for sid, e, p, n, at in rows]
+
+
+def request_files(settings: Settings) -> list[Path]:
+    folder = Path(settings.landing_dir) / REQUEST_DIR
+    return sorted(p for p in folder.glob("*") if p.is_file() and p.suffix in (".jsonl", ".csv"))
+
+
+def read_request_file(path: Path) -> list[ErasureRequest]:
+    """Requests in a dropped file; an unknown column or a malformed line is an error naming file and line."""
+    out: list[ErasureRequest] = []
+    text = path.read_text(encoding="utf-8-sig")
+    if path.suffix == ".jsonl":
+        records = []
+        for no, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"{path}: line {no} is not JSON ({exc.msg})") from None
+            if not isinstance(rec, dict):
+                raise ValueError(f"{path}: line {no} must be a JSON object")
+            records.append((no, rec))
+    else:
+        records = list(enumerate(csv.DictReader(io.StringIO(text)), start=2))
+    for no, rec in records:
+        unknown = sorted(set(rec) - set(REQUEST_FIELDS))
+        if unknown:
+            raise ValueError(f"{path}: line {no} has unknown field(s) {unknown}; allowed: {list(REQUEST_FIELDS)}")
+        req = ErasureRequest(email=rec.get("email") or None, phone=rec.get("phone") or None,
+                             national_id=rec.get("national_id") or None, reason=rec.get("reason") or None,
+                             origin="file", ref=path.name)
+        try:
+            req.identifiers()
+        except lookup.IdentifierError as exc:
+            raise ValueError(f"{path}: line {no}: {exc}") from None
+        out.append(req)
+    return out
+
+
+def run_pending(as_of: dt.date | None = None, settings: Settings | None = None,
+                config_path: Path | str | None = None) -> dict[str, Any]:
+    """Process every pending request (web forms, then dropped files); the DAG's task. No PII in the result."""
+    settings = settings or get_settings()
+    with psycopg.connect(settings.warehouse_url, autocommit=True) as conn:
+        from_forms = form_requests(conn)
+    results: list[ErasureResult] = []
+    skipped_forms = 0
+    for req in from_forms:
+        try:
+            req.identifiers()
+        except lookup.IdentifierError:
+            skipped_forms += 1
+            log.warning("erasure: web form %s names no usable identifier; left for the privacy officer", req.ref)
+            continue
+        results.append(erase(req, settings=settings, as_of=as_of, config_path=config_path))
+    files_done = 0
+    for path in request_files(settings):
+        for req in read_request_file(path):
+            results.append(erase(req, settings=settings, as_of=as_of, config_path=config_path))
+        path.unlink()  # personal data: deleted, not archived, once every request in it completed
+        files_done += 1
+        log.info("erasure: request file %s processed and deleted", path.name)
+    summary = {
+        "requests": len(results),
+        "by_status": {s: sum(r.status == s for r in results) for s in sorted({r.status for r in results})},
+        "customers_erased": sum(r.customers_erased for r in results),
+        "files_processed": files_done,
+        "forms_without_identifier": skipped_forms,
+        "request_ids": [r.request_id for r in results],
+    }
+    log.info("erasure run: %s", summary)
+    return summary

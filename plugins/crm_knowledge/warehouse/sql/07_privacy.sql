@@ -1,0 +1,52 @@
+-- Privacy: the right to be forgotten and customer data reports (plugins/crm_knowledge/privacy/).
+-- Idempotent: applied on every bootstrap. No PII in these tables: identifiers appear only as keyed
+-- HMAC-SHA-256 pseudonyms (crm_knowledge.privacy.pseudonym), which cannot be reversed or recomputed
+-- from a guessed value without CKP_PSEUDONYM_KEY.
+
+create schema if not exists identity;
+create schema if not exists audit;
+
+-- What is left of an erased customer: the pseudonyms of the identifiers their records carried and the
+-- day they were erased. Identity resolution drops (and purges from raw/staging) any record that
+-- carries one of them, so old or re-delivered source files cannot re-create the customer
+-- (privacy.erasure.enforce_tombstones). Pipeline-only schema.
+create table if not exists identity.erasure_tombstones (
+    identifier_kind  text not null check (identifier_kind in ('email', 'phone', 'national_id', 'name')),
+    pseudonym        text not null,   -- "<kind>:<64 hex>" (privacy.pseudonym.pseudonymize)
+    request_id       text not null,   -- audit.erasure_requests.request_id
+    erased_on        date not null,
+    primary key (identifier_kind, pseudonym)
+);
+
+-- Every erasure request the pipeline completed (or attempted): for auditors. request_id is derived
+-- from the pseudonyms of the request's identifiers, so the same request is recognised when repeated.
+create table if not exists audit.erasure_requests (
+    request_id             text primary key,
+    origin                 text not null check (origin in ('cli', 'form', 'file')),
+    reason                 text,
+    status                 text not null check (status in ('running', 'completed', 'failed', 'no_match')),
+    received_at            timestamptz not null default now(),
+    customers_erased       integer not null default 0,
+    records_erased         integer not null default 0,
+    rows_deleted           bigint not null default 0,
+    values_masked          bigint not null default 0,
+    export_files_redacted  integer not null default 0,
+    removals_sent          jsonb not null default '{}',
+    tombstones             integer not null default 0,
+    runs                   integer not null default 1,
+    error                  text,
+    first_completed_at     timestamptz,
+    completed_at           timestamptz
+);
+create index if not exists erasure_requests_status on audit.erasure_requests (status, received_at);
+
+-- Customer data reports produced for verified access requests (who verified, when, how much); the
+-- report itself goes to the requester and is not kept.
+create table if not exists audit.customer_data_reports (
+    report_id       text primary key,
+    verified_by     text not null,
+    customers       integer not null,
+    sections        jsonb not null default '{}',
+    sha256          text,
+    created_at      timestamptz not null default now()
+);
