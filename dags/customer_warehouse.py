@@ -6,8 +6,12 @@ Runs whenever an ingestion DAG lands new raw data:
 1. **raw quality gate**: Great Expectations checks every newly loaded raw batch; a batch with a
    critical failure is held (it never reaches staging) and reported;
 2. **dbt staging** (+ `int_identity_candidates`): typed, normalised, latest version of each record;
+   incremental models re-read only the keys touched since the last run (late and released batches too);
 3. **identity resolution**: deterministic rules and Splink's probabilistic matching assign every
-   customer-bearing source record to one stable `customer_id`;
+   customer-bearing source record to one stable `customer_id`. Daily it is *incremental* (the day's new
+   and changed records are matched against the existing customers); on the weekday set in
+   `config/identity.yml` (`full_resolution_weekday`, by the run's logical date) it re-resolves every
+   record. Trigger with the param `full_identity_resolution: true` to force a full run on any day;
 4. **dbt marts**: the unified customer view (`dim_customers`, `customer_360`), facts, the customer
    knowledge repository and the `pii` vault;
 5. **marts quality gate**: a critical failure here stops scoring and exports.
@@ -17,7 +21,7 @@ Each dbt model and its tests are separate tasks (astronomer-cosmos, rendered fro
 
 from __future__ import annotations
 
-from airflow.sdk import AssetAny, dag, task
+from airflow.sdk import AssetAny, Param, dag, task
 from ckp_common import DEFAULT_ARGS, MARTS_CUSTOMER_VIEW, RAW_ASSETS, START_DATE, dbt_configs, dbt_test_behavior
 from cosmos import DbtTaskGroup, RenderConfig
 from cosmos.constants import LoadMode
@@ -36,6 +40,10 @@ MARTS_SELECT = ["path:models/intermediate", "path:models/marts", "path:models/pi
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
     tags=["warehouse", "dbt", "identity"],
+    params={
+        "full_identity_resolution": Param(False, type="boolean",
+                                          description="Re-resolve every record today, whatever the weekday."),
+    },
     doc_md=__doc__,
 )
 def customer_warehouse():
@@ -56,11 +64,15 @@ def customer_warehouse():
     )
 
     @task
-    def resolve_identities() -> dict:
-        from crm_knowledge.identity.store import run
+    def resolve_identities(params: dict | None = None, logical_date=None, dag_run=None) -> dict:
+        """Incremental, or full on the configured weekday / when forced; decided on the run's logical date
+        (an asset-triggered run without one: the time it was queued), never on the wall clock."""
+        from crm_knowledge.identity.store import mode_for, run
         from crm_knowledge.settings import get_settings
 
-        return run(get_settings().warehouse_url, mode="full")
+        day = logical_date or dag_run.run_after
+        mode = mode_for(day, force_full=bool((params or {}).get("full_identity_resolution", False)))
+        return run(get_settings().warehouse_url, mode=mode)
 
     marts = DbtTaskGroup(
         group_id="dbt_marts",

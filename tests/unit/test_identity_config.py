@@ -42,3 +42,15 @@ def test_errors_name_file_and_key(raw, key):
 def test_missing_file(tmp_path):
     with pytest.raises(IdentityConfigError, match="not found"):
         load_config(tmp_path / "nope.yml")
+
+
+def test_full_resolution_weekday():
+    assert load_config().full_resolution_weekdays == frozenset({6})  # config/identity.yml: sunday
+    assert config_from_dict({}).full_resolution_weekdays == frozenset({6})
+    assert config_from_dict({"full_resolution_weekday": "Wednesday"}).full_resolution_weekdays == frozenset({2})
+    assert config_from_dict({"full_resolution_weekday": "daily"}).full_resolution_weekdays == frozenset(range(7))
+    assert config_from_dict({"full_resolution_weekday": "never"}).full_resolution_weekdays == frozenset()
+    for bad in ("sundays", 7, None):
+        with pytest.raises(IdentityConfigError) as e:
+            config_from_dict({"full_resolution_weekday": bad}, source="config/identity.yml")
+        assert str(e.value).startswith("config/identity.yml: full_resolution_weekday must be a day name")

@@ -9,6 +9,7 @@ import psycopg
 import pytest
 
 from crm_knowledge.identity import store
+from crm_knowledge.privacy.pseudonym import pseudonymize
 
 pytestmark = pytest.mark.warehouse
 
@@ -64,7 +65,8 @@ def test_run_full_then_incremental(scratch_db):
         assert un[0][3] is not None
         junk = conn.execute("select identifier_kind, identifier_value_hash, distinct_records "
                             "from identity.junk_values").fetchall()
-        assert junk == [("email", hashlib.sha256(b"test@test.com").hexdigest(), 2)]
+        assert junk == [("email", pseudonymize("test@test.com", "email"), 2)]
+        assert hashlib.sha256(b"test@test.com").hexdigest() not in junk[0][1]
         pairs = conn.execute("select source_record_id_l, source_record_id_r, match_rule, explanation "
                              "from identity.match_pairs order by 1, 2").fetchall()
         rules = {(p[0], p[1]): p[2] for p in pairs}
@@ -122,3 +124,41 @@ def test_missing_candidates_table(scratch_db):
     with pytest.raises(RuntimeError, match="int_identity_candidates"):
         store.run(scratch_db)
     _ = json  # explanation is parsed by psycopg (jsonb -> dict)
+
+
+def test_resolved_at_moves_only_for_records_resolution_decided_again(scratch_db):
+    """resolved_at drives the incremental facts' re-reads: it must stay put for records whose customer stays."""
+    with psycopg.connect(scratch_db) as conn:
+        conn.execute(CANDIDATES_DDL)
+        _insert(conn, ROWS)
+    store.run(scratch_db, "full")
+    with psycopg.connect(scratch_db) as conn:
+        before = dict(conn.execute("select source_record_id, resolved_at from identity.record_clusters").fetchall())
+    # same data, full and incremental: nobody was decided again
+    store.run(scratch_db, "full")
+    store.run(scratch_db, "incremental")
+    with psycopg.connect(scratch_db) as conn:
+        again = dict(conn.execute("select source_record_id, resolved_at from identity.record_clusters").fetchall())
+    assert again == before
+    # a new record joining ali: it gets the run's time, ali's records keep theirs
+    with psycopg.connect(scratch_db) as conn:
+        _insert(conn, [("forms", "F9", "ali", "karimi", None, "ali@mail.ir", None, None, None, None, None, None, None,
+                        "2026-03-04T10:00:00+03:30")])
+    store.run(scratch_db, "incremental")
+    with psycopg.connect(scratch_db) as conn:
+        after = dict(conn.execute("select source_record_id, resolved_at from identity.record_clusters").fetchall())
+    assert after["F9"] > before["1"]
+    assert {k: after[k] for k in before} == before
+
+
+def test_mode_for_uses_the_configured_weekday():
+    import datetime as dt
+
+    from crm_knowledge.identity.config import config_from_dict
+
+    sunday = config_from_dict({"full_resolution_weekday": "sunday"})
+    assert store.mode_for(dt.date(2026, 11, 22), sunday) == "full"          # a Sunday
+    assert store.mode_for(dt.date(2026, 11, 23), sunday) == "incremental"   # a Monday
+    assert store.mode_for(dt.datetime(2026, 11, 23, 23, 59), sunday, force_full=True) == "full"
+    never = config_from_dict({"full_resolution_weekday": "never"})
+    assert store.mode_for(dt.date(2026, 11, 22), never) == "incremental"

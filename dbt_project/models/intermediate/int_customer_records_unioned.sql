@@ -65,7 +65,8 @@ orders_records as (
         business_type,
         cast(created_at as date) as signup_date,
         coalesce(created_at, updated_at, loaded_at) as first_seen_at,
-        coalesce(updated_at, created_at, loaded_at) as last_seen_at
+        coalesce(updated_at, created_at, loaded_at) as last_seen_at,
+        staged_at
     from orders_customers
 
 ),
@@ -98,7 +99,8 @@ form_records as (
         business_type,
         signup_date,
         coalesce(submitted_at, loaded_at) as first_seen_at,
-        coalesce(submitted_at, loaded_at) as last_seen_at
+        coalesce(submitted_at, loaded_at) as last_seen_at,
+        staged_at
     from form_submissions
 
 ),
@@ -131,7 +133,8 @@ sibling_records as (
         business_type,
         signup_date,
         coalesce(cast(signup_date as timestamp) at time zone 'UTC', loaded_at) as first_seen_at,
-        loaded_at as last_seen_at
+        loaded_at as last_seen_at,
+        staged_at
     from sibling_customers
 
 ),
@@ -164,7 +167,8 @@ contact_records as (
         cast(null as text) as business_type,
         cast(null as date) as signup_date,
         coalesce(occurred_at, loaded_at) as first_seen_at,
-        coalesce(occurred_at, loaded_at) as last_seen_at
+        coalesce(occurred_at, loaded_at) as last_seen_at,
+        staged_at
     from contact_interactions
 
 ),

@@ -32,7 +32,10 @@ final as (
         city_norm,
         street_norm,
         customer_ref,
-        last_seen_at as seen_at
+        last_seen_at as seen_at,
+        -- when staging last re-wrote the record: an incremental identity run re-resolves records
+        -- re-staged since it last resolved them, even when their source time (seen_at) is old
+        staged_at
     from customer_records
 
 )

@@ -36,7 +36,10 @@ final as (
         coalesce(topic_kinds.kind = 'complaint', false) as is_complaint,
         interactions.outcome in ('resolved', 'sale') as is_resolved,
         interactions.occurred_at,
-        cast(interactions.occurred_at at time zone 'UTC' as date) as occurred_date
+        cast(interactions.occurred_at at time zone 'UTC' as date) as occurred_date,
+        interactions.loaded_at,
+        interactions.staged_at,
+        record_clusters.resolved_at as customer_resolved_at
     from interactions
     left join record_clusters
         on

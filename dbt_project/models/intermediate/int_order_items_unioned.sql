@@ -39,7 +39,8 @@ database_items as (
         order_items.line_amount,
         false as is_line_amount_estimated,
         order_items.updated_at,
-        order_items.loaded_at
+        order_items.loaded_at,
+        order_items.staged_at
     from order_items
 
 ),
@@ -51,6 +52,7 @@ export_item_texts as (
         exported_orders.shop_order_id,
         exported_orders.total_amount,
         exported_orders.loaded_at,
+        exported_orders.staged_at,
         item_texts.item_text,
         item_texts.item_number
     from exported_orders
@@ -85,7 +87,11 @@ export_items_priced as (
         export_items_parsed.quantity * products.unit_price as list_amount,
         sum(export_items_parsed.quantity * products.unit_price) over (
             partition by export_items_parsed.shop, export_items_parsed.shop_order_id
-        ) as order_list_amount
+        ) as order_list_amount,
+        -- every line's amount depends on the prices of all lines of its order
+        max(products.staged_at) over (
+            partition by export_items_parsed.shop, export_items_parsed.shop_order_id
+        ) as order_products_staged_at
     from export_items_parsed
     left join products
         on export_items_parsed.sku = products.sku
@@ -106,7 +112,8 @@ export_items as (
         end as line_amount,
         true as is_line_amount_estimated,
         loaded_at as updated_at,
-        loaded_at
+        loaded_at,
+        greatest(staged_at, order_products_staged_at) as staged_at
     from export_items_priced
 
 ),
@@ -137,6 +144,7 @@ final as (
         orders.order_date,
         greatest(unioned.updated_at, orders.updated_at, products.updated_at) as updated_at,
         greatest(unioned.loaded_at, orders.loaded_at, products.loaded_at) as loaded_at,
+        greatest(unioned.staged_at, orders.staged_at, products.staged_at) as staged_at,
         orders.customer_resolved_at
     from unioned
     inner join orders

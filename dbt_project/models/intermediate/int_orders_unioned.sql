@@ -33,7 +33,8 @@ order_item_totals as (
         order_id,
         sum(quantity) as item_quantity,
         max(updated_at) as items_updated_at,
-        max(loaded_at) as items_loaded_at
+        max(loaded_at) as items_loaded_at,
+        max(staged_at) as items_staged_at
     from order_items
     group by order_id
 
@@ -54,7 +55,8 @@ database_orders as (
         order_item_totals.item_quantity,
         orders.ordered_at,
         greatest(orders.updated_at, order_item_totals.items_updated_at) as updated_at,
-        greatest(orders.loaded_at, order_item_totals.items_loaded_at) as loaded_at
+        greatest(orders.loaded_at, order_item_totals.items_loaded_at) as loaded_at,
+        greatest(orders.staged_at, order_item_totals.items_staged_at) as staged_at
     from orders
     left join order_item_totals
         on orders.order_id = order_item_totals.order_id
@@ -77,7 +79,8 @@ shop_orders as (
         item_quantity,
         cast(order_date as timestamp) at time zone 'UTC' as ordered_at,
         loaded_at as updated_at,
-        loaded_at
+        loaded_at,
+        staged_at
     from exported_orders
 
 ),
@@ -109,6 +112,7 @@ final as (
         cast(unioned.ordered_at at time zone 'UTC' as date) as order_date,
         unioned.updated_at,
         unioned.loaded_at,
+        unioned.staged_at,
         record_clusters.resolved_at as customer_resolved_at
     from unioned
     left join record_clusters

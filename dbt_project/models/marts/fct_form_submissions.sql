@@ -1,4 +1,21 @@
+{{
+    config(
+        materialized='incremental',
+        unique_key='submission_id',
+        incremental_strategy='delete+insert',
+        on_schema_change='sync_all_columns',
+        indexes=[
+            {'columns': ['submission_id'], 'unique': true},
+            {'columns': ['customer_id']},
+            {'columns': ['staged_at']},
+            {'columns': ['customer_resolved_at']},
+        ],
+    )
+}}
+
 -- Web form submissions, without the personal fields typed into them (see pii.pii_source_identities).
+-- Incremental (macros/incremental_facts.sql): a submission is re-written when a version of it reached
+-- staging since the last run, when its customer was re-attributed, or when it lost its customer.
 
 with
 
@@ -14,7 +31,7 @@ record_clusters as (
 
 ),
 
-final as (
+joined as (
 
     select
         form_submissions.submission_id,
@@ -30,12 +47,25 @@ final as (
         form_submissions.is_marketing_consent_granted,
         form_submissions.is_profiling_consent_granted,
         form_submissions.submitted_at,
-        cast(form_submissions.submitted_at at time zone 'UTC' as date) as submitted_date
+        cast(form_submissions.submitted_at at time zone 'UTC' as date) as submitted_date,
+        form_submissions.loaded_at,
+        form_submissions.staged_at,
+        record_clusters.resolved_at as customer_resolved_at
     from form_submissions
     left join record_clusters
         on
             form_submissions.source_system = record_clusters.source_system
             and form_submissions.source_record_id = record_clusters.source_record_id
+
+),
+
+final as (
+
+    select * from joined
+
+    {% if is_incremental() %}
+        where {{ incremental_fact_filter('submission_id') }}
+    {% endif %}
 
 )
 

@@ -1,5 +1,22 @@
+{{
+    config(
+        materialized='incremental',
+        unique_key='interaction_id',
+        incremental_strategy='delete+insert',
+        on_schema_change='sync_all_columns',
+        indexes=[
+            {'columns': ['interaction_id'], 'unique': true},
+            {'columns': ['customer_id']},
+            {'columns': ['staged_at']},
+            {'columns': ['customer_resolved_at']},
+        ],
+    )
+}}
+
 -- Contact-centre interactions. Free-text notes are not carried here (they may name people); their
 -- redacted form is a knowledge item in customer_knowledge.
+-- Incremental (macros/incremental_facts.sql): an interaction is re-written when a version of it reached
+-- staging since the last run, when its customer was re-attributed, or when it lost its customer.
 
 with
 
@@ -22,8 +39,15 @@ final as (
         is_complaint,
         is_resolved,
         occurred_at,
-        occurred_date
+        occurred_date,
+        loaded_at,
+        staged_at,
+        customer_resolved_at
     from interactions
+
+    {% if is_incremental() %}
+        where {{ incremental_fact_filter('interaction_id') }}
+    {% endif %}
 
 )
 

@@ -8,12 +8,15 @@
             {'columns': ['order_item_id'], 'unique': true},
             {'columns': ['order_id']},
             {'columns': ['customer_id']},
+            {'columns': ['staged_at']},
+            {'columns': ['customer_resolved_at']},
         ],
     )
 }}
 
--- Incremental like fct_orders: on updated_at (the line's, its order's or its product's), plus every line
--- loaded since the last run and every line whose customer identity resolution re-attributed.
+-- Incremental like fct_orders (macros/incremental_facts.sql): a line is re-written when the line, its
+-- order or its product (for a shop export: any product of its order, which shares the amount) reached
+-- staging since the last run, when its customer was re-attributed, or when it lost its customer.
 
 with
 
@@ -41,25 +44,12 @@ final as (
         order_date,
         updated_at,
         loaded_at,
+        staged_at,
         customer_resolved_at
     from order_items
 
     {% if is_incremental() %}
-        where
-            updated_at >= (
-                select
-                    coalesce(max(existing.updated_at), '-infinity')
-                    - interval '{{ var("incremental_lookback_hours") }} hours'
-                from {{ this }} as existing
-            )
-            or loaded_at > (
-                select coalesce(max(existing.loaded_at), '-infinity')
-                from {{ this }} as existing
-            )
-            or customer_resolved_at > (
-                select coalesce(max(existing.customer_resolved_at), '-infinity')
-                from {{ this }} as existing
-            )
+        where {{ incremental_fact_filter('order_item_id') }}
     {% endif %}
 
 )

@@ -8,14 +8,16 @@
             {'columns': ['order_id'], 'unique': true},
             {'columns': ['customer_id']},
             {'columns': ['updated_at']},
+            {'columns': ['staged_at']},
+            {'columns': ['customer_resolved_at']},
         ],
     )
 }}
 
--- Incremental on updated_at (with a lookback, var incremental_lookback_hours). An order is also re-read
--- when a version of it was loaded since the last run (loaded_at: late-arriving rows whose updated_at is
--- older than the watermark), and when identity resolution re-attributed its customer since the last run
--- (customer_resolved_at), so merged customers never keep stale ids.
+-- Incremental (macros/incremental_facts.sql): an order is re-written when one of its inputs (the order,
+-- one of its lines, the shop export) reached staging since the last run (staged_at: new versions,
+-- late-arriving versions with an old updated_at, batches released by the quality gate), when identity
+-- resolution re-attributed its customer (customer_resolved_at), or when its customer became unresolved.
 
 with
 
@@ -43,25 +45,12 @@ final as (
         order_date,
         updated_at,
         loaded_at,
+        staged_at,
         customer_resolved_at
     from orders
 
     {% if is_incremental() %}
-        where
-            updated_at >= (
-                select
-                    coalesce(max(existing.updated_at), '-infinity')
-                    - interval '{{ var("incremental_lookback_hours") }} hours'
-                from {{ this }} as existing
-            )
-            or loaded_at > (
-                select coalesce(max(existing.loaded_at), '-infinity')
-                from {{ this }} as existing
-            )
-            or customer_resolved_at > (
-                select coalesce(max(existing.customer_resolved_at), '-infinity')
-                from {{ this }} as existing
-            )
+        where {{ incremental_fact_filter('order_id') }}
     {% endif %}
 
 )

@@ -1,9 +1,30 @@
+{{
+    config(
+        materialized='incremental',
+        unique_key='submission_id',
+        incremental_strategy='delete+insert',
+        on_schema_change='sync_all_columns',
+        indexes=[
+            {'columns': ['submission_id'], 'unique': true},
+            {'columns': ['loaded_at']},
+            {'columns': ['staged_at']},
+        ],
+        post_hook=[
+            "{{ delete_keys_without_loaded_versions(source('forms', 'submissions'),
+                [['submission_id', 'btrim(submission_id)']]) }}",
+        ],
+    )
+}}
+
+-- Incremental (macros/incremental_staging.sql): a run recomputes only the submissions touched since the
+-- last run, each from all of its loaded raw versions, so the result equals a full build. The key is the
+-- trimmed id (the id staging outputs), in the full build too.
+
 with
 
 source as (
 
-    select * from {{ source('forms', 'submissions') }}
-    where {{ only_loaded_batches() }}
+    {{ loaded_versions_of_touched_keys(source('forms', 'submissions'), ['btrim(submission_id)']) }}
 
 ),
 
@@ -12,7 +33,7 @@ latest_versions as (
     select
         *,
         row_number() over (
-            partition by submission_id
+            partition by btrim(submission_id)
             order by _loaded_at desc, _row_number desc
         ) as version_number
     from source
@@ -45,7 +66,8 @@ final as (
 
         -- timestamps
         submitted_at,
-        _loaded_at as loaded_at
+        _loaded_at as loaded_at,
+        now() as staged_at
 
     from latest_versions
     where version_number = 1

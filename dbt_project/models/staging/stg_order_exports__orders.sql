@@ -1,9 +1,32 @@
+{{
+    config(
+        materialized='incremental',
+        unique_key=['shop', 'shop_order_id'],
+        incremental_strategy='delete+insert',
+        on_schema_change='sync_all_columns',
+        indexes=[
+            {'columns': ['shop', 'shop_order_id'], 'unique': true},
+            {'columns': ['loaded_at']},
+            {'columns': ['staged_at']},
+        ],
+        post_hook=[
+            "{{ delete_keys_without_loaded_versions(source('order_exports', 'orders'), [
+                ['shop', 'lower(btrim(shop))'],
+                ['shop_order_id', 'btrim(order_id)'],
+            ]) }}",
+        ],
+    )
+}}
+
+-- Incremental (macros/incremental_staging.sql): a run recomputes only the exported orders touched since
+-- the last run, each from all of its loaded raw versions, so the result equals a full build. The key is
+-- the (shop, order id) pair staging outputs, trimmed and lower-cased, in the full build too.
+
 with
 
 source as (
 
-    select * from {{ source('order_exports', 'orders') }}
-    where {{ only_loaded_batches() }}
+    {{ loaded_versions_of_touched_keys(source('order_exports', 'orders'), ['lower(btrim(shop))', 'btrim(order_id)']) }}
 
 ),
 
@@ -12,7 +35,7 @@ latest_versions as (
     select
         *,
         row_number() over (
-            partition by shop, order_id
+            partition by lower(btrim(shop)), btrim(order_id)
             order by _loaded_at desc, _row_number desc
         ) as version_number
     from source
@@ -36,7 +59,8 @@ final as (
 
         -- dates
         order_date,
-        _loaded_at as loaded_at
+        _loaded_at as loaded_at,
+        now() as staged_at
 
     from latest_versions
     where version_number = 1

@@ -1,9 +1,29 @@
+{{
+    config(
+        materialized='incremental',
+        unique_key='orders_customer_id',
+        incremental_strategy='delete+insert',
+        on_schema_change='sync_all_columns',
+        indexes=[
+            {'columns': ['orders_customer_id'], 'unique': true},
+            {'columns': ['loaded_at']},
+            {'columns': ['staged_at']},
+        ],
+        post_hook=[
+            "{{ delete_keys_without_loaded_versions(source('orders', 'customers'),
+                [['orders_customer_id', 'customer_id']]) }}",
+        ],
+    )
+}}
+
+-- Incremental (macros/incremental_staging.sql): a run recomputes only the customers touched since the
+-- last run, each from all of its loaded raw versions, so the result equals a full build.
+
 with
 
 source as (
 
-    select * from {{ source('orders', 'customers') }}
-    where {{ only_loaded_batches() }}
+    {{ loaded_versions_of_touched_keys(source('orders', 'customers'), ['customer_id']) }}
 
 ),
 
@@ -34,7 +54,8 @@ final as (
         -- timestamps
         created_at,
         updated_at,
-        _loaded_at as loaded_at
+        _loaded_at as loaded_at,
+        now() as staged_at
 
     from latest_versions
     where version_number = 1

@@ -1,9 +1,30 @@
+{{
+    config(
+        materialized='incremental',
+        unique_key='order_item_id',
+        incremental_strategy='delete+insert',
+        on_schema_change='sync_all_columns',
+        indexes=[
+            {'columns': ['order_item_id'], 'unique': true},
+            {'columns': ['order_id']},
+            {'columns': ['loaded_at']},
+            {'columns': ['staged_at']},
+        ],
+        post_hook=[
+            "{{ delete_keys_without_loaded_versions(source('orders', 'order_items'),
+                [['order_item_id', 'order_item_id']]) }}",
+        ],
+    )
+}}
+
+-- Incremental (macros/incremental_staging.sql): a run recomputes only the lines touched since the last
+-- run, each from all of its loaded raw versions, so the result equals a full build.
+
 with
 
 source as (
 
-    select * from {{ source('orders', 'order_items') }}
-    where {{ only_loaded_batches() }}
+    {{ loaded_versions_of_touched_keys(source('orders', 'order_items'), ['order_item_id']) }}
 
 ),
 
@@ -35,7 +56,8 @@ final as (
 
         -- timestamps
         updated_at,
-        _loaded_at as loaded_at
+        _loaded_at as loaded_at,
+        now() as staged_at
 
     from latest_versions
     where version_number = 1

@@ -1,9 +1,28 @@
+{{
+    config(
+        materialized='incremental',
+        unique_key='order_id',
+        incremental_strategy='delete+insert',
+        on_schema_change='sync_all_columns',
+        indexes=[
+            {'columns': ['order_id'], 'unique': true},
+            {'columns': ['loaded_at']},
+            {'columns': ['staged_at']},
+        ],
+        post_hook=[
+            "{{ delete_keys_without_loaded_versions(source('orders', 'orders'), [['order_id', 'order_id']]) }}",
+        ],
+    )
+}}
+
+-- Incremental (macros/incremental_staging.sql): a run recomputes only the orders touched since the last
+-- run, each from all of its loaded raw versions, so the result equals a full build.
+
 with
 
 source as (
 
-    select * from {{ source('orders', 'orders') }}
-    where {{ only_loaded_batches() }}
+    {{ loaded_versions_of_touched_keys(source('orders', 'orders'), ['order_id']) }}
 
 ),
 
@@ -36,7 +55,8 @@ final as (
         -- timestamps
         ordered_at,
         updated_at,
-        _loaded_at as loaded_at
+        _loaded_at as loaded_at,
+        now() as staged_at
 
     from latest_versions
     where version_number = 1

@@ -1,9 +1,27 @@
+{{
+    config(
+        materialized='incremental',
+        unique_key='product_id',
+        incremental_strategy='delete+insert',
+        on_schema_change='sync_all_columns',
+        indexes=[
+            {'columns': ['product_id'], 'unique': true},
+            {'columns': ['loaded_at']},
+        ],
+        post_hook=[
+            "{{ delete_keys_without_loaded_versions(source('orders', 'products'), [['product_id', 'product_id']]) }}",
+        ],
+    )
+}}
+
+-- Small, but incremental like the other orders tables: a rebuilt products table would give every
+-- product a new staged_at, and with it re-read every order line in fct_order_items.
+
 with
 
 source as (
 
-    select * from {{ source('orders', 'products') }}
-    where {{ only_loaded_batches() }}
+    {{ loaded_versions_of_touched_keys(source('orders', 'products'), ['product_id']) }}
 
 ),
 
@@ -34,7 +52,8 @@ final as (
 
         -- timestamps
         updated_at,
-        _loaded_at as loaded_at
+        _loaded_at as loaded_at,
+        now() as staged_at
 
     from latest_versions
     where version_number = 1

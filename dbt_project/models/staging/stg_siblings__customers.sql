@@ -1,9 +1,35 @@
+{{
+    config(
+        materialized='incremental',
+        unique_key=['source_system', 'source_record_id'],
+        incremental_strategy='delete+insert',
+        on_schema_change='sync_all_columns',
+        indexes=[
+            {'columns': ['source_system', 'source_record_id'], 'unique': true},
+            {'columns': ['loaded_at']},
+            {'columns': ['staged_at']},
+        ],
+        post_hook=[
+            "{{ delete_keys_without_loaded_versions(source('siblings', 'customers'), [
+                ['source_system', \"'sibling:' || lower(btrim(unit))\"],
+                ['source_record_id', 'btrim(source_record_id)'],
+            ]) }}",
+        ],
+    )
+}}
+
+-- Incremental (macros/incremental_staging.sql): a run recomputes only the records touched since the last
+-- run, each from all of its loaded raw versions, so the result equals a full build. The key is the
+-- (unit, record id) pair staging outputs, trimmed and lower-cased, in the full build too.
+
 with
 
 source as (
 
-    select * from {{ source('siblings', 'customers') }}
-    where {{ only_loaded_batches() }}
+    {{ loaded_versions_of_touched_keys(
+        source('siblings', 'customers'),
+        ["'sibling:' || lower(btrim(unit))", 'btrim(source_record_id)'],
+    ) }}
 
 ),
 
@@ -12,7 +38,7 @@ latest_versions as (
     select
         *,
         row_number() over (
-            partition by unit, source_record_id
+            partition by lower(btrim(unit)), btrim(source_record_id)
             order by _loaded_at desc, _row_number desc
         ) as version_number
     from source
@@ -44,7 +70,8 @@ final as (
         end as is_profiling_consent_granted,
 
         -- timestamps
-        _loaded_at as loaded_at
+        _loaded_at as loaded_at,
+        now() as staged_at
 
     from latest_versions
     where version_number = 1

@@ -29,6 +29,9 @@ BLOCKING_COLUMNS = {"first_key", "last_key", "birth_date", "birth_year", "postco
 
 BACKENDS = ("duckdb", "spark")
 
+#: Values of `full_resolution_weekday`: a day name, or `daily` / `never`.
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
 
 class IdentityConfigError(ValueError):
     """The identity configuration is invalid; the message names the file and key."""
@@ -52,6 +55,15 @@ class DeterministicConfig:
     nicknames: tuple[tuple[str, str], ...] = ()
 
 
+def _memory_size(value: str, where: str, v) -> str:
+    """A DuckDB memory size such as 2GB or 512MB (checked here so a typo fails at load, naming the key)."""
+    import re
+
+    if not re.fullmatch(r"\s*\d+(\.\d+)?\s*(KB|MB|GB|TB|KiB|MiB|GiB|TiB)\s*", value, flags=re.IGNORECASE):
+        raise v.fail(where, f"must be a size like 2GB or 512MB, got {value!r}")
+    return value.strip()
+
+
 @dataclass(frozen=True)
 class BlockingRule:
     """Either equality on `columns` or a raw Splink SQL condition on l./r."""
@@ -67,6 +79,7 @@ class BlockingRule:
 class ProbabilisticConfig:
     enabled: bool = True
     backend: str = "duckdb"
+    duckdb_memory_limit: str = "2GB"
     match_threshold: float = 0.95
     seed: int = 42
     u_max_pairs: float = 1e6
@@ -100,6 +113,9 @@ class IdentityConfig:
     id_prefix: str = "C"
     id_digits: int = 9
     always_resolve_sources: frozenset[str] = frozenset({"orders"})
+    #: Days (0 = Monday ... 6 = Sunday, as date.weekday()) on which the daily run re-resolves every record
+    #: (mode `full`) instead of matching only new and changed records (mode `incremental`).
+    full_resolution_weekdays: frozenset[int] = frozenset({6})
     source: str = field(default="<dict>", compare=False)
 
 
@@ -218,6 +234,7 @@ def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> IdentityCon
     prefix = v.string(cid, "prefix", "customer_id", "C")
     digits = v.number(cid, "digits", "customer_id", 9, lo=4, hi=18, integer=True)
     always = frozenset(v.str_list(raw, "always_resolve_sources", "", ["orders"]))
+    full_days = _full_resolution_weekdays(v, raw)
 
     j = v.section(raw, "junk", "")
     deny_raw = v.section(j, "deny", "junk")
@@ -295,6 +312,8 @@ def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> IdentityCon
     prob = ProbabilisticConfig(
         enabled=v.boolean(p, "enabled", path, True),
         backend=v.string(p, "backend", path, "duckdb", choices=BACKENDS),
+        duckdb_memory_limit=_memory_size(v.string(p, "duckdb_memory_limit", path, "2GB"),
+                                         f"{path}.duckdb_memory_limit", v),
         match_threshold=v.number(p, "match_threshold", path, 0.95, lo=0, hi=1, open_lo=True, open_hi=True),
         seed=v.number(p, "seed", path, 42, integer=True),
         u_max_pairs=v.number(p, "u_max_pairs", path, 1e6, lo=1),
@@ -328,7 +347,22 @@ def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> IdentityCon
     c = v.section(raw, "clusters", "")
     max_size = v.number(c, "max_size", "clusters", 50, lo=2, integer=True)
     return IdentityConfig(junk=junk, deterministic=det, probabilistic=prob, max_cluster_size=max_size,
-                          id_prefix=prefix, id_digits=digits, always_resolve_sources=always, source=source)
+                          id_prefix=prefix, id_digits=digits, always_resolve_sources=always,
+                          full_resolution_weekdays=full_days, source=source)
+
+
+def _full_resolution_weekdays(v: _V, raw: dict[str, Any]) -> frozenset[int]:
+    """`full_resolution_weekday`: a day name (default sunday), `daily` or `never`, as weekday numbers."""
+    value = raw.get("full_resolution_weekday", "sunday")
+    text = str(value).strip().lower() if isinstance(value, str) else None
+    if text == "daily":
+        return frozenset(range(7))
+    if text == "never":
+        return frozenset()
+    if text not in WEEKDAYS:
+        raise v.fail("full_resolution_weekday",
+                     f"must be a day name ({', '.join(WEEKDAYS)}), daily or never, got {value!r}")
+    return frozenset({WEEKDAYS.index(text)})
 
 
 def load_config(path: str | Path | None = None) -> IdentityConfig:

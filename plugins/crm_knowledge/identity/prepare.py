@@ -107,8 +107,15 @@ def _present(v: object) -> bool:
 
 
 def _clean_text(s: pd.Series) -> pd.Series:
-    """Object series of stripped str or None (NaN, NA, empty -> None)."""
-    return pd.Series([(str(v).strip() or None) if _present(v) else None for v in s], index=s.index, dtype="object")
+    """Object series of stripped str or None (NaN, NA, empty -> None); vectorised (millions of rows)."""
+    obj = s.astype("object")
+    present = obj.notna().to_numpy()
+    out = np.full(len(obj), None, dtype=object)
+    if present.any():
+        stripped = obj[present].astype(str).str.strip().to_numpy(dtype=object)
+        stripped[stripped == ""] = None
+        out[present] = stripped
+    return pd.Series(out, index=s.index, dtype="object")
 
 
 def _obj(values) -> pd.Series:
@@ -191,8 +198,15 @@ def prepare(candidates: pd.DataFrame) -> pd.DataFrame:
     def text(v: str | None, k: str | None) -> str | None:
         return re.sub(r"\s+", "", str(v)).lower() or None if (v is not None and k) else None
 
-    firsts, lasts, tokens, ftexts, ltexts = [], [], [], [], []
-    for f, la, full in zip(df["first_name_norm"], df["last_name_norm"], df["full_name_norm"], strict=True):
+    # Names repeat (a customer's records, common names): derive everything once per distinct
+    # (first, last, full) triple and spread it by code, so equal names also share their objects in memory.
+    from crm_knowledge.identity.names import build_profile
+
+    triples = pd.Series(list(zip(df["first_name_norm"], df["last_name_norm"], df["full_name_norm"], strict=True)),
+                        dtype="object").to_numpy()
+    codes, distinct = pd.factorize(triples, use_na_sentinel=False)
+    firsts, lasts, tokens, ftexts, ltexts, profiles = ([None] * len(distinct) for _ in range(6))
+    for i, (f, la, full) in enumerate(distinct):
         fk, lk = key(f), key(la)
         ft, lt = text(f, fk), text(la, lk)
         toks = {k for v in (f, la, full) if v is not None for k in map(key, str(v).split()) if k}
@@ -206,21 +220,21 @@ def prepare(candidates: pd.DataFrame) -> pd.DataFrame:
         for k in (fk, lk):
             if k:
                 toks.add(k)
-        firsts.append(fk)
-        lasts.append(lk)
-        ftexts.append(ft)
-        ltexts.append(lt)
-        tokens.append(frozenset(toks))
-    from crm_knowledge.identity.names import build_profile
+        firsts[i], lasts[i], ftexts[i], ltexts[i] = fk, lk, ft, lt
+        tokens[i] = frozenset(toks)
+        profiles[i] = build_profile(f, la, full, key)
 
-    df["name_profile"] = pd.Series(
-        [build_profile(f, la, full, key) for f, la, full in
-         zip(df["first_name_norm"], df["last_name_norm"], df["full_name_norm"], strict=True)], dtype="object")
-    df["first_key"] = _obj(firsts)
-    df["last_key"] = _obj(lasts)
-    df["first_text"] = _obj(ftexts)
-    df["last_text"] = _obj(ltexts)
-    df["name_tokens"] = pd.Series(tokens, dtype="object")
+    def spread(values: list) -> pd.Series:
+        arr = np.empty(len(values), dtype=object)
+        arr[:] = values
+        return pd.Series(arr[codes] if len(codes) else arr[:0], dtype="object")
+
+    df["name_profile"] = spread(profiles)
+    df["first_key"] = spread(firsts)
+    df["last_key"] = spread(lasts)
+    df["first_text"] = spread(ftexts)
+    df["last_text"] = spread(ltexts)
+    df["name_tokens"] = spread(tokens)
     df["has_name"] = df["first_key"].notna() | df["last_key"].notna()
 
     bd = pd.to_datetime(df["birth_date"], errors="coerce")

@@ -57,12 +57,21 @@ def eligible(prepared: pd.DataFrame, config: IdentityConfig) -> pd.Series:
 # --- backend -------------------------------------------------------------------------------------
 
 
-def make_db_api(backend: str):
-    """A Splink database API for `backend` (the only backend-specific code)."""
+def make_db_api(backend: str, memory_limit: str = "2GB"):
+    """A Splink database API for `backend` (the only backend-specific code).
+
+    DuckDB gets a memory limit and a spill directory: by default it would take 80% of the machine's
+    memory, next to the pandas frames of a million-customer run; above the limit it spills to disk.
+    """
     if backend == "duckdb":
+        import tempfile
+
+        import duckdb
         from splink import DuckDBAPI
 
-        return DuckDBAPI(":memory:")
+        con = duckdb.connect(":memory:", config={"memory_limit": memory_limit,
+                                                 "temp_directory": tempfile.gettempdir() + "/ckp_duckdb_spill"})
+        return DuckDBAPI(con)
     if backend == "spark":  # pragma: no cover - needs pyspark and a cluster
         from pyspark.sql import SparkSession
         from splink import SparkAPI
@@ -233,7 +242,7 @@ class ProbabilisticModel:
         from splink import Linker
 
         self.config = config
-        self.db_api = make_db_api(config.probabilistic.backend)
+        self.db_api = make_db_api(config.probabilistic.backend, config.probabilistic.duckdb_memory_limit)
         self.sdf = _register(self.db_api, frame, "identity_candidates")
         self.linker = Linker(self.sdf, build_settings(config, len(frame)),
                              log_level=config.probabilistic.splink_log_level)

@@ -2,10 +2,18 @@
 
 All identity tables are written in ONE transaction (COPY): record_clusters, match_pairs, unresolved
 and junk_values are replaced, customer_id_merges is appended. Readers see the old state until commit.
+
+`record_clusters.resolved_at` is when resolution last *decided* about a record: it was new, it changed
+since (seen_at, or the staging row re-written: staged_at), or its customer_id moved. A record whose
+customer stays keeps its resolved_at, so the incremental marts facts re-read only the rows of records
+whose attribution may have changed (dbt_project/macros/incremental_facts.sql).
+
+The daily run is incremental; :func:`mode_for` decides when it is a full re-resolution instead.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 from pathlib import Path
 
@@ -23,6 +31,7 @@ from crm_knowledge.identity.resolve import (
     resolve,
     resolve_incremental,
 )
+from crm_knowledge.privacy.erasure import enforce_tombstones
 
 log = logging.getLogger(__name__)
 
@@ -36,28 +45,51 @@ def ensure_schema(conn: psycopg.Connection) -> None:
 
 
 def _copy_out(conn: psycopg.Connection, query: sql.Composable, columns: list[str]) -> pd.DataFrame:
-    """COPY (query) TO STDOUT, rows as text (None for NULL), into a DataFrame of object columns."""
-    rows = []
+    """COPY (query) TO STDOUT as CSV into pandas' C parser: object columns of str, None for NULL.
+
+    Rows as Python tuples cost about 1 kB per candidate record (6 GB at a million customers); the CSV
+    path builds the columns directly.
+    """
+    import io
+
+    buf = io.BytesIO()
     with conn.cursor() as cur:
-        with cur.copy(sql.SQL("copy ({}) to stdout").format(query)) as copy:
-            for row in copy.rows():
-                rows.append(row)
-    return pd.DataFrame(rows, columns=columns, dtype="object")
+        with cur.copy(sql.SQL("copy ({}) to stdout with (format csv)").format(query)) as copy:
+            for chunk in copy:
+                buf.write(chunk)
+    buf.seek(0)
+    if not buf.getbuffer().nbytes:
+        return pd.DataFrame({c: pd.Series(dtype="object") for c in columns})
+    df = pd.read_csv(buf, header=None, names=columns, dtype=object, keep_default_na=False, na_values=[""])
+    del buf
+    return df.astype(object).where(df.notna(), None)
 
 
 def _table_exists(conn: psycopg.Connection, schema: str, table: str) -> bool:
     return conn.execute("select to_regclass(%s) is not null", (f"{schema}.{table}",)).fetchone()[0]
 
 
+def _has_column(conn: psycopg.Connection, schema: str, table: str, column: str) -> bool:
+    return conn.execute("select 1 from information_schema.columns where table_schema = %s and table_name = %s "
+                        "and column_name = %s", (schema, table, column)).fetchone() is not None
+
+
 def read_candidates(conn: psycopg.Connection) -> pd.DataFrame:
+    """The matcher's input; plus `staged_at` (when staging last re-wrote the record) when the table has it,
+    which tells an incremental run about late-arriving changes whose source time (seen_at) is old."""
     schema, table = CANDIDATES_TABLE
     if not _table_exists(conn, schema, table):
         raise RuntimeError(f"{schema}.{table} does not exist: run the dbt models before identity resolution")
+    columns = list(CANDIDATE_COLUMNS)
+    if _has_column(conn, schema, table, "staged_at"):
+        columns.append("staged_at")
     q = sql.SQL("select {} from {}.{}").format(
-        sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(c)) for c in CANDIDATE_COLUMNS),
+        sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(c)) for c in columns),
         sql.Identifier(schema), sql.Identifier(table))
-    df = _copy_out(conn, q, CANDIDATE_COLUMNS)
+    df = _copy_out(conn, q, columns)
     df["seen_at"] = pd.to_datetime(df["seen_at"], utc=True, errors="coerce", format="ISO8601")
+    if "staged_at" in df.columns:
+        df["staged_at"] = pd.to_datetime(df["staged_at"], utc=True, errors="coerce", format="ISO8601")
     return df
 
 
@@ -92,14 +124,38 @@ def _missing(v) -> bool:
         return False
 
 
-def write_result(conn: psycopg.Connection, result: ResolutionResult) -> None:
-    """Write a resolution in one transaction (the caller's connection must not be in autocommit)."""
+def resolved_at_column(record_clusters: pd.DataFrame, previous: pd.DataFrame | None,
+                       refreshed: pd.DataFrame | None, now: dt.datetime) -> pd.Series:
+    """resolved_at per record of a new resolution: the previous value when the record kept its customer_id
+    and was not re-resolved because it is new or changed (`refreshed`: KEY columns), else `now`."""
+    if previous is None or previous.empty:
+        return pd.Series([now] * len(record_clusters), index=record_clusters.index, dtype="object")
+    m = record_clusters[KEY + ["customer_id"]].merge(
+        previous[KEY + ["customer_id", "resolved_at"]].rename(columns={"customer_id": "previous_customer_id"}),
+        on=KEY, how="left")
+    keep = (m["previous_customer_id"] == m["customer_id"]) & m["resolved_at"].notna()
+    if refreshed is not None and len(refreshed):
+        keys = pd.MultiIndex.from_frame(refreshed[KEY])
+        keep &= ~pd.MultiIndex.from_frame(m[KEY]).isin(keys)
+    out = m["resolved_at"].astype("object").where(keep.to_numpy(), now)
+    out.index = record_clusters.index
+    return out
+
+
+def write_result(conn: psycopg.Connection, result: ResolutionResult, previous: pd.DataFrame | None = None,
+                 refreshed: pd.DataFrame | None = None) -> None:
+    """Write a resolution in one transaction (the caller's connection must not be in autocommit).
+
+    `previous` (record_clusters before this run, with resolved_at) and `refreshed` (KEY columns of the
+    records resolved as new or changed) keep resolved_at of records whose attribution did not move; without
+    them every record gets the run's time."""
     with conn.transaction():
         now = conn.execute("select now()").fetchone()[0]
         # DELETE (not TRUNCATE): readers keep seeing the previous state until commit, without locks
         for t in ("record_clusters", "match_pairs", "unresolved", "junk_values"):
             conn.execute(sql.SQL("delete from identity.{}").format(sql.Identifier(t)))
-        rc = result.record_clusters.assign(resolved_at=now)
+        rc = result.record_clusters.assign(
+            resolved_at=resolved_at_column(result.record_clusters, previous, refreshed, now))
         _copy_in(conn, "record_clusters", RECORD_CLUSTER_COLUMNS + ["resolved_at"], rc)
         _copy_in(conn, "match_pairs", MATCH_PAIR_COLUMNS, result.match_pairs)
         _copy_in(conn, "unresolved", UNRESOLVED_COLUMNS, result.unresolved)
@@ -112,11 +168,25 @@ def write_result(conn: psycopg.Connection, result: ResolutionResult) -> None:
 
 
 def split_new(candidates: pd.DataFrame, previous: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(new, existing): existing = already in record_clusters and not seen since it was resolved."""
+    """(new, existing): existing = already in record_clusters and neither seen (source time) nor re-staged
+    (staged_at, when the candidates carry it: a late-arriving change has an old seen_at) since it was
+    resolved."""
     m = candidates.merge(previous[KEY + ["resolved_at"]], on=KEY, how="left")
     changed = m["seen_at"].notna() & m["resolved_at"].notna() & (m["seen_at"] > m["resolved_at"])
+    if "staged_at" in m.columns:
+        changed |= m["staged_at"].notna() & m["resolved_at"].notna() & (m["staged_at"] > m["resolved_at"])
     existing = m["resolved_at"].notna().to_numpy() & ~changed.to_numpy()
     return candidates[~existing].reset_index(drop=True), candidates[existing].reset_index(drop=True)
+
+
+def mode_for(day: dt.date | dt.datetime, config: IdentityConfig | None = None, *, force_full: bool = False) -> str:
+    """The identity mode of the daily run for `day` (the run's logical date, never the wall clock, so a
+    re-run or backfill of a day decides the same): ``full`` on the configured weekday
+    (config/identity.yml `full_resolution_weekday`) or when forced, ``incremental`` otherwise."""
+    config = config or load_config()
+    if force_full:
+        return "full"
+    return "full" if day.weekday() in config.full_resolution_weekdays else "incremental"
 
 
 def run(conn_url: str, mode: str = "full", config: IdentityConfig | None = None) -> dict:
@@ -128,18 +198,24 @@ def run(conn_url: str, mode: str = "full", config: IdentityConfig | None = None)
         ensure_schema(conn)
         conn.commit()
         candidates = read_candidates(conn)
+        candidates = enforce_tombstones(conn, candidates)  # erased customers never come back (privacy/erasure.py)
         previous = read_previous(conn)
         retired = read_retired_ids(conn)
         conn.commit()
-        if mode == "incremental" and len(previous):
+        new = None
+        if len(previous):
             new, existing = split_new(candidates, previous)
+        if mode == "incremental" and new is not None:
             log.info("identity: incremental run, %d new or changed records, %d existing", len(new), len(existing))
-            result = resolve_incremental(new, existing, previous, config, retired_ids=retired)
+            result = resolve_incremental(new.drop(columns=["staged_at"], errors="ignore"),
+                                         existing.drop(columns=["staged_at"], errors="ignore"), previous, config,
+                                         retired_ids=retired)
         else:
             if mode == "incremental":
                 log.info("identity: no previous resolution, running in full mode")
-            result = resolve(candidates, previous if len(previous) else None, config, retired_ids=retired)
-        write_result(conn, result)
+            result = resolve(candidates.drop(columns=["staged_at"], errors="ignore"),
+                             previous if len(previous) else None, config, retired_ids=retired)
+        write_result(conn, result, previous, None if new is None else new[KEY])
     stats = {k: v for k, v in result.stats.items() if k != "oversized_detail"}
     stats["clusters"] = stats["customers"]
     log.info("identity: wrote %d record clusters (%d customers), %d match pairs, %d merges, %d unresolved, "

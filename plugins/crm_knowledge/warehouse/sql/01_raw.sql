@@ -81,3 +81,29 @@ create index if not exists orders__products_key on raw.orders__products (product
 create index if not exists orders__orders_key on raw.orders__orders (order_id, _record_hash);
 create index if not exists orders__order_items_key on raw.orders__order_items (order_item_id, _record_hash);
 create index if not exists load_rejects_batch on raw.load_rejects (batch_id);
+
+-- Incremental staging (dbt_project/macros/incremental_staging.sql) finds the rows loaded since its last
+-- run (_loaded_at), the rows of batches the quality gate held or released (_batch_id), and then every
+-- loaded version of the touched keys (the key expressions below are exactly the models' partition keys).
+-- Without these, each daily run would scan all of raw: at a million customers, ~25M rows.
+create index if not exists form_submissions_loaded on raw.form_submissions (_loaded_at);
+create index if not exists form_submissions_batch on raw.form_submissions (_batch_id);
+create index if not exists form_submissions_key on raw.form_submissions (btrim(submission_id));
+create index if not exists contact_interactions_loaded on raw.contact_interactions (_loaded_at);
+create index if not exists contact_interactions_batch on raw.contact_interactions (_batch_id);
+create index if not exists contact_interactions_key on raw.contact_interactions (btrim(interaction_id));
+create index if not exists sibling_customers_loaded on raw.sibling_customers (_loaded_at);
+create index if not exists sibling_customers_batch on raw.sibling_customers (_batch_id);
+create index if not exists sibling_customers_key
+    on raw.sibling_customers (('sibling:' || lower(btrim(unit))), btrim(source_record_id));
+create index if not exists order_exports_loaded on raw.order_exports (_loaded_at);
+create index if not exists order_exports_batch on raw.order_exports (_batch_id);
+create index if not exists order_exports_key on raw.order_exports (lower(btrim(shop)), btrim(order_id));
+create index if not exists orders__customers_loaded on raw.orders__customers (_loaded_at);
+create index if not exists orders__customers_batch on raw.orders__customers (_batch_id);
+create index if not exists orders__products_loaded on raw.orders__products (_loaded_at);
+create index if not exists orders__products_batch on raw.orders__products (_batch_id);
+create index if not exists orders__orders_loaded on raw.orders__orders (_loaded_at);
+create index if not exists orders__orders_batch on raw.orders__orders (_batch_id);
+create index if not exists orders__order_items_loaded on raw.orders__order_items (_loaded_at);
+create index if not exists orders__order_items_batch on raw.orders__order_items (_batch_id);

@@ -1,0 +1,34 @@
+{#-
+    The incremental filter of the marts facts (fct_orders, fct_order_items, fct_interactions,
+    fct_form_submissions): which rows of the upstream model to re-write on an incremental run.
+
+    * staged_at newer than any row already in the fact: a version of one of the row's inputs reached
+      staging since the last run (a new or changed record, a late-arriving version, a released batch;
+      staging stamps every row it re-writes);
+    * customer_resolved_at newer than any row already in the fact: identity resolution (re-)attributed
+      the record since the last run (store.write_result keeps resolved_at while the customer stays);
+    * the row has no customer any more but the fact still holds one for it: the record left
+      identity.record_clusters (it became unresolved), so no resolved_at can announce it.
+
+    Rows that disappear upstream (a key whose only raw versions were held after being staged) are not
+    deleted here; the weekly full refresh removes them (docs in _marts__models.yml).
+    `unique_key`: the fact's key column.
+-#}
+{% macro incremental_fact_filter(unique_key) -%}
+    staged_at > (
+        select coalesce(max(existing.staged_at), cast('-infinity' as timestamptz))
+        from {{ this }} as existing
+    )
+    or customer_resolved_at > (
+        select coalesce(max(existing.customer_resolved_at), cast('-infinity' as timestamptz))
+        from {{ this }} as existing
+    )
+    or (
+        customer_id is null
+        and {{ unique_key }} in (
+            select existing.{{ unique_key }}
+            from {{ this }} as existing
+            where existing.customer_id is not null
+        )
+    )
+{%- endmacro %}
