@@ -5,8 +5,9 @@ Why each step:
   in counts; missing values are imputed with the column median so a customer without, e.g., any contact
   history is placed with typical customers rather than dropped.
 * k is chosen over the configured range by the highest mean silhouette score (ties: the smaller k, the
-  simpler model). Silhouette is O(n^2), so above ``silhouette_sample_size`` rows it is computed on a fixed
-  random sample -- deterministic through ``random_state``.
+  simpler model). Silhouette is O(n^2) and fitting one model per candidate k is O(n * k range), so above
+  ``silhouette_sample_size`` rows k is chosen on a fixed random sample (deterministic through
+  ``random_state``); the final model with that k is fitted on every row.
 * KMeans numbers its clusters arbitrarily, and downstream users (campaign lists, dashboards) key on the
   cluster id. :func:`assign_stable_labels` matches new centroids to last run's centroids (Hungarian algorithm
   on Euclidean distance in standard-deviation units) so a cluster that barely moved keeps its id.
@@ -44,14 +45,19 @@ def choose_k(
 
     k values that cannot be scored (k >= number of distinct points) are skipped; when none can, k = 1.
     """
+    if len(X) > sample_size:
+        # k is chosen on a fixed random sample: fitting k_max - k_min + 1 models on every customer costs
+        # minutes at a million customers, and the sample's best k is the population's (same distribution).
+        # The final model is still fitted on all rows (segment_behaviour).
+        rng = np.random.default_rng(random_state)
+        X = X[np.sort(rng.choice(len(X), size=sample_size, replace=False))]
     n_distinct = len(np.unique(X, axis=0))
     scores: dict[int, float] = {}
-    sample = sample_size if len(X) > sample_size else None
     for k in range(k_min, k_max + 1):
         if k >= n_distinct:
             break
         labels = KMeans(n_clusters=k, n_init=n_init, random_state=random_state).fit_predict(X)
-        scores[k] = float(silhouette_score(X, labels, sample_size=sample, random_state=random_state))
+        scores[k] = float(silhouette_score(X, labels))
     if not scores:
         return 1, scores
     best = max(scores.values())

@@ -30,6 +30,7 @@ from crm_knowledge.scoring.features import TIME_UNIT, customer_summary
 from crm_knowledge.scoring.rfm import score_rfm
 from crm_knowledge.scoring.tiers import assign_tiers
 from crm_knowledge.settings import Settings, get_settings
+from crm_knowledge.warehouse.db import read_frame
 
 log = logging.getLogger(__name__)
 
@@ -142,14 +143,14 @@ def score_all(as_of: dt.date, url: str | None = None, config: ScoringConfig | No
     runs: list[dict[str, Any]] = []
 
     with psycopg.connect(url or settings.warehouse_url) as conn:
-        orders = pd.DataFrame(conn.execute(ORDERS_SQL, {"cutoff": cutoff}).fetchall(),
-                              columns=["customer_id", "order_id", "ordered_at", "amount"])
-        behaviour_rows = conn.execute(BEHAVIOUR_SQL, {"cutoff": cutoff})
-        behaviour = pd.DataFrame(behaviour_rows.fetchall(), columns=[d.name for d in behaviour_rows.description])
+        conn.execute("set timezone = 'UTC'")
+        orders = read_frame(conn, ORDERS_SQL, {"cutoff": cutoff},
+                            dtype={"customer_id": str, "order_id": str, "amount": "float64"})
+        behaviour = read_frame(conn, BEHAVIOUR_SQL, {"cutoff": cutoff}, dtype={"customer_id": str})
         previous = _previous_centroids(conn, as_of)
     if orders.empty:
         raise RuntimeError(f"no revenue orders on or before {as_of} in marts.fct_orders: nothing to score")
-    orders["ordered_at"] = pd.to_datetime(orders["ordered_at"], utc=True)
+    orders["ordered_at"] = pd.to_datetime(orders["ordered_at"], utc=True, format="ISO8601")
     log.info("scoring as of %s: %s orders of %s customers", as_of, len(orders), orders["customer_id"].nunique())
 
     summary = customer_summary(orders, as_of)
