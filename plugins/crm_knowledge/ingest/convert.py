@@ -130,6 +130,21 @@ def to_bool(value: Any) -> bool | None:
     raise RowError(f"not a yes/no value: {value!r}")
 
 
+def text_or_none(value: Any) -> str | None:
+    """`to_text` with a fast path for the common case, a str from a CSV or JSON reader."""
+    if value.__class__ is str:
+        return None if not value or value.isspace() else value
+    return to_text(value)
+
+
+def converter_for(column: str, cfg: SourceConfig):
+    """The one-argument converter of a raw column, chosen once per file instead of once per field."""
+    if column in DATE_COLUMNS or column in TIMESTAMP_COLUMNS or column in INT_COLUMNS \
+            or column in NUMERIC_COLUMNS or column in BOOL_COLUMNS:
+        return lambda value: convert_field(column, value, cfg)
+    return text_or_none
+
+
 def convert_field(column: str, value: Any, cfg: SourceConfig) -> Any:
     if column in DATE_COLUMNS:
         return to_date(value, cfg)
@@ -146,10 +161,9 @@ def convert_field(column: str, value: Any, cfg: SourceConfig) -> Any:
 
 def record_hash(values: list[Any]) -> str:
     """Content hash of a typed row: the same record content always gives the same hash."""
-    h = hashlib.md5(usedforsecurity=False)
-    for v in values:
-        h.update(b"\x1f" if v is None else (str(v) + "\x1e").encode("utf-8"))
-    return h.hexdigest()
+    # one update of the joined bytes: the same digest as updating value by value, several times faster
+    joined = "".join("\x1f" if v is None else f"{v}\x1e" for v in values)
+    return hashlib.md5(joined.encode("utf-8"), usedforsecurity=False).hexdigest()
 
 
 def jsonable(value: Any) -> Any:

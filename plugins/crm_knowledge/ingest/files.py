@@ -17,6 +17,7 @@ import datetime as dt
 import hashlib
 import logging
 import shutil
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from crm_knowledge.ingest import ledger
-from crm_knowledge.ingest.convert import RowError, convert_field, jsonable, record_hash
+from crm_knowledge.ingest.convert import RowError, converter_for, jsonable, record_hash
 from crm_knowledge.ingest.readers import BadRow, FileUnreadable, header_key, read_file
 from crm_knowledge.ingest.registry import KIND_TARGETS, SourceConfig
 from crm_knowledge.settings import Settings, get_settings
@@ -34,6 +35,7 @@ from crm_knowledge.settings import Settings, get_settings
 log = logging.getLogger(__name__)
 
 META_COLUMNS = ("_batch_id", "_source_file", "_loaded_at", "_row_number", "_record_hash")
+_UNPLANNED = object()
 
 
 @dataclass
@@ -145,6 +147,11 @@ def load_file(conn: psycopg.Connection, cfg: SourceConfig, path: Path,
             copy_sql = sql.SQL("copy {}.{} ({}) from stdin").format(
                 sql.Identifier(schema), sql.Identifier(table),
                 sql.SQL(", ").join(sql.Identifier(c) for c in columns))
+            # Per file column, chosen once: (position in business_cols, converter), or None for extras.
+            position = {c: i for i, c in enumerate(business_cols)}
+            plan: dict[str, tuple[int, Callable[[Any], Any]] | None] = {}
+            key_position = position.get(cfg.primary_key or "")
+            const_values = list(constants.values())
             with conn.cursor() as cur, cur.copy(copy_sql) as copy:
                 for item in parsed.rows:
                     counts.rows_read += 1
@@ -152,29 +159,30 @@ def load_file(conn: psycopg.Connection, cfg: SourceConfig, path: Path,
                         rejects.append((item.row_number, item.reason, {"raw": item.raw}))
                         continue
                     row_number, record = item
-                    values: dict[str, Any] = dict.fromkeys(business_cols)
+                    business: list[Any] = [None] * len(business_cols)
                     extras: dict[str, Any] = {}
                     try:
                         for col, value in record.items():
-                            dst = mapping.get(col)
-                            if dst is None:
+                            step = plan.get(col, _UNPLANNED)
+                            if step is _UNPLANNED:
+                                dst = mapping.get(col)
+                                step = plan[col] = (position[dst], converter_for(dst, cfg)) if dst else None
+                            if step is None:
                                 if value is not None and value != "":
                                     extras[col] = jsonable(value)
                                 continue
                             try:
-                                values[dst] = convert_field(dst, value, cfg)
+                                business[step[0]] = step[1](value)
                             except RowError as exc:
                                 raise RowError(f"column {col!r}: {exc}") from None
-                        key = values.get(cfg.primary_key or "")
-                        if key is None:
+                        if key_position is None or business[key_position] is None:
                             raise RowError(f"primary key {cfg.primary_key!r} is empty")
                     except RowError as exc:
                         rejects.append((row_number, str(exc), {k: jsonable(v) for k, v in record.items()}))
                         continue
-                    business = [values[c] for c in business_cols]
-                    row = [*constants.values(), *business, Jsonb(extras) if extras else None,
+                    row = [*const_values, *business, Jsonb(extras) if extras else None,
                            batch_id, path.name, loaded_at, row_number,
-                           record_hash([*constants.values(), *business, extras or None])]
+                           record_hash([*const_values, *business, extras or None])]
                     copy.write_row(row)
                     counts.rows_loaded += 1
             counts.rows_rejected = len(rejects)
