@@ -167,3 +167,39 @@ def test_wrong_config_names_file_and_key(tmp_path):
                    "primary_key: source_record_id\ncolumns:\n  ID: source_record_id\n")
     with pytest.raises(SourceConfigError, match=r"key 'encoding'"):
         parse_source(bad)
+
+
+def test_jsonl_keys_met_late_are_mapped_and_reported(wh, local, monkeypatch):
+    """Files stream (never held whole in memory): a key first met after the header sample still maps to its
+    raw column, and an unknown one still lands in extras and in the drift report."""
+    from crm_knowledge.ingest import readers
+
+    monkeypatch.setattr(readers, "JSONL_HEADER_SAMPLE", 2)
+    lines = [{"submission_id": f"S{i}", "form_type": "feedback", "submitted_at": "2026-03-02T09:00:00Z"}
+             for i in range(5)]
+    lines[4].update(email="late@example.com", campaign_code="X9")
+    path = _write(local.landing_dir / "forms" / "late.jsonl",
+                  "\n".join(json.dumps(r) for r in lines) + "\n")
+    result = load_file(wh, _source("forms"), path, local)
+    assert (result.status, result.rows_loaded) == ("loaded", 5)
+    assert result.unexpected_columns == ["campaign_code"]
+    assert "email" not in result.missing_columns
+    row = wh.execute("select email, extras from raw.form_submissions where submission_id = 'S4'").fetchone()
+    assert row == ("late@example.com", {"campaign_code": "X9"})
+    drift = wh.execute("select unexpected_columns from audit.schema_drift").fetchall()
+    assert drift == [(["campaign_code"],)]
+
+
+def test_bad_encoding_deep_in_a_large_file_quarantines_it_whole(wh, local):
+    """The encoding is checked over the whole file before a row loads, in chunks: a bad byte after the first
+    megabyte still quarantines the file and nothing of it reaches raw."""
+    cfg = _source("contacts")
+    header = "interaction_id,channel,occurred_at,phone,email,customer_ref,topic,notes,agent_id"
+    good = "".join(f"I{i},phone,2026-03-01T10:00:00Z,0912000{i:04d},,,billing,ok,a1\n" for i in range(30_000))
+    path = local.landing_dir / "contacts" / "big.csv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes((header + "\n" + good).encode("utf-8") + b"I-bad,phone,2026-03-01T10:00:00Z,\xff\xfe,,,x,y,z\n")
+    assert path.stat().st_size > (1 << 20)
+    result = load_file(wh, cfg, path, local)
+    assert result.status == "quarantined" and "not valid utf-8" in result.error
+    assert wh.execute("select count(*) from raw.contact_interactions").fetchone()[0] == 0

@@ -113,22 +113,18 @@ def load_file(conn: psycopg.Connection, cfg: SourceConfig, path: Path,
     except FileUnreadable as exc:
         return _quarantine(conn, cfg, path, checksum, str(exc), settings)
 
-    # Map file columns onto raw columns, comparing header names loosely (see header_key).
-    by_key = {header_key(h): h for h in parsed.header}
-    mapping: dict[str, str] = {}  # file column -> raw column
-    missing: list[str] = []
-    for src, dst in cfg.columns.items():
-        found = by_key.get(header_key(src))
-        if found is None:
-            missing.append(src)
-        else:
-            mapping[found] = dst
-    unexpected = [h for h in parsed.header if h not in mapping]
-    missing_required = [c for c in cfg.required_columns if c in missing]
+    # File columns map onto raw columns by loosely compared names (see header_key). A JSON Lines file may
+    # bring keys its first objects did not have: columns are mapped as they are met, and drift (missing /
+    # unexpected columns) is worked out over the whole file after the rows.
+    dst_by_key = {header_key(src): dst for src, dst in cfg.columns.items()}
+    header_keys = {header_key(h) for h in parsed.header}
+    missing_required = [c for c in cfg.required_columns if header_key(c) not in header_keys]
     if missing_required:
         reason = (f"{path.name}: required column(s) {missing_required} missing; the file has "
                   f"{parsed.header}. Fix the file or the mapping in {cfg.config_file.name}")
         return _quarantine(conn, cfg, path, checksum, reason, settings)
+    missing: list[str] = []
+    unexpected: list[str] = []
 
     target, business_cols = KIND_TARGETS[cfg.kind]
     constants = cfg.constant_columns
@@ -165,7 +161,7 @@ def load_file(conn: psycopg.Connection, cfg: SourceConfig, path: Path,
                         for col, value in record.items():
                             step = plan.get(col, _UNPLANNED)
                             if step is _UNPLANNED:
-                                dst = mapping.get(col)
+                                dst = dst_by_key.get(header_key(col))
                                 step = plan[col] = (position[dst], converter_for(dst, cfg)) if dst else None
                             if step is None:
                                 if value is not None and value != "":
@@ -186,6 +182,10 @@ def load_file(conn: psycopg.Connection, cfg: SourceConfig, path: Path,
                     copy.write_row(row)
                     counts.rows_loaded += 1
             counts.rows_rejected = len(rejects)
+            columns_met = list(dict.fromkeys([*parsed.header, *plan]))
+            keys_met = {header_key(c) for c in columns_met}
+            unexpected = [c for c in columns_met if header_key(c) not in dst_by_key]
+            missing = [src for src in cfg.columns if header_key(src) not in keys_met]
             if rejects:
                 with conn.cursor() as cur:
                     cur.executemany(

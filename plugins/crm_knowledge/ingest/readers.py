@@ -9,8 +9,9 @@ Readers separate two kinds of failure, because ingestion treats them differently
 
 from __future__ import annotations
 
+import codecs
 import csv
-import io
+import itertools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -47,35 +48,59 @@ def header_key(name: str) -> str:
     return (normalize_persian(str(name).replace("\ufeff", "")) or "").casefold()
 
 
-def _decode(path: Path, encoding: str) -> str:
-    data = path.read_bytes()
-    if not data.strip():
+def _check_decodable(path: Path, encoding: str) -> None:
+    """The whole file is valid `encoding` and not blank: checked before any row loads (a file that fails
+    is quarantined whole), streamed in 1 MB chunks so a multi-GB file is never held in memory."""
+    decoder = codecs.getincrementaldecoder(encoding)()
+    offset, blank = 0, True
+    with open(path, "rb") as fh:
+        while True:
+            chunk = fh.read(1 << 20)
+            try:
+                text = decoder.decode(chunk, final=not chunk)
+            except UnicodeDecodeError as exc:
+                raise FileUnreadable(
+                    f"{path.name}: not valid {encoding} at byte {max(offset + exc.start, 0)} ({exc.reason}); "
+                    "check the source's `encoding` setting"
+                ) from None
+            if blank and text.replace("\ufeff", "").strip():
+                blank = False
+            if not chunk:
+                break
+            offset += len(chunk)
+    if blank:
         raise FileUnreadable(f"{path.name}: file is empty")
-    try:
-        text = data.decode(encoding)
-    except UnicodeDecodeError as exc:
-        raise FileUnreadable(
-            f"{path.name}: not valid {encoding} at byte {exc.start} ({exc.reason}); "
-            "check the source's `encoding` setting"
-        ) from None
-    return text.lstrip("\ufeff")
+
+
+def _open_text(path: Path, encoding: str):
+    """The file as text, streamed; a UTF-8 byte-order mark is dropped."""
+    if codecs.lookup(encoding).name == "utf-8":
+        encoding = "utf-8-sig"
+    return open(path, encoding=encoding, newline="")
 
 
 def read_csv(path: Path, cfg: SourceConfig) -> ParsedFile:
-    text = _decode(path, cfg.encoding)
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=cfg.delimiter)
+    _check_decodable(path, cfg.encoding)
+    fh = _open_text(path, cfg.encoding)
+    reader = csv.reader(fh, delimiter=cfg.delimiter)
     try:
         header = next(reader)
     except (StopIteration, csv.Error) as exc:
+        fh.close()
         raise FileUnreadable(f"{path.name}: no readable header line ({exc})") from None
     header = [h.strip() for h in header]
     if len(header) < 2:
+        fh.close()
         raise FileUnreadable(
             f"{path.name}: header has {len(header)} column(s) with delimiter {cfg.delimiter!r}; "
             "check the source's `delimiter` setting"
         )
 
     def rows() -> Iterator[tuple[int, dict[str, Any]] | BadRow]:
+        with fh:
+            yield from numbered()
+
+    def numbered() -> Iterator[tuple[int, dict[str, Any]] | BadRow]:
         n = 0
         while True:
             try:
@@ -97,31 +122,48 @@ def read_csv(path: Path, cfg: SourceConfig) -> ParsedFile:
     return ParsedFile(header, rows())
 
 
+#: JSON Lines files have no header line: the columns are the keys of the objects. The loader learns keys
+#: it has not seen as they stream by (schema drift is computed over the whole file); the header given
+#: up front, used for the required-columns check, is the keys of the first objects.
+JSONL_HEADER_SAMPLE = 1000
+
+
 def read_jsonl(path: Path, cfg: SourceConfig) -> ParsedFile:
-    text = _decode(path, cfg.encoding)
-    lines = text.splitlines()
+    _check_decodable(path, cfg.encoding)
+
+    def objects() -> Iterator[tuple[int, dict[str, Any]] | BadRow]:
+        with _open_text(path, cfg.encoding) as fh:
+            for n, line in enumerate(fh, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    yield BadRow(n, f"invalid JSON: {exc.msg} at column {exc.colno}", line.rstrip("\r\n")[:2000])
+                    continue
+                if not isinstance(obj, dict):
+                    yield BadRow(n, "a line must hold one JSON object", line.rstrip("\r\n")[:2000])
+                    continue
+                yield n, obj
+
+    stream = objects()
+    head: list[tuple[int, dict[str, Any]] | BadRow] = []
     header: list[str] = []
     seen: set[str] = set()
-    parsed: list[tuple[int, dict[str, Any]] | BadRow] = []
-    for n, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            parsed.append(BadRow(n, f"invalid JSON: {exc.msg} at column {exc.colno}", line[:2000]))
-            continue
-        if not isinstance(obj, dict):
-            parsed.append(BadRow(n, "a line must hold one JSON object", line[:2000]))
-            continue
-        for k in obj:
-            if k not in seen:
-                seen.add(k)
-                header.append(k)
-        parsed.append((n, obj))
-    if not any(isinstance(p, tuple) for p in parsed):
+    good = 0
+    for item in stream:
+        head.append(item)
+        if isinstance(item, tuple):
+            good += 1
+            for k in item[1]:
+                if k not in seen:
+                    seen.add(k)
+                    header.append(k)
+            if good >= JSONL_HEADER_SAMPLE:
+                break
+    if not good:
         raise FileUnreadable(f"{path.name}: no line holds a JSON object")
-    return ParsedFile(header, iter(parsed))
+    return ParsedFile(header, itertools.chain(head, stream))
 
 
 def read_xlsx(path: Path, cfg: SourceConfig) -> ParsedFile:
