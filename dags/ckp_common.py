@@ -61,6 +61,22 @@ def dbt_configs():
     return project, profile, execution
 
 
+#: Cosmos calls this after every dbt command of a task (LOCAL mode), with the path of the task's temporary
+#: project copy, before it raises dbt's failure: it files the task's run_results.json (each test's
+#: pass/warn/fail/error, failures count, failed builds) into audit.dq_results under `day-<ds>`, next to
+#: the Great Expectations results. An import path, not a function: resolved in the worker at run time,
+#: so parsing a DAG imports nothing of crm_knowledge.
+DBT_RESULTS_CALLBACK = "crm_knowledge.quality.pipeline.record_dbt_task_results"
+
+
+def dbt_operator_args() -> dict:
+    """`operator_args` of every DbtTaskGroup: dbt test results land in the audit tables.
+
+    A new dict per call: cosmos keeps per-operator state in `callback_args`.
+    """
+    return {"callback": DBT_RESULTS_CALLBACK}
+
+
 def dbt_test_behavior():
     """dbt tests as their own task after each model (default), or once per group (`after_all`).
 

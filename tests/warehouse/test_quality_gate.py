@@ -307,12 +307,50 @@ def test_record_dbt_results(db, qsettings, tmp_path):
 
     assert result.checks_run == 3 and len(result.critical_failures) == 1 and len(result.warnings) == 1
     with psycopg.connect(db) as conn:
-        run = conn.execute("select layer, suite, success, critical_failures, warnings from audit.dq_runs").fetchone()
-        rows = conn.execute("select suite, expectation, column_name, severity, success, unexpected_count "
-                            "from audit.dq_results order by expectation").fetchall()
-    assert run == ("dbt", "dbt:inv-1", False, 1, 1)
-    assert ("dbt.fct_orders", "dbt:not_null", "customer_id", "warning", False, 3) in rows
-    assert ("dbt.dim_customers", "dbt:unique", "customer_id", "critical", True, 0) in rows
+        runs = conn.execute("select layer, suite, success, critical_failures, warnings from audit.dq_runs "
+                            "order by suite").fetchall()
+        rows = conn.execute("select suite, expectation, column_name, severity, success, unexpected_count, "
+                            "expectation_id from audit.dq_results order by expectation").fetchall()
+    # one dq run per model and pipeline run (a test without a known model files under `dbt`)
+    assert runs == [("dbt", "dbt", False, 1, 0), ("dbt", "dbt.dim_customers", True, 0, 0),
+                    ("dbt", "dbt.fct_orders", True, 0, 1)]
+    assert ("dbt.fct_orders", "dbt:not_null", "customer_id", "warning", False, 3,
+            "test.crm_knowledge.not_null_fct_orders_customer_id.def") in rows
+    assert ("dbt.dim_customers", "dbt:unique", "customer_id", "critical", True, 0,
+            "test.crm_knowledge.unique_dim_customers_customer_id.abc") in rows
+
+
+def test_record_dbt_results_is_idempotent_per_test_and_masks_values(db, qsettings, tmp_path):
+    """A retried task replaces its tests' rows; a rebuilt model clears its build failure; no values kept."""
+    target = tmp_path / "target"
+    target.mkdir()
+    test_uid = "test.crm_knowledge.unique_dim_customers_customer_id.abc"
+    model_uid = "model.crm_knowledge.dim_customers"
+    (target / "manifest.json").write_text(json.dumps({"nodes": {test_uid: {
+        "name": "unique_dim_customers_customer_id", "column_name": "customer_id",
+        "attached_node": model_uid, "test_metadata": {"name": "unique"}, "config": {"severity": "ERROR"}}}}))
+
+    def record(*results):
+        (target / "run_results.json").write_text(json.dumps({"metadata": {"invocation_id": "i"},
+                                                             "results": list(results)}))
+        gate.record_dbt_results(target / "run_results.json", "day-2026-11-20", settings=qsettings, url=db)
+        with psycopg.connect(db) as conn:
+            return (conn.execute("select suite, success, critical_failures from audit.dq_runs").fetchall(),
+                    conn.execute("select expectation, success, unexpected_count, observed_value ->> 'message' "
+                                 "from audit.dq_results order by expectation").fetchall())
+
+    failing = {"unique_id": test_uid, "status": "fail", "failures": 2, "message": "Got 2 results"}
+    first = record(failing)
+    assert first == ([("dbt.dim_customers", False, 1)], [("dbt:unique", False, 2, "Got 2 results")])
+    assert record(failing) == first  # Airflow retry: not counted twice
+    broken = record({"unique_id": model_uid, "status": "error",
+                     "message": "DETAIL:  Key (email)=(ali.rezaei@example.ir) already exists."})
+    assert broken[0] == [("dbt.dim_customers", False, 2)]
+    assert ("dbt:model_build", False, None, "DETAIL:  Key (email)=(xxx.xxxxxx@xxxxxxx.xx) already exists.") \
+        in broken[1]
+    rebuilt = record({"unique_id": model_uid, "status": "success"},
+                     {"unique_id": test_uid, "status": "pass", "failures": 0})
+    assert rebuilt == ([("dbt.dim_customers", True, 0)], [("dbt:unique", True, 0, None)])
 
 
 def test_pipeline_validates_new_and_held_batches_of_every_source(db, qsettings):

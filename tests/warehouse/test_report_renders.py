@@ -127,3 +127,127 @@ def test_report_renders_failures_held_batches_and_lineage(run_with_failures, tmp
     source = page.read_text()
     assert not re.search(r'(src|href)="https?://', source)
     assert png.exists() and png.stat().st_size > 10_000
+
+
+# --- GX Data Docs: offline -------------------------------------------------------------------------
+
+EXTERNAL_ASSET = re.compile(
+    r"""<script\b[^>]*\bsrc\s*=\s*["']https?://|<link\b[^>]*\brel\s*=\s*["']?stylesheet[^>]*\bhref\s*=\s*["']https?://"""
+    r"""|<link\b[^>]*\bhref\s*=\s*["']https?://[^>]*\brel\s*=\s*["']?stylesheet|<img\b[^>]*\bsrc\s*=\s*["']https?://"""
+    r"""|url\(\s*["']?https?://""", re.I)
+
+
+def render_offline(page: Path, tmp_path: Path, name: str) -> str:
+    """The DOM of `page` after its scripts ran, with every host name unresolvable (no network at all)."""
+    cmd = [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+           "--disable-component-update", "--disable-sync", "--no-first-run",
+           "--host-resolver-rules=MAP * ~NOTFOUND", "--virtual-time-budget=10000",
+           f"--user-data-dir={tmp_path / ('profile-' + name)}", "--window-size=1400,2000",
+           f"--screenshot={tmp_path / (name + '.png')}", "--dump-dom", page.resolve().as_uri()]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=False, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return proc.stdout
+
+
+def table_rows(dom: str, table_class: str) -> list[str]:
+    """Text of the body rows bootstrap-table rendered (it marks them with data-index) in the table of that class."""
+    m = re.search(rf'<table[^>]*class="[^"]*{table_class}[^"]*".*?</table>', dom, re.S)
+    assert m, f"no table .{table_class} in the rendered DOM"
+    return [text_of(r) for r in re.findall(r'<tr[^>]*data-index="\d+"[^>]*>(.*?)</tr>', m.group(0), re.S)]
+
+
+def test_data_docs_reference_no_external_script_or_stylesheet(run_with_failures):
+    from crm_knowledge.quality.offline_docs import external_references
+
+    _, qsettings = run_with_failures
+    site = qsettings.reports_dir / "data_docs"
+    pages = sorted(site.rglob("*.html"))
+    # the index, the suite page and one validation page per batch
+    assert len(pages) >= 4
+    for page in pages:
+        html_text = page.read_text(encoding="utf-8")
+        assert not EXTERNAL_ASSET.search(html_text), f"{page} loads an asset from the network"
+        assert external_references(html_text) == [], page
+        for ref in re.findall(r"""<(?:script|link)\b[^>]*\b(?:src|href)\s*=\s*["']([^"'#]+)["']""", html_text):
+            if ref.endswith((".js", ".css")):  # (GX's own favicon link is one level off on some pages)
+                assert (page.parent / ref).resolve().is_file(), f"{page}: {ref} missing"
+    assert not EXTERNAL_ASSET.search((site / "static" / "styles" / "data_docs_default_styles.css").read_text())
+    # rebuilding leaves nothing to rewrite (idempotent)
+    from crm_knowledge.quality.offline_docs import localize_site
+
+    assert localize_site(site)["pages_rewritten"] == 0
+
+
+def test_data_docs_render_their_tables_offline(run_with_failures, tmp_path):
+    _, qsettings = run_with_failures
+    site = qsettings.reports_dir / "data_docs"
+
+    index = render_offline(site / "index.html", tmp_path, "index")
+    validations = table_rows(index, "ge-index-page-validation-results-table")
+    assert len(validations) == 2
+    assert {("forms-held" in r, "forms-ok" in r) for r in validations} == {(True, False), (False, True)}
+    assert all("raw.form_submissions" in r for r in validations)
+    assert table_rows(index, "ge-index-page-expectation_suites-table") == ["raw.form_submissions"]
+
+    held_page = next(site.glob("validations/**/forms-held.html"))
+    dom = render_offline(held_page, tmp_path, "held")
+    assert "fixed-table-body" in dom  # bootstrap-table ran
+    rows = [text_of(r) for r in re.findall(r'<tr[^>]*data-index="\d+"[^>]*>(.*?)</tr>', dom, re.S)]
+    assert len(rows) >= 10, rows  # every expectation of the suite is a rendered row
+    assert any("values must never be null" in r for r in rows)
+    assert "private.person" not in dom  # results are scrubbed before they are stored
+    assert (tmp_path / "held.png").stat().st_size > 10_000
+
+
+# --- the report of a day ---------------------------------------------------------------------------
+
+def test_report_keyed_on_the_logical_date(scratch_db, settings, tmp_path):
+    """Checks keyed `day-<ds>` (as the DAGs key them) give that day's page, dbt results included."""
+    import json
+
+    from crm_knowledge.quality import pipeline
+
+    apply_ddl(scratch_db)
+    qsettings = dataclasses.replace(settings, home=tmp_path / "home")
+    day = "day-2026-11-20"
+    assert pipeline.day_run_id("2026-11-20") == day
+    with psycopg.connect(scratch_db) as conn:
+        conn.execute(
+            """insert into audit.load_batches (batch_id, source_name, source_kind, source_file, checksum,
+                   rows_read, rows_loaded, status, finished_at)
+               values ('forms-1120', 'forms', 'forms', 'forms/1120.jsonl', 'c1120', 2, 2, 'loaded', now())""")
+        for rn, sid in ((1, "F1"), (2, None)):
+            conn.execute(
+                """insert into raw.form_submissions (submission_id, form_type, submitted_at, _batch_id,
+                       _source_file, _loaded_at, _row_number, _record_hash)
+                   values (%s, 'feedback', now() - interval '1 day', 'forms-1120', 'f', now(), %s, 'h')""",
+                (sid, rn))
+    raw = pipeline.check_new_raw_batches(day, settings=qsettings, url=scratch_db)
+    assert raw["held_batches"] == ["forms-1120"]
+    target = tmp_path / "target"
+    target.mkdir()
+    (target / "run_results.json").write_text(json.dumps({"metadata": {"invocation_id": "i"}, "results": [
+        {"unique_id": "test.crm_knowledge.not_null_dim_customers_customer_id.x", "status": "pass", "failures": 0},
+    ]}))
+    (target / "manifest.json").write_text(json.dumps({"nodes": {
+        "test.crm_knowledge.not_null_dim_customers_customer_id.x": {
+            "name": "not_null_dim_customers_customer_id", "column_name": "customer_id",
+            "attached_node": "model.crm_knowledge.dim_customers", "test_metadata": {"name": "not_null"}}}}))
+    pipeline.record_dbt_task_results(tmp_path, {"ds": "2026-11-20"}, settings=qsettings, url=scratch_db)
+    # another day's checks do not leak into this day's page
+    pipeline.check_new_raw_batches("day-2026-11-21", settings=qsettings, url=scratch_db, include_held=False)
+
+    out = pipeline.build_reports(day, settings=qsettings, url=scratch_db)
+
+    page = qsettings.reports_dir / "runs" / day / "index.html"
+    assert out == {"pipeline_run_id": day, "report": str(page), "latest": str(report.latest_report_path(qsettings)),
+                   "data_docs": str(qsettings.reports_dir / "data_docs" / "index.html")}
+    dom, _ = render_dom(page, tmp_path)
+    assert f"Run {day}" in text_of(dom)
+    assert "BLOCKED: 1 critical failure(s), 1 held batch(es)" in text_of(dom)
+    layers = {r.split()[0]: r.split()[1:] for r in rows_of(dom, "layers")}
+    suites, checks, passed, critical, _warning = (int(v) for v in layers["raw"])
+    assert (suites, critical) == (1, 1) and checks >= 10 and passed <= checks - 1
+    assert layers["dbt"] == ["1", "1", "1", "0", "0"]  # 1 suite, 1 check, 1 passed, no failure
+    assert [r.split()[0] for r in rows_of(dom, "batches")] == ["forms-1120"]
+    assert any("forms-1120" in r and "submission_id" in r for r in rows_of(dom, "failures"))

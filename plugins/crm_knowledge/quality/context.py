@@ -5,7 +5,8 @@
   context's expectations store reads them in place; the pipeline never writes suites at run time.
 * Validation results are stored (PII-masked, see ``results.scrub_validation_result``) under
   ``<home>/gx/validations`` so the Data Docs site keeps the history of runs.
-* The Data Docs site is built under ``<reports_dir>/data_docs/`` (``index.html``).
+* The Data Docs site is built under ``<reports_dir>/data_docs/`` (``index.html``) and made to work
+  offline after every build (:mod:`crm_knowledge.quality.offline_docs`: GX links its CSS/JS from CDNs).
 * The warehouse is reached through a ``${CKP_GX_WAREHOUSE_URL}`` template: GX substitutes the variable
   at connection time, so the password never lands in a GX config and URLs that GX's Postgres DSN
   validation rejects (e.g. a Unix-socket ``?host=/path``) still work.
@@ -21,6 +22,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from crm_knowledge.quality import offline_docs
 from crm_knowledge.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -106,6 +108,8 @@ def build_data_docs(context, settings: Settings | None = None, resource_identifi
     if resource_identifiers:
         kwargs["resource_identifiers"] = resource_identifiers
     context.build_data_docs(**kwargs)
-    index = data_docs_dir(settings) / "index.html"
+    site = data_docs_dir(settings)
+    offline_docs.localize_site(site)
+    index = site / "index.html"
     log.info("Data Docs built: %s", index)
     return index

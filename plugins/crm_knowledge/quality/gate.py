@@ -402,15 +402,78 @@ def validate_layer(layer: str, pipeline_run_id: str, *, suites: list[str] | None
 # --- dbt tests ------------------------------------------------------------------------------------
 
 _DBT_FAILED = {"fail": "critical", "error": "critical", "warn": "warning", "runtime error": "critical"}
+_DBT_BUILT = ("model", "seed", "snapshot")
+
+
+def dbt_run_id(pipeline_run_id: str, suite: str) -> str:
+    """The one ``audit.dq_runs`` row per pipeline run and dbt model (suite ``dbt.<model>``)."""
+    return f"dq-dbt-{pipeline_run_id}-{suite}"
+
+
+def dbt_outcomes(doc: dict[str, Any], nodes: dict[str, Any]) -> dict[str, tuple[set[str], list[Outcome]]]:
+    """Suite (``dbt.<model>``) -> (unique_ids this invocation ran, outcomes to record) from a run_results doc.
+
+    Every test that ran gives an outcome (pass, warn, fail, error); a model/seed/snapshot gives one only
+    when its build failed, but its unique_id is listed so a later successful build clears that failure.
+    """
+    invocation = (doc.get("metadata") or {}).get("invocation_id")
+    out: dict[str, tuple[set[str], list[Outcome]]] = {}
+    for r in doc.get("results", []):
+        uid = r.get("unique_id", "")
+        status = (r.get("status") or "").lower()
+        node = nodes.get(uid, {})
+        kind = uid.split(".", 1)[0]
+        message = res.scrub_db_message((r.get("message") or "")[:500] or None)
+        observed = {"status": status, "message": message, "unique_id": uid, "invocation_id": invocation}
+        if kind == "test":
+            if status == "skipped":
+                continue
+            parent = node.get("attached_node") or next(
+                (n for n in (node.get("depends_on") or {}).get("nodes", []) if n.split(".")[0] in _DBT_BUILT), "")
+            model = parent.split(".")[-1] or None
+            suite = f"dbt.{model}" if model else "dbt"
+            configured = ((node.get("config") or {}).get("severity") or "error").lower()
+            severity = _DBT_FAILED.get(status) or ("warning" if configured == "warn" else "critical")
+            test_name = (node.get("test_metadata") or {}).get("name") or node.get("name") or uid
+            failures = r.get("failures")
+            outcome = Outcome(
+                suite=suite,
+                expectation=f"dbt:{test_name}",
+                column_name=node.get("column_name"),
+                severity=severity,
+                success=status == "pass",
+                observed_value=observed,
+                unexpected_count=int(failures) if isinstance(failures, int) else None,
+                expectation_id=uid,
+                description=node.get("name") or uid,
+            )
+            ids, outcomes = out.setdefault(suite, (set(), []))
+            ids.add(uid)
+            outcomes.append(outcome)
+        elif kind in _DBT_BUILT:
+            suite = f"dbt.{uid.split('.')[-1]}"
+            ids, outcomes = out.setdefault(suite, (set(), []))
+            ids.add(uid)
+            if status == "error":
+                outcomes.append(Outcome(
+                    suite=suite, expectation=f"dbt:{kind}_build", column_name=None, severity="critical",
+                    success=False, observed_value=observed, expectation_id=uid,
+                    description=f"{kind} {uid.split('.')[-1]} builds"))
+    return out
 
 
 def record_dbt_results(run_results_path: str | Path, pipeline_run_id: str, *,
                        manifest_path: str | Path | None = None, settings: Settings | None = None,
                        url: str | None = None) -> GateResult:
-    """Record dbt's test results (and failed model builds) of one invocation as layer ``dbt``.
+    """Record dbt's test results (and failed builds) of one dbt invocation as layer ``dbt``.
 
-    Reads ``run_results.json`` and, for column names and severities, ``manifest.json`` beside it. Never
-    raises on failures: dbt itself decides whether its command failed.
+    Reads ``run_results.json`` and, for models, column names and severities, ``manifest.json`` beside it.
+    Results are grouped per model: one ``audit.dq_runs`` row per pipeline run and model (suite
+    ``dbt.<model>``), with one ``audit.dq_results`` row per test (``expectation_id`` = the test's
+    unique_id). Recording is idempotent per test: a retry or re-run of the same pipeline run replaces
+    that test's earlier row (so a task retried twice is not counted three times), and a successful
+    rebuild clears a model's earlier build failure. Never raises on failures: dbt decides whether its
+    command failed.
     """
     settings = settings or get_settings()
     path = Path(run_results_path)
@@ -419,43 +482,19 @@ def record_dbt_results(run_results_path: str | Path, pipeline_run_id: str, *,
     nodes: dict[str, Any] = {}
     if manifest_file.exists():
         nodes = json.loads(manifest_file.read_text(encoding="utf-8")).get("nodes", {})
-    invocation = (doc.get("metadata") or {}).get("invocation_id") or path.stem
-    outcomes: list[Outcome] = []
-    for r in doc.get("results", []):
-        uid = r.get("unique_id", "")
-        status = (r.get("status") or "").lower()
-        node = nodes.get(uid, {})
-        kind = uid.split(".", 1)[0]
-        if kind == "test":
-            if status == "skipped":
-                continue
-            configured = ((node.get("config") or {}).get("severity") or "error").lower()
-            severity = _DBT_FAILED.get(status) or ("warning" if configured == "warn" else "critical")
-            model = (node.get("attached_node") or "").split(".")[-1] or None
-            test_name = (node.get("test_metadata") or {}).get("name") or node.get("name") or uid
-            failures = r.get("failures")
-            outcomes.append(Outcome(
-                suite=f"dbt.{model}" if model else "dbt",
-                expectation=f"dbt:{test_name}",
-                column_name=node.get("column_name"),
-                severity=severity,
-                success=status == "pass",
-                observed_value={"status": status, "message": (r.get("message") or "")[:500] or None},
-                unexpected_count=int(failures) if isinstance(failures, int) else None,
-                description=node.get("name") or uid,
-            ))
-        elif kind in ("model", "seed", "snapshot") and status == "error":
-            outcomes.append(Outcome(
-                suite=f"dbt.{uid.split('.')[-1]}", expectation=f"dbt:{kind}_build", column_name=None,
-                severity="critical", success=False,
-                observed_value={"status": status, "message": (r.get("message") or "")[:500]},
-                description=f"{kind} {uid.split('.')[-1]} builds"))
+    else:
+        log.warning("%s not found: dbt results recorded without model/column/severity details", manifest_file)
+    groups = dbt_outcomes(doc, nodes)
     result = GateResult(layer="dbt", pipeline_run_id=pipeline_run_id)
-    dq_run_id = res.new_dq_run_id("dbt")
     with connect(url or settings.warehouse_url) as conn:
-        res.start_run(conn, dq_run_id=dq_run_id, pipeline_run_id=pipeline_run_id, layer="dbt",
-                      suite=f"dbt:{invocation}", batch_id=None)
-        res.finish_run(conn, dq_run_id, outcomes)
-    result.scopes.append(ScopeResult(dq_run_id, f"dbt:{invocation}", "dbt", "dbt", None, outcomes))
-    log.info(result.summary())
+        for suite in sorted(groups):  # a fixed order: concurrent test tasks lock run rows alike
+            ids, outcomes = groups[suite]
+            dq_run_id = dbt_run_id(pipeline_run_id, suite)
+            if outcomes:
+                res.start_run(conn, dq_run_id=dq_run_id, pipeline_run_id=pipeline_run_id, layer="dbt",
+                              suite=suite, batch_id=None, if_missing=True)
+            if not res.replace_results(conn, dq_run_id, sorted(ids), outcomes):
+                continue
+            result.scopes.append(ScopeResult(dq_run_id, suite, "dbt", suite.removeprefix("dbt."), None, outcomes))
+    log.info("dbt results of %s recorded for %s: %s", path, pipeline_run_id, result.summary())
     return result

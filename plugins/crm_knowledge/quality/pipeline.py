@@ -7,14 +7,22 @@
 * :func:`check_layers` (customer_warehouse, after dbt marts): staging and marts; any critical failure
   raises after both layers were validated and recorded. Marts built after scoring are left out.
 * :func:`check_post_scoring` (customer_scoring, after the post-scoring dbt models, before deliveries).
+* :func:`record_dbt_task_results`: the cosmos ``callback`` of every dbt task (see ``dags/ckp_common.py``):
+  files the task's ``target/run_results.json`` (tests, failed builds) into ``audit.dq_results``.
 * :func:`build_reports`: Data Docs + the auditor's page of the run; never raises on a report problem
   that is not a database one.
+
+Results of one day are keyed ``day-<logical date>`` (:func:`day_run_id`), so the warehouse and scoring
+DAG runs of a day, their GX gates and their dbt tests form one report.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from crm_knowledge.ingest.registry import KIND_TARGETS
@@ -28,6 +36,23 @@ log = logging.getLogger(__name__)
 
 def _run_id(pipeline_run_id: str | None) -> str:
     return pipeline_run_id or f"manual-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}"
+
+
+def day_run_id(ds: str | None, run_after: dt.datetime | None = None) -> str:
+    """``day-<ds>``: the key of a day's results. Without a logical date (an asset-triggered Airflow 3 run
+    has none) the day the run was scheduled for (`run_after`) stands in."""
+    if ds:
+        return f"day-{ds}"
+    if run_after is not None:
+        return f"day-{run_after.date().isoformat()}"
+    return _run_id(None)
+
+
+def day_run_id_from_context(context: Mapping[str, Any] | None) -> str:
+    """:func:`day_run_id` of an Airflow task context (``ds``, else the DAG run's ``run_after``)."""
+    context = context or {}
+    dag_run = context.get("dag_run")
+    return day_run_id(context.get("ds"), getattr(dag_run, "run_after", None))
 
 
 def raw_table_for(source_kind: str, source_name: str) -> str | None:
@@ -126,6 +151,46 @@ def check_post_scoring(pipeline_run_id: str | None = None, *, settings: Settings
     """Validate the marts built after scoring (customer_segments) before anything is delivered."""
     result = gate.validate_layer("marts", _run_id(pipeline_run_id), suites=list(POST_SCORING_SUITES),
                                  settings=settings, url=url)
+    return _summary(result)
+
+
+_DBT_FAILED_STATUSES = {"error", "fail", "runtime error"}
+
+
+def record_dbt_task_results(project_dir: str | Path, context: Mapping[str, Any] | None = None, *,
+                            pipeline_run_id: str | None = None, settings: Settings | None = None,
+                            url: str | None = None, **_: Any) -> dict[str, Any] | None:
+    """Cosmos ``callback``: record the dbt results of the task that just ran into ``audit.dq_results``.
+
+    Cosmos (ExecutionMode.LOCAL) runs each dbt node in a temporary copy of the project and calls this
+    with that copy's path after dbt finished, before it raises dbt's failure, so failing tests are
+    recorded too; the copy (and its ``run_results.json``) is deleted right after. The run is keyed
+    :func:`day_run_id_from_context` unless `pipeline_run_id` is given.
+
+    A recording error fails the task when dbt itself succeeded (Airflow retries; recording is idempotent)
+    and is only logged when dbt failed, so dbt's own error stays the one the task reports.
+    """
+    target = Path(project_dir) / "target"
+    run_results = target / "run_results.json"
+    if not run_results.is_file():
+        log.warning("no %s: dbt wrote no results (it failed before running anything); nothing recorded",
+                    run_results)
+        return None
+    run_id = pipeline_run_id or day_run_id_from_context(context)
+    try:
+        statuses = {(r.get("status") or "").lower()
+                    for r in json.loads(run_results.read_text(encoding="utf-8")).get("results", [])}
+    except (OSError, ValueError):
+        statuses = set()
+    dbt_failed = bool(statuses & _DBT_FAILED_STATUSES)
+    try:
+        result = gate.record_dbt_results(run_results, run_id, manifest_path=target / "manifest.json",
+                                         settings=settings, url=url)
+    except Exception:
+        log.exception("recording dbt results of %s into audit.dq_results for %s failed", run_results, run_id)
+        if not dbt_failed:
+            raise
+        return None
     return _summary(result)
 
 

@@ -108,7 +108,7 @@ def collect(conn: psycopg.Connection, pipeline_run_id: str, since: dt.datetime |
     results = cur.execute(
         """select d.layer, r.suite, r.batch_id, r.expectation, r.column_name, r.severity, r.success,
                   r.observed_value, r.unexpected_count, r.unexpected_percent, r.unexpected_sample,
-                  r.description, d.data_docs_path
+                  r.description, r.expectation_id, d.data_docs_path
              from audit.dq_results r join audit.dq_runs d using (dq_run_id)
             where d.pipeline_run_id = %s
             order by case d.layer when 'raw' then 1 when 'staging' then 2 when 'dbt' then 3 else 4 end,
@@ -227,6 +227,10 @@ def _checks_section(data: dict, docs_prefix: str) -> str:
         detail = ""
         if isinstance(observed, dict) and observed.get("error"):
             detail = f'<div class="small">{_e(observed["error"])}</div>'
+        elif r["layer"] == "dbt" and isinstance(observed, dict):
+            # dbt tests: the node to re-run (`dbt test --select ...`) and dbt's own message
+            detail = (f'<div class="small muted">{_e(r["expectation_id"])}</div>'
+                      f'<div class="small">dbt {_e(observed.get("status"))}: {_e(observed.get("message"))}</div>')
         elif r["unexpected_count"] is None and observed is not None:
             detail = f'<div class="small">observed: {_e(observed)}</div>'
         pct = f"{r['unexpected_percent']:.2f}%" if r["unexpected_percent"] is not None else None

@@ -16,6 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import json
+import re
 import unicodedata
 import uuid
 from dataclasses import dataclass, field
@@ -54,6 +55,19 @@ def mask_value(value: Any) -> Any:
         cat = unicodedata.category(ch)
         out.append("x" if cat.startswith("L") else "9" if cat.startswith("N") else ch)
     return "".join(out) + ("…" if len(text) > 40 else "")
+
+
+_DB_KEY_VALUES = re.compile(r"(Key \(([^()]*)\)=\()([^\n]*?)(\)( already exists| is not present|\s*$))", re.M)
+_DB_QUOTED = re.compile(r'((?:syntax|value|input)[^"\n]{0,40}:\s*)"([^"\n]*)"', re.I)
+
+
+def scrub_db_message(message: str | None) -> str | None:
+    """A database/dbt error message without the row values it may quote (``Key (email)=(...)``,
+    ``invalid input syntax for type integer: "..."``): those are replaced by their masked shape."""
+    if not message:
+        return message
+    message = _DB_KEY_VALUES.sub(lambda m: f"{m.group(1)}{mask_value(m.group(3))}{m.group(4)}", message)
+    return _DB_QUOTED.sub(lambda m: f'{m.group(1)}"{mask_value(m.group(2))}"', message)
 
 
 def safe_value(column: str | None, value: Any, row_id: tuple[str, ...] = ()) -> Any:
@@ -227,18 +241,17 @@ def new_dq_run_id(layer: str) -> str:
 
 
 def start_run(conn: psycopg.Connection, *, dq_run_id: str, pipeline_run_id: str, layer: str, suite: str,
-              batch_id: str | None) -> None:
+              batch_id: str | None, if_missing: bool = False) -> None:
+    """Open a dq run. `if_missing`: keep an existing row of that id (dbt results accumulate per model)."""
     conn.execute(
         """insert into audit.dq_runs (dq_run_id, pipeline_run_id, layer, suite, batch_id, started_at)
-           values (%s, %s, %s, %s, %s, now())""",
+           values (%s, %s, %s, %s, %s, now())"""
+        + (" on conflict (dq_run_id) do nothing" if if_missing else ""),
         (dq_run_id, pipeline_run_id, layer, suite, batch_id),
     )
 
 
-def finish_run(conn: psycopg.Connection, dq_run_id: str, outcomes: list[Outcome], *, action: str | None = None,
-               data_docs_path: str | None = None) -> None:
-    crit = sum(o.critical_failure for o in outcomes)
-    warn = sum(o.warning for o in outcomes)
+def _insert_results(conn: psycopg.Connection, dq_run_id: str, outcomes: list[Outcome]) -> None:
     with conn.cursor() as cur:
         cur.executemany(
             """insert into audit.dq_results (dq_run_id, suite, expectation, column_name, severity, success,
@@ -251,12 +264,44 @@ def finish_run(conn: psycopg.Connection, dq_run_id: str, outcomes: list[Outcome]
               Jsonb(jsonable(o.unexpected_sample)) if o.unexpected_sample else None,
               o.batch_id, o.expectation_id, o.description) for o in outcomes],
         )
+
+
+def finish_run(conn: psycopg.Connection, dq_run_id: str, outcomes: list[Outcome], *, action: str | None = None,
+               data_docs_path: str | None = None) -> None:
+    crit = sum(o.critical_failure for o in outcomes)
+    warn = sum(o.warning for o in outcomes)
+    _insert_results(conn, dq_run_id, outcomes)
     conn.execute(
         """update audit.dq_runs set finished_at = now(), success = %s, critical_failures = %s, warnings = %s,
                   action = %s, data_docs_path = %s
             where dq_run_id = %s""",
         (crit == 0, crit, warn, action, data_docs_path, dq_run_id),
     )
+
+
+def replace_results(conn: psycopg.Connection, dq_run_id: str, expectation_ids: list[str],
+                    outcomes: list[Outcome]) -> bool:
+    """Replace the rows of `expectation_ids` in an existing dq run by `outcomes`; recount the run.
+
+    The run row is locked first, so parallel writers of one run (dbt test tasks of one model) serialise.
+    A run left without any result is deleted. Returns whether the run exists afterwards.
+    """
+    if conn.execute("select 1 from audit.dq_runs where dq_run_id = %s for update", (dq_run_id,)).fetchone() is None:
+        return False
+    conn.execute("delete from audit.dq_results where dq_run_id = %s and expectation_id = any(%s)",
+                 (dq_run_id, expectation_ids))
+    _insert_results(conn, dq_run_id, outcomes)
+    total, crit, warn = conn.execute(
+        """select count(*), count(*) filter (where not success and severity = 'critical'),
+                  count(*) filter (where not success and severity = 'warning')
+             from audit.dq_results where dq_run_id = %s""", (dq_run_id,)).fetchone()
+    if total == 0:
+        conn.execute("delete from audit.dq_runs where dq_run_id = %s", (dq_run_id,))
+        return False
+    conn.execute(
+        """update audit.dq_runs set finished_at = now(), success = %s, critical_failures = %s, warnings = %s
+            where dq_run_id = %s""", (crit == 0, crit, warn, dq_run_id))
+    return True
 
 
 # --- metric history (volume and null-rate baselines) ----------------------------------------------

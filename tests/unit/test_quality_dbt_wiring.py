@@ -1,0 +1,70 @@
+"""Every dbt task cosmos renders with the DAGs' operator_args records its results (no database)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from crm_knowledge.settings import PROJECT_ROOT
+
+DAGS_DIR = PROJECT_ROOT / "dags"
+
+
+@pytest.fixture(scope="module")
+def ckp_common():
+    """dags/ckp_common.py as Airflow imports it, with dbt's manifest built (cosmos renders from it)."""
+    project = PROJECT_ROOT / "dbt_project"
+    env = dict(os.environ, CKP_DBT_HOST="127.0.0.1", CKP_DBT_PORT="5432", CKP_DBT_USER="x",
+               CKP_DBT_PASSWORD="x", CKP_DBT_DBNAME="x", DBT_PROFILES_DIR=str(project))
+    res = subprocess.run([str(Path(sys.executable).with_name("dbt")), "parse", "--project-dir", str(project),
+                          "--quiet"], env=env, capture_output=True, text=True, cwd=project)
+    assert res.returncode == 0, f"dbt parse failed: {res.stdout[-2000:]} {res.stderr[-2000:]}"
+    if str(DAGS_DIR) not in sys.path:
+        sys.path.append(str(DAGS_DIR))
+    import ckp_common
+
+    return ckp_common
+
+
+def test_every_dbt_task_gets_the_results_callback(ckp_common):
+    import pendulum
+    from airflow.sdk import DAG
+    from cosmos import DbtTaskGroup, RenderConfig
+    from cosmos.constants import LoadMode, TestBehavior
+    from cosmos.operators.local import AbstractDbtLocalBase
+
+    from crm_knowledge.quality.pipeline import record_dbt_task_results
+
+    project, profile, execution = ckp_common.dbt_configs()
+    with DAG("wiring_check", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC")) as dag:
+        DbtTaskGroup(group_id="dbt", project_config=project, profile_config=profile, execution_config=execution,
+                     operator_args=ckp_common.dbt_operator_args(),
+                     render_config=RenderConfig(load_method=LoadMode.DBT_MANIFEST, select=["path:seeds"],
+                                                test_behavior=TestBehavior.AFTER_EACH))
+    dbt_tasks = [t for t in dag.tasks if isinstance(t, AbstractDbtLocalBase)]
+    kinds = {type(t).__name__ for t in dbt_tasks}
+    assert {"DbtSeedLocalOperator", "DbtTestLocalOperator"} <= kinds
+    assert all(t.callback == ckp_common.DBT_RESULTS_CALLBACK for t in dbt_tasks)
+    assert AbstractDbtLocalBase._resolve_callback(ckp_common.DBT_RESULTS_CALLBACK) is record_dbt_task_results
+    # a new dict per task group: cosmos writes the task context into callback_args
+    assert ckp_common.dbt_operator_args() is not ckp_common.dbt_operator_args()
+
+
+def test_day_run_id_keys_a_day():
+    import datetime as dt
+
+    from crm_knowledge.quality.pipeline import day_run_id, day_run_id_from_context
+
+    assert day_run_id("2026-11-20") == "day-2026-11-20"
+    # an asset-triggered Airflow 3 run has no logical date: the day it ran for stands in
+    assert day_run_id(None, dt.datetime(2026, 11, 20, 23, 5, tzinfo=dt.UTC)) == "day-2026-11-20"
+
+    class DagRun:
+        run_after = dt.datetime(2026, 11, 21, 1, 0, tzinfo=dt.UTC)
+
+    assert day_run_id_from_context({"ds": "2026-11-20", "dag_run": DagRun()}) == "day-2026-11-20"
+    assert day_run_id_from_context({"dag_run": DagRun()}) == "day-2026-11-21"
