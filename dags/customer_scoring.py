@@ -22,6 +22,7 @@ from ckp_common import (
     SCORING_CUSTOMER_SCORES,
     START_DATE,
     dbt_configs,
+    dbt_operator_args,
     dbt_test_behavior,
 )
 from cosmos import DbtTaskGroup, RenderConfig
@@ -42,43 +43,44 @@ PROJECT, PROFILE, EXECUTION = dbt_configs()
 )
 def customer_scoring():
     @task(outlets=[SCORING_CUSTOMER_SCORES])
-    def score_customers(ds: str | None = None) -> dict:
-        import datetime as dt
-
+    def score_customers(ds: str | None = None, dag_run=None) -> dict:
+        from crm_knowledge.schedule import run_day
         from crm_knowledge.scoring.run import score_all
 
-        return score_all(as_of=dt.date.fromisoformat(ds))
+        return score_all(as_of=run_day(ds, dag_run.run_after))
 
     post_scoring = DbtTaskGroup(
         group_id="dbt_post_scoring",
         project_config=PROJECT,
         profile_config=PROFILE,
         execution_config=EXECUTION,
+        operator_args=dbt_operator_args(),
         render_config=RenderConfig(load_method=LoadMode.DBT_MANIFEST, select=["tag:post_scoring"],
                                    test_behavior=dbt_test_behavior(),
                                    should_detach_multiple_parents_tests=True),
     )
 
     @task
-    def post_scoring_quality_gate(ds: str | None = None) -> dict:
+    def post_scoring_quality_gate(ds: str | None = None, dag_run=None) -> dict:
         """Segments and scores are checked before anything leaves the warehouse."""
         from crm_knowledge.quality.pipeline import check_post_scoring
+        from crm_knowledge.schedule import run_key
 
-        return check_post_scoring(pipeline_run_id=f"day-{ds}")
+        return check_post_scoring(pipeline_run_id=run_key(ds, dag_run.run_after))
 
     @task(outlets=[EXPORTS_DELIVERED])
-    def deliver_segments(ds: str | None = None) -> list[dict]:
-        import datetime as dt
-
+    def deliver_segments(ds: str | None = None, dag_run=None) -> list[dict]:
         from crm_knowledge.export.deliver import deliver_all
+        from crm_knowledge.schedule import run_day
 
-        return deliver_all(as_of=dt.date.fromisoformat(ds))
+        return deliver_all(as_of=run_day(ds, dag_run.run_after))
 
     @task(trigger_rule="all_done")
-    def build_reports(ds: str | None = None) -> dict:
+    def build_reports(ds: str | None = None, dag_run=None) -> dict:
         from crm_knowledge.quality.pipeline import build_reports
+        from crm_knowledge.schedule import run_key
 
-        return build_reports(pipeline_run_id=f"day-{ds}")
+        return build_reports(pipeline_run_id=run_key(ds, dag_run.run_after))
 
     (score_customers() >> post_scoring >> post_scoring_quality_gate() >> deliver_segments()
      >> build_reports())

@@ -22,7 +22,15 @@ Each dbt model and its tests are separate tasks (astronomer-cosmos, rendered fro
 from __future__ import annotations
 
 from airflow.sdk import AssetAny, Param, dag, task
-from ckp_common import DEFAULT_ARGS, MARTS_CUSTOMER_VIEW, RAW_ASSETS, START_DATE, dbt_configs, dbt_test_behavior
+from ckp_common import (
+    DEFAULT_ARGS,
+    MARTS_CUSTOMER_VIEW,
+    RAW_ASSETS,
+    START_DATE,
+    dbt_configs,
+    dbt_operator_args,
+    dbt_test_behavior,
+)
 from cosmos import DbtTaskGroup, RenderConfig
 from cosmos.constants import LoadMode
 
@@ -48,16 +56,18 @@ MARTS_SELECT = ["path:models/intermediate", "path:models/marts", "path:models/pi
 )
 def customer_warehouse():
     @task
-    def raw_quality_gate(ds: str | None = None) -> dict:
+    def raw_quality_gate(ds: str | None = None, dag_run=None) -> dict:
         from crm_knowledge.quality.pipeline import check_new_raw_batches
+        from crm_knowledge.schedule import run_key
 
-        return check_new_raw_batches(pipeline_run_id=f"day-{ds}")
+        return check_new_raw_batches(pipeline_run_id=run_key(ds, dag_run.run_after))
 
     staging = DbtTaskGroup(
         group_id="dbt_staging",
         project_config=PROJECT,
         profile_config=PROFILE,
         execution_config=EXECUTION,
+        operator_args=dbt_operator_args(),
         render_config=RenderConfig(load_method=LoadMode.DBT_MANIFEST, select=STAGING_SELECT,
                                    test_behavior=dbt_test_behavior(),
                                    should_detach_multiple_parents_tests=True),
@@ -79,23 +89,26 @@ def customer_warehouse():
         project_config=PROJECT,
         profile_config=PROFILE,
         execution_config=EXECUTION,
+        operator_args=dbt_operator_args(),
         render_config=RenderConfig(load_method=LoadMode.DBT_MANIFEST, select=MARTS_SELECT,
                                    exclude=["tag:identity_input"], test_behavior=dbt_test_behavior(),
                                    should_detach_multiple_parents_tests=True),
     )
 
     @task(outlets=[MARTS_CUSTOMER_VIEW])
-    def marts_quality_gate(ds: str | None = None) -> dict:
+    def marts_quality_gate(ds: str | None = None, dag_run=None) -> dict:
         from crm_knowledge.quality.pipeline import check_layers
+        from crm_knowledge.schedule import run_key
 
-        return check_layers(["staging", "marts"], pipeline_run_id=f"day-{ds}")
+        return check_layers(["staging", "marts"], pipeline_run_id=run_key(ds, dag_run.run_after))
 
     @task(trigger_rule="all_done")
-    def build_reports(ds: str | None = None) -> dict:
+    def build_reports(ds: str | None = None, dag_run=None) -> dict:
         """The auditor's report is written whatever happened: a failed run is what auditors need most."""
         from crm_knowledge.quality.pipeline import build_reports
+        from crm_knowledge.schedule import run_key
 
-        return build_reports(pipeline_run_id=f"day-{ds}")
+        return build_reports(pipeline_run_id=run_key(ds, dag_run.run_after))
 
     gate = marts_quality_gate()
     raw_quality_gate() >> staging >> resolve_identities() >> marts >> gate >> build_reports()

@@ -119,3 +119,14 @@ def test_customer_erasure_dag(dagbag):
     assert [t.task_id for t in dag.topological_sort()] == ["prepare_warehouse", "erase_pending_requests"]
     # hourly, and also when web forms (which may carry erasure requests) land
     assert _asset_names(dag.timetable.asset_condition) == {"warehouse.raw.form_submissions"}
+
+
+@pytest.mark.parametrize("dag_id", ["customer_warehouse", "customer_scoring"])
+def test_every_dbt_task_records_its_results(dagbag, dag_id):
+    """Each cosmos task hands dbt's run_results to the audit tables (quality.pipeline.record_dbt_task_results)."""
+    from ckp_common import DBT_RESULTS_CALLBACK
+
+    dbt_tasks = [t for t in dagbag.dags[dag_id].tasks if type(t).__module__.startswith("cosmos")]
+    assert dbt_tasks, f"{dag_id} has no cosmos tasks"
+    missing = [t.task_id for t in dbt_tasks if getattr(t, "callback", None) != DBT_RESULTS_CALLBACK]
+    assert not missing, f"cosmos tasks without the results callback: {missing[:5]}"

@@ -1,5 +1,5 @@
 -- Identity resolution schema (docs/data_contracts.md, "Identity resolution"). Idempotent. No PII:
--- record keys, customer ids, rule names, scores and SHA-256 hashes of junk identifier values only.
+-- record keys, customer ids, rule names, scores and keyed pseudonyms (HMAC-SHA-256, privacy.pseudonym) of junk identifier values only.
 
 create schema if not exists identity;
 
@@ -44,7 +44,7 @@ create table if not exists identity.unresolved (
 
 create table if not exists identity.junk_values (
     identifier_kind        text not null,   -- email | phone | national_id
-    identifier_value_hash  text not null,   -- hex SHA-256 of the normalised value
+    identifier_value_hash  text not null,   -- keyed pseudonym "<kind>:<hex HMAC-SHA-256>" of the normalised value (privacy.pseudonym)
     distinct_records       integer not null,
     detected_at            timestamptz not null default now(),
     primary key (identifier_kind, identifier_value_hash)
