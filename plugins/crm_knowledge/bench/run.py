@@ -242,14 +242,14 @@ def run_bench(size: int, seed: int = 42, *, incremental: bool = True, baselines:
     server.start(settings)
     settings = get_settings()
     bootstrap.apply_ddl(settings.warehouse_url)
-    data_dir = settings.home / "warehouse" / "data"
+    data_dir = settings.pgdata_dir if settings.embedded else None  # an external server is not sampled
 
     report: dict[str, Any] = {"size": size, "seed": seed, "label": label, "started_at": started_at.isoformat(),
                               "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                                           "python": platform.python_version(),
                                           "memory_gb": round(__import__("psutil").virtual_memory().total / 2**30, 1)}}
     wall = time.perf_counter()
-    with MemorySampler(data_dir if data_dir.exists() else None) as sampler:
+    with MemorySampler(data_dir) as sampler:
         timer = StageTimer(sampler)
         with timer.stage("generate", "full") as rec:
             demo = generate(size=size, seed=seed, settings=settings, as_of=AS_OF)
