@@ -32,6 +32,7 @@ from crm_knowledge.identity.resolve import (
     resolve_incremental,
 )
 from crm_knowledge.privacy.erasure import enforce_tombstones
+from crm_knowledge.warehouse.db import copy_csv
 
 log = logging.getLogger(__name__)
 
@@ -50,14 +51,7 @@ def _copy_out(conn: psycopg.Connection, query: sql.Composable, columns: list[str
     Rows as Python tuples cost about 1 kB per candidate record (6 GB at a million customers); the CSV
     path builds the columns directly.
     """
-    import io
-
-    buf = io.BytesIO()
-    with conn.cursor() as cur:
-        with cur.copy(sql.SQL("copy ({}) to stdout with (format csv)").format(query)) as copy:
-            for chunk in copy:
-                buf.write(chunk)
-    buf.seek(0)
+    buf = copy_csv(conn, query, header=False)
     if not buf.getbuffer().nbytes:
         return pd.DataFrame({c: pd.Series(dtype="object") for c in columns})
     df = pd.read_csv(buf, header=None, names=columns, dtype=object, keep_default_na=False, na_values=[""])

@@ -28,6 +28,7 @@ from typing import Any
 from crm_knowledge.ingest.registry import KIND_TARGETS
 from crm_knowledge.quality import gate, report
 from crm_knowledge.quality.gate import POST_SCORING_SUITES, CriticalDataQualityError, GateResult
+from crm_knowledge.schedule import run_key
 from crm_knowledge.settings import Settings, get_settings
 from crm_knowledge.warehouse.db import connect
 
@@ -39,12 +40,10 @@ def _run_id(pipeline_run_id: str | None) -> str:
 
 
 def day_run_id(ds: str | None, run_after: dt.datetime | None = None) -> str:
-    """``day-<ds>``: the key of a day's results. Without a logical date (an asset-triggered Airflow 3 run
-    has none) the day the run was scheduled for (`run_after`) stands in."""
-    if ds:
-        return f"day-{ds}"
-    if run_after is not None:
-        return f"day-{run_after.date().isoformat()}"
+    """``day-<ds>``: the key of a day's results (:func:`crm_knowledge.schedule.run_key`, the same key the
+    DAG tasks use). Without a logical date or `run_after` (a run outside Airflow): a manual run id."""
+    if ds or run_after is not None:
+        return run_key(ds, run_after)
     return _run_id(None)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -30,6 +31,21 @@ def table_count(conn: psycopg.Connection, qualified_name: str) -> int:
     return conn.execute(query).fetchone()[0]
 
 
+def copy_csv(conn: psycopg.Connection, query: str | psycopg.sql.Composable, *, header: bool) -> io.BytesIO:
+    """The rows of `query` as CSV bytes, streamed with COPY … TO STDOUT (rewound, ready for pandas)."""
+    from psycopg import sql
+
+    q = sql.SQL(query) if isinstance(query, str) else query
+    statement = sql.SQL("copy ({}) to stdout with (format csv, header {})").format(q, sql.SQL(str(header).lower()))
+    buf = io.BytesIO()
+    with conn.cursor() as cur:
+        with cur.copy(statement) as copy:
+            for chunk in copy:
+                buf.write(chunk)
+    buf.seek(0)
+    return buf
+
+
 def read_frame(conn: psycopg.Connection, query: str, params: dict | None = None,
                dtype: dict | None = None, parse_dates: list[str] | None = None):
     """The rows of `query` as a pandas DataFrame, streamed with COPY … TO STDOUT (CSV) into pandas' C parser.
@@ -37,15 +53,8 @@ def read_frame(conn: psycopg.Connection, query: str, params: dict | None = None,
     Fetching millions of rows as Python tuples costs ~10x the memory and time of this path; scoring and
     identity resolution read whole marts at a million customers.
     """
-    import io
-
     import pandas as pd
 
     text = psycopg.ClientCursor(conn).mogrify(query, params) if params else query
-    buf = io.BytesIO()
-    with conn.cursor() as cur:
-        with cur.copy(f"copy ({text}) to stdout with (format csv, header true)") as copy:
-            for chunk in copy:
-                buf.write(chunk)
-    buf.seek(0)
-    return pd.read_csv(buf, dtype=dtype, keep_default_na=False, na_values=[""], parse_dates=parse_dates)
+    return pd.read_csv(copy_csv(conn, text, header=True), dtype=dtype, keep_default_na=False, na_values=[""],
+                       parse_dates=parse_dates)
