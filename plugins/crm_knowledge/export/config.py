@@ -38,13 +38,12 @@ from __future__ import annotations
 import csv
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, NoReturn
+from typing import Any
 
-import yaml
-
+from crm_knowledge.config_reader import ConfigError, ConfigReader, load_yaml_file
 from crm_knowledge.settings import PROJECT_ROOT
 
 DEFAULT_CONFIG_PATH = PROJECT_ROOT / "config" / "destinations.yml"
@@ -100,7 +99,7 @@ _ENV_REF_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
-class DestinationConfigError(ValueError):
+class DestinationConfigError(ConfigError):
     """The destinations config is invalid; the message names the file and the offending key."""
 
 
@@ -249,77 +248,10 @@ def expand_env(text: str) -> str:
 # --- validation helpers ---------------------------------------------------------------------------------------
 
 
-class _Reader:
-    """Reads one mapping of the YAML, checking keys, so every error can name file and dotted key."""
+class _Reader(ConfigReader):
+    """Reads one mapping of destinations.yml (see :class:`~crm_knowledge.config_reader.ConfigReader`)."""
 
-    def __init__(self, data: Any, source: str, prefix: str) -> None:
-        self.source = source
-        self.prefix = prefix
-        if not isinstance(data, Mapping):
-            self.fail(prefix or "<top level>", f"must be a mapping, got {type(data).__name__}")
-        self.data = data
-
-    def key(self, name: object) -> str:
-        return f"{self.prefix}.{name}" if self.prefix else str(name)
-
-    def fail(self, key: str, problem: str) -> NoReturn:
-        raise DestinationConfigError(f"{self.source}: key '{key}' {problem}")
-
-    def expect_keys(self, required: Sequence[str], optional: Sequence[str] = ()) -> None:
-        allowed = [*required, *optional]
-        unknown = [k for k in self.data if k not in allowed]
-        if unknown:
-            self.fail(self.key(unknown[0]), f"is unknown (allowed here: {', '.join(allowed)})")
-        missing = [k for k in required if k not in self.data]
-        if missing:
-            self.fail(self.key(missing[0]), "is missing")
-
-    def has(self, name: str) -> bool:
-        return name in self.data and self.data[name] is not None
-
-    def bool_(self, name: str) -> bool:
-        value = self.data[name]
-        if not isinstance(value, bool):
-            self.fail(self.key(name), f"must be true or false, got {value!r}")
-        return value
-
-    def int_(self, name: str, minimum: int | None = None) -> int:
-        value = self.data[name]
-        if isinstance(value, bool) or not isinstance(value, int):
-            self.fail(self.key(name), f"must be an integer, got {value!r}")
-        if minimum is not None and value < minimum:
-            self.fail(self.key(name), f"must be >= {minimum}, got {value}")
-        return value
-
-    def float_(self, name: str, low: float | None = None, high: float | None = None) -> float:
-        value = self.data[name]
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            self.fail(self.key(name), f"must be a number, got {value!r}")
-        value = float(value)
-        if (low is not None and value < low) or (high is not None and value > high):
-            self.fail(self.key(name), f"must be within [{low}, {high}], got {value}")
-        return value
-
-    def str_(self, name: str, choices: Sequence[str] | None = None, pattern: re.Pattern | None = None) -> str:
-        value = self.data[name]
-        if not isinstance(value, str) or not value:
-            self.fail(self.key(name), f"must be a non-empty string, got {value!r}")
-        if choices is not None and value not in choices:
-            self.fail(self.key(name), f"must be one of {', '.join(choices)}, got {value!r}")
-        if pattern is not None and not pattern.match(value):
-            self.fail(self.key(name), f"has an invalid value {value!r} (expected {pattern.pattern})")
-        return value
-
-    def list_(self, name: str, allow_empty: bool = False) -> list[Any]:
-        value = self.data[name]
-        if value is None and allow_empty:
-            return []
-        if not isinstance(value, list) or (not value and not allow_empty):
-            self.fail(self.key(name), "must be a " + ("list" if allow_empty else "non-empty list"))
-        return value
-
-    def child(self, name: str) -> _Reader:
-        return _Reader(self.data[name], self.source, self.key(name))
+    error = DestinationConfigError
 
 
 _DEST_REQUIRED = ["name", "kind", "enabled", "purpose", "consent", "mode", "id_space", "audiences", "fields"]
@@ -515,12 +447,5 @@ def parse_destination(data: Any, source: str = "<destination>", base_dir: Path |
 def load_destinations(path: Path | str | None = None) -> DestinationsConfig:
     """Read and validate the destinations config (default ``config/destinations.yml``)."""
     path = Path(path) if path is not None else DEFAULT_CONFIG_PATH
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise DestinationConfigError(f"{path}: cannot read destinations config ({exc})") from exc
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise DestinationConfigError(f"{path}: not valid YAML ({exc})") from exc
+    data = load_yaml_file(path, DestinationConfigError, "destinations config")
     return parse_destinations(data, str(path), base_dir=path.parent)

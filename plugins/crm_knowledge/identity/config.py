@@ -2,6 +2,10 @@
 
 Every error names the file and the key, e.g.
 ``config/identity.yml: probabilistic.match_threshold must be a number in (0, 1), got 1.5``.
+
+Unlike destinations.yml and scoring.yml, every key here has a default and the file is read section by
+section with `_V` below rather than with the strict `crm_knowledge.config_reader.ConfigReader`; the file
+itself is read with the shared `load_yaml_file`, and `IdentityConfigError` is a `ConfigError`.
 """
 
 from __future__ import annotations
@@ -11,8 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from crm_knowledge.config_reader import ConfigError, load_yaml_file
 from crm_knowledge.settings import PROJECT_ROOT
 
 DEFAULT_PATH = PROJECT_ROOT / "config" / "identity.yml"
@@ -33,7 +36,7 @@ BACKENDS = ("duckdb", "spark")
 WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 
 
-class IdentityConfigError(ValueError):
+class IdentityConfigError(ConfigError):
     """The identity configuration is invalid; the message names the file and key."""
 
 
@@ -368,14 +371,9 @@ def _full_resolution_weekdays(v: _V, raw: dict[str, Any]) -> frozenset[int]:
 def load_config(path: str | Path | None = None) -> IdentityConfig:
     """Load `config/identity.yml` (or `path`) and validate it."""
     p = Path(path) if path is not None else DEFAULT_PATH
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise IdentityConfigError(f"{p}: identity configuration file not found") from None
-    try:
-        raw = yaml.safe_load(text) or {}
-    except yaml.YAMLError as e:
-        raise IdentityConfigError(f"{p}: not valid YAML ({e})") from None
+    if not p.exists():
+        raise IdentityConfigError(f"{p}: identity configuration file not found")
+    raw = load_yaml_file(p, IdentityConfigError, "identity configuration") or {}
     try:
         shown = p.relative_to(PROJECT_ROOT)
     except ValueError:

@@ -8,13 +8,12 @@ without anyone noticing.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
-import yaml
-
+from crm_knowledge.config_reader import ConfigError, ConfigReader, load_yaml_file
 from crm_knowledge.settings import PROJECT_ROOT
 
 DEFAULT_CONFIG_PATH = PROJECT_ROOT / "config" / "scoring.yml"
@@ -38,7 +37,7 @@ CHURN_CLASSIFIERS = ("hist_gradient_boosting", "logistic_regression")
 CALIBRATION_METHODS = ("isotonic", "sigmoid")
 
 
-class ScoringConfigError(ValueError):
+class ScoringConfigError(ConfigError):
     """The scoring config is invalid; the message names the file and the offending key."""
 
 
@@ -111,63 +110,10 @@ class ScoringConfig:
 # --- validation helpers ---------------------------------------------------------------------------------------
 
 
-class _Reader:
-    """Reads one mapping of the YAML, checking keys exactly, so every error can name file and dotted key."""
+class _Reader(ConfigReader):
+    """Reads one mapping of scoring.yml (see :class:`~crm_knowledge.config_reader.ConfigReader`)."""
 
-    def __init__(self, data: Any, source: str, prefix: str) -> None:
-        self.source = source
-        self.prefix = prefix
-        if not isinstance(data, Mapping):
-            self.fail(prefix or "<top level>", f"must be a mapping, got {type(data).__name__}")
-        self.data = data
-
-    def key(self, name: object) -> str:
-        return f"{self.prefix}.{name}" if self.prefix else str(name)
-
-    def fail(self, key: str, problem: str) -> NoReturn:
-        raise ScoringConfigError(f"{self.source}: key '{key}' {problem}")
-
-    def expect_keys(self, required: Sequence[str]) -> None:
-        unknown = [k for k in self.data if k not in required]
-        if unknown:
-            self.fail(self.key(unknown[0]), f"is unknown (allowed here: {', '.join(required)})")
-        missing = [k for k in required if k not in self.data]
-        if missing:
-            self.fail(self.key(missing[0]), "is missing")
-
-    def int_(self, name: str, minimum: int | None = None) -> int:
-        value = self.data[name]
-        if isinstance(value, bool) or not isinstance(value, int):
-            self.fail(self.key(name), f"must be an integer, got {value!r}")
-        if minimum is not None and value < minimum:
-            self.fail(self.key(name), f"must be >= {minimum}, got {value}")
-        return value
-
-    def float_(self, name: str, low: float | None = None, high: float | None = None) -> float:
-        value = self.data[name]
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            self.fail(self.key(name), f"must be a number, got {value!r}")
-        value = float(value)
-        if (low is not None and value < low) or (high is not None and value > high):
-            self.fail(self.key(name), f"must be within [{low}, {high}], got {value}")
-        return value
-
-    def str_(self, name: str, choices: Sequence[str] | None = None) -> str:
-        value = self.data[name]
-        if not isinstance(value, str) or not value:
-            self.fail(self.key(name), f"must be a non-empty string, got {value!r}")
-        if choices is not None and value not in choices:
-            self.fail(self.key(name), f"must be one of {', '.join(choices)}, got {value!r}")
-        return value
-
-    def list_(self, name: str) -> list[Any]:
-        value = self.data[name]
-        if not isinstance(value, list) or not value:
-            self.fail(self.key(name), "must be a non-empty list")
-        return value
-
-    def child(self, name: str) -> _Reader:
-        return _Reader(self.data[name], self.source, self.key(name))
+    error = ScoringConfigError
 
 
 def _parse_rfm(r: _Reader) -> RFMConfig:
@@ -281,19 +227,17 @@ def _parse_clv(r: _Reader) -> CLVConfig:
     )
 
 
-def _parse_tiers(items: Any, source: str) -> tuple[Tier, ...]:
-    if not isinstance(items, list) or not items:
-        raise ScoringConfigError(f"{source}: key 'tiers' must be a non-empty list")
+def _parse_tiers(top: _Reader) -> tuple[Tier, ...]:
     tiers = []
-    for i, item in enumerate(items):
-        tr = _Reader(item, source, f"tiers[{i}]")
+    for i, item in enumerate(top.list_("tiers")):
+        tr = _Reader(item, top.source, f"{top.key('tiers')}[{i}]")
         tr.expect_keys(["name", "min_quantile"])
         tiers.append(Tier(tr.str_("name"), tr.float_("min_quantile", 0.0, 1.0)))
     quantiles = [t.min_quantile for t in tiers]
     if any(a <= b for a, b in zip(quantiles, quantiles[1:], strict=False)):
-        raise ScoringConfigError(f"{source}: key 'tiers' must list min_quantile strictly decreasing")
+        top.fail(top.key("tiers"), "must list min_quantile strictly decreasing")
     if quantiles[-1] != 0.0:
-        raise ScoringConfigError(f"{source}: key 'tiers[{len(tiers) - 1}].min_quantile' must be 0 (the floor)")
+        top.fail(f"{top.key('tiers')}[{len(tiers) - 1}].min_quantile", "must be 0 (the floor)")
     return tuple(tiers)
 
 
@@ -306,19 +250,12 @@ def parse_scoring_config(data: Any, source: str = "<scoring config>") -> Scoring
         behaviour=_parse_behaviour(top.child("behaviour")),
         churn=_parse_churn(top.child("churn")),
         clv=_parse_clv(top.child("clv")),
-        tiers=_parse_tiers(data["tiers"], source),
+        tiers=_parse_tiers(top),
     )
 
 
 def load_scoring_config(path: Path | str | None = None) -> ScoringConfig:
     """Read and validate the scoring config (default ``config/scoring.yml``)."""
     path = Path(path) if path is not None else DEFAULT_CONFIG_PATH
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ScoringConfigError(f"{path}: cannot read scoring config ({exc})") from exc
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ScoringConfigError(f"{path}: not valid YAML ({exc})") from exc
+    data = load_yaml_file(path, ScoringConfigError, "scoring config")
     return parse_scoring_config(data, str(path))
