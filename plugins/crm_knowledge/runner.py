@@ -9,14 +9,17 @@ production deployment (docker-compose.yml) runs the real scheduler and CeleryExe
 from __future__ import annotations
 
 import datetime as dt
+import json
 import logging
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from crm_knowledge.settings import PROJECT_ROOT, Settings, get_settings
 
@@ -84,24 +87,62 @@ def ensure_airflow_db(env: dict[str, str]) -> None:
         raise RuntimeError(f"airflow db migrate failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
 
 
-def _dbt(args: list[str], env: dict[str, str], settings: Settings) -> Path:
-    """Run one dbt command on the project; raise with dbt's output when it fails. Returns target/."""
+@dataclass(frozen=True)
+class DbtResult:
+    """One finished dbt command: its exit code, its (captured) output and the target folder it wrote to."""
+
+    args: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+    target_path: Path
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+    def failure_message(self) -> str:
+        """``dbt <args> failed:`` and the tail of dbt's output."""
+        return f"dbt {' '.join(self.args)} failed:\n{self.stdout[-4000:]}\n{self.stderr[-2000:]}"
+
+    def run_results(self) -> list[dict[str, Any]]:
+        """The ``results`` of ``run_results.json`` in the target folder (written by build/run/test/seed)."""
+        data = json.loads((self.target_path / "run_results.json").read_text(encoding="utf-8"))
+        return data["results"]
+
+
+def run_dbt(args: Sequence[str], env: Mapping[str, str], settings: Settings, *, target_path: Path | None = None,
+            log_path: Path | None = None, cwd: Path | None = None, check: bool = True) -> DbtResult:
+    """Run one dbt command (``args``: the sub-command and its options) on the project, quietly.
+
+    ``target_path`` / ``log_path`` are passed as ``--target-path`` / ``--log-path`` when given (else dbt's
+    defaults, ``target/`` and ``logs/`` of the project); ``cwd`` defaults to the project folder. With
+    ``check`` (the default) a failing command raises RuntimeError with dbt's output; without it the caller
+    looks at ``DbtResult.ok``.
+    """
     project = settings.dbt_project_dir
-    res = subprocess.run([_venv_bin("dbt"), *args, "--project-dir", str(project), "--profiles-dir", str(project),
-                          "--quiet"], env=env, capture_output=True, text=True, cwd=project)
-    if res.returncode != 0:
-        raise RuntimeError(f"dbt {' '.join(args)} failed:\n{res.stdout[-4000:]}\n{res.stderr[-2000:]}")
-    return project / "target"
+    cmd = [_venv_bin("dbt"), *args, "--project-dir", str(project), "--profiles-dir", str(project)]
+    if target_path is not None:
+        cmd += ["--target-path", str(target_path)]
+    if log_path is not None:
+        cmd += ["--log-path", str(log_path)]
+    cmd.append("--quiet")
+    res = subprocess.run(cmd, env=dict(env), capture_output=True, text=True, cwd=cwd or project)
+    result = DbtResult(args=tuple(args), returncode=res.returncode, stdout=res.stdout, stderr=res.stderr,
+                       target_path=target_path if target_path is not None else project / "target")
+    if check and not result.ok:
+        raise RuntimeError(result.failure_message())
+    return result
 
 
 def dbt_parse(env: dict[str, str], settings: Settings) -> Path:
     """Build dbt's manifest.json, which cosmos reads (LoadMode.DBT_MANIFEST) to render dbt tasks."""
-    return _dbt(["parse"], env, settings) / "manifest.json"
+    return run_dbt(["parse"], env, settings).target_path / "manifest.json"
 
 
 def dbt_docs(env: dict[str, str], settings: Settings) -> Path:
     """dbt's documentation site (catalog + lineage) for BI users: target/index.html."""
-    return _dbt(["docs", "generate"], env, settings) / "index.html"
+    return run_dbt(["docs", "generate"], env, settings).target_path / "index.html"
 
 
 def run_dag(dag_id: str, run_date: dt.date, env: dict[str, str], log_dir: Path) -> float:

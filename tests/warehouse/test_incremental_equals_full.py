@@ -119,7 +119,7 @@ def ingest_all() -> dict[str, int]:
 
 
 def dbt(env: dict, command: str, select: list[str], *extra: str) -> float:
-    """One dbt command as runner._dbt runs it (settings.dbt_env()); returns its wall seconds."""
+    """One dbt command as runner.run_dbt runs it (settings.dbt_env()); returns its wall seconds."""
     import os
 
     s = env["settings"]

@@ -18,8 +18,6 @@ import logging
 import os
 import platform
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -27,6 +25,7 @@ from typing import Any
 import psycopg
 
 from crm_knowledge.bench.measure import MemorySampler, StageTimer
+from crm_knowledge.runner import airflow_env, run_dbt, webhook_receiver
 from crm_knowledge.settings import PROJECT_ROOT, Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -65,11 +64,7 @@ def _wipe(home: Path) -> None:
 def _dbt_build(settings: Settings, select: list[str], exclude: list[str] | None = None,
                full_refresh: bool = False, dbt_vars: dict[str, Any] | None = None) -> dict[str, Any]:
     """One `dbt build`; returns models built, tests run and rows written (from run_results.json)."""
-    target = settings.home / "dbt_target"
-    project = settings.dbt_project_dir
-    args = [str(Path(sys.executable).with_name("dbt")), "build", "--select", *select,
-            "--project-dir", str(project), "--profiles-dir", str(project), "--target-path", str(target),
-            "--log-path", str(settings.home / "dbt_logs"), "--quiet"]
+    args = ["build", "--select", *select]
     if exclude:
         args += ["--exclude", *exclude]
     if full_refresh:
@@ -77,10 +72,8 @@ def _dbt_build(settings: Settings, select: list[str], exclude: list[str] | None 
     if dbt_vars:
         args += ["--vars", json.dumps(dbt_vars)]
     env = {**os.environ, **settings.dbt_env(), "DO_NOT_TRACK": "1", "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
-    res = subprocess.run(args, env=env, capture_output=True, text=True, cwd=project)
-    if res.returncode != 0:
-        raise RuntimeError(f"dbt build --select {' '.join(select)} failed:\n{res.stdout[-4000:]}\n{res.stderr[-2000:]}")
-    results = json.loads((target / "run_results.json").read_text(encoding="utf-8"))["results"]
+    results = run_dbt(args, env, settings, target_path=settings.home / "dbt_target",
+                      log_path=settings.home / "dbt_logs").run_results()
     models = [r for r in results if r["unique_id"].startswith(("model.", "snapshot.", "seed."))]
     tests = [r for r in results if r["unique_id"].startswith(("test.", "unit_test."))]
     rows = sum(int((r.get("adapter_response") or {}).get("rows_affected") or 0) for r in models)
@@ -187,8 +180,6 @@ def _run_phase(timer: StageTimer, phase: str, as_of: dt.date, settings: Settings
         rec.detail = check_post_scoring(pipeline_run_id=run_id, settings=settings)
 
     destinations = load_destinations(Path(settings.config_dir) / "destinations.yml").destinations
-    from crm_knowledge.runner import airflow_env, webhook_receiver
-
     with webhook_receiver(settings, airflow_env(settings)):
         for dest in destinations:
             with timer.stage(f"export:{dest.name}", phase) as rec:
