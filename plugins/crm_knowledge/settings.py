@@ -123,6 +123,10 @@ class Settings:
     def warehouse_url(self) -> str:
         return self.server_url()
 
+    def redacted_url(self, database: str | None = None) -> str:
+        """:meth:`server_url` with the password replaced by ``***``, for printing and logging."""
+        return redact_url(self.server_url(database))
+
     @property
     def orders_url(self) -> str:
         """The operational orders database: its own database, on the warehouse server by default."""
@@ -139,6 +143,31 @@ class Settings:
             "CKP_DBT_DBNAME": parts.path.lstrip("/") or self.warehouse_db,
             "DBT_PROFILES_DIR": str(self.dbt_project_dir),
         }
+
+
+def redact_url(url: str) -> str:
+    """``url`` with its password replaced by ``***``; everything else is kept exactly as written.
+
+    Handles the password of the user info (``postgresql://user:secret@host/db``, percent-encoded or with a
+    raw ``@`` or ``:`` in it, as ``urllib.parse`` splits them) and a libpq ``password`` query parameter
+    (``postgresql://host/db?user=u&password=secret``). A URL without a password is returned unchanged.
+    """
+    parts = urlsplit(url)
+    redacted = url
+    if parts.password is not None:
+        userinfo, _, hosts = parts.netloc.rpartition("@")
+        user = userinfo.partition(":")[0]
+        # the netloc follows the first "//" (the scheme cannot contain one): replace it there only
+        redacted = redacted.replace(f"//{parts.netloc}", f"//{user}:***@{hosts}", 1)
+    if parts.query:
+        head, _, rest = redacted.partition("?")
+        query, hash_, fragment = rest.partition("#")
+        params = [
+            f"{p.partition('=')[0]}=***" if _unquote(p.partition("=")[0]) == "password" else p
+            for p in query.split("&")
+        ]
+        redacted = f"{head}?{'&'.join(params)}{hash_}{fragment}"
+    return redacted
 
 
 def _unquote(value: str) -> str:

@@ -58,8 +58,7 @@ def format_summary(summary: dict[str, Any], settings: Settings) -> str:
         f"data docs:            {settings.reports_dir / 'data_docs' / 'index.html'}",
         f"dbt docs:             {settings.dbt_project_dir / 'target' / 'index.html'}",
         f"exports:              {settings.exports_dir}",
-        f"warehouse (psql/BI):  {settings.warehouse_url.split('@')[0].rsplit(':', 1)[0]}:***@"
-        f"{settings.warehouse_url.split('@')[-1]}   (`make warehouse-url` prints it in full)",
+        f"warehouse (psql/BI):  {settings.redacted_url()}   (`make warehouse-url` prints it in full)",
         "=" * 72,
     ]
     return "\n".join(lines)
