@@ -1,6 +1,5 @@
 {{
     config(
-        materialized='table',
         indexes=[
             {'columns': ['customer_id', 'attribute_name']},
         ],

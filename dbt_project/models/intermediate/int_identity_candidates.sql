@@ -1,6 +1,5 @@
 {{
     config(
-        materialized='table',
         tags=['identity_input'],
         indexes=[
             {'columns': ['source_system', 'source_record_id'], 'unique': true},
