@@ -3,6 +3,11 @@
 * ``plain_copy``: each landing file streamed with PostgreSQL's own ``COPY`` into a table of text columns
   on the same server (CSV as CSV, JSON Lines as one text column per line). No parsing, conversion,
   validation or ledger: the physical limit of getting those bytes into that server.
+* ``raw_ceiling``: the same COPY into a temporary text table, then one ``INSERT ... SELECT`` of those rows
+  into the source's raw table (same columns, indexes and WAL as in the warehouse) with the load metadata
+  and the md5 content hash, and no conversion at all: text columns as received, typed columns left null.
+  No loader that writes this raw layer can beat it, so it shows how much of the distance to plain COPY is
+  the raw layer itself (typed, indexed, hashed rows) and how much is the pipeline's parsing and checks.
 * ``pandas_to_sql``: ``pandas.read_csv`` / ``read_json(lines=True)`` / ``read_excel`` then
   ``DataFrame.to_sql`` through SQLAlchemy, what many hand-written pipelines do. It is slow, so it runs on at
   most ``TO_SQL_ROWS`` rows of each source and reports rows/s.
@@ -20,7 +25,15 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from crm_knowledge.ingest.convert import (
+    BOOL_COLUMNS,
+    DATE_COLUMNS,
+    INT_COLUMNS,
+    NUMERIC_COLUMNS,
+    TIMESTAMP_COLUMNS,
+)
 from crm_knowledge.ingest.files import pending_files
+from crm_knowledge.ingest.readers import header_key
 from crm_knowledge.ingest.registry import SourceConfig
 from crm_knowledge.settings import Settings
 
@@ -104,6 +117,78 @@ def plain_copy(settings: Settings, sources: list[SourceConfig]) -> dict[str, dic
                                  "rows_per_s": round(rows / took, 1) if took > 0 else None,
                                  "files": len(files)}
                 log.info("baseline COPY %s: %s rows in %.1fs", cfg.name, rows, took)
+    finally:
+        drop_baseline_db(settings)
+    return out
+
+
+TYPED_COLUMNS = DATE_COLUMNS | TIMESTAMP_COLUMNS | INT_COLUMNS | NUMERIC_COLUMNS | BOOL_COLUMNS
+
+
+def _ceiling_file(conn: psycopg.Connection, cfg: SourceConfig, path: Path, enc: str) -> int:
+    """COPY one file into a temporary text table and insert it, unconverted, into the raw table."""
+    import csv
+
+    dst_by_key = {header_key(src): dst for src, dst in cfg.columns.items()}
+    if cfg.format == "csv":
+        with open(path, encoding=cfg.encoding, newline="") as fh:
+            header = next(csv.reader(fh, delimiter=cfg.delimiter))
+        cols = [sql.Identifier(f"c{i}") for i in range(len(header))]
+        conn.execute(sql.SQL("create temp table land ({}, _rn serial) on commit drop").format(
+            sql.SQL(", ").join(sql.SQL("{} text").format(c) for c in cols)))
+        copy = sql.SQL("copy land ({}) from stdin (format csv, header true, delimiter {}, encoding {})").format(
+            sql.SQL(", ").join(cols), sql.Literal(cfg.delimiter), sql.Literal(enc))
+        values = {dst_by_key[header_key(h)]: cols[i] for i, h in enumerate(header) if header_key(h) in dst_by_key}
+        content = sql.SQL("row({})::text").format(sql.SQL(", ").join(cols))
+    else:
+        conn.execute("create temp table land (j jsonb, _rn serial) on commit drop")
+        copy = sql.SQL("copy land (j) from stdin (format csv, quote e'\\x01', delimiter e'\\x02', encoding {})"
+                       ).format(sql.Literal(enc))
+        values = {dst: sql.SQL("j ->> {}").format(sql.Literal(src)) for src, dst in cfg.columns.items()}
+        content = sql.SQL("j::text")
+    values = {k: v for k, v in values.items() if k not in TYPED_COLUMNS}
+    values.update({k: sql.Literal(v) for k, v in cfg.constant_columns.items()})
+    with conn.cursor() as cur:
+        with cur.copy(copy) as cp, open(path, "rb") as fh:
+            while chunk := fh.read(CHUNK):
+                cp.write(chunk)
+        schema, table = cfg.target_table.split(".")
+        cur.execute(sql.SQL(
+            "insert into {}.{} ({}, _batch_id, _source_file, _loaded_at, _row_number, _record_hash) "
+            "select {}, 'baseline', {}, now(), _rn, md5({}) from land").format(
+            sql.Identifier(schema), sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, values)),
+            sql.SQL(", ").join(values.values()), sql.Literal(path.name), content))
+        return cur.rowcount
+
+
+def raw_ceiling(settings: Settings, sources: list[SourceConfig]) -> dict[str, dict[str, Any]]:
+    """Per source: rows, seconds and rows/s of COPY + an unconverted insert into its raw table."""
+    from crm_knowledge.warehouse.bootstrap import ddl_files
+
+    url = create_baseline_db(settings)
+    out: dict[str, dict[str, Any]] = {}
+    try:
+        with psycopg.connect(url, autocommit=True) as conn:
+            raw_ddl = next(p for p in ddl_files() if p.name.endswith("_raw.sql"))
+            conn.execute(raw_ddl.read_text(encoding="utf-8"))  # the warehouse's raw tables and indexes
+            for cfg in sources:
+                enc = PG_ENCODINGS.get(cfg.encoding.lower())
+                if cfg.format not in ("csv", "jsonl") or enc is None:
+                    out[cfg.name] = {"rows": None, "seconds": None, "rows_per_s": None,
+                                     "note": f"COPY cannot read {cfg.format}"}
+                    continue
+                rows, started = 0, time.perf_counter()
+                for path in pending_files(cfg, settings):
+                    try:
+                        with conn.transaction():
+                            rows += _ceiling_file(conn, cfg, path, enc)
+                    except psycopg.Error as exc:  # e.g. the demo's planted corrupt kiosk file
+                        log.info("baseline raw ceiling of %s failed (%s); not counted", path.name,
+                                 exc.diag.message_primary)
+                took = time.perf_counter() - started
+                out[cfg.name] = {"rows": rows, "seconds": round(took, 3),
+                                 "rows_per_s": round(rows / took, 1) if took > 0 and rows else None}
+                log.info("baseline raw ceiling %s: %s rows in %.1fs", cfg.name, rows, took)
     finally:
         drop_baseline_db(settings)
     return out

@@ -250,6 +250,9 @@ def run_bench(size: int, seed: int = 42, *, incremental: bool = True, baselines:
             with timer.stage("baseline:plain_copy", "full") as rec:
                 report["baseline_copy"] = base.plain_copy(settings, file_sources)
                 rec.rows = sum(v["rows"] or 0 for v in report["baseline_copy"].values())
+            with timer.stage("baseline:raw_ceiling", "full") as rec:
+                report["baseline_raw_ceiling"] = base.raw_ceiling(settings, file_sources)
+                rec.rows = sum(v["rows"] or 0 for v in report["baseline_raw_ceiling"].values())
             with timer.stage("baseline:pandas_to_sql", "full") as rec:
                 report["baseline_to_sql"] = base.pandas_to_sql(settings, file_sources)
                 rec.rows = sum(v["rows"] or 0 for v in report["baseline_to_sql"].values())
