@@ -10,12 +10,14 @@ import sys
 
 
 def _cmd_warehouse(args: argparse.Namespace) -> int:
+    from crm_knowledge.settings import redact_url
     from crm_knowledge.warehouse import bootstrap, server
 
     if args.action == "start":
         url = server.start()
         bootstrap.apply_ddl(url)
-        print(f"warehouse running: {url}")
+        # the password stays out of terminals and CI logs; `ckp warehouse url` prints it when asked
+        print(f"warehouse running: {redact_url(url)}   (`ckp warehouse url` prints the full URL)")
     elif args.action == "stop":
         print("stopped" if server.stop() else "not running (or external)")
     elif args.action == "status":
