@@ -12,7 +12,9 @@ done) — and, as the pipeline role, for each one:
 3. sends every destination that received them a removal (file drop, database, webhook);
 4. deletes their records from raw, staging, intermediate, marts, `pii`, identity, scoring and snapshots,
    masks any left-over identifier elsewhere, and removes their rows from earlier export files;
-5. records the completed request in `audit.erasure_requests`.
+5. rewrites the archived source files they were loaded from without their rows, and masks their
+   identifiers in quarantined files (a file that cannot be redacted is named in the audit row);
+6. records the completed request in `audit.erasure_requests`.
 
 Idempotent: a request already completed changes nothing. `ckp erase` runs the same code for one request
 from the command line. No personal data passes through XCom: tasks return counts only.

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import codecs
+import hashlib
+import json
+import os
 import re
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -90,3 +95,241 @@ def test_scan_grams_fold_digits_and_spacing():
     assert "09121234001" in grams
     assert "ali.karimi@example.com" in grams
     assert "علی کریمی" in grams  # Arabic letter variants folded to Persian
+
+
+# --- files: the landing archive and the quarantine (privacy/erasure_files.py) -------------------------------------
+
+ERASED_EMAIL = "zarvan.q@erase.example"
+ERASED_PHONE = "09129876543"
+ERASED_NID = "2930183746"
+FILE_NEEDLES = erasure._file_needles({ERASED_EMAIL, ERASED_PHONE, "+989129876543", "9129876543", ERASED_NID,
+                                      "۰۹۱۲۹۸۷۶۵۴۳"})
+
+
+def _cfg(fmt: str, **kw):
+    from crm_knowledge.ingest.registry import SourceConfig
+
+    return SourceConfig(name=kw.pop("name", "t"), kind="sibling_unit", config_file=Path("t.yml"), format=fmt, **kw)
+
+
+def _rows(path: Path, cfg) -> dict[int, object]:
+    """{row number: record or BadRow} as ingestion reads the file."""
+    from crm_knowledge.ingest.readers import BadRow, read_file
+
+    return {(r.row_number if isinstance(r, BadRow) else r[0]): (r if isinstance(r, BadRow) else r[1])
+            for r in read_file(path, cfg).rows}
+
+
+def test_csv_rows_are_emptied_in_place_in_the_files_encoding(tmp_path):
+    """Windows-1256, Persian header and names, CRLF, a quoted field over two lines, a blank line, a bad row."""
+    from crm_knowledge.privacy.erasure_files import rewrite_csv
+
+    lines = [
+        "شماره مشتري;نام;نام خانوادگي;تلفن همراه;كد ملي;توضيح\r\n",       # header (Windows-1256 has no ی, ک)
+        "B1;مريم;احمدي;09121110000;0012345678;ساده\r\n",                   # 1
+        f"B2;زروانك;كوئيبلستون;{ERASED_PHONE};{ERASED_NID};\"دو\r\nخط\"\r\n",  # 2 (erased, two physical lines)
+        "\r\n",                                                             # 3 (blank, counted)
+        f"B3;علي;كريمي;09123334444;0499370899;همكار {ERASED_EMAIL}\r\n",    # 4 (quotes their email: masked)
+        f"B4;bad;row;{ERASED_PHONE}\r\n",                                   # 5 (rejected at load, erased)
+        "B5;سارا;كريمي;09125556666;;\"آخر\r\nسطر\"\r\n",                     # 6
+    ]
+    src = tmp_path / "bank.csv"
+    original = "".join(lines).encode("cp1256")
+    src.write_bytes(original)
+    cfg = _cfg("csv", encoding="cp1256", delimiter=";")
+    before = _rows(src, cfg)
+    assert set(before) == {1, 2, 4, 5, 6}
+
+    dst = tmp_path / "out.csv"
+    removed, masked, not_found = rewrite_csv(src, dst, remove={2, 5}, pattern=FILE_NEEDLES.text, encoding="cp1256",
+                                  delimiter=";")
+    assert (removed, masked, not_found) == (2, 1, 0)
+    out = dst.read_bytes()
+    expected = "".join([lines[0], lines[1], "\r\n", lines[3], lines[4].replace(ERASED_EMAIL, "[erased]"), "\r\n",
+                        lines[6]]).encode("cp1256")
+    assert out == expected  # every other line byte for byte, the erased ones empty
+    after = _rows(dst, cfg)
+    assert set(after) == {1, 4, 6}  # row numbers unchanged: raw _row_number still points at the same rows
+    assert after[1] == before[1] and after[6] == before[6]
+    assert after[4] == {**before[4], "توضيح": "همكار [erased]"}
+    text = out.decode("cp1256")
+    for gone in (ERASED_PHONE, ERASED_NID, ERASED_EMAIL, "زروانك", "كوئيبلستون"):
+        assert gone not in text
+
+    again = tmp_path / "again.csv"  # idempotent: a retry empties nothing more
+    assert rewrite_csv(dst, again, remove={2, 5}, pattern=FILE_NEEDLES.text, encoding="cp1256",
+                       delimiter=";") == (0, 0, 0)
+    assert again.read_bytes() == out
+
+
+def test_csv_keeps_a_utf8_byte_order_mark_and_lf(tmp_path):
+    from crm_knowledge.privacy.erasure_files import rewrite_csv
+
+    src = tmp_path / "c.csv"
+    src.write_bytes(codecs.BOM_UTF8 + f"id,email\nC1,a@b.example\nC2,{ERASED_EMAIL.upper()}\nC3,x@y.example".encode())
+    dst = tmp_path / "d.csv"
+    assert rewrite_csv(src, dst, remove={2, 9}, pattern=FILE_NEEDLES.text) == (1, 0, 1)  # no record 9
+    assert dst.read_bytes() == codecs.BOM_UTF8 + b"id,email\nC1,a@b.example\n\nC3,x@y.example"
+    assert _rows(dst, _cfg("csv")) == {1: {"id": "C1", "email": "a@b.example"}, 3: {"id": "C3", "email": "x@y.example"}}
+
+
+def test_jsonl_lines_are_emptied_and_identifiers_masked_value_by_value(tmp_path):
+    from crm_knowledge.privacy.erasure_files import rewrite_jsonl
+
+    lines = [
+        '{"submission_id": "F1", "email": "a@b.example"}\n',
+        json.dumps({"submission_id": "F2", "email": ERASED_EMAIL, "full_name": "Zarvan Q"}) + "\n",
+        "\n",
+        # someone else's message quoting their phone as Persian digits, JSON-escaped; and a number field
+        json.dumps({"submission_id": "F3", "message": "call ۰۹۱۲۹۸۷۶۵۴۳", "alt": 9129876543}) + "\n",
+        "not json " + ERASED_EMAIL + "\n",
+        '{"submission_id": "F4", "email": "c@d.example"}',
+    ]
+    src = tmp_path / "f.jsonl"
+    src.write_text("".join(lines), encoding="utf-8")
+    cfg = _cfg("jsonl")
+    before = _rows(src, cfg)
+    dst = tmp_path / "g.jsonl"
+    assert rewrite_jsonl(src, dst, remove={2}, pattern=FILE_NEEDLES.text) == (1, 3, 0)
+    out = dst.read_text(encoding="utf-8").split("\n")
+    assert out[0] + "\n" == lines[0] and out[1] == "" and out[5] == lines[5]
+    assert json.loads(out[3]) == {"submission_id": "F3", "message": "call [erased]", "alt": "[erased]"}
+    assert out[4] == "not json [erased]"
+    after = _rows(dst, cfg)
+    assert 2 not in after and after[1] == before[1] and after[6] == before[6]
+    assert ERASED_EMAIL not in dst.read_text(encoding="utf-8") and "Zarvan" not in dst.read_text(encoding="utf-8")
+
+
+def test_xlsx_rows_are_emptied_keeping_row_numbers(tmp_path):
+    from openpyxl import Workbook
+
+    from crm_knowledge.privacy.erasure_files import rewrite_xlsx
+
+    src = tmp_path / "m.xlsx"
+    wb = Workbook()
+    wb.active.title = "other"
+    ws = wb.create_sheet("members")
+    ws.append(["member_id", "full_name", "email", "phone"])
+    ws.append(["T1", "Other One", "o@x.example", 9121110000])
+    ws.append(["T2", "Zarvan Q", ERASED_EMAIL, 9129876543])
+    ws.append(["T3", "Other Two", "t@x.example", f"ask {ERASED_EMAIL.upper()}"])
+    ws.append(["T4", "Other Three", "u@x.example", "+989121234567"])
+    wb.save(src)
+    cfg = _cfg("xlsx", sheet="members")
+    before = _rows(src, cfg)
+    dst = tmp_path / "n.xlsx"
+    assert rewrite_xlsx(src, dst, remove={2}, pattern=FILE_NEEDLES.text, sheet="members") == (1, 1, 0)
+    after = _rows(dst, cfg)
+    assert set(after) == {1, 3, 4}
+    assert after[1] == before[1] and after[4] == before[4]
+    assert after[3] == {**before[3], "phone": "ask [erased]"}
+    assert rewrite_xlsx(dst, tmp_path / "o.xlsx", remove={2, 7}, pattern=FILE_NEEDLES.text,
+                        sheet="members") == (0, 0, 1)
+
+
+def test_mask_file_masks_text_lines_and_undecodable_bytes(tmp_path):
+    from crm_knowledge.privacy.erasure_files import Uninspectable, mask_file
+
+    src = tmp_path / "q.csv"  # configured UTF-8, but a line is Windows-1256: unreadable, quarantined
+    src.write_bytes(b"id,email,phone\n" + b"Q1," + ERASED_EMAIL.upper().encode() + b",\n"
+                    + "Q2,مريم,".encode("cp1256") + ERASED_PHONE.encode() + b"\n"
+                    + "Q3,x@y.example,۰۹۱۲۹۸۷۶۵۴۳\n".encode())
+    dst = tmp_path / "r.csv"
+    assert mask_file(src, dst, needles=FILE_NEEDLES, encoding="utf-8") == 3
+    assert dst.read_bytes() == (b"id,email,phone\nQ1,[erased],\n" + "Q2,مريم,".encode("cp1256")
+                                + b"[erased]\nQ3,x@y.example,[erased]\n")
+    broken = tmp_path / "s.xlsx"  # a truncated workbook: compressed, nothing can be searched
+    broken.write_bytes(b"PK\x03\x04" + bytes(range(256)) * 4)
+    with pytest.raises(Uninspectable):
+        mask_file(broken, tmp_path / "t.xlsx", needles=FILE_NEEDLES)
+
+
+def _file_settings(tmp_path: Path):
+    from crm_knowledge.settings import Settings
+
+    return Settings(home=tmp_path, warehouse_port=1, warehouse_db="w", external_warehouse_url=None,
+                    external_orders_url=None, landing_dir=tmp_path / "landing")
+
+
+def test_archive_files_found_by_checksum_as_delivered_and_manifest_has_counts_only(tmp_path):
+    """The file of a batch, its re-delivered copy under a timestamped name, a second redaction, the sweep."""
+    from crm_knowledge.privacy import erasure_files as ef
+
+    settings = _file_settings(tmp_path)
+    folder = tmp_path / "archive" / "contacts"  # config/sources/contacts.yml: utf-8, comma
+    folder.mkdir(parents=True)
+    body = ("interaction_id,channel,occurred_at,customer_name,email,phone,customer_ref,topic,outcome,notes,agent_id\n"
+            "C1,phone,2026-01-01,Zarvan Q," + ERASED_EMAIL + "," + ERASED_PHONE + ",,t,o,,A1\n"
+            "C2,phone,2026-01-01,Other One,o@x.example,09121110000,,t,o,,A1\n"
+            "C3,phone,2026-01-01,Other Two,t@x.example,09122220000,,t,o,,A1\n").encode()
+    checksum = hashlib.sha256(body).hexdigest()
+    (folder / "calls.csv").write_bytes(body)
+    (folder / "calls.20260102T000000000000.csv").write_bytes(body)  # the same file delivered twice
+    (folder / "other.csv").write_bytes(body.replace(b"C1,", b"X1,"))  # another batch: not touched
+    os.utime(folder / "calls.csv", ns=(1_700_000_000_000_000_000,) * 2)
+    loc = ef.Locations(remove={"b1": {1}}, batches={"b1": ("contacts", checksum)})
+
+    out = ef.redact_archive(settings, loc, FILE_NEEDLES, "erasure erq-1")
+    assert (out.archive_files_redacted, out.archive_rows_removed, out.not_redacted) == (2, 2, [])
+    redacted = body.replace(b"C1,phone,2026-01-01,Zarvan Q," + ERASED_EMAIL.encode() + b"," + ERASED_PHONE.encode()
+                            + b",,t,o,,A1\n", b"\n")
+    assert (folder / "calls.csv").read_bytes() == redacted
+    assert (folder / "calls.20260102T000000000000.csv").read_bytes() == redacted
+    assert (folder / "other.csv").read_bytes() == body.replace(b"C1,", b"X1,")
+    assert (folder / "calls.csv").stat().st_mtime_ns == 1_700_000_000_000_000_000  # retention clock kept
+    manifest_text = (folder / ef.MANIFEST).read_text(encoding="utf-8")
+    manifest = json.loads(manifest_text)
+    entry = manifest["files"]["calls.csv"]
+    assert entry["original_sha256"] == checksum and entry["sha256"] == hashlib.sha256(redacted).hexdigest()
+    assert [(r["by"], r["rows_removed"], r["values_masked"]) for r in entry["redactions"]] == [
+        ("erasure erq-1", 1, 0)]
+    for value in (ERASED_EMAIL, ERASED_PHONE, "Zarvan"):
+        assert value not in manifest_text
+
+    # a later erasure of someone else in the same file: found through the manifest, row 3 still row 3
+    loc2 = ef.Locations(remove={"b1": {3}}, batches={"b1": ("contacts", checksum)})
+    out2 = ef.redact_archive(settings, loc2, ef.Needles.of(["09122220000"], 6), "erasure erq-2")
+    assert (out2.archive_files_redacted, out2.archive_rows_removed) == (2, 2)
+    twice = redacted.replace(b"C3,phone,2026-01-01,Other Two,t@x.example,09122220000,,t,o,,A1\n", b"\n")
+    assert (folder / "calls.csv").read_bytes() == twice
+
+    # the original delivered once more: the ledger skips it and ingestion archives it as it arrived
+    (folder / "calls.20260301T000000000000.csv").write_bytes(body)
+    swept = ef.sweep_copies(settings)
+    assert swept.copies_replaced == 1 and swept.not_redacted == []
+    assert (folder / "calls.20260301T000000000000.csv").read_bytes() == twice
+    assert ef.sweep_copies(settings).copies_replaced == 0
+
+
+def test_unreadable_files_are_listed_not_fatal(tmp_path):
+    from crm_knowledge.privacy import erasure_files as ef
+
+    settings = _file_settings(tmp_path)
+    archive = tmp_path / "archive" / "contacts"  # configured UTF-8; this file (changed since) is not
+    archive.mkdir(parents=True)
+    bad = (b"id,name,email\nC1," + "مريم".encode("cp1256") + f",{ERASED_EMAIL}\n".encode())
+    (archive / "calls.csv").write_bytes(bad)
+    loc = ef.Locations(remove={"b": {1}}, batches={"b": ("contacts", hashlib.sha256(bad).hexdigest())})
+    out = ef.redact_archive(settings, loc, FILE_NEEDLES, "erasure erq-3")
+    assert out.archive_files_redacted == 0 and out.archive_values_masked == 1
+    assert out.not_redacted == ["archive/contacts/calls.csv: rows could not be removed (UnicodeDecodeError: "
+                                "'utf-8' codec can't decode byte 0xe3 in position 17: invalid continuation byte); "
+                                "identifiers masked by text match"]
+    assert (archive / "calls.csv").read_bytes() == bad.replace(ERASED_EMAIL.encode(), b"[erased]")
+
+    quarantine = tmp_path / "quarantine"
+    (quarantine / "sibling_travel").mkdir(parents=True)
+    (quarantine / "sibling_travel" / "members.xlsx").write_bytes(b"PK\x03\x04" + b"\x01" * 64)
+    (quarantine / "contacts").mkdir()
+    (quarantine / "contacts" / "calls.csv").write_text(f"id;mail\nQ1;{ERASED_EMAIL}\n", encoding="utf-8")
+    (quarantine / "contacts" / "calls.csv.reason.txt").write_text("batch x\nheader has 1 column(s)\n",
+                                                                  encoding="utf-8")
+    out = ef.mask_quarantine(settings, FILE_NEEDLES, "erasure erq-3")
+    assert (out.quarantine_files_masked, out.quarantine_values_masked) == (1, 1)
+    assert (quarantine / "contacts" / "calls.csv").read_text(encoding="utf-8") == "id;mail\nQ1;[erased]\n"
+    assert len(out.not_redacted) == 1 and out.not_redacted[0].startswith(
+        "quarantine/sibling_travel/members.xlsx: could not be searched (Uninspectable: a workbook")
+    result = erasure.ErasureResult(request_id="erq-3", origin="cli", status="completed")
+    result.add_files(out)
+    assert result.files_not_redacted == out.not_redacted
+    assert "1 file(s) could not be redacted" in result.files_note()

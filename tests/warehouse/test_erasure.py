@@ -9,6 +9,14 @@ ingestion, dbt, identity resolution, scoring and delivery to a file drop, a data
 digits) and a phone spelling no source used, and every table of the warehouse (every schema, every column,
 as text) and every export file is searched for any of their identifiers in every spelling they arrived in.
 
+The files ingestion keeps are checked too: the planted source files also carry other people's rows (one
+quoting the customer's email), a contact-centre file of the same name is delivered twice (the second one is
+archived under a timestamped name), an insurance file arrives twice with the same bytes (the ledger skips
+the copy, which is archived as it came) and holds a malformed row quoting them (a load reject); three files
+are quarantined (not valid UTF-8, a missing required column, a truncated workbook). After the erasure every
+archived file holds every row it held except theirs, row numbers unchanged, and no file under the archive
+or the quarantine holds their email / phone / national ID (nor, in the archive, their name).
+
 The warehouse is a scratch database used as an external warehouse (WAREHOUSE_URL), with its own orders
 database and CKP_HOME, so nothing here touches another test's data.
 """
@@ -17,8 +25,10 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -32,6 +42,8 @@ from psycopg import sql
 
 from crm_knowledge.demo.messiness import cp1256_safe
 from crm_knowledge.demo.sources import BANK_HEADER, CONTACT_HEADER, INSURANCE_HEADER, KIOSK_HEADER, TRAVEL_HEADER
+from crm_knowledge.ingest.readers import BadRow, read_file
+from crm_knowledge.ingest.registry import load_registry
 
 pytestmark = pytest.mark.warehouse
 
@@ -61,6 +73,10 @@ PHONE_SPELLINGS = ["+98 912 987 6543", "09129876543", "0912-987-6543", "۰۹۱۲
 #: every spelling of every identifier of the planted customer, as the sources sent them (and normalised)
 NEEDLES = [FIRST, LAST, FIRST_FA, LAST_FA, cp1256_safe(FIRST_FA), cp1256_safe(LAST_FA), f"{FIRST} {LAST}",
            EMAIL, EMAIL_FORM, NID, NID_FA, NID_DASHED, *PHONE_SPELLINGS]
+#: the strong identifiers (what masking by text can remove from a file that cannot be parsed)
+STRONG_NEEDLES = [EMAIL, EMAIL_FORM, NID, NID_FA, NID_DASHED, *PHONE_SPELLINGS]
+#: primary keys of the planted customer's rows in the planted files (other ERT-* rows are other people)
+ERASED_KEYS = {"ERT-F1", "ERT-F2", "ERT-C1", "ERT-C4", "ERT-I1", "ERT-B1", "ERT-T1", "ERT-K1"}
 
 DESTINATIONS_YML = """
 destinations:
@@ -150,6 +166,10 @@ def plant(settings) -> None:
         {"submission_id": "ERT-F2", "form_type": "complaint", "submitted_at": "2026-11-02T09:00:00+03:30",
          "email": EMAIL, "customer_ref": str(ORDERS_ID), "rating": 1,
          "message": f"Parcel late. Call me on 0912 987 6543 or write to {EMAIL}"},
+        # another person's feedback quoting the planted customer's email: kept, email masked
+        {"submission_id": "ERT-F3", "form_type": "feedback", "submitted_at": "2026-11-03T09:00:00+03:30",
+         "first_name": "Ottoline", "last_name": "Varnstead", "email": "ottoline.varnstead@other-test.example",
+         "rating": 5, "message": f"My friend {EMAIL} recommended you"},
     ]
     path = landing / "forms" / "submissions_planted.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -170,17 +190,31 @@ def plant(settings) -> None:
         # someone else's call whose note quotes the planted customer's email: masked, not deleted
         ["ERT-C2", "email", "2026-11-04T10:00:00+03:30", "", "", "", "", "other", "resolved",
          f"Forwarded a message from {EMAIL} to billing", "A2"],
+        ["ERT-C3", "phone", "2026-11-05T10:00:00+03:30", "Ottoline Varnstead", "", "09351112233", "", "billing",
+         "resolved", "Asked for an invoice copy", "A2"],
     ])
-    write_csv("siblings/insurance/customers_planted.csv", INSURANCE_HEADER, [
+    insurance = [
+        ["ERT-I2", "OTTOLINE", "VARNSTEAD", "ottoline.varnstead@other-test.example", "0935-111-2233", "", "03.03.1990",
+         "f", "Other street 1", "Shiraz", "Fars", "7134567890", "01.01.2020", "home"],
         ["ERT-I1", FIRST.upper(), LAST.upper(), EMAIL, "0912-987-6543", NID_DASHED, "01.02.1988", "m",
          "Planted street 7", "Tehran", "Tehran", "1411713111", "05.05.2019", "auto"],
-    ], delimiter=";")
+        ["ERT-I9", "BROKEN", "ROW", EMAIL],  # too few fields: a load reject quoting them
+    ]
+    write_csv("siblings/insurance/customers_planted.csv", INSURANCE_HEADER, insurance, delimiter=";")
+    # the same bytes again under another name: the ledger skips it, ingestion archives it as it came
+    write_csv("siblings/insurance/customers_planted_copy.csv", INSURANCE_HEADER, insurance, delimiter=";")
     write_csv("siblings/bank_fa/customers_planted.csv", [cp1256_safe(h) for h in BANK_HEADER], [
-        [cp1256_safe(c) for c in ["ERT-B1", FIRST_FA, LAST_FA, NID, PHONE_E164, "1366/11/12", "تهران",
-                                  "تهران", "1411713111", "1398/02/15", "جاری"]],
+        [cp1256_safe(c) for c in row] for row in (
+            ["ERT-B0", "مریم", "احمدی", "0012345679", "09121110000", "1360/01/01", "شیراز", "فارس", "7134567890",
+             "1395/01/01", "جاری"],
+            ["ERT-B1", FIRST_FA, LAST_FA, NID, PHONE_E164, "1366/11/12", "تهران", "تهران", "1411713111",
+             "1398/02/15", "جاری"],
+            ["ERT-B2", "سارا", "کریمی", "", "09122223344", "1370/05/05", "تبریز", "آذربایجان شرقی", "",
+             "1399/03/03", "پس‌انداز"])
     ], encoding="cp1256", lineterminator="\r\n")
     write_csv("order_exports/kiosk/orders_planted.csv", KIOSK_HEADER, [
         ["ERT-K1", str(ORDERS_ID), "2026-11-10", "2", "4500000.00", ""],
+        ["ERT-K2", "990002", "2026-11-11", "1", "1200000.00", ""],
     ])
     from openpyxl import Workbook
 
@@ -188,11 +222,25 @@ def plant(settings) -> None:
     ws = wb.active
     ws.title = "members"
     ws.append(TRAVEL_HEADER)
+    ws.append(["ERT-T0", "Ottoline Varnstead", "ottoline.varnstead@other-test.example", "09351112233", "1990-03-03",
+               "Shiraz", "2021-01-01", "silver"])
     ws.append(["ERT-T1", f"{FIRST} {LAST}", EMAIL.upper(), "۰۹۱۲۹۸۷۶۵۴۳", "1988-02-01", "Tehran", "2020-01-01",
                "gold"])
+    ws.append(["ERT-T2", "Barnaby Quell", "barnaby.quell@other-test.example", "09127778899", "1985-07-07", "Qom",
+               "2022-02-02", "gold"])
     p = landing / "siblings" / "travel" / "members_planted.xlsx"
     p.parent.mkdir(parents=True, exist_ok=True)
     wb.save(p)
+
+    # files ingestion cannot parse at all: quarantined whole
+    broken = landing / "contacts" / "interactions_broken.csv"  # UTF-8 source, one line in Windows-1256
+    broken.write_bytes(",".join(CONTACT_HEADER).encode() + b"\r\n"
+                       + b"ERT-Q1,phone,2026-11-06T10:00:00+03:30," + cp1256_safe("مریم").encode("cp1256")
+                       + f",{EMAIL},09129876543,,x,y,call back on {PHONE_SPELLINGS[0]},A3\r\n".encode())
+    write_csv("siblings/insurance/customers_wrongcols.csv", ["HolderNumber", "EMail", "NationalCode"],
+              [["ERT-Q2", EMAIL_FORM, NID_DASHED]], delimiter=";")  # required PolicyHolderNo missing
+    workbook = p.read_bytes()  # a workbook cut short: its compressed content cannot be read or searched
+    (landing / "siblings" / "travel" / "members_truncated.xlsx").write_bytes(workbook[: len(workbook) // 2])
 
     with psycopg.connect(settings.orders_url) as conn:
         conn.execute(
@@ -212,6 +260,21 @@ def plant(settings) -> None:
             conn.execute("insert into order_items (order_item_id, order_id, product_id, quantity, unit_price, "
                          "line_amount, updated_at) values (%s, %s, %s, 5, %s, %s, %s)",
                          (order_id, order_id, product_id, price, price * 5, at))
+
+
+def deliver_contacts_again(settings) -> None:
+    """A second contact-centre file with the same name: archived as interactions_planted.<timestamp>.csv."""
+    from crm_knowledge.ingest.run import ingest_file_source
+
+    path = settings.landing_dir / "contacts" / "interactions_planted.csv"
+    with open(path, "w", encoding="utf-8", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(CONTACT_HEADER)
+        w.writerow(["ERT-C4", "chat", "2026-11-07T10:00:00+03:30", f"{FIRST} {LAST}", EMAIL_FORM, "", str(ORDERS_ID),
+                    "delivery", "resolved", "Parcel arrived", "A4"])
+        w.writerow(["ERT-C5", "chat", "2026-11-07T11:00:00+03:30", "Barnaby Quell", "barnaby.quell@other-test.example",
+                    "09127778899", "", "delivery", "resolved", "Wrong colour", "A4"])
+    assert ingest_file_source("contacts")["loaded"] == 1
 
 
 def planted_customer(url: str) -> str | None:
@@ -252,6 +315,68 @@ def file_hits(root: Path, needles: list[str]) -> list[str]:
         text = path.read_bytes().decode("utf-8", errors="replace").lower()
         hits += [f"{path}: {n}" for n in needles if n.lower() in text]
     return hits
+
+
+def file_sources() -> dict:
+    return {c.name: c for c in load_registry() if c.format}
+
+
+def read_rows(path: Path, cfg) -> dict[int, object]:
+    """{row number: record} as ingestion reads the file; a rejected row as ("rejected", its fields)."""
+    out: dict[int, object] = {}
+    for item in read_file(path, cfg).rows:
+        if isinstance(item, BadRow):
+            out[item.row_number] = ("rejected", item.raw)
+        else:
+            out[item[0]] = item[1]
+    return out
+
+
+def row_key(record) -> str:
+    """The planted files carry the record key in their first column."""
+    return str(record[1][0] if isinstance(record, tuple) else next(iter(record.values())))
+
+
+def data_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
+
+
+def file_text(path: Path, cfg) -> str:
+    """Everything a file says, as text: decoded in its source's encoding, JSON unescaped, workbook cells."""
+    data = path.read_bytes()
+    if cfg is not None and cfg.format == "xlsx" and data.startswith(b"PK"):
+        import zipfile
+
+        from openpyxl import load_workbook
+
+        try:
+            wb = load_workbook(path, data_only=True)
+        except zipfile.BadZipFile:  # a damaged workbook: only its raw bytes can be searched
+            return data.decode("utf-8", errors="replace")
+        return "\n".join(str(c.value) for ws in wb.worksheets for row in ws.iter_rows() for c in row
+                         if c.value is not None)
+    texts = [data.decode(cfg.encoding if cfg else "utf-8", errors="replace"), data.decode("utf-8", errors="replace"),
+             data.decode("cp1256", errors="replace")]
+    if cfg is not None and cfg.format == "jsonl":
+        texts += [json.dumps(json.loads(line), ensure_ascii=False) for line in texts[0].splitlines() if line.strip()]
+    return "\n".join(texts)
+
+
+def needle_hits(root: Path, needles: list[str], skip: tuple[str, ...] = ()) -> list[str]:
+    sources = file_sources()
+    hits = []
+    for path in data_files(root):
+        rel = path.relative_to(root)
+        if rel.name in skip:
+            continue
+        text = file_text(path, sources.get(rel.parts[0]) if not rel.name.endswith(".reason.txt") else None).lower()
+        hits += [f"{rel}: {n}" for n in needles if n.lower() in text]
+    return hits
+
+
+def stamped(name: str) -> str:
+    """A re-delivered file's archive name with its timestamp replaced by <ts>."""
+    return re.sub(r"\.\d{8}T\d{12}(?=\.)", ".<ts>", name)
 
 
 def table_counts(url: str) -> dict[str, int]:
@@ -297,6 +422,7 @@ def world(warehouse, settings, tmp_path_factory) -> Iterator[dict]:
         generate(size=DEMO_SIZE, seed=11, settings=local, as_of=AS_OF)
         plant(local)
         ingest_all()
+        deliver_contacts_again(local)
         build_warehouse(local, tmp)
         score_all(as_of=AS_OF, settings=local)
         dbt(local, tmp, "build", "--selector", "post_scoring")
@@ -323,9 +449,14 @@ def erased(world) -> dict:
         delivered = conn.execute("select destination, destination_key from scoring.delivered_state "
                                  "where customer_id = %s order by 1", (cid,)).fetchall()
         before_hits = warehouse_hits(url, [EMAIL, NID])
+    home = Path(world["settings"].home)
+    before = world["tmp"] / "before_erasure"  # the archive and the quarantine as they were
+    for folder in ("archive", "quarantine"):
+        shutil.copytree(home / folder, before / folder)
     result = erase(ErasureRequest(national_id=NID_FA, phone="0098 912 987 65 43", reason="verified request #41"),
                    settings=world["settings"], as_of=AS_OF, config_path=world["config_path"])
-    return {"customer_id": cid, "delivered": delivered, "before_hits": before_hits, "result": result}
+    return {"customer_id": cid, "delivered": delivered, "before_hits": before_hits, "result": result,
+            "before": before}
 
 
 # --- tests ---------------------------------------------------------------------------------------------------
@@ -416,43 +547,176 @@ def test_a_removal_reached_each_destination(world, erased):
     assert rows == [("erasure_files", "delivered", 1), ("erasure_orders_db", "delivered", 1),
                     ("erasure_webhook", "delivered", 1)]
 
+# --- the files ingestion keeps: the landing archive and the quarantine --------------------------------------------
+
+#: archived file (timestamp as <ts>) -> keys of the rows the erasure removes from it
+ARCHIVE_REMOVALS = {
+    "forms/submissions_planted.jsonl": {"ERT-F1", "ERT-F2"},
+    "contacts/interactions_planted.csv": {"ERT-C1"},
+    "contacts/interactions_planted.<ts>.csv": {"ERT-C4"},
+    "sibling_insurance/customers_planted.csv": {"ERT-I1", "ERT-I9"},
+    "sibling_insurance/customers_planted_copy.csv": {"ERT-I1", "ERT-I9"},
+    "sibling_bank_fa/customers_planted.csv": {"ERT-B1"},
+    "sibling_travel/members_planted.xlsx": {"ERT-T1"},
+    "order_export_kiosk/orders_planted.csv": {"ERT-K1"},
+}
+#: (archived file, key) -> the fields of another person's row where their identifier is masked
+ARCHIVE_MASKED = {
+    ("forms/submissions_planted.jsonl", "ERT-F3"): {"message": "My friend [erased] recommended you"},
+    ("contacts/interactions_planted.csv", "ERT-C2"): {"notes": "Forwarded a message from [erased] to billing"},
+}
+
+
+def test_archived_files_keep_every_row_but_theirs(world, erased):
+    """Their rows are emptied (row numbers unchanged), other people's rows read back exactly as loaded."""
+    before_root, after_root = erased["before"] / "archive", Path(world["settings"].home) / "archive"
+    sources = file_sources()
+    changed: dict[str, set[str]] = {}
+    masked: dict[tuple[str, str], dict] = {}
+    untouched = 0
+    for old in data_files(before_root):
+        rel = old.relative_to(before_root)
+        new = after_root / rel
+        assert new.exists(), rel
+        if new.read_bytes() == old.read_bytes():
+            untouched += 1
+            continue
+        cfg = sources[rel.parts[0]]
+        rows_before, rows_after = read_rows(old, cfg), read_rows(new, cfg)
+        assert set(rows_after) <= set(rows_before), rel  # nothing added, nothing renumbered
+        name = stamped(str(rel))
+        changed[name] = {row_key(r) for n, r in rows_before.items() if n not in rows_after}
+        for n, rec in rows_after.items():
+            if rec != rows_before[n]:
+                masked[(name, row_key(rec))] = {k: v for k, v in rec.items() if v != rows_before[n][k]}
+    assert changed == ARCHIVE_REMOVALS
+    assert masked == ARCHIVE_MASKED
+    assert untouched >= len(FILE_SOURCES)  # the demo's files (nobody erased there) are byte for byte the same
+
+    # the Windows-1256 file: header and other rows byte for byte, their row an empty line, in place
+    rel = Path("sibling_bank_fa") / "customers_planted.csv"
+    old_lines = (before_root / rel).read_bytes().split(b"\r\n")
+    new_lines = (after_root / rel).read_bytes().split(b"\r\n")
+    assert cp1256_safe(FIRST_FA).encode("cp1256") in old_lines[2]
+    assert new_lines == [*old_lines[:2], b"", *old_lines[3:]]
+    assert cp1256_safe("مریم").encode("cp1256") in new_lines[1]  # Persian text of the others kept
+    # the skipped copy (same bytes as delivered) ends up exactly like the file it copies
+    insurance = after_root / "sibling_insurance"
+    assert (insurance / "customers_planted_copy.csv").read_bytes() == (insurance / "customers_planted.csv").read_bytes()
+
+
+def test_no_identifier_left_in_archive_or_quarantine(world, erased):
+    home, before = Path(world["settings"].home), erased["before"]
+    # the search works: before the erasure it finds them in the archive and in two quarantined files
+    assert {h.split(":")[0] for h in needle_hits(before / "archive", NEEDLES)} >= {
+        "forms/submissions_planted.jsonl", "sibling_bank_fa/customers_planted.csv",
+        "sibling_travel/members_planted.xlsx"}
+    assert {h.split(":")[0] for h in needle_hits(before / "quarantine", STRONG_NEEDLES)} == {
+        "contacts/interactions_broken.csv", "sibling_insurance/customers_wrongcols.csv"}
+    assert needle_hits(home / "archive", NEEDLES) == []
+    # quarantined files cannot be parsed: their identifiers are masked (names cannot be told from other text)
+    assert needle_hits(home / "quarantine", STRONG_NEEDLES, skip=("members_truncated.xlsx",)) == []
+    # the file that is not valid UTF-8: masked on its bytes, everything else as it was
+    rel = Path("contacts") / "interactions_broken.csv"
+    old = (before / "quarantine" / rel).read_bytes()
+    expected = old
+    for needle in (PHONE_SPELLINGS[0], EMAIL, "09129876543"):
+        expected = expected.replace(needle.encode(), b"[erased]")
+    assert (home / "quarantine" / rel).read_bytes() == expected != old
+    wrongcols = (home / "quarantine" / "sibling_insurance" / "customers_wrongcols.csv").read_bytes()
+    assert wrongcols == b"HolderNumber;EMail;NationalCode\r\nERT-Q2;[erased];[erased]\r\n"
+
+
+def test_erasure_result_and_audit_count_the_files(world, erased):
+    r = erased["result"]
+    assert (r.archive_files_redacted, r.archive_rows_removed, r.archive_values_masked) == (8, 11, 2)
+    assert r.quarantine_files_masked == 2 and r.quarantine_values_masked == 5
+    # the truncated workbook cannot be searched: said in the result and the audit row, not hidden
+    assert len(r.files_not_redacted) == 1
+    assert r.files_not_redacted[0].startswith("quarantine/sibling_travel/members_truncated.xlsx: could not be "
+                                              "searched (Uninspectable: a workbook that does not open")
+    with psycopg.connect(world["url"]) as conn:
+        status, error, *counts = conn.execute(
+            "select status, error, archive_files_redacted, archive_rows_removed, quarantine_files_masked, "
+            "files_not_redacted from audit.erasure_requests where request_id = %s", (r.request_id,)).fetchone()
+        checksum = conn.execute("select checksum from audit.load_batches where source_name = 'sibling_bank_fa' "
+                                "and source_file = 'customers_planted.csv' and status = 'loaded'").fetchone()[0]
+    assert status == "completed" and counts == [8, 11, 2, 1]
+    assert error.startswith("completed, but 1 file(s) could not be redacted") and "members_truncated.xlsx" in error
+    # the manifest: checksums as delivered (the ledger's) and now, counts, never a value
+    archive = Path(world["settings"].home) / "archive"
+    manifest = json.loads((archive / "sibling_bank_fa" / ".erasure-manifest.json").read_text(encoding="utf-8"))
+    entry = manifest["files"]["customers_planted.csv"]
+    assert entry["original_sha256"] == checksum
+    now = hashlib.sha256((archive / "sibling_bank_fa" / "customers_planted.csv").read_bytes()).hexdigest()
+    assert entry["sha256"] == now != checksum
+    assert [(x["by"], x["rows_removed"], x["values_masked"]) for x in entry["redactions"]] == [
+        (f"erasure {r.request_id}", 1, 0)]
+    home = Path(world["settings"].home)
+    for path in [*home.glob("archive/*/.erasure-manifest.json"), *home.glob("quarantine/*/.erasure-manifest.json")]:
+        text = path.read_text(encoding="utf-8").lower()
+        assert [n for n in NEEDLES if n.lower() in text] == [], path
+
 
 def test_erasing_again_changes_nothing(world, erased):
     from crm_knowledge.privacy.erasure import ErasureRequest, erase
 
     before = table_counts(world["url"])
+    home = Path(world["settings"].home)
+    files = {p: p.read_bytes() for p in data_files(home / "archive") + data_files(home / "quarantine")}
     again = erase(ErasureRequest(national_id=NID, phone=PHONE_E164, reason="verified request #41"),
                   settings=world["settings"], as_of=AS_OF, config_path=world["config_path"])
     assert again.status == "already_erased"
     assert again.request_id == erased["result"].request_id
     assert table_counts(world["url"]) == before
+    assert {p: p.read_bytes() for p in files} == files
+    assert (again.archive_files_redacted, again.quarantine_files_masked) == (0, 0)
 
 
 def test_reloading_the_source_files_does_not_bring_them_back(world, erased):
-    """The same file again (ledger: skipped) and a re-delivered copy (new bytes: loaded, then dropped)."""
+    """The file as first delivered (ledger: skipped, although the archived file was rewritten since) and
+    re-delivered copies with new bytes (loaded, then dropped by the tombstones — and redacted in the archive)."""
+    from crm_knowledge.privacy.erasure_files import sweep_copies
+
     settings = world["settings"]
-    archived = Path(settings.home) / "archive" / "forms" / "submissions_planted.jsonl"
-    assert archived.exists()
+    archive = Path(settings.home) / "archive"
+    original = erased["before"] / "archive" / "forms" / "submissions_planted.jsonl"  # as delivered
+    assert original.read_bytes() != (archive / "forms" / "submissions_planted.jsonl").read_bytes()  # rewritten
     landing = settings.landing_dir / "forms"
-    shutil.copy(archived, landing / "submissions_planted.jsonl")
-    redelivered = archived.read_text(encoding="utf-8") + "\n"
+    shutil.copy(original, landing / "submissions_planted.jsonl")
+    # their two submissions again, with new bytes (another person's line quoting them is left out: the
+    # tombstones block their records, not other people's free text)
+    redelivered = "".join(original.read_text(encoding="utf-8").splitlines(keepends=True)[:2]) + "\n"
     (landing / "submissions_planted_resent.jsonl").write_text(redelivered, encoding="utf-8")
-    bank = Path(settings.home) / "archive" / "sibling_bank_fa" / "customers_planted.csv"
+    bank = erased["before"] / "archive" / "sibling_bank_fa" / "customers_planted.csv"
     (settings.landing_dir / "siblings" / "bank_fa" / "customers_planted_resent.csv").write_bytes(
         bank.read_bytes() + b"\r\n")
     from crm_knowledge.ingest.run import ingest_file_source
 
     forms = ingest_file_source("forms")
-    assert forms["skipped"] == 1 and forms["loaded"] == 1
+    assert forms["skipped"] == 1 and forms["loaded"] == 1  # the ledger keeps the checksum as delivered
     assert ingest_file_source("sibling_bank_fa")["loaded"] == 1
     with psycopg.connect(world["url"]) as conn:  # raw holds them again until identity resolution runs
-        assert conn.execute("select count(*) from raw.form_submissions where submission_id like 'ERT-%'"
-                            ).fetchone()[0] == 2
+        assert conn.execute("select count(*) from raw.form_submissions where submission_id = any(%s)",
+                            (sorted(ERASED_KEYS),)).fetchone()[0] == 2
     build_warehouse(settings, world["tmp"])
     assert planted_customer(world["url"]) is None
     assert warehouse_hits(world["url"], NEEDLES) == []
     with psycopg.connect(world["url"]) as conn:
-        assert conn.execute("select count(*) from raw.form_submissions where submission_id like 'ERT-%'"
-                            ).fetchone()[0] == 0
-        assert conn.execute("select count(*) from marts.customer_identity_map where source_record_id like 'ERT-%'"
-                            ).fetchone()[0] == 0
+        assert conn.execute("select count(*) from raw.form_submissions where submission_id = any(%s)",
+                            (sorted(ERASED_KEYS),)).fetchone()[0] == 0
+        assert conn.execute("select count(*) from marts.customer_identity_map where source_record_id = any(%s)",
+                            (sorted(ERASED_KEYS),)).fetchone()[0] == 0
+        assert conn.execute("select count(*) from marts.customer_identity_map where source_record_id = any(%s)",
+                            (["ERT-F3", "ERT-B0", "ERT-B2", "ERT-C3"],)).fetchone()[0] == 4  # the others stay
+    # identity resolution emptied their rows in the re-delivered files it dropped; the skipped copy (archived
+    # as it came) is replaced by the redacted file by the next erasure run's sweep
+    resent_bank = archive / "sibling_bank_fa" / "customers_planted_resent.csv"
+    assert resent_bank.read_bytes() == (archive / "sibling_bank_fa" / "customers_planted.csv").read_bytes() + b"\r\n"
+    assert (archive / "forms" / "submissions_planted_resent.jsonl").read_text(encoding="utf-8") == "\n\n\n"
+    copies = list((archive / "forms").glob("submissions_planted.*.jsonl"))
+    assert len(copies) == 1 and copies[0].read_bytes() == original.read_bytes()
+    swept = sweep_copies(settings)
+    assert (swept.copies_replaced, swept.not_redacted) == (1, [])
+    assert copies[0].read_bytes() == (archive / "forms" / "submissions_planted.jsonl").read_bytes()
+    assert needle_hits(archive, NEEDLES) == []

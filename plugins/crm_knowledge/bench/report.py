@@ -1,9 +1,10 @@
 """Benchmark report: `bench/results/<date>-<size>.json` (everything) and `.md` (the tables people read).
 
 The markdown puts each stage's full and incremental figures side by side, then the baselines as ratios:
-ingest against a plain `COPY` of the same files (the physical limit; target ≥ 0.7), against the
-raw-layer ceiling (COPY plus an unconverted insert into the raw table: what any loader of this raw
-layer must pay) and against `pandas.to_sql`, and identity resolution's growth with the number of records (exponent 1 = linear).
+ingest against a plain `COPY` of the same files (the physical limit; target ≥ 0.7), against
+the raw-layer ceiling (COPY plus an unconverted insert into the raw table: what any loader of this raw
+layer must pay) and against `pandas.to_sql`, and identity resolution's growth with the number of
+records (exponent 1 = linear).
 `update_readme` copies the markdown between the README's bench markers.
 """
 

@@ -21,15 +21,19 @@ For one request (:func:`erase`), under a warehouse advisory lock, as the ``ckp_p
    delta with those keys removed (reason ``forgotten``), through the same file / database / webhook
    senders and ``audit.exports`` bookkeeping as any delivery (export/deliver.py). A failed removal
    stops the erasure before anything is deleted, so the next run finds everything again and retries;
-4. **purge**, in one transaction: their source records (and orders) are deleted from ``raw``; every
+4. **files**: the landing archive's copies of their source records are rewritten without their rows
+   (located through raw ``_batch_id`` / ``_row_number`` and the ledger's checksum *before* the purge),
+   and remaining identifier spellings are masked there and in quarantined files
+   (privacy/erasure_files.py); a file that cannot be redacted is listed in the result and the audit row;
+5. **purge**, in one transaction: their source records (and orders) are deleted from ``raw``; every
    row of theirs in staging, intermediate, marts, ``pii``, identity, scoring, snapshots and audit
    (by ``customer_id`` or source record key) is deleted; any remaining occurrence of one of their
    email / phone / national-ID spellings in any text or JSON column of a project schema (e.g. another
    record's free-text note) is masked to ``[erased]``;
-5. **export history**: rows of theirs in earlier export files under ``exports_dir`` are removed and the
+6. **export history**: rows of theirs in earlier export files under ``exports_dir`` are removed and the
    file's manifest updated (sha256, counts, a ``redactions`` entry); the removal files just written
    are kept (they carry only the destination key and ``removal_reason``);
-6. **audit**: ``audit.erasure_requests`` records the completed request (counts only, no PII).
+7. **audit**: ``audit.erasure_requests`` records the completed request (counts only, no PII).
 
 Idempotent: the request id derives from the identifiers' pseudonyms; a repeat finds nothing and
 changes nothing (unless a re-delivered file brought data back, which is then erased too).
@@ -56,7 +60,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from crm_knowledge.normalize import to_ascii_digits
-from crm_knowledge.privacy import lookup
+from crm_knowledge.privacy import erasure_files, lookup
 from crm_knowledge.privacy.pseudonym import load_key, pseudonymize
 from crm_knowledge.privacy.roles import PIPELINE, SCHEMAS
 from crm_knowledge.settings import Settings, get_settings
@@ -66,7 +70,7 @@ log = logging.getLogger(__name__)
 #: Folder under the landing zone where erasure request files are dropped.
 REQUEST_DIR = "erasure_requests"
 REQUEST_FIELDS = ("email", "phone", "national_id", "reason")
-MASK = "[erased]"
+MASK = erasure_files.MASK  # "[erased]"
 _LOCK = "crm_knowledge.erasure"
 #: Needles shorter than this are not used to mask free text (too likely to hit unrelated values).
 MIN_NEEDLE = 6
@@ -107,9 +111,31 @@ class ErasureResult:
     removals_sent: dict[str, int] = field(default_factory=dict)
     tombstones: int = 0
     ignored_junk: list[str] = field(default_factory=list)
+    # the landing archive and the quarantine (privacy/erasure_files.py)
+    archive_files_redacted: int = 0
+    archive_rows_removed: int = 0
+    archive_values_masked: int = 0
+    quarantine_files_masked: int = 0
+    quarantine_values_masked: int = 0
+    files_not_redacted: list[str] = field(default_factory=list)  # "<path under CKP_HOME>: <reason>"
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
+
+    def add_files(self, files: erasure_files.FileRedaction) -> None:
+        self.archive_files_redacted += files.archive_files_redacted
+        self.archive_rows_removed += files.archive_rows_removed
+        self.archive_values_masked += files.archive_values_masked
+        self.quarantine_files_masked += files.quarantine_files_masked
+        self.quarantine_values_masked += files.quarantine_values_masked
+        self.files_not_redacted += files.not_redacted
+
+    def files_note(self) -> str | None:
+        """For the audit row: the files that could not be redacted (paths and reasons, no values)."""
+        if not self.files_not_redacted:
+            return None
+        return (f"completed, but {len(self.files_not_redacted)} file(s) could not be redacted (privacy officer: "
+                "remove or repair them, then run the request again): " + "; ".join(self.files_not_redacted))
 
 
 # --- helpers -------------------------------------------------------------------------------------------------
@@ -156,6 +182,18 @@ def _needles(match: lookup.Match) -> set[str]:
     out |= {to_ascii_digits(n) for n in list(out)}
     # a raw spelling that is only a name-like word (no digit, no @) is not a strong identifier
     return {n.strip() for n in out if n and (any(ch.isdigit() for ch in n) or "@" in n)}
+
+
+def _identifier_needles(identifiers: dict[str, str]) -> set[str]:
+    """Needles from the requested identifiers alone (when the warehouse holds nothing about them)."""
+    m = lookup.Match(identifiers=identifiers)
+    for kind, value in identifiers.items():
+        m.values.setdefault(kind, set()).add(value)
+    return _needles(m) | set(identifiers.values())
+
+
+def _file_needles(needles: Iterable[str]) -> erasure_files.Needles:
+    return erasure_files.Needles.of(needles, MIN_NEEDLE)
 
 
 def _persian_digits(text: str) -> str:
@@ -269,11 +307,38 @@ def enforce_tombstones(conn: psycopg.Connection, candidates: pd.DataFrame) -> pd
         return candidates
     keys = {(s, r) for s, r in candidates.loc[blocked, ["source_system", "source_record_id"]].itertuples(
         index=False, name=None)}
+    _redact_redelivered(conn, candidates.loc[blocked], keys)
     with conn.transaction():
         deleted = purge_records(conn, keys, set())
     log.warning("erasure tombstones: %d source record(s) of erased customers arrived again; dropped from "
                 "identity resolution and purged (%d rows deleted)", len(keys), deleted)
     return candidates.loc[~blocked].reset_index(drop=True)
+
+
+def _redact_redelivered(conn: psycopg.Connection, blocked: pd.DataFrame, keys: set[lookup.RecordKey]) -> None:
+    """Remove re-delivered records of erased customers from the archived files too (before raw is purged).
+
+    Their rows are found by record key; only their emails and national IDs are masked elsewhere in those
+    files (a phone may be a relative's too, and this runs without the erasure's full picture).
+    """
+    m = lookup.Match(identifiers={})
+    for kind, column in (("email", "email_norm"), ("national_id", "national_id_valid")):
+        if column in blocked:
+            m.values[kind] = {str(v).strip() for v in blocked[column].dropna() if str(v).strip()}
+    needles = _needles(m)
+    try:
+        with conn.transaction():  # a savepoint: a failure here leaves the caller's transaction usable
+            loc = erasure_files.locate(conn, keys, _sql_pattern(needles))
+        files = erasure_files.redact_archive(get_settings(), loc, _file_needles(needles), "erasure tombstones")
+    except Exception as exc:  # identity resolution must go on; the rows are purged from raw regardless
+        log.error("erasure tombstones: archived files of re-delivered records not redacted: %s",
+                  _mask_text(f"{type(exc).__name__}: {exc}", needles))
+        return
+    for line in files.not_redacted:
+        log.error("erasure tombstones: %s", line)
+    if files.archive_files_redacted:
+        log.warning("erasure tombstones: %d archived file(s) redacted (%d row(s) removed)",
+                    files.archive_files_redacted, files.archive_rows_removed)
 
 
 # --- removals ------------------------------------------------------------------------------------------------
@@ -571,7 +636,10 @@ def _erase_locked(conn: psycopg.Connection, request: ErasureRequest, identifiers
     result = ErasureResult(request_id=req_id, origin=request.origin, status="completed",
                            ignored_junk=match.ignored_junk)
     if match.empty:
-        # nothing held: keep the tombstone so nothing is collected again, record the request once
+        # nothing held: keep the tombstone so nothing is collected again, record the request once; a file
+        # that could not be loaded (quarantine) may still name them
+        result.add_files(erasure_files.mask_quarantine(settings, _file_needles(_identifier_needles(match.identifiers)),
+                                                       f"erasure {req_id}"))
         tomb = tombstone_rows(match, key)
         with conn.transaction():
             _write_tombstones(conn, tomb, req_id, as_of)
@@ -582,9 +650,13 @@ def _erase_locked(conn: psycopg.Connection, request: ErasureRequest, identifiers
                     "coalesce(%s, now()), %s, now(), now())",
                     (req_id, request.origin, _mask_text(request.reason, _needles(match) | set(identifiers.values())),
                      request.received_at, len(tomb)))
+            if result.files_not_redacted:
+                conn.execute("update audit.erasure_requests set error = %s where request_id = %s",
+                             (result.files_note()[:4000], req_id))
         result.status = "no_match" if previous is None else "already_erased"
         result.tombstones = len(tomb)
-        log.info("erasure %s: nothing held for the request (%s)", req_id, result.status)
+        log.info("erasure %s: nothing held for the request (%s); %d quarantined file(s) masked", req_id,
+                 result.status, result.quarantine_files_masked)
         return result
 
     needles = _needles(match) | set(identifiers.values())
@@ -600,6 +672,13 @@ def _erase_locked(conn: psycopg.Connection, request: ErasureRequest, identifiers
     try:
         result.removals_sent, keys_by_dest = send_removals(conn, match.customer_ids, as_of, settings, config_path)
         keep = {str(p) for p in _removal_files(conn, result.removals_sent)}
+        # files before the purge: their rows are located through raw; a retry (rows emptied, not deleted,
+        # so row numbers stay valid) finds and empties the same rows again, changing nothing more
+        file_needles = _file_needles(needles)
+        located = erasure_files.locate(conn, match.records, _sql_pattern(needles))
+        result.add_files(erasure_files.redact_archive(settings, located, file_needles, f"erasure {req_id}"))
+        result.add_files(erasure_files.mask_quarantine(settings, file_needles, f"erasure {req_id}"))
+        result.files_not_redacted = [_mask_text(x, needles) for x in result.files_not_redacted]
         with conn.transaction():
             result.rows_deleted = purge_records(conn, match.records, match.customer_ids)
             result.values_masked = mask_everywhere(conn, needles)
@@ -613,20 +692,36 @@ def _erase_locked(conn: psycopg.Connection, request: ErasureRequest, identifiers
     result.customers_erased = len(match.customer_ids)
     result.records_erased = len(match.records)
     conn.execute(
-        "update audit.erasure_requests set status = 'completed', error = null, completed_at = now(), "
+        "update audit.erasure_requests set status = 'completed', completed_at = now(), "
         "first_completed_at = coalesce(first_completed_at, now()), "
         "customers_erased = customers_erased + %s, records_erased = records_erased + %s, "
         "rows_deleted = rows_deleted + %s, values_masked = values_masked + %s, "
         "export_files_redacted = export_files_redacted + %s, removals_sent = removals_sent || %s, "
-        "tombstones = (select count(*) from identity.erasure_tombstones where request_id = %s) "
+        "tombstones = (select count(*) from identity.erasure_tombstones where request_id = %s), error = %s "
         "where request_id = %s",
         (result.customers_erased, result.records_erased, result.rows_deleted, result.values_masked,
-         result.export_files_redacted, Jsonb(result.removals_sent), req_id, req_id))
+         result.export_files_redacted, Jsonb(result.removals_sent), req_id,
+         (result.files_note() or "")[:4000] or None, req_id))
+    _audit_file_counts(conn, req_id, result)
     log.info("erasure %s completed: %d customer(s), %d record(s), %d rows deleted, %d masked, removals %s, "
-             "%d export file(s) redacted, %d tombstone(s)", req_id, result.customers_erased,
-             result.records_erased, result.rows_deleted, result.values_masked, result.removals_sent,
-             result.export_files_redacted, result.tombstones)
+             "%d export file(s) redacted, %d archived file(s) redacted (%d rows removed), %d quarantined file(s) "
+             "masked, %d tombstone(s)", req_id, result.customers_erased, result.records_erased,
+             result.rows_deleted, result.values_masked, result.removals_sent, result.export_files_redacted,
+             result.archive_files_redacted, result.archive_rows_removed, result.quarantine_files_masked,
+             result.tombstones)
+    for line in result.files_not_redacted:
+        log.error("erasure %s: file not redacted: %s", req_id, line)
     return result
+
+
+def _audit_file_counts(conn: psycopg.Connection, req_id: str, result: ErasureResult) -> None:
+    """Add this run's file counts to the audit row (a repeated request adds to the earlier runs' counts)."""
+    conn.execute(
+        "update audit.erasure_requests set archive_files_redacted = archive_files_redacted + %s, "
+        "archive_rows_removed = archive_rows_removed + %s, quarantine_files_masked = quarantine_files_masked + %s, "
+        "files_not_redacted = %s where request_id = %s",
+        (result.archive_files_redacted, result.archive_rows_removed, result.quarantine_files_masked,
+         len(result.files_not_redacted), req_id))
 
 
 def _removal_files(conn: psycopg.Connection, sent: dict[str, int]) -> list[str]:
@@ -715,12 +810,19 @@ def run_pending(as_of: dt.date | None = None, settings: Settings | None = None,
         path.unlink()  # personal data: deleted, not archived, once every request in it completed
         files_done += 1
         log.info("erasure: request file %s processed and deleted", path.name)
+    # re-delivered copies of redacted files that the ledger skipped are archived as they arrived: redact them
+    copies = erasure_files.sweep_copies(settings)
     summary = {
         "requests": len(results),
         "by_status": {s: sum(r.status == s for r in results) for s in sorted({r.status for r in results})},
         "customers_erased": sum(r.customers_erased for r in results),
         "files_processed": files_done,
         "forms_without_identifier": skipped_forms,
+        "archive_files_redacted": sum(r.archive_files_redacted for r in results),
+        "archive_rows_removed": sum(r.archive_rows_removed for r in results),
+        "quarantine_files_masked": sum(r.quarantine_files_masked for r in results),
+        "archive_copies_replaced": copies.copies_replaced,
+        "files_not_redacted": sum(len(r.files_not_redacted) for r in results) + len(copies.not_redacted),
         "request_ids": [r.request_id for r in results],
     }
     log.info("erasure run: %s", summary)

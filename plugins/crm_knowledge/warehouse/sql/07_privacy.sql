@@ -31,6 +31,10 @@ create table if not exists audit.erasure_requests (
     rows_deleted           bigint not null default 0,
     values_masked          bigint not null default 0,
     export_files_redacted  integer not null default 0,
+    archive_files_redacted integer not null default 0,  -- landing-archive files rewritten without the rows
+    archive_rows_removed   bigint not null default 0,
+    quarantine_files_masked integer not null default 0,
+    files_not_redacted     integer not null default 0,  -- listed in `error`: the privacy officer acts on them
     removals_sent          jsonb not null default '{}',
     tombstones             integer not null default 0,
     runs                   integer not null default 1,
@@ -39,6 +43,13 @@ create table if not exists audit.erasure_requests (
     completed_at           timestamptz
 );
 create index if not exists erasure_requests_status on audit.erasure_requests (status, received_at);
+-- Columns added after the table's first release: `create table if not exists` leaves an existing table as it
+-- is, so every later column is also added here (idempotent).
+alter table audit.erasure_requests
+    add column if not exists archive_files_redacted integer not null default 0,
+    add column if not exists archive_rows_removed bigint not null default 0,
+    add column if not exists quarantine_files_masked integer not null default 0,
+    add column if not exists files_not_redacted integer not null default 0;
 
 -- Customer data reports produced for verified access requests (who verified, when, how much); the
 -- report itself goes to the requester and is not kept.
