@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -94,32 +95,45 @@ def copy_file(conn: psycopg.Connection, cfg: SourceConfig, path: Path, table: st
         return cur.rowcount
 
 
-def plain_copy(settings: Settings, sources: list[SourceConfig]) -> dict[str, dict[str, Any]]:
-    """Per source: rows, seconds and rows/s of a plain COPY of all its pending files."""
+def _time_sources(settings: Settings, sources: list[SourceConfig], label: str, setup: str | None,
+                  load: Callable[[psycopg.Connection, SourceConfig, Path, str, int], int]) -> dict[str, dict[str, Any]]:
+    """Per source: rows, seconds and rows/s of `load` over all its pending files, in a scratch database
+    (after `setup` SQL); a file the server refuses (e.g. the demo's planted corrupt one) is not counted."""
     url = create_baseline_db(settings)
     out: dict[str, dict[str, Any]] = {}
     try:
         with psycopg.connect(url, autocommit=True) as conn:
+            if setup:
+                conn.execute(setup)
             for cfg in sources:
-                files = pending_files(cfg, settings)
-                if cfg.format not in ("csv", "jsonl"):
+                enc = PG_ENCODINGS.get(cfg.encoding.lower())
+                if cfg.format not in ("csv", "jsonl") or enc is None:
                     out[cfg.name] = {"rows": None, "seconds": None, "rows_per_s": None,
                                      "note": f"COPY cannot read {cfg.format}"}
                     continue
+                files = pending_files(cfg, settings)
                 rows, started = 0, time.perf_counter()
                 for i, path in enumerate(files):
                     try:
-                        rows += copy_file(conn, cfg, path, f"{cfg.name}_{i}")
-                    except psycopg.Error as exc:  # e.g. the demo's planted corrupt kiosk file
-                        log.info("baseline COPY of %s failed (%s); not counted", path.name, exc.diag.message_primary)
+                        with conn.transaction():
+                            rows += load(conn, cfg, path, enc, i)
+                    except psycopg.Error as exc:
+                        log.info("baseline %s of %s failed (%s); not counted", label, path.name,
+                                 exc.diag.message_primary)
                 took = time.perf_counter() - started
                 out[cfg.name] = {"rows": rows, "seconds": round(took, 3),
-                                 "rows_per_s": round(rows / took, 1) if took > 0 else None,
+                                 "rows_per_s": round(rows / took, 1) if took > 0 and rows else None,
                                  "files": len(files)}
-                log.info("baseline COPY %s: %s rows in %.1fs", cfg.name, rows, took)
+                log.info("baseline %s %s: %s rows in %.1fs", label, cfg.name, rows, took)
     finally:
         drop_baseline_db(settings)
     return out
+
+
+def plain_copy(settings: Settings, sources: list[SourceConfig]) -> dict[str, dict[str, Any]]:
+    """Per source: rows, seconds and rows/s of a plain COPY of all its pending files."""
+    return _time_sources(settings, sources, "COPY", None,
+                         lambda conn, cfg, path, enc, i: copy_file(conn, cfg, path, f"{cfg.name}_{i}"))
 
 
 TYPED_COLUMNS = DATE_COLUMNS | TIMESTAMP_COLUMNS | INT_COLUMNS | NUMERIC_COLUMNS | BOOL_COLUMNS
@@ -165,33 +179,9 @@ def raw_ceiling(settings: Settings, sources: list[SourceConfig]) -> dict[str, di
     """Per source: rows, seconds and rows/s of COPY + an unconverted insert into its raw table."""
     from crm_knowledge.warehouse.bootstrap import ddl_files
 
-    url = create_baseline_db(settings)
-    out: dict[str, dict[str, Any]] = {}
-    try:
-        with psycopg.connect(url, autocommit=True) as conn:
-            raw_ddl = next(p for p in ddl_files() if p.name.endswith("_raw.sql"))
-            conn.execute(raw_ddl.read_text(encoding="utf-8"))  # the warehouse's raw tables and indexes
-            for cfg in sources:
-                enc = PG_ENCODINGS.get(cfg.encoding.lower())
-                if cfg.format not in ("csv", "jsonl") or enc is None:
-                    out[cfg.name] = {"rows": None, "seconds": None, "rows_per_s": None,
-                                     "note": f"COPY cannot read {cfg.format}"}
-                    continue
-                rows, started = 0, time.perf_counter()
-                for path in pending_files(cfg, settings):
-                    try:
-                        with conn.transaction():
-                            rows += _ceiling_file(conn, cfg, path, enc)
-                    except psycopg.Error as exc:  # e.g. the demo's planted corrupt kiosk file
-                        log.info("baseline raw ceiling of %s failed (%s); not counted", path.name,
-                                 exc.diag.message_primary)
-                took = time.perf_counter() - started
-                out[cfg.name] = {"rows": rows, "seconds": round(took, 3),
-                                 "rows_per_s": round(rows / took, 1) if took > 0 and rows else None}
-                log.info("baseline raw ceiling %s: %s rows in %.1fs", cfg.name, rows, took)
-    finally:
-        drop_baseline_db(settings)
-    return out
+    raw_ddl = next(p for p in ddl_files() if p.name.endswith("_raw.sql"))  # the raw tables and indexes
+    return _time_sources(settings, sources, "raw ceiling", raw_ddl.read_text(encoding="utf-8"),
+                         lambda conn, cfg, path, enc, i: _ceiling_file(conn, cfg, path, enc))
 
 
 def _read_frame(cfg: SourceConfig, path: Path, nrows: int):

@@ -47,7 +47,6 @@ import codecs
 import contextlib
 import csv
 import datetime as dt
-import hashlib
 import json
 import logging
 import os
@@ -62,6 +61,7 @@ from typing import Any, NamedTuple
 import psycopg
 from psycopg import sql
 
+from crm_knowledge.ingest.files import sha256_file
 from crm_knowledge.privacy import lookup
 from crm_knowledge.settings import Settings
 
@@ -453,14 +453,6 @@ def mask_file(src: Path, dst: Path, *, needles: Needles, encoding: str = "utf-8"
 
 
 # --- writing in place, the manifest ----------------------------------------------------------------------------
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
 
 @contextlib.contextmanager
 def _scratch(path: Path) -> Iterator[Path]:
