@@ -404,3 +404,123 @@ def test_check_layers_records_every_layer_before_raising(db, qsettings):
         layers = dict(conn.execute("select layer, count(*) from audit.dq_runs where pipeline_run_id = 'run-l' "
                                    "group by layer").fetchall())
     assert layers["staging"] == 8 and layers["marts"] == 4
+
+
+# --- cost follows the batch, not the table -------------------------------------------------------------
+
+def planned_rows(url: str, query: str) -> float:
+    with psycopg.connect(url) as conn:
+        return conn.execute("explain (format json) " + query).fetchone()[0][0]["Plan"]["Plan Rows"]
+
+
+def test_measure_counts_rows_and_null_rates_in_one_scan(db):
+    open_batch(db, "b-m", [good_row(1), good_row(2, email=None), good_row(3, email=None, phone=None),
+                           good_row(4)])
+    with psycopg.connect(db) as conn:
+        query = "select * from raw.form_submissions where _batch_id = 'b-m'"
+        n, rates = gate._measure(conn, query, ["email", "phone", "no_such_column", "email"])
+        empty = gate._measure(conn, "select * from raw.form_submissions where _batch_id = 'none'", ["email"])
+    assert n == 4 and rates == {"email": 0.5, "phone": 0.25}  # a column the relation lacks is left out
+    assert empty == (0, {"email": 0.0})
+
+
+def test_stale_statistics_of_a_new_batch_are_refreshed_once(db, qsettings, monkeypatch):
+    """A batch loaded after the last ANALYZE is planned as ~1 row (GX's uniqueness join then costs rows²):
+    the gate analyses the table's batch column once per call, and not when the statistics know the batch."""
+    monkeypatch.setattr(gate, "STALE_STATS_MIN_ROWS", 20)
+    calls = []
+    real = gate._refresh_stale_statistics
+    monkeypatch.setattr(gate, "_refresh_stale_statistics",
+                        lambda conn, spec, query, n: calls.append((n, real(conn, spec, query, n))) or calls[-1][1])
+    with psycopg.connect(db, autocommit=True) as conn:  # no autoanalyze racing the test
+        conn.execute("alter table raw.form_submissions set (autovacuum_enabled = false)")
+    open_batch(db, "b-s1", [good_row(i) for i in range(1, 201)])
+    open_batch(db, "b-s2", [good_row(i) for i in range(201, 401)])
+    with psycopg.connect(db, autocommit=True) as conn:
+        conn.execute("analyze raw.form_submissions")
+    open_batch(db, "b-s3", [good_row(i) for i in range(401, 601)]
+               + [good_row(1000 + i, submission_id="F-DUP") for i in range(2)])
+    stale = "select * from raw.form_submissions where _batch_id = 'b-s3'"
+    assert planned_rows(db, stale) < 20  # unknown to the statistics
+    assert planned_rows(db, "select * from raw.form_submissions where _batch_id = 'b-s1'") > 100
+
+    # b-s1 is known (no ANALYZE); b-s3 is not: analysed, and its duplicates (a warning) are still found
+    result = gate.validate_raw_batches("raw.form_submissions", ["b-s1", "b-s3"], "run-s", settings=qsettings,
+                                       url=db)
+    assert calls == [(200, False), (202, True)]
+    assert planned_rows(db, stale) > 100
+    assert [(s.batch_id, s.action, s.row_count) for s in result.scopes] == [("b-s1", "passed", 200),
+                                                                          ("b-s3", "passed", 202)]
+    dup = next(o for o in result.warnings if o.expectation == "expect_column_values_to_be_unique")
+    assert dup.batch_id == "b-s3" and dup.unexpected_count == 2
+    assert sorted(dup.sample_refs()) == ["_row_number=201", "_row_number=202"]
+
+    # the statistics know b-s2 now: nothing to refresh
+    calls.clear()
+    gate.validate_raw_batches("raw.form_submissions", ["b-s2"], "run-s2", settings=qsettings, url=db)
+    assert calls == [(200, False)]
+
+
+def test_stale_statistics_check_keeps_small_batches_and_skips_analyze_without_lock(db, qsettings, monkeypatch):
+    """Small batches are never analysed for; a table locked by someone else is validated without waiting."""
+    open_batch(db, "b-small", [good_row(i) for i in range(1, 6)])
+    spec = spec_for_relation("raw.form_submissions", qsettings)
+    query = "select * from raw.form_submissions where _batch_id = 'b-small'"
+    with psycopg.connect(db) as conn:
+        assert gate._refresh_stale_statistics(conn, spec, query, 5) is False  # below STALE_STATS_MIN_ROWS
+    monkeypatch.setattr(gate, "STALE_STATS_MIN_ROWS", 2)
+    monkeypatch.setattr(gate, "STATS_LOCK_TIMEOUT", "100ms")
+    with psycopg.connect(db) as locker, psycopg.connect(db) as conn:
+        locker.execute("lock table raw.form_submissions in share update exclusive mode")
+        assert gate._refresh_stale_statistics(conn, spec, query, 10**6) is False
+        assert conn.execute("select 1").fetchone() == (1,)  # the connection is still usable
+    with psycopg.connect(db) as conn:
+        assert gate._refresh_stale_statistics(conn, spec, query, 10**6) is True
+        assert gate._refresh_stale_statistics(conn, spec, query, 5) is False  # planned right now
+
+
+def test_order_export_customer_lookup_matches_customer_ids_as_text(db, qsettings):
+    """The unknown-customer check probes the customers' index (no scan of raw.orders__customers) and keeps
+    the text semantics of the original `cast(customer_id as text) = btrim(customer_source_id)` join."""
+    with psycopg.connect(db) as conn:
+        conn.execute(
+            """insert into raw.orders__customers (customer_id, _batch_id, _source_file, _loaded_at, _row_number,
+                   _record_hash)
+               select id, 'c-1', 'w', now(), id, 'h' from unnest(array[0, 7, 10, 2147483647, -5]) id""")
+        conn.execute(
+            """insert into audit.load_batches (batch_id, source_name, source_kind, source_file, rows_read,
+                   rows_loaded, status) values ('x-1', 'order_export_kiosk', 'order_export', 'x.csv', 14, 14,
+                   'loaded')""")
+        ids = ["10", " 7 ", "010", "+7", "7.0", "abc", "99999999999999999999", "", None, "0", "-0", "2147483647",
+               "-5", "11"]
+        conn.cursor().executemany(
+            """insert into raw.order_exports (shop, order_id, customer_source_id, order_date, quantity, amount,
+                   items, _batch_id, _source_file, _loaded_at, _row_number, _record_hash)
+               values ('kiosk', %s, %s, current_date - 1, 1, 10, 'sku1: 2', 'x-1', 'x.csv', now(), %s, 'h')""",
+            [(f"K{i}", cid, i) for i, cid in enumerate(ids, start=1)])
+        old_query = ("select b._row_number from raw.order_exports as b left join (select distinct cast(customer_id "
+                     "as text) as customer_id from raw.orders__customers) c on c.customer_id = "
+                     "btrim(b.customer_source_id) where nullif(btrim(b.customer_source_id), '') is not null and "
+                     "c.customer_id is null")
+        expected = sorted(r[0] for r in conn.execute(old_query))
+    assert expected == [3, 4, 5, 6, 7, 11, 14]  # 010, +7, 7.0, abc, 2e19, -0, 11
+
+    result = gate.validate_raw_batches("raw.order_exports", ["x-1"], "run-x", settings=qsettings, url=db)
+    unknown = next(o for s in result.scopes for o in s.outcomes
+                   if o.description and "customer exists" in o.description)
+    assert not unknown.success and unknown.severity == "warning", unknown
+    assert unknown.unexpected_count == len(expected), (unknown.observed_value, unknown.unexpected_sample)
+    assert sorted(r["row"]["_row_number"] for r in unknown.unexpected_sample) == expected
+    spec = spec_for_relation("raw.order_exports", qsettings)
+    lookup = next(e for e in spec.expectations if "customer exists" in (e.get("description") or ""))
+    assert "raw.orders__customers" in lookup["kwargs"]["unexpected_rows_query"]
+    with psycopg.connect(db) as conn:  # with many customers: index probes per exported order, no scan
+        conn.execute("""insert into raw.orders__customers (customer_id, _batch_id, _source_file, _loaded_at,
+                            _row_number, _record_hash)
+                        select id, 'c-2', 'w', now(), id, 'h' from generate_series(100, 50099) id""")
+        conn.execute("analyze raw.orders__customers")
+        conn.execute("analyze raw.order_exports")
+        plan = "\n".join(r[0] for r in conn.execute(
+            "explain " + lookup["kwargs"]["unexpected_rows_query"].replace(
+                "{batch}", "(select * from raw.order_exports where _batch_id = 'x-1')")))
+    assert "Seq Scan on orders__customers" not in plan

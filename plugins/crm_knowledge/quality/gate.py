@@ -9,6 +9,10 @@
   stops before identity resolution / scoring / exports.
 * :func:`record_dbt_results` files dbt's test results (``target/run_results.json``) next to GX's.
 
+Cost follows the batch, not the raw table: a batch is selected through the ``_batch_id`` index, and when the
+table's statistics predate the batch (the planner expects ~1 row of it) the batch column is analysed first
+(:func:`_refresh_stale_statistics`), so GX's uniqueness joins are not planned as rows² nested loops.
+
 Warnings are recorded, never raised. Everything lands in ``audit.dq_runs`` / ``audit.dq_results``
 (no PII) and in the GX Data Docs site (``<reports_dir>/data_docs/index.html``).
 """
@@ -20,6 +24,7 @@ import json
 import logging
 import math
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -131,20 +136,64 @@ def _relation_exists(conn: psycopg.Connection, relation: str) -> bool:
 
 
 def _measure(conn: psycopg.Connection, query: str, columns: list[str]) -> tuple[int, dict[str, float]]:
-    """Row count and null rate of `columns` (columns that do not exist are left out)."""
+    """Row count and null rate of `columns` (columns that do not exist are left out), in one scan."""
     with conn.cursor() as cur:
-        cur.execute(sql.SQL("select count(*) from ({}) q").format(sql.SQL(query)))
-        n = cur.fetchone()[0]
-    rates: dict[str, float] = {}
-    for col in columns:
-        try:
-            with conn.transaction():
-                row = conn.execute(sql.SQL("select count(*) filter (where {} is null) from ({}) q").format(
-                    sql.Identifier(col), sql.SQL(query))).fetchone()
-        except psycopg.errors.UndefinedColumn:
-            continue
-        rates[col] = (row[0] / n) if n else 0.0
-    return n, rates
+        cur.execute(sql.SQL("select * from ({}) q limit 0").format(sql.SQL(query)))
+        present = {d.name for d in cur.description or ()}
+    measured = [c for c in dict.fromkeys(columns) if c in present]
+    nulls = [sql.SQL("count(*) filter (where {} is null)").format(sql.Identifier(c)) for c in measured]
+    row = conn.execute(sql.SQL("select {} from ({}) q").format(
+        sql.SQL(", ").join([sql.SQL("count(*)"), *nulls]), sql.SQL(query))).fetchone()
+    n = row[0]
+    return n, {col: (k / n) if n else 0.0 for col, k in zip(measured, row[1:], strict=True)}
+
+
+#: A raw table's statistics are refreshed (ANALYZE of its batch column) when the planner expects fewer than
+#: 1/STALE_STATS_RATIO of a batch's rows, for batches of at least STALE_STATS_MIN_ROWS rows.
+STALE_STATS_RATIO = 10
+STALE_STATS_MIN_ROWS = 1000
+STATS_LOCK_TIMEOUT = "10s"
+
+
+def _planned_rows(conn: psycopg.Connection, query: str) -> float:
+    """The planner's row estimate for `query` (EXPLAIN only: nothing is executed)."""
+    plan = conn.execute(sql.SQL("explain (format json) {}").format(sql.SQL(query))).fetchone()[0]
+    if isinstance(plan, str):
+        plan = json.loads(plan)
+    return float(plan[0]["Plan"]["Plan Rows"])
+
+
+def _refresh_stale_statistics(conn: psycopg.Connection, spec: SuiteSpec, query: str, row_count: int) -> bool:
+    """ANALYZE the raw table's batch column when the planner does not know the batch yet; commit.
+
+    A batch loaded after the table was last analysed is not among the sampled ``_batch_id`` values, so the
+    planner expects ~1 row of it (autoanalyze waits for 10% of the table to change: a daily batch never
+    triggers it on a big table). GX's uniqueness checks join the batch to its duplicated keys; planned for
+    1 row that join is a nested loop re-aggregating the whole batch per row: time grows with rows²
+    (22k rows: 51 s). ANALYZE samples a bounded number of rows (300 x the statistics target), so its cost
+    does not grow with the table the way that join grows with the batch. Committed at once: GX plans on
+    its own connection. Returns whether statistics were refreshed.
+    """
+    if row_count < STALE_STATS_MIN_ROWS:
+        return False
+    planned = _planned_rows(conn, query)
+    if planned * STALE_STATS_RATIO >= row_count:
+        return False
+    started = time.perf_counter()
+    try:
+        with conn.transaction():
+            conn.execute(sql.SQL("set local lock_timeout = {}").format(sql.Literal(STATS_LOCK_TIMEOUT)))
+            conn.execute(sql.SQL("analyze {} ({})").format(_relation_sql(spec.relation),
+                                                          sql.Identifier(spec.batch_column or "_batch_id")))
+    except psycopg.errors.LockNotAvailable:
+        log.warning("%s: statistics are stale (planner expects %d of %d batch rows) but ANALYZE could not "
+                    "lock the table within %s; validating with the stale plan", spec.relation, planned,
+                    row_count, STATS_LOCK_TIMEOUT)
+        return False
+    conn.commit()
+    log.info("%s: stale statistics (planner expected %d of %d batch rows): analysed in %.2f s", spec.relation,
+             planned, row_count, time.perf_counter() - started)
+    return True
 
 
 def _dynamic_expectations(conn: psycopg.Connection, spec: SuiteSpec, scope: str) -> list[Any]:
@@ -179,6 +228,10 @@ def _dynamic_expectations(conn: psycopg.Connection, spec: SuiteSpec, scope: str)
                 notes=f"Null-rate drift: at most {allowed:.1%} nulls (historical mean {base:.1%} "
                       f"+ tolerance {tol:.0%})."))
     return out
+
+
+def _null_rate_columns(spec: SuiteSpec) -> list[str]:
+    return list((spec.null_rates or {}).get("columns", []))
 
 
 def _asset_name(spec: SuiteSpec, scope: str) -> str:
@@ -224,15 +277,15 @@ class _Run:
         self.doc_keys: list[Any] = []
 
     def validate(self, conn: psycopg.Connection, spec: SuiteSpec, *, query: str, scope: str,
-                 batch_id: str | None) -> tuple[ScopeResult, int, dict[str, float]]:
+                 batch_id: str | None, measured: tuple[int, dict[str, float]] | None = None,
+                 ) -> tuple[ScopeResult, int, dict[str, float]]:
         from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier
 
         pipeline_run_id = self.result.pipeline_run_id
         dq_run_id = res.new_dq_run_id(spec.layer)
         res.start_run(conn, dq_run_id=dq_run_id, pipeline_run_id=pipeline_run_id, layer=spec.layer,
                       suite=spec.name, batch_id=batch_id)
-        null_cols = list((spec.null_rates or {}).get("columns", []))
-        row_count, null_rates = _measure(conn, query, null_cols)
+        row_count, null_rates = measured or _measure(conn, query, _null_rate_columns(spec))
         suite = runtime_suite(self.context, spec, _dynamic_expectations(conn, spec, scope))
         asset = self.datasource.add_query_asset(name=_asset_name(spec, scope), query=query)
         batch = asset.add_batch_definition_whole_table("whole").get_batch()
@@ -277,6 +330,7 @@ def validate_raw_batches(source_table: str, batch_ids: list[str] | tuple[str, ..
     spec = spec_for_relation(source_table, settings)
     run = _Run("raw", pipeline_run_id, settings, url)
     messages = []
+    stats_refreshed = False  # at most one ANALYZE per call: every given batch is loaded already
     with connect(run.url) as conn:
         for batch_id in dict.fromkeys(batch_ids):
             row = conn.execute("select status from audit.load_batches where batch_id = %s",
@@ -289,8 +343,11 @@ def validate_raw_batches(source_table: str, batch_ids: list[str] | tuple[str, ..
             query = sql.SQL("select * from {} where {} = {}").format(
                 _relation_sql(spec.relation), sql.Identifier(spec.batch_column or "_batch_id"),
                 sql.Literal(batch_id)).as_string(conn)
+            measured = _measure(conn, query, _null_rate_columns(spec))
+            if not stats_refreshed:
+                stats_refreshed = _refresh_stale_statistics(conn, spec, query, measured[0])
             scope, row_count, null_rates = run.validate(conn, spec, query=query, scope=batch_id,
-                                                        batch_id=batch_id)
+                                                        batch_id=batch_id, measured=measured)
             if scope.critical_failures:
                 scope.action = "held"
                 reason = "held by data quality gate: " + "; ".join(
