@@ -117,7 +117,7 @@ def test_ensure_schema_is_idempotent(scratch_db):
         store.ensure_schema(conn)
         store.ensure_schema(conn)
         n = conn.execute("select count(*) from information_schema.tables where table_schema = 'identity'").fetchone()[0]
-    assert n == 5
+    assert n == 6
 
 
 def test_missing_candidates_table(scratch_db):
@@ -149,6 +149,38 @@ def test_resolved_at_moves_only_for_records_resolution_decided_again(scratch_db)
         after = dict(conn.execute("select source_record_id, resolved_at from identity.record_clusters").fetchall())
     assert after["F9"] > before["1"]
     assert {k: after[k] for k in before} == before
+
+
+@pytest.mark.parametrize("mode", ["full", "incremental"])
+def test_a_customer_id_is_never_issued_again_once_its_records_are_gone(scratch_db, mode):
+    """Erasure (or a deletion at the source) removes every record of the customer holding the highest id, and
+    with them that id from record_clusters and customer_id_merges. The next new person must not get it."""
+    with psycopg.connect(scratch_db) as conn:
+        conn.execute(CANDIDATES_DDL)
+        _insert(conn, ROWS)
+    store.run(scratch_db, "full")
+    with psycopg.connect(scratch_db) as conn:
+        gone, = conn.execute("select max(customer_id) from identity.record_clusters").fetchone()
+        records = [r for r, in conn.execute("select source_record_id from identity.record_clusters "
+                                            "where customer_id = %s", (gone,))]
+        # what erasure does: the records leave the sources and every identity table
+        conn.execute("delete from intermediate.int_identity_candidates where source_record_id = any(%s)", (records,))
+        conn.execute("delete from identity.record_clusters where customer_id = %s", (gone,))
+        conn.execute("delete from identity.customer_id_merges where %s in (old_customer_id, new_customer_id)", (gone,))
+        assert conn.execute("select highest_number from identity.issued_ids").fetchone()[0] == int(gone[1:])
+    store.run(scratch_db, "full")  # a run without the record: the id is nowhere in the identity tables now
+    with psycopg.connect(scratch_db) as conn:
+        assert conn.execute("select count(*) from identity.record_clusters where customer_id = %s",
+                            (gone,)).fetchone()[0] == 0
+        _insert(conn, [("orders", "9", "nima", "rad", "nima rad", "nima@mail.ir", "+989121000009", None, None, None,
+                        "tabriz", None, None, "2026-03-05T10:00:00+03:30")])
+    store.run(scratch_db, mode)
+    with psycopg.connect(scratch_db) as conn:
+        fresh, = conn.execute("select customer_id from identity.record_clusters where source_record_id = '9'"
+                              ).fetchone()
+        high, = conn.execute("select highest_number from identity.issued_ids where id_prefix = 'C'").fetchone()
+    assert fresh != gone and fresh > gone
+    assert high == int(fresh[1:])
 
 
 def test_mode_for_uses_the_configured_weekday():

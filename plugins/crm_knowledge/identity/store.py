@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
@@ -31,6 +32,7 @@ from crm_knowledge.identity.resolve import (
     resolve,
     resolve_incremental,
 )
+from crm_knowledge.identity.stable_ids import format_id, parse_id
 from crm_knowledge.privacy.erasure import enforce_tombstones
 from crm_knowledge.warehouse.db import copy_csv
 
@@ -101,6 +103,20 @@ def read_retired_ids(conn: psycopg.Connection) -> list[str]:
     rows = conn.execute("select old_customer_id from identity.customer_id_merges "
                         "union select new_customer_id from identity.customer_id_merges").fetchall()
     return [r[0] for r in rows]
+
+
+def record_issued_ids(conn: psycopg.Connection, customer_ids: Iterable[str], prefix: str,
+                      digits: int) -> str | None:
+    """Raise the high-water mark of issued ids to the highest of `customer_ids`; return the mark as an id
+    (None when nothing was ever issued). Passed on as a retired id, it keeps every id ever issued from being
+    issued again, though its records are gone (identity.issued_ids)."""
+    numbers = [n for n in (parse_id(x, prefix) for x in customer_ids) if n is not None]
+    row = conn.execute(
+        "insert into identity.issued_ids (id_prefix, highest_number) values (%s, %s) "
+        "on conflict (id_prefix) do update set highest_number = greatest(identity.issued_ids.highest_number, "
+        "excluded.highest_number), updated_at = now() returning highest_number",
+        (prefix, max(numbers, default=0))).fetchone()
+    return format_id(row[0], prefix, digits) if row[0] else None
 
 
 def _copy_in(conn: psycopg.Connection, table: str, columns: list[str], frame: pd.DataFrame) -> None:
@@ -195,6 +211,8 @@ def run(conn_url: str, mode: str = "full", config: IdentityConfig | None = None)
         candidates = enforce_tombstones(conn, candidates)  # erased customers never come back (privacy/erasure.py)
         previous = read_previous(conn)
         retired = read_retired_ids(conn)
+        mark = record_issued_ids(conn, [*previous["customer_id"], *retired], config.id_prefix, config.id_digits)
+        retired += [mark] if mark else []
         conn.commit()
         new = None
         if len(previous):
@@ -210,6 +228,8 @@ def run(conn_url: str, mode: str = "full", config: IdentityConfig | None = None)
             result = resolve(candidates.drop(columns=["staged_at"], errors="ignore"),
                              previous if len(previous) else None, config, retired_ids=retired)
         write_result(conn, result, previous, None if new is None else new[KEY])
+        record_issued_ids(conn, result.record_clusters["customer_id"], config.id_prefix, config.id_digits)
+        conn.commit()
     stats = {k: v for k, v in result.stats.items() if k != "oversized_detail"}
     stats["clusters"] = stats["customers"]
     log.info("identity: wrote %d record clusters (%d customers), %d match pairs, %d merges, %d unresolved, "

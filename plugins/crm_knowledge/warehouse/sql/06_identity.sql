@@ -34,6 +34,15 @@ create table if not exists identity.customer_id_merges (
 );
 create index if not exists customer_id_merges_old_idx on identity.customer_id_merges (old_customer_id);
 
+-- The highest customer id number ever issued, per id prefix. An id must never be given to another person,
+-- even after every record holding it is gone (erased, or deleted at the source) and has left
+-- record_clusters and customer_id_merges; this row remembers it. Holds no customer data.
+create table if not exists identity.issued_ids (
+    id_prefix       text primary key,
+    highest_number  bigint not null,
+    updated_at      timestamptz not null default now()
+);
+
 create table if not exists identity.unresolved (
     source_system     text not null,
     source_record_id  text not null,
