@@ -232,4 +232,6 @@ def ingest_source(cfg: SourceConfig, url: str | None = None, settings: Settings 
         for i, path in enumerate(files, start=1):
             log.info("%s: file %s/%s: %s", cfg.name, i, len(files), path.name)
             results.append(load_file(conn, cfg, path, settings))
+        if any(r.rows_loaded for r in results):
+            ledger.analyze_after_load(conn, cfg.target_table)
     return results

@@ -11,6 +11,7 @@ import uuid
 from dataclasses import dataclass
 
 import psycopg
+from psycopg import sql
 
 
 @dataclass
@@ -54,3 +55,16 @@ def close_batch(conn: psycopg.Connection, batch_id: str, status: str, counts: Ba
         (status, counts.rows_read, counts.rows_loaded, counts.rows_rejected, counts.rows_duplicate,
          error, batch_id),
     )
+
+
+def analyze_after_load(conn: psycopg.Connection, table: str) -> None:
+    """Refresh the planner's statistics of a raw table that just received rows.
+
+    Autoanalyze waits until 10% of a table has changed, which a daily batch of a large table never reaches:
+    the planner then expects ~1 row of the new batch or load window, and the quality gate's and incremental
+    staging's joins over it are planned as nested loops (rows² time). ANALYZE samples a bounded number of
+    rows, so it costs about a second even on a table of tens of millions of rows. `conn` must be in
+    autocommit mode (or the caller commits).
+    """
+    schema, name = table.split(".")
+    conn.execute(sql.SQL("analyze {}.{}").format(sql.Identifier(schema), sql.Identifier(name)))

@@ -142,4 +142,6 @@ def extract_orders_db(cfg: SourceConfig, tables: list[str] | None = None,
         src.read_only = True
         for table in tables or order:
             results.append(extract_table(src, wh, cfg, table))
+            if results[-1].rows_loaded:
+                ledger.analyze_after_load(wh, f"raw.orders__{table}")
     return results
