@@ -20,10 +20,12 @@ help:
 	@echo "make bench SIZE=100000 - benchmark the whole pipeline at SIZE customers (bench/results/)"
 	@echo "make warehouse-start | warehouse-stop | warehouse-url"
 
+# --compile-bytecode: every Airflow task, dbt call and test process imports Airflow, GX and pandas; where
+# PYTHONDONTWRITEBYTECODE is set (CI images often do), each would otherwise recompile them (~5 s a time).
 $(STAMP): requirements/lock.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip uv
-	$(BIN)/uv pip install --quiet --python $(BIN)/python -r requirements/lock.txt
+	$(BIN)/uv pip install --quiet --compile-bytecode --python $(BIN)/python -r requirements/lock.txt
 	$(BIN)/uv pip install --quiet --python $(BIN)/python --no-deps -e .
 	touch $(STAMP)
 
