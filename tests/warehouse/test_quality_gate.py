@@ -174,6 +174,23 @@ def test_audit_rows_match_the_suite(db, qsettings):
     assert (qsettings.reports_dir / "data_docs" / "index.html").exists()
 
 
+def test_data_docs_index_lists_only_the_latest_results(db, qsettings, monkeypatch):
+    """The index must not re-read the whole (ever-growing) result store on every build."""
+    from crm_knowledge.quality import context
+
+    monkeypatch.setattr(context, "DATA_DOCS_INDEX_RESULTS", 2)
+    names = ["batch-alpha", "batch-bravo", "batch-charlie"]
+    for i, name in enumerate(names, start=1):
+        open_batch(db, name, [good_row(10 * i + k) for k in range(1, 4)])
+        gate.validate_raw_batches("raw.form_submissions", [name], f"run-{i}", settings=qsettings, url=db)
+    index = (qsettings.reports_dir / "data_docs" / "index.html").read_text(encoding="utf-8")
+    assert "batch-charlie" in index and "batch-bravo" in index and "batch-alpha" not in index
+    # the older result's own page is still there (the auditor report links to it)
+    with psycopg.connect(db) as conn:
+        page, = conn.execute("select data_docs_path from audit.dq_runs where batch_id = 'batch-alpha'").fetchone()
+    assert (qsettings.reports_dir / "data_docs" / page).exists()
+
+
 def test_volume_anomaly_and_null_rate_drift_warn_against_history(db, qsettings):
     open_batch(db, "b-1", [good_row(i) for i in range(1, 21)])
     gate.validate_raw_batches("raw.form_submissions", ["b-1"], "run-1", settings=qsettings, url=db)
