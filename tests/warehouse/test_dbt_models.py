@@ -285,6 +285,10 @@ def test_golden_record_and_normalisation(built):
     dim = q(url, "select gender, city, province, birth_year, age_band from marts.dim_customers"
                  " where customer_id = %s", (ALI,))
     assert dim == [("m", "تهران", "تهران", 1990, "35-44")]
+    # one canonical city whatever the script: Sara's orders account says Shiraz / Fars in Latin letters
+    sara = q(url, "select city, city_name_en, province, province_name_en from marts.dim_customers"
+                  " where customer_id = %s", (SARA,))
+    assert sara == [("شیراز", "Shiraz", "فارس", "Fars")]
     candidates = q(url, "select email_norm, phone_e164, national_id_valid from intermediate.int_identity_candidates"
                         " where source_system = 'sibling:bank_fa'")
     assert candidates == [(None, "+989121234001", "0499370899")]

@@ -23,6 +23,12 @@ golden_records as (
 
 ),
 
+locations as (
+
+    select * from {{ ref('int_customer_locations_standardised') }}
+
+),
+
 consents as (
 
     select * from {{ ref('int_customer_consents_pivoted') }}
@@ -70,8 +76,10 @@ final as (
             when age(activity.as_of_date, golden_records.birth_date) < interval '65 years' then '55-64'
             else '65_plus'
         end as age_band,
-        golden_records.city,
-        golden_records.province,
+        locations.city,
+        locations.city_name_en,
+        locations.province,
+        locations.province_name_en,
         golden_records.business_type,
 
         -- how we know the customer
@@ -106,6 +114,8 @@ final as (
         on activity.customer_id = customer_sources.customer_id
     left join golden_records
         on activity.customer_id = golden_records.customer_id
+    left join locations
+        on activity.customer_id = locations.customer_id
     left join consents
         on activity.customer_id = consents.customer_id
     left join erasure_requests

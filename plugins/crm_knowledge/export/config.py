@@ -66,7 +66,9 @@ SEGMENT_FIELDS: dict[str, str] = {
 #: Known non-personal columns of marts.dim_customers (others are accepted and checked against the table).
 DIM_FIELDS: dict[str, str] = {
     "city": "text",
+    "city_name_en": "text",
     "province": "text",
+    "province_name_en": "text",
     "has_marketing_consent": "boolean",
     "has_profiling_opt_out": "boolean",
 }
