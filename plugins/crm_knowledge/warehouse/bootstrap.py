@@ -2,6 +2,11 @@
 
 The DDL lives in `sql/*.sql` beside this module, applied in file-name order. Every statement is
 `create ... if not exists` / `create or replace`, so re-applying is safe and cheap.
+
+Changing a table that has been released: `create table if not exists` leaves an existing table as it is,
+so a new column goes both into the `create table` (new deployments) and into an
+`alter table ... add column if not exists` after it (existing ones); see `audit.erasure_requests` in
+07_privacy.sql. Renames and type changes need a one-off script and a note in the release.
 """
 
 from __future__ import annotations
