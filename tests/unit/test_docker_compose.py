@@ -305,6 +305,19 @@ def test_pipeline_settings_reach_the_services_running_project_code(services, nam
 
 
 @pytest.mark.parametrize("name", PIPELINE_SERVICES)
+def test_dbt_tasks_get_the_warehouse_connection(services, name):
+    """cosmos builds the dbt profile from the Airflow connection `warehouse`: it must be the warehouse."""
+    from airflow.models.connection import Connection
+
+    env = _environment(services[name])
+    conn = Connection(conn_id="warehouse", uri=env["AIRFLOW_CONN_WAREHOUSE"])
+    wh = urlsplit(env["WAREHOUSE_URL"])
+    assert conn.conn_type == "postgres"
+    assert (conn.host, conn.port, conn.schema) == (wh.hostname, wh.port, wh.path.lstrip("/"))
+    assert (conn.login, conn.password) == (wh.username, wh.password)
+
+
+@pytest.mark.parametrize("name", PIPELINE_SERVICES)
 def test_ckp_home_is_a_shared_named_volume(services, name):
     service = services[name]
     ckp_home = _environment(service)["CKP_HOME"]
