@@ -32,6 +32,18 @@ EXPORTS_DELIVERED = Asset("exports.customer_segments")
 # the checks of the warehouse and scoring DAG runs of one day form one report.
 RAW_ASSETS = [RAW_FORM_SUBMISSIONS, RAW_SIBLING_CUSTOMERS, RAW_CONTACT_INTERACTIONS, RAW_ORDERS]
 
+def publish_if_changed(summary: dict) -> dict:
+    """Return a load task's summary; skip the task when the load changed nothing, so it publishes no Asset
+    event. An Asset event starts the warehouse DAG (and erasure), and the loads run hourly: without this,
+    every hour with no new file would rebuild the warehouse. A quarantined file counts as a change (the
+    day's report must show it)."""
+    if summary.get("rows_loaded") or summary.get("quarantined"):
+        return summary
+    from airflow.sdk.exceptions import AirflowSkipException
+
+    raise AirflowSkipException(f"{summary.get('source')}: nothing new loaded; no Asset event ({summary})")
+
+
 # --- dbt through astronomer-cosmos ------------------------------------------------------------
 # Rendered from dbt's manifest (`dbt parse`, run by `make run` and baked into the Docker image), so
 # parsing a DAG never runs dbt or touches the warehouse. dbt's profile comes from the Airflow

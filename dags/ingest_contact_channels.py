@@ -3,13 +3,14 @@
 
 Loads the contact centre's interaction logs (phone, email, web chat, mail, fax, in person) with
 topic, outcome and free-text notes into `raw.contact_interactions`, exactly once per file.
-Publishes `warehouse.raw.contact_interactions`.
+Publishes `warehouse.raw.contact_interactions`
+when it loaded rows or quarantined a file; a run with nothing new is skipped and triggers nothing.
 """
 
 from __future__ import annotations
 
 from airflow.sdk import dag, task
-from ckp_common import DEFAULT_ARGS, RAW_CONTACT_INTERACTIONS, START_DATE
+from ckp_common import DEFAULT_ARGS, RAW_CONTACT_INTERACTIONS, START_DATE, publish_if_changed
 
 
 @dag(
@@ -33,7 +34,7 @@ def ingest_contact_channels():
     def load_interactions() -> dict:
         from crm_knowledge.ingest.run import ingest_file_source
 
-        return ingest_file_source("contacts")
+        return publish_if_changed(ingest_file_source("contacts"))
 
     prepare_warehouse() >> load_interactions()
 

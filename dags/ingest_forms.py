@@ -4,13 +4,14 @@
 Loads the JSON Lines drops of the web forms (registration, order form, feedback, complaint, idea,
 newsletter consent) from the landing zone into `raw.form_submissions`, exactly once per file.
 Unreadable files go to quarantine, bad rows to `raw.load_rejects`; every file is in
-`audit.load_batches`. Publishes `warehouse.raw.form_submissions`.
+`audit.load_batches`. Publishes `warehouse.raw.form_submissions`
+when it loaded rows or quarantined a file; a run with nothing new is skipped and triggers nothing.
 """
 
 from __future__ import annotations
 
 from airflow.sdk import dag, task
-from ckp_common import DEFAULT_ARGS, RAW_FORM_SUBMISSIONS, START_DATE
+from ckp_common import DEFAULT_ARGS, RAW_FORM_SUBMISSIONS, START_DATE, publish_if_changed
 
 
 @dag(
@@ -34,7 +35,7 @@ def ingest_forms():
     def load_forms() -> dict:
         from crm_knowledge.ingest.run import ingest_file_source
 
-        return ingest_file_source("forms")
+        return publish_if_changed(ingest_file_source("forms"))
 
     prepare_warehouse() >> load_forms()
 

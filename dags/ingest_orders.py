@@ -8,13 +8,14 @@ Two paths into the raw layer:
   what changed;
 * shops that can only export: order CSV files (one mapped task per `order_export` source).
 
-Publishes `warehouse.raw.orders`.
+Publishes `warehouse.raw.orders`
+when it loaded rows or quarantined a file; a run with nothing new is skipped and triggers nothing.
 """
 
 from __future__ import annotations
 
 from airflow.sdk import dag, task
-from ckp_common import DEFAULT_ARGS, RAW_ORDERS, START_DATE
+from ckp_common import DEFAULT_ARGS, RAW_ORDERS, START_DATE, publish_if_changed
 
 
 @dag(
@@ -38,7 +39,7 @@ def ingest_orders():
     def extract_orders_database() -> dict:
         from crm_knowledge.ingest.run import ingest_orders_database
 
-        return ingest_orders_database("orders")
+        return publish_if_changed(ingest_orders_database("orders"))
 
     @task
     def list_order_exports() -> list[str]:
@@ -53,7 +54,7 @@ def ingest_orders():
         from crm_knowledge.ingest.run import ingest_file_source
 
         get_current_context()["source_label"] = source_name
-        return ingest_file_source(source_name)
+        return publish_if_changed(ingest_file_source(source_name))
 
     ready = prepare_warehouse()
     ready >> extract_orders_database()

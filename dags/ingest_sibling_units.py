@@ -4,13 +4,14 @@
 One mapped task per sibling unit registered in `config/sources/` (kind `sibling_unit`): adding a unit
 is a new YAML file, no code. Each file is read in its own format, encoding, delimiter and calendar
 (e.g. Windows-1256 with Solar Hijri dates), mapped onto the canonical customer fields, and loaded
-into `raw.sibling_customers`. Publishes `warehouse.raw.sibling_customers`.
+into `raw.sibling_customers`. Publishes `warehouse.raw.sibling_customers`
+when it loaded rows or quarantined a file; a run with nothing new is skipped and triggers nothing.
 """
 
 from __future__ import annotations
 
 from airflow.sdk import dag, task
-from ckp_common import DEFAULT_ARGS, RAW_SIBLING_CUSTOMERS, START_DATE
+from ckp_common import DEFAULT_ARGS, RAW_SIBLING_CUSTOMERS, START_DATE, publish_if_changed
 
 
 @dag(
@@ -38,7 +39,7 @@ def ingest_sibling_units():
         from crm_knowledge.ingest.run import ingest_file_source
 
         get_current_context()["source_label"] = source_name
-        return ingest_file_source(source_name)
+        return publish_if_changed(ingest_file_source(source_name))
 
     load_unit.expand(source_name=list_units())
 

@@ -130,3 +130,35 @@ def test_every_dbt_task_records_its_results(dagbag, dag_id):
     assert dbt_tasks, f"{dag_id} has no cosmos tasks"
     missing = [t.task_id for t in dbt_tasks if getattr(t, "callback", None) != DBT_RESULTS_CALLBACK]
     assert not missing, f"cosmos tasks without the results callback: {missing[:5]}"
+
+
+@pytest.mark.parametrize(("summary", "publishes"), [
+    ({"source": "forms", "rows_loaded": 12, "quarantined": 0}, True),
+    ({"source": "forms", "rows_loaded": 0, "quarantined": 1}, True),   # the day's report must show it
+    ({"source": "forms", "rows_loaded": 0, "quarantined": 0, "skipped": 2}, False),
+    ({"source": "orders", "rows_loaded": 0, "tables": {}}, False),
+])
+def test_a_load_that_changed_nothing_publishes_no_asset_event(summary, publishes):
+    """The loads run hourly and any raw Asset event starts the warehouse DAG: an empty load must skip."""
+    from airflow.sdk.exceptions import AirflowSkipException
+    from ckp_common import publish_if_changed
+
+    if publishes:
+        assert publish_if_changed(summary) is summary
+    else:
+        with pytest.raises(AirflowSkipException, match="nothing new loaded"):
+            publish_if_changed(summary)
+
+
+def test_every_raw_asset_is_published_only_through_publish_if_changed():
+    """Each ingest task with a raw outlet returns publish_if_changed(...) (read from the DAG sources)."""
+    for path in sorted(DAGS_DIR.glob("ingest_*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for fn in (n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)):
+            outlets = [kw for d in fn.decorator_list if isinstance(d, ast.Call) for kw in d.keywords
+                       if kw.arg == "outlets"]
+            if not outlets:
+                continue
+            returns = [n for n in ast.walk(fn) if isinstance(n, ast.Return)]
+            assert returns and all(isinstance(r.value, ast.Call) and getattr(r.value.func, "id", None)
+                                   == "publish_if_changed" for r in returns), f"{path.name}:{fn.name}"
