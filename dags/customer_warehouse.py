@@ -77,12 +77,13 @@ def customer_warehouse():
     def resolve_identities(params: dict | None = None, logical_date=None, dag_run=None) -> dict:
         """Incremental, or full on the configured weekday / when forced; decided on the run's logical date
         (an asset-triggered run without one: the time it was queued), never on the wall clock."""
-        from crm_knowledge.identity.store import mode_for, run
+        from crm_knowledge.identity.store import decide_mode, run
         from crm_knowledge.settings import get_settings
 
+        url = get_settings().warehouse_url
         day = logical_date or dag_run.run_after
-        mode = mode_for(day, force_full=bool((params or {}).get("full_identity_resolution", False)))
-        return run(get_settings().warehouse_url, mode=mode)
+        mode = decide_mode(url, day, force_full=bool((params or {}).get("full_identity_resolution", False)))
+        return run(url, mode=mode, day=day)
 
     marts = DbtTaskGroup(
         group_id="dbt_marts",

@@ -117,7 +117,7 @@ def test_ensure_schema_is_idempotent(scratch_db):
         store.ensure_schema(conn)
         store.ensure_schema(conn)
         n = conn.execute("select count(*) from information_schema.tables where table_schema = 'identity'").fetchone()[0]
-    assert n == 6
+    assert n == 7
 
 
 def test_missing_candidates_table(scratch_db):
@@ -194,3 +194,32 @@ def test_mode_for_uses_the_configured_weekday():
     assert store.mode_for(dt.datetime(2026, 11, 23, 23, 59), sunday, force_full=True) == "full"
     never = config_from_dict({"full_resolution_weekday": "never"})
     assert store.mode_for(dt.date(2026, 11, 22), never) == "incremental"
+    # once a day: a later run of the same Sunday (the DAG runs whenever data lands) is incremental
+    assert store.mode_for(dt.date(2026, 11, 22), sunday, last_full_day=dt.date(2026, 11, 22)) == "incremental"
+    assert store.mode_for(dt.date(2026, 11, 22), sunday, last_full_day=dt.date(2026, 11, 15)) == "full"
+    assert store.mode_for(dt.date(2026, 11, 22), sunday, force_full=True,
+                          last_full_day=dt.date(2026, 11, 22)) == "full"
+
+
+def test_runs_are_recorded_and_the_weekly_full_run_happens_once_that_day(scratch_db):
+    import datetime as dt
+
+    from crm_knowledge.identity.config import config_from_dict
+
+    sunday = config_from_dict({"full_resolution_weekday": "sunday"})
+    with psycopg.connect(scratch_db) as conn:
+        conn.execute(CANDIDATES_DDL)
+        _insert(conn, ROWS)
+    day = dt.datetime(2026, 11, 22, 9, 0, tzinfo=dt.UTC)
+    assert store.decide_mode(scratch_db, day, sunday) == "full"   # no run recorded yet
+    first = store.run(scratch_db, store.decide_mode(scratch_db, day, sunday), sunday, day=day)
+    later = day + dt.timedelta(hours=5)
+    assert store.decide_mode(scratch_db, later, sunday) == "incremental"
+    second = store.run(scratch_db, store.decide_mode(scratch_db, later, sunday), sunday, day=later)
+    with psycopg.connect(scratch_db) as conn:
+        runs = conn.execute("select run_day, mode, records, customers from identity.resolution_runs "
+                            "order by resolved_at").fetchall()
+    assert runs == [(dt.date(2026, 11, 22), "full", 5, first["customers"]),
+                    (dt.date(2026, 11, 22), "incremental", 5, second["customers"])]
+    assert first["customers"] == second["customers"] > 0
+    assert store.decide_mode(scratch_db, day + dt.timedelta(days=7), sunday) == "full"  # next Sunday

@@ -189,18 +189,39 @@ def split_new(candidates: pd.DataFrame, previous: pd.DataFrame) -> tuple[pd.Data
     return candidates[~existing].reset_index(drop=True), candidates[existing].reset_index(drop=True)
 
 
-def mode_for(day: dt.date | dt.datetime, config: IdentityConfig | None = None, *, force_full: bool = False) -> str:
-    """The identity mode of the daily run for `day` (the run's logical date, never the wall clock, so a
-    re-run or backfill of a day decides the same): ``full`` on the configured weekday
-    (config/identity.yml `full_resolution_weekday`) or when forced, ``incremental`` otherwise."""
+def mode_for(day: dt.date | dt.datetime, config: IdentityConfig | None = None, *, force_full: bool = False,
+             last_full_day: dt.date | None = None) -> str:
+    """The identity mode of a daily run for `day` (the run's logical date, never the wall clock): ``full``
+    when forced, or on the configured weekday (config/identity.yml `full_resolution_weekday`) unless a full
+    resolution already ran for that day (`last_full_day`: the warehouse DAG runs whenever data lands, so
+    several times a day; one full resolution a week is the point), ``incremental`` otherwise."""
     config = config or load_config()
     if force_full:
         return "full"
-    return "full" if day.weekday() in config.full_resolution_weekdays else "incremental"
+    date = day.date() if isinstance(day, dt.datetime) else day
+    if date.weekday() in config.full_resolution_weekdays and last_full_day != date:
+        return "full"
+    return "incremental"
 
 
-def run(conn_url: str, mode: str = "full", config: IdentityConfig | None = None) -> dict:
-    """Resolve identities in the warehouse at `conn_url`; returns the stats of the run."""
+def last_full_day(conn: psycopg.Connection) -> dt.date | None:
+    """The latest pipeline day a full resolution ran for (None before the first)."""
+    if conn.execute("select to_regclass('identity.resolution_runs') is null").fetchone()[0]:
+        return None
+    return conn.execute("select max(run_day) from identity.resolution_runs where mode = 'full'").fetchone()[0]
+
+
+def decide_mode(conn_url: str, day: dt.date | dt.datetime, config: IdentityConfig | None = None, *,
+                force_full: bool = False) -> str:
+    """:func:`mode_for` with the last full day read from ``identity.resolution_runs``."""
+    with psycopg.connect(conn_url) as conn:
+        return mode_for(day, config, force_full=force_full, last_full_day=last_full_day(conn))
+
+
+def run(conn_url: str, mode: str = "full", config: IdentityConfig | None = None,
+        day: dt.date | dt.datetime | None = None) -> dict:
+    """Resolve identities in the warehouse at `conn_url`; returns the stats of the run. The run is recorded
+    in ``identity.resolution_runs`` under `day` (the pipeline day; default: today, UTC)."""
     if mode not in ("full", "incremental"):
         raise ValueError(f"mode must be 'full' or 'incremental', got {mode!r}")
     config = config or load_config()
@@ -229,6 +250,12 @@ def run(conn_url: str, mode: str = "full", config: IdentityConfig | None = None)
                              previous if len(previous) else None, config, retired_ids=retired)
         write_result(conn, result, previous, None if new is None else new[KEY])
         record_issued_ids(conn, result.record_clusters["customer_id"], config.id_prefix, config.id_digits)
+        run_day = day.date() if isinstance(day, dt.datetime) else (day or dt.datetime.now(dt.UTC).date())
+        st = result.stats
+        conn.execute(
+            "insert into identity.resolution_runs (run_day, mode, records, new_records, customers, seconds) "
+            "values (%s, %s, %s, %s, %s, %s)",
+            (run_day, st["mode"], st["records"], st["new_records"], st["customers"], st["seconds"]))
         conn.commit()
     stats = {k: v for k, v in result.stats.items() if k != "oversized_detail"}
     stats["clusters"] = stats["customers"]

@@ -34,6 +34,19 @@ create table if not exists identity.customer_id_merges (
 );
 create index if not exists customer_id_merges_old_idx on identity.customer_id_merges (old_customer_id);
 
+-- One row per identity-resolution run: what operators read, and how the daily DAG knows whether the week's
+-- full resolution already ran today (identity.store.decide_mode). No customer data.
+create table if not exists identity.resolution_runs (
+    resolved_at    timestamptz not null default now(),
+    run_day        date not null,   -- the pipeline day the run belongs to (its logical date)
+    mode           text not null check (mode in ('full', 'incremental')),
+    records        integer not null,
+    new_records    integer not null,
+    customers      integer not null,
+    seconds        double precision not null
+);
+create index if not exists resolution_runs_mode_day on identity.resolution_runs (mode, run_day);
+
 -- The highest customer id number ever issued, per id prefix. An id must never be given to another person,
 -- even after every record holding it is gone (erased, or deleted at the source) and has left
 -- record_clusters and customer_id_merges; this row remembers it. Holds no customer data.
