@@ -135,7 +135,8 @@ class ErasureResult:
         if not self.files_not_redacted:
             return None
         return (f"completed, but {len(self.files_not_redacted)} file(s) could not be redacted (privacy officer: "
-                "remove or repair them, then run the request again): " + "; ".join(self.files_not_redacted))
+                "remove or redact them by hand: the warehouse rows are already gone, so running the request again "
+                "does not revisit them): " + "; ".join(self.files_not_redacted))
 
 
 # --- helpers -------------------------------------------------------------------------------------------------
