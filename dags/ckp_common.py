@@ -89,6 +89,14 @@ def dbt_operator_args() -> dict:
     return {"callback": DBT_RESULTS_CALLBACK}
 
 
+#: `full_refresh` of the marts' dbt tasks: true when this run's identity resolution was the weekly full one
+#: (identity.store.decide_mode). The incremental facts keep a row whose upstream key disappeared and read a
+#: changed seed only for new rows (macros/incremental_facts.sql); rebuilding them from scratch the day every
+#: customer is re-resolved anyway keeps them exact. Rendered by Airflow at run time; cosmos reads the string.
+MARTS_FULL_REFRESH = ("{{ ((ti.xcom_pull(task_ids='resolve_identities') or {}).get('mode') == 'full')"
+                      " | string }}")
+
+
 def dbt_test_behavior():
     """dbt tests as their own task after each model (default), or once per group (`after_all`).
 

@@ -10,10 +10,12 @@ Runs whenever an ingestion DAG lands new raw data:
 3. **identity resolution**: deterministic rules and Splink's probabilistic matching assign every
    customer-bearing source record to one stable `customer_id`. Daily it is *incremental* (the day's new
    and changed records are matched against the existing customers); on the weekday set in
-   `config/identity.yml` (`full_resolution_weekday`, by the run's logical date) it re-resolves every
-   record. Trigger with the param `full_identity_resolution: true` to force a full run on any day;
+   `config/identity.yml` (`full_resolution_weekday`, by the run's logical date; the day's first run) it
+   re-resolves every record. Trigger with the param `full_identity_resolution: true` to force a full run
+   on any day;
 4. **dbt marts**: the unified customer view (`dim_customers`, `customer_360`), facts, the customer
-   knowledge repository and the `pii` vault;
+   knowledge repository and the `pii` vault; after a full identity resolution with `--full-refresh`, so
+   the incremental facts are rebuilt from scratch once a week;
 5. **marts quality gate**: a critical failure here stops scoring and exports.
 
 Each dbt model and its tests are separate tasks (astronomer-cosmos, rendered from dbt's manifest).
@@ -25,6 +27,7 @@ from airflow.sdk import AssetAny, Param, dag, task
 from ckp_common import (
     DEFAULT_ARGS,
     MARTS_CUSTOMER_VIEW,
+    MARTS_FULL_REFRESH,
     RAW_ASSETS,
     START_DATE,
     dbt_configs,
@@ -90,7 +93,7 @@ def customer_warehouse():
         project_config=PROJECT,
         profile_config=PROFILE,
         execution_config=EXECUTION,
-        operator_args=dbt_operator_args(),
+        operator_args={**dbt_operator_args(), "full_refresh": MARTS_FULL_REFRESH},
         render_config=RenderConfig(load_method=LoadMode.DBT_MANIFEST, select=MARTS_SELECT,
                                    exclude=["tag:identity_input"], test_behavior=dbt_test_behavior(),
                                    should_detach_multiple_parents_tests=True),

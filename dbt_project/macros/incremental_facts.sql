@@ -11,7 +11,8 @@
       identity.record_clusters (it became unresolved), so no resolved_at can announce it.
 
     Rows that disappear upstream (a key whose only raw versions were held after being staged) are not
-    deleted here; the weekly full refresh removes them (docs in _marts__models.yml).
+    deleted here; the weekly full refresh removes them (the warehouse DAG runs the marts with --full-refresh
+    after the weekly full identity resolution: dags/ckp_common.MARTS_FULL_REFRESH).
     `unique_key`: the fact's key column.
 -#}
 {% macro incremental_fact_filter(unique_key) -%}

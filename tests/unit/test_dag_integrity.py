@@ -162,3 +162,29 @@ def test_every_raw_asset_is_published_only_through_publish_if_changed():
             returns = [n for n in ast.walk(fn) if isinstance(n, ast.Return)]
             assert returns and all(isinstance(r.value, ast.Call) and getattr(r.value.func, "id", None)
                                    == "publish_if_changed" for r in returns), f"{path.name}:{fn.name}"
+
+
+def test_marts_are_fully_refreshed_after_a_full_identity_resolution(dagbag):
+    """The weekly full resolution also rebuilds the incremental facts (dbt --full-refresh), never a daily run."""
+    import jinja2
+    from ckp_common import MARTS_FULL_REFRESH
+    from cosmos.operators.base import DbtBuildMixin, DbtRunMixin
+
+    tasks = [t for t in dagbag.dags["customer_warehouse"].tasks if t.task_id.startswith("dbt_marts.")]
+    runs = [t for t in tasks if isinstance(t, (DbtRunMixin, DbtBuildMixin))]
+    assert runs and all(t.full_refresh == MARTS_FULL_REFRESH for t in runs)
+    staging = [t for t in dagbag.dags["customer_warehouse"].tasks if t.task_id.startswith("dbt_staging.")]
+    assert all(getattr(t, "full_refresh", False) is False for t in staging)
+
+    class TI:
+        def __init__(self, value):
+            self.value = value
+
+        def xcom_pull(self, task_ids):
+            assert task_ids == "resolve_identities"
+            return self.value
+
+    render = jinja2.Template(MARTS_FULL_REFRESH).render
+    assert render(ti=TI({"mode": "full", "records": 10})) == "True"
+    assert render(ti=TI({"mode": "incremental"})) == "False"
+    assert render(ti=TI(None)) == "False"
