@@ -101,10 +101,19 @@ def _cmd_customer_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_pii_scan(args: argparse.Namespace) -> int:
-    """Leak scan of every analytic schema and export against the demo ground truth; exit 1 on findings."""
-    from crm_knowledge.privacy.pii_scan import scan
+    """Leak scan of every analytic schema and export; exit 1 on findings, 2 when there was nothing to look for."""
+    from crm_knowledge.privacy.pii_scan import demo_needles, scan, vault_needles
+    from crm_knowledge.settings import get_settings
 
-    result = scan()
+    settings = get_settings()
+    source = args.needles
+    if source == "auto":  # a demo deployment has its ground truth; a real one only its vault
+        source = "demo" if (settings.demo_dir / "ground_truth.csv").exists() else "vault"
+    needles = demo_needles(settings) if source == "demo" else vault_needles(settings.warehouse_url)
+    if not needles:
+        print(f"error: no identifiers to search for in the {source} (is the pii vault built?)", file=sys.stderr)
+        return 2
+    result = scan(settings, needles)
     text = json.dumps(result.as_dict(), indent=2, ensure_ascii=False)
     if args.output:
         with open(args.output, "w", encoding="utf-8") as fh:
@@ -167,8 +176,11 @@ def main(argv: list[str] | None = None) -> int:
     cr.add_argument("-o", "--output", required=True, help="JSON file to write (it holds personal data)")
     cr.set_defaults(func=_cmd_customer_report)
 
-    ps = sub.add_parser("pii-scan", help="scan analytic schemas and exports for demo customers' identifiers")
+    ps = sub.add_parser("pii-scan", help="scan analytic schemas and exports for customers' identifiers")
     ps.add_argument("-o", "--output", help="also write the findings (no personal values) to this JSON file")
+    ps.add_argument("--needles", choices=["auto", "vault", "demo"], default="auto",
+                    help="what to search for: the pii vault's identifiers (vault), the demo persons' (demo), or "
+                         "demo when the demo ground truth exists, else vault (auto, the default)")
     ps.set_defaults(func=_cmd_pii_scan)
 
     args = parser.parse_args(argv)

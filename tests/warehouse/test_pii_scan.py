@@ -130,3 +130,53 @@ def test_cli_exit_code(world, tmp_path):
     assert ckp(["pii-scan", "-o", str(tmp_path / "found.json")]) == 1
     out = json.loads((tmp_path / "found.json").read_text())
     assert out["clean"] is False and out["findings"][0]["location"] == "scoring.leak.note"
+
+
+VAULT_DDL = """
+create table pii.pii_source_identities (customer_id text, source_system text, source_record_id text,
+    email_norm text, phone_e164 text, national_id_valid text);
+create table pii.pii_customer_profiles (customer_id text, first_name text, last_name text, full_name text,
+    email text, phone text, national_id text);
+"""
+
+
+def test_vault_needles_find_a_real_customers_identifiers(world):
+    """Without demo ground truth, the vault is what a leak is: its identifiers, found anywhere else."""
+    from crm_knowledge.privacy.pii_scan import vault_needles
+
+    with psycopg.connect(world["wh"]) as conn:
+        conn.execute(VAULT_DDL)
+        conn.execute("insert into pii.pii_source_identities values "
+                     "('C000000042', 'orders', '7', 'nima.rad@mail.ir', '+989121110042', '0499370899')")
+        conn.execute("insert into pii.pii_customer_profiles values ('C000000042', 'نیما', 'راد', 'نیما راد', "
+                     "'nima.rad@mail.ir', '+989121110042', '0499370899'), ('C000000043', 'Al', null, 'Al', null, "
+                     "null, null)")
+    needles = vault_needles(world["wh"])
+    assert needles["nima.rad@mail.ir"] == ("email", "C000000042")
+    assert {needles[f] for f in ("+989121110042", "09121110042", "989121110042")} == {("phone", "C000000042")}
+    assert needles["نیما راد"] == ("name", "C000000042")
+    assert "al" not in needles  # a one-word name is ordinary text
+    assert scan(world["settings"], needles, config_path=world["config"]).clean
+    with psycopg.connect(world["wh"]) as conn:
+        conn.execute("create table marts.notes (customer_id text, note text)")
+        conn.execute("insert into marts.notes values ('C000000042', %s), ('C2', 'called Al about nothing')",
+                     ("Customer نيما راد asked us to call ۰۹۱۲ ۱۱۱ ۰۰۴۲",))
+    result = scan(world["settings"], needles, config_path=world["config"])
+    assert {(f.location, f.kind, tuple(f.persons)) for f in result.findings} == {
+        ("marts.notes.note", "name", ("C000000042",)), ("marts.notes.note", "phone", ("C000000042",))}
+    assert "nima" not in json.dumps(result.as_dict())
+
+
+def test_cli_scans_the_vault_when_there_is_no_demo(world, tmp_path):
+    (world["settings"].demo_dir / "ground_truth.csv").unlink()
+    assert ckp(["pii-scan"]) == 2  # nothing to search for: said, not reported clean
+    with psycopg.connect(world["wh"]) as conn:
+        conn.execute(VAULT_DDL)
+        conn.execute("insert into pii.pii_source_identities values "
+                     "('C000000042', 'orders', '7', 'nima.rad@mail.ir', null, null)")
+        conn.execute("create table scoring.leak (note text)")
+        conn.execute("insert into scoring.leak values ('NIMA.RAD@mail.ir')")
+    assert ckp(["pii-scan", "-o", str(tmp_path / "found.json")]) == 1
+    out = json.loads((tmp_path / "found.json").read_text())
+    assert out["findings"] == [{"location": "scoring.leak.note", "kind": "email", "hits": 1,
+                                "persons": ["C000000042"]}]

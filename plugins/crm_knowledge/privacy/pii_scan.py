@@ -1,9 +1,11 @@
-"""Scan for leaks: is any demo customer's email, phone, national ID or full name outside the pii vault?
+"""Scan for leaks: is any customer's email, phone, national ID or full name outside the pii vault?
 
 The issue's acceptance test ("after `make run`, a scan of every non-pii schema and every export finds no
 email, phone, national ID or name of any demo customer") as a command, ``ckp pii-scan`` (exit 1 on findings).
 
-* **What is searched for** (the needles): the demo's ground truth (``<demo_dir>/ground_truth.csv``,
+* **What is searched for** (the needles): in a real deployment, everything the vault itself holds
+  (:func:`vault_needles`: ``pii.pii_source_identities`` and ``pii.pii_customer_profiles``; findings name
+  customer ids). On demo data, also the demo's ground truth (``<demo_dir>/ground_truth.csv``,
   ``source_system, source_record_id, person_id``) names every person who has a source record; the demo's
   persons are regenerated from ``<demo_dir>/demo_state.json`` (size, seed, as-of date — the generator is
   deterministic) to get each one's emails, mobile numbers (E.164 ``+989…``, local ``09…`` and ``989…``),
@@ -57,7 +59,7 @@ class Finding:
     location: str          # schema.table.column, or a file path
     kind: str              # email | phone | national_id | name
     hits: int
-    persons: list[str]     # demo person ids (up to 10)
+    persons: list[str]     # demo person ids or customer ids (up to 10), never values
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -126,6 +128,58 @@ def demo_needles(settings: Settings) -> dict[str, tuple[str, str]]:
         for value, kind in values:
             needles.setdefault(value, (kind, pid))
     log.info("pii scan: %d needles for %d demo persons", len(needles), len(person_ids))
+    return needles
+
+
+def _phone_forms(e164: str) -> list[str]:
+    """The ways an Iranian mobile number is written that the scan's tokens can equal (+98…, 0…, 98…)."""
+    if e164.startswith("+98"):
+        local = e164[3:]
+        return [e164, "0" + local, "98" + local]
+    return [e164, e164.lstrip("+")]
+
+
+#: Shortest name the vault scan looks for: a one-word or very short "full name" matches ordinary text.
+MIN_NAME_LENGTH = 6
+
+
+def vault_needles(url: str) -> dict[str, tuple[str, str]]:
+    """{needle: (kind, customer_id)} from the pii vault itself: every email, phone, national ID and full name
+    the warehouse holds about its customers (``pii.pii_source_identities``, ``pii.pii_customer_profiles``).
+
+    Needs no demo ground truth, so it is the scan for real deployments. Findings name customer ids, never the
+    values. Names are searched as full names of two words or more (a first name alone is ordinary text).
+    """
+    needles: dict[str, tuple[str, str]] = {}
+
+    def add(value: str | None, kind: str, customer_id: str) -> None:
+        if value:
+            needles.setdefault(value, (kind, customer_id))
+
+    with psycopg.connect(url) as conn:
+        have = {r[0] for r in conn.execute(
+            "select table_name from information_schema.tables where table_schema = 'pii'").fetchall()}
+        if "pii_source_identities" in have:
+            rows = conn.execute("select customer_id, email_norm, phone_e164, national_id_valid "
+                                "from pii.pii_source_identities where customer_id is not null")
+            for customer_id, email, phone, national_id in rows:
+                add(email.lower() if email else None, "email", customer_id)
+                for form in _phone_forms(phone) if phone else []:
+                    add(form, "phone", customer_id)
+                add(national_id, "national_id", customer_id)
+        if "pii_customer_profiles" in have:
+            rows = conn.execute("select customer_id, email, phone, national_id, full_name, first_name, last_name "
+                                "from pii.pii_customer_profiles")
+            for customer_id, email, phone, national_id, full_name, first, last in rows:
+                add(email.lower() if email else None, "email", customer_id)
+                for form in _phone_forms(phone) if phone else []:
+                    add(form, "phone", customer_id)
+                add(national_id, "national_id", customer_id)
+                for name in (full_name, f"{first or ''} {last or ''}"):
+                    folded = " ".join(_fold(name or "").split())
+                    if len(folded.split()) >= 2 and len(folded) >= MIN_NAME_LENGTH:
+                        add(folded, "name", customer_id)
+    log.info("pii scan: %d needles from the pii vault", len(needles))
     return needles
 
 
