@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import contextlib
 import hashlib
 import json
 import os
@@ -333,3 +334,37 @@ def test_unreadable_files_are_listed_not_fatal(tmp_path):
     result.add_files(out)
     assert result.files_not_redacted == out.not_redacted
     assert "1 file(s) could not be redacted" in result.files_note()
+
+
+def test_one_failing_request_does_not_hold_up_the_others(tmp_path, monkeypatch):
+    """run_pending carries on past a failed request, keeps its request file for the retry, deletes the files
+    that completed, and fails the task only at the end, naming the failure (no identifier in the message)."""
+    import dataclasses
+
+    from crm_knowledge.privacy import erasure
+    from crm_knowledge.settings import get_settings
+
+    settings = dataclasses.replace(get_settings(), home=tmp_path / "home", landing_dir=tmp_path / "landing",
+                                   external_warehouse_url="postgresql://nobody@127.0.0.1:1/none")
+    folder = settings.landing_dir / erasure.REQUEST_DIR
+    folder.mkdir(parents=True)
+    (folder / "a.jsonl").write_text('{"email": "fail@example.ir"}\n', encoding="utf-8")
+    (folder / "b.jsonl").write_text('{"email": "ok@example.ir"}\n{"phone": "09121234567"}\n', encoding="utf-8")
+    done: list[str] = []
+
+    def fake_erase(req, **_):
+        if req.email == "fail@example.ir":
+            raise ConnectionError("destination crm_webhook is down")
+        done.append(req.email or req.phone)
+        return erasure.ErasureResult(request_id=f"r{len(done)}", origin=req.origin, status="completed")
+
+    monkeypatch.setattr(erasure, "erase", fake_erase)
+    monkeypatch.setattr(erasure, "form_requests", lambda conn: [])
+    monkeypatch.setattr(erasure.psycopg, "connect", lambda *a, **k: contextlib.nullcontext(None))
+    monkeypatch.setattr(erasure.erasure_files, "sweep_copies",
+                        lambda s: erasure.erasure_files.FileRedaction())
+    with pytest.raises(RuntimeError, match=r"1 erasure request\(s\) failed") as err:
+        erasure.run_pending(settings=settings)
+    assert done == ["ok@example.ir", "09121234567"]           # the other file's requests were all done
+    assert (folder / "a.jsonl").exists() and not (folder / "b.jsonl").exists()
+    assert "file a.jsonl: ConnectionError" in str(err.value) and "fail@example.ir" not in str(err.value)

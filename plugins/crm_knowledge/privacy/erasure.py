@@ -795,6 +795,18 @@ def run_pending(as_of: dt.date | None = None, settings: Settings | None = None,
     with psycopg.connect(settings.warehouse_url, autocommit=True) as conn:
         from_forms = form_requests(conn)
     results: list[ErasureResult] = []
+    failed: list[str] = []   # one failing request (a destination down, a bug) must not hold up the others
+
+    def attempt(req: ErasureRequest) -> bool:
+        try:
+            results.append(erase(req, settings=settings, as_of=as_of, config_path=config_path))
+            return True
+        except Exception as exc:  # noqa: BLE001 - recorded as failed in the audit table by erase(); retried
+            failed.append(f"{req.origin} {req.ref}: {type(exc).__name__}")
+            log.exception("erasure: request %s (%s) failed; carrying on with the other requests", req.ref,
+                          req.origin)
+            return False
+
     skipped_forms = 0
     for req in from_forms:
         try:
@@ -803,11 +815,14 @@ def run_pending(as_of: dt.date | None = None, settings: Settings | None = None,
             skipped_forms += 1
             log.warning("erasure: web form %s names no usable identifier; left for the privacy officer", req.ref)
             continue
-        results.append(erase(req, settings=settings, as_of=as_of, config_path=config_path))
+        attempt(req)
     files_done = 0
     for path in request_files(settings):
-        for req in read_request_file(path):
-            results.append(erase(req, settings=settings, as_of=as_of, config_path=config_path))
+        outcomes = [attempt(req) for req in read_request_file(path)]
+        if not all(outcomes):
+            log.error("erasure: request file %s kept for the next run: %d of its requests failed", path.name,
+                      outcomes.count(False))
+            continue
         path.unlink()  # personal data: deleted, not archived, once every request in it completed
         files_done += 1
         log.info("erasure: request file %s processed and deleted", path.name)
@@ -827,4 +842,7 @@ def run_pending(as_of: dt.date | None = None, settings: Settings | None = None,
         "request_ids": [r.request_id for r in results],
     }
     log.info("erasure run: %s", summary)
+    if failed:  # the task fails (and Airflow retries it) only after every other request was done
+        raise RuntimeError(f"{len(failed)} erasure request(s) failed and will be retried (web forms and request "
+                           f"files stay pending): {'; '.join(failed)}. Completed this run: {summary}")
     return summary
