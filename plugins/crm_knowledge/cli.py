@@ -122,6 +122,25 @@ def _cmd_pii_scan(args: argparse.Namespace) -> int:
     return 0 if result.clean else 1
 
 
+def _cmd_batches(args: argparse.Namespace) -> int:
+    """List the held load batches, or retire one (a held batch set aside for good, with a reason)."""
+    import psycopg
+
+    from crm_knowledge.ingest import ledger
+    from crm_knowledge.settings import get_settings
+
+    with psycopg.connect(get_settings().warehouse_url, autocommit=True) as conn:
+        if args.action == "held":
+            rows = ledger.held_batches(conn)
+            for batch_id, source, where, rows_loaded, started, error in rows:
+                print(f"{batch_id}\t{source}\t{where}\t{rows_loaded} rows\t{started:%Y-%m-%d %H:%M}\t{error or ''}")
+            print(f"{len(rows)} held batch(es)", file=sys.stderr)
+            return 0
+        ledger.retire_batch(conn, args.batch_id, args.reason or "")
+        print(f"batch {args.batch_id} retired")
+        return 0
+
+
 def _identifier_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--email")
     p.add_argument("--phone", help="any spelling: 0912…, +98 912 …, Persian digits")
@@ -175,6 +194,14 @@ def main(argv: list[str] | None = None) -> int:
                     help="who verified the requester's identity (recorded in audit.customer_data_reports)")
     cr.add_argument("-o", "--output", required=True, help="JSON file to write (it holds personal data)")
     cr.set_defaults(func=_cmd_customer_report)
+
+    bt = sub.add_parser("batches", help="held load batches: list them, or retire one that a re-delivery replaced")
+    bt_sub = bt.add_subparsers(dest="action", required=True)
+    bt_sub.add_parser("held", help="list every batch the raw quality gate holds")
+    rt = bt_sub.add_parser("retire", help="set a held batch aside for good (never re-checked, never staged)")
+    rt.add_argument("batch_id")
+    rt.add_argument("--reason", required=True, help="why (kept in audit.load_batches.error for the auditors)")
+    bt.set_defaults(func=_cmd_batches)
 
     ps = sub.add_parser("pii-scan", help="scan analytic schemas and exports for customers' identifiers")
     ps.add_argument("-o", "--output", help="also write the findings (no personal values) to this JSON file")

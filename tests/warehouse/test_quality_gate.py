@@ -541,3 +541,49 @@ def test_order_export_customer_lookup_matches_customer_ids_as_text(db, qsettings
             "explain " + lookup["kwargs"]["unexpected_rows_query"].replace(
                 "{batch}", "(select * from raw.order_exports where _batch_id = 'x-1')")))
     assert "Seq Scan on orders__customers" not in plan
+
+
+def test_a_held_batch_can_be_retired_and_is_then_left_alone(db, qsettings, monkeypatch, capsys):
+    """`ckp batches held | retire`: a held batch a corrected re-delivery replaced is set aside for good."""
+    from crm_knowledge.cli import main as ckp
+    from crm_knowledge.quality.pipeline import batches_to_validate
+
+    open_batch(db, "b-bad", [good_row(1), good_row(2, submission_id=None)])
+    open_batch(db, "b-fine", [good_row(3)])
+    with pytest.raises(CriticalDataQualityError):
+        gate.validate_raw_batches("raw.form_submissions", ["b-bad", "b-fine"], "run-1", settings=qsettings, url=db)
+    monkeypatch.setenv("WAREHOUSE_URL", db)
+    assert ckp(["batches", "held"]) == 0
+    assert capsys.readouterr().out.startswith("b-bad\tforms\tforms/b-bad.jsonl\t2 rows")
+    # refused: no reason, a batch that is not held, a batch that does not exist
+    assert ckp(["batches", "retire", "b-bad", "--reason", " "]) == 1
+    assert ckp(["batches", "retire", "b-fine", "--reason", "x"]) == 1
+    assert ckp(["batches", "retire", "b-nope", "--reason", "x"]) == 1
+    assert status_of(db, "b-bad")[0] == "held" and status_of(db, "b-fine")[0] == "loaded"
+    assert batches_to_validate(db) == {"raw.form_submissions": ["b-bad"]}
+
+    assert ckp(["batches", "retire", "b-bad", "--reason", "replaced by forms/b-bad-corrected.jsonl"]) == 0
+    status, error = status_of(db, "b-bad")
+    assert status == "retired"
+    assert error.startswith("retired: replaced by forms/b-bad-corrected.jsonl (was: held by data quality gate")
+    assert batches_to_validate(db) == {}  # never re-checked again
+    assert ckp(["batches", "retire", "b-bad", "--reason", "again"]) == 1
+
+
+def test_retired_status_reaches_a_ledger_created_before_it_existed(scratch_db):
+    """The ledger's status check is widened on existing tables by the DDL (no migration step needed)."""
+    with psycopg.connect(scratch_db) as conn:
+        conn.execute("create schema audit")
+        conn.execute("""create table audit.load_batches (batch_id text primary key, source_name text not null,
+            source_kind text not null, source_file text, window_start timestamptz, window_end timestamptz,
+            checksum text, rows_read bigint not null default 0, rows_loaded bigint not null default 0,
+            rows_rejected bigint not null default 0, rows_duplicate bigint not null default 0,
+            status text not null check (status in ('running', 'loaded', 'quarantined', 'failed', 'held')),
+            error text, started_at timestamptz not null default now(), finished_at timestamptz)""")
+    apply_ddl(scratch_db)
+    with psycopg.connect(scratch_db) as conn:
+        conn.execute("insert into audit.load_batches (batch_id, source_name, source_kind, status) "
+                     "values ('b', 'forms', 'forms', 'retired')")
+        with pytest.raises(psycopg.errors.CheckViolation):
+            conn.execute("insert into audit.load_batches (batch_id, source_name, source_kind, status) "
+                         "values ('c', 'forms', 'forms', 'archived')")

@@ -68,3 +68,34 @@ def analyze_after_load(conn: psycopg.Connection, table: str) -> None:
     """
     schema, name = table.split(".")
     conn.execute(sql.SQL("analyze {}.{}").format(sql.Identifier(schema), sql.Identifier(name)))
+
+
+class BatchStateError(ValueError):
+    """An operator asked for a batch transition the ledger does not allow; the message says why."""
+
+
+def held_batches(conn: psycopg.Connection) -> list[tuple]:
+    """(batch_id, source_name, source_file or load window, rows_loaded, started_at, reason) of every held batch."""
+    return conn.execute(
+        "select batch_id, source_name, coalesce(source_file, window_start || ' .. ' || window_end), rows_loaded, "
+        "started_at, error from audit.load_batches where status = 'held' order by started_at").fetchall()
+
+
+def retire_batch(conn: psycopg.Connection, batch_id: str, reason: str) -> None:
+    """Set a held batch aside for good: the raw gate stops re-checking it and staging never reads it.
+
+    Only a held batch can be retired (a loaded one is already in staging: a later corrected delivery
+    supersedes its rows there; erasure removes people). Its rows stay in raw and the ledger keeps the row,
+    the old error and the reason, so the audit trail is whole.
+    """
+    if not reason.strip():
+        raise BatchStateError("a reason is required (it is kept in the ledger for the auditors)")
+    row = conn.execute("select status from audit.load_batches where batch_id = %s", (batch_id,)).fetchone()
+    if row is None:
+        raise BatchStateError(f"no batch {batch_id!r} in audit.load_batches")
+    if row[0] != "held":
+        raise BatchStateError(f"batch {batch_id} is {row[0]}, not held: only a held batch can be retired")
+    conn.execute(
+        "update audit.load_batches set status = 'retired', finished_at = coalesce(finished_at, now()), "
+        "error = %s || coalesce(' (was: ' || error || ')', '') where batch_id = %s and status = 'held'",
+        (f"retired: {reason.strip()}", batch_id))

@@ -14,7 +14,10 @@ create table if not exists audit.load_batches (
     rows_rejected bigint not null default 0,
     -- rows a database extract re-read inside its look-back window and already held, unchanged
     rows_duplicate bigint not null default 0,
-    status text not null check (status in ('running', 'loaded', 'quarantined', 'failed', 'held')),
+    -- retired: a held batch an operator set aside (`ckp batches retire`), e.g. because a corrected re-delivery
+    -- replaced it; never re-checked, never staged, kept for the record
+    status text not null constraint load_batches_status_check
+        check (status in ('running', 'loaded', 'quarantined', 'failed', 'held', 'retired')),
     error text,
     started_at timestamptz not null default now(),
     finished_at timestamptz,
@@ -24,6 +27,10 @@ create table if not exists audit.load_batches (
 create unique index if not exists load_batches_once
     on audit.load_batches (source_name, checksum) where status = 'loaded';
 create index if not exists load_batches_source on audit.load_batches (source_name, started_at);
+-- Added after release: the `retired` status (existing tables keep the original check until this runs).
+alter table audit.load_batches drop constraint if exists load_batches_status_check;
+alter table audit.load_batches add constraint load_batches_status_check
+    check (status in ('running', 'loaded', 'quarantined', 'failed', 'held', 'retired'));
 
 create table if not exists audit.watermarks (
     source_name text not null,
