@@ -61,6 +61,7 @@ from typing import Any, NamedTuple
 import psycopg
 from psycopg import sql
 
+from crm_knowledge.export.file_drop import fsync_dir
 from crm_knowledge.ingest.files import sha256_file
 from crm_knowledge.privacy import lookup
 from crm_knowledge.settings import Settings
@@ -477,12 +478,7 @@ def _commit(tmp: Path, path: Path) -> None:
         os.close(fd)
     os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns))
     os.replace(tmp, path)
-    with contextlib.suppress(OSError):
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+    fsync_dir(path.parent)
 
 
 class _Folder:
