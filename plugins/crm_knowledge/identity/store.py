@@ -79,7 +79,9 @@ def read_candidates(conn: psycopg.Connection) -> pd.DataFrame:
     columns = list(CANDIDATE_COLUMNS)
     if _has_column(conn, schema, table, "staged_at"):
         columns.append("staged_at")
-    q = sql.SQL("select {} from {}.{}").format(
+    # In key order: record positions feed Splink's training sample and every tie-break, so without it the
+    # same records in another physical order (a table rebuilt by an incremental run) could resolve differently.
+    q = sql.SQL("select {} from {}.{} order by source_system collate \"C\", source_record_id collate \"C\"").format(
         sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(c)) for c in columns),
         sql.Identifier(schema), sql.Identifier(table))
     df = _copy_out(conn, q, columns)
@@ -91,7 +93,8 @@ def read_candidates(conn: psycopg.Connection) -> pd.DataFrame:
 
 def read_previous(conn: psycopg.Connection) -> pd.DataFrame:
     cols = RECORD_CLUSTER_COLUMNS + ["resolved_at"]
-    q = sql.SQL("select {} from identity.record_clusters").format(
+    q = sql.SQL("select {} from identity.record_clusters order by source_system collate \"C\", "
+                "source_record_id collate \"C\"").format(
         sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(c)) for c in cols))
     df = _copy_out(conn, q, cols)
     df["match_score"] = pd.to_numeric(df["match_score"])
