@@ -89,6 +89,14 @@ def _fold(text: str) -> str:
     return (normalize_persian(text) or "").lower()
 
 
+def _phone_forms(e164: str) -> list[str]:
+    """The ways an Iranian mobile number is written that the scan's tokens can equal (+98…, 0…, 98…)."""
+    if e164.startswith("+98"):
+        local = e164[3:]
+        return [e164, "0" + local, "98" + local]
+    return [e164, e164.lstrip("+")]
+
+
 def demo_needles(settings: Settings) -> dict[str, tuple[str, str]]:
     """{needle: (kind, person_id)} for every demo person in the ground truth (see module doc)."""
     from crm_knowledge.demo.people import FIRST_FA, LAST_FA, generate_people, person_id
@@ -120,8 +128,7 @@ def demo_needles(settings: Settings) -> dict[str, tuple[str, str]]:
                 values.append((email.lower(), "email"))
         for mobile in (people.mobile[i], people.mobile2[i]):
             if mobile:
-                m = str(int(mobile))
-                values += [("+98" + m, "phone"), ("0" + m, "phone"), ("98" + m, "phone")]
+                values += [(form, "phone") for form in _phone_forms(f"+98{int(mobile)}")]
         values.append((f"{int(people.national_id[i]):010d}", "national_id"))
         values.append((_fold(f"{FIRST_FA[people.first[i]]} {LAST_FA[people.last[i]]}"), "name"))
         values.append((_fold(f"{people.first_latin(i)} {people.last_latin(i)}"), "name"))
@@ -129,14 +136,6 @@ def demo_needles(settings: Settings) -> dict[str, tuple[str, str]]:
             needles.setdefault(value, (kind, pid))
     log.info("pii scan: %d needles for %d demo persons", len(needles), len(person_ids))
     return needles
-
-
-def _phone_forms(e164: str) -> list[str]:
-    """The ways an Iranian mobile number is written that the scan's tokens can equal (+98…, 0…, 98…)."""
-    if e164.startswith("+98"):
-        local = e164[3:]
-        return [e164, "0" + local, "98" + local]
-    return [e164, e164.lstrip("+")]
 
 
 #: Shortest name the vault scan looks for: a one-word or very short "full name" matches ordinary text.
@@ -156,25 +155,24 @@ def vault_needles(url: str) -> dict[str, tuple[str, str]]:
         if value:
             needles.setdefault(value, (kind, customer_id))
 
+    def add_identifiers(customer_id: str, email: str | None, phone: str | None, national_id: str | None) -> None:
+        add(email.lower() if email else None, "email", customer_id)
+        for form in _phone_forms(phone) if phone else []:
+            add(form, "phone", customer_id)
+        add(national_id, "national_id", customer_id)
+
     with psycopg.connect(url) as conn:
         have = {r[0] for r in conn.execute(
             "select table_name from information_schema.tables where table_schema = 'pii'").fetchall()}
         if "pii_source_identities" in have:
-            rows = conn.execute("select customer_id, email_norm, phone_e164, national_id_valid "
-                                "from pii.pii_source_identities where customer_id is not null")
-            for customer_id, email, phone, national_id in rows:
-                add(email.lower() if email else None, "email", customer_id)
-                for form in _phone_forms(phone) if phone else []:
-                    add(form, "phone", customer_id)
-                add(national_id, "national_id", customer_id)
+            for row in conn.execute("select customer_id, email_norm, phone_e164, national_id_valid "
+                                    "from pii.pii_source_identities where customer_id is not null"):
+                add_identifiers(*row)
         if "pii_customer_profiles" in have:
             rows = conn.execute("select customer_id, email, phone, national_id, full_name, first_name, last_name "
                                 "from pii.pii_customer_profiles")
             for customer_id, email, phone, national_id, full_name, first, last in rows:
-                add(email.lower() if email else None, "email", customer_id)
-                for form in _phone_forms(phone) if phone else []:
-                    add(form, "phone", customer_id)
-                add(national_id, "national_id", customer_id)
+                add_identifiers(customer_id, email, phone, national_id)
                 for name in (full_name, f"{first or ''} {last or ''}"):
                     folded = " ".join(_fold(name or "").split())
                     if len(folded.split()) >= 2 and len(folded) >= MIN_NAME_LENGTH:
