@@ -698,12 +698,14 @@ def _erase_locked(conn: psycopg.Connection, request: ErasureRequest, identifiers
         "customers_erased = customers_erased + %s, records_erased = records_erased + %s, "
         "rows_deleted = rows_deleted + %s, values_masked = values_masked + %s, "
         "export_files_redacted = export_files_redacted + %s, removals_sent = removals_sent || %s, "
+        "archive_files_redacted = archive_files_redacted + %s, archive_rows_removed = archive_rows_removed + %s, "
+        "quarantine_files_masked = quarantine_files_masked + %s, files_not_redacted = %s, "
         "tombstones = (select count(*) from identity.erasure_tombstones where request_id = %s), error = %s "
         "where request_id = %s",
         (result.customers_erased, result.records_erased, result.rows_deleted, result.values_masked,
-         result.export_files_redacted, Jsonb(result.removals_sent), req_id,
+         result.export_files_redacted, Jsonb(result.removals_sent), result.archive_files_redacted,
+         result.archive_rows_removed, result.quarantine_files_masked, len(result.files_not_redacted), req_id,
          (result.files_note() or "")[:4000] or None, req_id))
-    _audit_file_counts(conn, req_id, result)
     log.info("erasure %s completed: %d customer(s), %d record(s), %d rows deleted, %d masked, removals %s, "
              "%d export file(s) redacted, %d archived file(s) redacted (%d rows removed), %d quarantined file(s) "
              "masked, %d tombstone(s)", req_id, result.customers_erased, result.records_erased,
@@ -713,16 +715,6 @@ def _erase_locked(conn: psycopg.Connection, request: ErasureRequest, identifiers
     for line in result.files_not_redacted:
         log.error("erasure %s: file not redacted: %s", req_id, line)
     return result
-
-
-def _audit_file_counts(conn: psycopg.Connection, req_id: str, result: ErasureResult) -> None:
-    """Add this run's file counts to the audit row (a repeated request adds to the earlier runs' counts)."""
-    conn.execute(
-        "update audit.erasure_requests set archive_files_redacted = archive_files_redacted + %s, "
-        "archive_rows_removed = archive_rows_removed + %s, quarantine_files_masked = quarantine_files_masked + %s, "
-        "files_not_redacted = %s where request_id = %s",
-        (result.archive_files_redacted, result.archive_rows_removed, result.quarantine_files_masked,
-         len(result.files_not_redacted), req_id))
 
 
 def _removal_files(conn: psycopg.Connection, sent: dict[str, int]) -> list[str]:
