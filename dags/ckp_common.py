@@ -32,6 +32,7 @@ EXPORTS_DELIVERED = Asset("exports.customer_segments")
 # the checks of the warehouse and scoring DAG runs of one day form one report.
 RAW_ASSETS = [RAW_FORM_SUBMISSIONS, RAW_SIBLING_CUSTOMERS, RAW_CONTACT_INTERACTIONS, RAW_ORDERS]
 
+
 def publish_if_changed(summary: dict) -> dict:
     """Return a load task's summary; skip the task when the load changed nothing, so it publishes no Asset
     event. An Asset event starts the warehouse DAG (and erasure), and the loads run hourly: without this,
