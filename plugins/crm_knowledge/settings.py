@@ -77,6 +77,11 @@ class Settings:
         return self.home / "quarantine"
 
     @property
+    def archive_dir(self) -> Path:
+        """Where a landing file goes once its batch is recorded (ingestion), one folder per source."""
+        return self.home / "archive"
+
+    @property
     def exports_dir(self) -> Path:
         return self.home / "exports"
 

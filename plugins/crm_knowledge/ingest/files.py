@@ -105,7 +105,7 @@ def load_file(conn: psycopg.Connection, cfg: SourceConfig, path: Path,
     done = ledger.already_loaded(conn, cfg.name, checksum)
     if done:
         log.info("%s: %s already loaded as batch %s; skipping", cfg.name, path.name, done)
-        _move(path, settings.home / "archive" / cfg.name)
+        _move(path, settings.archive_dir / cfg.name)
         return FileResult(cfg.name, path.name, "skipped", done)
 
     try:
@@ -215,7 +215,7 @@ def load_file(conn: psycopg.Connection, cfg: SourceConfig, path: Path,
     if len(rejects) > 5:
         log.warning("%s: ... %s more rejected rows in raw.load_rejects (batch %s)", cfg.name,
                     len(rejects) - 5, batch_id)
-    _move(path, settings.home / "archive" / cfg.name)
+    _move(path, settings.archive_dir / cfg.name)
     log.info("%s: %s loaded as batch %s: read %s, loaded %s, rejected %s", cfg.name, path.name, batch_id,
              counts.rows_read, counts.rows_loaded, counts.rows_rejected)
     return FileResult(cfg.name, path.name, "loaded", batch_id, counts.rows_read, counts.rows_loaded,

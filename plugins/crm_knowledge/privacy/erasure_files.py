@@ -569,10 +569,6 @@ def _reason(exc: BaseException, needles: Needles) -> str:
     return text[:300]
 
 
-def archive_root(settings: Settings) -> Path:
-    return Path(settings.home) / "archive"  # ingest/files.py: _move(path, settings.home / "archive" / cfg.name)
-
-
 def _file_configs(settings: Settings) -> dict[str, Any]:
     from crm_knowledge.ingest.registry import load_registry
 
@@ -646,7 +642,7 @@ def redact_archive(settings: Settings, loc: Locations, needles: Needles, label: 
     if not wanted:
         return out
     configs = _file_configs(settings)
-    root = archive_root(settings)
+    root = settings.archive_dir
     for source, by_checksum in sorted(wanted.items()):
         folder_path = root / source
         if not folder_path.is_dir():
@@ -689,7 +685,7 @@ def sweep_copies(settings: Settings) -> FileRedaction:
     file held before its redaction, so the redacted bytes are what redacting it would produce.
     """
     out = FileRedaction()
-    root = archive_root(settings)
+    root = settings.archive_dir
     if not root.is_dir():
         return out
     for folder_path in sorted(p for p in root.iterdir() if p.is_dir() and (p / MANIFEST).exists()):
