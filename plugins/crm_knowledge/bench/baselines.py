@@ -62,36 +62,42 @@ def drop_baseline_db(settings: Settings) -> None:
     _admin_exec(settings, sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(BASELINE_DB)))
 
 
-def _csv_header_width(path: Path, cfg: SourceConfig) -> int:
+def _csv_header(path: Path, cfg: SourceConfig) -> list[str]:
     import csv
 
     with open(path, encoding=cfg.encoding, newline="") as fh:
-        return len(next(csv.reader(fh, delimiter=cfg.delimiter)))
+        return next(csv.reader(fh, delimiter=cfg.delimiter))
 
 
-def copy_file(conn: psycopg.Connection, cfg: SourceConfig, path: Path, table: str) -> int:
-    """Plain COPY of one file into `table` (created here); returns the rows COPY reports."""
-    enc = PG_ENCODINGS.get(cfg.encoding.lower())
-    if enc is None:
-        raise ValueError(f"{cfg.config_file}: no PostgreSQL name known for encoding {cfg.encoding!r}")
+def _copy_options(cfg: SourceConfig, enc: str) -> sql.Composable:
+    """COPY's options for a source file: CSV as CSV, JSON Lines as one text value per line."""
+    if cfg.format == "csv":
+        return sql.SQL("(format csv, header true, delimiter {}, encoding {})").format(
+            sql.Literal(cfg.delimiter), sql.Literal(enc))
+    if cfg.format == "jsonl":
+        # csv with quote/delimiter bytes that never occur in JSON text: one line = one value, no unescaping
+        return sql.SQL("(format csv, quote e'\\x01', delimiter e'\\x02', encoding {})").format(sql.Literal(enc))
+    raise ValueError(f"plain COPY cannot read {cfg.format!r} files")
+
+
+def _stream(cur: psycopg.Cursor, statement: sql.Composable, path: Path) -> None:
+    with cur.copy(statement) as copy, open(path, "rb") as fh:
+        while chunk := fh.read(CHUNK):
+            copy.write(chunk)
+
+
+def copy_file(conn: psycopg.Connection, cfg: SourceConfig, path: Path, table: str, enc: str) -> int:
+    """Plain COPY of one file into `table` (created here: text columns); returns the rows COPY reports."""
     ident = sql.Identifier(table)
     if cfg.format == "csv":
-        width = _csv_header_width(path, cfg)
-        cols = sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(f"c{i}")) for i in range(width))
-        conn.execute(sql.SQL("create table {} ({})").format(ident, cols))
-        stmt = sql.SQL("copy {} from stdin (format csv, header true, delimiter {}, encoding {})").format(
-            ident, sql.Literal(cfg.delimiter), sql.Literal(enc))
-    elif cfg.format == "jsonl":
-        conn.execute(sql.SQL("create table {} (line text)").format(ident))
-        # csv with quote/delimiter bytes that never occur in JSON text: one line = one value, no unescaping
-        stmt = sql.SQL("copy {} from stdin (format csv, quote e'\\x01', delimiter e'\\x02', encoding {})").format(
-            ident, sql.Literal(enc))
+        cols = sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(f"c{i}"))
+                                  for i in range(len(_csv_header(path, cfg))))
     else:
-        raise ValueError(f"plain COPY cannot read {cfg.format!r} files ({path.name})")
+        cols = sql.SQL("line text")
+    options = _copy_options(cfg, enc)
+    conn.execute(sql.SQL("create table {} ({})").format(ident, cols))
     with conn.cursor() as cur:
-        with cur.copy(stmt) as copy, open(path, "rb") as fh:
-            while chunk := fh.read(CHUNK):
-                copy.write(chunk)
+        _stream(cur, sql.SQL("copy {} from stdin {}").format(ident, options), path)
         return cur.rowcount
 
 
@@ -133,7 +139,7 @@ def _time_sources(settings: Settings, sources: list[SourceConfig], label: str, s
 def plain_copy(settings: Settings, sources: list[SourceConfig]) -> dict[str, dict[str, Any]]:
     """Per source: rows, seconds and rows/s of a plain COPY of all its pending files."""
     return _time_sources(settings, sources, "COPY", None,
-                         lambda conn, cfg, path, enc, i: copy_file(conn, cfg, path, f"{cfg.name}_{i}"))
+                         lambda conn, cfg, path, enc, i: copy_file(conn, cfg, path, f"{cfg.name}_{i}", enc))
 
 
 TYPED_COLUMNS = DATE_COLUMNS | TIMESTAMP_COLUMNS | INT_COLUMNS | NUMERIC_COLUMNS | BOOL_COLUMNS
@@ -141,31 +147,24 @@ TYPED_COLUMNS = DATE_COLUMNS | TIMESTAMP_COLUMNS | INT_COLUMNS | NUMERIC_COLUMNS
 
 def _ceiling_file(conn: psycopg.Connection, cfg: SourceConfig, path: Path, enc: str) -> int:
     """COPY one file into a temporary text table and insert it, unconverted, into the raw table."""
-    import csv
-
     dst_by_key = {header_key(src): dst for src, dst in cfg.columns.items()}
     if cfg.format == "csv":
-        with open(path, encoding=cfg.encoding, newline="") as fh:
-            header = next(csv.reader(fh, delimiter=cfg.delimiter))
+        header = _csv_header(path, cfg)
         cols = [sql.Identifier(f"c{i}") for i in range(len(header))]
         conn.execute(sql.SQL("create temp table land ({}, _rn serial) on commit drop").format(
             sql.SQL(", ").join(sql.SQL("{} text").format(c) for c in cols)))
-        copy = sql.SQL("copy land ({}) from stdin (format csv, header true, delimiter {}, encoding {})").format(
-            sql.SQL(", ").join(cols), sql.Literal(cfg.delimiter), sql.Literal(enc))
+        copy = sql.SQL("copy land ({}) from stdin {}").format(sql.SQL(", ").join(cols), _copy_options(cfg, enc))
         values = {dst_by_key[header_key(h)]: cols[i] for i, h in enumerate(header) if header_key(h) in dst_by_key}
         content = sql.SQL("row({})::text").format(sql.SQL(", ").join(cols))
     else:
         conn.execute("create temp table land (j jsonb, _rn serial) on commit drop")
-        copy = sql.SQL("copy land (j) from stdin (format csv, quote e'\\x01', delimiter e'\\x02', encoding {})"
-                       ).format(sql.Literal(enc))
+        copy = sql.SQL("copy land (j) from stdin {}").format(_copy_options(cfg, enc))
         values = {dst: sql.SQL("j ->> {}").format(sql.Literal(src)) for src, dst in cfg.columns.items()}
         content = sql.SQL("j::text")
     values = {k: v for k, v in values.items() if k not in TYPED_COLUMNS}
     values.update({k: sql.Literal(v) for k, v in cfg.constant_columns.items()})
     with conn.cursor() as cur:
-        with cur.copy(copy) as cp, open(path, "rb") as fh:
-            while chunk := fh.read(CHUNK):
-                cp.write(chunk)
+        _stream(cur, copy, path)
         schema, table = cfg.target_table.split(".")
         cur.execute(sql.SQL(
             "insert into {}.{} ({}, _batch_id, _source_file, _loaded_at, _row_number, _record_hash) "
