@@ -70,8 +70,10 @@ def test_forms_load_once_with_rejects_and_extras(wh, local):
     assert rows[0][3] is True and rows[1][4] == 2
     assert rows[1][5] == {"utm_campaign": "spring"}  # unknown field kept, not dropped
     assert str(rows[0][6]) == "2026-03-01 06:30:00"  # converted to UTC
-    rejects = wh.execute("select row_number, reason from raw.load_rejects order by row_number").fetchall()
-    assert rejects[0][0] == 3 and "birth_date" in rejects[0][1] and "1990-13-45" in rejects[0][1]
+    rejects = wh.execute("select row_number, reason, record from raw.load_rejects order by row_number").fetchall()
+    # the reason names the column and the problem, never the value; the row as received is in `record` (raw)
+    assert rejects[0][0] == 3 and "birth_date" in rejects[0][1] and "1990-13-45" not in rejects[0][1]
+    assert rejects[0][2]["birth_date"] == "1990-13-45"
     assert rejects[1][0] == 4 and "invalid JSON" in rejects[1][1]
     drift = wh.execute("select unexpected_columns from audit.schema_drift").fetchall()
     assert drift == [(["utm_campaign"],)]
@@ -115,7 +117,7 @@ def test_wrong_columns_quarantine_and_good_file_still_loads(wh, local):
     rows = wh.execute("select order_id, amount, shop from raw.order_exports order by 1").fetchall()
     assert [(r[0], int(r[1]), r[2]) for r in rows] == [("K1", 150000, "kiosk"), ("K3", 250000, "kiosk")]
     (reason,), = wh.execute("select reason from raw.load_rejects").fetchall()
-    assert "amount" in reason and "abc" in reason
+    assert "amount" in reason and "not a number" in reason and "abc" not in reason
     assert good.exists() is False
 
 
@@ -134,8 +136,9 @@ def test_windows_1256_jalali_file(wh, local):
     assert str(row[3]) == "1991-02-03"  # 1369/11/14 Solar Hijri
     assert str(row[4]) == "2021-03-21"  # 1400/01/01
     assert row[5] == {"نوع حساب": "جاري"}
-    (reason,), = wh.execute("select reason from raw.load_rejects").fetchall()
-    assert "1370/13/45" in reason
+    (reason, record), = wh.execute("select reason, record from raw.load_rejects").fetchall()
+    assert "تاريخ تولد" in reason and "jalali date" in reason and "1370/13/45" not in reason
+    assert "1370/13/45" in record.values()
 
 
 def test_new_sibling_unit_by_config_alone(wh, local, tmp_path):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import math
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -25,6 +26,12 @@ BOOL_COLUMNS = {"consent_marketing", "consent_profiling"}
 
 _TRUE = {"true", "t", "yes", "y", "1", "بله", "آری"}
 _FALSE = {"false", "f", "no", "n", "0", "خیر", "نه"}
+
+
+#: Limits of the raw columns' types (`int`, `numeric(16, 2)`): a value beyond them is the row's fault, caught
+#: here so the database never has to refuse it (and never logs it).
+INT_MIN, INT_MAX = -(2**31), 2**31 - 1
+NUMERIC_LIMIT = Decimal(10) ** 14
 
 
 class RowError(ValueError):
@@ -43,8 +50,8 @@ def to_text(value: Any) -> str | None:
     if isinstance(value, dt.datetime):
         return value.isoformat()
     if isinstance(value, (dict, list)):
-        return json.dumps(value, ensure_ascii=False)
-    return str(value)
+        return check_text(json.dumps(value, ensure_ascii=False))
+    return check_text(str(value))
 
 
 def to_date(value: Any, cfg: SourceConfig) -> dt.date | None:
@@ -63,8 +70,7 @@ def to_date(value: Any, cfg: SourceConfig) -> dt.date | None:
                 return parse_date(str(value).strip(), calendar=cfg.date_calendar, fmt=None)
             except ValueError:
                 pass
-        raise RowError(f"not a {cfg.date_calendar} date in format {cfg.date_format or 'YYYY-MM-DD'}: "
-                       f"{value!r}") from None
+        raise RowError(f"not a {cfg.date_calendar} date in format {cfg.date_format or 'YYYY-MM-DD'}") from None
 
 
 def to_timestamp(value: Any) -> dt.datetime | None:
@@ -77,7 +83,7 @@ def to_timestamp(value: Any) -> dt.datetime | None:
         try:
             ts = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:
-            raise RowError(f"not an ISO-8601 timestamp: {value!r}") from None
+            raise RowError("not an ISO-8601 timestamp") from None
     if ts.tzinfo is None:
         ts = ts.replace(tzinfo=dt.UTC)
     return ts.astimezone(dt.UTC)
@@ -87,33 +93,40 @@ def to_int(value: Any) -> int | None:
     if _blank(value):
         return None
     if isinstance(value, bool):
-        raise RowError(f"not a whole number: {value!r}")
+        raise RowError("not a whole number (a yes/no value)")
     if isinstance(value, int):
-        return value
-    text = (to_ascii_digits(str(value).strip()) or "").replace(",", "").replace("٬", "")
-    try:
-        number = Decimal(text)
-    except InvalidOperation:
-        raise RowError(f"not a whole number: {value!r}") from None
-    if number != number.to_integral_value():
-        raise RowError(f"not a whole number: {value!r}")
-    return int(number)
+        number = value
+    else:
+        text = (to_ascii_digits(str(value).strip()) or "").replace(",", "").replace("٬", "")
+        try:
+            decimal = Decimal(text)
+        except InvalidOperation:
+            raise RowError("not a whole number") from None
+        if not decimal.is_finite() or decimal != decimal.to_integral_value():
+            raise RowError("not a whole number")
+        number = int(decimal)
+    if not INT_MIN <= number <= INT_MAX:
+        raise RowError(f"whole number out of range (raw column is a 4-byte integer, {INT_MIN}..{INT_MAX})")
+    return number
 
 
 def to_numeric(value: Any) -> Decimal | None:
     if _blank(value):
         return None
     if isinstance(value, bool):
-        raise RowError(f"not a number: {value!r}")
+        raise RowError("not a number (a yes/no value)")
     if isinstance(value, (int, float)):
-        return Decimal(str(value))
-    text = (to_ascii_digits(str(value).strip()) or "").replace(",", "").replace("٬", "").replace("٫", ".")
-    try:
-        number = Decimal(text)
-    except InvalidOperation:
-        raise RowError(f"not a number: {value!r}") from None
+        number = Decimal(str(value))
+    else:
+        text = (to_ascii_digits(str(value).strip()) or "").replace(",", "").replace("٬", "").replace("٫", ".")
+        try:
+            number = Decimal(text)
+        except InvalidOperation:
+            raise RowError("not a number") from None
     if not number.is_finite():
-        raise RowError(f"not a finite number: {value!r}")
+        raise RowError("not a finite number")
+    if abs(number) >= NUMERIC_LIMIT - Decimal("0.005"):  # numeric(16, 2) rounds to cents
+        raise RowError(f"number out of range (raw column holds less than {NUMERIC_LIMIT:,} in absolute value)")
     return number
 
 
@@ -127,14 +140,63 @@ def to_bool(value: Any) -> bool | None:
         return True
     if text in _FALSE:
         return False
-    raise RowError(f"not a yes/no value: {value!r}")
+    raise RowError("not a yes/no value")
+
+
+def check_text(value: str) -> str:
+    """`value` if Postgres can store it as text: no NUL character, no lone UTF-16 surrogate (JSON `\\ud800`)."""
+    if "\x00" in value:
+        raise RowError("holds a NUL character (\\u0000), which a database text value cannot")
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise RowError("holds a lone UTF-16 surrogate (invalid Unicode)") from None
+    return value
 
 
 def text_or_none(value: Any) -> str | None:
     """`to_text` with a fast path for the common case, a str from a CSV or JSON reader."""
     if value.__class__ is str:
-        return None if not value or value.isspace() else value
+        return None if not value or value.isspace() else check_text(value)
     return to_text(value)
+
+
+def check_json(value: Any) -> Any:
+    """`value` (a JSON-able extras value) if jsonb can store it: every key and string passes `check_text`."""
+    if isinstance(value, str):
+        return check_text(value)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            check_text(str(key))
+            check_json(item)
+    elif isinstance(value, list):
+        for item in value:
+            check_json(item)
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise RowError("not a finite number (NaN or infinity)")
+    return value
+
+
+def printable(value: Any) -> Any:
+    """`value` with NUL characters and lone surrogates replaced by U+FFFD, so a rejected record can be kept
+    as received (in `raw.load_rejects.record`) even when it is exactly what the database refused."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            value = value.replace("\x00", "\ufffd")
+        if not value.isascii():
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                value = "".join("\ufffd" if "\ud800" <= ch <= "\udfff" else ch for ch in value)
+        return value
+    if isinstance(value, dict):
+        return {printable(str(k)): printable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [printable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    return jsonable(value)
 
 
 def converter_for(column: str, cfg: SourceConfig):

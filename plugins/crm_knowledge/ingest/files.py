@@ -17,7 +17,7 @@ import datetime as dt
 import hashlib
 import logging
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,9 +26,25 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from crm_knowledge.ingest import ledger
-from crm_knowledge.ingest.convert import RowError, converter_for, jsonable, record_hash
-from crm_knowledge.ingest.readers import BadRow, FileUnreadable, header_key, read_file
+from crm_knowledge.ingest import errors, ledger
+from crm_knowledge.ingest.convert import (
+    RowError,
+    check_json,
+    check_text,
+    converter_for,
+    jsonable,
+    printable,
+    record_hash,
+)
+from crm_knowledge.ingest.readers import (
+    BadRow,
+    FileUnreadable,
+    ParsedFile,
+    duplicate_columns,
+    guess_encoding,
+    header_key,
+    read_file,
+)
 from crm_knowledge.ingest.registry import KIND_TARGETS, SourceConfig
 from crm_knowledge.settings import Settings, get_settings
 
@@ -78,25 +94,60 @@ def _move(path: Path, dest_dir: Path) -> Path:
 
 
 def _quarantine(conn: psycopg.Connection, cfg: SourceConfig, path: Path, checksum: str, reason: str,
-                settings: Settings) -> FileResult:
-    batch_id = ledger.new_batch_id(cfg.name)
+                settings: Settings, batch_id: str | None = None, detail: str = "") -> FileResult:
+    """Record the file as quarantined (once: it leaves the landing zone) and move it to the quarantine.
+
+    `reason` is what the ledger, the log and the auditors see: no values from the file. `detail` (e.g. the
+    header as read) goes only into the `.reason.txt` beside the quarantined file, which holds the data anyway.
+    """
     with conn.transaction():
-        ledger.open_batch(conn, batch_id=batch_id, source_name=cfg.name, source_kind=cfg.kind,
-                          source_file=path.name, checksum=checksum)
+        if batch_id is None:
+            batch_id = ledger.new_batch_id(cfg.name)
+            ledger.open_batch(conn, batch_id=batch_id, source_name=cfg.name, source_kind=cfg.kind,
+                              source_file=path.name, checksum=checksum)
         ledger.close_batch(conn, batch_id, "quarantined", ledger.BatchCounts(), error=reason)
     qdir = settings.quarantine_dir / cfg.name
     moved = _move(path, qdir)
-    moved.with_name(moved.name + ".reason.txt").write_text(f"batch {batch_id}\n{reason}\n", encoding="utf-8")
-    log.error("QUARANTINED %s (%s): %s -> %s", path.name, cfg.name, reason, moved)
+    moved.with_name(moved.name + ".reason.txt").write_text(
+        f"batch {batch_id}\n{reason}\n{detail}", encoding="utf-8")
+    log.error("QUARANTINED %s (%s), batch %s: %s -> %s", path.name, cfg.name, batch_id, reason, moved)
     return FileResult(cfg.name, path.name, "quarantined", batch_id, error=reason)
+
+
+class LoadFailed(RuntimeError):
+    """The warehouse (or the machine) failed while a file loaded: nothing of the file was kept, it stays in the
+    landing zone and the next run loads it. The message names the source, the file and the error class only."""
+
+
+#: Rows per COPY when a file is loaded row-safe (after the database refused one of its rows).
+SAFE_CHUNK_ROWS = 2000
+
+
+def _guarded(rows: Iterator[Any], name: str) -> Iterator[Any]:
+    """The reader's records; a reader that breaks mid-file (a corrupt workbook part, a bug) makes the file
+    unreadable rather than failing the run: it is quarantined once and the next files still load."""
+    it = iter(rows)
+    n = 0
+    while True:
+        try:
+            item = next(it)
+        except StopIteration:
+            return
+        except FileUnreadable:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any reader failure is the file's
+            raise FileUnreadable(f"{name}: cannot be read after record {n}: {errors.describe(exc)}") from None
+        n += 1
+        yield item
 
 
 def load_file(conn: psycopg.Connection, cfg: SourceConfig, path: Path,
               settings: Settings | None = None) -> FileResult:
-    """Load one file; never raises for bad data (it is quarantined or rejected), only for bugs/outages.
+    """Load one file; never raises for bad data (it is quarantined or rejected), only for outages.
 
     `conn` must be in autocommit mode: each `conn.transaction()` below is then a real transaction,
-    so the ledger's `running` row survives a failed load and says what happened.
+    so the ledger's `running` row survives a failed load and says what happened. Callers that may run
+    concurrently hold the source's lock (:func:`ingest_source` does).
     """
     if not conn.autocommit:
         raise ValueError("load_file needs an autocommit connection (psycopg.connect(..., autocommit=True))")
@@ -116,97 +167,55 @@ def load_file(conn: psycopg.Connection, cfg: SourceConfig, path: Path,
     # File columns map onto raw columns by loosely compared names (see header_key). A JSON Lines file may
     # bring keys its first objects did not have: columns are mapped as they are met, and drift (missing /
     # unexpected columns) is worked out over the whole file after the rows.
-    dst_by_key = {header_key(src): dst for src, dst in cfg.columns.items()}
     header_keys = {header_key(h) for h in parsed.header}
     missing_required = [c for c in cfg.required_columns if header_key(c) not in header_keys]
     if missing_required:
-        reason = (f"{path.name}: required column(s) {missing_required} missing; the file has "
-                  f"{parsed.header}. Fix the file or the mapping in {cfg.config_file.name}")
+        _close(parsed)
+        other = guess_encoding(path, cfg) if cfg.format == "csv" else None
+        if other:
+            reason = (f"{path.name}: wrong encoding: read as {cfg.encoding} (the source's `encoding` in "
+                      f"{cfg.config_file.name}) the header lacks the required column(s) {missing_required}, but "
+                      f"the file reads as {other} and then has them. Re-deliver the file in {cfg.encoding} or "
+                      "fix the setting")
+        else:
+            reason = (f"{path.name}: required column(s) {missing_required} missing; the file's header has "
+                      f"{len(parsed.header)} column(s) (listed in the quarantine's .reason.txt). Fix the file or "
+                      f"the mapping in {cfg.config_file.name}")
+        return _quarantine(conn, cfg, path, checksum, reason, settings,
+                           detail=f"header as read ({cfg.encoding}): {parsed.header}\n")
+    duplicates = duplicate_columns(parsed.header) if cfg.format != "jsonl" else []
+    if duplicates:
+        _close(parsed)
+        reason = (f"{path.name}: the header names a column more than once: {'; '.join(duplicates)}; which one "
+                  "holds the data is unknown. Fix the file's header")
         return _quarantine(conn, cfg, path, checksum, reason, settings)
-    missing: list[str] = []
-    unexpected: list[str] = []
 
-    target, business_cols = KIND_TARGETS[cfg.kind]
-    constants = cfg.constant_columns
-    columns = [*constants, *business_cols, "extras", *META_COLUMNS]
     batch_id = ledger.new_batch_id(cfg.name)
-    loaded_at = dt.datetime.now(dt.UTC)
-    counts = ledger.BatchCounts()
-    rejects: list[tuple[int, str, dict[str, Any] | None]] = []
-
     with conn.transaction():
         ledger.open_batch(conn, batch_id=batch_id, source_name=cfg.name, source_kind=cfg.kind,
                           source_file=path.name, checksum=checksum)
     try:
-        with conn.transaction():
-            schema, table = target.split(".")
-            copy_sql = sql.SQL("copy {}.{} ({}) from stdin").format(
-                sql.Identifier(schema), sql.Identifier(table),
-                sql.SQL(", ").join(sql.Identifier(c) for c in columns))
-            # Per file column, chosen once: (position in business_cols, converter), or None for extras.
-            position = {c: i for i, c in enumerate(business_cols)}
-            plan: dict[str, tuple[int, Callable[[Any], Any]] | None] = {}
-            key_position = position.get(cfg.primary_key or "")
-            const_values = list(constants.values())
-            with conn.cursor() as cur, cur.copy(copy_sql) as copy:
-                for item in parsed.rows:
-                    counts.rows_read += 1
-                    if isinstance(item, BadRow):
-                        rejects.append((item.row_number, item.reason, {"raw": item.raw}))
-                        continue
-                    row_number, record = item
-                    business: list[Any] = [None] * len(business_cols)
-                    extras: dict[str, Any] = {}
-                    try:
-                        for col, value in record.items():
-                            step = plan.get(col, _UNPLANNED)
-                            if step is _UNPLANNED:
-                                dst = dst_by_key.get(header_key(col))
-                                step = plan[col] = (position[dst], converter_for(dst, cfg)) if dst else None
-                            if step is None:
-                                if value is not None and value != "":
-                                    extras[col] = jsonable(value)
-                                continue
-                            try:
-                                business[step[0]] = step[1](value)
-                            except RowError as exc:
-                                raise RowError(f"column {col!r}: {exc}") from None
-                        if key_position is None or business[key_position] is None:
-                            raise RowError(f"primary key {cfg.primary_key!r} is empty")
-                    except RowError as exc:
-                        rejects.append((row_number, str(exc), {k: jsonable(v) for k, v in record.items()}))
-                        continue
-                    row = [*const_values, *business, Jsonb(extras) if extras else None,
-                           batch_id, path.name, loaded_at, row_number,
-                           record_hash([*const_values, *business, extras or None])]
-                    copy.write_row(row)
-                    counts.rows_loaded += 1
-            counts.rows_rejected = len(rejects)
-            columns_met = list(dict.fromkeys([*parsed.header, *plan]))
-            keys_met = {header_key(c) for c in columns_met}
-            unexpected = [c for c in columns_met if header_key(c) not in dst_by_key]
-            missing = [src for src in cfg.columns if header_key(src) not in keys_met]
-            if rejects:
-                with conn.cursor() as cur:
-                    cur.executemany(
-                        """insert into raw.load_rejects (batch_id, source_name, source_file, row_number,
-                                                         reason, record) values (%s, %s, %s, %s, %s, %s)""",
-                        [(batch_id, cfg.name, path.name, n, reason, Jsonb(rec)) for n, reason, rec in rejects],
-                    )
-            if missing or unexpected:
-                conn.execute(
-                    """insert into audit.schema_drift (batch_id, source_name, source_file, missing_columns,
-                                                       unexpected_columns) values (%s, %s, %s, %s, %s)""",
-                    (batch_id, cfg.name, path.name, missing, unexpected),
-                )
-            ledger.close_batch(conn, batch_id, "loaded", counts)
+        try:
+            outcome = _load_rows(conn, cfg, path, parsed, batch_id, safe=False)
+        except _RowRefused as refused:
+            # The database refused a value the checks in convert.py let through: load the file again, row-safe.
+            log.warning("%s: %s: the database refused a row (%s); loading the file again in chunks, rejecting "
+                        "only the refused rows", cfg.name, path.name, refused.reason)
+            outcome = _load_rows(conn, cfg, path, read_file(path, cfg), batch_id, safe=True)
+    except FileUnreadable as exc:
+        return _quarantine(conn, cfg, path, checksum, str(exc), settings, batch_id=batch_id)
     except Exception as exc:
-        with conn.transaction():
-            ledger.close_batch(conn, batch_id, "failed", ledger.BatchCounts(),
-                               error=f"{type(exc).__name__}: {exc}")
-        log.exception("%s: loading %s failed; nothing of it was kept", cfg.name, path.name)
-        raise
+        reason = f"{cfg.name}: loading {path.name} failed, nothing of it was kept: {errors.describe(exc)}"
+        try:
+            with conn.transaction():
+                ledger.close_batch(conn, batch_id, "failed", ledger.BatchCounts(), error=reason)
+        except psycopg.Error:
+            log.error("%s: batch %s could not be marked failed (the warehouse is unreachable); the next load "
+                      "marks it aborted", cfg.name, batch_id)
+        log.error("%s (batch %s; the file stays in the landing zone for the next run)", reason, batch_id)
+        raise LoadFailed(reason) from None
 
+    counts, rejects, missing, unexpected = outcome
     if missing or unexpected:
         log.warning("%s: schema drift in %s: missing columns %s, unexpected columns %s (kept in extras)",
                     cfg.name, path.name, missing, unexpected)
@@ -222,15 +231,173 @@ def load_file(conn: psycopg.Connection, cfg: SourceConfig, path: Path,
                       counts.rows_rejected, missing, unexpected)
 
 
+def _close(parsed: ParsedFile) -> None:
+    close = getattr(parsed.rows, "close", None)
+    if close is not None:
+        close()
+
+
+class _RowRefused(Exception):
+    """The database (or the driver) refused a row's value in a plain COPY; the transaction was rolled back."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+Outcome = tuple[ledger.BatchCounts, list[tuple[int, str, Any]], list[str], list[str]]
+
+
+def _load_rows(conn: psycopg.Connection, cfg: SourceConfig, path: Path, parsed: ParsedFile, batch_id: str, *,
+               safe: bool) -> Outcome:
+    """Convert and COPY every row, record rejects and drift, close the batch `loaded`: one transaction.
+
+    Plain mode streams all rows through one COPY (the fast path: convert.py's checks keep the database from
+    refusing a value). Safe mode sends SAFE_CHUNK_ROWS rows per COPY, each in a savepoint; a chunk the database
+    refuses is split in halves until the refused rows are single rows, which become rejects with the
+    database's reason (class, column; no value). Outages are not the row's fault and are raised.
+    """
+    dst_by_key = {header_key(src): dst for src, dst in cfg.columns.items()}
+    target, business_cols = KIND_TARGETS[cfg.kind]
+    constants = cfg.constant_columns
+    columns = [*constants, *business_cols, "extras", *META_COLUMNS]
+    loaded_at = dt.datetime.now(dt.UTC)
+    counts = ledger.BatchCounts()
+    rejects: list[tuple[int, str, Any]] = []
+    schema, table = target.split(".")
+    copy_sql = sql.SQL("copy {}.{} ({}) from stdin").format(
+        sql.Identifier(schema), sql.Identifier(table), sql.SQL(", ").join(sql.Identifier(c) for c in columns))
+    # Per file column, chosen once: (position in business_cols, converter), or None for extras.
+    position = {c: i for i, c in enumerate(business_cols)}
+    plan: dict[str, tuple[int, Callable[[Any], Any]] | None] = {}
+    key_position = position.get(cfg.primary_key or "")
+    const_values = list(constants.values())
+    chunk: list[tuple[int, list[Any], Any]] = []
+
+    def send(rows: list[tuple[int, list[Any], Any]]) -> None:
+        """COPY `rows` in a savepoint; on a refused value, halve until the refused row is alone (safe mode)."""
+        try:
+            with conn.transaction(), conn.cursor() as cur, cur.copy(copy_sql) as copy:
+                for _, row, _ in rows:
+                    copy.write_row(row)
+            counts.rows_loaded += len(rows)
+        except Exception as exc:
+            if not errors.is_data_error(exc):
+                raise
+            if len(rows) == 1:
+                n, _, record = rows[0]
+                rejects.append((n, f"refused by the database: {errors.describe(exc)}", record))
+                return
+            half = len(rows) // 2
+            send(rows[:half])
+            send(rows[half:])
+
+    with conn.transaction():
+        with conn.cursor() as cur:
+            copy_cm = None if safe else cur.copy(copy_sql)
+            copy = copy_cm.__enter__() if copy_cm is not None else None
+            try:
+                for item in _guarded(parsed.rows, path.name):
+                    counts.rows_read += 1
+                    if isinstance(item, BadRow):
+                        rejects.append((item.row_number, item.reason, {"raw": item.raw}))
+                        continue
+                    row_number, record = item
+                    business: list[Any] = [None] * len(business_cols)
+                    extras: dict[str, Any] = {}
+                    try:
+                        for col, value in record.items():
+                            step = plan.get(col, _UNPLANNED)
+                            if step is _UNPLANNED:
+                                dst = dst_by_key.get(header_key(col))
+                                step = plan[col] = (position[dst], converter_for(dst, cfg)) if dst else None
+                            try:
+                                if step is None:
+                                    if value is not None and value != "":
+                                        check_text(str(col))
+                                        extras[col] = check_json(jsonable(value))
+                                    continue
+                                business[step[0]] = step[1](value)
+                            except RowError as exc:
+                                raise RowError(f"column {_column_label(col)}: {exc}") from None
+                        if key_position is None or business[key_position] is None:
+                            raise RowError(f"primary key {cfg.primary_key!r} is empty")
+                    except RowError as exc:
+                        rejects.append((row_number, str(exc), record))
+                        continue
+                    row = [*const_values, *business, Jsonb(extras) if extras else None,
+                           batch_id, path.name, loaded_at, row_number,
+                           record_hash([*const_values, *business, extras or None])]
+                    if copy is not None:
+                        copy.write_row(row)
+                        counts.rows_loaded += 1
+                    else:
+                        chunk.append((row_number, row, record))
+                        if len(chunk) >= SAFE_CHUNK_ROWS:
+                            send(chunk)
+                            chunk = []
+                if chunk:
+                    send(chunk)
+            except BaseException as exc:
+                if copy_cm is not None:
+                    try:
+                        copy_cm.__exit__(type(exc), exc, exc.__traceback__)
+                    except Exception:  # noqa: BLE001 - the COPY is abandoned; the first error is the one raised
+                        pass
+                if not safe and errors.is_data_error(exc) and not isinstance(exc, RowError):
+                    raise _RowRefused(errors.describe(exc)) from None
+                raise
+            if copy_cm is not None:
+                try:
+                    copy_cm.__exit__(None, None, None)
+                except Exception as exc:
+                    if errors.is_data_error(exc):
+                        raise _RowRefused(errors.describe(exc)) from None
+                    raise
+        counts.rows_rejected = len(rejects)
+        columns_met = list(dict.fromkeys([*parsed.header, *plan]))
+        keys_met = {header_key(c) for c in columns_met}
+        unexpected = [printable(c) for c in columns_met if header_key(c) not in dst_by_key]
+        missing = [src for src in cfg.columns if header_key(src) not in keys_met]
+        if rejects:
+            with conn.cursor() as cur:
+                cur.executemany(
+                    """insert into raw.load_rejects (batch_id, source_name, source_file, row_number,
+                                                     reason, record) values (%s, %s, %s, %s, %s, %s)""",
+                    [(batch_id, cfg.name, path.name, n, reason, Jsonb(printable(rec))) for n, reason, rec in rejects],
+                )
+        if missing or unexpected:
+            conn.execute(
+                """insert into audit.schema_drift (batch_id, source_name, source_file, missing_columns,
+                                                   unexpected_columns) values (%s, %s, %s, %s, %s)""",
+                (batch_id, cfg.name, path.name, missing, unexpected),
+            )
+        ledger.close_batch(conn, batch_id, "loaded", counts)
+    return counts, rejects, missing, unexpected
+
+
+def _column_label(col: Any) -> str:
+    return repr(printable(str(col)))
+
+
 def ingest_source(cfg: SourceConfig, url: str | None = None, settings: Settings | None = None) -> list[FileResult]:
-    """Load every pending file of one file source; returns what happened to each file."""
+    """Load every pending file of one file source; returns what happened to each file.
+
+    Runs under the source's advisory lock: a second process loading the same source waits, then finds the
+    files already archived. A batch left `running` by a load that crashed is marked `aborted` first; its
+    file is still in the landing zone and loads again now.
+    """
     settings = settings or get_settings()
-    files = pending_files(cfg, settings)
-    log.info("%s: %s file(s) pending in %s", cfg.name, len(files), settings.landing_dir / (cfg.path or ""))
     results = []
-    with psycopg.connect(url or settings.warehouse_url, autocommit=True) as conn:
+    with psycopg.connect(url or settings.warehouse_url, autocommit=True) as conn, \
+            ledger.source_lock(conn, cfg.name):
+        ledger.abort_stale(conn, cfg.name)
+        files = pending_files(cfg, settings)
+        log.info("%s: %s file(s) pending in %s", cfg.name, len(files), settings.landing_dir / (cfg.path or ""))
         for i, path in enumerate(files, start=1):
             log.info("%s: file %s/%s: %s", cfg.name, i, len(files), path.name)
+            if not path.exists():  # taken by a load that held the lock before this one
+                continue
             results.append(load_file(conn, cfg, path, settings))
         if any(r.rows_loaded for r in results):
             ledger.analyze_after_load(conn, cfg.target_table)

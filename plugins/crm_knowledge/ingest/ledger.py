@@ -2,16 +2,33 @@
 
 It is what makes loads exactly-once (a file whose checksum was loaded is never loaded again) and what
 auditors read: rows read = loaded + rejected (+ duplicates re-read by a look-back window), per batch.
+
+A batch is opened as `running` in its own transaction, and its rows commit together with its final status,
+so a crash (the process or the warehouse killed mid-`COPY`) leaves no rows but a `running` ledger row. Each
+load of a source runs under the source's advisory lock (:func:`source_lock`), so while a load holds it no
+other process loads the same source, and a `running` batch of the source found by the lock holder is one
+whose load died: :func:`abort_stale` marks it `aborted` (when, why) and the load then takes its data again
+(a file is still in the landing zone, a database window's watermark did not move).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import psycopg
 from psycopg import sql
+
+log = logging.getLogger(__name__)
+
+#: The advisory-lock namespace of ingestion (first key); the second is the source's name.
+LOCK_NAMESPACE = "crm_knowledge.ingest"
+#: How long a load waits for another load of the same source to finish before it gives up.
+LOCK_WAIT_SECONDS = 900
 
 
 @dataclass
@@ -99,3 +116,90 @@ def retire_batch(conn: psycopg.Connection, batch_id: str, reason: str) -> None:
         "update audit.load_batches set status = 'retired', finished_at = coalesce(finished_at, now()), "
         "error = %s || coalesce(' (was: ' || error || ')', '') where batch_id = %s and status = 'held'",
         (f"retired: {reason.strip()}", batch_id))
+
+
+class SourceBusy(RuntimeError):
+    """Another process kept loading the same source for longer than the lock wait."""
+
+
+@contextmanager
+def source_lock(conn: psycopg.Connection, source_name: str, *, wait: bool = True) -> Iterator[bool]:
+    """Hold the source's session advisory lock for the block; yields whether it was obtained.
+
+    With `wait`, a second process loading the same source waits for the first (up to LOCK_WAIT_SECONDS)
+    and then finds the files archived or the watermark moved: nothing is loaded twice. Without, it
+    yields False at once when the lock is taken. The lock dies with the session, so a crashed load never
+    leaves it behind. `conn` must be in autocommit mode.
+    """
+    key = (LOCK_NAMESPACE, source_name)
+    if wait:
+        conn.execute(f"set lock_timeout = '{int(LOCK_WAIT_SECONDS)}s'")
+        try:
+            conn.execute("select pg_advisory_lock(hashtext(%s), hashtext(%s))", key)
+        except psycopg.errors.LockNotAvailable:
+            raise SourceBusy(f"source {source_name}: another load has held its lock for more than "
+                             f"{LOCK_WAIT_SECONDS} s; not loading it now") from None
+        finally:
+            if not conn.closed and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+                conn.execute("reset lock_timeout")
+        got = True
+    else:
+        got = bool(conn.execute("select pg_try_advisory_lock(hashtext(%s), hashtext(%s))", key).fetchone()[0])
+    try:
+        yield got
+    finally:
+        if got and not conn.closed and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
+            conn.execute("select pg_advisory_unlock(hashtext(%s), hashtext(%s))", key)
+
+
+def abort_stale(conn: psycopg.Connection, source_name: str) -> list[tuple[str, str | None]]:
+    """Mark every `running` batch of `source_name` (and of its tables, `<source>.<table>`) `aborted`.
+
+    Call it only while holding :func:`source_lock` for the source: then no live load owns those batches.
+    Returns (batch_id, source_file or window) of each batch aborted.
+    """
+    rows = conn.execute(
+        """update audit.load_batches
+              set status = 'aborted', finished_at = now(),
+                  error = 'aborted: the load that started at ' || to_char(started_at at time zone 'UTC',
+                          'YYYY-MM-DD HH24:MI:SS') || ' UTC did not finish (its process or the warehouse stopped '
+                          || 'mid-load); none of its rows were kept; marked at ' || to_char(now() at time zone 'UTC',
+                          'YYYY-MM-DD HH24:MI:SS') || ' UTC by the next load of the source, which loads the data again'
+            where status = 'running' and (source_name = %s or source_name like %s)
+        returning batch_id, source_file""",
+        (source_name, source_name.replace("_", "\\_").replace("%", "\\%") + ".%")).fetchall()
+    for batch_id, where in rows:
+        log.warning("%s: batch %s (%s) was left running by a load that did not finish; marked aborted",
+                    source_name, batch_id, where)
+    return [(r[0], r[1]) for r in rows]
+
+
+def aborted_batches(conn: psycopg.Connection) -> list[tuple]:
+    """(batch_id, source_name, source_file or window, started_at, finished_at, reloaded_by) of every aborted
+    batch; `reloaded_by` is the batch that later loaded the same file content or the same source's window."""
+    return conn.execute(
+        """select a.batch_id, a.source_name, coalesce(a.source_file, a.window_start || ' .. ' || a.window_end),
+                  a.started_at, a.finished_at,
+                  (select l.batch_id from audit.load_batches l
+                    where l.source_name = a.source_name and l.status in ('loaded', 'held', 'retired')
+                      and l.started_at > a.started_at
+                      and (l.checksum = a.checksum or (a.checksum is null and l.window_start <= a.window_start))
+                    order by l.started_at limit 1)
+             from audit.load_batches a where a.status = 'aborted' order by a.started_at""").fetchall()
+
+
+def recover(conn: psycopg.Connection) -> list[tuple[str, str | None]]:
+    """Mark the `running` batches no live load owns `aborted`, now, for every source (`ckp batches recover`).
+
+    A source whose lock another process holds is loading right now: its running batch is left alone.
+    """
+    sources = [r[0] for r in conn.execute(
+        "select distinct split_part(source_name, '.', 1) from audit.load_batches where status = 'running'")]
+    done: list[tuple[str, str | None]] = []
+    for source in sources:
+        with source_lock(conn, source, wait=False) as got:
+            if got:
+                done += abort_stale(conn, source)
+            else:
+                log.info("%s: a load is running now; its batch is not touched", source)
+    return done

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from crm_knowledge.ingest.errors import describe
 from crm_knowledge.ingest.registry import SourceConfig
 from crm_knowledge.normalize import normalize_persian
 
@@ -79,15 +80,93 @@ def _open_text(path: Path, encoding: str):
     return open(path, encoding=encoding, newline="")
 
 
+class _LineFeed:
+    """The physical lines csv.reader takes: pushed-back lines first, then the file's. Remembers the lines
+    of the record being parsed, so a record that swallowed lines it should not have can give them back."""
+
+    def __init__(self, fh):
+        self._fh = fh
+        self.pushback: list[str] = []  # a stack: the next line to hand out is the last one
+        self.taken: list[str] = []
+
+    def __iter__(self) -> _LineFeed:
+        return self
+
+    def __next__(self) -> str:
+        line = self.pushback.pop() if self.pushback else next(self._fh)
+        self.taken.append(line)
+        return line
+
+
+#: Encodings tried when a file's header does not hold the required columns in the configured encoding.
+LIKELY_ENCODINGS = ("utf-8", "cp1256", "utf-16")
+
+
+def guess_encoding(path: Path, cfg: SourceConfig) -> str | None:
+    """Another encoding in which the file's first line decodes to a header holding every required column.
+
+    A file delivered in UTF-8 to a source configured as Windows-1256 (or the other way round) decodes
+    without error in the wrong encoding often enough, and then only its header looks wrong: the operator
+    must hear "wrong encoding", not "column missing".
+    """
+    if not cfg.required_columns:
+        return None
+    with open(path, "rb") as fh:
+        head = fh.read(1 << 16)
+    configured = codecs.lookup(cfg.encoding).name
+    for enc in LIKELY_ENCODINGS:
+        if codecs.lookup(enc).name == configured:
+            continue
+        try:
+            text = codecs.getincrementaldecoder(enc)().decode(head, final=False)
+        except UnicodeError:  # UnicodeDecodeError, or UTF-16 without a byte-order mark
+            continue
+        lines = text.lstrip("\ufeff").splitlines()
+        if not lines:
+            continue
+        try:
+            names = {header_key(h.strip()) for h in next(csv.reader([lines[0]], delimiter=cfg.delimiter))}
+        except (csv.Error, StopIteration):
+            continue
+        if all(header_key(c) in names for c in cfg.required_columns):
+            return enc
+    return None
+
+
+def duplicate_columns(header: list[str]) -> list[str]:
+    """Header names that occur twice or more (compared as `header_key` does), each with its positions."""
+    positions: dict[str, list[int]] = {}
+    names: dict[str, str] = {}
+    for i, name in enumerate(header, start=1):
+        key = header_key(name)
+        if key:
+            positions.setdefault(key, []).append(i)
+            names.setdefault(key, name)
+    return [f"{names[k]!r} (columns {', '.join(map(str, p))})" for k, p in positions.items() if len(p) > 1]
+
+
 def read_csv(path: Path, cfg: SourceConfig) -> ParsedFile:
-    _check_decodable(path, cfg.encoding)
+    try:
+        _check_decodable(path, cfg.encoding)
+    except FileUnreadable as exc:
+        other = guess_encoding(path, cfg)
+        if other:
+            raise FileUnreadable(f"{exc}; the file reads as {other} (its header then has the required columns): "
+                                 f"the source's `encoding` ({cfg.encoding}) or the delivery is wrong") from None
+        raise
     fh = _open_text(path, cfg.encoding)
-    reader = csv.reader(fh, delimiter=cfg.delimiter)
+    feed = _LineFeed(fh)
+    reader = csv.reader(feed, delimiter=cfg.delimiter)
     try:
         header = next(reader)
     except (StopIteration, csv.Error) as exc:
         fh.close()
-        raise FileUnreadable(f"{path.name}: no readable header line ({exc})") from None
+        raise FileUnreadable(f"{path.name}: no readable header line ({describe(exc)})") from None
+    if len(feed.taken) > 1:
+        fh.close()
+        raise FileUnreadable(f"{path.name}: the header line has a quoted name that does not close on line 1 "
+                             "(unclosed quote)")
+    feed.taken = []
     header = [h.strip() for h in header]
     if len(header) < 2:
         fh.close()
@@ -101,21 +180,43 @@ def read_csv(path: Path, cfg: SourceConfig) -> ParsedFile:
             yield from numbered()
 
     def numbered() -> Iterator[tuple[int, dict[str, Any]] | BadRow]:
+        """Records numbered 1.. after the header (blank and bad ones count), each checked against its lines.
+
+        A quoted field may legally span lines, but a quote that never closes makes csv.reader swallow every
+        line after it into one field. A record that spans lines and still has the wrong number of fields is
+        that: its first line is rejected (with its line number) and reading resumes at the next line.
+        """
+        nonlocal reader
         n = 0
+        line_no = 1  # physical lines read so far (the header is line 1)
+        width = len(header)
         while True:
+            start = line_no + 1
+            error: csv.Error | None = None
             try:
                 fields = next(reader)
             except StopIteration:
                 return
             except csv.Error as exc:
-                n += 1
-                yield BadRow(n, f"unparsable CSV line: {exc}", None)
-                continue
+                fields, error = None, exc
+            taken, feed.taken = feed.taken, []
             n += 1
+            if len(taken) > 1 and (fields is None or len(fields) != width):
+                feed.pushback.extend(reversed(taken[1:]))
+                reader = csv.reader(feed, delimiter=cfg.delimiter)  # a fresh parser: out of the open quote
+                line_no = start
+                yield BadRow(n, f"line {start}: a quoted field opens but does not close on its line (unclosed "
+                                f"quote); the line is rejected and reading resumes at line {start + 1}",
+                             taken[0].rstrip("\r\n"))
+                continue
+            line_no = start + max(len(taken), 1) - 1
+            if error is not None:
+                yield BadRow(n, f"line {start}: unparsable CSV: {error}", "".join(taken).rstrip("\r\n"))
+                continue
             if not fields or all(not f.strip() for f in fields):
                 continue
-            if len(fields) != len(header):
-                yield BadRow(n, f"expected {len(header)} fields, found {len(fields)}", fields)
+            if len(fields) != width:
+                yield BadRow(n, f"line {start}: expected {width} fields, found {len(fields)}", fields)
                 continue
             yield n, dict(zip(header, fields, strict=True))
 
@@ -174,7 +275,7 @@ def read_xlsx(path: Path, cfg: SourceConfig) -> ParsedFile:
     try:
         wb = load_workbook(path, read_only=True, data_only=True)
     except (zipfile.BadZipFile, OSError, KeyError, ValueError) as exc:
-        raise FileUnreadable(f"{path.name}: not a readable .xlsx workbook ({exc})") from None
+        raise FileUnreadable(f"{path.name}: not a readable .xlsx workbook ({describe(exc)})") from None
     if cfg.sheet not in wb.sheetnames:
         raise FileUnreadable(f"{path.name}: no sheet {cfg.sheet!r} (sheets: {', '.join(wb.sheetnames)})")
     it = wb[cfg.sheet].iter_rows(values_only=True)

@@ -16,8 +16,10 @@ create table if not exists audit.load_batches (
     rows_duplicate bigint not null default 0,
     -- retired: a held batch an operator set aside (`ckp batches retire`), e.g. because a corrected re-delivery
     -- replaced it; never re-checked, never staged, kept for the record
+    -- aborted: left `running` by a load that crashed (process or warehouse killed); its rows were rolled back,
+    -- and the next load of the source marked it (finished_at, error say when and why) and loaded the data again
     status text not null constraint load_batches_status_check
-        check (status in ('running', 'loaded', 'quarantined', 'failed', 'held', 'retired')),
+        check (status in ('running', 'loaded', 'quarantined', 'failed', 'held', 'retired', 'aborted')),
     error text,
     started_at timestamptz not null default now(),
     finished_at timestamptz,
@@ -27,10 +29,12 @@ create table if not exists audit.load_batches (
 create unique index if not exists load_batches_once
     on audit.load_batches (source_name, checksum) where status = 'loaded';
 create index if not exists load_batches_source on audit.load_batches (source_name, started_at);
--- Added after release: the `retired` status (existing tables keep the original check until this runs).
+-- Added after release: the `retired` and `aborted` statuses (existing tables keep the original check until
+-- this runs).
 alter table audit.load_batches drop constraint if exists load_batches_status_check;
 alter table audit.load_batches add constraint load_batches_status_check
-    check (status in ('running', 'loaded', 'quarantined', 'failed', 'held', 'retired'));
+    check (status in ('running', 'loaded', 'quarantined', 'failed', 'held', 'retired', 'aborted'));
+create index if not exists load_batches_running on audit.load_batches (source_name) where status = 'running';
 
 create table if not exists audit.watermarks (
     source_name text not null,
