@@ -30,6 +30,12 @@ _KEEP_NUMBER = re.compile(r"\b(row|line|byte|column|position|batch|chunk)\s+(\d+
 MAX_ERROR_LENGTH = 1000
 
 
+class LoadFailed(RuntimeError):
+    """The warehouse (or the machine) failed during a load: nothing of the batch was kept and the next run
+    loads the same data again. The message names the source, the file or window and the error class only;
+    it replaces the original exception, whose text (and traceback, in the task log) may quote values."""
+
+
 def scrub(text: str) -> str:
     """`text` with quoted parts, e-mail addresses and long digit runs masked; `row 12`, `line 3` kept."""
     kept: list[str] = []

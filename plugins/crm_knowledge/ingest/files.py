@@ -114,11 +114,6 @@ def _quarantine(conn: psycopg.Connection, cfg: SourceConfig, path: Path, checksu
     return FileResult(cfg.name, path.name, "quarantined", batch_id, error=reason)
 
 
-class LoadFailed(RuntimeError):
-    """The warehouse (or the machine) failed while a file loaded: nothing of the file was kept, it stays in the
-    landing zone and the next run loads it. The message names the source, the file and the error class only."""
-
-
 #: Rows per COPY when a file is loaded row-safe (after the database refused one of its rows).
 SAFE_CHUNK_ROWS = 2000
 
@@ -213,7 +208,7 @@ def load_file(conn: psycopg.Connection, cfg: SourceConfig, path: Path,
             log.error("%s: batch %s could not be marked failed (the warehouse is unreachable); the next load "
                       "marks it aborted", cfg.name, batch_id)
         log.error("%s (batch %s; the file stays in the landing zone for the next run)", reason, batch_id)
-        raise LoadFailed(reason) from None
+        raise errors.LoadFailed(reason) from None
 
     counts, rejects, missing, unexpected = outcome
     if missing or unexpected:

@@ -58,8 +58,9 @@ def ingest_orders_database(name: str = "orders") -> dict[str, Any]:
     summary = {
         "source": name,
         "tables": {r.table: {"status": r.status, "rows_loaded": r.rows_loaded, "rows_read": r.rows_read,
-                             "window_end": r.window_end} for r in results},
+                             "rows_rejected": r.rows_rejected, "window_end": r.window_end} for r in results},
         "rows_loaded": sum(r.rows_loaded for r in results),
+        "rows_rejected": sum(r.rows_rejected for r in results),
         "batch_ids": [r.batch_id for r in results if r.batch_id],
     }
     log.info("ingest summary: %s", summary)
