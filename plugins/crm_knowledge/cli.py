@@ -123,7 +123,7 @@ def _cmd_pii_scan(args: argparse.Namespace) -> int:
 
 
 def _cmd_batches(args: argparse.Namespace) -> int:
-    """List the held load batches, or retire one (a held batch set aside for good, with a reason)."""
+    """Held and aborted load batches: list them, retire a held one, or mark crashed loads aborted now."""
     import psycopg
 
     from crm_knowledge.ingest import ledger
@@ -135,6 +135,23 @@ def _cmd_batches(args: argparse.Namespace) -> int:
             for batch_id, source, where, rows_loaded, started, error in rows:
                 print(f"{batch_id}\t{source}\t{where}\t{rows_loaded} rows\t{started:%Y-%m-%d %H:%M}\t{error or ''}")
             print(f"{len(rows)} held batch(es)", file=sys.stderr)
+            return 0
+        if args.action == "aborted":
+            rows = ledger.aborted_batches(conn)
+            pending = 0
+            for batch_id, source, where, started, finished, reloaded_by in rows:
+                pending += reloaded_by is None
+                state = f"re-loaded by {reloaded_by}" if reloaded_by else "not re-loaded yet (the next load takes it)"
+                print(f"{batch_id}\t{source}\t{where}\tstarted {started:%Y-%m-%d %H:%M}\t"
+                      f"aborted {finished:%Y-%m-%d %H:%M}\t{state}")
+            print(f"{len(rows)} aborted batch(es), {pending} not re-loaded yet", file=sys.stderr)
+            return 0
+        if args.action == "recover":
+            done = ledger.recover(conn)
+            for batch_id, where in done:
+                print(f"{batch_id}\t{where}\taborted")
+            print(f"{len(done)} batch(es) left running by a crashed load marked aborted; the next load of each "
+                  "source loads their data again", file=sys.stderr)
             return 0
         ledger.retire_batch(conn, args.batch_id, args.reason or "")
         print(f"batch {args.batch_id} retired")
@@ -195,9 +212,13 @@ def main(argv: list[str] | None = None) -> int:
     cr.add_argument("-o", "--output", required=True, help="JSON file to write (it holds personal data)")
     cr.set_defaults(func=_cmd_customer_report)
 
-    bt = sub.add_parser("batches", help="held load batches: list them, or retire one that a re-delivery replaced")
+    bt = sub.add_parser("batches", help="held and aborted load batches: list them, retire a held one, recover "
+                                        "crashed loads")
     bt_sub = bt.add_subparsers(dest="action", required=True)
     bt_sub.add_parser("held", help="list every batch the raw quality gate holds")
+    bt_sub.add_parser("aborted", help="list the batches whose load crashed, and whether their data was re-loaded")
+    bt_sub.add_parser("recover", help="mark batches left running by a crashed load aborted now (a running load "
+                                      "is left alone); the next load re-loads them")
     rt = bt_sub.add_parser("retire", help="set a held batch aside for good (never re-checked, never staged)")
     rt.add_argument("batch_id")
     rt.add_argument("--reason", required=True, help="why (kept in audit.load_batches.error for the auditors)")

@@ -69,9 +69,10 @@ def describe(exc: BaseException) -> str:
             place.append(f"column {column}")
         if ctx:
             place.append(f"copy line {ctx.group(1)}")
+        text = ": ".join(parts)
         if place:
-            parts.append(", ".join(place))
-        return ": ".join(parts)[:MAX_ERROR_LENGTH]
+            text += f" ({', '.join(place)})"
+        return text[:MAX_ERROR_LENGTH]
     if isinstance(exc, UnicodeError):
         # e.g. "'utf-8' codec can't encode character '\ud800' in position 3": the reason, not the text
         reason = getattr(exc, "reason", "") or ""
