@@ -1,0 +1,112 @@
+"""Fault injection for delivery (issue #19, part 7): a webhook destination unreachable, then reachable again.
+
+The receiver is a real HTTP server on this test run's webhook port (CKP_TEST_WEBHOOK_PORT), stopped and started
+again between and during deliveries. Asserted: the failed delivery changes no delivered state, the next run
+delivers, and the receiver holds every customer exactly once (batches re-sent with their idempotency key are
+recognised as duplicates).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from datetime import date
+
+import psycopg
+import pytest
+
+from crm_knowledge.export.config import parse_destination
+from crm_knowledge.export.deliver import DeliveryError, deliver
+from crm_knowledge.export.receiver import make_server
+from crm_knowledge.warehouse.bootstrap import apply_ddl
+
+pytestmark = [pytest.mark.warehouse, pytest.mark.faults]
+
+AS_OF = date(2026, 3, 1)
+
+MARTS_DDL = """
+create schema if not exists marts;
+create schema if not exists pii;
+create table marts.customer_segments (customer_id text, as_of_date date, rfm_segment text, value_tier text,
+    behaviour_cluster int, churn_probability double precision, predicted_clv numeric, p_alive double precision);
+create table marts.dim_customers (customer_id text, has_marketing_consent boolean, has_profiling_opt_out boolean,
+    is_forgotten boolean, city text, province text);
+create table marts.customer_identity_map (customer_id text, source_system text, source_record_id text,
+    match_rule text, match_score double precision, resolved_at timestamptz);
+create table pii.pii_customer_profiles (customer_id text, first_name text, last_name text, email text, phone text);
+"""
+
+
+@pytest.fixture()
+def wh(scratch_db):
+    apply_ddl(scratch_db)
+    with psycopg.connect(scratch_db) as conn:
+        conn.execute(MARTS_DDL)
+        for i in range(1, 6):
+            cid = f"c{i}"
+            conn.execute("insert into marts.customer_segments values (%s, %s, 'champions', 'gold', 1, 0.1, 100, 0.9)",
+                         (cid, AS_OF))
+            conn.execute("insert into marts.dim_customers values (%s, true, false, false, 'Tehran', 'Tehran')", (cid,))
+    return scratch_db
+
+
+def _dest(port: int):
+    return parse_destination({
+        "name": "hook", "kind": "webhook", "enabled": True, "purpose": "marketing", "consent": "marketing",
+        "mode": "upsert", "id_space": "customer_id",
+        "audiences": [{"name": "champions", "filter": {"rfm_segment": ["champions"]}}],
+        "fields": ["rfm_segment"],
+        "webhook": {"url": f"http://127.0.0.1:{port}/segments", "batch_size": 2, "max_retries": 2,
+                    "backoff_seconds": 0.01, "timeout_seconds": 5},
+    }, "test")
+
+
+def _count(url: str, query: str) -> int:
+    with psycopg.connect(url) as conn:
+        return conn.execute(query).fetchone()[0]
+
+
+def test_destination_unreachable_then_reachable_delivers_once(wh, settings, tmp_path):
+    port = int(os.environ.get("CKP_TEST_WEBHOOK_PORT") or os.environ["CKP_WEBHOOK_PORT"])
+    local = dataclasses.replace(settings, home=tmp_path / "home")
+    inbox = tmp_path / "inbox"
+    dest = _dest(port)
+
+    # 1. Nobody listens: every attempt is refused, the delivery fails and no state moves.
+    with pytest.raises(DeliveryError):
+        deliver(dest, AS_OF, wh, settings=local, sleep=lambda s: None)
+    assert _count(wh, "select count(*) from scoring.delivered_state") == 0
+
+    # 2. The receiver comes up, takes batch 1, then goes away while batch 2 is retried.
+    srv = make_server(port, inbox, fail_plan=[0, 503], path="/segments")
+    srv.start_in_thread()
+
+    def go_down(_seconds: float) -> None:
+        if srv.socket.fileno() != -1:
+            srv.shutdown()
+            srv.server_close()
+
+    with pytest.raises(DeliveryError):
+        deliver(dest, AS_OF, wh, settings=local, sleep=go_down)
+    assert _count(wh, "select count(*) from scoring.delivered_state") == 0
+    assert len(srv.stored()) == 1  # batch 1 arrived before the outage
+
+    # 3. Reachable again: the same delta is re-sent; batch 1 is recognised, the rest stored once.
+    srv = make_server(port, inbox, path="/segments")
+    srv.start_in_thread()
+    try:
+        res = deliver(dest, AS_OF, wh, settings=local, sleep=lambda s: None)
+        assert res["status"] == "delivered" and res["rows_added"] == 5
+        stored = srv.stored()
+        ids = sorted(r["customer_id"] for b in stored for r in b["records"])
+        assert ids == ["c1", "c2", "c3", "c4", "c5"]  # nothing lost, nothing twice
+        outcomes = [e["outcome"] for e in srv.requests_log()]
+        assert outcomes.count("duplicate") == 1 and outcomes.count("stored") == 3
+        assert _count(wh, "select count(*) from scoring.delivered_state") == 5
+        # a further run sends nothing
+        again = deliver(dest, AS_OF, wh, settings=local, sleep=lambda s: None)
+        assert (again["rows_added"], again["rows_changed"]) == (0, 0)
+        assert len(srv.stored()) == 3
+    finally:
+        srv.shutdown()
+        srv.server_close()
