@@ -142,7 +142,7 @@ def extract_table(src: psycopg.Connection, wh: psycopg.Connection, cfg: SourceCo
                         """insert into raw.load_rejects (batch_id, source_name, source_file, row_number, reason,
                                                          record)
                            select %s, %s, %s, _n, %s, to_jsonb(t) - '_n' from {} t where _n = %s""").format(tmp),
-                        [(batch_id, source_name, window_label, n, reason, n) for n, reason in rejects])
+                        [(batch_id, source_name, window_label, reason, n) for n, reason in rejects])
             counts.rows_rejected = len(rejects)
             counts.rows_duplicate = counts.rows_read - counts.rows_loaded - counts.rows_rejected
             wh.execute(

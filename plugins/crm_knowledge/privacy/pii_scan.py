@@ -13,9 +13,11 @@ email, phone, national ID or name of any demo customer") as a command, ``ckp pii
 * **Where**: every base table of every schema except ``pii`` (the vault) and the pipeline-locked working
   layers ``raw``, ``staging`` and ``intermediate`` (source copies only ``ckp_pipeline`` can read; see
   docs/privacy.md) — so ``marts``, ``scoring``, ``audit`` (incl. the export log), ``identity``,
-  ``snapshots``, ``seeds``, ``util``, ``public``; the table of every database destination; and every file
-  under ``exports_dir``. Destinations configured with ``named_fields`` are exempt (they are *meant* to
-  carry those fields) and reported as such.
+  ``snapshots``, ``seeds``, ``util``, ``public``; the table of every database destination; every file
+  under ``exports_dir``; and the logs and reports (:func:`log_and_report_files`: the auditor's reports and
+  Data Docs under ``reports_dir``, the pipeline's and Airflow's task logs, the embedded warehouse's server
+  log), where error texts land. Destinations configured with ``named_fields`` are exempt (they are *meant*
+  to carry those fields) and reported as such.
 * **How** (fast enough for 100k customers): the needles go into a temporary table; each text/JSON column is
   normalised in Postgres (``util.normalize_persian`` + lower case: Persian digits and Arabic letter
   variants fold), split into tokens, and its 1..4-token n-grams (and their digits-only form, for phones
@@ -292,6 +294,24 @@ def scan_file(path: Path, needles: dict[str, tuple[str, str]]) -> list[Finding]:
     return [Finding(str(path), kind, n, sorted(p)[:10]) for kind, (n, p) in sorted(by_kind.items())]
 
 
+#: Suffixes of the report and log files scanned (text; images, fonts and scripts of the Data Docs site are not).
+TEXT_SUFFIXES = frozenset({".html", ".htm", ".json", ".jsonl", ".txt", ".log", ".md", ".csv", ".xml", ""})
+
+
+def log_and_report_files(settings: Settings) -> list[Path]:
+    """Every text file of the reports (``reports_dir``) and the logs: ``<home>/logs`` (the pipeline runs'
+    task logs), ``<airflow_home>/logs`` and the embedded warehouse's server log."""
+    roots = [Path(settings.reports_dir), Path(settings.home) / "logs", Path(settings.airflow_home) / "logs"]
+    found: set[Path] = set()
+    for root in roots:
+        if root.is_dir():
+            found.update(p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES)
+    server_log = Path(settings.pgdata_dir).parent / "postgres.log"
+    if server_log.is_file():
+        found.add(server_log)
+    return sorted(found)
+
+
 # --- the scan ------------------------------------------------------------------------------------------------
 
 def scan(settings: Settings | None = None, needles: dict[str, tuple[str, str]] | None = None, *,
@@ -330,6 +350,9 @@ def scan(settings: Settings | None = None, needles: dict[str, tuple[str, str]] |
                 continue
             result.files_scanned += 1
             result.findings += scan_file(path, needles)
+    for path in log_and_report_files(settings):
+        result.files_scanned += 1
+        result.findings += scan_file(path, needles)
     if result.findings:
         log.error("pii scan: %d finding(s): %s", len(result.findings),
                   "; ".join(f"{f.location} ({f.kind} x{f.hits})" for f in result.findings[:20]))
