@@ -141,7 +141,8 @@ def test_identifiers_in_failing_rows_never_reach_audit_reports_or_logs(world, ca
                 raise exception 'cannot write % / %', new.email, new.phone
                     using errcode = 'disk_full', detail = '{NAME} ' || new.national_id;
             end $$;
-            create trigger outage before insert on raw.form_submissions for each row execute function public.outage();""")
+            create trigger outage before insert on raw.form_submissions
+                for each row execute function public.outage();""")
     _write(local.landing_dir / "forms" / "c.jsonl", json.dumps(
         {"submission_id": "F8", "form_type": "registration", "submitted_at": "2026-03-01T10:00:00Z",
          "email": EMAIL, "phone": MOBILE, "national_id": NATIONAL_ID, "full_name": NAME}) + "\n")
@@ -156,7 +157,8 @@ def test_identifiers_in_failing_rows_never_reach_audit_reports_or_logs(world, ca
             "select coalesce(error, '') || ' ' || coalesce(source_file, '') from audit.load_batches "
             "union all select array_to_string(missing_columns || unexpected_columns, ' ') from audit.schema_drift "
             "union all select reason from raw.load_rejects")]
-        assert conn.execute("select count(*) from raw.load_rejects").fetchone()[0] == 12  # forms 6, contacts 3, travel 1, orders 2
+        # forms 6, contacts 3, travel 1, orders 2
+        assert conn.execute("select count(*) from raw.load_rejects").fetchone()[0] == 12
         # the rejected records themselves are kept, in raw (locked), for the data engineers
         assert conn.execute("select count(*) from raw.load_rejects where record::text like %s",
                             (f"%{EMAIL}%",)).fetchone()[0] >= 6
