@@ -47,7 +47,7 @@ td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
 .verdict{display:inline-block;padding:.25rem .7rem;border-radius:4px;font-weight:700}
 .ok{background:#e3f9e5;color:#0e5814}.blocked{background:#ffe3e3;color:#8a041a}.warn{background:#fffbea;color:#8d2b0b}
 .sev-critical{color:#8a041a;font-weight:700}.sev-warning{color:#8d2b0b;font-weight:600}
-.status-held,.status-retired,.status-quarantined,.status-failed{color:#8a041a;font-weight:700}.status-loaded{color:#0e5814}
+.status-held,.status-retired,.status-quarantined,.status-failed,.status-aborted{color:#8a041a;font-weight:700}.status-loaded{color:#0e5814}
 .muted{color:#7b8794}.small{font-size:.8rem}
 code{background:#f0f4f8;padding:0 .25rem;border-radius:3px;font-size:.85em}
 ol.flow{margin:.3rem 0 .3rem 1.2rem;padding:0} ol.flow li{margin:.15rem 0}
