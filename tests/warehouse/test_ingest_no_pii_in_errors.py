@@ -113,8 +113,10 @@ def _plant_files(local) -> None:
     wb.save(path)
 
 
-def test_identifiers_in_failing_rows_never_reach_audit_reports_or_logs(world, caplog, monkeypatch):
+def test_identifiers_in_failing_rows_never_reach_audit_reports_or_logs(world, settings, caplog, monkeypatch):
     local, wh = world["settings"], world["wh"]
+    server_log = settings.pgdata_dir.parent / "postgres.log"
+    server_log_start = server_log.stat().st_size if settings.embedded and server_log.exists() else None
     _plant_files(local)
     monkeypatch.setattr(convert, "INT_MAX", 2**62)  # so that F7's rating reaches the database
     sources = _sources()
@@ -138,8 +140,8 @@ def test_identifiers_in_failing_rows_never_reach_audit_reports_or_logs(world, ca
         conn.execute(f"""
             create function public.outage() returns trigger language plpgsql as $$
             begin
-                raise exception 'cannot write % / %', new.email, new.phone
-                    using errcode = 'disk_full', detail = '{NAME} ' || new.national_id;
+                raise exception 'could not extend file "base/16384/24576": No space left on device'
+                    using errcode = 'disk_full', detail = '{NAME} ' || new.national_id || ' ' || new.email;
             end $$;
             create trigger outage before insert on raw.form_submissions
                 for each row execute function public.outage();""")
@@ -166,6 +168,14 @@ def test_identifiers_in_failing_rows_never_reach_audit_reports_or_logs(world, ca
         _assert_clean(text, "an audit row")
     findings, columns = scan_database(wh, NEEDLES, schemas=["audit"])
     assert columns > 5 and findings == []
+
+    # the warehouse's server log: the loader's sessions log errors tersely (no DETAIL, CONTEXT or statement)
+    if server_log_start is not None:
+        with open(server_log, "rb") as fh:
+            fh.seek(server_log_start)
+            appended = fh.read().decode("utf-8", errors="replace")
+        assert "No space left on device" in appended  # the outage is logged, its row is not
+        _assert_clean(appended, "the warehouse's server log")
 
     # the task log
     log_text = "\n".join(r.getMessage() + (r.exc_text or "") for r in caplog.records)

@@ -96,3 +96,28 @@ def is_data_error(exc: BaseException) -> bool:
         state = exc.sqlstate or ""
         return state[:2] in ("22", "23", "54")
     return isinstance(exc, UnicodeError | ValueError)
+
+
+def quiet_server_log(conn: psycopg.Connection, *, expected_errors: bool = False) -> bool:
+    """Keep this session's errors' values out of the warehouse's server log; returns whether it could.
+
+    By default the server logs an error with its `CONTEXT` (for COPY: the whole row) and the statement. For
+    the session, `log_error_verbosity = terse` drops DETAIL, HINT and CONTEXT and `log_min_error_statement =
+    panic` the statement. With `expected_errors` (the row-safe retry, where each refused row is an error
+    this code handles and reports itself, scrubbed), `log_min_messages = fatal` for the current transaction
+    keeps those errors out of the server log altogether. These settings need a superuser (the embedded
+    warehouse's admin) or `GRANT SET ON PARAMETER`; without the privilege nothing changes and the server's
+    own configuration decides.
+    """
+    settings = (["set local log_min_messages = fatal"] if expected_errors
+                else ["set log_error_verbosity = terse", "set log_min_error_statement = panic"])
+    try:
+        for statement in settings:
+            if conn.autocommit and not expected_errors:
+                conn.execute(statement)
+            else:
+                with conn.transaction():
+                    conn.execute(statement)
+    except psycopg.errors.InsufficientPrivilege:
+        return False
+    return True

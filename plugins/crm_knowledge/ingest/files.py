@@ -288,6 +288,8 @@ def _load_rows(conn: psycopg.Connection, cfg: SourceConfig, path: Path, parsed: 
             send(rows[half:])
 
     with conn.transaction():
+        if safe:
+            errors.quiet_server_log(conn, expected_errors=True)
         with conn.cursor() as cur:
             copy_cm = None if safe else cur.copy(copy_sql)
             copy = copy_cm.__enter__() if copy_cm is not None else None
@@ -386,6 +388,7 @@ def ingest_source(cfg: SourceConfig, url: str | None = None, settings: Settings 
     results = []
     with psycopg.connect(url or settings.warehouse_url, autocommit=True) as conn, \
             ledger.source_lock(conn, cfg.name):
+        errors.quiet_server_log(conn)
         ledger.abort_stale(conn, cfg.name)
         files = pending_files(cfg, settings)
         log.info("%s: %s file(s) pending in %s", cfg.name, len(files), settings.landing_dir / (cfg.path or ""))

@@ -128,6 +128,7 @@ def extract_table(src: psycopg.Connection, wh: psycopg.Connection, cfg: SourceCo
                 log.warning("%s: the warehouse refused a row of window %s (%s); loading the rows one by one",
                             source_name, window_label, errors.describe(exc))
                 counts.rows_loaded = 0
+                errors.quiet_server_log(wh, expected_errors=True)
                 for (n,) in wh.execute(sql.SQL("select _n from {} order by _n").format(tmp)).fetchall():
                     try:
                         with wh.transaction():
@@ -209,6 +210,7 @@ def extract_orders_db(cfg: SourceConfig, tables: list[str] | None = None,
         # One extract of the source at a time; a window left `running` by a crash is aborted and read again
         # (its watermark never moved).
         with ledger.source_lock(wh, cfg.name):
+            errors.quiet_server_log(wh)
             ledger.abort_stale(wh, cfg.name)
             for table in tables or order:
                 results.append(extract_table(src, wh, cfg, table))
