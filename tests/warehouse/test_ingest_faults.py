@@ -244,3 +244,46 @@ def test_ckp_home_disk_full_after_commit_converges(db, local, monkeypatch):
     assert q(db, "select count(*) from raw.contact_interactions") == [(100,)]
     assert not (local.landing_dir / "contacts" / "a.csv").exists()
     assert (local.home / "archive" / "contacts" / "a.csv").exists()
+
+
+def test_embedded_warehouse_crashes_mid_load_and_the_rerun_converges(db, local, settings, monkeypatch):
+    """The real thing: the embedded warehouse is stopped with `pg_ctl stop -m immediate` (a crash: no
+    shutdown checkpoint, crash recovery on start) while a file streams into it. After restart: no row of the
+    file, the ledger row `running`; the next load marks it aborted and loads the file exactly once."""
+    from crm_knowledge.warehouse import server
+
+    if not settings.embedded:
+        pytest.skip("needs the embedded warehouse (WAREHOUSE_URL points at a server this test must not kill)")
+    cfg = _contacts()
+    _write_contacts(local, "a.csv", 1, 3000)
+    real = readers.read_csv
+    crashed = []
+
+    def crashing(path, cfg_):
+        parsed = real(path, cfg_)
+
+        def rows():
+            for i, item in enumerate(parsed.rows):
+                if i == 1500 and not crashed:
+                    res = server._pg("pg_ctl", "stop", "-m", "immediate", "-D", str(settings.pgdata_dir),
+                                     user=server._run_as())
+                    crashed.append(res.returncode)
+                yield item
+        return readers.ParsedFile(parsed.header, rows())
+
+    monkeypatch.setitem(readers.READERS, "csv", crashing)
+    try:
+        with pytest.raises((errors.LoadFailed, psycopg.OperationalError)):
+            ingest_source(cfg, url=db, settings=local)
+    finally:
+        server.start(settings)
+    assert crashed == [0]
+    assert q(db, "select count(*) from raw.contact_interactions") == [(0,)]
+    assert [b[2] for b in _ledger(db)] == ["running"]
+
+    monkeypatch.setitem(readers.READERS, "csv", real)
+    results = ingest_source(cfg, url=db, settings=local)
+    assert [(r.status, r.rows_loaded) for r in results] == [("loaded", 3000)]
+    assert [b[2] for b in _ledger(db)] == ["aborted", "loaded"]
+    assert q(db, "select count(*), count(distinct interaction_id) from raw.contact_interactions") == [(3000, 3000)]
+    assert not (local.landing_dir / "contacts" / "a.csv").exists()

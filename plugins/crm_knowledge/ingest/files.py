@@ -147,6 +147,7 @@ def load_file(conn: psycopg.Connection, cfg: SourceConfig, path: Path,
     if not conn.autocommit:
         raise ValueError("load_file needs an autocommit connection (psycopg.connect(..., autocommit=True))")
     settings = settings or get_settings()
+    ledger.durable_commits(conn)
     checksum = sha256_file(path)
     done = ledger.already_loaded(conn, cfg.name, checksum)
     if done:

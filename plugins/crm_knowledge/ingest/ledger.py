@@ -39,6 +39,17 @@ class BatchCounts:
     rows_duplicate: int = 0
 
 
+def durable_commits(conn: psycopg.Connection) -> None:
+    """Make this session's commits durable before they return (`synchronous_commit = on`).
+
+    The embedded warehouse runs with `synchronous_commit = off` for speed: a crash may then lose the last
+    fraction of a second of commits. A loader acts on its commit (the file leaves the landing zone once its
+    batch is `loaded`), so a lost commit would lose the file's data for good; and the `running` row must
+    survive a crash so the next load can mark it aborted.
+    """
+    conn.execute("set synchronous_commit = on")
+
+
 def new_batch_id(source_name: str) -> str:
     return f"{source_name}-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
 

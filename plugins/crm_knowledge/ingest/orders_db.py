@@ -210,6 +210,7 @@ def extract_orders_db(cfg: SourceConfig, tables: list[str] | None = None,
         # One extract of the source at a time; a window left `running` by a crash is aborted and read again
         # (its watermark never moved).
         with ledger.source_lock(wh, cfg.name):
+            ledger.durable_commits(wh)
             errors.quiet_server_log(wh)
             ledger.abort_stale(wh, cfg.name)
             for table in tables or order:
