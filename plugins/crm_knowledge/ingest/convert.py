@@ -156,9 +156,17 @@ def check_text(value: str) -> str:
 
 
 def text_or_none(value: Any) -> str | None:
-    """`to_text` with a fast path for the common case, a str from a CSV or JSON reader."""
+    """`to_text` with a fast path for the common case, a str from a CSV or JSON reader.
+
+    Only NUL is checked here: a str decoded from bytes (CSV, XLSX) cannot hold a lone surrogate, and the JSON
+    Lines reader rejects lines whose escapes produce one (readers.read_jsonl).
+    """
     if value.__class__ is str:
-        return None if not value or value.isspace() else check_text(value)
+        if not value or value.isspace():
+            return None
+        if "\x00" in value:
+            raise RowError("holds a NUL character (\\u0000), which a database text value cannot")
+        return value
     return to_text(value)
 
 

@@ -13,6 +13,7 @@ import codecs
 import csv
 import itertools
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -229,6 +230,21 @@ def read_csv(path: Path, cfg: SourceConfig) -> ParsedFile:
 JSONL_HEADER_SAMPLE = 1000
 
 
+#: A JSON escape of a UTF-16 surrogate; a pair decodes to one character, a lone one to a str no database
+#: (nor UTF-8) can hold.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89abcdefABCDEF][0-9a-fA-F]{2}")
+
+
+def _lone_surrogate_key(obj: dict[str, Any]) -> str | None:
+    """The first key whose value (or the key itself) holds a lone surrogate, else None."""
+    for key, value in obj.items():
+        try:
+            json.dumps({key: value}, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            return key.encode("utf-8", "replace").decode("utf-8")
+    return None
+
+
 def read_jsonl(path: Path, cfg: SourceConfig) -> ParsedFile:
     _check_decodable(path, cfg.encoding)
 
@@ -245,6 +261,12 @@ def read_jsonl(path: Path, cfg: SourceConfig) -> ParsedFile:
                 if not isinstance(obj, dict):
                     yield BadRow(n, "a line must hold one JSON object", line.rstrip("\r\n")[:2000])
                     continue
+                if _SURROGATE_ESCAPE.search(line):
+                    bad = _lone_surrogate_key(obj)
+                    if bad is not None:
+                        yield BadRow(n, f"column {bad!r}: holds a lone UTF-16 surrogate (invalid Unicode)",
+                                     line.rstrip("\r\n")[:2000])
+                        continue
                 yield n, obj
 
     stream = objects()
