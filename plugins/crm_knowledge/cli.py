@@ -153,6 +153,10 @@ def _cmd_batches(args: argparse.Namespace) -> int:
             print(f"{len(done)} batch(es) left running by a crashed load marked aborted; the next load of each "
                   "source loads their data again", file=sys.stderr)
             return 0
+        if args.action == "accept":
+            ledger.accept_batch(conn, args.batch_id, args.reason or "")
+            print(f"batch {args.batch_id} accepted: loaded, with its field issues")
+            return 0
         ledger.retire_batch(conn, args.batch_id, args.reason or "")
         print(f"batch {args.batch_id} retired")
         return 0
@@ -222,6 +226,10 @@ def main(argv: list[str] | None = None) -> int:
     rt = bt_sub.add_parser("retire", help="set a held batch aside for good (never re-checked, never staged)")
     rt.add_argument("batch_id")
     rt.add_argument("--reason", required=True, help="why (kept in audit.load_batches.error for the auditors)")
+    ac = bt_sub.add_parser("accept", help="release a batch held at load for too many field issues (their fields "
+                                          "stay NULL)")
+    ac.add_argument("batch_id")
+    ac.add_argument("--reason", required=True, help="why (kept in audit.load_batches.error for the auditors)")
     bt.set_defaults(func=_cmd_batches)
 
     ps = sub.add_parser("pii-scan", help="scan analytic schemas and exports for customers' identifiers")

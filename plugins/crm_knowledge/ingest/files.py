@@ -58,7 +58,7 @@ _UNPLANNED = object()
 class FileResult:
     source_name: str
     file: str
-    status: str  # loaded | skipped | quarantined | failed
+    status: str  # loaded | held (too many field issues) | skipped | quarantined
     batch_id: str | None = None
     rows_read: int = 0
     rows_loaded: int = 0
@@ -66,6 +66,7 @@ class FileResult:
     missing_columns: list[str] = field(default_factory=list)
     unexpected_columns: list[str] = field(default_factory=list)
     error: str | None = None
+    rows_field_issues: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -211,7 +212,7 @@ def load_file(conn: psycopg.Connection, cfg: SourceConfig, path: Path,
         log.error("%s (batch %s; the file stays in the landing zone for the next run)", reason, batch_id)
         raise errors.LoadFailed(reason) from None
 
-    counts, rejects, missing, unexpected = outcome
+    counts, rejects, missing, unexpected, hold = outcome
     if missing or unexpected:
         log.warning("%s: schema drift in %s: missing columns %s, unexpected columns %s (kept in extras)",
                     cfg.name, path.name, missing, unexpected)
@@ -220,11 +221,18 @@ def load_file(conn: psycopg.Connection, cfg: SourceConfig, path: Path,
     if len(rejects) > 5:
         log.warning("%s: ... %s more rejected rows in raw.load_rejects (batch %s)", cfg.name,
                     len(rejects) - 5, batch_id)
+    if counts.rows_field_issues:
+        log.warning("%s: %s: %s row(s) kept with an invalid optional field set to NULL (audit.field_issues, "
+                    "batch %s)", cfg.name, path.name, counts.rows_field_issues, batch_id)
+    if hold:
+        log.error("%s: %s: batch %s %s", cfg.name, path.name, batch_id, hold)
     _move(path, settings.archive_dir / cfg.name)
-    log.info("%s: %s loaded as batch %s: read %s, loaded %s, rejected %s", cfg.name, path.name, batch_id,
-             counts.rows_read, counts.rows_loaded, counts.rows_rejected)
-    return FileResult(cfg.name, path.name, "loaded", batch_id, counts.rows_read, counts.rows_loaded,
-                      counts.rows_rejected, missing, unexpected)
+    log.info("%s: %s %s as batch %s: read %s, loaded %s, rejected %s, with field issues %s", cfg.name, path.name,
+             "held" if hold else "loaded", batch_id, counts.rows_read, counts.rows_loaded, counts.rows_rejected,
+             counts.rows_field_issues)
+    return FileResult(cfg.name, path.name, "held" if hold else "loaded", batch_id, counts.rows_read,
+                      counts.rows_loaded, counts.rows_rejected, missing, unexpected, error=hold,
+                      rows_field_issues=counts.rows_field_issues)
 
 
 def _close(parsed: ParsedFile) -> None:
@@ -241,7 +249,7 @@ class _RowRefused(Exception):
         self.reason = reason
 
 
-Outcome = tuple[ledger.BatchCounts, list[tuple[int, str, Any]], list[str], list[str]]
+Outcome = tuple[ledger.BatchCounts, list[tuple[int, str, Any]], list[str], list[str], str | None]
 
 
 def _load_rows(conn: psycopg.Connection, cfg: SourceConfig, path: Path, parsed: ParsedFile, batch_id: str, *,
@@ -269,6 +277,10 @@ def _load_rows(conn: psycopg.Connection, cfg: SourceConfig, path: Path, parsed: 
     key_position = position.get(cfg.primary_key or "")
     const_values = list(constants.values())
     chunk: list[tuple[int, list[Any], Any]] = []
+    optional = cfg.optional_targets
+    # (row number, raw column, file column, reason): optional fields set to NULL, the record kept
+    issues: list[tuple[int, str, str, str]] = []
+    refused: set[int] = set()
 
     def send(rows: list[tuple[int, list[Any], Any]]) -> None:
         """COPY `rows` in a savepoint; on a refused value, halve until the refused row is alone (safe mode)."""
@@ -283,6 +295,7 @@ def _load_rows(conn: psycopg.Connection, cfg: SourceConfig, path: Path, parsed: 
             if len(rows) == 1:
                 n, _, record = rows[0]
                 rejects.append((n, f"refused by the database: {errors.describe(exc)}", record))
+                refused.add(n)
                 return
             half = len(rows) // 2
             send(rows[:half])
@@ -303,6 +316,7 @@ def _load_rows(conn: psycopg.Connection, cfg: SourceConfig, path: Path, parsed: 
                     row_number, record = item
                     business: list[Any] = [None] * len(business_cols)
                     extras: dict[str, Any] = {}
+                    row_issues: list[tuple[int, str, str, str]] = []
                     try:
                         for col, value in record.items():
                             step = plan.get(col, _UNPLANNED)
@@ -317,12 +331,18 @@ def _load_rows(conn: psycopg.Connection, cfg: SourceConfig, path: Path, parsed: 
                                     continue
                                 business[step[0]] = step[1](value)
                             except RowError as exc:
+                                if step is not None and business_cols[step[0]] in optional:
+                                    row_issues.append((row_number, business_cols[step[0]], printable(str(col)),
+                                                       str(exc)))
+                                    continue
                                 raise RowError(f"column {_column_label(col)}: {exc}") from None
                         if key_position is None or business[key_position] is None:
                             raise RowError(f"primary key {cfg.primary_key!r} is empty")
                     except RowError as exc:
                         rejects.append((row_number, str(exc), record))
                         continue
+                    if row_issues:
+                        issues.extend(row_issues)
                     row = [*const_values, *business, Jsonb(extras) if extras else None,
                            batch_id, path.name, loaded_at, row_number,
                            record_hash([*const_values, *business, extras or None])]
@@ -353,6 +373,15 @@ def _load_rows(conn: psycopg.Connection, cfg: SourceConfig, path: Path, parsed: 
                         raise _RowRefused(errors.describe(exc)) from None
                     raise
         counts.rows_rejected = len(rejects)
+        issues = [i for i in issues if i[0] not in refused]
+        counts.rows_field_issues = len({i[0] for i in issues})
+        hold = _field_issue_hold(cfg, path, issues, counts.rows_read)
+        if issues:
+            with conn.cursor() as cur:
+                cur.executemany(
+                    """insert into audit.field_issues (batch_id, source_name, source_file, row_number, column_name,
+                                                       source_column, reason) values (%s, %s, %s, %s, %s, %s, %s)""",
+                    [(batch_id, cfg.name, path.name, n, column, src, reason) for n, column, src, reason in issues])
         columns_met = list(dict.fromkeys([*parsed.header, *plan]))
         keys_met = {header_key(c) for c in columns_met}
         unexpected = [printable(c) for c in columns_met if header_key(c) not in dst_by_key]
@@ -370,8 +399,26 @@ def _load_rows(conn: psycopg.Connection, cfg: SourceConfig, path: Path, parsed: 
                                                    unexpected_columns) values (%s, %s, %s, %s, %s)""",
                 (batch_id, cfg.name, path.name, missing, unexpected),
             )
-        ledger.close_batch(conn, batch_id, "loaded", counts)
-    return counts, rejects, missing, unexpected
+        ledger.close_batch(conn, batch_id, "held" if hold else "loaded", counts, error=hold)
+    return counts, rejects, missing, unexpected, hold
+
+
+def _field_issue_hold(cfg: SourceConfig, path: Path, issues: list[tuple[int, str, str, str]],
+                      rows_read: int) -> str | None:
+    """The reason to hold the batch when one column's share of invalid values exceeds the source's threshold."""
+    if not issues or not rows_read:
+        return None
+    per_column: dict[str, int] = {}
+    for _, column, _, _ in issues:
+        per_column[column] = per_column.get(column, 0) + 1
+    over = [(c, n) for c, n in sorted(per_column.items()) if n / rows_read > cfg.field_issue_threshold]
+    if not over:
+        return None
+    parts = ", ".join(f"{c} invalid in {n} of {rows_read} rows ({n / rows_read:.1%})" for c, n in over)
+    return (f"held at load: {parts}, above the source's field_issue_threshold of {cfg.field_issue_threshold:.1%} "
+            f"({cfg.config_file.name}); the rows are in raw with those fields NULL, see audit.field_issues. "
+            "Fix the source and re-deliver (then `ckp batches retire` this one), or accept it with "
+            "`ckp batches accept`")
 
 
 def _column_label(col: Any) -> str:

@@ -37,6 +37,7 @@ class BatchCounts:
     rows_loaded: int = 0
     rows_rejected: int = 0
     rows_duplicate: int = 0
+    rows_field_issues: int = 0
 
 
 def durable_commits(conn: psycopg.Connection) -> None:
@@ -78,10 +79,11 @@ def close_batch(conn: psycopg.Connection, batch_id: str, status: str, counts: Ba
     conn.execute(
         """update audit.load_batches
               set status = %s, rows_read = %s, rows_loaded = %s, rows_rejected = %s, rows_duplicate = %s,
-                  error = %s, finished_at = now()
+                  rows_field_issues = %s, error = %s, finished_at = now(),
+                  load_hold_reason = case when %s = 'held' then %s end
             where batch_id = %s""",
         (status, counts.rows_read, counts.rows_loaded, counts.rows_rejected, counts.rows_duplicate,
-         error, batch_id),
+         counts.rows_field_issues, error, status, error, batch_id),
     )
 
 
@@ -214,3 +216,30 @@ def recover(conn: psycopg.Connection) -> list[tuple[str, str | None]]:
             else:
                 log.info("%s: a load is running now; its batch is not touched", source)
     return done
+
+
+def accept_batch(conn: psycopg.Connection, batch_id: str, reason: str) -> None:
+    """Release a batch the loader held for too many field issues: its rows (those fields NULL) go to staging.
+
+    For when the field issues are understood and acceptable (the source cannot do better, the fields are not
+    needed). The reason is kept in the ledger with the hold it lifts. A batch held by the quality gate is not
+    accepted here: fixing the data or the check releases it on the gate's next run.
+    """
+    if not reason.strip():
+        raise BatchStateError("a reason is required (it is kept in the ledger for the auditors)")
+    row = conn.execute("select status, load_hold_reason from audit.load_batches where batch_id = %s",
+                       (batch_id,)).fetchone()
+    if row is None:
+        raise BatchStateError(f"no batch {batch_id!r} in audit.load_batches")
+    if row[0] != "held" or row[1] is None:
+        raise BatchStateError(f"batch {batch_id} is {row[0]}" + (", held by the quality gate" if row[0] == "held"
+                              else "") + ": only a batch held at load (field issues) can be accepted")
+    try:
+        with conn.transaction():
+            conn.execute(
+                "update audit.load_batches set status = 'loaded', load_hold_reason = null, "
+                "error = %s || ' (was: ' || load_hold_reason || ')' where batch_id = %s",
+                (f"accepted with field issues: {reason.strip()}", batch_id))
+    except psycopg.errors.UniqueViolation:
+        raise BatchStateError(f"batch {batch_id}: the same file content is already loaded by another batch; "
+                              "retire this one instead") from None

@@ -364,7 +364,8 @@ def validate_raw_batches(source_table: str, batch_ids: list[str] | tuple[str, ..
                 else:
                     run.result.held_batches.append(batch_id)
                     messages.append(f"{spec.name}, batch {batch_id}: passes its checks but stays held: "
-                                    "the same content was loaded again by another batch")
+                                    "held at load (too many field issues) or the same content was loaded again "
+                                    "by another batch; see its ledger error")
             else:
                 scope.action = "passed"
             res.record_metrics(conn, suite=spec.name, scope=batch_id, pipeline_run_id=pipeline_run_id,
@@ -385,12 +386,14 @@ def validate_raw_batches(source_table: str, batch_ids: list[str] | tuple[str, ..
 
 
 def _release(conn: psycopg.Connection, batch_id: str) -> str:
-    """Held -> loaded. Fails (stays held) if another batch of the same content is loaded meanwhile."""
+    """Held -> loaded. Fails (stays held) if another batch of the same content is loaded meanwhile, or if the
+    loader held it (`load_hold_reason`: too many field issues; released only by `ckp batches accept`)."""
     try:
         with conn.transaction():
-            conn.execute("update audit.load_batches set status = 'loaded', error = null "
-                         "where batch_id = %s and status = 'held'", (batch_id,))
-        return "released"
+            released = conn.execute("update audit.load_batches set status = 'loaded', error = null "
+                                    "where batch_id = %s and status = 'held' and load_hold_reason is null",
+                                    (batch_id,)).rowcount
+        return "released" if released else "held"
     except psycopg.errors.UniqueViolation:
         conn.execute("update audit.load_batches set error = %s where batch_id = %s",
                      ("passes data quality now, but the same content is already loaded by another batch",

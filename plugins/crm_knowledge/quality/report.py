@@ -126,8 +126,17 @@ def collect(conn: psycopg.Connection, pipeline_run_id: str, since: dt.datetime |
                 """select distinct on (destination) export_id, destination, kind, as_of_date, rows_added,
                           rows_changed, rows_removed, status, started_at, finished_at
                      from audit.exports order by destination, started_at desc""").fetchall()
+    field_issues: list[dict] = []
+    if batches and _table_exists(conn, "audit.field_issues"):
+        field_issues = cur.execute(
+            """select source_name, batch_id, column_name, reason, count(*) as fields, min(row_number) as first_row
+                 from audit.field_issues where batch_id = any(%s)
+                group by source_name, batch_id, column_name, reason
+                order by source_name, batch_id, count(*) desc, column_name""",
+            ([b["batch_id"] for b in batches],)).fetchall()
     return {"runs": runs, "batches": batches, "results": results, "exports": exports,
-            "exports_in_run": exports_in_run, "since": since, "pipeline_run_id": pipeline_run_id}
+            "exports_in_run": exports_in_run, "since": since, "pipeline_run_id": pipeline_run_id,
+            "field_issues": field_issues}
 
 
 # --- rendering -------------------------------------------------------------------------------------
@@ -197,6 +206,22 @@ Held rows are loaded in raw but kept out of staging by a critical data quality f
 <th class="num">read</th><th class="num">loaded</th><th class="num">rejected</th><th class="num">duplicate</th>
 <th class="num">quarantined</th><th class="num">held</th><th>reason</th></tr></thead>
 <tbody>{''.join(rows)}</tbody></table></section>"""
+
+
+def _field_issues_section(data: dict) -> str:
+    """Fields loaded as NULL because their value did not convert (records kept), per batch, column and reason."""
+    issues = data.get("field_issues") or []
+    if not issues:
+        return ""
+    rows = "".join(
+        f"<tr><td>{_e(i['source_name'])}</td><td><code>{_e(i['batch_id'])}</code></td><td>{_e(i['column_name'])}</td>"
+        f"<td class=\"small\">{_e(i['reason'])}</td>{_n(i['fields'])}{_n(i['first_row'])}</tr>" for i in issues)
+    total = sum(i["fields"] for i in issues)
+    return f"""<section id="field-issues"><h2>Field issues</h2>
+<p class="small muted">{total} field(s) whose value did not convert were loaded as NULL and their records kept
+(audit.field_issues). A batch where one column's share is above its source's threshold is held.</p>
+<table><thead><tr><th>source</th><th>batch</th><th>column</th><th>reason</th><th class="num">fields</th>
+<th class="num">first row</th></tr></thead><tbody>{rows}</tbody></table></section>"""
 
 
 def _checks_section(data: dict, docs_prefix: str) -> str:
@@ -333,10 +358,12 @@ def render(data: dict, settings: Settings, *, docs_prefix: str) -> str:
 <p>{verdict} · <a style="color:#bcccdc" href="{html.escape(docs_prefix)}index.html">Great Expectations Data Docs</a></p>
 </header><main>
 {_batches_section(data)}
+{_field_issues_section(data)}
 {_checks_section(data, docs_prefix)}
 {_lineage_section(data, settings)}
 <p class="small muted">This page holds no personal data: counts, row numbers, keys and the masked shape of
-offending values only. Source: audit.load_batches, audit.dq_runs, audit.dq_results, audit.exports.</p>
+offending values only. Source: audit.load_batches, audit.field_issues, audit.dq_runs, audit.dq_results,
+audit.exports.</p>
 </main></body></html>
 """
 

@@ -23,8 +23,15 @@ create table if not exists audit.load_batches (
     error text,
     started_at timestamptz not null default now(),
     finished_at timestamptz,
+    -- loaded rows that had an optional field set to NULL because its value did not convert (audit.field_issues)
+    rows_field_issues bigint not null default 0,
+    -- set when the loader itself held the batch (too many field issues): the quality gate does not release it
+    load_hold_reason text,
     constraint rows_accounted check (status <> 'loaded' or rows_read = rows_loaded + rows_rejected + rows_duplicate)
 );
+-- Added after release (issue #15): field issues per batch, and holds decided at load.
+alter table audit.load_batches add column if not exists rows_field_issues bigint not null default 0;
+alter table audit.load_batches add column if not exists load_hold_reason text;
 -- The same content is loaded at most once per source.
 create unique index if not exists load_batches_once
     on audit.load_batches (source_name, checksum) where status = 'loaded';
@@ -52,3 +59,18 @@ create table if not exists audit.schema_drift (
     unexpected_columns text[] not null default '{}',
     detected_at timestamptz not null default now()
 );
+
+-- One row per field of a loaded record whose value did not convert: the field was loaded as NULL and the record
+-- kept (sources with `invalid_optional_field: null`). Names the place and the problem, never the value (auditors
+-- read it; the value is in the archived file).
+create table if not exists audit.field_issues (
+    batch_id text not null,
+    source_name text not null,
+    source_file text,
+    row_number int not null,
+    column_name text not null,
+    source_column text not null,
+    reason text not null,
+    detected_at timestamptz not null default now()
+);
+create index if not exists field_issues_batch on audit.field_issues (batch_id);
