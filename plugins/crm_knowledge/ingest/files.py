@@ -1,14 +1,20 @@
 """Load landing-zone files of one source into its raw table: exactly once, all or nothing per file.
 
-For each file matching the source's glob:
+A source loads under its advisory lock (one load per source at a time); a batch a crashed load left
+`running` is marked `aborted` first (see ledger.py). For each file matching the source's glob:
 1. its SHA-256 is looked up in the ledger; a file whose content was already loaded is skipped (and
    archived), so a re-run or a file that arrives twice loads nothing twice;
-2. a file that cannot be read at all is moved to quarantine with its reason in the ledger;
-3. otherwise every row is converted; rows that fail go to `raw.load_rejects` with their reason and
-   the good rows are written with one `COPY`, in the same transaction as the ledger's `loaded` row,
-   so a failure leaves no partial batch;
+2. a file that cannot be read at all (encoding, header, duplicate column names, a reader that breaks
+   part-way) is moved to quarantine, once, with its reason in the ledger; the next files still load;
+3. otherwise every row is converted and checked against what the raw table can hold (convert.py); rows
+   that fail go to `raw.load_rejects` with their reason, and the good rows are written with one `COPY`,
+   in the same transaction as the ledger's `loaded` row, so a failure leaves no partial batch. Should the
+   database still refuse a value, the file is loaded again in chunks and only the refused rows are
+   rejected. Under `invalid_optional_field: null` a bad optional value loads as NULL and is recorded in
+   `audit.field_issues`; too many hold the batch;
 4. only after that commit is the file moved out of the landing zone into the archive.
-Columns the mapping does not know are kept in `extras` and reported as schema drift.
+Columns the mapping does not know are kept in `extras` and reported as schema drift. No error text
+written anywhere holds a value from the file (errors.py).
 """
 
 from __future__ import annotations
