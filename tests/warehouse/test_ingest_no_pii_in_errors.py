@@ -221,3 +221,43 @@ def test_scrub_and_describe_keep_class_column_and_row():
     assert text == ("NumericValueOutOfRange (SQLSTATE 22003): value «…» is out of range for type integer "
                     "(column a, copy line 2)")
     assert errors.is_data_error(exc.value)
+
+
+def test_ckp_pii_scan_searches_logs_and_reports(scratch_db, tmp_path):
+    """`ckp pii-scan` as an operator runs it: a vault customer's identifiers in a task log or a report fail it
+    (exit 1, naming the file and the kind, not the value); clean logs and reports pass (exit 0)."""
+    import os
+    import subprocess
+    import sys
+
+    from crm_knowledge.settings import PROJECT_ROOT
+
+    apply_ddl(scratch_db)
+    with psycopg.connect(scratch_db) as conn:
+        conn.execute("create table if not exists pii.pii_customer_profiles (customer_id text, email text, phone text, "
+                     "national_id text, full_name text, first_name text, last_name text)")
+        conn.execute("insert into pii.pii_customer_profiles values ('C-1', %s, '+989127654321', %s, %s, "
+                     "'Kourosh', 'Leakfinder')", (EMAIL, NATIONAL_ID, NAME))
+    home = tmp_path / "home"
+    (home / "logs" / "runs").mkdir(parents=True)
+    (home / "reports").mkdir(parents=True)
+    (home / "logs" / "runs" / "ingest.log").write_text("INFO contacts: a.csv loaded, rejected 2\n")
+    (home / "reports" / "latest.html").write_text("<p>rows rejected: 2</p>\n")
+    env = {**os.environ, "WAREHOUSE_URL": scratch_db, "CKP_ORDERS_URL": scratch_db, "CKP_HOME": str(home),
+           "PYTHONPATH": str(PROJECT_ROOT / "plugins")}
+
+    def pii_scan():
+        return subprocess.run([sys.executable, "-m", "crm_knowledge.cli", "pii-scan", "--needles", "vault"],
+                              capture_output=True, text=True, env=env, timeout=300)
+
+    clean = pii_scan()
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    assert json.loads(clean.stdout)["files_scanned"] >= 2
+    (home / "logs" / "runs" / "ingest.log").write_text(
+        f"ERROR CONTEXT:  COPY contact_interactions, line 3: \"I3,phone,{EMAIL},09127654321\"\n")
+    (home / "reports" / "latest.html").write_text(f"<td>{NATIONAL_ID}</td>\n")
+    leaky = pii_scan()
+    assert leaky.returncode == 1
+    found = {(Path(f["location"]).name, f["kind"]) for f in json.loads(leaky.stdout)["findings"]}
+    assert found == {("ingest.log", "email"), ("ingest.log", "phone"), ("latest.html", "national_id")}
+    assert EMAIL not in leaky.stdout and NATIONAL_ID not in leaky.stdout
