@@ -131,7 +131,8 @@ def test_identifiers_in_failing_rows_never_reach_audit_reports_or_logs(world, se
     assert [(r.rows_loaded, r.rows_rejected) for r in results["forms"]] == [(1, 5), (0, 1)]
     assert [r.status for r in results["contacts"]] == ["loaded", "quarantined"]
     assert (results["contacts"][0].rows_loaded, results["contacts"][0].rows_rejected) == (2, 3)
-    assert [(r.rows_loaded, r.rows_rejected) for r in results["sibling_travel"]] == [(1, 1)]
+    # the sibling unit keeps the record, the invalid birth date becomes a field issue (audit.field_issues)
+    assert [(r.rows_loaded, r.rows_rejected, r.rows_field_issues) for r in results["sibling_travel"]] == [(2, 0, 1)]
     assert [(r.table, r.rows_loaded, r.rows_rejected) for r in extracted] == \
         [("customers", 1, 1), ("orders", 1, 1)]
 
@@ -158,9 +159,11 @@ def test_identifiers_in_failing_rows_never_reach_audit_reports_or_logs(world, se
         texts = [r[0] for r in conn.execute(
             "select coalesce(error, '') || ' ' || coalesce(source_file, '') from audit.load_batches "
             "union all select array_to_string(missing_columns || unexpected_columns, ' ') from audit.schema_drift "
-            "union all select reason from raw.load_rejects")]
-        # forms 6, contacts 3, travel 1, orders 2
-        assert conn.execute("select count(*) from raw.load_rejects").fetchone()[0] == 12
+            "union all select reason from raw.load_rejects "
+            "union all select reason || ' ' || source_column from audit.field_issues")]
+        # forms 6, contacts 3, orders 2
+        assert conn.execute("select count(*) from raw.load_rejects").fetchone()[0] == 11
+        assert conn.execute("select count(*) from audit.field_issues").fetchone()[0] == 1
         # the rejected records themselves are kept, in raw (locked), for the data engineers
         assert conn.execute("select count(*) from raw.load_rejects where record::text like %s",
                             (f"%{EMAIL}%",)).fetchone()[0] >= 6

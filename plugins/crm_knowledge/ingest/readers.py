@@ -14,10 +14,10 @@ import csv
 import itertools
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from crm_knowledge.ingest.errors import describe
 from crm_knowledge.ingest.registry import SourceConfig
@@ -85,8 +85,8 @@ class _LineFeed:
     """The physical lines csv.reader takes: pushed-back lines first, then the file's. Remembers the lines
     of the record being parsed, so a record that swallowed lines it should not have can give them back."""
 
-    def __init__(self, fh):
-        self._fh = fh
+    def __init__(self, lines: Iterator[str]):
+        self._lines = lines
         self.pushback: list[str] = []  # a stack: the next line to hand out is the last one
         self.taken: list[str] = []
 
@@ -94,9 +94,57 @@ class _LineFeed:
         return self
 
     def __next__(self) -> str:
-        line = self.pushback.pop() if self.pushback else next(self._fh)
+        line = self.pushback.pop() if self.pushback else next(self._lines)
         self.taken.append(line)
         return line
+
+
+UNCLOSED_QUOTE = "unclosed quote"
+
+
+class CsvRecord(NamedTuple):
+    number: int                # 0 is the header, then 1, 2, ... (blank and bad records count)
+    line: int                  # the physical line it starts on, 1-based
+    fields: list[str] | None   # None when the record is bad (see `problem`)
+    lines: list[str]           # the physical lines it was read from, line endings kept
+    problem: str | None        # UNCLOSED_QUOTE, or the csv module's error
+
+
+def csv_records(lines: Iterable[str], delimiter: str) -> Iterator[CsvRecord]:
+    """The records of a CSV text, numbered as ingestion numbers them, each with the physical lines it spans.
+
+    A quoted field may legally span lines, but a quote that never closes makes csv.reader swallow every line
+    after it into one field. A record that spans lines and still has the wrong number of fields (the header's)
+    is that: it becomes a bad record of its first line only (`UNCLOSED_QUOTE`), and reading resumes at the
+    next line. Whoever walks a file by record number (ingestion, the erasure's rewrite of archived files) must
+    use this, so both agree on which record is which.
+    """
+    feed = _LineFeed(iter(lines))
+    reader = csv.reader(feed, delimiter=delimiter)
+    n = -1
+    line_no = 0  # physical lines consumed so far
+    width: int | None = None
+    while True:
+        start = line_no + 1
+        problem: str | None = None
+        try:
+            fields: list[str] | None = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            fields, problem = None, str(exc)
+        taken, feed.taken = feed.taken, []
+        n += 1
+        if n > 0 and len(taken) > 1 and (fields is None or len(fields) != width):
+            feed.pushback.extend(reversed(taken[1:]))
+            reader = csv.reader(feed, delimiter=delimiter)  # a fresh parser, out of the open quote
+            line_no = start
+            yield CsvRecord(n, start, None, taken[:1], UNCLOSED_QUOTE)
+            continue
+        line_no = start + max(len(taken), 1) - 1
+        if n == 0 and fields is not None:
+            width = len(fields)
+        yield CsvRecord(n, start, fields, taken, problem)
 
 
 #: Encodings tried when a file's header does not hold the required columns in the configured encoding.
@@ -156,70 +204,44 @@ def read_csv(path: Path, cfg: SourceConfig) -> ParsedFile:
                                  f"the source's `encoding` ({cfg.encoding}) or the delivery is wrong") from None
         raise
     fh = _open_text(path, cfg.encoding)
-    feed = _LineFeed(fh)
-    reader = csv.reader(feed, delimiter=cfg.delimiter)
+    records = csv_records(fh, cfg.delimiter)
     try:
-        header = next(reader)
-    except (StopIteration, csv.Error) as exc:
+        head = next(records, None)
+    except csv.Error as exc:  # pragma: no cover - csv_records turns parse errors into records
+        head, problem = None, describe(exc)
+    else:
+        problem = head.problem if head is not None else "the file has no line"
+    if head is None or head.fields is None:
         fh.close()
-        raise FileUnreadable(f"{path.name}: no readable header line ({describe(exc)})") from None
-    if len(feed.taken) > 1:
+        raise FileUnreadable(f"{path.name}: no readable header line ({problem})")
+    if len(head.lines) > 1:
         fh.close()
         raise FileUnreadable(f"{path.name}: the header line has a quoted name that does not close on line 1 "
                              "(unclosed quote)")
-    feed.taken = []
-    header = [h.strip() for h in header]
+    header = [h.strip() for h in head.fields]
     if len(header) < 2:
         fh.close()
         raise FileUnreadable(
             f"{path.name}: header has {len(header)} column(s) with delimiter {cfg.delimiter!r}; "
             "check the source's `delimiter` setting"
         )
+    width = len(header)
 
     def rows() -> Iterator[tuple[int, dict[str, Any]] | BadRow]:
         with fh:
-            yield from numbered()
-
-    def numbered() -> Iterator[tuple[int, dict[str, Any]] | BadRow]:
-        """Records numbered 1.. after the header (blank and bad ones count), each checked against its lines.
-
-        A quoted field may legally span lines, but a quote that never closes makes csv.reader swallow every
-        line after it into one field. A record that spans lines and still has the wrong number of fields is
-        that: its first line is rejected (with its line number) and reading resumes at the next line.
-        """
-        nonlocal reader
-        n = 0
-        line_no = 1  # physical lines read so far (the header is line 1)
-        width = len(header)
-        while True:
-            start = line_no + 1
-            error: csv.Error | None = None
-            try:
-                fields = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as exc:
-                fields, error = None, exc
-            taken, feed.taken = feed.taken, []
-            n += 1
-            if len(taken) > 1 and (fields is None or len(fields) != width):
-                feed.pushback.extend(reversed(taken[1:]))
-                reader = csv.reader(feed, delimiter=cfg.delimiter)  # a fresh parser: out of the open quote
-                line_no = start
-                yield BadRow(n, f"line {start}: a quoted field opens but does not close on its line (unclosed "
-                                f"quote); the line is rejected and reading resumes at line {start + 1}",
-                             taken[0].rstrip("\r\n"))
-                continue
-            line_no = start + max(len(taken), 1) - 1
-            if error is not None:
-                yield BadRow(n, f"line {start}: unparsable CSV: {error}", "".join(taken).rstrip("\r\n"))
-                continue
-            if not fields or all(not f.strip() for f in fields):
-                continue
-            if len(fields) != width:
-                yield BadRow(n, f"line {start}: expected {width} fields, found {len(fields)}", fields)
-                continue
-            yield n, dict(zip(header, fields, strict=True))
+            for n, line, fields, lines, problem in records:
+                if problem == UNCLOSED_QUOTE:
+                    yield BadRow(n, f"line {line}: a quoted field opens but does not close on its line (unclosed "
+                                    f"quote); the line is rejected and reading resumes at line {line + 1}",
+                                 lines[0].rstrip("\r\n"))
+                elif fields is None:
+                    yield BadRow(n, f"line {line}: unparsable CSV: {problem}", "".join(lines).rstrip("\r\n"))
+                elif not fields or all(not f.strip() for f in fields):
+                    continue
+                elif len(fields) != width:
+                    yield BadRow(n, f"line {line}: expected {width} fields, found {len(fields)}", fields)
+                else:
+                    yield n, dict(zip(header, fields, strict=True))
 
     return ParsedFile(header, rows())
 
