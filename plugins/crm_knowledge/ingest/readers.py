@@ -10,11 +10,12 @@ Readers separate two kinds of failure, because ingestion treats them differently
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import itertools
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -110,20 +111,57 @@ class CsvRecord(NamedTuple):
     problem: str | None        # UNCLOSED_QUOTE, or the csv module's error
 
 
-def csv_records(lines: Iterable[str], delimiter: str) -> Iterator[CsvRecord]:
-    """The records of a CSV text, numbered as ingestion numbers them, each with the physical lines it spans.
+def csv_records(open_lines: Callable[[], Iterator[str]], delimiter: str, *,
+                keep_lines: bool = False) -> Iterator[CsvRecord]:
+    """The records of a CSV text, numbered as ingestion numbers them (0 the header, then 1, 2, ...).
 
     A quoted field may legally span lines, but a quote that never closes makes csv.reader swallow every line
     after it into one field. A record that spans lines and still has the wrong number of fields (the header's)
     is that: it becomes a bad record of its first line only (`UNCLOSED_QUOTE`), and reading resumes at the
     next line. Whoever walks a file by record number (ingestion, the erasure's rewrite of archived files) must
     use this, so both agree on which record is which.
+
+    `open_lines()` returns a fresh iterator over the text's physical lines (a file opened with newline="").
+    With `keep_lines`, each record carries the lines it was read from. Without, `lines` is empty and the
+    common case runs at the csv module's own speed: the file is opened a second time only to re-sync after
+    an unclosed quote.
     """
-    feed = _LineFeed(iter(lines))
+    if keep_lines:
+        yield from _records_with_lines(open_lines(), delimiter, number=0, line=1, width=None)
+        return
+    reader = csv.reader(open_lines(), delimiter=delimiter)
+    n, consumed, width = -1, 0, None
+    while True:
+        problem: str | None = None
+        try:
+            fields: list[str] | None = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            fields, problem = None, str(exc)
+        n += 1
+        start, consumed = consumed + 1, reader.line_num
+        if consumed - start > 0 and (n == 0 or fields is None or len(fields) != width):
+            if n == 0:
+                yield CsvRecord(0, 1, None, [], UNCLOSED_QUOTE)
+                return
+            rest = open_lines()
+            for _ in range(start - 1):
+                next(rest)
+            yield from _records_with_lines(rest, delimiter, number=n, line=start, width=width)
+            return
+        if n == 0 and fields is not None:
+            width = len(fields)
+        yield CsvRecord(n, start, fields, [], problem)
+
+
+def _records_with_lines(lines: Iterator[str], delimiter: str, *, number: int, line: int,
+                        width: int | None) -> Iterator[CsvRecord]:
+    """csv_records' careful walk from record `number` on physical `line`, keeping each record's lines."""
+    feed = _LineFeed(lines)
     reader = csv.reader(feed, delimiter=delimiter)
-    n = -1
-    line_no = 0  # physical lines consumed so far
-    width: int | None = None
+    n = number - 1
+    line_no = line - 1  # physical lines consumed so far
     while True:
         start = line_no + 1
         problem: str | None = None
@@ -135,7 +173,10 @@ def csv_records(lines: Iterable[str], delimiter: str) -> Iterator[CsvRecord]:
             fields, problem = None, str(exc)
         taken, feed.taken = feed.taken, []
         n += 1
-        if n > 0 and len(taken) > 1 and (fields is None or len(fields) != width):
+        if len(taken) > 1 and (n == 0 or fields is None or len(fields) != width):
+            if n == 0:
+                yield CsvRecord(0, 1, None, taken, UNCLOSED_QUOTE)
+                return
             feed.pushback.extend(reversed(taken[1:]))
             reader = csv.reader(feed, delimiter=delimiter)  # a fresh parser, out of the open quote
             line_no = start
@@ -203,24 +244,23 @@ def read_csv(path: Path, cfg: SourceConfig) -> ParsedFile:
             raise FileUnreadable(f"{exc}; the file reads as {other} (its header then has the required columns): "
                                  f"the source's `encoding` ({cfg.encoding}) or the delivery is wrong") from None
         raise
-    fh = _open_text(path, cfg.encoding)
-    records = csv_records(fh, cfg.delimiter)
-    try:
-        head = next(records, None)
-    except csv.Error as exc:  # pragma: no cover - csv_records turns parse errors into records
-        head, problem = None, describe(exc)
-    else:
-        problem = head.problem if head is not None else "the file has no line"
+    opened = contextlib.ExitStack()
+
+    def open_lines() -> Iterator[str]:
+        return opened.enter_context(_open_text(path, cfg.encoding))
+
+    records = csv_records(open_lines, cfg.delimiter)
+    head = next(records, None)
     if head is None or head.fields is None:
-        fh.close()
-        raise FileUnreadable(f"{path.name}: no readable header line ({problem})")
-    if len(head.lines) > 1:
-        fh.close()
-        raise FileUnreadable(f"{path.name}: the header line has a quoted name that does not close on line 1 "
-                             "(unclosed quote)")
+        opened.close()
+        if head is not None and head.problem == UNCLOSED_QUOTE:
+            raise FileUnreadable(f"{path.name}: the header line has a quoted name that does not close on line 1 "
+                                 "(unclosed quote)")
+        raise FileUnreadable(f"{path.name}: no readable header line "
+                             f"({head.problem if head is not None else 'the file has no line'})")
     header = [h.strip() for h in head.fields]
     if len(header) < 2:
-        fh.close()
+        opened.close()
         raise FileUnreadable(
             f"{path.name}: header has {len(header)} column(s) with delimiter {cfg.delimiter!r}; "
             "check the source's `delimiter` setting"
@@ -228,14 +268,14 @@ def read_csv(path: Path, cfg: SourceConfig) -> ParsedFile:
     width = len(header)
 
     def rows() -> Iterator[tuple[int, dict[str, Any]] | BadRow]:
-        with fh:
+        with opened:
             for n, line, fields, lines, problem in records:
                 if problem == UNCLOSED_QUOTE:
                     yield BadRow(n, f"line {line}: a quoted field opens but does not close on its line (unclosed "
                                     f"quote); the line is rejected and reading resumes at line {line + 1}",
-                                 lines[0].rstrip("\r\n"))
+                                 lines[0].rstrip("\r\n") if lines else None)
                 elif fields is None:
-                    yield BadRow(n, f"line {line}: unparsable CSV: {problem}", "".join(lines).rstrip("\r\n"))
+                    yield BadRow(n, f"line {line}: unparsable CSV: {problem}", None)
                 elif not fields or all(not f.strip() for f in fields):
                     continue
                 elif len(fields) != width:
