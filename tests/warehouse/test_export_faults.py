@@ -73,6 +73,10 @@ def test_destination_unreachable_then_reachable_delivers_once(wh, settings, tmp_
     dest = _dest(port)
 
     # 1. Nobody listens: every attempt is refused, the delivery fails and no state moves.
+    import socket
+
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", port)) != 0, f"port {port} (CKP_TEST_WEBHOOK_PORT) must be free"
     with pytest.raises(DeliveryError):
         deliver(dest, AS_OF, wh, settings=local, sleep=lambda s: None)
     assert _count(wh, "select count(*) from scoring.delivered_state") == 0
