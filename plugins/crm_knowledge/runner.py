@@ -192,10 +192,13 @@ def webhook_receiver(settings: Settings, env: dict[str, str]) -> Iterator[None]:
 
 
 def run_pipeline(size: int | None = None, seed: int | None = None, run_date: dt.date | None = None,
-                 dags: tuple[str, ...] = PIPELINE_DAGS) -> dict:
+                 dags: tuple[str, ...] = PIPELINE_DAGS, overwrite_external_db: bool = False) -> dict:
+    from crm_knowledge.demo.guard import check_demo_targets
     from crm_knowledge.warehouse import bootstrap, server
 
     settings = get_settings()
+    # before anything is started or written: the demo stays out of databases this project did not create
+    check_demo_targets(settings, overwrite_external_db=overwrite_external_db, orders_db=True, warehouse=True)
     size = size or int(os.environ.get("CKP_DEMO_SIZE", "2000"))
     seed = seed if seed is not None else int(os.environ.get("CKP_DEMO_SEED", "42"))
     run_date = run_date or DEFAULT_RUN_DATE
@@ -208,7 +211,8 @@ def run_pipeline(size: int | None = None, seed: int | None = None, run_date: dt.
     print(f"2/4 demo sources: {size} customers, seed {seed}, as of {run_date}", flush=True)
     from crm_knowledge.demo import generate
 
-    demo = generate(size=size, seed=seed, settings=settings, as_of=run_date)
+    demo = generate(size=size, seed=seed, settings=settings, as_of=run_date,
+                    overwrite_external_db=overwrite_external_db)
 
     print("3/4 airflow: metadata db, dbt manifest", flush=True)
     env = airflow_env(settings)
