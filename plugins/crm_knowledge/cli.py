@@ -223,6 +223,9 @@ def main(argv: list[str] | None = None) -> int:
     ps.set_defaults(func=_cmd_pii_scan)
 
     args = parser.parse_args(argv)
+    from crm_knowledge.privacy.file_modes import restrict_umask
+
+    restrict_umask()  # every file a command (or the Airflow / dbt processes it starts) creates is 0600 / 0700
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

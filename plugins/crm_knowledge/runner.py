@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from crm_knowledge.privacy.file_modes import open_private
 from crm_knowledge.settings import PROJECT_ROOT, Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,9 @@ def airflow_env(settings: Settings) -> dict[str, str]:
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": os.environ.get("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO"),
         "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "120",
+        # Task logs can quote personal data: Airflow's defaults are 0o775 folders and 0o664 files.
+        "AIRFLOW__LOGGING__FILE_TASK_HANDLER_NEW_FOLDER_PERMISSIONS": "0o700",
+        "AIRFLOW__LOGGING__FILE_TASK_HANDLER_NEW_FILE_PERMISSIONS": "0o600",
         # The warehouse as an Airflow connection: cosmos builds dbt's profile from it.
         "AIRFLOW_CONN_WAREHOUSE": settings.warehouse_url,
         "CKP_HOME": str(settings.home),
@@ -147,11 +151,10 @@ def dbt_docs(env: dict[str, str], settings: Settings) -> Path:
 
 def run_dag(dag_id: str, run_date: dt.date, env: dict[str, str], log_dir: Path) -> float:
     """`airflow dags test` one DAG; raises with the log's tail when a task failed."""
-    log_dir.mkdir(parents=True, exist_ok=True)
     logfile = log_dir / f"{dag_id}.log"
     started = time.monotonic()
     print(f"  ▶ {dag_id} ...", flush=True)
-    with open(logfile, "w", encoding="utf-8") as fh:
+    with open_private(logfile, "w", encoding="utf-8") as fh:
         res = subprocess.run([_venv_bin("airflow"), "dags", "test", dag_id, run_date.isoformat()],
                              env=env, stdout=fh, stderr=subprocess.STDOUT, text=True)
     took = time.monotonic() - started

@@ -92,3 +92,8 @@ def test_demo_writes_an_external_orders_database_with_the_flag(real_orders_db, t
     assert "email" in columns and "note" not in columns  # the demo's table replaced the one that was there
     assert 10 < n < 30 and orders > n
     assert (tmp_path / "home" / "landing" / "forms").is_dir()
+    # what the command wrote holds personal data: 0600 files in 0700 folders
+    written = [p for p in (tmp_path / "home").rglob("*")]
+    assert len(written) > 8
+    assert {oct(p.stat().st_mode & 0o777) for p in written if p.is_file()} == {"0o600"}
+    assert {oct(p.stat().st_mode & 0o777) for p in written if p.is_dir()} == {"0o700"}

@@ -54,6 +54,7 @@ from crm_knowledge.demo.sources import (
     remove_files,
     write_corrupt_kiosk,
 )
+from crm_knowledge.privacy.file_modes import open_private, restrict_umask, write_private_text
 from crm_knowledge.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -116,9 +117,7 @@ def load_state(settings: Settings) -> dict | None:
 
 
 def _save_state(settings: Settings, state: dict) -> None:
-    p = _state_path(settings)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(json.dumps(state, indent=2, sort_keys=True))
+    write_private_text(_state_path(settings), json.dumps(state, indent=2, sort_keys=True))
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -171,7 +170,6 @@ class _Outputs:
                            lineterminator="\r\n")
         self.travel = XlsxOut(p["sibling_travel"], "members", TRAVEL_HEADER, as_of)
         self.kiosk = CsvOut(p["order_export_kiosk"], KIOSK_HEADER)
-        settings.demo_dir.mkdir(parents=True, exist_ok=True)
         self.gt_path = settings.demo_dir / "ground_truth.csv"
         self.gt = CsvOut(self.gt_path, GT_HEADER)
 
@@ -470,7 +468,7 @@ def generate_increment(day: dt.date, seed: int, settings: Settings | None = None
     paths = file_paths(settings, day, increment=True)
     gt_path = settings.demo_dir / "ground_truth.csv"
     cust_person, person_cust = _orders_ground_truth(gt_path)
-    gt_out = open(gt_path, "a", encoding="utf-8", newline="")  # noqa: SIM115
+    gt_out = open_private(gt_path, "a", encoding="utf-8", newline="")
     import csv as _csv
 
     gtw = _csv.writer(gt_out, lineterminator="\n")
@@ -578,6 +576,8 @@ def main(argv: list[str] | None = None) -> int:
                          "or WAREHOUSE_URL (only for a database created for the demo)")
     args = ap.parse_args(argv)
     import os
+
+    restrict_umask()
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     seed = args.seed if args.seed is not None else int(os.environ.get("CKP_DEMO_SEED") or 42)
