@@ -48,7 +48,8 @@ def publish_if_changed(summary: dict) -> dict:
 # --- dbt through astronomer-cosmos ------------------------------------------------------------
 # Rendered from dbt's manifest (`dbt parse`, run by `make run` and baked into the Docker image), so
 # parsing a DAG never runs dbt or touches the warehouse. dbt's profile comes from the Airflow
-# connection `warehouse` (AIRFLOW_CONN_WAREHOUSE), which deployments derive from WAREHOUSE_URL.
+# connection `warehouse` (AIRFLOW_CONN_WAREHOUSE), which deployments derive from WAREHOUSE_URL
+# (crm_knowledge.warehouse.cosmos_profile: a password is optional, libpq parameters are kept).
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[1] / "dbt_project"
 DBT_MANIFEST = DBT_PROJECT_DIR / "target" / "manifest.json"
 
@@ -57,7 +58,8 @@ def dbt_configs():
     """(project, profile, execution) configs shared by every dbt task group."""
     from cosmos import ExecutionConfig, ProfileConfig, ProjectConfig
     from cosmos.constants import ExecutionMode
-    from cosmos.profiles import PostgresUserPasswordProfileMapping
+
+    from crm_knowledge.warehouse.cosmos_profile import WarehouseProfileMapping
 
     project = ProjectConfig(
         dbt_project_path=DBT_PROJECT_DIR,
@@ -68,7 +70,8 @@ def dbt_configs():
     profile = ProfileConfig(
         profile_name="crm_knowledge",
         target_name="warehouse",
-        profile_mapping=PostgresUserPasswordProfileMapping(conn_id="warehouse", profile_args={"schema": "public"}),
+        # any reachable warehouse: password optional (trust, peer, .pgpass), the URL's libpq parameters kept
+        profile_mapping=WarehouseProfileMapping(conn_id="warehouse", profile_args={"schema": "public"}),
     )
     execution = ExecutionConfig(execution_mode=ExecutionMode.LOCAL)
     return project, profile, execution

@@ -73,7 +73,8 @@ def airflow_env(settings: Settings) -> dict[str, str]:
     })
     if settings.external_warehouse_url:
         env["WAREHOUSE_URL"] = settings.external_warehouse_url
-    env.update(settings.dbt_env())
+    # dbt's variables are not set here: cosmos builds dbt's profile from AIRFLOW_CONN_WAREHOUSE, and the
+    # PG* variables of WAREHOUSE_URL's libpq options must not reach other connections (the orders database)
     try:
         from crm_knowledge.quality.lineage import openlineage_env
 
@@ -220,7 +221,7 @@ def run_pipeline(size: int | None = None, seed: int | None = None, run_date: dt.
     print("3/4 airflow: metadata db, dbt manifest", flush=True)
     env = airflow_env(settings)
     ensure_airflow_db(env)
-    dbt_parse(env, settings)
+    dbt_parse({**env, **settings.dbt_env()}, settings)
 
     print(f"4/4 running {len(dags)} DAGs for logical date {run_date}", flush=True)
     timings = {}
@@ -229,7 +230,7 @@ def run_pipeline(size: int | None = None, seed: int | None = None, run_date: dt.
             timings[dag_id] = run_dag(dag_id, run_date, env, settings.home / "logs" / "runs")
 
     print("    dbt docs generate (catalog and lineage site)", flush=True)
-    dbt_docs(env, settings)
+    dbt_docs({**env, **settings.dbt_env()}, settings)
 
     from crm_knowledge.summary import collect_summary, format_summary
 
