@@ -13,11 +13,21 @@ from airflow.sdk import Asset
 
 START_DATE = pendulum.datetime(2026, 1, 1, tz="UTC")
 
+
+def private_files(context) -> None:
+    """Task entry: every file the task creates (archive, exports, reports, logs) is its OS user's only
+    (umask 077), whoever started the worker; see crm_knowledge.privacy.file_modes."""
+    from crm_knowledge.privacy.file_modes import restrict_umask
+
+    restrict_umask()
+
+
 DEFAULT_ARGS = {
     "owner": "data-platform",
     "retries": 2,
     "retry_delay": pendulum.duration(minutes=2),
     "retry_exponential_backoff": True,
+    "on_execute_callback": private_files,
 }
 
 RAW_FORM_SUBMISSIONS = Asset("warehouse.raw.form_submissions")

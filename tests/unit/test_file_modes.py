@@ -64,3 +64,17 @@ def test_secure_home_fixes_an_old_home(tmp_path, server_user_differs, home_mode)
     assert _mode(outside) == 0o644  # a symlink is not followed out of the home
     assert changed >= 6
     assert secure_home(home, server_user_differs=server_user_differs, skip=(home / "skip",)) == 0  # idempotent
+
+
+def test_task_entry_callback_sets_the_private_umask():
+    import sys
+
+    from crm_knowledge.settings import PROJECT_ROOT
+
+    sys.path.insert(0, str(PROJECT_ROOT / "dags"))
+    try:
+        from ckp_common import DEFAULT_ARGS
+    finally:
+        sys.path.remove(str(PROJECT_ROOT / "dags"))
+    DEFAULT_ARGS["on_execute_callback"]({})
+    assert os.umask(0o022) == 0o077
