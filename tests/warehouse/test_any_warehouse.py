@@ -147,3 +147,23 @@ def test_great_expectations_checks_it_without_a_password(trust_url, monkeypatch,
     batch = asset.add_batch_definition_whole_table("all").get_batch()
     result = batch.validate(gx.expectations.ExpectTableRowCountToEqual(value=3))
     assert result.success, result
+
+
+def test_cosmos_profile_with_a_password_reaches_the_embedded_warehouse(warehouse, settings, monkeypatch, tmp_path):
+    """The other side: a connection with a password (the embedded server's) works through the same mapping,
+    the password only in dbt's environment."""
+    from urllib.parse import urlsplit
+
+    from crm_knowledge.warehouse.cosmos_profile import WarehouseProfileMapping
+
+    monkeypatch.setenv("AIRFLOW_CONN_WAREHOUSE", warehouse)
+    mapping = WarehouseProfileMapping(conn_id="warehouse", profile_args={"schema": "public"})
+    text = mapping.get_profile_file_contents("crm_knowledge", "warehouse")
+    password = urlsplit(warehouse).password
+    assert password and password not in text
+    profiles_dir = tmp_path / "cosmos-profile"
+    profiles_dir.mkdir()
+    (profiles_dir / "profiles.yml").write_text(text, encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CKP_DBT_", "PG"))}
+    res = _dbt_debug({**env, **mapping.env_vars}, profiles_dir, tmp_path, settings.dbt_project_dir)
+    assert res.returncode == 0 and "All checks passed" in res.stdout, res.stdout[-3000:]
