@@ -13,11 +13,21 @@ from airflow.sdk import Asset
 
 START_DATE = pendulum.datetime(2026, 1, 1, tz="UTC")
 
+
+def private_files(context) -> None:
+    """Task entry: every file the task creates (archive, exports, reports, logs) is its OS user's only
+    (umask 077), whoever started the worker; see crm_knowledge.privacy.file_modes."""
+    from crm_knowledge.privacy.file_modes import restrict_umask
+
+    restrict_umask()
+
+
 DEFAULT_ARGS = {
     "owner": "data-platform",
     "retries": 2,
     "retry_delay": pendulum.duration(minutes=2),
     "retry_exponential_backoff": True,
+    "on_execute_callback": private_files,
 }
 
 RAW_FORM_SUBMISSIONS = Asset("warehouse.raw.form_submissions")
@@ -48,7 +58,8 @@ def publish_if_changed(summary: dict) -> dict:
 # --- dbt through astronomer-cosmos ------------------------------------------------------------
 # Rendered from dbt's manifest (`dbt parse`, run by `make run` and baked into the Docker image), so
 # parsing a DAG never runs dbt or touches the warehouse. dbt's profile comes from the Airflow
-# connection `warehouse` (AIRFLOW_CONN_WAREHOUSE), which deployments derive from WAREHOUSE_URL.
+# connection `warehouse` (AIRFLOW_CONN_WAREHOUSE), which deployments derive from WAREHOUSE_URL
+# (crm_knowledge.warehouse.cosmos_profile: a password is optional, libpq parameters are kept).
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[1] / "dbt_project"
 DBT_MANIFEST = DBT_PROJECT_DIR / "target" / "manifest.json"
 
@@ -57,7 +68,8 @@ def dbt_configs():
     """(project, profile, execution) configs shared by every dbt task group."""
     from cosmos import ExecutionConfig, ProfileConfig, ProjectConfig
     from cosmos.constants import ExecutionMode
-    from cosmos.profiles import PostgresUserPasswordProfileMapping
+
+    from crm_knowledge.warehouse.cosmos_profile import WarehouseProfileMapping
 
     project = ProjectConfig(
         dbt_project_path=DBT_PROJECT_DIR,
@@ -68,7 +80,8 @@ def dbt_configs():
     profile = ProfileConfig(
         profile_name="crm_knowledge",
         target_name="warehouse",
-        profile_mapping=PostgresUserPasswordProfileMapping(conn_id="warehouse", profile_args={"schema": "public"}),
+        # any reachable warehouse: password optional (trust, peer, .pgpass), the URL's libpq parameters kept
+        profile_mapping=WarehouseProfileMapping(conn_id="warehouse", profile_args={"schema": "public"}),
     )
     execution = ExecutionConfig(execution_mode=ExecutionMode.LOCAL)
     return project, profile, execution

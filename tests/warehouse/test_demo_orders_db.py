@@ -35,7 +35,7 @@ def _one(url: str, q: str, *args):
 
 
 def test_orders_db_counts_integrity_and_totals(demo_settings):
-    s = generate(SIZE, seed=42, settings=demo_settings)
+    s = generate(SIZE, seed=42, settings=demo_settings, overwrite_external_db=True)
     url = demo_settings.orders_url
     c = s.counts
     for table, key in (("customers", "orders.customers"), ("products", "orders.products"),
@@ -90,23 +90,23 @@ def test_orders_db_counts_integrity_and_totals(demo_settings):
 
 
 def test_second_generate_leaves_database_and_files_identical(demo_settings):
-    s1 = generate(SIZE, seed=42, settings=demo_settings)
+    s1 = generate(SIZE, seed=42, settings=demo_settings, overwrite_external_db=True)
     url = demo_settings.orders_url
     before = checksum_all(url)
     files1 = {k: hashlib.sha256(Path(p).read_bytes()).hexdigest() for k, p in s1.paths.items()}
-    s2 = generate(SIZE, seed=42, settings=demo_settings)
+    s2 = generate(SIZE, seed=42, settings=demo_settings, overwrite_external_db=True)
     assert checksum_all(url) == before
     assert {k: hashlib.sha256(Path(p).read_bytes()).hexdigest() for k, p in s2.paths.items()} == files1
-    generate(SIZE, seed=43, settings=demo_settings)
+    generate(SIZE, seed=43, settings=demo_settings, overwrite_external_db=True)
     assert checksum_all(url)["customers"] != before["customers"]
 
 
 def test_increment_adds_a_day(demo_settings):
-    base = generate(SIZE, seed=42, settings=demo_settings)
+    base = generate(SIZE, seed=42, settings=demo_settings, overwrite_external_db=True)
     url = demo_settings.orders_url
     day = dt.date(2026, 11, 21)
     gt_before = len(pd.read_csv(demo_settings.demo_dir / "ground_truth.csv"))
-    inc = generate_increment(day, seed=42, settings=demo_settings)
+    inc = generate_increment(day, seed=42, settings=demo_settings, overwrite_external_db=True)
     c = inc.counts
     on_day = "(updated_at at time zone 'UTC')::date = %s"
     assert c["persons_new"] == 3  # 1% of 300
@@ -133,11 +133,11 @@ def test_increment_adds_a_day(demo_settings):
     assert {"P0000301", "P0000302", "P0000303"} <= set(gt.person_id)
     # applying the same day again changes nothing; an earlier day is refused
     snapshot = checksum_all(url)
-    again = generate_increment(day, seed=42, settings=demo_settings)
+    again = generate_increment(day, seed=42, settings=demo_settings, overwrite_external_db=True)
     assert again.counts == inc.counts and checksum_all(url) == snapshot
     with pytest.raises(ValueError):
-        generate_increment(dt.date(2026, 11, 19), seed=42, settings=demo_settings)
+        generate_increment(dt.date(2026, 11, 19), seed=42, settings=demo_settings, overwrite_external_db=True)
     # a full generate afterwards removes the increment files and restores the base database
-    generate(SIZE, seed=42, settings=demo_settings)
+    generate(SIZE, seed=42, settings=demo_settings, overwrite_external_db=True)
     assert not Path(inc.paths["forms"]).exists()
     assert _one(url, f"select count(*) from customers where {on_day}", day)[0] == 0

@@ -419,7 +419,7 @@ def world(warehouse, settings, tmp_path_factory) -> Iterator[dict]:
     receiver.start_in_thread()
     try:
         apply_ddl(local.warehouse_url)
-        generate(size=DEMO_SIZE, seed=11, settings=local, as_of=AS_OF)
+        generate(size=DEMO_SIZE, seed=11, settings=local, as_of=AS_OF, overwrite_external_db=True)
         plant(local)
         ingest_all()
         deliver_contacts_again(local)

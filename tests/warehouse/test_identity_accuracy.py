@@ -60,7 +60,7 @@ def demo_warehouse(settings, scratch_db_factory, tmp_path, monkeypatch):
     wh_url, orders_url = scratch_db_factory(), scratch_db_factory()
     s = dataclasses.replace(settings, home=tmp_path / "home", landing_dir=tmp_path / "landing",
                             external_warehouse_url=wh_url, external_orders_url=orders_url)
-    generate(PERSONS, seed=SEED, settings=s)
+    generate(PERSONS, seed=SEED, settings=s, overwrite_external_db=True)  # scratch databases
     apply_ddl(wh_url)
     for cfg in load_registry():
         if cfg.kind in FILE_KINDS:

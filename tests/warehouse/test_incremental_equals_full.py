@@ -245,7 +245,7 @@ def runs(env) -> dict:
     from crm_knowledge.demo.generate import generate, generate_increment
 
     url = env["url"]
-    generate(SIZE, seed=SEED)
+    generate(SIZE, seed=SEED, overwrite_external_db=True)  # scratch databases of this test
     first_loaded = ingest_all()
     held = hold_batch(url, RELEASED_SOURCE)
     first = warehouse_run(env, identity_mode="full", full_refresh=False)
@@ -255,7 +255,7 @@ def runs(env) -> dict:
                               " on r._batch_id = %s and s.source_record_id = btrim(r.source_record_id)"
                               " and s.source_system = 'sibling:' || lower(btrim(r.unit))", (held,))[0][0]
 
-    generate_increment(DAY, seed=SEED)
+    generate_increment(DAY, seed=SEED, overwrite_external_db=True)
     day_loaded = ingest_all()
     release_batch(url, held)
     late = load_late_order_versions(url)

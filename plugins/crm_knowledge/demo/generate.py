@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ import pandas as pd
 
 from crm_knowledge.demo import names_fa as N
 from crm_knowledge.demo import orders_db as odb
+from crm_knowledge.demo.guard import OVERWRITE_FLAG, DemoTargetRefused, check_demo_targets
 from crm_knowledge.demo.messiness import EPOCH, cp1256_safe, jalali_str
 from crm_knowledge.demo.people import generate_people
 from crm_knowledge.demo.render import Fresh, render
@@ -52,6 +54,7 @@ from crm_knowledge.demo.sources import (
     remove_files,
     write_corrupt_kiosk,
 )
+from crm_knowledge.privacy.file_modes import open_private, restrict_umask, write_private_text
 from crm_knowledge.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -114,9 +117,7 @@ def load_state(settings: Settings) -> dict | None:
 
 
 def _save_state(settings: Settings, state: dict) -> None:
-    p = _state_path(settings)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(json.dumps(state, indent=2, sort_keys=True))
+    write_private_text(_state_path(settings), json.dumps(state, indent=2, sort_keys=True))
 
 
 # ------------------------------------------------------------------------------------------------------
@@ -169,7 +170,6 @@ class _Outputs:
                            lineterminator="\r\n")
         self.travel = XlsxOut(p["sibling_travel"], "members", TRAVEL_HEADER, as_of)
         self.kiosk = CsvOut(p["order_export_kiosk"], KIOSK_HEADER)
-        settings.demo_dir.mkdir(parents=True, exist_ok=True)
         self.gt_path = settings.demo_dir / "ground_truth.csv"
         self.gt = CsvOut(self.gt_path, GT_HEADER)
 
@@ -179,12 +179,17 @@ class _Outputs:
 
 
 def generate(size: int, seed: int = 42, settings: Settings | None = None, as_of: dt.date = DEFAULT_AS_OF,
-             write_orders_db: bool = True) -> DemoSummary:
-    """Generate the demo sources for `size` true persons (see module docstring)."""
+             write_orders_db: bool = True, overwrite_external_db: bool = False) -> DemoSummary:
+    """Generate the demo sources for `size` true persons (see module docstring).
+
+    The orders database is rebuilt only on the embedded server unless `overwrite_external_db` (see
+    `crm_knowledge.demo.guard`); a refusal happens before anything is written.
+    """
     if size < 1:
         raise ValueError("size must be at least 1")
     t0 = time.monotonic()
     settings = settings or get_settings()
+    check_demo_targets(settings, overwrite_external_db=overwrite_external_db, orders_db=write_orders_db)
     prev = load_state(settings)
     if prev:
         remove_files(prev.get("files", []))
@@ -430,7 +435,7 @@ def _apply_customer_changes(conn, ctx: Ctx, rng: np.random.Generator, cust_perso
 
 
 def generate_increment(day: dt.date, seed: int, settings: Settings | None = None, new_share: float = 0.01,
-                       changed_share: float = 0.01) -> DemoSummary:
+                       changed_share: float = 0.01, overwrite_external_db: bool = False) -> DemoSummary:
     """Add one day of data on top of an earlier `generate`: new customers, changed customer records,
     new orders (and status changes of open orders) with updated_at on `day`, plus new form, contact and
     kiosk files named with the day. Applying the same day twice is a no-op returning the first summary."""
@@ -439,6 +444,8 @@ def generate_increment(day: dt.date, seed: int, settings: Settings | None = None
     state = load_state(settings)
     if state is None:
         raise RuntimeError(f"no demo state in {settings.demo_dir}: run generate() first")
+    check_demo_targets(settings, overwrite_external_db=overwrite_external_db,
+                       orders_db=state.get("orders_db", True))
     if day.isoformat() in state["increments"]:
         log.info("demo: increment %s already applied", day)
         return DemoSummary(**state["increments"][day.isoformat()])
@@ -461,7 +468,7 @@ def generate_increment(day: dt.date, seed: int, settings: Settings | None = None
     paths = file_paths(settings, day, increment=True)
     gt_path = settings.demo_dir / "ground_truth.csv"
     cust_person, person_cust = _orders_ground_truth(gt_path)
-    gt_out = open(gt_path, "a", encoding="utf-8", newline="")  # noqa: SIM115
+    gt_out = open_private(gt_path, "a", encoding="utf-8", newline="")
     import csv as _csv
 
     gtw = _csv.writer(gt_out, lineterminator="\n")
@@ -564,15 +571,25 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--increment-day", type=dt.date.fromisoformat, default=None,
                     help="add one day of data on top of an earlier generate instead (YYYY-MM-DD)")
     ap.add_argument("--no-orders-db", action="store_true", help="write files only, leave the orders db alone")
+    ap.add_argument(OVERWRITE_FLAG, dest="overwrite_external_db", action="store_true",
+                    help="allow dropping and refilling the orders tables of a database named by CKP_ORDERS_URL "
+                         "or WAREHOUSE_URL (only for a database created for the demo)")
     args = ap.parse_args(argv)
     import os
 
+    restrict_umask()
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     seed = args.seed if args.seed is not None else int(os.environ.get("CKP_DEMO_SEED") or 42)
-    if args.increment_day:
-        summary = generate_increment(args.increment_day, seed)
-    else:
-        size = args.size if args.size is not None else int(os.environ.get("CKP_DEMO_SIZE") or 2000)
-        summary = generate(size, seed, as_of=args.as_of, write_orders_db=not args.no_orders_db)
+    try:
+        if args.increment_day:
+            summary = generate_increment(args.increment_day, seed, overwrite_external_db=args.overwrite_external_db)
+        else:
+            size = args.size if args.size is not None else int(os.environ.get("CKP_DEMO_SIZE") or 2000)
+            summary = generate(size, seed, as_of=args.as_of, write_orders_db=not args.no_orders_db,
+                               overwrite_external_db=args.overwrite_external_db)
+    except DemoTargetRefused as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     print(json.dumps(summary.as_dict(), ensure_ascii=False, indent=2))
     return 0

@@ -28,6 +28,7 @@ from crm_knowledge.demo.messiness import (
 )
 from crm_knowledge.demo.people import People, person_id
 from crm_knowledge.demo.render import Fresh, Profile, render
+from crm_knowledge.privacy.file_modes import open_private
 
 TEHRAN_OFFSET = 3 * 3600 + 1800
 DAY = 86400
@@ -156,9 +157,8 @@ class Planted:
 class CsvOut:
     def __init__(self, path: Path, header: list[str], delimiter: str = ",", encoding: str = "utf-8",
                  lineterminator: str = "\n"):
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.fh = open(path, "w", encoding=encoding, newline="")  # noqa: SIM115
+        self.fh = open_private(path, "w", encoding=encoding, newline="")
         self.w = csv.writer(self.fh, delimiter=delimiter, lineterminator=lineterminator)
         self.w.writerow(header)
         self.rows = 0
@@ -174,9 +174,8 @@ class CsvOut:
 
 class JsonlOut:
     def __init__(self, path: Path):
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.fh = open(path, "w", encoding="utf-8", newline="\n")  # noqa: SIM115
+        self.fh = open_private(path, "w", encoding="utf-8", newline="\n")
         self.rows = 0
 
     def write(self, records: list[dict]) -> None:
@@ -195,13 +194,12 @@ class XlsxOut:
     """
 
     def __init__(self, path: Path, sheet: str, header: list[str], as_of: dt.date):
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.sheet = sheet
         self.stamp = (as_of.year, as_of.month, as_of.day, 20, 0, 0)
         self.iso = f"{as_of.isoformat()}T20:00:00Z"
         self.tmp = path.with_name(path.name + ".sheet.tmp")
-        self.fh = open(self.tmp, "w", encoding="utf-8", newline="")  # noqa: SIM115
+        self.fh = open_private(self.tmp, "w", encoding="utf-8", newline="")
         self.fh.write('<?xml version="1.0" encoding="UTF-8" standalone="yes"?>\n'
                       '<worksheet xmlns="http://schemas.openxmlformats.org/spreadsheetml/2006/main">'
                       "<sheetData>")
@@ -274,7 +272,7 @@ class XlsxOut:
                 '<Relationship Id="rId1" Type="http://schemas.openxmlformats.org/officeDocument/2006/'
                 'relationships/worksheet" Target="worksheets/sheet1.xml"/></Relationships>'),
         }
-        with zipfile.ZipFile(self.path, "w", zipfile.ZIP_DEFLATED) as z:
+        with open_private(self.path, "wb") as fh, zipfile.ZipFile(fh, "w", zipfile.ZIP_DEFLATED) as z:
             for name, text in parts.items():
                 z.writestr(self._info(name), text)
             with open(self.tmp, "rb") as src, z.open(self._info("xl/worksheets/sheet1.xml"), "w") as dst:
@@ -643,9 +641,8 @@ def plant_kiosk_amounts(ctx: Ctx, rows: list[list], rng: np.random.Generator, fi
 
 def write_corrupt_kiosk(path: Path, rng: np.random.Generator, customer_ids: np.ndarray, as_of: dt.date) -> int:
     """A whole file with the wrong header (the shop's till software changed its export)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     n = 12
-    with open(path, "w", encoding="utf-8", newline="") as fh:
+    with open_private(path, "w", encoding="utf-8", newline="") as fh:
         w = csv.writer(fh, lineterminator="\n")
         w.writerow(["OrderNo", "Client", "Date", "Total", "PaymentMethod"])
         for j in range(n):

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from crm_knowledge.export.config import DestinationConfig
+from crm_knowledge.privacy.file_modes import private_dir
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,7 @@ def fsync_dir(folder: Path) -> None:
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)  # mkstemp makes the file itself 0600
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:

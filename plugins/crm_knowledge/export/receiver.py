@@ -24,6 +24,8 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from crm_knowledge.privacy.file_modes import private_dir
+
 log = logging.getLogger(__name__)
 
 _KEY_RE = re.compile(r"^[A-Za-z0-9._:-]{1,200}$")
@@ -37,7 +39,7 @@ class ReceiverServer(ThreadingHTTPServer):
                  path: str | None = None) -> None:
         super().__init__(address, _Handler)
         self.out_dir = Path(out_dir)
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        private_dir(self.out_dir)  # deliveries hold personal data; mkstemp makes each file 0600
         self.fail_plan = list(fail_plan or [])
         self.path_filter = path
         self.lock = threading.Lock()

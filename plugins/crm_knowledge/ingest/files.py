@@ -52,6 +52,7 @@ from crm_knowledge.ingest.readers import (
     read_file,
 )
 from crm_knowledge.ingest.registry import KIND_TARGETS, SourceConfig
+from crm_knowledge.privacy.file_modes import private_dir, private_file, write_private_text
 from crm_knowledge.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -92,11 +93,14 @@ def pending_files(cfg: SourceConfig, settings: Settings) -> list[Path]:
 
 
 def _move(path: Path, dest_dir: Path) -> Path:
-    dest_dir.mkdir(parents=True, exist_ok=True)
+    """Move a landing file into the archive / quarantine: a 0600 file in a 0700 folder, whatever mode it
+    was dropped with (it holds personal data)."""
+    private_dir(dest_dir)
     dest = dest_dir / path.name
     if dest.exists():
         dest = dest_dir / f"{path.stem}.{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%f}{path.suffix}"
     shutil.move(str(path), dest)
+    private_file(dest)
     return dest
 
 
@@ -115,8 +119,7 @@ def _quarantine(conn: psycopg.Connection, cfg: SourceConfig, path: Path, checksu
         ledger.close_batch(conn, batch_id, "quarantined", ledger.BatchCounts(), error=reason)
     qdir = settings.quarantine_dir / cfg.name
     moved = _move(path, qdir)
-    moved.with_name(moved.name + ".reason.txt").write_text(
-        f"batch {batch_id}\n{reason}\n{detail}", encoding="utf-8")
+    write_private_text(moved.with_name(moved.name + ".reason.txt"), f"batch {batch_id}\n{reason}\n{detail}")
     log.error("QUARANTINED %s (%s), batch %s: %s -> %s", path.name, cfg.name, batch_id, reason, moved)
     return FileResult(cfg.name, path.name, "quarantined", batch_id, error=reason)
 

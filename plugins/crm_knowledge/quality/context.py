@@ -22,6 +22,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from crm_knowledge.privacy.file_modes import private_dir
 from crm_knowledge.quality import offline_docs
 from crm_knowledge.settings import Settings, get_settings
 
@@ -58,7 +59,7 @@ def project_config(settings: Settings | None = None) -> Any:
     from great_expectations.data_context.types.base import DataContextConfig
 
     settings = settings or get_settings()
-    validations_dir(settings).mkdir(parents=True, exist_ok=True)
+    private_dir(validations_dir(settings))  # validation results keep samples of unexpected values
     return DataContextConfig(
         stores={
             "expectations_store": {"class_name": "ExpectationsStore",

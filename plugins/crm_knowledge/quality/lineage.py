@@ -15,6 +15,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from crm_knowledge.privacy.file_modes import private_dir
 from crm_knowledge.settings import Settings, get_settings
 
 OPENLINEAGE_NAMESPACE = "crm_knowledge"
@@ -36,7 +37,7 @@ def openlineage_env(settings: Settings | None = None, *, create_dir: bool = True
     """
     path = openlineage_events_path(settings)
     if create_dir:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
     return {
         "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(openlineage_transport(settings)),
         "AIRFLOW__OPENLINEAGE__NAMESPACE": OPENLINEAGE_NAMESPACE,

@@ -27,6 +27,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from crm_knowledge.privacy.file_modes import write_private_text
 from crm_knowledge.quality import lineage
 from crm_knowledge.settings import Settings, get_settings
 from crm_knowledge.warehouse.db import connect
@@ -388,11 +389,11 @@ def build_run_report(pipeline_run_id: str, *, settings: Settings | None = None, 
     with connect(url or settings.warehouse_url) as conn:
         data = collect(conn, pipeline_run_id, since)
     page = run_report_path(pipeline_run_id, settings)
-    page.parent.mkdir(parents=True, exist_ok=True)
-    page.write_text(render(data, settings, docs_prefix="../../data_docs/"), encoding="utf-8")
+    # 0600 in 0700 folders: the report quotes failing rows' samples
+    write_private_text(page, render(data, settings, docs_prefix="../../data_docs/"))
     latest = latest_report_path(settings)
     tmp = latest.with_suffix(".html.tmp")
-    tmp.write_text(render(data, settings, docs_prefix="data_docs/"), encoding="utf-8")
+    write_private_text(tmp, render(data, settings, docs_prefix="data_docs/"))
     shutil.move(tmp, latest)
     log.info("run report written: %s", page)
     return page

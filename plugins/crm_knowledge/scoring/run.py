@@ -22,6 +22,7 @@ import pandas as pd
 import psycopg
 from psycopg.types.json import Jsonb
 
+from crm_knowledge.privacy.file_modes import write_private_text
 from crm_knowledge.scoring.behaviour import segment_behaviour
 from crm_knowledge.scoring.churn import ChurnModel, ChurnModelError
 from crm_knowledge.scoring.clv import fit_clv, score_clv
@@ -108,9 +109,8 @@ def _run_id(model: str, as_of: dt.date) -> str:
 
 def _save_artifact(settings: Settings, run_id: str, payload: dict[str, Any]) -> tuple[str, str]:
     path = settings.home / "models" / f"{run_id}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps(payload, indent=2, sort_keys=True, default=str)
-    path.write_text(text, encoding="utf-8")
+    write_private_text(path, text)
     return str(path), hashlib.sha256(text.encode()).hexdigest()
 
 

