@@ -467,6 +467,14 @@ def dbt_run_id(pipeline_run_id: str, suite: str) -> str:
     return f"dq-dbt-{pipeline_run_id}-{suite}"
 
 
+def model_layer(node: dict[str, Any]) -> str | None:
+    """The dbt layer (``staging``, ``intermediate``, ``marts``, ``pii``) a node is defined in: the folder under
+    ``models/`` of its file (a test's yml sits next to its model), so the auditor's report can show the dbt
+    tests of each layer next to that layer's Great Expectations checks."""
+    parts = Path(node.get("original_file_path") or "").parts
+    return parts[1] if len(parts) > 2 and parts[0] == "models" else None
+
+
 def dbt_outcomes(doc: dict[str, Any], nodes: dict[str, Any]) -> dict[str, tuple[set[str], list[Outcome]]]:
     """Suite (``dbt.<model>``) -> (unique_ids this invocation ran, outcomes to record) from a run_results doc.
 
@@ -481,7 +489,8 @@ def dbt_outcomes(doc: dict[str, Any], nodes: dict[str, Any]) -> dict[str, tuple[
         node = nodes.get(uid, {})
         kind = uid.split(".", 1)[0]
         message = res.scrub_db_message((r.get("message") or "")[:500] or None)
-        observed = {"status": status, "message": message, "unique_id": uid, "invocation_id": invocation}
+        observed = {"status": status, "message": message, "unique_id": uid, "invocation_id": invocation,
+                    "model_layer": model_layer(node)}
         if kind == "test":
             if status == "skipped":
                 continue
