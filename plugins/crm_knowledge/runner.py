@@ -227,7 +227,7 @@ def run_pipeline(size: int | None = None, seed: int | None = None, run_date: dt.
     from crm_knowledge.summary import collect_summary, format_summary
 
     summary = collect_summary(settings)
-    from crm_knowledge.privacy.pii_scan import scan as pii_scan  # the "no PII outside the vault" check
+    from crm_knowledge.privacy.pii_scan import scan as pii_scan  # "no PII outside the vault"
 
     summary["pii_scan_findings"] = len(pii_scan(settings).findings)
     summary["timings_s"] = timings

@@ -202,7 +202,7 @@ def _persian_digits(text: str) -> str:
 
 
 def _as_pipeline(conn: psycopg.Connection) -> None:
-    """Run as ckp_pipeline when the connecting user may (the role the issue says runs erasure)."""
+    """Run as ckp_pipeline when the connecting user may (the role that owns and writes everything)."""
     ok = conn.execute("select exists (select from pg_roles where rolname = %s) "
                       "and pg_has_role(current_user, %s, 'MEMBER')", (PIPELINE, PIPELINE)).fetchone()[0]
     if ok:

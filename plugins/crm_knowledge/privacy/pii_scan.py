@@ -1,6 +1,6 @@
 """Scan for leaks: is any customer's email, phone, national ID or full name outside the pii vault?
 
-The issue's acceptance test ("after `make run`, a scan of every non-pii schema and every export finds no
+The privacy promise ("after `make run`, a scan of every non-pii schema and every export finds no
 email, phone, national ID or name of any demo customer") as a command, ``ckp pii-scan`` (exit 1 on findings).
 
 * **What is searched for** (the needles): in a real deployment, everything the vault itself holds

@@ -161,7 +161,7 @@ def _objects_not_owned(conn: psycopg.Connection) -> list[tuple[str, sql.Composab
 def hand_ownership(conn: psycopg.Connection) -> int:
     """Make ``ckp_pipeline`` own the project schemas and their tables, views, sequences and functions.
 
-    The issue: the pipeline role *owns* and writes everything, so ownership (and with it ALTER, DROP,
+    The pipeline role *owns* and writes everything, so ownership (and with it ALTER, DROP,
     TRUNCATE, GRANT) does not hang on whichever admin user happened to create an object. The connecting
     user is made a member of ckp_pipeline first (it must be, to give objects away, and it keeps dropping
     and recreating them through dbt). Objects dbt recreates later are owned by the user dbt connects as
