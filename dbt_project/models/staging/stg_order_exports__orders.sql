@@ -1,20 +1,18 @@
+{#- The record key, stated once: [staging column, raw expression] pairs (macros/incremental_staging.sql). -#}
+{%- set record_key = [['shop', 'lower(btrim(shop))'], ['shop_order_id', 'btrim(order_id)']] -%}
+
 {{
     config(
         materialized='incremental',
-        unique_key=['shop', 'shop_order_id'],
+        unique_key=staging_unique_key(record_key),
         incremental_strategy='delete+insert',
         on_schema_change='sync_all_columns',
         indexes=[
-            {'columns': ['shop', 'shop_order_id'], 'unique': true},
+            {'columns': staging_key_columns(record_key), 'unique': true},
             {'columns': ['loaded_at']},
             {'columns': ['staged_at']},
         ],
-        post_hook=[
-            "{{ delete_keys_without_loaded_versions(source('order_exports', 'orders'), [
-                ['shop', 'lower(btrim(shop))'],
-                ['shop_order_id', 'btrim(order_id)'],
-            ]) }}",
-        ],
+        post_hook=[staging_delete_hook('order_exports', 'orders', record_key)],
     )
 }}
 
@@ -26,7 +24,7 @@ with
 
 source as (
 
-    {{ loaded_versions_of_touched_keys(source('order_exports', 'orders'), ['lower(btrim(shop))', 'btrim(order_id)']) }}
+    {{ loaded_versions_of_touched_keys(source('order_exports', 'orders'), record_key) }}
 
 ),
 
@@ -35,7 +33,7 @@ latest_versions as (
     select
         *,
         row_number() over (
-            partition by lower(btrim(shop)), btrim(order_id)
+            partition by {{ raw_key_expressions(record_key) }}
             order by _loaded_at desc, _row_number desc
         ) as version_number
     from source

@@ -1,18 +1,18 @@
+{#- The record key, stated once: [staging column, raw expression] pairs (macros/incremental_staging.sql). -#}
+{%- set record_key = [['orders_customer_id', 'customer_id']] -%}
+
 {{
     config(
         materialized='incremental',
-        unique_key='orders_customer_id',
+        unique_key=staging_unique_key(record_key),
         incremental_strategy='delete+insert',
         on_schema_change='sync_all_columns',
         indexes=[
-            {'columns': ['orders_customer_id'], 'unique': true},
+            {'columns': staging_key_columns(record_key), 'unique': true},
             {'columns': ['loaded_at']},
             {'columns': ['staged_at']},
         ],
-        post_hook=[
-            "{{ delete_keys_without_loaded_versions(source('orders', 'customers'),
-                [['orders_customer_id', 'customer_id']]) }}",
-        ],
+        post_hook=[staging_delete_hook('orders', 'customers', record_key)],
     )
 }}
 
@@ -23,7 +23,7 @@ with
 
 source as (
 
-    {{ loaded_versions_of_touched_keys(source('orders', 'customers'), ['customer_id']) }}
+    {{ loaded_versions_of_touched_keys(source('orders', 'customers'), record_key) }}
 
 ),
 
@@ -32,7 +32,7 @@ latest_versions as (
     select
         *,
         row_number() over (
-            partition by customer_id
+            partition by {{ raw_key_expressions(record_key) }}
             order by updated_at desc nulls last, _loaded_at desc, _row_number desc
         ) as version_number
     from source

@@ -1,19 +1,19 @@
+{#- The record key, stated once: [staging column, raw expression] pairs (macros/incremental_staging.sql). -#}
+{%- set record_key = [['order_item_id', 'order_item_id']] -%}
+
 {{
     config(
         materialized='incremental',
-        unique_key='order_item_id',
+        unique_key=staging_unique_key(record_key),
         incremental_strategy='delete+insert',
         on_schema_change='sync_all_columns',
         indexes=[
-            {'columns': ['order_item_id'], 'unique': true},
+            {'columns': staging_key_columns(record_key), 'unique': true},
             {'columns': ['order_id']},
             {'columns': ['loaded_at']},
             {'columns': ['staged_at']},
         ],
-        post_hook=[
-            "{{ delete_keys_without_loaded_versions(source('orders', 'order_items'),
-                [['order_item_id', 'order_item_id']]) }}",
-        ],
+        post_hook=[staging_delete_hook('orders', 'order_items', record_key)],
     )
 }}
 
@@ -24,7 +24,7 @@ with
 
 source as (
 
-    {{ loaded_versions_of_touched_keys(source('orders', 'order_items'), ['order_item_id']) }}
+    {{ loaded_versions_of_touched_keys(source('orders', 'order_items'), record_key) }}
 
 ),
 
@@ -33,7 +33,7 @@ latest_versions as (
     select
         *,
         row_number() over (
-            partition by order_item_id
+            partition by {{ raw_key_expressions(record_key) }}
             order by updated_at desc nulls last, _loaded_at desc, _row_number desc
         ) as version_number
     from source

@@ -1,16 +1,17 @@
+{#- The record key, stated once: [staging column, raw expression] pairs (macros/incremental_staging.sql). -#}
+{%- set record_key = [['product_id', 'product_id']] -%}
+
 {{
     config(
         materialized='incremental',
-        unique_key='product_id',
+        unique_key=staging_unique_key(record_key),
         incremental_strategy='delete+insert',
         on_schema_change='sync_all_columns',
         indexes=[
-            {'columns': ['product_id'], 'unique': true},
+            {'columns': staging_key_columns(record_key), 'unique': true},
             {'columns': ['loaded_at']},
         ],
-        post_hook=[
-            "{{ delete_keys_without_loaded_versions(source('orders', 'products'), [['product_id', 'product_id']]) }}",
-        ],
+        post_hook=[staging_delete_hook('orders', 'products', record_key)],
     )
 }}
 
@@ -21,7 +22,7 @@ with
 
 source as (
 
-    {{ loaded_versions_of_touched_keys(source('orders', 'products'), ['product_id']) }}
+    {{ loaded_versions_of_touched_keys(source('orders', 'products'), record_key) }}
 
 ),
 
@@ -30,7 +31,7 @@ latest_versions as (
     select
         *,
         row_number() over (
-            partition by product_id
+            partition by {{ raw_key_expressions(record_key) }}
             order by updated_at desc nulls last, _loaded_at desc, _row_number desc
         ) as version_number
     from source

@@ -1,20 +1,21 @@
+{#- The record key, stated once: [staging column, raw expression] pairs (macros/incremental_staging.sql). -#}
+{%- set record_key = [
+    ['source_system', "'sibling:' || lower(btrim(unit))"],
+    ['source_record_id', 'btrim(source_record_id)'],
+] -%}
+
 {{
     config(
         materialized='incremental',
-        unique_key=['source_system', 'source_record_id'],
+        unique_key=staging_unique_key(record_key),
         incremental_strategy='delete+insert',
         on_schema_change='sync_all_columns',
         indexes=[
-            {'columns': ['source_system', 'source_record_id'], 'unique': true},
+            {'columns': staging_key_columns(record_key), 'unique': true},
             {'columns': ['loaded_at']},
             {'columns': ['staged_at']},
         ],
-        post_hook=[
-            "{{ delete_keys_without_loaded_versions(source('siblings', 'customers'), [
-                ['source_system', \"'sibling:' || lower(btrim(unit))\"],
-                ['source_record_id', 'btrim(source_record_id)'],
-            ]) }}",
-        ],
+        post_hook=[staging_delete_hook('siblings', 'customers', record_key)],
     )
 }}
 
@@ -26,10 +27,7 @@ with
 
 source as (
 
-    {{ loaded_versions_of_touched_keys(
-        source('siblings', 'customers'),
-        ["'sibling:' || lower(btrim(unit))", 'btrim(source_record_id)'],
-    ) }}
+    {{ loaded_versions_of_touched_keys(source('siblings', 'customers'), record_key) }}
 
 ),
 
@@ -38,7 +36,7 @@ latest_versions as (
     select
         *,
         row_number() over (
-            partition by lower(btrim(unit)), btrim(source_record_id)
+            partition by {{ raw_key_expressions(record_key) }}
             order by _loaded_at desc, _row_number desc
         ) as version_number
     from source
