@@ -21,9 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from crm_knowledge.settings import PROJECT_ROOT, Settings, get_settings
+from crm_knowledge.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
+
+#: The directory the crm_knowledge package is imported from (plugins/ of a checkout, or site-packages):
+#: Airflow's processes import it from there.
+PACKAGE_PARENT = Path(__file__).resolve().parents[1]
 
 #: DAGs in the order their Assets chain them (ingestion → warehouse → scoring & exports).
 PIPELINE_DAGS = (
@@ -47,20 +51,20 @@ def airflow_env(settings: Settings) -> dict[str, str]:
     env = dict(os.environ)
     env.update({
         "AIRFLOW_HOME": str(settings.airflow_home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(settings.dags_dir),
         # Not the repo's plugins/: Airflow would import every module there under a bare name. The
         # package is pip-installed (editable) instead.
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(settings.airflow_home / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
-        "AIRFLOW__LOGGING__LOGGING_LEVEL": os.environ.get("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO"),
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": env.get("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO"),
         "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "120",
         # The warehouse as an Airflow connection: cosmos builds dbt's profile from it.
         "AIRFLOW_CONN_WAREHOUSE": settings.warehouse_url,
         "CKP_HOME": str(settings.home),
-        "CKP_DEMO_MODE": os.environ.get("CKP_DEMO_MODE", "1"),
+        "CKP_DEMO_MODE": env.get("CKP_DEMO_MODE", "1"),
         "CKP_WAREHOUSE_PORT": str(settings.warehouse_port),
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT / "plugins"), os.environ.get("PYTHONPATH")])),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(PACKAGE_PARENT), env.get("PYTHONPATH")])),
         "NO_PROXY": "*",
         # Offline machines: no telemetry from dbt or Airflow.
         "DO_NOT_TRACK": "1",
@@ -170,7 +174,7 @@ def webhook_receiver(settings: Settings, env: dict[str, str]) -> Iterator[None]:
     """The demo's webhook destination: a local receiver on loopback, for the length of the run."""
     import socket
 
-    port = int(os.environ.get("CKP_WEBHOOK_PORT", "8765"))
+    port = settings.webhook_port
     inbox = settings.home / "webhook_inbox"
     proc = subprocess.Popen([sys.executable, "-m", "crm_knowledge.export.receiver", "--port", str(port),
                              "--out", str(inbox)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -196,8 +200,8 @@ def run_pipeline(size: int | None = None, seed: int | None = None, run_date: dt.
     from crm_knowledge.warehouse import bootstrap, server
 
     settings = get_settings()
-    size = size or int(os.environ.get("CKP_DEMO_SIZE", "2000"))
-    seed = seed if seed is not None else int(os.environ.get("CKP_DEMO_SEED", "42"))
+    size = size or settings.demo_size
+    seed = seed if seed is not None else settings.demo_seed
     run_date = run_date or DEFAULT_RUN_DATE
 
     print(f"1/4 warehouse: {'external (WAREHOUSE_URL)' if not settings.embedded else 'embedded'}", flush=True)

@@ -31,7 +31,6 @@ from crm_knowledge.settings import PROJECT_ROOT, Settings, get_settings
 log = logging.getLogger(__name__)
 
 RESULTS_DIR = PROJECT_ROOT / "bench" / "results"
-BENCH_PORT = 54360
 AS_OF = dt.date(2026, 11, 20)
 STAGING_SELECT = ["path:seeds", "path:models/staging", "tag:identity_input"]
 MARTS_SELECT = ["path:models/intermediate", "path:models/marts", "path:models/pii", "path:snapshots"]
@@ -42,8 +41,8 @@ def prepare_environment(size: int, home: Path | None = None, port: int | None = 
     """Point every setting at the benchmark's own home and port; must run before get_settings()."""
     home = home or PROJECT_ROOT / "var" / "bench" / str(size)
     os.environ["CKP_HOME"] = str(home)
-    os.environ["CKP_WAREHOUSE_PORT"] = str(port or int(os.environ.get("CKP_BENCH_PORT", BENCH_PORT)))
-    os.environ.setdefault("CKP_WEBHOOK_PORT", os.environ.get("CKP_BENCH_WEBHOOK_PORT", "8790"))
+    os.environ["CKP_WAREHOUSE_PORT"] = str(port or get_settings().bench_port)
+    os.environ.setdefault("CKP_WEBHOOK_PORT", str(get_settings().bench_webhook_port))
     os.environ["CKP_DEMO_MODE"] = "1"
     os.environ["AIRFLOW_HOME"] = str(home / "airflow")
     return home

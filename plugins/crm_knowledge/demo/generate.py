@@ -565,14 +565,14 @@ def main(argv: list[str] | None = None) -> int:
                     help="add one day of data on top of an earlier generate instead (YYYY-MM-DD)")
     ap.add_argument("--no-orders-db", action="store_true", help="write files only, leave the orders db alone")
     args = ap.parse_args(argv)
-    import os
+    settings = get_settings()
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    seed = args.seed if args.seed is not None else int(os.environ.get("CKP_DEMO_SEED") or 42)
+    seed = args.seed if args.seed is not None else settings.demo_seed
     if args.increment_day:
         summary = generate_increment(args.increment_day, seed)
     else:
-        size = args.size if args.size is not None else int(os.environ.get("CKP_DEMO_SIZE") or 2000)
+        size = args.size if args.size is not None else settings.demo_size
         summary = generate(size, seed, as_of=args.as_of, write_orders_db=not args.no_orders_db)
     print(json.dumps(summary.as_dict(), ensure_ascii=False, indent=2))
     return 0

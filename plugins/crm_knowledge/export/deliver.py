@@ -226,7 +226,7 @@ def deliver_all(as_of: date, settings: Settings | None = None, only: list[str] |
     destinations were attempted if any failed (its ``results`` holds the records).
     """
     settings = settings or get_settings()
-    cfg = load_destinations(config_path or Path(settings.config_dir) / "destinations.yml")
+    cfg = load_destinations(config_path or settings.destinations_file)
     if only is not None:
         known = {d.name for d in cfg.destinations}
         unknown = [n for n in only if n not in known]

@@ -24,6 +24,8 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from crm_knowledge.settings import get_settings
+
 log = logging.getLogger(__name__)
 
 _KEY_RE = re.compile(r"^[A-Za-z0-9._:-]{1,200}$")
@@ -139,7 +141,7 @@ def make_server(port: int = 0, out_dir: Path | str = "webhook_inbox", *, host: s
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--port", type=int, default=int(os.environ.get("CKP_WEBHOOK_PORT", "8765")))
+    ap.add_argument("--port", type=int, default=get_settings().webhook_port)
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--out", required=True, help="folder where received batches are stored")
     ap.add_argument("--path", default=None, help="only accept POSTs to this path (default: any)")

@@ -20,7 +20,7 @@ from psycopg import sql
 
 from crm_knowledge.ingest import ledger
 from crm_knowledge.ingest.registry import SourceConfig
-from crm_knowledge.settings import Settings, get_settings
+from crm_knowledge.settings import Settings, env_value, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -122,10 +122,9 @@ def extract_table(src: psycopg.Connection, wh: psycopg.Connection, cfg: SourceCo
 
 
 def source_url(cfg: SourceConfig, settings: Settings) -> str:
-    import os
 
-    if cfg.connection_env and os.environ.get(cfg.connection_env):
-        return os.environ[cfg.connection_env]
+    if cfg.connection_env and env_value(cfg.connection_env):
+        return env_value(cfg.connection_env)
     return settings.orders_url
 
 

@@ -364,7 +364,7 @@ def send_removals(conn: psycopg.Connection, customer_ids: set[str], as_of: dt.da
         by_dest.setdefault(dest_name, []).append((key, cid, payload or {}))
     if not by_dest:
         return {}, {}
-    cfg = load_destinations(config_path or Path(settings.config_dir) / "destinations.yml")
+    cfg = load_destinations(config_path or settings.destinations_file)
     known = {x.name: x for x in cfg.destinations}
     sent: dict[str, int] = {}
     keys: dict[str, set[str]] = {}
@@ -525,7 +525,7 @@ def redact_export_files(settings: Settings, keys_by_dest: dict[str, set[str]], c
     if not root.exists():
         return 0
     try:
-        cfg = load_destinations(config_path or Path(settings.config_dir) / "destinations.yml")
+        cfg = load_destinations(config_path or settings.destinations_file)
         dests = {x.name: x for x in cfg.destinations}
     except Exception:  # a broken config must not stop redaction: fall back to customer ids + needles
         dests = {}

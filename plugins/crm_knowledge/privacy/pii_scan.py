@@ -302,7 +302,7 @@ def scan(settings: Settings | None = None, needles: dict[str, tuple[str, str]] |
     settings = settings or get_settings()
     needles = needles if needles is not None else demo_needles(settings)
     result = ScanResult(needles=len(needles))
-    cfg = load_destinations(config_path or Path(settings.config_dir) / "destinations.yml")
+    cfg = load_destinations(config_path or settings.destinations_file)
     exempt_dirs: list[Path] = []
     for dest in cfg.destinations:
         if dest.named_fields:
