@@ -124,12 +124,11 @@ def _cmd_pii_scan(args: argparse.Namespace) -> int:
 
 def _cmd_batches(args: argparse.Namespace) -> int:
     """List the held load batches, or retire one (a held batch set aside for good, with a reason)."""
-    import psycopg
-
     from crm_knowledge.ingest import ledger
     from crm_knowledge.settings import get_settings
+    from crm_knowledge.warehouse.db import connect
 
-    with psycopg.connect(get_settings().warehouse_url, autocommit=True) as conn:
+    with connect(get_settings().warehouse_url, autocommit=True) as conn:
         if args.action == "held":
             rows = ledger.held_batches(conn)
             for batch_id, source, where, rows_loaded, started, error in rows:

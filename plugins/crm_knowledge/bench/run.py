@@ -22,11 +22,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import psycopg
-
 from crm_knowledge.bench.measure import MemorySampler, StageTimer
 from crm_knowledge.runner import airflow_env, run_dbt, webhook_receiver
 from crm_knowledge.settings import PROJECT_ROOT, Settings, get_settings
+from crm_knowledge.warehouse.db import connect
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +81,7 @@ def _dbt_build(settings: Settings, select: list[str], exclude: list[str] | None 
 
 
 def _table_rows(url: str, schemas: tuple[str, ...]) -> int:
-    with psycopg.connect(url) as conn:
+    with connect(url) as conn:
         conn.execute("analyze")
         return int(conn.execute(
             "select coalesce(sum(greatest(c.reltuples, 0)), 0) from pg_class c join pg_namespace n "
@@ -91,7 +90,7 @@ def _table_rows(url: str, schemas: tuple[str, ...]) -> int:
 
 
 def _batch_rows(url: str, batch_ids: list[str]) -> int:
-    with psycopg.connect(url) as conn:
+    with connect(url) as conn:
         return int(conn.execute("select coalesce(sum(rows_loaded), 0) from audit.load_batches "
                                 "where batch_id = any(%s)", (batch_ids,)).fetchone()[0])
 
@@ -195,7 +194,7 @@ def identity_scaling(settings: Settings, sizes: tuple[int, ...] = IDENTITY_SCALI
     from crm_knowledge.identity.resolve import resolve
     from crm_knowledge.identity.store import read_candidates
 
-    with psycopg.connect(settings.warehouse_url) as conn:
+    with connect(settings.warehouse_url) as conn:
         candidates = read_candidates(conn)
     # records of whole persons stay together: order by a stable hash of the record key, which mixes sources
     candidates = candidates.sort_values(["source_record_id", "source_system"], kind="stable").reset_index(drop=True)

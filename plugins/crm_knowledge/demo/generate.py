@@ -11,6 +11,7 @@ output of a chunk depends only on (seed, chunk).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -53,6 +54,7 @@ from crm_knowledge.demo.sources import (
     write_corrupt_kiosk,
 )
 from crm_knowledge.settings import Settings, get_settings
+from crm_knowledge.warehouse.db import connect
 
 log = logging.getLogger(__name__)
 
@@ -198,11 +200,10 @@ def generate(size: int, seed: int = 42, settings: Settings | None = None, as_of:
              "order_items": 0, "kiosk": 0}
 
     conn = None
+    orders_db = contextlib.ExitStack()
     if write_orders_db:
-        import psycopg
-
         url = odb.ensure_orders_database(settings)
-        conn = psycopg.connect(url)
+        conn = orders_db.enter_context(connect(url))
         conn.execute("set timezone = 'UTC'")
         cur = conn.cursor()
         odb.recreate_schema(cur)
@@ -230,8 +231,7 @@ def generate(size: int, seed: int = 42, settings: Settings | None = None, as_of:
         raise
     finally:
         out.close()
-        if conn is not None:
-            conn.close()
+        orders_db.close()
 
     counts = {
         "persons": size,
@@ -488,10 +488,8 @@ def generate_increment(day: dt.date, seed: int, settings: Settings | None = None
     counts.update({"orders.customers_new": k_new, "orders.orders_new": len(block.orders),
                    "orders.order_items_new": len(block.items)})
     if state.get("orders_db", True):
-        import psycopg
-
         url = odb.ensure_orders_database(settings)
-        with psycopg.connect(url) as conn:
+        with connect(url) as conn:
             conn.execute("set timezone = 'UTC'")
             cur = conn.cursor()
             odb.copy_frame(cur, "customers", cust_df)

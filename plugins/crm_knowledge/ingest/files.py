@@ -31,6 +31,7 @@ from crm_knowledge.ingest.convert import RowError, converter_for, jsonable, reco
 from crm_knowledge.ingest.readers import BadRow, FileUnreadable, header_key, read_file
 from crm_knowledge.ingest.registry import KIND_TARGETS, SourceConfig
 from crm_knowledge.settings import Settings, get_settings
+from crm_knowledge.warehouse.db import connect
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,7 @@ def load_file(conn: psycopg.Connection, cfg: SourceConfig, path: Path,
     so the ledger's `running` row survives a failed load and says what happened.
     """
     if not conn.autocommit:
-        raise ValueError("load_file needs an autocommit connection (psycopg.connect(..., autocommit=True))")
+        raise ValueError("load_file needs an autocommit connection (crm_knowledge.warehouse.db.connect(..., autocommit=True))")
     settings = settings or get_settings()
     checksum = sha256_file(path)
     done = ledger.already_loaded(conn, cfg.name, checksum)
@@ -228,7 +229,7 @@ def ingest_source(cfg: SourceConfig, url: str | None = None, settings: Settings 
     files = pending_files(cfg, settings)
     log.info("%s: %s file(s) pending in %s", cfg.name, len(files), settings.landing_dir / (cfg.path or ""))
     results = []
-    with psycopg.connect(url or settings.warehouse_url, autocommit=True) as conn:
+    with connect(url or settings.warehouse_url, autocommit=True) as conn:
         for i, path in enumerate(files, start=1):
             log.info("%s: file %s/%s: %s", cfg.name, i, len(files), path.name)
             results.append(load_file(conn, cfg, path, settings))

@@ -21,6 +21,7 @@ from psycopg import sql
 from crm_knowledge.ingest import ledger
 from crm_knowledge.ingest.registry import SourceConfig
 from crm_knowledge.settings import Settings, env_value, get_settings
+from crm_knowledge.warehouse.db import connect
 
 log = logging.getLogger(__name__)
 
@@ -135,8 +136,8 @@ def extract_orders_db(cfg: SourceConfig, tables: list[str] | None = None,
     order = [t for t in ("products", "customers", "orders", "order_items") if t in cfg.tables]
     results = []
     # A repeatable-read snapshot on the source: all tables are read as of one instant.
-    with psycopg.connect(source_url(cfg, settings)) as src, \
-            psycopg.connect(settings.warehouse_url, autocommit=True) as wh:
+    with connect(source_url(cfg, settings)) as src, \
+            connect(settings.warehouse_url, autocommit=True) as wh:
         src.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         src.read_only = True
         for table in tables or order:

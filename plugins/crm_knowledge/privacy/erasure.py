@@ -64,6 +64,7 @@ from crm_knowledge.privacy import erasure_files, lookup
 from crm_knowledge.privacy.pseudonym import load_key, pseudonymize
 from crm_knowledge.privacy.roles import PIPELINE, SCHEMAS
 from crm_knowledge.settings import Settings, get_settings
+from crm_knowledge.warehouse.db import advisory_lock, advisory_unlock, connect, table_exists
 
 log = logging.getLogger(__name__)
 
@@ -247,7 +248,7 @@ def _write_tombstones(conn: psycopg.Connection, rows: list[tuple[str, str]], req
 
 
 def load_tombstones(conn: psycopg.Connection) -> dict[str, set[str]]:
-    if not conn.execute("select to_regclass('identity.erasure_tombstones') is not null").fetchone()[0]:
+    if not table_exists(conn, "identity.erasure_tombstones"):
         return {}
     out: dict[str, set[str]] = {}
     for kind, pseudonym in conn.execute("select identifier_kind, pseudonym from identity.erasure_tombstones"):
@@ -426,7 +427,7 @@ def purge_records(conn: psycopg.Connection, records: set[lookup.RecordKey], cust
     systems = [s for s, _ in sorted(records)]
     ids = [r for _, r in sorted(records)]
     for table, spec in lookup.RAW_RECORD_TABLES.items():
-        if not ids or not conn.execute("select to_regclass(%s) is not null", (f"raw.{table}",)).fetchone()[0]:
+        if not ids or not table_exists(conn, f"raw.{table}"):
             continue
         q = sql.SQL("delete from raw.{} t using unnest(%s::text[], %s::text[]) k(s, r) "
                     "where {} = k.s and {} = k.r").format(
@@ -618,14 +619,14 @@ def erase(request: ErasureRequest, *, settings: Settings | None = None, as_of: d
     identifiers = request.identifiers()
     key = load_key()
     req_id = request_id(identifiers, key)
-    with psycopg.connect(url or settings.warehouse_url, autocommit=True,
-                         application_name="crm_knowledge.erasure") as conn:
+    with connect(url or settings.warehouse_url, autocommit=True,
+                 application_name="crm_knowledge.erasure") as conn:
         _as_pipeline(conn)
-        conn.execute("select pg_advisory_lock(hashtext(%s))", (_LOCK,))
+        advisory_lock(conn, _LOCK)
         try:
             return _erase_locked(conn, request, identifiers, req_id, key, settings, as_of, config_path)
         finally:
-            conn.execute("select pg_advisory_unlock(hashtext(%s))", (_LOCK,))
+            advisory_unlock(conn, _LOCK)
 
 
 def _erase_locked(conn: psycopg.Connection, request: ErasureRequest, identifiers: dict[str, str], req_id: str,
@@ -731,7 +732,7 @@ def _removal_files(conn: psycopg.Connection, sent: dict[str, int]) -> list[str]:
 
 def form_requests(conn: psycopg.Connection) -> list[ErasureRequest]:
     """Erasure requests submitted through the web form (loaded batches only)."""
-    if not conn.execute("select to_regclass('raw.form_submissions') is not null").fetchone()[0]:
+    if not table_exists(conn, "raw.form_submissions"):
         return []
     rows = conn.execute(
         "select distinct on (btrim(f.submission_id)) btrim(f.submission_id), f.email, f.phone, f.national_id, "
@@ -784,7 +785,7 @@ def run_pending(as_of: dt.date | None = None, settings: Settings | None = None,
                 config_path: Path | str | None = None) -> dict[str, Any]:
     """Process every pending request (web forms, then dropped files); the DAG's task. No PII in the result."""
     settings = settings or get_settings()
-    with psycopg.connect(settings.warehouse_url, autocommit=True) as conn:
+    with connect(settings.warehouse_url, autocommit=True) as conn:
         from_forms = form_requests(conn)
     results: list[ErasureResult] = []
     failed: list[str] = []   # one failing request (a destination down, a bug) must not hold up the others

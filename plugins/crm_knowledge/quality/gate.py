@@ -37,7 +37,7 @@ from crm_knowledge.quality.context import DATASOURCE_NAME, build_context, build_
 from crm_knowledge.quality.results import Outcome
 from crm_knowledge.quality.suites import SuiteSpec, runtime_suite, spec_for_relation, specs_for_layer
 from crm_knowledge.settings import Settings, get_settings
-from crm_knowledge.warehouse.db import connect
+from crm_knowledge.warehouse.db import connect, table_exists
 
 log = logging.getLogger(__name__)
 
@@ -129,10 +129,6 @@ class GateResult:
 def _relation_sql(relation: str) -> sql.Composable:
     schema, _, table = relation.partition(".")
     return sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table))
-
-
-def _relation_exists(conn: psycopg.Connection, relation: str) -> bool:
-    return conn.execute("select to_regclass(%s) is not null", (relation,)).fetchone()[0]
 
 
 def _measure(conn: psycopg.Connection, query: str, columns: list[str]) -> tuple[int, dict[str, float]]:
@@ -422,7 +418,7 @@ def validate_layer(layer: str, pipeline_run_id: str, *, suites: list[str] | None
     messages = []
     with connect(run.url) as conn:
         for spec in specs:
-            if not _relation_exists(conn, spec.relation):
+            if not table_exists(conn, spec.relation):
                 dq_run_id = res.new_dq_run_id(layer)
                 res.start_run(conn, dq_run_id=dq_run_id, pipeline_run_id=pipeline_run_id, layer=layer,
                               suite=spec.name, batch_id=None)

@@ -29,7 +29,7 @@ from psycopg.rows import dict_row
 
 from crm_knowledge.quality import lineage
 from crm_knowledge.settings import Settings, get_settings
-from crm_knowledge.warehouse.db import connect
+from crm_knowledge.warehouse.db import connect, table_exists
 
 log = logging.getLogger(__name__)
 
@@ -78,10 +78,6 @@ def _n(value: Any) -> str:
     return f'<td class="num">{_e(value)}</td>'
 
 
-def _table_exists(conn: psycopg.Connection, name: str) -> bool:
-    return conn.execute("select to_regclass(%s) is not null", (name,)).fetchone()[0]
-
-
 # --- data ------------------------------------------------------------------------------------------
 
 def collect(conn: psycopg.Connection, pipeline_run_id: str, since: dt.datetime | None = None) -> dict[str, Any]:
@@ -115,7 +111,7 @@ def collect(conn: psycopg.Connection, pipeline_run_id: str, since: dt.datetime |
                      r.suite, r.severity, r.expectation""", (pipeline_run_id,)).fetchall()
     exports: list[dict] = []
     exports_in_run = True
-    if _table_exists(conn, "audit.exports"):
+    if table_exists(conn, "audit.exports"):
         exports = cur.execute(
             """select export_id, destination, kind, as_of_date, rows_added, rows_changed, rows_removed, status,
                       started_at, finished_at from audit.exports where started_at >= %s

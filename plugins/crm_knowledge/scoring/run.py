@@ -30,7 +30,7 @@ from crm_knowledge.scoring.features import TIME_UNIT, customer_summary
 from crm_knowledge.scoring.rfm import score_rfm
 from crm_knowledge.scoring.tiers import assign_tiers
 from crm_knowledge.settings import Settings, get_settings
-from crm_knowledge.warehouse.db import read_frame
+from crm_knowledge.warehouse.db import connect, read_frame
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ def score_all(as_of: dt.date, url: str | None = None, config: ScoringConfig | No
     code_version = _code_version()
     runs: list[dict[str, Any]] = []
 
-    with psycopg.connect(url or settings.warehouse_url) as conn:
+    with connect(url or settings.warehouse_url) as conn:
         conn.execute("set timezone = 'UTC'")
         orders = read_frame(conn, ORDERS_SQL, {"cutoff": cutoff},
                             dtype={"customer_id": str, "order_id": str, "amount": "float64"})
@@ -250,7 +250,7 @@ def _write(url: str, as_of: dt.date, scores: pd.DataFrame, runs: list[dict[str, 
                "rfm_segment", "behaviour_cluster", "behaviour_profile", "churn_probability", "expected_purchases",
                "p_alive", "predicted_clv", "value_tier", "model_run_ids"]
     frame = scores.reset_index().rename(columns={"index": "customer_id"})
-    with psycopg.connect(url) as conn, conn.transaction():
+    with connect(url) as conn, conn.transaction():
         for r in runs:
             rid = run_ids[r["model"]]
             path, digest = _save_artifact(settings, rid, {"params": r["params"], "metrics": r["metrics"]})
