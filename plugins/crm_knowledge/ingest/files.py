@@ -100,7 +100,7 @@ def load_file(conn: psycopg.Connection, cfg: SourceConfig, path: Path,
     so the ledger's `running` row survives a failed load and says what happened.
     """
     if not conn.autocommit:
-        raise ValueError("load_file needs an autocommit connection (crm_knowledge.warehouse.db.connect(..., autocommit=True))")
+        raise ValueError("load_file needs an autocommit connection (warehouse.db.connect(..., autocommit=True))")
     settings = settings or get_settings()
     checksum = sha256_file(path)
     done = ledger.already_loaded(conn, cfg.name, checksum)
