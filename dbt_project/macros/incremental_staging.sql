@@ -26,9 +26,9 @@
         {%- set record_key = [['shop', 'lower(btrim(shop))'], ['shop_order_id', 'btrim(order_id)']] -%}
 
     a list of [staging column, raw expression] pairs (the raw expression yields the staging column's value),
-    and everything below takes it from there: config(unique_key=staging_unique_key(record_key), indexes,
-    post_hook=[staging_delete_hook(...)]), the `source` CTE (loaded_versions_of_touched_keys) and the dedup
-    window (`partition by {{ raw_key_expressions(record_key) }}`).
+    and everything below takes it from there: config(unique_key=staging_unique_key(record_key),
+    indexes=staging_indexes(record_key), post_hook=[staging_delete_hook(...)]) and the import CTEs
+    (latest_loaded_versions: the touched keys' loaded versions and the dedup window over the key).
 -#}
 
 {#- The staging columns of a record key (the unique index, the post-hook's delete). -#}
@@ -45,6 +45,48 @@
 {#- The raw expressions of a record key, comma-separated (the dedup window's partition). -#}
 {% macro raw_key_expressions(record_key) -%}
     {{- record_key | map('last') | join(', ') -}}
+{%- endmacro %}
+
+{#- The indexes of an incremental staging table: its record key (unique), the load and staging times the
+    watermark and the incremental facts read, and `more` of the model's own (e.g. a foreign key). -#}
+{% macro staging_indexes(record_key, more=[]) -%}
+    {%- do return(
+        [{'columns': staging_key_columns(record_key), 'unique': true}]
+        + more
+        + [{'columns': ['loaded_at']}, {'columns': ['staged_at']}]
+    ) -%}
+{%- endmacro %}
+
+{#-
+    The import CTEs of an incremental staging model, `source` and `latest_versions`: the loaded raw versions
+    of the touched keys (loaded_versions_of_touched_keys), numbered per record key newest first
+    (`version_number` 1 is the version staging keeps). `version_order`: what makes a version newer before
+    load order (e.g. ['updated_at desc nulls last'] for a source that stamps its changes); ties and sources
+    without such a column fall back to the newest load (_loaded_at, then _row_number). A raw row without a
+    key cannot be staged and is left out.
+-#}
+{% macro latest_loaded_versions(relation, record_key, version_order=[]) -%}
+source as (
+
+    {{ loaded_versions_of_touched_keys(relation, record_key) }}
+
+),
+
+latest_versions as (
+
+    select
+        *,
+        row_number() over (
+            partition by {{ raw_key_expressions(record_key) }}
+            order by {{ (version_order + ['_loaded_at desc', '_row_number desc']) | join(', ') }}
+        ) as version_number
+    from source
+    where
+        {%- for expression in record_key | map('last') %}
+        {% if not loop.first %}and {% endif %}({{ expression }}) is not null
+        {%- endfor %}
+
+)
 {%- endmacro %}
 
 {#- The post_hook of an incremental staging model over source(`source_name`, `table_name`): a hook is

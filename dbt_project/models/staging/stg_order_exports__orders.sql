@@ -7,11 +7,7 @@
         unique_key=staging_unique_key(record_key),
         incremental_strategy='delete+insert',
         on_schema_change='sync_all_columns',
-        indexes=[
-            {'columns': staging_key_columns(record_key), 'unique': true},
-            {'columns': ['loaded_at']},
-            {'columns': ['staged_at']},
-        ],
+        indexes=staging_indexes(record_key),
         post_hook=[staging_delete_hook('order_exports', 'orders', record_key)],
     )
 }}
@@ -22,24 +18,7 @@
 
 with
 
-source as (
-
-    {{ loaded_versions_of_touched_keys(source('order_exports', 'orders'), record_key) }}
-
-),
-
-latest_versions as (
-
-    select
-        *,
-        row_number() over (
-            partition by {{ raw_key_expressions(record_key) }}
-            order by _loaded_at desc, _row_number desc
-        ) as version_number
-    from source
-    where order_id is not null
-
-),
+{{ latest_loaded_versions(source('order_exports', 'orders'), record_key) }},
 
 final as (
 

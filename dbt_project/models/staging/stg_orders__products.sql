@@ -7,10 +7,7 @@
         unique_key=staging_unique_key(record_key),
         incremental_strategy='delete+insert',
         on_schema_change='sync_all_columns',
-        indexes=[
-            {'columns': staging_key_columns(record_key), 'unique': true},
-            {'columns': ['loaded_at']},
-        ],
+        indexes=staging_indexes(record_key),
         post_hook=[staging_delete_hook('orders', 'products', record_key)],
     )
 }}
@@ -20,24 +17,7 @@
 
 with
 
-source as (
-
-    {{ loaded_versions_of_touched_keys(source('orders', 'products'), record_key) }}
-
-),
-
-latest_versions as (
-
-    select
-        *,
-        row_number() over (
-            partition by {{ raw_key_expressions(record_key) }}
-            order by updated_at desc nulls last, _loaded_at desc, _row_number desc
-        ) as version_number
-    from source
-    where product_id is not null
-
-),
+{{ latest_loaded_versions(source('orders', 'products'), record_key, ['updated_at desc nulls last']) }},
 
 final as (
 

@@ -10,11 +10,7 @@
         unique_key=staging_unique_key(record_key),
         incremental_strategy='delete+insert',
         on_schema_change='sync_all_columns',
-        indexes=[
-            {'columns': staging_key_columns(record_key), 'unique': true},
-            {'columns': ['loaded_at']},
-            {'columns': ['staged_at']},
-        ],
+        indexes=staging_indexes(record_key),
         post_hook=[staging_delete_hook('siblings', 'customers', record_key)],
     )
 }}
@@ -25,24 +21,7 @@
 
 with
 
-source as (
-
-    {{ loaded_versions_of_touched_keys(source('siblings', 'customers'), record_key) }}
-
-),
-
-latest_versions as (
-
-    select
-        *,
-        row_number() over (
-            partition by {{ raw_key_expressions(record_key) }}
-            order by _loaded_at desc, _row_number desc
-        ) as version_number
-    from source
-    where source_record_id is not null
-
-),
+{{ latest_loaded_versions(source('siblings', 'customers'), record_key) }},
 
 final as (
 
