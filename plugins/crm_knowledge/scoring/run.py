@@ -30,7 +30,7 @@ from crm_knowledge.scoring.features import TIME_UNIT, customer_summary
 from crm_knowledge.scoring.rfm import score_rfm
 from crm_knowledge.scoring.tiers import assign_tiers
 from crm_knowledge.settings import Settings, get_settings
-from crm_knowledge.warehouse.db import connect, read_frame
+from crm_knowledge.warehouse.db import connect, copy_rows, read_frame
 
 log = logging.getLogger(__name__)
 
@@ -273,8 +273,7 @@ def _write(url: str, as_of: dt.date, scores: pd.DataFrame, runs: list[dict[str, 
                     (rid, int(cid), Jsonb({k: float(v) for k, v in centroid.items()}),
                      int(labels.loc[cid, "size"]), str(labels.loc[cid, "label"])))
         conn.execute("delete from scoring.customer_scores where as_of_date = %s", (as_of,))
-        with conn.cursor() as cur, cur.copy(
-                f"copy scoring.customer_scores ({', '.join(columns)}) from stdin") as copy:
+        def score_rows():
             for row in frame.itertuples(index=False):
                 rec = row._asdict()
                 values = []
@@ -293,5 +292,7 @@ def _write(url: str, as_of: dt.date, scores: pd.DataFrame, runs: list[dict[str, 
                             values.append(None if not np.isfinite(v) else float(v))
                         else:
                             values.append(v)
-                copy.write_row(values)
+                yield values
+
+        copy_rows(conn, f"copy scoring.customer_scores ({', '.join(columns)}) from stdin", score_rows())
     log.info("wrote %s customer scores for %s and %s model runs", len(frame), as_of, len(runs))
