@@ -116,8 +116,8 @@ def dbt_test_behavior():
 
     CKP_DBT_TEST_BEHAVIOR=after_all halves the task count; the end-to-end test uses it to stay fast.
     """
-    import os
-
     from cosmos.constants import TestBehavior
 
-    return TestBehavior(os.environ.get("CKP_DBT_TEST_BEHAVIOR", "after_each"))
+    from crm_knowledge.settings import get_settings
+
+    return TestBehavior(get_settings().dbt_test_behavior)

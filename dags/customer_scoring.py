@@ -44,7 +44,7 @@ PROJECT, PROFILE, EXECUTION = dbt_configs()
 def customer_scoring():
     @task(outlets=[SCORING_CUSTOMER_SCORES])
     def score_customers(ds: str | None = None, dag_run=None) -> dict:
-        from crm_knowledge.schedule import run_day
+        from crm_knowledge.run_day import run_day
         from crm_knowledge.scoring.run import score_all
 
         return score_all(as_of=run_day(ds, dag_run.run_after))
@@ -64,21 +64,21 @@ def customer_scoring():
     def post_scoring_quality_gate(ds: str | None = None, dag_run=None) -> dict:
         """Segments and scores are checked before anything leaves the warehouse."""
         from crm_knowledge.quality.pipeline import check_post_scoring
-        from crm_knowledge.schedule import run_key
+        from crm_knowledge.run_day import run_key
 
         return check_post_scoring(pipeline_run_id=run_key(ds, dag_run.run_after))
 
     @task(outlets=[EXPORTS_DELIVERED])
     def deliver_segments(ds: str | None = None, dag_run=None) -> list[dict]:
         from crm_knowledge.export.deliver import deliver_all
-        from crm_knowledge.schedule import run_day
+        from crm_knowledge.run_day import run_day
 
         return deliver_all(as_of=run_day(ds, dag_run.run_after))
 
     @task(trigger_rule="all_done")
     def build_reports(ds: str | None = None, dag_run=None) -> dict:
         from crm_knowledge.quality.pipeline import build_reports
-        from crm_knowledge.schedule import run_key
+        from crm_knowledge.run_day import run_key
 
         return build_reports(pipeline_run_id=run_key(ds, dag_run.run_after))
 

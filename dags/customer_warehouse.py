@@ -61,7 +61,7 @@ def customer_warehouse():
     @task
     def raw_quality_gate(ds: str | None = None, dag_run=None) -> dict:
         from crm_knowledge.quality.pipeline import check_new_raw_batches
-        from crm_knowledge.schedule import run_key
+        from crm_knowledge.run_day import run_key
 
         return check_new_raw_batches(pipeline_run_id=run_key(ds, dag_run.run_after))
 
@@ -102,7 +102,7 @@ def customer_warehouse():
     @task(outlets=[MARTS_CUSTOMER_VIEW])
     def marts_quality_gate(ds: str | None = None, dag_run=None) -> dict:
         from crm_knowledge.quality.pipeline import check_layers
-        from crm_knowledge.schedule import run_key
+        from crm_knowledge.run_day import run_key
 
         return check_layers(["staging", "marts"], pipeline_run_id=run_key(ds, dag_run.run_after))
 
@@ -110,7 +110,7 @@ def customer_warehouse():
     def build_reports(ds: str | None = None, dag_run=None) -> dict:
         """The auditor's report is written whatever happened: a failed run is what auditors need most."""
         from crm_knowledge.quality.pipeline import build_reports
-        from crm_knowledge.schedule import run_key
+        from crm_knowledge.run_day import run_key
 
         return build_reports(pipeline_run_id=run_key(ds, dag_run.run_after))
 

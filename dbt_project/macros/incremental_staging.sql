@@ -20,7 +20,81 @@
     already staged minus var incremental_lookback_hours: a load whose transaction started before the last
     staging run but committed after it has an older _loaded_at, and is re-read as long as it committed
     within the look-back), or belongs to a batch the quality gate ever held or released.
+
+    The record key is stated once per model, at its top:
+
+        {%- set record_key = [['shop', 'lower(btrim(shop))'], ['shop_order_id', 'btrim(order_id)']] -%}
+
+    a list of [staging column, raw expression] pairs (the raw expression yields the staging column's value),
+    and everything below takes it from there: config(unique_key=staging_unique_key(record_key),
+    indexes=staging_indexes(record_key), post_hook=[staging_delete_hook(...)]) and the import CTEs
+    (latest_loaded_versions: the touched keys' loaded versions and the dedup window over the key).
 -#}
+
+{#- The staging columns of a record key (the unique index, the post-hook's delete). -#}
+{% macro staging_key_columns(record_key) -%}
+    {%- do return(record_key | map('first') | list) -%}
+{%- endmacro %}
+
+{#- The unique_key of config(): one column by name (delete+insert's `in` form), several as a list. -#}
+{% macro staging_unique_key(record_key) -%}
+    {%- set columns = staging_key_columns(record_key) -%}
+    {%- do return(columns[0] if columns | length == 1 else columns) -%}
+{%- endmacro %}
+
+{#- The raw expressions of a record key, comma-separated (the dedup window's partition). -#}
+{% macro raw_key_expressions(record_key) -%}
+    {{- record_key | map('last') | join(', ') -}}
+{%- endmacro %}
+
+{#- The indexes of an incremental staging table: its record key (unique), the load and staging times the
+    watermark and the incremental facts read, and `more` of the model's own (e.g. a foreign key). -#}
+{% macro staging_indexes(record_key, more=[]) -%}
+    {%- do return(
+        [{'columns': staging_key_columns(record_key), 'unique': true}]
+        + more
+        + [{'columns': ['loaded_at']}, {'columns': ['staged_at']}]
+    ) -%}
+{%- endmacro %}
+
+{#-
+    The import CTEs of an incremental staging model, `source` and `latest_versions`: the loaded raw versions
+    of the touched keys (loaded_versions_of_touched_keys), numbered per record key newest first
+    (`version_number` 1 is the version staging keeps). `version_order`: what makes a version newer before
+    load order (e.g. ['updated_at desc nulls last'] for a source that stamps its changes); ties and sources
+    without such a column fall back to the newest load (_loaded_at, then _row_number). A raw row without a
+    key cannot be staged and is left out.
+-#}
+{% macro latest_loaded_versions(relation, record_key, version_order=[]) -%}
+source as (
+
+    {{ loaded_versions_of_touched_keys(relation, record_key) }}
+
+),
+
+latest_versions as (
+
+    select
+        *,
+        row_number() over (
+            partition by {{ raw_key_expressions(record_key) }}
+            order by {{ (version_order + ['_loaded_at desc', '_row_number desc']) | join(', ') }}
+        ) as version_number
+    from source
+    where
+        {%- for expression in record_key | map('last') %}
+        {% if not loop.first %}and {% endif %}({{ expression }}) is not null
+        {%- endfor %}
+
+)
+{%- endmacro %}
+
+{#- The post_hook of an incremental staging model over source(`source_name`, `table_name`): a hook is
+    rendered when the model runs, so it is handed over as template text, the key written out as a literal. -#}
+{% macro staging_delete_hook(source_name, table_name, record_key) -%}
+    {%- do return("{{ delete_keys_without_loaded_versions(source('" ~ source_name ~ "', '" ~ table_name ~ "'), "
+                  ~ record_key ~ ") }}") -%}
+{%- endmacro %}
 
 {#- Lower bound of "recently loaded": the newest load time already in this model, minus the look-back. -#}
 {% macro staging_watermark() -%}
@@ -45,11 +119,10 @@
 {#-
     The `source` CTE body of an incremental staging model: the loaded raw rows of `relation`, and on an
     incremental run only those of keys touched since the last run (all loaded versions of those keys).
-    `key_expressions`: the SQL expressions over raw columns that form the record key (as the model
-    partitions by them).
+    `record_key`: the model's [staging column, raw expression] pairs.
 -#}
-{% macro loaded_versions_of_touched_keys(relation, key_expressions) -%}
-    {%- set key = key_expressions | join(', ') -%}
+{% macro loaded_versions_of_touched_keys(relation, record_key) -%}
+    {%- set key = raw_key_expressions(record_key) -%}
     select * from {{ relation }}
     where
         {{ only_loaded_batches() }}
@@ -68,21 +141,17 @@
     Post-hook of an incremental staging model: delete rows whose key no longer has any loaded raw version
     (its only versions were in a batch the gate held after they had been staged). Only keys of batches the
     gate ever held are examined, so the statement costs nothing on an ordinary day.
-    `key_pairs`: list of [model column, raw expression] forming the key.
+    `record_key`: the model's [staging column, raw expression] pairs.
 -#}
-{% macro delete_keys_without_loaded_versions(relation, key_pairs) -%}
-    {%- set model_key = key_pairs | map('first') | join(', ') -%}
-    {%- set raw_key = key_pairs | map('last') | join(', ') -%}
+{% macro delete_keys_without_loaded_versions(relation, record_key) -%}
+    {%- set model_key = staging_key_columns(record_key) | join(', ') -%}
+    {%- set raw_key = raw_key_expressions(record_key) -%}
     delete from {{ this }}
     where
         ({{ model_key }}) in (
             select {{ raw_key }}
             from {{ relation }}
-            where _batch_id in (
-                select gated.batch_id
-                from {{ source('audit', 'dq_runs') }} as gated
-                where gated.layer = 'raw' and gated.action in ('held', 'released') and gated.batch_id is not null
-            )
+            where _batch_id in ({{ batches_to_restage() }})
         )
         and ({{ model_key }}) not in (
             select {{ raw_key }}

@@ -125,12 +125,11 @@ def _cmd_pii_scan(args: argparse.Namespace) -> int:
 
 def _cmd_batches(args: argparse.Namespace) -> int:
     """Held and aborted load batches: list them, retire a held one, or mark crashed loads aborted now."""
-    import psycopg
-
     from crm_knowledge.ingest import ledger
     from crm_knowledge.settings import get_settings
+    from crm_knowledge.warehouse.db import connect
 
-    with psycopg.connect(get_settings().warehouse_url, autocommit=True) as conn:
+    with connect(get_settings().warehouse_url, autocommit=True) as conn:
         if args.action == "held":
             rows = ledger.held_batches(conn)
             for batch_id, source, where, rows_loaded, started, error in rows:

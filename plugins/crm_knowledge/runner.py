@@ -22,9 +22,13 @@ from pathlib import Path
 from typing import Any
 
 from crm_knowledge.privacy.file_modes import open_private
-from crm_knowledge.settings import PROJECT_ROOT, Settings, get_settings
+from crm_knowledge.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
+
+#: The directory the crm_knowledge package is imported from (plugins/ of a checkout, or site-packages):
+#: Airflow's processes import it from there.
+PACKAGE_PARENT = Path(__file__).resolve().parents[1]
 
 #: DAGs in the order their Assets chain them (ingestion → warehouse → scoring & exports).
 PIPELINE_DAGS = (
@@ -48,13 +52,13 @@ def airflow_env(settings: Settings) -> dict[str, str]:
     env = dict(os.environ)
     env.update({
         "AIRFLOW_HOME": str(settings.airflow_home),
-        "AIRFLOW__CORE__DAGS_FOLDER": str(PROJECT_ROOT / "dags"),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(settings.dags_dir),
         # Not the repo's plugins/: Airflow would import every module there under a bare name. The
         # package is pip-installed (editable) instead.
         "AIRFLOW__CORE__PLUGINS_FOLDER": str(settings.airflow_home / "plugins"),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
-        "AIRFLOW__LOGGING__LOGGING_LEVEL": os.environ.get("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO"),
+        "AIRFLOW__LOGGING__LOGGING_LEVEL": env.get("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO"),
         "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "120",
         # Task logs can quote personal data: Airflow's defaults are 0o775 folders and 0o664 files.
         "AIRFLOW__LOGGING__FILE_TASK_HANDLER_NEW_FOLDER_PERMISSIONS": "0o700",
@@ -62,9 +66,9 @@ def airflow_env(settings: Settings) -> dict[str, str]:
         # The warehouse as an Airflow connection: cosmos builds dbt's profile from it.
         "AIRFLOW_CONN_WAREHOUSE": settings.warehouse_url,
         "CKP_HOME": str(settings.home),
-        "CKP_DEMO_MODE": os.environ.get("CKP_DEMO_MODE", "1"),
+        "CKP_DEMO_MODE": env.get("CKP_DEMO_MODE", "1"),
         "CKP_WAREHOUSE_PORT": str(settings.warehouse_port),
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT / "plugins"), os.environ.get("PYTHONPATH")])),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(PACKAGE_PARENT), env.get("PYTHONPATH")])),
         "NO_PROXY": "*",
         # Offline machines: no telemetry from dbt or Airflow.
         "DO_NOT_TRACK": "1",
@@ -174,7 +178,7 @@ def webhook_receiver(settings: Settings, env: dict[str, str]) -> Iterator[None]:
     """The demo's webhook destination: a local receiver on loopback, for the length of the run."""
     import socket
 
-    port = int(os.environ.get("CKP_WEBHOOK_PORT", "8765"))
+    port = settings.webhook_port
     inbox = settings.home / "webhook_inbox"
     proc = subprocess.Popen([sys.executable, "-m", "crm_knowledge.export.receiver", "--port", str(port),
                              "--out", str(inbox)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -203,8 +207,8 @@ def run_pipeline(size: int | None = None, seed: int | None = None, run_date: dt.
     settings = get_settings()
     # before anything is started or written: the demo stays out of databases this project did not create
     check_demo_targets(settings, overwrite_external_db=overwrite_external_db, orders_db=True, warehouse=True)
-    size = size or int(os.environ.get("CKP_DEMO_SIZE", "2000"))
-    seed = seed if seed is not None else int(os.environ.get("CKP_DEMO_SEED", "42"))
+    size = size or settings.demo_size
+    seed = seed if seed is not None else settings.demo_seed
     run_date = run_date or DEFAULT_RUN_DATE
 
     print(f"1/4 warehouse: {'external (WAREHOUSE_URL)' if not settings.embedded else 'embedded'}", flush=True)
@@ -235,7 +239,7 @@ def run_pipeline(size: int | None = None, seed: int | None = None, run_date: dt.
     from crm_knowledge.summary import collect_summary, format_summary
 
     summary = collect_summary(settings)
-    from crm_knowledge.privacy.pii_scan import scan as pii_scan  # the issue's "no PII outside the vault" check
+    from crm_knowledge.privacy.pii_scan import scan as pii_scan  # "no PII outside the vault"
 
     summary["pii_scan_findings"] = len(pii_scan(settings).findings)
     summary["timings_s"] = timings

@@ -10,18 +10,28 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
+#: The source checkout this module was loaded from (``plugins/crm_knowledge/settings.py`` -> the repository).
+#: Only a default: the pipeline finds its files through :attr:`Settings.project_dir` (``CKP_PROJECT_DIR``), so
+#: an installed (non-editable) package, whose parents are site-packages, works once that is set. Tests and
+#: development tools that read repository files may use it directly.
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 
 #: Environment variables the project reads, with their defaults and meaning (also rendered in README).
 ENV_VARS: dict[str, tuple[str, str]] = {
+    "CKP_PROJECT_DIR": ("the source checkout", "the project directory (dags/, dbt_project/, expectations/, "
+                        "config/); required when the package is installed from a wheel rather than run from "
+                        "its checkout"),
+    "CKP_CONFIG_DIR": ("$CKP_PROJECT_DIR/config", "directory of destinations.yml, identity.yml, scoring.yml and "
+                       "sources/*.yml"),
     "WAREHOUSE_URL": ("(unset)", "postgresql:// URL of your own PostgreSQL 15+ warehouse; when unset an "
                       "embedded server is started under CKP_HOME/warehouse"),
-    "CKP_HOME": ("<repo>/var", "working directory for the embedded warehouse, landing zone, exports, reports"),
+    "CKP_HOME": ("$CKP_PROJECT_DIR/var", "working directory for the embedded warehouse, landing zone, exports, "
+                 "reports"),
     "CKP_WAREHOUSE_PORT": ("54329", "loopback TCP port the embedded warehouse listens on"),
     "CKP_WAREHOUSE_DB": ("warehouse", "database name of the warehouse"),
     "CKP_ORDERS_URL": ("(embedded: database `orders`)", "postgresql:// URL of the operational orders database"),
@@ -31,7 +41,26 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "CKP_DEMO_MODE": ("1 under `make run`/tests", "allows the public demo pseudonym key; never set it in production"),
     "CKP_DEMO_SIZE": ("2000", "number of demo customers `make run` generates"),
     "CKP_DEMO_SEED": ("42", "seed of the demo generator"),
+    "CKP_BENCH_PORT": ("54360", "warehouse port of `ckp bench` (its own embedded server, apart from `make run`'s)"),
+    "CKP_BENCH_WEBHOOK_PORT": ("8790", "webhook receiver port of `ckp bench` when CKP_WEBHOOK_PORT is unset"),
+    "CKP_DBT_TEST_BEHAVIOR": ("after_each", "when cosmos runs dbt tests: after_each model (a task each) or "
+                              "after_all of a group (fewer tasks; the end-to-end test uses it)"),
 }
+
+
+def _is_project_dir(path: Path) -> bool:
+    return (path / "dbt_project" / "dbt_project.yml").is_file()
+
+
+class ProjectNotFound(RuntimeError):
+    """Raised when a project file is needed and no project directory is configured or found."""
+
+
+def env_value(name: str) -> str | None:
+    """The value of an environment variable a config file names (``url_env``, ``connection_env``, ``${VAR}``
+    in destinations.yml / sources/*.yml): those names are data, so they are looked up here, the one module
+    that reads the environment. Empty counts as unset."""
+    return os.environ.get(name) or None
 
 
 def _env(name: str, default: str) -> str:
@@ -49,19 +78,63 @@ class Settings:
     external_warehouse_url: str | None
     external_orders_url: str | None
     landing_dir: Path
+    #: CKP_PROJECT_DIR, else the source checkout; None when neither (see :attr:`project_dir`)
+    configured_project_dir: Path | None = PROJECT_ROOT if _is_project_dir(PROJECT_ROOT) else None
+    #: CKP_CONFIG_DIR; None: ``<project_dir>/config``
+    configured_config_dir: Path | None = None
+    webhook_port: int = 8765
+    demo_mode: bool = False
+    demo_size: int = 2000
+    demo_seed: int = 42
+    dbt_test_behavior: str = "after_each"
+    bench_port: int = 54360
+    bench_webhook_port: int = 8790
+    pseudonym_key: str | None = field(default=None, repr=False)
 
     # --- paths -----------------------------------------------------------------------------------
     @property
+    def project_dir(self) -> Path:
+        """The directory holding dags/, dbt_project/, expectations/ and (by default) config/."""
+        if self.configured_project_dir is None:
+            raise ProjectNotFound(
+                "No project directory: set CKP_PROJECT_DIR to the directory holding dags/, dbt_project/, "
+                f"expectations/ and config/ (the package runs from {Path(__file__).resolve().parent}, "
+                "not from a source checkout).")
+        return self.configured_project_dir
+
+    @property
     def config_dir(self) -> Path:
-        return PROJECT_ROOT / "config"
+        return self.configured_config_dir or self.project_dir / "config"
+
+    @property
+    def destinations_file(self) -> Path:
+        """config/destinations.yml: where segments are delivered (export, erasure, pii scan, lineage)."""
+        return self.config_dir / "destinations.yml"
+
+    @property
+    def identity_file(self) -> Path:
+        return self.config_dir / "identity.yml"
+
+    @property
+    def scoring_file(self) -> Path:
+        return self.config_dir / "scoring.yml"
+
+    @property
+    def sources_dir(self) -> Path:
+        """config/sources/: one YAML file per source."""
+        return self.config_dir / "sources"
 
     @property
     def dbt_project_dir(self) -> Path:
-        return PROJECT_ROOT / "dbt_project"
+        return self.project_dir / "dbt_project"
 
     @property
     def expectations_dir(self) -> Path:
-        return PROJECT_ROOT / "expectations"
+        return self.project_dir / "expectations"
+
+    @property
+    def dags_dir(self) -> Path:
+        return self.project_dir / "dags"
 
     @property
     def pgdata_dir(self) -> Path:
@@ -199,13 +272,38 @@ class WarehouseNotConfigured(RuntimeError):
     """Raised when no warehouse is reachable by configuration."""
 
 
-def get_settings() -> Settings:
-    home = Path(_env("CKP_HOME", str(PROJECT_ROOT / "var"))).resolve()
-    port_text = _env("CKP_WAREHOUSE_PORT", "54329")
+def _int_env(name: str, default: int) -> int:
+    text = _env(name, str(default))
     try:
-        port = int(port_text)
+        return int(text)
     except ValueError:
-        raise ValueError(f"CKP_WAREHOUSE_PORT must be a port number, got {port_text!r}") from None
+        raise ValueError(f"{name} must be a whole number, got {text!r}") from None
+
+
+def _project_dir_env() -> Path | None:
+    configured = _env("CKP_PROJECT_DIR", "")
+    if not configured:
+        return PROJECT_ROOT if _is_project_dir(PROJECT_ROOT) else None
+    path = Path(configured).expanduser().resolve()
+    if not _is_project_dir(path):
+        raise ProjectNotFound(f"CKP_PROJECT_DIR={configured}: no dbt_project/dbt_project.yml under {path}")
+    return path
+
+
+def get_settings() -> Settings:
+    """Settings from the environment (read anew on every call: cheap, and tests may change it)."""
+    project_dir = _project_dir_env()
+    default_home = (project_dir / "var") if project_dir else Path.home() / ".ckp"
+    home = Path(_env("CKP_HOME", str(default_home))).resolve()
+    config_dir = _env("CKP_CONFIG_DIR", "")
+    behavior = _env("CKP_DBT_TEST_BEHAVIOR", "after_each")
+    if behavior not in ("after_each", "after_all", "build", "none"):
+        raise ValueError(f"CKP_DBT_TEST_BEHAVIOR must be after_each, after_all, build or none, got {behavior!r}")
+    try:
+        port = _int_env("CKP_WAREHOUSE_PORT", 54329)
+    except ValueError:
+        raise ValueError(f"CKP_WAREHOUSE_PORT must be a port number, got {_env('CKP_WAREHOUSE_PORT', '')!r}") \
+            from None
     return Settings(
         home=home,
         warehouse_port=port,
@@ -213,4 +311,14 @@ def get_settings() -> Settings:
         external_warehouse_url=os.environ.get("WAREHOUSE_URL") or None,
         external_orders_url=os.environ.get("CKP_ORDERS_URL") or None,
         landing_dir=Path(_env("CKP_LANDING_DIR", str(home / "landing"))).resolve(),
+        configured_project_dir=project_dir,
+        configured_config_dir=Path(config_dir).expanduser().resolve() if config_dir else None,
+        webhook_port=_int_env("CKP_WEBHOOK_PORT", 8765),
+        demo_mode=_env("CKP_DEMO_MODE", "").strip().lower() in ("1", "true", "yes", "on"),
+        demo_size=_int_env("CKP_DEMO_SIZE", 2000),
+        demo_seed=_int_env("CKP_DEMO_SEED", 42),
+        dbt_test_behavior=behavior,
+        bench_port=_int_env("CKP_BENCH_PORT", 54360),
+        bench_webhook_port=_int_env("CKP_BENCH_WEBHOOK_PORT", 8790),
+        pseudonym_key=os.environ.get("CKP_PSEUDONYM_KEY") or None,
     )

@@ -7,13 +7,14 @@ from typing import Any
 import psycopg
 
 from crm_knowledge.settings import Settings
+from crm_knowledge.warehouse.db import connect
 
 LAYERS = ("raw", "staging", "intermediate", "identity", "marts", "pii", "scoring", "audit")
 
 
 def collect_summary(settings: Settings) -> dict[str, Any]:
     out: dict[str, Any] = {"layers": {}}
-    with psycopg.connect(settings.warehouse_url) as conn:
+    with connect(settings.warehouse_url) as conn:
         tables = conn.execute(
             """select table_schema, table_name from information_schema.tables
                 where table_schema = any(%s) and table_type in ('BASE TABLE', 'VIEW')

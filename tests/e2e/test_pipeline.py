@@ -83,7 +83,7 @@ def test_planted_bad_file_quarantined(pipeline, settings):
 
 
 def test_no_demo_customer_identifier_outside_the_pii_vault(pipeline, settings):
-    """The issue's acceptance scan: no email, phone, national ID or name of a demo customer in any non-pii
+    """The privacy promise, scanned: no email, phone, national ID or name of a demo customer in any non-pii
     schema (raw/staging/intermediate are pipeline-locked working layers) or any export."""
     from crm_knowledge.privacy.pii_scan import scan
 

@@ -360,7 +360,7 @@ def test_one_failing_request_does_not_hold_up_the_others(tmp_path, monkeypatch):
 
     monkeypatch.setattr(erasure, "erase", fake_erase)
     monkeypatch.setattr(erasure, "form_requests", lambda conn: [])
-    monkeypatch.setattr(erasure.psycopg, "connect", lambda *a, **k: contextlib.nullcontext(None))
+    monkeypatch.setattr(erasure, "connect", lambda *a, **k: contextlib.nullcontext(None))
     monkeypatch.setattr(erasure.erasure_files, "sweep_copies",
                         lambda s: erasure.erasure_files.FileRedaction())
     with pytest.raises(RuntimeError, match=r"1 erasure request\(s\) failed") as err:

@@ -8,10 +8,10 @@ import pytest
 import yaml
 
 from crm_knowledge.scoring.config import (
-    DEFAULT_CONFIG_PATH,
     ScoringConfigError,
     load_scoring_config,
 )
+from crm_knowledge.settings import get_settings
 
 
 def _write(tmp_path: Path, data: dict) -> Path:
@@ -21,7 +21,7 @@ def _write(tmp_path: Path, data: dict) -> Path:
 
 
 def _default_data() -> dict:
-    return yaml.safe_load(DEFAULT_CONFIG_PATH.read_text(encoding="utf-8"))
+    return yaml.safe_load(get_settings().scoring_file.read_text(encoding="utf-8"))
 
 
 def test_default_config_loads() -> None:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 
-from crm_knowledge.settings import Settings, redact_url
+from crm_knowledge.settings import ENV_VARS, PROJECT_ROOT, ProjectNotFound, Settings, get_settings, redact_url
 from crm_knowledge.summary import format_summary
 
 
@@ -75,3 +77,49 @@ def test_summary_shows_the_redacted_url(tmp_path):
     text = format_summary({"layers": {}}, s)
     assert "postgresql://ckp:***@db.example.com:5432/warehouse" in text
     assert "s3cret" not in text
+
+
+# --- one place for configuration ---------------------------------------------------------------------------
+
+def test_every_setting_is_in_the_readme_table():
+    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    table = readme[readme.index("## Configuration"):].split("\n\n", 2)[1]
+    documented = set(re.findall(r"`((?:CKP|WAREHOUSE)_[A-Z_]+)`", table))
+    assert documented == set(ENV_VARS)
+
+
+def test_project_and_config_dir_by_setting(tmp_path, monkeypatch):
+    monkeypatch.delenv("CKP_CONFIG_DIR", raising=False)
+    monkeypatch.delenv("CKP_PROJECT_DIR", raising=False)
+    assert get_settings().project_dir == PROJECT_ROOT  # from the source checkout by default
+    assert get_settings().destinations_file == PROJECT_ROOT / "config" / "destinations.yml"
+
+    monkeypatch.setenv("CKP_CONFIG_DIR", str(tmp_path / "conf"))
+    s = get_settings()
+    assert (s.config_dir, s.sources_dir, s.scoring_file) == (
+        tmp_path / "conf", tmp_path / "conf" / "sources", tmp_path / "conf" / "scoring.yml")
+    assert s.dbt_project_dir == PROJECT_ROOT / "dbt_project"
+
+    monkeypatch.setenv("CKP_PROJECT_DIR", str(tmp_path))
+    with pytest.raises(ProjectNotFound, match=r"CKP_PROJECT_DIR=.*no dbt_project/dbt_project.yml"):
+        get_settings()
+    # an installed package (no checkout around it) says which setting is missing when a project file is needed
+    unconfigured = dataclasses.replace(get_settings_without_project(monkeypatch), configured_config_dir=None)
+    with pytest.raises(ProjectNotFound, match="set CKP_PROJECT_DIR"):
+        _ = unconfigured.config_dir
+
+
+def get_settings_without_project(monkeypatch) -> Settings:
+    monkeypatch.delenv("CKP_PROJECT_DIR", raising=False)
+    return dataclasses.replace(get_settings(), configured_project_dir=None)
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("CKP_WAREHOUSE_PORT", "x", "CKP_WAREHOUSE_PORT must be a port number"),
+    ("CKP_DEMO_SIZE", "lots", "CKP_DEMO_SIZE must be a whole number"),
+    ("CKP_DBT_TEST_BEHAVIOR", "sometimes", "CKP_DBT_TEST_BEHAVIOR must be"),
+])
+def test_bad_values_name_the_setting(monkeypatch, name, value, message):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValueError, match=message):
+        get_settings()

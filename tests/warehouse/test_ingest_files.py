@@ -175,6 +175,12 @@ def test_wrong_config_names_file_and_key(tmp_path):
                    "primary_key: source_record_id\ncolumns:\n  ID: source_record_id\n")
     with pytest.raises(SourceConfigError, match=r"key 'encoding'"):
         parse_source(bad)
+    # a source has no schedule of its own (its DAG's is the one that runs): the key says so instead of being
+    # parsed and ignored
+    bad.write_text("name: x\nkind: sibling_unit\nunit: u\npath: a/*.csv\nformat: csv\nschedule: '@hourly'\n"
+                   "primary_key: source_record_id\ncolumns:\n  ID: source_record_id\n")
+    with pytest.raises(SourceConfigError, match=r"bad.yml: key 'schedule': is not a source setting"):
+        parse_source(bad)
 
 
 def test_jsonl_keys_met_late_are_mapped_and_reported(wh, local, monkeypatch):

@@ -232,7 +232,8 @@ def test_report_keyed_on_the_logical_date(scratch_db, settings, tmp_path):
     (target / "manifest.json").write_text(json.dumps({"nodes": {
         "test.crm_knowledge.not_null_dim_customers_customer_id.x": {
             "name": "not_null_dim_customers_customer_id", "column_name": "customer_id",
-            "attached_node": "model.crm_knowledge.dim_customers", "test_metadata": {"name": "not_null"}}}}))
+            "attached_node": "model.crm_knowledge.dim_customers", "test_metadata": {"name": "not_null"},
+            "original_file_path": "models/marts/dim_customers.yml"}}}))
     pipeline.record_dbt_task_results(tmp_path, {"ds": "2026-11-20"}, settings=qsettings, url=scratch_db)
     # another day's checks do not leak into this day's page
     pipeline.check_new_raw_batches("day-2026-11-21", settings=qsettings, url=scratch_db, include_held=False)
@@ -248,6 +249,7 @@ def test_report_keyed_on_the_logical_date(scratch_db, settings, tmp_path):
     layers = {r.split()[0]: r.split()[1:] for r in rows_of(dom, "layers")}
     suites, checks, passed, critical, _warning = (int(v) for v in layers["raw"])
     assert (suites, critical) == (1, 1) and checks >= 10 and passed <= checks - 1
-    assert layers["dbt"] == ["1", "1", "1", "0", "0"]  # 1 suite, 1 check, 1 passed, no failure
+    # the dbt tests of a mart are shown as the marts layer's dbt tests: 1 suite, 1 check, 1 passed, no failure
+    assert layers["dbt:marts"] == ["1", "1", "1", "0", "0"]
     assert [r.split()[0] for r in rows_of(dom, "batches")] == ["forms-1120"]
     assert any("forms-1120" in r and "submission_id" in r for r in rows_of(dom, "failures"))

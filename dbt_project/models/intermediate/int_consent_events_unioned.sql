@@ -5,7 +5,7 @@
 with
 
 -- import only the columns used: the CTEs are read several times, so PostgreSQL materialises them and
--- would otherwise compute every normalised field of the staging views
+-- would otherwise carry every column of the staging tables through each read
 form_submissions as (
 
     select

@@ -1,18 +1,14 @@
+{#- The record key, stated once: [staging column, raw expression] pairs (macros/incremental_staging.sql). -#}
+{%- set record_key = [['interaction_id', 'btrim(interaction_id)']] -%}
+
 {{
     config(
         materialized='incremental',
-        unique_key='interaction_id',
+        unique_key=staging_unique_key(record_key),
         incremental_strategy='delete+insert',
         on_schema_change='sync_all_columns',
-        indexes=[
-            {'columns': ['interaction_id'], 'unique': true},
-            {'columns': ['loaded_at']},
-            {'columns': ['staged_at']},
-        ],
-        post_hook=[
-            "{{ delete_keys_without_loaded_versions(source('contacts', 'interactions'),
-                [['interaction_id', 'btrim(interaction_id)']]) }}",
-        ],
+        indexes=staging_indexes(record_key),
+        post_hook=[staging_delete_hook('contacts', 'interactions', record_key)],
     )
 }}
 
@@ -22,24 +18,7 @@
 
 with
 
-source as (
-
-    {{ loaded_versions_of_touched_keys(source('contacts', 'interactions'), ['btrim(interaction_id)']) }}
-
-),
-
-latest_versions as (
-
-    select
-        *,
-        row_number() over (
-            partition by btrim(interaction_id)
-            order by _loaded_at desc, _row_number desc
-        ) as version_number
-    from source
-    where interaction_id is not null
-
-),
+{{ latest_loaded_versions(source('contacts', 'interactions'), record_key) }},
 
 final as (
 

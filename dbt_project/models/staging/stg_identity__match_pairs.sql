@@ -1,11 +1,5 @@
 -- A view: it must show what the identity / scoring / delivery tasks wrote moments ago.
-{{ config(materialized="view") }}
-
-{{
-    config(
-        tags=['identity_output'],
-    )
-}}
+{{ config(materialized="view", tags=["identity_output"]) }}
 
 with
 

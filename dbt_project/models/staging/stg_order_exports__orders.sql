@@ -1,20 +1,14 @@
+{#- The record key, stated once: [staging column, raw expression] pairs (macros/incremental_staging.sql). -#}
+{%- set record_key = [['shop', 'lower(btrim(shop))'], ['shop_order_id', 'btrim(order_id)']] -%}
+
 {{
     config(
         materialized='incremental',
-        unique_key=['shop', 'shop_order_id'],
+        unique_key=staging_unique_key(record_key),
         incremental_strategy='delete+insert',
         on_schema_change='sync_all_columns',
-        indexes=[
-            {'columns': ['shop', 'shop_order_id'], 'unique': true},
-            {'columns': ['loaded_at']},
-            {'columns': ['staged_at']},
-        ],
-        post_hook=[
-            "{{ delete_keys_without_loaded_versions(source('order_exports', 'orders'), [
-                ['shop', 'lower(btrim(shop))'],
-                ['shop_order_id', 'btrim(order_id)'],
-            ]) }}",
-        ],
+        indexes=staging_indexes(record_key),
+        post_hook=[staging_delete_hook('order_exports', 'orders', record_key)],
     )
 }}
 
@@ -24,24 +18,7 @@
 
 with
 
-source as (
-
-    {{ loaded_versions_of_touched_keys(source('order_exports', 'orders'), ['lower(btrim(shop))', 'btrim(order_id)']) }}
-
-),
-
-latest_versions as (
-
-    select
-        *,
-        row_number() over (
-            partition by lower(btrim(shop)), btrim(order_id)
-            order by _loaded_at desc, _row_number desc
-        ) as version_number
-    from source
-    where order_id is not null
-
-),
+{{ latest_loaded_versions(source('order_exports', 'orders'), record_key) }},
 
 final as (
 

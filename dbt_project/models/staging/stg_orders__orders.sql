@@ -1,17 +1,14 @@
+{#- The record key, stated once: [staging column, raw expression] pairs (macros/incremental_staging.sql). -#}
+{%- set record_key = [['order_id', 'order_id']] -%}
+
 {{
     config(
         materialized='incremental',
-        unique_key='order_id',
+        unique_key=staging_unique_key(record_key),
         incremental_strategy='delete+insert',
         on_schema_change='sync_all_columns',
-        indexes=[
-            {'columns': ['order_id'], 'unique': true},
-            {'columns': ['loaded_at']},
-            {'columns': ['staged_at']},
-        ],
-        post_hook=[
-            "{{ delete_keys_without_loaded_versions(source('orders', 'orders'), [['order_id', 'order_id']]) }}",
-        ],
+        indexes=staging_indexes(record_key),
+        post_hook=[staging_delete_hook('orders', 'orders', record_key)],
     )
 }}
 
@@ -20,24 +17,7 @@
 
 with
 
-source as (
-
-    {{ loaded_versions_of_touched_keys(source('orders', 'orders'), ['order_id']) }}
-
-),
-
-latest_versions as (
-
-    select
-        *,
-        row_number() over (
-            partition by order_id
-            order by updated_at desc nulls last, _loaded_at desc, _row_number desc
-        ) as version_number
-    from source
-    where order_id is not null
-
-),
+{{ latest_loaded_versions(source('orders', 'orders'), record_key, ['updated_at desc nulls last']) }},
 
 final as (
 

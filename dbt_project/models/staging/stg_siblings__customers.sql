@@ -1,20 +1,17 @@
+{#- The record key, stated once: [staging column, raw expression] pairs (macros/incremental_staging.sql). -#}
+{%- set record_key = [
+    ['source_system', "'sibling:' || lower(btrim(unit))"],
+    ['source_record_id', 'btrim(source_record_id)'],
+] -%}
+
 {{
     config(
         materialized='incremental',
-        unique_key=['source_system', 'source_record_id'],
+        unique_key=staging_unique_key(record_key),
         incremental_strategy='delete+insert',
         on_schema_change='sync_all_columns',
-        indexes=[
-            {'columns': ['source_system', 'source_record_id'], 'unique': true},
-            {'columns': ['loaded_at']},
-            {'columns': ['staged_at']},
-        ],
-        post_hook=[
-            "{{ delete_keys_without_loaded_versions(source('siblings', 'customers'), [
-                ['source_system', \"'sibling:' || lower(btrim(unit))\"],
-                ['source_record_id', 'btrim(source_record_id)'],
-            ]) }}",
-        ],
+        indexes=staging_indexes(record_key),
+        post_hook=[staging_delete_hook('siblings', 'customers', record_key)],
     )
 }}
 
@@ -24,27 +21,7 @@
 
 with
 
-source as (
-
-    {{ loaded_versions_of_touched_keys(
-        source('siblings', 'customers'),
-        ["'sibling:' || lower(btrim(unit))", 'btrim(source_record_id)'],
-    ) }}
-
-),
-
-latest_versions as (
-
-    select
-        *,
-        row_number() over (
-            partition by lower(btrim(unit)), btrim(source_record_id)
-            order by _loaded_at desc, _row_number desc
-        ) as version_number
-    from source
-    where source_record_id is not null
-
-),
+{{ latest_loaded_versions(source('siblings', 'customers'), record_key) }},
 
 final as (
 

@@ -37,6 +37,7 @@ from crm_knowledge.ingest.files import pending_files
 from crm_knowledge.ingest.readers import header_key
 from crm_knowledge.ingest.registry import SourceConfig
 from crm_knowledge.settings import Settings
+from crm_knowledge.warehouse.db import connect
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ CHUNK = 1 << 20
 
 
 def _admin_exec(settings: Settings, statement: sql.Composable) -> None:
-    with psycopg.connect(settings.server_url("postgres"), autocommit=True) as conn:
+    with connect(settings.server_url("postgres"), autocommit=True) as conn:
         conn.execute(statement)
 
 
@@ -108,7 +109,7 @@ def _time_sources(settings: Settings, sources: list[SourceConfig], label: str, s
     url = create_baseline_db(settings)
     out: dict[str, dict[str, Any]] = {}
     try:
-        with psycopg.connect(url, autocommit=True) as conn:
+        with connect(url, autocommit=True) as conn:
             if setup:
                 conn.execute(setup)
             for cfg in sources:

@@ -6,7 +6,7 @@ this process, the subprocesses it starts (dbt, the webhook receiver) and the war
 * ``pipeline`` memory: resident set of this process and all its children (RSS);
 * ``warehouse`` memory: proportional set size (PSS) of the embedded PostgreSQL's processes, so shared
   buffers are counted once rather than once per backend;
-* ``total``: the two added at the same instant; the issue's 4 GB budget is about this figure.
+* ``total``: the two added at the same instant; the 4 GB memory budget (README "Benchmarks") is about this figure.
 """
 
 from __future__ import annotations

@@ -22,16 +22,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-import psycopg
-
 from crm_knowledge.bench.measure import MemorySampler, StageTimer
 from crm_knowledge.runner import airflow_env, run_dbt, webhook_receiver
 from crm_knowledge.settings import PROJECT_ROOT, Settings, get_settings
+from crm_knowledge.warehouse.db import connect
 
 log = logging.getLogger(__name__)
 
 RESULTS_DIR = PROJECT_ROOT / "bench" / "results"
-BENCH_PORT = 54360
 AS_OF = dt.date(2026, 11, 20)
 STAGING_SELECT = ["path:seeds", "path:models/staging", "tag:identity_input"]
 MARTS_SELECT = ["path:models/intermediate", "path:models/marts", "path:models/pii", "path:snapshots"]
@@ -42,8 +40,8 @@ def prepare_environment(size: int, home: Path | None = None, port: int | None = 
     """Point every setting at the benchmark's own home and port; must run before get_settings()."""
     home = home or PROJECT_ROOT / "var" / "bench" / str(size)
     os.environ["CKP_HOME"] = str(home)
-    os.environ["CKP_WAREHOUSE_PORT"] = str(port or int(os.environ.get("CKP_BENCH_PORT", BENCH_PORT)))
-    os.environ.setdefault("CKP_WEBHOOK_PORT", os.environ.get("CKP_BENCH_WEBHOOK_PORT", "8790"))
+    os.environ["CKP_WAREHOUSE_PORT"] = str(port or get_settings().bench_port)
+    os.environ.setdefault("CKP_WEBHOOK_PORT", str(get_settings().bench_webhook_port))
     os.environ["CKP_DEMO_MODE"] = "1"
     os.environ["AIRFLOW_HOME"] = str(home / "airflow")
     return home
@@ -83,7 +81,7 @@ def _dbt_build(settings: Settings, select: list[str], exclude: list[str] | None 
 
 
 def _table_rows(url: str, schemas: tuple[str, ...]) -> int:
-    with psycopg.connect(url) as conn:
+    with connect(url) as conn:
         conn.execute("analyze")
         return int(conn.execute(
             "select coalesce(sum(greatest(c.reltuples, 0)), 0) from pg_class c join pg_namespace n "
@@ -92,7 +90,7 @@ def _table_rows(url: str, schemas: tuple[str, ...]) -> int:
 
 
 def _batch_rows(url: str, batch_ids: list[str]) -> int:
-    with psycopg.connect(url) as conn:
+    with connect(url) as conn:
         return int(conn.execute("select coalesce(sum(rows_loaded), 0) from audit.load_batches "
                                 "where batch_id = any(%s)", (batch_ids,)).fetchone()[0])
 
@@ -196,7 +194,7 @@ def identity_scaling(settings: Settings, sizes: tuple[int, ...] = IDENTITY_SCALI
     from crm_knowledge.identity.resolve import resolve
     from crm_knowledge.identity.store import read_candidates
 
-    with psycopg.connect(settings.warehouse_url) as conn:
+    with connect(settings.warehouse_url) as conn:
         candidates = read_candidates(conn)
     # records of whole persons stay together: order by a stable hash of the record key, which mixes sources
     candidates = candidates.sort_values(["source_record_id", "source_system"], kind="stable").reset_index(drop=True)

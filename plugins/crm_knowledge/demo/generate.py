@@ -11,6 +11,7 @@ output of a chunk depends only on (seed, chunk).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -56,6 +57,7 @@ from crm_knowledge.demo.sources import (
 )
 from crm_knowledge.privacy.file_modes import open_private, restrict_umask, write_private_text
 from crm_knowledge.settings import Settings, get_settings
+from crm_knowledge.warehouse.db import connect
 
 log = logging.getLogger(__name__)
 
@@ -203,11 +205,10 @@ def generate(size: int, seed: int = 42, settings: Settings | None = None, as_of:
              "order_items": 0, "kiosk": 0}
 
     conn = None
+    orders_db = contextlib.ExitStack()
     if write_orders_db:
-        import psycopg
-
         url = odb.ensure_orders_database(settings)
-        conn = psycopg.connect(url)
+        conn = orders_db.enter_context(connect(url))
         conn.execute("set timezone = 'UTC'")
         cur = conn.cursor()
         odb.recreate_schema(cur)
@@ -235,8 +236,7 @@ def generate(size: int, seed: int = 42, settings: Settings | None = None, as_of:
         raise
     finally:
         out.close()
-        if conn is not None:
-            conn.close()
+        orders_db.close()
 
     counts = {
         "persons": size,
@@ -495,10 +495,8 @@ def generate_increment(day: dt.date, seed: int, settings: Settings | None = None
     counts.update({"orders.customers_new": k_new, "orders.orders_new": len(block.orders),
                    "orders.order_items_new": len(block.items)})
     if state.get("orders_db", True):
-        import psycopg
-
         url = odb.ensure_orders_database(settings)
-        with psycopg.connect(url) as conn:
+        with connect(url) as conn:
             conn.execute("set timezone = 'UTC'")
             cur = conn.cursor()
             odb.copy_frame(cur, "customers", cust_df)
@@ -575,17 +573,17 @@ def main(argv: list[str] | None = None) -> int:
                     help="allow dropping and refilling the orders tables of a database named by CKP_ORDERS_URL "
                          "or WAREHOUSE_URL (only for a database created for the demo)")
     args = ap.parse_args(argv)
-    import os
+    settings = get_settings()
 
     restrict_umask()
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    seed = args.seed if args.seed is not None else int(os.environ.get("CKP_DEMO_SEED") or 42)
+    seed = args.seed if args.seed is not None else settings.demo_seed
     try:
         if args.increment_day:
             summary = generate_increment(args.increment_day, seed, overwrite_external_db=args.overwrite_external_db)
         else:
-            size = args.size if args.size is not None else int(os.environ.get("CKP_DEMO_SIZE") or 2000)
+            size = args.size if args.size is not None else settings.demo_size
             summary = generate(size, seed, as_of=args.as_of, write_orders_db=not args.no_orders_db,
                                overwrite_external_db=args.overwrite_external_db)
     except DemoTargetRefused as exc:

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from crm_knowledge.demo import names_fa as N
+from crm_knowledge.warehouse.db import connect
 
 log = logging.getLogger(__name__)
 
@@ -282,11 +283,10 @@ def table_checksum(conn, table: str, key: str) -> tuple[int, str]:
 
 
 def checksum_all(url: str) -> dict[str, tuple[int, str]]:
-    import psycopg
 
     keys = {"customers": "customer_id", "products": "product_id", "orders": "order_id",
             "order_items": "order_item_id"}
-    with psycopg.connect(url) as conn:
+    with connect(url) as conn:
         conn.execute("set timezone = 'UTC'")
         return {t: table_checksum(conn, t, k) for t, k in keys.items()}
 

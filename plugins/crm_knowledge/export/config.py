@@ -36,7 +36,6 @@ A destination::
 from __future__ import annotations
 
 import csv
-import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -44,9 +43,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from crm_knowledge.config_reader import ConfigError, ConfigReader, load_yaml_file
-from crm_knowledge.settings import PROJECT_ROOT
-
-DEFAULT_CONFIG_PATH = PROJECT_ROOT / "config" / "destinations.yml"
+from crm_knowledge.settings import env_value, get_settings
 
 KINDS = ("file", "database", "webhook")
 PURPOSES = ("marketing", "service", "analytics")
@@ -154,7 +151,7 @@ class DatabaseSettings:
 
     def resolve_url(self, settings: Any = None) -> str:
         if self.url_env:
-            url = os.environ.get(self.url_env)
+            url = env_value(self.url_env)
             if not url:
                 raise DestinationConfigError(
                     f"database destination: environment variable {self.url_env} (database.url_env) is not set"
@@ -178,7 +175,7 @@ class WebhookSettings:
 
     def resolve_url(self) -> str:
         if self.url_env:
-            url = os.environ.get(self.url_env)
+            url = env_value(self.url_env)
             if not url:
                 raise DestinationConfigError(
                     f"webhook destination: environment variable {self.url_env} (webhook.url_env) is not set"
@@ -237,7 +234,7 @@ def expand_env(text: str) -> str:
 
     def repl(m: re.Match) -> str:
         name, default = m.group(1), m.group(2)
-        value = os.environ.get(name)
+        value = env_value(name)
         if value not in (None, ""):
             return value
         if default is not None:
@@ -428,7 +425,7 @@ def _parse_destination(r: _Reader, base_dir: Path) -> DestinationConfig:
 def parse_destinations(data: Any, source: str = "<destinations config>",
                        base_dir: Path | None = None) -> DestinationsConfig:
     """Validate an already-parsed YAML document; ``base_dir`` resolves relative exclude files."""
-    base_dir = base_dir or (PROJECT_ROOT / "config")
+    base_dir = base_dir or get_settings().config_dir
     top = _Reader(data, source, "")
     top.expect_keys(["destinations"])
     items = top.list_("destinations", allow_empty=True)
@@ -443,11 +440,11 @@ def parse_destinations(data: Any, source: str = "<destinations config>",
 
 def parse_destination(data: Any, source: str = "<destination>", base_dir: Path | None = None) -> DestinationConfig:
     """Validate one destination mapping (handy for tests and ad-hoc deliveries)."""
-    return _parse_destination(_Reader(data, source, ""), base_dir or (PROJECT_ROOT / "config"))
+    return _parse_destination(_Reader(data, source, ""), base_dir or get_settings().config_dir)
 
 
 def load_destinations(path: Path | str | None = None) -> DestinationsConfig:
-    """Read and validate the destinations config (default ``config/destinations.yml``)."""
-    path = Path(path) if path is not None else DEFAULT_CONFIG_PATH
+    """Read and validate the destinations config (default :attr:`Settings.destinations_file`)."""
+    path = Path(path) if path is not None else get_settings().destinations_file
     data = load_yaml_file(path, DestinationConfigError, "destinations config")
     return parse_destinations(data, str(path), base_dir=path.parent)

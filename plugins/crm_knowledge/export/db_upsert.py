@@ -16,6 +16,7 @@ from psycopg import sql
 
 from crm_knowledge.export.config import DIM_FIELDS, PII_FIELDS, SEGMENT_FIELDS, DestinationConfig
 from crm_knowledge.export.file_drop import SendResult
+from crm_knowledge.warehouse.db import connect
 
 
 def column_types(dest: DestinationConfig) -> dict[str, str]:
@@ -71,7 +72,7 @@ def send(dest: DestinationConfig, records: list[dict[str, Any]], *, delivery_id:
             sql.SQL("{0} = excluded.{0}").format(sql.Identifier(c)) for c in insert_cols if c != key))
     insert = sql.SQL("insert into {} ({}) values ({}) on conflict ({}) {}").format(
         _table(dest), sql.SQL(", ").join(map(sql.Identifier, insert_cols)), values, sql.Identifier(key), conflict)
-    with psycopg.connect(url, application_name="crm_knowledge.export") as conn:
+    with connect(url, application_name="crm_knowledge.export") as conn:
         ensure_table(conn, dest)
         with conn.cursor() as cur:
             if upserts:

@@ -32,6 +32,7 @@ from crm_knowledge.export.audience import customer_status, select_members
 from crm_knowledge.export.config import DestinationConfig, DestinationConfigError, load_destinations
 from crm_knowledge.export.delta import Delta, PriorState, compute_delta, record_columns
 from crm_knowledge.settings import Settings, get_settings
+from crm_knowledge.warehouse.db import advisory_lock, advisory_unlock, connect
 
 log = logging.getLogger(__name__)
 
@@ -140,9 +141,9 @@ def deliver(destination_config: DestinationConfig, as_of: date, conn_url: str | 
         "rows_removed": 0, "not_sent_changed": 0, "not_sent_removed": 0, "removed_by_reason": {},
         "location": None, "checksum": None, "named_fields": list(dest.named_fields), "error": None,
     }
-    with psycopg.connect(conn_url, autocommit=True, application_name="crm_knowledge.export") as conn:
+    with connect(conn_url, autocommit=True, application_name="crm_knowledge.export") as conn:
         lock_key = f"crm_knowledge.export:{dest.name}"
-        if not conn.execute("select pg_try_advisory_lock(hashtext(%s))", (lock_key,)).fetchone()[0]:
+        if not advisory_lock(conn, lock_key, wait=False):
             raise DeliveryError(f"destination {dest.name!r}: another delivery is running", result)
         try:
             conn.execute(
@@ -212,7 +213,7 @@ def deliver(destination_config: DestinationConfig, as_of: date, conn_url: str | 
             return result
         finally:
             try:
-                conn.execute("select pg_advisory_unlock(hashtext(%s))", (lock_key,))
+                advisory_unlock(conn, lock_key)
             except psycopg.Error:  # a broken connection releases its session locks anyway
                 log.debug("export %s: advisory unlock failed", dest.name, exc_info=True)
 
@@ -226,7 +227,7 @@ def deliver_all(as_of: date, settings: Settings | None = None, only: list[str] |
     destinations were attempted if any failed (its ``results`` holds the records).
     """
     settings = settings or get_settings()
-    cfg = load_destinations(config_path or Path(settings.config_dir) / "destinations.yml")
+    cfg = load_destinations(config_path or settings.destinations_file)
     if only is not None:
         known = {d.name for d in cfg.destinations}
         unknown = [n for n in only if n not in known]

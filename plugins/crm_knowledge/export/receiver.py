@@ -25,6 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from crm_knowledge.privacy.file_modes import private_dir
+from crm_knowledge.settings import get_settings
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +142,7 @@ def make_server(port: int = 0, out_dir: Path | str = "webhook_inbox", *, host: s
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--port", type=int, default=int(os.environ.get("CKP_WEBHOOK_PORT", "8765")))
+    ap.add_argument("--port", type=int, default=get_settings().webhook_port)
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--out", required=True, help="folder where received batches are stored")
     ap.add_argument("--path", default=None, help="only accept POSTs to this path (default: any)")

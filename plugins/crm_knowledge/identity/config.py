@@ -16,9 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from crm_knowledge.config_reader import ConfigError, load_yaml_file
-from crm_knowledge.settings import PROJECT_ROOT
-
-DEFAULT_PATH = PROJECT_ROOT / "config" / "identity.yml"
+from crm_knowledge.settings import get_settings
 
 #: Identifier kinds and the candidate column holding each.
 IDENTIFIER_COLUMNS: dict[str, str] = {
@@ -370,12 +368,13 @@ def _full_resolution_weekdays(v: _V, raw: dict[str, Any]) -> frozenset[int]:
 
 def load_config(path: str | Path | None = None) -> IdentityConfig:
     """Load `config/identity.yml` (or `path`) and validate it."""
-    p = Path(path) if path is not None else DEFAULT_PATH
+    settings = get_settings()
+    p = Path(path) if path is not None else settings.identity_file
     if not p.exists():
         raise IdentityConfigError(f"{p}: identity configuration file not found")
     raw = load_yaml_file(p, IdentityConfigError, "identity configuration") or {}
     try:
-        shown = p.relative_to(PROJECT_ROOT)
+        shown = p.relative_to(settings.config_dir.parent)
     except ValueError:
         shown = p
     return config_from_dict(raw, source=str(shown))

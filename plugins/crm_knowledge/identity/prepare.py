@@ -7,16 +7,12 @@ and script-neutral name keys built with :func:`crm_knowledge.normalize.romanize`
 
 from __future__ import annotations
 
-import functools
-import logging
 import re
-import unicodedata
-from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
 
-log = logging.getLogger(__name__)
+from crm_knowledge.normalize import romanize
 
 CANDIDATE_COLUMNS = [
     "source_system", "source_record_id", "first_name_norm", "last_name_norm", "full_name_norm", "email_norm",
@@ -26,72 +22,14 @@ CANDIDATE_COLUMNS = [
 KEY = ["source_system", "source_record_id"]
 
 
-# --- romanisation ------------------------------------------------------------------------------
-
-_FA_MAP = {
-    "ا": "", "آ": "a", "أ": "", "إ": "", "ء": "", "ئ": "", "ؤ": "", "ب": "b", "پ": "p", "ت": "t", "ث": "s",
-    "ج": "j", "چ": "ch", "ح": "h", "خ": "kh", "د": "d", "ذ": "z", "ر": "r", "ز": "z", "ژ": "zh", "س": "s",
-    "ش": "sh", "ص": "s", "ض": "z", "ط": "t", "ظ": "z", "ع": "", "غ": "gh", "ف": "f", "ق": "gh", "ک": "k",
-    "ك": "k", "گ": "g", "ل": "l", "م": "m", "ن": "n", "و": "", "ه": "h", "ة": "h", "ی": "", "ي": "", "ى": "",
-}
-
-
-_FA_START = set("اآعأإ")
-_FA_END_I = set("یيى")
-
-
-def _fallback_token(tok: str) -> str:
-    if any(ch in _FA_MAP for ch in tok):
-        tok = "".join(ch for ch in tok if ch in _FA_MAP)
-        if not tok:
-            return ""
-        start = "a" if tok[0] in _FA_START else ""
-        end = "i" if len(tok) > 1 and tok[-1] in _FA_END_I else ""
-        body = tok[1 if start else 0: len(tok) - 1 if end else len(tok)]
-        body = "".join(_FA_MAP[ch] for ch in body)
-    else:
-        tok = "".join(ch for ch in tok if "a" <= ch <= "z")
-        if not tok:
-            return ""
-        start = "a" if tok[0] in "aeiou" else ""
-        end = "i" if len(tok) > 1 and tok[-1] in "iy" else ""
-        body = tok[1 if start else 0: len(tok) - 1 if end else len(tok)]
-        body = body.replace("ch", "\x00").replace("q", "gh").replace("c", "k").replace("\x00", "ch")
-        # vowels and y/v/w (vowel carriers in Persian script) carry no identity here
-        body = re.sub(r"[aeiouyvw]", "", body)
-    body = re.sub(r"(.)\1+", r"\1", body)
-    return start + body + end
-
-
-def _fallback_romanize(text: str) -> str:
-    """Consonant-skeleton key used only until `crm_knowledge.normalize.romanize` exists.
-
-    Keeps a leading vowel as "a" and a final i/ی as "i"; drops inner vowels (not written in Persian).
-    """
-    text = unicodedata.normalize("NFKC", text.lower())
-    return " ".join(t for t in (_fallback_token(x) for x in text.split()) if t)
-
-
-@functools.lru_cache(maxsize=1)
-def _resolve_romanize() -> Callable[[str], str]:
-    try:
-        from crm_knowledge.normalize import romanize  # type: ignore[attr-defined]
-
-        return romanize
-    except ImportError:
-        log.warning("crm_knowledge.normalize.romanize not available; using identity's fallback name key")
-        return _fallback_romanize
-
-
-def name_key(value: object, romanize: Callable[[str], str] | None = None) -> str | None:
-    """Script-neutral key of one name (spaces removed), or None."""
+def name_key(value: object) -> str | None:
+    """Script-neutral key of one name (:func:`crm_knowledge.normalize.romanize`, spaces removed), or None."""
     if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
         return None
     text = str(value).strip()
     if not text:
         return None
-    r = romanize or _resolve_romanize()
-    key = r(text)
+    key = romanize(text)
     if key is None:
         return None
     key = re.sub(r"\s+", "", str(key))
@@ -185,14 +123,13 @@ def prepare(candidates: pd.DataFrame) -> pd.DataFrame:
         raise ValueError("identity candidates have null source_system or source_record_id")
     df["rid"] = np.arange(len(df), dtype=np.int64)
 
-    romanize = _resolve_romanize()
     cache: dict[str, str | None] = {}
 
     def key(v):
         if v is None:
             return None
         if v not in cache:
-            cache[v] = name_key(v, romanize)
+            cache[v] = name_key(v)
         return cache[v]
 
     def text(v: str | None, k: str | None) -> str | None:

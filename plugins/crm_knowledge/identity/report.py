@@ -7,10 +7,10 @@ the pipeline itself.
 from __future__ import annotations
 
 import pandas as pd
-import psycopg
 
 from crm_knowledge.identity.evaluate import evaluate, format_report
 from crm_knowledge.settings import Settings, get_settings
+from crm_knowledge.warehouse.db import connect
 
 
 def evaluation_metrics(settings: Settings | None = None, url: str | None = None) -> dict:
@@ -19,7 +19,7 @@ def evaluation_metrics(settings: Settings | None = None, url: str | None = None)
     if not truth_file.exists():
         raise FileNotFoundError(f"no ground truth at {truth_file}: generate demo data first (`ckp demo`)")
     truth = pd.read_csv(truth_file, dtype=str)
-    with psycopg.connect(url or settings.warehouse_url) as conn:
+    with connect(url or settings.warehouse_url) as conn:
         rows = conn.execute(
             "select source_system, source_record_id, customer_id from identity.record_clusters").fetchall()
     clusters = pd.DataFrame(rows, columns=["source_system", "source_record_id", "customer_id"])

@@ -34,7 +34,7 @@ from crm_knowledge.identity.resolve import (
 )
 from crm_knowledge.identity.stable_ids import format_id, parse_id
 from crm_knowledge.privacy.erasure import enforce_tombstones
-from crm_knowledge.warehouse.db import copy_csv
+from crm_knowledge.warehouse.db import connect, copy_csv, copy_rows, table_exists
 
 log = logging.getLogger(__name__)
 
@@ -61,10 +61,6 @@ def _copy_out(conn: psycopg.Connection, query: sql.Composable, columns: list[str
     return df.astype(object).where(df.notna(), None)
 
 
-def _table_exists(conn: psycopg.Connection, schema: str, table: str) -> bool:
-    return conn.execute("select to_regclass(%s) is not null", (f"{schema}.{table}",)).fetchone()[0]
-
-
 def _has_column(conn: psycopg.Connection, schema: str, table: str, column: str) -> bool:
     return conn.execute("select 1 from information_schema.columns where table_schema = %s and table_name = %s "
                         "and column_name = %s", (schema, table, column)).fetchone() is not None
@@ -74,7 +70,7 @@ def read_candidates(conn: psycopg.Connection) -> pd.DataFrame:
     """The matcher's input; plus `staged_at` (when staging last re-wrote the record) when the table has it,
     which tells an incremental run about late-arriving changes whose source time (seen_at) is old."""
     schema, table = CANDIDATES_TABLE
-    if not _table_exists(conn, schema, table):
+    if not table_exists(conn, f"{schema}.{table}"):
         raise RuntimeError(f"{schema}.{table} does not exist: run the dbt models before identity resolution")
     columns = list(CANDIDATE_COLUMNS)
     if _has_column(conn, schema, table, "staged_at"):
@@ -125,9 +121,8 @@ def record_issued_ids(conn: psycopg.Connection, customer_ids: Iterable[str], pre
 def _copy_in(conn: psycopg.Connection, table: str, columns: list[str], frame: pd.DataFrame) -> None:
     stmt = sql.SQL("copy identity.{} ({}) from stdin").format(
         sql.Identifier(table), sql.SQL(", ").join(sql.Identifier(c) for c in columns))
-    with conn.cursor() as cur, cur.copy(stmt) as copy:
-        for row in frame[columns].itertuples(index=False, name=None):
-            copy.write_row(tuple(None if _missing(v) else v for v in row))
+    copy_rows(conn, stmt, (tuple(None if _missing(v) else v for v in row)
+                           for row in frame[columns].itertuples(index=False, name=None)))
 
 
 def _missing(v) -> bool:
@@ -209,7 +204,7 @@ def mode_for(day: dt.date | dt.datetime, config: IdentityConfig | None = None, *
 
 def last_full_day(conn: psycopg.Connection) -> dt.date | None:
     """The latest pipeline day a full resolution ran for (None before the first)."""
-    if conn.execute("select to_regclass('identity.resolution_runs') is null").fetchone()[0]:
+    if not table_exists(conn, "identity.resolution_runs"):
         return None
     return conn.execute("select max(run_day) from identity.resolution_runs where mode = 'full'").fetchone()[0]
 
@@ -217,7 +212,7 @@ def last_full_day(conn: psycopg.Connection) -> dt.date | None:
 def decide_mode(conn_url: str, day: dt.date | dt.datetime, config: IdentityConfig | None = None, *,
                 force_full: bool = False) -> str:
     """:func:`mode_for` with the last full day read from ``identity.resolution_runs``."""
-    with psycopg.connect(conn_url) as conn:
+    with connect(conn_url) as conn:
         return mode_for(day, config, force_full=force_full, last_full_day=last_full_day(conn))
 
 
@@ -228,7 +223,7 @@ def run(conn_url: str, mode: str = "full", config: IdentityConfig | None = None,
     if mode not in ("full", "incremental"):
         raise ValueError(f"mode must be 'full' or 'incremental', got {mode!r}")
     config = config or load_config()
-    with psycopg.connect(conn_url) as conn:
+    with connect(conn_url) as conn:
         ensure_schema(conn)
         conn.commit()
         candidates = read_candidates(conn)

@@ -54,6 +54,7 @@ from crm_knowledge.ingest.readers import (
 from crm_knowledge.ingest.registry import KIND_TARGETS, SourceConfig
 from crm_knowledge.privacy.file_modes import private_dir, private_file, write_private_text
 from crm_knowledge.settings import Settings, get_settings
+from crm_knowledge.warehouse.db import connect
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +156,7 @@ def load_file(conn: psycopg.Connection, cfg: SourceConfig, path: Path,
     concurrently hold the source's lock (:func:`ingest_source` does).
     """
     if not conn.autocommit:
-        raise ValueError("load_file needs an autocommit connection (psycopg.connect(..., autocommit=True))")
+        raise ValueError("load_file needs an autocommit connection (warehouse.db.connect(..., autocommit=True))")
     settings = settings or get_settings()
     ledger.durable_commits(conn)
     checksum = sha256_file(path)
@@ -449,7 +450,7 @@ def ingest_source(cfg: SourceConfig, url: str | None = None, settings: Settings 
     """
     settings = settings or get_settings()
     results = []
-    with psycopg.connect(url or settings.warehouse_url, autocommit=True) as conn, \
+    with connect(url or settings.warehouse_url, autocommit=True) as conn, \
             ledger.source_lock(conn, cfg.name):
         errors.quiet_server_log(conn)
         ledger.abort_stale(conn, cfg.name)

@@ -21,7 +21,8 @@ from psycopg import sql
 
 from crm_knowledge.ingest import errors, ledger
 from crm_knowledge.ingest.registry import SourceConfig
-from crm_knowledge.settings import Settings, get_settings
+from crm_knowledge.settings import Settings, env_value, get_settings
+from crm_knowledge.warehouse.db import connect, table_exists
 
 log = logging.getLogger(__name__)
 
@@ -47,16 +48,16 @@ class WindowResult:
 
 def _raw_columns(conn: psycopg.Connection, table: str) -> list[tuple[str, str]]:
     """(name, type as declared, e.g. numeric(14,2)) of the business columns of raw.orders__<table>."""
+    if not table_exists(conn, f"raw.orders__{table}"):
+        raise RuntimeError(f"raw.orders__{table} does not exist; run the warehouse bootstrap first")
     rows = conn.execute(
         """select a.attname, format_type(a.atttypid, a.atttypmod)
              from pg_attribute a
-            where a.attrelid = to_regclass(%s) and a.attnum > 0 and not a.attisdropped
+            where a.attrelid = %s::regclass and a.attnum > 0 and not a.attisdropped
               and a.attname not like '\\_%%'
             order by a.attnum""",
         (f"raw.orders__{table}",),
     ).fetchall()
-    if not rows:
-        raise RuntimeError(f"raw.orders__{table} does not exist; run the warehouse bootstrap first")
     return [(r[0], r[1]) for r in rows]
 
 
@@ -189,10 +190,9 @@ def _refused_column(wh: psycopg.Connection, tmp: sql.Identifier, typed: list[tup
 
 
 def source_url(cfg: SourceConfig, settings: Settings) -> str:
-    import os
 
-    if cfg.connection_env and os.environ.get(cfg.connection_env):
-        return os.environ[cfg.connection_env]
+    if cfg.connection_env and env_value(cfg.connection_env):
+        return env_value(cfg.connection_env)
     return settings.orders_url
 
 
@@ -203,8 +203,8 @@ def extract_orders_db(cfg: SourceConfig, tables: list[str] | None = None,
     order = [t for t in ("products", "customers", "orders", "order_items") if t in cfg.tables]
     results = []
     # A repeatable-read snapshot on the source: all tables are read as of one instant.
-    with psycopg.connect(source_url(cfg, settings)) as src, \
-            psycopg.connect(settings.warehouse_url, autocommit=True) as wh:
+    with connect(source_url(cfg, settings)) as src, \
+            connect(settings.warehouse_url, autocommit=True) as wh:
         src.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
         src.read_only = True
         # One extract of the source at a time; a window left `running` by a crash is aborted and read again

@@ -39,7 +39,7 @@ CALENDARS = ("gregorian", "jalali")
 ORDERS_DB_TABLES = ("customers", "products", "orders", "order_items")
 
 _KNOWN_KEYS = {
-    "name", "kind", "description", "schedule", "path", "format", "encoding", "delimiter", "sheet",
+    "name", "kind", "description", "path", "format", "encoding", "delimiter", "sheet",
     "date_calendar", "date_format", "primary_key", "required_columns", "columns", "unit", "shop",
     "connection_env", "lookback_minutes", "tables", "invalid_optional_field", "field_issue_threshold",
 }
@@ -58,7 +58,6 @@ class SourceConfig:
     kind: str
     config_file: Path
     description: str = ""
-    schedule: str = "@daily"
     path: str | None = None
     format: str | None = None
     encoding: str = "utf-8"
@@ -121,6 +120,9 @@ def parse_source(path: Path) -> SourceConfig:
     if not isinstance(raw, dict):
         raise SourceConfigError(f"{path}: expected a mapping of settings at the top level")
 
+    if "schedule" in raw:
+        raise _fail(path, "schedule", "is not a source setting: a source is loaded on the schedule of the DAG "
+                    "that loads its kind (docs/operations.md, \"The DAGs\"); remove the key")
     unknown = sorted(set(raw) - _KNOWN_KEYS)
     if unknown:
         raise _fail(path, unknown[0], f"unknown setting (known: {', '.join(sorted(_KNOWN_KEYS))})")
@@ -146,7 +148,7 @@ def parse_source(path: Path) -> SourceConfig:
         if not isinstance(lookback, int) or lookback < 0:
             raise _fail(path, "lookback_minutes", "must be a whole number of minutes >= 0")
         return SourceConfig(name=name, kind=kind, config_file=path, description=raw.get("description", ""),
-                            schedule=raw.get("schedule", "@hourly"), tables=tables,
+                            tables=tables,
                             connection_env=raw.get("connection_env"), lookback_minutes=lookback)
 
     for key in ("path", "format", "columns", "primary_key"):
@@ -201,7 +203,7 @@ def parse_source(path: Path) -> SourceConfig:
 
     return SourceConfig(
         name=name, kind=kind, config_file=path, description=raw.get("description", ""),
-        schedule=raw.get("schedule", "@daily"), path=str(raw["path"]), format=fmt, encoding=encoding,
+        path=str(raw["path"]), format=fmt, encoding=encoding,
         delimiter=delimiter, sheet=raw.get("sheet"), date_calendar=calendar,
         date_format=raw.get("date_format"), primary_key=primary_key, required_columns=required,
         columns={str(k): str(v) for k, v in columns.items()}, unit=raw.get("unit"), shop=raw.get("shop"),

@@ -27,7 +27,7 @@ def _source(name: str) -> SourceConfig:
     for s in load_registry():
         if s.name == name:
             return s
-    raise KeyError(f"no source named {name!r} in {get_settings().config_dir / 'sources'}")
+    raise KeyError(f"no source named {name!r} in {get_settings().sources_dir}")
 
 
 def prepare_warehouse() -> list[str]:

@@ -40,6 +40,7 @@ from psycopg.types.json import Jsonb
 
 from crm_knowledge.privacy import lookup
 from crm_knowledge.settings import Settings, get_settings
+from crm_knowledge.warehouse.db import connect, table_exists
 
 log = logging.getLogger(__name__)
 
@@ -89,13 +90,13 @@ def _rows(conn: psycopg.Connection, schema: str, table: str, customer_ids: list[
 def _deliveries(conn: psycopg.Connection, customer_ids: list[str]) -> dict[str, list[dict[str, Any]]]:
     out: dict[str, list[dict[str, Any]]] = {"communications": [], "held_by_destinations": []}
     with conn.cursor(row_factory=dict_row) as cur:
-        if conn.execute("select to_regclass('scoring.communications') is not null").fetchone()[0]:
+        if table_exists(conn, "scoring.communications"):
             out["communications"] = [{k: _json_value(v) for k, v in r.items()} for r in cur.execute(
                 "select c.destination, c.audience, c.change_type, c.kind, c.purpose, c.communicated_at, "
                 "e.kind as destination_kind, e.as_of_date, e.status from scoring.communications c "
                 "left join audit.exports e on e.export_id = c.export_id where c.customer_id = any(%s) "
                 "order by c.communicated_at", (customer_ids,)).fetchall()]
-        if conn.execute("select to_regclass('scoring.delivered_state') is not null").fetchone()[0]:
+        if table_exists(conn, "scoring.delivered_state"):
             out["held_by_destinations"] = [{k: _json_value(v) for k, v in r.items()} for r in cur.execute(
                 "select destination, destination_key, payload, delivered_at from scoring.delivered_state "
                 "where customer_id = any(%s) order by destination, destination_key", (customer_ids,)).fetchall()]
@@ -126,7 +127,7 @@ def build_report(conn: psycopg.Connection, *, email: str | None = None, phone: s
             if not customer_ids:
                 report[section][table] = []
                 continue
-            if not conn.execute("select to_regclass(%s) is not null", (f"{schema}.{table}",)).fetchone()[0]:
+            if not table_exists(conn, f"{schema}.{table}"):
                 continue
             rows = _rows(conn, schema, table, customer_ids)
             if rows is not None:
@@ -161,7 +162,7 @@ def write_report(output: str | Path, *, verified_by: str, email: str | None = No
     if not verified_by or not verified_by.strip():
         raise ValueError("a customer data report needs --verified-by: who verified the requester's identity")
     settings = settings or get_settings()
-    with psycopg.connect(url or settings.warehouse_url, application_name="crm_knowledge.data_report") as conn:
+    with connect(url or settings.warehouse_url, application_name="crm_knowledge.data_report") as conn:
         report = build_report(conn, email=email, phone=phone, national_id=national_id, customer_id=customer_id)
         data = (json.dumps(report, indent=2, ensure_ascii=False, default=str) + "\n").encode("utf-8")
         path = Path(output)

@@ -64,6 +64,7 @@ from crm_knowledge.privacy import erasure_files, lookup
 from crm_knowledge.privacy.pseudonym import load_key, pseudonymize
 from crm_knowledge.privacy.roles import PIPELINE, SCHEMAS
 from crm_knowledge.settings import Settings, get_settings
+from crm_knowledge.warehouse.db import advisory_lock, advisory_unlock, connect, table_exists
 
 log = logging.getLogger(__name__)
 
@@ -202,7 +203,7 @@ def _persian_digits(text: str) -> str:
 
 
 def _as_pipeline(conn: psycopg.Connection) -> None:
-    """Run as ckp_pipeline when the connecting user may (the role the issue says runs erasure)."""
+    """Run as ckp_pipeline when the connecting user may (the role that owns and writes everything)."""
     ok = conn.execute("select exists (select from pg_roles where rolname = %s) "
                       "and pg_has_role(current_user, %s, 'MEMBER')", (PIPELINE, PIPELINE)).fetchone()[0]
     if ok:
@@ -247,7 +248,7 @@ def _write_tombstones(conn: psycopg.Connection, rows: list[tuple[str, str]], req
 
 
 def load_tombstones(conn: psycopg.Connection) -> dict[str, set[str]]:
-    if not conn.execute("select to_regclass('identity.erasure_tombstones') is not null").fetchone()[0]:
+    if not table_exists(conn, "identity.erasure_tombstones"):
         return {}
     out: dict[str, set[str]] = {}
     for kind, pseudonym in conn.execute("select identifier_kind, pseudonym from identity.erasure_tombstones"):
@@ -364,7 +365,7 @@ def send_removals(conn: psycopg.Connection, customer_ids: set[str], as_of: dt.da
         by_dest.setdefault(dest_name, []).append((key, cid, payload or {}))
     if not by_dest:
         return {}, {}
-    cfg = load_destinations(config_path or Path(settings.config_dir) / "destinations.yml")
+    cfg = load_destinations(config_path or settings.destinations_file)
     known = {x.name: x for x in cfg.destinations}
     sent: dict[str, int] = {}
     keys: dict[str, set[str]] = {}
@@ -426,7 +427,7 @@ def purge_records(conn: psycopg.Connection, records: set[lookup.RecordKey], cust
     systems = [s for s, _ in sorted(records)]
     ids = [r for _, r in sorted(records)]
     for table, spec in lookup.RAW_RECORD_TABLES.items():
-        if not ids or not conn.execute("select to_regclass(%s) is not null", (f"raw.{table}",)).fetchone()[0]:
+        if not ids or not table_exists(conn, f"raw.{table}"):
             continue
         q = sql.SQL("delete from raw.{} t using unnest(%s::text[], %s::text[]) k(s, r) "
                     "where {} = k.s and {} = k.r").format(
@@ -525,7 +526,7 @@ def redact_export_files(settings: Settings, keys_by_dest: dict[str, set[str]], c
     if not root.exists():
         return 0
     try:
-        cfg = load_destinations(config_path or Path(settings.config_dir) / "destinations.yml")
+        cfg = load_destinations(config_path or settings.destinations_file)
         dests = {x.name: x for x in cfg.destinations}
     except Exception:  # a broken config must not stop redaction: fall back to customer ids + needles
         dests = {}
@@ -618,14 +619,14 @@ def erase(request: ErasureRequest, *, settings: Settings | None = None, as_of: d
     identifiers = request.identifiers()
     key = load_key()
     req_id = request_id(identifiers, key)
-    with psycopg.connect(url or settings.warehouse_url, autocommit=True,
-                         application_name="crm_knowledge.erasure") as conn:
+    with connect(url or settings.warehouse_url, autocommit=True,
+                 application_name="crm_knowledge.erasure") as conn:
         _as_pipeline(conn)
-        conn.execute("select pg_advisory_lock(hashtext(%s))", (_LOCK,))
+        advisory_lock(conn, _LOCK)
         try:
             return _erase_locked(conn, request, identifiers, req_id, key, settings, as_of, config_path)
         finally:
-            conn.execute("select pg_advisory_unlock(hashtext(%s))", (_LOCK,))
+            advisory_unlock(conn, _LOCK)
 
 
 def _erase_locked(conn: psycopg.Connection, request: ErasureRequest, identifiers: dict[str, str], req_id: str,
@@ -731,7 +732,7 @@ def _removal_files(conn: psycopg.Connection, sent: dict[str, int]) -> list[str]:
 
 def form_requests(conn: psycopg.Connection) -> list[ErasureRequest]:
     """Erasure requests submitted through the web form (loaded batches only)."""
-    if not conn.execute("select to_regclass('raw.form_submissions') is not null").fetchone()[0]:
+    if not table_exists(conn, "raw.form_submissions"):
         return []
     rows = conn.execute(
         "select distinct on (btrim(f.submission_id)) btrim(f.submission_id), f.email, f.phone, f.national_id, "
@@ -784,7 +785,7 @@ def run_pending(as_of: dt.date | None = None, settings: Settings | None = None,
                 config_path: Path | str | None = None) -> dict[str, Any]:
     """Process every pending request (web forms, then dropped files); the DAG's task. No PII in the result."""
     settings = settings or get_settings()
-    with psycopg.connect(settings.warehouse_url, autocommit=True) as conn:
+    with connect(settings.warehouse_url, autocommit=True) as conn:
         from_forms = form_requests(conn)
     results: list[ErasureResult] = []
     failed: list[str] = []   # one failing request (a destination down, a bug) must not hold up the others

@@ -65,6 +65,7 @@ from crm_knowledge.export.file_drop import fsync_dir
 from crm_knowledge.ingest.files import sha256_file
 from crm_knowledge.privacy import lookup
 from crm_knowledge.settings import Settings
+from crm_knowledge.warehouse.db import table_exists as _exists
 
 log = logging.getLogger(__name__)
 
@@ -120,10 +121,6 @@ class Rewritten(NamedTuple):
 
 
 # --- locating rows through the warehouse's lineage --------------------------------------------------------------
-
-def _exists(conn: psycopg.Connection, qualified: str) -> bool:
-    return conn.execute("select to_regclass(%s) is not null", (qualified,)).fetchone()[0]
-
 
 def locate(conn: psycopg.Connection, records: Iterable[lookup.RecordKey], sql_pattern: str | None) -> Locations:
     """Batches and row numbers of the records (and of rejects / rows quoting an identifier); read-only.

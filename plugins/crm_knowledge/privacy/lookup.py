@@ -27,6 +27,7 @@ from psycopg import sql
 
 from crm_knowledge.normalize import normalize_email, normalize_national_id, normalize_phone
 from crm_knowledge.privacy.pseudonym import pseudonymize
+from crm_knowledge.warehouse.db import table_exists
 
 log = logging.getLogger(__name__)
 
@@ -106,12 +107,8 @@ def normalise_identifiers(email: str | None = None, phone: str | None = None,
     return out
 
 
-def _table_exists(conn: psycopg.Connection, qualified: str) -> bool:
-    return conn.execute("select to_regclass(%s) is not null", (qualified,)).fetchone()[0]
-
-
 def junk_pseudonyms(conn: psycopg.Connection) -> set[str]:
-    if not _table_exists(conn, "identity.junk_values"):
+    if not table_exists(conn, "identity.junk_values"):
         return set()
     return {r[0] for r in conn.execute("select identifier_value_hash from identity.junk_values").fetchall()}
 
@@ -120,7 +117,7 @@ def _raw_matches(conn: psycopg.Connection, values: dict[str, set[str]]) -> set[R
     """Record keys of raw rows whose (normalised) identifiers are among `values`."""
     keys: set[RecordKey] = set()
     for table, spec in RAW_RECORD_TABLES.items():
-        if not _table_exists(conn, f"raw.{table}"):
+        if not table_exists(conn, f"raw.{table}"):
             continue
         conds, params = [], {}
         for kind, column in spec["ids"].items():
@@ -139,7 +136,7 @@ def _raw_matches(conn: psycopg.Connection, values: dict[str, set[str]]) -> set[R
 
 
 def _unioned_matches(conn: psycopg.Connection, values: dict[str, set[str]]) -> set[RecordKey]:
-    if not _table_exists(conn, "intermediate.int_customer_records_unioned"):
+    if not table_exists(conn, "intermediate.int_customer_records_unioned"):
         return set()
     rows = conn.execute(
         "select source_system, source_record_id from intermediate.int_customer_records_unioned "
@@ -149,7 +146,7 @@ def _unioned_matches(conn: psycopg.Connection, values: dict[str, set[str]]) -> s
 
 
 def _customers_of(conn: psycopg.Connection, records: set[RecordKey]) -> set[str]:
-    if not records or not _table_exists(conn, "identity.record_clusters"):
+    if not records or not table_exists(conn, "identity.record_clusters"):
         return set()
     systems, ids = zip(*sorted(records), strict=True)
     rows = conn.execute(
@@ -161,7 +158,7 @@ def _customers_of(conn: psycopg.Connection, records: set[RecordKey]) -> set[str]
 
 def _with_retired_ids(conn: psycopg.Connection, customer_ids: set[str]) -> set[str]:
     """Add ids merged into (or out of) these customers: history tables may still carry them."""
-    if not customer_ids or not _table_exists(conn, "identity.customer_id_merges"):
+    if not customer_ids or not table_exists(conn, "identity.customer_id_merges"):
         return set(customer_ids)
     out = set(customer_ids)
     while True:
@@ -175,7 +172,7 @@ def _with_retired_ids(conn: psycopg.Connection, customer_ids: set[str]) -> set[s
 
 
 def _records_of(conn: psycopg.Connection, customer_ids: set[str]) -> set[RecordKey]:
-    if not customer_ids or not _table_exists(conn, "identity.record_clusters"):
+    if not customer_ids or not table_exists(conn, "identity.record_clusters"):
         return set()
     rows = conn.execute("select source_system, source_record_id from identity.record_clusters "
                         "where customer_id = any(%s)", (sorted(customer_ids),)).fetchall()
@@ -187,7 +184,7 @@ def _collect_values(conn: psycopg.Connection, match: Match) -> None:
     if not match.records:
         return
     systems, ids = (list(x) for x in zip(*sorted(match.records), strict=True))
-    if _table_exists(conn, "intermediate.int_customer_records_unioned"):
+    if table_exists(conn, "intermediate.int_customer_records_unioned"):
         rows = conn.execute(
             "select u.email, u.phone_e164, u.national_id, u.full_name_norm, u.first_name_norm, u.last_name_norm "
             "from intermediate.int_customer_records_unioned u "
@@ -201,7 +198,7 @@ def _collect_values(conn: psycopg.Connection, match: Match) -> None:
                 if name and name.strip():
                     match.names.add(name.strip())
     for table, spec in RAW_RECORD_TABLES.items():
-        if not _table_exists(conn, f"raw.{table}"):
+        if not table_exists(conn, f"raw.{table}"):
             continue
         cols = [*spec["ids"].values(), *spec["names"]]
         q = sql.SQL("select {} from raw.{} t join unnest(%s::text[], %s::text[]) k(s, r) "

@@ -1,6 +1,6 @@
 """Scan for leaks: is any customer's email, phone, national ID or full name outside the pii vault?
 
-The issue's acceptance test ("after `make run`, a scan of every non-pii schema and every export finds no
+The privacy promise ("after `make run`, a scan of every non-pii schema and every export finds no
 email, phone, national ID or name of any demo customer") as a command, ``ckp pii-scan`` (exit 1 on findings).
 
 * **What is searched for** (the needles): in a real deployment, everything the vault itself holds
@@ -42,6 +42,7 @@ from psycopg import sql
 
 from crm_knowledge.normalize import normalize_persian
 from crm_knowledge.settings import Settings, get_settings
+from crm_knowledge.warehouse.db import connect, copy_rows
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +164,7 @@ def vault_needles(url: str) -> dict[str, tuple[str, str]]:
             add(form, "phone", customer_id)
         add(national_id, "national_id", customer_id)
 
-    with psycopg.connect(url) as conn:
+    with connect(url) as conn:
         have = {r[0] for r in conn.execute(
             "select table_name from information_schema.tables where table_schema = 'pii'").fetchall()}
         if "pii_source_identities" in have:
@@ -189,9 +190,8 @@ def _load_needles(conn: psycopg.Connection, needles: dict[str, tuple[str, str]])
     conn.execute("create temp table if not exists pii_needles (needle text primary key, kind text, person_id text) "
                  "on commit preserve rows")
     conn.execute("truncate pii_needles")
-    with conn.cursor() as cur, cur.copy("copy pii_needles (needle, kind, person_id) from stdin") as copy:
-        for needle, (kind, pid) in needles.items():
-            copy.write_row((needle, kind, pid))
+    copy_rows(conn, "copy pii_needles (needle, kind, person_id) from stdin",
+              ((needle, kind, pid) for needle, (kind, pid) in needles.items()))
     conn.execute("analyze pii_needles")
 
 
@@ -248,7 +248,7 @@ def scan_database(url: str, needles: dict[str, tuple[str, str]], *, schemas: lis
                   tables: set[str] | None = None, label: str = "") -> tuple[list[Finding], int]:
     """Findings in the text/JSON columns of a database (non-excluded schemas, or only `tables`)."""
     findings: list[Finding] = []
-    with psycopg.connect(url, autocommit=True, application_name="crm_knowledge.pii_scan") as conn:
+    with connect(url, autocommit=True, application_name="crm_knowledge.pii_scan") as conn:
         # a destination database lacks the project's util functions: fold digits only, change nothing there
         fold = (sql.SQL("util.normalize_persian({}::text)") if _has_util(conn)
                 else sql.SQL("translate({}::text, %(fa)s, '01234567890123456789')"))
@@ -322,7 +322,7 @@ def scan(settings: Settings | None = None, needles: dict[str, tuple[str, str]] |
     settings = settings or get_settings()
     needles = needles if needles is not None else demo_needles(settings)
     result = ScanResult(needles=len(needles))
-    cfg = load_destinations(config_path or Path(settings.config_dir) / "destinations.yml")
+    cfg = load_destinations(config_path or settings.destinations_file)
     exempt_dirs: list[Path] = []
     for dest in cfg.destinations:
         if dest.named_fields:

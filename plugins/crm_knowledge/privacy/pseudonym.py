@@ -18,10 +18,11 @@ import base64
 import binascii
 import hashlib
 import hmac
-import os
 import re
 import unicodedata
 from collections.abc import Callable, Iterable
+
+from crm_knowledge.settings import get_settings
 
 KEY_ENV_VAR = "CKP_PSEUDONYM_KEY"
 DEMO_ENV_VAR = "CKP_DEMO_MODE"
@@ -99,7 +100,7 @@ def _decode_key(text: str) -> bytes:
 
 
 def is_demo_mode() -> bool:
-    return os.environ.get(DEMO_ENV_VAR, "").strip().lower() in ("1", "true", "yes", "on")
+    return get_settings().demo_mode
 
 
 def load_key() -> bytes:
@@ -107,7 +108,7 @@ def load_key() -> bytes:
 
     Unset: the public :data:`DEMO_KEY` in demo mode (CKP_DEMO_MODE=1), else :class:`PseudonymKeyMissing`.
     """
-    text = os.environ.get(KEY_ENV_VAR, "")
+    text = get_settings().pseudonym_key or ""
     if text.strip():
         return _decode_key(text)
     if is_demo_mode():

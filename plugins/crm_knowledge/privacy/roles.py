@@ -27,6 +27,8 @@ import re
 import psycopg
 from psycopg import sql
 
+from crm_knowledge.warehouse.db import advisory_lock, connect
+
 log = logging.getLogger(__name__)
 
 #: Every warehouse schema, created if missing.
@@ -161,7 +163,7 @@ def _objects_not_owned(conn: psycopg.Connection) -> list[tuple[str, sql.Composab
 def hand_ownership(conn: psycopg.Connection) -> int:
     """Make ``ckp_pipeline`` own the project schemas and their tables, views, sequences and functions.
 
-    The issue: the pipeline role *owns* and writes everything, so ownership (and with it ALTER, DROP,
+    The pipeline role *owns* and writes everything, so ownership (and with it ALTER, DROP,
     TRUNCATE, GRANT) does not hang on whichever admin user happened to create an object. The connecting
     user is made a member of ckp_pipeline first (it must be, to give objects away, and it keeps dropping
     and recreating them through dbt). Objects dbt recreates later are owned by the user dbt connects as
@@ -200,8 +202,8 @@ def ensure_roles(url: str) -> list[str]:
 
     Idempotent and safe to run concurrently; returns the group role names.
     """
-    with psycopg.connect(url) as conn:
-        conn.execute("select pg_advisory_xact_lock(hashtext(%s))", (_LOCK,))
+    with connect(url) as conn:
+        advisory_lock(conn, _LOCK, transaction=True)
         for role in GROUP_ROLES:
             conn.execute(_create_group_sql(role))
         for stmt in grant_statements():
@@ -227,8 +229,8 @@ def create_login(url: str, name: str, password: str, group: str) -> None:
     if name in GROUP_ROLES:
         raise ValueError("a login role cannot be one of the group roles")
     ident = sql.Identifier(name)
-    with psycopg.connect(url) as conn:
-        conn.execute("select pg_advisory_xact_lock(hashtext(%s))", (_LOCK,))
+    with connect(url) as conn:
+        advisory_lock(conn, _LOCK, transaction=True)
         exists = conn.execute("select 1 from pg_roles where rolname = %s", (name,)).fetchone()
         verb = "alter" if exists else "create"
         conn.execute(sql.SQL(verb + " role {} with login inherit password {}").format(ident, sql.Literal(password)))
@@ -242,7 +244,7 @@ def drop_login(url: str, name: str) -> None:
     if name in GROUP_ROLES:
         raise ValueError("refusing to drop a group role")
     ident = sql.Identifier(name)
-    with psycopg.connect(url) as conn:
+    with connect(url) as conn:
         if conn.execute("select 1 from pg_roles where rolname = %s", (name,)).fetchone():
             conn.execute(sql.SQL("drop owned by {}").format(ident))
             conn.execute(sql.SQL("drop role {}").format(ident))

@@ -37,7 +37,7 @@ from crm_knowledge.quality.context import DATASOURCE_NAME, build_context, build_
 from crm_knowledge.quality.results import Outcome
 from crm_knowledge.quality.suites import SuiteSpec, runtime_suite, spec_for_relation, specs_for_layer
 from crm_knowledge.settings import Settings, get_settings
-from crm_knowledge.warehouse.db import connect
+from crm_knowledge.warehouse.db import connect, table_exists
 
 log = logging.getLogger(__name__)
 
@@ -129,10 +129,6 @@ class GateResult:
 def _relation_sql(relation: str) -> sql.Composable:
     schema, _, table = relation.partition(".")
     return sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table))
-
-
-def _relation_exists(conn: psycopg.Connection, relation: str) -> bool:
-    return conn.execute("select to_regclass(%s) is not null", (relation,)).fetchone()[0]
 
 
 def _measure(conn: psycopg.Connection, query: str, columns: list[str]) -> tuple[int, dict[str, float]]:
@@ -425,7 +421,7 @@ def validate_layer(layer: str, pipeline_run_id: str, *, suites: list[str] | None
     messages = []
     with connect(run.url) as conn:
         for spec in specs:
-            if not _relation_exists(conn, spec.relation):
+            if not table_exists(conn, spec.relation):
                 dq_run_id = res.new_dq_run_id(layer)
                 res.start_run(conn, dq_run_id=dq_run_id, pipeline_run_id=pipeline_run_id, layer=layer,
                               suite=spec.name, batch_id=None)
@@ -470,6 +466,14 @@ def dbt_run_id(pipeline_run_id: str, suite: str) -> str:
     return f"dq-dbt-{pipeline_run_id}-{suite}"
 
 
+def model_layer(node: dict[str, Any]) -> str | None:
+    """The dbt layer (``staging``, ``intermediate``, ``marts``, ``pii``) a node is defined in: the folder under
+    ``models/`` of its file (a test's yml sits next to its model), so the auditor's report can show the dbt
+    tests of each layer next to that layer's Great Expectations checks."""
+    parts = Path(node.get("original_file_path") or "").parts
+    return parts[1] if len(parts) > 2 and parts[0] == "models" else None
+
+
 def dbt_outcomes(doc: dict[str, Any], nodes: dict[str, Any]) -> dict[str, tuple[set[str], list[Outcome]]]:
     """Suite (``dbt.<model>``) -> (unique_ids this invocation ran, outcomes to record) from a run_results doc.
 
@@ -484,7 +488,8 @@ def dbt_outcomes(doc: dict[str, Any], nodes: dict[str, Any]) -> dict[str, tuple[
         node = nodes.get(uid, {})
         kind = uid.split(".", 1)[0]
         message = res.scrub_db_message((r.get("message") or "")[:500] or None)
-        observed = {"status": status, "message": message, "unique_id": uid, "invocation_id": invocation}
+        observed = {"status": status, "message": message, "unique_id": uid, "invocation_id": invocation,
+                    "model_layer": model_layer(node)}
         if kind == "test":
             if status == "skipped":
                 continue

@@ -99,7 +99,7 @@ def destinations(settings: Settings | None = None) -> list[dict]:
     """Configured export destinations (``config/destinations.yml``): name, kind, purpose, audiences."""
     import yaml
 
-    path = (settings or get_settings()).config_dir / "destinations.yml"
+    path = (settings or get_settings()).destinations_file
     if not path.exists():
         return []
     doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}

@@ -28,7 +28,7 @@ from typing import Any
 from crm_knowledge.ingest.registry import KIND_TARGETS
 from crm_knowledge.quality import gate, report
 from crm_knowledge.quality.gate import POST_SCORING_SUITES, CriticalDataQualityError, GateResult
-from crm_knowledge.schedule import run_key
+from crm_knowledge.run_day import run_key
 from crm_knowledge.settings import Settings, get_settings
 from crm_knowledge.warehouse.db import connect
 
@@ -40,7 +40,7 @@ def _run_id(pipeline_run_id: str | None) -> str:
 
 
 def day_run_id(ds: str | None, run_after: dt.datetime | None = None) -> str:
-    """``day-<ds>``: the key of a day's results (:func:`crm_knowledge.schedule.run_key`, the same key the
+    """``day-<ds>``: the key of a day's results (:func:`crm_knowledge.run_day.run_key`, the same key the
     DAG tasks use). Without a logical date or `run_after` (a run outside Airflow): a manual run id."""
     if ds or run_after is not None:
         return run_key(ds, run_after)

@@ -30,7 +30,7 @@ from psycopg.rows import dict_row
 from crm_knowledge.privacy.file_modes import write_private_text
 from crm_knowledge.quality import lineage
 from crm_knowledge.settings import Settings, get_settings
-from crm_knowledge.warehouse.db import connect
+from crm_knowledge.warehouse.db import connect, table_exists
 
 log = logging.getLogger(__name__)
 
@@ -79,10 +79,6 @@ def _n(value: Any) -> str:
     return f'<td class="num">{_e(value)}</td>'
 
 
-def _table_exists(conn: psycopg.Connection, name: str) -> bool:
-    return conn.execute("select to_regclass(%s) is not null", (name,)).fetchone()[0]
-
-
 # --- data ------------------------------------------------------------------------------------------
 
 def collect(conn: psycopg.Connection, pipeline_run_id: str, since: dt.datetime | None = None) -> dict[str, Any]:
@@ -116,7 +112,7 @@ def collect(conn: psycopg.Connection, pipeline_run_id: str, since: dt.datetime |
                      r.suite, r.severity, r.expectation""", (pipeline_run_id,)).fetchall()
     exports: list[dict] = []
     exports_in_run = True
-    if _table_exists(conn, "audit.exports"):
+    if table_exists(conn, "audit.exports"):
         exports = cur.execute(
             """select export_id, destination, kind, as_of_date, rows_added, rows_changed, rows_removed, status,
                       started_at, finished_at from audit.exports where started_at >= %s
@@ -128,7 +124,7 @@ def collect(conn: psycopg.Connection, pipeline_run_id: str, since: dt.datetime |
                           rows_changed, rows_removed, status, started_at, finished_at
                      from audit.exports order by destination, started_at desc""").fetchall()
     field_issues: list[dict] = []
-    if batches and _table_exists(conn, "audit.field_issues"):
+    if batches and table_exists(conn, "audit.field_issues"):
         field_issues = cur.execute(
             """select source_name, batch_id, column_name, reason, count(*) as fields, min(row_number) as first_row
                  from audit.field_issues where batch_id = any(%s)
@@ -225,24 +221,38 @@ def _field_issues_section(data: dict) -> str:
 <th class="num">first row</th></tr></thead><tbody>{rows}</tbody></table></section>"""
 
 
+#: Rows of the per-layer table: each layer's Great Expectations suites, then the dbt tests of its models.
+LAYER_ORDER = ["raw", "staging", "dbt:staging", "dbt:intermediate", "marts", "dbt:marts", "dbt:pii", "dbt"]
+
+
+def _layer_of(r: dict) -> str:
+    """``dbt:<model layer>`` for a dbt test (see ``gate.model_layer``), else the GX layer."""
+    observed = r.get("observed_value")
+    if r["layer"] == "dbt" and isinstance(observed, dict) and observed.get("model_layer"):
+        return f"dbt:{observed['model_layer']}"
+    return r["layer"]
+
+
 def _checks_section(data: dict, docs_prefix: str) -> str:
     results = data["results"]
     layers: dict[str, dict[str, int]] = {}
+    suites: dict[str, set[str]] = {}
     for r in results:
-        s = layers.setdefault(r["layer"], {"run": 0, "passed": 0, "critical": 0, "warning": 0})
+        layer = _layer_of(r)
+        s = layers.setdefault(layer, {"run": 0, "passed": 0, "critical": 0, "warning": 0})
+        suites.setdefault(layer, set()).add(r["suite"])
         s["run"] += 1
         if r["success"]:
             s["passed"] += 1
         else:
             s[r["severity"]] += 1
-    suites = {}
     for run in data["runs"]:
-        suites.setdefault(run["layer"], set()).add(run["suite"])
-    order = ["raw", "staging", "dbt", "marts"]
+        if run["layer"] != "dbt":  # a dbt run row spans one model; its tests say which layer it is in
+            suites.setdefault(run["layer"], set()).add(run["suite"])
     layer_rows = "".join(
         f'<tr><td>{_e(layer)}</td>{_n(len(suites.get(layer, ())))}{_n(s["run"])}{_n(s["passed"])}'
         f'<td class="num sev-critical">{s["critical"]}</td><td class="num sev-warning">{s["warning"]}</td></tr>'
-        for layer, s in sorted(layers.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else 9))
+        for layer, s in sorted(layers.items(), key=lambda kv: LAYER_ORDER.index(kv[0]) if kv[0] in LAYER_ORDER else 99))
     failures = [r for r in results if not r["success"]]
     fail_rows = []
     for r in failures:
@@ -261,7 +271,7 @@ def _checks_section(data: dict, docs_prefix: str) -> str:
             detail = f'<div class="small">observed: {_e(observed)}</div>'
         pct = f"{r['unexpected_percent']:.2f}%" if r["unexpected_percent"] is not None else None
         fail_rows.append(
-            f'<tr class="failure sev-row-{_e(r["severity"])}"><td>{_e(r["layer"])}</td><td>{_e(r["suite"])}</td>'
+            f'<tr class="failure sev-row-{_e(r["severity"])}"><td>{_e(_layer_of(r))}</td><td>{_e(r["suite"])}</td>'
             f"<td><code>{_e(r['batch_id'])}</code></td>"
             f"<td><code>{_e(r['expectation'])}</code><div class=\"small\">{_e(r['description'])}</div>{detail}</td>"
             f"<td>{_e(r['column_name'])}</td><td class=\"sev-{_e(r['severity'])}\">{_e(r['severity'])}</td>"
@@ -276,6 +286,9 @@ def _checks_section(data: dict, docs_prefix: str) -> str:
         return ('<section id="checks"><h2>Data quality checks</h2>'
                 '<p class="muted">No check recorded for this run.</p></section>')
     return f"""<section id="checks"><h2>Data quality checks</h2>
+<p class="small muted">Schema rules (not null, unique, accepted values, relationships) are dbt tests, shown as
+<code>dbt:&lt;layer&gt;</code>; the Great Expectations suites of a layer gate raw batches and check formats,
+ranges, volume and null-rate drift (docs/data_contracts.md, "Where a quality rule belongs").</p>
 <table id="layers"><thead><tr><th>layer</th><th class="num">suites</th><th class="num">checks run</th>
 <th class="num">passed</th><th class="num">failed (critical)</th><th class="num">failed (warning)</th></tr></thead>
 <tbody>{layer_rows}</tbody></table>

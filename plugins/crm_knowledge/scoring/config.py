@@ -14,9 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from crm_knowledge.config_reader import ConfigError, ConfigReader, load_yaml_file
-from crm_knowledge.settings import PROJECT_ROOT
-
-DEFAULT_CONFIG_PATH = PROJECT_ROOT / "config" / "scoring.yml"
+from crm_knowledge.settings import get_settings
 
 #: Every segment name the RFM grid may use; a name outside this set is almost certainly a typo.
 RFM_SEGMENTS: tuple[str, ...] = (
@@ -256,6 +254,6 @@ def parse_scoring_config(data: Any, source: str = "<scoring config>") -> Scoring
 
 def load_scoring_config(path: Path | str | None = None) -> ScoringConfig:
     """Read and validate the scoring config (default ``config/scoring.yml``)."""
-    path = Path(path) if path is not None else DEFAULT_CONFIG_PATH
+    path = Path(path) if path is not None else get_settings().scoring_file
     data = load_yaml_file(path, ScoringConfigError, "scoring config")
     return parse_scoring_config(data, str(path))

@@ -31,7 +31,7 @@ from crm_knowledge.scoring.features import TIME_UNIT, customer_summary
 from crm_knowledge.scoring.rfm import score_rfm
 from crm_knowledge.scoring.tiers import assign_tiers
 from crm_knowledge.settings import Settings, get_settings
-from crm_knowledge.warehouse.db import read_frame
+from crm_knowledge.warehouse.db import connect, copy_rows, read_frame
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ def score_all(as_of: dt.date, url: str | None = None, config: ScoringConfig | No
     code_version = _code_version()
     runs: list[dict[str, Any]] = []
 
-    with psycopg.connect(url or settings.warehouse_url) as conn:
+    with connect(url or settings.warehouse_url) as conn:
         conn.execute("set timezone = 'UTC'")
         orders = read_frame(conn, ORDERS_SQL, {"cutoff": cutoff},
                             dtype={"customer_id": str, "order_id": str, "amount": "float64"})
@@ -250,7 +250,7 @@ def _write(url: str, as_of: dt.date, scores: pd.DataFrame, runs: list[dict[str, 
                "rfm_segment", "behaviour_cluster", "behaviour_profile", "churn_probability", "expected_purchases",
                "p_alive", "predicted_clv", "value_tier", "model_run_ids"]
     frame = scores.reset_index().rename(columns={"index": "customer_id"})
-    with psycopg.connect(url) as conn, conn.transaction():
+    with connect(url) as conn, conn.transaction():
         for r in runs:
             rid = run_ids[r["model"]]
             path, digest = _save_artifact(settings, rid, {"params": r["params"], "metrics": r["metrics"]})
@@ -273,8 +273,7 @@ def _write(url: str, as_of: dt.date, scores: pd.DataFrame, runs: list[dict[str, 
                     (rid, int(cid), Jsonb({k: float(v) for k, v in centroid.items()}),
                      int(labels.loc[cid, "size"]), str(labels.loc[cid, "label"])))
         conn.execute("delete from scoring.customer_scores where as_of_date = %s", (as_of,))
-        with conn.cursor() as cur, cur.copy(
-                f"copy scoring.customer_scores ({', '.join(columns)}) from stdin") as copy:
+        def score_rows():
             for row in frame.itertuples(index=False):
                 rec = row._asdict()
                 values = []
@@ -293,5 +292,7 @@ def _write(url: str, as_of: dt.date, scores: pd.DataFrame, runs: list[dict[str, 
                             values.append(None if not np.isfinite(v) else float(v))
                         else:
                             values.append(v)
-                copy.write_row(values)
+                yield values
+
+        copy_rows(conn, f"copy scoring.customer_scores ({', '.join(columns)}) from stdin", score_rows())
     log.info("wrote %s customer scores for %s and %s model runs", len(frame), as_of, len(runs))

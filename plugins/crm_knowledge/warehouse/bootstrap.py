@@ -16,6 +16,8 @@ from pathlib import Path
 
 import psycopg
 
+from crm_knowledge.warehouse.db import advisory_lock, connect
+
 log = logging.getLogger(__name__)
 
 SQL_DIR = Path(__file__).with_name("sql")
@@ -28,9 +30,9 @@ def ddl_files() -> list[Path]:
 def apply_ddl(url: str) -> list[str]:
     """Apply every DDL file to the database at `url` in one transaction; return the files applied."""
     applied = []
-    with psycopg.connect(url) as conn:
+    with connect(url) as conn:
         # One advisory lock so two tasks bootstrapping at once don't race on `create ... if not exists`.
-        conn.execute("select pg_advisory_xact_lock(hashtext('crm_knowledge.bootstrap'))")
+        advisory_lock(conn, "crm_knowledge.bootstrap", transaction=True)
         for path in ddl_files():
             try:
                 conn.execute(path.read_text(encoding="utf-8"))

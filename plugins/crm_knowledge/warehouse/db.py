@@ -1,21 +1,37 @@
-"""Connections to the warehouse and the orders source, derived from `crm_knowledge.settings`."""
+"""The warehouse access layer: every module reaches PostgreSQL through these few functions.
+
+* :func:`connect` — a connection to the warehouse (or any database URL), closed on exit, committed unless
+  the block raised, named in ``pg_stat_activity`` by ``application_name``;
+* :func:`table_exists` — whether a relation exists (optional tables: a stage that has not run yet);
+* :func:`advisory_lock` / :func:`advisory_unlock` — named PostgreSQL advisory locks (``hashtext(key)``), so two
+  tasks doing the same thing (bootstrap, a delivery to one destination, an erasure) never overlap;
+* :func:`copy_rows` (COPY in, row by row) and :func:`copy_csv` / :func:`read_frame` (COPY out, streamed).
+
+URLs come from :mod:`crm_knowledge.settings`; nothing here reads the environment.
+"""
 
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from crm_knowledge.settings import get_settings
 
 
 @contextmanager
-def connect(url: str | None = None, *, autocommit: bool = False) -> Iterator[psycopg.Connection]:
-    """A psycopg connection to the warehouse (or `url`), closed on exit, committed unless it raised."""
+def connect(url: str | None = None, *, autocommit: bool = False, application_name: str = "crm_knowledge",
+            **kwargs: Any) -> Iterator[psycopg.Connection]:
+    """A psycopg connection to the warehouse (or `url`), closed on exit, committed unless it raised.
+
+    Extra keyword arguments (``connect_timeout``, ``row_factory``, ...) go to :func:`psycopg.connect`.
+    """
     conn = psycopg.connect(url or get_settings().warehouse_url, autocommit=autocommit,
-                           application_name="crm_knowledge")
+                           application_name=application_name, **kwargs)
     try:
         with conn:
             yield conn
@@ -23,18 +39,50 @@ def connect(url: str | None = None, *, autocommit: bool = False) -> Iterator[psy
         conn.close()
 
 
+def table_exists(conn: psycopg.Connection, qualified_name: str) -> bool:
+    """Whether ``schema.table`` (a table, view or any relation) exists and is visible to this connection."""
+    return conn.execute("select to_regclass(%s) is not null", (qualified_name,)).fetchone()[0]
+
+
+def advisory_lock(conn: psycopg.Connection, key: str, *, wait: bool = True, transaction: bool = False) -> bool:
+    """Take the advisory lock named `key`; True when held.
+
+    `wait`: block until it is free (else return False at once when another session holds it).
+    `transaction`: released at the end of the current transaction (else held by the session until
+    :func:`advisory_unlock` or disconnect).
+    """
+    function = {(True, False): "pg_advisory_lock", (False, False): "pg_try_advisory_lock",
+                (True, True): "pg_advisory_xact_lock", (False, True): "pg_try_advisory_xact_lock"}[(wait, transaction)]
+    row = conn.execute(sql.SQL("select {}(hashtext(%s))::text").format(sql.Identifier(function)), (key,)).fetchone()
+    return row[0] != "false"  # the blocking forms return void (""), the try forms a boolean
+
+
+def advisory_unlock(conn: psycopg.Connection, key: str) -> None:
+    """Release the session advisory lock named `key` (taken with :func:`advisory_lock`)."""
+    conn.execute("select pg_advisory_unlock(hashtext(%s))", (key,))
+
+
+def copy_rows(conn: psycopg.Connection, statement: str | sql.Composable, rows: Iterable[Sequence[Any]]) -> int:
+    """COPY ``rows`` in with `statement` (``copy <table> (<columns>) from stdin``); returns the rows written.
+
+    Values go as Python objects (psycopg adapts them; None is NULL): no CSV quoting to get wrong.
+    """
+    n = 0
+    with conn.cursor() as cur, cur.copy(statement) as copy:
+        for row in rows:
+            copy.write_row(row)
+            n += 1
+    return n
+
+
 def table_count(conn: psycopg.Connection, qualified_name: str) -> int:
     schema, _, table = qualified_name.partition(".")
-    query = psycopg.sql.SQL("select count(*) from {}.{}").format(
-        psycopg.sql.Identifier(schema), psycopg.sql.Identifier(table)
-    )
+    query = sql.SQL("select count(*) from {}.{}").format(sql.Identifier(schema), sql.Identifier(table))
     return conn.execute(query).fetchone()[0]
 
 
-def copy_csv(conn: psycopg.Connection, query: str | psycopg.sql.Composable, *, header: bool) -> io.BytesIO:
+def copy_csv(conn: psycopg.Connection, query: str | sql.Composable, *, header: bool) -> io.BytesIO:
     """The rows of `query` as CSV bytes, streamed with COPY … TO STDOUT (rewound, ready for pandas)."""
-    from psycopg import sql
-
     q = sql.SQL(query) if isinstance(query, str) else query
     statement = sql.SQL("copy ({}) to stdout with (format csv, header {})").format(q, sql.SQL(str(header).lower()))
     buf = io.BytesIO()

@@ -14,10 +14,11 @@ Used by `Settings.dbt_env` (dbt run by the `ckp` commands and tests, through pro
 from __future__ import annotations
 
 import getpass
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from crm_knowledge.settings import env_value
 
 #: libpq parameters dbt-postgres takes as profile fields (besides host, port, user, password, dbname).
 PROFILE_FIELDS = ("sslmode", "sslcert", "sslkey", "sslrootcert", "application_name", "connect_timeout",
@@ -66,10 +67,10 @@ class DbtTarget:
 
 def _default_host() -> str:
     """What libpq uses without a host: PGHOST, else its Unix socket folder (Debian's, then upstream's)."""
-    if os.environ.get("PGHOST"):
-        return os.environ["PGHOST"]
+    if env_value("PGHOST"):
+        return env_value("PGHOST")
     for folder in ("/var/run/postgresql", "/tmp"):
-        if Path(folder, ".s.PGSQL." + (os.environ.get("PGPORT") or "5432")).exists():
+        if Path(folder, ".s.PGSQL." + (env_value("PGPORT") or "5432")).exists():
             return folder
     return "localhost"
 
@@ -79,12 +80,12 @@ def dbt_target(params: Mapping[str, object], *, what: str = "WAREHOUSE_URL") -> 
     them). Missing host, port, user and database get libpq's defaults, as psql would use them; `what` names
     the setting in errors."""
     given = {k: str(v) for k, v in params.items() if v not in (None, "")}
-    user = given.get("user") or os.environ.get("PGUSER") or getpass.getuser()
+    user = given.get("user") or env_value("PGUSER") or getpass.getuser()
     fields: dict[str, str | int] = {
         "host": given.get("host") or _default_host(),
-        "port": int(given.get("port") or os.environ.get("PGPORT") or 5432),
+        "port": int(given.get("port") or env_value("PGPORT") or 5432),
         "user": user,
-        "dbname": given.get("dbname") or os.environ.get("PGDATABASE") or user,
+        "dbname": given.get("dbname") or env_value("PGDATABASE") or user,
     }
     if given.get("password"):
         fields["password"] = given["password"]

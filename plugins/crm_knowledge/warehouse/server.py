@@ -327,10 +327,11 @@ def status(settings: Settings | None = None) -> ServerStatus:
 
 
 def ensure_database(admin_url: str, name: str) -> None:
-    import psycopg
     from psycopg import sql
 
-    with psycopg.connect(admin_url, autocommit=True) as conn:
+    from crm_knowledge.warehouse.db import connect
+
+    with connect(admin_url, autocommit=True) as conn:
         exists = conn.execute("select 1 from pg_database where datname = %s", (name,)).fetchone()
         if not exists:
             conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
@@ -340,11 +341,13 @@ def ensure_database(admin_url: str, name: str) -> None:
 def _wait_for_connection(url: str, timeout: float) -> None:
     import psycopg
 
+    from crm_knowledge.warehouse.db import connect
+
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
         try:
-            with psycopg.connect(url, connect_timeout=3) as conn:
+            with connect(url, connect_timeout=3) as conn:
                 conn.execute("select 1")
             return
         except psycopg.OperationalError as exc:

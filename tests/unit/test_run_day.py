@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from crm_knowledge.schedule import run_day, run_key
+from crm_knowledge.run_day import run_day, run_key
 
 
 def test_logical_date_wins():

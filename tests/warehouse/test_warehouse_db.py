@@ -1,0 +1,65 @@
+"""The warehouse access layer (crm_knowledge.warehouse.db) against the real server."""
+
+from __future__ import annotations
+
+import pytest
+
+from crm_knowledge.warehouse.db import (
+    advisory_lock,
+    advisory_unlock,
+    connect,
+    copy_rows,
+    read_frame,
+    table_count,
+    table_exists,
+)
+
+pytestmark = pytest.mark.warehouse
+
+
+def test_connect_commits_unless_the_block_raised_and_names_itself(scratch_db):
+    with connect(scratch_db, application_name="ckp-test") as conn:
+        conn.execute("create table t (id int)")
+        assert conn.execute("select current_setting('application_name')").fetchone()[0] == "ckp-test"
+    with pytest.raises(RuntimeError), connect(scratch_db) as conn:
+        conn.execute("insert into t values (1)")
+        raise RuntimeError("boom")
+    with connect(scratch_db) as conn:
+        assert conn.closed is False
+        assert table_count(conn, "public.t") == 0  # rolled back
+    assert conn.closed
+
+
+def test_table_exists(scratch_db):
+    with connect(scratch_db) as conn:
+        conn.execute("create schema s; create table s.present (id int); create view s.seen as select 1 as x")
+        assert table_exists(conn, "s.present") and table_exists(conn, "s.seen")
+        assert not table_exists(conn, "s.absent") and not table_exists(conn, "nowhere.absent")
+
+
+def test_advisory_lock_excludes_a_second_session_until_released(scratch_db):
+    with connect(scratch_db, autocommit=True) as first, connect(scratch_db, autocommit=True) as second:
+        assert advisory_lock(first, "ckp.test") is True  # blocking form: acquired
+        assert advisory_lock(second, "ckp.test", wait=False) is False
+        assert advisory_lock(second, "ckp.other", wait=False) is True  # locks are per name
+        advisory_unlock(first, "ckp.test")
+        assert advisory_lock(second, "ckp.test", wait=False) is True
+
+
+def test_transaction_lock_ends_with_the_transaction(scratch_db):
+    with connect(scratch_db) as first, connect(scratch_db, autocommit=True) as second:
+        assert advisory_lock(first, "ckp.tx", transaction=True) is True
+        assert advisory_lock(second, "ckp.tx", wait=False, transaction=True) is False
+        first.commit()
+        assert advisory_lock(second, "ckp.tx", wait=False) is True
+
+
+def test_copy_rows_in_and_read_frame_out(scratch_db):
+    rows = [(1, "علی", None), (2, 'with "quotes", commas\nand a newline', 3.5)]
+    with connect(scratch_db) as conn:
+        conn.execute("create table c (id int, name text, score double precision)")
+        assert copy_rows(conn, "copy c (id, name, score) from stdin", iter(rows)) == 2
+        frame = read_frame(conn, "select * from c where id >= %(low)s order by id", {"low": 1})
+    assert frame["id"].tolist() == [1, 2]
+    assert frame["name"].tolist() == [rows[0][1], rows[1][1]]
+    assert frame["score"].isna().tolist() == [True, False] and frame["score"].iloc[1] == 3.5
