@@ -29,6 +29,8 @@ from cosmos import DbtTaskGroup, RenderConfig
 from cosmos.constants import LoadMode
 
 PROJECT, PROFILE, EXECUTION = dbt_configs()
+# A selector of dbt_project/selectors.yml, the stage catalogue (crm_knowledge.dbt_stages).
+POST_SCORING_SELECTOR = "post_scoring"
 
 
 @dag(
@@ -55,7 +57,7 @@ def customer_scoring():
         profile_config=PROFILE,
         execution_config=EXECUTION,
         operator_args=dbt_operator_args(),
-        render_config=RenderConfig(load_method=LoadMode.DBT_MANIFEST, select=["tag:post_scoring"],
+        render_config=RenderConfig(load_method=LoadMode.DBT_MANIFEST, selector=POST_SCORING_SELECTOR,
                                    test_behavior=dbt_test_behavior(),
                                    should_detach_multiple_parents_tests=True),
     )

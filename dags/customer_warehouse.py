@@ -5,17 +5,19 @@ Runs whenever an ingestion DAG lands new raw data:
 
 1. **raw quality gate**: Great Expectations checks every newly loaded raw batch; a batch with a
    critical failure is held (it never reaches staging) and reported;
-2. **dbt staging** (+ `int_identity_candidates`): typed, normalised, latest version of each record;
-   incremental models re-read only the keys touched since the last run (late and released batches too);
+2. **dbt staging** (selector `identity_input`: staging + `int_identity_candidates`): typed, normalised,
+   latest version of each record; incremental models re-read only the keys touched since the last run
+   (late and released batches too);
 3. **identity resolution**: deterministic rules and Splink's probabilistic matching assign every
    customer-bearing source record to one stable `customer_id`. Daily it is *incremental* (the day's new
    and changed records are matched against the existing customers); on the weekday set in
    `config/identity.yml` (`full_resolution_weekday`, by the run's logical date; the day's first run) it
    re-resolves every record. Trigger with the param `full_identity_resolution: true` to force a full run
    on any day;
-4. **dbt marts**: the unified customer view (`dim_customers`, `customer_360`), facts, the customer
-   knowledge repository and the `pii` vault; after a full identity resolution with `--full-refresh`, so
-   the incremental facts are rebuilt from scratch once a week;
+4. **dbt marts** (selector `post_identity`): the unified customer view (`dim_customers`), facts, the
+   customer knowledge repository and the `pii` vault (`customer_360` and the segments are built after
+   scoring); after a full identity resolution with `--full-refresh`, so the incremental facts are rebuilt
+   from scratch once a week;
 5. **marts quality gate**: a critical failure here stops scoring and exports.
 
 Each dbt model and its tests are separate tasks (astronomer-cosmos, rendered from dbt's manifest).
@@ -39,8 +41,10 @@ from cosmos.constants import LoadMode
 
 PROJECT, PROFILE, EXECUTION = dbt_configs()
 
-STAGING_SELECT = ["path:seeds", "path:models/staging", "tag:identity_input"]
-MARTS_SELECT = ["path:models/intermediate", "path:models/marts", "path:models/pii", "path:snapshots"]
+# What each dbt group builds is a selector of dbt_project/selectors.yml (the stage catalogue,
+# crm_knowledge.dbt_stages); tests/unit/test_dbt_stages.py checks the rendered tasks against `dbt ls`.
+STAGING_SELECTOR = "identity_input"
+MARTS_SELECTOR = "post_identity"
 
 
 @dag(
@@ -71,7 +75,7 @@ def customer_warehouse():
         profile_config=PROFILE,
         execution_config=EXECUTION,
         operator_args=dbt_operator_args(),
-        render_config=RenderConfig(load_method=LoadMode.DBT_MANIFEST, select=STAGING_SELECT,
+        render_config=RenderConfig(load_method=LoadMode.DBT_MANIFEST, selector=STAGING_SELECTOR,
                                    test_behavior=dbt_test_behavior(),
                                    should_detach_multiple_parents_tests=True),
     )
@@ -94,8 +98,8 @@ def customer_warehouse():
         profile_config=PROFILE,
         execution_config=EXECUTION,
         operator_args={**dbt_operator_args(), "full_refresh": MARTS_FULL_REFRESH},
-        render_config=RenderConfig(load_method=LoadMode.DBT_MANIFEST, select=MARTS_SELECT,
-                                   exclude=["tag:identity_input"], test_behavior=dbt_test_behavior(),
+        render_config=RenderConfig(load_method=LoadMode.DBT_MANIFEST, selector=MARTS_SELECTOR,
+                                   test_behavior=dbt_test_behavior(),
                                    should_detach_multiple_parents_tests=True),
     )
 
