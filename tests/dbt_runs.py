@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from crm_knowledge import dbt_stages
-from crm_knowledge.runner import DbtResult, run_dbt
+from crm_knowledge.runner import DbtResult, dbt_process_env, run_dbt
 from crm_knowledge.settings import Settings
 
 
@@ -32,8 +31,8 @@ def as_of_vars(as_of: object) -> dict[str, str]:
 def dbt(settings: Settings, tmp: Path, *args: str) -> DbtResult:
     """One dbt command on ``settings``' warehouse, its target and logs under ``tmp``; a failing command fails
     the test with dbt's output."""
-    env = {**os.environ, **settings.dbt_env(), "DO_NOT_TRACK": "1", "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
-    result = run_dbt(list(args), env, settings, target_path=tmp / "target", log_path=tmp / "logs", check=False)
+    result = run_dbt(list(args), dbt_process_env(settings), settings, target_path=tmp / "target",
+                     log_path=tmp / "logs", check=False)
     assert result.ok, result.failure_message()
     return result
 

@@ -1,9 +1,8 @@
-"""The stage catalogue (dbt_project/selectors.yml, named by crm_knowledge.dbt_stages) is what the DAGs render.
+"""The stage catalogue (dbt_project/selectors.yml, named by crm_knowledge.dbt_stages) is what the DAGs build.
 
-`dbt ls --selector` is the truth for every `dbt build --selector` (benchmark, tests, hand-run builds); the
-DAGs render the same selectors through cosmos, which parses them itself. These tests fail when the two
-disagree, when a DAG renders a dbt group that is not in the catalogue, or when a model is in no stage or
-in two.
+Every dbt task of the DAGs is `dbt build --selector <stage>` (cosmos), as are the benchmark's and the tests'
+builds. These tests fail when a DAG's dbt task selects anything else, when a DAG runs dbt outside the
+catalogue or a stage is missing from the DAGs, and when a model is in no stage or in two.
 """
 
 from __future__ import annotations
@@ -38,10 +37,7 @@ def dbt_ls(*args: str) -> frozenset[str]:
 
 @pytest.fixture(scope="module")
 def dagbag():
-    """The dags folder parsed as Airflow does, on a fresh manifest (cosmos renders from it)."""
-    settings = get_settings()
-    run_dbt(["parse"], {**os.environ, **OFFLINE_PROFILE, "DBT_PROFILES_DIR": str(settings.dbt_project_dir)},
-            settings)
+    """The dags folder parsed as Airflow does."""
     if str(DAGS_DIR) not in sys.path:
         sys.path.append(str(DAGS_DIR))
     from airflow.dag_processing.dagbag import DagBag
@@ -51,24 +47,18 @@ def dagbag():
     return bag
 
 
-def _dbt_groups(dag) -> dict:
-    """group_id -> DbtTaskGroup of every cosmos task group in a DAG (nested groups included)."""
-    from cosmos import DbtTaskGroup
+def _dbt_tasks(dagbag) -> dict[tuple[str, str], object]:
+    """(dag_id, task_id) -> every task of every DAG that runs dbt through cosmos."""
+    from cosmos.operators.base import AbstractDbtBase
 
-    found, todo = {}, [dag.task_group]
-    while todo:
-        group = todo.pop()
-        for child in getattr(group, "children", {}).values():
-            if isinstance(child, DbtTaskGroup):
-                found[child.group_id] = child
-            if hasattr(child, "children"):
-                todo.append(child)
-    return found
+    return {(dag_id, t.task_id): t for dag_id, dag in dagbag.dags.items() for t in dag.tasks
+            if isinstance(t, AbstractDbtBase)}
 
 
 def test_stages_build_every_resource_exactly_once():
-    everything = dbt_ls()
     per_stage = {s.selector: dbt_ls("--selector", s.selector) for s in dbt_stages.STAGES}
+    manifest = json.loads((get_settings().dbt_project_dir / "target" / "manifest.json").read_text())
+    everything = {uid for uid, node in manifest["nodes"].items() if node["resource_type"] in BUILT}
     for name, nodes in per_stage.items():
         assert nodes, f"selector {name} selects nothing"
     built = [n for nodes in per_stage.values() for n in nodes]
@@ -81,28 +71,29 @@ def test_stages_build_every_resource_exactly_once():
     assert "model.crm_knowledge.customer_segments" in per_stage["post_scoring"]
 
 
-def test_every_dag_renders_exactly_its_catalogue_stage(dagbag):
-    """Each cosmos group renders its stage's selector, and cosmos selects what `dbt ls --selector` lists."""
-    rendered = {}
-    for dag_id, dag in dagbag.dags.items():
-        for group_id, group in _dbt_groups(dag).items():
-            rendered[(dag_id, group_id)] = group
+def test_every_dag_builds_exactly_its_catalogue_stages(dagbag):
+    """Every dbt task of every DAG is one catalogue stage, selected by its selector and nothing else, and
+    every stage is built by exactly the task the catalogue names."""
+    from cosmos.operators.base import DbtBuildMixin
+
+    tasks = _dbt_tasks(dagbag)
     expected = {(s.dag_id, s.task_group): s for s in dbt_stages.STAGES}
-    assert set(rendered) == set(expected), "DAG dbt groups and the stage catalogue differ"
+    assert set(tasks) == set(expected), "the DAGs' dbt tasks and the stage catalogue differ"
     for key, stage in expected.items():
-        group = rendered[key]
-        assert group.dbt_graph.render_config.selector == stage.selector, key
-        assert not group.dbt_graph.render_config.select and not group.dbt_graph.render_config.exclude, (
-            f"{key}: a dbt group selects by its catalogue selector only")
-        cosmos_nodes = {uid for uid, node in group.dbt_graph.filtered_nodes.items()
-                        if node.resource_type.value in BUILT}
-        dbt_nodes = dbt_ls("--selector", stage.selector)
-        assert cosmos_nodes == dbt_nodes, (
-            f"{key}: cosmos renders {sorted(cosmos_nodes - dbt_nodes)} that dbt does not select, and misses "
-            f"{sorted(dbt_nodes - cosmos_nodes)}")
-        task_ids = " ".join(dagbag.dags[key[0]].task_ids)
-        missing = [uid for uid in dbt_nodes if uid.split(".")[-1] not in task_ids]
-        assert not missing, f"{key}: no task shows {missing}"
+        task = tasks[key]
+        assert isinstance(task, DbtBuildMixin), f"{key}: a stage is one `dbt build`"
+        assert task.selector == stage.selector, f"{key} builds selector {task.selector!r}, not {stage.selector!r}"
+        assert not task.select and not task.exclude, f"{key}: a stage selects by its catalogue selector only"
+        assert dbt_ls("--selector", task.selector), f"{key}: selector {task.selector} selects nothing"
+
+
+def test_stages_run_in_catalogue_order(dagbag):
+    """Within a DAG, a later stage runs downstream of an earlier one (identity resolution between them)."""
+    for earlier, later in zip(dbt_stages.STAGES, dbt_stages.STAGES[1:], strict=False):
+        if earlier.dag_id != later.dag_id:
+            continue
+        dag = dagbag.dags[earlier.dag_id]
+        assert earlier.task_group in dag.get_task(later.task_group).get_flat_relative_ids(upstream=True)
 
 
 def test_build_args():

@@ -2,8 +2,8 @@
 
 The stages are the DAGs' task bodies called directly (the same functions, in the order the Assets chain
 them), not `airflow dags test`: the benchmark measures the pipeline's work, not the scheduler's task
-start-up (about 2.5 s per cosmos task, reported separately in the README). dbt runs as one `dbt build` per
-stage of the catalogue (dbt_project/selectors.yml, crm_knowledge.dbt_stages).
+start-up (README, "dbt in Airflow"). dbt runs as one `dbt build` per stage of the catalogue
+(dbt_project/selectors.yml, crm_knowledge.dbt_stages), as the DAGs run it.
 
 Everything happens under its own home (`var/bench/<size>`, wiped first) and its own warehouse port, so a
 benchmark never touches the data of `make run` or of the tests. Results go to
@@ -25,7 +25,7 @@ import psycopg
 
 from crm_knowledge import dbt_stages
 from crm_knowledge.bench.measure import MemorySampler, StageTimer
-from crm_knowledge.runner import airflow_env, run_dbt, webhook_receiver
+from crm_knowledge.runner import airflow_env, dbt_process_env, run_dbt, webhook_receiver
 from crm_knowledge.settings import PROJECT_ROOT, Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -64,8 +64,7 @@ def _dbt_build(settings: Settings, stage: dbt_stages.DbtStage,
     """`dbt build` of one stage of the catalogue; returns models built, tests run and rows written (from
     run_results.json)."""
     args = dbt_stages.build_args(stage, dbt_vars=dbt_vars)
-    env = {**os.environ, **settings.dbt_env(), "DO_NOT_TRACK": "1", "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
-    results = run_dbt(args, env, settings, target_path=settings.home / "dbt_target",
+    results = run_dbt(args, dbt_process_env(settings), settings, target_path=settings.home / "dbt_target",
                       log_path=settings.home / "dbt_logs").run_results()
     models = [r for r in results if r["unique_id"].startswith(("model.", "snapshot.", "seed."))]
     tests = [r for r in results if r["unique_id"].startswith(("test.", "unit_test."))]
