@@ -1,9 +1,10 @@
 """The dbt stages of the pipeline, in run order, and the `dbt build` command line of each.
 
 What each stage builds is defined once, as a YAML selector in `dbt_project/selectors.yml`; this module only
-names those selectors and says where each one runs (the DAG and the cosmos task group that render it with
-`RenderConfig(selector=...)`). The benchmark, the tests and any hand-run build use :func:`build_args`
-with :func:`crm_knowledge.runner.run_dbt`, so nothing else spells out a list of models.
+names those selectors and says where each one runs (the DAG task that builds it: a cosmos
+`dbt build --selector <stage>`, `dags/ckp_common.dbt_build_stage`). The benchmark, the tests and any
+hand-run build use :func:`build_args` with :func:`crm_knowledge.runner.run_dbt`, so nothing else spells
+out a list of models.
 """
 
 from __future__ import annotations
@@ -16,11 +17,11 @@ from typing import Any
 
 @dataclass(frozen=True)
 class DbtStage:
-    """One selector of `selectors.yml` and the DAG task group that builds it."""
+    """One selector of `selectors.yml` and the DAG task that builds it."""
 
     selector: str
     dag_id: str
-    task_group: str
+    task_id: str
     description: str
 
 

@@ -77,7 +77,7 @@ def test_every_dag_builds_exactly_its_catalogue_stages(dagbag):
     from cosmos.operators.base import DbtBuildMixin
 
     tasks = _dbt_tasks(dagbag)
-    expected = {(s.dag_id, s.task_group): s for s in dbt_stages.STAGES}
+    expected = {(s.dag_id, s.task_id): s for s in dbt_stages.STAGES}
     assert set(tasks) == set(expected), "the DAGs' dbt tasks and the stage catalogue differ"
     for key, stage in expected.items():
         task = tasks[key]
@@ -93,7 +93,7 @@ def test_stages_run_in_catalogue_order(dagbag):
         if earlier.dag_id != later.dag_id:
             continue
         dag = dagbag.dags[earlier.dag_id]
-        assert earlier.task_group in dag.get_task(later.task_group).get_flat_relative_ids(upstream=True)
+        assert earlier.task_id in dag.get_task(later.task_id).get_flat_relative_ids(upstream=True)
 
 
 def test_build_args():

@@ -531,7 +531,9 @@ def dbt_node_runs(doc: dict[str, Any]) -> list[dict[str, Any]]:
         rows_affected = (r.get("adapter_response") or {}).get("rows_affected")
         rows.append({"unique_id": uid, "resource_type": kind, "status": (r.get("status") or "").lower(),
                      "execution_seconds": r.get("execution_time"),
-                     "rows_affected": int(rows_affected) if isinstance(rows_affected, int) else None,
+                     # dbt reports -1 for a view (nothing written): unknown, not a count
+                     "rows_affected": rows_affected if isinstance(rows_affected, int) and rows_affected >= 0
+                     else None,
                      "message": res.scrub_db_message((r.get("message") or "")[:500] or None),
                      "invocation_id": invocation})
     return rows

@@ -8,7 +8,8 @@
   raises after both layers were validated and recorded. Marts built after scoring are left out.
 * :func:`check_post_scoring` (customer_scoring, after the post-scoring dbt models, before deliveries).
 * :func:`record_dbt_task_results`: the cosmos ``callback`` of every dbt task (see ``dags/ckp_common.py``):
-  files the task's ``target/run_results.json`` (tests, failed builds) into ``audit.dq_results``.
+  files the task's ``target/run_results.json``: tests and failed builds into ``audit.dq_results``, every
+  model's result into ``audit.dbt_node_runs``.
 * :func:`check_source_freshness` (customer_warehouse, before the marts gate): ``dbt source freshness``,
   recorded as layer ``freshness``; a source past its ``error_after`` fails the task, so scoring and exports
   wait for it.
@@ -165,7 +166,7 @@ def record_dbt_task_results(project_dir: str | Path, context: Mapping[str, Any] 
                             url: str | None = None, **_: Any) -> dict[str, Any] | None:
     """Cosmos ``callback``: record the dbt results of the task that just ran into ``audit.dq_results``.
 
-    Cosmos (ExecutionMode.LOCAL) runs each dbt node in a temporary copy of the project and calls this
+    Cosmos (ExecutionMode.LOCAL) runs each stage's `dbt build` in a temporary copy of the project and calls this
     with that copy's path after dbt finished, before it raises dbt's failure, so failing tests are
     recorded too; the copy (and its ``run_results.json``) is deleted right after. The run is keyed
     :func:`day_run_id_from_context` unless `pipeline_run_id` is given.
