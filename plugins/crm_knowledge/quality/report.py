@@ -339,7 +339,7 @@ def _dbt_nodes_section(data: dict) -> str:
         f'{_n(n["rows_affected"])}<td class="small">{_e(n["message"])}</td></tr>' for n in nodes)
     return f"""<section id="dbt-models"><h2>dbt models built</h2>
 <p class="small muted">{len(nodes)} models, seeds and snapshots: {html.escape(summary)}. Their tests are in
-the checks below (layer dbt).</p>
+the checks above (layer dbt).</p>
 <table id="dbt-nodes"><thead><tr><th>node</th><th>kind</th><th>status</th><th class="num">seconds</th>
 <th class="num">rows</th><th>message</th></tr></thead><tbody>{rows}</tbody></table></section>"""
 
