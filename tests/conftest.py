@@ -25,8 +25,6 @@ os.environ.setdefault("CKP_DEMO_MODE", "1")
 # Airflow reads its home at import: point it at the test home before anything imports airflow.
 os.environ.setdefault("AIRFLOW_HOME", str(Path(os.environ["CKP_HOME"]) / "airflow"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
-# as runner.airflow_env: parsing a DAG never writes cosmos' selector cache into Airflow's metadata database
-os.environ.setdefault("AIRFLOW__COSMOS__ENABLE_CACHE_DBT_YAML_SELECTORS", "False")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
 

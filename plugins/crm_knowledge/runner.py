@@ -66,9 +66,6 @@ def airflow_env(settings: Settings) -> dict[str, str]:
         "DO_NOT_TRACK": "1",
         "DBT_SEND_ANONYMOUS_USAGE_STATS": "false",
         "AIRFLOW__USAGE_DATA_COLLECTION__ENABLED": "False",
-        # cosmos would cache the parsed dbt selectors in an Airflow Variable, a metadata-database write on
-        # every DAG parse; parsing the project's four selectors from the manifest is instant.
-        "AIRFLOW__COSMOS__ENABLE_CACHE_DBT_YAML_SELECTORS": "False",
     })
     if settings.external_warehouse_url:
         env["WAREHOUSE_URL"] = settings.external_warehouse_url
