@@ -56,18 +56,17 @@ def publish_if_changed(summary: dict) -> dict:
 
 
 # --- dbt through astronomer-cosmos ------------------------------------------------------------
-# Rendered from dbt's manifest (`dbt parse`, run by `make run` and baked into the Docker image), so
-# parsing a DAG never runs dbt or touches the warehouse. dbt's profile comes from the Airflow
-# connection `warehouse` (AIRFLOW_CONN_WAREHOUSE), which deployments derive from WAREHOUSE_URL
+# One cosmos task per stage of the catalogue (dbt_project/selectors.yml): `dbt build --selector <stage>`.
+# Parsing a DAG never runs dbt or touches the warehouse. dbt's profile comes from the Airflow connection
+# `warehouse` (AIRFLOW_CONN_WAREHOUSE), which deployments derive from WAREHOUSE_URL
 # (crm_knowledge.warehouse.cosmos_profile: a password is optional, libpq parameters are kept).
 DBT_PROJECT_DIR = Path(__file__).resolve().parents[1] / "dbt_project"
 DBT_MANIFEST = DBT_PROJECT_DIR / "target" / "manifest.json"
 
 
 def dbt_configs():
-    """(project, profile, execution) configs shared by every dbt task group."""
-    from cosmos import ExecutionConfig, ProfileConfig, ProjectConfig
-    from cosmos.constants import ExecutionMode
+    """(project, profile) configs shared by every dbt task."""
+    from cosmos import ProfileConfig, ProjectConfig
 
     from crm_knowledge.warehouse.cosmos_profile import WarehouseProfileMapping
 
@@ -80,23 +79,41 @@ def dbt_configs():
     profile = ProfileConfig(
         profile_name="crm_knowledge",
         target_name="warehouse",
-        # any reachable warehouse: password optional (trust, peer, .pgpass), the URL's libpq parameters kept
-        profile_mapping=WarehouseProfileMapping(conn_id="warehouse", profile_args={"schema": "public"}),
+        # any reachable warehouse: password optional (trust, peer, .pgpass), the URL's libpq parameters kept;
+        # threads: a stage is one `dbt build`; independent models run side by side in the warehouse
+        profile_mapping=WarehouseProfileMapping(conn_id="warehouse", profile_args={"schema": "public", "threads": 4}),
     )
-    execution = ExecutionConfig(execution_mode=ExecutionMode.LOCAL)
-    return project, profile, execution
+    return project, profile
 
 
-#: Cosmos calls this after every dbt command of a task (LOCAL mode), with the path of the task's temporary
-#: project copy, before it raises dbt's failure: it files the task's run_results.json (each test's
-#: pass/warn/fail/error, failures count, failed builds) into audit.dq_results under `day-<ds>`, next to
-#: the Great Expectations results. An import path, not a function: resolved in the worker at run time,
-#: so parsing a DAG imports nothing of crm_knowledge.
+def dbt_build_stage(task_id: str, selector: str, **operator_args):
+    """The task that runs one stage of the catalogue: `dbt build --selector <selector>` (models, seeds,
+    snapshots and their tests, in dependency order, on dbt's threads).
+
+    One task per stage rather than one per model: at 2,000 customers the dbt work of a stage takes seconds,
+    while each Airflow task costs seconds of start-up (README, "dbt in Airflow": the measurements and the
+    choice). A failing model or test fails the task (dbt exits non-zero and skips what depends on it), so
+    the pipeline stops as before. Every model's and test's result is in the task log and, through the
+    callback, in `audit.dbt_node_runs` and `audit.dq_results`.
+    """
+    from cosmos.operators.local import DbtBuildLocalOperator
+
+    project, profile = dbt_configs()
+    return DbtBuildLocalOperator(task_id=task_id, project_dir=str(DBT_PROJECT_DIR), profile_config=profile,
+                                 selector=selector, vars=project.dbt_vars, install_deps=False,
+                                 **{**dbt_operator_args(), **operator_args})
+
+
+#: Cosmos calls this after the dbt command of a task (LOCAL mode), with the path of the task's temporary
+#: project copy, before it raises dbt's failure: it files the task's run_results.json (each model's
+#: status, time and rows into audit.dbt_node_runs; each test's pass/warn/fail/error and failures count
+#: into audit.dq_results, next to the Great Expectations results) under `day-<ds>`. An import path, not a
+#: function: resolved in the worker at run time, so parsing a DAG imports nothing of crm_knowledge.
 DBT_RESULTS_CALLBACK = "crm_knowledge.quality.pipeline.record_dbt_task_results"
 
 
 def dbt_operator_args() -> dict:
-    """`operator_args` of every DbtTaskGroup: dbt test results land in the audit tables.
+    """Arguments of every cosmos dbt task: dbt's results land in the audit tables.
 
     A new dict per call: cosmos keeps per-operator state in `callback_args`.
     """
@@ -109,15 +126,3 @@ def dbt_operator_args() -> dict:
 #: customer is re-resolved anyway keeps them exact. Rendered by Airflow at run time; cosmos reads the string.
 MARTS_FULL_REFRESH = ("{{ ((ti.xcom_pull(task_ids='resolve_identities') or {}).get('mode') == 'full')"
                       " | string }}")
-
-
-def dbt_test_behavior():
-    """dbt tests as their own task after each model (default), or once per group (`after_all`).
-
-    CKP_DBT_TEST_BEHAVIOR=after_all halves the task count; the end-to-end test uses it to stay fast.
-    """
-    from cosmos.constants import TestBehavior
-
-    from crm_knowledge.settings import get_settings
-
-    return TestBehavior(get_settings().dbt_test_behavior)

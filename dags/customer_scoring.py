@@ -21,14 +21,11 @@ from ckp_common import (
     MARTS_CUSTOMER_VIEW,
     SCORING_CUSTOMER_SCORES,
     START_DATE,
-    dbt_configs,
-    dbt_operator_args,
-    dbt_test_behavior,
+    dbt_build_stage,
 )
-from cosmos import DbtTaskGroup, RenderConfig
-from cosmos.constants import LoadMode
 
-PROJECT, PROFILE, EXECUTION = dbt_configs()
+# A selector of dbt_project/selectors.yml, the stage catalogue (crm_knowledge.dbt_stages).
+POST_SCORING_SELECTOR = "post_scoring"
 
 
 @dag(
@@ -49,16 +46,7 @@ def customer_scoring():
 
         return score_all(as_of=run_day(ds, dag_run.run_after))
 
-    post_scoring = DbtTaskGroup(
-        group_id="dbt_post_scoring",
-        project_config=PROJECT,
-        profile_config=PROFILE,
-        execution_config=EXECUTION,
-        operator_args=dbt_operator_args(),
-        render_config=RenderConfig(load_method=LoadMode.DBT_MANIFEST, select=["tag:post_scoring"],
-                                   test_behavior=dbt_test_behavior(),
-                                   should_detach_multiple_parents_tests=True),
-    )
+    post_scoring = dbt_build_stage("dbt_post_scoring", POST_SCORING_SELECTOR)
 
     @task
     def post_scoring_quality_gate(ds: str | None = None, dag_run=None) -> dict:

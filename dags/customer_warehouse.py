@@ -5,20 +5,25 @@ Runs whenever an ingestion DAG lands new raw data:
 
 1. **raw quality gate**: Great Expectations checks every newly loaded raw batch; a batch with a
    critical failure is held (it never reaches staging) and reported;
-2. **dbt staging** (+ `int_identity_candidates`): typed, normalised, latest version of each record;
-   incremental models re-read only the keys touched since the last run (late and released batches too);
+2. **dbt staging** (selector `identity_input`: staging + `int_identity_candidates`): typed, normalised,
+   latest version of each record; incremental models re-read only the keys touched since the last run
+   (late and released batches too);
 3. **identity resolution**: deterministic rules and Splink's probabilistic matching assign every
    customer-bearing source record to one stable `customer_id`. Daily it is *incremental* (the day's new
    and changed records are matched against the existing customers); on the weekday set in
    `config/identity.yml` (`full_resolution_weekday`, by the run's logical date; the day's first run) it
    re-resolves every record. Trigger with the param `full_identity_resolution: true` to force a full run
    on any day;
-4. **dbt marts**: the unified customer view (`dim_customers`, `customer_360`), facts, the customer
-   knowledge repository and the `pii` vault; after a full identity resolution with `--full-refresh`, so
-   the incremental facts are rebuilt from scratch once a week;
-5. **marts quality gate**: a critical failure here stops scoring and exports.
+4. **dbt marts** (selector `post_identity`): the unified customer view (`dim_customers`), facts, the
+   customer knowledge repository and the `pii` vault (`customer_360` and the segments are built after
+   scoring); after a full identity resolution with `--full-refresh`, so the incremental facts are rebuilt
+   from scratch once a week;
+5. **marts quality gate**: a critical failure here stops scoring and exports; so does a source past the
+   `error_after` of its declared freshness (**source freshness**, `dbt source freshness`, run alongside).
 
-Each dbt model and its tests are separate tasks (astronomer-cosmos, rendered from dbt's manifest).
+Each dbt stage is one task (astronomer-cosmos, `dbt build --selector <stage>` of
+`dbt_project/selectors.yml`); its log lists every model's and test's result, also recorded in
+`audit.dbt_node_runs` and `audit.dq_results`.
 """
 
 from __future__ import annotations
@@ -30,17 +35,13 @@ from ckp_common import (
     MARTS_FULL_REFRESH,
     RAW_ASSETS,
     START_DATE,
-    dbt_configs,
-    dbt_operator_args,
-    dbt_test_behavior,
+    dbt_build_stage,
 )
-from cosmos import DbtTaskGroup, RenderConfig
-from cosmos.constants import LoadMode
 
-PROJECT, PROFILE, EXECUTION = dbt_configs()
-
-STAGING_SELECT = ["path:seeds", "path:models/staging", "tag:identity_input"]
-MARTS_SELECT = ["path:models/intermediate", "path:models/marts", "path:models/pii", "path:snapshots"]
+# What each dbt task builds is a selector of dbt_project/selectors.yml (the stage catalogue,
+# crm_knowledge.dbt_stages); tests/unit/test_dbt_stages.py checks the DAGs against it.
+STAGING_SELECTOR = "identity_input"
+MARTS_SELECTOR = "post_identity"
 
 
 @dag(
@@ -65,16 +66,7 @@ def customer_warehouse():
 
         return check_new_raw_batches(pipeline_run_id=run_key(ds, dag_run.run_after))
 
-    staging = DbtTaskGroup(
-        group_id="dbt_staging",
-        project_config=PROJECT,
-        profile_config=PROFILE,
-        execution_config=EXECUTION,
-        operator_args=dbt_operator_args(),
-        render_config=RenderConfig(load_method=LoadMode.DBT_MANIFEST, select=STAGING_SELECT,
-                                   test_behavior=dbt_test_behavior(),
-                                   should_detach_multiple_parents_tests=True),
-    )
+    staging = dbt_build_stage("dbt_staging", STAGING_SELECTOR)
 
     @task
     def resolve_identities(params: dict | None = None, logical_date=None, dag_run=None) -> dict:
@@ -88,16 +80,15 @@ def customer_warehouse():
         mode = decide_mode(url, day, force_full=bool((params or {}).get("full_identity_resolution", False)))
         return run(url, mode=mode, day=day)
 
-    marts = DbtTaskGroup(
-        group_id="dbt_marts",
-        project_config=PROJECT,
-        profile_config=PROFILE,
-        execution_config=EXECUTION,
-        operator_args={**dbt_operator_args(), "full_refresh": MARTS_FULL_REFRESH},
-        render_config=RenderConfig(load_method=LoadMode.DBT_MANIFEST, select=MARTS_SELECT,
-                                   exclude=["tag:identity_input"], test_behavior=dbt_test_behavior(),
-                                   should_detach_multiple_parents_tests=True),
-    )
+    marts = dbt_build_stage("dbt_marts", MARTS_SELECTOR, full_refresh=MARTS_FULL_REFRESH)
+
+    @task
+    def source_freshness(ds: str | None = None, dag_run=None) -> dict:
+        """`dbt source freshness`, recorded for the report; a source past its error_after stops scoring."""
+        from crm_knowledge.quality.pipeline import check_source_freshness
+        from crm_knowledge.schedule import run_key
+
+        return check_source_freshness(pipeline_run_id=run_key(ds, dag_run.run_after))
 
     @task(outlets=[MARTS_CUSTOMER_VIEW])
     def marts_quality_gate(ds: str | None = None, dag_run=None) -> dict:
@@ -115,6 +106,7 @@ def customer_warehouse():
         return build_reports(pipeline_run_id=run_key(ds, dag_run.run_after))
 
     gate = marts_quality_gate()
+    source_freshness() >> gate
     raw_quality_gate() >> staging >> resolve_identities() >> marts >> gate >> build_reports()
 
 

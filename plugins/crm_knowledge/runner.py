@@ -120,6 +120,12 @@ class DbtResult:
         return data["results"]
 
 
+def dbt_process_env(settings: Settings) -> dict[str, str]:
+    """Environment of a dbt command run outside an Airflow task: this process's, the profile's variables
+    (``settings.dbt_env()``) and no telemetry (offline machines)."""
+    return {**os.environ, **settings.dbt_env(), "DO_NOT_TRACK": "1", "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
+
+
 def run_dbt(args: Sequence[str], env: Mapping[str, str], settings: Settings, *, target_path: Path | None = None,
             log_path: Path | None = None, cwd: Path | None = None, check: bool = True) -> DbtResult:
     """Run one dbt command (``args``: the sub-command and its options) on the project, quietly.
@@ -145,7 +151,8 @@ def run_dbt(args: Sequence[str], env: Mapping[str, str], settings: Settings, *, 
 
 
 def dbt_parse(env: dict[str, str], settings: Settings) -> Path:
-    """Build dbt's manifest.json, which cosmos reads (LoadMode.DBT_MANIFEST) to render dbt tasks."""
+    """Parse the dbt project once (target/manifest.json, partial_parse.msgpack): every dbt stage task and
+    `dbt docs` start from it instead of parsing from scratch."""
     return run_dbt(["parse"], env, settings).target_path / "manifest.json"
 
 

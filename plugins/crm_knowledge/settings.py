@@ -43,8 +43,6 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "CKP_DEMO_SEED": ("42", "seed of the demo generator"),
     "CKP_BENCH_PORT": ("54360", "warehouse port of `ckp bench` (its own embedded server, apart from `make run`'s)"),
     "CKP_BENCH_WEBHOOK_PORT": ("8790", "webhook receiver port of `ckp bench` when CKP_WEBHOOK_PORT is unset"),
-    "CKP_DBT_TEST_BEHAVIOR": ("after_each", "when cosmos runs dbt tests: after_each model (a task each) or "
-                              "after_all of a group (fewer tasks; the end-to-end test uses it)"),
 }
 
 
@@ -86,7 +84,6 @@ class Settings:
     demo_mode: bool = False
     demo_size: int = 2000
     demo_seed: int = 42
-    dbt_test_behavior: str = "after_each"
     bench_port: int = 54360
     bench_webhook_port: int = 8790
     pseudonym_key: str | None = field(default=None, repr=False)
@@ -296,9 +293,6 @@ def get_settings() -> Settings:
     default_home = (project_dir / "var") if project_dir else Path.home() / ".ckp"
     home = Path(_env("CKP_HOME", str(default_home))).resolve()
     config_dir = _env("CKP_CONFIG_DIR", "")
-    behavior = _env("CKP_DBT_TEST_BEHAVIOR", "after_each")
-    if behavior not in ("after_each", "after_all", "build", "none"):
-        raise ValueError(f"CKP_DBT_TEST_BEHAVIOR must be after_each, after_all, build or none, got {behavior!r}")
     try:
         port = _int_env("CKP_WAREHOUSE_PORT", 54329)
     except ValueError:
@@ -317,7 +311,6 @@ def get_settings() -> Settings:
         demo_mode=_env("CKP_DEMO_MODE", "").strip().lower() in ("1", "true", "yes", "on"),
         demo_size=_int_env("CKP_DEMO_SIZE", 2000),
         demo_seed=_int_env("CKP_DEMO_SEED", 42),
-        dbt_test_behavior=behavior,
         bench_port=_int_env("CKP_BENCH_PORT", 54360),
         bench_webhook_port=_int_env("CKP_BENCH_WEBHOOK_PORT", 8790),
         pseudonym_key=os.environ.get("CKP_PSEUDONYM_KEY") or None,

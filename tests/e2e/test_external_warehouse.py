@@ -27,7 +27,6 @@ def external_run(passwordless_postgres, tmp_path_factory):
     mp.setenv("HOME", str(home))  # no ~/.pgpass of this machine's user
     for var in ("CKP_ORDERS_URL", "CKP_LANDING_DIR", "PGPASSWORD", "PGPASSFILE", "AIRFLOW_CONN_WAREHOUSE"):
         mp.delenv(var, raising=False)
-    mp.setenv("CKP_DBT_TEST_BEHAVIOR", "build")  # one dbt build task per model: same checks, half the tasks
     try:
         # the databases are this test's own: the demo may fill them
         summary = run_pipeline(size=SIZE, seed=7, overwrite_external_db=True)

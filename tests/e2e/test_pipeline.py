@@ -14,9 +14,6 @@ SIZE = 300
 
 @pytest.fixture(scope="module")
 def pipeline(warehouse, settings):
-    # One `dbt build` task per model (model + its tests) instead of two: same checks, half the tasks.
-    mp = pytest.MonkeyPatch()
-    mp.setenv("CKP_DBT_TEST_BEHAVIOR", "build")
     first = run_pipeline(size=SIZE, seed=7)
     with psycopg.connect(settings.warehouse_url) as conn:
         raw_after_first = {t: conn.execute(f"select count(*) from raw.{t}").fetchone()[0]
@@ -32,7 +29,6 @@ def pipeline(warehouse, settings):
     from crm_knowledge.identity.store import run as resolve_identities
 
     resolve_identities(settings.warehouse_url, mode="full")
-    mp.undo()
     return first, second, raw_after_first, ids_after_first
 
 

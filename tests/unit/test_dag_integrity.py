@@ -84,12 +84,16 @@ def test_assets_chain_the_pipeline(dagbag):
         "warehouse.marts.customer_360"}
 
 
-def test_dbt_tasks_rendered_per_model(dagbag):
+def test_dbt_runs_as_one_task_per_stage(dagbag):
+    """staging -> identity resolution -> marts -> marts gate; source freshness also gates scoring."""
     wh = dagbag.dags["customer_warehouse"]
-    ids = set(wh.task_ids)
-    assert "resolve_identities" in ids
-    assert any(i.startswith("dbt_staging.") for i in ids) and any(i.startswith("dbt_marts.") for i in ids)
-    assert any(i.endswith(".test") or ".test" in i for i in ids), "model tests should be tasks too"
+    assert wh.get_task("dbt_staging").downstream_task_ids == {"resolve_identities"}
+    assert wh.get_task("resolve_identities").downstream_task_ids == {"dbt_marts"}
+    assert wh.get_task("dbt_marts").downstream_task_ids == {"marts_quality_gate"}
+    assert wh.get_task("source_freshness").downstream_task_ids == {"marts_quality_gate"}
+    scoring = dagbag.dags["customer_scoring"]
+    assert scoring.get_task("dbt_post_scoring").upstream_task_ids == {"score_customers"}
+    assert scoring.get_task("dbt_post_scoring").downstream_task_ids == {"post_scoring_quality_gate"}
 
 
 @pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.name)
@@ -173,11 +177,9 @@ def test_marts_are_fully_refreshed_after_a_full_identity_resolution(dagbag):
     from ckp_common import MARTS_FULL_REFRESH
     from cosmos.operators.base import DbtBuildMixin, DbtRunMixin
 
-    tasks = [t for t in dagbag.dags["customer_warehouse"].tasks if t.task_id.startswith("dbt_marts.")]
-    runs = [t for t in tasks if isinstance(t, (DbtRunMixin, DbtBuildMixin))]
-    assert runs and all(t.full_refresh == MARTS_FULL_REFRESH for t in runs)
-    staging = [t for t in dagbag.dags["customer_warehouse"].tasks if t.task_id.startswith("dbt_staging.")]
-    assert all(getattr(t, "full_refresh", False) is False for t in staging)
+    marts = dagbag.dags["customer_warehouse"].get_task("dbt_marts")
+    assert isinstance(marts, (DbtRunMixin, DbtBuildMixin)) and marts.full_refresh == MARTS_FULL_REFRESH
+    assert dagbag.dags["customer_warehouse"].get_task("dbt_staging").full_refresh is False
 
     class TI:
         def __init__(self, value):

@@ -33,25 +33,21 @@ def ckp_common():
 def test_every_dbt_task_gets_the_results_callback(ckp_common):
     import pendulum
     from airflow.sdk import DAG
-    from cosmos import DbtTaskGroup, RenderConfig
-    from cosmos.constants import LoadMode, TestBehavior
-    from cosmos.operators.local import AbstractDbtLocalBase
+    from cosmos.operators.local import AbstractDbtLocalBase, DbtBuildLocalOperator
 
     from crm_knowledge.quality.pipeline import record_dbt_task_results
 
-    project, profile, execution = ckp_common.dbt_configs()
     with DAG("wiring_check", schedule=None, start_date=pendulum.datetime(2026, 1, 1, tz="UTC")) as dag:
-        DbtTaskGroup(group_id="dbt", project_config=project, profile_config=profile, execution_config=execution,
-                     operator_args=ckp_common.dbt_operator_args(),
-                     render_config=RenderConfig(load_method=LoadMode.DBT_MANIFEST, select=["path:seeds"],
-                                                test_behavior=TestBehavior.AFTER_EACH))
-    dbt_tasks = [t for t in dag.tasks if isinstance(t, AbstractDbtLocalBase)]
-    kinds = {type(t).__name__ for t in dbt_tasks}
-    assert {"DbtSeedLocalOperator", "DbtTestLocalOperator"} <= kinds
-    assert all(t.callback == ckp_common.DBT_RESULTS_CALLBACK for t in dbt_tasks)
+        ckp_common.dbt_build_stage("stage_a", "post_scoring")
+        ckp_common.dbt_build_stage("stage_b", "post_identity", full_refresh="True")
+    a, b = dag.get_task("stage_a"), dag.get_task("stage_b")
+    assert isinstance(a, DbtBuildLocalOperator) and a.selector == "post_scoring" and b.full_refresh == "True"
+    assert a.callback == b.callback == ckp_common.DBT_RESULTS_CALLBACK
+    assert a.vars == ckp_common.dbt_configs()[0].dbt_vars  # the as-of date travels to dbt
     assert AbstractDbtLocalBase._resolve_callback(ckp_common.DBT_RESULTS_CALLBACK) is record_dbt_task_results
-    # a new dict per task group: cosmos writes the task context into callback_args
+    # a new dict per task: cosmos writes the task context into callback_args
     assert ckp_common.dbt_operator_args() is not ckp_common.dbt_operator_args()
+    assert a.callback_args is not b.callback_args
 
 
 def test_day_run_id_keys_a_day():

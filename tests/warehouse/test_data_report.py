@@ -49,7 +49,7 @@ def built(tmp_path_factory, warehouse, settings):
         apply_ddl(url)
         seed_raw(url)
         add_scores_and_delivery(url)
-        dbt_build(url, tmp_path_factory.mktemp("dbt"), "--exclude-resource-type", "test",
+        dbt_build(settings, url, tmp_path_factory.mktemp("dbt"), "--exclude-resource-type", "test",
                   "--exclude-resource-type", "unit_test")
         yield url
     finally:

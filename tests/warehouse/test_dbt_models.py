@@ -9,20 +9,13 @@ that adds up, survivorship, consent, knowledge, and that the incremental facts f
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 import pytest
-
-from crm_knowledge.settings import PROJECT_ROOT
+from dbt_runs import as_of_vars, dbt_build_all, on_database
 
 pytestmark = pytest.mark.warehouse
 
-DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 AS_OF = "2026-03-31"
 
 ALI, SARA, MINA, REZA = "C000000001", "C000000002", "C000000003", "C000000004"
@@ -178,22 +171,10 @@ def seed_raw(url: str) -> None:
                     ("2026-02-03 10:00+00",))
 
 
-def dbt_build(url: str, tmp_path: Path, *select: str) -> None:
-    parts = urlsplit(url)
-    env = {
-        **os.environ,
-        "CKP_DBT_HOST": parts.hostname or "127.0.0.1",
-        "CKP_DBT_PORT": str(parts.port or 5432),
-        "CKP_DBT_USER": parts.username or "postgres",
-        "CKP_DBT_PASSWORD": unquote(parts.password or ""),
-        "CKP_DBT_DBNAME": parts.path.lstrip("/"),
-        "DBT_PROFILES_DIR": str(DBT_PROJECT_DIR),
-    }
-    dbt = Path(sys.executable).with_name("dbt")
-    cmd = [str(dbt), "build", "--project-dir", str(DBT_PROJECT_DIR), "--target-path", str(tmp_path / "target"),
-           "--log-path", str(tmp_path / "logs"), "--vars", json.dumps({"as_of_date": AS_OF}), *select]
-    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900, check=False)
-    assert res.returncode == 0, f"dbt build failed:\n{res.stdout[-6000:]}\n{res.stderr[-2000:]}"
+def dbt_build(settings, url: str, tmp_path: Path, *extra: str) -> None:
+    """`dbt build` of the whole project (every stage at once: no identity or scoring step runs between them
+    here, their output is seeded) on the database at ``url``, as of AS_OF."""
+    dbt_build_all(on_database(settings, url), tmp_path, as_of_vars(AS_OF), *extra)
 
 
 @pytest.fixture(scope="module")
@@ -215,7 +196,7 @@ def built(tmp_path_factory, warehouse, settings):
     try:
         apply_ddl(url)
         seed_raw(url)
-        dbt_build(url, tmp)
+        dbt_build(settings, url, tmp)
         yield url, tmp
     finally:
         with psycopg.connect(admin, autocommit=True) as conn:
@@ -320,7 +301,7 @@ def test_consent_forgetting_and_knowledge(built):
     assert q(url, "select relationship_stage from marts.customer_360 where customer_id = %s", (SARA,)) == [("new",)]
 
 
-def test_incremental_facts_follow_new_versions_and_reattribution(built):
+def test_incremental_facts_follow_new_versions_and_reattribution(built, settings):
     url, tmp = built
     import psycopg
 
@@ -330,7 +311,7 @@ def test_incremental_facts_follow_new_versions_and_reattribution(built):
                "2026-03-31 02:00+00", 1)
         _cluster(cur, "orders", "3", SARA, "probabilistic", resolved="2026-03-31 03:00+00")
         cur.execute("insert into identity.customer_id_merges values (%s, %s, '2026-03-31 03:00+00')", (MINA, SARA))
-    dbt_build(url, tmp)
+    dbt_build(settings, url, tmp)
     assert q(url, "select status, is_revenue_order from marts.fct_orders where order_id = 'orders:13'") == [
         ("returned", False)]
     assert q(url, "select customer_id from marts.fct_orders where order_id = 'orders:14'") == [(SARA,)]

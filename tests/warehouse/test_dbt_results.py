@@ -162,3 +162,56 @@ def test_callback_without_run_results_records_nothing(db, tmp_path):
 
     assert record_dbt_task_results(tmp_path, {"ds": DAY}, url=db) is None
     assert dq_rows(db) == ([], [])
+
+
+def node_runs(url: str) -> dict[str, tuple]:
+    with psycopg.connect(url) as conn:
+        return {r[0]: r[1:] for r in conn.execute(
+            "select unique_id, pipeline_run_id, resource_type, status, rows_affected, message "
+            "from audit.dbt_node_runs").fetchall()}
+
+
+def test_a_stage_is_one_build_that_fails_on_a_failing_model_or_test_and_records_every_node(
+        db, project, monkeypatch, settings, tmp_path):
+    """A stage task (ckp_common.dbt_build_stage: cosmos' DbtBuildLocalOperator with a selector) runs one
+    `dbt build`: a model that errors and a test that fails both fail the task, and every node's result is in
+    audit.dbt_node_runs (tests in audit.dq_results) before the task fails."""
+    from cosmos.exceptions import CosmosDbtRunError
+    from cosmos.operators.local import DbtBuildLocalOperator
+
+    broken_sql = '{{ config(materialized="table") }}\nselect 1 / 0 as boom\n'
+    (project / "models" / "zz_broken.sql").write_text(broken_sql, encoding="utf-8")
+    with (project / "selectors.yml").open("a", encoding="utf-8") as fh:
+        fh.write("\n  - name: ckp_test_stage\n    definition:\n      union:\n"
+                 f"        - method: fqn\n          value: {SEED}\n"
+                 "        - method: fqn\n          value: zz_broken\n")
+
+    with pytest.raises(CosmosDbtRunError) as failed:
+        run_cosmos(DbtBuildLocalOperator, project, db, monkeypatch, selector="ckp_test_stage")
+    assert "dbt invocation completed with errors" in str(failed.value)
+
+    nodes = node_runs(db)
+    assert nodes[f"seed.crm_knowledge.{SEED}"][:3] == (f"day-{DAY}", "seed", "success")
+    broken = nodes["model.crm_knowledge.zz_broken"]
+    assert broken[:3] == (f"day-{DAY}", "model", "error") and "division by zero" in broken[4]
+    runs, results = dq_rows(db)
+    assert (f"dbt.{SEED}", "dbt:unique", "topic", "critical", False) in {r[:5] for r in results}
+    assert ("dbt.zz_broken", "dbt:model_build", None, "critical", False) in {r[:5] for r in results}
+
+    # the auditor's page lists every node, the failed one first
+    from crm_knowledge.quality import pipeline
+
+    out = pipeline.build_reports(f"day-{DAY}", settings=dataclasses.replace(settings, home=tmp_path / "home"), url=db)
+    page = Path(out["report"]).read_text(encoding="utf-8")
+    nodes_table = page[page.index('<table id="dbt-nodes">'):]
+    assert nodes_table.index("model.crm_knowledge.zz_broken") < nodes_table.index(f"seed.crm_knowledge.{SEED}")
+    assert "2 models, seeds and snapshots: 1 error, 1 success" in page
+
+    # fixed and re-run (Airflow's retry, or the next day): the same rows are replaced, the task succeeds
+    (project / "models" / "zz_broken.sql").write_text(broken_sql.replace("1 / 0", "1"), encoding="utf-8")
+    seed = project / "seeds" / f"{SEED}.csv"
+    seed.write_text("\n".join(seed.read_text(encoding="utf-8").splitlines()[:-1]) + "\n", encoding="utf-8")
+    run_cosmos(DbtBuildLocalOperator, project, db, monkeypatch, selector="ckp_test_stage")
+    nodes = node_runs(db)
+    assert len(nodes) == 2 and nodes["model.crm_knowledge.zz_broken"][2:4] == ("success", 1)
+    assert all(r[4] for r in dq_rows(db)[1])

@@ -30,16 +30,16 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
+from dbt_runs import as_of_vars, build_stages
 from psycopg import sql
 
+from crm_knowledge import dbt_stages
 from crm_knowledge.demo.messiness import cp1256_safe
 from crm_knowledge.demo.sources import BANK_HEADER, CONTACT_HEADER, INSURANCE_HEADER, KIOSK_HEADER, TRAVEL_HEADER
 from crm_knowledge.ingest.readers import BadRow, read_file
@@ -123,17 +123,6 @@ destinations:
 
 # --- the pipeline, stage by stage (what the DAGs call) ------------------------------------------------------
 
-def dbt(settings, tmp: Path, *args: str) -> None:
-    env = {**os.environ, **settings.dbt_env()}
-    project = settings.dbt_project_dir
-    cmd = [str(Path(sys.executable).with_name("dbt")), *args, "--project-dir", str(project), "--profiles-dir",
-           str(project), "--target-path", str(tmp / "target"), "--log-path", str(tmp / "logs"),
-           "--vars", json.dumps({"as_of_date": AS_OF.isoformat()}), "--quiet",
-           "--exclude-resource-type", "test", "--exclude-resource-type", "unit_test"]
-    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, check=False)
-    assert res.returncode == 0, f"dbt {args} failed:\n{res.stdout[-4000:]}\n{res.stderr[-2000:]}"
-
-
 FILE_SOURCES = ("forms", "contacts", "sibling_insurance", "sibling_travel", "sibling_bank_fa", "order_export_kiosk")
 
 
@@ -149,9 +138,9 @@ def build_warehouse(settings, tmp: Path) -> None:
     """customer_warehouse's body: staging, identity resolution, marts (quality gates left out for time)."""
     from crm_knowledge.identity.store import run as resolve_identities
 
-    dbt(settings, tmp, "build", "--selector", "identity_input")
+    build_stages(settings, tmp, dbt_stages.STAGING, dbt_vars=as_of_vars(AS_OF), with_tests=False)
     resolve_identities(settings.warehouse_url, mode="full")
-    dbt(settings, tmp, "build", "--selector", "post_identity")
+    build_stages(settings, tmp, dbt_stages.MARTS, dbt_vars=as_of_vars(AS_OF), with_tests=False)
 
 
 def plant(settings) -> None:
@@ -425,7 +414,7 @@ def world(warehouse, settings, tmp_path_factory) -> Iterator[dict]:
         deliver_contacts_again(local)
         build_warehouse(local, tmp)
         score_all(as_of=AS_OF, settings=local)
-        dbt(local, tmp, "build", "--selector", "post_scoring")
+        build_stages(local, tmp, dbt_stages.POST_SCORING, dbt_vars=as_of_vars(AS_OF), with_tests=False)
         deliveries = deliver_all(AS_OF, settings=local, config_path=config_path)
         yield {"settings": local, "url": local.warehouse_url, "orders_url": local.orders_url, "tmp": tmp,
                "config_path": config_path, "receiver": receiver, "deliveries": deliveries}

@@ -9,15 +9,13 @@ database and a scratch orders database.
 from __future__ import annotations
 
 import dataclasses
-import os
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import psycopg
 import pytest
+from dbt_runs import build_stages
 
+from crm_knowledge import dbt_stages
 from crm_knowledge.demo import generate
 from crm_knowledge.identity import store
 from crm_knowledge.identity.report import evaluation_metrics
@@ -31,18 +29,6 @@ pytestmark = pytest.mark.warehouse
 PERSONS = 800
 SEED = 42
 FILE_KINDS = ("forms", "sibling_unit", "contacts", "order_export")
-
-
-def _dbt_build(settings, tmp_path: Path) -> None:
-    """Seeds, staging and the identity candidates (tag identity_input), built into the scratch warehouse."""
-    env = {**os.environ, **settings.dbt_env()}
-    dbt = Path(sys.executable).with_name("dbt")
-    cmd = [str(dbt), "build", "--project-dir", str(settings.dbt_project_dir),
-           "--select", "path:seeds", "path:models/staging", "tag:identity_input",
-           "--exclude-resource-type", "test", "unit_test",
-           "--target-path", str(tmp_path / "dbt_target"), "--log-path", str(tmp_path / "dbt_logs")]
-    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300, check=False)
-    assert res.returncode == 0, f"dbt build failed:\n{res.stdout[-6000:]}\n{res.stderr[-2000:]}"
 
 
 def _clusters(url: str) -> dict[tuple[str, str], str]:
@@ -67,7 +53,7 @@ def demo_warehouse(settings, scratch_db_factory, tmp_path, monkeypatch):
             ingest_source(cfg, url=wh_url, settings=s)
         elif cfg.kind == "orders_db":
             extract_orders_db(cfg, settings=s)
-    _dbt_build(s, tmp_path)
+    build_stages(s, tmp_path, dbt_stages.STAGING, with_tests=False)  # the matcher's input
     return s
 
 

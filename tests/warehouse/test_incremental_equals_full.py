@@ -22,18 +22,16 @@ databases of the test server), so it neither sees nor disturbs the other warehou
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
-import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import psycopg
 import pytest
+from dbt_runs import build_stages
 from psycopg import sql
+
+from crm_knowledge import dbt_stages
 
 pytestmark = pytest.mark.warehouse
 
@@ -46,9 +44,6 @@ AS_OF = DAY.isoformat()
 # The whole test runs within minutes: with the default 24-hour look-back the day's run would re-read every
 # first-run batch. Zero keeps the day's run as selective as a real one a day later.
 DBT_VARS = {"as_of_date": AS_OF, "incremental_lookback_hours": 0}
-
-STAGING_SELECT = ["path:seeds", "path:models/staging", "tag:identity_input"]
-MARTS_SELECT = ["path:models/intermediate", "path:models/marts", "path:models/pii"]
 
 # Columns that say when the pipeline ran, not what the data is: the only ones left out of the comparison.
 PIPELINE_TIME_COLUMNS = {
@@ -118,30 +113,16 @@ def ingest_all() -> dict[str, int]:
     return loaded
 
 
-def dbt(env: dict, command: str, select: list[str], *extra: str) -> float:
-    """One dbt command as runner.run_dbt runs it (settings.dbt_env()); returns its wall seconds."""
-    import os
-
-    s = env["settings"]
-    args = [command, "--select", *select, "--vars", json.dumps(DBT_VARS),
-            "--target-path", str(env["tmp"] / "target"), "--log-path", str(env["tmp"] / "logs"), *extra]
-    started = time.monotonic()
-    res = subprocess.run([str(Path(sys.executable).with_name("dbt")), *args, "--project-dir", str(s.dbt_project_dir),
-                          "--profiles-dir", str(s.dbt_project_dir), "--quiet"],
-                         env={**os.environ, **s.dbt_env()}, capture_output=True, text=True, timeout=900,
-                         check=False)
-    assert res.returncode == 0, f"dbt {' '.join(args)} failed:\n{res.stdout[-6000:]}\n{res.stderr[-2000:]}"
-    return time.monotonic() - started
-
-
 def warehouse_run(env: dict, *, identity_mode: str, full_refresh: bool) -> dict:
-    """dbt staging -> identity resolution -> dbt marts; returns the identity stats."""
+    """dbt staging -> identity resolution -> dbt marts and the post-scoring models (on no scores); returns
+    the identity stats."""
     from crm_knowledge.identity.store import run as resolve_identities
 
-    extra = ["--full-refresh"] if full_refresh else []
-    seconds = dbt(env, "build", STAGING_SELECT, *extra)
+    s, tmp = env["settings"], env["tmp"]
+    seconds = build_stages(s, tmp, dbt_stages.STAGING, dbt_vars=DBT_VARS, full_refresh=full_refresh)
     stats = resolve_identities(env["url"], mode=identity_mode)
-    seconds += dbt(env, "build", MARTS_SELECT, "--exclude", "tag:identity_input", *extra)
+    seconds += build_stages(s, tmp, dbt_stages.MARTS, dbt_stages.POST_SCORING, dbt_vars=DBT_VARS,
+                            full_refresh=full_refresh)
     log.info("warehouse run (%s, full_refresh=%s): dbt %.1fs", identity_mode, full_refresh, seconds)
     return stats
 

@@ -2,8 +2,8 @@
 
 The stages are the DAGs' task bodies called directly (the same functions, in the order the Assets chain
 them), not `airflow dags test`: the benchmark measures the pipeline's work, not the scheduler's task
-start-up (about 2.5 s per cosmos task, reported separately in the README). dbt runs as one `dbt build` per
-layer, as `CKP_DBT_TEST_BEHAVIOR=build` does in Airflow.
+start-up (README, "dbt in Airflow"). dbt runs as one `dbt build` per stage of the catalogue
+(dbt_project/selectors.yml, crm_knowledge.dbt_stages), as the DAGs run it.
 
 Everything happens under its own home (`var/bench/<size>`, wiped first) and its own warehouse port, so a
 benchmark never touches the data of `make run` or of the tests. Results go to
@@ -13,7 +13,6 @@ benchmark never touches the data of `make run` or of the tests. Results go to
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import os
 import platform
@@ -22,8 +21,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+from crm_knowledge import dbt_stages
 from crm_knowledge.bench.measure import MemorySampler, StageTimer
-from crm_knowledge.runner import airflow_env, run_dbt, webhook_receiver
+from crm_knowledge.runner import airflow_env, dbt_process_env, run_dbt, webhook_receiver
 from crm_knowledge.settings import PROJECT_ROOT, Settings, get_settings
 from crm_knowledge.warehouse.db import connect
 
@@ -31,8 +31,6 @@ log = logging.getLogger(__name__)
 
 RESULTS_DIR = PROJECT_ROOT / "bench" / "results"
 AS_OF = dt.date(2026, 11, 20)
-STAGING_SELECT = ["path:seeds", "path:models/staging", "tag:identity_input"]
-MARTS_SELECT = ["path:models/intermediate", "path:models/marts", "path:models/pii", "path:snapshots"]
 IDENTITY_SCALING_SIZES = (100_000, 1_000_000)
 
 
@@ -59,18 +57,12 @@ def _wipe(home: Path) -> None:
         shutil.rmtree(home)
 
 
-def _dbt_build(settings: Settings, select: list[str], exclude: list[str] | None = None,
-               full_refresh: bool = False, dbt_vars: dict[str, Any] | None = None) -> dict[str, Any]:
-    """One `dbt build`; returns models built, tests run and rows written (from run_results.json)."""
-    args = ["build", "--select", *select]
-    if exclude:
-        args += ["--exclude", *exclude]
-    if full_refresh:
-        args.append("--full-refresh")
-    if dbt_vars:
-        args += ["--vars", json.dumps(dbt_vars)]
-    env = {**os.environ, **settings.dbt_env(), "DO_NOT_TRACK": "1", "DBT_SEND_ANONYMOUS_USAGE_STATS": "false"}
-    results = run_dbt(args, env, settings, target_path=settings.home / "dbt_target",
+def _dbt_build(settings: Settings, stage: dbt_stages.DbtStage,
+               dbt_vars: dict[str, Any] | None = None) -> dict[str, Any]:
+    """`dbt build` of one stage of the catalogue; returns models built, tests run and rows written (from
+    run_results.json)."""
+    args = dbt_stages.build_args(stage, dbt_vars=dbt_vars)
+    results = run_dbt(args, dbt_process_env(settings), settings, target_path=settings.home / "dbt_target",
                       log_path=settings.home / "dbt_logs").run_results()
     models = [r for r in results if r["unique_id"].startswith(("model.", "snapshot.", "seed."))]
     tests = [r for r in results if r["unique_id"].startswith(("test.", "unit_test."))]
@@ -143,7 +135,7 @@ def _run_phase(timer: StageTimer, phase: str, as_of: dt.date, settings: Settings
                       "checks_run": sum(t["checks_run"] for t in raw["tables"].values())}
 
     with timer.stage("dbt:staging", phase) as rec:
-        built = _dbt_build(settings, STAGING_SELECT, dbt_vars=dbt_vars)
+        built = _dbt_build(settings, dbt_stages.STAGING, dbt_vars=dbt_vars)
         rec.rows, rec.detail = built["rows"], built
 
     with timer.stage("identity_resolution", phase) as rec:
@@ -152,7 +144,7 @@ def _run_phase(timer: StageTimer, phase: str, as_of: dt.date, settings: Settings
         rec.detail = {k: v for k, v in stats.items() if isinstance(v, (int, float, str))} | {"mode": identity_mode}
 
     with timer.stage("dbt:marts", phase) as rec:
-        built = _dbt_build(settings, MARTS_SELECT, exclude=["tag:identity_input"], dbt_vars=dbt_vars)
+        built = _dbt_build(settings, dbt_stages.MARTS, dbt_vars=dbt_vars)
         rec.rows, rec.detail = built["rows"], built
 
     with timer.stage("quality:staging_and_marts", phase) as rec:
@@ -172,7 +164,7 @@ def _run_phase(timer: StageTimer, phase: str, as_of: dt.date, settings: Settings
                                        peak_warehouse_mb=rec.peak_warehouse_mb, peak_total_mb=rec.peak_total_mb))
 
     with timer.stage("dbt:post_scoring", phase) as rec:
-        built = _dbt_build(settings, ["tag:post_scoring"], dbt_vars=dbt_vars)
+        built = _dbt_build(settings, dbt_stages.POST_SCORING, dbt_vars=dbt_vars)
         rec.rows, rec.detail = built["rows"], built
     with timer.stage("quality:post_scoring", phase) as rec:
         rec.detail = check_post_scoring(pipeline_run_id=run_id, settings=settings)

@@ -527,10 +527,55 @@ def dbt_outcomes(doc: dict[str, Any], nodes: dict[str, Any]) -> dict[str, tuple[
     return out
 
 
+def dbt_node_runs(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per model, seed and snapshot of a run_results doc: status, seconds, rows, masked message."""
+    invocation = (doc.get("metadata") or {}).get("invocation_id")
+    rows = []
+    for r in doc.get("results", []):
+        uid = r.get("unique_id", "")
+        kind = uid.split(".", 1)[0]
+        if kind not in _DBT_BUILT:
+            continue
+        rows_affected = (r.get("adapter_response") or {}).get("rows_affected")
+        rows.append({"unique_id": uid, "resource_type": kind, "status": (r.get("status") or "").lower(),
+                     "execution_seconds": r.get("execution_time"),
+                     # dbt reports -1 for a view (nothing written): unknown, not a count
+                     "rows_affected": rows_affected if isinstance(rows_affected, int) and rows_affected >= 0
+                     else None,
+                     "message": res.scrub_db_message((r.get("message") or "")[:500] or None),
+                     "invocation_id": invocation})
+    return rows
+
+
+def record_dbt_node_runs(conn: psycopg.Connection, doc: dict[str, Any], pipeline_run_id: str) -> list[dict]:
+    """Upsert every built node's result into ``audit.dbt_node_runs`` (a re-run replaces the day's row) and
+    log them, one line per node: a stage is one task, and this is where each model's result shows."""
+    rows = dbt_node_runs(doc)
+    with conn.cursor() as cur:
+        cur.executemany(
+            """insert into audit.dbt_node_runs (pipeline_run_id, unique_id, resource_type, status,
+                   execution_seconds, rows_affected, message, invocation_id)
+               values (%s, %s, %s, %s, %s, %s, %s, %s)
+               on conflict (pipeline_run_id, unique_id) do update set resource_type = excluded.resource_type,
+                   status = excluded.status, execution_seconds = excluded.execution_seconds,
+                   rows_affected = excluded.rows_affected, message = excluded.message,
+                   invocation_id = excluded.invocation_id, recorded_at = now()""",
+            [(pipeline_run_id, r["unique_id"], r["resource_type"], r["status"], r["execution_seconds"],
+              r["rows_affected"], r["message"], r["invocation_id"]) for r in rows])
+    for r in rows:
+        seconds = r["execution_seconds"]
+        log.info("dbt %-8s %-7s %6s s %8s rows  %s%s", r["resource_type"], r["status"],
+                 f"{seconds:.2f}" if seconds is not None else "-",
+                 r["rows_affected"] if r["rows_affected"] is not None else "-", r["unique_id"],
+                 f"  ({r['message']})" if r["status"] not in ("success", "pass") and r["message"] else "")
+    return rows
+
+
 def record_dbt_results(run_results_path: str | Path, pipeline_run_id: str, *,
                        manifest_path: str | Path | None = None, settings: Settings | None = None,
                        url: str | None = None) -> GateResult:
-    """Record dbt's test results (and failed builds) of one dbt invocation as layer ``dbt``.
+    """Record dbt's test results (and failed builds) of one dbt invocation as layer ``dbt``, and every
+    model's, seed's and snapshot's result in ``audit.dbt_node_runs`` (:func:`record_dbt_node_runs`).
 
     Reads ``run_results.json`` and, for models, column names and severities, ``manifest.json`` beside it.
     Results are grouped per model: one ``audit.dq_runs`` row per pipeline run and model (suite
@@ -552,6 +597,7 @@ def record_dbt_results(run_results_path: str | Path, pipeline_run_id: str, *,
     groups = dbt_outcomes(doc, nodes)
     result = GateResult(layer="dbt", pipeline_run_id=pipeline_run_id)
     with connect(url or settings.warehouse_url) as conn:
+        record_dbt_node_runs(conn, doc, pipeline_run_id)
         for suite in sorted(groups):  # a fixed order: concurrent test tasks lock run rows alike
             ids, outcomes = groups[suite]
             dq_run_id = dbt_run_id(pipeline_run_id, suite)

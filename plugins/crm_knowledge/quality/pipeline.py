@@ -8,7 +8,11 @@
   raises after both layers were validated and recorded. Marts built after scoring are left out.
 * :func:`check_post_scoring` (customer_scoring, after the post-scoring dbt models, before deliveries).
 * :func:`record_dbt_task_results`: the cosmos ``callback`` of every dbt task (see ``dags/ckp_common.py``):
-  files the task's ``target/run_results.json`` (tests, failed builds) into ``audit.dq_results``.
+  files the task's ``target/run_results.json``: tests and failed builds into ``audit.dq_results``, every
+  model's result into ``audit.dbt_node_runs``.
+* :func:`check_source_freshness` (customer_warehouse, before the marts gate): ``dbt source freshness``,
+  recorded as layer ``freshness``; a source past its ``error_after`` fails the task, so scoring and exports
+  wait for it.
 * :func:`build_reports`: Data Docs + the auditor's page of the run; never raises on a report problem
   that is not a database one.
 
@@ -21,6 +25,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -161,7 +166,7 @@ def record_dbt_task_results(project_dir: str | Path, context: Mapping[str, Any] 
                             url: str | None = None, **_: Any) -> dict[str, Any] | None:
     """Cosmos ``callback``: record the dbt results of the task that just ran into ``audit.dq_results``.
 
-    Cosmos (ExecutionMode.LOCAL) runs each dbt node in a temporary copy of the project and calls this
+    Cosmos (ExecutionMode.LOCAL) runs each stage's `dbt build` in a temporary copy of the project and calls this
     with that copy's path after dbt finished, before it raises dbt's failure, so failing tests are
     recorded too; the copy (and its ``run_results.json``) is deleted right after. The run is keyed
     :func:`day_run_id_from_context` unless `pipeline_run_id` is given.
@@ -191,6 +196,39 @@ def record_dbt_task_results(project_dir: str | Path, context: Mapping[str, Any] 
             raise
         return None
     return _summary(result)
+
+
+def check_source_freshness(pipeline_run_id: str | None = None, *, settings: Settings | None = None) -> dict[str, Any]:
+    """``dbt source freshness`` on every source that declares a freshness, recorded for the report (see
+    :mod:`crm_knowledge.quality.freshness`); raises StaleSourceError naming the tables past ``error_after``.
+
+    A source past ``warn_after`` only is recorded as a warning and does not fail the task.
+    """
+    from crm_knowledge.quality.freshness import StaleSourceError, record_freshness
+    from crm_knowledge.runner import dbt_process_env, run_dbt
+
+    settings = settings or get_settings()
+    run_id = _run_id(pipeline_run_id)
+    # a target folder of its own (the check never writes into the project's), seeded with the project's
+    # partial-parse state (`dbt parse` of `make run` / the image) so dbt re-parses only what changed
+    work = settings.home / "dbt_freshness"
+    (work / "target").mkdir(parents=True, exist_ok=True)
+    parsed = settings.dbt_project_dir / "target" / "partial_parse.msgpack"
+    if parsed.is_file():
+        shutil.copyfile(parsed, work / "target" / "partial_parse.msgpack")
+    sources_json = work / "target" / "sources.json"
+    sources_json.unlink(missing_ok=True)  # never record an earlier check's file
+    result = run_dbt(["source", "freshness"], dbt_process_env(settings), settings, target_path=work / "target",
+                     log_path=work / "logs", check=False)
+    if not sources_json.is_file():  # dbt failed before checking anything (no connection, bad project)
+        raise StaleSourceError(result.failure_message())
+    summary = record_freshness(sources_json, run_id, url=settings.warehouse_url)
+    if summary["errors"]:
+        raise StaleSourceError(
+            f"{len(summary['errors'])} source table(s) past their freshness error_after (or not measurable); "
+            f"scoring and exports wait for them: {', '.join(summary['errors'])}. Details: the run report "
+            f"({run_id}) and dbt_project/models/staging/_<source>__sources.yml for the thresholds.")
+    return summary
 
 
 def build_reports(pipeline_run_id: str | None = None, *, settings: Settings | None = None,

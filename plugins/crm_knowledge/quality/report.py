@@ -7,6 +7,8 @@ It answers, from the audit schema only (no PII):
   (``audit.load_batches``);
 * which checks ran, passed and failed, per layer, with every failure listed (``audit.dq_runs`` /
   ``audit.dq_results``), linking to the GX Data Docs page of the validation;
+* how fresh each source is (``dbt source freshness``, layer ``freshness``): last load, age, thresholds;
+* every dbt model, seed and snapshot the run built, with its status, time and rows (``audit.dbt_node_runs``);
 * how each source reaches the customer view and each export (static map in :mod:`lineage` plus the
   deliveries in ``audit.exports``).
 
@@ -29,6 +31,7 @@ from psycopg.rows import dict_row
 
 from crm_knowledge.privacy.file_modes import write_private_text
 from crm_knowledge.quality import lineage
+from crm_knowledge.quality.freshness import age_text
 from crm_knowledge.settings import Settings, get_settings
 from crm_knowledge.warehouse.db import connect, table_exists
 
@@ -108,7 +111,8 @@ def collect(conn: psycopg.Connection, pipeline_run_id: str, since: dt.datetime |
                   r.description, r.expectation_id, d.data_docs_path
              from audit.dq_results r join audit.dq_runs d using (dq_run_id)
             where d.pipeline_run_id = %s
-            order by case d.layer when 'raw' then 1 when 'staging' then 2 when 'dbt' then 3 else 4 end,
+            order by case d.layer when 'raw' then 1 when 'freshness' then 2 when 'staging' then 3
+                                  when 'dbt' then 4 else 5 end,
                      r.suite, r.severity, r.expectation""", (pipeline_run_id,)).fetchall()
     exports: list[dict] = []
     exports_in_run = True
@@ -131,7 +135,13 @@ def collect(conn: psycopg.Connection, pipeline_run_id: str, since: dt.datetime |
                 group by source_name, batch_id, column_name, reason
                 order by source_name, batch_id, count(*) desc, column_name""",
             ([b["batch_id"] for b in batches],)).fetchall()
-    return {"runs": runs, "batches": batches, "results": results, "exports": exports,
+    dbt_nodes: list[dict] = []
+    if table_exists(conn, "audit.dbt_node_runs"):
+        dbt_nodes = cur.execute(
+            """select unique_id, resource_type, status, execution_seconds, rows_affected, message
+                 from audit.dbt_node_runs where pipeline_run_id = %s
+                order by status in ('success', 'pass'), unique_id""", (pipeline_run_id,)).fetchall()
+    return {"runs": runs, "batches": batches, "results": results, "exports": exports, "dbt_nodes": dbt_nodes,
             "exports_in_run": exports_in_run, "since": since, "pipeline_run_id": pipeline_run_id,
             "field_issues": field_issues}
 
@@ -222,7 +232,7 @@ def _field_issues_section(data: dict) -> str:
 
 
 #: Rows of the per-layer table: each layer's Great Expectations suites, then the dbt tests of its models.
-LAYER_ORDER = ["raw", "staging", "dbt:staging", "dbt:intermediate", "marts", "dbt:marts", "dbt:pii", "dbt"]
+LAYER_ORDER = ["raw", "freshness", "staging", "dbt:staging", "dbt:intermediate", "marts", "dbt:marts", "dbt:pii", "dbt"]
 
 
 def _layer_of(r: dict) -> str:
@@ -263,6 +273,10 @@ def _checks_section(data: dict, docs_prefix: str) -> str:
         detail = ""
         if isinstance(observed, dict) and observed.get("error"):
             detail = f'<div class="small">{_e(observed["error"])}</div>'
+        elif r["layer"] == "freshness" and isinstance(observed, dict):
+            detail = (f'<div class="small muted">{_e(r["expectation_id"])}</div>'
+                      f'<div class="small">dbt source freshness: {_e(observed.get("status"))}, last load '
+                      f'{_e(observed.get("max_loaded_at"))}</div>')
         elif r["layer"] == "dbt" and isinstance(observed, dict):
             # dbt tests: the node to re-run (`dbt test --select ...`) and dbt's own message
             detail = (f'<div class="small muted">{_e(r["expectation_id"])}</div>'
@@ -348,6 +362,51 @@ read by <code>staging</code> (one latest version per record); staging feeds the 
 </table></section>"""
 
 
+def _dbt_nodes_section(data: dict) -> str:
+    """Every node the run's dbt stages built (failed and skipped first)."""
+    nodes = data.get("dbt_nodes") or []
+    if not nodes:
+        return ""
+    counts: dict[str, int] = {}
+    for n in nodes:
+        counts[n["status"]] = counts.get(n["status"], 0) + 1
+    summary = ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
+    rows = "".join(
+        f'<tr><td><code>{_e(n["unique_id"])}</code></td><td>{_e(n["resource_type"])}</td>'
+        f'<td class="{"status-loaded" if n["status"] in ("success", "pass") else "status-failed"}">'
+        f'{_e(n["status"])}</td>{_n(None if n["execution_seconds"] is None else round(n["execution_seconds"], 2))}'
+        f'{_n(n["rows_affected"])}<td class="small">{_e(n["message"])}</td></tr>' for n in nodes)
+    return f"""<section id="dbt-models"><h2>dbt models built</h2>
+<p class="small muted">{len(nodes)} models, seeds and snapshots: {html.escape(summary)}. Their tests are in
+the checks above (layer dbt).</p>
+<table id="dbt-nodes"><thead><tr><th>node</th><th>kind</th><th>status</th><th class="num">seconds</th>
+<th class="num">rows</th><th>message</th></tr></thead><tbody>{rows}</tbody></table></section>"""
+
+
+def _freshness_section(data: dict) -> str:
+    """Every source table `dbt source freshness` measured in this run, stale or not."""
+    rows = [r for r in data["results"] if r["layer"] == "freshness"]
+    if not rows:
+        return ('<section id="freshness"><h2>Source freshness</h2><p class="muted">dbt source freshness was not '
+                "run for this run.</p></section>")
+    body = []
+    for r in rows:
+        o = r["observed_value"] if isinstance(r["observed_value"], dict) else {}
+        status = o.get("status")
+        css = {"pass": "status-loaded", "warn": "sev-warning"}.get(status, "status-failed")
+        body.append(f'<tr><td><code>{_e(r["expectation_id"])}</code></td><td>{_e(o.get("max_loaded_at"))}</td>'
+                    f'{_n(age_text(o.get("age_seconds")))}<td>{_e(o.get("warn_after"))}</td>'
+                    f'<td>{_e(o.get("error_after"))}</td>'
+                    f'<td class="{css}">{_e(status)}</td></tr>')
+    return f"""<section id="freshness"><h2>Source freshness</h2>
+<p class="small muted">Last load of each raw source table (its <code>_loaded_at</code>) at the time of the
+check, against the thresholds its dbt source declares. Past <em>error after</em> stops the run before
+scoring and exports; past <em>warn after</em> is a warning.</p>
+<table id="freshness-table"><thead><tr><th>source table</th><th>last load</th><th class="num">age</th>
+<th>warn after</th><th>error after</th><th>status</th></tr></thead><tbody>{''.join(body)}</tbody></table>
+</section>"""
+
+
 def render(data: dict, settings: Settings, *, docs_prefix: str) -> str:
     critical = sum(1 for r in data["results"] if not r["success"] and r["severity"] == "critical")
     warnings = sum(1 for r in data["results"] if not r["success"] and r["severity"] == "warning")
@@ -373,7 +432,9 @@ def render(data: dict, settings: Settings, *, docs_prefix: str) -> str:
 </header><main>
 {_batches_section(data)}
 {_field_issues_section(data)}
+{_freshness_section(data)}
 {_checks_section(data, docs_prefix)}
+{_dbt_nodes_section(data)}
 {_lineage_section(data, settings)}
 <p class="small muted">This page holds no personal data: counts, row numbers, keys and the masked shape of
 offending values only. Source: audit.load_batches, audit.field_issues, audit.dq_runs, audit.dq_results,

@@ -6,7 +6,7 @@ create schema if not exists audit;
 create table if not exists audit.dq_runs (
     dq_run_id text primary key,
     pipeline_run_id text not null,
-    layer text not null check (layer in ('raw', 'staging', 'marts', 'dbt')),
+    layer text not null,
     suite text not null,
     batch_id text,
     started_at timestamptz not null default now(),
@@ -18,6 +18,11 @@ create table if not exists audit.dq_runs (
     action text,
     data_docs_path text
 );
+-- freshness: `dbt source freshness`, one run per source (crm_knowledge.quality.freshness). Re-created so
+-- warehouses made before a layer was added accept it.
+alter table audit.dq_runs drop constraint if exists dq_runs_layer_check;
+alter table audit.dq_runs add constraint dq_runs_layer_check
+    check (layer in ('raw', 'freshness', 'staging', 'marts', 'dbt'));
 create index if not exists dq_runs_pipeline_run on audit.dq_runs (pipeline_run_id, layer);
 create index if not exists dq_runs_batch on audit.dq_runs (batch_id, started_at);
 
@@ -57,3 +62,18 @@ create table if not exists audit.dq_metric_history (
     primary key (suite, scope, metric, column_name)
 );
 create index if not exists dq_metric_history_recent on audit.dq_metric_history (suite, metric, column_name, recorded_at desc);
+
+-- One row per dbt model, seed and snapshot and pipeline run: its latest build in that run (the dbt stage
+-- tasks run one `dbt build` each; crm_knowledge.quality.gate.record_dbt_node_runs). Messages are masked.
+create table if not exists audit.dbt_node_runs (
+    pipeline_run_id text not null,
+    unique_id text not null,
+    resource_type text not null,
+    status text not null,
+    execution_seconds double precision,
+    rows_affected bigint,
+    message text,
+    invocation_id text,
+    recorded_at timestamptz not null default now(),
+    primary key (pipeline_run_id, unique_id)
+);

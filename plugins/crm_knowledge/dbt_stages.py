@@ -1,0 +1,53 @@
+"""The dbt stages of the pipeline, in run order, and the `dbt build` command line of each.
+
+What each stage builds is defined once, as a YAML selector in `dbt_project/selectors.yml`; this module only
+names those selectors and says where each one runs (the DAG task that builds it: a cosmos
+`dbt build --selector <stage>`, `dags/ckp_common.dbt_build_stage`). The benchmark, the tests and any
+hand-run build use :func:`build_args` with :func:`crm_knowledge.runner.run_dbt`, so nothing else spells
+out a list of models.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class DbtStage:
+    """One selector of `selectors.yml` and the DAG task that builds it."""
+
+    selector: str
+    dag_id: str
+    task_id: str
+    description: str
+
+
+STAGING = DbtStage("identity_input", "customer_warehouse", "dbt_staging",
+                   "staging tables of every source and the identity matcher's input")
+MARTS = DbtStage("post_identity", "customer_warehouse", "dbt_marts",
+                 "seeds, identity views, intermediate, marts, pii and the golden-record snapshot")
+POST_SCORING = DbtStage("post_scoring", "customer_scoring", "dbt_post_scoring",
+                        "customer_segments, customer_360 and the relationship-stage snapshot")
+
+#: Every stage, in the order the pipeline runs them (identity resolution between the first two, scoring
+#: between the last two). Together they build every model, seed and snapshot of the project exactly once.
+STAGES: tuple[DbtStage, ...] = (STAGING, MARTS, POST_SCORING)
+
+
+def build_args(stage: DbtStage, *, full_refresh: bool = False, dbt_vars: Mapping[str, Any] | None = None,
+               with_tests: bool = True, extra: tuple[str, ...] = ()) -> list[str]:
+    """The arguments of `dbt build` for one stage (for :func:`crm_knowledge.runner.run_dbt`).
+
+    ``with_tests=False`` leaves dbt's data and unit tests out (fixtures that only need the tables).
+    """
+    args = ["build", "--selector", stage.selector]
+    if full_refresh:
+        args.append("--full-refresh")
+    if dbt_vars:
+        args += ["--vars", json.dumps(dict(dbt_vars), default=str)]
+    if not with_tests:
+        args += ["--exclude-resource-type", "test", "--exclude-resource-type", "unit_test"]
+    return [*args, *extra]
