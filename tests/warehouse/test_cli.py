@@ -2,7 +2,7 @@
 
 Each test checks what the command means: its exit code, what it prints (and what it must not print, such as
 the warehouse password) and its effect (a server running or stopped, files and rows written, a batch retired).
-Commands tested elsewhere: `erase`, `customer-report` and `identity-eval` in test_erasure_entry_points.py,
+Also tested elsewhere: `erase` (each entry point), `customer-report` and `identity-eval` in test_erasure_entry_points.py,
 `run` and `bench` in tests/e2e/test_cli_run.py (see SUBPROCESS_TESTS in tests/unit/test_cli_coverage.py).
 """
 
@@ -207,3 +207,27 @@ def test_pii_scan_exit_codes(scratch_db_factory, tmp_path):
     nothing = run_ckp("pii-scan", "--needles", "vault", env=env)  # no vault built: nothing to look for
     assert nothing.returncode == 2 and "no identifiers to search for" in nothing.stderr
 
+
+
+def test_erase_refuses_unusable_requests_and_records_a_no_match(scratch_db, tmp_path):
+    """`ckp erase`: no identifier or a malformed one is refused (exit 1, the value not echoed); a request
+    naming nobody is recorded once as no_match, tombstoned, with counts only on the terminal."""
+    apply_ddl(scratch_db)
+    env = ckp_env(WAREHOUSE_URL=scratch_db, CKP_HOME=str(tmp_path / "home"), CKP_LANDING_DIR=None)
+    nothing = run_ckp("erase", "--reason", "ticket 1", env=env)
+    assert nothing.returncode == 1 and "at least one identifier" in nothing.stderr
+    bad = run_ckp("erase", "--phone", "12", "--reason", "ticket 2", env=env)
+    assert bad.returncode == 1 and bad.stderr.startswith("error: ") and "phone" in bad.stderr
+
+    res = run_ckp("erase", "--email", "Nobody.Here@Example.ir", "--reason", "ticket 3", env=env)
+    assert res.returncode == 0, res.stderr[-3000:]
+    result = json.loads(res.stdout)
+    assert (result["status"], result["origin"], result["customers_erased"]) == ("no_match", "cli", 0)
+    assert result["tombstones"] == 1
+    assert "nobody.here" not in (res.stdout + res.stderr).lower()
+    again = run_ckp("erase", "--email", "nobody.here@example.ir", "--reason", "ticket 3", env=env)
+    assert json.loads(again.stdout)["status"] == "already_erased"
+    with psycopg.connect(scratch_db) as conn:
+        rows = conn.execute("select origin, status, reason from audit.erasure_requests").fetchall()
+        kinds = conn.execute("select identifier_kind from identity.erasure_tombstones").fetchall()
+    assert rows == [("cli", "no_match", "ticket 3")] and kinds == [("email",)]
