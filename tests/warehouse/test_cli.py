@@ -2,8 +2,9 @@
 
 Each test checks what the command means: its exit code, what it prints (and what it must not print, such as
 the warehouse password) and its effect (a server running or stopped, files and rows written, a batch retired).
-Also tested elsewhere: `erase` (each entry point), `customer-report` and `identity-eval` in test_erasure_entry_points.py,
-`run` and `bench` in tests/e2e/test_cli_run.py (see SUBPROCESS_TESTS in tests/unit/test_cli_coverage.py).
+Also tested elsewhere: `erase` (each entry point), `customer-report` and `identity-eval` in
+test_erasure_entry_points.py; `run` in tests/e2e/test_pipeline.py, `bench` in tests/e2e/test_cli_bench.py (see
+SUBPROCESS_TESTS in tests/unit/test_cli_coverage.py).
 """
 
 from __future__ import annotations
