@@ -316,7 +316,7 @@ def _erase_locked(conn: psycopg.Connection, request: ErasureRequest, identifiers
     if match.empty:
         # nothing held: keep the tombstone so nothing is collected again, record the request once; a file
         # that could not be loaded (quarantine) may still name them
-        file_needles = purge.file_needles(purge.identifier_needles(match.identifiers))
+        file_needles = purge.file_needles(purge.requested_needles(match.identifiers))
         result.add_files(erasure_files.mask_quarantine(settings, file_needles, f"erasure {req_id}"))
         tomb = tombstones.tombstone_rows(match, key)
         with conn.transaction():

@@ -40,6 +40,8 @@ _TEXT_TYPES = ("text", "character varying", "character", "json", "jsonb")
 # --- needles -------------------------------------------------------------------------------------------------
 
 def mask_text(text: str | None, needles: Iterable[str]) -> str | None:
+    """``text`` with every needle (case-insensitive, literal) replaced by ``[erased]``: for error and reason
+    texts that go into audit rows and logs."""
     if not text:
         return text
     pattern = python_pattern(needles)
@@ -47,6 +49,7 @@ def mask_text(text: str | None, needles: Iterable[str]) -> str | None:
 
 
 def python_pattern(needles: Iterable[str]) -> re.Pattern | None:
+    """One case-insensitive regex matching any needle literally (longest first); None when none is long enough."""
     good = sorted({n for n in needles if n and len(n) >= MIN_NEEDLE}, key=len, reverse=True)
     if not good:
         return None
@@ -77,7 +80,7 @@ def needles_of(match: lookup.Match) -> set[str]:
     return {n.strip() for n in out if n and (any(ch.isdigit() for ch in n) or "@" in n)}
 
 
-def identifier_needles(identifiers: dict[str, str]) -> set[str]:
+def requested_needles(identifiers: dict[str, str]) -> set[str]:
     """Needles from the requested identifiers alone (when the warehouse holds nothing about them)."""
     m = lookup.Match(identifiers=identifiers)
     for kind, value in identifiers.items():
@@ -86,6 +89,7 @@ def identifier_needles(identifiers: dict[str, str]) -> set[str]:
 
 
 def file_needles(needles: Iterable[str]) -> erasure_files.Needles:
+    """The needles as the file redaction matches them (text and encoded bytes, in every source encoding)."""
     return erasure_files.Needles.of(needles, MIN_NEEDLE)
 
 
