@@ -437,6 +437,37 @@ def test_no_identifier_in_a_full_dump_of_the_warehouse_and_destinations(world, e
     assert dump_hits(world["url"]) == []
 
 
+def copy_sections(dump: str) -> dict[str, str]:
+    """A pg_dump split into the data of each table (`COPY schema.table ... FROM stdin;` up to `\\.`) and,
+    under "", everything else (definitions, comments, sequences)."""
+    sections: dict[str, list[str]] = {"": []}
+    current = ""
+    for line in dump.splitlines():
+        if current == "" and line.startswith("COPY "):
+            current = line.split()[1]
+            sections[current] = []
+        elif current and line == "\\.":
+            current = ""
+        else:
+            sections[current].append(line)
+    return {name: "\n".join(lines) for name, lines in sections.items()}
+
+
+def test_the_orders_database_holds_them_only_in_the_source_systems_own_tables(world, erased):
+    """The orders database is a source system (its copies are the documented limit of docs/privacy.md):
+    there they remain in its own customers table only; what the pipeline wrote there (the destination table)
+    and the database's definitions hold nothing of them."""
+    from crm_knowledge.ingest.registry import load_registry
+
+    source_tables = {f"public.{t}" for c in load_registry() if c.kind == "orders_db" for t in c.tables}
+    dump = pg_dump(world["settings"].orders_url).decode()
+    found = {name: hits_in(text.encode(), name) for name, text in copy_sections(dump).items()}
+    found = {name: hits for name, hits in found.items() if hits}
+    assert set(found) == {"public.customers"} <= source_tables, found
+    assert {h.split(": ")[1].split()[0] for h in found["public.customers"]} == {p.key for p in PERSONS}
+    assert "public.customer_segments" in copy_sections(dump)  # the destination table was dumped, clean
+
+
 def test_no_identifier_in_any_file_under_ckp_home(world, erased):
     home = Path(world["settings"].home)
     assert file_count(home / "archive") >= 8 and (home / "airflow" / "airflow.db").exists()
