@@ -86,7 +86,7 @@ def customer_warehouse():
     def source_freshness(ds: str | None = None, dag_run=None) -> dict:
         """`dbt source freshness`, recorded for the report; a source past its error_after stops scoring."""
         from crm_knowledge.quality.pipeline import check_source_freshness
-        from crm_knowledge.schedule import run_key
+        from crm_knowledge.run_day import run_key
 
         return check_source_freshness(pipeline_run_id=run_key(ds, dag_run.run_after))
 

@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import logging
 import sys
+from pathlib import Path
 
 
 def _cmd_warehouse(args: argparse.Namespace) -> int:
@@ -70,11 +71,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from crm_knowledge.bench.report import update_readme
     from crm_knowledge.bench.run import run_bench
 
+    extra = {"results_dir": Path(args.results_dir)} if args.results_dir else {}
     report = run_bench(args.size, args.seed, incremental=not args.no_incremental, baselines=not args.no_baselines,
-                       scaling=not args.no_scaling)
+                       scaling=not args.no_scaling, **extra)
     if args.update_readme:
-        from pathlib import Path
-
         files = [Path(report["paths"]["markdown"])] + [Path(p) for p in args.also or []]
         print("README updated" if update_readme(files) else "README has no bench markers", file=sys.stderr)
     return 0
@@ -177,7 +177,8 @@ def _overwrite_external_arg(p: argparse.ArgumentParser) -> None:
                         "databases created for the demo; without it the demo refuses to touch them)")
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The ``ckp`` parser: every sub-command (tests enumerate them to check each has a subprocess test)."""
     parser = argparse.ArgumentParser(prog="ckp", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -211,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--no-scaling", action="store_true", help="skip identity resolution at 100k/1M records")
     b.add_argument("--update-readme", action="store_true", help="copy the markdown table into README.md")
     b.add_argument("--also", nargs="*", help="more report .md files to put in the README after this one")
+    b.add_argument("--results-dir", help="where the JSON and markdown reports go (default bench/results)")
     b.set_defaults(func=_cmd_bench)
 
     e = sub.add_parser("erase", help="right to be forgotten: erase the customer(s) an email/phone/national ID names")
@@ -249,8 +251,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="what to search for: the pii vault's identifiers (vault), the demo persons' (demo), or "
                          "demo when the demo ground truth exists, else vault (auto, the default)")
     ps.set_defaults(func=_cmd_pii_scan)
+    return parser
 
-    args = parser.parse_args(argv)
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     from crm_knowledge.privacy.file_modes import restrict_umask
 
     restrict_umask()  # every file a command (or the Airflow / dbt processes it starts) creates is 0600 / 0700

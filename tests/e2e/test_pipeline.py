@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import psycopg
 import pytest
+from ckp_cli import run_ckp
 
 from crm_knowledge.runner import PIPELINE_DAGS, run_pipeline
 
@@ -14,7 +15,14 @@ SIZE = 300
 
 @pytest.fixture(scope="module")
 def pipeline(warehouse, settings):
-    first = run_pipeline(size=SIZE, seed=7)
+    # the first run as a user starts it: `ckp run` in its own process (exit 0 only when every DAG succeeded)
+    res = run_ckp("run", "--size", str(SIZE), "--seed", "7", timeout=3600)
+    assert res.returncode == 0, f"ckp run failed:\n{res.stdout[-4000:]}\n{res.stderr[-4000:]}"
+    assert "customer_scoring" in res.stdout
+    from crm_knowledge.privacy.pii_scan import scan as pii_scan
+    from crm_knowledge.summary import collect_summary
+
+    first = {**collect_summary(settings), "pii_scan_findings": len(pii_scan(settings).findings)}
     with psycopg.connect(settings.warehouse_url) as conn:
         raw_after_first = {t: conn.execute(f"select count(*) from raw.{t}").fetchone()[0]
                            for t in ("form_submissions", "sibling_customers", "contact_interactions",

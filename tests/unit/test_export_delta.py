@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 
 from crm_knowledge.export.audience import Member
@@ -72,3 +74,19 @@ def test_mirror_refuses_mass_removal():
     delta = compute_delta(dest("mirror", max_removed_fraction=1.0), current, prior,
                           {f"c{i:02d}": OK for i in range(20)})
     assert len(delta.removed) == 15
+
+
+def test_removal_delta_sends_the_same_records_as_a_computed_removal():
+    """Erasure's removals (removal_delta) look to a destination exactly like removals compute_delta makes."""
+    from crm_knowledge.export.delta import removal_delta
+
+    d = dest("mirror")
+    computed = compute_delta(d, {}, prior_of(member("c1", "loyal")),
+                             {"c1": {**OK, "is_forgotten": True}})
+    made = removal_delta(d, [("c1", "c1", "a")], "forgotten")
+    assert [c.record for c in made.removed] == [c.record for c in computed.removed]
+    assert made.removed[0].record == {"change_type": "removed", "customer_id": "c1", "audience": "a",
+                                      "rfm_segment": None, "removal_reason": "forgotten"}
+    assert (made.counts, made.members, made.is_empty()) == ({"added": 0, "changed": 0, "removed": 1}, 0, False)
+    day = dt.date(2026, 11, 20)
+    assert made.content_hash("d", day) == computed.content_hash("d", day)  # a retry is recognised the same way

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from crm_knowledge.privacy import erasure, lookup, pii_scan
+from crm_knowledge.privacy import erasure, lookup, pii_scan, purge, tombstones
 from crm_knowledge.privacy.pseudonym import pseudonymize
 
 
@@ -36,12 +36,12 @@ def test_request_id_is_stable_across_spellings_and_holds_no_identifier():
 
 def test_masking_patterns_are_literal():
     needles = {"a.b+c@example.com", "+989121234001", "short"}
-    pattern = erasure._sql_pattern(needles)
+    pattern = purge.sql_pattern(needles)
     assert "short" not in pattern  # too short to mask free text safely
     assert r"\+989121234001" in pattern and r"a\.b\+c\@example\.com" in pattern
-    assert erasure._mask_text("mail A.B+C@example.com or +989121234001 now", needles) == \
+    assert purge.mask_text("mail A.B+C@example.com or +989121234001 now", needles) == \
         "mail [erased] or [erased] now"
-    assert erasure._mask_text("axb+c@example.com", needles) == "axb+c@example.com"  # '.' is not a wildcard
+    assert purge.mask_text("axb+c@example.com", needles) == "axb+c@example.com"  # '.' is not a wildcard
 
 
 def test_needles_cover_phone_and_id_spellings():
@@ -49,7 +49,7 @@ def test_needles_cover_phone_and_id_spellings():
     m.values["phone"] = {"+989121234001"}
     m.values["national_id"] = {"0499370899"}
     m.raw_spellings = {"0912-123-4001", "Ali"}
-    needles = erasure._needles(m)
+    needles = purge.needles_of(m)
     assert {"09121234001", "9121234001", "۰۴۹۹۳۷۰۸۹۹", "0912-123-4001", "+989121234001"} <= needles
     assert "Ali" not in needles  # names are never used to mask: other people share them
 
@@ -68,8 +68,8 @@ def test_tombstone_rule_spares_a_relative_sharing_the_phone():
         {"source_record_id": "4", "email_norm": "ali@example.com", "phone_e164": None, "national_id_valid": None,
          "full_name_norm": "someone", "first_name_norm": None, "last_name_norm": None},       # his email
     ])
-    assert erasure.blocked_mask(frame, tomb).tolist() == [True, False, True, True]
-    assert not erasure.blocked_mask(frame, {}).any()
+    assert tombstones.blocked_mask(frame, tomb).tolist() == [True, False, True, True]
+    assert not tombstones.blocked_mask(frame, {}).any()
 
 
 def test_request_files(tmp_path):
@@ -103,7 +103,7 @@ def test_scan_grams_fold_digits_and_spacing():
 ERASED_EMAIL = "zarvan.q@erase.example"
 ERASED_PHONE = "09129876543"
 ERASED_NID = "2930183746"
-FILE_NEEDLES = erasure._file_needles({ERASED_EMAIL, ERASED_PHONE, "+989129876543", "9129876543", ERASED_NID,
+FILE_NEEDLES = purge.file_needles({ERASED_EMAIL, ERASED_PHONE, "+989129876543", "9129876543", ERASED_NID,
                                       "۰۹۱۲۹۸۷۶۵۴۳"})
 
 

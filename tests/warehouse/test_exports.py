@@ -396,7 +396,7 @@ def test_deliver_all_runs_enabled_destinations_and_reports_failures(wh, settings
         + f"    webhook: {{url: '{srv.url}', batch_size: 10, max_retries: 0, backoff_seconds: 0, "
           "timeout_seconds: 5}\n")
     s = dataclasses.replace(settings, home=tmp_path, external_warehouse_url=wh)
-    from crm_knowledge.export import DeliveriesFailed, deliver_all
+    from crm_knowledge.export.deliver import DeliveriesFailed, deliver_all
 
     with pytest.raises(DeliveriesFailed) as exc:
         deliver_all(AS_OF, s, config_path=cfg)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from ckp_cli import ckp_env, run_ckp
 
 from crm_knowledge.ingest import errors, ledger, readers
 from crm_knowledge.ingest import files as files_mod
@@ -106,7 +107,7 @@ def test_warehouse_killed_mid_load_rolls_back_aborts_and_reloads(db, local, monk
     assert q(db, "select count(*), count(distinct interaction_id) from raw.contact_interactions") == [(3000, 3000)]
 
     # `ckp batches aborted` lists it, re-loaded by the second batch
-    out = _ckp(db, "batches", "aborted")
+    out = run_ckp("batches", "aborted", env=ckp_env(WAREHOUSE_URL=db), timeout=120)
     assert out.returncode == 0, out.stderr
     (line,) = out.stdout.splitlines()
     assert line.startswith(crashed[0]) and f"re-loaded by {results[0].batch_id}" in line
@@ -115,12 +116,6 @@ def test_warehouse_killed_mid_load_rolls_back_aborts_and_reloads(db, local, monk
     # a third run changes nothing
     assert ingest_source(cfg, url=db, settings=local) == []
     assert len(_ledger(db)) == 2
-
-
-def _ckp(url: str, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "WAREHOUSE_URL": url, "PYTHONPATH": str(PROJECT_ROOT / "plugins")}
-    return subprocess.run([sys.executable, "-m", "crm_knowledge.cli", *args], capture_output=True, text=True,
-                          env=env, timeout=120)
 
 
 def test_ckp_batches_recover_aborts_only_dead_loads(db):
@@ -133,14 +128,14 @@ def test_ckp_batches_recover_aborts_only_dead_loads(db):
                               checksum=batch)
     with psycopg.connect(db, autocommit=True) as live, ledger.source_lock(live, "forms") as got:
         assert got
-        out = _ckp(db, "batches", "recover")
+        out = run_ckp("batches", "recover", env=ckp_env(WAREHOUSE_URL=db), timeout=120)
         assert out.returncode == 0, out.stderr
         assert sorted(line.split("\t")[0] for line in out.stdout.splitlines()) == \
             ["contacts-dead", "orders.customers-dead"]
         assert "2 batch(es)" in out.stderr
     assert dict(q(db, "select batch_id, status from audit.load_batches")) == \
         {"contacts-dead": "aborted", "orders.customers-dead": "aborted", "forms-alive": "running"}
-    out = _ckp(db, "batches", "aborted")
+    out = run_ckp("batches", "aborted", env=ckp_env(WAREHOUSE_URL=db), timeout=120)
     assert out.returncode == 0 and "2 aborted batch(es), 2 not re-loaded yet" in out.stderr
     assert "not re-loaded yet" in out.stdout
 

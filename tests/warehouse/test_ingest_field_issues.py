@@ -7,17 +7,15 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import psycopg
 import pytest
+from ckp_cli import ckp_env, run_ckp
 
 from crm_knowledge.ingest.files import load_file
 from crm_knowledge.ingest.registry import SourceConfigError, load_registry, parse_source
-from crm_knowledge.settings import PROJECT_ROOT, get_settings
+from crm_knowledge.settings import get_settings
 from crm_knowledge.warehouse.bootstrap import apply_ddl
 
 pytestmark = pytest.mark.warehouse
@@ -102,23 +100,19 @@ def test_too_many_field_issues_hold_the_batch_until_accepted(db, unit, local):
         assert _release(conn, result.batch_id) == "held"
     assert q(db, "select status from audit.load_batches order by started_at") == [("loaded",), ("held",)]
 
-    env = {**os.environ, "WAREHOUSE_URL": db, "PYTHONPATH": str(PROJECT_ROOT / "plugins")}
-
-    def ckp(*args):
-        return subprocess.run([sys.executable, "-m", "crm_knowledge.cli", *args], capture_output=True, text=True,
-                              env=env, timeout=120)
-
-    listed = ckp("batches", "held")
+    env = ckp_env(WAREHOUSE_URL=db)
+    listed = run_ckp("batches", "held", env=env, timeout=120)
     assert listed.returncode == 0 and result.batch_id in listed.stdout and "held at load" in listed.stdout
-    refused = ckp("batches", "accept", "no-such-batch", "--reason", "x")
+    refused = run_ckp("batches", "accept", "no-such-batch", "--reason", "x", env=env, timeout=120)
     assert refused.returncode == 1 and "no batch 'no-such-batch'" in refused.stderr
-    accepted = ckp("batches", "accept", result.batch_id, "--reason", "INC-7: the unit has no birth dates before 1950")
+    reason = "INC-7: the unit has no birth dates before 1950"
+    accepted = run_ckp("batches", "accept", result.batch_id, "--reason", reason, env=env, timeout=120)
     assert accepted.returncode == 0, accepted.stderr
     ((status, error, hold),) = q(db, "select status, error, load_hold_reason from audit.load_batches "
                                      "where batch_id = %s", result.batch_id)
     assert status == "loaded" and hold is None
     assert error.startswith("accepted with field issues: INC-7") and "(was: held at load" in error
-    again = ckp("batches", "accept", result.batch_id, "--reason", "x")
+    again = run_ckp("batches", "accept", result.batch_id, "--reason", "x", env=env, timeout=120)
     assert again.returncode == 1 and "only a batch held at load" in again.stderr
 
 

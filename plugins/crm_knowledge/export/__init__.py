@@ -1,27 +1,12 @@
 """Write-back of segments to the systems that act on them ("interact" and "customise").
 
-Public API (imported lazily so DAG files can import this package at parse time cheaply):
+The package itself imports nothing, so importing one of its modules stays cheap (DAG files import
+task code inside their tasks only). Public API, by module:
 
-* ``deliver_all(as_of, settings=None, only=None) -> list[dict]`` -- every enabled destination of
-  ``config/destinations.yml``;
-* ``deliver(destination_config, as_of, conn_url) -> dict`` -- one destination;
-* ``load_destinations(path=None)`` -- the validated config.
+* ``crm_knowledge.export.deliver`` -- ``deliver_all(as_of, settings=None, only=None)`` (every enabled
+  destination of ``config/destinations.yml``), ``deliver(destination_config, as_of, conn_url)`` (one
+  destination), ``send_delta(...)`` (record the attempt, send, record the outcome: used by deliveries and by
+  erasure removals), ``DeliveryError``, ``DeliveriesFailed``;
+* ``crm_knowledge.export.config`` -- ``load_destinations(path=None)``: the validated config;
+* ``crm_knowledge.export.delta`` -- what changed since the last delivery, and removal deltas.
 """
-
-from __future__ import annotations
-
-from typing import Any
-
-__all__ = ["deliver", "deliver_all", "load_destinations", "DeliveryError", "DeliveriesFailed"]
-
-
-def __getattr__(name: str) -> Any:
-    if name in ("deliver", "deliver_all", "DeliveryError", "DeliveriesFailed"):
-        from crm_knowledge.export import deliver as _deliver
-
-        return getattr(_deliver, name)
-    if name == "load_destinations":
-        from crm_knowledge.export.config import load_destinations
-
-        return load_destinations
-    raise AttributeError(name)

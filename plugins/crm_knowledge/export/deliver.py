@@ -2,16 +2,20 @@
 
 For one destination (:func:`deliver`):
 
-1. take a per-destination advisory lock on the warehouse (two deliveries to one destination never overlap) and
-   mark attempts left ``running`` by a crashed run as ``failed``;
+1. take the destination's advisory lock on the warehouse (:func:`destination_lock`: two deliveries to one
+   destination never overlap) and mark attempts left ``running`` by a crashed run as ``failed``;
 2. select the current members (audience.py: consent, forgetting and exclusions are enforced in the query) and
    diff them against ``scoring.delivered_state`` (delta.py), all in one repeatable-read snapshot;
-3. record an ``audit.exports`` row ``running``; if the same delta failed last time, reuse its ``delivery_id``
-   (webhook idempotency keys and file names derive from it, so the destination can de-duplicate);
-4. send the delta (file_drop / db_upsert / webhook); nothing is sent for an empty delta;
-5. only when the destination acknowledged: in ONE warehouse transaction mark the audit row ``delivered``, write
-   ``delivered_state`` and ``scoring.communications``. If sending failed, the audit row becomes ``failed`` and
-   the state is untouched, so the next run computes (and re-sends) the same delta: no gaps, no duplicates.
+3. if the same delta failed last time, reuse its ``delivery_id`` (webhook idempotency keys and file names
+   derive from it, so the destination can de-duplicate);
+4. :func:`send_delta`: record an ``audit.exports`` row ``running``, send the delta (file_drop / db_upsert /
+   webhook; nothing is sent for an empty delta), and only when the destination acknowledged, in ONE
+   warehouse transaction mark the audit row ``delivered``, write ``delivered_state`` and
+   ``scoring.communications``. If sending failed, the audit row becomes ``failed`` and the state is
+   untouched, so the next run computes (and re-sends) the same delta: no gaps, no duplicates.
+
+Erasure (privacy/erasure.py) sends its removals through the same :func:`destination_lock` and
+:func:`send_delta`, so a removal is recorded, sent and acknowledged exactly like any delivery.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -127,6 +132,70 @@ def _send(dest: DestinationConfig, delta: Delta, *, export_id: str, delivery_id:
     return webhook.send(dest, records, columns, delivery_id=delivery_id, as_of=as_of, sleep=sleep)
 
 
+def lock_key(dest: DestinationConfig) -> str:
+    """The advisory-lock key of a destination: whoever sends to it (delivery or erasure) holds it."""
+    return f"crm_knowledge.export:{dest.name}"
+
+
+@contextmanager
+def destination_lock(conn: psycopg.Connection, dest: DestinationConfig, *, wait: bool,
+                     result: dict[str, Any] | None = None) -> Iterator[None]:
+    """Hold the destination's session advisory lock (``conn`` in autocommit) for the block.
+
+    ``wait=False`` (a scheduled delivery): raise DeliveryError at once when another sender holds it.
+    ``wait=True`` (an erasure removal): wait for the running delivery to finish, then send.
+    """
+    key = lock_key(dest)
+    if not advisory_lock(conn, key, wait=wait):
+        raise DeliveryError(f"destination {dest.name!r}: another delivery is running", result)
+    try:
+        yield
+    finally:
+        try:
+            advisory_unlock(conn, key)
+        except psycopg.Error:  # a broken connection releases its session locks anyway
+            log.debug("export %s: advisory unlock failed", dest.name, exc_info=True)
+
+
+def send_delta(conn: psycopg.Connection, dest: DestinationConfig, delta: Delta, as_of: date, *,
+               settings: Settings, export_id: str | None = None, delivery_id: str | None = None,
+               attempt: int = 1, members: int | None = None, error_prefix: str = "",
+               sleep: Callable[[float], None] = time.sleep) -> file_drop.SendResult:
+    """Record the attempt, send ``delta`` to ``dest``, record the outcome; the one way anything is delivered.
+
+    The caller holds :func:`destination_lock` on ``conn`` (autocommit). Writes the ``audit.exports`` row
+    ``running`` first; on acknowledgement marks it ``delivered`` and writes ``scoring.delivered_state`` and
+    ``scoring.communications`` in one transaction; on failure marks it ``failed`` (error prefixed with
+    ``error_prefix``), leaves the state untouched and raises DeliveryError. An empty delta sends nothing
+    and is recorded as delivered.
+    """
+    export_id = export_id or new_export_id(dest, as_of)
+    delivery_id = delivery_id or export_id
+    counts = delta.counts
+    conn.execute(
+        "insert into audit.exports (export_id, destination, kind, as_of_date, rows_added, rows_changed, "
+        "rows_removed, status, delivery_id, delta_hash, attempt, purpose, mode, id_space, named_fields, "
+        "members) values (%s, %s, %s, %s, %s, %s, %s, 'running', %s, %s, %s, %s, %s, %s, %s, %s)",
+        (export_id, dest.name, dest.kind, as_of, counts["added"], counts["changed"], counts["removed"],
+         delivery_id, delta.content_hash(dest.name, as_of), attempt, dest.purpose, dest.mode, dest.id_space,
+         list(dest.named_fields), members))
+    try:
+        if delta.is_empty():
+            sent = file_drop.SendResult(location=None)
+        else:
+            sent = _send(dest, delta, export_id=export_id, delivery_id=delivery_id, as_of=as_of,
+                         settings=settings, sleep=sleep)
+    except Exception as exc:
+        error = f"{error_prefix}{type(exc).__name__}: {exc}"
+        conn.execute("update audit.exports set status = 'failed', error = %s, "
+                     "finished_at = clock_timestamp() where export_id = %s", (error[:2000], export_id))
+        log.error("export %s (%s) failed, delivered state unchanged, will be retried: %s", dest.name,
+                  export_id, error)
+        raise DeliveryError(f"destination {dest.name!r}: {error}", {"error": error}) from exc
+    _record_success(conn, dest, export_id, delta, sent.location, sent.checksum)
+    return sent
+
+
 def deliver(destination_config: DestinationConfig, as_of: date, conn_url: str | None = None, *,
             settings: Settings | None = None, sleep: Callable[[float], None] = time.sleep) -> dict[str, Any]:
     """Deliver one destination's delta for ``as_of``; returns the delivery record. Raises DeliveryError."""
@@ -141,81 +210,58 @@ def deliver(destination_config: DestinationConfig, as_of: date, conn_url: str | 
         "rows_removed": 0, "not_sent_changed": 0, "not_sent_removed": 0, "removed_by_reason": {},
         "location": None, "checksum": None, "named_fields": list(dest.named_fields), "error": None,
     }
-    with connect(conn_url, autocommit=True, application_name="crm_knowledge.export") as conn:
-        lock_key = f"crm_knowledge.export:{dest.name}"
-        if not advisory_lock(conn, lock_key, wait=False):
-            raise DeliveryError(f"destination {dest.name!r}: another delivery is running", result)
+    with (connect(conn_url, autocommit=True, application_name="crm_knowledge.export") as conn,
+          destination_lock(conn, dest, wait=False, result=result)):
+        conn.execute(
+            "update audit.exports set status = 'failed', finished_at = clock_timestamp(), "
+            "error = coalesce(error, 'abandoned: the run ended before the destination acknowledged') "
+            "where destination = %s and status = 'running'", (dest.name,))
         try:
+            delta = _snapshot(conn, dest, as_of)
+        except Exception as exc:
+            result["error"] = f"{type(exc).__name__}: {exc}"
             conn.execute(
-                "update audit.exports set status = 'failed', finished_at = clock_timestamp(), "
-                "error = coalesce(error, 'abandoned: the run ended before the destination acknowledged') "
-                "where destination = %s and status = 'running'", (dest.name,))
-            try:
-                delta = _snapshot(conn, dest, as_of)
-            except Exception as exc:
-                result["error"] = f"{type(exc).__name__}: {exc}"
-                conn.execute(
-                    "insert into audit.exports (export_id, destination, kind, as_of_date, status, error, "
-                    "finished_at, delivery_id, purpose, mode, id_space, named_fields) values "
-                    "(%s, %s, %s, %s, 'failed', %s, clock_timestamp(), %s, %s, %s, %s, %s)",
-                    (export_id, dest.name, dest.kind, as_of, result["error"][:2000], export_id, dest.purpose,
-                     dest.mode, dest.id_space, list(dest.named_fields)))
-                log.error("export %s: selecting the delta failed: %s", dest.name, result["error"])
-                raise DeliveryError(f"destination {dest.name!r}: {result['error']}", result) from exc
-            counts = delta.counts
-            reasons: dict[str, int] = {}
-            for c in delta.removed:
-                reasons[c.reason or ""] = reasons.get(c.reason or "", 0) + 1
-            result.update(members=delta.members, rows_added=counts["added"], rows_changed=counts["changed"],
-                          rows_removed=counts["removed"], not_sent_changed=delta.not_sent_changed,
-                          not_sent_removed=delta.not_sent_removed, removed_by_reason=reasons)
-            delta_hash = delta.content_hash(dest.name, as_of)
-            delivery_id, attempt = export_id, 1
-            last = conn.execute(
-                "select status, delta_hash, delivery_id, attempt from audit.exports where destination = %s "
-                "order by started_at desc, finished_at desc nulls first limit 1", (dest.name,)).fetchone()
-            if last and last[0] == "failed" and last[1] == delta_hash and last[2] and not delta.is_empty():
-                delivery_id, attempt = last[2], (last[3] or 1) + 1
-            result.update(delivery_id=delivery_id, attempt=attempt)
-            conn.execute(
-                "insert into audit.exports (export_id, destination, kind, as_of_date, rows_added, rows_changed, "
-                "rows_removed, status, delivery_id, delta_hash, attempt, purpose, mode, id_space, named_fields, "
-                "members) values (%s, %s, %s, %s, %s, %s, %s, 'running', %s, %s, %s, %s, %s, %s, %s, %s)",
-                (export_id, dest.name, dest.kind, as_of, counts["added"], counts["changed"], counts["removed"],
-                 delivery_id, delta_hash, attempt, dest.purpose, dest.mode, dest.id_space,
-                 list(dest.named_fields), delta.members))
-            try:
-                if delta.is_empty():
-                    sent = file_drop.SendResult(location=None)
-                else:
-                    sent = _send(dest, delta, export_id=export_id, delivery_id=delivery_id, as_of=as_of,
-                                 settings=settings, sleep=sleep)
-            except Exception as exc:
-                result["error"] = f"{type(exc).__name__}: {exc}"
-                conn.execute("update audit.exports set status = 'failed', error = %s, "
-                             "finished_at = clock_timestamp() where export_id = %s",
-                             (result["error"][:2000], export_id))
-                log.error("export %s (%s) failed, delivered state unchanged, will be retried: %s", dest.name,
-                          export_id, result["error"])
-                raise DeliveryError(f"destination {dest.name!r}: {result['error']}", result) from exc
-            _record_success(conn, dest, export_id, delta, sent.location, sent.checksum)
-            result.update(status="delivered", location=sent.location, checksum=sent.checksum)
-            log.info(
-                "export %s (%s, %s, attempt %d): %d members; sent %d added, %d changed, %d removed%s%s -> %s",
-                dest.name, export_id, dest.kind, attempt, delta.members, counts["added"], counts["changed"],
-                counts["removed"],
-                f"; {delta.not_sent_changed} changes not sent (insert_only)" if delta.not_sent_changed else "",
-                f"; {delta.not_sent_removed} left their audience (kept, mode {dest.mode})"
-                if delta.not_sent_removed else "",
-                sent.location or "nothing to send")
-            if dest.named_fields:
-                log.info("export %s carried personal fields: %s", dest.name, ", ".join(dest.named_fields))
-            return result
-        finally:
-            try:
-                advisory_unlock(conn, lock_key)
-            except psycopg.Error:  # a broken connection releases its session locks anyway
-                log.debug("export %s: advisory unlock failed", dest.name, exc_info=True)
+                "insert into audit.exports (export_id, destination, kind, as_of_date, status, error, "
+                "finished_at, delivery_id, purpose, mode, id_space, named_fields) values "
+                "(%s, %s, %s, %s, 'failed', %s, clock_timestamp(), %s, %s, %s, %s, %s)",
+                (export_id, dest.name, dest.kind, as_of, result["error"][:2000], export_id, dest.purpose,
+                 dest.mode, dest.id_space, list(dest.named_fields)))
+            log.error("export %s: selecting the delta failed: %s", dest.name, result["error"])
+            raise DeliveryError(f"destination {dest.name!r}: {result['error']}", result) from exc
+        counts = delta.counts
+        reasons: dict[str, int] = {}
+        for c in delta.removed:
+            reasons[c.reason or ""] = reasons.get(c.reason or "", 0) + 1
+        result.update(members=delta.members, rows_added=counts["added"], rows_changed=counts["changed"],
+                      rows_removed=counts["removed"], not_sent_changed=delta.not_sent_changed,
+                      not_sent_removed=delta.not_sent_removed, removed_by_reason=reasons)
+        delta_hash = delta.content_hash(dest.name, as_of)
+        delivery_id, attempt = export_id, 1
+        last = conn.execute(
+            "select status, delta_hash, delivery_id, attempt from audit.exports where destination = %s "
+            "order by started_at desc, finished_at desc nulls first limit 1", (dest.name,)).fetchone()
+        if last and last[0] == "failed" and last[1] == delta_hash and last[2] and not delta.is_empty():
+            delivery_id, attempt = last[2], (last[3] or 1) + 1
+        result.update(delivery_id=delivery_id, attempt=attempt)
+        try:
+            sent = send_delta(conn, dest, delta, as_of, settings=settings, export_id=export_id,
+                              delivery_id=delivery_id, attempt=attempt, members=delta.members, sleep=sleep)
+        except DeliveryError as exc:  # the audit row says failed; the caller gets this delivery's record
+            result["error"] = exc.result.get("error")
+            exc.result = result
+            raise
+        result.update(status="delivered", location=sent.location, checksum=sent.checksum)
+        log.info(
+            "export %s (%s, %s, attempt %d): %d members; sent %d added, %d changed, %d removed%s%s -> %s",
+            dest.name, export_id, dest.kind, attempt, delta.members, counts["added"], counts["changed"],
+            counts["removed"],
+            f"; {delta.not_sent_changed} changes not sent (insert_only)" if delta.not_sent_changed else "",
+            f"; {delta.not_sent_removed} left their audience (kept, mode {dest.mode})"
+            if delta.not_sent_removed else "",
+            sent.location or "nothing to send")
+        if dest.named_fields:
+            log.info("export %s carried personal fields: %s", dest.name, ", ".join(dest.named_fields))
+        return result
 
 
 def deliver_all(as_of: date, settings: Settings | None = None, only: list[str] | None = None, *,

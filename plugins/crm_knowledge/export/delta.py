@@ -149,3 +149,17 @@ def compute_delta(dest: DestinationConfig, members: dict[str, Member], prior: di
             "max_removed_fraction for this destination if this is intended."
         )
     return delta
+
+
+def removal_delta(dest: DestinationConfig, held: list[tuple[str, str, str | None]], reason: str) -> Delta:
+    """A delta that removes the given delivered keys, each ``(key, customer_id, audience)``, for ``reason``.
+
+    Erasure's removals: the keys come from ``scoring.delivered_state`` (what the destination holds), not from
+    an audience selection, so ``members`` is unknown and left 0.
+    """
+    delta = Delta()
+    for key, customer_id, audience in held:
+        payload = {dest.key_column: key, "audience": audience}
+        delta.removed.append(Change("removed", key, customer_id, audience,
+                                    _record(dest, "removed", payload, reason), reason=reason))
+    return delta

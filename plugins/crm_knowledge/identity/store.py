@@ -33,7 +33,7 @@ from crm_knowledge.identity.resolve import (
     resolve_incremental,
 )
 from crm_knowledge.identity.stable_ids import format_id, parse_id
-from crm_knowledge.privacy.erasure import enforce_tombstones
+from crm_knowledge.privacy.tombstones import enforce_tombstones
 from crm_knowledge.warehouse.db import connect, copy_csv, copy_rows, table_exists
 
 log = logging.getLogger(__name__)
@@ -227,7 +227,7 @@ def run(conn_url: str, mode: str = "full", config: IdentityConfig | None = None,
         ensure_schema(conn)
         conn.commit()
         candidates = read_candidates(conn)
-        candidates = enforce_tombstones(conn, candidates)  # erased customers never come back (privacy/erasure.py)
+        candidates = enforce_tombstones(conn, candidates)  # erased customers never come back
         previous = read_previous(conn)
         retired = read_retired_ids(conn)
         mark = record_issued_ids(conn, [*previous["customer_id"], *retired], config.id_prefix, config.id_digits)

@@ -13,23 +13,23 @@ For one request (:func:`erase`), under a warehouse advisory lock, as the ``ckp_p
 
 1. **find** every matching customer through the identity map (privacy/lookup.py: normalised
    identifiers, junk values ignored, raw rows not yet resolved included);
-2. **tombstone**: the HMAC pseudonyms (privacy/pseudonym.py) of every email, phone, national ID and
-   name their records carried, with the date, go to ``identity.erasure_tombstones`` — first, so an
-   identity run racing the erasure already drops them; identity resolution calls
-   :func:`enforce_tombstones` so old or re-delivered source files never re-create them;
+2. **tombstone** (privacy/tombstones.py): the HMAC pseudonyms (privacy/pseudonym.py) of every email,
+   phone, national ID and name their records carried, with the date, go to ``identity.erasure_tombstones``
+   — first, so an identity run racing the erasure already drops them; identity resolution enforces the
+   tombstones on its input so old or re-delivered source files never re-create them;
 3. **removals**: every destination holding one of their keys (``scoring.delivered_state``) receives a
-   delta with those keys removed (reason ``forgotten``), through the same file / database / webhook
-   senders and ``audit.exports`` bookkeeping as any delivery (export/deliver.py). A failed removal
+   delta with those keys removed (reason ``forgotten``), through the export package's one delivery path
+   (export/deliver.py: destination lock, ``send_delta``: audit row, send, delivered state). A failed removal
    stops the erasure before anything is deleted, so the next run finds everything again and retries;
 4. **files**: the landing archive's copies of their source records are rewritten without their rows
    (located through raw ``_batch_id`` / ``_row_number`` and the ledger's checksum *before* the purge),
    and remaining identifier spellings are masked there and in quarantined files
    (privacy/erasure_files.py); a file that cannot be redacted is listed in the result and the audit row;
-5. **purge**, in one transaction: their source records (and orders) are deleted from ``raw``; every
-   row of theirs in staging, intermediate, marts, ``pii``, identity, scoring, snapshots and audit
-   (by ``customer_id`` or source record key) is deleted; any remaining occurrence of one of their
-   email / phone / national-ID spellings in any text or JSON column of a project schema (e.g. another
-   record's free-text note) is masked to ``[erased]``;
+5. **purge** (privacy/purge.py, shared with tombstone enforcement), in one transaction: their source records
+   (and orders) are deleted from ``raw``; every row of theirs in staging, intermediate, marts, ``pii``,
+   identity, scoring, snapshots and audit (by ``customer_id`` or source record key) is deleted; any remaining
+   occurrence of one of their email / phone / national-ID spellings in any text or JSON column of a project
+   schema (e.g. another record's free-text note) is masked to ``[erased]``;
 6. **export history**: rows of theirs in earlier export files under ``exports_dir`` are removed and the
    file's manifest updated (sha256, counts, a ``redactions`` entry); the removal files just written
    are kept (they carry only the destination key and ``removal_reason``);
@@ -47,22 +47,18 @@ import hashlib
 import io
 import json
 import logging
-import re
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from crm_knowledge.normalize import to_ascii_digits
-from crm_knowledge.privacy import erasure_files, lookup
+from crm_knowledge.privacy import erasure_files, lookup, purge, tombstones
 from crm_knowledge.privacy.pseudonym import load_key, pseudonymize
-from crm_knowledge.privacy.roles import PIPELINE, SCHEMAS
+from crm_knowledge.privacy.roles import PIPELINE
 from crm_knowledge.settings import Settings, get_settings
 from crm_knowledge.warehouse.db import advisory_lock, advisory_unlock, connect, table_exists
 
@@ -71,16 +67,7 @@ log = logging.getLogger(__name__)
 #: Folder under the landing zone where erasure request files are dropped.
 REQUEST_DIR = "erasure_requests"
 REQUEST_FIELDS = ("email", "phone", "national_id", "reason")
-MASK = erasure_files.MASK  # "[erased]"
 _LOCK = "crm_knowledge.erasure"
-#: Needles shorter than this are not used to mask free text (too likely to hit unrelated values).
-MIN_NEEDLE = 6
-#: Schemas whose rows are deleted by customer_id / source record key (raw is handled per table).
-PURGE_SCHEMAS = ("staging", "intermediate", "marts", "pii", "identity", "scoring", "snapshots", "audit")
-#: Tables never purged or masked: the erasure's own records.
-_OWN_TABLES = {("identity", "erasure_tombstones"), ("audit", "erasure_requests"),
-               ("audit", "customer_data_reports")}
-_TEXT_TYPES = ("text", "character varying", "character", "json", "jsonb")
 
 
 @dataclass
@@ -148,60 +135,6 @@ def request_id(identifiers: dict[str, str], key: bytes | None = None) -> str:
     return "erq-" + hashlib.sha256("|".join(pseudonyms).encode()).hexdigest()[:24]
 
 
-def _mask_text(text: str | None, needles: Iterable[str]) -> str | None:
-    if not text:
-        return text
-    pattern = _python_pattern(needles)
-    return pattern.sub(MASK, text) if pattern else text
-
-
-def _python_pattern(needles: Iterable[str]) -> re.Pattern | None:
-    good = sorted({n for n in needles if n and len(n) >= MIN_NEEDLE}, key=len, reverse=True)
-    if not good:
-        return None
-    return re.compile("|".join(re.escape(n) for n in good), re.IGNORECASE)
-
-
-def _sql_pattern(needles: Iterable[str]) -> str | None:
-    """A PostgreSQL ARE alternation matching any needle literally (non-alphanumerics escaped)."""
-    good = sorted({n for n in needles if n and len(n) >= MIN_NEEDLE}, key=len, reverse=True)
-    if not good:
-        return None
-    return "|".join("".join(c if c.isalnum() else "\\" + c for c in n) for n in good)
-
-
-def _needles(match: lookup.Match) -> set[str]:
-    """Spellings of the customer's strong identifiers to mask in free text (never names: shared by others)."""
-    out = set(match.raw_spellings)
-    for kind, values in match.values.items():
-        for v in values:
-            out.add(v)
-            if kind == "phone" and v.startswith("+98") and len(v) == 13:
-                national = v[3:]
-                out |= {"0" + national, national, "0098" + national}
-            if kind in ("phone", "national_id"):
-                out.add(_persian_digits(v))
-    out |= {to_ascii_digits(n) for n in list(out)}
-    # a raw spelling that is only a name-like word (no digit, no @) is not a strong identifier
-    return {n.strip() for n in out if n and (any(ch.isdigit() for ch in n) or "@" in n)}
-
-
-def _identifier_needles(identifiers: dict[str, str]) -> set[str]:
-    """Needles from the requested identifiers alone (when the warehouse holds nothing about them)."""
-    m = lookup.Match(identifiers=identifiers)
-    for kind, value in identifiers.items():
-        m.values.setdefault(kind, set()).add(value)
-    return _needles(m) | set(identifiers.values())
-
-
-def _file_needles(needles: Iterable[str]) -> erasure_files.Needles:
-    return erasure_files.Needles.of(needles, MIN_NEEDLE)
-
-
-def _persian_digits(text: str) -> str:
-    return text.translate(str.maketrans("0123456789", "۰۱۲۳۴۵۶۷۸۹"))
-
-
 def _as_pipeline(conn: psycopg.Connection) -> None:
     """Run as ckp_pipeline when the connecting user may (the role that owns and writes everything)."""
     ok = conn.execute("select exists (select from pg_roles where rolname = %s) "
@@ -213,156 +146,28 @@ def _as_pipeline(conn: psycopg.Connection) -> None:
                     conn.execute("select current_user").fetchone()[0])
 
 
-def _base_tables(conn: psycopg.Connection, schemas: Iterable[str]) -> dict[tuple[str, str], dict[str, str]]:
-    """{(schema, table): {column: data_type}} of the base tables in `schemas`."""
-    rows = conn.execute(
-        "select c.table_schema, c.table_name, c.column_name, c.data_type from information_schema.columns c "
-        "join information_schema.tables t on t.table_schema = c.table_schema and t.table_name = c.table_name "
-        "where t.table_type = 'BASE TABLE' and c.table_schema = any(%s) order by 1, 2, c.ordinal_position",
-        (list(schemas),)).fetchall()
-    out: dict[tuple[str, str], dict[str, str]] = {}
-    for schema, table, column, dtype in rows:
-        out.setdefault((schema, table), {})[column] = dtype
-    return out
-
-
-# --- tombstones ----------------------------------------------------------------------------------------------
-
-def tombstone_rows(match: lookup.Match, key: bytes | None = None) -> list[tuple[str, str]]:
-    """(kind, pseudonym) for every identifier and name the customer's records carried."""
-    rows = set()
-    for kind, values in match.values.items():
-        rows |= {(kind, pseudonymize(v, kind, key)) for v in values}
-    for kind, value in match.identifiers.items():
-        rows.add((kind, pseudonymize(value, kind, key)))
-    rows |= {("name", pseudonymize(n, "name", key)) for n in match.names if n.strip()}
-    return sorted(rows)
-
-
-def _write_tombstones(conn: psycopg.Connection, rows: list[tuple[str, str]], req_id: str, day: dt.date) -> int:
-    with conn.cursor() as cur:
-        cur.executemany(
-            "insert into identity.erasure_tombstones (identifier_kind, pseudonym, request_id, erased_on) "
-            "values (%s, %s, %s, %s) on conflict do nothing", [(k, p, req_id, day) for k, p in rows])
-    return len(rows)
-
-
-def load_tombstones(conn: psycopg.Connection) -> dict[str, set[str]]:
-    if not table_exists(conn, "identity.erasure_tombstones"):
-        return {}
-    out: dict[str, set[str]] = {}
-    for kind, pseudonym in conn.execute("select identifier_kind, pseudonym from identity.erasure_tombstones"):
-        out.setdefault(kind, set()).add(pseudonym)
-    return out
-
-
-def blocked_mask(frame: pd.DataFrame, tombstones: dict[str, set[str]], key: bytes | None = None) -> pd.Series:
-    """Which rows of an identity-candidates frame carry an erased customer's identifiers.
-
-    Blocked: a tombstoned email or national ID; or a tombstoned phone when the record's name is
-    tombstoned too or it has none (families share phones: a relative's record must survive).
-    Each distinct value is pseudonymised once.
-    """
-    key = key or load_key()
-    false = pd.Series(False, index=frame.index)
-
-    def hits(values: pd.Series | None, kind: str) -> pd.Series:
-        wanted = tombstones.get(kind) or set()
-        if not wanted or values is None:
-            return false
-        text = values.where(values.notna(), "").astype(str).str.strip()
-        distinct = {v for v in text.unique() if v}
-        blocked = {v for v in distinct if pseudonymize(v, kind, key) in wanted}
-        return text.isin(blocked) if blocked else false
-
-    names = candidate_names(frame)
-    phone = hits(frame.get("phone_e164"), "phone")
-    by_name = hits(names, "name") | (names == "")
-    return hits(frame.get("email_norm"), "email") | hits(frame.get("national_id_valid"), "national_id") | (
-        phone & by_name)
-
-
-def candidate_names(frame: pd.DataFrame) -> pd.Series:
-    """The record's name as tombstones hold it: the full name, else "first last" (normalised forms)."""
-
-    def col(name: str) -> pd.Series:
-        if name not in frame:
-            return pd.Series("", index=frame.index, dtype=object)
-        values = frame[name]
-        return values.where(values.notna(), "").astype(str).str.strip()
-
-    full = col("full_name_norm")
-    first_last = (col("first_name_norm") + " " + col("last_name_norm")).str.strip()
-    return full.where(full != "", first_last)
-
-
-def enforce_tombstones(conn: psycopg.Connection, candidates: pd.DataFrame) -> pd.DataFrame:
-    """Identity resolution's guard: drop (and purge from raw and staging) records of erased customers.
-
-    Called by identity/store.py on the candidates it read. Cheap when nobody was erased (one count).
-    """
-    tombstones = load_tombstones(conn)
-    if not tombstones or candidates.empty:
-        return candidates
-    blocked = blocked_mask(candidates, tombstones)
-    if not blocked.any():
-        return candidates
-    keys = {(s, r) for s, r in candidates.loc[blocked, ["source_system", "source_record_id"]].itertuples(
-        index=False, name=None)}
-    _redact_redelivered(conn, candidates.loc[blocked], keys)
-    with conn.transaction():
-        deleted = purge_records(conn, keys, set())
-    log.warning("erasure tombstones: %d source record(s) of erased customers arrived again; dropped from "
-                "identity resolution and purged (%d rows deleted)", len(keys), deleted)
-    return candidates.loc[~blocked].reset_index(drop=True)
-
-
-def _redact_redelivered(conn: psycopg.Connection, blocked: pd.DataFrame, keys: set[lookup.RecordKey]) -> None:
-    """Remove re-delivered records of erased customers from the archived files too (before raw is purged).
-
-    Their rows are found by record key; only their emails and national IDs are masked elsewhere in those
-    files (a phone may be a relative's too, and this runs without the erasure's full picture).
-    """
-    m = lookup.Match(identifiers={})
-    for kind, column in (("email", "email_norm"), ("national_id", "national_id_valid")):
-        if column in blocked:
-            m.values[kind] = {str(v).strip() for v in blocked[column].dropna() if str(v).strip()}
-    needles = _needles(m)
-    try:
-        with conn.transaction():  # a savepoint: a failure here leaves the caller's transaction usable
-            loc = erasure_files.locate(conn, keys, _sql_pattern(needles))
-        files = erasure_files.redact_archive(get_settings(), loc, _file_needles(needles), "erasure tombstones")
-    except Exception as exc:  # identity resolution must go on; the rows are purged from raw regardless
-        log.error("erasure tombstones: archived files of re-delivered records not redacted: %s",
-                  _mask_text(f"{type(exc).__name__}: {exc}", needles))
-        return
-    for line in files.not_redacted:
-        log.error("erasure tombstones: %s", line)
-    if files.archive_files_redacted:
-        log.warning("erasure tombstones: %d archived file(s) redacted (%d row(s) removed)",
-                    files.archive_files_redacted, files.archive_rows_removed)
-
-
 # --- removals ------------------------------------------------------------------------------------------------
 
 def send_removals(conn: psycopg.Connection, customer_ids: set[str], as_of: dt.date, settings: Settings,
                   config_path: Path | str | None = None) -> tuple[dict[str, int], dict[str, set[str]]]:
     """Send each destination holding one of these customers a removal delta; returns (counts, keys by dest).
 
-    Raises DeliveryError when a destination did not acknowledge (its state is then kept for the retry).
+    Each removal goes through the export package's one delivery path (destination lock, ``send_delta``:
+    audit row, send, delivered state). Raises DeliveryError when a destination did not acknowledge (its
+    state is then kept for the retry).
     """
-    from crm_knowledge.export import deliver as d
     from crm_knowledge.export.config import load_destinations
-    from crm_knowledge.export.delta import Change, Delta, record_columns
+    from crm_knowledge.export.deliver import DeliveryError, destination_lock, send_delta
+    from crm_knowledge.export.delta import removal_delta
 
     if not customer_ids:
         return {}, {}
     held = conn.execute(
         "select destination, destination_key, customer_id, payload from scoring.delivered_state "
         "where customer_id = any(%s) order by 1, 2", (sorted(customer_ids),)).fetchall()
-    by_dest: dict[str, list[tuple]] = {}
+    by_dest: dict[str, list[tuple[str, str, str | None]]] = {}
     for dest_name, key, cid, payload in held:
-        by_dest.setdefault(dest_name, []).append((key, cid, payload or {}))
+        by_dest.setdefault(dest_name, []).append((key, cid, (payload or {}).get("audience")))
     if not by_dest:
         return {}, {}
     cfg = load_destinations(config_path or settings.destinations_file)
@@ -373,144 +178,16 @@ def send_removals(conn: psycopg.Connection, customer_ids: set[str], as_of: dt.da
         keys[dest_name] = {r[0] for r in rows}
         dest = known.get(dest_name)
         if dest is None or not dest.enabled:
-            raise d.DeliveryError(
+            raise DeliveryError(
                 f"destination {dest_name!r} holds {len(rows)} key(s) of the customer but is "
                 f"{'not in ' + str(cfg.source) if dest is None else 'disabled'}: cannot send the removal; "
                 "enable it (or remove its rows from scoring.delivered_state once it deleted them) and retry")
-        columns = record_columns(dest)
-        changes = []
-        for key, cid, payload in rows:
-            record = {c: None for c in columns}
-            record.update({"change_type": "removed", dest.key_column: key, "audience": payload.get("audience"),
-                           "removal_reason": "forgotten"})
-            changes.append(Change("removed", key, cid, payload.get("audience"), record, reason="forgotten"))
-        delta = Delta(removed=changes, members=0)
-        export_id = d.new_export_id(dest, as_of)
-        lock_key = f"crm_knowledge.export:{dest.name}"
-        conn.execute("select pg_advisory_lock(hashtext(%s))", (lock_key,))
-        try:
-            conn.execute(
-                "insert into audit.exports (export_id, destination, kind, as_of_date, rows_removed, status, "
-                "delivery_id, delta_hash, purpose, mode, id_space, named_fields) values "
-                "(%s, %s, %s, %s, %s, 'running', %s, %s, %s, %s, %s, %s)",
-                (export_id, dest.name, dest.kind, as_of, len(changes), export_id,
-                 delta.content_hash(dest.name, as_of), dest.purpose, dest.mode, dest.id_space,
-                 list(dest.named_fields)))
-            try:
-                result = d._send(dest, delta, export_id=export_id, delivery_id=export_id, as_of=as_of,
-                                 settings=settings, sleep=time.sleep)
-            except Exception as exc:
-                error = f"erasure removal: {type(exc).__name__}: {exc}"
-                conn.execute("update audit.exports set status = 'failed', error = %s, "
-                             "finished_at = clock_timestamp() where export_id = %s", (error[:2000], export_id))
-                raise d.DeliveryError(f"destination {dest.name!r}: {error}") from exc
-            d._record_success(conn, dest, export_id, delta, result.location, result.checksum)
-        finally:
-            conn.execute("select pg_advisory_unlock(hashtext(%s))", (lock_key,))
-        sent[dest.name] = len(changes)
-        log.info("erasure: removal of %d key(s) sent to %s (%s) -> %s", len(changes), dest.name, export_id,
-                 result.location)
+        delta = removal_delta(dest, rows, "forgotten")
+        with destination_lock(conn, dest, wait=True):  # a running delivery finishes first
+            result = send_delta(conn, dest, delta, as_of, settings=settings, error_prefix="erasure removal: ")
+        sent[dest.name] = len(rows)
+        log.info("erasure: removal of %d key(s) sent to %s -> %s", len(rows), dest.name, result.location)
     return sent, keys
-
-
-# --- purge ---------------------------------------------------------------------------------------------------
-
-def purge_records(conn: psycopg.Connection, records: set[lookup.RecordKey], customer_ids: set[str]) -> int:
-    """Delete the source records (raw rows, their orders) and every row keyed by them or the customer ids.
-
-    Runs inside the caller's transaction; returns the number of rows deleted.
-    """
-    deleted = 0
-    by_system = lookup.record_keys_by_system(records)
-    orders_ids = by_system.get("orders", [])
-    # raw: the customer-bearing tables by their record key
-    systems = [s for s, _ in sorted(records)]
-    ids = [r for _, r in sorted(records)]
-    for table, spec in lookup.RAW_RECORD_TABLES.items():
-        if not ids or not table_exists(conn, f"raw.{table}"):
-            continue
-        q = sql.SQL("delete from raw.{} t using unnest(%s::text[], %s::text[]) k(s, r) "
-                    "where {} = k.s and {} = k.r").format(
-            sql.Identifier(table), sql.SQL(spec["system"].replace("unit", "t.unit")),
-            sql.SQL(lookup._qualify(spec["record"])))
-        deleted += conn.execute(q, (systems, ids)).rowcount
-    order_ids: list[int] = []
-    if orders_ids:
-        order_ids = [r[0] for r in conn.execute(
-            "select distinct order_id from raw.orders__orders where customer_id::text = any(%s)", (orders_ids,))]
-        deleted += conn.execute("delete from raw.orders__order_items where order_id = any(%s)",
-                                (order_ids,)).rowcount
-        deleted += conn.execute("delete from raw.orders__orders where customer_id::text = any(%s)",
-                                (orders_ids,)).rowcount
-        deleted += conn.execute(
-            "delete from raw.order_exports where nullif(regexp_replace(util.ascii_digits(customer_source_id), "
-            "'\\s', '', 'g'), '') = any(%s)", (orders_ids,)).rowcount
-    # every other layer: by customer id, by source record key, by the orders-system customer number
-    cids = sorted(customer_ids)
-    for (schema, table), columns in _base_tables(conn, PURGE_SCHEMAS).items():
-        if (schema, table) in _OWN_TABLES:
-            continue
-        conds: list[sql.Composable] = []
-        for col in ("customer_id", "old_customer_id", "new_customer_id"):
-            if col in columns and cids:
-                conds.append(sql.SQL("{}::text = any(%(cids)s)").format(sql.Identifier(col)))
-        for suffix in ("", "_l", "_r"):
-            s_col, r_col = f"source_system{suffix}", f"source_record_id{suffix}"
-            if s_col in columns and r_col in columns and ids:
-                conds.append(sql.SQL("({}, {}) in (select * from unnest(%(systems)s::text[], %(ids)s::text[]))")
-                             .format(sql.Identifier(s_col), sql.Identifier(r_col)))
-        if schema in ("staging", "intermediate") and orders_ids:
-            for col in ("orders_customer_id", "customer_source_id"):
-                if col in columns:
-                    conds.append(sql.SQL("{}::text = any(%(orders)s)").format(sql.Identifier(col)))
-            # the orders system's own order lines (incremental staging keeps them until told)
-            if table.startswith("stg_orders__") and "order_id" in columns and order_ids:
-                conds.append(sql.SQL("order_id::text = any(%(order_ids)s)"))
-        if not conds:
-            continue
-        q = sql.SQL("delete from {}.{} where {}").format(sql.Identifier(schema), sql.Identifier(table),
-                                                         sql.SQL(" or ").join(conds))
-        n = conn.execute(q, {"cids": cids, "systems": systems, "ids": ids, "orders": orders_ids,
-                             "order_ids": [str(o) for o in order_ids]}).rowcount
-        if n:
-            log.info("erasure: %s.%s: %d row(s) deleted", schema, table, n)
-        deleted += n
-    return deleted
-
-
-def mask_everywhere(conn: psycopg.Connection, needles: Iterable[str]) -> int:
-    """Mask remaining occurrences of the needles in every text/JSON column of the project schemas."""
-    pattern = _sql_pattern(needles)
-    if not pattern:
-        return 0
-    masked = 0
-    for (schema, table), columns in _base_tables(conn, SCHEMAS).items():
-        if (schema, table) in _OWN_TABLES:
-            continue
-        texty = {c: t for c, t in columns.items() if t in _TEXT_TYPES}
-        if not texty:
-            continue
-        if schema == "raw" and table == "load_rejects":
-            # a rejected row is the raw row as received: delete it rather than keep a masked husk
-            masked += conn.execute("delete from raw.load_rejects where record::text ~* %s", (pattern,)).rowcount
-            continue
-        sets, wheres = [], []
-        for col, dtype in texty.items():
-            ident = sql.Identifier(col)
-            as_text = sql.SQL("{}::text").format(ident)
-            replaced = sql.SQL("regexp_replace({}, %(p)s, %(mask)s, 'gi')").format(as_text)
-            if dtype in ("json", "jsonb"):
-                replaced = sql.SQL("({})::{}").format(replaced, sql.SQL(dtype))
-            sets.append(sql.SQL("{} = case when {} ~* %(p)s then {} else {} end").format(
-                ident, as_text, replaced, ident))
-            wheres.append(sql.SQL("{} ~* %(p)s").format(as_text))
-        q = sql.SQL("update {}.{} set {} where {}").format(
-            sql.Identifier(schema), sql.Identifier(table), sql.SQL(", ").join(sets), sql.SQL(" or ").join(wheres))
-        n = conn.execute(q, {"p": pattern, "mask": MASK}).rowcount
-        if n:
-            log.info("erasure: %s.%s: %d row(s) had an identifier masked", schema, table, n)
-        masked += n
-    return masked
 
 
 # --- export files --------------------------------------------------------------------------------------------
@@ -530,7 +207,7 @@ def redact_export_files(settings: Settings, keys_by_dest: dict[str, set[str]], c
         dests = {x.name: x for x in cfg.destinations}
     except Exception:  # a broken config must not stop redaction: fall back to customer ids + needles
         dests = {}
-    pattern = _python_pattern(needles)
+    pattern = purge.python_pattern(needles)
     redacted = 0
     for path in sorted([*root.rglob("*.csv"), *root.rglob("*.jsonl")]):
         if path.name.startswith(".") or str(path) in keep:
@@ -640,17 +317,18 @@ def _erase_locked(conn: psycopg.Connection, request: ErasureRequest, identifiers
     if match.empty:
         # nothing held: keep the tombstone so nothing is collected again, record the request once; a file
         # that could not be loaded (quarantine) may still name them
-        result.add_files(erasure_files.mask_quarantine(settings, _file_needles(_identifier_needles(match.identifiers)),
-                                                       f"erasure {req_id}"))
-        tomb = tombstone_rows(match, key)
+        file_needles = purge.file_needles(purge.requested_needles(match.identifiers))
+        result.add_files(erasure_files.mask_quarantine(settings, file_needles, f"erasure {req_id}"))
+        tomb = tombstones.tombstone_rows(match, key)
         with conn.transaction():
-            _write_tombstones(conn, tomb, req_id, as_of)
+            tombstones.write_tombstones(conn, tomb, req_id, as_of)
             if previous is None:
                 conn.execute(
                     "insert into audit.erasure_requests (request_id, origin, reason, status, received_at, "
                     "tombstones, completed_at, first_completed_at) values (%s, %s, %s, 'no_match', "
                     "coalesce(%s, now()), %s, now(), now())",
-                    (req_id, request.origin, _mask_text(request.reason, _needles(match) | set(identifiers.values())),
+                    (req_id, request.origin,
+                     purge.mask_text(request.reason, purge.needles_of(match) | set(identifiers.values())),
                      request.received_at, len(tomb)))
             if result.files_not_redacted:
                 conn.execute("update audit.erasure_requests set error = %s where request_id = %s",
@@ -661,34 +339,34 @@ def _erase_locked(conn: psycopg.Connection, request: ErasureRequest, identifiers
                  result.status, result.quarantine_files_masked)
         return result
 
-    needles = _needles(match) | set(identifiers.values())
-    reason = _mask_text(request.reason, needles)
-    tomb = tombstone_rows(match, key)
+    needles = purge.needles_of(match) | set(identifiers.values())
+    reason = purge.mask_text(request.reason, needles)
+    tomb = tombstones.tombstone_rows(match, key)
     with conn.transaction():
         conn.execute(
             "insert into audit.erasure_requests (request_id, origin, reason, status, received_at) "
             "values (%s, %s, %s, 'running', coalesce(%s, now())) on conflict (request_id) do update "
             "set status = 'running', runs = audit.erasure_requests.runs + 1, error = null",
             (req_id, request.origin, reason, request.received_at))
-        result.tombstones = _write_tombstones(conn, tomb, req_id, as_of)
+        result.tombstones = tombstones.write_tombstones(conn, tomb, req_id, as_of)
     try:
         result.removals_sent, keys_by_dest = send_removals(conn, match.customer_ids, as_of, settings, config_path)
         keep = {str(p) for p in _removal_files(conn, result.removals_sent)}
         # files before the purge: their rows are located through raw; a retry (rows emptied, not deleted,
         # so row numbers stay valid) finds and empties the same rows again, changing nothing more
-        file_needles = _file_needles(needles)
-        located = erasure_files.locate(conn, match.records, _sql_pattern(needles))
+        file_needles = purge.file_needles(needles)
+        located = erasure_files.locate(conn, match.records, purge.sql_pattern(needles))
         result.add_files(erasure_files.redact_archive(settings, located, file_needles, f"erasure {req_id}"))
         result.add_files(erasure_files.mask_quarantine(settings, file_needles, f"erasure {req_id}"))
-        result.files_not_redacted = [_mask_text(x, needles) for x in result.files_not_redacted]
+        result.files_not_redacted = [purge.mask_text(x, needles) for x in result.files_not_redacted]
         with conn.transaction():
-            result.rows_deleted = purge_records(conn, match.records, match.customer_ids)
-            result.values_masked = mask_everywhere(conn, needles)
+            result.rows_deleted = purge.purge_records(conn, match.records, match.customer_ids)
+            result.values_masked = purge.mask_everywhere(conn, needles)
         result.export_files_redacted = redact_export_files(settings, keys_by_dest, match.customer_ids, needles,
                                                            keep, f"erasure {req_id}", config_path)
     except Exception as exc:
         conn.execute("update audit.erasure_requests set status = 'failed', error = %s where request_id = %s",
-                     (_mask_text(f"{type(exc).__name__}: {exc}", needles)[:2000], req_id))
+                     (purge.mask_text(f"{type(exc).__name__}: {exc}", needles)[:2000], req_id))
         log.error("erasure %s failed (will be retried; nothing was deleted unless stated): %s", req_id, exc)
         raise
     result.customers_erased = len(match.customer_ids)

@@ -1,6 +1,6 @@
 """Erasure in the files ingestion keeps on disk: the landing archive and the quarantine.
 
-Called by privacy/erasure.py (``erase``, ``enforce_tombstones``, ``run_pending``); nothing here deletes
+Called by privacy/erasure.py (``erase``, ``run_pending``) and privacy/tombstones.py; nothing here deletes
 warehouse rows.
 
 **Landing archive** ``$CKP_HOME/archive/<source>/<file>`` (every loaded file, and every skipped

@@ -33,6 +33,7 @@ import io
 import json
 import logging
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -93,11 +94,41 @@ def _fold(text: str) -> str:
 
 
 def _phone_forms(e164: str) -> list[str]:
-    """The ways an Iranian mobile number is written that the scan's tokens can equal (+98…, 0…, 98…)."""
+    """The ways an Iranian mobile number is written that the scan's tokens can equal (+98…, 0098…, 0…, 98…).
+
+    Persian digits, spaces and dashes need no forms of their own: the scan folds digits and also compares
+    the digits of up to four adjacent tokens ("+98 912 123 4567", "0912-123-4567", "۰۹۱۲ ۱۲۳ ۴۵۶۷").
+    """
     if e164.startswith("+98"):
         local = e164[3:]
-        return [e164, "0" + local, "98" + local]
+        return [e164, "0" + local, "98" + local, "0098" + local]
     return [e164, e164.lstrip("+")]
+
+
+def identifier_needles(owner: str, *, emails: Iterable[str | None] = (), phones: Iterable[str | None] = (),
+                       national_ids: Iterable[str | None] = (),
+                       names: Iterable[str | None] = ()) -> dict[str, tuple[str, str]]:
+    """{needle: (kind, owner)} for one person's identifiers, as the scan matches them.
+
+    ``phones`` in E.164 (``+989…``: every usual spelling is derived), ``names`` as full names (folded:
+    Persian letter variants and case). The one needle generator: the vault and demo scans use it, and so
+    can anyone proving a person is gone (the erasure tests).
+    """
+    needles: dict[str, tuple[str, str]] = {}
+    for email in emails:
+        if email:
+            needles.setdefault(email.strip().lower(), ("email", owner))
+    for phone in phones:
+        for form in _phone_forms(phone.strip()) if phone else []:
+            needles.setdefault(form, ("phone", owner))
+    for national_id in national_ids:
+        if national_id:
+            needles.setdefault(national_id.strip(), ("national_id", owner))
+    for name in names:
+        folded = " ".join(_fold(name or "").split())
+        if folded:
+            needles.setdefault(folded, ("name", owner))
+    return needles
 
 
 def demo_needles(settings: Settings) -> dict[str, tuple[str, str]]:
@@ -125,18 +156,14 @@ def demo_needles(settings: Settings) -> dict[str, tuple[str, str]]:
         pid = person_id(i)
         if pid not in person_ids:
             continue
-        values: list[tuple[str, str]] = []
-        for email in (people.email[i], people.email2[i]):
-            if email:
-                values.append((email.lower(), "email"))
-        for mobile in (people.mobile[i], people.mobile2[i]):
-            if mobile:
-                values += [(form, "phone") for form in _phone_forms(f"+98{int(mobile)}")]
-        values.append((f"{int(people.national_id[i]):010d}", "national_id"))
-        values.append((_fold(f"{FIRST_FA[people.first[i]]} {LAST_FA[people.last[i]]}"), "name"))
-        values.append((_fold(f"{people.first_latin(i)} {people.last_latin(i)}"), "name"))
-        for value, kind in values:
-            needles.setdefault(value, (kind, pid))
+        person = identifier_needles(
+            pid, emails=(people.email[i], people.email2[i]),
+            phones=[f"+98{int(m)}" for m in (people.mobile[i], people.mobile2[i]) if m],
+            national_ids=[f"{int(people.national_id[i]):010d}"],
+            names=[f"{FIRST_FA[people.first[i]]} {LAST_FA[people.last[i]]}",
+                   f"{people.first_latin(i)} {people.last_latin(i)}"])
+        for value, found in person.items():
+            needles.setdefault(value, found)
     log.info("pii scan: %d needles for %d demo persons", len(needles), len(person_ids))
     return needles
 
@@ -159,10 +186,9 @@ def vault_needles(url: str) -> dict[str, tuple[str, str]]:
             needles.setdefault(value, (kind, customer_id))
 
     def add_identifiers(customer_id: str, email: str | None, phone: str | None, national_id: str | None) -> None:
-        add(email.lower() if email else None, "email", customer_id)
-        for form in _phone_forms(phone) if phone else []:
-            add(form, "phone", customer_id)
-        add(national_id, "national_id", customer_id)
+        for value, found in identifier_needles(customer_id, emails=[email], phones=[phone],
+                                               national_ids=[national_id]).items():
+            needles.setdefault(value, found)
 
     with connect(url) as conn:
         have = {r[0] for r in conn.execute(
@@ -283,15 +309,19 @@ def _grams(text: str) -> set[str]:
     return out
 
 
-def scan_file(path: Path, needles: dict[str, tuple[str, str]]) -> list[Finding]:
-    text = path.read_bytes().decode("utf-8", errors="replace")
+def scan_text(text: str, needles: dict[str, tuple[str, str]], location: str) -> list[Finding]:
+    """Findings in a text, line by line (a line holding a needle is one hit), as :func:`scan_file` reports."""
     by_kind: dict[str, tuple[int, set[str]]] = {}
     for line in io.StringIO(text):
         hit = {needles[g] for g in _grams(line) if g in needles}
         for kind, pid in hit:
             n, persons = by_kind.get(kind, (0, set()))
             by_kind[kind] = (n + 1, persons | {pid})
-    return [Finding(str(path), kind, n, sorted(p)[:10]) for kind, (n, p) in sorted(by_kind.items())]
+    return [Finding(location, kind, n, sorted(p)[:10]) for kind, (n, p) in sorted(by_kind.items())]
+
+
+def scan_file(path: Path, needles: dict[str, tuple[str, str]]) -> list[Finding]:
+    return scan_text(path.read_bytes().decode("utf-8", errors="replace"), needles, str(path))
 
 
 #: Suffixes of the report and log files scanned (text; images, fonts and scripts of the Data Docs site are not).

@@ -9,7 +9,7 @@ create schema if not exists audit;
 -- What is left of an erased customer: the pseudonyms of the identifiers their records carried and the
 -- day they were erased. Identity resolution drops (and purges from raw/staging) any record that
 -- carries one of them, so old or re-delivered source files cannot re-create the customer
--- (privacy.erasure.enforce_tombstones). Pipeline-only schema.
+-- (privacy.tombstones.enforce_tombstones). Pipeline-only schema.
 create table if not exists identity.erasure_tombstones (
     identifier_kind  text not null check (identifier_kind in ('email', 'phone', 'national_id', 'name')),
     pseudonym        text not null,   -- "<kind>:<64 hex>" (privacy.pseudonym.pseudonymize)
