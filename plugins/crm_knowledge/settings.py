@@ -31,6 +31,11 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "CKP_DEMO_MODE": ("1 under `make run`/tests", "allows the public demo pseudonym key; never set it in production"),
     "CKP_DEMO_SIZE": ("2000", "number of demo customers `make run` generates"),
     "CKP_DEMO_SEED": ("42", "seed of the demo generator"),
+    "CKP_ALERT_WEBHOOK_URL": ("(unset: no alerts)", "URL a failed Airflow task is reported to (Slack-style "
+                              "incoming webhook, JSON with a `text` field); or the Airflow connection `ckp_alerts`"),
+    "CKP_TASK_RETRIES": ("2 (0 under `make run`)", "retries of every Airflow task before it fails its DAG run"),
+    "CKP_TASK_TIMEOUT_MINUTES": ("120", "execution_timeout of every Airflow task (a hung dbt build or load fails)"),
+    "CKP_AIRFLOW_PORT": ("8080", "port of the Airflow API server / UI that `make run` and `make up` start"),
 }
 
 
@@ -49,6 +54,10 @@ class Settings:
     external_warehouse_url: str | None
     external_orders_url: str | None
     landing_dir: Path
+    alert_webhook_url: str | None = None
+    task_retries: int = 2
+    task_timeout_minutes: int = 120
+    airflow_port: int = 8080
 
     # --- paths -----------------------------------------------------------------------------------
     @property
@@ -199,4 +208,16 @@ def get_settings() -> Settings:
         external_warehouse_url=os.environ.get("WAREHOUSE_URL") or None,
         external_orders_url=os.environ.get("CKP_ORDERS_URL") or None,
         landing_dir=Path(_env("CKP_LANDING_DIR", str(home / "landing"))).resolve(),
+        alert_webhook_url=os.environ.get("CKP_ALERT_WEBHOOK_URL") or None,
+        task_retries=_int_env("CKP_TASK_RETRIES", 2),
+        task_timeout_minutes=_int_env("CKP_TASK_TIMEOUT_MINUTES", 120),
+        airflow_port=_int_env("CKP_AIRFLOW_PORT", 8080),
     )
+
+
+def _int_env(name: str, default: int) -> int:
+    text = _env(name, str(default))
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number, got {text!r}") from None

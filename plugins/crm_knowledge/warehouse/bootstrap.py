@@ -16,6 +16,8 @@ from pathlib import Path
 
 import psycopg
 
+from crm_knowledge.warehouse.db import lock_schema_changes
+
 log = logging.getLogger(__name__)
 
 SQL_DIR = Path(__file__).with_name("sql")
@@ -29,8 +31,9 @@ def apply_ddl(url: str) -> list[str]:
     """Apply every DDL file to the database at `url` in one transaction; return the files applied."""
     applied = []
     with psycopg.connect(url) as conn:
-        # One advisory lock so two tasks bootstrapping at once don't race on `create ... if not exists`.
-        conn.execute("select pg_advisory_xact_lock(hashtext('crm_knowledge.bootstrap'))")
+        # The one schema-change lock (also taken by ensure_roles below and identity.store): tasks
+        # bootstrapping at once never race on `create ... if not exists`, functions or grants.
+        lock_schema_changes(conn)
         for path in ddl_files():
             try:
                 conn.execute(path.read_text(encoding="utf-8"))

@@ -10,6 +10,16 @@ import psycopg
 
 from crm_knowledge.settings import get_settings
 
+#: The one advisory lock every schema change takes (DDL files, identity tables, roles, grants, ownership):
+#: DAGs starting together (the four ingests each run prepare_warehouse) otherwise race on the catalog
+#: (`tuple concurrently updated`). Held for the changing transaction only.
+SCHEMA_CHANGE_LOCK = "crm_knowledge.schema_changes"
+
+
+def lock_schema_changes(conn: psycopg.Connection) -> None:
+    """Wait for, then hold until this transaction ends, :data:`SCHEMA_CHANGE_LOCK`."""
+    conn.execute("select pg_advisory_xact_lock(hashtext(%s))", (SCHEMA_CHANGE_LOCK,))
+
 
 @contextmanager
 def connect(url: str | None = None, *, autocommit: bool = False) -> Iterator[psycopg.Connection]:
