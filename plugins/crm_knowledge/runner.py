@@ -314,6 +314,7 @@ def run_pipeline(size: int | None = None, seed: int | None = None, *, keep_runni
     from crm_knowledge.warehouse import bootstrap, server
 
     wall = time.monotonic()
+    _stop_on_sigterm()
     settings = get_settings()
     size = size or int(os.environ.get("CKP_DEMO_SIZE", "2000"))
     seed = seed if seed is not None else int(os.environ.get("CKP_DEMO_SEED", "42"))
@@ -369,10 +370,17 @@ def run_pipeline(size: int | None = None, seed: int | None = None, *, keep_runni
     return summary
 
 
-def _block_until_interrupted(stack) -> None:
+def _stop_on_sigterm() -> None:
+    """SIGTERM (a supervisor, `kill`) ends the run like Ctrl-C, so the Airflow components are stopped too."""
     import signal
 
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
+def _block_until_interrupted(stack) -> None:
     try:
         while True:
             stack.check_alive()
@@ -388,6 +396,7 @@ def serve() -> None:
     """
     from crm_knowledge.warehouse import bootstrap, server
 
+    _stop_on_sigterm()
     settings = get_settings()
     server.start(settings)
     settings = get_settings()
