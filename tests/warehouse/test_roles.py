@@ -156,14 +156,14 @@ def test_four_ingests_preparing_the_warehouse_at_once_never_race(scratch_db):
         errors: list[BaseException] = []
         barrier = threading.Barrier(4)
 
-        def run() -> None:
+        def run(barrier: threading.Barrier, errors: list[BaseException]) -> None:
             try:
                 barrier.wait()
                 apply_ddl(scratch_db)
             except BaseException as exc:  # noqa: BLE001 - reported below
                 errors.append(exc)
 
-        threads = [threading.Thread(target=run) for _ in range(4)]
+        threads = [threading.Thread(target=run, args=(barrier, errors)) for _ in range(4)]
         for thread in threads:
             thread.start()
         for thread in threads:
