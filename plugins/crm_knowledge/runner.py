@@ -200,12 +200,17 @@ def _prepare_stack(settings: Settings, *, demo: bool):
                                       log_dir=settings.home / "logs" / "airflow")
 
 
-def wait_for_dags(api, dag_ids: Sequence[str], timeout: float, stack=None) -> dict[str, dict]:
-    """Wait until the DAG processor has stored every DAG of `dag_ids`; an import error is raised at once."""
+def wait_for_dags(api, dag_ids: Sequence[str], timeout: float, stack=None,
+                  parsed_after: dt.datetime | None = None) -> dict[str, dict]:
+    """Wait until the DAG processor has stored every DAG of `dag_ids` (parsed after `parsed_after`: this
+    stack's DAG processor, so today's DAG files and dbt manifest, not a earlier run's); an import error is
+    raised at once."""
     deadline = time.monotonic() + timeout
     while True:
         found = {d: api.dag(d) for d in dag_ids}
-        if all(found.values()):
+        if all(found.values()) and all(
+                parsed_after is None or (_parse_ts(info.get("last_parsed_time")) or parsed_after) >= parsed_after
+                for info in found.values()):
             return found
         errors = api.import_errors()
         if errors:
@@ -214,7 +219,8 @@ def wait_for_dags(api, dag_ids: Sequence[str], timeout: float, stack=None) -> di
         if stack is not None:
             stack.check_alive()
         if time.monotonic() > deadline:
-            missing = [d for d, v in found.items() if not v]
+            missing = [d for d, v in found.items() if not v or parsed_after is None
+                       or (_parse_ts(v.get("last_parsed_time")) or parsed_after) < parsed_after]
             raise RuntimeError(f"the DAG processor did not load {missing} within {timeout:.0f}s")
         time.sleep(3)
 
@@ -300,7 +306,7 @@ def follow_runs(api, since: dt.datetime, timeout: float, stack=None, poll: float
         for dag_id, run in active:
             tis = api.task_instances(dag_id, run["dag_run_id"])
             finished = sum(t.get("state") in TERMINAL_TI_STATES for t in tis)
-            parts.append(f"{dag_id} {run['state']} {finished}/{len(tis)} tasks")
+            parts.append(f"{dag_id} ({run.get('run_type')}) {run['state']} {finished}/{len(tis)} tasks")
         line = "; ".join(parts) or "waiting for the scheduler"
         if line != last_line or time.monotonic() - last_print > 30:
             print(f"    [{_elapsed(elapsed)}] {line}", flush=True)
@@ -336,9 +342,10 @@ def run_pipeline(size: int | None = None, seed: int | None = None, *, keep_runni
     stack = _prepare_stack(settings, demo=True)
     timings: dict[str, float] = {}
     with webhook_receiver(settings, stack.env), stack:
+        started = dt.datetime.now(dt.UTC)
         api = stack.start()
         print(f"    Airflow UI: {stack.url}  (logs: {stack.log_dir})", flush=True)
-        dags = wait_for_dags(api, PIPELINE_DAGS, timeout=600, stack=stack)
+        dags = wait_for_dags(api, PIPELINE_DAGS, timeout=600, stack=stack, parsed_after=started)
         print("4/4 running: ingestion once; warehouse and scoring start from their Asset events", flush=True)
         since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
         start_ingestion(api, dags, since)
@@ -403,8 +410,9 @@ def serve() -> None:
     bootstrap.apply_ddl(settings.warehouse_url)
     stack = _prepare_stack(settings, demo=False)
     with stack:
+        started = dt.datetime.now(dt.UTC)
         api = stack.start()
-        dags = wait_for_dags(api, ALL_DAGS, timeout=600, stack=stack)
+        dags = wait_for_dags(api, ALL_DAGS, timeout=600, stack=stack, parsed_after=started)
         for dag_id, info in dags.items():
             if info.get("is_paused", True):
                 api.set_paused(dag_id, False)
