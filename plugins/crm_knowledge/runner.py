@@ -271,6 +271,7 @@ def follow_runs(api, since: dt.datetime, timeout: float, stack=None, poll: float
     failed run; returns the finished runs by DAG id."""
     started = time.monotonic()
     done: dict[str, dict] = {}
+    reported: set[tuple[str, str, str]] = set()
     last_line = ""
     last_print = 0.0
     while True:
@@ -306,6 +307,12 @@ def follow_runs(api, since: dt.datetime, timeout: float, stack=None, poll: float
         for dag_id, run in active:
             tis = api.task_instances(dag_id, run["dag_run_id"])
             finished = sum(t.get("state") in TERMINAL_TI_STATES for t in tis)
+            for t in tis:  # say so at once; the run itself fails once its report tasks are done
+                key = (dag_id, run["dag_run_id"], f"{t['task_id']}[{t.get('map_index', -1)}]")
+                if t.get("state") == "failed" and key not in reported:
+                    reported.add(key)
+                    print(f"    ✗ {dag_id}.{t['task_id']} failed; waiting for the run to finish its reports",
+                          flush=True)
             parts.append(f"{dag_id} ({run.get('run_type')}) {run['state']} {finished}/{len(tis)} tasks")
         line = "; ".join(parts) or "waiting for the scheduler"
         if line != last_line or time.monotonic() - last_print > 30:
