@@ -64,6 +64,10 @@ def airflow_env(settings: Settings, *, demo: bool = True) -> dict[str, str]:
         "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
         "AIRFLOW__LOGGING__LOGGING_LEVEL": os.environ.get("AIRFLOW__LOGGING__LOGGING_LEVEL", "INFO"),
         "AIRFLOW__CORE__DAGBAG_IMPORT_TIMEOUT": "120",
+        # cosmos keeps dbt's partial-parse file between tasks here; its default (/tmp/cosmos) is shared by
+        # every deployment on the machine, whose different profiles and vars would force full re-parses
+        "AIRFLOW__COSMOS__CACHE_DIR": os.environ.get("AIRFLOW__COSMOS__CACHE_DIR",
+                                                     str(settings.airflow_home / "cosmos_cache")),
         # The warehouse as an Airflow connection: cosmos builds dbt's profile from it.
         "AIRFLOW_CONN_WAREHOUSE": settings.warehouse_url,
         "CKP_HOME": str(settings.home),
