@@ -49,6 +49,8 @@ def as_of_date(context: Mapping[str, Any]) -> dt.date:
         return _to_date(params[AS_OF_KEY])
     if context.get("logical_date") is not None:
         return _to_date(context["logical_date"])
+    if context.get("ds"):  # the same date as a string (only present when there is a logical date)
+        return _to_date(context["ds"])
     days = _event_days(context.get("triggering_asset_events"))
     if days:
         return max(days)
