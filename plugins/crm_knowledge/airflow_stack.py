@@ -224,6 +224,9 @@ class AirflowApi:
         body = {"logical_date": logical_date.isoformat() if logical_date else None, "conf": conf or {}}
         return self._call("POST", f"dags/{dag_id}/dagRuns", body)
 
+    def set_run_state(self, dag_id: str, run_id: str, state: str) -> None:
+        self._call("PATCH", f"dags/{dag_id}/dagRuns/{urllib.parse.quote(run_id, safe='')}", {"state": state})
+
     def dag_runs(self, dag_id: str, limit: int = 20) -> list[dict]:
         return self._call("GET", f"dags/{dag_id}/dagRuns",
                           query={"order_by": "-run_after", "limit": limit}).get("dag_runs", [])

@@ -229,6 +229,17 @@ def wait_for_dags(api, dag_ids: Sequence[str], timeout: float, stack=None,
         time.sleep(3)
 
 
+def fail_leftover_runs(api, dag_ids: Sequence[str]) -> None:
+    """Mark runs still queued or running from an earlier, interrupted `make run` failed: otherwise they
+    resume when the stack starts, take the executor's slots and hold max_active_runs=1 DAGs."""
+    for dag_id in dag_ids:
+        for run in api.dag_runs(dag_id):
+            if run.get("state") in ("queued", "running"):
+                api.set_run_state(dag_id, run["dag_run_id"], "failed")
+                print(f"    {dag_id} / {run['dag_run_id']} was left {run['state']} by an interrupted run: "
+                      "marked failed", flush=True)
+
+
 def start_ingestion(api, dags: dict[str, dict], since: dt.datetime) -> None:
     """Unpause the pipeline DAGs and have each ingestion DAG run once.
 
@@ -358,6 +369,7 @@ def run_pipeline(size: int | None = None, seed: int | None = None, *, keep_runni
         print(f"    Airflow UI: {stack.url}  (logs: {stack.log_dir})", flush=True)
         dags = wait_for_dags(api, PIPELINE_DAGS, timeout=600, stack=stack, parsed_after=started)
         print("4/4 running: ingestion once; warehouse and scoring start from their Asset events", flush=True)
+        fail_leftover_runs(api, PIPELINE_DAGS)
         since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
         start_ingestion(api, dags, since)
         runs = follow_runs(api, since, timeout=timeout, stack=stack)
