@@ -61,7 +61,7 @@ def alert_payload(context: Mapping[str, Any]) -> dict[str, Any]:
         "map_index": getattr(ti, "map_index", -1),
         "try_number": getattr(ti, "try_number", None),
         "run_id": getattr(dag_run, "run_id", None) or getattr(ti, "run_id", None),
-        "run_type": str(getattr(dag_run, "run_type", "") or "") or None,
+        "run_type": _plain(getattr(dag_run, "run_type", None)),
         "error": error_text,
         "log_url": getattr(ti, "log_url", None),
     }
@@ -70,6 +70,12 @@ def alert_payload(context: Mapping[str, Any]) -> dict[str, Any]:
         where += f"[{fields['map_index']}]"
     text = f":red_circle: crm-knowledge: task {where} failed in run {fields['run_id']}: {error_text}"
     return {"text": text, **fields}
+
+
+def _plain(value: Any) -> str | None:
+    """An enum's value (Airflow hands run types over as DagRunType), else the text, else None."""
+    value = getattr(value, "value", value)
+    return str(value) if value else None
 
 
 def post_alert(url: str, payload: Mapping[str, Any]) -> None:

@@ -81,6 +81,14 @@ def test_an_unreachable_webhook_is_logged_not_raised(monkeypatch, caplog):
     assert "could not be delivered" in caplog.text
 
 
+def test_the_run_type_is_plain_text_as_airflow_hands_over_an_enum():
+    from airflow.utils.types import DagRunType
+
+    context = _context(ValueError("boom"))
+    context["dag_run"] = SimpleNamespace(run_id="r", run_type=DagRunType.ASSET_TRIGGERED)
+    assert alert_payload(context)["run_type"] == "asset_triggered"
+
+
 def test_long_errors_are_cut():
     body = alert_payload(_context(RuntimeError("x" * 5000)))
     assert len(body["error"]) <= MAX_ERROR_CHARS + 2
