@@ -153,7 +153,16 @@ class AirflowStack:
                                    f"{self.log_dir / (name + '.log')}:\n" + "\n".join(tail))
 
     def stop(self, grace: float = 30) -> None:
-        """SIGTERM each component's process group, then SIGKILL what is left after `grace` seconds."""
+        """SIGTERM each component's process group, then SIGKILL what is left after `grace` seconds, including
+        task processes the executor started in sessions of their own."""
+        import psutil
+
+        descendants: list[psutil.Process] = []
+        for proc in self.processes.values():
+            try:
+                descendants += psutil.Process(proc.pid).children(recursive=True)
+            except psutil.NoSuchProcess:
+                pass
         for proc in self.processes.values():
             if proc.poll() is None:
                 try:
@@ -170,6 +179,12 @@ class AirflowStack:
                 except ProcessLookupError:
                     pass
                 proc.wait(timeout=10)
+        _, alive = psutil.wait_procs(descendants, timeout=max(0.1, deadline - time.monotonic()))
+        for child in alive:
+            try:
+                child.kill()
+            except psutil.NoSuchProcess:
+                pass
         self.processes.clear()
 
     def __enter__(self) -> AirflowStack:
