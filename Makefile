@@ -11,10 +11,11 @@ export PYTHONPATH := $(CURDIR)/plugins
 export DO_NOT_TRACK := 1
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 
-.PHONY: run test lint bench lock warehouse-start warehouse-stop warehouse-url docs clean help
+.PHONY: run up test lint bench lock warehouse-start warehouse-stop warehouse-url docs clean help
 
 help:
-	@echo "make run    - run the whole pipeline on demo data with Airflow, print a summary"
+	@echo "make run    - run the whole pipeline on demo data with the real Airflow scheduler, print a summary"
+	@echo "make up     - keep Airflow (scheduler, DAG processor, triggerer, UI) running on your own sources"
 	@echo "make test   - run the whole pytest suite against a real embedded Postgres"
 	@echo "make lint   - ruff (incl. AIR rules) and sqlfluff"
 	@echo "make bench SIZE=100000 - benchmark the whole pipeline at SIZE customers (bench/results/)"
@@ -33,6 +34,9 @@ venv: $(STAMP)
 
 run: $(STAMP)
 	$(BIN)/ckp run
+
+up: $(STAMP)
+	$(BIN)/ckp up
 
 test: $(STAMP)
 	bash scripts/ensure_chromium.sh

@@ -1,4 +1,5 @@
-"""Shared DAG constants: default args and the Assets that connect the DAGs (data-aware scheduling).
+"""Shared DAG constants: default args, the Assets that connect the DAGs (data-aware scheduling), and the
+two tasks every DAG has: ``as_of_date`` first and ``watcher`` last.
 
 Not a DAG file (listed in .airflowignore). Asset names are the warehouse tables they stand for, so
 the Airflow UI's asset graph reads like the warehouse lineage.
@@ -9,9 +10,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import pendulum
-from airflow.sdk import Asset
+from airflow.sdk import Asset, XComArg, task
+
+from crm_knowledge.alerts import WebhookFailureNotifier
+from crm_knowledge.settings import get_settings
 
 START_DATE = pendulum.datetime(2026, 1, 1, tz="UTC")
+#: The start date of the as_of_date and watcher tasks alone: Airflow creates no task whose start date is
+#: after a run's logical date, and marks a run without tasks successful. These two exist in every run, so a
+#: run dated before START_DATE fails, saying why (crm_knowledge.as_of.check_logical_date).
+GUARD_START_DATE = pendulum.datetime(1970, 1, 1, tz="UTC")
+
+_SETTINGS = get_settings()  # environment only: no I/O
 
 
 def private_files(context) -> None:
@@ -24,11 +34,88 @@ def private_files(context) -> None:
 
 DEFAULT_ARGS = {
     "owner": "data-platform",
-    "retries": 2,
+    # also here (not only on the DAG): `airflow dags trigger` then refuses a logical date before it
+    "start_date": START_DATE,
+    "retries": _SETTINGS.task_retries,
     "retry_delay": pendulum.duration(minutes=2),
     "retry_exponential_backoff": True,
     "on_execute_callback": private_files,
+    # a hung dbt build, load or delivery fails (and alerts) instead of holding its DAG forever
+    "execution_timeout": pendulum.duration(minutes=_SETTINGS.task_timeout_minutes),
+    # a task that failed for good is posted to the deployment's webhook (crm_knowledge.alerts)
+    "on_failure_callback": [WebhookFailureNotifier()],
 }
+
+#: The task that decides the run's as-of date (crm_knowledge.as_of.as_of_date); every other task reads
+#: its result, including dbt through cosmos' `vars` (DBT_AS_OF_VAR), so no template needs `ds`.
+AS_OF_TASK_ID = "as_of_date"
+DBT_AS_OF_VAR = "{{ ti.xcom_pull(task_ids='" + AS_OF_TASK_ID + "') }}"
+
+
+def as_of_date_task(**task_kwargs) -> XComArg:
+    """The run's as-of date (ISO ``YYYY-MM-DD``), as the DAG's first task.
+
+    It starts at GUARD_START_DATE, so it exists in every run, also one whose logical date is before
+    START_DATE (Airflow creates no other task there): it fails such a run, saying why, instead of letting
+    it succeed empty (crm_knowledge.as_of.check_logical_date).
+    """
+
+    @task(task_id=AS_OF_TASK_ID, **task_kwargs)
+    def as_of_date(**context) -> str:
+        import logging
+
+        from crm_knowledge.as_of import as_of_date, check_logical_date
+
+        check_logical_date(context.get("logical_date"), START_DATE)
+        day = as_of_date(context).isoformat()
+        logging.getLogger(__name__).info("as-of date of this run: %s", day)
+        return day
+
+    result = as_of_date()
+    result.operator.start_date = GUARD_START_DATE  # after the DAG clamped it to START_DATE
+    return result
+
+
+def watcher() -> None:
+    """Airflow's watcher pattern: a leaf task downstream of every task, run only when one of them failed,
+    and then failing itself. A DAG run takes its state from its leaf tasks, and the `all_done` report task
+    succeeds after a failure; without the watcher such a run is marked successful. Call it last in a DAG.
+    It starts at GUARD_START_DATE, like the as_of_date task, so a run refused for its dates fails too."""
+
+    @task(task_id="watcher", trigger_rule="one_failed", retries=0, on_failure_callback=None)
+    def watcher(**context) -> None:
+        from airflow.sdk.exceptions import AirflowFailException
+
+        failed: list[str] = []
+        try:
+            ti, dag_run = context["ti"], context["dag_run"]
+            states = ti.get_task_states(dag_id=dag_run.dag_id, run_ids=[dag_run.run_id]).get(dag_run.run_id, {})
+            failed = sorted(t for t, state in states.items() if state == "failed")
+        except Exception:  # the names are a convenience; failing the run is what matters
+            pass
+        raise AirflowFailException(f"task(s) of this run failed: {', '.join(failed) or 'see the task states'}; "
+                                   "the run is failed even though later tasks (reports) succeeded")
+
+    guard = watcher()
+    op = guard.operator
+    for other in op.dag.tasks:
+        if other is not op:
+            other >> op
+    op.start_date = GUARD_START_DATE  # after the DAG clamped it to START_DATE
+
+
+def publish(asset: Asset, as_of: str, summary: dict) -> dict:
+    """Return a task's `summary`, with the run's as-of date (and the summary's counts) in the ``extra`` of
+    the `asset` event the task publishes: the DAG it triggers works on that day (crm_knowledge.as_of)."""
+    from airflow.sdk import get_current_context
+
+    from crm_knowledge.as_of import AS_OF_KEY
+
+    extra = {AS_OF_KEY: as_of}
+    extra.update({k: v for k, v in summary.items() if k in ("source", "rows_loaded", "quarantined")
+                  and isinstance(v, (int, str))})
+    get_current_context()["outlet_events"][asset].extra.update(extra)
+    return summary
 
 RAW_FORM_SUBMISSIONS = Asset("warehouse.raw.form_submissions")
 RAW_SIBLING_CUSTOMERS = Asset("warehouse.raw.sibling_customers")
@@ -38,21 +125,9 @@ MARTS_CUSTOMER_VIEW = Asset("warehouse.marts.customer_360")
 SCORING_CUSTOMER_SCORES = Asset("warehouse.scoring.customer_scores")
 EXPORTS_DELIVERED = Asset("exports.customer_segments")
 
-# Quality results and the auditor's report are keyed on the logical date ("what happened on day X"), so
-# the checks of the warehouse and scoring DAG runs of one day form one report.
+# Quality results and the auditor's report are keyed on the run's as-of date ("what happened on day X"),
+# so the checks of the warehouse and scoring DAG runs of one day form one report.
 RAW_ASSETS = [RAW_FORM_SUBMISSIONS, RAW_SIBLING_CUSTOMERS, RAW_CONTACT_INTERACTIONS, RAW_ORDERS]
-
-
-def publish_if_changed(summary: dict) -> dict:
-    """Return a load task's summary; skip the task when the load changed nothing, so it publishes no Asset
-    event. An Asset event starts the warehouse DAG (and erasure), and the loads run hourly: without this,
-    every hour with no new file would rebuild the warehouse. A quarantined file counts as a change (the
-    day's report must show it)."""
-    if summary.get("rows_loaded") or summary.get("quarantined"):
-        return summary
-    from airflow.sdk.exceptions import AirflowSkipException
-
-    raise AirflowSkipException(f"{summary.get('source')}: nothing new loaded; no Asset event ({summary})")
 
 
 # --- dbt through astronomer-cosmos ------------------------------------------------------------
@@ -74,7 +149,7 @@ def dbt_configs():
         dbt_project_path=DBT_PROJECT_DIR,
         manifest_path=DBT_MANIFEST,
         install_dbt_deps=False,
-        dbt_vars={"as_of_date": "{{ ds }}"},
+        dbt_vars={"as_of_date": DBT_AS_OF_VAR},
     )
     profile = ProfileConfig(
         profile_name="crm_knowledge",
@@ -107,7 +182,7 @@ def dbt_build_stage(task_id: str, selector: str, **operator_args):
 #: Cosmos calls this after the dbt command of a task (LOCAL mode), with the path of the task's temporary
 #: project copy, before it raises dbt's failure: it files the task's run_results.json (each model's
 #: status, time and rows into audit.dbt_node_runs; each test's pass/warn/fail/error and failures count
-#: into audit.dq_results, next to the Great Expectations results) under `day-<ds>`. An import path, not a
+#: into audit.dq_results, next to the Great Expectations results) under `day-<as-of>`. An import path, not a
 #: function: resolved in the worker at run time, so parsing a DAG imports nothing of crm_knowledge.
 DBT_RESULTS_CALLBACK = "crm_knowledge.quality.pipeline.record_dbt_task_results"
 

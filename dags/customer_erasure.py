@@ -23,7 +23,7 @@ from the command line. No personal data passes through XCom: tasks return counts
 from __future__ import annotations
 
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, task
-from ckp_common import DEFAULT_ARGS, RAW_FORM_SUBMISSIONS, START_DATE
+from ckp_common import DEFAULT_ARGS, RAW_FORM_SUBMISSIONS, START_DATE, as_of_date_task, watcher
 
 
 @dag(
@@ -45,14 +45,16 @@ def customer_erasure():
         return prepare_warehouse()
 
     @task
-    def erase_pending_requests(ds: str | None = None) -> dict:
+    def erase_pending_requests(as_of: str) -> dict:
         import datetime as dt
 
         from crm_knowledge.privacy.erasure import run_pending
 
-        return run_pending(as_of=dt.date.fromisoformat(ds) if ds else None)
+        return run_pending(as_of=dt.date.fromisoformat(as_of))
 
-    prepare_warehouse() >> erase_pending_requests()
+    as_of = as_of_date_task()
+    as_of >> prepare_warehouse() >> erase_pending_requests(as_of)
+    watcher()
 
 
 customer_erasure()

@@ -1,27 +1,34 @@
 """
 ### Customer scoring and write-back
 
-Scheduled by the customer view's Asset. With the DAG run's logical date as the as-of date (only data
-on or before it is used, so a backfill reproduces what was known then):
+Scheduled by the customer view's Asset. The as-of date (only data on or before it is used, so a
+backfill reproduces what was known then) is the `as_of_date` param when given, else the day the
+warehouse built (carried in the triggering Asset event), else the run's logical date or day
+(`crm_knowledge.as_of.as_of_date`). Trigger it by hand with `as_of_date` to score any past day
+(`ckp score --as-of DATE` does the scoring step alone from the command line):
 
 1. **score**: RFM segments, behavioural clusters, churn propensity, lifetime value and value tier,
    recorded in `scoring.model_runs` and `scoring.customer_scores`;
 2. **dbt post-scoring models**: `marts.customer_segments` and `marts.customer_360` pick the scores up;
 3. **deliver**: each destination in `config/destinations.yml` (file drop, operational database,
    webhook) receives its audience's delta, respecting consent; every delivery is in `audit.exports`;
-4. **report**: the auditor's run report and Data Docs are rebuilt.
+4. **report**: the auditor's run report and Data Docs are rebuilt (also after a failure; the `watcher`
+   task then fails the run).
 """
 
 from __future__ import annotations
 
-from airflow.sdk import dag, task
+from airflow.sdk import Param, dag, task
 from ckp_common import (
     DEFAULT_ARGS,
     EXPORTS_DELIVERED,
     MARTS_CUSTOMER_VIEW,
     SCORING_CUSTOMER_SCORES,
     START_DATE,
+    as_of_date_task,
     dbt_build_stage,
+    publish,
+    watcher,
 )
 
 # A selector of dbt_project/selectors.yml, the stage catalogue (crm_knowledge.dbt_stages).
@@ -36,42 +43,53 @@ POST_SCORING_SELECTOR = "post_scoring"
     max_active_runs=1,
     default_args=DEFAULT_ARGS,
     tags=["scoring", "exports"],
+    params={
+        "as_of_date": Param(None, type=["null", "string"], format="date",
+                            description="Score as of this day (YYYY-MM-DD); empty: the day the warehouse "
+                                        "built, else the run's day."),
+    },
     doc_md=__doc__,
 )
 def customer_scoring():
     @task(outlets=[SCORING_CUSTOMER_SCORES])
-    def score_customers(ds: str | None = None, dag_run=None) -> dict:
-        from crm_knowledge.run_day import run_day
+    def score_customers(as_of: str) -> dict:
+        import datetime as dt
+
         from crm_knowledge.scoring.run import score_all
 
-        return score_all(as_of=run_day(ds, dag_run.run_after))
+        return publish(SCORING_CUSTOMER_SCORES, as_of, score_all(as_of=dt.date.fromisoformat(as_of)))
 
     post_scoring = dbt_build_stage("dbt_post_scoring", POST_SCORING_SELECTOR)
 
     @task
-    def post_scoring_quality_gate(ds: str | None = None, dag_run=None) -> dict:
+    def post_scoring_quality_gate(as_of: str) -> dict:
         """Segments and scores are checked before anything leaves the warehouse."""
+        from crm_knowledge.as_of import run_key
         from crm_knowledge.quality.pipeline import check_post_scoring
-        from crm_knowledge.run_day import run_key
 
-        return check_post_scoring(pipeline_run_id=run_key(ds, dag_run.run_after))
+        return check_post_scoring(pipeline_run_id=run_key(as_of))
 
     @task(outlets=[EXPORTS_DELIVERED])
-    def deliver_segments(ds: str | None = None, dag_run=None) -> list[dict]:
-        from crm_knowledge.export.deliver import deliver_all
-        from crm_knowledge.run_day import run_day
+    def deliver_segments(as_of: str) -> list[dict]:
+        import datetime as dt
 
-        return deliver_all(as_of=run_day(ds, dag_run.run_after))
+        from crm_knowledge.export.deliver import deliver_all
+
+        deliveries = deliver_all(as_of=dt.date.fromisoformat(as_of))
+        publish(EXPORTS_DELIVERED, as_of, {})
+        return deliveries
 
     @task(trigger_rule="all_done")
-    def build_reports(ds: str | None = None, dag_run=None) -> dict:
+    def build_reports(as_of: str) -> dict:
+        from crm_knowledge.as_of import run_key
         from crm_knowledge.quality.pipeline import build_reports
-        from crm_knowledge.run_day import run_key
 
-        return build_reports(pipeline_run_id=run_key(ds, dag_run.run_after))
+        return build_reports(pipeline_run_id=run_key(as_of))
 
-    (score_customers() >> post_scoring >> post_scoring_quality_gate() >> deliver_segments()
-     >> build_reports())
+    as_of = as_of_date_task()
+    (score_customers(as_of) >> post_scoring >> post_scoring_quality_gate(as_of) >> deliver_segments(as_of)
+     >> build_reports(as_of))
+    watcher()
 
 
 customer_scoring()

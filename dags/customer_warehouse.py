@@ -1,7 +1,9 @@
 """
 ### Customer warehouse: staging → identity resolution → unified customer view
 
-Runs whenever an ingestion DAG lands new raw data:
+Runs once all four ingestion DAGs have landed raw data since its last run (every ingest publishes its
+raw Asset, with the run's as-of date, when it succeeds; `AssetAll`). An Asset-triggered run has no
+logical date: its as-of date is the latest one the triggering events carry (`crm_knowledge.as_of.as_of_date`).
 
 1. **raw quality gate**: Great Expectations checks every newly loaded raw batch; a batch with a
    critical failure is held (it never reaches staging) and reported;
@@ -11,7 +13,7 @@ Runs whenever an ingestion DAG lands new raw data:
 3. **identity resolution**: deterministic rules and Splink's probabilistic matching assign every
    customer-bearing source record to one stable `customer_id`. Daily it is *incremental* (the day's new
    and changed records are matched against the existing customers); on the weekday set in
-   `config/identity.yml` (`full_resolution_weekday`, by the run's logical date; the day's first run) it
+   `config/identity.yml` (`full_resolution_weekday`, by the run's as-of date; the day's first run) it
    re-resolves every record. Trigger with the param `full_identity_resolution: true` to force a full run
    on any day;
 4. **dbt marts** (selector `post_identity`): the unified customer view (`dim_customers`), facts, the
@@ -20,22 +22,28 @@ Runs whenever an ingestion DAG lands new raw data:
    from scratch once a week;
 5. **marts quality gate**: a critical failure here stops scoring and exports; so does a source past the
    `error_after` of its declared freshness (**source freshness**, `dbt source freshness`, run alongside).
+   It publishes the marts Asset (with the as-of date) only when everything before it succeeded.
 
 Each dbt stage is one task (astronomer-cosmos, `dbt build --selector <stage>` of
 `dbt_project/selectors.yml`); its log lists every model's and test's result, also recorded in
 `audit.dbt_node_runs` and `audit.dq_results`.
+
+Any failed task fails the run (the `watcher` task), also though `build_reports` runs after it.
 """
 
 from __future__ import annotations
 
-from airflow.sdk import AssetAny, Param, dag, task
+from airflow.sdk import AssetAll, Param, dag, task
 from ckp_common import (
     DEFAULT_ARGS,
     MARTS_CUSTOMER_VIEW,
     MARTS_FULL_REFRESH,
     RAW_ASSETS,
     START_DATE,
+    as_of_date_task,
     dbt_build_stage,
+    publish,
+    watcher,
 )
 
 # What each dbt task builds is a selector of dbt_project/selectors.yml (the stage catalogue,
@@ -46,7 +54,7 @@ MARTS_SELECTOR = "post_identity"
 
 @dag(
     dag_id="customer_warehouse",
-    schedule=AssetAny(*RAW_ASSETS),
+    schedule=AssetAll(*RAW_ASSETS),
     start_date=START_DATE,
     catchup=False,
     max_active_runs=1,
@@ -60,54 +68,59 @@ MARTS_SELECTOR = "post_identity"
 )
 def customer_warehouse():
     @task
-    def raw_quality_gate(ds: str | None = None, dag_run=None) -> dict:
+    def raw_quality_gate(as_of: str) -> dict:
+        from crm_knowledge.as_of import run_key
         from crm_knowledge.quality.pipeline import check_new_raw_batches
-        from crm_knowledge.run_day import run_key
 
-        return check_new_raw_batches(pipeline_run_id=run_key(ds, dag_run.run_after))
+        return check_new_raw_batches(pipeline_run_id=run_key(as_of))
 
     staging = dbt_build_stage("dbt_staging", STAGING_SELECTOR)
 
     @task
-    def resolve_identities(params: dict | None = None, logical_date=None, dag_run=None) -> dict:
-        """Incremental, or full on the configured weekday / when forced; decided on the run's logical date
-        (an asset-triggered run without one: the time it was queued), never on the wall clock."""
+    def resolve_identities(as_of: str, params: dict | None = None) -> dict:
+        """Incremental, or full on the configured weekday / when forced; decided on the run's as-of date,
+        never on the wall clock."""
+        import datetime as dt
+
         from crm_knowledge.identity.store import decide_mode, run
         from crm_knowledge.settings import get_settings
 
         url = get_settings().warehouse_url
-        day = logical_date or dag_run.run_after
+        day = dt.date.fromisoformat(as_of)
         mode = decide_mode(url, day, force_full=bool((params or {}).get("full_identity_resolution", False)))
         return run(url, mode=mode, day=day)
 
     marts = dbt_build_stage("dbt_marts", MARTS_SELECTOR, full_refresh=MARTS_FULL_REFRESH)
 
     @task
-    def source_freshness(ds: str | None = None, dag_run=None) -> dict:
+    def source_freshness(as_of: str) -> dict:
         """`dbt source freshness`, recorded for the report; a source past its error_after stops scoring."""
+        from crm_knowledge.as_of import run_key
         from crm_knowledge.quality.pipeline import check_source_freshness
-        from crm_knowledge.run_day import run_key
 
-        return check_source_freshness(pipeline_run_id=run_key(ds, dag_run.run_after))
+        return check_source_freshness(pipeline_run_id=run_key(as_of))
 
     @task(outlets=[MARTS_CUSTOMER_VIEW])
-    def marts_quality_gate(ds: str | None = None, dag_run=None) -> dict:
+    def marts_quality_gate(as_of: str) -> dict:
+        from crm_knowledge.as_of import run_key
         from crm_knowledge.quality.pipeline import check_layers
-        from crm_knowledge.run_day import run_key
 
-        return check_layers(["staging", "marts"], pipeline_run_id=run_key(ds, dag_run.run_after))
+        result = check_layers(["staging", "marts"], pipeline_run_id=run_key(as_of))
+        return publish(MARTS_CUSTOMER_VIEW, as_of, result)
 
     @task(trigger_rule="all_done")
-    def build_reports(ds: str | None = None, dag_run=None) -> dict:
+    def build_reports(as_of: str) -> dict:
         """The auditor's report is written whatever happened: a failed run is what auditors need most."""
+        from crm_knowledge.as_of import run_key
         from crm_knowledge.quality.pipeline import build_reports
-        from crm_knowledge.run_day import run_key
 
-        return build_reports(pipeline_run_id=run_key(ds, dag_run.run_after))
+        return build_reports(pipeline_run_id=run_key(as_of))
 
-    gate = marts_quality_gate()
-    source_freshness() >> gate
-    raw_quality_gate() >> staging >> resolve_identities() >> marts >> gate >> build_reports()
+    as_of = as_of_date_task()
+    gate = marts_quality_gate(as_of)
+    source_freshness(as_of) >> gate
+    raw_quality_gate(as_of) >> staging >> resolve_identities(as_of) >> marts >> gate >> build_reports(as_of)
+    watcher()
 
 
 customer_warehouse()

@@ -3,14 +3,14 @@
 
 Loads the contact centre's interaction logs (phone, email, web chat, mail, fax, in person) with
 topic, outcome and free-text notes into `raw.contact_interactions`, exactly once per file.
-Publishes `warehouse.raw.contact_interactions`
-when it loaded rows or quarantined a file; a run with nothing new is skipped and triggers nothing.
+Every successful run publishes `warehouse.raw.contact_interactions` (with its as-of date and row counts
+in the event), also when nothing new arrived: the warehouse waits for every source's report of the day.
 """
 
 from __future__ import annotations
 
 from airflow.sdk import dag, task
-from ckp_common import DEFAULT_ARGS, RAW_CONTACT_INTERACTIONS, START_DATE, publish_if_changed
+from ckp_common import DEFAULT_ARGS, RAW_CONTACT_INTERACTIONS, START_DATE, as_of_date_task, publish, watcher
 
 
 @dag(
@@ -31,12 +31,14 @@ def ingest_contact_channels():
         return prepare_warehouse()
 
     @task(outlets=[RAW_CONTACT_INTERACTIONS])
-    def load_interactions() -> dict:
+    def load_interactions(as_of: str) -> dict:
         from crm_knowledge.ingest.run import ingest_file_source
 
-        return publish_if_changed(ingest_file_source("contacts"))
+        return publish(RAW_CONTACT_INTERACTIONS, as_of, ingest_file_source("contacts"))
 
-    prepare_warehouse() >> load_interactions()
+    as_of = as_of_date_task()
+    as_of >> prepare_warehouse() >> load_interactions(as_of)
+    watcher()
 
 
 ingest_contact_channels()

@@ -4,14 +4,15 @@
 Loads the JSON Lines drops of the web forms (registration, order form, feedback, complaint, idea,
 newsletter consent) from the landing zone into `raw.form_submissions`, exactly once per file.
 Unreadable files go to quarantine, bad rows to `raw.load_rejects`; every file is in
-`audit.load_batches`. Publishes `warehouse.raw.form_submissions`
-when it loaded rows or quarantined a file; a run with nothing new is skipped and triggers nothing.
+`audit.load_batches`. Every successful run publishes `warehouse.raw.form_submissions` (with its as-of
+date and row counts in the event), also when nothing new arrived: the warehouse waits for every
+source's report of the day.
 """
 
 from __future__ import annotations
 
 from airflow.sdk import dag, task
-from ckp_common import DEFAULT_ARGS, RAW_FORM_SUBMISSIONS, START_DATE, publish_if_changed
+from ckp_common import DEFAULT_ARGS, RAW_FORM_SUBMISSIONS, START_DATE, as_of_date_task, publish, watcher
 
 
 @dag(
@@ -32,12 +33,14 @@ def ingest_forms():
         return prepare_warehouse()
 
     @task(outlets=[RAW_FORM_SUBMISSIONS])
-    def load_forms() -> dict:
+    def load_forms(as_of: str) -> dict:
         from crm_knowledge.ingest.run import ingest_file_source
 
-        return publish_if_changed(ingest_file_source("forms"))
+        return publish(RAW_FORM_SUBMISSIONS, as_of, ingest_file_source("forms"))
 
-    prepare_warehouse() >> load_forms()
+    as_of = as_of_date_task()
+    as_of >> prepare_warehouse() >> load_forms(as_of)
+    watcher()
 
 
 ingest_forms()

@@ -8,14 +8,14 @@ Two paths into the raw layer:
   what changed;
 * shops that can only export: order CSV files (one mapped task per `order_export` source).
 
-Publishes `warehouse.raw.orders`
-when it loaded rows or quarantined a file; a run with nothing new is skipped and triggers nothing.
+Every successful run publishes `warehouse.raw.orders` (with its as-of date and row counts in the event),
+also when nothing new arrived: the warehouse waits for every source's report of the day.
 """
 
 from __future__ import annotations
 
 from airflow.sdk import dag, task
-from ckp_common import DEFAULT_ARGS, RAW_ORDERS, START_DATE, publish_if_changed
+from ckp_common import DEFAULT_ARGS, RAW_ORDERS, START_DATE, as_of_date_task, publish, watcher
 
 
 @dag(
@@ -36,10 +36,10 @@ def ingest_orders():
         return prepare_warehouse()
 
     @task(outlets=[RAW_ORDERS])
-    def extract_orders_database() -> dict:
+    def extract_orders_database(as_of: str) -> dict:
         from crm_knowledge.ingest.run import ingest_orders_database
 
-        return publish_if_changed(ingest_orders_database("orders"))
+        return publish(RAW_ORDERS, as_of, ingest_orders_database("orders"))
 
     @task
     def list_order_exports() -> list[str]:
@@ -48,19 +48,21 @@ def ingest_orders():
         return source_names("order_export")
 
     @task(outlets=[RAW_ORDERS], map_index_template="{{ source_label }}")
-    def load_order_export(source_name: str) -> dict:
+    def load_order_export(source_name: str, as_of: str) -> dict:
         from airflow.sdk import get_current_context
 
         from crm_knowledge.ingest.run import ingest_file_source
 
         get_current_context()["source_label"] = source_name
-        return publish_if_changed(ingest_file_source(source_name))
+        return publish(RAW_ORDERS, as_of, ingest_file_source(source_name))
 
+    as_of = as_of_date_task()
     ready = prepare_warehouse()
-    ready >> extract_orders_database()
+    as_of >> ready >> extract_orders_database(as_of)
     exports = list_order_exports()
     ready >> exports
-    load_order_export.expand(source_name=exports)
+    load_order_export.partial(as_of=as_of).expand(source_name=exports)
+    watcher()
 
 
 ingest_orders()

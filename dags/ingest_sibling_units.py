@@ -4,14 +4,15 @@
 One mapped task per sibling unit registered in `config/sources/` (kind `sibling_unit`): adding a unit
 is a new YAML file, no code. Each file is read in its own format, encoding, delimiter and calendar
 (e.g. Windows-1256 with Solar Hijri dates), mapped onto the canonical customer fields, and loaded
-into `raw.sibling_customers`. Publishes `warehouse.raw.sibling_customers`
-when it loaded rows or quarantined a file; a run with nothing new is skipped and triggers nothing.
+into `raw.sibling_customers`. Every successful run publishes `warehouse.raw.sibling_customers` (with its
+as-of date and row counts in the event), also when nothing new arrived: the warehouse waits for every
+source's report of the day.
 """
 
 from __future__ import annotations
 
 from airflow.sdk import dag, task
-from ckp_common import DEFAULT_ARGS, RAW_SIBLING_CUSTOMERS, START_DATE, publish_if_changed
+from ckp_common import DEFAULT_ARGS, RAW_SIBLING_CUSTOMERS, START_DATE, as_of_date_task, publish, watcher
 
 
 @dag(
@@ -33,15 +34,19 @@ def ingest_sibling_units():
         return source_names("sibling_unit")
 
     @task(outlets=[RAW_SIBLING_CUSTOMERS], map_index_template="{{ source_label }}")
-    def load_unit(source_name: str) -> dict:
+    def load_unit(source_name: str, as_of: str) -> dict:
         from airflow.sdk import get_current_context
 
         from crm_knowledge.ingest.run import ingest_file_source
 
         get_current_context()["source_label"] = source_name
-        return publish_if_changed(ingest_file_source(source_name))
+        return publish(RAW_SIBLING_CUSTOMERS, as_of, ingest_file_source(source_name))
 
-    load_unit.expand(source_name=list_units())
+    as_of = as_of_date_task()
+    units = list_units()
+    as_of >> units
+    load_unit.partial(as_of=as_of).expand(source_name=units)
+    watcher()
 
 
 ingest_sibling_units()

@@ -50,9 +50,24 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 def _cmd_run(args: argparse.Namespace) -> int:
     from crm_knowledge.runner import run_pipeline
 
-    run_pipeline(size=args.size, seed=args.seed,
-                 run_date=dt.date.fromisoformat(args.date) if args.date else None,
+    run_pipeline(size=args.size, seed=args.seed, keep_running=args.keep_running,
                  overwrite_external_db=args.overwrite_external_db)
+    return 0
+
+
+def _cmd_up(args: argparse.Namespace) -> int:
+    from crm_knowledge.runner import serve
+
+    serve()
+    return 0
+
+
+def _cmd_score(args: argparse.Namespace) -> int:
+    """Score every customer as of a past (or any) day: customer_scoring's scoring step, outside Airflow."""
+    from crm_knowledge.scoring.run import score_all
+
+    result = score_all(as_of=dt.date.fromisoformat(args.as_of))
+    print(json.dumps(result, indent=2, default=str))
     return 0
 
 
@@ -194,12 +209,20 @@ def build_parser() -> argparse.ArgumentParser:
     _overwrite_external_arg(d)
     d.set_defaults(func=_cmd_demo)
 
-    r = sub.add_parser("run", help="run the whole pipeline on demo data with Airflow")
+    r = sub.add_parser("run", help="run the whole pipeline on demo data with the real Airflow scheduler")
     r.add_argument("--size", type=int, default=None, help="demo customers (default CKP_DEMO_SIZE or 2000)")
     r.add_argument("--seed", type=int, default=None)
-    r.add_argument("--date", help="logical date / as-of date of the run (default 2026-11-20)")
+    r.add_argument("--keep-running", action="store_true", help="leave Airflow (and its UI) running afterwards")
     _overwrite_external_arg(r)
     r.set_defaults(func=_cmd_run)
+
+    u = sub.add_parser("up", help="run Airflow (scheduler, DAG processor, triggerer, UI) on the deployment's "
+                                  "own sources until Ctrl-C")
+    u.set_defaults(func=_cmd_up)
+
+    sc = sub.add_parser("score", help="score all customers as of a day (any past day), outside Airflow")
+    sc.add_argument("--as-of", dest="as_of", required=True, help="YYYY-MM-DD: only data on or before it is used")
+    sc.set_defaults(func=_cmd_score)
 
     i = sub.add_parser("identity-eval", help="identity-resolution precision/recall against the demo ground truth")
     i.set_defaults(func=_cmd_identity)

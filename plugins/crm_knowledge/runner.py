@@ -1,9 +1,11 @@
-"""`make run`: the whole pipeline on demo data, run by Airflow itself (`airflow dags test`).
+"""`make run` and `make up`: the pipeline run by Airflow as deployed.
 
-Airflow's scheduler would chain the DAGs through their Assets; `airflow dags test` runs one DAG run
-in-process without a scheduler, so here the DAGs are run one after the other in the order the Assets
-imply. Airflow keeps its metadata in SQLite under CKP_HOME/airflow: this is a developer's run, the
-production deployment (docker-compose.yml) runs the real scheduler and CeleryExecutor.
+`make run` (:func:`run_pipeline`) starts the embedded warehouse, writes the demo sources, starts Airflow's
+scheduler, DAG processor, triggerer and API server (crm_knowledge.airflow_stack), unpauses the pipeline
+DAGs and runs each ingestion DAG once; the scheduler then starts `customer_warehouse` and
+`customer_scoring` from their Asset events, exactly as in production. It shows progress while it waits,
+stops on the first failed DAG run naming the failed task and its error (exit code 1), and prints the
+summary. `make up` (:func:`serve`) keeps the same stack running on the deployment's own sources.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from crm_knowledge.privacy.file_modes import open_private
 from crm_knowledge.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -40,15 +41,22 @@ PIPELINE_DAGS = (
     "customer_scoring",
 )
 
-DEFAULT_RUN_DATE = dt.date(2026, 11, 20)
+INGEST_DAGS = PIPELINE_DAGS[:4]
+#: DAGs `make up` unpauses: the pipeline and the erasure DAG (which `make run` leaves paused).
+ALL_DAGS = (*PIPELINE_DAGS, "customer_erasure")
+TERMINAL_TI_STATES = {"success", "failed", "skipped", "upstream_failed", "removed"}
 
 
 def _venv_bin(name: str) -> str:
     return str(Path(sys.executable).with_name(name))
 
 
-def airflow_env(settings: Settings) -> dict[str, str]:
-    """Environment for Airflow processes, every value derived from `settings`."""
+def airflow_env(settings: Settings, *, demo: bool = True) -> dict[str, str]:
+    """Environment for Airflow processes, every value derived from `settings`.
+
+    With `demo` (make run) the public demo pseudonym key is allowed and tasks are not retried (a demo
+    run reports a failure at once); both only when the environment does not say otherwise.
+    """
     env = dict(os.environ)
     env.update({
         "AIRFLOW_HOME": str(settings.airflow_home),
@@ -63,10 +71,15 @@ def airflow_env(settings: Settings) -> dict[str, str]:
         # Task logs can quote personal data: Airflow's defaults are 0o775 folders and 0o664 files.
         "AIRFLOW__LOGGING__FILE_TASK_HANDLER_NEW_FOLDER_PERMISSIONS": "0o700",
         "AIRFLOW__LOGGING__FILE_TASK_HANDLER_NEW_FILE_PERMISSIONS": "0o600",
+        # cosmos keeps dbt's partial-parse file between tasks here; its default (/tmp/cosmos) is shared by
+        # every deployment on the machine, whose different profiles and vars would force full re-parses
+        "AIRFLOW__COSMOS__CACHE_DIR": env.get("AIRFLOW__COSMOS__CACHE_DIR",
+                                              str(settings.airflow_home / "cosmos_cache")),
         # The warehouse as an Airflow connection: cosmos builds dbt's profile from it.
         "AIRFLOW_CONN_WAREHOUSE": settings.warehouse_url,
         "CKP_HOME": str(settings.home),
-        "CKP_DEMO_MODE": env.get("CKP_DEMO_MODE", "1"),
+        "CKP_DEMO_MODE": env.get("CKP_DEMO_MODE", "1" if demo else "0"),
+        "CKP_TASK_RETRIES": env.get("CKP_TASK_RETRIES", "0" if demo else str(settings.task_retries)),
         "CKP_WAREHOUSE_PORT": str(settings.warehouse_port),
         "PYTHONPATH": os.pathsep.join(filter(None, [str(PACKAGE_PARENT), env.get("PYTHONPATH")])),
         "NO_PROXY": "*",
@@ -86,14 +99,6 @@ def airflow_env(settings: Settings) -> dict[str, str]:
     except ImportError:
         pass
     return env
-
-
-def ensure_airflow_db(env: dict[str, str]) -> None:
-    Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
-    log.info("airflow db migrate (metadata in %s)", env["AIRFLOW_HOME"])
-    res = subprocess.run([_venv_bin("airflow"), "db", "migrate"], env=env, capture_output=True, text=True)
-    if res.returncode != 0:
-        raise RuntimeError(f"airflow db migrate failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
 
 
 @dataclass(frozen=True)
@@ -161,25 +166,6 @@ def dbt_docs(env: dict[str, str], settings: Settings) -> Path:
     return run_dbt(["docs", "generate"], env, settings).target_path / "index.html"
 
 
-def run_dag(dag_id: str, run_date: dt.date, env: dict[str, str], log_dir: Path) -> float:
-    """`airflow dags test` one DAG; raises with the log's tail when a task failed."""
-    logfile = log_dir / f"{dag_id}.log"
-    started = time.monotonic()
-    print(f"  ▶ {dag_id} ...", flush=True)
-    with open_private(logfile, "w", encoding="utf-8") as fh:
-        res = subprocess.run([_venv_bin("airflow"), "dags", "test", dag_id, run_date.isoformat()],
-                             env=env, stdout=fh, stderr=subprocess.STDOUT, text=True)
-    took = time.monotonic() - started
-    text = logfile.read_text(encoding="utf-8", errors="replace")
-    finished = [line for line in text.splitlines() if "DagRun Finished:" in line]
-    failed = res.returncode != 0 or not finished or "state=success" not in finished[-1]
-    if failed:
-        tail = "\n".join(text.splitlines()[-60:])
-        raise RuntimeError(f"DAG {dag_id} failed (exit {res.returncode}); full log: {logfile}\n{tail}")
-    print(f"    ✓ {dag_id} in {took:.0f}s (log: {logfile})", flush=True)
-    return took
-
-
 @contextmanager
 def webhook_receiver(settings: Settings, env: dict[str, str]) -> Iterator[None]:
     """The demo's webhook destination: a local receiver on loopback, for the length of the run."""
@@ -206,50 +192,271 @@ def webhook_receiver(settings: Settings, env: dict[str, str]) -> Iterator[None]:
         proc.wait(timeout=10)
 
 
-def run_pipeline(size: int | None = None, seed: int | None = None, run_date: dt.date | None = None,
-                 dags: tuple[str, ...] = PIPELINE_DAGS, overwrite_external_db: bool = False) -> dict:
+class PipelineRunFailed(RuntimeError):
+    """A DAG run of the pipeline failed; the message names the run, the failed task(s) and their errors."""
+
+
+def _parse_ts(text: str | None) -> dt.datetime | None:
+    return dt.datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
+
+
+def _elapsed(seconds: float) -> str:
+    return f"{int(seconds) // 60}m{int(seconds) % 60:02d}s"
+
+
+def _prepare_stack(settings: Settings, *, demo: bool):
+    """Environment, metadata database, dbt manifest and the (not yet started) stack."""
+    from crm_knowledge import airflow_stack
+
+    print("    airflow: metadata database, dbt manifest", flush=True)
+    airflow_stack.ensure_metadata_database(settings)
+    env = airflow_stack.stack_env(settings, airflow_env(settings, demo=demo), settings.airflow_port)
+    airflow_stack.migrate(env)
+    dbt_parse({**env, **settings.dbt_env()}, settings)
+    return airflow_stack.AirflowStack(env=env, port=settings.airflow_port,
+                                      log_dir=settings.home / "logs" / "airflow")
+
+
+def wait_for_dags(api, dag_ids: Sequence[str], timeout: float, stack=None,
+                  parsed_after: dt.datetime | None = None) -> dict[str, dict]:
+    """Wait until the DAG processor has stored every DAG of `dag_ids` (parsed after `parsed_after`: this
+    stack's DAG processor, so today's DAG files and dbt manifest, not a earlier run's); an import error is
+    raised at once."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = {d: api.dag(d) for d in dag_ids}
+        if all(found.values()) and all(
+                parsed_after is None or (_parse_ts(info.get("last_parsed_time")) or parsed_after) >= parsed_after
+                for info in found.values()):
+            return found
+        errors = api.import_errors()
+        if errors:
+            raise RuntimeError("DAG import errors:\n" + "\n".join(
+                f"{e.get('filename')}: {str(e.get('stack_trace'))[-1500:]}" for e in errors))
+        if stack is not None:
+            stack.check_alive()
+        if time.monotonic() > deadline:
+            missing = [d for d, v in found.items() if not v or parsed_after is None
+                       or (_parse_ts(v.get("last_parsed_time")) or parsed_after) < parsed_after]
+            raise RuntimeError(f"the DAG processor did not load {missing} within {timeout:.0f}s")
+        time.sleep(3)
+
+
+def fail_leftover_runs(api, dag_ids: Sequence[str]) -> None:
+    """Mark runs still queued or running from an earlier, interrupted `make run` failed: otherwise they
+    resume when the stack starts, take the executor's slots and hold max_active_runs=1 DAGs."""
+    for dag_id in dag_ids:
+        for run in api.dag_runs(dag_id):
+            if run.get("state") in ("queued", "running"):
+                api.set_run_state(dag_id, run["dag_run_id"], "failed")
+                print(f"    {dag_id} / {run['dag_run_id']} was left {run['state']} by an interrupted run: "
+                      "marked failed", flush=True)
+
+
+def start_ingestion(api, dags: dict[str, dict], since: dt.datetime) -> None:
+    """Unpause the pipeline DAGs and have each ingestion DAG run once.
+
+    Unpausing a scheduled DAG makes the scheduler start its latest due run (as in production); an ingest DAG
+    with no run due (already unpaused, or its latest run done) is triggered by hand instead, without a
+    logical date: its as-of date is then the day it was queued (crm_knowledge.as_of.as_of_date).
+    """
+    for dag_id, info in dags.items():
+        due = _parse_ts(info.get("next_dagrun_run_after"))
+        was_paused = info.get("is_paused", True)
+        if was_paused:
+            api.set_paused(dag_id, False)
+        if dag_id in INGEST_DAGS and not (was_paused and due is not None and due <= since):
+            api.trigger(dag_id)
+            print(f"    triggered {dag_id}", flush=True)
+        elif dag_id in INGEST_DAGS:
+            print(f"    unpaused {dag_id}: the scheduler starts its run due at {due:%Y-%m-%d %H:%M} UTC", flush=True)
+
+
+def _failure_message(api, dag_id: str, run: dict) -> str:
+    tis = api.task_instances(dag_id, run["dag_run_id"])
+    failed = [t for t in tis if t.get("state") == "failed" and t.get("task_id") != "watcher"]
+    failed = failed or [t for t in tis if t.get("state") == "failed"]
+    lines = [f"DAG run {dag_id} / {run['dag_run_id']} ({run.get('run_type')}) failed."]
+    from crm_knowledge.airflow_stack import error_of
+
+    for t in failed[:3]:
+        where = t["task_id"] + (f"[{t['map_index']}]" if t.get("map_index", -1) not in (-1, None) else "")
+        try:
+            error = error_of(api.task_log(dag_id, run["dag_run_id"], t["task_id"], t.get("try_number") or 1,
+                                          t.get("map_index", -1)))
+        except RuntimeError as exc:
+            error = f"(its log could not be read: {exc})"
+        lines.append(f"failed task: {where}\n{error}")
+    upstream_failed = sum(t.get("state") == "upstream_failed" for t in tis)
+    if upstream_failed:
+        lines.append(f"{upstream_failed} downstream task(s) did not run (upstream_failed).")
+    return "\n".join(lines)
+
+
+def follow_runs(api, since: dt.datetime, timeout: float, stack=None, poll: float = 5) -> dict[str, dict]:
+    """Wait for one run of each pipeline DAG queued after `since`: the ingests' and then the warehouse's and
+    scoring's, which must be started by Asset events. Prints progress; raises PipelineRunFailed at the first
+    failed run; returns the finished runs by DAG id."""
+    started = time.monotonic()
+    done: dict[str, dict] = {}
+    reported: set[tuple[str, str, str]] = set()
+    last_line = ""
+    last_print = 0.0
+    while True:
+        active = []
+        for dag_id in PIPELINE_DAGS:
+            if dag_id in done:
+                continue
+            runs = [r for r in api.dag_runs(dag_id) if (_parse_ts(r.get("queued_at")) or since) >= since]
+            if not runs:
+                continue
+            run = min(runs, key=lambda r: r.get("queued_at") or "")
+            if dag_id not in INGEST_DAGS and run.get("run_type") != "asset_triggered":
+                raise PipelineRunFailed(f"{dag_id} was started by a {run.get('run_type')} run "
+                                        f"({run['dag_run_id']}), not by its Asset events")
+            if run["state"] == "failed":
+                raise PipelineRunFailed(_failure_message(api, dag_id, run))
+            if run["state"] == "success":
+                done[dag_id] = run
+                took = ((_parse_ts(run.get("end_date")) or since) - (_parse_ts(run.get("start_date")) or since))
+                print(f"    ✓ {dag_id} ({run['run_type']}) succeeded in {_elapsed(took.total_seconds())}",
+                      flush=True)
+                continue
+            active.append((dag_id, run))
+        if len(done) == len(PIPELINE_DAGS):
+            return done
+        if stack is not None:
+            stack.check_alive()
+        elapsed = time.monotonic() - started
+        if elapsed > timeout:
+            waiting = [d for d in PIPELINE_DAGS if d not in done]
+            raise PipelineRunFailed(f"timed out after {_elapsed(elapsed)} waiting for {waiting}")
+        parts = []
+        for dag_id, run in active:
+            tis = api.task_instances(dag_id, run["dag_run_id"])
+            finished = sum(t.get("state") in TERMINAL_TI_STATES for t in tis)
+            for t in tis:  # say so at once; the run itself fails once its report tasks are done
+                key = (dag_id, run["dag_run_id"], f"{t['task_id']}[{t.get('map_index', -1)}]")
+                if t.get("state") == "failed" and key not in reported:
+                    reported.add(key)
+                    print(f"    ✗ {dag_id}.{t['task_id']} failed; waiting for the run to finish its reports",
+                          flush=True)
+            parts.append(f"{dag_id} ({run.get('run_type')}) {run['state']} {finished}/{len(tis)} tasks")
+        line = "; ".join(parts) or "waiting for the scheduler"
+        if line != last_line or time.monotonic() - last_print > 30:
+            print(f"    [{_elapsed(elapsed)}] {line}", flush=True)
+            last_line, last_print = line, time.monotonic()
+        time.sleep(poll)
+
+
+def run_pipeline(size: int | None = None, seed: int | None = None, *, keep_running: bool = False,
+                 timeout: float | None = None, overwrite_external_db: bool = False) -> dict:
+    """`make run`: the whole pipeline on demo data, run by the real Airflow scheduler (module docstring)."""
     from crm_knowledge.demo.guard import check_demo_targets
     from crm_knowledge.warehouse import bootstrap, server
 
+    wall = time.monotonic()
+    _stop_on_sigterm()
     settings = get_settings()
     # before anything is started or written: the demo stays out of databases this project did not create
     check_demo_targets(settings, overwrite_external_db=overwrite_external_db, orders_db=True, warehouse=True)
     size = size or settings.demo_size
     seed = seed if seed is not None else settings.demo_seed
-    run_date = run_date or DEFAULT_RUN_DATE
+    timeout = timeout or settings.run_timeout_s
+    # The day the ingest runs will be for: their latest due run, or a run queued now (both today, UTC).
+    as_of = dt.datetime.now(dt.UTC).date()
 
     print(f"1/4 warehouse: {'external (WAREHOUSE_URL)' if not settings.embedded else 'embedded'}", flush=True)
     server.start(settings)
     settings = get_settings()
     bootstrap.apply_ddl(settings.warehouse_url)
 
-    print(f"2/4 demo sources: {size} customers, seed {seed}, as of {run_date}", flush=True)
+    print(f"2/4 demo sources: {size} customers, seed {seed}, as of {as_of}", flush=True)
     from crm_knowledge.demo import generate
 
-    demo = generate(size=size, seed=seed, settings=settings, as_of=run_date,
+    demo = generate(size=size, seed=seed, settings=settings, as_of=as_of,
                     overwrite_external_db=overwrite_external_db)
 
-    print("3/4 airflow: metadata db, dbt manifest", flush=True)
-    env = airflow_env(settings)
-    ensure_airflow_db(env)
-    dbt_parse({**env, **settings.dbt_env()}, settings)
+    print("3/4 airflow: scheduler, DAG processor, triggerer, API server", flush=True)
+    stack = _prepare_stack(settings, demo=True)
+    timings: dict[str, float] = {}
+    with webhook_receiver(settings, stack.env), stack:
+        started = dt.datetime.now(dt.UTC)
+        api = stack.start()
+        print(f"    Airflow UI: {stack.url}  (logs: {stack.log_dir})", flush=True)
+        dags = wait_for_dags(api, PIPELINE_DAGS, timeout=600, stack=stack, parsed_after=started)
+        print("4/4 running: ingestion once; warehouse and scoring start from their Asset events", flush=True)
+        fail_leftover_runs(api, PIPELINE_DAGS)
+        since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+        start_ingestion(api, dags, since)
+        runs = follow_runs(api, since, timeout=timeout, stack=stack)
+        for dag_id, run in runs.items():
+            began, ended = _parse_ts(run.get("start_date")), _parse_ts(run.get("end_date"))
+            timings[dag_id] = round((ended - began).total_seconds(), 1) if began and ended else None
 
-    print(f"4/4 running {len(dags)} DAGs for logical date {run_date}", flush=True)
-    timings = {}
-    with webhook_receiver(settings, env):
-        for dag_id in dags:
-            timings[dag_id] = run_dag(dag_id, run_date, env, settings.home / "logs" / "runs")
+        print("    dbt docs generate (catalog and lineage site)", flush=True)
+        dbt_docs({**stack.env, **settings.dbt_env()}, settings)
 
-    print("    dbt docs generate (catalog and lineage site)", flush=True)
-    dbt_docs({**env, **settings.dbt_env()}, settings)
+        from crm_knowledge.privacy.pii_scan import scan as pii_scan  # the "no PII outside the vault" check
+        from crm_knowledge.summary import collect_summary, format_summary
 
-    from crm_knowledge.summary import collect_summary, format_summary
-
-    summary = collect_summary(settings)
-    from crm_knowledge.privacy.pii_scan import scan as pii_scan  # "no PII outside the vault"
-
-    summary["pii_scan_findings"] = len(pii_scan(settings).findings)
-    summary["timings_s"] = timings
-    summary["demo"] = demo.as_dict() if hasattr(demo, "as_dict") else str(demo)
-    print(format_summary(summary, settings))
+        summary = collect_summary(settings)
+        summary["pii_scan_findings"] = len(pii_scan(settings).findings)
+        summary["timings_s"] = timings
+        summary["runs"] = {d: {"run_id": r["dag_run_id"], "run_type": r["run_type"], "state": r["state"]}
+                           for d, r in runs.items()}
+        summary["wall_s"] = round(time.monotonic() - wall, 1)
+        summary["demo"] = demo.as_dict() if hasattr(demo, "as_dict") else str(demo)
+        print(format_summary(summary, settings))
+        print(f"whole run: {_elapsed(summary['wall_s'])}", flush=True)
+        if keep_running:
+            print(f"Airflow keeps running: {stack.url} (Ctrl-C stops it)", flush=True)
+            _block_until_interrupted(stack)
+        else:
+            print(f"Airflow stopped; `make up` serves the UI with these runs again at {stack.url}", flush=True)
     return summary
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM (a supervisor, `kill`) ends the run like Ctrl-C, so the Airflow components are stopped too."""
+    import signal
+
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+
+
+def _block_until_interrupted(stack) -> None:
+    try:
+        while True:
+            stack.check_alive()
+            time.sleep(5)
+    except KeyboardInterrupt:
+        print("stopping Airflow", flush=True)
+
+
+def serve() -> None:
+    """`make up`: the same stack on the deployment's own sources (no demo data), until Ctrl-C or SIGTERM.
+
+    Every DAG is unpaused: the ingests run on their schedules, the warehouse and scoring on their Assets.
+    """
+    from crm_knowledge.warehouse import bootstrap, server
+
+    _stop_on_sigterm()
+    settings = get_settings()
+    server.start(settings)
+    settings = get_settings()
+    bootstrap.apply_ddl(settings.warehouse_url)
+    stack = _prepare_stack(settings, demo=False)
+    with stack:
+        started = dt.datetime.now(dt.UTC)
+        api = stack.start()
+        dags = wait_for_dags(api, ALL_DAGS, timeout=600, stack=stack, parsed_after=started)
+        for dag_id, info in dags.items():
+            if info.get("is_paused", True):
+                api.set_paused(dag_id, False)
+        print(f"Airflow is up: {stack.url}  (UI without login, on loopback only; logs: {stack.log_dir})\n"
+              f"DAGs unpaused: {', '.join(ALL_DAGS)}. Ctrl-C stops it.", flush=True)
+        _block_until_interrupted(stack)
+

@@ -43,6 +43,12 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "CKP_DEMO_SEED": ("42", "seed of the demo generator"),
     "CKP_BENCH_PORT": ("54360", "warehouse port of `ckp bench` (its own embedded server, apart from `make run`'s)"),
     "CKP_BENCH_WEBHOOK_PORT": ("8790", "webhook receiver port of `ckp bench` when CKP_WEBHOOK_PORT is unset"),
+    "CKP_ALERT_WEBHOOK_URL": ("(unset: no alerts)", "URL a failed Airflow task is reported to (Slack-style "
+                              "incoming webhook, JSON with a `text` field); or the Airflow connection `ckp_alerts`"),
+    "CKP_TASK_RETRIES": ("2 (0 under `make run`)", "retries of every Airflow task before it fails its DAG run"),
+    "CKP_TASK_TIMEOUT_MINUTES": ("120", "execution_timeout of every Airflow task (a hung dbt build or load fails)"),
+    "CKP_AIRFLOW_PORT": ("8080", "port of the Airflow API server / UI that `make run` and `make up` start"),
+    "CKP_RUN_TIMEOUT": ("2700", "seconds `make run` waits for the pipeline's DAG runs before it fails"),
 }
 
 
@@ -87,6 +93,11 @@ class Settings:
     bench_port: int = 54360
     bench_webhook_port: int = 8790
     pseudonym_key: str | None = field(default=None, repr=False)
+    alert_webhook_url: str | None = None
+    task_retries: int = 2
+    task_timeout_minutes: int = 120
+    airflow_port: int = 8080
+    run_timeout_s: float = 2700.0
 
     # --- paths -----------------------------------------------------------------------------------
     @property
@@ -314,4 +325,17 @@ def get_settings() -> Settings:
         bench_port=_int_env("CKP_BENCH_PORT", 54360),
         bench_webhook_port=_int_env("CKP_BENCH_WEBHOOK_PORT", 8790),
         pseudonym_key=os.environ.get("CKP_PSEUDONYM_KEY") or None,
+        alert_webhook_url=_env("CKP_ALERT_WEBHOOK_URL", "") or None,
+        task_retries=_int_env("CKP_TASK_RETRIES", 2),
+        task_timeout_minutes=_int_env("CKP_TASK_TIMEOUT_MINUTES", 120),
+        airflow_port=_int_env("CKP_AIRFLOW_PORT", 8080),
+        run_timeout_s=float(_int_env("CKP_RUN_TIMEOUT", 2700)),
     )
+
+
+def _int_env(name: str, default: int) -> int:
+    text = _env(name, str(default))
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number, got {text!r}") from None

@@ -1,28 +1,39 @@
-"""The whole pipeline, run by Airflow on a small demo set, twice: every layer filled, nothing duplicated."""
+"""The whole pipeline as deployed, on a small demo: `make run`'s code starts the real Airflow scheduler, DAG
+processor, triggerer and API server, ingestion runs once, and the warehouse and scoring DAGs are started by
+Asset events. Then `ckp run` (the entry point of `make run`) runs again with one dbt model broken: the
+warehouse run fails, scoring never starts, the failure is alerted and the command exits non-zero; that
+second run also shows that loading everything again adds nothing.
+"""
 
 from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import shutil
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import psycopg
 import pytest
 from ckp_cli import run_ckp
 
 from crm_knowledge.runner import PIPELINE_DAGS, run_pipeline
+from crm_knowledge.settings import PROJECT_ROOT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.warehouse]
 
-SIZE = 300
+SIZE = 150
+AIRFLOW_PORT = os.environ.get("CKP_TEST_AIRFLOW_PORT", "8814")
+BROKEN_MODEL = "stg_contacts__interactions"
 
 
 @pytest.fixture(scope="module")
 def pipeline(warehouse, settings):
-    # the first run as a user starts it: `ckp run` in its own process (exit 0 only when every DAG succeeded)
-    res = run_ckp("run", "--size", str(SIZE), "--seed", "7", timeout=3600)
-    assert res.returncode == 0, f"ckp run failed:\n{res.stdout[-4000:]}\n{res.stderr[-4000:]}"
-    assert "customer_scoring" in res.stdout
-    from crm_knowledge.privacy.pii_scan import scan as pii_scan
-    from crm_knowledge.summary import collect_summary
-
-    first = {**collect_summary(settings), "pii_scan_findings": len(pii_scan(settings).findings)}
+    mp = pytest.MonkeyPatch()
+    mp.setenv("CKP_AIRFLOW_PORT", AIRFLOW_PORT)
+    first = run_pipeline(size=SIZE, seed=7)
     with psycopg.connect(settings.warehouse_url) as conn:
         raw_after_first = {t: conn.execute(f"select count(*) from raw.{t}").fetchone()[0]
                            for t in ("form_submissions", "sibling_customers", "contact_interactions",
@@ -31,13 +42,123 @@ def pipeline(warehouse, settings):
         ids_after_first = dict(conn.execute(
             "select source_system || ':' || source_record_id, customer_id from identity.record_clusters"
         ).fetchall())
-    # The second run covers what could duplicate: every load, by Airflow. Identity resolution is then re-run
-    # directly (the warehouse DAG's task body) to show no customer_id moves; keeps `make test` within budget.
-    second = run_pipeline(size=SIZE, seed=7, dags=PIPELINE_DAGS[:4])
-    from crm_knowledge.identity.store import run as resolve_identities
+    mp.undo()
+    return first, None, raw_after_first, ids_after_first
 
-    resolve_identities(settings.warehouse_url, mode="full")
-    return first, second, raw_after_first, ids_after_first
+
+@pytest.fixture(scope="module")
+def alert_inbox():
+    """A loopback HTTP server standing in for the deployment's alert webhook (Slack-style)."""
+    received: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 (http.server's name)
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/alerts", received
+    server.shutdown()
+    server.server_close()
+
+
+def _project_copy_with_a_broken_model(tmp: Path) -> Path:
+    """The repository's code, DAGs, dbt project and config, with one staging model failing in the database
+    (a constant cast Postgres evaluates even when no row is selected)."""
+    ignore = shutil.ignore_patterns("var", ".git", ".venv", "target", "logs", "__pycache__", "results")
+    root = tmp / "project"
+    for name in ("plugins", "dags", "dbt_project", "config", "expectations"):
+        shutil.copytree(PROJECT_ROOT / name, root / name, ignore=ignore)
+    model = root / "dbt_project" / "models" / "staging" / f"{BROKEN_MODEL}.sql"
+    sql = model.read_text(encoding="utf-8")
+    assert sql.rstrip().endswith("select * from final")
+    model.write_text(sql.rstrip() + "\nwhere 1 = cast('broken on purpose by the test' as integer)\n",
+                     encoding="utf-8")
+    return root
+
+
+@pytest.fixture(scope="module")
+def failed_run(pipeline, settings, alert_inbox, tmp_path_factory):
+    url, received = alert_inbox
+    root = _project_copy_with_a_broken_model(tmp_path_factory.mktemp("broken"))
+    # `ckp run` (make run's entry point) as a user starts it, on the copy with the broken model
+    env = dict(os.environ, PYTHONPATH=str(root / "plugins"), CKP_AIRFLOW_PORT=AIRFLOW_PORT,
+               CKP_ALERT_WEBHOOK_URL=url)
+    since = dt.datetime.now(dt.UTC)
+    res = run_ckp("run", "--size", str(SIZE), "--seed", "7", env=env, timeout=3600)
+    with psycopg.connect(settings.server_url("airflow")) as conn:
+        runs = conn.execute("select dag_id, run_type, state from dag_run where queued_at >= %s order by queued_at",
+                            (since,)).fetchall()
+    return res, runs, received
+
+
+def test_the_scheduler_chains_the_dags_through_asset_events(pipeline):
+    """Ingestion ran once; the warehouse and scoring runs were created by Asset events and succeeded."""
+    first, *_ = pipeline
+    runs = first["runs"]
+    assert set(runs) == set(PIPELINE_DAGS)
+    assert all(r["state"] == "success" for r in runs.values()), runs
+    assert runs["customer_warehouse"]["run_type"] == "asset_triggered"
+    assert runs["customer_scoring"]["run_type"] == "asset_triggered"
+    assert {runs[d]["run_type"] for d in PIPELINE_DAGS[:4]} <= {"scheduled", "manual"}
+
+
+def test_scoring_scored_the_day_the_warehouse_built(pipeline, settings):
+    """The as-of date travelled with the Asset events: ingests -> warehouse -> scoring, all the same day."""
+    first, *_ = pipeline
+    with psycopg.connect(settings.warehouse_url) as conn:
+        days = {r[0] for r in conn.execute("select distinct as_of_date from scoring.model_runs").fetchall()}
+        keys = {r[0] for r in conn.execute("select distinct pipeline_run_id from audit.dq_runs").fetchall()}
+    # the day `make run`'s ingest runs are for: their latest due run or a run queued now (runner docstring)
+    today = dt.datetime.now(dt.UTC).date()
+    assert len(days) == 1 and days <= {today, today - dt.timedelta(days=1)}, days
+    (day,) = days
+    assert f"day-{day.isoformat()}" in keys, keys
+
+
+def test_ckp_score_scores_a_day_before_the_dags_start_date(pipeline, settings):
+    """`ckp score --as-of` reaches back before 2026-01-01 (the DAGs' start date), as a subprocess."""
+    with psycopg.connect(settings.warehouse_url) as conn:
+        first_order = conn.execute("select min(ordered_at)::date from marts.fct_orders").fetchone()[0]
+    day = max(first_order + dt.timedelta(days=60), dt.date(2025, 1, 1))
+    assert day < dt.date(2026, 1, 1)
+    res = run_ckp("score", "--as-of", day.isoformat(), timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    with psycopg.connect(settings.warehouse_url) as conn:
+        scored = conn.execute("select count(*) from scoring.customer_scores where as_of_date = %s",
+                              (day,)).fetchone()[0]
+    assert scored > 0
+    too_early = run_ckp("score", "--as-of", "1990-01-01", timeout=900)
+    assert too_early.returncode == 1 and "nothing to score" in too_early.stderr
+
+
+def test_a_failing_dbt_model_fails_the_run_and_make_run(failed_run):
+    res, runs, _ = failed_run
+    out = res.stdout + res.stderr
+    assert res.returncode != 0, out[-3000:]
+    assert "dbt_staging" in out and BROKEN_MODEL in out, out[-3000:]
+    assert "broken on purpose by the test" in out, out[-3000:]
+    states = {(dag_id, run_type): state for dag_id, run_type, state in runs}
+    assert states.get(("customer_warehouse", "asset_triggered")) == "failed", runs
+
+
+def test_scoring_never_runs_on_marts_that_did_not_build(failed_run):
+    _, runs, _ = failed_run
+    assert not [r for r in runs if r[0] == "customer_scoring"], runs
+
+
+def test_the_failure_was_alerted_to_the_webhook(failed_run):
+    _, _, received = failed_run
+    alerts = [a for a in received if a["dag_id"] == "customer_warehouse"
+              and a["task_id"] == "dbt_staging"]
+    assert alerts, received
+    alert = alerts[0]
+    assert "broken on purpose by the test" in alert["error"] and alert["run_type"] == "asset_triggered"
 
 
 def test_every_layer_has_rows(pipeline):
@@ -51,8 +172,13 @@ def test_every_layer_has_rows(pipeline):
     assert first["customers_scored"] > 0
 
 
-def test_second_run_adds_nothing_and_keeps_ids(pipeline, settings):
-    _, second, raw, ids = pipeline
+def test_second_run_adds_nothing_and_keeps_ids(pipeline, failed_run, settings):
+    """The failed run loaded everything again first (its ingests succeeded): nothing was added; identity
+    resolution re-run directly (the warehouse DAG's task body) moves no customer_id."""
+    from crm_knowledge.identity.store import run as resolve_identities
+
+    _, _, raw, ids = pipeline
+    resolve_identities(settings.warehouse_url, mode="full")
     with psycopg.connect(settings.warehouse_url) as conn:
         for table, n in raw.items():
             assert conn.execute(f"select count(*) from raw.{table}").fetchone()[0] == n, table

@@ -62,5 +62,6 @@ def test_day_run_id_keys_a_day():
     class DagRun:
         run_after = dt.datetime(2026, 11, 21, 1, 0, tzinfo=dt.UTC)
 
-    assert day_run_id_from_context({"ds": "2026-11-20", "dag_run": DagRun()}) == "day-2026-11-20"
+    logical = dt.datetime(2026, 11, 20, tzinfo=dt.UTC)
+    assert day_run_id_from_context({"logical_date": logical, "dag_run": DagRun()}) == "day-2026-11-20"
     assert day_run_id_from_context({"dag_run": DagRun()}) == "day-2026-11-21"

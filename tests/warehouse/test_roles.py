@@ -148,6 +148,29 @@ def test_concurrent_ensure_roles(scratch_db_factory):
     assert errors == []
 
 
+def test_four_ingests_preparing_the_warehouse_at_once_never_race(scratch_db):
+    """The four ingest DAGs start together and each applies the DDL, roles and grants (prepare_warehouse):
+    one schema-change lock for all of it, so none fails with `tuple concurrently updated`. A fresh database
+    (everything created) and then an existing one (functions replaced, ownership and grants re-applied)."""
+    for _round in range(2):
+        errors: list[BaseException] = []
+        barrier = threading.Barrier(4)
+
+        def run(barrier: threading.Barrier, errors: list[BaseException]) -> None:
+            try:
+                barrier.wait()
+                apply_ddl(scratch_db)
+            except BaseException as exc:  # noqa: BLE001 - reported below
+                errors.append(exc)
+
+        threads = [threading.Thread(target=run, args=(barrier, errors)) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert errors == [], errors
+
+
 def test_concurrent_group_creation_tolerated(scratch_db_factory):
     """The guarded CREATE ROLE survives racing creators in different databases (advisory locks are per database)."""
     urls = [scratch_db_factory(), scratch_db_factory()]

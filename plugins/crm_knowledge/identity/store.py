@@ -43,7 +43,11 @@ CANDIDATES_TABLE = ("intermediate", "int_identity_candidates")
 
 
 def ensure_schema(conn: psycopg.Connection) -> None:
-    """Create the identity schema and tables if missing (06_identity.sql is idempotent)."""
+    """Create the identity schema and tables if missing (06_identity.sql is idempotent), under the schema-change
+    lock (the caller commits right after, releasing it)."""
+    from crm_knowledge.warehouse.db import lock_schema_changes
+
+    lock_schema_changes(conn)
     conn.execute(SQL_FILE.read_text(encoding="utf-8"))
 
 

@@ -27,7 +27,7 @@ import re
 import psycopg
 from psycopg import sql
 
-from crm_knowledge.warehouse.db import advisory_lock, connect
+from crm_knowledge.warehouse.db import SCHEMA_CHANGE_LOCK, advisory_lock, connect
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +67,8 @@ ACCESS: dict[str, dict[str, str]] = {
 
 GROUP_ROLES: tuple[str, ...] = tuple(ACCESS)
 
-_LOCK = "crm_knowledge.roles"
+#: Roles and grants are schema changes: the same lock as the DDL (warehouse/db.py), so they never race it.
+_LOCK = SCHEMA_CHANGE_LOCK
 _ROLE_NAME_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 

@@ -30,10 +30,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from crm_knowledge.as_of import as_of_date, run_key
 from crm_knowledge.ingest.registry import KIND_TARGETS
 from crm_knowledge.quality import gate, report
 from crm_knowledge.quality.gate import POST_SCORING_SUITES, CriticalDataQualityError, GateResult
-from crm_knowledge.run_day import run_key
 from crm_knowledge.settings import Settings, get_settings
 from crm_knowledge.warehouse.db import connect
 
@@ -45,18 +45,19 @@ def _run_id(pipeline_run_id: str | None) -> str:
 
 
 def day_run_id(ds: str | None, run_after: dt.datetime | None = None) -> str:
-    """``day-<ds>``: the key of a day's results (:func:`crm_knowledge.run_day.run_key`, the same key the
+    """``day-<ds>``: the key of a day's results (:func:`crm_knowledge.as_of.run_key`, the same key the
     DAG tasks use). Without a logical date or `run_after` (a run outside Airflow): a manual run id."""
     if ds or run_after is not None:
-        return run_key(ds, run_after)
+        return run_key(dt.date.fromisoformat(ds) if ds else run_after.astimezone(dt.UTC).date())
     return _run_id(None)
 
 
 def day_run_id_from_context(context: Mapping[str, Any] | None) -> str:
-    """:func:`day_run_id` of an Airflow task context (``ds``, else the DAG run's ``run_after``)."""
-    context = context or {}
-    dag_run = context.get("dag_run")
-    return day_run_id(context.get("ds"), getattr(dag_run, "run_after", None))
+    """The key of the day an Airflow task context's run is about (:func:`crm_knowledge.as_of.as_of_date`:
+    the same as-of date the run's other tasks use). Without a context: a manual run id."""
+    if not context:
+        return _run_id(None)
+    return run_key(as_of_date(context))
 
 
 def raw_table_for(source_kind: str, source_name: str) -> str | None:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import psycopg
 
-from crm_knowledge.warehouse.db import advisory_lock, connect
+from crm_knowledge.warehouse.db import connect, lock_schema_changes
 
 log = logging.getLogger(__name__)
 
@@ -31,8 +31,9 @@ def apply_ddl(url: str) -> list[str]:
     """Apply every DDL file to the database at `url` in one transaction; return the files applied."""
     applied = []
     with connect(url) as conn:
-        # One advisory lock so two tasks bootstrapping at once don't race on `create ... if not exists`.
-        advisory_lock(conn, "crm_knowledge.bootstrap", transaction=True)
+        # The one schema-change lock (also taken by ensure_roles below and identity.store): tasks
+        # bootstrapping at once never race on `create ... if not exists`, functions or grants.
+        lock_schema_changes(conn)
         for path in ddl_files():
             try:
                 conn.execute(path.read_text(encoding="utf-8"))

@@ -22,6 +22,16 @@ from psycopg import sql
 
 from crm_knowledge.settings import get_settings
 
+#: The one advisory lock every schema change takes (DDL files, identity tables, roles, grants, ownership):
+#: DAGs starting together (the four ingests each run prepare_warehouse) otherwise race on the catalog
+#: (`tuple concurrently updated`). Held for the changing transaction only.
+SCHEMA_CHANGE_LOCK = "crm_knowledge.schema_changes"
+
+
+def lock_schema_changes(conn: psycopg.Connection) -> None:
+    """Wait for, then hold until this transaction ends, :data:`SCHEMA_CHANGE_LOCK`."""
+    advisory_lock(conn, SCHEMA_CHANGE_LOCK, transaction=True)
+
 
 @contextmanager
 def connect(url: str | None = None, *, autocommit: bool = False, application_name: str = "crm_knowledge",
