@@ -12,6 +12,7 @@
         post_hook=[
             "{{ delete_keys_without_loaded_versions(source('orders', 'customers'),
                 [['orders_customer_id', 'customer_id']]) }}",
+            "{{ delete_keys_deleted_at_source(source('orders', 'customers'), [['orders_customer_id', 'customer_id']]) }}",
         ],
     )
 }}
@@ -58,7 +59,10 @@ final as (
         now() as staged_at
 
     from latest_versions
-    where version_number = 1
+    where
+        version_number = 1
+        -- deleted at the source (soft-delete column or key reconciliation): no longer counts
+        and _deleted_at_source is not true
 
 )
 

@@ -10,6 +10,7 @@
         ],
         post_hook=[
             "{{ delete_keys_without_loaded_versions(source('orders', 'products'), [['product_id', 'product_id']]) }}",
+            "{{ delete_keys_deleted_at_source(source('orders', 'products'), [['product_id', 'product_id']]) }}",
         ],
     )
 }}
@@ -56,7 +57,10 @@ final as (
         now() as staged_at
 
     from latest_versions
-    where version_number = 1
+    where
+        version_number = 1
+        -- deleted at the source (soft-delete column or key reconciliation): no longer counts
+        and _deleted_at_source is not true
 
 )
 
