@@ -165,6 +165,17 @@ def _cmd_access(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_reports(args: argparse.Namespace) -> int:
+    """Serve the auditor's report and the Data Docs read-only over HTTP (the compose `reports` service)."""
+    from pathlib import Path
+
+    from crm_knowledge.quality.report_server import DEFAULT_PORT, serve
+    from crm_knowledge.settings import get_settings
+
+    serve(Path(args.dir) if args.dir else get_settings().reports_dir, args.host, args.port or DEFAULT_PORT)
+    return 0
+
+
 def _identifier_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--email")
     p.add_argument("--phone", help="any spelling: 0912…, +98 912 …, Persian digits")
@@ -241,6 +252,14 @@ def main(argv: list[str] | None = None) -> int:
     dl = ac_sub.add_parser("drop-login", help="drop a login made by create-login")
     dl.add_argument("name")
     ac.set_defaults(func=_cmd_access)
+
+    rp = sub.add_parser("reports", help="serve the data-quality report and Data Docs to auditors (read-only)")
+    rp_sub = rp.add_subparsers(dest="action", required=True)
+    sv = rp_sub.add_parser("serve", help="a read-only HTTP server over the reports folder")
+    sv.add_argument("--dir", help="the reports folder (default: $CKP_HOME/reports)")
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    sv.add_argument("--port", type=int, help="port to listen on (default 8090)")
+    rp.set_defaults(func=_cmd_reports)
 
     ps = sub.add_parser("pii-scan", help="scan analytic schemas and exports for customers' identifiers")
     ps.add_argument("-o", "--output", help="also write the findings (no personal values) to this JSON file")
