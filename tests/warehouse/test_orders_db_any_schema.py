@@ -97,8 +97,8 @@ tables:
                jam: line_amount}}
 """
 
-STAGING = ["--select", "stg_orders__customers", "stg_orders__products", "stg_orders__orders",
-           "stg_orders__order_items"]
+#: the orders-database staging models and the incremental facts they feed (with what those need upstream)
+MODELS = ["--select", "stg_orders__customers", "+fct_orders", "+fct_order_items", "--indirect-selection", "cautious"]
 
 
 def write_config(tmp_path: Path, text: str) -> Path:
@@ -163,9 +163,10 @@ def test_a_foreign_schema_loads_by_configuration(shop):
 def test_deletions_at_the_source_leave_staging(shop, tmp_path):
     wh, src, _, _ = shop
     extract(shop)
-    dbt_build(wh, tmp_path / "first", *STAGING)
+    dbt_build(wh, tmp_path / "first", *MODELS)
     assert q(wh, "select count(*) from staging.stg_orders__customers") == [(3,)]
     assert q(wh, "select count(*) from staging.stg_orders__orders") == [(3,)]
+    assert q(wh, "select count(*), count(distinct order_id) from marts.fct_order_items") == [(4, 3)]
 
     with psycopg.connect(src, autocommit=True) as conn:
         # soft delete (flag), soft delete (deleted_at), and rows removed outright
@@ -191,18 +192,24 @@ def test_deletions_at_the_source_leave_staging(shop, tmp_path):
                    "where source_file like '%key reconciliation%' order by 1")
     assert ledger == [("shop_orders.customers", "loaded", 1, 1), ("shop_orders.order_items", "loaded", 1, 1)]
 
-    dbt_build(wh, tmp_path / "second", *STAGING)  # incremental: the deleted keys must leave
+    dbt_build(wh, tmp_path / "second", *MODELS)  # incremental: the deleted keys must leave
     assert q(wh, "select orders_customer_id from staging.stg_orders__customers order by 1") == [(501,)]
     assert q(wh, "select order_id from staging.stg_orders__orders order by 1") == [(9001,), (9003,)]
     assert q(wh, "select order_item_id from staging.stg_orders__order_items order by 1") == [
         (9001001,), (9001002,), (9002001,)]
+    assert q(wh, "select entity, record_key from staging.stg_orders__deletions order by 1, 2") == [
+        ("customers", "502"), ("customers", "503"), ("order_items", "9003001"), ("orders", "9002")]
+    # The incremental facts no longer count them either (not only after the weekly full refresh).
+    assert q(wh, "select order_id from marts.fct_orders order by 1") == [("orders:9001",), ("orders:9003",)]
+    assert q(wh, "select order_item_id from marts.fct_order_items order by 1") == [
+        ("orders:9001001",), ("orders:9001002",)]
 
     # A reconciliation finds nothing new the next time, and a key re-created at the source comes back.
     with psycopg.connect(src, autocommit=True) as conn:
         conn.execute("update sales.moshtari set hazf = false, taghir = '2026-03-01 10:00' where shomare = 502")
     results = extract(shop)
     assert set(results) == {("customers", False)} and results[("customers", False)].rows_deleted == 0
-    dbt_build(wh, tmp_path / "third", *STAGING)
+    dbt_build(wh, tmp_path / "third", *MODELS)
     assert q(wh, "select orders_customer_id from staging.stg_orders__customers order by 1") == [(501,), (502,)]
 
 

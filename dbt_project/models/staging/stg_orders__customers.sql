@@ -12,7 +12,8 @@
         post_hook=[
             "{{ delete_keys_without_loaded_versions(source('orders', 'customers'),
                 [['orders_customer_id', 'customer_id']]) }}",
-            "{{ delete_keys_deleted_at_source(source('orders', 'customers'), [['orders_customer_id', 'customer_id']]) }}",
+            "{{ delete_keys_deleted_at_source(source('orders', 'customers'),
+                'orders_customer_id', 'customer_id') }}",
         ],
     )
 }}

@@ -13,7 +13,8 @@
         post_hook=[
             "{{ delete_keys_without_loaded_versions(source('orders', 'order_items'),
                 [['order_item_id', 'order_item_id']]) }}",
-            "{{ delete_keys_deleted_at_source(source('orders', 'order_items'), [['order_item_id', 'order_item_id']]) }}",
+            "{{ delete_keys_deleted_at_source(source('orders', 'order_items'),
+                'order_item_id', 'order_item_id') }}",
         ],
     )
 }}

@@ -11,7 +11,7 @@
         ],
         post_hook=[
             "{{ delete_keys_without_loaded_versions(source('orders', 'orders'), [['order_id', 'order_id']]) }}",
-            "{{ delete_keys_deleted_at_source(source('orders', 'orders'), [['order_id', 'order_id']]) }}",
+            "{{ delete_keys_deleted_at_source(source('orders', 'orders'), 'order_id', 'order_id') }}",
         ],
     )
 }}

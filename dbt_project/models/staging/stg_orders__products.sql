@@ -10,7 +10,7 @@
         ],
         post_hook=[
             "{{ delete_keys_without_loaded_versions(source('orders', 'products'), [['product_id', 'product_id']]) }}",
-            "{{ delete_keys_deleted_at_source(source('orders', 'products'), [['product_id', 'product_id']]) }}",
+            "{{ delete_keys_deleted_at_source(source('orders', 'products'), 'product_id', 'product_id') }}",
         ],
     )
 }}
