@@ -134,3 +134,11 @@ def test_refuses_what_is_not_a_login_for_these_roles(wh, names):
     assert res.returncode == 1 and f"member of {roles.AUDITOR}" in res.stderr
     res = ckp(wh, "access", "create-login", roles.BI_READER, "Bad-Name")
     assert res.returncode == 1 and "role name must match" in res.stderr
+
+
+def test_drop_login_never_drops_an_administrator(wh):
+    admin = psycopg.conninfo.conninfo_to_dict(wh)["user"]
+    res = ckp(wh, "access", "drop-login", admin)
+    assert res.returncode == 1 and "not a login of" in res.stderr
+    with psycopg.connect(wh) as conn:
+        assert conn.execute("select count(*) from pg_roles where rolname = %s", (admin,)).fetchone() == (1,)

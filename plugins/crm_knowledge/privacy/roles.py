@@ -285,12 +285,25 @@ def create_login(url: str, name: str, password: str | None, group: str) -> str:
 
 
 def drop_login(url: str, name: str) -> None:
-    """Drop LOGIN role `name` (after `drop owned` in the database at `url`); never a group role."""
+    """Drop LOGIN role `name` (after `drop owned` in the database at `url`).
+
+    Only a login made for one of the group roles: never a group role, a privileged role or a role that is a
+    member of none of the groups (an administrator's account, say), so a typo cannot drop the wrong role.
+    """
     _check_name(name)
     if name in GROUP_ROLES:
-        raise ValueError("refusing to drop a group role")
+        raise LoginError("refusing to drop a group role")
     ident = sql.Identifier(name)
     with psycopg.connect(url) as conn:
-        if conn.execute("select 1 from pg_roles where rolname = %s", (name,)).fetchone():
-            conn.execute(sql.SQL("drop owned by {}").format(ident))
-            conn.execute(sql.SQL("drop role {}").format(ident))
+        row = conn.execute(
+            """select r.rolsuper or r.rolcreaterole or r.rolreplication or r.rolbypassrls,
+                      exists (select from pg_auth_members m join pg_roles g on g.oid = m.roleid
+                               where m.member = r.oid and g.rolname = any(%s))
+                 from pg_roles r where r.rolname = %s""", (list(GROUP_ROLES), name)).fetchone()
+        if row is None:
+            return
+        privileged, in_group = row
+        if privileged or not in_group:
+            raise LoginError(f"role {name!r} is not a login of {', '.join(GROUP_ROLES)}: not dropped")
+        conn.execute(sql.SQL("drop owned by {}").format(ident))
+        conn.execute(sql.SQL("drop role {}").format(ident))
