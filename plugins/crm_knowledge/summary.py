@@ -70,7 +70,8 @@ def format_summary(summary: dict[str, Any], settings: Settings) -> str:
         f"exports:              {settings.exports_dir}",
         f"BI tools (marts):     {bi_connection(settings)}   as a {BI_READER} login "
         f"(`ckp access create-login {BI_READER} <login>` makes one)",
-        f"auditors:             a {AUDITOR} login (audit + marts): `ckp access create-login {AUDITOR} <login>`",
+        f"auditors:             a {AUDITOR} login (audit + marts): `ckp access create-login {AUDITOR} <login>`; "
+        "the reports over HTTP: `ckp reports serve`",
         "pipeline/admin:       `make warehouse-url` (the owner's URL: not for BI tools or people)",
         "=" * 72,
     ]
