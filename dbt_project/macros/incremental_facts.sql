@@ -11,7 +11,8 @@
       identity.record_clusters (it became unresolved), so no resolved_at can announce it.
 
     Rows that disappear upstream (a key whose only raw versions were held after being staged) are not
-    deleted here; the weekly full refresh removes them (the warehouse DAG runs the marts with --full-refresh
+    deleted here (records deleted at the source are: delete_facts_deleted_at_source below); the weekly full
+    refresh removes them (the warehouse DAG runs the marts with --full-refresh
     after the weekly full identity resolution: dags/ckp_common.MARTS_FULL_REFRESH).
     `unique_key`: the fact's key column.
 -#}
@@ -32,4 +33,23 @@
             where existing.customer_id is not null
         )
     )
+{%- endmacro %}
+
+{#-
+    Post-hook of the facts fed by the orders database: delete the rows of records deleted at the source
+    (stg_orders__deletions). Staging and the intermediate models drop them at once, but an incremental fact
+    re-writes only rows that still arrive, so without this a deleted order would count until the weekly full
+    refresh. The model must declare `-- depends_on: ref('stg_orders__deletions')`.
+    `column_entities`: list of [fact column, orders-db entity]; the column holds 'orders:' || the record key.
+-#}
+{% macro delete_facts_deleted_at_source(column_entities) -%}
+    delete from {{ this }}
+    where
+        {%- for column, entity in column_entities %}
+            {{ 'or ' if not loop.first }}{{ column }} in (
+                select 'orders:' || deleted.record_key
+                from {{ ref('stg_orders__deletions') }} as deleted
+                where deleted.entity = '{{ entity }}'
+            )
+        {%- endfor %}
 {%- endmacro %}

@@ -161,3 +161,47 @@ latest_versions as (
                 and ({{ raw_key }}) is not null
         )
 {%- endmacro %}
+
+{#-
+    The keys of an orders-database raw table whose latest loaded version marks a deletion at the source
+    (`_deleted_at_source`: soft-delete column or key reconciliation, ingest/orders_db.py), with the deletion's
+    updated_at (deleted_at) and load time (loaded_at). Only keys that have a deletion version are ranked (a
+    partial index in raw finds them), so this costs nothing on an ordinary day. `raw_key`: the key column.
+-#}
+{% macro keys_deleted_at_source(relation, raw_key) -%}
+    select
+        versions.{{ raw_key }},
+        versions.updated_at as deleted_at,
+        versions._loaded_at as loaded_at
+    from (
+        select
+            {{ raw_key }},
+            updated_at,
+            _loaded_at,
+            _deleted_at_source,
+            row_number() over (
+                partition by {{ raw_key }}
+                order by updated_at desc nulls last, _loaded_at desc, _row_number desc
+            ) as version_number
+        from {{ relation }}
+        where
+            {{ only_loaded_batches() }}
+            and {{ raw_key }} in (
+                select {{ raw_key }} from {{ relation }} where _deleted_at_source
+            )
+    ) as versions
+    where versions.version_number = 1 and versions._deleted_at_source
+{%- endmacro %}
+
+{#-
+    Post-hook of the orders-database staging models: delete rows whose key's latest loaded raw version marks
+    a deletion at the source (keys_deleted_at_source). The model itself leaves such keys out, which removes
+    them on a full build; on an incremental run delete+insert only replaces keys it outputs, so this removes
+    the staged row. `model_key`: the model's key column; `raw_key`: the raw key column.
+-#}
+{% macro delete_keys_deleted_at_source(relation, model_key, raw_key) -%}
+    delete from {{ this }}
+    where {{ model_key }} in (
+        select deleted.{{ raw_key }} from ({{ keys_deleted_at_source(relation, raw_key) }}) as deleted
+    )
+{%- endmacro %}

@@ -177,6 +177,41 @@ def _cmd_batches(args: argparse.Namespace) -> int:
         return 0
 
 
+def _cmd_access(args: argparse.Namespace) -> int:
+    """Logins for BI tools, auditors and privacy officers; a generated password is printed once, never stored."""
+    from crm_knowledge.privacy import roles
+    from crm_knowledge.settings import get_settings
+
+    url = get_settings().warehouse_url
+    if args.action == "drop-login":
+        roles.drop_login(url, args.name)
+        print(f"login {args.name} dropped")
+        return 0
+    password = None if args.no_password else roles.generate_password()
+    verb = roles.create_login(url, args.name, password, args.role)
+    reads = ", ".join(sorted(roles.ACCESS[args.role]))
+    print(f"login {args.name} {verb}: member of {args.role} (reads {reads})")
+    print(f"connect as: {roles.login_url(url, args.name, password)}")
+    if password is None:
+        print("no password: the server must authenticate this login otherwise (client certificate, or a "
+              "trust/peer rule in pg_hba.conf)", file=sys.stderr)
+    else:
+        print("the password is shown only now and not stored by ckp: put it in the tool's secret store "
+              f"(run again to set a new one; `ckp access drop-login {args.name}` removes the login)", file=sys.stderr)
+    return 0
+
+
+def _cmd_reports(args: argparse.Namespace) -> int:
+    """Serve the auditor's report and the Data Docs read-only over HTTP (the compose `reports` service)."""
+    from pathlib import Path
+
+    from crm_knowledge.quality.report_server import DEFAULT_PORT, serve
+    from crm_knowledge.settings import get_settings
+
+    serve(Path(args.dir) if args.dir else get_settings().reports_dir, args.host, args.port or DEFAULT_PORT)
+    return 0
+
+
 def _identifier_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--email")
     p.add_argument("--phone", help="any spelling: 0912…, +98 912 …, Persian digits")
@@ -194,6 +229,8 @@ def _overwrite_external_arg(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``ckp`` parser: every sub-command (tests enumerate them to check each has a subprocess test)."""
+    from crm_knowledge.privacy.roles import LOGIN_GROUPS
+
     parser = argparse.ArgumentParser(prog="ckp", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -267,6 +304,27 @@ def build_parser() -> argparse.ArgumentParser:
     ac.add_argument("batch_id")
     ac.add_argument("--reason", required=True, help="why (kept in audit.load_batches.error for the auditors)")
     bt.set_defaults(func=_cmd_batches)
+
+    ac = sub.add_parser("access", help="warehouse logins for BI tools, auditors and privacy officers")
+    ac_sub = ac.add_subparsers(dest="action", required=True)
+    cl = ac_sub.add_parser("create-login", help="create (or re-key) a login that is a member of ROLE")
+    cl.add_argument("role", choices=LOGIN_GROUPS,
+                    help="ckp_bi_reader: marts; ckp_auditor: audit + marts; ckp_privacy_officer: pii + marts")
+    cl.add_argument("name", help="the login's name (lower_snake_case), e.g. metabase or auditor_jane")
+    cl.add_argument("--no-password", action="store_true",
+                    help="no password (client-certificate, trust or peer authentication); default: a generated "
+                         "password, printed once")
+    dl = ac_sub.add_parser("drop-login", help="drop a login made by create-login")
+    dl.add_argument("name")
+    ac.set_defaults(func=_cmd_access)
+
+    rp = sub.add_parser("reports", help="serve the data-quality report and Data Docs to auditors (read-only)")
+    rp_sub = rp.add_subparsers(dest="action", required=True)
+    sv = rp_sub.add_parser("serve", help="a read-only HTTP server over the reports folder")
+    sv.add_argument("--dir", help="the reports folder (default: $CKP_HOME/reports)")
+    sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    sv.add_argument("--port", type=int, help="port to listen on (default 8090)")
+    rp.set_defaults(func=_cmd_reports)
 
     ps = sub.add_parser("pii-scan", help="scan analytic schemas and exports for customers' identifiers")
     ps.add_argument("-o", "--output", help="also write the findings (no personal values) to this JSON file")

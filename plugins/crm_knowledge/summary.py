@@ -6,7 +6,8 @@ from typing import Any
 
 import psycopg
 
-from crm_knowledge.settings import Settings
+from crm_knowledge.privacy.roles import AUDITOR, BI_READER, login_url
+from crm_knowledge.settings import Settings, WarehouseNotConfigured
 from crm_knowledge.warehouse.db import connect
 
 LAYERS = ("raw", "staging", "intermediate", "identity", "marts", "pii", "scoring", "audit")
@@ -40,6 +41,15 @@ def collect_summary(settings: Settings) -> dict[str, Any]:
     return out
 
 
+def bi_connection(settings: Settings) -> str:
+    """The warehouse URL a BI tool uses: its own login (a ckp_bi_reader member), never the admin's."""
+    try:
+        url = settings.warehouse_url
+    except WarehouseNotConfigured:
+        return "postgresql://<login>@<warehouse host>"
+    return login_url(url, "LOGIN").replace("LOGIN", "<login>", 1)
+
+
 def format_summary(summary: dict[str, Any], settings: Settings) -> str:
     lines = ["", "=" * 72, "Pipeline summary", "=" * 72]
     for schema in LAYERS:
@@ -59,7 +69,11 @@ def format_summary(summary: dict[str, Any], settings: Settings) -> str:
         f"data docs:            {settings.reports_dir / 'data_docs' / 'index.html'}",
         f"dbt docs:             {settings.dbt_project_dir / 'target' / 'index.html'}",
         f"exports:              {settings.exports_dir}",
-        f"warehouse (psql/BI):  {settings.redacted_url()}   (`make warehouse-url` prints it in full)",
+        f"BI tools (marts):     {bi_connection(settings)}   as a {BI_READER} login "
+        f"(`ckp access create-login {BI_READER} <login>` makes one)",
+        f"auditors:             a {AUDITOR} login (audit + marts): `ckp access create-login {AUDITOR} <login>`; "
+        "the reports over HTTP: `ckp reports serve`",
+        "pipeline/admin:       `make warehouse-url` (the owner's URL: not for BI tools or people)",
         "=" * 72,
     ]
     return "\n".join(lines)

@@ -9,14 +9,12 @@ from __future__ import annotations
 
 import signal
 import socket
-import threading
 import time
 import urllib.request
 
-import psutil
 import psycopg
 import pytest
-from ckp_cli import ckp_env, run_ckp
+from ckp_cli import ckp_env, start_ckp
 
 from crm_knowledge.airflow_stack import METADATA_DB
 from crm_knowledge.runner import ALL_DAGS
@@ -30,18 +28,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _ckp_up_process(home: str) -> psutil.Process | None:
-    """The `ckp up` process of this test (its CKP_HOME), once it has started."""
-    for proc in psutil.process_iter(["cmdline"]):
-        try:
-            cmd = proc.info["cmdline"] or []
-            if len(cmd) >= 2 and cmd[-1] == "up" and cmd[-2].endswith("/ckp") and \
-                    proc.environ().get("CKP_HOME") == home:
-                return proc
-        except (psutil.NoSuchProcess, psutil.AccessDenied):
-            continue
-    return None
-
 
 def _unpaused(settings) -> set[str]:
     try:
@@ -54,13 +40,11 @@ def _unpaused(settings) -> set[str]:
 def test_ckp_up_serves_the_stack_until_stopped(warehouse, settings):
     port = _free_port()
     env = ckp_env(CKP_AIRFLOW_PORT=str(port))
-    result: dict = {}
-    runner = threading.Thread(target=lambda: result.update(res=run_ckp("up", env=env, timeout=900)), daemon=True)
-    runner.start()
+    proc = start_ckp("up", env=env)
     try:
         deadline = time.monotonic() + 600
         healthy = False
-        while time.monotonic() < deadline and runner.is_alive():
+        while time.monotonic() < deadline and proc.poll() is None:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v2/monitor/health", timeout=5) as r:
                     healthy = r.status == 200
@@ -69,20 +53,18 @@ def test_ckp_up_serves_the_stack_until_stopped(warehouse, settings):
             if healthy and set(ALL_DAGS) <= _unpaused(settings):
                 break
             time.sleep(3)
-        assert runner.is_alive(), f"ckp up ended on its own: {result.get('res')}"
+        assert proc.poll() is None, f"ckp up ended on its own:\n{proc.stdout.read()[-3000:]}"
         assert healthy, "the API server never answered"
         assert set(ALL_DAGS) <= _unpaused(settings), "ckp up did not unpause every DAG"
     finally:
-        proc = _ckp_up_process(str(settings.home))
-        if proc is not None:
-            proc.send_signal(signal.SIGTERM)
-        runner.join(timeout=180)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)  # as a supervisor stops it
+        output = proc.communicate(timeout=180)[0]
         # leave the DAGs paused, as the other end-to-end tests expect to find them
         with psycopg.connect(settings.server_url(METADATA_DB), autocommit=True) as conn:
             conn.execute("update dag set is_paused = true")
-    res = result["res"]
-    assert res.returncode == 0, res.stderr[-3000:]
-    assert f"Airflow is up: http://127.0.0.1:{port}" in res.stdout
-    assert "stopping Airflow" in res.stdout
+    assert proc.returncode == 0, output[-3000:]
+    assert f"Airflow is up: http://127.0.0.1:{port}" in output
+    assert "stopping Airflow" in output
     with socket.socket() as s:  # the stack went down with it
         assert s.connect_ex(("127.0.0.1", port)) != 0

@@ -30,6 +30,11 @@ SUBPROCESS_TESTS: dict[str, str] = {
     "run": "tests/e2e/test_pipeline.py::failed_run",
     "score": "tests/e2e/test_pipeline.py::test_ckp_score_scores_a_day_before_the_dags_start_date",
     "up": "tests/e2e/test_make_up.py::test_ckp_up_serves_the_stack_until_stopped",
+    "access create-login":
+        "tests/warehouse/test_access_logins.py::test_the_login_connects_and_reads_only_what_its_role_may",
+    "access drop-login":
+        "tests/warehouse/test_access_logins.py::test_running_again_sets_a_new_password_and_drop_removes_the_login",
+    "reports serve": "tests/warehouse/test_reports_served.py::served",
     "identity-eval": "tests/warehouse/test_erasure_entry_points.py::test_ckp_identity_eval",
     "bench": "tests/e2e/test_cli_bench.py::test_ckp_bench_small",
     "erase": "tests/warehouse/test_erasure_entry_points.py::erased",
@@ -67,10 +72,11 @@ def _function(path: str, name: str) -> ast.FunctionDef | None:
 
 
 def _ckp_calls(func: ast.FunctionDef) -> list[list[str]]:
-    """The leading string-literal arguments of every run_ckp(...) call in the function (options skipped)."""
+    """The leading string-literal arguments of every run_ckp(...) / start_ckp(...) call in the function
+    (options skipped)."""
     calls = []
     for node in ast.walk(func):
-        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "run_ckp":
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) in ("run_ckp", "start_ckp"):
             words = []
             for arg in node.args:
                 if not (isinstance(arg, ast.Constant) and isinstance(arg.value, str)):

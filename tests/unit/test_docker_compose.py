@@ -31,7 +31,7 @@ AIRFLOW_SERVICES = {
     "airflow-init": None,
 }
 LONG_RUNNING_AIRFLOW = [name for name, command in AIRFLOW_SERVICES.items() if command]
-EXPECTED_SERVICES = {*AIRFLOW_SERVICES, "postgres", "redis", "warehouse"}
+EXPECTED_SERVICES = {*AIRFLOW_SERVICES, "postgres", "redis", "warehouse", "reports"}
 #: Services that run project code and so need the pipeline's settings.
 PIPELINE_SERVICES = ("airflow-worker", "airflow-dag-processor", "airflow-triggerer")
 #: Settings a deployment must set (all of them keys of crm_knowledge.settings.ENV_VARS).
@@ -367,7 +367,7 @@ def test_startup_order_follows_health(services):
 
 
 def test_every_long_running_service_has_a_healthcheck(services):
-    for name in [*LONG_RUNNING_AIRFLOW, "postgres", "redis", "warehouse"]:
+    for name in [*LONG_RUNNING_AIRFLOW, "postgres", "redis", "warehouse", "reports"]:
         assert services[name]["healthcheck"]["test"], name
 
 
@@ -383,6 +383,41 @@ def test_named_volumes_and_configs_are_declared_and_used(compose, services):
             assert config["source"] in compose["configs"], f"{name} uses undeclared config"
     assert declared == used, f"declared but unused volumes: {sorted(declared - used)}"
     assert {"warehouse-data", "ckp-data"} <= declared
+
+
+def test_reports_service_serves_only_the_reports_folder_read_only(services):
+    """The auditors' report and Data Docs: `ckp reports serve` over the reports folder the pipeline writes."""
+    reports = services["reports"]
+    command = reports["entrypoint"]
+    assert command[:3] == ["ckp", "reports", "serve"]
+    served_dir = command[command.index("--dir") + 1]
+    port = command[command.index("--port") + 1]
+    assert command[command.index("--host") + 1] == "0.0.0.0"  # inside the container; published below
+
+    # the one mount: the ckp-data volume's reports folder, read-only, at the served path
+    (mount,) = reports["volumes"]
+    assert (mount["type"], mount["source"], mount["target"]) == ("volume", "ckp-data", served_dir)
+    assert mount["read_only"] is True
+    # ... which is where the pipeline writes its reports: <CKP_HOME>/reports on the workers' ckp-data mount
+    worker = services["airflow-worker"]
+    ckp_home = PurePosixPath(_environment(worker)["CKP_HOME"])
+    worker_mount = dict((target, source) for source, target in _volumes(worker))
+    assert worker_mount[str(ckp_home)] == "ckp-data"
+    assert PurePosixPath(mount["volume"]["subpath"]) == PurePosixPath("reports")
+    assert ckp_settings.Settings(home=Path(str(ckp_home)), warehouse_port=5432, warehouse_db="w",
+                                 external_warehouse_url=None, external_orders_url=None,
+                                 landing_dir=Path("/x")).reports_dir == Path(str(ckp_home)) / "reports"
+    assert f"{ckp_home}/reports" in _command(services["airflow-init"]), "airflow-init must create the folder"
+
+    # read-only container, no secrets, loopback by default, healthy when /healthz answers
+    assert reports["read_only"] is True
+    assert "environment" not in reports
+    assert reports["image"] == services["airflow-worker"]["image"]
+    (published,) = [str(p) for p in reports["ports"]]
+    assert published == f"127.0.0.1:8090:{port}"
+    assert f"http://localhost:{port}/healthz" in reports["healthcheck"]["test"]
+    assert reports["depends_on"]["airflow-init"]["condition"] == "service_completed_successfully"
+    assert reports["user"].split(":")[0] != "0"
 
 
 # --- variables and secrets ---------------------------------------------------------------------------

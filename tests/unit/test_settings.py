@@ -72,11 +72,13 @@ def test_settings_redacted_url_embedded(tmp_path):
     assert s.redacted_url() == "postgresql://postgres:***@127.0.0.1:54329/warehouse"
 
 
-def test_summary_shows_the_redacted_url(tmp_path):
-    s = _settings(tmp_path, "postgresql://ckp:s3cret@db.example.com:5432/warehouse")
+def test_summary_shows_bi_tools_a_bi_reader_login_not_the_admin_url(tmp_path):
+    s = _settings(tmp_path, "postgresql://ckp:s3cret@db.example.com:5432/warehouse?sslmode=require")
     text = format_summary({"layers": {}}, s)
-    assert "postgresql://ckp:***@db.example.com:5432/warehouse" in text
-    assert "s3cret" not in text
+    bi_line = next(line for line in text.splitlines() if line.startswith("BI tools"))
+    assert "postgresql://<login>@db.example.com:5432/warehouse?sslmode=require" in bi_line
+    assert "ckp_bi_reader" in bi_line and "ckp access create-login ckp_bi_reader" in bi_line
+    assert "s3cret" not in text and "ckp:" not in text and "//ckp@" not in text
 
 
 # --- one place for configuration ---------------------------------------------------------------------------

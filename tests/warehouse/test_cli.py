@@ -83,7 +83,8 @@ def test_demo_generates_sources_and_a_day_more(scratch_db_factory, tmp_path):
     wh, orders = scratch_db_factory(), scratch_db_factory()
     home = tmp_path / "home"
     env = ckp_env(CKP_HOME=str(home), WAREHOUSE_URL=wh, CKP_ORDERS_URL=orders, CKP_LANDING_DIR=None)
-    res = run_ckp("demo", "--size", "40", "--seed", "3", env=env, timeout=600)
+    # the scratch databases exist only for this demo: say so, or the demo refuses to touch them
+    res = run_ckp("demo", "--size", "40", "--seed", "3", "--overwrite-external-db", env=env, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     summary = json.loads(res.stdout)
     assert (summary["kind"], summary["size"], summary["seed"]) == ("full", 40, 3)
@@ -99,7 +100,8 @@ def test_demo_generates_sources_and_a_day_more(scratch_db_factory, tmp_path):
     assert customers > 0 and orders_before > 0
 
     files_before = {p for p in landing.rglob("*") if p.is_file()}
-    more = run_ckp("demo", "--increment-day", "2026-11-21", "--seed", "3", env=env, timeout=600)
+    more = run_ckp("demo", "--increment-day", "2026-11-21", "--seed", "3", "--overwrite-external-db", env=env,
+                   timeout=600)
     assert more.returncode == 0, more.stderr[-3000:]
     assert json.loads(more.stdout)["kind"] == "increment"
     assert {p for p in landing.rglob("*") if p.is_file()} > files_before  # new files, the old ones kept

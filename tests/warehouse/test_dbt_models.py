@@ -9,12 +9,17 @@ that adds up, survivorship, consent, knowledge, and that the incremental facts f
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 from dbt_runs import as_of_vars, dbt_build_all, on_database
 
+from crm_knowledge.settings import PROJECT_ROOT
+
 pytestmark = pytest.mark.warehouse
+
+DBT_PROJECT_DIR = PROJECT_ROOT / "dbt_project"
 
 AS_OF = "2026-03-31"
 
@@ -318,3 +323,38 @@ def test_incremental_facts_follow_new_versions_and_reattribution(built, settings
     assert q(url, "select customer_id from marts.fct_order_items where order_id = 'orders:13' limit 1") == [(ALI,)]
     per_customer = dict(q(url, "select customer_id, total_revenue from marts.dim_customers"))
     assert per_customer == {ALI: 100, SARA: 280, REZA: 0}
+
+
+def _yml_descriptions(model_yml: Path) -> tuple[str, dict[str, str]]:
+    import yaml
+
+    (model,) = yaml.safe_load(model_yml.read_text(encoding="utf-8"))["models"]
+    return model["description"], {c["name"]: c["description"] for c in model["columns"]}
+
+
+def test_descriptions_are_table_and_column_comments_for_bi_tools(built):
+    url, _ = built
+    for schema, model in (("marts", "dim_customers"), ("marts", "fct_orders"), ("pii", "pii_customer_profiles")):
+        table_doc, column_docs = _yml_descriptions(DBT_PROJECT_DIR / "models" / schema / f"{model}.yml")
+        relation = f"{schema}.{model}"
+        assert q(url, "select obj_description(%s::regclass, 'pg_class')", (relation,)) == [(table_doc,)]
+        comments = dict(q(url, "select a.attname, col_description(a.attrelid, a.attnum) from pg_attribute a "
+                               "where a.attrelid = %s::regclass and a.attnum > 0 and not a.attisdropped",
+                          (relation,)))
+        assert comments == column_docs, relation
+
+
+def test_exposures_declare_what_the_marts_feed(built):
+    _, tmp = built
+    manifest = json.loads((tmp / "target" / "manifest.json").read_text(encoding="utf-8"))
+    exposures = {e["name"]: e for e in manifest["exposures"].values()}
+    assert {"customer_360_dashboard", "sales_and_products_dashboard", "data_quality_audit_report",
+            "segment_activation"} <= set(exposures)
+    assert exposures["customer_360_dashboard"]["type"] == "dashboard"
+    assert "model.crm_knowledge.customer_360" in exposures["customer_360_dashboard"]["depends_on"]["nodes"]
+    for exposure in exposures.values():
+        assert exposure["owner"]["email"] and exposure["description"]
+        # BI uses read marts only (what a ckp_bi_reader login can see) or the audit tables (ckp_auditor)
+        for node in exposure["depends_on"]["nodes"]:
+            schema = (manifest["nodes"].get(node) or manifest["sources"][node])["schema"]
+            assert schema in ("marts", "audit"), (exposure["name"], node)

@@ -177,7 +177,8 @@ def test_identifiers_in_failing_rows_never_reach_audit_reports_or_logs(world, se
         with open(server_log, "rb") as fh:
             fh.seek(server_log_start)
             appended = fh.read().decode("utf-8", errors="replace")
-        assert "No space left on device" in appended  # the outage is logged, its row is not
+        # The embedded server logs no ERROR lines at all (log_min_messages = log, warehouse/server.py: an
+        # error message can quote a value); whatever it did log holds none of the row's identifiers.
         _assert_clean(appended, "the warehouse's server log")
 
     # the task log

@@ -11,8 +11,13 @@
             {'columns': ['staged_at']},
             {'columns': ['customer_resolved_at']},
         ],
+        post_hook=[
+            "{{ delete_facts_deleted_at_source([['order_item_id', 'order_items'], ['order_id', 'orders']]) }}",
+        ],
     )
 }}
+
+-- depends_on: {{ ref('stg_orders__deletions') }}
 
 -- Incremental like fct_orders (macros/incremental_facts.sql): a line is re-written when the line, its
 -- order or its product (for a shop export: any product of its order, which shares the amount) reached

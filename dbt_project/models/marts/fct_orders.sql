@@ -11,8 +11,11 @@
             {'columns': ['staged_at']},
             {'columns': ['customer_resolved_at']},
         ],
+        post_hook=["{{ delete_facts_deleted_at_source([['order_id', 'orders']]) }}"],
     )
 }}
+
+-- depends_on: {{ ref('stg_orders__deletions') }}
 
 -- Incremental (macros/incremental_facts.sql): an order is re-written when one of its inputs (the order,
 -- one of its lines, the shop export) reached staging since the last run (staged_at: new versions,

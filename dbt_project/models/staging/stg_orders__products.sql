@@ -8,7 +8,10 @@
         incremental_strategy='delete+insert',
         on_schema_change='sync_all_columns',
         indexes=staging_indexes(record_key),
-        post_hook=[staging_delete_hook('orders', 'products', record_key)],
+        post_hook=[
+            staging_delete_hook('orders', 'products', record_key),
+            "{{ delete_keys_deleted_at_source(source('orders', 'products'), 'product_id', 'product_id') }}",
+        ],
     )
 }}
 
@@ -37,7 +40,10 @@ final as (
         now() as staged_at
 
     from latest_versions
-    where version_number = 1
+    where
+        version_number = 1
+        -- deleted at the source (soft-delete column or key reconciliation): no longer counts
+        and _deleted_at_source is not true
 
 )
 

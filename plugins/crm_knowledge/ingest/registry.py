@@ -36,7 +36,20 @@ FILE_KINDS = tuple(KIND_TARGETS)
 ALL_KINDS = (*FILE_KINDS, "orders_db")
 FORMATS = ("csv", "xlsx", "jsonl")
 CALENDARS = ("gregorian", "jalali")
-ORDERS_DB_TABLES = ("customers", "products", "orders", "order_items")
+#: Orders-database entity -> its canonical fields (the business columns of `raw.orders__<entity>`), key first.
+ORDERS_DB_FIELDS: dict[str, tuple[str, ...]] = {
+    "customers": ("customer_id", "first_name", "last_name", "email", "phone", "national_id", "birth_date",
+                  "gender", "street", "city", "province", "postcode", "company", "business_type", "created_at",
+                  "updated_at"),
+    "products": ("product_id", "sku", "name", "category", "unit_price", "updated_at"),
+    "orders": ("order_id", "customer_id", "ordered_at", "status", "channel", "total_amount", "currency",
+               "updated_at"),
+    "order_items": ("order_item_id", "order_id", "product_id", "quantity", "unit_price", "line_amount",
+                    "updated_at"),
+}
+ORDERS_DB_TABLES = tuple(ORDERS_DB_FIELDS)
+_ENTITY_KEYS = {"table", "query", "primary_key", "updated_at", "columns", "soft_delete_column",
+                "reconcile_deletes", "reconcile_every_hours"}
 
 _KNOWN_KEYS = {
     "name", "kind", "description", "path", "format", "encoding", "delimiter", "sheet",
@@ -50,6 +63,101 @@ DEFAULT_FIELD_ISSUE_THRESHOLD = 0.05
 
 class SourceConfigError(ValueError):
     """A source configuration file is wrong; the message names the file and the key."""
+
+
+@dataclass(frozen=True)
+class OrdersEntity:
+    """Where one orders-database entity lives in the source and how its columns map onto the canonical fields.
+
+    `table` (optionally `schema.table`) or `query` (a SELECT whose result is read like a table) is the
+    source relation; `primary_key` and `updated_at` name its key and change-timestamp columns; `columns`
+    maps source column -> canonical field (`ORDERS_DB_FIELDS`). Deletions are captured from a soft-delete
+    column (true, or any non-null value for a non-boolean column such as `deleted_at`) and/or by key
+    reconciliation: keys held in the warehouse but gone from the source get a deletion version.
+    """
+
+    entity: str
+    table: str | None
+    query: str | None
+    primary_key: str
+    updated_at: str
+    columns: dict[str, str]
+    soft_delete_column: str | None = None
+    reconcile_deletes: bool = False
+    reconcile_every_hours: float = 0
+
+    @property
+    def key_field(self) -> str:
+        return ORDERS_DB_FIELDS[self.entity][0]
+
+    @property
+    def setting(self) -> str:
+        """The config key of this entity, for error messages (`tables.customers`)."""
+        return f"tables.{self.entity}"
+
+
+def _parse_entity(path: Path, entity: str, spec: Any) -> OrdersEntity:
+    where = f"tables.{entity}"
+    if not isinstance(spec, dict):
+        raise _fail(path, where, "must be a mapping (table or query, primary_key, updated_at, columns)")
+    unknown = sorted(set(spec) - _ENTITY_KEYS)
+    if unknown:
+        raise _fail(path, f"{where}.{unknown[0]}", f"unknown setting (known: {', '.join(sorted(_ENTITY_KEYS))})")
+    if spec.get("table") and spec.get("query"):
+        raise _fail(path, f"{where}.query", "give either a table or a query, not both")
+    query = spec.get("query")
+    if query is not None:
+        query = str(query).strip().rstrip(";").strip()
+        if not query.lower().startswith(("select", "with")):
+            raise _fail(path, f"{where}.query", "must be a single SELECT (or WITH ... SELECT) statement")
+    table = None if query else str(spec.get("table") or entity)
+    if table is not None and (table.count(".") > 1 or not all(table.split("."))):
+        raise _fail(path, f"{where}.table", f"{table!r} is not a table name (name or schema.name)")
+    if not spec.get("primary_key"):
+        raise _fail(path, f"{where}.primary_key", "is required (the source column holding the record key)")
+    primary_key = str(spec["primary_key"])
+    updated_at = str(spec.get("updated_at") or "updated_at")
+    fields = ORDERS_DB_FIELDS[entity]
+    columns = spec.get("columns")
+    if columns is None:
+        # No mapping: the source uses the canonical names (the demo's orders database does).
+        columns = {f: f for f in fields}
+    if not isinstance(columns, dict) or not columns:
+        raise _fail(path, f"{where}.columns", "must map source column names to canonical fields")
+    columns = {str(k): str(v) for k, v in columns.items()}
+    for src, dst in columns.items():
+        if dst not in fields:
+            raise _fail(path, f"{where}.columns.{src}",
+                        f"{dst!r} is not a field of raw.orders__{entity} (allowed: {', '.join(fields)})")
+    targets = list(columns.values())
+    dupes = sorted({t for t in targets if targets.count(t) > 1})
+    if dupes:
+        raise _fail(path, f"{where}.columns", f"several columns map onto {dupes}")
+    key_field = fields[0]
+    if columns.get(primary_key, key_field) != key_field:
+        raise _fail(path, f"{where}.primary_key",
+                    f"{primary_key!r} is mapped onto {columns[primary_key]!r}, not the key field {key_field!r}")
+    if key_field in targets and columns.get(primary_key) != key_field:
+        raise _fail(path, f"{where}.primary_key",
+                    f"{primary_key!r} is not the column mapped onto the key field {key_field!r}")
+    columns.setdefault(primary_key, key_field)
+    if columns.get(updated_at, "updated_at") != "updated_at":
+        raise _fail(path, f"{where}.updated_at", f"{updated_at!r} is mapped onto {columns[updated_at]!r}, "
+                    "not onto updated_at")
+    if "updated_at" in targets and columns.get(updated_at) != "updated_at":
+        raise _fail(path, f"{where}.updated_at",
+                    f"{updated_at!r} is not the column mapped onto updated_at")
+    columns.setdefault(updated_at, "updated_at")
+    reconcile = spec.get("reconcile_deletes", False)
+    if not isinstance(reconcile, bool):
+        raise _fail(path, f"{where}.reconcile_deletes", "must be true or false")
+    every = spec.get("reconcile_every_hours", 0)
+    if isinstance(every, bool) or not isinstance(every, int | float) or every < 0:
+        raise _fail(path, f"{where}.reconcile_every_hours", "must be a number of hours >= 0")
+    soft = spec.get("soft_delete_column")
+    return OrdersEntity(entity=entity, table=table, query=query, primary_key=primary_key, updated_at=updated_at,
+                        columns=columns, soft_delete_column=str(soft) if soft else None,
+                        reconcile_deletes=reconcile, reconcile_every_hours=float(every))
 
 
 @dataclass(frozen=True)
@@ -72,7 +180,7 @@ class SourceConfig:
     shop: str | None = None
     connection_env: str | None = None
     lookback_minutes: int = 0
-    tables: dict[str, dict[str, Any]] = field(default_factory=dict)
+    tables: dict[str, OrdersEntity] = field(default_factory=dict)
     #: What a value that does not convert in an optional column (neither the primary key nor a required column)
     #: does: `null` keeps the record with that field NULL and records an audit.field_issues row; `reject` rejects
     #: the record. Sibling units default to `null` (a customer must not vanish for one bad optional field).
@@ -139,16 +247,16 @@ def parse_source(path: Path) -> SourceConfig:
         tables = raw.get("tables") or {}
         if not isinstance(tables, dict) or not tables:
             raise _fail(path, "tables", "lists the orders-db tables to extract")
+        entities = {}
         for tname, spec in tables.items():
             if tname not in ORDERS_DB_TABLES:
-                raise _fail(path, f"tables.{tname}", f"unknown table (known: {', '.join(ORDERS_DB_TABLES)})")
-            if not isinstance(spec, dict) or not spec.get("primary_key"):
-                raise _fail(path, f"tables.{tname}.primary_key", "is required")
+                raise _fail(path, f"tables.{tname}", f"unknown entity (known: {', '.join(ORDERS_DB_TABLES)})")
+            entities[tname] = _parse_entity(path, tname, spec)
         lookback = raw.get("lookback_minutes", 0)
         if not isinstance(lookback, int) or lookback < 0:
             raise _fail(path, "lookback_minutes", "must be a whole number of minutes >= 0")
         return SourceConfig(name=name, kind=kind, config_file=path, description=raw.get("description", ""),
-                            tables=tables,
+                            tables=entities,
                             connection_env=raw.get("connection_env"), lookback_minutes=lookback)
 
     for key in ("path", "format", "columns", "primary_key"):

@@ -57,12 +57,22 @@ def ingest_file_source(name: str) -> dict[str, Any]:
 def ingest_orders_database(name: str = "orders") -> dict[str, Any]:
     cfg = _source(name)
     results = extract_orders_db(cfg)
+    tables: dict[str, dict[str, Any]] = {}
+    for r in results:  # a change window per table, then perhaps a key reconciliation of the same table
+        entry = tables.setdefault(r.table, {"status": "empty", "rows_loaded": 0, "rows_read": 0,
+                                            "rows_rejected": 0, "rows_deleted": 0, "window_end": None})
+        entry["status"] = "loaded" if "loaded" in (entry["status"], r.status) else r.status
+        entry["rows_loaded"] += r.rows_loaded
+        entry["rows_read"] += r.rows_read
+        entry["rows_rejected"] += r.rows_rejected
+        entry["rows_deleted"] += r.rows_deleted
+        entry["window_end"] = entry["window_end"] or r.window_end
     summary = {
         "source": name,
-        "tables": {r.table: {"status": r.status, "rows_loaded": r.rows_loaded, "rows_read": r.rows_read,
-                             "rows_rejected": r.rows_rejected, "window_end": r.window_end} for r in results},
+        "tables": tables,
         "rows_loaded": sum(r.rows_loaded for r in results),
         "rows_rejected": sum(r.rows_rejected for r in results),
+        "rows_deleted": sum(r.rows_deleted for r in results),
         "batch_ids": [r.batch_id for r in results if r.batch_id],
     }
     log.info("ingest summary: %s", summary)

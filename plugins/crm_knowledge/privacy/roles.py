@@ -219,33 +219,94 @@ def _check_name(name: str) -> None:
         raise ValueError(f"role name must match {_ROLE_NAME_RE.pattern!r}, got {name!r}")
 
 
-def create_login(url: str, name: str, password: str, group: str) -> None:
-    """Create (or update) LOGIN role `name` with `password`, member of group role `group`.
+#: The group roles a person or a tool may get a login for (the pipeline's own role is not handed out).
+LOGIN_GROUPS: tuple[str, ...] = (BI_READER, AUDITOR, PRIVACY_OFFICER)
 
-    For tests and operations; the caller needs CREATEROLE (or superuser) on the server.
+
+class LoginError(ValueError):
+    """A login cannot be created as asked; the message says why (never containing a password)."""
+
+
+def generate_password() -> str:
+    """A random password safe in URLs and shells (32 characters, ~190 bits)."""
+    import secrets
+
+    return secrets.token_urlsafe(24)
+
+
+def login_url(url: str, name: str, password: str | None = None) -> str:
+    """`url` (the warehouse) with its user and password replaced by the login's (no password: none)."""
+    from urllib.parse import parse_qsl, quote, urlencode, urlsplit
+
+    parts = urlsplit(url)
+    host = parts.netloc.rpartition("@")[2]
+    userinfo = quote(name, safe="") + (f":{quote(password, safe='')}" if password else "")
+    query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k not in ("user", "password")])
+    return parts._replace(netloc=f"{userinfo}@{host}", query=query).geturl()
+
+
+def create_login(url: str, name: str, password: str | None, group: str) -> str:
+    """Create (or update) LOGIN role `name`, member of group role `group`; returns "created" or "updated".
+
+    `password` None makes a login without a password, for servers that authenticate it otherwise (a client
+    certificate, `trust` or `peer` in pg_hba.conf); an existing login then loses its password. Refuses a
+    name that is a group role, a privileged role (superuser, createrole, replication, bypassrls) or a
+    login of another group, so it cannot be turned against an administrator's account. The caller needs
+    CREATEROLE (or superuser) on the server; the group roles are created first if missing.
     """
     _check_name(name)
     if group not in GROUP_ROLES:
-        raise ValueError(f"group must be one of {', '.join(GROUP_ROLES)}, got {group!r}")
+        raise LoginError(f"group must be one of {', '.join(GROUP_ROLES)}, got {group!r}")
     if name in GROUP_ROLES:
-        raise ValueError("a login role cannot be one of the group roles")
+        raise LoginError("a login role cannot be one of the group roles")
     ident = sql.Identifier(name)
     with connect(url) as conn:
         advisory_lock(conn, _LOCK, transaction=True)
-        exists = conn.execute("select 1 from pg_roles where rolname = %s", (name,)).fetchone()
-        verb = "alter" if exists else "create"
-        conn.execute(sql.SQL(verb + " role {} with login inherit password {}").format(ident, sql.Literal(password)))
+        for role in GROUP_ROLES:
+            conn.execute(_create_group_sql(role))
+        existing = conn.execute(
+            """select r.rolsuper or r.rolcreaterole or r.rolreplication or r.rolbypassrls,
+                      array(select g.rolname from pg_auth_members m join pg_roles g on g.oid = m.roleid
+                             where m.member = r.oid order by 1)
+                 from pg_roles r where r.rolname = %s""", (name,)).fetchone()
+        if existing:
+            privileged, groups = existing
+            if privileged or name == conn.execute("select current_user").fetchone()[0]:
+                raise LoginError(f"role {name!r} exists and is privileged: choose another name")
+            others = [g for g in groups if g != group]
+            if others:
+                raise LoginError(f"role {name!r} exists and is a member of {', '.join(others)}: "
+                                 "drop it first or choose another name")
+        verb = "alter" if existing else "create"
+        conn.execute(sql.SQL(verb + " role {} with login inherit password {}").format(
+            ident, sql.Literal(password) if password is not None else sql.NULL))
         conn.execute(sql.SQL("grant {} to {}").format(sql.Identifier(group), ident))
-    log.info("login role %s %sd, member of %s", name, verb, group)
+    outcome = "updated" if existing else "created"
+    log.info("login role %s %s, member of %s, %s", name, outcome, group,
+             "with a password" if password is not None else "without a password")
+    return outcome
 
 
 def drop_login(url: str, name: str) -> None:
-    """Drop LOGIN role `name` (after `drop owned` in the database at `url`); never a group role."""
+    """Drop LOGIN role `name` (after `drop owned` in the database at `url`).
+
+    Only a login made for one of the group roles: never a group role, a privileged role or a role that is a
+    member of none of the groups (an administrator's account, say), so a typo cannot drop the wrong role.
+    """
     _check_name(name)
     if name in GROUP_ROLES:
-        raise ValueError("refusing to drop a group role")
+        raise LoginError("refusing to drop a group role")
     ident = sql.Identifier(name)
     with connect(url) as conn:
-        if conn.execute("select 1 from pg_roles where rolname = %s", (name,)).fetchone():
-            conn.execute(sql.SQL("drop owned by {}").format(ident))
-            conn.execute(sql.SQL("drop role {}").format(ident))
+        row = conn.execute(
+            """select r.rolsuper or r.rolcreaterole or r.rolreplication or r.rolbypassrls,
+                      exists (select from pg_auth_members m join pg_roles g on g.oid = m.roleid
+                               where m.member = r.oid and g.rolname = any(%s))
+                 from pg_roles r where r.rolname = %s""", (list(GROUP_ROLES), name)).fetchone()
+        if row is None:
+            return
+        privileged, in_group = row
+        if privileged or not in_group:
+            raise LoginError(f"role {name!r} is not a login of {', '.join(GROUP_ROLES)}: not dropped")
+        conn.execute(sql.SQL("drop owned by {}").format(ident))
+        conn.execute(sql.SQL("drop role {}").format(ident))

@@ -68,6 +68,20 @@ create table if not exists raw.orders__order_items (
     _row_number int not null, _record_hash text not null
 );
 
+-- A version of an orders-database record that says the record was deleted at the source (its soft-delete
+-- column was set, or key reconciliation found the key gone; ingest/orders_db.py). Staging drops keys
+-- whose latest version is a deletion. Added by `alter` so warehouses created before it get it too.
+alter table raw.orders__customers add column if not exists _deleted_at_source boolean not null default false;
+alter table raw.orders__products add column if not exists _deleted_at_source boolean not null default false;
+alter table raw.orders__orders add column if not exists _deleted_at_source boolean not null default false;
+alter table raw.orders__order_items add column if not exists _deleted_at_source boolean not null default false;
+create index if not exists orders__customers_deleted on raw.orders__customers (customer_id)
+    where _deleted_at_source;
+create index if not exists orders__products_deleted on raw.orders__products (product_id) where _deleted_at_source;
+create index if not exists orders__orders_deleted on raw.orders__orders (order_id) where _deleted_at_source;
+create index if not exists orders__order_items_deleted on raw.orders__order_items (order_item_id)
+    where _deleted_at_source;
+
 -- Rows that failed per-row parsing. Holds the row as received, so it may carry PII: lives in raw.
 create table if not exists raw.load_rejects (
     batch_id text not null, source_name text not null, source_file text, row_number int,
