@@ -85,6 +85,7 @@ def test_demo_identity_accuracy_and_stable_ids(demo_warehouse):
     report = (f"precision {m['precision']:.4f} recall {m['recall']:.4f} F1 {m['f1']:.4f}, "
               f"{m['persons_split']} persons split, {m['customers_merging_persons']} customers merging persons, "
               f"{m['unresolved_records']} unresolved, resolved in {elapsed:.1f}s")
+    print(f"demo identity accuracy: {report}")
     assert m["records"] >= n_candidates, report
     assert m["precision"] >= 0.99, report
     assert m["f1"] >= 0.98, report

@@ -25,18 +25,36 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from crm_knowledge.identity.config import BlockingRule, IdentityConfig
+from crm_knowledge.identity.config import BlockingRule, IdentifierKind, IdentityConfig
 
 log = logging.getLogger(__name__)
 
 PAIR_COLUMNS = ["rid_l", "rid_r", "match_probability", "match_weight", "explanation"]
 MODEL_COLUMNS = ["unique_id", "first_key", "last_key", "first_text", "last_text", "birth_date", "birth_year",
                  "postcode", "postcode_prefix", "city_key"]
-#: comparison output name -> human field name used in explanations
+#: address details compared when a source maps them (config switch in ProbabilisticConfig)
+ADDRESS_COLUMNS = {"street_key": "street_enabled", "house_number": "house_number_enabled",
+                   "address_line2_key": "address_line2_enabled"}
 #: lower bound of trained m probabilities (see ProbabilisticModel._floor_m)
 M_FLOOR = 1e-4
+#: comparison output name -> human field name used in explanations (identifier kinds: `id_<kind>` -> kind)
 FIELDS = {"first_key": "first_name", "last_key": "last_name", "birth_date": "birth_date",
-          "postcode": "postcode", "city_key": "city"}
+          "postcode": "postcode", "city_key": "city", "street_key": "street", "house_number": "house_number",
+          "address_line2_key": "address_line2"}
+
+
+def field_name(column: str) -> str:
+    """The field a comparison column stands for in explanations and `require_agreement_on`."""
+    return FIELDS.get(column, column.removeprefix("id_") if column.startswith("id_") else column)
+
+
+def optional_columns(prepared: pd.DataFrame, config: IdentityConfig) -> list[str]:
+    """Address details and identifier kinds the model compares: switched on in config and present on at
+    least one record (a kind no source maps adds no comparison, so the demo's model is what it was)."""
+    p = config.probabilistic
+    cols = [c for c, switch in ADDRESS_COLUMNS.items() if getattr(p, switch)]
+    cols += [k.column for k in config.identifiers if k.probabilistic]
+    return [c for c in cols if c in prepared.columns and prepared[c].notna().any()]
 
 
 def empty_pairs() -> pd.DataFrame:
@@ -198,10 +216,43 @@ def _city_comparison(config: IdentityConfig):
                                output_column_name="city_key")
 
 
-def build_settings(config: IdentityConfig, n_records: int):
+def _address_comparison(col: str, config: IdentityConfig):
+    """Street / second address line: exact > Jaro-Winkler bands > else; house number: exact > else."""
+    import splink.comparison_level_library as cll
+    import splink.comparison_library as cl
+
+    levels = [cll.NullLevel(col), cll.ExactMatchLevel(col).configure(m_probability=0.7, u_probability=0.002)]
+    if col != "house_number":
+        for i, t in enumerate(sorted(config.probabilistic.street_jw_thresholds, reverse=True)):
+            levels.append(cll.JaroWinklerLevel(col, t).configure(m_probability=0.15, u_probability=0.01 * (i + 1),
+                                                                 label_for_charts=f"Jaro-Winkler of {col} >= {t}"))
+    levels.append(cll.ElseLevel().configure(m_probability=0.15, u_probability=0.98))
+    return cl.CustomComparison(levels, output_column_name=col)
+
+
+def _identifier_comparison(kind: IdentifierKind):
+    """Same value > (a kind a person has one of) one typo or transposed digits > else. A different value of a
+    unique kind is strong evidence against a match; of a kind a person holds several of, weak."""
+    import splink.comparison_level_library as cll
+    import splink.comparison_library as cl
+
+    col = kind.column
+    levels = [cll.NullLevel(col), cll.ExactMatchLevel(col).configure(m_probability=0.9, u_probability=1e-5)]
+    if kind.unique_per_person:
+        levels.append(cll.DamerauLevenshteinLevel(col, 1).configure(
+            m_probability=0.07, u_probability=1e-4, label_for_charts=f"{kind.name} one typo or transposition"))
+        levels.append(cll.ElseLevel().configure(m_probability=0.03, u_probability=1.0))
+    else:
+        levels.append(cll.ElseLevel().configure(m_probability=0.4, u_probability=1.0))
+    return cl.CustomComparison(levels, output_column_name=col)
+
+
+def build_settings(config: IdentityConfig, n_records: int, optional: Sequence[str] = ()):
     from splink import SettingsCreator
 
     p = config.probabilistic
+    kinds = {k.column: k for k in config.identifiers}
+    extra = [_identifier_comparison(kinds[c]) if c in kinds else _address_comparison(c, config) for c in optional]
     return SettingsCreator(
         link_type="dedupe_only",
         unique_id_column_name="unique_id",
@@ -212,6 +263,7 @@ def build_settings(config: IdentityConfig, n_records: int):
             _birth_date_comparison(config),
             _postcode_comparison(config),
             _city_comparison(config),
+            *extra,
         ],
         blocking_rules_to_generate_predictions=[_rule(r) for r in p.blocking_rules],
         retain_matching_columns=True,  # Splink 5 keeps gamma_ columns only with this
@@ -219,11 +271,13 @@ def build_settings(config: IdentityConfig, n_records: int):
     )
 
 
-def model_frame(prepared: pd.DataFrame) -> pd.DataFrame:
-    """The columns Splink sees (no contact data, no ids beyond the row number)."""
-    out = prepared[MODEL_COLUMNS[1:]].copy()
+def model_frame(prepared: pd.DataFrame, optional: Sequence[str] = ()) -> pd.DataFrame:
+    """The columns Splink sees: names, birth date, address and the `optional` columns
+    (:func:`optional_columns`; no contact data unless configured), no ids beyond the row number."""
+    cols = [*MODEL_COLUMNS[1:], *optional]
+    out = prepared[cols].copy()
     out.insert(0, "unique_id", prepared["rid"].astype("int64").to_numpy())
-    for c in MODEL_COLUMNS[1:]:
+    for c in cols:
         out[c] = out[c].astype("object").where(out[c].notna(), None)
     return out.reset_index(drop=True)
 
@@ -238,13 +292,14 @@ class TrainingReport:
 class ProbabilisticModel:
     """A trained Splink linker over `frame` (see :func:`model_frame`). Close it when done."""
 
-    def __init__(self, frame: pd.DataFrame, config: IdentityConfig):
+    def __init__(self, frame: pd.DataFrame, config: IdentityConfig, optional: Sequence[str] = ()):
         from splink import Linker
 
         self.config = config
+        self.optional = list(optional)
         self.db_api = make_db_api(config.probabilistic.backend, config.probabilistic.duckdb_memory_limit)
         self.sdf = _register(self.db_api, frame, "identity_candidates")
-        self.linker = Linker(self.sdf, build_settings(config, len(frame)),
+        self.linker = Linker(self.sdf, build_settings(config, len(frame), self.optional),
                              log_level=config.probabilistic.splink_log_level)
         self.training = self._train(len(frame))
         self._n_registered = 0
@@ -368,7 +423,7 @@ def pairs_with_explanations(pred: pd.DataFrame, labels: dict[str, dict[int, str]
         agreed, partial, disagreed, missing, detail = [], [], [], [], {}
         for c in comps:
             g = int(gammas[c][i])
-            field = FIELDS.get(c, c)
+            field = field_name(c)
             w = float(weights[c][i]) if weights[c] is not None else 0.0
             if tfw[c] is not None and not pd.isna(tfw[c][i]):
                 w += float(tfw[c][i])
@@ -430,7 +485,8 @@ def probabilistic_pairs(prepared: pd.DataFrame, config: IdentityConfig) -> tuple
     info = {"eligible_records": len(elig), "trained": False, "training_steps": []}
     if not config.probabilistic.enabled or len(elig) < 2:
         return empty_pairs(), info
-    model = ProbabilisticModel(model_frame(elig), config)
+    optional = optional_columns(elig, config)
+    model = ProbabilisticModel(model_frame(elig, optional), config, optional)
     try:
         pairs = model.predict()
         info.update(trained=model.training.trained, training_steps=model.training.steps)
@@ -451,14 +507,15 @@ def probabilistic_pairs_incremental(prepared: pd.DataFrame, new_rids: Sequence[i
             "training_steps": []}
     if not config.probabilistic.enabled or is_new.sum() == 0 or len(elig) < 2:
         return empty_pairs(), info
-    model = ProbabilisticModel(model_frame(elig), config)
+    optional = optional_columns(elig, config)
+    model = ProbabilisticModel(model_frame(elig, optional), config, optional)
     try:
         parts = []
-        new_frame = model_frame(elig[is_new])
+        new_frame = model_frame(elig[is_new], optional)
         if len(new_frame) >= 2:
             parts.append(model.predict_within(new_frame))
         if (~is_new).sum() > 0:
-            parts.append(model.predict_between(new_frame, model_frame(elig[~is_new])))
+            parts.append(model.predict_between(new_frame, model_frame(elig[~is_new], optional)))
         info.update(trained=model.training.trained, training_steps=model.training.steps)
     finally:
         model.close()

@@ -23,7 +23,7 @@ import psycopg
 from psycopg import sql
 
 from crm_knowledge.identity.config import IdentityConfig, load_config
-from crm_knowledge.identity.prepare import CANDIDATE_COLUMNS, KEY
+from crm_knowledge.identity.prepare import CANDIDATE_COLUMNS, IDENTIFIER_PREFIX, KEY
 from crm_knowledge.identity.resolve import (
     MATCH_PAIR_COLUMNS,
     RECORD_CLUSTER_COLUMNS,
@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 SQL_FILE = Path(__file__).resolve().parents[1] / "warehouse" / "sql" / "06_identity.sql"
 CANDIDATES_TABLE = ("intermediate", "int_identity_candidates")
+IDENTIFIERS_TABLE = ("intermediate", "int_identity_identifiers")
 
 
 def ensure_schema(conn: psycopg.Connection) -> None:
@@ -88,7 +89,29 @@ def read_candidates(conn: psycopg.Connection) -> pd.DataFrame:
     df["seen_at"] = pd.to_datetime(df["seen_at"], utc=True, errors="coerce", format="ISO8601")
     if "staged_at" in df.columns:
         df["staged_at"] = pd.to_datetime(df["staged_at"], utc=True, errors="coerce", format="ISO8601")
-    return df
+    return _with_identifiers(conn, df)
+
+
+def _with_identifiers(conn: psycopg.Connection, candidates: pd.DataFrame) -> pd.DataFrame:
+    """`candidates` plus one ``id_<kind>`` column per declared identifier kind found in
+    intermediate.int_identity_identifiers (the long table: record, kind, value)."""
+    schema, table = IDENTIFIERS_TABLE
+    if not _table_exists(conn, schema, table):
+        return candidates
+    cols = [*KEY, "identifier_kind", "identifier_value"]
+    q = sql.SQL("select {} from {}.{}").format(sql.SQL(", ").join(map(sql.Identifier, cols)),
+                                               sql.Identifier(schema), sql.Identifier(table))
+    long = _copy_out(conn, q, cols)
+    if long.empty:
+        return candidates
+    wide = long.pivot(index=KEY, columns="identifier_kind", values="identifier_value")
+    wide.columns = [f"{IDENTIFIER_PREFIX}{c}" for c in wide.columns]
+    out = candidates.merge(wide.reset_index(), on=KEY, how="left")
+    for c in wide.columns:
+        out[c] = out[c].astype(object).where(out[c].notna(), None)
+    log.info("identity: %d identifier value(s) of declared kind(s) %s", len(long),
+             ", ".join(sorted(long["identifier_kind"].unique())))
+    return out
 
 
 def read_previous(conn: psycopg.Connection) -> pd.DataFrame:

@@ -29,7 +29,7 @@ from psycopg.types.json import Jsonb
 from crm_knowledge.ingest import ledger
 from crm_knowledge.ingest.convert import RowError, converter_for, jsonable, record_hash
 from crm_knowledge.ingest.readers import BadRow, FileUnreadable, header_key, read_file
-from crm_knowledge.ingest.registry import KIND_TARGETS, SourceConfig
+from crm_knowledge.ingest.registry import IDENTIFIER_KINDS, KIND_TARGETS, SourceConfig
 from crm_knowledge.settings import Settings, get_settings
 
 log = logging.getLogger(__name__)
@@ -128,7 +128,9 @@ def load_file(conn: psycopg.Connection, cfg: SourceConfig, path: Path,
 
     target, business_cols = KIND_TARGETS[cfg.kind]
     constants = cfg.constant_columns
-    columns = [*constants, *business_cols, "extras", *META_COLUMNS]
+    # columns mapped onto a declared identifier kind land in `identifiers` ({"<kind>": value})
+    has_identifiers = cfg.kind in IDENTIFIER_KINDS
+    columns = [*constants, *business_cols, "extras", *(["identifiers"] if has_identifiers else []), *META_COLUMNS]
     batch_id = ledger.new_batch_id(cfg.name)
     loaded_at = dt.datetime.now(dt.UTC)
     counts = ledger.BatchCounts()
@@ -157,15 +159,21 @@ def load_file(conn: psycopg.Connection, cfg: SourceConfig, path: Path,
                     row_number, record = item
                     business: list[Any] = [None] * len(business_cols)
                     extras: dict[str, Any] = {}
+                    identifiers: dict[str, str] = {}
                     try:
                         for col, value in record.items():
                             step = plan.get(col, _UNPLANNED)
                             if step is _UNPLANNED:
                                 dst = dst_by_key.get(header_key(col))
-                                step = plan[col] = (position[dst], converter_for(dst, cfg)) if dst else None
+                                step = plan[col] = ((position[dst], converter_for(dst, cfg)) if dst in position
+                                                    else (dst, None) if dst else None)
                             if step is None:
                                 if value is not None and value != "":
                                     extras[col] = jsonable(value)
+                                continue
+                            if step[1] is None:  # a declared identifier kind
+                                if value is not None and str(value).strip():
+                                    identifiers[step[0]] = str(value)
                                 continue
                             try:
                                 business[step[0]] = step[1](value)
@@ -176,9 +184,11 @@ def load_file(conn: psycopg.Connection, cfg: SourceConfig, path: Path,
                     except RowError as exc:
                         rejects.append((row_number, str(exc), {k: jsonable(v) for k, v in record.items()}))
                         continue
-                    row = [*const_values, *business, Jsonb(extras) if extras else None,
-                           batch_id, path.name, loaded_at, row_number,
-                           record_hash([*const_values, *business, extras or None])]
+                    ids = [Jsonb(identifiers) if identifiers else None] if has_identifiers else []
+                    # rows without identifiers hash as before, so existing rows are not seen as changed
+                    hashed = [*const_values, *business, extras or None, *([identifiers] if identifiers else [])]
+                    row = [*const_values, *business, Jsonb(extras) if extras else None, *ids,
+                           batch_id, path.name, loaded_at, row_number, record_hash(hashed)]
                     copy.write_row(row)
                     counts.rows_loaded += 1
             counts.rows_rejected = len(rejects)
