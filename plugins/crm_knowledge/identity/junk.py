@@ -4,7 +4,8 @@ Two sources:
 
 * the configured deny-list (exact values and regular expressions per kind), e.g. ``test@test.com``;
 * data-driven: a value of a kind (built-in or declared in config/identity.yml `identifiers`) shared by
-  more distinct *name-dissimilar* records than that kind's share limit (a shop's phone typed for every walk-in customer, a clerk's own email, ...).
+  more distinct *name-dissimilar* records than that kind's share limit (a shop's phone typed for every
+  walk-in customer, a clerk's own email, ...).
 
 Junk values are nulled before matching and reported by kind, keyed pseudonym of the value
 (``crm_knowledge.privacy.pseudonym``: HMAC-SHA-256 with CKP_PSEUDONYM_KEY, so the identity schema holds
