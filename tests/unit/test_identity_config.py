@@ -18,7 +18,7 @@ def test_repository_config_loads():
     assert "test@test.com" in cfg.junk.deny["email"]
     assert cfg.max_cluster_size >= 2
     assert cfg.probabilistic.blocking_rules
-    assert set(cfg.probabilistic.require_agreement_on) == {"birth_date", "postcode"}
+    assert set(cfg.probabilistic.require_agreement_on) == {"birth_date", "postcode", "address"}
     assert cfg.deterministic.weak_name_similarity <= cfg.deterministic.name_similarity
     assert ("mamad", "mohammad") in cfg.deterministic.nicknames
 

@@ -138,6 +138,12 @@ class ProbabilisticConfig:
     required_any: tuple[str, ...] = ("birth_date", "postcode")
     veto_conflicting_national_id: bool = True
     require_agreement_on: tuple[str, ...] = ("birth_date", "postcode")
+    #: a pair whose records both carry one of these (or an identifier kind a person has one of) is linked
+    #: only when it agrees on one of them (match weight >= person_min_weight): a household shares a family
+    #: name and an address, not a given name and a birth date
+    person_fields: tuple[str, ...] = ("first_name", "birth_date")
+    #: match weight from which a field of `person_fields` counts as agreeing
+    person_min_weight: float = 2.0
     splink_log_level: str = "WARNING"
     blocking_rules: tuple[BlockingRule, ...] = ()
     training_blocking_rules: tuple[BlockingRule, ...] = ()
@@ -384,14 +390,17 @@ def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> IdentityCon
             raise v.fail(f"{path}.comparisons.birth_date.metrics", f"must be day, month or year, got {m!r}")
     required_any = v.str_list(p, "required_any", path, ["birth_date", "postcode"])
     for r in required_any:
-        if r not in ("birth_date", "postcode", "city"):
-            raise v.fail(f"{path}.required_any", f"must name birth_date, postcode or city, got {r!r}")
+        if r not in ("birth_date", "postcode", "city", "address"):
+            raise v.fail(f"{path}.required_any", f"must name birth_date, postcode, city or address, got {r!r}")
     agree_on = v.str_list(p, "require_agreement_on", path, ["birth_date", "postcode"])
-    agree_fields = ("first_name", "last_name", "birth_date", "postcode", "city", "street", "house_number",
-                    "address_line2", *kinds)
+    agree_fields = ("first_name", "last_name", "birth_date", "postcode", "city", "address", *kinds)
     for r in agree_on:
         if r not in agree_fields:
             raise v.fail(f"{path}.require_agreement_on", f"must name fields among {', '.join(agree_fields)}, got {r!r}")
+    person_fields = v.str_list(p, "person_fields", path, ["first_name", "birth_date"])
+    for r in person_fields:
+        if r not in agree_fields:
+            raise v.fail(f"{path}.person_fields", f"must name fields among {', '.join(agree_fields)}, got {r!r}")
     level = v.string(p, "splink_log_level", path, "WARNING",
                      choices=("INFO", "WARNING", "ERROR", "CRITICAL"))
     prob = ProbabilisticConfig(
@@ -407,6 +416,8 @@ def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> IdentityCon
         required_any=tuple(required_any),
         veto_conflicting_national_id=v.boolean(p, "veto_conflicting_national_id", path, True),
         require_agreement_on=tuple(agree_on),
+        person_fields=tuple(person_fields),
+        person_min_weight=v.number(p, "person_min_weight", path, 2.0),
         splink_log_level=level,
         blocking_rules=v.rules(p, "blocking_rules", path, [["birth_date"], ["postcode"]]),
         training_blocking_rules=v.rules(p, "training_blocking_rules", path,

@@ -31,16 +31,15 @@ log = logging.getLogger(__name__)
 
 PAIR_COLUMNS = ["rid_l", "rid_r", "match_probability", "match_weight", "explanation"]
 MODEL_COLUMNS = ["unique_id", "first_key", "last_key", "first_text", "last_text", "birth_date", "birth_year",
-                 "postcode", "postcode_prefix", "city_key"]
-#: address details compared when a source maps them (config switch in ProbabilisticConfig)
+                 "postcode", "postcode_prefix", "city_key", "street_key", "house_number", "address_line2_key"]
+#: parts of the street address compared (one comparison, `address`) when a source maps them (config switch)
 ADDRESS_COLUMNS = {"street_key": "street_enabled", "house_number": "house_number_enabled",
                    "address_line2_key": "address_line2_enabled"}
 #: lower bound of trained m probabilities (see ProbabilisticModel._floor_m)
 M_FLOOR = 1e-4
 #: comparison output name -> human field name used in explanations (identifier kinds: `id_<kind>` -> kind)
 FIELDS = {"first_key": "first_name", "last_key": "last_name", "birth_date": "birth_date",
-          "postcode": "postcode", "city_key": "city", "street_key": "street", "house_number": "house_number",
-          "address_line2_key": "address_line2"}
+          "postcode": "postcode", "city_key": "city", "address": "address"}
 
 
 def field_name(column: str) -> str:
@@ -65,7 +64,7 @@ def empty_pairs() -> pd.DataFrame:
 
 def eligible(prepared: pd.DataFrame, config: IdentityConfig) -> pd.Series:
     """Records with enough fields for probabilistic matching: a name and one of `required_any`."""
-    cols = {"birth_date": "birth_date", "postcode": "postcode", "city": "city_key"}
+    cols = {"birth_date": "birth_date", "postcode": "postcode", "city": "city_key", "address": "street_key"}
     any_req = np.zeros(len(prepared), dtype=bool)
     for r in config.probabilistic.required_any:
         any_req |= prepared[cols[r]].notna().to_numpy()
@@ -149,7 +148,7 @@ def _name_comparison(col: str, other: str, config: IdentityConfig):
         exact,
         # both name fields swapped; one field equal to the other record's other field is not enough
         # (that is what a brother and sister's "Rezaei Amir" / "Roya Rezaei" have in common)
-        cll.ColumnsReversedLevel(col, other).configure(
+        cll.ColumnsReversedLevel(col, other, symmetrical=True).configure(
             m_probability=0.05, u_probability=0.0005, label_for_charts=f"{col} and {other} swapped"),
     ]
     # fuzzy levels only for keys long enough for a string distance to mean something ("r" is Roya)
@@ -216,18 +215,40 @@ def _city_comparison(config: IdentityConfig):
                                output_column_name="city_key")
 
 
-def _address_comparison(col: str, config: IdentityConfig):
-    """Street / second address line: exact > Jaro-Winkler bands > else; house number: exact > else."""
+def _address_comparison(columns: Sequence[str], config: IdentityConfig):
+    """One comparison of the street address a source maps (street, house number, second address line).
+
+    One, not three: the parts are not independent (a household shares all of them), and Fellegi-Sunter
+    would count the same evidence three times. Levels: same street, number and unit (or one side has no
+    unit) > street and second line swapped > the street with a typo, same number > the same street only >
+    else. Only the parts present in the data are used.
+    """
     import splink.comparison_level_library as cll
     import splink.comparison_library as cl
 
-    levels = [cll.NullLevel(col), cll.ExactMatchLevel(col).configure(m_probability=0.7, u_probability=0.002)]
-    if col != "house_number":
-        for i, t in enumerate(sorted(config.probabilistic.street_jw_thresholds, reverse=True)):
-            levels.append(cll.JaroWinklerLevel(col, t).configure(m_probability=0.15, u_probability=0.01 * (i + 1),
-                                                                 label_for_charts=f"Jaro-Winkler of {col} >= {t}"))
-    levels.append(cll.ElseLevel().configure(m_probability=0.15, u_probability=0.98))
-    return cl.CustomComparison(levels, output_column_name=col)
+    t = max(config.probabilistic.street_jw_thresholds)
+    house = "house_number" in columns
+    line2 = "address_line2_key" in columns
+    same_house = "coalesce(house_number_l = house_number_r, false)" if house else "true"
+    unit_ok = ("(address_line2_key_l is null or address_line2_key_r is null "
+               "or address_line2_key_l = address_line2_key_r)") if line2 else "true"
+    levels = [
+        cll.CustomLevel("street_key_l is null or street_key_r is null").configure(is_null_level=True),
+        cll.CustomLevel(f"street_key_l = street_key_r and {same_house} and {unit_ok}",
+                        label_for_charts="same street address").configure(m_probability=0.7, u_probability=1e-4),
+    ]
+    if line2:
+        levels.append(cll.CustomLevel(
+            f"(street_key_l = address_line2_key_r or address_line2_key_l = street_key_r) and {same_house}",
+            label_for_charts="street and second line swapped").configure(m_probability=0.03, u_probability=1e-5))
+    levels += [
+        cll.And(cll.JaroWinklerLevel("street_key", t), cll.CustomLevel(same_house)).configure(
+            m_probability=0.15, u_probability=5e-4, label_for_charts=f"street Jaro-Winkler >= {t}, same number"),
+        cll.JaroWinklerLevel("street_key", t).configure(
+            m_probability=0.05, u_probability=0.01, label_for_charts=f"same street (Jaro-Winkler >= {t})"),
+        cll.ElseLevel().configure(m_probability=0.07, u_probability=0.99),
+    ]
+    return cl.CustomComparison(levels, output_column_name="address")
 
 
 def _identifier_comparison(kind: IdentifierKind):
@@ -252,7 +273,9 @@ def build_settings(config: IdentityConfig, n_records: int, optional: Sequence[st
 
     p = config.probabilistic
     kinds = {k.column: k for k in config.identifiers}
-    extra = [_identifier_comparison(kinds[c]) if c in kinds else _address_comparison(c, config) for c in optional]
+    extra = [_identifier_comparison(kinds[c]) for c in optional if c in kinds]
+    if "street_key" in optional:
+        extra.insert(0, _address_comparison([c for c in optional if c in ADDRESS_COLUMNS], config))
     return SettingsCreator(
         link_type="dedupe_only",
         unique_id_column_name="unique_id",
@@ -274,7 +297,7 @@ def build_settings(config: IdentityConfig, n_records: int, optional: Sequence[st
 def model_frame(prepared: pd.DataFrame, optional: Sequence[str] = ()) -> pd.DataFrame:
     """The columns Splink sees: names, birth date, address and the `optional` columns
     (:func:`optional_columns`; no contact data unless configured), no ids beyond the row number."""
-    cols = [*MODEL_COLUMNS[1:], *optional]
+    cols = [*MODEL_COLUMNS[1:], *(c for c in optional if c not in MODEL_COLUMNS)]
     out = prepared[cols].copy()
     out.insert(0, "unique_id", prepared["rid"].astype("int64").to_numpy())
     for c in cols:
@@ -461,14 +484,33 @@ def _corroborated(pairs: pd.DataFrame, config: IdentityConfig) -> pd.DataFrame:
     """Keep pairs that agree (fully or partly, i.e. with a positive match weight) on at least one field
     of `probabilistic.require_agreement_on`: a name and a city alone are shared by namesakes."""
     fields = config.probabilistic.require_agreement_on
-    if pairs.empty or not fields:
+    if pairs.empty or not (fields or config.probabilistic.person_fields):
         return pairs
     wanted = set(fields)
-    keep = np.array([bool(wanted & set(e["agreed"] + e["partially_agreed"]))
-                     for e in map(json.loads, pairs["explanation"])], dtype=bool)
+    person = set(config.probabilistic.person_fields) | {
+        k.name for k in config.identifiers if k.unique_per_person and k.probabilistic}
+    expl = [json.loads(e) for e in pairs["explanation"]]
+    keep = np.array([not wanted or bool(wanted & set(e["agreed"] + e["partially_agreed"])) for e in expl],
+                    dtype=bool)
     if (~keep).any():
         log.info("probabilistic: %d pair(s) above the threshold dropped: no agreement on any of %s",
                  int((~keep).sum()), ", ".join(fields))
+    if person:
+        # A pair whose records both carry a person field must agree on one (match weight of at least
+        # `person_min_weight`: a one-letter edit of a short name key, Emma / Emily, is what siblings' names
+        # share as well). Agreeing on where one lives (postcode, city, street address) and on a family name
+        # is not agreeing on who one is: a household shares all of that.
+        min_w = config.probabilistic.person_min_weight
+
+        def other_person_(e: dict) -> bool:
+            weights = [e["fields"][f]["match_weight"] for f in person if f in e["fields"] and f not in e["missing"]]
+            return bool(weights) and max(weights) < min_w
+
+        other_person = np.array([other_person_(e) for e in expl], dtype=bool)
+        if (keep & other_person).any():
+            log.info("probabilistic: %d pair(s) above the threshold dropped: no agreement on any of %s",
+                     int((keep & other_person).sum()), ", ".join(sorted(person)))
+        keep &= ~other_person
     return pairs[keep].reset_index(drop=True)
 
 
