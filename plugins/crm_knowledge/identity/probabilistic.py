@@ -30,6 +30,9 @@ from crm_knowledge.identity.config import BlockingRule, IdentifierKind, Identity
 log = logging.getLogger(__name__)
 
 PAIR_COLUMNS = ["rid_l", "rid_r", "match_probability", "match_weight", "explanation"]
+#: one row per comparison level of a trained model (identity.match_weights)
+PARAMETER_COLUMNS = ["comparison", "comparison_vector_value", "label", "m_probability", "u_probability",
+                     "match_weight"]
 MODEL_COLUMNS = ["unique_id", "first_key", "last_key", "first_text", "last_text", "birth_date", "birth_year",
                  "postcode", "postcode_prefix", "city_key", "street_key", "house_number", "address_line2_key"]
 #: parts of the street address compared (one comparison, `address`) when a source maps them (config switch)
@@ -369,6 +372,26 @@ class ProbabilisticModel:
                 if isinstance(m, float) and m < floor:
                     lvl.m_probability = floor
 
+    def parameters(self) -> pd.DataFrame:
+        """The model's m / u estimates and match weights, one row per comparison level (and the prior):
+        what ``identity.match_weights`` records per run. No data values, only the model."""
+        rows = [("prior", -1, "Starting match weight (prior)", None, None,
+                 float(np.log2(_bayes_factor(self.linker._settings_obj._probability_two_random_records_match))))]
+        for comp in self.linker._settings_obj.comparisons:
+            for lvl in comp.comparison_levels:
+                if lvl.is_null_level:
+                    continue
+                m, u = lvl.m_probability, lvl.u_probability
+                weight = float(np.log2(m / u)) if isinstance(m, float) and isinstance(u, float) and m > 0 and u > 0 \
+                    else None
+                rows.append((comp.output_column_name, int(lvl.comparison_vector_value), lvl.label_for_charts,
+                             m, u, weight))
+        return pd.DataFrame(rows, columns=PARAMETER_COLUMNS)
+
+    def model_json(self) -> dict:
+        """The trained Splink model (settings with m / u values): rebuilds the charts later (identity-eval)."""
+        return self.linker.misc.save_model_to_json()
+
     def register(self, frame: pd.DataFrame):
         self._n_registered += 1
         return _register(self.db_api, frame, f"identity_subset_{self._n_registered}")
@@ -429,6 +452,10 @@ class ProbabilisticModel:
         _close(self.db_api)
 
 
+def _bayes_factor(p: float) -> float:
+    return p / (1 - p)
+
+
 def _short(e: Exception) -> str:
     return str(e).strip().splitlines()[-1][:200] if str(e).strip() else type(e).__name__
 
@@ -459,7 +486,10 @@ def pairs_with_explanations(pred: pd.DataFrame, labels: dict[str, dict[int, str]
                 partial.append(field)
             else:
                 disagreed.append(field)
-            detail[field] = {"level": labels[c].get(g, str(g)), "match_weight": round(w, 3)}
+            detail[field] = {"level": labels[c].get(g, str(g)), "match_weight": round(w, 3), "comparison": c,
+                             "gamma": g}
+            if tfw[c] is not None and not pd.isna(tfw[c][i]):
+                detail[field]["tf_match_weight"] = round(float(tfw[c][i]), 3)
         expl.append(json.dumps({"agreed": agreed, "partially_agreed": partial, "disagreed": disagreed,
                                 "missing": missing, "fields": detail}, ensure_ascii=False))
     return pd.DataFrame({"rid_l": lo.to_numpy(), "rid_r": hi.to_numpy(),
@@ -532,8 +562,10 @@ def probabilistic_pairs(prepared: pd.DataFrame, config: IdentityConfig) -> tuple
     try:
         pairs = model.predict()
         info.update(trained=model.training.trained, training_steps=model.training.steps)
+        model_info = {"parameters": model.parameters(), "splink_model": model.model_json()}
     finally:
         model.close()
+    info["model"] = model_info
     pairs = _veto(_corroborated(_dedupe(pairs), config), prepared, config)
     return pairs, info
 
@@ -559,8 +591,10 @@ def probabilistic_pairs_incremental(prepared: pd.DataFrame, new_rids: Sequence[i
         if (~is_new).sum() > 0:
             parts.append(model.predict_between(new_frame, model_frame(elig[~is_new], optional)))
         info.update(trained=model.training.trained, training_steps=model.training.steps)
+        model_info = {"parameters": model.parameters(), "splink_model": model.model_json()}
     finally:
         model.close()
+    info["model"] = model_info
     parts = [p for p in parts if len(p)]
     pairs = pd.concat(parts, ignore_index=True) if parts else empty_pairs()
     return _veto(_corroborated(_dedupe(pairs), config), prepared, config), info

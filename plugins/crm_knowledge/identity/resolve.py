@@ -63,6 +63,9 @@ class ResolutionResult:
     unresolved: pd.DataFrame        # UNRESOLVED_COLUMNS
     junk_values: pd.DataFrame       # JUNK_COLUMNS (hashes only, no values)
     stats: dict = field(default_factory=dict)
+    #: the trained probabilistic model of the run: {"parameters": PARAMETER_COLUMNS frame, "splink_model":
+    #: Splink's settings dict}; None when no model was trained (too few records, probabilistic disabled)
+    model: dict | None = None
 
 
 def resolve(candidates: pd.DataFrame, previous: pd.DataFrame | None = None,
@@ -115,6 +118,7 @@ def _run(candidates: pd.DataFrame, is_new: np.ndarray | None, previous: pd.DataF
         prob, prob_info = probabilistic_pairs_incremental(clean, clean.loc[is_new, "rid"].to_numpy(), config)
         extra = _previous_edges(clean, is_new, previous)
 
+    model = prob_info.pop("model", None)
     # probabilistic matching is for records that share no strong identifier with each other
     hard_labels = components(n, det, extra)
     if len(prob):
@@ -219,7 +223,7 @@ def _run(candidates: pd.DataFrame, is_new: np.ndarray | None, previous: pd.DataF
              "pairs, %d merges, %d unresolved, %d junk values, %d oversized clusters", stats["mode"], n,
              stats["customers"], len(det), len(prob), len(merges), len(unresolved), len(junk_out),
              len(cl.oversized))
-    return ResolutionResult(record_clusters, match_pairs, merges, unresolved, junk_out, stats)
+    return ResolutionResult(record_clusters, match_pairs, merges, unresolved, junk_out, stats, model)
 
 
 def _det_explanation(rule: str) -> str:

@@ -21,9 +21,11 @@ from pathlib import Path
 import pandas as pd
 import psycopg
 from psycopg import sql
+from psycopg.types.json import Jsonb
 
 from crm_knowledge.identity.config import IdentityConfig, load_config
 from crm_knowledge.identity.prepare import CANDIDATE_COLUMNS, IDENTIFIER_PREFIX, KEY
+from crm_knowledge.identity.probabilistic import PARAMETER_COLUMNS
 from crm_knowledge.identity.resolve import (
     MATCH_PAIR_COLUMNS,
     RECORD_CLUSTER_COLUMNS,
@@ -278,13 +280,18 @@ def run(conn_url: str, mode: str = "full", config: IdentityConfig | None = None,
         record_issued_ids(conn, result.record_clusters["customer_id"], config.id_prefix, config.id_digits)
         run_day = day.date() if isinstance(day, dt.datetime) else (day or dt.datetime.now(dt.UTC).date())
         st = result.stats
-        conn.execute(
-            "insert into identity.resolution_runs (run_day, mode, records, new_records, customers, seconds) "
-            "values (%s, %s, %s, %s, %s, %s)",
-            (run_day, st["mode"], st["records"], st["new_records"], st["customers"], st["seconds"]))
+        run_id = conn.execute(
+            "insert into identity.resolution_runs (run_day, mode, records, new_records, customers, seconds, "
+            "splink_model) values (%s, %s, %s, %s, %s, %s, %s) returning run_id",
+            (run_day, st["mode"], st["records"], st["new_records"], st["customers"], st["seconds"],
+             Jsonb(result.model["splink_model"]) if result.model else None)).fetchone()[0]
+        if result.model:
+            _copy_in(conn, "match_weights", ["run_id", *PARAMETER_COLUMNS],
+                     result.model["parameters"].assign(run_id=run_id))
         conn.commit()
     stats = {k: v for k, v in result.stats.items() if k != "oversized_detail"}
     stats["clusters"] = stats["customers"]
+    stats["run_id"] = run_id
     log.info("identity: wrote %d record clusters (%d customers), %d match pairs, %d merges, %d unresolved, "
              "%d junk values", len(result.record_clusters), stats["customers"], len(result.match_pairs),
              len(result.merges), len(result.unresolved), len(result.junk_values))
