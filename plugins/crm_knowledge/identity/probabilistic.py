@@ -38,6 +38,8 @@ MODEL_COLUMNS = ["unique_id", "first_key", "last_key", "first_text", "last_text"
 #: parts of the street address compared (one comparison, `address`) when a source maps them (config switch)
 ADDRESS_COLUMNS = {"street_key": "street_enabled", "house_number": "house_number_enabled",
                    "address_line2_key": "address_line2_enabled"}
+#: the records' street and house number agree (both present): the postcode and city are implied by it
+SAME_STREET_ADDRESS = "street_key_l = street_key_r and house_number_l = house_number_r"
 #: lower bound of trained m probabilities (see ProbabilisticModel._floor_m)
 M_FLOOR = 1e-4
 #: comparison output name -> human field name used in explanations (identifier kinds: `id_<kind>` -> kind)
@@ -177,8 +179,9 @@ def _birth_date_comparison(config: IdentityConfig):
     levels = [
         cll.NullLevel("birth_date"),
         cll.ExactMatchLevel("birth_date").configure(m_probability=0.88, u_probability=0.0001),
-        cll.LevenshteinLevel("birth_date", 1).configure(m_probability=0.05, u_probability=0.002,
-                                                         label_for_charts="birth_date one typo"),
+        # one typo or two digits transposed (1984 / 1948)
+        cll.DamerauLevenshteinLevel("birth_date", 1).configure(m_probability=0.05, u_probability=0.002,
+                                                               label_for_charts="birth_date one typo"),
     ]
     for i, (t, m) in enumerate(zip(p.birth_date_thresholds, p.birth_date_metrics, strict=True)):
         levels.append(cll.AbsoluteDateDifferenceLevel("birth_date", input_is_string=True, threshold=t, metric=m,
@@ -197,7 +200,14 @@ def _postcode_comparison(config: IdentityConfig):
     exact = cll.ExactMatchLevel("postcode").configure(m_probability=0.8, u_probability=0.0005)
     if p.postcode_tf:
         exact.configure(tf_adjustment_column="postcode")
-    levels = [cll.NullLevel("postcode"), exact]
+    # the postcode says nothing more once the street address (street and house number) agrees: counting both
+    # would count one fact twice (Fellegi-Sunter assumes independent fields), so that pair is "no evidence" here
+    levels = [cll.CustomLevel(f"postcode_l is null or postcode_r is null or ({SAME_STREET_ADDRESS})",
+                              label_for_charts="postcode missing, or implied by the street address")
+              .configure(is_null_level=True),
+              exact,
+              cll.DamerauLevenshteinLevel("postcode", 1).configure(
+                  m_probability=0.05, u_probability=0.002, label_for_charts="postcode one typo or transposition")]
     for n in sorted(p.postcode_prefix_lengths, reverse=True):
         levels.append(cll.CustomLevel(f"substr(postcode_l, 1, {n}) = substr(postcode_r, 1, {n})",
                                       label_for_charts=f"postcode first {n} characters")
@@ -213,7 +223,11 @@ def _city_comparison(config: IdentityConfig):
     exact = cll.ExactMatchLevel("city_key").configure(m_probability=0.9, u_probability=0.1)
     if config.probabilistic.city_tf:
         exact.configure(tf_adjustment_column="city_key")
-    return cl.CustomComparison([cll.NullLevel("city_key"), exact,
+    # likewise the city, once the postcode or the street address agrees
+    implied = cll.CustomLevel(f"city_key_l is null or city_key_r is null or postcode_l = postcode_r "
+                              f"or ({SAME_STREET_ADDRESS})",
+                              label_for_charts="city missing, or implied by the postcode or street address")
+    return cl.CustomComparison([implied.configure(is_null_level=True), exact,
                                 cll.ElseLevel().configure(m_probability=0.1, u_probability=0.9)],
                                output_column_name="city_key")
 
@@ -244,11 +258,17 @@ def _address_comparison(columns: Sequence[str], config: IdentityConfig):
         levels.append(cll.CustomLevel(
             f"(street_key_l = address_line2_key_r or address_line2_key_l = street_key_r) and {same_house}",
             label_for_charts="street and second line swapped").configure(m_probability=0.03, u_probability=1e-5))
+    # a typo in the street: Jaro-Winkler, or at most two edits (a letter added in front defeats Jaro-Winkler)
+    def near_street():
+        return cll.Or(cll.JaroWinklerLevel("street_key", t), cll.DamerauLevenshteinLevel("street_key", 2))
+
     levels += [
-        cll.And(cll.JaroWinklerLevel("street_key", t), cll.CustomLevel(same_house)).configure(
-            m_probability=0.15, u_probability=5e-4, label_for_charts=f"street Jaro-Winkler >= {t}, same number"),
-        cll.JaroWinklerLevel("street_key", t).configure(
-            m_probability=0.05, u_probability=0.01, label_for_charts=f"same street (Jaro-Winkler >= {t})"),
+        cll.And(near_street(), cll.CustomLevel(same_house)).configure(
+            m_probability=0.15, u_probability=5e-4,
+            label_for_charts=f"street Jaro-Winkler >= {t} or within 2 edits, same number"),
+        near_street().configure(
+            m_probability=0.05, u_probability=0.01,
+            label_for_charts=f"same street (Jaro-Winkler >= {t} or within 2 edits)"),
         cll.ElseLevel().configure(m_probability=0.07, u_probability=0.99),
     ]
     return cl.CustomComparison(levels, output_column_name="address")
@@ -526,15 +546,18 @@ def _corroborated(pairs: pd.DataFrame, config: IdentityConfig) -> pd.DataFrame:
         log.info("probabilistic: %d pair(s) above the threshold dropped: no agreement on any of %s",
                  int((~keep).sum()), ", ".join(fields))
     if person:
-        # A pair whose records both carry a person field must agree on one (match weight of at least
+        # A pair must agree on a person field both records carry (match weight of at least
         # `person_min_weight`: a one-letter edit of a short name key, Emma / Emily, is what siblings' names
         # share as well). Agreeing on where one lives (postcode, city, street address) and on a family name
         # is not agreeing on who one is: a household shares all of that.
         min_w = config.probabilistic.person_min_weight
 
         def other_person_(e: dict) -> bool:
-            weights = [e["fields"][f]["match_weight"] for f in person if f in e["fields"] and f not in e["missing"]]
-            return bool(weights) and max(weights) < min_w
+            # the level's own weight, before the term-frequency adjustment: an exact match on a common given
+            # name is still an exact match
+            weights = [e["fields"][f]["match_weight"] - e["fields"][f].get("tf_match_weight", 0.0)
+                       for f in person if f in e["fields"] and f not in e["missing"]]
+            return not weights or max(weights) < min_w
 
         other_person = np.array([other_person_(e) for e in expl], dtype=bool)
         if (keep & other_person).any():
