@@ -43,6 +43,7 @@ log = logging.getLogger(__name__)
 SQL_FILE = Path(__file__).resolve().parents[1] / "warehouse" / "sql" / "06_identity.sql"
 CANDIDATES_TABLE = ("intermediate", "int_identity_candidates")
 IDENTIFIERS_TABLE = ("intermediate", "int_identity_identifiers")
+ADDRESS_DETAIL_COLUMNS = ("house_number", "address_line2_norm")
 
 
 def ensure_schema(conn: psycopg.Connection) -> None:
@@ -79,7 +80,9 @@ def read_candidates(conn: psycopg.Connection) -> pd.DataFrame:
     schema, table = CANDIDATES_TABLE
     if not _table_exists(conn, schema, table):
         raise RuntimeError(f"{schema}.{table} does not exist: run the dbt models before identity resolution")
-    columns = list(CANDIDATE_COLUMNS)
+    # address details came with issue #15: a candidates table built before has none (read as missing)
+    absent = [c for c in ADDRESS_DETAIL_COLUMNS if not _has_column(conn, schema, table, c)]
+    columns = [c for c in CANDIDATE_COLUMNS if c not in absent]
     if _has_column(conn, schema, table, "staged_at"):
         columns.append("staged_at")
     # In key order: record positions feed Splink's training sample and every tie-break, so without it the
@@ -88,6 +91,8 @@ def read_candidates(conn: psycopg.Connection) -> pd.DataFrame:
         sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(c)) for c in columns),
         sql.Identifier(schema), sql.Identifier(table))
     df = _copy_out(conn, q, columns)
+    for c in absent:
+        df[c] = None
     df["seen_at"] = pd.to_datetime(df["seen_at"], utc=True, errors="coerce", format="ISO8601")
     if "staged_at" in df.columns:
         df["staged_at"] = pd.to_datetime(df["staged_at"], utc=True, errors="coerce", format="ISO8601")
