@@ -99,8 +99,8 @@ def test_demo_identity_accuracy_and_stable_ids(demo_warehouse):
               f"{m['unresolved_records']} unresolved, resolved in {elapsed:.1f}s")
     print(f"demo identity accuracy: {report}")
     assert m["records"] >= n_candidates, report
-    assert m["precision"] >= 0.99, report
-    assert m["f1"] >= 0.98, report
+    assert m["precision"] >= 0.995, report
+    assert m["f1"] >= 0.985, report
     # the demo plants ~0.5% records with a name only, plus a few with only a junk phone; nothing else
     # should be left unresolved
     assert m["unresolved_records"] <= 0.015 * m["records"], report
@@ -174,9 +174,9 @@ def test_overseas_units_identity_accuracy_and_charts(overseas_warehouse, tmp_pat
               f"F1 {on_delivered['f1']:.4f}")
     print(f"overseas identity accuracy: {report}")
     # floors under what this configuration reaches (see README, "Identity resolution accuracy")
-    assert on_loaded["precision"] >= 0.98, report
-    assert on_loaded["f1"] >= 0.97, report
-    assert on_delivered["f1"] >= 0.95, report
+    assert on_loaded["precision"] >= 0.99, report
+    assert on_loaded["f1"] >= 0.98, report
+    assert on_delivered["f1"] >= 0.965, report
 
     # the run's model is recorded: m / u and match weights per comparison level, the declared number included
     with psycopg.connect(url) as conn:

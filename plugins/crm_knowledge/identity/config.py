@@ -159,7 +159,6 @@ class ProbabilisticConfig:
     postcode_tf: bool = True
     city_tf: bool = True
     #: address details a source maps (street, house number, second address line): compared when present
-    street_jw_thresholds: tuple[float, ...] = (0.9,)
     street_enabled: bool = True
     house_number_enabled: bool = True
     address_line2_enabled: bool = True
@@ -374,10 +373,6 @@ def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> IdentityCon
     cstreet = v.section(comps, "street", f"{path}.comparisons")
     chouse = v.section(comps, "house_number", f"{path}.comparisons")
     cline2 = v.section(comps, "address_line2", f"{path}.comparisons")
-    street_jw = v.num_list(cstreet, "jaro_winkler_thresholds", f"{path}.comparisons.street", [0.9])
-    if not all(0 < x < 1 for x in street_jw):
-        raise v.fail(f"{path}.comparisons.street.jaro_winkler_thresholds",
-                     f"must be numbers in (0, 1), got {street_jw}")
     jw = v.num_list(cname, "jaro_winkler_thresholds", f"{path}.comparisons.name", [0.92, 0.85])
     if not all(0 < x < 1 for x in jw):
         raise v.fail(f"{path}.comparisons.name.jaro_winkler_thresholds", f"must be numbers in (0, 1), got {jw}")
@@ -436,7 +431,6 @@ def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> IdentityCon
                                                  integer=True)),
         postcode_tf=v.boolean(cpc, "term_frequency", f"{path}.comparisons.postcode", True),
         city_tf=v.boolean(ccity, "term_frequency", f"{path}.comparisons.city", True),
-        street_jw_thresholds=tuple(street_jw),
         street_enabled=v.boolean(cstreet, "enabled", f"{path}.comparisons.street", True),
         house_number_enabled=v.boolean(chouse, "enabled", f"{path}.comparisons.house_number", True),
         address_line2_enabled=v.boolean(cline2, "enabled", f"{path}.comparisons.address_line2", True),
