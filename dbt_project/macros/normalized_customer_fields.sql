@@ -2,10 +2,13 @@
     The canonical customer fields of a source record (docs/data_contracts.md), typed and normalised the
     same way for every customer-bearing source: a display form (Persian letters and digits unified,
     trimmed) for golden records, and the normalised identifiers identity resolution compares.
-    Expects the canonical raw columns in scope; `has_full_name=false` for sources without full_name.
+    Expects the canonical raw columns in scope; `has_full_name=false` for sources without full_name,
+    `has_address_details=false` for sources without house_number / address_line2.
 -#}
-{% macro normalized_customer_fields(has_full_name=true) -%}
+{% macro normalized_customer_fields(has_full_name=true, has_address_details=true) -%}
     {%- set full_name = 'full_name' if has_full_name else 'cast(null as text)' -%}
+    {%- set house_number = 'house_number' if has_address_details else 'cast(null as text)' -%}
+    {%- set address_line2 = 'address_line2' if has_address_details else 'cast(null as text)' -%}
         {{ clean_text('first_name') }} as first_name,
         {{ clean_text('last_name') }} as last_name,
         coalesce(
@@ -30,6 +33,10 @@
         {{ clean_gender('gender') }} as gender,
         {{ clean_text('street') }} as street,
         util.normalize_name(street) as street_norm,
+        nullif(lower(regexp_replace(util.ascii_digits({{ house_number }}), '[^[:alnum:]]', '', 'g')), '')
+            as house_number,
+        {{ clean_text(address_line2) }} as address_line2,
+        util.normalize_name({{ address_line2 }}) as address_line2_norm,
         {{ clean_text('city') }} as city,
         util.normalize_name(city) as city_norm,
         {{ clean_text('province') }} as province,

@@ -11,11 +11,14 @@ def test_repository_config_loads():
     cfg = load_config()
     assert cfg.probabilistic.backend == "duckdb"
     assert 0 < cfg.probabilistic.match_threshold < 1
-    assert cfg.junk.share_limits == {"email": 3, "phone": 3, "national_id": 2}
+    assert {k: cfg.junk.share_limits[k] for k in ("email", "phone", "national_id")} == {
+        "email": 3, "phone": 3, "national_id": 2}
+    # declared kinds get the default limit of their uniqueness: 2 for one-per-person kinds, else 3
+    assert cfg.junk.share_limits["foreign_national_id"] == 2 and cfg.junk.share_limits["loyalty_card"] == 3
     assert "test@test.com" in cfg.junk.deny["email"]
     assert cfg.max_cluster_size >= 2
     assert cfg.probabilistic.blocking_rules
-    assert set(cfg.probabilistic.require_agreement_on) == {"birth_date", "postcode"}
+    assert set(cfg.probabilistic.require_agreement_on) == {"birth_date", "postcode", "address"}
     assert cfg.deterministic.weak_name_similarity <= cfg.deterministic.name_similarity
     assert ("mamad", "mohammad") in cfg.deterministic.nicknames
 

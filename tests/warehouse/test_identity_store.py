@@ -132,7 +132,7 @@ def test_ensure_schema_is_idempotent(scratch_db):
         store.ensure_schema(conn)
         store.ensure_schema(conn)
         n = conn.execute("select count(*) from information_schema.tables where table_schema = 'identity'").fetchone()[0]
-    assert n == 7
+    assert n == 8  # 06_identity.sql: record_clusters ... match_weights
 
 
 def test_missing_candidates_table(scratch_db):

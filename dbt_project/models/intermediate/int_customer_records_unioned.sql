@@ -56,6 +56,9 @@ orders_records as (
         gender,
         street,
         street_norm,
+        cast(null as text) as house_number,
+        cast(null as text) as address_line2,
+        cast(null as text) as address_line2_norm,
         city,
         city_norm,
         province,
@@ -65,6 +68,7 @@ orders_records as (
         cast(created_at as date) as signup_date,
         coalesce(created_at, updated_at, loaded_at) as first_seen_at,
         coalesce(updated_at, created_at, loaded_at) as last_seen_at,
+        cast(null as jsonb) as identifiers,
         staged_at
     from orders_customers
 
@@ -90,6 +94,9 @@ form_records as (
         gender,
         street,
         street_norm,
+        house_number,
+        address_line2,
+        address_line2_norm,
         city,
         city_norm,
         province,
@@ -99,6 +106,7 @@ form_records as (
         signup_date,
         coalesce(submitted_at, loaded_at) as first_seen_at,
         coalesce(submitted_at, loaded_at) as last_seen_at,
+        identifiers,
         staged_at
     from form_submissions
 
@@ -124,6 +132,9 @@ sibling_records as (
         gender,
         street,
         street_norm,
+        house_number,
+        address_line2,
+        address_line2_norm,
         city,
         city_norm,
         province,
@@ -133,6 +144,7 @@ sibling_records as (
         signup_date,
         coalesce(cast(signup_date as timestamp) at time zone 'UTC', loaded_at) as first_seen_at,
         loaded_at as last_seen_at,
+        identifiers,
         staged_at
     from sibling_customers
 
@@ -158,6 +170,9 @@ contact_records as (
         cast(null as text) as gender,
         cast(null as text) as street,
         cast(null as text) as street_norm,
+        cast(null as text) as house_number,
+        cast(null as text) as address_line2,
+        cast(null as text) as address_line2_norm,
         cast(null as text) as city,
         cast(null as text) as city_norm,
         cast(null as text) as province,
@@ -167,6 +182,7 @@ contact_records as (
         cast(null as date) as signup_date,
         coalesce(occurred_at, loaded_at) as first_seen_at,
         coalesce(occurred_at, loaded_at) as last_seen_at,
+        cast(null as jsonb) as identifiers,
         staged_at
     from contact_interactions
 

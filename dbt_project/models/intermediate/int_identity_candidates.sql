@@ -30,6 +30,8 @@ final as (
         postcode,
         city_norm,
         street_norm,
+        house_number,
+        address_line2_norm,
         customer_ref,
         last_seen_at as seen_at,
         -- when staging last re-wrote the record: an incremental identity run re-resolves records

@@ -42,6 +42,8 @@ final as (
         {{ normalized_customer_fields() }},
         signup_date,
         extras,
+        -- values of identifier kinds declared in config/identity.yml, as received ({"<kind>": value})
+        identifiers,
 
         -- timestamps
         submitted_at,

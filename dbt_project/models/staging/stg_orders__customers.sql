@@ -32,7 +32,7 @@ final as (
         cast(customer_id as text) as source_record_id,
 
         -- canonical customer fields
-        {{ normalized_customer_fields(has_full_name=false) }},
+        {{ normalized_customer_fields(has_full_name=false, has_address_details=false) }},
 
         -- timestamps
         created_at,

@@ -35,6 +35,8 @@ final as (
         {{ normalized_customer_fields() }},
         signup_date,
         extras,
+        -- values of identifier kinds declared in config/identity.yml, as received ({"<kind>": value})
+        identifiers,
 
         -- consent the unit holds, when its file carries it (extras `consent_marketing` / `consent_profiling`)
         case lower(btrim(extras ->> 'consent_marketing'))

@@ -11,6 +11,7 @@ itself is read with the shared `load_yaml_file`, and `IdentityConfigError` is a 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,15 +19,61 @@ from typing import Any
 from crm_knowledge.config_reader import ConfigError, load_yaml_file
 from crm_knowledge.settings import get_settings
 
-#: Identifier kinds and the candidate column holding each.
+#: Built-in identifier kinds and the candidate column holding each: canonical fields every source can map,
+#: normalised and validated in staging (util.normalize_email / normalize_phone / normalize_national_id, the
+#: Iranian national id with its check digit).
 IDENTIFIER_COLUMNS: dict[str, str] = {
     "email": "email_norm",
     "phone": "phone_e164",
     "national_id": "national_id_valid",
 }
 
+#: How a declared identifier's value is normalised before validation and matching.
+NORMALIZERS = ("none", "digits", "alnum", "lower")
+
 #: Columns of the prepared frame the probabilistic model may block on.
-BLOCKING_COLUMNS = {"first_key", "last_key", "birth_date", "birth_year", "postcode", "postcode_prefix", "city_key"}
+BLOCKING_COLUMNS = {"first_key", "last_key", "birth_date", "birth_year", "postcode", "postcode_prefix", "city_key",
+                    "street_key", "house_number"}
+
+#: Names a declared identifier kind may not take: they are columns of the raw tables a source maps onto.
+RESERVED_KIND_NAMES = frozenset({
+    "source_record_id", "first_name", "last_name", "full_name", "birth_date", "gender", "street", "house_number",
+    "address_line2", "city", "province", "postcode", "company", "business_type", "signup_date", "submission_id",
+    "form_type", "submitted_at", "customer_ref", "order_ref", "product_interest", "message", "rating",
+    "consent_marketing", "consent_profiling", "extras", "identifiers", "unit",
+})
+
+
+@dataclass(frozen=True)
+class IdentifierKind:
+    """One kind of identifier: a value that names one person (an e-mail, a passport number, ...).
+
+    `unique_per_person`: a person has one value of this kind (a national id), so two records carrying
+    different values are evidence against a match (Splink learns how strong); kinds a person can hold
+    several of (phones, loyalty cards) only count when they agree. Built-in kinds arrive normalised and
+    validated by staging; declared kinds are normalised (`normalize`) and checked (`pattern`, a Python
+    regular expression matched with re.fullmatch) in :func:`crm_knowledge.identity.prepare.prepare`, and a
+    value that fails the pattern is not used.
+    """
+
+    name: str
+    builtin: bool = False
+    normalize: str = "none"
+    pattern: re.Pattern[str] | None = None
+    unique_per_person: bool = False
+    #: take part in probabilistic matching (a Splink comparison) as well as in the deterministic rule
+    probabilistic: bool = True
+    description: str = ""
+
+    @property
+    def column(self) -> str:
+        """The column holding the kind in the prepared frame (and, declared kinds, the candidate frame)."""
+        return identifier_column(self.name)
+
+
+def identifier_column(kind: str) -> str:
+    """Prepared-frame column of an identifier kind: a built-in kind's name, ``id_<kind>`` for a declared one."""
+    return kind if kind in IDENTIFIER_COLUMNS else f"id_{kind}"
 
 BACKENDS = ("duckdb", "spark")
 
@@ -89,6 +136,12 @@ class ProbabilisticConfig:
     required_any: tuple[str, ...] = ("birth_date", "postcode")
     veto_conflicting_national_id: bool = True
     require_agreement_on: tuple[str, ...] = ("birth_date", "postcode")
+    #: a pair whose records both carry one of these (or an identifier kind a person has one of) is linked
+    #: only when it agrees on one of them (match weight >= person_min_weight): a household shares a family
+    #: name and an address, not a given name and a birth date
+    person_fields: tuple[str, ...] = ("first_name", "birth_date")
+    #: match weight from which a field of `person_fields` counts as agreeing
+    person_min_weight: float = 2.0
     splink_log_level: str = "WARNING"
     blocking_rules: tuple[BlockingRule, ...] = ()
     training_blocking_rules: tuple[BlockingRule, ...] = ()
@@ -103,6 +156,10 @@ class ProbabilisticConfig:
     postcode_prefix_lengths: tuple[int, ...] = (5,)
     postcode_tf: bool = True
     city_tf: bool = True
+    #: address details a source maps (street, house number, second address line): compared when present
+    street_enabled: bool = True
+    house_number_enabled: bool = True
+    address_line2_enabled: bool = True
 
 
 @dataclass(frozen=True)
@@ -117,7 +174,28 @@ class IdentityConfig:
     #: Days (0 = Monday ... 6 = Sunday, as date.weekday()) on which the daily run re-resolves every record
     #: (mode `full`) instead of matching only new and changed records (mode `incremental`).
     full_resolution_weekdays: frozenset[int] = frozenset({6})
+    #: every identifier kind, built-in ones first (see :class:`IdentifierKind`)
+    identifiers: tuple[IdentifierKind, ...] = (
+        IdentifierKind("national_id", builtin=True, unique_per_person=True),
+        IdentifierKind("email", builtin=True, probabilistic=False),
+        IdentifierKind("phone", builtin=True, probabilistic=False),
+    )
     source: str = field(default="<dict>", compare=False)
+
+    @property
+    def kinds(self) -> tuple[str, ...]:
+        return tuple(k.name for k in self.identifiers)
+
+    @property
+    def declared_identifiers(self) -> tuple[IdentifierKind, ...]:
+        """The kinds declared in the file (not built in): a source maps a column onto them."""
+        return tuple(k for k in self.identifiers if not k.builtin)
+
+    def identifier(self, name: str) -> IdentifierKind:
+        for k in self.identifiers:
+            if k.name == name:
+                return k
+        raise KeyError(name)
 
 
 # --- validation helpers ------------------------------------------------------------------------
@@ -196,11 +274,10 @@ class _V:
             raise self.fail(full, f"must be a list of positive integers, got {v!r}")
         return [int(x) if integer else float(x) for x in v]
 
-    def kinds(self, d: dict, path: str) -> None:
+    def kinds(self, d: dict, path: str, known: Sequence[str]) -> None:
         for k in d:
-            if k not in IDENTIFIER_COLUMNS:
-                raise self.fail(f"{path}.{k}", f"is not an identifier kind (expected one of "
-                                             f"{', '.join(IDENTIFIER_COLUMNS)})")
+            if k not in known:
+                raise self.fail(f"{path}.{k}", f"is not an identifier kind (declared: {', '.join(known)})")
 
     def rules(self, d, key, path, default) -> tuple[BlockingRule, ...]:
         full = f"{path}.{key}"
@@ -236,15 +313,17 @@ def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> IdentityCon
     digits = v.number(cid, "digits", "customer_id", 9, lo=4, hi=18, integer=True)
     always = frozenset(v.str_list(raw, "always_resolve_sources", "", ["orders"]))
     full_days = _full_resolution_weekdays(v, raw)
+    identifiers = _identifiers(v, raw)
+    kinds = [k.name for k in identifiers]
 
     j = v.section(raw, "junk", "")
     deny_raw = v.section(j, "deny", "junk")
-    v.kinds(deny_raw, "junk.deny")
-    deny = {k: frozenset(v.str_list(deny_raw, k, "junk.deny", [])) for k in IDENTIFIER_COLUMNS}
+    v.kinds(deny_raw, "junk.deny", kinds)
+    deny = {k: frozenset(v.str_list(deny_raw, k, "junk.deny", [])) for k in kinds}
     pat_raw = v.section(j, "deny_patterns", "junk")
-    v.kinds(pat_raw, "junk.deny_patterns")
+    v.kinds(pat_raw, "junk.deny_patterns", kinds)
     patterns: dict[str, tuple[re.Pattern[str], ...]] = {}
-    for k in IDENTIFIER_COLUMNS:
+    for k in kinds:
         compiled = []
         for i, p in enumerate(v.str_list(pat_raw, k, "junk.deny_patterns", [])):
             try:
@@ -253,17 +332,17 @@ def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> IdentityCon
                 raise v.fail(f"junk.deny_patterns.{k}[{i}]", f"is not a valid regular expression ({e})") from None
         patterns[k] = tuple(compiled)
     lim_raw = v.section(j, "share_limits", "junk")
-    v.kinds(lim_raw, "junk.share_limits")
-    defaults = {"email": 3, "phone": 3, "national_id": 2}
-    limits = {k: v.number(lim_raw, k, "junk.share_limits", defaults[k], lo=1, integer=True)
-              for k in IDENTIFIER_COLUMNS}
+    v.kinds(lim_raw, "junk.share_limits", kinds)
+    # default: a value of a kind a person has one of is shared by at most 2 name-dissimilar records
+    defaults = {k.name: 2 if k.unique_per_person else 3 for k in identifiers}
+    limits = {k: v.number(lim_raw, k, "junk.share_limits", defaults[k], lo=1, integer=True) for k in kinds}
     junk = JunkConfig(deny=deny, deny_patterns=patterns, share_limits=limits,
                       name_similarity=v.number(j, "name_similarity", "junk", 0.88, lo=0, hi=1))
 
     d = v.section(raw, "deterministic", "")
     guard = v.str_list(d, "name_guard", "deterministic", ["email", "phone"])
     for g in guard:
-        if g not in IDENTIFIER_COLUMNS:
+        if g not in kinds:
             raise v.fail("deterministic.name_guard", f"names unknown identifier kind {g!r}")
     nick_raw = d.get("nicknames", [])
     if not isinstance(nick_raw, list) or not all(
@@ -289,6 +368,9 @@ def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> IdentityCon
     cbd = v.section(comps, "birth_date", f"{path}.comparisons")
     cpc = v.section(comps, "postcode", f"{path}.comparisons")
     ccity = v.section(comps, "city", f"{path}.comparisons")
+    cstreet = v.section(comps, "street", f"{path}.comparisons")
+    chouse = v.section(comps, "house_number", f"{path}.comparisons")
+    cline2 = v.section(comps, "address_line2", f"{path}.comparisons")
     jw = v.num_list(cname, "jaro_winkler_thresholds", f"{path}.comparisons.name", [0.92, 0.85])
     if not all(0 < x < 1 for x in jw):
         raise v.fail(f"{path}.comparisons.name.jaro_winkler_thresholds", f"must be numbers in (0, 1), got {jw}")
@@ -301,13 +383,17 @@ def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> IdentityCon
             raise v.fail(f"{path}.comparisons.birth_date.metrics", f"must be day, month or year, got {m!r}")
     required_any = v.str_list(p, "required_any", path, ["birth_date", "postcode"])
     for r in required_any:
-        if r not in ("birth_date", "postcode", "city"):
-            raise v.fail(f"{path}.required_any", f"must name birth_date, postcode or city, got {r!r}")
+        if r not in ("birth_date", "postcode", "city", "address"):
+            raise v.fail(f"{path}.required_any", f"must name birth_date, postcode, city or address, got {r!r}")
     agree_on = v.str_list(p, "require_agreement_on", path, ["birth_date", "postcode"])
+    agree_fields = ("first_name", "last_name", "birth_date", "postcode", "city", "address", *kinds)
     for r in agree_on:
-        if r not in ("first_name", "last_name", "birth_date", "postcode", "city"):
-            raise v.fail(f"{path}.require_agreement_on",
-                         f"must name first_name, last_name, birth_date, postcode or city, got {r!r}")
+        if r not in agree_fields:
+            raise v.fail(f"{path}.require_agreement_on", f"must name fields among {', '.join(agree_fields)}, got {r!r}")
+    person_fields = v.str_list(p, "person_fields", path, ["first_name", "birth_date"])
+    for r in person_fields:
+        if r not in agree_fields:
+            raise v.fail(f"{path}.person_fields", f"must name fields among {', '.join(agree_fields)}, got {r!r}")
     level = v.string(p, "splink_log_level", path, "WARNING",
                      choices=("INFO", "WARNING", "ERROR", "CRITICAL"))
     prob = ProbabilisticConfig(
@@ -323,6 +409,8 @@ def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> IdentityCon
         required_any=tuple(required_any),
         veto_conflicting_national_id=v.boolean(p, "veto_conflicting_national_id", path, True),
         require_agreement_on=tuple(agree_on),
+        person_fields=tuple(person_fields),
+        person_min_weight=v.number(p, "person_min_weight", path, 2.0),
         splink_log_level=level,
         blocking_rules=v.rules(p, "blocking_rules", path, [["birth_date"], ["postcode"]]),
         training_blocking_rules=v.rules(p, "training_blocking_rules", path,
@@ -341,6 +429,9 @@ def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> IdentityCon
                                                  integer=True)),
         postcode_tf=v.boolean(cpc, "term_frequency", f"{path}.comparisons.postcode", True),
         city_tf=v.boolean(ccity, "term_frequency", f"{path}.comparisons.city", True),
+        street_enabled=v.boolean(cstreet, "enabled", f"{path}.comparisons.street", True),
+        house_number_enabled=v.boolean(chouse, "enabled", f"{path}.comparisons.house_number", True),
+        address_line2_enabled=v.boolean(cline2, "enabled", f"{path}.comparisons.address_line2", True),
     )
     if prob.enabled and not prob.blocking_rules:
         raise v.fail(f"{path}.blocking_rules", "must list at least one rule when probabilistic.enabled")
@@ -349,7 +440,58 @@ def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> IdentityCon
     max_size = v.number(c, "max_size", "clusters", 50, lo=2, integer=True)
     return IdentityConfig(junk=junk, deterministic=det, probabilistic=prob, max_cluster_size=max_size,
                           id_prefix=prefix, id_digits=digits, always_resolve_sources=always,
-                          full_resolution_weekdays=full_days, source=source)
+                          full_resolution_weekdays=full_days, identifiers=identifiers, source=source)
+
+
+#: Built-in kinds in rule order, with their defaults (a person has one national id, several phones / e-mails).
+_BUILTIN_DEFAULTS = {"national_id": True, "email": False, "phone": False}
+
+
+def _identifiers(v: _V, raw: dict[str, Any]) -> tuple[IdentifierKind, ...]:
+    """`identifiers`: the built-in kinds (whose `unique_per_person` / `probabilistic` may be set) and any
+    declared kind with its normalisation, validation pattern and uniqueness."""
+    sec = v.section(raw, "identifiers", "")
+    out = []
+    for name, unique in _BUILTIN_DEFAULTS.items():
+        d = v.section(sec, name, "identifiers")
+        extra = sorted(set(d) - {"unique_per_person", "probabilistic", "description"})
+        if extra:
+            raise v.fail(f"identifiers.{name}.{extra[0]}", "cannot be set on a built-in kind (staging normalises "
+                                                        "and validates it)")
+        out.append(IdentifierKind(
+            name=name, builtin=True,
+            unique_per_person=v.boolean(d, "unique_per_person", f"identifiers.{name}", unique),
+            # contact data stays out of the probabilistic model unless asked for: families share it
+            probabilistic=v.boolean(d, "probabilistic", f"identifiers.{name}", name == "national_id"),
+            description=str(d.get("description", ""))))
+    for name, d in sec.items():
+        if name in _BUILTIN_DEFAULTS:
+            continue
+        path = f"identifiers.{name}"
+        if not isinstance(name, str) or not re.fullmatch(r"[a-z][a-z0-9_]{0,40}", name):
+            raise v.fail(path, "must be a lower_snake_case name (letters, digits, _; at most 41 characters)")
+        if name in RESERVED_KIND_NAMES:
+            raise v.fail(path, "is the name of a canonical field; choose another name for the identifier kind")
+        if d is None:
+            d = {}
+        if not isinstance(d, dict):
+            raise v.fail(path, f"must be a mapping, got {type(d).__name__}")
+        unknown = sorted(set(d) - {"normalize", "pattern", "unique_per_person", "probabilistic", "description"})
+        if unknown:
+            raise v.fail(f"{path}.{unknown[0]}", "is not a setting of an identifier kind (known: normalize, "
+                                                "pattern, unique_per_person, probabilistic, description)")
+        pattern = None
+        if d.get("pattern") is not None:
+            text = v.string(d, "pattern", path, None)
+            try:
+                pattern = re.compile(text)
+            except re.error as e:
+                raise v.fail(f"{path}.pattern", f"is not a valid regular expression ({e})") from None
+        out.append(IdentifierKind(
+            name=name, normalize=v.string(d, "normalize", path, "none", choices=NORMALIZERS), pattern=pattern,
+            unique_per_person=v.boolean(d, "unique_per_person", path, False),
+            probabilistic=v.boolean(d, "probabilistic", path, True), description=str(d.get("description", ""))))
+    return tuple(out)
 
 
 def _full_resolution_weekdays(v: _V, raw: dict[str, Any]) -> frozenset[int]:

@@ -1,6 +1,7 @@
 """Deterministic edges on strong identifiers (after junk removal).
 
-Rules (`match_rule`, score 1.0): ``national_id`` (same valid national id), ``customer_ref`` (a form or
+Rules (`match_rule`, score 1.0): ``national_id`` (same valid national id), every identifier kind declared
+in config/identity.yml (same normalised, valid value; the rule is named for the kind), ``customer_ref`` (a form or
 contact referring to orders customer X is linked to record ('orders', X); records referring to the same X
 are linked too), ``email`` and ``phone`` (same value, guarded by given-name agreement because families
 share them; see :mod:`crm_knowledge.identity.names` and :func:`_guarded_subgroups`).
@@ -17,15 +18,20 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from crm_knowledge.identity.config import IdentityConfig
-from crm_knowledge.identity.junk import PREPARED_COLUMNS
+from crm_knowledge.identity.config import IdentityConfig, identifier_column
 from crm_knowledge.identity.names import compatible, families_agree, rules_from_config
 
 log = logging.getLogger(__name__)
 
 EDGE_COLUMNS = ["rid_l", "rid_r", "match_rule", "match_score"]
-#: strongest first; when several rules link the same pair the first is reported
+#: strongest first; when several rules link the same pair the first is reported. Declared identifier kinds
+#: (config/identity.yml `identifiers`) rank after customer_ref, in the order declared (see rule_priority).
 RULE_PRIORITY = ["national_id", "customer_ref", "email", "phone"]
+
+
+def rule_priority(config: IdentityConfig) -> list[str]:
+    """Every deterministic rule of `config`, strongest first."""
+    return [*RULE_PRIORITY[:2], *(k.name for k in config.declared_identifiers), *RULE_PRIORITY[2:]]
 
 
 def _empty() -> pd.DataFrame:
@@ -147,7 +153,7 @@ def _fits(i: int, cluster: list[int], compat) -> bool:
 
 
 def _guarded_edges(df: pd.DataFrame, col: str, rule: str, config: IdentityConfig) -> pd.DataFrame:
-    others = [PREPARED_COLUMNS[k] for k in sorted(config.deterministic.name_guard) if PREPARED_COLUMNS[k] != col]
+    others = [identifier_column(k) for k in sorted(config.deterministic.name_guard) if identifier_column(k) != col]
     sub = df.loc[df[col].notna(), [col, "rid", "first_key", "name_profile", *others]]
     sizes = sub.groupby(col)[col].transform("size")
     sub = sub[sizes > 1]
@@ -174,8 +180,10 @@ def deterministic_edges(prepared: pd.DataFrame, config: IdentityConfig) -> pd.Da
     `prepared` must already have junk values removed.
     """
     parts = []
-    for kind in ("national_id", "email", "phone"):
-        col = PREPARED_COLUMNS[kind]
+    for kind in config.kinds:
+        col = identifier_column(kind)
+        if col not in prepared.columns:
+            continue
         if kind in config.deterministic.name_guard:
             parts.append(_guarded_edges(prepared, col, kind, config))
         else:
@@ -188,7 +196,7 @@ def deterministic_edges(prepared: pd.DataFrame, config: IdentityConfig) -> pd.Da
         return _empty()
     lo = np.minimum(edges["rid_l"], edges["rid_r"])
     hi = np.maximum(edges["rid_l"], edges["rid_r"])
-    edges = edges.assign(rid_l=lo, rid_r=hi, _p=edges["match_rule"].map(RULE_PRIORITY.index))
+    edges = edges.assign(rid_l=lo, rid_r=hi, _p=edges["match_rule"].map(rule_priority(config).index))
     edges = (edges.sort_values(["rid_l", "rid_r", "_p"]).drop_duplicates(["rid_l", "rid_r"])
              .drop(columns="_p").reset_index(drop=True))
     log.info("deterministic edges: %s", edges["match_rule"].value_counts().to_dict())

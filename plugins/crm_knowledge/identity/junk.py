@@ -3,8 +3,9 @@
 Two sources:
 
 * the configured deny-list (exact values and regular expressions per kind), e.g. ``test@test.com``;
-* data-driven: a value of a kind shared by more distinct *name-dissimilar* records than that kind's
-  share limit (a shop's phone typed for every walk-in customer, a clerk's own email, ...).
+* data-driven: a value of a kind (built-in or declared in config/identity.yml `identifiers`) shared by
+  more distinct *name-dissimilar* records than that kind's share limit (a shop's phone typed for every
+  walk-in customer, a clerk's own email, ...).
 
 Junk values are nulled before matching and reported by kind, keyed pseudonym of the value
 (``crm_knowledge.privacy.pseudonym``: HMAC-SHA-256 with CKP_PSEUDONYM_KEY, so the identity schema holds
@@ -18,14 +19,11 @@ import logging
 
 import pandas as pd
 
-from crm_knowledge.identity.config import IDENTIFIER_COLUMNS, IdentityConfig
+from crm_knowledge.identity.config import IdentityConfig, identifier_column
 from crm_knowledge.identity.prepare import names_similar
 from crm_knowledge.privacy.pseudonym import pseudonymize
 
 log = logging.getLogger(__name__)
-
-#: prepared-frame column holding each identifier kind
-PREPARED_COLUMNS = {"email": "email", "phone": "phone", "national_id": "national_id"}
 
 JUNK_COLUMNS = ["identifier_kind", "identifier_value_hash", "distinct_records", "reason"]
 
@@ -69,8 +67,10 @@ def detect_junk(prepared: pd.DataFrame, config: IdentityConfig) -> pd.DataFrame:
     identifier_value_hash, distinct_records, reason (deny_list | shared).
     """
     rows = []
-    for kind in IDENTIFIER_COLUMNS:
-        col = PREPARED_COLUMNS[kind]
+    for kind in config.kinds:
+        col = identifier_column(kind)
+        if col not in prepared.columns:
+            continue
         present = prepared.loc[prepared[col].notna(), [col, "rid", "name_tokens"]]
         if present.empty:
             continue
@@ -101,9 +101,10 @@ def remove_junk(prepared: pd.DataFrame, junk: pd.DataFrame) -> pd.DataFrame:
     """A copy of `prepared` with junk identifier values nulled (and `junk_kinds` listing what was removed)."""
     out = prepared.copy()
     removed = pd.Series([()] * len(out), index=out.index, dtype="object")
-    for kind, col in PREPARED_COLUMNS.items():
+    for kind in junk["identifier_kind"].unique():
+        col = identifier_column(kind)
         values = set(junk.loc[junk["identifier_kind"] == kind, "identifier_value"])
-        if not values:
+        if not values or col not in out.columns:
             continue
         hit = out[col].isin(values)
         out.loc[hit, col] = None

@@ -7,18 +7,26 @@ and script-neutral name keys built with :func:`crm_knowledge.normalize.romanize`
 
 from __future__ import annotations
 
+import logging
 import re
 
 import numpy as np
 import pandas as pd
 
+from crm_knowledge.identity.config import IdentifierKind, IdentityConfig
 from crm_knowledge.normalize import romanize
+from crm_knowledge.normalize.persian import to_ascii_digits
+
+log = logging.getLogger(__name__)
 
 CANDIDATE_COLUMNS = [
     "source_system", "source_record_id", "first_name_norm", "last_name_norm", "full_name_norm", "email_norm",
-    "phone_e164", "national_id_valid", "birth_date", "postcode", "city_norm", "street_norm", "customer_ref",
-    "seen_at",
+    "phone_e164", "national_id_valid", "birth_date", "postcode", "city_norm", "street_norm", "house_number",
+    "address_line2_norm", "customer_ref", "seen_at",
 ]
+#: Candidate columns carrying declared identifier kinds are named ``id_<kind>`` (optional: a kind no source
+#: maps has no column; see crm_knowledge.identity.store.read_candidates).
+IDENTIFIER_PREFIX = "id_"
 KEY = ["source_system", "source_record_id"]
 
 
@@ -100,18 +108,65 @@ def names_similar(tokens_a: frozenset, tokens_b: frozenset, threshold: float) ->
 # --- preparation -------------------------------------------------------------------------------
 
 
-def prepare(candidates: pd.DataFrame) -> pd.DataFrame:
+def _address_key(values: pd.Series) -> pd.Series:
+    """Lower case, letters and digits only (any script, ASCII digits): "12-B" and "12b" agree."""
+    out = []
+    for v in values:
+        if v is None:
+            out.append(None)
+            continue
+        k = "".join(ch for ch in (to_ascii_digits(str(v)) or "").lower() if ch.isalnum())
+        out.append(k or None)
+    return _obj(out)
+
+
+def normalize_identifier(values: pd.Series, kind: IdentifierKind) -> pd.Series:
+    """Declared identifier values normalised as the kind says; values failing its pattern become None."""
+    pattern = kind.pattern
+    cache: dict[str, str | None] = {}
+
+    def one(v: str) -> str | None:
+        text = (to_ascii_digits(str(v)) or "").strip()
+        if kind.normalize == "digits":
+            text = re.sub(r"\D", "", text)
+        elif kind.normalize == "alnum":
+            text = re.sub(r"[\W_]", "", text).upper()
+        elif kind.normalize == "lower":
+            text = re.sub(r"\s+", " ", text).lower()
+        if not text or (pattern is not None and not pattern.fullmatch(text)):
+            return None
+        return text
+
+    out = []
+    for v in values:
+        if v is None:
+            out.append(None)
+        else:
+            if v not in cache:
+                cache[v] = one(v)
+            out.append(cache[v])
+    return _obj(out)
+
+
+def prepare(candidates: pd.DataFrame, config: IdentityConfig | None = None) -> pd.DataFrame:
     """Validate the candidate frame and add derived columns used by every matching step.
 
     Added: rid, first_key, last_key, first_text / last_text (the normalised name the key was built from,
     spaces removed: exact comparison within one script), name_tokens (frozenset of romanised tokens), name_profile
     (:class:`crm_knowledge.identity.names.NameProfile`), birth_date (ISO text),
-    birth_year, postcode, postcode_prefix (5), city_key, email, phone, national_id, cref_key, has_name.
+    birth_year, postcode, postcode_prefix (5), city_key, street_key, house_number, address_line2_key, email,
+    phone, national_id, cref_key, has_name, and ``id_<kind>`` for every declared identifier kind of `config`
+    (normalised and validated by :func:`normalize_identifier`; None when no source maps the kind).
     """
     missing = [c for c in CANDIDATE_COLUMNS if c not in candidates.columns]
     if missing:
         raise ValueError(f"identity candidates lack column(s) {missing}")
+    declared = config.declared_identifiers if config is not None else ()
     df = candidates[CANDIDATE_COLUMNS].copy().reset_index(drop=True)
+    for kind in declared:
+        raw = (candidates[kind.column].reset_index(drop=True) if kind.column in candidates.columns
+               else pd.Series([None] * len(df), dtype="object"))
+        df[kind.column] = normalize_identifier(_clean_text(raw), kind)
     for c in CANDIDATE_COLUMNS:
         if c not in ("birth_date", "seen_at"):
             df[c] = _clean_text(df[c])
@@ -180,6 +235,9 @@ def prepare(candidates: pd.DataFrame) -> pd.DataFrame:
     df["postcode"] = _obj([re.sub(r"[\s-]", "", v) or None if v else None for v in df["postcode"]])
     df["postcode_prefix"] = _obj([v[:5] if v and len(v) >= 5 else None for v in df["postcode"]])
     df["city_key"] = _obj([key(v) for v in df["city_norm"]])
+    df["street_key"] = _address_key(df["street_norm"])
+    df["house_number"] = _address_key(df["house_number"])
+    df["address_line2_key"] = _address_key(df["address_line2_norm"])
     df["email"] = _obj([v.lower() if v else None for v in df["email_norm"]])
     df["phone"] = _obj(df["phone_e164"])
     df["national_id"] = _obj(df["national_id_valid"])

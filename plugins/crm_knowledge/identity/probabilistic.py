@@ -25,18 +25,40 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from crm_knowledge.identity.config import BlockingRule, IdentityConfig
+from crm_knowledge.identity.config import BlockingRule, IdentifierKind, IdentityConfig
 
 log = logging.getLogger(__name__)
 
 PAIR_COLUMNS = ["rid_l", "rid_r", "match_probability", "match_weight", "explanation"]
+#: one row per comparison level of a trained model (identity.match_weights)
+PARAMETER_COLUMNS = ["comparison", "comparison_vector_value", "label", "m_probability", "u_probability",
+                     "match_weight"]
 MODEL_COLUMNS = ["unique_id", "first_key", "last_key", "first_text", "last_text", "birth_date", "birth_year",
-                 "postcode", "postcode_prefix", "city_key"]
-#: comparison output name -> human field name used in explanations
+                 "postcode", "postcode_prefix", "city_key", "street_key", "house_number", "address_line2_key"]
+#: parts of the street address compared (one comparison, `address`) when a source maps them (config switch)
+ADDRESS_COLUMNS = {"street_key": "street_enabled", "house_number": "house_number_enabled",
+                   "address_line2_key": "address_line2_enabled"}
+#: the records' street and house number agree (both present): the postcode and city are implied by it
+SAME_STREET_ADDRESS = "street_key_l = street_key_r and house_number_l = house_number_r"
 #: lower bound of trained m probabilities (see ProbabilisticModel._floor_m)
 M_FLOOR = 1e-4
+#: comparison output name -> human field name used in explanations (identifier kinds: `id_<kind>` -> kind)
 FIELDS = {"first_key": "first_name", "last_key": "last_name", "birth_date": "birth_date",
-          "postcode": "postcode", "city_key": "city"}
+          "postcode": "postcode", "city_key": "city", "address": "address"}
+
+
+def field_name(column: str) -> str:
+    """The field a comparison column stands for in explanations and `require_agreement_on`."""
+    return FIELDS.get(column, column.removeprefix("id_") if column.startswith("id_") else column)
+
+
+def optional_columns(prepared: pd.DataFrame, config: IdentityConfig) -> list[str]:
+    """Address details and identifier kinds the model compares: switched on in config and present on at
+    least one record (a kind no source maps adds no comparison, so the demo's model is what it was)."""
+    p = config.probabilistic
+    cols = [c for c, switch in ADDRESS_COLUMNS.items() if getattr(p, switch)]
+    cols += [k.column for k in config.identifiers if k.probabilistic]
+    return [c for c in cols if c in prepared.columns and prepared[c].notna().any()]
 
 
 def empty_pairs() -> pd.DataFrame:
@@ -47,7 +69,7 @@ def empty_pairs() -> pd.DataFrame:
 
 def eligible(prepared: pd.DataFrame, config: IdentityConfig) -> pd.Series:
     """Records with enough fields for probabilistic matching: a name and one of `required_any`."""
-    cols = {"birth_date": "birth_date", "postcode": "postcode", "city": "city_key"}
+    cols = {"birth_date": "birth_date", "postcode": "postcode", "city": "city_key", "address": "street_key"}
     any_req = np.zeros(len(prepared), dtype=bool)
     for r in config.probabilistic.required_any:
         any_req |= prepared[cols[r]].notna().to_numpy()
@@ -131,7 +153,7 @@ def _name_comparison(col: str, other: str, config: IdentityConfig):
         exact,
         # both name fields swapped; one field equal to the other record's other field is not enough
         # (that is what a brother and sister's "Rezaei Amir" / "Roya Rezaei" have in common)
-        cll.ColumnsReversedLevel(col, other).configure(
+        cll.ColumnsReversedLevel(col, other, symmetrical=True).configure(
             m_probability=0.05, u_probability=0.0005, label_for_charts=f"{col} and {other} swapped"),
     ]
     # fuzzy levels only for keys long enough for a string distance to mean something ("r" is Roya)
@@ -157,8 +179,9 @@ def _birth_date_comparison(config: IdentityConfig):
     levels = [
         cll.NullLevel("birth_date"),
         cll.ExactMatchLevel("birth_date").configure(m_probability=0.88, u_probability=0.0001),
-        cll.LevenshteinLevel("birth_date", 1).configure(m_probability=0.05, u_probability=0.002,
-                                                         label_for_charts="birth_date one typo"),
+        # one typo or two digits transposed (1984 / 1948)
+        cll.DamerauLevenshteinLevel("birth_date", 1).configure(m_probability=0.05, u_probability=0.002,
+                                                               label_for_charts="birth_date one typo"),
     ]
     for i, (t, m) in enumerate(zip(p.birth_date_thresholds, p.birth_date_metrics, strict=True)):
         levels.append(cll.AbsoluteDateDifferenceLevel("birth_date", input_is_string=True, threshold=t, metric=m,
@@ -177,7 +200,14 @@ def _postcode_comparison(config: IdentityConfig):
     exact = cll.ExactMatchLevel("postcode").configure(m_probability=0.8, u_probability=0.0005)
     if p.postcode_tf:
         exact.configure(tf_adjustment_column="postcode")
-    levels = [cll.NullLevel("postcode"), exact]
+    # the postcode says nothing more once the street address (street and house number) agrees: counting both
+    # would count one fact twice (Fellegi-Sunter assumes independent fields), so that pair is "no evidence" here
+    levels = [cll.CustomLevel(f"postcode_l is null or postcode_r is null or ({SAME_STREET_ADDRESS})",
+                              label_for_charts="postcode missing, or implied by the street address")
+              .configure(is_null_level=True),
+              exact,
+              cll.DamerauLevenshteinLevel("postcode", 1).configure(
+                  m_probability=0.05, u_probability=0.002, label_for_charts="postcode one typo or transposition")]
     for n in sorted(p.postcode_prefix_lengths, reverse=True):
         levels.append(cll.CustomLevel(f"substr(postcode_l, 1, {n}) = substr(postcode_r, 1, {n})",
                                       label_for_charts=f"postcode first {n} characters")
@@ -193,15 +223,80 @@ def _city_comparison(config: IdentityConfig):
     exact = cll.ExactMatchLevel("city_key").configure(m_probability=0.9, u_probability=0.1)
     if config.probabilistic.city_tf:
         exact.configure(tf_adjustment_column="city_key")
-    return cl.CustomComparison([cll.NullLevel("city_key"), exact,
+    # likewise the city, once the postcode or the street address agrees
+    implied = cll.CustomLevel(f"city_key_l is null or city_key_r is null or postcode_l = postcode_r "
+                              f"or ({SAME_STREET_ADDRESS})",
+                              label_for_charts="city missing, or implied by the postcode or street address")
+    return cl.CustomComparison([implied.configure(is_null_level=True), exact,
                                 cll.ElseLevel().configure(m_probability=0.1, u_probability=0.9)],
                                output_column_name="city_key")
 
 
-def build_settings(config: IdentityConfig, n_records: int):
+def _address_comparison(columns: Sequence[str]):
+    """One comparison of the street address a source maps (street, house number, second address line).
+
+    One, not three: the parts are not independent (a household shares all of them), and Fellegi-Sunter
+    would count the same evidence three times. Levels: same street, number and unit (or one side has no
+    unit) > street and second line swapped > the street with a typo, same number > the same street only >
+    else. Only the parts present in the data are used.
+    """
+    import splink.comparison_level_library as cll
+    import splink.comparison_library as cl
+
+    house = "house_number" in columns
+    line2 = "address_line2_key" in columns
+    same_house = "coalesce(house_number_l = house_number_r, false)" if house else "true"
+    unit_ok = ("(address_line2_key_l is null or address_line2_key_r is null "
+               "or address_line2_key_l = address_line2_key_r)") if line2 else "true"
+    levels = [
+        cll.CustomLevel("street_key_l is null or street_key_r is null").configure(is_null_level=True),
+        cll.CustomLevel(f"street_key_l = street_key_r and {same_house} and {unit_ok}",
+                        label_for_charts="same street address").configure(m_probability=0.7, u_probability=1e-4),
+    ]
+    if line2:
+        levels.append(cll.CustomLevel(
+            f"(street_key_l = address_line2_key_r or address_line2_key_l = street_key_r) and {same_house}",
+            label_for_charts="street and second line swapped").configure(m_probability=0.03, u_probability=1e-5))
+    # a typo in the street (at most two edits) counts only with the same house number, and is computed only
+    # for such pairs: string distances on every pair of the u-sampling (2M random pairs) cost 10x the run
+    if house:
+        levels.append(cll.And(
+            cll.CustomLevel(f"{same_house} and abs(length(street_key_l) - length(street_key_r)) <= 2"),
+            cll.DamerauLevenshteinLevel("street_key", 2),
+        ).configure(m_probability=0.15, u_probability=5e-4, label_for_charts="street within 2 edits, same number"))
+    levels += [
+        cll.ExactMatchLevel("street_key").configure(m_probability=0.05, u_probability=0.01,
+                                                    label_for_charts="same street, another number or unit"),
+        cll.ElseLevel().configure(m_probability=0.07, u_probability=0.99),
+    ]
+    return cl.CustomComparison(levels, output_column_name="address")
+
+
+def _identifier_comparison(kind: IdentifierKind):
+    """Same value > (a kind a person has one of) one typo or transposed digits > else. A different value of a
+    unique kind is strong evidence against a match; of a kind a person holds several of, weak."""
+    import splink.comparison_level_library as cll
+    import splink.comparison_library as cl
+
+    col = kind.column
+    levels = [cll.NullLevel(col), cll.ExactMatchLevel(col).configure(m_probability=0.9, u_probability=1e-5)]
+    if kind.unique_per_person:
+        levels.append(cll.DamerauLevenshteinLevel(col, 1).configure(
+            m_probability=0.07, u_probability=1e-4, label_for_charts=f"{kind.name} one typo or transposition"))
+        levels.append(cll.ElseLevel().configure(m_probability=0.03, u_probability=1.0))
+    else:
+        levels.append(cll.ElseLevel().configure(m_probability=0.4, u_probability=1.0))
+    return cl.CustomComparison(levels, output_column_name=col)
+
+
+def build_settings(config: IdentityConfig, n_records: int, optional: Sequence[str] = ()):
     from splink import SettingsCreator
 
     p = config.probabilistic
+    kinds = {k.column: k for k in config.identifiers}
+    extra = [_identifier_comparison(kinds[c]) for c in optional if c in kinds]
+    if "street_key" in optional:
+        extra.insert(0, _address_comparison([c for c in optional if c in ADDRESS_COLUMNS]))
     return SettingsCreator(
         link_type="dedupe_only",
         unique_id_column_name="unique_id",
@@ -212,6 +307,7 @@ def build_settings(config: IdentityConfig, n_records: int):
             _birth_date_comparison(config),
             _postcode_comparison(config),
             _city_comparison(config),
+            *extra,
         ],
         blocking_rules_to_generate_predictions=[_rule(r) for r in p.blocking_rules],
         retain_matching_columns=True,  # Splink 5 keeps gamma_ columns only with this
@@ -219,11 +315,13 @@ def build_settings(config: IdentityConfig, n_records: int):
     )
 
 
-def model_frame(prepared: pd.DataFrame) -> pd.DataFrame:
-    """The columns Splink sees (no contact data, no ids beyond the row number)."""
-    out = prepared[MODEL_COLUMNS[1:]].copy()
+def model_frame(prepared: pd.DataFrame, optional: Sequence[str] = ()) -> pd.DataFrame:
+    """The columns Splink sees: names, birth date, address and the `optional` columns
+    (:func:`optional_columns`; no contact data unless configured), no ids beyond the row number."""
+    cols = [*MODEL_COLUMNS[1:], *(c for c in optional if c not in MODEL_COLUMNS)]
+    out = prepared[cols].copy()
     out.insert(0, "unique_id", prepared["rid"].astype("int64").to_numpy())
-    for c in MODEL_COLUMNS[1:]:
+    for c in cols:
         out[c] = out[c].astype("object").where(out[c].notna(), None)
     return out.reset_index(drop=True)
 
@@ -238,13 +336,14 @@ class TrainingReport:
 class ProbabilisticModel:
     """A trained Splink linker over `frame` (see :func:`model_frame`). Close it when done."""
 
-    def __init__(self, frame: pd.DataFrame, config: IdentityConfig):
+    def __init__(self, frame: pd.DataFrame, config: IdentityConfig, optional: Sequence[str] = ()):
         from splink import Linker
 
         self.config = config
+        self.optional = list(optional)
         self.db_api = make_db_api(config.probabilistic.backend, config.probabilistic.duckdb_memory_limit)
         self.sdf = _register(self.db_api, frame, "identity_candidates")
-        self.linker = Linker(self.sdf, build_settings(config, len(frame)),
+        self.linker = Linker(self.sdf, build_settings(config, len(frame), self.optional),
                              log_level=config.probabilistic.splink_log_level)
         self.training = self._train(len(frame))
         self._n_registered = 0
@@ -290,6 +389,26 @@ class ProbabilisticModel:
                 m = lvl.m_probability
                 if isinstance(m, float) and m < floor:
                     lvl.m_probability = floor
+
+    def parameters(self) -> pd.DataFrame:
+        """The model's m / u estimates and match weights, one row per comparison level (and the prior):
+        what ``identity.match_weights`` records per run. No data values, only the model."""
+        rows = [("prior", -1, "Starting match weight (prior)", None, None,
+                 float(np.log2(_bayes_factor(self.linker._settings_obj._probability_two_random_records_match))))]
+        for comp in self.linker._settings_obj.comparisons:
+            for lvl in comp.comparison_levels:
+                if lvl.is_null_level:
+                    continue
+                m, u = lvl.m_probability, lvl.u_probability
+                weight = float(np.log2(m / u)) if isinstance(m, float) and isinstance(u, float) and m > 0 and u > 0 \
+                    else None
+                rows.append((comp.output_column_name, int(lvl.comparison_vector_value), lvl.label_for_charts,
+                             m, u, weight))
+        return pd.DataFrame(rows, columns=PARAMETER_COLUMNS)
+
+    def model_json(self) -> dict:
+        """The trained Splink model (settings with m / u values): rebuilds the charts later (identity-eval)."""
+        return self.linker.misc.save_model_to_json()
 
     def register(self, frame: pd.DataFrame):
         self._n_registered += 1
@@ -351,6 +470,10 @@ class ProbabilisticModel:
         _close(self.db_api)
 
 
+def _bayes_factor(p: float) -> float:
+    return p / (1 - p)
+
+
 def _short(e: Exception) -> str:
     return str(e).strip().splitlines()[-1][:200] if str(e).strip() else type(e).__name__
 
@@ -368,7 +491,7 @@ def pairs_with_explanations(pred: pd.DataFrame, labels: dict[str, dict[int, str]
         agreed, partial, disagreed, missing, detail = [], [], [], [], {}
         for c in comps:
             g = int(gammas[c][i])
-            field = FIELDS.get(c, c)
+            field = field_name(c)
             w = float(weights[c][i]) if weights[c] is not None else 0.0
             if tfw[c] is not None and not pd.isna(tfw[c][i]):
                 w += float(tfw[c][i])
@@ -381,7 +504,10 @@ def pairs_with_explanations(pred: pd.DataFrame, labels: dict[str, dict[int, str]
                 partial.append(field)
             else:
                 disagreed.append(field)
-            detail[field] = {"level": labels[c].get(g, str(g)), "match_weight": round(w, 3)}
+            detail[field] = {"level": labels[c].get(g, str(g)), "match_weight": round(w, 3), "comparison": c,
+                             "gamma": g}
+            if tfw[c] is not None and not pd.isna(tfw[c][i]):
+                detail[field]["tf_match_weight"] = round(float(tfw[c][i]), 3)
         expl.append(json.dumps({"agreed": agreed, "partially_agreed": partial, "disagreed": disagreed,
                                 "missing": missing, "fields": detail}, ensure_ascii=False))
     return pd.DataFrame({"rid_l": lo.to_numpy(), "rid_r": hi.to_numpy(),
@@ -406,14 +532,36 @@ def _corroborated(pairs: pd.DataFrame, config: IdentityConfig) -> pd.DataFrame:
     """Keep pairs that agree (fully or partly, i.e. with a positive match weight) on at least one field
     of `probabilistic.require_agreement_on`: a name and a city alone are shared by namesakes."""
     fields = config.probabilistic.require_agreement_on
-    if pairs.empty or not fields:
+    if pairs.empty or not (fields or config.probabilistic.person_fields):
         return pairs
     wanted = set(fields)
-    keep = np.array([bool(wanted & set(e["agreed"] + e["partially_agreed"]))
-                     for e in map(json.loads, pairs["explanation"])], dtype=bool)
+    person = set(config.probabilistic.person_fields) | {
+        k.name for k in config.identifiers if k.unique_per_person and k.probabilistic}
+    expl = [json.loads(e) for e in pairs["explanation"]]
+    keep = np.array([not wanted or bool(wanted & set(e["agreed"] + e["partially_agreed"])) for e in expl],
+                    dtype=bool)
     if (~keep).any():
         log.info("probabilistic: %d pair(s) above the threshold dropped: no agreement on any of %s",
                  int((~keep).sum()), ", ".join(fields))
+    if person:
+        # A pair must agree on a person field both records carry (match weight of at least
+        # `person_min_weight`: a one-letter edit of a short name key, Emma / Emily, is what siblings' names
+        # share as well). Agreeing on where one lives (postcode, city, street address) and on a family name
+        # is not agreeing on who one is: a household shares all of that.
+        min_w = config.probabilistic.person_min_weight
+
+        def other_person_(e: dict) -> bool:
+            # the level's own weight, before the term-frequency adjustment: an exact match on a common given
+            # name is still an exact match
+            weights = [e["fields"][f]["match_weight"] - e["fields"][f].get("tf_match_weight", 0.0)
+                       for f in person if f in e["fields"] and f not in e["missing"]]
+            return not weights or max(weights) < min_w
+
+        other_person = np.array([other_person_(e) for e in expl], dtype=bool)
+        if (keep & other_person).any():
+            log.info("probabilistic: %d pair(s) above the threshold dropped: no agreement on any of %s",
+                     int((keep & other_person).sum()), ", ".join(sorted(person)))
+        keep &= ~other_person
     return pairs[keep].reset_index(drop=True)
 
 
@@ -430,12 +578,15 @@ def probabilistic_pairs(prepared: pd.DataFrame, config: IdentityConfig) -> tuple
     info = {"eligible_records": len(elig), "trained": False, "training_steps": []}
     if not config.probabilistic.enabled or len(elig) < 2:
         return empty_pairs(), info
-    model = ProbabilisticModel(model_frame(elig), config)
+    optional = optional_columns(elig, config)
+    model = ProbabilisticModel(model_frame(elig, optional), config, optional)
     try:
         pairs = model.predict()
         info.update(trained=model.training.trained, training_steps=model.training.steps)
+        model_info = {"parameters": model.parameters(), "splink_model": model.model_json()}
     finally:
         model.close()
+    info["model"] = model_info
     pairs = _veto(_corroborated(_dedupe(pairs), config), prepared, config)
     return pairs, info
 
@@ -451,17 +602,20 @@ def probabilistic_pairs_incremental(prepared: pd.DataFrame, new_rids: Sequence[i
             "training_steps": []}
     if not config.probabilistic.enabled or is_new.sum() == 0 or len(elig) < 2:
         return empty_pairs(), info
-    model = ProbabilisticModel(model_frame(elig), config)
+    optional = optional_columns(elig, config)
+    model = ProbabilisticModel(model_frame(elig, optional), config, optional)
     try:
         parts = []
-        new_frame = model_frame(elig[is_new])
+        new_frame = model_frame(elig[is_new], optional)
         if len(new_frame) >= 2:
             parts.append(model.predict_within(new_frame))
         if (~is_new).sum() > 0:
-            parts.append(model.predict_between(new_frame, model_frame(elig[~is_new])))
+            parts.append(model.predict_between(new_frame, model_frame(elig[~is_new], optional)))
         info.update(trained=model.training.trained, training_steps=model.training.steps)
+        model_info = {"parameters": model.parameters(), "splink_model": model.model_json()}
     finally:
         model.close()
+    info["model"] = model_info
     parts = [p for p in parts if len(p)]
     pairs = pd.concat(parts, ignore_index=True) if parts else empty_pairs()
     return _veto(_corroborated(_dedupe(pairs), config), prepared, config), info

@@ -1,13 +1,15 @@
-"""`ckp identity-eval`: how well the warehouse's identity map matches the demo's ground truth.
+"""`ckp identity-eval`: how well the warehouse's identity map matches the demo's ground truth, and why
+pairs linked (Splink's charts of the latest run, :mod:`crm_knowledge.identity.charts`).
 
-Only meaningful on demo data: the ground truth is written by the demo generator and never read by
-the pipeline itself.
+The metrics are only meaningful on demo data: the ground truth is written by the demo generator and never
+read by the pipeline itself. The charts work on any deployment.
 """
 
 from __future__ import annotations
 
 import pandas as pd
 
+from crm_knowledge.identity.charts import write_charts
 from crm_knowledge.identity.evaluate import evaluate, format_report
 from crm_knowledge.settings import Settings, get_settings
 from crm_knowledge.warehouse.db import connect
@@ -28,3 +30,15 @@ def evaluation_metrics(settings: Settings | None = None, url: str | None = None)
 
 def evaluation_report(settings: Settings | None = None) -> str:
     return format_report(evaluation_metrics(settings))
+
+
+def charts_dir(settings: Settings | None = None):
+    """Where the identity charts go: next to the auditor's report (``<reports_dir>/identity/``)."""
+    return (settings or get_settings()).reports_dir / "identity"
+
+
+def write_identity_charts(settings: Settings | None = None, url: str | None = None, pairs: int = 20) -> dict:
+    """Splink's match-weight and waterfall charts of the latest identity run, as offline HTML files."""
+    settings = settings or get_settings()
+    with connect(url or settings.warehouse_url) as conn:
+        return write_charts(conn, charts_dir(settings), pairs=pairs)

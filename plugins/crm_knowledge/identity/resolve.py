@@ -31,7 +31,7 @@ import pandas as pd
 
 from crm_knowledge.identity.clusters import build_clusters, components
 from crm_knowledge.identity.config import IdentityConfig, load_config
-from crm_knowledge.identity.deterministic import RULE_PRIORITY, deterministic_edges
+from crm_knowledge.identity.deterministic import deterministic_edges, rule_priority
 from crm_knowledge.identity.junk import detect_junk, remove_junk
 from crm_knowledge.identity.prepare import KEY, prepare
 from crm_knowledge.identity.probabilistic import (
@@ -53,7 +53,6 @@ MERGE_COLUMNS = ["old_customer_id", "new_customer_id"]
 REASON_NO_IDENTIFIER = "no usable identifier"
 REASON_JUNK_ONLY = "no usable identifier (junk values only)"
 
-_RANK = {r: i for i, r in enumerate([*RULE_PRIORITY, "previous_cluster", "probabilistic"])}
 
 
 @dataclass
@@ -64,6 +63,9 @@ class ResolutionResult:
     unresolved: pd.DataFrame        # UNRESOLVED_COLUMNS
     junk_values: pd.DataFrame       # JUNK_COLUMNS (hashes only, no values)
     stats: dict = field(default_factory=dict)
+    #: the trained probabilistic model of the run: {"parameters": PARAMETER_COLUMNS frame, "splink_model":
+    #: Splink's settings dict}; None when no model was trained (too few records, probabilistic disabled)
+    model: dict | None = None
 
 
 def resolve(candidates: pd.DataFrame, previous: pd.DataFrame | None = None,
@@ -103,7 +105,7 @@ def _previous_edges(prepared: pd.DataFrame, is_new: np.ndarray, previous: pd.Dat
 def _run(candidates: pd.DataFrame, is_new: np.ndarray | None, previous: pd.DataFrame | None,
          config: IdentityConfig, retired_ids: Iterable[str]) -> ResolutionResult:
     t0 = time.monotonic()
-    prepared = prepare(candidates)
+    prepared = prepare(candidates, config)
     n = len(prepared)
     junk = detect_junk(prepared, config)
     clean = remove_junk(prepared, junk)
@@ -116,6 +118,7 @@ def _run(candidates: pd.DataFrame, is_new: np.ndarray | None, previous: pd.DataF
         prob, prob_info = probabilistic_pairs_incremental(clean, clean.loc[is_new, "rid"].to_numpy(), config)
         extra = _previous_edges(clean, is_new, previous)
 
+    model = prob_info.pop("model", None)
     # probabilistic matching is for records that share no strong identifier with each other
     hard_labels = components(n, det, extra)
     if len(prob):
@@ -123,7 +126,8 @@ def _run(candidates: pd.DataFrame, is_new: np.ndarray | None, previous: pd.DataF
         prob = prob[~same].reset_index(drop=True)
 
     # usable identifiers
-    strong = (clean[["email", "phone", "national_id", "customer_ref"]].notna().any(axis=1)).to_numpy()
+    id_cols = [k.column for k in config.identifiers if k.column in clean.columns]
+    strong = (clean[[*id_cols, "customer_ref"]].notna().any(axis=1)).to_numpy()
     always = clean["source_system"].isin(config.always_resolve_sources).to_numpy()
     linked = np.zeros(n, bool)
     for e in (det, prob, extra):
@@ -165,7 +169,7 @@ def _run(candidates: pd.DataFrame, is_new: np.ndarray | None, previous: pd.DataF
     else:
         prev_edges = None
 
-    rule, score = _record_rules(n, edges, prev_edges)
+    rule, score = _record_rules(n, edges, prev_edges, config)
     res["match_rule"] = rule[res["rid"].to_numpy()]
     res["match_score"] = score[res["rid"].to_numpy()]
     if prev_edges is not None and previous is not None and {"match_rule", "match_score"} <= set(previous.columns):
@@ -219,7 +223,7 @@ def _run(candidates: pd.DataFrame, is_new: np.ndarray | None, previous: pd.DataF
              "pairs, %d merges, %d unresolved, %d junk values, %d oversized clusters", stats["mode"], n,
              stats["customers"], len(det), len(prob), len(merges), len(unresolved), len(junk_out),
              len(cl.oversized))
-    return ResolutionResult(record_clusters, match_pairs, merges, unresolved, junk_out, stats)
+    return ResolutionResult(record_clusters, match_pairs, merges, unresolved, junk_out, stats, model)
 
 
 def _det_explanation(rule: str) -> str:
@@ -228,8 +232,10 @@ def _det_explanation(rule: str) -> str:
     return json.dumps({"rule": rule, "agreed": [rule]})
 
 
-def _record_rules(n: int, edges: pd.DataFrame, prev_edges: pd.DataFrame | None) -> tuple[np.ndarray, np.ndarray]:
+def _record_rules(n: int, edges: pd.DataFrame, prev_edges: pd.DataFrame | None,
+                  config: IdentityConfig) -> tuple[np.ndarray, np.ndarray]:
     """Per record: the strongest rule among its kept edges ('singleton' when none) and its score."""
+    ranks = {r: i for i, r in enumerate([*rule_priority(config), "previous_cluster", "probabilistic"])}
     rule = np.full(n, "singleton", dtype=object)
     score = np.ones(n, dtype=float)
     frames = [edges[["rid_l", "rid_r", "match_rule", "match_probability"]]] if len(edges) else []
@@ -242,7 +248,7 @@ def _record_rules(n: int, edges: pd.DataFrame, prev_edges: pd.DataFrame | None) 
         e[["rid_l", "match_rule", "match_probability"]].rename(columns={"rid_l": "rid"}),
         e[["rid_r", "match_rule", "match_probability"]].rename(columns={"rid_r": "rid"}),
     ], ignore_index=True)
-    ends["rank"] = ends["match_rule"].map(_RANK)
+    ends["rank"] = ends["match_rule"].map(ranks)
     ends = ends.sort_values(["rid", "rank", "match_probability"], ascending=[True, True, False])
     best = ends.drop_duplicates("rid")
     rule[best["rid"].to_numpy(dtype=np.int64)] = best["match_rule"].to_numpy()

@@ -21,9 +21,11 @@ from pathlib import Path
 import pandas as pd
 import psycopg
 from psycopg import sql
+from psycopg.types.json import Jsonb
 
 from crm_knowledge.identity.config import IdentityConfig, load_config
-from crm_knowledge.identity.prepare import CANDIDATE_COLUMNS, KEY
+from crm_knowledge.identity.prepare import CANDIDATE_COLUMNS, IDENTIFIER_PREFIX, KEY
+from crm_knowledge.identity.probabilistic import PARAMETER_COLUMNS
 from crm_knowledge.identity.resolve import (
     MATCH_PAIR_COLUMNS,
     RECORD_CLUSTER_COLUMNS,
@@ -40,6 +42,8 @@ log = logging.getLogger(__name__)
 
 SQL_FILE = Path(__file__).resolve().parents[1] / "warehouse" / "sql" / "06_identity.sql"
 CANDIDATES_TABLE = ("intermediate", "int_identity_candidates")
+IDENTIFIERS_TABLE = ("intermediate", "int_identity_identifiers")
+ADDRESS_DETAIL_COLUMNS = ("house_number", "address_line2_norm")
 
 
 def ensure_schema(conn: psycopg.Connection) -> None:
@@ -76,7 +80,9 @@ def read_candidates(conn: psycopg.Connection) -> pd.DataFrame:
     schema, table = CANDIDATES_TABLE
     if not table_exists(conn, f"{schema}.{table}"):
         raise RuntimeError(f"{schema}.{table} does not exist: run the dbt models before identity resolution")
-    columns = list(CANDIDATE_COLUMNS)
+    # address details came with issue #15: a candidates table built before has none (read as missing)
+    absent = [c for c in ADDRESS_DETAIL_COLUMNS if not _has_column(conn, schema, table, c)]
+    columns = [c for c in CANDIDATE_COLUMNS if c not in absent]
     if _has_column(conn, schema, table, "staged_at"):
         columns.append("staged_at")
     # In key order: record positions feed Splink's training sample and every tie-break, so without it the
@@ -85,10 +91,34 @@ def read_candidates(conn: psycopg.Connection) -> pd.DataFrame:
         sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(c)) for c in columns),
         sql.Identifier(schema), sql.Identifier(table))
     df = _copy_out(conn, q, columns)
+    for c in absent:
+        df[c] = None
     df["seen_at"] = pd.to_datetime(df["seen_at"], utc=True, errors="coerce", format="ISO8601")
     if "staged_at" in df.columns:
         df["staged_at"] = pd.to_datetime(df["staged_at"], utc=True, errors="coerce", format="ISO8601")
-    return df
+    return _with_identifiers(conn, df)
+
+
+def _with_identifiers(conn: psycopg.Connection, candidates: pd.DataFrame) -> pd.DataFrame:
+    """`candidates` plus one ``id_<kind>`` column per declared identifier kind found in
+    intermediate.int_identity_identifiers (the long table: record, kind, value)."""
+    schema, table = IDENTIFIERS_TABLE
+    if not table_exists(conn, f"{schema}.{table}"):
+        return candidates
+    cols = [*KEY, "identifier_kind", "identifier_value"]
+    q = sql.SQL("select {} from {}.{}").format(sql.SQL(", ").join(map(sql.Identifier, cols)),
+                                               sql.Identifier(schema), sql.Identifier(table))
+    long = _copy_out(conn, q, cols)
+    if long.empty:
+        return candidates
+    wide = long.pivot(index=KEY, columns="identifier_kind", values="identifier_value")
+    wide.columns = [f"{IDENTIFIER_PREFIX}{c}" for c in wide.columns]
+    out = candidates.merge(wide.reset_index(), on=KEY, how="left")
+    for c in wide.columns:
+        out[c] = out[c].astype(object).where(out[c].notna(), None)
+    log.info("identity: %d identifier value(s) of declared kind(s) %s", len(long),
+             ", ".join(sorted(long["identifier_kind"].unique())))
+    return out
 
 
 def read_previous(conn: psycopg.Connection) -> pd.DataFrame:
@@ -254,13 +284,18 @@ def run(conn_url: str, mode: str = "full", config: IdentityConfig | None = None,
         record_issued_ids(conn, result.record_clusters["customer_id"], config.id_prefix, config.id_digits)
         run_day = day.date() if isinstance(day, dt.datetime) else (day or dt.datetime.now(dt.UTC).date())
         st = result.stats
-        conn.execute(
-            "insert into identity.resolution_runs (run_day, mode, records, new_records, customers, seconds) "
-            "values (%s, %s, %s, %s, %s, %s)",
-            (run_day, st["mode"], st["records"], st["new_records"], st["customers"], st["seconds"]))
+        run_id = conn.execute(
+            "insert into identity.resolution_runs (run_day, mode, records, new_records, customers, seconds, "
+            "splink_model) values (%s, %s, %s, %s, %s, %s, %s) returning run_id",
+            (run_day, st["mode"], st["records"], st["new_records"], st["customers"], st["seconds"],
+             Jsonb(result.model["splink_model"]) if result.model else None)).fetchone()[0]
+        if result.model:
+            _copy_in(conn, "match_weights", ["run_id", *PARAMETER_COLUMNS],
+                     result.model["parameters"].assign(run_id=run_id))
         conn.commit()
     stats = {k: v for k, v in result.stats.items() if k != "oversized_detail"}
     stats["clusters"] = stats["customers"]
+    stats["run_id"] = run_id
     log.info("identity: wrote %d record clusters (%d customers), %d match pairs, %d merges, %d unresolved, "
              "%d junk values", len(result.record_clusters), stats["customers"], len(result.match_pairs),
              len(result.merges), len(result.unresolved), len(result.junk_values))

@@ -51,7 +51,7 @@ from crm_knowledge.ingest.readers import (
     header_key,
     read_file,
 )
-from crm_knowledge.ingest.registry import KIND_TARGETS, SourceConfig
+from crm_knowledge.ingest.registry import IDENTIFIER_KINDS, KIND_TARGETS, SourceConfig
 from crm_knowledge.privacy.file_modes import private_dir, private_file, write_private_text
 from crm_knowledge.settings import Settings, get_settings
 from crm_knowledge.warehouse.db import connect
@@ -274,16 +274,19 @@ def _load_rows(conn: psycopg.Connection, cfg: SourceConfig, path: Path, parsed: 
     dst_by_key = {header_key(src): dst for src, dst in cfg.columns.items()}
     target, business_cols = KIND_TARGETS[cfg.kind]
     constants = cfg.constant_columns
-    columns = [*constants, *business_cols, "extras", *META_COLUMNS]
+    # columns mapped onto a declared identifier kind land in `identifiers` ({"<kind>": value})
+    has_identifiers = cfg.kind in IDENTIFIER_KINDS
+    columns = [*constants, *business_cols, "extras", *(["identifiers"] if has_identifiers else []), *META_COLUMNS]
     loaded_at = dt.datetime.now(dt.UTC)
     counts = ledger.BatchCounts()
     rejects: list[tuple[int, str, Any]] = []
     schema, table = target.split(".")
     copy_sql = sql.SQL("copy {}.{} ({}) from stdin").format(
         sql.Identifier(schema), sql.Identifier(table), sql.SQL(", ").join(sql.Identifier(c) for c in columns))
-    # Per file column, chosen once: (position in business_cols, converter), or None for extras.
+    # Per file column, chosen once: (position in business_cols, converter), (identifier kind, None) for a
+    # declared identifier kind, or None for extras.
     position = {c: i for i, c in enumerate(business_cols)}
-    plan: dict[str, tuple[int, Callable[[Any], Any]] | None] = {}
+    plan: dict[str, tuple[int | str, Callable[[Any], Any] | None] | None] = {}
     key_position = position.get(cfg.primary_key or "")
     const_values = list(constants.values())
     chunk: list[tuple[int, list[Any], Any]] = []
@@ -326,22 +329,28 @@ def _load_rows(conn: psycopg.Connection, cfg: SourceConfig, path: Path, parsed: 
                     row_number, record = item
                     business: list[Any] = [None] * len(business_cols)
                     extras: dict[str, Any] = {}
+                    identifiers: dict[str, str] = {}
                     row_issues: list[tuple[int, str, str, str]] = []
                     try:
                         for col, value in record.items():
                             step = plan.get(col, _UNPLANNED)
                             if step is _UNPLANNED:
                                 dst = dst_by_key.get(header_key(col))
-                                step = plan[col] = (position[dst], converter_for(dst, cfg)) if dst else None
+                                step = plan[col] = ((position[dst], converter_for(dst, cfg)) if dst in position
+                                                    else (dst, None) if dst else None)
                             try:
                                 if step is None:
                                     if value is not None and value != "":
                                         check_text(str(col))
                                         extras[col] = check_json(jsonable(value))
                                     continue
+                                if step[1] is None:  # a declared identifier kind
+                                    if value is not None and str(value).strip():
+                                        identifiers[step[0]] = check_text(str(value))
+                                    continue
                                 business[step[0]] = step[1](value)
                             except RowError as exc:
-                                if step is not None and business_cols[step[0]] in optional:
+                                if step is not None and step[1] is not None and business_cols[step[0]] in optional:
                                     row_issues.append((row_number, business_cols[step[0]], printable(str(col)),
                                                        str(exc)))
                                     continue
@@ -353,9 +362,11 @@ def _load_rows(conn: psycopg.Connection, cfg: SourceConfig, path: Path, parsed: 
                         continue
                     if row_issues:
                         issues.extend(row_issues)
-                    row = [*const_values, *business, Jsonb(extras) if extras else None,
-                           batch_id, path.name, loaded_at, row_number,
-                           record_hash([*const_values, *business, extras or None])]
+                    ids = [Jsonb(identifiers) if identifiers else None] if has_identifiers else []
+                    # rows without identifiers hash as before, so existing rows are not seen as changed
+                    hashed = [*const_values, *business, extras or None, *([identifiers] if identifiers else [])]
+                    row = [*const_values, *business, Jsonb(extras) if extras else None, *ids,
+                           batch_id, path.name, loaded_at, row_number, record_hash(hashed)]
                     if copy is not None:
                         copy.write_row(row)
                         counts.rows_loaded += 1

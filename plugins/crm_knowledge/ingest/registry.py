@@ -16,9 +16,12 @@ import yaml
 
 CANONICAL_FIELDS = (
     "source_record_id", "first_name", "last_name", "full_name", "email", "phone", "national_id",
-    "birth_date", "gender", "street", "city", "province", "postcode", "company", "business_type",
-    "signup_date",
+    "birth_date", "gender", "street", "house_number", "address_line2", "city", "province", "postcode", "company",
+    "business_type", "signup_date",
 )
+#: Kinds whose raw table has an `identifiers` jsonb column: a column may map onto any identifier kind declared
+#: in config/identity.yml (`identifiers`), landing there as {"<kind>": "<value>"}.
+IDENTIFIER_KINDS = ("forms", "sibling_unit")
 
 #: Source kind → the raw table it lands in and the business columns of that table.
 KIND_TARGETS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -194,6 +197,8 @@ class SourceConfig:
             return frozenset()
         required = {self.columns[c] for c in self.required_columns if c in self.columns}
         return frozenset(t for t in self.columns.values() if t != self.primary_key and t not in required)
+    #: mapped columns whose target is a declared identifier kind (subset of `columns`' values)
+    identifier_targets: frozenset[str] = frozenset()
 
     @property
     def target_table(self) -> str:
@@ -220,7 +225,8 @@ def _fail(path: Path, key: str, message: str) -> SourceConfigError:
     return SourceConfigError(f"{path}: key '{key}': {message}")
 
 
-def parse_source(path: Path) -> SourceConfig:
+def parse_source(path: Path, identifier_kinds: frozenset[str] = frozenset()) -> SourceConfig:
+    """One source file, validated; `identifier_kinds`: the kinds declared in config/identity.yml."""
     try:
         raw = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
@@ -283,10 +289,12 @@ def parse_source(path: Path) -> SourceConfig:
     if not isinstance(columns, dict):
         raise _fail(path, "columns", "must map source column names to canonical fields")
     allowed = KIND_TARGETS[kind][1]
+    kinds = identifier_kinds if kind in IDENTIFIER_KINDS else frozenset()
     for src, dst in columns.items():
-        if dst not in allowed:
+        if dst not in allowed and dst not in kinds:
+            declared = f"; identifier kinds declared in identity.yml: {', '.join(sorted(kinds))}" if kinds else ""
             raise _fail(path, f"columns.{src}", f"{dst!r} is not a field of {KIND_TARGETS[kind][0]} "
-                        f"(allowed: {', '.join(allowed)})")
+                        f"(allowed: {', '.join(allowed)}{declared})")
     targets = list(columns.values())
     dupes = {t for t in targets if targets.count(t) > 1}
     if dupes:
@@ -316,6 +324,7 @@ def parse_source(path: Path) -> SourceConfig:
         date_format=raw.get("date_format"), primary_key=primary_key, required_columns=required,
         columns={str(k): str(v) for k, v in columns.items()}, unit=raw.get("unit"), shop=raw.get("shop"),
         invalid_optional_field=policy, field_issue_threshold=float(threshold),
+        identifier_targets=frozenset(str(v) for v in columns.values() if v in kinds and v not in allowed),
     )
 
 
@@ -326,13 +335,24 @@ def load_registry(config_dir: Path | None = None) -> list[SourceConfig]:
 
         config_dir = get_settings().config_dir
     files = sorted((config_dir / "sources").glob("*.yml"))
-    sources = [parse_source(f) for f in files]
+    kinds = _declared_identifier_kinds(config_dir)
+    sources = [parse_source(f, kinds) for f in files]
     seen: dict[str, Path] = {}
     for s in sources:
         if s.name in seen:
             raise SourceConfigError(f"{s.config_file}: key 'name': {s.name!r} is also used by {seen[s.name]}")
         seen[s.name] = s.config_file
     return sources
+
+
+def _declared_identifier_kinds(config_dir: Path) -> frozenset[str]:
+    """Identifier kinds declared in `config_dir/identity.yml` (none when the file is absent)."""
+    from crm_knowledge.identity.config import load_config
+
+    path = config_dir / "identity.yml"
+    if not path.exists():
+        return frozenset()
+    return frozenset(k.name for k in load_config(path).declared_identifiers)
 
 
 def sources_of_kind(kind: str, config_dir: Path | None = None) -> list[SourceConfig]:

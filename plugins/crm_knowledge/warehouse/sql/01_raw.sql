@@ -24,6 +24,16 @@ create table if not exists raw.sibling_customers (
     _row_number int not null, _record_hash text not null
 );
 
+-- Added with issue #15 (any identifier, address details): existing warehouses get the columns here.
+-- `identifiers`: values of the identifier kinds declared in config/identity.yml that a source maps a column
+-- onto, as {"<kind>": "<value as received>"}.
+alter table raw.form_submissions add column if not exists house_number text;
+alter table raw.form_submissions add column if not exists address_line2 text;
+alter table raw.form_submissions add column if not exists identifiers jsonb;
+alter table raw.sibling_customers add column if not exists house_number text;
+alter table raw.sibling_customers add column if not exists address_line2 text;
+alter table raw.sibling_customers add column if not exists identifiers jsonb;
+
 create table if not exists raw.contact_interactions (
     interaction_id text, channel text, occurred_at timestamptz, customer_name text, email text, phone text,
     customer_ref text, topic text, outcome text, notes text, agent_id text,
