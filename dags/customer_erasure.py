@@ -40,17 +40,15 @@ from ckp_common import DEFAULT_ARGS, RAW_FORM_SUBMISSIONS, START_DATE, as_of_dat
 def customer_erasure():
     @task
     def prepare_warehouse() -> list[str]:
-        from crm_knowledge.ingest.run import prepare_warehouse
+        from crm_knowledge.ingest.tasks import prepare_warehouse
 
         return prepare_warehouse()
 
     @task
     def erase_pending_requests(as_of: str) -> dict:
-        import datetime as dt
+        from crm_knowledge.privacy.tasks import erase_pending_requests
 
-        from crm_knowledge.privacy.erasure import run_pending
-
-        return run_pending(as_of=dt.date.fromisoformat(as_of))
+        return erase_pending_requests(as_of)
 
     as_of = as_of_date_task()
     as_of >> prepare_warehouse() >> erase_pending_requests(as_of)

@@ -53,38 +53,32 @@ POST_SCORING_SELECTOR = "post_scoring"
 def customer_scoring():
     @task(outlets=[SCORING_CUSTOMER_SCORES])
     def score_customers(as_of: str) -> dict:
-        import datetime as dt
+        from crm_knowledge.scoring.tasks import score_customers
 
-        from crm_knowledge.scoring.run import score_all
-
-        return publish(SCORING_CUSTOMER_SCORES, as_of, score_all(as_of=dt.date.fromisoformat(as_of)))
+        return publish(SCORING_CUSTOMER_SCORES, as_of, score_customers(as_of))
 
     post_scoring = dbt_build_stage("dbt_post_scoring", POST_SCORING_SELECTOR)
 
     @task
     def post_scoring_quality_gate(as_of: str) -> dict:
         """Segments and scores are checked before anything leaves the warehouse."""
-        from crm_knowledge.as_of import run_key
-        from crm_knowledge.quality.pipeline import check_post_scoring
+        from crm_knowledge.quality.tasks import post_scoring_gate
 
-        return check_post_scoring(pipeline_run_id=run_key(as_of))
+        return post_scoring_gate(as_of)
 
     @task(outlets=[EXPORTS_DELIVERED])
     def deliver_segments(as_of: str) -> list[dict]:
-        import datetime as dt
+        from crm_knowledge.export.tasks import deliver_segments
 
-        from crm_knowledge.export.deliver import deliver_all
-
-        deliveries = deliver_all(as_of=dt.date.fromisoformat(as_of))
+        deliveries = deliver_segments(as_of)
         publish(EXPORTS_DELIVERED, as_of, {})
         return deliveries
 
     @task(trigger_rule="all_done")
     def build_reports(as_of: str) -> dict:
-        from crm_knowledge.as_of import run_key
-        from crm_knowledge.quality.pipeline import build_reports
+        from crm_knowledge.quality.tasks import reports
 
-        return build_reports(pipeline_run_id=run_key(as_of))
+        return reports(as_of)
 
     as_of = as_of_date_task()
     (score_customers(as_of) >> post_scoring >> post_scoring_quality_gate(as_of) >> deliver_segments(as_of)

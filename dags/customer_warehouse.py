@@ -69,52 +69,40 @@ MARTS_SELECTOR = "post_identity"
 def customer_warehouse():
     @task
     def raw_quality_gate(as_of: str) -> dict:
-        from crm_knowledge.as_of import run_key
-        from crm_knowledge.quality.pipeline import check_new_raw_batches
+        from crm_knowledge.quality.tasks import raw_gate
 
-        return check_new_raw_batches(pipeline_run_id=run_key(as_of))
+        return raw_gate(as_of)
 
     staging = dbt_build_stage("dbt_staging", STAGING_SELECTOR)
 
     @task
     def resolve_identities(as_of: str, params: dict | None = None) -> dict:
-        """Incremental, or full on the configured weekday / when forced; decided on the run's as-of date,
-        never on the wall clock."""
-        import datetime as dt
+        """Incremental, or full on the configured weekday / when forced; decided on the run's as-of date."""
+        from crm_knowledge.identity.tasks import resolve_identities
 
-        from crm_knowledge.identity.store import decide_mode, run
-        from crm_knowledge.settings import get_settings
-
-        url = get_settings().warehouse_url
-        day = dt.date.fromisoformat(as_of)
-        mode = decide_mode(url, day, force_full=bool((params or {}).get("full_identity_resolution", False)))
-        return run(url, mode=mode, day=day)
+        return resolve_identities(as_of, force_full=bool((params or {}).get("full_identity_resolution", False)))
 
     marts = dbt_build_stage("dbt_marts", MARTS_SELECTOR, full_refresh=MARTS_FULL_REFRESH)
 
     @task
     def source_freshness(as_of: str) -> dict:
         """`dbt source freshness`, recorded for the report; a source past its error_after stops scoring."""
-        from crm_knowledge.as_of import run_key
-        from crm_knowledge.quality.pipeline import check_source_freshness
+        from crm_knowledge.quality.tasks import source_freshness
 
-        return check_source_freshness(pipeline_run_id=run_key(as_of))
+        return source_freshness(as_of)
 
     @task(outlets=[MARTS_CUSTOMER_VIEW])
     def marts_quality_gate(as_of: str) -> dict:
-        from crm_knowledge.as_of import run_key
-        from crm_knowledge.quality.pipeline import check_layers
+        from crm_knowledge.quality.tasks import marts_gate
 
-        result = check_layers(["staging", "marts"], pipeline_run_id=run_key(as_of))
-        return publish(MARTS_CUSTOMER_VIEW, as_of, result)
+        return publish(MARTS_CUSTOMER_VIEW, as_of, marts_gate(as_of))
 
     @task(trigger_rule="all_done")
     def build_reports(as_of: str) -> dict:
         """The auditor's report is written whatever happened: a failed run is what auditors need most."""
-        from crm_knowledge.as_of import run_key
-        from crm_knowledge.quality.pipeline import build_reports
+        from crm_knowledge.quality.tasks import reports
 
-        return build_reports(pipeline_run_id=run_key(as_of))
+        return reports(as_of)
 
     as_of = as_of_date_task()
     gate = marts_quality_gate(as_of)

@@ -26,13 +26,13 @@ from ckp_common import DEFAULT_ARGS, RAW_CONTACT_INTERACTIONS, START_DATE, as_of
 def ingest_contact_channels():
     @task
     def prepare_warehouse() -> list[str]:
-        from crm_knowledge.ingest.run import prepare_warehouse
+        from crm_knowledge.ingest.tasks import prepare_warehouse
 
         return prepare_warehouse()
 
     @task(outlets=[RAW_CONTACT_INTERACTIONS])
     def load_interactions(as_of: str) -> dict:
-        from crm_knowledge.ingest.run import ingest_file_source
+        from crm_knowledge.ingest.tasks import ingest_file_source
 
         return publish(RAW_CONTACT_INTERACTIONS, as_of, ingest_file_source("contacts"))
 

@@ -28,13 +28,13 @@ from ckp_common import DEFAULT_ARGS, RAW_FORM_SUBMISSIONS, START_DATE, as_of_dat
 def ingest_forms():
     @task
     def prepare_warehouse() -> list[str]:
-        from crm_knowledge.ingest.run import prepare_warehouse
+        from crm_knowledge.ingest.tasks import prepare_warehouse
 
         return prepare_warehouse()
 
     @task(outlets=[RAW_FORM_SUBMISSIONS])
     def load_forms(as_of: str) -> dict:
-        from crm_knowledge.ingest.run import ingest_file_source
+        from crm_knowledge.ingest.tasks import ingest_file_source
 
         return publish(RAW_FORM_SUBMISSIONS, as_of, ingest_file_source("forms"))
 

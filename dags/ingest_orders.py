@@ -31,19 +31,19 @@ from ckp_common import DEFAULT_ARGS, RAW_ORDERS, START_DATE, as_of_date_task, pu
 def ingest_orders():
     @task
     def prepare_warehouse() -> list[str]:
-        from crm_knowledge.ingest.run import prepare_warehouse
+        from crm_knowledge.ingest.tasks import prepare_warehouse
 
         return prepare_warehouse()
 
     @task(outlets=[RAW_ORDERS])
     def extract_orders_database(as_of: str) -> dict:
-        from crm_knowledge.ingest.run import ingest_orders_database
+        from crm_knowledge.ingest.tasks import ingest_orders_database
 
         return publish(RAW_ORDERS, as_of, ingest_orders_database("orders"))
 
     @task
     def list_order_exports() -> list[str]:
-        from crm_knowledge.ingest.run import source_names
+        from crm_knowledge.ingest.tasks import source_names
 
         return source_names("order_export")
 
@@ -51,7 +51,7 @@ def ingest_orders():
     def load_order_export(source_name: str, as_of: str) -> dict:
         from airflow.sdk import get_current_context
 
-        from crm_knowledge.ingest.run import ingest_file_source
+        from crm_knowledge.ingest.tasks import ingest_file_source
 
         get_current_context()["source_label"] = source_name
         return publish(RAW_ORDERS, as_of, ingest_file_source(source_name))

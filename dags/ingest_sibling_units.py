@@ -28,7 +28,7 @@ from ckp_common import DEFAULT_ARGS, RAW_SIBLING_CUSTOMERS, START_DATE, as_of_da
 def ingest_sibling_units():
     @task
     def list_units() -> list[str]:
-        from crm_knowledge.ingest.run import prepare_warehouse, source_names
+        from crm_knowledge.ingest.tasks import prepare_warehouse, source_names
 
         prepare_warehouse()
         return source_names("sibling_unit")
@@ -37,7 +37,7 @@ def ingest_sibling_units():
     def load_unit(source_name: str, as_of: str) -> dict:
         from airflow.sdk import get_current_context
 
-        from crm_knowledge.ingest.run import ingest_file_source
+        from crm_knowledge.ingest.tasks import ingest_file_source
 
         get_current_context()["source_label"] = source_name
         return publish(RAW_SIBLING_CUSTOMERS, as_of, ingest_file_source(source_name))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -261,3 +262,14 @@ def test_marts_are_fully_refreshed_after_a_full_identity_resolution(dagbag):
     assert render(ti=TI({"mode": "full", "records": 10})) == "True"
     assert render(ti=TI({"mode": "incremental"})) == "False"
     assert render(ti=TI(None)) == "False"
+
+
+@pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.name)
+def test_dag_tasks_call_only_the_stage_entry_points(path):
+    """A DAG task calls its stage's `crm_knowledge.<stage>.tasks` module and nothing else of the package: one
+    naming convention for every entry point (README, "Repository")."""
+    imported = {node.module for node in ast.walk(ast.parse(path.read_text()))
+                if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("crm_knowledge")}
+    assert imported, f"{path.name} calls no stage"
+    stray = sorted(m for m in imported if not re.fullmatch(r"crm_knowledge\.\w+\.tasks", m))
+    assert not stray, f"{path.name} imports {stray}: call the stage's crm_knowledge.<stage>.tasks instead"

@@ -127,7 +127,7 @@ FILE_SOURCES = ("forms", "contacts", "sibling_insurance", "sibling_travel", "sib
 
 
 def ingest_all() -> None:
-    from crm_knowledge.ingest.run import ingest_file_source, ingest_orders_database
+    from crm_knowledge.ingest.tasks import ingest_file_source, ingest_orders_database
 
     for name in FILE_SOURCES:
         ingest_file_source(name)
@@ -253,7 +253,7 @@ def plant(settings) -> None:
 
 def deliver_contacts_again(settings) -> None:
     """A second contact-centre file with the same name: archived as interactions_planted.<timestamp>.csv."""
-    from crm_knowledge.ingest.run import ingest_file_source
+    from crm_knowledge.ingest.tasks import ingest_file_source
 
     path = settings.landing_dir / "contacts" / "interactions_planted.csv"
     with open(path, "w", encoding="utf-8", newline="") as fh:
@@ -680,7 +680,7 @@ def test_reloading_the_source_files_does_not_bring_them_back(world, erased):
     bank = erased["before"] / "archive" / "sibling_bank_fa" / "customers_planted.csv"
     (settings.landing_dir / "siblings" / "bank_fa" / "customers_planted_resent.csv").write_bytes(
         bank.read_bytes() + b"\r\n")
-    from crm_knowledge.ingest.run import ingest_file_source
+    from crm_knowledge.ingest.tasks import ingest_file_source
 
     forms = ingest_file_source("forms")
     assert forms["skipped"] == 1 and forms["loaded"] == 1  # the ledger keeps the checksum as delivered

@@ -130,7 +130,7 @@ FILE_SOURCES = ("forms", "contacts", "sibling_insurance", "sibling_travel", "sib
 
 
 def ingest_all() -> None:
-    from crm_knowledge.ingest.run import ingest_file_source, ingest_orders_database
+    from crm_knowledge.ingest.tasks import ingest_file_source, ingest_orders_database
 
     for name in FILE_SOURCES:
         ingest_file_source(name)
@@ -381,7 +381,7 @@ def erased(world, before) -> dict:
                   "--reason", "ticket PRV-7", "--date", AS_OF.isoformat(), env=env)
     out["cli"] = res
     # 2. the web form: an erasure_request submission lands, is loaded, and the erasure DAG runs
-    from crm_knowledge.ingest.run import ingest_file_source
+    from crm_knowledge.ingest.tasks import ingest_file_source
 
     p = BY_KEY["form"]
     form = {"submission_id": "EEP-ERASE-1", "form_type": "erasure_request", "submitted_at": "2026-11-19T08:00:00+03:30",

@@ -102,7 +102,7 @@ def q(url: str, query: str, params=None) -> list[tuple]:
 def ingest_all() -> dict[str, int]:
     """Every registered source, as the ingestion DAGs do: rows loaded per source."""
     from crm_knowledge.ingest.registry import load_registry
-    from crm_knowledge.ingest.run import ingest_file_source, ingest_orders_database, prepare_warehouse
+    from crm_knowledge.ingest.tasks import ingest_file_source, ingest_orders_database, prepare_warehouse
 
     prepare_warehouse()
     loaded = {}

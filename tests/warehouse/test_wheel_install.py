@@ -30,7 +30,7 @@ pytestmark = pytest.mark.warehouse
 SCRIPT = r"""
 import json, os, sys
 import crm_knowledge
-from crm_knowledge.ingest.run import ingest_file_source, prepare_warehouse, source_names
+from crm_knowledge.ingest.tasks import ingest_file_source, prepare_warehouse, source_names
 from crm_knowledge.settings import ProjectNotFound, get_settings
 
 prepare_warehouse()

@@ -89,7 +89,7 @@ def _batch_rows(url: str, batch_ids: list[str]) -> int:
 
 def _ingest_stages(timer: StageTimer, phase: str, settings: Settings) -> dict[str, dict[str, Any]]:
     from crm_knowledge.ingest.registry import load_registry
-    from crm_knowledge.ingest.run import ingest_file_source, ingest_orders_database
+    from crm_knowledge.ingest.tasks import ingest_file_source, ingest_orders_database
 
     out = {}
     for cfg in load_registry(settings.config_dir):
