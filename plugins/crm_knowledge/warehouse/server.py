@@ -98,9 +98,18 @@ def _run_as() -> str | None:
 
 
 def _pg(cmd: str, *args: str, user: str | None, timeout: float = 120) -> subprocess.CompletedProcess:
+    # As `user` with its own group and no other: a process that kept root's groups would be judged by the
+    # *group* bits of root-owned folders on the way to CKP_HOME (0701/0711: none) and be refused.
+    group, extra_groups = (None, None)
+    if user is not None:
+        import pwd
+
+        group, extra_groups = pwd.getpwnam(user).pw_gid, []
     return subprocess.run(
         [str(_binaries() / cmd), *args],
         user=user,
+        group=group,
+        extra_groups=extra_groups,
         capture_output=True,
         text=True,
         timeout=timeout,
