@@ -50,8 +50,9 @@ def alert_inbox():
 
 def test_make_run_exits_non_zero_naming_the_unreachable_warehouse(tmp_path):
     env = dict(os.environ, WAREHOUSE_URL=UNREACHABLE, CKP_HOME=str(tmp_path / "home"))
-    res = subprocess.run([str(BIN / "ckp"), "run", "--size", "10"], env=env, capture_output=True, text=True,
-                         timeout=600)
+    # past the demo's guard (the flag), so the run itself has to reach the warehouse
+    res = subprocess.run([str(BIN / "ckp"), "run", "--size", "10", "--overwrite-external-db"], env=env,
+                         capture_output=True, text=True, timeout=600)
     assert res.returncode == 1, res.stdout[-2000:] + res.stderr[-2000:]
     assert "Cannot connect to the warehouse at 127.0.0.1:9/warehouse" in res.stderr, res.stderr[-2000:]
 
