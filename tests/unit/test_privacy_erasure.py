@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from crm_knowledge.privacy import erasure, lookup, pii_scan, purge, tombstones
+from crm_knowledge.privacy import erasure, erasure_files, lookup, pii_scan, purge, tombstones
 from crm_knowledge.privacy.pseudonym import pseudonymize
 
 
@@ -368,3 +368,15 @@ def test_one_failing_request_does_not_hold_up_the_others(tmp_path, monkeypatch):
     assert done == ["ok@example.ir", "09121234567"]           # the other file's requests were all done
     assert (folder / "a.jsonl").exists() and not (folder / "b.jsonl").exists()
     assert "file a.jsonl: ConnectionError" in str(err.value) and "fail@example.ir" not in str(err.value)
+
+
+def test_rewrite_csv_numbers_records_as_ingestion_did_after_an_unclosed_quote(tmp_path):
+    """An unclosed quote is one bad record of its line (ingest.readers.csv_records), not the rest of the file:
+    the erased person's record is the one ingestion loaded under that number, and only it is emptied."""
+    src, dst = tmp_path / "in.csv", tmp_path / "out.csv"
+    src.write_text('id,name,email\n1,Ali,ali@example.com\n2,"Bad,bad@example.com\n3,Sara,sara@example.com\n'
+                   '4,Reza,reza@example.com\n', encoding="utf-8")
+    result = erasure_files.rewrite_csv(src, dst, remove={3}, pattern=None)
+    assert dst.read_text(encoding="utf-8") == ('id,name,email\n1,Ali,ali@example.com\n2,"Bad,bad@example.com\n\n'
+                                               '4,Reza,reza@example.com\n')
+    assert (result.removed, result.not_found) == (1, 0)

@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import codecs
 import contextlib
-import csv
 import datetime as dt
 import json
 import logging
@@ -63,6 +62,7 @@ from psycopg import sql
 
 from crm_knowledge.export.file_drop import fsync_dir
 from crm_knowledge.ingest.files import sha256_file
+from crm_knowledge.ingest.readers import csv_records
 from crm_knowledge.privacy import lookup
 from crm_knowledge.settings import Settings
 from crm_knowledge.warehouse.db import table_exists as _exists
@@ -196,59 +196,32 @@ def _sub(pattern: re.Pattern | None, text: str) -> tuple[str, int]:
 
 # --- rewriting one file (pure: src -> dst) ------------------------------------------------------------------
 
-class _Lines:
-    """The physical lines csv.reader takes, kept until the record they form is complete."""
-
-    def __init__(self, lines: Iterator[str]):
-        self._lines = lines
-        self.taken: list[str] = []
-
-    def __iter__(self) -> _Lines:
-        return self
-
-    def __next__(self) -> str:
-        line = next(self._lines)
-        self.taken.append(line)
-        return line
-
-
 def rewrite_csv(src: Path, dst: Path, *, remove: set[int], pattern: re.Pattern | None, encoding: str = "utf-8",
                 delimiter: str = ",") -> Rewritten:
     """Copy a CSV file, emptying data records `remove` and masking `pattern` everywhere else.
 
-    Records are numbered as ``ingest/readers.read_csv`` numbers them (1-based after the header; blank lines
-    and unparsable lines count). A removed record (all its physical lines, if a quoted field spans several)
-    becomes one empty line; every other line is written back as read. Raises UnicodeDecodeError when the
-    file is not valid `encoding` (nothing is then replaced: the caller discards `dst`).
+    Records are numbered by ``ingest.readers.csv_records``, the walk ingestion numbers them with (1-based after
+    the header; blank lines, unparsable lines and a line with an unclosed quote count as one record each), so
+    the record erased is the record that was loaded. A removed record (all its physical lines, if a quoted
+    field spans several) becomes one empty line; every other line is written back as read. Raises
+    UnicodeDecodeError when the file is not valid `encoding` (nothing is then replaced: the caller discards
+    `dst`).
     """
     codec = _codecs_for(src, encoding)
     removed = masked = 0
+    n = 0
     with open(src, encoding=codec, newline="") as fin, open(dst, "w", encoding=codec, newline="") as fout:
-        lines = _Lines(iter(fin))
-        reader = csv.reader(lines, delimiter=delimiter)
-        n = -1  # the header is record 0
-        while True:
-            try:
-                fields: list[str] | None = next(reader)
-            except StopIteration:
-                break
-            except csv.Error:
-                fields = None
-            n += 1
-            taken, lines.taken = lines.taken, []
-            empty = fields is not None and all(not f.strip() for f in fields)
-            if n >= 1 and n in remove and not empty and taken:
-                fout.write(_ending(taken[-1]))
+        for record in csv_records(lambda: iter(fin), delimiter, keep_lines=True):
+            n = record.number
+            empty = record.fields is not None and all(not f.strip() for f in record.fields)
+            if n >= 1 and n in remove and not empty and record.lines:
+                fout.write(_ending(record.lines[-1]))
                 removed += 1
                 continue
-            for line in taken:
+            for line in record.lines:
                 line, k = _sub(pattern, line)
                 masked += k
                 fout.write(line)
-        for line in lines.taken:  # a dangling partial record
-            line, k = _sub(pattern, line)
-            masked += k
-            fout.write(line)
     return Rewritten(removed, masked, sum(1 for r in remove if r < 1 or r > n))
 
 
