@@ -288,13 +288,13 @@ def file_count(home: Path) -> int:
 # --- fresh processes ---------------------------------------------------------------------------------------
 
 def run_erasure_dag(settings, run_date: dt.date) -> str:
-    """`airflow dags test customer_erasure <date>`, as `make run` starts DAGs; returns the run's log."""
-    from crm_knowledge.runner import airflow_env, run_dag
+    """`airflow dags test customer_erasure <date>` in a fresh process; returns the run's log."""
+    from airflow_dags import airflow_dags_test
 
-    env = airflow_env(settings)
-    log_dir = settings.home / "logs" / "runs" / run_date.isoformat()
-    run_dag("customer_erasure", run_date, env, log_dir)  # raises with the log's tail when a task failed
-    return (log_dir / "customer_erasure.log").read_text(encoding="utf-8", errors="replace")
+    from crm_knowledge.runner import airflow_env
+
+    return airflow_dags_test("customer_erasure", run_date, airflow_env(settings),
+                             settings.home / "logs" / "runs" / run_date.isoformat())
 
 
 # --- fixtures ----------------------------------------------------------------------------------------------
@@ -305,7 +305,6 @@ def world(warehouse, settings, tmp_path_factory) -> Iterator[dict]:
     from crm_knowledge import settings as settings_module
     from crm_knowledge.demo import generate
     from crm_knowledge.export.receiver import make_server
-    from crm_knowledge.runner import airflow_env, ensure_airflow_db
     from crm_knowledge.warehouse.bootstrap import apply_ddl
 
     tmp = tmp_path_factory.mktemp("erasure_entry_points")
@@ -325,12 +324,11 @@ def world(warehouse, settings, tmp_path_factory) -> Iterator[dict]:
     receiver.start_in_thread()
     try:
         apply_ddl(local.warehouse_url)
-        generate(size=DEMO_SIZE, seed=23, settings=local, as_of=AS_OF)
+        generate(size=DEMO_SIZE, seed=23, settings=local, as_of=AS_OF, overwrite_external_db=True)  # scratch dbs
         plant(local)
         shutil.copytree(local.landing_dir, tmp / "as_delivered")  # the sources' files, to deliver them again
         ingest_all()
         deliveries = build_score_deliver(local, tmp)
-        ensure_airflow_db(airflow_env(local))
         yield {"settings": local, "url": local.warehouse_url, "tmp": tmp, "receiver": receiver,
                "deliveries": deliveries, "env": ckp_env()}
     finally:
@@ -515,7 +513,8 @@ def test_ckp_customer_report_before_and_after(world, before, erased):
 
 
 def test_ckp_identity_eval(world, erased, tmp_path):
-    """`ckp identity-eval` scores the identity map against the demo's ground truth; without one it says so."""
+    """`ckp identity-eval` scores the identity map against the demo's ground truth; without one it says so and
+    still writes Splink's charts (a real deployment has no ground truth)."""
     res = run_ckp("identity-eval", env=world["env"])
     assert res.returncode == 0, res.stderr[-3000:]
     metrics = dict(re.findall(r"pairwise (precision|recall)\s+([0-9.]+)", res.stdout))
@@ -523,7 +522,8 @@ def test_ckp_identity_eval(world, erased, tmp_path):
     records = int(re.search(r"records evaluated\s+([0-9,]+)", res.stdout).group(1).replace(",", ""))
     assert records > DEMO_SIZE
     empty = run_ckp("identity-eval", env=ckp_env(CKP_HOME=str(tmp_path / "no_demo")))
-    assert empty.returncode == 1 and "no ground truth" in empty.stderr
+    assert empty.returncode == 0 and "no accuracy report" in empty.stderr and "ground truth" in empty.stderr
+    assert "match_weights chart:" in empty.stdout
 
 
 def webhook_records(receiver, before) -> list[dict]:
