@@ -19,6 +19,7 @@ from typing import Any
 
 import psycopg
 from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
 
 from crm_knowledge.settings import get_settings
 
@@ -38,10 +39,14 @@ def connect(url: str | None = None, *, autocommit: bool = False, application_nam
             **kwargs: Any) -> Iterator[psycopg.Connection]:
     """A psycopg connection to the warehouse (or `url`), closed on exit, committed unless it raised.
 
-    Extra keyword arguments (``connect_timeout``, ``row_factory``, ...) go to :func:`psycopg.connect`.
+    `application_name` names the session in pg_stat_activity unless the URL names it already (a deployment's
+    or a test's own name wins). Extra keyword arguments (``connect_timeout``, ``row_factory``, ...) go to
+    :func:`psycopg.connect`.
     """
-    conn = psycopg.connect(url or get_settings().warehouse_url, autocommit=autocommit,
-                           application_name=application_name, **kwargs)
+    url = url or get_settings().warehouse_url
+    if "application_name" not in conninfo_to_dict(url):
+        kwargs["application_name"] = application_name
+    conn = psycopg.connect(url, autocommit=autocommit, **kwargs)
     try:
         with conn:
             yield conn
