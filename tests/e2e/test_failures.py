@@ -8,16 +8,14 @@ when an `all_done` report task succeeds after it), `make run` exits non-zero, an
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import subprocess
 import sys
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from alert_webhook import alert_inbox_server
 
 from crm_knowledge.settings import PROJECT_ROOT
 
@@ -30,22 +28,9 @@ UNREACHABLE = "postgresql://ckp@127.0.0.1:9/warehouse"
 
 @pytest.fixture()
 def alert_inbox():
-    received: list[dict] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802 (http.server's name)
-            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/alerts", received
-    server.shutdown()
-    server.server_close()
+    """A loopback HTTP server standing in for the deployment's alert webhook (tests/alert_webhook.py)."""
+    with alert_inbox_server() as inbox:
+        yield inbox
 
 
 def test_make_run_exits_non_zero_naming_the_unreachable_warehouse(tmp_path):

@@ -8,15 +8,13 @@ second run also shows that loading everything again adds nothing.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import shutil
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import psycopg
 import pytest
+from alert_webhook import alert_inbox_server
 from ckp_cli import run_ckp
 
 from crm_knowledge.runner import PIPELINE_DAGS, run_pipeline
@@ -48,23 +46,9 @@ def pipeline(warehouse, settings):
 
 @pytest.fixture(scope="module")
 def alert_inbox():
-    """A loopback HTTP server standing in for the deployment's alert webhook (Slack-style)."""
-    received: list[dict] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802 (http.server's name)
-            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(200)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/alerts", received
-    server.shutdown()
-    server.server_close()
+    """A loopback HTTP server standing in for the deployment's alert webhook (tests/alert_webhook.py)."""
+    with alert_inbox_server() as inbox:
+        yield inbox
 
 
 def _project_copy_with_a_broken_model(tmp: Path) -> Path:
