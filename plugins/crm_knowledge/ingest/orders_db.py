@@ -288,25 +288,10 @@ def extract_table(src: psycopg.Connection, wh: psycopg.Connection, cfg: SourceCo
                     for block in cout:
                         cin.write(block)
             counts.rows_read = wh.execute(sql.SQL("select count(*) from {}").format(tmp)).fetchone()[0]
-            counts.rows_loaded, deletions, rejects = _load_landed(wh, source_name, table, typed, tmp, batch_id,
-                                                                  window_label)
-            counts.rows_rejected = len(rejects)
-            counts.rows_duplicate = counts.rows_read - counts.rows_loaded - counts.rows_rejected
-            _set_watermark(wh, cfg.name, table, upper)
-            wh.execute(sql.SQL("drop table {}").format(tmp))
-            ledger.close_batch(wh, batch_id, "loaded", counts)
+            deletions, rejects = _close_landed(wh, source_name, table, typed, tmp, batch_id, window_label, counts,
+                                               watermark=(cfg.name, table, upper))
     except Exception as exc:
-        reason = f"{source_name}: extracting window {window_label} failed, nothing of it was kept: " \
-                 f"{errors.describe(exc)}"
-        try:
-            with wh.transaction():
-                ledger.close_batch(wh, batch_id, "failed", ledger.BatchCounts(), error=reason)
-        except psycopg.Error:
-            log.error("%s: batch %s could not be marked failed (the warehouse is unreachable); the next extract "
-                      "marks it aborted", source_name, batch_id)
-        log.error("%s (batch %s; the watermark did not move, the next run reads the window again)", reason,
-                  batch_id)
-        raise errors.LoadFailed(reason) from None
+        _fail(wh, source_name, batch_id, f"extracting window {window_label}", exc)
     for n, reason in rejects[:5]:
         log.warning("%s: window row %s rejected: %s", source_name, n, reason)
     log.info("%s.%s: window %s: read %s, loaded %s (%s marked deleted), rejected %s, already held %s", cfg.name,
@@ -329,6 +314,35 @@ def _refused_column(wh: psycopg.Connection, tmp: sql.Identifier, typed: list[tup
                 raise
             return f"column {column!r} does not fit raw type {type_}: {errors.describe(cast_exc)}"
     return f"refused by the database: {errors.describe(exc)}"
+
+
+def _close_landed(wh: psycopg.Connection, source_name: str, entity: str, typed: list[tuple[str, str]],
+                  tmp: sql.Identifier, batch_id: str, label: str, counts: ledger.BatchCounts, *,
+                  watermark: tuple[str, str, dt.datetime]) -> tuple[int, list[tuple[int, str]]]:
+    """Insert the landed rows (see :func:`_load_landed`), move the watermark and close the batch `loaded`, in
+    the caller's transaction; returns (deletions, rejects)."""
+    counts.rows_loaded, deletions, rejects = _load_landed(wh, source_name, entity, typed, tmp, batch_id, label)
+    counts.rows_rejected = len(rejects)
+    counts.rows_duplicate = counts.rows_read - counts.rows_loaded - counts.rows_rejected
+    _set_watermark(wh, *watermark)
+    wh.execute(sql.SQL("drop table {}").format(tmp))
+    ledger.close_batch(wh, batch_id, "loaded", counts)
+    return deletions, rejects
+
+
+def _fail(wh: psycopg.Connection, source_name: str, batch_id: str, what: str, exc: Exception) -> None:
+    """Close the batch `failed` with a reason free of values, and raise LoadFailed (never the database's error,
+    whose context can quote a row). An unreachable warehouse leaves the batch `running`: the next extract
+    marks it aborted."""
+    reason = f"{source_name}: {what} failed, nothing of it was kept: {errors.describe(exc)}"
+    try:
+        with wh.transaction():
+            ledger.close_batch(wh, batch_id, "failed", ledger.BatchCounts(), error=reason)
+    except psycopg.Error:
+        log.error("%s: batch %s could not be marked failed (the warehouse is unreachable); the next extract "
+                  "marks it aborted", source_name, batch_id)
+    log.error("%s (batch %s; the watermark did not move, the next run reads it again)", reason, batch_id)
+    raise errors.LoadFailed(reason) from None
 
 
 def _set_watermark(wh: psycopg.Connection, source_name: str, table: str, value: dt.datetime) -> None:
@@ -413,18 +427,10 @@ def reconcile_deletions(src: psycopg.Connection, wh: psycopg.Connection, cfg: So
     counts = ledger.BatchCounts(rows_read=gone)
     try:
         with wh.transaction():
-            counts.rows_loaded, _, rejects = _load_landed(wh, f"{cfg.name}.{table}", table, typed, gone_tmp, batch_id,
-                                                          label)
-            counts.rows_rejected = len(rejects)
-            counts.rows_duplicate = counts.rows_read - counts.rows_loaded - counts.rows_rejected
-            _set_watermark(wh, cfg.name, marker, snapshot_at)
-            wh.execute(sql.SQL("drop table {}").format(gone_tmp))
-            ledger.close_batch(wh, batch_id, "loaded", counts)
+            _close_landed(wh, f"{cfg.name}.{table}", table, typed, gone_tmp, batch_id, label, counts,
+                          watermark=(cfg.name, marker, snapshot_at))
     except Exception as exc:
-        reason = f"{cfg.name}.{table}: key reconciliation failed, nothing of it was kept: {errors.describe(exc)}"
-        with wh.transaction():
-            ledger.close_batch(wh, batch_id, "failed", ledger.BatchCounts(), error=reason)
-        raise errors.LoadFailed(reason) from None
+        _fail(wh, f"{cfg.name}.{table}", batch_id, "key reconciliation", exc)
     log.info("%s.%s: key reconciliation: %s of the warehouse's keys are gone from the source (%s source keys); "
              "marked deleted in batch %s", cfg.name, table, gone, source_keys, batch_id)
     return WindowResult(cfg.name, table, "loaded", batch_id, snapshot_at.isoformat(), snapshot_at.isoformat(),
