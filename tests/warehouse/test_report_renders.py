@@ -205,12 +205,13 @@ def test_report_keyed_on_the_logical_date(scratch_db, settings, tmp_path):
     """Checks keyed `day-<ds>` (as the DAGs key them) give that day's page, dbt results included."""
     import json
 
+    from crm_knowledge.as_of import run_key
     from crm_knowledge.quality import pipeline
 
     apply_ddl(scratch_db)
     qsettings = dataclasses.replace(settings, home=tmp_path / "home")
     day = "day-2026-11-20"
-    assert pipeline.day_run_id("2026-11-20") == day
+    assert run_key("2026-11-20") == day  # the key the DAG tasks give their day
     with psycopg.connect(scratch_db) as conn:
         conn.execute(
             """insert into audit.load_batches (batch_id, source_name, source_kind, source_file, checksum,

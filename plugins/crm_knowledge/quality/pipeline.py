@@ -16,8 +16,8 @@
 * :func:`build_reports`: Data Docs + the auditor's page of the run; never raises on a report problem
   that is not a database one.
 
-Results of one day are keyed ``day-<logical date>`` (:func:`day_run_id`), so the warehouse and scoring
-DAG runs of a day, their GX gates and their dbt tests form one report.
+Results of one day are keyed ``day-<as-of date>`` (:func:`crm_knowledge.as_of.run_key`), so the warehouse
+and scoring DAG runs of a day, their GX gates and their dbt tests form one report.
 """
 
 from __future__ import annotations
@@ -42,14 +42,6 @@ log = logging.getLogger(__name__)
 
 def _run_id(pipeline_run_id: str | None) -> str:
     return pipeline_run_id or f"manual-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}"
-
-
-def day_run_id(ds: str | None, run_after: dt.datetime | None = None) -> str:
-    """``day-<ds>``: the key of a day's results (:func:`crm_knowledge.as_of.run_key`, the same key the
-    DAG tasks use). Without a logical date or `run_after` (a run outside Airflow): a manual run id."""
-    if ds or run_after is not None:
-        return run_key(dt.date.fromisoformat(ds) if ds else run_after.astimezone(dt.UTC).date())
-    return _run_id(None)
 
 
 def day_run_id_from_context(context: Mapping[str, Any] | None) -> str:
