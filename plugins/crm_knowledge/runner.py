@@ -212,7 +212,7 @@ def _prepare_stack(settings: Settings, *, demo: bool):
     airflow_stack.ensure_metadata_database(settings)
     env = airflow_stack.stack_env(settings, airflow_env(settings, demo=demo), settings.airflow_port)
     airflow_stack.migrate(env)
-    dbt_parse({**env, **settings.dbt_env()}, settings)
+    dbt_parse(dbt_process_env(settings), settings)
     return airflow_stack.AirflowStack(env=env, port=settings.airflow_port,
                                       log_dir=settings.home / "logs" / "airflow")
 
@@ -395,7 +395,7 @@ def run_pipeline(size: int | None = None, seed: int | None = None, *, keep_runni
             timings[dag_id] = round((ended - began).total_seconds(), 1) if began and ended else None
 
         print("    dbt docs generate (catalog and lineage site)", flush=True)
-        dbt_docs({**stack.env, **settings.dbt_env()}, settings)
+        dbt_docs(dbt_process_env(settings), settings)
 
         from crm_knowledge.privacy.pii_scan import scan as pii_scan  # the "no PII outside the vault" check
         from crm_knowledge.summary import collect_summary, format_summary
