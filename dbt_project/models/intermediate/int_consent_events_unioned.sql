@@ -37,27 +37,46 @@ record_clusters as (
 
 ),
 
-form_events as (
+-- consent flags as stated: on a form when submitted, in a sibling unit's file as of its load
+stated_flags as (
 
     select
         source_system,
         source_record_id,
-        'marketing' as purpose,
-        is_marketing_consent_granted as is_granted,
+        is_marketing_consent_granted,
+        is_profiling_consent_granted,
         submitted_at as occurred_at
     from form_submissions
-    where is_marketing_consent_granted is not null
 
     union all
 
     select
         source_system,
         source_record_id,
-        'profiling' as purpose,
-        is_profiling_consent_granted as is_granted,
-        submitted_at as occurred_at
-    from form_submissions
-    where is_profiling_consent_granted is not null
+        is_marketing_consent_granted,
+        is_profiling_consent_granted,
+        loaded_at as occurred_at
+    from sibling_customers
+
+),
+
+-- one event per purpose asked about
+stated_events as (
+
+    select
+        stated_flags.source_system,
+        stated_flags.source_record_id,
+        statements.purpose,
+        statements.is_granted,
+        stated_flags.occurred_at
+    from stated_flags
+    cross join
+        lateral (
+            values
+            ('marketing', stated_flags.is_marketing_consent_granted),
+            ('profiling', stated_flags.is_profiling_consent_granted)
+        ) as statements (purpose, is_granted)
+    where statements.is_granted is not null
 
 ),
 
@@ -75,37 +94,11 @@ erasure_events as (
 
 ),
 
-sibling_events as (
-
-    select
-        source_system,
-        source_record_id,
-        'marketing' as purpose,
-        is_marketing_consent_granted as is_granted,
-        loaded_at as occurred_at
-    from sibling_customers
-    where is_marketing_consent_granted is not null
-
-    union all
-
-    select
-        source_system,
-        source_record_id,
-        'profiling' as purpose,
-        is_profiling_consent_granted as is_granted,
-        loaded_at as occurred_at
-    from sibling_customers
-    where is_profiling_consent_granted is not null
-
-),
-
 unioned as (
 
-    select * from form_events
+    select * from stated_events
     union all
     select * from erasure_events
-    union all
-    select * from sibling_events
 
 ),
 

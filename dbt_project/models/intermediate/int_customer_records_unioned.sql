@@ -39,37 +39,15 @@ contact_interactions as (
 orders_records as (
 
     select
-        source_system,
-        source_record_id,
-        cast(null as text) as sibling_unit,
-        source_record_id as customer_ref,
-        first_name,
-        last_name,
-        full_name,
-        first_name_norm,
-        last_name_norm,
-        full_name_norm,
-        email,
-        phone_e164,
-        national_id,
-        birth_date,
-        gender,
-        street,
-        street_norm,
-        cast(null as text) as house_number,
-        cast(null as text) as address_line2,
-        cast(null as text) as address_line2_norm,
-        city,
-        city_norm,
-        province,
-        postcode,
-        company,
-        business_type,
-        cast(created_at as date) as signup_date,
-        coalesce(created_at, updated_at, loaded_at) as first_seen_at,
-        coalesce(updated_at, created_at, loaded_at) as last_seen_at,
-        cast(null as jsonb) as identifiers,
-        staged_at
+        {{ customer_record_columns(
+            missing=['sibling_unit', 'house_number', 'address_line2', 'address_line2_norm', 'identifiers'],
+            derived={
+                'customer_ref': 'source_record_id',
+                'signup_date': 'cast(created_at as date)',
+                'first_seen_at': 'coalesce(created_at, updated_at, loaded_at)',
+                'last_seen_at': 'coalesce(updated_at, created_at, loaded_at)',
+            },
+        ) }}
     from orders_customers
 
 ),
@@ -77,37 +55,13 @@ orders_records as (
 form_records as (
 
     select
-        source_system,
-        source_record_id,
-        cast(null as text) as sibling_unit,
-        customer_ref,
-        first_name,
-        last_name,
-        full_name,
-        first_name_norm,
-        last_name_norm,
-        full_name_norm,
-        email,
-        phone_e164,
-        national_id,
-        birth_date,
-        gender,
-        street,
-        street_norm,
-        house_number,
-        address_line2,
-        address_line2_norm,
-        city,
-        city_norm,
-        province,
-        postcode,
-        company,
-        business_type,
-        signup_date,
-        coalesce(submitted_at, loaded_at) as first_seen_at,
-        coalesce(submitted_at, loaded_at) as last_seen_at,
-        identifiers,
-        staged_at
+        {{ customer_record_columns(
+            missing=['sibling_unit'],
+            derived={
+                'first_seen_at': 'coalesce(submitted_at, loaded_at)',
+                'last_seen_at': 'coalesce(submitted_at, loaded_at)',
+            },
+        ) }}
     from form_submissions
 
 ),
@@ -115,75 +69,33 @@ form_records as (
 sibling_records as (
 
     select
-        source_system,
-        source_record_id,
-        sibling_unit,
-        cast(null as text) as customer_ref,
-        first_name,
-        last_name,
-        full_name,
-        first_name_norm,
-        last_name_norm,
-        full_name_norm,
-        email,
-        phone_e164,
-        national_id,
-        birth_date,
-        gender,
-        street,
-        street_norm,
-        house_number,
-        address_line2,
-        address_line2_norm,
-        city,
-        city_norm,
-        province,
-        postcode,
-        company,
-        business_type,
-        signup_date,
-        coalesce(cast(signup_date as timestamp) at time zone 'UTC', loaded_at) as first_seen_at,
-        loaded_at as last_seen_at,
-        identifiers,
-        staged_at
+        {{ customer_record_columns(
+            missing=['customer_ref'],
+            derived={
+                'first_seen_at': "coalesce(cast(signup_date as timestamp) at time zone 'UTC', loaded_at)",
+                'last_seen_at': 'loaded_at',
+            },
+        ) }}
     from sibling_customers
 
 ),
 
+-- A contact names the customer only by full name, email and phone.
 contact_records as (
 
     select
-        source_system,
-        source_record_id,
-        cast(null as text) as sibling_unit,
-        customer_ref,
-        cast(null as text) as first_name,
-        cast(null as text) as last_name,
-        full_name,
-        cast(null as text) as first_name_norm,
-        cast(null as text) as last_name_norm,
-        full_name_norm,
-        email,
-        phone_e164,
-        cast(null as text) as national_id,
-        cast(null as date) as birth_date,
-        cast(null as text) as gender,
-        cast(null as text) as street,
-        cast(null as text) as street_norm,
-        cast(null as text) as house_number,
-        cast(null as text) as address_line2,
-        cast(null as text) as address_line2_norm,
-        cast(null as text) as city,
-        cast(null as text) as city_norm,
-        cast(null as text) as province,
-        cast(null as text) as postcode,
-        cast(null as text) as company,
-        cast(null as text) as business_type,
-        cast(null as date) as signup_date,
-        coalesce(occurred_at, loaded_at) as first_seen_at,
-        coalesce(occurred_at, loaded_at) as last_seen_at,
-        cast(null as jsonb) as identifiers,
-        staged_at
+        {{ customer_record_columns(
+            missing=[
+                'sibling_unit', 'first_name', 'last_name', 'first_name_norm', 'last_name_norm',
+                'national_id', 'birth_date', 'gender', 'street', 'street_norm', 'house_number',
+                'address_line2', 'address_line2_norm', 'city', 'city_norm', 'province', 'postcode',
+                'company', 'business_type', 'signup_date', 'identifiers',
+            ],
+            derived={
+                'first_seen_at': 'coalesce(occurred_at, loaded_at)',
+                'last_seen_at': 'coalesce(occurred_at, loaded_at)',
+            },
+        ) }}
     from contact_interactions
 
 ),
