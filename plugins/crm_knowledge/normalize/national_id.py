@@ -10,13 +10,10 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from crm_knowledge.normalize.persian import to_ascii_digits
+from crm_knowledge.normalize.persian import NUMBER_SEPARATOR_CHARS, to_ascii_digits
 
 #: Whitespace, invisible marks and dashes people type inside an ID (e.g. 001-234567-8).
-ID_SEPARATOR_CLASS = (
-    r"[ \t\n\r\f\v\u0085\u1680\u2028\u2029\u00ad\u061c\u200b-\u200f\u202a-\u202e\u2060\u2066-\u2069\ufeff"
-    r"-]"
-)
+ID_SEPARATOR_CLASS = "[" + NUMBER_SEPARATOR_CHARS + "-]"
 _SEPARATORS = re.compile(ID_SEPARATOR_CLASS)
 #: Spreadsheets store IDs as numbers: leading zeros vanish (hence 8-9 digits are padded) and the
 #: value sometimes comes back as "12345678.0".

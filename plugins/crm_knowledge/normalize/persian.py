@@ -58,6 +58,13 @@ WHITESPACE_CLASS = r"[ \t\n\r\f\v\u0085\u1680\u2028\u2029]"
 
 _WS_RUN = re.compile(WHITESPACE_CLASS + "+")
 
+#: What people type or paste between the digits of a phone number or an ID: whitespace, zero-width and
+#: bidi marks, soft hyphen. The body of a regex character class (Python and PostgreSQL syntax alike), so
+#: each kind of number adds its own punctuation: ``"[" + NUMBER_SEPARATOR_CHARS + "-]"``.
+NUMBER_SEPARATOR_CHARS = (
+    r" \t\n\r\f\v\u0085\u1680\u2028\u2029\u00ad\u061c\u200b-\u200f\u202a-\u202e\u2060\u2066-\u2069\ufeff"
+)
+
 _PERSIAN_TABLE: dict[int, str | None] = {
     **{ord(k): v for k, v in LETTER_MAP.items()},
     **{ord(c): None for c in DIACRITICS + INVISIBLE},

@@ -10,13 +10,10 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from crm_knowledge.normalize.persian import to_ascii_digits
+from crm_knowledge.normalize.persian import NUMBER_SEPARATOR_CHARS, to_ascii_digits
 
 #: Characters people put between digits: whitespace, invisible marks, ( ) . - /
-PHONE_SEPARATOR_CLASS = (
-    r"[ \t\n\r\f\v\u0085\u1680\u2028\u2029\u00ad\u061c\u200b-\u200f\u202a-\u202e\u2060\u2066-\u2069\ufeff"
-    r"()./-]"
-)
+PHONE_SEPARATOR_CLASS = "[" + NUMBER_SEPARATOR_CHARS + r"()./-]"
 _SEPARATORS = re.compile(PHONE_SEPARATOR_CLASS)
 _DIGITS_ONLY = re.compile(r"\+?[0-9]+")
 #: Iranian national significant numbers (10 digits): mobiles 9xx xxx xxxx; landlines a two-digit
