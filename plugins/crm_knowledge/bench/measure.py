@@ -53,18 +53,29 @@ class StageRecord:
         return d
 
 
-def _tree_rss(proc: psutil.Process) -> int:
-    total = 0
+def _memory(proc: psutil.Process, *, pss: bool = False) -> int:
+    """One process's memory in bytes: PSS when asked for (a shared-memory server's true share), falling back
+    to RSS when PSS is not readable (the embedded server runs as another user); 0 once the process is gone."""
     try:
-        total += proc.memory_info().rss
-        for child in proc.children(recursive=True):
+        if pss:
             try:
-                total += child.memory_info().rss
-            except psutil.Error:
+                return proc.memory_full_info().pss
+            except psutil.AccessDenied:
                 pass
+        return proc.memory_info().rss
     except psutil.Error:
-        pass
-    return total
+        return 0
+
+
+def _tree(proc: psutil.Process) -> list[psutil.Process]:
+    try:
+        return [proc, *proc.children(recursive=True)]
+    except psutil.Error:
+        return []
+
+
+def _tree_rss(proc: psutil.Process) -> int:
+    return sum(_memory(p) for p in _tree(proc))
 
 
 def _postmaster_pid(data_dir: Path | None) -> int | None:
@@ -80,22 +91,11 @@ def _warehouse_pss(data_dir: Path | None) -> int:
     pid = _postmaster_pid(data_dir)
     if pid is None:
         return 0
-    total = 0
     try:
         master = psutil.Process(pid)
-        for proc in [master, *master.children(recursive=True)]:
-            try:
-                total += proc.memory_full_info().pss
-            except psutil.AccessDenied:  # server runs as another user: fall back to RSS if readable
-                try:
-                    total += proc.memory_info().rss
-                except psutil.Error:
-                    pass
-            except psutil.Error:
-                pass
     except psutil.Error:
         return 0
-    return total
+    return sum(_memory(p, pss=True) for p in _tree(master))
 
 
 class MemorySampler:

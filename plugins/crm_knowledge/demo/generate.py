@@ -338,17 +338,17 @@ def _chunk(ctx: Ctx, c: int, lo: int, hi: int, seed: int, cat: odb.Catalogue, ou
     out.gt.write(gt)
 
     # --- siblings ---------------------------------------------------------------------------------
-    rows, gt = build_insurance(ctx, rng, pidx[in_ins], str(out.paths["sibling_insurance"]))
-    plant_sibling_problems(ctx, rng, rows, "insurance", 2, 2, str(out.paths["sibling_insurance"]))
-    out.insurance.write(rows)
-    out.gt.write(gt)
-    rows, gt = build_travel(ctx, rng, pidx[in_trv], str(out.paths["sibling_travel"]))
-    out.travel.write(rows)
-    out.gt.write(gt)
-    rows, gt = build_bank(ctx, rng, pidx[in_bank], str(out.paths["sibling_bank_fa"]))
-    plant_sibling_problems(ctx, rng, rows, "bank_fa", 2, 2, str(out.paths["sibling_bank_fa"]))
-    out.bank.write(rows)
-    out.gt.write(gt)
+    # (unit, builder, its members, its writer, whether its file gets planted problems); order = RNG order
+    siblings = (("insurance", build_insurance, in_ins, out.insurance, True),
+                ("travel", build_travel, in_trv, out.travel, False),
+                ("bank_fa", build_bank, in_bank, out.bank, True))
+    for unit, build, members, writer, has_problems in siblings:
+        path = str(out.paths[f"sibling_{unit}"])
+        rows, gt = build(ctx, rng, pidx[members], path)
+        if has_problems:
+            plant_sibling_problems(ctx, rng, rows, unit, 2, 2, path)
+        writer.write(rows)
+        out.gt.write(gt)
 
     # --- contact centre ---------------------------------------------------------------------------
     cp = np.repeat(pidx, n_contacts)
