@@ -171,24 +171,17 @@ def messy_email(email: str, style: int) -> str:
     return email
 
 
+#: How people build an email's local part from their Latin name (f: first, l: last, i: first initial,
+#: n: a number, n2 / n3: its last two / three digits); `email_local` picks one by style number.
+EMAIL_LOCAL_STYLES = ("{f}.{l}", "{f}_{l}", "{i}.{l}", "{f}{l}{n2:02d}", "{l}.{f}", "{f}{n}", "{f}.{l}{n}",
+                      "{i}{l}{n3}")
+
+
 def email_local(first_latin: str, last_latin: str, style: int, number: int) -> str:
     f = first_latin.lower().replace(" ", "")
     last = last_latin.lower().replace(" ", "")
-    if style == 0:
-        return f"{f}.{last}"
-    if style == 1:
-        return f"{f}_{last}"
-    if style == 2:
-        return f"{f[0]}.{last}"
-    if style == 3:
-        return f"{f}{last}{number % 100:02d}"
-    if style == 4:
-        return f"{last}.{f}"
-    if style == 5:
-        return f"{f}{number}"
-    if style == 6:
-        return f"{f}.{last}{number}"
-    return f"{f[0]}{last}{number % 1000}"
+    pattern = EMAIL_LOCAL_STYLES[style] if 0 <= style < len(EMAIL_LOCAL_STYLES) else EMAIL_LOCAL_STYLES[-1]
+    return pattern.format(f=f, l=last, i=f[:1], n=number, n2=number % 100, n3=number % 1000)
 
 
 # --- dates --------------------------------------------------------------------------------------------

@@ -522,12 +522,18 @@ def _since_days(ctx: Ctx, rng: np.random.Generator, pidx: np.ndarray) -> np.ndar
     return s + (rng.random(len(pidx)) * (as_of_days - s)).astype(np.int64)
 
 
+def _unit_members(ctx: Ctx, rng: np.random.Generator, pidx: np.ndarray, profile):
+    """A sibling unit's members in its file's order (shuffled), rendered the way that unit writes people,
+    and the day each joined it."""
+    pidx = pidx[rng.permutation(len(pidx))]
+    r = render(ctx.people, pidx, rng, profile, ctx.fresh)
+    return pidx, r, _since_days(ctx, rng, pidx)
+
+
 def build_insurance(ctx: Ctx, rng: np.random.Generator, pidx: np.ndarray, file: str | None = None):
+    pidx, r, since = _unit_members(ctx, rng, pidx, INSURANCE_PROFILE)
     n = len(pidx)
-    pidx = pidx[rng.permutation(n)]
-    r = render(ctx.people, pidx, rng, INSURANCE_PROFILE, ctx.fresh)
     ids = [f"PH{i:07d}" for i in 1_000_000 + 3 * ctx.next_ids("insurance", n)]
-    since = _since_days(ctx, rng, pidx)
     policy = rng.choice(len(POLICY_TYPES), size=n, p=[0.4, 0.2, 0.25, 0.1, 0.05])
     rows = []
     for j in range(n):
@@ -542,11 +548,9 @@ def build_insurance(ctx: Ctx, rng: np.random.Generator, pidx: np.ndarray, file: 
 
 
 def build_travel(ctx: Ctx, rng: np.random.Generator, pidx: np.ndarray, file: str | None = None):
+    pidx, r, since = _unit_members(ctx, rng, pidx, TRAVEL_PROFILE)
     n = len(pidx)
-    pidx = pidx[rng.permutation(n)]
-    r = render(ctx.people, pidx, rng, TRAVEL_PROFILE, ctx.fresh)
     ids = [f"TRV-{i:06d}" for i in 100_000 + ctx.next_ids("travel", n)]
-    since = _since_days(ctx, rng, pidx)
     tier = rng.choice(len(LOYALTY), size=n, p=[0.55, 0.27, 0.13, 0.05])
     style = rng.random(n)
     rows = []
@@ -565,11 +569,9 @@ def build_travel(ctx: Ctx, rng: np.random.Generator, pidx: np.ndarray, file: str
 
 
 def build_bank(ctx: Ctx, rng: np.random.Generator, pidx: np.ndarray, file: str | None = None):
+    pidx, r, since = _unit_members(ctx, rng, pidx, BANK_PROFILE)
     n = len(pidx)
-    pidx = pidx[rng.permutation(n)]
-    r = render(ctx.people, pidx, rng, BANK_PROFILE, ctx.fresh)
     ids = [str(i) for i in 1_000_000_000 + 7 * ctx.next_ids("bank", n)]
-    since = _since_days(ctx, rng, pidx)
     acct = rng.choice(len(ACCOUNT_TYPES), size=n, p=[0.35, 0.35, 0.15, 0.15])
     rows = []
     for j in range(n):
