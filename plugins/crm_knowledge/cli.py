@@ -106,7 +106,7 @@ def _cmd_erase(args: argparse.Namespace) -> int:
     from crm_knowledge.privacy.erasure import ErasureRequest, erase
 
     request = ErasureRequest(email=args.email, phone=args.phone, national_id=args.national_id,
-                             reason=args.reason, origin="cli")
+                             reason=args.reason, origin="cli", declared=args.declared)
     result = erase(request, as_of=dt.date.fromisoformat(args.date) if args.date else None)
     print(json.dumps(result.as_dict(), indent=2))
     return 0
@@ -117,7 +117,7 @@ def _cmd_customer_report(args: argparse.Namespace) -> int:
     from crm_knowledge.privacy.data_report import write_report
 
     summary = write_report(args.output, email=args.email, phone=args.phone, national_id=args.national_id,
-                           customer_id=args.customer_id, verified_by=args.verified_by)
+                           declared=args.declared, customer_id=args.customer_id, verified_by=args.verified_by)
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -218,10 +218,29 @@ def _cmd_reports(args: argparse.Namespace) -> int:
     return 0
 
 
+def _declared_identifier(text: str) -> tuple[str, str]:
+    kind, sep, value = text.partition("=")
+    if not sep or not kind.strip() or not value.strip():
+        raise argparse.ArgumentTypeError(f"expected KIND=VALUE (a kind declared in config/identity.yml), got {text!r}"
+                                         if "=" not in text else "expected KIND=VALUE with both parts non-empty")
+    return kind.strip(), value
+
+
+class _DeclaredIdentifiers(argparse.Action):
+    """Collects repeated ``--identifier KIND=VALUE`` into {kind: value}."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        kind, value = values
+        setattr(namespace, self.dest, {**(getattr(namespace, self.dest) or {}), kind: value})
+
+
 def _identifier_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--email")
     p.add_argument("--phone", help="any spelling: 0912…, +98 912 …, Persian digits")
     p.add_argument("--national-id", dest="national_id")
+    p.add_argument("--identifier", dest="declared", metavar="KIND=VALUE", type=_declared_identifier,
+                   action=_DeclaredIdentifiers, default={},
+                   help="an identifier kind declared in config/identity.yml, e.g. passport=X1234567 (repeatable)")
 
 
 def _overwrite_external_arg(p: argparse.ArgumentParser) -> None:

@@ -26,6 +26,19 @@ def test_identifiers_are_normalised_and_validated():
         lookup.normalise_identifiers(phone="12")
 
 
+def test_declared_identifier_kinds_are_normalised_as_config_identity_yml_says():
+    """Identifier kinds declared in config/identity.yml name a customer too (passport: letters and digits, upper
+    case, 6-12 characters); an undeclared kind or a value that fails the pattern is refused, naming the kind."""
+    assert lookup.normalise_identifiers(declared={"passport": "k4-471 ۹۰۲۳"}) == {"passport": "K44719023"}
+    assert lookup.normalise_identifiers(email="a@b.example", declared={"loyalty_card": "6037 9911 2233 4455"}) == {
+        "email": "a@b.example", "loyalty_card": "6037991122334455"}
+    with pytest.raises(lookup.IdentifierError, match="'shoe_size' is not an identifier kind declared"):
+        lookup.normalise_identifiers(declared={"shoe_size": "44"})
+    with pytest.raises(lookup.IdentifierError, match="passport given does not normalise"):
+        lookup.normalise_identifiers(declared={"passport": "K1"})
+    assert lookup.normalise_identifiers(email="a@b.example", declared={"passport": " "}) == {"email": "a@b.example"}
+
+
 def test_request_id_is_stable_across_spellings_and_holds_no_identifier():
     a = erasure.request_id(lookup.normalise_identifiers(phone="0912 123 4001", national_id="0499370899"))
     b = erasure.request_id(lookup.normalise_identifiers(phone="+989121234001", national_id="۰۴۹۹۳۷۰۸۹۹"))
@@ -72,6 +85,23 @@ def test_tombstone_rule_spares_a_relative_sharing_the_phone():
     assert not tombstones.blocked_mask(frame, {}).any()
 
 
+def test_tombstoned_declared_identifier_blocks_a_record_that_carries_nothing_else():
+    from crm_knowledge.identity.config import load_config
+
+    passport = load_config().identifier("passport")
+    tomb = {"passport": {pseudonymize("K44719023", "passport")}}
+    frame = pd.DataFrame([
+        {"source_record_id": "1", "email_norm": None, "phone_e164": None, "national_id_valid": None,
+         "full_name_norm": "t v", "first_name_norm": None, "last_name_norm": None, "id_passport": "k4 471 9023"},
+        {"source_record_id": "2", "email_norm": None, "phone_e164": None, "national_id_valid": None,
+         "full_name_norm": "t v", "first_name_norm": None, "last_name_norm": None, "id_passport": "K44719024"},
+        {"source_record_id": "3", "email_norm": None, "phone_e164": None, "national_id_valid": None,
+         "full_name_norm": "t v", "first_name_norm": None, "last_name_norm": None, "id_passport": None},
+    ])
+    assert tombstones.blocked_mask(frame, tomb, declared=[passport]).tolist() == [True, False, False]
+    assert not tombstones.blocked_mask(frame, tomb).any()  # without the kind's declaration it is not compared
+
+
 def test_request_files(tmp_path):
     good = tmp_path / "a.jsonl"
     good.write_text('{"email": "x@example.com", "reason": "ticket 1"}\n\n{"phone": "09121234001"}\n')
@@ -85,6 +115,9 @@ def test_request_files(tmp_path):
     bad.write_text('{"email": "x@example.com", "name": "Ali"}\n')
     with pytest.raises(ValueError, match=re.escape(f"{bad}: line 1 has unknown field")):
         erasure.read_request_file(bad)
+    declared = tmp_path / "e.csv"  # a column per identifier kind declared in config/identity.yml
+    declared.write_text("email,passport,reason\n,X1234567,t3\n")
+    assert [r.identifiers() for r in erasure.read_request_file(declared)] == [{"passport": "X1234567"}]
     empty = tmp_path / "d.csv"
     empty.write_text("email,phone\n,\n")
     with pytest.raises(ValueError, match="line 2"):

@@ -9,7 +9,11 @@ process of its own, as a user or the scheduler starts it:
 
 * ``cli``: ``.venv/bin/ckp erase --national-id <Persian digits> --phone "0098 …" --reason …`` (a subprocess);
 * ``form``: an ``erasure_request`` web form lands and is loaded, then ``airflow dags test customer_erasure``;
-* ``file``: a request file dropped in ``<landing>/erasure_requests/``, then ``airflow dags test customer_erasure``.
+* ``file``: a request file dropped in ``<landing>/erasure_requests/``, then ``airflow dags test customer_erasure``;
+* ``passport``: ``ckp erase --identifier passport=<another spelling>``: a customer named by an identifier kind
+  declared in config/identity.yml alone (their registration form carried a passport number). A record that
+  arrives later with that passport and nothing else they were known by stays out too (the tombstone holds the
+  declared kind).
 
 The proof: ``pg_dump`` of the whole warehouse database (every schema, data and definitions) and of every
 database destination's table, and every file under ``CKP_HOME`` (archive, quarantine, exports, landing,
@@ -65,7 +69,7 @@ def _nid(first9: str) -> str:
 
 @dataclass(frozen=True)
 class Person:
-    key: str        # cli | form | file: the entry point that erases them
+    key: str        # cli | form | file | passport: the entry point that erases them
     first: str
     last: str
     first_fa: str
@@ -74,6 +78,7 @@ class Person:
     local: str      # mobile without the country code: 9xxxxxxxxx
     nid: str
     orders_id: int
+    passport: str = ""  # a declared identifier kind (config/identity.yml), on their registration form
 
     @property
     def e164(self) -> str:
@@ -93,13 +98,16 @@ class Person:
         """The leak scan's needles for this person (pii_scan's one generator)."""
         return identifier_needles(self.key, emails=[self.email], phones=[self.e164], national_ids=[self.nid],
                                   names=[f"{self.first} {self.last}", f"{self.first_fa} {self.last_fa}",
-                                         f"{cp1256_safe(self.first_fa)} {cp1256_safe(self.last_fa)}"])
+                                         f"{cp1256_safe(self.first_fa)} {cp1256_safe(self.last_fa)}"],
+                                  declared=[("passport", self.passport)] if self.passport else [])
 
     def substrings(self) -> list[str]:
         """Every spelling planted or requested, and each name on its own (they are invented, so unique)."""
         return sorted({s.lower() for s in [
             self.email, self.email.upper(), *self.phone_spellings(), *self.nid_spellings(), self.first, self.last,
-            self.first_fa, self.last_fa, cp1256_safe(self.first_fa), cp1256_safe(self.last_fa)]})
+            self.first_fa, self.last_fa, cp1256_safe(self.first_fa), cp1256_safe(self.last_fa),
+            *([self.passport, self.passport.replace("-", ""), self.passport.replace("-", " ")]
+              if self.passport else [])]})
 
 
 PERSONS = (
@@ -109,6 +117,8 @@ PERSONS = (
            "9357712046", _nid("562018334"), 990102),
     Person("file", "Brannoch", "Ellisvarde", "برانوخ", "الیسوارده", "brannoch.ellis@entry-test.example",
            "9191640283", _nid("047729165"), 990103),
+    Person("passport", "Teodric", "Vallanmoor", "تئودریک", "والانمور", "teodric.vallan@entry-test.example",
+           "9126608412", _nid("715530286"), 990104, passport="K4-471-9023"),
 )
 BY_KEY = {p.key: p for p in PERSONS}
 
@@ -169,7 +179,8 @@ def plant(settings) -> None:
                       "submitted_at": "2026-10-01T10:00:00+03:30", "first_name": p.first, "last_name": p.last,
                       "email": p.email.title(), "phone": f"+98 {loc[:3]} {loc[3:6]} {loc[6:]}",
                       "national_id": p.nid.translate(FA_DIGITS), "customer_ref": str(p.orders_id),
-                      "consent_marketing": True, "consent_profiling": True, "city": "Tehran"})
+                      "consent_marketing": True, "consent_profiling": True, "city": "Tehran",
+                      **({"passport": p.passport} if p.passport else {})})
         contacts.append([f"EEP-C{i}", "phone", "2026-11-03T10:00:00+03:30", f"{p.first} {p.last}", p.email,
                          f"0{loc[:3]}-{loc[3:6]}-{loc[6:]}", str(p.orders_id), "complaint", "follow_up",
                          f"Call back on {('0' + loc).translate(FA_DIGITS)}", "A1"])
@@ -393,6 +404,10 @@ def erased(world, before) -> dict:
     write_csv(settings.landing_dir / "erasure_requests" / "requests_2026-11-20.csv",
               ["email", "phone", "national_id", "reason"], [[p.email, p.phone_spellings()[3], "", "letter 2026/88"]])
     out["file_log"] = run_erasure_dag(settings, AS_OF + dt.timedelta(days=1))
+    # 4. the command line, by a declared identifier kind alone, spelt otherwise than on the form
+    p = BY_KEY["passport"]
+    out["passport"] = run_ckp("erase", "--identifier", f"passport={p.passport.lower().replace('-', ' ')}",
+                              "--reason", "ticket PRV-9", "--date", AS_OF.isoformat(), env=env)
     return out
 
 
@@ -417,14 +432,22 @@ def test_each_entry_point_completed_in_its_own_process(world, erased):
     assert (result["status"], result["origin"], result["customers_erased"]) == ("completed", "cli", 1)
     assert set(result["removals_sent"]) == {"crm_webhook", "marketing_campaigns", "orders_service_segments"}
     assert "RecursionError" not in cli.stderr
+    by_passport = erased["passport"]
+    assert by_passport.returncode == 0, by_passport.stderr[-3000:]
+    assert (json.loads(by_passport.stdout)["status"], json.loads(by_passport.stdout)["customers_erased"]) == (
+        "completed", 1)
+    assert BY_KEY["passport"].passport.replace("-", "") not in by_passport.stdout + by_passport.stderr
     assert erased["form_ingest"]["loaded"] == 1
     for log in (erased["form_log"], erased["file_log"]):
         assert "erasure run:" in log and "RecursionError" not in log
     with psycopg.connect(world["url"]) as conn:
         rows = conn.execute("select origin, status, customers_erased, removals_sent from audit.erasure_requests "
                             "order by origin").fetchall()
-    assert [(o, s, n) for o, s, n, _ in rows] == [("cli", "completed", 1), ("file", "completed", 1),
-                                                 ("form", "completed", 1)]
+    assert [(o, s, n) for o, s, n, _ in rows] == [("cli", "completed", 1), ("cli", "completed", 1),
+                                                 ("file", "completed", 1), ("form", "completed", 1)]
+    with psycopg.connect(world["url"]) as conn:  # the tombstone holds the declared kind too (a pseudonym)
+        kinds = {r[0] for r in conn.execute("select distinct identifier_kind from identity.erasure_tombstones")}
+    assert {"email", "phone", "national_id", "name", "passport"} <= kinds
     assert all(set(r) == {"crm_webhook", "marketing_campaigns", "orders_service_segments"} for *_, r in rows)
     assert not (world["settings"].landing_dir / "erasure_requests" / "requests_2026-11-20.csv").exists()
 
@@ -480,10 +503,11 @@ def test_every_destination_was_told(world, before, erased):
                             (sorted(cids),)).fetchone()[0] == 0
         removed = conn.execute("select destination, count(*) from audit.exports where rows_removed > 0 "
                                "and status = 'delivered' group by 1 order by 1").fetchall()
-    assert removed == [("crm_webhook", 3), ("marketing_campaigns", 3), ("orders_service_segments", 3)]
+    n = len(PERSONS)
+    assert removed == [("crm_webhook", n), ("marketing_campaigns", n), ("orders_service_segments", n)]
     hooked = [r for batch in world["receiver"].stored() for r in batch["records"]
               if r["customer_id"] in cids and r["change_type"] == "removed"]
-    assert sorted(r["removal_reason"] for r in hooked) == ["forgotten"] * 3
+    assert sorted(r["removal_reason"] for r in hooked) == ["forgotten"] * len(PERSONS)
 
 
 def test_ckp_customer_report_before_and_after(world, before, erased):
@@ -537,7 +561,8 @@ def test_a_redelivery_does_not_bring_them_back(world, before, erased):
     ingestion, identity resolution, scoring, the next delivery and the next erasure run: still nothing."""
     settings, tmp = world["settings"], world["tmp"]
     sent_before = webhook_records(world["receiver"], before)
-    assert [r["change_type"] for r in sent_before] == ["added"] * 3 + ["removed"] * 3
+    n = len(PERSONS)
+    assert [r["change_type"] for r in sent_before] == ["added"] * n + ["removed"] * n
     delivered = tmp / "as_delivered"
     landing = settings.landing_dir
     for rel in ("forms/submissions_entry_points.jsonl", "contacts/interactions_entry_points.csv",
@@ -545,18 +570,30 @@ def test_a_redelivery_does_not_bring_them_back(world, before, erased):
         shutil.copy(delivered / rel, landing / rel)  # the ledger knows these bytes: skipped, archived as they came
     resent = (delivered / "forms" / "submissions_entry_points.jsonl").read_text(encoding="utf-8") + "\n"
     (landing / "forms" / "submissions_entry_points_resent.jsonl").write_text(resent, encoding="utf-8")
+    # a newsletter sign-up that carries nothing they were known by but the passport number, spelt anew
+    p = BY_KEY["passport"]
+    newsletter = {"submission_id": "EEP-P1", "form_type": "newsletter", "submitted_at": "2026-11-19T09:00:00+03:30",
+                  "full_name": "T. V.", "passport": p.passport.replace("-", " "), "consent_marketing": True}
+    (landing / "forms" / "newsletter_entry_points.jsonl").write_text(json.dumps(newsletter) + "\n", encoding="utf-8")
     with psycopg.connect(settings.orders_url) as conn:  # the orders system touches their accounts
         conn.execute("update customers set updated_at = '2026-11-19 09:00+00' where customer_id = any(%s)",
                      ([p.orders_id for p in PERSONS],))
     ingest_all()
     with psycopg.connect(world["url"]) as conn:  # raw holds them again until identity resolution runs
         assert conn.execute("select count(*) from raw.form_submissions where submission_id like 'EEP-F%'"
-                            ).fetchone()[0] == 3
+                            ).fetchone()[0] == len(PERSONS)
+        assert conn.execute("select count(*) from raw.form_submissions where submission_id = 'EEP-P1'"
+                            ).fetchone()[0] == 1
     results = build_score_deliver(settings, tmp)
     assert {r["destination"]: r["status"] for r in results} == {
         "crm_webhook": "delivered", "marketing_campaigns": "delivered", "orders_service_segments": "delivered"}
     run_erasure_dag(settings, AS_OF + dt.timedelta(days=2))  # sweeps the archived copies of redacted files
     assert all(customer_of(world["url"], p) is None for p in PERSONS)
+    with psycopg.connect(world["url"]) as conn:  # the passport alone kept the newsletter record out
+        assert conn.execute("select count(*) from raw.form_submissions where submission_id = 'EEP-P1'"
+                            ).fetchone()[0] == 0
+        assert conn.execute("select count(*) from identity.record_clusters where source_record_id = 'EEP-P1'"
+                            ).fetchone()[0] == 0
     assert dump_hits(world["url"]) == []
     assert home_hits(Path(settings.home)) == []
     assert webhook_records(world["receiver"], before) == sent_before  # the next delivery sent nothing of them

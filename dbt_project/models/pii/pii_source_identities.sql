@@ -1,5 +1,6 @@
 -- Every resolved source record with the normalised identifiers it carried: which record of which
--- system made us know which customer by which email / phone / national id. Customers who asked to
+-- system made us know which customer by which email / phone / national id / declared identifier (passport,
+-- loyalty card, ...: config/identity.yml). Customers who asked to
 -- be forgotten are left out. Restricted schema.
 
 with
@@ -38,6 +39,7 @@ final as (
         customer_records.postcode,
         customer_records.street_norm,
         customer_records.city_norm,
+        customer_records.identifiers,
         customer_records.last_seen_at as seen_at
     from customer_records
     inner join record_clusters

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from crm_knowledge.config_reader import ConfigError, load_yaml_file
+from crm_knowledge.normalize.persian import to_ascii_digits
 from crm_knowledge.settings import get_settings
 
 #: Built-in identifier kinds and the candidate column holding each: canonical fields every source can map,
@@ -69,6 +70,22 @@ class IdentifierKind:
     def column(self) -> str:
         """The column holding the kind in the prepared frame (and, declared kinds, the candidate frame)."""
         return identifier_column(self.name)
+
+    def normalize_value(self, value: object) -> str | None:
+        """A declared kind's value as matching, erasure and lookups compare it: Persian digits to ASCII, then
+        `normalize`; None when empty or when it fails `pattern` (such a value names nobody)."""
+        if value is None:
+            return None
+        text = (to_ascii_digits(str(value)) or "").strip()
+        if self.normalize == "digits":
+            text = re.sub(r"\D", "", text)
+        elif self.normalize == "alnum":
+            text = re.sub(r"[\W_]", "", text).upper()
+        elif self.normalize == "lower":
+            text = re.sub(r"\s+", " ", text).lower()
+        if not text or (self.pattern is not None and not self.pattern.fullmatch(text)):
+            return None
+        return text
 
 
 def identifier_column(kind: str) -> str:

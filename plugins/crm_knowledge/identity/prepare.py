@@ -121,29 +121,16 @@ def _address_key(values: pd.Series) -> pd.Series:
 
 
 def normalize_identifier(values: pd.Series, kind: IdentifierKind) -> pd.Series:
-    """Declared identifier values normalised as the kind says; values failing its pattern become None."""
-    pattern = kind.pattern
+    """Declared identifier values normalised as the kind says (:meth:`IdentifierKind.normalize_value`);
+    values failing its pattern become None. Each distinct value is normalised once."""
     cache: dict[str, str | None] = {}
-
-    def one(v: str) -> str | None:
-        text = (to_ascii_digits(str(v)) or "").strip()
-        if kind.normalize == "digits":
-            text = re.sub(r"\D", "", text)
-        elif kind.normalize == "alnum":
-            text = re.sub(r"[\W_]", "", text).upper()
-        elif kind.normalize == "lower":
-            text = re.sub(r"\s+", " ", text).lower()
-        if not text or (pattern is not None and not pattern.fullmatch(text)):
-            return None
-        return text
-
     out = []
     for v in values:
         if v is None:
             out.append(None)
         else:
             if v not in cache:
-                cache[v] = one(v)
+                cache[v] = kind.normalize_value(v)
             out.append(cache[v])
     return _obj(out)
 

@@ -36,7 +36,7 @@ from crm_knowledge.identity.resolve import (
 )
 from crm_knowledge.identity.stable_ids import format_id, parse_id
 from crm_knowledge.privacy.tombstones import enforce_tombstones
-from crm_knowledge.warehouse.db import connect, copy_csv, copy_rows, table_exists
+from crm_knowledge.warehouse.db import column_exists, connect, copy_csv, copy_rows, table_exists
 
 log = logging.getLogger(__name__)
 
@@ -69,11 +69,6 @@ def _copy_out(conn: psycopg.Connection, query: sql.Composable, columns: list[str
     return df.astype(object).where(df.notna(), None)
 
 
-def _has_column(conn: psycopg.Connection, schema: str, table: str, column: str) -> bool:
-    return conn.execute("select 1 from information_schema.columns where table_schema = %s and table_name = %s "
-                        "and column_name = %s", (schema, table, column)).fetchone() is not None
-
-
 def read_candidates(conn: psycopg.Connection) -> pd.DataFrame:
     """The matcher's input; plus `staged_at` (when staging last re-wrote the record) when the table has it,
     which tells an incremental run about late-arriving changes whose source time (seen_at) is old."""
@@ -81,9 +76,9 @@ def read_candidates(conn: psycopg.Connection) -> pd.DataFrame:
     if not table_exists(conn, f"{schema}.{table}"):
         raise RuntimeError(f"{schema}.{table} does not exist: run the dbt models before identity resolution")
     # address details came with issue #15: a candidates table built before has none (read as missing)
-    absent = [c for c in ADDRESS_DETAIL_COLUMNS if not _has_column(conn, schema, table, c)]
+    absent = [c for c in ADDRESS_DETAIL_COLUMNS if not column_exists(conn, f"{schema}.{table}", c)]
     columns = [c for c in CANDIDATE_COLUMNS if c not in absent]
-    if _has_column(conn, schema, table, "staged_at"):
+    if column_exists(conn, f"{schema}.{table}", "staged_at"):
         columns.append("staged_at")
     # In key order: record positions feed Splink's training sample and every tie-break, so without it the
     # same records in another physical order (a table rebuilt by an incremental run) could resolve differently.

@@ -104,14 +104,16 @@ def _deliveries(conn: psycopg.Connection, customer_ids: list[str]) -> dict[str, 
 
 
 def build_report(conn: psycopg.Connection, *, email: str | None = None, phone: str | None = None,
-                 national_id: str | None = None, customer_id: str | None = None) -> dict[str, Any]:
-    """The report for the customer(s) the identifiers (or the customer id) name."""
+                 national_id: str | None = None, customer_id: str | None = None,
+                 declared: dict[str, str] | None = None) -> dict[str, Any]:
+    """The report for the customer(s) the identifiers (or the customer id) name; `declared`: identifier kinds
+    declared in config/identity.yml ({"passport": "X1234567"})."""
     if customer_id:
         ids = {customer_id}
-        if any((email, phone, national_id)):
-            ids |= lookup.find(conn, lookup.normalise_identifiers(email, phone, national_id)).customer_ids
+        if any((email, phone, national_id, *(declared or {}).values())):
+            ids |= lookup.find(conn, lookup.normalise_identifiers(email, phone, national_id, declared)).customer_ids
     else:
-        ids = lookup.find(conn, lookup.normalise_identifiers(email, phone, national_id)).customer_ids
+        ids = lookup.find(conn, lookup.normalise_identifiers(email, phone, national_id, declared)).customer_ids
     customer_ids = sorted(ids)
     report: dict[str, Any] = {
         "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
@@ -157,13 +159,15 @@ def section_counts(report: dict[str, Any]) -> dict[str, int]:
 
 def write_report(output: str | Path, *, verified_by: str, email: str | None = None, phone: str | None = None,
                  national_id: str | None = None, customer_id: str | None = None,
+                 declared: dict[str, str] | None = None,
                  settings: Settings | None = None, url: str | None = None) -> dict[str, Any]:
     """Write the report to `output` (mode 0600) and record it in the audit log; returns a summary (no PII)."""
     if not verified_by or not verified_by.strip():
         raise ValueError("a customer data report needs --verified-by: who verified the requester's identity")
     settings = settings or get_settings()
     with connect(url or settings.warehouse_url, application_name="crm_knowledge.data_report") as conn:
-        report = build_report(conn, email=email, phone=phone, national_id=national_id, customer_id=customer_id)
+        report = build_report(conn, email=email, phone=phone, national_id=national_id, customer_id=customer_id,
+                              declared=declared)
         data = (json.dumps(report, indent=2, ensure_ascii=False, default=str) + "\n").encode("utf-8")
         path = Path(output)
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -81,9 +81,11 @@ class ErasureRequest:
     origin: str = "cli"
     received_at: dt.datetime | None = None
     ref: str | None = None  # form submission id / file name (no PII)
+    #: identifier kinds declared in config/identity.yml: {"passport": "X1234567"}
+    declared: dict[str, str] = field(default_factory=dict)
 
     def identifiers(self) -> dict[str, str]:
-        return lookup.normalise_identifiers(self.email, self.phone, self.national_id)
+        return lookup.normalise_identifiers(self.email, self.phone, self.national_id, self.declared)
 
 
 @dataclass
@@ -444,13 +446,16 @@ def read_request_file(path: Path) -> list[ErasureRequest]:
             records.append((no, rec))
     else:
         records = list(enumerate(csv.DictReader(io.StringIO(text)), start=2))
+    declared = sorted(lookup.declared_kinds())
+    allowed = [*REQUEST_FIELDS, *declared]
     for no, rec in records:
-        unknown = sorted(set(rec) - set(REQUEST_FIELDS))
+        unknown = sorted(set(rec) - set(allowed))
         if unknown:
-            raise ValueError(f"{path}: line {no} has unknown field(s) {unknown}; allowed: {list(REQUEST_FIELDS)}")
+            raise ValueError(f"{path}: line {no} has unknown field(s) {unknown}; allowed: {allowed}")
         req = ErasureRequest(email=rec.get("email") or None, phone=rec.get("phone") or None,
                              national_id=rec.get("national_id") or None, reason=rec.get("reason") or None,
-                             origin="file", ref=path.name)
+                             origin="file", ref=path.name,
+                             declared={k: str(rec[k]) for k in declared if rec.get(k)})
         try:
             req.identifiers()
         except lookup.IdentifierError as exc:

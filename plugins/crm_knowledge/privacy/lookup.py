@@ -1,4 +1,4 @@
-"""Find every source record and customer that an email / phone / national ID points to.
+"""Find every source record and customer that an email / phone / national ID (or a declared identifier) points to.
 
 Shared by erasure (privacy/erasure.py) and the customer data report (privacy/data_report.py), so
 both answer "who is this?" the same way:
@@ -10,6 +10,9 @@ both answer "who is this?" the same way:
 3. source records carrying a requested identifier are found in the raw tables (through the SQL twins
    of the normalisers, so records loaded since the last dbt run count too) and in
    ``intermediate.int_customer_records_unioned``;
+   Identifier kinds declared in config/identity.yml (a passport, a loyalty card, a foreign national id)
+   are found the same way in the records' ``identifiers`` (raw and unioned), normalised as the kind says
+   (:meth:`crm_knowledge.identity.config.IdentifierKind.normalize_value`);
 4. the identity map (``identity.record_clusters``, plus ``identity.customer_id_merges`` for retired
    ids) turns them into customer ids, and every record of those customers is added.
 
@@ -19,18 +22,20 @@ Reads only; the caller's connection needs the pipeline role (raw/intermediate ar
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import psycopg
 from psycopg import sql
 
+from crm_knowledge.identity.config import IdentifierKind, load_config
 from crm_knowledge.normalize import normalize_email, normalize_national_id, normalize_phone
 from crm_knowledge.privacy.pseudonym import pseudonymize
 from crm_knowledge.warehouse.db import table_exists
 
 log = logging.getLogger(__name__)
 
+#: The built-in identifier kinds: canonical columns of every customer-bearing source.
 IDENTIFIER_KINDS = ("email", "phone", "national_id")
 
 #: Customer-bearing raw tables: source_system and source_record_id as staging derives them, and the
@@ -39,12 +44,12 @@ RAW_RECORD_TABLES: dict[str, dict] = {
     "form_submissions": {
         "system": "'forms'", "record": "btrim(submission_id)",
         "ids": {"email": "email", "phone": "phone", "national_id": "national_id"},
-        "names": ("first_name", "last_name", "full_name"),
+        "names": ("first_name", "last_name", "full_name"), "declared": True,
     },
     "sibling_customers": {
         "system": "'sibling:' || lower(btrim(unit))", "record": "btrim(source_record_id)",
         "ids": {"email": "email", "phone": "phone", "national_id": "national_id"},
-        "names": ("first_name", "last_name", "full_name"),
+        "names": ("first_name", "last_name", "full_name"), "declared": True,
     },
     "contact_interactions": {
         "system": "'contacts'", "record": "btrim(interaction_id)",
@@ -64,6 +69,17 @@ _SQL_NORMALISERS = {"email": "util.normalize_email", "phone": "util.normalize_ph
 
 RecordKey = tuple[str, str]
 
+#: Values of the `identifiers` jsonb of raw and unioned records (declared kinds, as received) are
+#: pre-selected in SQL by this skeleton (ASCII digits, letters and digits only, lower case; digits only for
+#: `normalize: digits` kinds) and then checked exactly with the kind's own normalisation in Python.
+_SKELETON = "lower(regexp_replace(util.ascii_digits({}), '[^[:alnum:]]', '', 'g'))"
+_DIGIT_SKELETON = "regexp_replace(util.ascii_digits({}), '[^0-9]', '', 'g')"
+
+
+def declared_kinds() -> dict[str, IdentifierKind]:
+    """The identifier kinds config/identity.yml declares beyond the built-in ones, by name."""
+    return {k.name: k for k in load_config().declared_identifiers}
+
 
 class IdentifierError(ValueError):
     """A request names no usable identifier (or one that does not normalise)."""
@@ -77,7 +93,8 @@ class Match:
     ignored_junk: list[str] = field(default_factory=list)  # kinds of requested identifiers that are junk
     customer_ids: set[str] = field(default_factory=set)
     records: set[RecordKey] = field(default_factory=set)
-    # normalised identifier values carried by the records (kind -> values); in memory only
+    # normalised identifier values carried by the records (kind -> values; built-in kinds always, declared
+    # kinds when found); in memory only
     values: dict[str, set[str]] = field(default_factory=lambda: {k: set() for k in IDENTIFIER_KINDS})
     # names (normalised "first last" / full name) carried by the records; in memory only
     names: set[str] = field(default_factory=set)
@@ -89,9 +106,12 @@ class Match:
         return not (self.customer_ids or self.records)
 
 
-def normalise_identifiers(email: str | None = None, phone: str | None = None,
-                          national_id: str | None = None) -> dict[str, str]:
-    """{kind: normalised value} for the given identifiers; raises IdentifierError naming a bad one."""
+def normalise_identifiers(email: str | None = None, phone: str | None = None, national_id: str | None = None,
+                          declared: Mapping[str, str | None] | None = None) -> dict[str, str]:
+    """{kind: normalised value} for the given identifiers; raises IdentifierError naming a bad one.
+
+    `declared`: values of identifier kinds declared in config/identity.yml ({"passport": "X1234567"}).
+    """
     given = {"email": email, "phone": phone, "national_id": national_id}
     out: dict[str, str] = {}
     for kind, value in given.items():
@@ -102,8 +122,22 @@ def normalise_identifiers(email: str | None = None, phone: str | None = None,
             raise IdentifierError(f"the {kind.replace('_', ' ')} given does not normalise to a valid {kind} "
                                   "(check the value; phones need a full Iranian mobile/landline or +CC number)")
         out[kind] = norm
+    others = {k: v for k, v in (declared or {}).items() if v is not None and str(v).strip()}
+    if others:
+        kinds = declared_kinds()
+        for kind, value in others.items():
+            if kind not in kinds:
+                known = ", ".join(sorted(kinds)) or "none"
+                raise IdentifierError(f"{kind!r} is not an identifier kind declared in config/identity.yml "
+                                      f"(declared: {known}; built in: email, phone, national_id)")
+            norm = kinds[kind].normalize_value(value)
+            if not norm:
+                raise IdentifierError(f"the {kind} given does not normalise to a valid {kind} (see its `normalize` "
+                                      "and `pattern` in config/identity.yml)")
+            out[kind] = norm
     if not out:
-        raise IdentifierError("name at least one identifier: an email, a phone number or a national ID")
+        raise IdentifierError("name at least one identifier: an email, a phone number, a national ID or an "
+                              "identifier kind declared in config/identity.yml")
     return out
 
 
@@ -132,6 +166,32 @@ def _raw_matches(conn: psycopg.Connection, values: dict[str, set[str]]) -> set[R
         q = sql.SQL("select distinct {}, {} from raw.{} where {}").format(
             sql.SQL(spec["system"]), sql.SQL(spec["record"]), sql.Identifier(table), sql.SQL(" or ").join(conds))
         keys |= {(r[0], r[1]) for r in conn.execute(q, params).fetchall() if r[1] is not None}
+    declared = {k: vs for k, vs in values.items() if k not in IDENTIFIER_KINDS and vs}
+    if declared:
+        for table, spec in RAW_RECORD_TABLES.items():
+            if spec.get("declared") and table_exists(conn, f"raw.{table}"):
+                keys |= _declared_matches(conn, sql.SQL("raw.{}").format(sql.Identifier(table)),
+                                          sql.SQL(spec["system"]), sql.SQL(spec["record"]), declared)
+    return keys
+
+
+def _declared_matches(conn: psycopg.Connection, relation: sql.Composable, system: sql.Composable,
+                      record: sql.Composable, values: dict[str, set[str]]) -> set[RecordKey]:
+    """Record keys of `relation`'s rows whose `identifiers` carry one of `values` (declared kind -> values)."""
+    kinds = declared_kinds()
+    keys: set[RecordKey] = set()
+    for kind, wanted in values.items():
+        spec = kinds.get(kind)
+        if spec is None:
+            continue
+        skeleton = _DIGIT_SKELETON if spec.normalize == "digits" else _SKELETON
+        q = sql.SQL("select {}, {}, identifiers ->> %(kind)s from {} where identifiers ? %(kind)s and {} in "
+                    "(select {} from unnest(%(wanted)s::text[]) as w)").format(
+            system, record, relation, sql.SQL(skeleton.format("identifiers ->> %(kind)s")),
+            sql.SQL(skeleton.format("w")))
+        for sys_, rec, value in conn.execute(q, {"kind": kind, "wanted": sorted(wanted)}).fetchall():
+            if rec is not None and spec.normalize_value(value) in wanted:
+                keys.add((sys_, rec))
     return keys
 
 
@@ -142,7 +202,12 @@ def _unioned_matches(conn: psycopg.Connection, values: dict[str, set[str]]) -> s
         "select source_system, source_record_id from intermediate.int_customer_records_unioned "
         "where email = any(%s) or phone_e164 = any(%s) or national_id = any(%s)",
         (sorted(values["email"]), sorted(values["phone"]), sorted(values["national_id"]))).fetchall()
-    return {(r[0], r[1]) for r in rows}
+    keys = {(r[0], r[1]) for r in rows}
+    declared = {k: vs for k, vs in values.items() if k not in IDENTIFIER_KINDS and vs}
+    if declared:
+        keys |= _declared_matches(conn, sql.SQL("intermediate.int_customer_records_unioned"),
+                                  sql.SQL("source_system"), sql.SQL("source_record_id"), declared)
+    return keys
 
 
 def _customers_of(conn: psycopg.Connection, records: set[RecordKey]) -> set[str]:
@@ -184,23 +249,25 @@ def _collect_values(conn: psycopg.Connection, match: Match) -> None:
     if not match.records:
         return
     systems, ids = (list(x) for x in zip(*sorted(match.records), strict=True))
+    kinds = declared_kinds()
     if table_exists(conn, "intermediate.int_customer_records_unioned"):
         rows = conn.execute(
-            "select u.email, u.phone_e164, u.national_id, u.full_name_norm, u.first_name_norm, u.last_name_norm "
-            "from intermediate.int_customer_records_unioned u "
+            "select u.email, u.phone_e164, u.national_id, u.full_name_norm, u.first_name_norm, u.last_name_norm, "
+            "u.identifiers from intermediate.int_customer_records_unioned u "
             "join unnest(%s::text[], %s::text[]) k(s, r) on u.source_system = k.s and u.source_record_id = k.r",
             (systems, ids)).fetchall()
-        for email, phone, nid, full, first, last in rows:
+        for email, phone, nid, full, first, last, identifiers in rows:
             for kind, v in (("email", email), ("phone", phone), ("national_id", nid)):
                 if v:
                     match.values[kind].add(v)
+            _add_declared(match, identifiers, kinds)
             for name in (full, " ".join(p for p in (first, last) if p)):
                 if name and name.strip():
                     match.names.add(name.strip())
     for table, spec in RAW_RECORD_TABLES.items():
         if not table_exists(conn, f"raw.{table}"):
             continue
-        cols = [*spec["ids"].values(), *spec["names"]]
+        cols = [*spec["ids"].values(), *spec["names"], *(["identifiers"] if spec.get("declared") else [])]
         q = sql.SQL("select {} from raw.{} t join unnest(%s::text[], %s::text[]) k(s, r) "
                     "on {} = k.s and {} = k.r").format(
             sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in cols), sql.Identifier(table),
@@ -214,12 +281,24 @@ def _collect_values(conn: psycopg.Connection, match: Match) -> None:
                     norm = _NORMALISERS[kind](str(raw))
                     if norm:
                         match.values[kind].add(norm)
+            _add_declared(match, named.get("identifiers"), kinds)
             full = named.get("full_name") or named.get("customer_name")
             if full and str(full).strip():
                 match.names.add(str(full).strip())
             first_last = [str(named[c]).strip() for c in ("first_name", "last_name") if named.get(c)]
             if first_last:
                 match.names.add(" ".join(first_last))
+
+
+def _add_declared(match: Match, identifiers: dict | None, kinds: dict[str, IdentifierKind]) -> None:
+    """Add a record's declared identifiers (its `identifiers` jsonb, values as received) to the match."""
+    for kind, raw in (identifiers or {}).items():
+        if kind not in kinds or raw is None or not str(raw).strip():
+            continue
+        match.raw_spellings.add(str(raw).strip())
+        norm = kinds[kind].normalize_value(raw)
+        if norm:
+            match.values.setdefault(kind, set()).add(norm)
 
 
 def _qualify(expr: str) -> str:
@@ -243,7 +322,7 @@ def find(conn: psycopg.Connection, identifiers: dict[str, str], *, expand: bool 
         else:
             usable[kind] = value
     match = Match(identifiers=usable, ignored_junk=ignored)
-    wanted = {k: ({usable[k]} if k in usable else set()) for k in IDENTIFIER_KINDS}
+    wanted = {k: ({usable[k]} if k in usable else set()) for k in {*IDENTIFIER_KINDS, *usable}}
     direct = _raw_matches(conn, wanted) | _unioned_matches(conn, wanted)
     match.customer_ids = _with_retired_ids(conn, _customers_of(conn, direct))
     match.records = direct | _records_of(conn, match.customer_ids)
@@ -251,13 +330,14 @@ def find(conn: psycopg.Connection, identifiers: dict[str, str], *, expand: bool 
     if expand and match.records:
         # records loaded since the last identity run that carry the customer's strong identifiers
         strong = {"email": match.values["email"], "national_id": match.values["national_id"],
-                  "phone": wanted["phone"]}
+                  "phone": wanted["phone"],
+                  **{k: vs for k, vs in match.values.items() if k not in IDENTIFIER_KINDS}}
         strong = {k: {v for v in vs if pseudonymize(v, k) not in junk} for k, vs in strong.items()}
         extra = _raw_matches(conn, strong) - match.records
         if extra:
             match.records |= extra
             _collect_values(conn, match)
-    for kind in IDENTIFIER_KINDS:  # junk values are nobody's identifier
+    for kind in match.values:  # junk values are nobody's identifier
         match.values[kind] = {v for v in match.values[kind] if pseudonymize(v, kind) not in junk}
     log.info("lookup: %d customer id(s), %d source record(s)", len(match.customer_ids), len(match.records))
     return match

@@ -42,8 +42,9 @@ import psycopg
 from psycopg import sql
 
 from crm_knowledge.normalize import normalize_persian
+from crm_knowledge.privacy.lookup import declared_kinds
 from crm_knowledge.settings import Settings, get_settings
-from crm_knowledge.warehouse.db import connect, copy_rows
+from crm_knowledge.warehouse.db import column_exists, connect, copy_rows
 
 log = logging.getLogger(__name__)
 
@@ -106,15 +107,23 @@ def _phone_forms(e164: str) -> list[str]:
 
 
 def identifier_needles(owner: str, *, emails: Iterable[str | None] = (), phones: Iterable[str | None] = (),
-                       national_ids: Iterable[str | None] = (),
-                       names: Iterable[str | None] = ()) -> dict[str, tuple[str, str]]:
+                       national_ids: Iterable[str | None] = (), names: Iterable[str | None] = (),
+                       declared: Iterable[tuple[str, str | None]] = ()) -> dict[str, tuple[str, str]]:
     """{needle: (kind, owner)} for one person's identifiers, as the scan matches them.
 
     ``phones`` in E.164 (``+989…``: every usual spelling is derived), ``names`` as full names (folded:
-    Persian letter variants and case). The one needle generator: the vault and demo scans use it, and so
-    can anyone proving a person is gone (the erasure tests).
+    Persian letter variants and case), ``declared``: (kind, value) of identifier kinds declared in
+    config/identity.yml, as received and as the kind normalises it. The one needle generator: the vault and
+    demo scans use it, and so can anyone proving a person is gone (the erasure tests).
     """
     needles: dict[str, tuple[str, str]] = {}
+    kinds = declared_kinds() if declared else {}
+    for kind, value in declared:
+        forms = {value, kinds[kind].normalize_value(value) if kind in kinds else None}
+        for form in forms:
+            folded = " ".join(_fold(form or "").split())
+            if len(folded) >= MIN_DECLARED_LENGTH:
+                needles.setdefault(folded, (kind, owner))
     for email in emails:
         if email:
             needles.setdefault(email.strip().lower(), ("email", owner))
@@ -170,6 +179,8 @@ def demo_needles(settings: Settings) -> dict[str, tuple[str, str]]:
 
 #: Shortest name the vault scan looks for: a one-word or very short "full name" matches ordinary text.
 MIN_NAME_LENGTH = 6
+#: Declared identifier values shorter than this are not searched for (they would match ordinary numbers).
+MIN_DECLARED_LENGTH = 5
 
 
 def vault_needles(url: str) -> dict[str, tuple[str, str]]:
@@ -197,6 +208,13 @@ def vault_needles(url: str) -> dict[str, tuple[str, str]]:
             for row in conn.execute("select customer_id, email_norm, phone_e164, national_id_valid "
                                     "from pii.pii_source_identities where customer_id is not null"):
                 add_identifiers(*row)
+            if column_exists(conn, "pii.pii_source_identities", "identifiers"):
+                for customer_id, kind, value in conn.execute(
+                        "select s.customer_id, i.key, i.value from pii.pii_source_identities s "
+                        "cross join lateral jsonb_each_text(s.identifiers) as i "
+                        "where s.customer_id is not null and s.identifiers is not null"):
+                    for needle, found in identifier_needles(customer_id, declared=[(kind, value)]).items():
+                        needles.setdefault(needle, found)
         if "pii_customer_profiles" in have:
             rows = conn.execute("select customer_id, email, phone, national_id, full_name, first_name, last_name "
                                 "from pii.pii_customer_profiles")

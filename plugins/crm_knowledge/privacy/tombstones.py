@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable, Iterable
 
 import pandas as pd
 import psycopg
 
+from crm_knowledge.identity.config import IdentifierKind, load_config
 from crm_knowledge.privacy import erasure_files, lookup, purge
 from crm_knowledge.privacy.pseudonym import load_key, pseudonymize
 from crm_knowledge.settings import get_settings
@@ -51,30 +53,35 @@ def load_tombstones(conn: psycopg.Connection) -> dict[str, set[str]]:
     return out
 
 
-def blocked_mask(frame: pd.DataFrame, tombstones: dict[str, set[str]], key: bytes | None = None) -> pd.Series:
+def blocked_mask(frame: pd.DataFrame, tombstones: dict[str, set[str]], key: bytes | None = None,
+                 declared: Iterable[IdentifierKind] = ()) -> pd.Series:
     """Which rows of an identity-candidates frame carry an erased customer's identifiers.
 
-    Blocked: a tombstoned email or national ID; or a tombstoned phone when the record's name is
-    tombstoned too or it has none (families share phones: a relative's record must survive).
-    Each distinct value is pseudonymised once.
+    Blocked: a tombstoned email or national ID, or a tombstoned value of a `declared` identifier kind
+    (column ``id_<kind>``, as received: normalised as the kind says); or a tombstoned phone when the
+    record's name is tombstoned too or it has none (families share phones: a relative's record must
+    survive). Each distinct value is pseudonymised once.
     """
     key = key or load_key()
     false = pd.Series(False, index=frame.index)
 
-    def hits(values: pd.Series | None, kind: str) -> pd.Series:
+    def hits(values: pd.Series | None, kind: str, normalise: Callable[[str], str | None] | None = None) -> pd.Series:
         wanted = tombstones.get(kind) or set()
         if not wanted or values is None:
             return false
         text = values.where(values.notna(), "").astype(str).str.strip()
-        distinct = {v for v in text.unique() if v}
-        blocked = {v for v in distinct if pseudonymize(v, kind, key) in wanted}
+        as_compared = {v: normalise(v) if normalise else v for v in text.unique() if v}
+        blocked = {v for v, n in as_compared.items() if n and pseudonymize(n, kind, key) in wanted}
         return text.isin(blocked) if blocked else false
 
     names = candidate_names(frame)
     phone = hits(frame.get("phone_e164"), "phone")
     by_name = hits(names, "name") | (names == "")
-    return hits(frame.get("email_norm"), "email") | hits(frame.get("national_id_valid"), "national_id") | (
+    out = hits(frame.get("email_norm"), "email") | hits(frame.get("national_id_valid"), "national_id") | (
         phone & by_name)
+    for kind in declared:
+        out |= hits(frame.get(kind.column), kind.name, kind.normalize_value)
+    return out
 
 
 def candidate_names(frame: pd.DataFrame) -> pd.Series:
@@ -99,12 +106,13 @@ def enforce_tombstones(conn: psycopg.Connection, candidates: pd.DataFrame) -> pd
     tombstones = load_tombstones(conn)
     if not tombstones or candidates.empty:
         return candidates
-    blocked = blocked_mask(candidates, tombstones)
+    declared = load_config().declared_identifiers
+    blocked = blocked_mask(candidates, tombstones, declared=declared)
     if not blocked.any():
         return candidates
     keys = {(s, r) for s, r in candidates.loc[blocked, ["source_system", "source_record_id"]].itertuples(
         index=False, name=None)}
-    _redact_redelivered(conn, candidates.loc[blocked], keys)
+    _redact_redelivered(conn, candidates.loc[blocked], keys, declared)
     with conn.transaction():
         deleted = purge.purge_records(conn, keys, set())
     log.warning("erasure tombstones: %d source record(s) of erased customers arrived again; dropped from "
@@ -112,16 +120,21 @@ def enforce_tombstones(conn: psycopg.Connection, candidates: pd.DataFrame) -> pd
     return candidates.loc[~blocked].reset_index(drop=True)
 
 
-def _redact_redelivered(conn: psycopg.Connection, blocked: pd.DataFrame, keys: set[lookup.RecordKey]) -> None:
+def _redact_redelivered(conn: psycopg.Connection, blocked: pd.DataFrame, keys: set[lookup.RecordKey],
+                        declared: Iterable[IdentifierKind] = ()) -> None:
     """Remove re-delivered records of erased customers from the archived files too (before raw is purged).
 
-    Their rows are found by record key; only their emails and national IDs are masked elsewhere in those
-    files (a phone may be a relative's too, and this runs without the erasure's full picture).
+    Their rows are found by record key; only their emails, national IDs and declared identifiers are masked
+    elsewhere in those files (a phone may be a relative's too, and this runs without the erasure's full
+    picture).
     """
     m = lookup.Match(identifiers={})
     for kind, column in (("email", "email_norm"), ("national_id", "national_id_valid")):
         if column in blocked:
             m.values[kind] = {str(v).strip() for v in blocked[column].dropna() if str(v).strip()}
+    for kind in declared:
+        if kind.column in blocked:
+            m.values[kind.name] = {n for v in blocked[kind.column].dropna() if (n := kind.normalize_value(v))}
     needles = purge.needles_of(m)
     try:
         with conn.transaction():  # a savepoint: a failure here leaves the caller's transaction usable

@@ -59,6 +59,14 @@ def table_exists(conn: psycopg.Connection, qualified_name: str) -> bool:
     return conn.execute("select to_regclass(%s) is not null", (qualified_name,)).fetchone()[0]
 
 
+def column_exists(conn: psycopg.Connection, qualified_name: str, column: str) -> bool:
+    """Whether ``schema.table`` has `column` (False when the table does not exist): for code that reads a
+    column a newer version of a model or migration adds."""
+    schema, _, table = qualified_name.partition(".")
+    return conn.execute("select exists (select 1 from information_schema.columns where table_schema = %s "
+                        "and table_name = %s and column_name = %s)", (schema, table, column)).fetchone()[0]
+
+
 def advisory_lock(conn: psycopg.Connection, key: str, *, wait: bool = True, transaction: bool = False) -> bool:
     """Take the advisory lock named `key`; True when held.
 

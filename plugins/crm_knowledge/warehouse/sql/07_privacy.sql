@@ -10,13 +10,28 @@ create schema if not exists audit;
 -- day they were erased. Identity resolution drops (and purges from raw/staging) any record that
 -- carries one of them, so old or re-delivered source files cannot re-create the customer
 -- (privacy.tombstones.enforce_tombstones). Pipeline-only schema.
+-- identifier_kind: email | phone | national_id | name, or a kind declared in config/identity.yml
+-- (passport, loyalty_card, ...: its name, lower-case letters, digits and underscores).
 create table if not exists identity.erasure_tombstones (
-    identifier_kind  text not null check (identifier_kind in ('email', 'phone', 'national_id', 'name')),
+    identifier_kind  text not null constraint erasure_tombstones_identifier_kind_check
+        check (identifier_kind ~ '^[a-z][a-z0-9_]*$'),
     pseudonym        text not null,   -- "<kind>:<64 hex>" (privacy.pseudonym.pseudonymize)
     request_id       text not null,   -- audit.erasure_requests.request_id
     erased_on        date not null,
     primary key (identifier_kind, pseudonym)
 );
+-- Warehouses created before declared kinds were tombstoned allowed only the four built-in kinds.
+do $$
+begin
+    if exists (select 1 from pg_constraint where conname = 'erasure_tombstones_identifier_kind_check'
+               and conrelid = 'identity.erasure_tombstones'::regclass
+               and pg_get_constraintdef(oid) like '%ANY%') then
+        alter table identity.erasure_tombstones drop constraint erasure_tombstones_identifier_kind_check;
+        alter table identity.erasure_tombstones add constraint erasure_tombstones_identifier_kind_check
+            check (identifier_kind ~ '^[a-z][a-z0-9_]*$');
+    end if;
+end
+$$;
 
 -- Every erasure request the pipeline completed (or attempted): for auditors. request_id is derived
 -- from the pseudonyms of the request's identifiers, so the same request is recognised when repeated.
