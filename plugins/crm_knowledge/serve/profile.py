@@ -57,11 +57,6 @@ def _row(conn: psycopg.Connection, query: str, params: tuple) -> dict | None:
         return cur.execute(query, params).fetchone()
 
 
-def _rows(conn: psycopg.Connection, query: str, params: tuple) -> list[dict]:
-    with conn.cursor(row_factory=dict_row) as cur:
-        return [_plain(r) for r in cur.execute(query, params).fetchall()]
-
-
 def live_customer(conn: psycopg.Connection, customer_id: str) -> dict | None:
     """The customer's customer_360 row, or None when unknown or forgotten."""
     row = _row(conn, "select * from marts.customer_360 where customer_id = %s", (customer_id,))
@@ -86,27 +81,42 @@ def _scores(c360: dict, fields: tuple[str, ...]) -> dict | None:
     return {f: _plain(c360.get(f)) for f in fields}
 
 
+#: The whole agent profile in one round trip: the customer_360 row and, as JSON, the contact card, recent
+#: orders, contacts, knowledge items (latest per flow) and complaints; every part an index probe by customer_id.
+AGENT_QUERY = """
+select
+    to_jsonb(c) as c360,
+    (select to_jsonb(p) from (select first_name, last_name, full_name, email, phone, city
+                                from pii.pii_customer_profiles where customer_id = c.customer_id) as p) as contact,
+    (select coalesce(jsonb_agg(to_jsonb(o) order by o.ordered_at desc), '[]')
+       from (select order_id, ordered_at, status, channel, total_amount, currency, item_quantity
+               from marts.fct_orders where customer_id = c.customer_id
+              order by ordered_at desc limit %(recent)s) as o) as orders,
+    (select coalesce(jsonb_agg(to_jsonb(i) order by i.occurred_at desc), '[]')
+       from (select interaction_id, channel, topic, outcome, occurred_at, is_complaint, is_resolved
+               from marts.fct_interactions where customer_id = c.customer_id
+              order by occurred_at desc limit %(recent)s) as i) as contacts,
+    (select coalesce(jsonb_agg(to_jsonb(k) order by k.flow, k.observed_at desc nulls last), '[]')
+       from (select flow, kind, content, source, observed_at, confidence from (
+                 select kn.*, row_number() over (partition by flow order by observed_at desc nulls last) as rn
+                   from marts.customer_knowledge as kn where kn.customer_id = c.customer_id) as ranked
+              where rn <= %(recent)s) as k) as knowledge,
+    (select coalesce(jsonb_agg(to_jsonb(q) order by q.observed_at desc), '[]')
+       from (select kind, content, source, observed_at from marts.customer_knowledge
+              where customer_id = c.customer_id and kind = 'complaint'
+              order by observed_at desc nulls last limit %(recent)s) as q) as complaints
+from marts.customer_360 as c
+where c.customer_id = %(customer_id)s and not c.is_forgotten
+"""
+
+
 def agent_profile(conn: psycopg.Connection, customer_id: str) -> tuple[dict, list[str]] | None:
-    """The whole 360 profile (agent role), or None when not found."""
-    c360 = live_customer(conn, customer_id)
-    if c360 is None:
+    """The whole 360 profile (agent role), or None when not found (unknown or forgotten)."""
+    row = conn.execute(AGENT_QUERY, {"customer_id": customer_id, "recent": RECENT}).fetchone()
+    if row is None:
         return None
-    contact = _row(conn, "select first_name, last_name, full_name, email, phone, city from pii.pii_customer_profiles "
-                         "where customer_id = %s", (customer_id,)) or {}
-    orders = _rows(conn, "select order_id, ordered_at, status, channel, total_amount, currency, item_quantity "
-                         "from marts.fct_orders where customer_id = %s order by ordered_at desc limit %s",
-                   (customer_id, RECENT))
-    contacts = _rows(conn, "select interaction_id, channel, topic, outcome, occurred_at, is_complaint, is_resolved "
-                           "from marts.fct_interactions where customer_id = %s order by occurred_at desc limit %s",
-                     (customer_id, RECENT))
-    knowledge = _rows(conn, """
-        select flow, kind, content, source, observed_at, confidence from (
-            select k.*, row_number() over (partition by flow order by observed_at desc nulls last) as rn
-              from marts.customer_knowledge as k where customer_id = %s) as ranked
-         where rn <= %s order by flow, observed_at desc nulls last""", (customer_id, RECENT))
-    complaints = _rows(conn, "select kind, content, source, observed_at from marts.customer_knowledge "
-                             "where customer_id = %s and kind = 'complaint' order by observed_at desc limit %s",
-                       (customer_id, RECENT))
+    c360, contact, orders, contacts, knowledge, complaints = row
+    contact = contact or {}
     scores = _scores(c360, SCORE_FIELDS)
     action = next_best_action(_facts(c360))
     profile = {
@@ -116,8 +126,8 @@ def agent_profile(conn: psycopg.Connection, customer_id: str) -> tuple[dict, lis
         "contact": {f: contact.get(f) for f in CONTACT_FIELDS},
         "consent": {"has_marketing_consent": bool(c360.get("has_marketing_consent")),
                     "has_profiling_opt_out": bool(c360.get("has_profiling_opt_out")),
-                    "consent_updated_at": _plain(c360.get("consent_updated_at"))},
-        "view": {f: _plain(c360.get(f)) for f in VIEW_FIELDS},
+                    "consent_updated_at": c360.get("consent_updated_at")},
+        "view": {f: c360.get(f) for f in VIEW_FIELDS},
         "scores": scores,
         "scores_withheld": OPT_OUT_REASON if scores is None else None,
         "open_complaints": {"count": int(c360.get("open_complaints") or 0), "recent_complaints": complaints},
