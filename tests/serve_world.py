@@ -182,7 +182,7 @@ def stop_service(proc) -> str:
 
 def call(method: str, path: str, key: str | None = None, body: dict | None = None, headers: dict | None = None,
          port: int = SERVE_PORT) -> tuple[int, dict | str, dict]:
-    """One real HTTP request; returns (status, JSON body or text, headers)."""
+    """One real HTTP request; returns (status, JSON body or text, headers with lower-case names)."""
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, method=method)
     if key:
@@ -193,9 +193,9 @@ def call(method: str, path: str, key: str | None = None, body: dict | None = Non
         req.add_header(name, value)
     try:
         with urllib.request.urlopen(req, timeout=30) as resp:
-            status, raw, hdrs = resp.status, resp.read(), dict(resp.headers)
+            status, raw, hdrs = resp.status, resp.read(), {k.lower(): v for k, v in resp.headers.items()}
     except urllib.error.HTTPError as exc:
-        status, raw, hdrs = exc.code, exc.read(), dict(exc.headers)
+        status, raw, hdrs = exc.code, exc.read(), {k.lower(): v for k, v in exc.headers.items()}
     text = raw.decode("utf-8")
     try:
         return status, json.loads(text), hdrs

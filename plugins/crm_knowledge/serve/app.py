@@ -88,8 +88,11 @@ class Service:
     def open(self) -> None:
         from crm_knowledge.warehouse.db import connection_pool
 
-        self.pool = connection_pool(self.settings.warehouse_url, min_size=2, max_size=self.settings.serve_pool_size,
-                                    application_name="ckp_serve")
+        # Audit rows are committed asynchronously (serve/audit.py says why): a request does not wait for a WAL
+        # flush. The service only reads otherwise; the landing file of an interaction is fsynced itself.
+        self.pool = connection_pool(self.settings.warehouse_url, min_size=self.settings.serve_pool_size,
+                                    max_size=self.settings.serve_pool_size,
+                                    application_name="ckp_serve", session_sql="set synchronous_commit = off")
 
     def close(self) -> None:
         if self.pool is not None:
