@@ -257,10 +257,12 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None, 
     """Run the service with uvicorn until stopped (`ckp serve`)."""
     import uvicorn
 
+    from crm_knowledge.warehouse import server
     from crm_knowledge.warehouse.bootstrap import apply_ddl
 
-    apply_ddl(settings.warehouse_url)  # audit.api_keys / api_requests on a warehouse older than the service
-    check_ready(settings.warehouse_url)
+    url = server.start(settings)  # the embedded warehouse `make run` left (started again if stopped), or WAREHOUSE_URL
+    apply_ddl(url)  # audit.api_keys / api_requests on a warehouse older than the service
+    check_ready(url)
     host = host or settings.serve_host
     port = port or settings.serve_port
     log.info("read service on http://%s:%s (agent page /agent, OpenAPI /openapi.json)", host, port)

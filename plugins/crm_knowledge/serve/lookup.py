@@ -113,18 +113,17 @@ def find_candidates(conn: psycopg.Connection, keys: list[LookupKey], unit: str |
         """select k.customer_id, k.identifier_kind
              from pii.pii_customer_lookup_keys as k
              join marts.customer_360 as c on c.customer_id = k.customer_id and not c.is_forgotten
-            where k.key_hash = any(%s)""", ([k.key_hash for k in keys],)).fetchall()
+            where k.key_hash = any(%(keys)s)
+              and (%(unit)s::text is null or exists (
+                  select from marts.customer_identity_map as m
+                   where m.customer_id = k.customer_id and m.source_system = %(unit)s))""",
+        {"keys": [k.key_hash for k in keys], "unit": unit}).fetchall()
     by_customer: dict[str, Candidate] = {}
     for customer_id, kind in rows:
         cand = by_customer.setdefault(customer_id, Candidate(customer_id))
         if kind not in cand.match_reasons:
             cand.match_reasons.append(kind)
             cand.score += KIND_WEIGHT[kind]
-    if unit is not None and by_customer:
-        own = {r[0] for r in conn.execute(
-            "select distinct customer_id from marts.customer_identity_map where customer_id = any(%s) "
-            "and source_system = %s", (list(by_customer), unit))}
-        by_customer = {c: v for c, v in by_customer.items() if c in own}
     ranked = sorted(by_customer.values(), key=lambda c: (-c.score, c.customer_id))
     for cand in ranked:
         cand.match_reasons.sort(key=lambda k: -KIND_WEIGHT[k])
