@@ -23,15 +23,27 @@ source_identities as (
 
 identifiers as (
 
-    select customer_id, 'email' as identifier_kind, email_norm as identifier_value, seen_at
+    select
+        customer_id,
+        'email' as identifier_kind,
+        email_norm as identifier_value,
+        seen_at
     from source_identities
     where email_norm is not null
     union all
-    select customer_id, 'phone' as identifier_kind, phone_e164 as identifier_value, seen_at
+    select
+        customer_id,
+        'phone' as identifier_kind,
+        phone_e164 as identifier_value,
+        seen_at
     from source_identities
     where phone_e164 is not null
     union all
-    select customer_id, 'national_id' as identifier_kind, national_id_valid as identifier_value, seen_at
+    select
+        customer_id,
+        'national_id' as identifier_kind,
+        national_id_valid as identifier_value,
+        seen_at
     from source_identities
     where national_id_valid is not null
     union all

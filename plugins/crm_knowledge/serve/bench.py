@@ -258,25 +258,17 @@ def main(argv: list[str] | None = None) -> int:
     restrict_umask()
     settings = get_settings()
     url = server.start(settings)
-    apply_ddl(url)
-    fill_seconds = fill_tables(url, args.size)
-    with connect(url) as conn:
-        key, _ = create_key(conn, "bench-api", "agent", rate_limit_per_minute=10_000_000)
-    import subprocess
-
-    port = settings.serve_port
-    env = {**os.environ, "CKP_SERVE_POOL_SIZE": str(max(4, args.clients // (2 * args.workers)))}
-    proc = subprocess.Popen([sys.executable, "-m", "crm_knowledge.cli", "serve", "--port", str(port), "--workers",
-                             str(args.workers)], env=env, stdin=subprocess.DEVNULL)
     try:
-        _wait_healthy(f"http://127.0.0.1:{port}/healthz", proc)
-        results = asyncio.run(run_load(f"http://127.0.0.1:{port}", key, args.size, args.clients, args.duration,
-                                       args.warmup, args.think_ms))
+        apply_ddl(url)
+        fill_seconds = fill_tables(url, args.size)
+        with connect(url) as conn:
+            key, _ = create_key(conn, "bench-api", "agent", rate_limit_per_minute=10_000_000)
+        results = _served_load(settings, key, args)
+        with connect(url) as conn:  # the benchmark's key is not left behind
+            conn.execute("update audit.api_keys set revoked_at = now() where name = 'bench-api' "
+                         "and revoked_at is null")
     finally:
-        proc.terminate()
-        proc.wait(timeout=30)
-    with connect(url) as conn:  # the benchmark's key is not left behind
-        conn.execute("update audit.api_keys set revoked_at = now() where name = 'bench-api' and revoked_at is null")
+        server.stop(settings)  # the data stays in the bench home for the next run of this size
     errors = sum(r["errors"] for r in results.values())
     met = errors == 0 and all(r["p99_ms"] <= args.p99_target_ms for r in results.values())
     report = {"date": dt.date.today().isoformat(), "parameters": {**vars(args)} | {"duration_s": args.duration,
@@ -291,6 +283,23 @@ def main(argv: list[str] | None = None) -> int:
     print(markdown(report))
     print(f"written: {stem}.json, {stem}.md")
     return 0 if met else 1
+
+
+def _served_load(settings, key: str, args: argparse.Namespace) -> dict:
+    """`ckp serve` in its own processes, the clients against it, the service stopped afterwards."""
+    import subprocess
+
+    port = settings.serve_port
+    env = {**os.environ, "CKP_SERVE_POOL_SIZE": str(max(4, args.clients // (2 * args.workers)))}
+    proc = subprocess.Popen([sys.executable, "-m", "crm_knowledge.cli", "serve", "--port", str(port), "--workers",
+                             str(args.workers)], env=env, stdin=subprocess.DEVNULL)
+    try:
+        _wait_healthy(f"http://127.0.0.1:{port}/healthz", proc)
+        return asyncio.run(run_load(f"http://127.0.0.1:{port}", key, args.size, args.clients, args.duration,
+                                    args.warmup, args.think_ms))
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
 
 
 def _wait_healthy(url: str, proc, timeout: float = 120) -> None:
