@@ -69,7 +69,7 @@ select
     null::timestamptz as last_contacted_for_at, current_date as scores_as_of_date,
     (array['champions', 'loyal', 'at_risk', 'hibernating', 'new'])[1 + i % 5] as rfm_segment,
     1 + i % 5 as r_score, 1 + (i / 5) % 5 as f_score, 1 + (i / 25) % 5 as m_score, i % 4 as behaviour_cluster,
-    'average' as behaviour_profile, ((i * 7919) % 1000) / 1000.0 as churn_probability, 0.9 as p_alive,
+    'average' as behaviour_profile, ((i::bigint * 7919) % 1000) / 1000.0 as churn_probability, 0.9 as p_alive,
     1.5 as expected_purchases, (i % 1000) * 50000.0 as predicted_clv,
     (array['platinum', 'gold', 'silver', 'bronze'])[1 + i % 4] as value_tier
 from generate_series(1, %(size)s) as i;
