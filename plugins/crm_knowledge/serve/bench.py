@@ -10,7 +10,7 @@ never touches `make run`'s data):
    name + birth date per customer), ``marts.fct_orders`` (3 per customer), ``marts.fct_interactions`` (1),
    ``marts.customer_knowledge`` (3), ``marts.customer_identity_map`` (2). Kept between runs of the same size.
 2. **The service as deployed**: `ckp serve` in its own process(es), with an agent key made by the key code.
-3. **50 concurrent clients** (asyncio + httpx, keep-alive connections), each in a loop: look a random
+3. **50 concurrent clients** (asyncio, one keep-alive HTTP/1.1 connection each), each in a loop: look a random
    customer up by phone in a random spelling (``09…``, ``+98 9…``, Persian digits), then read their profile,
    then think (``--think-ms``, default 100 ms, as an agent reads the card; 0 measures saturation). Latency is
    measured by the client, from sending the request to having the whole response.
@@ -165,23 +165,56 @@ def phone_spelling(i: int, rng: random.Random) -> str:
                        f"0098{local}"])
 
 
-async def _client(base: str, key: str, size: int, until: float, warm_until: float, think: float, seed: int,
-                  results: dict[str, list[float]], errors: dict[str, int]) -> None:
-    import httpx
+class _Connection:
+    """A minimal HTTP/1.1 keep-alive client (GET, Content-Length bodies): a load generator sharing the CPU with
+    the service it measures must cost as little as possible (httpx costs several times more per request)."""
+
+    def __init__(self, host: str, port: int, key: str):
+        self.host, self.port, self.key = host, port, key
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def get(self, target: str, timeout: float = 10) -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        request = (f"GET {target} HTTP/1.1\r\nHost: {self.host}\r\nX-API-Key: {self.key}\r\n"
+                   "Connection: keep-alive\r\n\r\n")
+        self.writer.write(request.encode("ascii"))
+        try:
+            head = await asyncio.wait_for(self.reader.readuntil(b"\r\n\r\n"), timeout)
+            lines = head.decode("latin-1").split("\r\n")
+            status = int(lines[0].split()[1])
+            length = next(int(v) for k, _, v in (h.partition(":") for h in lines[1:]) if k.lower() == "content-length")
+            body = await asyncio.wait_for(self.reader.readexactly(length), timeout)
+        except BaseException:
+            self.close()
+            raise
+        return status, body
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
+
+
+async def _client(host: str, port: int, key: str, size: int, until: float, warm_until: float, think: float,
+                  seed: int, results: dict[str, list[float]], errors: dict[str, int]) -> None:
+    from urllib.parse import quote
 
     rng = random.Random(seed)
-    async with httpx.AsyncClient(base_url=base, headers={"X-API-Key": key}, timeout=10) as client:
+    conn = _Connection(host, port, key)
+    try:
         while time.monotonic() < until:
             i = rng.randint(1, size)
-            for endpoint, path, params in (
-                    ("lookup", "/customers/lookup", {"phone": phone_spelling(i, rng)}),
-                    ("profile", f"/customers/C{i:09d}", None)):
+            for endpoint, target in (("lookup", "/customers/lookup?phone=" + quote(phone_spelling(i, rng))),
+                                     ("profile", f"/customers/C{i:09d}")):
                 started = time.monotonic()
                 try:
-                    resp = await client.get(path, params=params)
-                    ok = resp.status_code == 200 and (endpoint != "lookup" or
-                                                      resp.json()["candidates"][0]["customer_id"] == f"C{i:09d}")
-                except (httpx.HTTPError, KeyError, IndexError, ValueError):
+                    status, body = await conn.get(target)
+                    ok = status == 200 and (endpoint != "lookup" or
+                                            json.loads(body)["candidates"][0]["customer_id"] == f"C{i:09d}")
+                except (TimeoutError, OSError, asyncio.IncompleteReadError, StopIteration, KeyError, IndexError,
+                        ValueError):
                     ok = False
                 elapsed = (time.monotonic() - started) * 1000
                 if started >= warm_until:
@@ -190,6 +223,8 @@ async def _client(base: str, key: str, size: int, until: float, warm_until: floa
                         errors[endpoint] += 1
             if think:
                 await asyncio.sleep(rng.uniform(0.5, 1.5) * think)
+    finally:
+        conn.close()
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -199,13 +234,13 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
 
 
-async def run_load(base: str, key: str, size: int, clients: int, duration: float, warmup: float,
+async def run_load(host: str, port: int, key: str, size: int, clients: int, duration: float, warmup: float,
                    think_ms: float) -> dict:
     results: dict[str, list[float]] = {"lookup": [], "profile": []}
     errors = {"lookup": 0, "profile": 0}
     now = time.monotonic()
-    await asyncio.gather(*(_client(base, key, size, now + warmup + duration, now + warmup, think_ms / 1000, n,
-                                   results, errors) for n in range(clients)))
+    await asyncio.gather(*(_client(host, port, key, size, now + warmup + duration, now + warmup, think_ms / 1000,
+                                   n, results, errors) for n in range(clients)))
     out = {}
     for endpoint, values in results.items():
         out[endpoint] = {"requests": len(values), "errors": errors[endpoint],
@@ -246,7 +281,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results-dir", default=str(PROJECT_ROOT / "bench" / "results"))
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request would load the client
 
     prepare_environment(args.size)
     from crm_knowledge.privacy.file_modes import restrict_umask
@@ -295,8 +329,8 @@ def _served_load(settings, key: str, args: argparse.Namespace) -> dict:
                              str(args.workers)], env=env, stdin=subprocess.DEVNULL)
     try:
         _wait_healthy(f"http://127.0.0.1:{port}/healthz", proc)
-        return asyncio.run(run_load(f"http://127.0.0.1:{port}", key, args.size, args.clients, args.duration,
-                                    args.warmup, args.think_ms))
+        return asyncio.run(run_load("127.0.0.1", port, key, args.size, args.clients, args.duration, args.warmup,
+                                    args.think_ms))
     finally:
         proc.terminate()
         proc.wait(timeout=30)
