@@ -15,12 +15,7 @@ records; never the values).
 
 from __future__ import annotations
 
-import datetime as dt
-from decimal import Decimal
-from typing import Any
-
 import psycopg
-from psycopg.rows import dict_row
 
 from crm_knowledge.serve.keys import ApiKey
 from crm_knowledge.serve.next_action import Facts, next_best_action
@@ -39,30 +34,16 @@ CONTACT_FIELDS = ("first_name", "last_name", "full_name", "email", "phone", "cit
 OPT_OUT_REASON = "profiling_opt_out"
 
 
-def _plain(value: Any) -> Any:
-    """JSON-ready: Decimal to float, dates to ISO text."""
-    if isinstance(value, Decimal):
-        return float(value)
-    if isinstance(value, dt.datetime | dt.date):
-        return value.isoformat()
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
-
-
-def _row(conn: psycopg.Connection, query: str, params: tuple) -> dict | None:
-    with conn.cursor(row_factory=dict_row) as cur:
-        return cur.execute(query, params).fetchone()
-
-
 def live_customer(conn: psycopg.Connection, customer_id: str) -> dict | None:
-    """The customer's customer_360 row, or None when unknown or forgotten."""
-    row = _row(conn, "select * from marts.customer_360 where customer_id = %s", (customer_id,))
-    if row is None or row.get("is_forgotten"):
+    """The customer's customer_360 row (as JSON values), or None when unknown or forgotten.
+
+    Read as one jsonb value, never ``select *``: the service's statements are prepared per connection, and a
+    prepared ``select *`` fails ("cached plan must not change result type") once a dbt run adds a column."""
+    row = conn.execute("select to_jsonb(c) from marts.customer_360 as c where c.customer_id = %s",
+                       (customer_id,)).fetchone()
+    if row is None or row[0].get("is_forgotten"):
         return None
-    return row
+    return row[0]
 
 
 def _facts(c360: dict) -> Facts:
@@ -78,7 +59,7 @@ def _facts(c360: dict) -> Facts:
 def _scores(c360: dict, fields: tuple[str, ...]) -> dict | None:
     if c360.get("has_profiling_opt_out"):
         return None
-    return {f: _plain(c360.get(f)) for f in fields}
+    return {f: c360.get(f) for f in fields}
 
 
 #: The whole agent profile in one round trip: the customer_360 row and, as JSON, the contact card, recent
