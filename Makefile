@@ -11,7 +11,7 @@ export PYTHONPATH := $(CURDIR)/plugins
 export DO_NOT_TRACK := 1
 export DBT_SEND_ANONYMOUS_USAGE_STATS := false
 
-.PHONY: run up test lint bench lock warehouse-start warehouse-stop warehouse-url docs clean help
+.PHONY: run up test lint bench bench-api lock warehouse-start warehouse-stop warehouse-url docs clean help
 
 help:
 	@echo "make run    - run the whole pipeline on demo data with the real Airflow scheduler, print a summary"
@@ -19,6 +19,7 @@ help:
 	@echo "make test   - run the whole pytest suite against a real embedded Postgres"
 	@echo "make lint   - ruff (incl. AIR rules) and sqlfluff"
 	@echo "make bench SIZE=100000 - benchmark the whole pipeline at SIZE customers (bench/results/)"
+	@echo "make bench-api API_SIZE=1000000 - load-test the read service (ckp serve), 50 clients, p50/p99/errors"
 	@echo "make warehouse-start | warehouse-stop | warehouse-url"
 
 # --compile-bytecode: every Airflow task, dbt call and test process imports Airflow, GX and pandas; where
@@ -50,6 +51,12 @@ lint: $(STAMP)
 # plain-COPY and pandas baselines; writes bench/results/<date>-<size>.json and .md (see README "Benchmarks").
 bench: $(STAMP)
 	$(BIN)/ckp bench --size $(SIZE) $(BENCH_ARGS)
+
+# Load benchmark of the read service (`ckp serve`): serving tables at API_SIZE customers (synthetic, SQL
+# generate_series), 50 concurrent clients doing lookup + profile; bench/results/api-<date>-<size>.json/.md.
+API_SIZE ?= 1000000
+bench-api: $(STAMP)
+	$(BIN)/python -m crm_knowledge.serve.bench --size $(API_SIZE) $(BENCH_API_ARGS)
 
 lock:
 	$(BIN)/uv pip compile requirements/requirements.in --python-version 3.11 -o requirements/lock.txt

@@ -234,6 +234,43 @@ class _DeclaredIdentifiers(argparse.Action):
         setattr(namespace, self.dest, {**(getattr(namespace, self.dest) or {}), kind: value})
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    """The customer read service (lookup, profile, interactions, agent page) until stopped."""
+    from crm_knowledge.serve.app import serve
+    from crm_knowledge.settings import get_settings
+
+    serve(get_settings(), args.host, args.port, args.workers)
+    return 0
+
+
+def _cmd_api_keys(args: argparse.Namespace) -> int:
+    """API keys of the read service; a new key is printed once, only its hash is stored."""
+    from crm_knowledge.serve import keys
+    from crm_knowledge.settings import get_settings
+    from crm_knowledge.warehouse.bootstrap import apply_ddl
+    from crm_knowledge.warehouse.db import connect
+
+    url = get_settings().warehouse_url
+    apply_ddl(url)
+    with connect(url) as conn:
+        if args.action == "create":
+            full, key = keys.create_key(conn, args.name, args.role, args.unit, args.rate_limit)
+            print(full)
+            print(f"key {key.key_id} ({key.role}{', unit ' + key.unit if key.unit else ''}) created for "
+                  f"{key.name}: shown only now, only its hash is stored", file=sys.stderr)
+        elif args.action == "list":
+            for k in keys.list_keys(conn):
+                state = f"revoked {k['revoked_at']:%Y-%m-%d %H:%M}" if k["revoked_at"] else "active"
+                print(f"{k['key_id']}\t{k['role']}\t{k['unit'] or ''}\t{k['name']}\t"
+                      f"{k['rate_limit_per_minute'] or 'default'}/min\t{state}")
+        elif not keys.revoke_key(conn, args.key_id):
+            print(f"error: no active key {args.key_id}", file=sys.stderr)
+            return 1
+        else:
+            print(f"key {args.key_id} revoked")
+    return 0
+
+
 def _identifier_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--email")
     p.add_argument("--phone", help="any spelling: 0912…, +98 912 …, Persian digits")
@@ -352,6 +389,27 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     sv.add_argument("--port", type=int, help="port to listen on (default 8090)")
     rp.set_defaults(func=_cmd_reports)
+
+    sv = sub.add_parser("serve", help="the customer read service: lookup, profile, interactions, agent page")
+    sv.add_argument("--host", help="address to listen on (default CKP_SERVE_HOST or 127.0.0.1)")
+    sv.add_argument("--port", type=int, help="port (default CKP_SERVE_PORT or 8094)")
+    sv.add_argument("--workers", type=int, help="uvicorn worker processes (default CKP_SERVE_WORKERS or 1)")
+    sv.set_defaults(func=_cmd_serve)
+
+    ak = sub.add_parser("api-keys", help="API keys of the read service (stored hashed)")
+    ak_sub = ak.add_subparsers(dest="action", required=True)
+    kc = ak_sub.add_parser("create", help="create a key and print it once")
+    kc.add_argument("--role", required=True, choices=["agent", "partner"],
+                    help="agent: contact data, full profile, record interactions; partner: pseudonymous ids and "
+                         "segments of its own unit's customers only")
+    kc.add_argument("--name", required=True, help="who holds the key (a system or team; no personal data)")
+    kc.add_argument("--unit", help="partner: the source system it speaks for, e.g. sibling:bank_fa")
+    kc.add_argument("--rate-limit", dest="rate_limit", type=int,
+                    help="requests per minute (default CKP_SERVE_RATE_LIMIT)")
+    ak_sub.add_parser("list", help="every key: id, role, unit, holder, limit, active or revoked (never a secret)")
+    kr = ak_sub.add_parser("revoke", help="revoke a key at once")
+    kr.add_argument("key_id")
+    ak.set_defaults(func=_cmd_api_keys)
 
     ps = sub.add_parser("pii-scan", help="scan analytic schemas and exports for customers' identifiers")
     ps.add_argument("-o", "--output", help="also write the findings (no personal values) to this JSON file")

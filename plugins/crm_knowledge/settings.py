@@ -49,6 +49,12 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "CKP_TASK_TIMEOUT_MINUTES": ("120", "execution_timeout of every Airflow task (a hung dbt build or load fails)"),
     "CKP_AIRFLOW_PORT": ("8080", "port of the Airflow API server / UI that `make run` and `make up` start"),
     "CKP_RUN_TIMEOUT": ("2700", "seconds `make run` waits for the pipeline's DAG runs before it fails"),
+    "CKP_SERVE_HOST": ("127.0.0.1", "address `ckp serve` (the customer read service) listens on"),
+    "CKP_SERVE_PORT": ("8094", "port of `ckp serve` (the customer read service and the agent page)"),
+    "CKP_SERVE_RATE_LIMIT": ("600", "requests per minute an API key may make to `ckp serve` when the key sets no "
+                             "limit of its own"),
+    "CKP_SERVE_POOL_SIZE": ("10", "warehouse connections each `ckp serve` worker keeps open"),
+    "CKP_SERVE_WORKERS": ("1", "uvicorn worker processes of `ckp serve`"),
 }
 
 
@@ -98,6 +104,11 @@ class Settings:
     task_timeout_minutes: int = 120
     airflow_port: int = 8080
     run_timeout_s: float = 2700.0
+    serve_host: str = "127.0.0.1"
+    serve_port: int = 8094
+    serve_rate_limit: int = 600
+    serve_pool_size: int = 10
+    serve_workers: int = 1
 
     # --- paths -----------------------------------------------------------------------------------
     @property
@@ -330,6 +341,11 @@ def get_settings() -> Settings:
         task_timeout_minutes=_int_env("CKP_TASK_TIMEOUT_MINUTES", 120),
         airflow_port=_int_env("CKP_AIRFLOW_PORT", 8080),
         run_timeout_s=float(_int_env("CKP_RUN_TIMEOUT", 2700)),
+        serve_host=_env("CKP_SERVE_HOST", "127.0.0.1"),
+        serve_port=_int_env("CKP_SERVE_PORT", 8094),
+        serve_rate_limit=_int_env("CKP_SERVE_RATE_LIMIT", 600),
+        serve_pool_size=_int_env("CKP_SERVE_POOL_SIZE", 10),
+        serve_workers=_int_env("CKP_SERVE_WORKERS", 1),
     )
 
 

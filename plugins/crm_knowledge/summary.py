@@ -73,6 +73,8 @@ def format_summary(summary: dict[str, Any], settings: Settings) -> str:
         f"(`ckp access create-login {BI_READER} <login>` makes one)",
         f"auditors:             a {AUDITOR} login (audit + marts): `ckp access create-login {AUDITOR} <login>`; "
         "the reports over HTTP: `ckp reports serve`",
+        f"front line:           `ckp api-keys create --role agent --name <desk>`, then `ckp serve`: "
+        f"http://{settings.serve_host}:{settings.serve_port}/agent (docs/serve.md)",
         "pipeline/admin:       `make warehouse-url` (the owner's URL: not for BI tools or people)",
         "=" * 72,
     ]

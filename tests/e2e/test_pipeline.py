@@ -11,11 +11,12 @@ import datetime as dt
 import os
 import shutil
 from pathlib import Path
+from urllib.parse import urlencode
 
 import psycopg
 import pytest
 from alert_webhook import alert_inbox_server
-from ckp_cli import run_ckp
+from ckp_cli import ckp_env, run_ckp
 
 from crm_knowledge.runner import PIPELINE_DAGS, run_pipeline
 from crm_knowledge.settings import PROJECT_ROOT
@@ -119,6 +120,26 @@ def test_ckp_score_scores_a_day_before_the_dags_start_date(pipeline, settings):
     assert scored > 0
     too_early = run_ckp("score", "--as-of", "1990-01-01", timeout=900)
     assert too_early.returncode == 1 and "nothing to score" in too_early.stderr
+
+
+def test_ckp_serve_answers_on_the_embedded_warehouse_after_make_run(pipeline, settings):
+    """`ckp serve` (a subprocess) over what `make run` built: a demo customer found by phone, then their profile."""
+    from serve_world import call, start_service, stop_service
+
+    res = run_ckp("api-keys", "create", "--role", "agent", "--name", "e2e desk")
+    assert res.returncode == 0, res.stderr[-2000:]
+    with psycopg.connect(settings.warehouse_url) as conn:
+        customer_id, phone = conn.execute(
+            "select p.customer_id, p.phone from pii.pii_customer_profiles as p join marts.customer_360 as c "
+            "using (customer_id) where p.phone is not null order by p.customer_id limit 1").fetchone()
+    proc = start_service(ckp_env())
+    try:
+        status, body, _ = call("GET", "/customers/lookup?" + urlencode({"phone": phone}), res.stdout.strip())
+        assert status == 200 and customer_id in [c["customer_id"] for c in body["candidates"]]
+        status, profile, _ = call("GET", f"/customers/{customer_id}", res.stdout.strip())
+        assert status == 200 and profile["next_best_action"]["action"]
+    finally:
+        stop_service(proc)
 
 
 def test_a_failing_dbt_model_fails_the_run_and_make_run(failed_run):

@@ -31,7 +31,7 @@ AIRFLOW_SERVICES = {
     "airflow-init": None,
 }
 LONG_RUNNING_AIRFLOW = [name for name, command in AIRFLOW_SERVICES.items() if command]
-EXPECTED_SERVICES = {*AIRFLOW_SERVICES, "postgres", "redis", "warehouse", "reports"}
+EXPECTED_SERVICES = {*AIRFLOW_SERVICES, "postgres", "redis", "warehouse", "reports", "serve"}
 #: Services that run project code and so need the pipeline's settings.
 PIPELINE_SERVICES = ("airflow-worker", "airflow-dag-processor", "airflow-triggerer")
 #: Settings a deployment must set (all of them keys of crm_knowledge.settings.ENV_VARS).
@@ -367,7 +367,7 @@ def test_startup_order_follows_health(services):
 
 
 def test_every_long_running_service_has_a_healthcheck(services):
-    for name in [*LONG_RUNNING_AIRFLOW, "postgres", "redis", "warehouse", "reports"]:
+    for name in [*LONG_RUNNING_AIRFLOW, "postgres", "redis", "warehouse", "reports", "serve"]:
         assert services[name]["healthcheck"]["test"], name
 
 
@@ -383,6 +383,32 @@ def test_named_volumes_and_configs_are_declared_and_used(compose, services):
             assert config["source"] in compose["configs"], f"{name} uses undeclared config"
     assert declared == used, f"declared but unused volumes: {sorted(declared - used)}"
     assert {"warehouse-data", "ckp-data"} <= declared
+
+
+def test_serve_service_runs_ckp_serve_and_writes_only_the_contact_landing_folder(services):
+    """The read service: `ckp serve` on the warehouse with the pipeline's settings; its one writable mount is the
+    landing zone where recorded interactions go (the contacts source's folder), where the workers read it."""
+    serve = services["serve"]
+    command = serve["entrypoint"]
+    assert command[:2] == ["ckp", "serve"]
+    port = command[command.index("--port") + 1]
+    assert command[command.index("--host") + 1] == "0.0.0.0"
+    env = serve["environment"]
+    for name in ("WAREHOUSE_URL", "CKP_PSEUDONYM_KEY", "CKP_LANDING_DIR", "CKP_HOME"):
+        assert env[name] == services["airflow-worker"]["environment"][name], name
+    (mount,) = serve["volumes"]
+    assert mount["source"] == "ckp-data" and PurePosixPath(mount["volume"]["subpath"]) == PurePosixPath("landing")
+    assert PurePosixPath(mount["target"]) == PurePosixPath(env["CKP_LANDING_DIR"])
+    assert not mount.get("read_only")
+    contacts_folder = PurePosixPath(env["CKP_LANDING_DIR"]) / "contacts"
+    assert str(contacts_folder) in _command(services["airflow-init"]), "airflow-init must create the folder"
+    assert serve["read_only"] is True
+    assert serve["image"] == services["airflow-worker"]["image"]
+    (published,) = [str(p) for p in serve["ports"]]
+    assert published.startswith("127.0.0.1:") and published.endswith(f":{port}")
+    assert f"http://localhost:{port}/healthz" in serve["healthcheck"]["test"]
+    assert serve["depends_on"]["warehouse"]["condition"] == "service_healthy"
+    assert serve["user"].split(":")[0] != "0"
 
 
 def test_reports_service_serves_only_the_reports_folder_read_only(services):

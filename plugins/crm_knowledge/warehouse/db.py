@@ -5,7 +5,8 @@
 * :func:`table_exists` — whether a relation exists (optional tables: a stage that has not run yet);
 * :func:`advisory_lock` / :func:`advisory_unlock` — named PostgreSQL advisory locks (``hashtext(key)``), so two
   tasks doing the same thing (bootstrap, a delivery to one destination, an erasure) never overlap;
-* :func:`copy_rows` (COPY in, row by row) and :func:`copy_csv` / :func:`read_frame` (COPY out, streamed).
+* :func:`copy_rows` (COPY in, row by row) and :func:`copy_csv` / :func:`read_frame` (COPY out, streamed);
+* :func:`connection_pool` — a pool of open connections for a long-running server (the read service).
 
 URLs come from :mod:`crm_knowledge.settings`; nothing here reads the environment.
 """
@@ -52,6 +53,29 @@ def connect(url: str | None = None, *, autocommit: bool = False, application_nam
             yield conn
     finally:
         conn.close()
+
+
+def connection_pool(url: str, *, min_size: int = 1, max_size: int = 10, application_name: str = "crm_knowledge",
+                    autocommit: bool = True, session_sql: str | None = None):
+    """A started :class:`psycopg_pool.ConnectionPool` on `url` (close it when done): a server answering many
+    short requests keeps its connections open instead of paying for a new one (and its authentication) each
+    time. Connections are in autocommit mode unless asked otherwise; `session_sql` runs once on each new
+    connection (session settings)."""
+    from psycopg_pool import ConnectionPool
+
+    kwargs: dict[str, Any] = {"autocommit": autocommit}
+    if "application_name" not in conninfo_to_dict(url):
+        kwargs["application_name"] = application_name
+    def configure(conn: psycopg.Connection) -> None:
+        if session_sql:
+            conn.execute(session_sql)
+            if not conn.autocommit:
+                conn.commit()
+
+    pool = ConnectionPool(url, min_size=min_size, max_size=max_size, kwargs=kwargs, open=False,
+                          name=application_name, configure=configure)
+    pool.open(wait=True, timeout=30)
+    return pool
 
 
 def table_exists(conn: psycopg.Connection, qualified_name: str) -> bool:
