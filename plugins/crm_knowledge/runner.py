@@ -3,7 +3,10 @@
 `make run` (:func:`run_pipeline`) starts the embedded warehouse, writes the demo sources, starts Airflow's
 scheduler, DAG processor, triggerer and API server (crm_knowledge.airflow_stack), unpauses the pipeline
 DAGs and runs each ingestion DAG once; the scheduler then starts `customer_warehouse` and
-`customer_scoring` from their Asset events, exactly as in production. It shows progress while it waits,
+`customer_scoring` from their Asset events, exactly as in production. Then a second simulated day range
+(:func:`run_response_range`): the demo writes the days after the delivery, with customers responding to the
+campaigns they were sent (demo/responses.py), and the same DAGs run once more for the range's last day, which
+measures the campaigns and writes the campaign report. It shows progress while it waits,
 stops on the first failed DAG run naming the failed task and its error (exit code 1), and prints the
 summary. `make up` (:func:`serve`) keeps the same stack running on the deployment's own sources.
 """
@@ -349,8 +352,32 @@ def follow_runs(api, since: dt.datetime, timeout: float, stack=None, poll: float
         time.sleep(poll)
 
 
+def run_response_range(api, settings: Settings, seed: int, *, timeout: float, stack=None) -> dict:
+    """Campaigns (issue #16): the second simulated day range of `make run`.
+
+    The demo generates the days after the first round's delivery (ordinary increments and the planted campaign
+    responses), then every ingestion DAG is triggered for the range's last day (the `as_of_date` in the run's
+    conf becomes its as-of date, carried by the Asset events to the warehouse and scoring runs).
+    """
+    from crm_knowledge.demo.responses import RESPONSE_DAYS, simulate_response_range
+    from crm_knowledge.warehouse.db import connect
+
+    with connect(settings.warehouse_url) as conn:
+        delivered = conn.execute("select max(as_of_date) from audit.exports where status = 'delivered'").fetchone()[0]
+    if delivered is None:
+        raise PipelineRunFailed("the first round delivered nothing: no campaign to measure")
+    last_day, truth = simulate_response_range(delivered, seed, settings)
+    print(f"    demo: {RESPONSE_DAYS} days after the delivery of {delivered}, {truth['orders']} campaign "
+          f"orders planted; running the pipeline for {last_day}", flush=True)
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+    for dag_id in INGEST_DAGS:
+        api.trigger(dag_id, conf={"as_of_date": last_day.isoformat()})
+    return follow_runs(api, since, timeout=timeout, stack=stack)
+
+
 def run_pipeline(size: int | None = None, seed: int | None = None, *, keep_running: bool = False,
-                 timeout: float | None = None, overwrite_external_db: bool = False) -> dict:
+                 timeout: float | None = None, overwrite_external_db: bool = False,
+                 response_range: bool = True) -> dict:
     """`make run`: the whole pipeline on demo data, run by the real Airflow scheduler (module docstring)."""
     from crm_knowledge.demo.guard import check_demo_targets
     from crm_knowledge.warehouse import bootstrap, server
@@ -393,6 +420,10 @@ def run_pipeline(size: int | None = None, seed: int | None = None, *, keep_runni
         for dag_id, run in runs.items():
             began, ended = _parse_ts(run.get("start_date")), _parse_ts(run.get("end_date"))
             timings[dag_id] = round((ended - began).total_seconds(), 1) if began and ended else None
+        second: dict[str, dict] = {}
+        if response_range:
+            print("then: a second simulated day range, campaign responses after the delivery", flush=True)
+            second = run_response_range(api, settings, seed, timeout=timeout, stack=stack)
 
         print("    dbt docs generate (catalog and lineage site)", flush=True)
         dbt_docs(dbt_process_env(settings), settings)
@@ -405,6 +436,8 @@ def run_pipeline(size: int | None = None, seed: int | None = None, *, keep_runni
         summary["timings_s"] = timings
         summary["runs"] = {d: {"run_id": r["dag_run_id"], "run_type": r["run_type"], "state": r["state"]}
                            for d, r in runs.items()}
+        summary["response_range_runs"] = {
+            d: {"run_id": r["dag_run_id"], "run_type": r["run_type"], "state": r["state"]} for d, r in second.items()}
         summary["wall_s"] = round(time.monotonic() - wall, 1)
         summary["demo"] = demo.as_dict() if hasattr(demo, "as_dict") else str(demo)
         print(format_summary(summary, settings))
