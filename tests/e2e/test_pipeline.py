@@ -31,7 +31,8 @@ BROKEN_MODEL = "stg_contacts__interactions"
 def pipeline(warehouse, settings):
     mp = pytest.MonkeyPatch()
     mp.setenv("CKP_AIRFLOW_PORT", AIRFLOW_PORT)
-    first = run_pipeline(size=SIZE, seed=7)
+    # one round: the second simulated day range (campaign responses) is tests/e2e/test_campaigns.py's
+    first = run_pipeline(size=SIZE, seed=7, response_range=False)
     with psycopg.connect(settings.warehouse_url) as conn:
         raw_after_first = {t: conn.execute(f"select count(*) from raw.{t}").fetchone()[0]
                            for t in ("form_submissions", "sibling_customers", "contact_interactions",
