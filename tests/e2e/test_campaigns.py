@@ -78,22 +78,25 @@ def test_both_rounds_ran_under_the_scheduler(campaign_run):
 
 
 def test_held_out_customers_were_never_sent(campaign_run, settings):
-    held = {c for d, _, c, arm, _ in campaign_run["assignments"] if d == "marketing_campaigns" and arm == "holdout"}
-    treated = {c for d, _, c, arm, _ in campaign_run["assignments"] if d == "marketing_campaigns" and arm == "treated"}
+    """No held-out customer was sent the audience they were held out of (in either delivery), nor recorded as
+    offered it. (A customer whose segment changed may be treated in another audience: arms are per audience.)"""
+    arms = {(a, c): arm for d, a, c, arm, _ in campaign_run["assignments"] if d == "marketing_campaigns"}
+    held = {k for k, arm in arms.items() if arm == "holdout"}
+    treated = {k for k, arm in arms.items() if arm == "treated"}
     assert held and treated
-    sent: set[str] = set()
     files = [p for p in Path(settings.exports_dir, "marketing").rglob("*.csv")
              if p.stat().st_mtime >= campaign_run["started"]]  # this run's deliveries, not an earlier session's
     assert files
+    sent: set[tuple[str, str]] = set()
     for path in files:
         with open(path, newline="", encoding="utf-8") as fh:
-            sent |= {r["customer_id"] for r in csv.DictReader(fh) if r["change_type"] != "removed"}
+            sent |= {(r["audience"], r["customer_id"]) for r in csv.DictReader(fh) if r["change_type"] != "removed"}
     assert treated <= sent  # both deliveries' files together
     assert not held & sent
     with psycopg.connect(settings.warehouse_url) as conn:
-        offered = {r[0] for r in conn.execute(
-            "select customer_id from scoring.communications where destination = 'marketing_campaigns' "
-            "and kind = 'offer_made'").fetchall()}
+        offered = set(conn.execute(
+            "select audience, customer_id from scoring.communications where destination = 'marketing_campaigns' "
+            "and kind = 'offer_made'").fetchall())
     assert not held & offered
 
 
