@@ -256,18 +256,29 @@ def fail_leftover_runs(api, dag_ids: Sequence[str]) -> None:
                       "marked failed", flush=True)
 
 
-def start_ingestion(api, dags: dict[str, dict], since: dt.datetime) -> None:
+def start_ingestion(api, dags: dict[str, dict], since: dt.datetime, as_of: dt.date | None = None) -> None:
     """Unpause the pipeline DAGs and have each ingestion DAG run once.
 
     Unpausing a scheduled DAG makes the scheduler start its latest due run (as in production); an ingest DAG
     with no run due (already unpaused, or its latest run done) is triggered by hand instead, without a
     logical date: its as-of date is then the day it was queued (crm_knowledge.as_of.as_of_date).
+
+    With ``as_of`` (make run's first round before its simulated day range, a past day) every ingest DAG is
+    triggered with that ``as_of_date`` in the run's conf, before it is unpaused and on the logical date of
+    its due run, so the scheduler does not start a second run of today.
     """
     for dag_id, info in dags.items():
         due = _parse_ts(info.get("next_dagrun_run_after"))
         was_paused = info.get("is_paused", True)
+        if as_of is not None and dag_id in INGEST_DAGS:
+            logical = (_parse_ts(info.get("next_dagrun_logical_date"))
+                       if was_paused and due is not None and due <= since else None)
+            api.trigger(dag_id, logical_date=logical, conf={"as_of_date": as_of.isoformat()})
+            print(f"    triggered {dag_id} for {as_of}", flush=True)
         if was_paused:
             api.set_paused(dag_id, False)
+        if as_of is not None:
+            continue
         if dag_id in INGEST_DAGS and not (was_paused and due is not None and due <= since):
             api.trigger(dag_id)
             print(f"    triggered {dag_id}", flush=True)
@@ -392,6 +403,13 @@ def run_pipeline(size: int | None = None, seed: int | None = None, *, keep_runni
     timeout = timeout or settings.run_timeout_s
     # The day the ingest runs will be for: their latest due run, or a run queued now (both today, UTC).
     as_of = dt.datetime.now(dt.UTC).date()
+    first_round: dt.date | None = None
+    if response_range:
+        # campaigns (issue #16): the first round is for a past day, so that the simulated days after its
+        # delivery end yesterday (the raw quality gate holds data dated after its load, i.e. in the future)
+        from crm_knowledge.demo.responses import RESPONSE_DAYS
+
+        first_round = as_of = as_of - dt.timedelta(days=RESPONSE_DAYS + 1)
 
     print(f"1/4 warehouse: {'external (WAREHOUSE_URL)' if not settings.embedded else 'embedded'}", flush=True)
     server.start(settings)
@@ -415,7 +433,7 @@ def run_pipeline(size: int | None = None, seed: int | None = None, *, keep_runni
         print("4/4 running: ingestion once; warehouse and scoring start from their Asset events", flush=True)
         fail_leftover_runs(api, PIPELINE_DAGS)
         since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
-        start_ingestion(api, dags, since)
+        start_ingestion(api, dags, since, as_of=first_round)
         runs = follow_runs(api, since, timeout=timeout, stack=stack)
         for dag_id, run in runs.items():
             began, ended = _parse_ts(run.get("start_date")), _parse_ts(run.get("end_date"))

@@ -25,7 +25,7 @@ from crm_knowledge.runner import PIPELINE_DAGS, run_pipeline
 
 pytestmark = [pytest.mark.e2e, pytest.mark.warehouse]
 
-SIZE = 2000  # the demo's default: audiences large enough for the minimum sample per arm
+SIZE = 3000  # above the demo default: every audience reaches the minimum sample per arm (20)
 SEED = 42
 AIRFLOW_PORT = os.environ.get("CKP_TEST_AIRFLOW_PORT", "8814")
 WINDOW = 7  # the response range is the first window
