@@ -131,7 +131,7 @@ def forest_chart(rows: list[dict]) -> str:
     rows = [r for r in rows if r["ci_low"] is not None]
     if not rows:
         return '<p class="muted">No campaign has the minimum sample in both arms yet: no interval to draw.</p>'
-    width, left, right, row_h, top = 760, 260, 30, 26, 24
+    width, left, right, row_h, top = 900, 360, 30, 26, 24
     lo = min(0.0, *(float(r["ci_low"]) for r in rows))
     hi = max(0.0, *(float(r["ci_high"]) for r in rows))
     span = (hi - lo) or 1.0
@@ -151,7 +151,7 @@ def forest_chart(rows: list[dict]) -> str:
     for i, r in enumerate(rows):
         y = top + i * row_h
         colour = "#0e5814" if r["is_significant"] else "#7b8794"
-        label = f"{r['audience']} @ {r['destination']} {r['campaign_date']} ({r['window_days']} d)"
+        label = f"{r['audience']} · {r['destination']} · {r['campaign_date']} · {r['window_days']} d"
         parts.append(f'<g class="interval" data-campaign="{html.escape(r["campaign_id"])}" '
                      f'data-window="{r["window_days"]}">'
                      f'<text x="{left - 8}" y="{y + 4}" text-anchor="end">{html.escape(label)}</text>'
@@ -260,7 +260,9 @@ def render(data: dict[str, Any], as_of: dt.date) -> str:
         verdict = ('<span class="sig">significant</span>' if r["is_significant"] else
                    '<span class="nsig">below minimum sample</span>' if not r["has_minimum_sample"] else
                    '<span class="nsig">not significant</span>')
-        interval = (f"[{_f(r['ci_low'])}, {_f(r['ci_high'])}]" if r["ci_low"] is not None else _e(None))
+        digits = 0 if r["metric"] == "revenue" else 3  # IRR amounts: whole rials
+        interval = (f"[{_f(r['ci_low'], digits)}, {_f(r['ci_high'], digits)}]" if r["ci_low"] is not None
+                    else _e(None))
         rows.append(
             f'<tr data-campaign="{_e(r["campaign_id"])}" data-window="{r["window_days"]}" '
             f'data-metric="{_e(r["metric"])}">'
@@ -268,8 +270,8 @@ def render(data: dict[str, Any], as_of: dt.date) -> str:
             f'<td class="num">{r["window_days"]}</td><td class="num">{r["observed_days"]}'
             f'{"" if r["is_window_complete"] else " (running)"}</td><td>{_e(r["metric"])}</td>'
             f'<td class="num">{r["treated_customers"]}</td><td class="num">{r["holdout_customers"]}</td>'
-            f'<td class="num">{_f(r["treated_mean"])}</td><td class="num">{_f(r["holdout_mean"])}</td>'
-            f'<td class="num">{_f(r["lift"])}</td><td class="num">{interval}</td><td>{verdict}</td></tr>')
+            f'<td class="num">{_f(r["treated_mean"], digits)}</td><td class="num">{_f(r["holdout_mean"], digits)}</td>'
+            f'<td class="num">{_f(r["lift"], digits)}</td><td class="num">{interval}</td><td>{verdict}</td></tr>')
     lift_table = (
         '<table id="campaign-lift"><tr><th>destination</th><th>audience</th><th>delivered</th>'
         '<th class="num">window (days)</th><th class="num">observed</th><th>metric</th>'
