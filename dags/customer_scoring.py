@@ -12,7 +12,9 @@ warehouse built (carried in the triggering Asset event), else the run's logical 
 2. **dbt post-scoring models**: `marts.customer_segments` and `marts.customer_360` pick the scores up;
 3. **deliver**: each destination in `config/destinations.yml` (file drop, operational database,
    webhook) receives its audience's delta, respecting consent; every delivery is in `audit.exports`;
-4. **report**: the auditor's run report and Data Docs are rebuilt (also after a failure; the `watcher`
+4. **campaign report**: treated against holdout for every measured audience (`marts.campaign_lift`),
+   written next to the auditor's report as `campaigns.html`;
+5. **report**: the auditor's run report and Data Docs are rebuilt (also after a failure; the `watcher`
    task then fails the run).
 """
 
@@ -74,6 +76,12 @@ def customer_scoring():
         publish(EXPORTS_DELIVERED, as_of, {})
         return deliveries
 
+    @task
+    def campaign_report(as_of: str) -> str:
+        from crm_knowledge.export.tasks import campaign_report
+
+        return campaign_report(as_of)
+
     @task(trigger_rule="all_done")
     def build_reports(as_of: str) -> dict:
         from crm_knowledge.quality.tasks import reports
@@ -82,7 +90,7 @@ def customer_scoring():
 
     as_of = as_of_date_task()
     (score_customers(as_of) >> post_scoring >> post_scoring_quality_gate(as_of) >> deliver_segments(as_of)
-     >> build_reports(as_of))
+     >> campaign_report(as_of) >> build_reports(as_of))
     watcher()
 
 

@@ -51,7 +51,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from crm_knowledge.runner import run_pipeline
 
     run_pipeline(size=args.size, seed=args.seed, keep_running=args.keep_running,
-                 overwrite_external_db=args.overwrite_external_db)
+                 overwrite_external_db=args.overwrite_external_db, response_range=not args.no_response_range)
     return 0
 
 
@@ -312,6 +312,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--size", type=int, default=None, help="demo customers (default CKP_DEMO_SIZE or 2000)")
     r.add_argument("--seed", type=int, default=None)
     r.add_argument("--keep-running", action="store_true", help="leave Airflow (and its UI) running afterwards")
+    r.add_argument("--no-response-range", action="store_true",
+                   help="one round for today only: no second simulated day range measuring the campaigns")
     _overwrite_external_arg(r)
     r.set_defaults(func=_cmd_run)
 

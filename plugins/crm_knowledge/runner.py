@@ -3,7 +3,10 @@
 `make run` (:func:`run_pipeline`) starts the embedded warehouse, writes the demo sources, starts Airflow's
 scheduler, DAG processor, triggerer and API server (crm_knowledge.airflow_stack), unpauses the pipeline
 DAGs and runs each ingestion DAG once; the scheduler then starts `customer_warehouse` and
-`customer_scoring` from their Asset events, exactly as in production. It shows progress while it waits,
+`customer_scoring` from their Asset events, exactly as in production. Then a second simulated day range
+(:func:`run_response_range`): the demo writes the days after the delivery, with customers responding to the
+campaigns they were sent (demo/responses.py), and the same DAGs run once more for the range's last day, which
+measures the campaigns and writes the campaign report. It shows progress while it waits,
 stops on the first failed DAG run naming the failed task and its error (exit code 1), and prints the
 summary. `make up` (:func:`serve`) keeps the same stack running on the deployment's own sources.
 """
@@ -253,18 +256,29 @@ def fail_leftover_runs(api, dag_ids: Sequence[str]) -> None:
                       "marked failed", flush=True)
 
 
-def start_ingestion(api, dags: dict[str, dict], since: dt.datetime) -> None:
+def start_ingestion(api, dags: dict[str, dict], since: dt.datetime, as_of: dt.date | None = None) -> None:
     """Unpause the pipeline DAGs and have each ingestion DAG run once.
 
     Unpausing a scheduled DAG makes the scheduler start its latest due run (as in production); an ingest DAG
     with no run due (already unpaused, or its latest run done) is triggered by hand instead, without a
     logical date: its as-of date is then the day it was queued (crm_knowledge.as_of.as_of_date).
+
+    With ``as_of`` (make run's first round before its simulated day range, a past day) every ingest DAG is
+    triggered with that ``as_of_date`` in the run's conf, before it is unpaused and on the logical date of
+    its due run, so the scheduler does not start a second run of today.
     """
     for dag_id, info in dags.items():
         due = _parse_ts(info.get("next_dagrun_run_after"))
         was_paused = info.get("is_paused", True)
+        if as_of is not None and dag_id in INGEST_DAGS:
+            logical = (_parse_ts(info.get("next_dagrun_logical_date"))
+                       if was_paused and due is not None and due <= since else None)
+            api.trigger(dag_id, logical_date=logical, conf={"as_of_date": as_of.isoformat()})
+            print(f"    triggered {dag_id} for {as_of}", flush=True)
         if was_paused:
             api.set_paused(dag_id, False)
+        if as_of is not None:
+            continue
         if dag_id in INGEST_DAGS and not (was_paused and due is not None and due <= since):
             api.trigger(dag_id)
             print(f"    triggered {dag_id}", flush=True)
@@ -349,8 +363,32 @@ def follow_runs(api, since: dt.datetime, timeout: float, stack=None, poll: float
         time.sleep(poll)
 
 
+def run_response_range(api, settings: Settings, seed: int, *, timeout: float, stack=None) -> dict:
+    """Campaigns (issue #16): the second simulated day range of `make run`.
+
+    The demo generates the days after the first round's delivery (ordinary increments and the planted campaign
+    responses), then every ingestion DAG is triggered for the range's last day (the `as_of_date` in the run's
+    conf becomes its as-of date, carried by the Asset events to the warehouse and scoring runs).
+    """
+    from crm_knowledge.demo.responses import RESPONSE_DAYS, simulate_response_range
+    from crm_knowledge.warehouse.db import connect
+
+    with connect(settings.warehouse_url) as conn:
+        delivered = conn.execute("select max(as_of_date) from audit.exports where status = 'delivered'").fetchone()[0]
+    if delivered is None:
+        raise PipelineRunFailed("the first round delivered nothing: no campaign to measure")
+    last_day, truth = simulate_response_range(delivered, seed, settings)
+    print(f"    demo: {RESPONSE_DAYS} days after the delivery of {delivered}, {truth['orders']} campaign "
+          f"orders planted; running the pipeline for {last_day}", flush=True)
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
+    for dag_id in INGEST_DAGS:
+        api.trigger(dag_id, conf={"as_of_date": last_day.isoformat()})
+    return follow_runs(api, since, timeout=timeout, stack=stack)
+
+
 def run_pipeline(size: int | None = None, seed: int | None = None, *, keep_running: bool = False,
-                 timeout: float | None = None, overwrite_external_db: bool = False) -> dict:
+                 timeout: float | None = None, overwrite_external_db: bool = False,
+                 response_range: bool = True) -> dict:
     """`make run`: the whole pipeline on demo data, run by the real Airflow scheduler (module docstring)."""
     from crm_knowledge.demo.guard import check_demo_targets
     from crm_knowledge.warehouse import bootstrap, server
@@ -365,6 +403,13 @@ def run_pipeline(size: int | None = None, seed: int | None = None, *, keep_runni
     timeout = timeout or settings.run_timeout_s
     # The day the ingest runs will be for: their latest due run, or a run queued now (both today, UTC).
     as_of = dt.datetime.now(dt.UTC).date()
+    first_round: dt.date | None = None
+    if response_range:
+        # campaigns (issue #16): the first round is for a past day, so that the simulated days after its
+        # delivery end yesterday (the raw quality gate holds data dated after its load, i.e. in the future)
+        from crm_knowledge.demo.responses import RESPONSE_DAYS
+
+        first_round = as_of = as_of - dt.timedelta(days=RESPONSE_DAYS + 1)
 
     print(f"1/4 warehouse: {'external (WAREHOUSE_URL)' if not settings.embedded else 'embedded'}", flush=True)
     server.start(settings)
@@ -388,11 +433,15 @@ def run_pipeline(size: int | None = None, seed: int | None = None, *, keep_runni
         print("4/4 running: ingestion once; warehouse and scoring start from their Asset events", flush=True)
         fail_leftover_runs(api, PIPELINE_DAGS)
         since = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=1)
-        start_ingestion(api, dags, since)
+        start_ingestion(api, dags, since, as_of=first_round)
         runs = follow_runs(api, since, timeout=timeout, stack=stack)
         for dag_id, run in runs.items():
             began, ended = _parse_ts(run.get("start_date")), _parse_ts(run.get("end_date"))
             timings[dag_id] = round((ended - began).total_seconds(), 1) if began and ended else None
+        second: dict[str, dict] = {}
+        if response_range:
+            print("then: a second simulated day range, campaign responses after the delivery", flush=True)
+            second = run_response_range(api, settings, seed, timeout=timeout, stack=stack)
 
         print("    dbt docs generate (catalog and lineage site)", flush=True)
         dbt_docs(dbt_process_env(settings), settings)
@@ -405,6 +454,8 @@ def run_pipeline(size: int | None = None, seed: int | None = None, *, keep_runni
         summary["timings_s"] = timings
         summary["runs"] = {d: {"run_id": r["dag_run_id"], "run_type": r["run_type"], "state": r["state"]}
                            for d, r in runs.items()}
+        summary["response_range_runs"] = {
+            d: {"run_id": r["dag_run_id"], "run_type": r["run_type"], "state": r["state"]} for d, r in second.items()}
         summary["wall_s"] = round(time.monotonic() - wall, 1)
         summary["demo"] = demo.as_dict() if hasattr(demo, "as_dict") else str(demo)
         print(format_summary(summary, settings))

@@ -38,6 +38,9 @@ def collect_summary(settings: Settings) -> dict[str, Any]:
         out["batches"] = dict(conn.execute(
             "select status, count(*) from audit.load_batches group by status order by 1").fetchall())
         out["exports"] = scalar("select count(*) from audit.exports where status = 'delivered'")
+        out["campaigns_significant"] = scalar(
+            "select count(distinct campaign_id) filter (where is_significant) || ' of ' || count(distinct campaign_id) "
+            "from marts.campaign_lift where metric = 'orders'")
     return out
 
 
@@ -66,6 +69,8 @@ def format_summary(summary: dict[str, Any], settings: Settings) -> str:
         f"deliveries:           {summary.get('exports')}",
         f"pii scan findings:    {summary.get('pii_scan_findings')}   (`ckp pii-scan` lists them; 0 = no leak)",
         f"data-quality report:  {settings.reports_dir / 'latest.html'}",
+        f"campaign report:      {settings.reports_dir / 'campaigns.html'}   (campaigns with a significant "
+        f"orders lift: {summary.get('campaigns_significant')})",
         f"data docs:            {settings.reports_dir / 'data_docs' / 'index.html'}",
         f"dbt docs:             {settings.dbt_project_dir / 'target' / 'index.html'}",
         f"exports:              {settings.exports_dir}",

@@ -32,7 +32,8 @@ BROKEN_MODEL = "stg_contacts__interactions"
 def pipeline(warehouse, settings):
     mp = pytest.MonkeyPatch()
     mp.setenv("CKP_AIRFLOW_PORT", AIRFLOW_PORT)
-    first = run_pipeline(size=SIZE, seed=7)
+    # one round: the second simulated day range (campaign responses) is tests/e2e/test_campaigns.py's
+    first = run_pipeline(size=SIZE, seed=7, response_range=False)
     with psycopg.connect(settings.warehouse_url) as conn:
         raw_after_first = {t: conn.execute(f"select count(*) from raw.{t}").fetchone()[0]
                            for t in ("form_submissions", "sibling_customers", "contact_interactions",
@@ -75,7 +76,7 @@ def failed_run(pipeline, settings, alert_inbox, tmp_path_factory):
     env = dict(os.environ, PYTHONPATH=str(root / "plugins"), CKP_AIRFLOW_PORT=AIRFLOW_PORT,
                CKP_ALERT_WEBHOOK_URL=url)
     since = dt.datetime.now(dt.UTC)
-    res = run_ckp("run", "--size", str(SIZE), "--seed", "7", env=env, timeout=3600)
+    res = run_ckp("run", "--size", str(SIZE), "--seed", "7", "--no-response-range", env=env, timeout=3600)
     with psycopg.connect(settings.server_url("airflow")) as conn:
         runs = conn.execute("select dag_id, run_type, state from dag_run where queued_at >= %s order by queued_at",
                             (since,)).fetchall()

@@ -40,6 +40,28 @@ segments as (
 
 ),
 
+campaign_responses as (
+
+    select * from {{ ref('fct_campaign_responses') }}
+
+),
+
+-- campaigns (issue #16): the customer's latest campaign (either arm), over its longest window observed so far
+last_campaigns as (
+
+    select distinct on (customer_id)
+        customer_id,
+        campaign_id,
+        campaign_date,
+        arm,
+        has_ordered,
+        order_count,
+        observed_days
+    from campaign_responses
+    order by customer_id asc, campaign_date desc, campaign_id asc, window_days desc
+
+),
+
 known_knowledge as (
 
     select
@@ -148,7 +170,15 @@ final as (
         segments.p_alive,
         segments.expected_purchases,
         segments.predicted_clv,
-        segments.value_tier
+        segments.value_tier,
+
+        -- last campaign and response (issue #16)
+        last_campaigns.campaign_id as last_campaign_id,
+        last_campaigns.campaign_date as last_campaign_date,
+        last_campaigns.arm as last_campaign_arm,
+        last_campaigns.has_ordered as has_responded_to_last_campaign,
+        last_campaigns.order_count as last_campaign_order_count,
+        last_campaigns.observed_days as last_campaign_observed_days
 
     from customers
     left join activity
@@ -159,6 +189,8 @@ final as (
         on customers.customer_id = customer_knowledge_summaries.customer_id
     left join segments
         on customers.customer_id = segments.customer_id
+    left join last_campaigns
+        on customers.customer_id = last_campaigns.customer_id
 
 )
 

@@ -2,6 +2,7 @@
 --   from   what the customer told us: feedback, complaints, ideas (web forms, contact centre)
 --   about  what we know about them: product interest, needs, preferences, life events, purchase patterns
 --   for    what we did for them: offers made, campaign contacts (write-back deliveries)
+--   from   also how they responded to a campaign they were sent (fct_campaign_responses, treated arm)
 -- Customers who asked to be forgotten have none.
 -- Free text has e-mail addresses and long digit runs (phones, ids) masked: marts hold no direct PII.
 
@@ -52,6 +53,12 @@ exports as (
 erasure_requests as (
 
     select * from {{ ref('int_erasure_requests_aggregated') }}
+
+),
+
+campaign_responses as (
+
+    select * from {{ ref('fct_campaign_responses') }}
 
 ),
 
@@ -213,6 +220,29 @@ deliveries as (
 
 ),
 
+-- campaigns (issue #16): a treated customer who ordered within a campaign's response window responded to it;
+-- one item per campaign, over the longest window observed so far
+campaign_response_items as (
+
+    select distinct on (customer_id, campaign_id)
+        customer_id,
+        'from' as flow,
+        'campaign_response' as kind,
+        concat_ws(
+            ' ',
+            'responded to campaign', audience, 'at', destination, 'of', campaign_date || ':',
+            order_count, 'order(s),', round(revenue), 'IRR within', observed_days, 'day(s)'
+        ) as content,
+        'campaign:' || destination as source,
+        campaign_id as source_record_id,
+        first_ordered_at as observed_at,
+        1.0 as confidence
+    from campaign_responses
+    where arm = 'treated' and has_ordered
+    order by customer_id asc, campaign_id asc, window_days desc
+
+),
+
 unioned as (
 
     select * from form_statements
@@ -228,6 +258,8 @@ unioned as (
     select * from channel_preferences
     union all
     select * from deliveries
+    union all
+    select * from campaign_response_items
 
 ),
 

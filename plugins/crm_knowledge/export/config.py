@@ -19,6 +19,7 @@ A destination::
           filter: {rfm_segment: [champions]}
         - name: churn_risk
           filter: {value_tier: [gold, platinum], churn_probability: {gte: 0.6}}
+          holdout: 0.1               # optional: share of entering customers held out (never sent), measured
         - name: everyone
           filter: {}                 # an empty filter matches every customer
       exclude: {customer_ids: [...], file: exclusions/marketing.csv}   # optional; file relative to config/
@@ -136,6 +137,10 @@ class AudienceFilter:
 class Audience:
     name: str
     filter: AudienceFilter
+    #: Share (0 <= h < 1) of the customers entering the audience who are held out: recorded in
+    #: scoring.campaign_assignments, never sent, and measured against the treated (export/holdout.py).
+    #: None: no holdout declared, the audience is not a measured campaign.
+    holdout: float | None = None
 
 
 @dataclass(frozen=True)
@@ -209,6 +214,11 @@ class DestinationConfig:
     def source_system(self) -> str | None:
         """The identity-map source system of ``id_space: source:<system>``, else None."""
         return self.id_space.split(":", 1)[1] if self.id_space.startswith("source:") else None
+
+    @property
+    def measured_audiences(self) -> dict[str, float]:
+        """Audiences that declare a holdout share (campaigns measured against a holdout), by name."""
+        return {a.name: a.holdout for a in self.audiences if a.holdout is not None}
 
     @property
     def columns(self) -> list[str]:
@@ -316,13 +326,18 @@ def _parse_destination(r: _Reader, base_dir: Path) -> DestinationConfig:
     audiences = []
     for i, item in enumerate(r.list_("audiences")):
         ar = _Reader(item, r.source, f"{r.key('audiences')}[{i}]")
-        ar.expect_keys(["name", "filter"])
+        ar.expect_keys(["name", "filter"], ["holdout"])
         aname = ar.str_("name", pattern=_NAME_RE)
         if ar.data["filter"] is None:
             afilter = AudienceFilter()
         else:
             afilter = _parse_filter(ar.child("filter"))
-        audiences.append(Audience(aname, afilter))
+        holdout = None
+        if ar.has("holdout"):
+            holdout = ar.float_("holdout", 0.0, 1.0)
+            if holdout >= 1.0:
+                ar.fail(ar.key("holdout"), "must be below 1 (a share of the audience held out, e.g. 0.1)")
+        audiences.append(Audience(aname, afilter, holdout))
     names = [a.name for a in audiences]
     if len(set(names)) != len(names):
         r.fail(r.key("audiences"), "names an audience twice")

@@ -4,15 +4,18 @@ For one destination (:func:`deliver`):
 
 1. take the destination's advisory lock on the warehouse (:func:`destination_lock`: two deliveries to one
    destination never overlap) and mark attempts left ``running`` by a crashed run as ``failed``;
-2. select the current members (audience.py: consent, forgetting and exclusions are enforced in the query) and
-   diff them against ``scoring.delivered_state`` (delta.py), all in one repeatable-read snapshot;
+2. select the current members (audience.py: consent, forgetting and exclusions are enforced in the query),
+   hold back the holdout of measured audiences (holdout.py: customers entering an audience with a ``holdout``
+   share are randomised by a keyed hash; held-out ones are never sent) and diff the rest against
+   ``scoring.delivered_state`` (delta.py), all in one repeatable-read snapshot;
 3. if the same delta failed last time, reuse its ``delivery_id`` (webhook idempotency keys and file names
    derive from it, so the destination can de-duplicate);
 4. :func:`send_delta`: record an ``audit.exports`` row ``running``, send the delta (file_drop / db_upsert /
    webhook; nothing is sent for an empty delta), and only when the destination acknowledged, in ONE
-   warehouse transaction mark the audit row ``delivered``, write ``delivered_state`` and
-   ``scoring.communications``. If sending failed, the audit row becomes ``failed`` and the state is
-   untouched, so the next run computes (and re-sends) the same delta: no gaps, no duplicates.
+   warehouse transaction mark the audit row ``delivered``, write ``delivered_state``,
+   ``scoring.communications`` and the new holdout assignments (``scoring.campaign_assignments``). If
+   sending failed, the audit row becomes ``failed`` and the state is untouched, so the next run computes
+   (and re-sends) the same delta: no gaps, no duplicates.
 
 Erasure (privacy/erasure.py) sends its removals through the same :func:`destination_lock` and
 :func:`send_delta`, so a removal is recorded, sent and acknowledged exactly like any delivery.
@@ -32,7 +35,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from crm_knowledge.export import db_upsert, file_drop, webhook
+from crm_knowledge.export import db_upsert, file_drop, holdout, webhook
 from crm_knowledge.export.audience import customer_status, select_members
 from crm_knowledge.export.config import DestinationConfig, DestinationConfigError, load_destinations
 from crm_knowledge.export.delta import Delta, PriorState, compute_delta, record_columns
@@ -79,9 +82,14 @@ def _snapshot(conn: psycopg.Connection, dest: DestinationConfig, as_of: date) ->
         conn.execute("set transaction isolation level repeatable read, read only")
         members = select_members(conn, dest, as_of)
         prior = _read_prior(conn, dest)
-        gone = sorted({p.customer_id for k, p in prior.items() if k not in members})
+        arms = holdout.plan(conn, dest, members, as_of, {k: p.payload.get("audience") for k, p in prior.items()})
+        gone = sorted({p.customer_id for k, p in prior.items() if k not in arms.sent})
         status = customer_status(conn, gone)
-    return compute_delta(dest, members, prior, status)
+    delta = compute_delta(dest, arms.sent, prior, status)
+    delta.members = len(members)
+    delta.held_out = arms.held_out
+    delta.assignments = arms.new
+    return delta
 
 
 def _record_success(conn: psycopg.Connection, dest: DestinationConfig, export_id: str, delta: Delta,
@@ -116,6 +124,7 @@ def _record_success(conn: psycopg.Connection, dest: DestinationConfig, export_id
                     "change_type, communicated_at, purpose, kind) values (%s, %s, %s, %s, %s, now(), %s, %s)",
                     [(export_id, dest.name, cid, aud, ct, dest.purpose, kind)
                      for cid, aud, ct, kind in sorted(comms, key=lambda t: (t[0], t[2], t[1] or ""))])
+            holdout.record(cur, export_id, delta.assignments)
 
 
 def _send(dest: DestinationConfig, delta: Delta, *, export_id: str, delivery_id: str, as_of: date,
@@ -232,7 +241,8 @@ def deliver(destination_config: DestinationConfig, as_of: date, conn_url: str | 
         reasons: dict[str, int] = {}
         for c in delta.removed:
             reasons[c.reason or ""] = reasons.get(c.reason or "", 0) + 1
-        result.update(members=delta.members, rows_added=counts["added"], rows_changed=counts["changed"],
+        result.update(members=delta.members, held_out=delta.held_out,
+                      assigned=len(delta.assignments), rows_added=counts["added"], rows_changed=counts["changed"],
                       rows_removed=counts["removed"], not_sent_changed=delta.not_sent_changed,
                       not_sent_removed=delta.not_sent_removed, removed_by_reason=reasons)
         delta_hash = delta.content_hash(dest.name, as_of)
@@ -252,9 +262,10 @@ def deliver(destination_config: DestinationConfig, as_of: date, conn_url: str | 
             raise
         result.update(status="delivered", location=sent.location, checksum=sent.checksum)
         log.info(
-            "export %s (%s, %s, attempt %d): %d members; sent %d added, %d changed, %d removed%s%s -> %s",
-            dest.name, export_id, dest.kind, attempt, delta.members, counts["added"], counts["changed"],
-            counts["removed"],
+            "export %s (%s, %s, attempt %d): %d members (%d held out, %d newly randomised); sent %d added, "
+            "%d changed, %d removed%s%s -> %s",
+            dest.name, export_id, dest.kind, attempt, delta.members, delta.held_out, len(delta.assignments),
+            counts["added"], counts["changed"], counts["removed"],
             f"; {delta.not_sent_changed} changes not sent (insert_only)" if delta.not_sent_changed else "",
             f"; {delta.not_sent_removed} left their audience (kept, mode {dest.mode})"
             if delta.not_sent_removed else "",

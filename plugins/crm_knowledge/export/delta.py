@@ -59,6 +59,9 @@ class Delta:
     not_sent_changed: int = 0  # insert_only: changes the destination does not take
     not_sent_removed: int = 0  # non-mirror: members who left their audience (kept at the destination)
     members: int = 0
+    held_out: int = 0  # members held out of measured audiences (export/holdout.py): never sent
+    #: holdout.Assignment rows this delivery records (customers newly randomised into an arm)
+    assignments: list[Any] = field(default_factory=list)
 
     @property
     def to_send(self) -> list[Change]:
