@@ -364,7 +364,7 @@ def follow_runs(api, since: dt.datetime, timeout: float, stack=None, poll: float
 
 
 def run_response_range(api, settings: Settings, seed: int, *, timeout: float, stack=None) -> dict:
-    """Campaigns (issue #16): the second simulated day range of `make run`.
+    """Campaigns: the second simulated day range of `make run`.
 
     The demo generates the days after the first round's delivery (ordinary increments and the planted campaign
     responses), then every ingestion DAG is triggered for the range's last day (the `as_of_date` in the run's
@@ -405,7 +405,7 @@ def run_pipeline(size: int | None = None, seed: int | None = None, *, keep_runni
     as_of = dt.datetime.now(dt.UTC).date()
     first_round: dt.date | None = None
     if response_range:
-        # campaigns (issue #16): the first round is for a past day, so that the simulated days after its
+        # campaigns: the first round is for a past day, so that the simulated days after its
         # delivery end yesterday (the raw quality gate holds data dated after its load, i.e. in the future)
         from crm_knowledge.demo.responses import RESPONSE_DAYS
 

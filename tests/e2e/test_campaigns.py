@@ -1,4 +1,4 @@
-"""Campaigns end to end (issue #16): `make run`'s code delivers with holdouts under the real Airflow scheduler,
+"""Campaigns end to end: `make run`'s code delivers with holdouts under the real Airflow scheduler,
 then its second simulated day range (the demo's customers respond to what they were sent, with a known true
 effect per audience) measures the campaigns. The measured lift must recover the planted effects within their
 95% intervals, and the audience with no effect must not be reported as significant.

@@ -46,7 +46,7 @@ campaign_responses as (
 
 ),
 
--- campaigns (issue #16): the customer's latest campaign (either arm), over its longest window observed so far
+-- campaigns: the customer's latest campaign (either arm), over its longest window observed so far
 last_campaigns as (
 
     select distinct on (customer_id)
@@ -172,7 +172,7 @@ final as (
         segments.predicted_clv,
         segments.value_tier,
 
-        -- last campaign and response (issue #16)
+        -- last campaign and response
         last_campaigns.campaign_id as last_campaign_id,
         last_campaigns.campaign_date as last_campaign_date,
         last_campaigns.arm as last_campaign_arm,

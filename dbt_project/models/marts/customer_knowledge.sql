@@ -220,7 +220,7 @@ deliveries as (
 
 ),
 
--- campaigns (issue #16): a treated customer who ordered within a campaign's response window responded to it;
+-- campaigns: a treated customer who ordered within a campaign's response window responded to it;
 -- one item per campaign, over the longest window observed so far
 campaign_response_items as (
 
