@@ -201,7 +201,9 @@ def score_all(as_of: dt.date, url: str | None = None, config: ScoringConfig | No
         log.warning("churn model not trained: %s", exc)
     runs.append({"model": "churn", "rows": len(summary), "status": status,
                  "params": {"horizon_days": config.churn.horizon_days, "classifier": config.churn.classifier,
-                            "calibration": config.churn.calibration},
+                            "calibration": config.churn.calibration,
+                            "max_training_rows": config.churn.max_training_rows,
+                            "training_rows_available": churn.training_rows_available},
                  "metrics": {k: _finite(v) for k, v in metrics.items()}})
 
     seconds["churn"] = round(time.perf_counter() - t, 3)
