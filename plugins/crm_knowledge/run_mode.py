@@ -70,6 +70,21 @@ class RunMode:
         return {DBT_TESTS_SINCE_VAR: self.since or ""}
 
 
+#: The customers a run changed since `{since}` (a timestamptz SQL expression or placeholder): identity
+#: (re-)attributed one of their records, or one of their facts was (re-)staged or re-attributed. Every probe is
+#: an index range scan (resolved_at, staged_at, customer_resolved_at), so the cost follows the change. The
+#: daily quality gate checks these customers' rows; daily scoring re-scores them.
+CHANGED_CUSTOMERS_SQL = """
+    select customer_id from identity.record_clusters where resolved_at >= {since}
+    union select customer_id from marts.fct_orders where staged_at >= {since} or customer_resolved_at >= {since}
+    union select customer_id from marts.fct_order_items
+     where staged_at >= {since} or customer_resolved_at >= {since}
+    union select customer_id from marts.fct_interactions where staged_at >= {since} or customer_resolved_at >= {since}
+    union select customer_id from marts.fct_form_submissions
+     where staged_at >= {since} or customer_resolved_at >= {since}
+"""
+
+
 def warehouse_now(conn: psycopg.Connection) -> str:
     """The warehouse's clock (rows are stamped with it: staged_at, resolved_at), ISO with offset."""
     return conn.execute("select now()").fetchone()[0].isoformat()

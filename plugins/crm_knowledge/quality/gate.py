@@ -36,7 +36,7 @@ from crm_knowledge.quality import results as res
 from crm_knowledge.quality.context import DATASOURCE_NAME, build_context, build_data_docs
 from crm_knowledge.quality.results import Outcome
 from crm_knowledge.quality.suites import SuiteSpec, runtime_suite, spec_for_relation, specs_for_layer
-from crm_knowledge.run_mode import DBT_TESTS_SINCE_VAR, RunMode
+from crm_knowledge.run_mode import CHANGED_CUSTOMERS_SQL, DBT_TESTS_SINCE_VAR, RunMode
 from crm_knowledge.settings import Settings, get_settings
 from crm_knowledge.warehouse.db import connect, table_exists
 
@@ -412,17 +412,6 @@ def _release(conn: psycopg.Connection, batch_id: str) -> str:
 
 
 # --- staging / marts ------------------------------------------------------------------------------
-
-#: The customers a daily run changed: identity (re-)attributed one of their records, or one of their facts
-#: was (re-)staged, since the run began. Every probe is an index range scan (resolved_at, staged_at).
-CHANGED_CUSTOMERS_SQL = """
-    select customer_id from identity.record_clusters where resolved_at >= {since}
-    union select customer_id from marts.fct_orders where staged_at >= {since} or customer_resolved_at >= {since}
-    union select customer_id from marts.fct_interactions where staged_at >= {since} or customer_resolved_at >= {since}
-    union select customer_id from marts.fct_form_submissions
-     where staged_at >= {since} or customer_resolved_at >= {since}
-"""
-
 
 @dataclass(frozen=True)
 class GateScope:
