@@ -647,3 +647,8 @@ def test_daily_run_checks_the_rows_it_wrote_and_keys_on_the_whole_table(db, qset
                                      " and pipeline_run_id like 'run-%'").fetchall())
     assert recorded == {"run-d1": f"rows written since {since}", "run-d2": f"rows written since {since}",
                         "run-w": "whole table"}
+    from crm_knowledge.quality import report
+
+    page = report.build_run_report("run-d1", settings=qsettings, url=db).read_text(encoding="utf-8")
+    scopes = page[page.index('id="scopes"'):].split("</table>")[0]
+    assert "marts.fct_orders" in scopes and f"rows written since {since}" in scopes
