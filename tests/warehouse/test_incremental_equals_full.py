@@ -388,3 +388,29 @@ def test_daily_scoring_equals_a_full_rescore_with_the_same_models(runs):
     full_rfm = {c: (r["r_score"], r["f_score"], r["m_score"]) for c, r in everyone.items()}
     missed = {c: (v, full_rfm[c]) for c, v in scoring["incremental_rfm"].items() if c in full_rfm and v != full_rfm[c]}
     assert missed == {}, f"R/F/M not re-scored after crossing an edge: {sorted(missed.items())[:5]}"
+
+
+def test_refit_reasons(runs, env):
+    """Daily scoring refits, and says why, when the warehouse ran its weekly full resolution that day, when
+    the fit is due, or on drift; the first day's fit is recorded with its reason and its fitted models file."""
+    import dataclasses
+
+    from crm_knowledge.scoring.config import RefitConfig, load_scoring_config
+    from crm_knowledge.scoring.run import latest_fit, refit_reason
+
+    url = env["url"]
+    config = load_scoring_config()
+    with psycopg.connect(url) as conn:
+        fit = latest_fit(conn, DAY)
+        assert fit["as_of_date"] == DAY - dt.timedelta(days=1)
+        assert q(url, "select distinct fit_reason from scoring.model_runs") == [("requested",)]
+        assert q(url, "select count(*) from scoring.model_runs where fitted_models_sha256 = %s",
+                 (fit["sha256"],))[0][0] == len(runs["first_scoring"]["model_runs"])
+        full_day = q(url, "select max(run_day) from identity.resolution_runs where mode = 'full'")[0][0]
+        assert refit_reason(conn, full_day, config, latest_fit(conn, full_day)) == "weekly"
+        due = dataclasses.replace(config, refit=RefitConfig(every_days=1, max_changed_share=1.0))
+        assert refit_reason(conn, DAY, due, fit) == "due"
+        # the full refresh re-staged every row since the fit: every scored customer changed
+        drifting = dataclasses.replace(config, refit=RefitConfig(every_days=3650, max_changed_share=0.5))
+        assert refit_reason(conn, DAY, drifting, fit) == "drift"
+        assert refit_reason(conn, DAY, drifting, None) == "first"
