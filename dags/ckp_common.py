@@ -161,7 +161,14 @@ def dbt_configs():
     return project, profile
 
 
-def dbt_build_stage(task_id: str, selector: str, **operator_args):
+#: The warehouse DAG's `run_mode` task (crm_knowledge.run_mode): daily runs hand dbt the warehouse clock at the
+#: run's start, so tests configured with __ckp_tests_since__ read the rows written since; weekly runs hand an
+#: empty string: every test reads its whole table (dbt_project/macros/tests_on_new_rows.sql).
+RUN_MODE_TASK_ID = "run_mode"
+DBT_TESTS_SINCE_VAR = "{{ (ti.xcom_pull(task_ids='" + RUN_MODE_TASK_ID + "') or {}).get('since') or '' }}"
+
+
+def dbt_build_stage(task_id: str, selector: str, *, tests_since: bool = False, **operator_args):
     """The task that runs one stage of the catalogue: `dbt build --selector <selector>` (models, seeds,
     snapshots and their tests, in dependency order, on dbt's threads).
 
@@ -169,13 +176,15 @@ def dbt_build_stage(task_id: str, selector: str, **operator_args):
     while each Airflow task costs seconds of start-up (README, "dbt in Airflow": the measurements and the
     choice). A failing model or test fails the task (dbt exits non-zero and skips what depends on it), so
     the pipeline stops as before. Every model's and test's result is in the task log and, through the
-    callback, in `audit.dbt_node_runs` and `audit.dq_results`.
+    callback, in `audit.dbt_node_runs` and `audit.dq_results`. `tests_since`: hand dbt the run mode's
+    `dbt_tests_since` (DBT_TESTS_SINCE_VAR; only in a DAG with the `run_mode` task).
     """
     from cosmos.operators.local import DbtBuildLocalOperator
 
     project, profile = dbt_configs()
+    dbt_vars = {**project.dbt_vars, "dbt_tests_since": DBT_TESTS_SINCE_VAR} if tests_since else project.dbt_vars
     return DbtBuildLocalOperator(task_id=task_id, project_dir=str(DBT_PROJECT_DIR), profile_config=profile,
-                                 selector=selector, vars=project.dbt_vars, install_deps=False,
+                                 selector=selector, vars=dbt_vars, install_deps=False,
                                  **{**dbt_operator_args(), **operator_args})
 
 

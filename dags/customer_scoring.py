@@ -7,8 +7,11 @@ warehouse built (carried in the triggering Asset event), else the run's logical 
 (`crm_knowledge.as_of.as_of_date`). Trigger it by hand with `as_of_date` to score any past day
 (`ckp score --as-of DATE` does the scoring step alone from the command line):
 
-1. **score**: RFM segments, behavioural clusters, churn propensity, lifetime value and value tier,
-   recorded in `scoring.model_runs` and `scoring.customer_scores`;
+1. **score**: RFM segments, behavioural clusters, churn propensity, lifetime value and value tier in
+   `scoring.customer_scores`. Daily, the last fitted models are applied to the customers whose inputs changed
+   and to those whose recency moved them across an RFM quintile edge; the models are refitted, and every
+   customer scored, on the weekly full warehouse run, when the fit is due or on drift (`config/scoring.yml`
+   `refit`; the reason in `scoring.model_runs.fit_reason`);
 2. **dbt post-scoring models**: `marts.customer_segments` and `marts.customer_360` pick the scores up;
 3. **deliver**: each destination in `config/destinations.yml` (file drop, operational database,
    webhook) receives its audience's delta, respecting consent; every delivery is in `audit.exports`;

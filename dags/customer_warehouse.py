@@ -5,6 +5,9 @@ Runs once all four ingestion DAGs have landed raw data since its last run (every
 raw Asset, with the run's as-of date, when it succeeds; `AssetAll`). An Asset-triggered run has no
 logical date: its as-of date is the latest one the triggering events carry (`crm_knowledge.as_of.as_of_date`).
 
+0. **run mode**: daily or weekly, decided once (`crm_knowledge.run_mode`, identity's schedule below): a daily
+   run's dbt tests on large tables and its staging / marts checks read the rows the run wrote; the weekly
+   run re-resolves every record, rebuilds the marts and checks every row;
 1. **raw quality gate**: Great Expectations checks every newly loaded raw batch; a batch with a
    critical failure is held (it never reaches staging) and reported;
 2. **dbt staging** (selector `identity_input`: staging + `int_identity_candidates`): typed, normalised,
@@ -39,6 +42,7 @@ from ckp_common import (
     MARTS_CUSTOMER_VIEW,
     MARTS_FULL_REFRESH,
     RAW_ASSETS,
+    RUN_MODE_TASK_ID,
     START_DATE,
     as_of_date_task,
     dbt_build_stage,
@@ -67,22 +71,29 @@ MARTS_SELECTOR = "post_identity"
     doc_md=__doc__,
 )
 def customer_warehouse():
+    @task(task_id=RUN_MODE_TASK_ID)
+    def run_mode(as_of: str, params: dict | None = None) -> dict:
+        """Daily or weekly, decided once (crm_knowledge.run_mode): identity, dbt tests and the gates follow it."""
+        from crm_knowledge.identity.tasks import run_mode
+
+        return run_mode(as_of, force_full=bool((params or {}).get("full_identity_resolution", False)))
+
     @task
     def raw_quality_gate(as_of: str) -> dict:
         from crm_knowledge.quality.tasks import raw_gate
 
         return raw_gate(as_of)
 
-    staging = dbt_build_stage("dbt_staging", STAGING_SELECTOR)
+    staging = dbt_build_stage("dbt_staging", STAGING_SELECTOR, tests_since=True)
 
     @task
-    def resolve_identities(as_of: str, params: dict | None = None) -> dict:
-        """Incremental, or full on the configured weekday / when forced; decided on the run's as-of date."""
+    def resolve_identities(as_of: str, mode: dict) -> dict:
+        """Full exactly when the run mode is (the configured weekday's first run, or forced), else incremental."""
         from crm_knowledge.identity.tasks import resolve_identities
 
-        return resolve_identities(as_of, force_full=bool((params or {}).get("full_identity_resolution", False)))
+        return resolve_identities(as_of, force_full=mode.get("mode") == "full")
 
-    marts = dbt_build_stage("dbt_marts", MARTS_SELECTOR, full_refresh=MARTS_FULL_REFRESH)
+    marts = dbt_build_stage("dbt_marts", MARTS_SELECTOR, full_refresh=MARTS_FULL_REFRESH, tests_since=True)
 
     @task
     def source_freshness(as_of: str) -> dict:
@@ -92,10 +103,11 @@ def customer_warehouse():
         return source_freshness(as_of)
 
     @task(outlets=[MARTS_CUSTOMER_VIEW])
-    def marts_quality_gate(as_of: str) -> dict:
+    def marts_quality_gate(as_of: str, mode: dict) -> dict:
+        """Daily: the rows this run wrote (+ whole-table uniqueness and row counts in SQL); weekly: every row."""
         from crm_knowledge.quality.tasks import marts_gate
 
-        return publish(MARTS_CUSTOMER_VIEW, as_of, marts_gate(as_of))
+        return publish(MARTS_CUSTOMER_VIEW, as_of, marts_gate(as_of, mode))
 
     @task(trigger_rule="all_done")
     def build_reports(as_of: str) -> dict:
@@ -105,9 +117,11 @@ def customer_warehouse():
         return reports(as_of)
 
     as_of = as_of_date_task()
-    gate = marts_quality_gate(as_of)
+    mode = run_mode(as_of)
+    gate = marts_quality_gate(as_of, mode)
     source_freshness(as_of) >> gate
-    raw_quality_gate(as_of) >> staging >> resolve_identities(as_of) >> marts >> gate >> build_reports(as_of)
+    resolved = resolve_identities(as_of, mode)
+    mode >> raw_quality_gate(as_of) >> staging >> resolved >> marts >> gate >> build_reports(as_of)
     watcher()
 
 

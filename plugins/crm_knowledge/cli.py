@@ -63,7 +63,8 @@ def _cmd_up(args: argparse.Namespace) -> int:
 
 
 def _cmd_score(args: argparse.Namespace) -> int:
-    """Score every customer as of a past (or any) day: customer_scoring's scoring step, outside Airflow."""
+    """Refit the models and score every customer as of a past (or any) day, outside Airflow: the weekly run's
+    scoring (the DAG's daily step applies the last fit to the day's changes; crm_knowledge.scoring.run)."""
     from crm_knowledge.scoring.run import score_all
 
     result = score_all(as_of=dt.date.fromisoformat(args.as_of))

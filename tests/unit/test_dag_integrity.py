@@ -97,6 +97,7 @@ def test_dbt_runs_as_one_task_per_stage(dagbag):
 
     assert downstream(wh, "dbt_staging") == {"resolve_identities"}
     assert downstream(wh, "resolve_identities") == {"dbt_marts"}
+    assert downstream(wh, "run_mode") >= {"raw_quality_gate", "resolve_identities", "marts_quality_gate"}
     assert downstream(wh, "dbt_marts") == {"marts_quality_gate"}
     assert downstream(wh, "source_freshness") == {"marts_quality_gate"}
     assert "watcher" in wh.get_task("dbt_marts").downstream_task_ids
@@ -184,7 +185,7 @@ def test_every_run_has_its_as_of_task_and_watcher(dagbag, dag_id):
 def test_no_template_assumes_a_logical_date(dagbag, dag_id):
     """Asset-triggered runs have no `ds`: no rendered field may use it; dbt's as_of_date var is the
     as_of_date task's result."""
-    from ckp_common import DBT_AS_OF_VAR
+    from ckp_common import DBT_AS_OF_VAR, DBT_TESTS_SINCE_VAR
 
     for t in dagbag.dags[dag_id].tasks:
         for field in t.template_fields:
@@ -192,7 +193,10 @@ def test_no_template_assumes_a_logical_date(dagbag, dag_id):
             for name in ("ds", "ds_nodash", "logical_date", "data_interval_start", "ts"):
                 assert f"{{{{ {name}" not in text and f"{{{{{name}" not in text, f"{t.task_id}.{field}: {text}"
         if type(t).__module__.startswith("cosmos"):
-            assert t.vars == {"as_of_date": DBT_AS_OF_VAR}, t.task_id
+            # the warehouse DAG's dbt tests read the daily run's new rows: the run_mode task's result
+            expected = ({"as_of_date": DBT_AS_OF_VAR, "dbt_tests_since": DBT_TESTS_SINCE_VAR}
+                        if dag_id == "customer_warehouse" else {"as_of_date": DBT_AS_OF_VAR})
+            assert t.vars == expected, t.task_id
 
 
 def test_every_published_asset_carries_the_as_of_date():

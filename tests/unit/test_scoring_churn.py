@@ -116,3 +116,26 @@ def test_logistic_regression_option(planted: pd.DataFrame) -> None:
     cfg = dataclasses.replace(CONFIG, classifier="logistic_regression", calibration="sigmoid")
     model = ChurnModel(cfg).fit(planted, AS_OF)
     assert model.is_usable
+
+
+def test_training_on_a_bounded_sample_is_reproducible_and_still_learns(planted: pd.DataFrame) -> None:
+    """max_training_rows caps the training snapshots (a fixed-seed sample): the same data give the same model,
+    the cap holds, and the planted signal is still learned."""
+    from crm_knowledge.scoring.churn import bounded_sample, training_set
+
+    orders = planted
+    model = ChurnModel(CONFIG)
+    full = training_set(orders, model.training_cutoffs(AS_OF), CONFIG.horizon_days)
+    cap = len(full) // 3
+    sample = bounded_sample(full, cap, 42)
+    assert len(sample) == cap and sample.equals(bounded_sample(full, cap, 42))
+    assert set(sample["cutoff"]) == set(full["cutoff"])  # every cut-off represented
+    assert bounded_sample(full, 0, 42) is full and bounded_sample(full, len(full), 42) is full
+
+    bounded = dataclasses.replace(CONFIG, max_training_rows=cap)
+    a = ChurnModel(bounded).fit(orders, AS_OF)
+    b = ChurnModel(bounded).fit(orders, AS_OF)
+    assert a.training_rows_available == len(full)
+    assert a.is_usable and a.evaluation.roc_auc == b.evaluation.roc_auc
+    summary = customer_summary(orders, AS_OF)
+    assert np.array_equal(a.predict_proba(summary).to_numpy(), b.predict_proba(summary).to_numpy())

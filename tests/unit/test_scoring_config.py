@@ -72,3 +72,13 @@ def test_training_offsets_must_leave_room_for_labels(tmp_path: Path) -> None:
 def test_missing_file_is_named(tmp_path: Path) -> None:
     with pytest.raises(ScoringConfigError, match="nope.yml"):
         load_scoring_config(tmp_path / "nope.yml")
+
+
+def test_churn_training_sample_is_optional_and_checked(tmp_path: Path) -> None:
+    assert load_scoring_config().churn.max_training_rows == 200000
+    data = _default_data()
+    del data["churn"]["max_training_rows"]
+    assert load_scoring_config(_write(tmp_path, data)).churn.max_training_rows == 0  # absent: every snapshot
+    data["churn"]["max_training_rows"] = -5
+    with pytest.raises(ScoringConfigError, match=r"churn\.max_training_rows"):
+        load_scoring_config(_write(tmp_path, data))

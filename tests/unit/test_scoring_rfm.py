@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -74,3 +75,23 @@ def test_empty_summary() -> None:
     empty = _summary().iloc[:0]
     result = score_rfm(empty, load_scoring_config().rfm)
     assert result.empty and list(result.columns) == ["r_score", "f_score", "m_score", "rfm_score", "rfm_segment"]
+
+
+def test_a_few_customers_scored_against_everyones_edges_score_as_in_the_whole() -> None:
+    """What daily scoring relies on: a customer's R/F/M depends on their own values and the population's
+    four edges only, so scoring any subset against the population's edges gives the population's scores."""
+    from crm_knowledge.scoring.rfm import edges_of, rfm_keys
+
+    rng = np.random.default_rng(4)
+    n = 503
+    summary = pd.DataFrame({"recency_days": rng.integers(0, 400, n), "frequency": rng.integers(1, 12, n),
+                            "monetary": rng.integers(1, 5000, n) / 4.0},
+                           index=pd.Index([f"C{i:05d}" for i in rng.permutation(n)], name="customer_id"))
+    cfg = load_scoring_config().rfm
+    everyone = score_rfm(summary, cfg)
+    keys = rfm_keys(summary)
+    edges = {dim: edges_of(keys[dim]) for dim in ("r", "f", "m")}
+    few = summary.sample(40, random_state=1)
+    pd.testing.assert_frame_equal(score_rfm(few, cfg, edges), everyone.loc[few.index])
+    # equal-count bins: 503 customers give 100 or 101 per score
+    assert set(everyone["r_score"].value_counts()) <= {100, 101} and set(everyone["r_score"]) == {1, 2, 3, 4, 5}

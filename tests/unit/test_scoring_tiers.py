@@ -35,3 +35,23 @@ def test_row_order_does_not_matter() -> None:
     a = assign_tiers(clv, TIERS)
     b = assign_tiers(clv.sample(frac=1.0, random_state=1), TIERS).loc[a.index]
     pd.testing.assert_series_equal(a, b)
+
+
+def test_thresholds_of_the_fit_give_its_tiers_to_any_subset() -> None:
+    """Daily scoring gives a few customers the tiers the fitted population's CLV thresholds say: the same
+    tiers assign_tiers gives them within the whole population (ties included)."""
+    import numpy as np
+    import pandas as pd
+
+    from crm_knowledge.scoring.config import load_scoring_config
+    from crm_knowledge.scoring.tiers import assign_tiers, tier_thresholds, tiers_by_thresholds
+
+    tiers = load_scoring_config().tiers
+    rng = np.random.default_rng(9)
+    clv = pd.Series(np.round(rng.gamma(2.0, 50.0, 997), 0), index=[f"C{i}" for i in range(997)])
+    clv.iloc[::50] = np.nan
+    everyone = assign_tiers(clv, tiers)
+    thresholds = tier_thresholds(clv, tiers)
+    few = clv.sample(120, random_state=2)
+    assert tiers_by_thresholds(few, tiers, thresholds).equals(everyone.loc[few.index])
+    assert everyone.value_counts().to_dict()["platinum"] < everyone.value_counts().to_dict()["bronze"]

@@ -358,3 +358,41 @@ def test_exposures_declare_what_the_marts_feed(built):
         for node in exposure["depends_on"]["nodes"]:
             schema = (manifest["nodes"].get(node) or manifest["sources"][node])["schema"]
             assert schema in ("marts", "audit"), (exposure["name"], node)
+
+
+def test_fact_tests_read_only_new_rows_on_a_daily_run(built, settings):
+    """The facts' tests configured with __ckp_tests_since__ read the rows written since `dbt_tests_since` on a
+    daily run and the whole table without it (macros/tests_on_new_rows.sql): an old bad row fails the weekly
+    test only; the same row re-staged today fails the daily one too."""
+    import psycopg
+
+    from crm_knowledge.runner import dbt_process_env, run_dbt
+
+    url, tmp = built
+    local = on_database(settings, url)
+
+    def status_test(since: str) -> str:
+        result = run_dbt(["test", "--select", "fct_orders", "--vars",
+                          json.dumps({**as_of_vars(AS_OF), "dbt_tests_since": since})],
+                         dbt_process_env(local), local, target_path=tmp / "target_since", log_path=tmp / "logs",
+                         check=False)
+        statuses = {r["unique_id"]: r["status"] for r in result.run_results()
+                    if "accepted_values_fct_orders_status" in r["unique_id"]}
+        assert len(statuses) == 1, result.failure_message()
+        return next(iter(statuses.values()))
+
+    with psycopg.connect(url) as conn:
+        order_id, status, staged = conn.execute("select order_id, status, staged_at from marts.fct_orders"
+                                                " order by order_id limit 1").fetchone()
+        now = conn.execute("select now()").fetchone()[0].isoformat()
+        conn.execute("update marts.fct_orders set status = 'bogus' where order_id = %s", (order_id,))
+    try:
+        assert status_test(now) == "pass"   # daily: the bad row was written before the run began
+        assert status_test("") == "fail"    # weekly: every row
+        with psycopg.connect(url) as conn:
+            conn.execute("update marts.fct_orders set staged_at = now() where order_id = %s", (order_id,))
+        assert status_test(now) == "fail"   # daily: written during the run, so checked
+    finally:
+        with psycopg.connect(url) as conn:
+            conn.execute("update marts.fct_orders set status = %s, staged_at = %s where order_id = %s",
+                         (status, staged, order_id))

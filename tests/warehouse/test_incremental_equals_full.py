@@ -10,10 +10,15 @@ files) plus the cases incremental logic gets wrong first:
 * a batch the quality gate held at the first run and released today (held -> loaded): its rows must
   appear, although they were loaded (`_loaded_at`) before everything already staged.
 
-Then every table of `staging` and `marts` is snapshotted, `dbt build --full-refresh` and a full identity
-resolution run on the same data, and the snapshots must be identical, except the columns that record
-when the pipeline ran (PIPELINE_TIME_COLUMNS). Identity: the full resolution must give the same clusters
-as the incremental one (same customer_id for every record, no merge, no new id).
+The first day is scored (scoring.run.score_all: the models are fitted), so customer_segments and
+customer_360 carry scores. The day's scoring runs as the scoring DAG runs it (score_day: the fitted models
+applied to the customers the day changed and to those whose recency moved them across an RFM edge), and
+must give every customer it covers what a full re-score with the same fitted models gives.
+Then every table of `staging` and `marts`, and scoring.customer_scores, is snapshotted,
+`dbt build --full-refresh` and a full identity resolution run on the same data, and the snapshots must be
+identical, except the columns that record when the pipeline ran (PIPELINE_TIME_COLUMNS). Identity: the full
+resolution must give the same clusters as the incremental one (same customer_id for every record, no merge, no
+new id).
 
 Everything runs in its own databases and CKP_HOME (WAREHOUSE_URL / CKP_ORDERS_URL point at scratch
 databases of the test server), so it neither sees nor disturbs the other warehouse tests' data.
@@ -50,12 +55,15 @@ PIPELINE_TIME_COLUMNS = {
     "staged_at",              # staging / facts: when staging (re-)wrote the row
     "customer_resolved_at",   # facts: when identity resolution last decided about the record
     "resolved_at",            # customer_identity_map: the same, from identity.record_clusters
+    "scored_at",              # scoring.customer_scores: when the scoring task wrote the row
 }
 
 # The matcher's evidence for a record's link: an incremental run carries the score of a link made earlier,
 # a full run re-scores it with the model re-trained on today's data, so the score may move a little while
 # the clusters stay the same (identity/resolve.py). Compared with a tolerance, not exactly.
-MODEL_SCORE_COLUMNS = {"match_score"}
+MODEL_SCORE_COLUMNS = {"match_score",
+                       # scores: the same models fitted on the same marts; floats compared to the tolerance
+                       "churn_probability", "p_alive", "expected_purchases", "predicted_clv"}
 SCORE_TOLERANCE = 0.01
 
 RELEASED_SOURCE = "sibling_travel"  # its first batch is held by the "gate" at the first run
@@ -114,8 +122,8 @@ def ingest_all() -> dict[str, int]:
 
 
 def warehouse_run(env: dict, *, identity_mode: str, full_refresh: bool) -> dict:
-    """dbt staging -> identity resolution -> dbt marts and the post-scoring models (on no scores); returns
-    the identity stats."""
+    """dbt staging -> identity resolution -> dbt marts and the post-scoring models (on the scores there are);
+    returns the identity stats."""
     from crm_knowledge.identity.store import run as resolve_identities
 
     s, tmp = env["settings"], env["tmp"]
@@ -125,6 +133,50 @@ def warehouse_run(env: dict, *, identity_mode: str, full_refresh: bool) -> dict:
                             full_refresh=full_refresh)
     log.info("warehouse run (%s, full_refresh=%s): dbt %.1fs", identity_mode, full_refresh, seconds)
     return stats
+
+
+SCORE_KEYS = ("recency_days", "frequency", "monetary", "r_score", "f_score", "m_score", "rfm_segment",
+              "behaviour_cluster", "behaviour_profile", "value_tier")
+SCORE_FLOATS = ("churn_probability", "expected_purchases", "p_alive", "predicted_clv")
+
+
+def day_scores(url: str, day: dt.date) -> dict[str, dict]:
+    cols = ", ".join(("customer_id", *SCORE_KEYS, *SCORE_FLOATS))
+    with psycopg.connect(url) as conn:
+        rows = conn.execute(f"select {cols} from scoring.customer_scores where as_of_date = %s", (day,)).fetchall()
+    names = (*SCORE_KEYS, *SCORE_FLOATS)
+    return {r[0]: dict(zip(names, r[1:], strict=True)) for r in rows}
+
+
+def latest_rfm(url: str) -> dict[str, tuple]:
+    with psycopg.connect(url) as conn:
+        return {c: (r, f, m) for c, r, f, m in conn.execute(
+            "select distinct on (customer_id) customer_id, r_score, f_score, m_score from scoring.customer_scores"
+            " order by customer_id, as_of_date desc").fetchall()}
+
+
+def score_the_day(env: dict) -> dict:
+    """Scoring as the two DAGs run it: the models fitted on the first day, applied on the day to the customers
+    it changed (a config that never refits, so the daily path runs), then a full re-score of the day with the
+    same fitted models; the day's rows are then removed again, so the warehouse comparison below sees the
+    first day's scores on both sides."""
+    import dataclasses
+
+    from crm_knowledge.scoring.config import RefitConfig, load_scoring_config
+    from crm_knowledge.scoring.run import apply_fitted, score_day
+
+    url, s = env["url"], env["settings"]
+    never_refit = dataclasses.replace(load_scoring_config(), refit=RefitConfig(every_days=3650,
+                                                                               max_changed_share=1.0))
+    daily = score_day(DAY, url, never_refit, s)
+    incremental = day_scores(url, DAY)
+    incremental_rfm = latest_rfm(url)
+    full = apply_fitted(DAY, url, never_refit, s, everyone=True)
+    out = {"daily": daily, "full": full, "incremental": incremental, "full_scores": day_scores(url, DAY),
+           "incremental_rfm": incremental_rfm}
+    with psycopg.connect(url) as conn:
+        conn.execute("delete from scoring.customer_scores where as_of_date = %s", (DAY,))
+    return out
 
 
 # --- the planted cases ----------------------------------------------------------------------------------
@@ -188,7 +240,8 @@ def snapshot(url: str) -> dict[str, list[tuple]]:
     out: dict = {}
     with psycopg.connect(url) as conn:
         tables = conn.execute("select table_schema, table_name from information_schema.tables"
-                              " where table_schema in ('staging', 'marts') and table_type = 'BASE TABLE'"
+                              " where (table_schema in ('staging', 'marts') or (table_schema, table_name) ="
+                              " ('scoring', 'customer_scores')) and table_type = 'BASE TABLE'"
                               " order by 1, 2").fetchall()
         for schema, table in tables:
             all_cols = [c for (c,) in conn.execute(
@@ -230,6 +283,9 @@ def runs(env) -> dict:
     first_loaded = ingest_all()
     held = hold_batch(url, RELEASED_SOURCE)
     first = warehouse_run(env, identity_mode="full", full_refresh=False)
+    from crm_knowledge.scoring.run import score_all
+
+    first_scoring = score_all(DAY - dt.timedelta(days=1), env["url"], settings=env["settings"])  # fits the models
     staged_before = {t: q(url, f"select count(*) from staging.{t}")[0][0]
                      for t in ("stg_orders__orders", "stg_siblings__customers", "stg_contacts__interactions")}
     held_rows_staged = q(url, "select count(*) from staging.stg_siblings__customers s join raw.sibling_customers r"
@@ -243,12 +299,14 @@ def runs(env) -> dict:
     day = warehouse_run(env, identity_mode="incremental", full_refresh=False)
     incremental = snapshot(url)
     incremental_clusters = clusters(url)
+    scoring = score_the_day(env)
 
     full = warehouse_run(env, identity_mode="full", full_refresh=True)
     return {
         "first_loaded": first_loaded, "day_loaded": day_loaded, "first": first, "day": day, "full": full,
         "staged_before": staged_before, "held": held, "held_rows_staged": held_rows_staged, "late": late,
         "incremental": incremental, "incremental_clusters": incremental_clusters,
+        "first_scoring": first_scoring, "scoring": scoring,
         "full_snapshot": snapshot(url), "full_clusters": clusters(url),
     }
 
@@ -291,7 +349,11 @@ def test_incremental_identity_gives_the_full_clusters(runs):
 def test_incremental_equals_full_refresh(runs):
     inc, full = runs["incremental"], runs["full_snapshot"]
     assert set(inc) == set(full)
-    assert {"staging.stg_orders__orders", "marts.fct_orders", "marts.dim_customers"} <= set(inc)
+    assert {"staging.stg_orders__orders", "marts.fct_orders", "marts.dim_customers", "scoring.customer_scores",
+            "marts.customer_segments", "marts.customer_360"} <= set(inc)
+    # the marts that carry scores carry the first day's (scoring.customer_scores is compared too)
+    assert runs["first_scoring"]["customers_scored"] > 0
+    assert len(inc["scoring.customer_scores"]) - 1 == runs["first_scoring"]["customers_scored"]
     tables = [name for name in sorted(inc) if "#" not in name]
     differing = [describe_difference(name, inc[name], full[name]) for name in tables if inc[name] != full[name]]
     assert not differing, "\n".join(differing)
@@ -300,3 +362,55 @@ def test_incremental_equals_full_refresh(runs):
         moved = {k: (inc[name][k], full[name][k]) for k in inc[name]
                  if abs((inc[name][k] or 0) - (full[name][k] or 0)) > SCORE_TOLERANCE}
         assert moved == {}, f"{name}: scores moved by more than {SCORE_TOLERANCE}: {list(moved.items())[:5]}"
+
+
+def test_daily_scoring_equals_a_full_rescore_with_the_same_models(runs):
+    """The day's scoring covered the customers it changed (not everyone), and each of them got exactly the
+    segment, tier, cluster and R/F/M a full re-score with the same fitted models gives (floats to tolerance);
+    R/F/M of every customer (latest row) equal the full re-score's: an edge crossing was not missed."""
+    scoring = runs["scoring"]
+    daily, full = scoring["daily"], scoring["full"]
+    assert daily["mode"] == "daily" and daily["fit_reason"] is None, daily
+    assert daily["models_of"] == (DAY - dt.timedelta(days=1)).isoformat()
+    inc, everyone = scoring["incremental"], scoring["full_scores"]
+    assert 0 < len(inc) < len(everyone) == full["customers_scored"], (len(inc), len(everyone))
+    assert set(inc) <= set(everyone)
+    differing = {}
+    for cid, row in inc.items():
+        ref = everyone[cid]
+        keys = {k: (row[k], ref[k]) for k in SCORE_KEYS if row[k] != ref[k]}
+        floats = {k: (row[k], ref[k]) for k in SCORE_FLOATS
+                  if (row[k] is None) != (ref[k] is None)
+                  or (row[k] is not None and abs(float(row[k]) - float(ref[k])) > SCORE_TOLERANCE)}
+        if keys or floats:
+            differing[cid] = {**keys, **floats}
+    assert differing == {}, f"{len(differing)} covered customers differ: {sorted(differing.items())[:5]}"
+    full_rfm = {c: (r["r_score"], r["f_score"], r["m_score"]) for c, r in everyone.items()}
+    missed = {c: (v, full_rfm[c]) for c, v in scoring["incremental_rfm"].items() if c in full_rfm and v != full_rfm[c]}
+    assert missed == {}, f"R/F/M not re-scored after crossing an edge: {sorted(missed.items())[:5]}"
+
+
+def test_refit_reasons(runs, env):
+    """Daily scoring refits, and says why, when the warehouse ran its weekly full resolution that day, when
+    the fit is due, or on drift; the first day's fit is recorded with its reason and its fitted models file."""
+    import dataclasses
+
+    from crm_knowledge.scoring.config import RefitConfig, load_scoring_config
+    from crm_knowledge.scoring.run import latest_fit, refit_reason
+
+    url = env["url"]
+    config = load_scoring_config()
+    with psycopg.connect(url) as conn:
+        fit = latest_fit(conn, DAY)
+        assert fit["as_of_date"] == DAY - dt.timedelta(days=1)
+        assert q(url, "select distinct fit_reason from scoring.model_runs") == [("requested",)]
+        assert q(url, "select count(*) from scoring.model_runs where fitted_models_sha256 = %s",
+                 (fit["sha256"],))[0][0] == len(runs["first_scoring"]["model_runs"])
+        full_day = q(url, "select max(run_day) from identity.resolution_runs where mode = 'full'")[0][0]
+        assert refit_reason(conn, full_day, config, latest_fit(conn, full_day)) == "weekly"
+        due = dataclasses.replace(config, refit=RefitConfig(every_days=1, max_changed_share=1.0))
+        assert refit_reason(conn, DAY, due, fit) == "due"
+        # the full refresh re-staged every row since the fit: every scored customer changed
+        drifting = dataclasses.replace(config, refit=RefitConfig(every_days=3650, max_changed_share=0.5))
+        assert refit_reason(conn, DAY, drifting, fit) == "drift"
+        assert refit_reason(conn, DAY, drifting, None) == "first"

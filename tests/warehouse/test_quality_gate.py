@@ -594,3 +594,61 @@ def test_retired_status_reaches_a_ledger_created_before_it_existed(scratch_db):
         with pytest.raises(psycopg.errors.CheckViolation):
             conn.execute("insert into audit.load_batches (batch_id, source_name, source_kind, status) "
                          "values ('c', 'forms', 'forms', 'archived')")
+
+
+def test_daily_run_checks_the_rows_it_wrote_and_keys_on_the_whole_table(db, qsettings):
+    """A daily run (crm_knowledge.run_mode) validates the rows written since it began: an old bad order is not
+    re-checked, a new order re-using an old order's key is caught by the whole-table SQL uniqueness check; the
+    weekly run checks every row. Each run's scope is recorded for the auditor."""
+    from crm_knowledge.run_mode import RunMode
+
+    with psycopg.connect(db) as conn:
+        conn.execute(MARTS_DDL)
+        conn.execute("""
+            create table marts.fct_orders (order_id text, customer_id text, total_amount numeric,
+                ordered_at timestamptz, staged_at timestamptz);
+            create table marts.fct_order_items (order_item_id text, order_id text, quantity int,
+                line_amount numeric, is_line_amount_estimated boolean, staged_at timestamptz);
+            insert into marts.fct_orders values
+                ('O1', 'C1', 30, now() - interval '2 days', now() - interval '2 days'),
+                ('O2', 'C9', 10, now() - interval '2 days', now() - interval '2 days');
+            insert into marts.fct_order_items values
+                ('I1', 'O1', 1, 10, false, now() - interval '2 days'),
+                ('I2', 'O1', 2, 20, false, now() - interval '2 days'),
+                ('I3', 'O2', 1, 9, false, now() - interval '2 days');
+        """)
+        since = conn.execute("select now() - interval '1 day'").fetchone()[0].isoformat()
+        conn.execute("insert into marts.fct_orders values ('O3', 'C1', 5, now(), now())")
+        conn.execute("insert into marts.fct_order_items values ('I4', 'O3', 1, 5, false, now())")
+    daily = RunMode("incremental", since)
+    clean = gate.validate_layer("marts", "run-d1", suites=["marts.fct_orders"], settings=qsettings, url=db,
+                                mode=daily)
+    scope = clean.scopes[0]
+    assert scope.scope == f"rows written since {since}" and scope.row_count == 1  # O3 only: O2 not re-checked
+    assert clean.success
+    unique = next(o for o in scope.outcomes if o.expectation == "ckp_sql:key_unique_in_whole_table")
+    assert unique.success and unique.observed_value == {"duplicated_keys": 0}
+
+    with psycopg.connect(db) as conn:  # today's run writes an order under the key of an old one
+        conn.execute("insert into marts.fct_orders values ('O1', 'C1', 30, now(), now())")
+    with pytest.raises(CriticalDataQualityError) as exc:
+        gate.validate_layer("marts", "run-d2", suites=["marts.fct_orders"], settings=qsettings, url=db, mode=daily)
+    failed = exc.value.result.critical_failures
+    assert [(o.expectation, o.unexpected_count) for o in failed] == [("ckp_sql:key_unique_in_whole_table", 1)]
+
+    with pytest.raises(CriticalDataQualityError) as exc:  # weekly: every row, O2's old mismatch too
+        gate.validate_layer("marts", "run-w", suites=["marts.fct_orders"], settings=qsettings, url=db,
+                            mode=RunMode("full"))
+    weekly = exc.value.result.scopes[0]
+    assert weekly.scope == "whole table" and weekly.row_count == 4
+    assert any(o.sample_refs() == ["order_id=O2"] for o in weekly.warnings)
+    with psycopg.connect(db) as conn:
+        recorded = dict(conn.execute("select pipeline_run_id, scope from audit.dq_runs where suite = 'marts.fct_orders'"
+                                     " and pipeline_run_id like 'run-%'").fetchall())
+    assert recorded == {"run-d1": f"rows written since {since}", "run-d2": f"rows written since {since}",
+                        "run-w": "whole table"}
+    from crm_knowledge.quality import report
+
+    page = report.build_run_report("run-d1", settings=qsettings, url=db).read_text(encoding="utf-8")
+    scopes = page[page.index('id="scopes"'):].split("</table>")[0]
+    assert "marts.fct_orders" in scopes and f"rows written since {since}" in scopes

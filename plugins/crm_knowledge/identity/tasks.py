@@ -19,3 +19,11 @@ def resolve_identities(as_of: str, *, force_full: bool = False) -> dict[str, Any
     url = get_settings().warehouse_url
     day = dt.date.fromisoformat(as_of)
     return run(url, mode=decide_mode(url, day, force_full=force_full), day=day)
+
+
+def run_mode(as_of: str, *, force_full: bool = False) -> dict[str, Any]:
+    """Daily or weekly (:mod:`crm_knowledge.run_mode`): decided once per warehouse run, before dbt staging, on
+    identity's schedule; the run's dbt tests, quality gates and identity resolution follow it."""
+    from crm_knowledge.run_mode import decide
+
+    return decide(get_settings().warehouse_url, dt.date.fromisoformat(as_of), force_full=force_full).as_dict()

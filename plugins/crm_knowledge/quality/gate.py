@@ -36,6 +36,7 @@ from crm_knowledge.quality import results as res
 from crm_knowledge.quality.context import DATASOURCE_NAME, build_context, build_data_docs
 from crm_knowledge.quality.results import Outcome
 from crm_knowledge.quality.suites import SuiteSpec, runtime_suite, spec_for_relation, specs_for_layer
+from crm_knowledge.run_mode import CHANGED_CUSTOMERS_SQL, DBT_TESTS_SINCE_VAR, RunMode
 from crm_knowledge.settings import Settings, get_settings
 from crm_knowledge.warehouse.db import connect, table_exists
 
@@ -73,6 +74,7 @@ class ScopeResult:
     action: str | None = None  # raw: passed | held | released
     row_count: int | None = None
     data_docs_page: str | None = None
+    scope: str | None = None  # what the checks read (audit.dq_runs.scope): see gate_scope()
 
     @property
     def critical_failures(self) -> list[Outcome]:
@@ -192,22 +194,33 @@ def _refresh_stale_statistics(conn: psycopg.Connection, spec: SuiteSpec, query: 
     return True
 
 
-def _dynamic_expectations(conn: psycopg.Connection, spec: SuiteSpec, scope: str) -> list[Any]:
-    """Volume and null-rate expectations from the history of accepted scopes of this suite."""
+def _volume_bounds(conn: psycopg.Connection, spec: SuiteSpec, scope: str) -> tuple[int, int, float] | None:
+    """(lowest, highest, baseline) row count the volume rule allows, from the previous accepted scope."""
+    if not spec.volume:
+        return None
+    prev = res.previous_row_count(conn, spec.name, exclude_scope=scope)
+    if not prev:
+        return None
+    return (math.floor(prev * float(spec.volume.get("min_ratio", 0.5))),
+            math.ceil(prev * float(spec.volume.get("max_ratio", 2.0))), prev)
+
+
+def _dynamic_expectations(conn: psycopg.Connection, spec: SuiteSpec, scope: str, *,
+                          volume: bool = True) -> list[Any]:
+    """Volume and null-rate expectations from the history of accepted scopes of this suite. `volume=False`:
+    the row count is checked in SQL on the whole table instead (a daily run's scope is not the table)."""
     import great_expectations.expectations as gxe
 
     out: list[Any] = []
-    if spec.volume:
-        prev = res.previous_row_count(conn, spec.name, exclude_scope=scope)
-        if prev:
-            lo = math.floor(prev * float(spec.volume.get("min_ratio", 0.5)))
-            hi = math.ceil(prev * float(spec.volume.get("max_ratio", 2.0)))
-            sev = spec.volume.get("severity", "warning")
-            out.append(gxe.ExpectTableRowCountToBeBetween(
-                min_value=lo, max_value=hi, severity=sev,
-                meta={"severity": sev, "dynamic": "volume", "baseline_row_count": prev},
-                notes=f"Volume anomaly: the row count must stay within {spec.volume.get('min_ratio')}x.."
-                      f"{spec.volume.get('max_ratio')}x of the previous accepted run ({int(prev)} rows)."))
+    bounds = _volume_bounds(conn, spec, scope) if volume else None
+    if bounds:
+        lo, hi, prev = bounds
+        sev = spec.volume.get("severity", "warning")
+        out.append(gxe.ExpectTableRowCountToBeBetween(
+            min_value=lo, max_value=hi, severity=sev,
+            meta={"severity": sev, "dynamic": "volume", "baseline_row_count": prev},
+            notes=f"Volume anomaly: the row count must stay within {spec.volume.get('min_ratio')}x.."
+                  f"{spec.volume.get('max_ratio')}x of the previous accepted run ({int(prev)} rows)."))
     if spec.null_rates:
         cfg = spec.null_rates
         tol = float(cfg.get("tolerance", 0.1))
@@ -274,15 +287,16 @@ class _Run:
 
     def validate(self, conn: psycopg.Connection, spec: SuiteSpec, *, query: str, scope: str,
                  batch_id: str | None, measured: tuple[int, dict[str, float]] | None = None,
+                 scope_label: str | None = None, volume: bool = True,
                  ) -> tuple[ScopeResult, int, dict[str, float]]:
         from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier
 
         pipeline_run_id = self.result.pipeline_run_id
         dq_run_id = res.new_dq_run_id(spec.layer)
         res.start_run(conn, dq_run_id=dq_run_id, pipeline_run_id=pipeline_run_id, layer=spec.layer,
-                      suite=spec.name, batch_id=batch_id)
+                      suite=spec.name, batch_id=batch_id, scope=scope_label)
         row_count, null_rates = measured or _measure(conn, query, _null_rate_columns(spec))
-        suite = runtime_suite(self.context, spec, _dynamic_expectations(conn, spec, scope))
+        suite = runtime_suite(self.context, spec, _dynamic_expectations(conn, spec, scope, volume=volume))
         asset = self.datasource.add_query_asset(name=_asset_name(spec, scope), query=query)
         batch = asset.add_batch_definition_whole_table("whole").get_batch()
         gx_result = batch.validate(suite, result_format=_result_format(spec))
@@ -298,7 +312,7 @@ class _Run:
         self.doc_keys += [key, ExpectationSuiteIdentifier(name=spec.name)]
         scope_result = ScopeResult(dq_run_id=dq_run_id, suite=spec.name, layer=spec.layer,
                                    relation=spec.relation, batch_id=batch_id, outcomes=outcomes,
-                                   row_count=row_count, data_docs_page=page)
+                                   row_count=row_count, data_docs_page=page, scope=scope_label)
         return scope_result, row_count, null_rates
 
     def build_docs(self) -> None:
@@ -399,16 +413,91 @@ def _release(conn: psycopg.Connection, batch_id: str) -> str:
 
 # --- staging / marts ------------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class GateScope:
+    """What one suite reads: `query` (GX validates its rows) and `label` (for the auditor, audit.dq_runs.scope).
+    `partial`: the query is a daily slice of the relation, so uniqueness and row count are checked on the
+    whole table in SQL (:func:`whole_table_checks`)."""
+
+    query: str
+    label: str
+    partial: bool = False
+
+
+def _columns(conn: psycopg.Connection, relation: str) -> set[str]:
+    schema, _, table = relation.partition(".")
+    return {c for (c,) in conn.execute("select column_name from information_schema.columns"
+                                       " where table_schema = %s and table_name = %s", (schema, table))}
+
+
+def gate_scope(conn: psycopg.Connection, spec: SuiteSpec, mode: RunMode) -> GateScope:
+    """The rows a staging/marts suite checks: every row on a full (weekly) run; on a daily run the rows written
+    since the run began: by ``staged_at`` (and ``customer_resolved_at``) where the relation has it, else the
+    rows of the customers the run changed (:data:`CHANGED_CUSTOMERS_SQL`); a relation with neither (seeds,
+    lookups) is small and read whole."""
+    whole = sql.SQL("select * from {}").format(_relation_sql(spec.relation)).as_string(conn)
+    if mode.is_full or not mode.since:
+        return GateScope(whole, "whole table")
+    columns = _columns(conn, spec.relation)
+    since = sql.SQL("cast({} as timestamptz)").format(sql.Literal(mode.since))
+    if "staged_at" in columns:
+        cond = [sql.SQL("staged_at >= {}").format(since)]
+        if "customer_resolved_at" in columns:
+            cond.append(sql.SQL("customer_resolved_at >= {}").format(since))
+        query = sql.SQL("select * from {} where {}").format(_relation_sql(spec.relation), sql.SQL(" or ").join(cond))
+        return GateScope(query.as_string(conn), f"rows written since {mode.since}", partial=True)
+    if "customer_id" in columns and table_exists(conn, "identity.record_clusters"):
+        changed = sql.SQL(CHANGED_CUSTOMERS_SQL).format(since=since)
+        query = sql.SQL("select * from {} where customer_id in ({})").format(_relation_sql(spec.relation), changed)
+        return GateScope(query.as_string(conn), f"customers changed since {mode.since}", partial=True)
+    return GateScope(whole, "whole table")
+
+
+def whole_table_checks(conn: psycopg.Connection, spec: SuiteSpec, scope: GateScope, run_scope: str,
+                       ) -> tuple[list[Outcome], int]:
+    """A daily slice's whole-table checks, in SQL: the slice's keys (`row_id`) are unique in the WHOLE table
+    (each key probed through the key's index: the cost follows the slice), and the whole table's row count
+    is within the volume rule. Returns the outcomes and the table's row count (recorded as its metric)."""
+    rel = _relation_sql(spec.relation)
+    key = sql.SQL(", ").join(sql.Identifier(c) for c in spec.row_id)
+    dupes = conn.execute(sql.SQL(
+        "select count(*) from (select {key} from {rel} where ({key}) in (select {key} from ({q}) s)"
+        " group by {key} having count(*) > 1) d").format(key=key, rel=rel, q=sql.SQL(scope.query))).fetchone()[0]
+    columns = ",".join(spec.row_id)
+    out = [Outcome(suite=spec.name, expectation="ckp_sql:key_unique_in_whole_table", column_name=columns,
+                   severity="critical", success=dupes == 0, observed_value={"duplicated_keys": dupes},
+                   unexpected_count=dupes,
+                   description=f"{columns} of the rows written today is unique in the whole of {spec.relation}")]
+    total = conn.execute(sql.SQL("select count(*) from {}").format(rel)).fetchone()[0]
+    bounds = _volume_bounds(conn, spec, run_scope)
+    if bounds:
+        lo, hi, prev = bounds
+        sev = spec.volume.get("severity", "warning")
+        out.append(Outcome(suite=spec.name, expectation="ckp_sql:table_row_count_between", column_name=None,
+                           severity=sev if sev in ("critical", "warning") else "warning",
+                           success=lo <= total <= hi,
+                           observed_value={"row_count": total, "min_value": lo, "max_value": hi,
+                                           "baseline_row_count": prev},
+                           description=f"row count of {spec.relation} within {spec.volume.get('min_ratio')}x.."
+                                       f"{spec.volume.get('max_ratio')}x of the previous accepted run"))
+    return out, total
+
+
 def validate_layer(layer: str, pipeline_run_id: str, *, suites: list[str] | None = None,
                    exclude: list[str] | tuple[str, ...] = (), settings: Settings | None = None,
                    url: str | None = None, build_docs: bool = True,
-                   raise_on_critical: bool = True) -> GateResult:
-    """Validate every suite of `layer` ("staging" or "marts") on its whole relation.
+                   raise_on_critical: bool = True, mode: RunMode | None = None) -> GateResult:
+    """Validate every suite of `layer` ("staging" or "marts").
+
+    `mode` (:mod:`crm_knowledge.run_mode`; default full): a full run checks every row; a daily run checks the
+    rows it wrote (:func:`gate_scope`) with GX, and uniqueness and row count on the whole table in SQL
+    (:func:`whole_table_checks`). Each suite's scope is recorded in ``audit.dq_runs.scope``.
 
     `suites` restricts to those suite names, `exclude` leaves some out (e.g. :data:`POST_SCORING_SUITES`
     before scoring). A missing relation is a critical failure. Raises :class:`CriticalDataQualityError`
     on any critical failure unless `raise_on_critical` is false.
     """
+    mode = mode or RunMode("full")
     if layer not in ("staging", "marts"):
         raise ValueError(f"validate_layer validates staging or marts, not {layer!r}")
     specs = [s for s in specs_for_layer(layer, settings)
@@ -435,9 +524,13 @@ def validate_layer(layer: str, pipeline_run_id: str, *, suites: list[str] | None
                 run.result.scopes.append(scope)
                 messages.append(_failure_message(spec, scope))
                 continue
-            query = sql.SQL("select * from {}").format(_relation_sql(spec.relation)).as_string(conn)
-            scope, row_count, null_rates = run.validate(conn, spec, query=query, scope=pipeline_run_id,
-                                                        batch_id=None)
+            scoped = gate_scope(conn, spec, mode)
+            scope, row_count, null_rates = run.validate(conn, spec, query=scoped.query, scope=pipeline_run_id,
+                                                        batch_id=None, scope_label=scoped.label,
+                                                        volume=not scoped.partial)
+            if scoped.partial:
+                extra, row_count = whole_table_checks(conn, spec, scoped, pipeline_run_id)
+                scope.outcomes += extra
             res.record_metrics(conn, suite=spec.name, scope=pipeline_run_id, pipeline_run_id=pipeline_run_id,
                                row_count=row_count, null_rates=null_rates,
                                accepted=not scope.critical_failures)
@@ -474,6 +567,32 @@ def model_layer(node: dict[str, Any]) -> str | None:
     return parts[1] if len(parts) > 2 and parts[0] == "models" else None
 
 
+#: The placeholder of a dbt test's `where` that limits it to a daily run's new rows
+#: (dbt_project/macros/tests_on_new_rows.sql).
+TESTS_SINCE_PLACEHOLDER = "__ckp_tests_since__"
+
+
+def dbt_tests_since(doc: dict[str, Any]) -> str | None:
+    """The `dbt_tests_since` var a dbt invocation ran with (run_results.json ``args.vars``): None when unset or
+    empty, i.e. every test read its whole table."""
+    dbt_vars = (doc.get("args") or {}).get("vars") or {}
+    if isinstance(dbt_vars, str):
+        try:
+            dbt_vars = json.loads(dbt_vars)
+        except ValueError:
+            dbt_vars = {}
+    return (dbt_vars.get(DBT_TESTS_SINCE_VAR) or None) if isinstance(dbt_vars, dict) else None
+
+
+def dbt_test_scope(node: dict[str, Any], since: str | None) -> str:
+    """What a dbt test read: the rows written since `since` when its `where` has the placeholder and the run
+    set the var, else its whole table (or the `where` it is configured with)."""
+    where = str((node.get("config") or {}).get("where") or "")
+    if TESTS_SINCE_PLACEHOLDER in where:
+        return f"rows written since {since}" if since else "whole table"
+    return f"rows where {where}" if where else "whole table"
+
+
 def dbt_outcomes(doc: dict[str, Any], nodes: dict[str, Any]) -> dict[str, tuple[set[str], list[Outcome]]]:
     """Suite (``dbt.<model>``) -> (unique_ids this invocation ran, outcomes to record) from a run_results doc.
 
@@ -481,6 +600,7 @@ def dbt_outcomes(doc: dict[str, Any], nodes: dict[str, Any]) -> dict[str, tuple[
     when its build failed, but its unique_id is listed so a later successful build clears that failure.
     """
     invocation = (doc.get("metadata") or {}).get("invocation_id")
+    since = dbt_tests_since(doc)
     out: dict[str, tuple[set[str], list[Outcome]]] = {}
     for r in doc.get("results", []):
         uid = r.get("unique_id", "")
@@ -490,6 +610,8 @@ def dbt_outcomes(doc: dict[str, Any], nodes: dict[str, Any]) -> dict[str, tuple[
         message = res.scrub_db_message((r.get("message") or "")[:500] or None)
         observed = {"status": status, "message": message, "unique_id": uid, "invocation_id": invocation,
                     "model_layer": model_layer(node)}
+        if kind == "test":
+            observed["scope"] = dbt_test_scope(node, since)
         if kind == "test":
             if status == "skipped":
                 continue
@@ -602,8 +724,9 @@ def record_dbt_results(run_results_path: str | Path, pipeline_run_id: str, *,
             ids, outcomes = groups[suite]
             dq_run_id = dbt_run_id(pipeline_run_id, suite)
             if outcomes:
+                scopes = sorted({(o.observed_value or {}).get("scope") or "whole table" for o in outcomes})
                 res.start_run(conn, dq_run_id=dq_run_id, pipeline_run_id=pipeline_run_id, layer="dbt",
-                              suite=suite, batch_id=None, if_missing=True)
+                              suite=suite, batch_id=None, if_missing=True, scope="; ".join(scopes))
             if not res.replace_results(conn, dq_run_id, sorted(ids), outcomes):
                 continue
             result.scopes.append(ScopeResult(dq_run_id, suite, "dbt", suite.removeprefix("dbt."), None, outcomes))

@@ -34,6 +34,7 @@ from crm_knowledge.as_of import as_of_date, run_key
 from crm_knowledge.ingest.registry import KIND_TARGETS
 from crm_knowledge.quality import gate, report
 from crm_knowledge.quality.gate import POST_SCORING_SUITES, CriticalDataQualityError, GateResult
+from crm_knowledge.run_mode import RunMode
 from crm_knowledge.settings import Settings, get_settings
 from crm_knowledge.warehouse.db import connect
 
@@ -94,6 +95,7 @@ def _summary(result: GateResult) -> dict[str, Any]:
         "held_batches": result.held_batches,
         "released_batches": result.released_batches,
         "skipped_batches": result.skipped_batches,
+        "scopes": {s.suite: s.scope for s in result.scopes if s.scope and not s.batch_id},
         "data_docs": str(result.data_docs_index) if result.data_docs_index else None,
     }
 
@@ -123,15 +125,16 @@ def check_new_raw_batches(pipeline_run_id: str | None = None, *, include_held: b
 
 def check_layers(layers: list[str] | tuple[str, ...] = ("staging", "marts"), pipeline_run_id: str | None = None,
                  *, exclude: tuple[str, ...] = POST_SCORING_SUITES, settings: Settings | None = None,
-                 url: str | None = None) -> dict[str, Any]:
-    """Validate each layer (all recorded), then raise if any had a critical failure."""
+                 url: str | None = None, mode: RunMode | None = None) -> dict[str, Any]:
+    """Validate each layer (all recorded), then raise if any had a critical failure. `mode`: the run's
+    daily/weekly mode (:mod:`crm_knowledge.run_mode`; default: weekly, every row)."""
     settings = settings or get_settings()
     run_id = _run_id(pipeline_run_id)
     out: dict[str, Any] = {"pipeline_run_id": run_id, "layers": {}}
     failed = []
     for layer in layers:
         result = gate.validate_layer(layer, run_id, exclude=exclude, settings=settings, url=url,
-                                     raise_on_critical=False)
+                                     raise_on_critical=False, mode=mode)
         out["layers"][layer] = _summary(result)
         if result.critical_failures:
             failed.append(result)

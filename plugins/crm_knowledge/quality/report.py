@@ -88,7 +88,7 @@ def collect(conn: psycopg.Connection, pipeline_run_id: str, since: dt.datetime |
     """Everything the report shows, read from the audit schema."""
     cur = conn.cursor(row_factory=dict_row)
     runs = cur.execute(
-        """select dq_run_id, layer, suite, batch_id, started_at, finished_at, success, critical_failures,
+        """select dq_run_id, layer, suite, batch_id, scope, started_at, finished_at, success, critical_failures,
                   warnings, action, data_docs_path
              from audit.dq_runs where pipeline_run_id = %s order by started_at""", (pipeline_run_id,)).fetchall()
     first = min((r["started_at"] for r in runs), default=None)
@@ -106,7 +106,7 @@ def collect(conn: psycopg.Connection, pipeline_run_id: str, since: dt.datetime |
             where batch_id = any(%s) or started_at >= %s
             order by source_name, started_at""", (batch_ids, since)).fetchall()
     results = cur.execute(
-        """select d.layer, r.suite, r.batch_id, r.expectation, r.column_name, r.severity, r.success,
+        """select d.layer, r.suite, r.batch_id, d.scope, r.expectation, r.column_name, r.severity, r.success,
                   r.observed_value, r.unexpected_count, r.unexpected_percent, r.unexpected_sample,
                   r.description, r.expectation_id, d.data_docs_path
              from audit.dq_results r join audit.dq_runs d using (dq_run_id)
@@ -243,6 +243,30 @@ def _layer_of(r: dict) -> str:
     return r["layer"]
 
 
+def _scope_text(r: dict) -> str:
+    """The scope a failed check read, under its batch (raw checks read their batch)."""
+    if r.get("batch_id") or not r.get("scope"):
+        return ""
+    return f'<div class="small">{_e(r["scope"])}</div>'
+
+
+def _scopes_table(data: dict) -> str:
+    """Which rows each staging / marts suite and each model's dbt tests read: daily runs check the rows they
+    wrote (and uniqueness and row counts on the whole table), weekly runs every row (crm_knowledge.run_mode)."""
+    rows = sorted({(r["layer"], r["suite"], r.get("scope") or "whole table") for r in data["runs"]
+                   if r["layer"] in ("staging", "marts", "dbt")},
+                  key=lambda t: (LAYER_ORDER.index(t[0]) if t[0] in LAYER_ORDER else 99, t[1]))
+    if not rows:
+        return ""
+    body = "".join(f"<tr><td>{_e(layer)}</td><td>{_e(suite)}</td><td>{_e(scope)}</td></tr>"
+                   for layer, suite, scope in rows)
+    return f"""<h2 style="margin-top:1.2rem">What each check read</h2>
+<p class="small muted">Raw checks read their load batch. A daily run checks the rows it wrote (staging and marts:
+by <code>staged_at</code>, else the customers it changed), with key uniqueness and row count checked on the whole
+table in SQL; the weekly (full) run checks every row. dbt tests limited to new rows say so.</p>
+<table id="scopes"><thead><tr><th>layer</th><th>suite</th><th>scope</th></tr></thead><tbody>{body}</tbody></table>"""
+
+
 def _checks_section(data: dict, docs_prefix: str) -> str:
     results = data["results"]
     layers: dict[str, dict[str, int]] = {}
@@ -286,15 +310,16 @@ def _checks_section(data: dict, docs_prefix: str) -> str:
         pct = f"{r['unexpected_percent']:.2f}%" if r["unexpected_percent"] is not None else None
         fail_rows.append(
             f'<tr class="failure sev-row-{_e(r["severity"])}"><td>{_e(_layer_of(r))}</td><td>{_e(r["suite"])}</td>'
-            f"<td><code>{_e(r['batch_id'])}</code></td>"
+            f"<td><code>{_e(r['batch_id'])}</code>{_scope_text(r)}</td>"
             f"<td><code>{_e(r['expectation'])}</code><div class=\"small\">{_e(r['description'])}</div>{detail}</td>"
             f"<td>{_e(r['column_name'])}</td><td class=\"sev-{_e(r['severity'])}\">{_e(r['severity'])}</td>"
             f"{_n(r['unexpected_count'])}{_n(pct)}"
             f"<td class=\"small\">{_e(_sample_text(r['unexpected_sample']) or None)}{link}</td></tr>")
     failures_html = (
         '<p class="muted">No check failed.</p>' if not failures else
-        f"""<table id="failures"><thead><tr><th>layer</th><th>suite</th><th>batch</th><th>check</th><th>column</th>
-<th>severity</th><th class="num">offending rows</th><th class="num">share</th><th>sample (row numbers / keys)</th>
+        f"""<table id="failures"><thead><tr><th>layer</th><th>suite</th><th>batch / scope</th><th>check</th>
+<th>column</th><th>severity</th><th class="num">offending rows</th><th class="num">share</th>
+<th>sample (row numbers / keys)</th>
 </tr></thead><tbody>{''.join(fail_rows)}</tbody></table>""")
     if not results:
         return ('<section id="checks"><h2>Data quality checks</h2>'
@@ -306,6 +331,7 @@ ranges, volume and null-rate drift (docs/data_contracts.md, "Where a quality rul
 <table id="layers"><thead><tr><th>layer</th><th class="num">suites</th><th class="num">checks run</th>
 <th class="num">passed</th><th class="num">failed (critical)</th><th class="num">failed (warning)</th></tr></thead>
 <tbody>{layer_rows}</tbody></table>
+{_scopes_table(data)}
 <h2 style="margin-top:1.2rem">Failures</h2>
 <p class="small muted">Critical failures hold a raw batch (kept out of staging) or stop the run before
 scoring and exports; warnings are recorded only. Samples name rows by number or key, never by personal

@@ -241,13 +241,16 @@ def new_dq_run_id(layer: str) -> str:
 
 
 def start_run(conn: psycopg.Connection, *, dq_run_id: str, pipeline_run_id: str, layer: str, suite: str,
-              batch_id: str | None, if_missing: bool = False) -> None:
-    """Open a dq run. `if_missing`: keep an existing row of that id (dbt results accumulate per model)."""
+              batch_id: str | None, if_missing: bool = False, scope: str | None = None) -> None:
+    """Open a dq run. `if_missing`: keep an existing row of that id (dbt results accumulate per model).
+    `scope`: what the checks read, for the auditor (``batch <id>``, ``whole table``, ``rows written since
+    ...``); default: the batch when there is one, else the whole table."""
+    scope = scope or (f"batch {batch_id}" if batch_id else "whole table")
     conn.execute(
-        """insert into audit.dq_runs (dq_run_id, pipeline_run_id, layer, suite, batch_id, started_at)
-           values (%s, %s, %s, %s, %s, now())"""
+        """insert into audit.dq_runs (dq_run_id, pipeline_run_id, layer, suite, batch_id, scope, started_at)
+           values (%s, %s, %s, %s, %s, %s, now())"""
         + (" on conflict (dq_run_id) do nothing" if if_missing else ""),
-        (dq_run_id, pipeline_run_id, layer, suite, batch_id),
+        (dq_run_id, pipeline_run_id, layer, suite, batch_id, scope),
     )
 
 

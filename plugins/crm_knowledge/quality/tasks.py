@@ -10,6 +10,7 @@ from typing import Any
 
 from crm_knowledge.as_of import run_key
 from crm_knowledge.quality import pipeline
+from crm_knowledge.run_mode import RunMode
 
 
 def raw_gate(as_of: str) -> dict[str, Any]:
@@ -22,9 +23,11 @@ def source_freshness(as_of: str) -> dict[str, Any]:
     return pipeline.check_source_freshness(pipeline_run_id=run_key(as_of))
 
 
-def marts_gate(as_of: str) -> dict[str, Any]:
-    """Staging and marts checks; a critical failure stops scoring and exports."""
-    return pipeline.check_layers(["staging", "marts"], pipeline_run_id=run_key(as_of))
+def marts_gate(as_of: str, mode: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Staging and marts checks; a critical failure stops scoring and exports. `mode`: the warehouse run's
+    ``run_mode`` result (daily: the rows the run wrote; weekly or none: every row)."""
+    return pipeline.check_layers(["staging", "marts"], pipeline_run_id=run_key(as_of),
+                                 mode=RunMode.from_value(mode))
 
 
 def post_scoring_gate(as_of: str) -> dict[str, Any]:

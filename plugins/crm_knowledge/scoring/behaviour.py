@@ -124,6 +124,34 @@ class BehaviourSegmentation:
     profiles: pd.DataFrame
     k: int
     silhouette: dict[int, float]
+    model: BehaviourModel | None = None
+
+
+@dataclass(frozen=True)
+class BehaviourModel:
+    """What assigning a customer to a fitted cluster needs: the fit's imputation medians, its scaler and the
+    KMeans centres in standardised units (index = stable id). :func:`assign_clusters` applies it to any rows,
+    one customer's cluster depending on that customer's features only."""
+
+    feature_names: tuple[str, ...]
+    medians: dict[str, float]
+    mean: tuple[float, ...]
+    scale: tuple[float, ...]
+    centers: pd.DataFrame
+
+
+def assign_clusters(features: pd.DataFrame, model: BehaviourModel) -> pd.Series:
+    """Stable cluster id of each row of `features`: the nearest fitted centre (ties: the lower id)."""
+    names = list(model.feature_names)
+    missing = [c for c in names if c not in features.columns]
+    if missing:
+        raise KeyError(f"behaviour features frame lacks configured column(s) {missing}")
+    frame = features.loc[:, names].astype(float).fillna(pd.Series(model.medians)).fillna(0.0)
+    X = (frame.to_numpy() - np.asarray(model.mean)) / np.asarray(model.scale)
+    centers = model.centers.sort_index()
+    dist = ((X[:, None, :] - centers.to_numpy()[None, :, :]) ** 2).sum(axis=2)
+    ids = centers.index.to_numpy()[np.argmin(dist, axis=1)] if len(X) else np.array([], dtype=int)
+    return pd.Series(ids.astype(int), index=features.index, name="cluster_id")
 
 
 def segment_behaviour(
@@ -181,6 +209,13 @@ def segment_behaviour(
     for name in names:
         profiles[f"z_{name}"] = z[name].to_numpy()
     profiles["label"] = [profile_label(z.loc[cid], config) for cid in centroids.index]
+    medians = features.loc[:, names].astype(float).median(skipna=True).fillna(0.0)
+    model_out = BehaviourModel(
+        feature_names=tuple(names), medians={n: float(medians[n]) for n in names},
+        mean=tuple(float(v) for v in scaler.mean_), scale=tuple(float(v) for v in scaler.scale_),
+        centers=pd.DataFrame(centers, index=[mapping[i] for i in range(len(centers))], columns=names),
+    )
     return BehaviourSegmentation(
-        labels=labels, centroids=centroids, profiles=profiles.reset_index(drop=True), k=k, silhouette=scores
+        labels=labels, centroids=centroids, profiles=profiles.reset_index(drop=True), k=k, silhouette=scores,
+        model=model_out,
     )

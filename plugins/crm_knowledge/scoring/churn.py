@@ -97,6 +97,17 @@ def training_set(orders: pd.DataFrame, cutoffs: list[dt.date], horizon_days: int
     return pd.concat(frames) if frames else pd.DataFrame(columns=[*FEATURES, "churned", "cutoff"])
 
 
+def bounded_sample(train: pd.DataFrame, max_rows: int, random_state: int) -> pd.DataFrame:
+    """At most `max_rows` rows of a training set (0: all), drawn at random with a fixed seed and kept in their
+    original order, so the same data always give the same sample and model. Every cut-off stays represented
+    in proportion to its size."""
+    if not max_rows or len(train) <= max_rows:
+        return train
+    rng = np.random.default_rng(random_state)
+    keep = np.sort(rng.choice(len(train), size=max_rows, replace=False))
+    return train.iloc[keep]
+
+
 def reliability_table(y_true: np.ndarray, y_prob: np.ndarray, n_bins: int = 10) -> pd.DataFrame:
     """Observed churn rate per equal-width bin of predicted probability (empty bins omitted).
 
@@ -155,6 +166,7 @@ class ChurnModel:
         self.model: CalibratedClassifierCV | None = None
         self.evaluation: ChurnEvaluation | None = None
         self.as_of: dt.date | None = None
+        self.training_rows_available = 0  # snapshots before the bounded sample (config max_training_rows)
 
     # --- cut-offs ---------------------------------------------------------------------------------------------
     def training_cutoffs(self, as_of: dt.date) -> list[dt.date]:
@@ -187,6 +199,8 @@ class ChurnModel:
                 f"churn training set at as_of={self.as_of} has {len(train)} rows and "
                 f"{train['churned'].nunique() if len(train) else 0} label class(es); need both classes"
             )
+        self.training_rows_available = len(train)
+        train = bounded_sample(train, self.config.max_training_rows, self.config.random_state)
         n_minority = int(train["churned"].value_counts().min())
         folds = min(self.config.calibration_folds, n_minority)
         if folds < 2:

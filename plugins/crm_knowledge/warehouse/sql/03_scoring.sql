@@ -16,6 +16,12 @@ create table if not exists scoring.model_runs (
     created_at timestamptz not null default now()
 );
 
+-- Why the models were fitted (weekly, due, drift, first, requested) and the fitted models a daily run applies
+-- (a file under CKP_HOME/models, checked against its sha256 before it is loaded). Added after the table.
+alter table scoring.model_runs add column if not exists fit_reason text;
+alter table scoring.model_runs add column if not exists fitted_models_path text;
+alter table scoring.model_runs add column if not exists fitted_models_sha256 text;
+
 create table if not exists scoring.customer_scores (
     customer_id text not null,
     as_of_date date not null,

@@ -23,6 +23,10 @@ create table if not exists audit.dq_runs (
 alter table audit.dq_runs drop constraint if exists dq_runs_layer_check;
 alter table audit.dq_runs add constraint dq_runs_layer_check
     check (layer in ('raw', 'freshness', 'staging', 'marts', 'dbt'));
+-- What the checks of a run read, in words for the auditor: `batch <id>` (raw), `whole table` (weekly runs,
+-- hand-run gates), `rows written since <time>` / `customers changed since <time>` (daily runs,
+-- crm_knowledge.run_mode). Added after the table: warehouses made before it get the column here.
+alter table audit.dq_runs add column if not exists scope text;
 create index if not exists dq_runs_pipeline_run on audit.dq_runs (pipeline_run_id, layer);
 create index if not exists dq_runs_batch on audit.dq_runs (batch_id, started_at);
 
