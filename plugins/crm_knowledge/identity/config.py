@@ -151,6 +151,14 @@ class ProbabilisticConfig:
     name_exact_text: bool = True
     name_key_edit_distance: int = 1
     name_fuzzy_min_length: int = 2
+    #: same-script spelling within this many edits (Damerau-Levenshtein of the normalised text; 0: no such
+    #: level): "olivr" / "oliver", which the romanised keys cannot tell from "olivia" / "oliver"
+    name_text_edit_distance: int = 1
+    #: ... and only for names at least this long (a one-letter change in a short name is another name)
+    name_text_edit_min_length: int = 4
+    #: both name fields swapped with a typo: Jaro-Winkler of each field against the other record's other field
+    #: at least this (0: no such level)
+    name_swapped_jaro_winkler: float = 0.88
     birth_date_thresholds: tuple[int, ...] = (1, 1)
     birth_date_metrics: tuple[str, ...] = ("month", "year")
     postcode_prefix_lengths: tuple[int, ...] = (5,)
@@ -421,6 +429,12 @@ def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> IdentityCon
         name_exact_text=v.boolean(cname, "exact_text_level", f"{path}.comparisons.name", True),
         name_key_edit_distance=v.number(cname, "key_edit_distance", f"{path}.comparisons.name", 1, lo=0, hi=3,
                                         integer=True),
+        name_text_edit_distance=v.number(cname, "text_edit_distance", f"{path}.comparisons.name", 1, lo=0, hi=3,
+                                         integer=True),
+        name_text_edit_min_length=v.number(cname, "text_edit_min_length", f"{path}.comparisons.name", 4, lo=1,
+                                           integer=True),
+        name_swapped_jaro_winkler=v.number(cname, "swapped_jaro_winkler", f"{path}.comparisons.name", 0.88, lo=0,
+                                           hi=1),
         name_fuzzy_min_length=v.number(cname, "fuzzy_min_length", f"{path}.comparisons.name", 2, lo=1,
                                        integer=True),
         birth_date_thresholds=tuple(bd_thr),

@@ -129,6 +129,34 @@ def _rule(r: BlockingRule):
     return r.sql if r.sql else block_on(*r.columns)
 
 
+def _swapped_similar_level_class():
+    from splink.internals.comparison_level_creator import ComparisonLevelCreator
+
+    class _SwappedSimilarLevel(ComparisonLevelCreator):
+        """Both name fields swapped, each within Jaro-Winkler `threshold` of the other record's other field
+        ("kpng miza" / "mia king"): Splink's ColumnsReversedLevel asks for equality. Backend-neutral (the
+        dialect's Jaro-Winkler function)."""
+
+        def __init__(self, col: str, other: str, threshold: float):
+            self.col, self.other, self.threshold = col, other, threshold
+
+        def create_sql(self, sql_dialect) -> str:
+            jw = sql_dialect.jaro_winkler_function_name
+            a, b, t = self.col, self.other, self.threshold
+            return f"{jw}({a}_l, {b}_r) >= {t} and {jw}({b}_l, {a}_r) >= {t}"
+
+        def create_label_for_charts(self) -> str:
+            return f"{self.col} and {self.other} swapped, Jaro-Winkler >= {self.threshold}"
+
+    return _SwappedSimilarLevel
+
+
+def SwappedSimilarLevel(col: str, other: str, threshold: float):  # noqa: N802 - reads like Splink's levels
+    """A Splink comparison level: `col` and `other` swapped between the records, each similar (Jaro-Winkler
+    >= `threshold`) to the other record's other field. Splink is imported lazily (heavy)."""
+    return _swapped_similar_level_class()(col, other, threshold)
+
+
 def _name_comparison(col: str, other: str, config: IdentityConfig):
     """Levels, strongest first: the same normalised name (same script), the same romanised key
     ("محمد" / "Mohammad", but also Hassan / Hossein), swapped with the other name field, Jaro-Winkler
@@ -156,6 +184,18 @@ def _name_comparison(col: str, other: str, config: IdentityConfig):
         cll.ColumnsReversedLevel(col, other, symmetrical=True).configure(
             m_probability=0.05, u_probability=0.0005, label_for_charts=f"{col} and {other} swapped"),
     ]
+    # a typo in the same script: one edit of the spelling itself, in a name long enough for one edit not to
+    # make another name ("olivr" / "oliver"; "olivia" / "oliver" are two edits apart but share the key "alr")
+    if p.name_text_edit_distance:
+        k = p.name_text_edit_min_length
+        levels.append(cll.And(
+            cll.CustomLevel(f"length({text}_l) >= {k} and length({text}_r) >= {k}"),
+            cll.DamerauLevenshteinLevel(text, p.name_text_edit_distance),
+        ).configure(m_probability=0.05, u_probability=0.001,
+                    label_for_charts=f"{text} within {p.name_text_edit_distance} edit(s) (typo)"))
+    if p.name_swapped_jaro_winkler:
+        levels.append(SwappedSimilarLevel(text, other.replace("_key", "_text"), p.name_swapped_jaro_winkler)
+                      .configure(m_probability=0.02, u_probability=0.0005))
     # fuzzy levels only for keys long enough for a string distance to mean something ("r" is Roya)
     n = p.name_fuzzy_min_length
     long_enough = cll.CustomLevel(f"length({col}_l) >= {n} and length({col}_r) >= {n}")
