@@ -33,7 +33,7 @@ NORMALIZERS = ("none", "digits", "alnum", "lower")
 
 #: Columns of the prepared frame the probabilistic model may block on.
 BLOCKING_COLUMNS = {"first_key", "last_key", "birth_date", "birth_year", "postcode", "postcode_prefix", "city_key",
-                    "street_key", "house_number"}
+                    "street_key", "house_number", "address_line2_key"}
 
 #: Names a declared identifier kind may not take: they are columns of the raw tables a source maps onto.
 RESERVED_KIND_NAMES = frozenset({
@@ -142,6 +142,10 @@ class ProbabilisticConfig:
     person_fields: tuple[str, ...] = ("first_name", "birth_date")
     #: match weight from which a field of `person_fields` counts as agreeing
     person_min_weight: float = 2.0
+    #: a pair whose birth dates both exist and disagree (no partial agreement either) is linked only when it
+    #: agrees on all of these (or on an identifier kind a person has one of): one shared name field and an
+    #: address is what a father and son have in common (empty: no such rule)
+    birth_date_conflict_requires: tuple[str, ...] = ("first_name", "last_name")
     splink_log_level: str = "WARNING"
     blocking_rules: tuple[BlockingRule, ...] = ()
     training_blocking_rules: tuple[BlockingRule, ...] = ()
@@ -402,6 +406,11 @@ def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> IdentityCon
     for r in person_fields:
         if r not in agree_fields:
             raise v.fail(f"{path}.person_fields", f"must name fields among {', '.join(agree_fields)}, got {r!r}")
+    bd_conflict = v.str_list(p, "birth_date_conflict_requires", path, ["first_name", "last_name"])
+    for r in bd_conflict:
+        if r not in agree_fields:
+            raise v.fail(f"{path}.birth_date_conflict_requires",
+                         f"must name fields among {', '.join(agree_fields)}, got {r!r}")
     level = v.string(p, "splink_log_level", path, "WARNING",
                      choices=("INFO", "WARNING", "ERROR", "CRITICAL"))
     prob = ProbabilisticConfig(
@@ -419,6 +428,7 @@ def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> IdentityCon
         require_agreement_on=tuple(agree_on),
         person_fields=tuple(person_fields),
         person_min_weight=v.number(p, "person_min_weight", path, 2.0),
+        birth_date_conflict_requires=tuple(bd_conflict),
         splink_log_level=level,
         blocking_rules=v.rules(p, "blocking_rules", path, [["birth_date"], ["postcode"]]),
         training_blocking_rules=v.rules(p, "training_blocking_rules", path,

@@ -222,6 +222,12 @@ def _birth_date_comparison(config: IdentityConfig):
         # one typo or two digits transposed (1984 / 1948)
         cll.DamerauLevenshteinLevel("birth_date", 1).configure(m_probability=0.05, u_probability=0.002,
                                                                label_for_charts="birth_date one typo"),
+        # day and month swapped (a US-style date read as day-first): 1990-06-10 / 1990-10-06
+        cll.CustomLevel("substr(birth_date_l, 1, 4) = substr(birth_date_r, 1, 4) "
+                        "and substr(birth_date_l, 6, 2) = substr(birth_date_r, 9, 2) "
+                        "and substr(birth_date_l, 9, 2) = substr(birth_date_r, 6, 2)",
+                        label_for_charts="birth_date day and month swapped")
+        .configure(m_probability=0.02, u_probability=0.0002),
     ]
     for i, (t, m) in enumerate(zip(p.birth_date_thresholds, p.birth_date_metrics, strict=True)):
         levels.append(cll.AbsoluteDateDifferenceLevel("birth_date", input_is_string=True, threshold=t, metric=m,
@@ -572,7 +578,8 @@ def _corroborated(pairs: pd.DataFrame, config: IdentityConfig) -> pd.DataFrame:
     """Keep pairs that agree (fully or partly, i.e. with a positive match weight) on at least one field
     of `probabilistic.require_agreement_on`: a name and a city alone are shared by namesakes."""
     fields = config.probabilistic.require_agreement_on
-    if pairs.empty or not (fields or config.probabilistic.person_fields):
+    if pairs.empty or not (fields or config.probabilistic.person_fields
+                           or config.probabilistic.birth_date_conflict_requires):
         return pairs
     wanted = set(fields)
     person = set(config.probabilistic.person_fields) | {
@@ -602,6 +609,21 @@ def _corroborated(pairs: pd.DataFrame, config: IdentityConfig) -> pd.DataFrame:
             log.info("probabilistic: %d pair(s) above the threshold dropped: no agreement on any of %s",
                      int((keep & other_person).sum()), ", ".join(sorted(person)))
         keep &= ~other_person
+    needs = set(config.probabilistic.birth_date_conflict_requires)
+    if needs:
+        unique = {k.name for k in config.identifiers if k.unique_per_person and k.probabilistic}
+
+        def unsupported_(e: dict) -> bool:
+            if "birth_date" not in e["disagreed"]:
+                return False
+            agreed = set(e["agreed"] + e["partially_agreed"])
+            return not (needs <= agreed or unique & set(e["agreed"]))
+
+        unsupported = np.array([unsupported_(e) for e in expl], dtype=bool)
+        if (keep & unsupported).any():
+            log.info("probabilistic: %d pair(s) above the threshold dropped: birth dates differ and no agreement "
+                     "on all of %s", int((keep & unsupported).sum()), ", ".join(sorted(needs)))
+        keep &= ~unsupported
     return pairs[keep].reset_index(drop=True)
 
 
