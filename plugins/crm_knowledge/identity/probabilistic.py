@@ -176,6 +176,17 @@ def _text_typo_level(text: str, p) -> object:
     return GatedLevel(gate, f"{{dl}}({text}_l, {text}_r) <= {d}", f"{text} within {d} edit(s) (typo)")
 
 
+def _swapped_level(col: str, other: str, p) -> object:
+    """Both name fields swapped: the same keys, or (`name_swapped_jaro_winkler` > 0) similar spellings."""
+    import splink.comparison_level_library as cll
+
+    exact = cll.ColumnsReversedLevel(col, other, symmetrical=True)
+    if not p.name_swapped_jaro_winkler:
+        return exact
+    text, other_text = col.replace("_key", "_text"), other.replace("_key", "_text")
+    return cll.Or(exact, _swapped_similar_level(text, other_text, p.name_swapped_jaro_winkler))
+
+
 def _swapped_similar_level(a: str, b: str, t: float) -> object:
     """Both name fields swapped, each within Jaro-Winkler `t` of the other record's other field ("kpng miza" /
     "mia king"); Splink's ColumnsReversedLevel asks for equality. Gate: the same first or last letter (a name
@@ -208,18 +219,16 @@ def _name_comparison(col: str, other: str, config: IdentityConfig):
         exact.configure(tf_adjustment_column=col)
     levels += [
         exact,
-        # both name fields swapped; one field equal to the other record's other field is not enough
-        # (that is what a brother and sister's "Rezaei Amir" / "Roya Rezaei" have in common)
-        cll.ColumnsReversedLevel(col, other, symmetrical=True).configure(
+        # both name fields swapped (or, `swapped_jaro_winkler`, swapped with typos: one level, as a level this
+        # rare on its own keeps the u sampling from stopping early); one field equal to the other record's
+        # other field is not enough (that is what a brother and sister's "Rezaei Amir" / "Roya Rezaei" share)
+        _swapped_level(col, other, p).configure(
             m_probability=0.05, u_probability=0.0005, label_for_charts=f"{col} and {other} swapped"),
     ]
     # a typo in the same script: one edit of the spelling itself, in a name long enough for one edit not to
     # make another name ("olivr" / "oliver"; "olivia" / "oliver" are two edits apart but share the key "alr")
     if p.name_text_edit_distance:
         levels.append(_text_typo_level(text, p).configure(m_probability=0.05, u_probability=0.001))
-    if p.name_swapped_jaro_winkler:
-        levels.append(_swapped_similar_level(text, other.replace("_key", "_text"), p.name_swapped_jaro_winkler)
-                      .configure(m_probability=0.02, u_probability=0.0005))
     # fuzzy levels only for keys long enough for a string distance to mean something ("r" is Roya)
     n = p.name_fuzzy_min_length
     long_enough = cll.CustomLevel(f"length({col}_l) >= {n} and length({col}_r) >= {n}")
@@ -243,15 +252,16 @@ def _birth_date_comparison(config: IdentityConfig):
     levels = [
         cll.NullLevel("birth_date"),
         cll.ExactMatchLevel("birth_date").configure(m_probability=0.88, u_probability=0.0001),
-        # one typo or two digits transposed (1984 / 1948)
-        cll.DamerauLevenshteinLevel("birth_date", 1).configure(m_probability=0.05, u_probability=0.002,
-                                                               label_for_charts="birth_date one typo"),
-        # day and month swapped (a US-style date read as day-first): 1990-06-10 / 1990-10-06
-        cll.CustomLevel("substr(birth_date_l, 1, 4) = substr(birth_date_r, 1, 4) "
-                        "and substr(birth_date_l, 6, 2) = substr(birth_date_r, 9, 2) "
-                        "and substr(birth_date_l, 9, 2) = substr(birth_date_r, 6, 2)",
-                        label_for_charts="birth_date day and month swapped")
-        .configure(m_probability=0.02, u_probability=0.0002),
+        # one typo or two digits transposed (1984 / 1948), or day and month swapped (a month-first date read
+        # day-first: 1990-06-10 / 1990-10-06). One level: a level this rare on its own keeps Splink's u
+        # sampling from stopping early (it samples until every level was seen 100 times), 10x the time
+        cll.Or(
+            cll.DamerauLevenshteinLevel("birth_date", 1),
+            GatedLevel("left(birth_date_l, 4) = left(birth_date_r, 4)",
+                       "substr(birth_date_l, 6, 2) = substr(birth_date_r, 9, 2) "
+                       "and substr(birth_date_l, 9, 2) = substr(birth_date_r, 6, 2)", "day and month swapped"),
+        ).configure(m_probability=0.05, u_probability=0.002,
+                    label_for_charts="birth_date one typo, or day and month swapped"),
     ]
     for i, (t, m) in enumerate(zip(p.birth_date_thresholds, p.birth_date_metrics, strict=True)):
         levels.append(cll.AbsoluteDateDifferenceLevel("birth_date", input_is_string=True, threshold=t, metric=m,
