@@ -3,9 +3,13 @@
 * Backend from config (`probabilistic.backend`: duckdb here, spark for big installations); everything
   else is backend-neutral Splink.
 * Comparisons: first and last name (same spelling > same romanised key > both fields *swapped*, so
-  "Ali Rezaei" and "Rezaei Ali" agree > Jaro-Winkler bands > keys one edit apart; the fuzzy levels only
-  for keys of `fuzzy_min_length`+ letters), birth date, postcode (exact, area prefix), city;
-  term-frequency adjustments on names, postcode and city.
+  "Ali Rezaei" and "Rezaei Ali" agree, also with typos > the same-script spelling one edit apart >
+  Jaro-Winkler bands > keys one edit apart; the fuzzy levels only for keys of `fuzzy_min_length`+ letters),
+  birth date (exact > one typo or day and month swapped > within a month / year), postcode (exact, area
+  prefix), city, the street address, every declared identifier kind; term-frequency adjustments on names,
+  postcode and city. String distances sit behind cheap gates (:func:`GatedLevel`).
+* Guards after scoring: agreement on a place field and on a person field, both names when the birth dates
+  disagree outright, no conflicting national ids (:func:`_corroborated`, :func:`_veto`).
 * Training: prior from deterministic rules, u by random sampling with a fixed seed, m by EM over the
   configured training blocking rules. Every level has a prior m/u, used when there are too few records
   to train or a training step fails (logged).
