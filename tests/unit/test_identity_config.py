@@ -19,6 +19,8 @@ def test_repository_config_loads():
     assert cfg.max_cluster_size >= 2
     assert cfg.probabilistic.blocking_rules
     assert set(cfg.probabilistic.require_agreement_on) == {"birth_date", "postcode", "address"}
+    assert cfg.probabilistic.birth_date_conflict_requires == ("first_name", "last_name")
+    assert cfg.probabilistic.name_text_edit_distance == 1 and cfg.probabilistic.name_swapped_jaro_winkler == 0.88
     assert cfg.deterministic.weak_name_similarity <= cfg.deterministic.name_similarity
     assert ("mamad", "mohammad") in cfg.deterministic.nicknames
 
@@ -35,6 +37,11 @@ def test_repository_config_loads():
     ({"probabilistic": {"require_agreement_on": ["shoe_size"]}}, "probabilistic.require_agreement_on"),
     ({"probabilistic": {"comparisons": {"name": {"key_edit_distance": 5}}}},
      "probabilistic.comparisons.name.key_edit_distance"),
+    ({"probabilistic": {"comparisons": {"name": {"text_edit_distance": 4}}}},
+     "probabilistic.comparisons.name.text_edit_distance"),
+    ({"probabilistic": {"comparisons": {"name": {"swapped_jaro_winkler": 1.5}}}},
+     "probabilistic.comparisons.name.swapped_jaro_winkler"),
+    ({"probabilistic": {"birth_date_conflict_requires": ["shoe_size"]}}, "probabilistic.birth_date_conflict_requires"),
 ])
 def test_errors_name_file_and_key(raw, key):
     with pytest.raises(IdentityConfigError) as e:

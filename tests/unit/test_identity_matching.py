@@ -168,3 +168,24 @@ def test_oversized_cluster_is_split_to_deterministic_components(config):
     assert result.stats["oversized_clusters"] == 1
     assert result.record_clusters["customer_id"].nunique() == 3
     assert result.stats["oversized_detail"][0]["split_into"] == 3
+
+
+def test_same_script_name_typo_level_explains_a_mistyped_given_name(config):
+    """"roberf" / "robert": one letter in the spelling, a different consonant key (rbrf / rbrt): the pair links
+    on the same-script typo level, not on a Jaro-Winkler band of the keys."""
+    import json
+
+    cands, _ = make_people(80, seed=5)
+    rows = [
+        record("orders", "9201", first_name_norm="robert", last_name_norm="wilson", birth_date="1953-05-14",
+               postcode="2191000000", city_norm="belconnen", email_norm="rw9201@mail.ir"),
+        record("sibling:travel", "T9201", first_name_norm="roberf", last_name_norm="wilson", birth_date="1953-05-14",
+               postcode="2191000000", city_norm="belconnen"),
+    ]
+    result = resolve(pd.concat([cands, frame(rows)], ignore_index=True), None, config)
+    assert _cid(result, "orders", "9201") == _cid(result, "sibling:travel", "T9201")
+    mp = result.match_pairs
+    pair = mp[(mp["source_record_id_l"] == "9201") & (mp["source_record_id_r"] == "T9201")]
+    assert pair["match_rule"].tolist() == ["probabilistic"]
+    level = json.loads(pair["explanation"].iloc[0])["fields"]["first_name"]["level"]
+    assert level == "first_text within 1 edit(s) (typo)"

@@ -114,6 +114,28 @@ def test_short_given_name_typo_links_when_email_and_phone_are_both_shared(config
     assert _cid(phone_only, "orders", "1") == _cid(phone_only, "orders", "2") != _cid(phone_only, "forms", "F1")
 
 
+def test_a_typo_in_one_script_joins_the_one_person_it_fits(config):
+    """"zarha mashhadi" (letters swapped) agrees with the Latin records of Zahra only, not with the Persian
+    ones, so the average linkage leaves it alone; it fits one person on the phone and nobody else: it is hers.
+    Her brother on the same phone stays apart, and a record that fits both stays with neither."""
+    phone = "+989121110003"
+    rows = [
+        record("orders", "1", first_name_norm="زهرا", last_name_norm="مشهدی", phone_e164=phone),
+        record("forms", "F1", full_name_norm="زهرا مشهدی", phone_e164=phone),
+        record("contacts", "K1", full_name_norm="zahra mashhadi", phone_e164=phone),
+        record("contacts", "K2", full_name_norm="zarha mashhadi", phone_e164=phone),   # typo, Latin only
+        record("orders", "2", first_name_norm="reza", last_name_norm="mashhadi", phone_e164=phone),
+        record("forms", "F2", full_name_norm="رضا مشهدی", phone_e164=phone),
+    ]
+    result = resolve(frame(rows), None, config)
+    zahra = {_cid(result, s, r) for s, r in [("orders", "1"), ("forms", "F1"), ("contacts", "K1"), ("contacts", "K2")]}
+    reza = {_cid(result, s, r) for s, r in [("orders", "2"), ("forms", "F2")]}
+    assert len(zahra) == 1 and len(reza) == 1 and zahra != reza
+    both = resolve(frame([*rows, record("contacts", "K3", full_name_norm="mashhadi", phone_e164=phone)]), None,
+                   config)
+    assert _cid(both, "contacts", "K3") not in {_cid(both, "orders", "1"), _cid(both, "orders", "2")}
+
+
 @pytest.fixture(scope="module")
 def namesakes_run(config):
     """Synthetic population (trained model) plus namesakes the model must not link."""

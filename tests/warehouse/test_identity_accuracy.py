@@ -31,6 +31,7 @@ from dbt_runs import build_stages
 from crm_knowledge import dbt_stages
 from crm_knowledge.demo import generate, overseas_units
 from crm_knowledge.identity import store
+from crm_knowledge.identity.clusters import TYPO_EDITS, edit_distance
 from crm_knowledge.identity.config import load_config
 from crm_knowledge.identity.evaluate import evaluate
 from crm_knowledge.identity.report import evaluation_metrics
@@ -89,8 +90,9 @@ def test_demo_identity_accuracy_and_stable_ids(demo_warehouse):
               f"{m['unresolved_records']} unresolved, resolved in {elapsed:.1f}s")
     print(f"demo identity accuracy: {report}")
     assert m["records"] >= n_candidates, report
+    # issue #15's target on both data sets: precision >= 0.995, F1 >= 0.99 (README, "Identity resolution accuracy")
     assert m["precision"] >= 0.995, report
-    assert m["f1"] >= 0.985, report
+    assert m["f1"] >= 0.99, report
     # the demo plants ~0.5% records with a name only, plus a few with only a junk phone; nothing else
     # should be left unresolved
     assert m["unresolved_records"] <= 0.015 * m["records"], report
@@ -167,10 +169,24 @@ def test_overseas_units_identity_accuracy_and_charts(overseas_warehouse, tmp_pat
               f"precision {on_delivered['precision']:.4f} recall {on_delivered['recall']:.4f} "
               f"F1 {on_delivered['f1']:.4f}")
     print(f"overseas identity accuracy: {report}")
-    # floors under what this configuration reaches (see README, "Identity resolution accuracy")
-    assert on_loaded["precision"] >= 0.99, report
-    assert on_loaded["f1"] >= 0.98, report
-    assert on_delivered["f1"] >= 0.965, report
+    # issue #15's target over all delivered records: precision >= 0.995, F1 >= 0.99 (this configuration reaches
+    # 1.000 / 0.994; see README, "Identity resolution accuracy")
+    assert on_delivered["records"] == delivered
+    assert on_delivered["precision"] >= 0.995, report
+    assert on_delivered["f1"] >= 0.99, report
+    assert on_loaded["precision"] >= 0.995 and on_loaded["f1"] >= 0.99, report
+    # a customer never holds two social-security numbers further apart than a typo (the conflict guard: a
+    # chain of probabilistic links through records without the number would otherwise join two people)
+    with psycopg.connect(url) as conn:
+        held = conn.execute(
+            "select c.customer_id, array_agg(distinct i.identifier_value) from identity.record_clusters c "
+            "join intermediate.int_identity_identifiers i using (source_system, source_record_id) "
+            "where i.identifier_kind = 'ssn' group by c.customer_id having count(distinct i.identifier_value) > 1"
+        ).fetchall()
+    assert held, "the overseas units mistype some numbers: some customers hold two spellings of theirs"
+    # ... each within a typo of another one of that customer's, never a number unlike all the others
+    assert all(any(edit_distance(a, b) <= TYPO_EDITS for b in values if b != a)
+               for _, values in held for a in values), held
 
     # the run's model is recorded: m / u and match weights per comparison level, the declared number included
     with psycopg.connect(url) as conn:

@@ -34,7 +34,7 @@ NORMALIZERS = ("none", "digits", "alnum", "lower")
 
 #: Columns of the prepared frame the probabilistic model may block on.
 BLOCKING_COLUMNS = {"first_key", "last_key", "birth_date", "birth_year", "postcode", "postcode_prefix", "city_key",
-                    "street_key", "house_number"}
+                    "street_key", "house_number", "address_line2_key"}
 
 #: Names a declared identifier kind may not take: they are columns of the raw tables a source maps onto.
 RESERVED_KIND_NAMES = frozenset({
@@ -159,6 +159,10 @@ class ProbabilisticConfig:
     person_fields: tuple[str, ...] = ("first_name", "birth_date")
     #: match weight from which a field of `person_fields` counts as agreeing
     person_min_weight: float = 2.0
+    #: a pair whose birth dates both exist and disagree (no partial agreement either) is linked only when it
+    #: agrees on all of these (or on an identifier kind a person has one of): one shared name field and an
+    #: address is what a father and son have in common (empty: no such rule)
+    birth_date_conflict_requires: tuple[str, ...] = ("first_name", "last_name")
     splink_log_level: str = "WARNING"
     blocking_rules: tuple[BlockingRule, ...] = ()
     training_blocking_rules: tuple[BlockingRule, ...] = ()
@@ -168,6 +172,14 @@ class ProbabilisticConfig:
     name_exact_text: bool = True
     name_key_edit_distance: int = 1
     name_fuzzy_min_length: int = 2
+    #: same-script spelling within this many edits (Damerau-Levenshtein of the normalised text; 0: no such
+    #: level): "olivr" / "oliver", which the romanised keys cannot tell from "olivia" / "oliver"
+    name_text_edit_distance: int = 1
+    #: ... and only for names at least this long (a one-letter change in a short name is another name)
+    name_text_edit_min_length: int = 4
+    #: both name fields swapped with a typo: Jaro-Winkler of each field against the other record's other field
+    #: at least this (0: no such level)
+    name_swapped_jaro_winkler: float = 0.88
     birth_date_thresholds: tuple[int, ...] = (1, 1)
     birth_date_metrics: tuple[str, ...] = ("month", "year")
     postcode_prefix_lengths: tuple[int, ...] = (5,)
@@ -411,6 +423,11 @@ def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> IdentityCon
     for r in person_fields:
         if r not in agree_fields:
             raise v.fail(f"{path}.person_fields", f"must name fields among {', '.join(agree_fields)}, got {r!r}")
+    bd_conflict = v.str_list(p, "birth_date_conflict_requires", path, ["first_name", "last_name"])
+    for r in bd_conflict:
+        if r not in agree_fields:
+            raise v.fail(f"{path}.birth_date_conflict_requires",
+                         f"must name fields among {', '.join(agree_fields)}, got {r!r}")
     level = v.string(p, "splink_log_level", path, "WARNING",
                      choices=("INFO", "WARNING", "ERROR", "CRITICAL"))
     prob = ProbabilisticConfig(
@@ -428,6 +445,7 @@ def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> IdentityCon
         require_agreement_on=tuple(agree_on),
         person_fields=tuple(person_fields),
         person_min_weight=v.number(p, "person_min_weight", path, 2.0),
+        birth_date_conflict_requires=tuple(bd_conflict),
         splink_log_level=level,
         blocking_rules=v.rules(p, "blocking_rules", path, [["birth_date"], ["postcode"]]),
         training_blocking_rules=v.rules(p, "training_blocking_rules", path,
@@ -438,6 +456,12 @@ def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> IdentityCon
         name_exact_text=v.boolean(cname, "exact_text_level", f"{path}.comparisons.name", True),
         name_key_edit_distance=v.number(cname, "key_edit_distance", f"{path}.comparisons.name", 1, lo=0, hi=3,
                                         integer=True),
+        name_text_edit_distance=v.number(cname, "text_edit_distance", f"{path}.comparisons.name", 1, lo=0, hi=3,
+                                         integer=True),
+        name_text_edit_min_length=v.number(cname, "text_edit_min_length", f"{path}.comparisons.name", 4, lo=1,
+                                           integer=True),
+        name_swapped_jaro_winkler=v.number(cname, "swapped_jaro_winkler", f"{path}.comparisons.name", 0.88, lo=0,
+                                           hi=1),
         name_fuzzy_min_length=v.number(cname, "fuzzy_min_length", f"{path}.comparisons.name", 2, lo=1,
                                        integer=True),
         birth_date_thresholds=tuple(bd_thr),

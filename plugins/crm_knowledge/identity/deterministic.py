@@ -101,6 +101,7 @@ def _guarded_subgroups(grp: pd.DataFrame, config: IdentityConfig, others: Sequen
                 unattached.append(i)
             # compatible with several persons: could be any of them, link to none
         clusters.extend(_agglomerate(unattached, firsts, compat))
+    clusters = _attach_strays(clusters, compat)
     subgroups = [[rids[i] for i in c] for c in clusters]
     if len(subgroups) <= 1:
         # one person (or nobody named): nameless records join unambiguously
@@ -145,6 +146,31 @@ def _agglomerate(members: list[int], firsts: list, compat) -> list[list[int]]:
         clusters[a] = clusters[a] + clusters[b]
         del clusters[b]
     return [[members[x] for x in c] for c in clusters]
+
+
+def _attach_strays(clusters: list[list[int]], compat) -> list[list[int]]:
+    """Records left alone by the average linkage that agree with someone in exactly one other cluster join it.
+
+    A record with a typo agrees only with the records of its own script ("zarha mashhadi" with "zahra
+    mashhadi", not with "زهرا مشهدی"), so it falls below the half of compatible pairs the average linkage asks
+    for. It is still one of them when no other name in the group fits it; one that fits several, or none,
+    stays apart."""
+    if len(clusters) < 2:
+        return clusters
+    strays = [c[0] for c in clusters if len(c) == 1]
+    groups = [c for c in clusters if len(c) > 1]
+    if not strays or not groups:
+        return clusters
+    out = [list(c) for c in groups]
+    alone = []
+    for i in strays:
+        fits = [k for k, c in enumerate(groups) if any(compat(i, j) for j in c)]
+        others = [j for j in strays if j != i and compat(i, j)]
+        if len(fits) == 1 and not others:
+            out[fits[0]].append(i)
+        else:
+            alone.append([i])
+    return out + alone
 
 
 def _fits(i: int, cluster: list[int], compat) -> bool:

@@ -3,9 +3,13 @@
 * Backend from config (`probabilistic.backend`: duckdb here, spark for big installations); everything
   else is backend-neutral Splink.
 * Comparisons: first and last name (same spelling > same romanised key > both fields *swapped*, so
-  "Ali Rezaei" and "Rezaei Ali" agree > Jaro-Winkler bands > keys one edit apart; the fuzzy levels only
-  for keys of `fuzzy_min_length`+ letters), birth date, postcode (exact, area prefix), city;
-  term-frequency adjustments on names, postcode and city.
+  "Ali Rezaei" and "Rezaei Ali" agree, also with typos > the same-script spelling one edit apart >
+  Jaro-Winkler bands > keys one edit apart; the fuzzy levels only for keys of `fuzzy_min_length`+ letters),
+  birth date (exact > one typo or day and month swapped > within a month / year), postcode (exact, area
+  prefix), city, the street address, every declared identifier kind; term-frequency adjustments on names,
+  postcode and city. String distances sit behind cheap gates (:func:`GatedLevel`).
+* Guards after scoring: agreement on a place field and on a person field, both names when the birth dates
+  disagree outright, no conflicting national ids (:func:`_corroborated`, :func:`_veto`).
 * Training: prior from deterministic rules, u by random sampling with a fixed seed, m by EM over the
   configured training blocking rules. Every level has a prior m/u, used when there are too few records
   to train or a training step fails (logged).
@@ -129,6 +133,74 @@ def _rule(r: BlockingRule):
     return r.sql if r.sql else block_on(*r.columns)
 
 
+def _typo_prefilter(col: str) -> str:
+    """A cheap condition every pair of values at most one edit apart (4+ letters) meets: the edit leaves the
+    first two letters, the last two, or the first and the last alone. It spares the string distance on
+    almost every random pair of the u sampling (2M pairs: 10x the run otherwise)."""
+    return (f"(left({col}_l, 2) = left({col}_r, 2) or right({col}_l, 2) = right({col}_r, 2) "
+            f"or (left({col}_l, 1) = left({col}_r, 1) and right({col}_l, 1) = right({col}_r, 1)))")
+
+
+def _gated_level_class():
+    from splink.internals.comparison_level_creator import ComparisonLevelCreator
+
+    class _GatedLevel(ComparisonLevelCreator):
+        """`condition` (SQL with ``{jw}`` / ``{dl}`` for the dialect's Jaro-Winkler and Damerau-Levenshtein
+        functions), evaluated only for pairs meeting the cheap `gate`: ``case when gate then condition``.
+        A string distance on every pair of the u sampling (2M random pairs, nearly all of which reach the
+        last levels) would otherwise cost more than the rest of the run; the CASE makes the engine skip it."""
+
+        def __init__(self, gate: str, condition: str, label: str):
+            self.gate, self.condition, self.label = gate, condition, label
+
+        def create_sql(self, sql_dialect) -> str:
+            cond = self.condition.format(jw=sql_dialect.jaro_winkler_function_name,
+                                         dl=sql_dialect.damerau_levenshtein_function_name)
+            return f"(case when {self.gate} then ({cond}) else false end)"
+
+        def create_label_for_charts(self) -> str:
+            return self.label
+
+    return _GatedLevel
+
+
+def GatedLevel(gate: str, condition: str, label: str):  # noqa: N802 - reads like Splink's levels
+    """A Splink comparison level computing `condition` only where the cheap `gate` holds (see _GatedLevel).
+    Splink is imported lazily (heavy)."""
+    return _gated_level_class()(gate, condition, label)
+
+
+def _text_typo_level(text: str, p) -> object:
+    """Same-script spelling within `name_text_edit_distance` edits, names of `name_text_edit_min_length`+."""
+    k, d = p.name_text_edit_min_length, p.name_text_edit_distance
+    gate = (f"length({text}_l) >= {k} and length({text}_r) >= {k} "
+            f"and abs(length({text}_l) - length({text}_r)) <= {d}")
+    if d == 1:
+        gate += f" and {_typo_prefilter(text)}"
+    return GatedLevel(gate, f"{{dl}}({text}_l, {text}_r) <= {d}", f"{text} within {d} edit(s) (typo)")
+
+
+def _swapped_level(col: str, other: str, p) -> object:
+    """Both name fields swapped: the same keys, or (`name_swapped_jaro_winkler` > 0) similar spellings."""
+    import splink.comparison_level_library as cll
+
+    exact = cll.ColumnsReversedLevel(col, other, symmetrical=True)
+    if not p.name_swapped_jaro_winkler:
+        return exact
+    text, other_text = col.replace("_key", "_text"), other.replace("_key", "_text")
+    return cll.Or(exact, _swapped_similar_level(text, other_text, p.name_swapped_jaro_winkler))
+
+
+def _swapped_similar_level(a: str, b: str, t: float) -> object:
+    """Both name fields swapped, each within Jaro-Winkler `t` of the other record's other field ("kpng miza" /
+    "mia king"); Splink's ColumnsReversedLevel asks for equality. Gate: the same first or last letter (a name
+    Jaro-Winkler finds this close to another rarely differs in both)."""
+    gate = " and ".join(f"(left({x}_l, 1) = left({y}_r, 1) or right({x}_l, 1) = right({y}_r, 1))"
+                        for x, y in ((a, b), (b, a)))
+    return GatedLevel(gate, f"{{jw}}({a}_l, {b}_r) >= {t} and {{jw}}({b}_l, {a}_r) >= {t}",
+                      f"{a} and {b} swapped, Jaro-Winkler >= {t}")
+
+
 def _name_comparison(col: str, other: str, config: IdentityConfig):
     """Levels, strongest first: the same normalised name (same script), the same romanised key
     ("محمد" / "Mohammad", but also Hassan / Hossein), swapped with the other name field, Jaro-Winkler
@@ -151,11 +223,16 @@ def _name_comparison(col: str, other: str, config: IdentityConfig):
         exact.configure(tf_adjustment_column=col)
     levels += [
         exact,
-        # both name fields swapped; one field equal to the other record's other field is not enough
-        # (that is what a brother and sister's "Rezaei Amir" / "Roya Rezaei" have in common)
-        cll.ColumnsReversedLevel(col, other, symmetrical=True).configure(
+        # both name fields swapped (or, `swapped_jaro_winkler`, swapped with typos: one level, as a level this
+        # rare on its own keeps the u sampling from stopping early); one field equal to the other record's
+        # other field is not enough (that is what a brother and sister's "Rezaei Amir" / "Roya Rezaei" share)
+        _swapped_level(col, other, p).configure(
             m_probability=0.05, u_probability=0.0005, label_for_charts=f"{col} and {other} swapped"),
     ]
+    # a typo in the same script: one edit of the spelling itself, in a name long enough for one edit not to
+    # make another name ("olivr" / "oliver"; "olivia" / "oliver" are two edits apart but share the key "alr")
+    if p.name_text_edit_distance:
+        levels.append(_text_typo_level(text, p).configure(m_probability=0.05, u_probability=0.001))
     # fuzzy levels only for keys long enough for a string distance to mean something ("r" is Roya)
     n = p.name_fuzzy_min_length
     long_enough = cll.CustomLevel(f"length({col}_l) >= {n} and length({col}_r) >= {n}")
@@ -179,9 +256,16 @@ def _birth_date_comparison(config: IdentityConfig):
     levels = [
         cll.NullLevel("birth_date"),
         cll.ExactMatchLevel("birth_date").configure(m_probability=0.88, u_probability=0.0001),
-        # one typo or two digits transposed (1984 / 1948)
-        cll.DamerauLevenshteinLevel("birth_date", 1).configure(m_probability=0.05, u_probability=0.002,
-                                                               label_for_charts="birth_date one typo"),
+        # one typo or two digits transposed (1984 / 1948), or day and month swapped (a month-first date read
+        # day-first: 1990-06-10 / 1990-10-06). One level: a level this rare on its own keeps Splink's u
+        # sampling from stopping early (it samples until every level was seen 100 times), 10x the time
+        cll.Or(
+            cll.DamerauLevenshteinLevel("birth_date", 1),
+            GatedLevel("left(birth_date_l, 4) = left(birth_date_r, 4)",
+                       "substr(birth_date_l, 6, 2) = substr(birth_date_r, 9, 2) "
+                       "and substr(birth_date_l, 9, 2) = substr(birth_date_r, 6, 2)", "day and month swapped"),
+        ).configure(m_probability=0.05, u_probability=0.002,
+                    label_for_charts="birth_date one typo, or day and month swapped"),
     ]
     for i, (t, m) in enumerate(zip(p.birth_date_thresholds, p.birth_date_metrics, strict=True)):
         levels.append(cll.AbsoluteDateDifferenceLevel("birth_date", input_is_string=True, threshold=t, metric=m,
@@ -532,7 +616,8 @@ def _corroborated(pairs: pd.DataFrame, config: IdentityConfig) -> pd.DataFrame:
     """Keep pairs that agree (fully or partly, i.e. with a positive match weight) on at least one field
     of `probabilistic.require_agreement_on`: a name and a city alone are shared by namesakes."""
     fields = config.probabilistic.require_agreement_on
-    if pairs.empty or not (fields or config.probabilistic.person_fields):
+    if pairs.empty or not (fields or config.probabilistic.person_fields
+                           or config.probabilistic.birth_date_conflict_requires):
         return pairs
     wanted = set(fields)
     person = set(config.probabilistic.person_fields) | {
@@ -562,6 +647,21 @@ def _corroborated(pairs: pd.DataFrame, config: IdentityConfig) -> pd.DataFrame:
             log.info("probabilistic: %d pair(s) above the threshold dropped: no agreement on any of %s",
                      int((keep & other_person).sum()), ", ".join(sorted(person)))
         keep &= ~other_person
+    needs = set(config.probabilistic.birth_date_conflict_requires)
+    if needs:
+        unique = {k.name for k in config.identifiers if k.unique_per_person and k.probabilistic}
+
+        def unsupported_(e: dict) -> bool:
+            if "birth_date" not in e["disagreed"]:
+                return False
+            agreed = set(e["agreed"] + e["partially_agreed"])
+            return not (needs <= agreed or unique & set(e["agreed"]))
+
+        unsupported = np.array([unsupported_(e) for e in expl], dtype=bool)
+        if (keep & unsupported).any():
+            log.info("probabilistic: %d pair(s) above the threshold dropped: birth dates differ and no agreement "
+                     "on all of %s", int((keep & unsupported).sum()), ", ".join(sorted(needs)))
+        keep &= ~unsupported
     return pairs[keep].reset_index(drop=True)
 
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from crm_knowledge.identity.clusters import build_clusters, components
+from crm_knowledge.identity.clusters import UniqueValues, build_clusters, components
 from crm_knowledge.identity.config import IdentityConfig, load_config
 from crm_knowledge.identity.deterministic import deterministic_edges, rule_priority
 from crm_knowledge.identity.junk import detect_junk, remove_junk
@@ -140,7 +140,10 @@ def _run(candidates: pd.DataFrame, is_new: np.ndarray | None, previous: pd.DataF
         prev_known = (~is_new) & pd.MultiIndex.from_frame(clean[KEY]).isin(prev_keys)
     usable = strong | always | linked | eligible(clean, config).to_numpy() | prev_known
 
-    cl = build_clusters(n, det, prob, config.max_cluster_size, extra=extra)
+    # kinds a person has one of; those also compared by Splink (with a one-typo level) tolerate a typo
+    unique = [UniqueValues(k.name, clean[k.column].to_numpy(dtype=object), k.probabilistic)
+              for k in config.identifiers if k.unique_per_person and k.column in clean.columns]
+    cl = build_clusters(n, det, prob, config.max_cluster_size, extra=extra, unique_values=unique)
     labels = cl.labels
 
     # customer ids for usable records
@@ -216,6 +219,7 @@ def _run(candidates: pd.DataFrame, is_new: np.ndarray | None, previous: pd.DataF
         "junk_values": len(junk_out),
         "oversized_clusters": len(cl.oversized),
         "oversized_detail": cl.oversized,
+        "conflicting_edges": cl.conflicting_edges,
         "probabilistic": prob_info,
         "seconds": round(time.monotonic() - t0, 3),
     }
