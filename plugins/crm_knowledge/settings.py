@@ -49,6 +49,13 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "CKP_TASK_TIMEOUT_MINUTES": ("120", "execution_timeout of every Airflow task (a hung dbt build or load fails)"),
     "CKP_AIRFLOW_PORT": ("8080", "port of the Airflow API server / UI that `make run` and `make up` start"),
     "CKP_RUN_TIMEOUT": ("2700", "seconds `make run` waits for the pipeline's DAG runs before it fails"),
+    "CKP_SPARK_MASTER": ("(identity.yml `spark.master`: local[2])", "Spark master of identity resolution when "
+                         "`backend: spark` (`spark://host:7077`, `yarn`, `local[4]`)"),
+    "CKP_SPARK_CONNECT_URL": ("(unset)", "Spark Connect URL (`sc://host:15002`) used instead of a master"),
+    "CKP_SPARK_DRIVER_MEMORY": ("(identity.yml: 1g)", "`spark.driver.memory` of identity resolution"),
+    "CKP_SPARK_EXECUTOR_MEMORY": ("(identity.yml: 1g)", "`spark.executor.memory` of identity resolution"),
+    "CKP_SPARK_SHUFFLE_PARTITIONS": ("(identity.yml: 8)", "`spark.sql.shuffle.partitions` of identity "
+                                     "resolution"),
 }
 
 
@@ -98,6 +105,12 @@ class Settings:
     task_timeout_minutes: int = 120
     airflow_port: int = 8080
     run_timeout_s: float = 2700.0
+    #: CKP_SPARK_*: override the `spark` section of identity.yml (None: the file's value)
+    spark_master: str | None = None
+    spark_connect_url: str | None = None
+    spark_driver_memory: str | None = None
+    spark_executor_memory: str | None = None
+    spark_shuffle_partitions: int | None = None
 
     # --- paths -----------------------------------------------------------------------------------
     @property
@@ -330,6 +343,11 @@ def get_settings() -> Settings:
         task_timeout_minutes=_int_env("CKP_TASK_TIMEOUT_MINUTES", 120),
         airflow_port=_int_env("CKP_AIRFLOW_PORT", 8080),
         run_timeout_s=float(_int_env("CKP_RUN_TIMEOUT", 2700)),
+        spark_master=_env("CKP_SPARK_MASTER", "") or None,
+        spark_connect_url=_env("CKP_SPARK_CONNECT_URL", "") or None,
+        spark_driver_memory=_env("CKP_SPARK_DRIVER_MEMORY", "") or None,
+        spark_executor_memory=_env("CKP_SPARK_EXECUTOR_MEMORY", "") or None,
+        spark_shuffle_partitions=_int_env("CKP_SPARK_SHUFFLE_PARTITIONS", 0) or None,
     )
 
 

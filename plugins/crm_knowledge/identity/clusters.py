@@ -52,11 +52,23 @@ def build_clusters(n: int, deterministic: pd.DataFrame, probabilistic: pd.DataFr
     treated like deterministic edges by the guard."""
     hard = [e for e in (deterministic, extra) if e is not None and len(e)]
     labels = components(n, *hard, probabilistic)
+    if n == 0 or not (np.bincount(labels) > max_size).any():
+        return ClusterResult(labels)
+    rid_l = probabilistic["rid_l"].to_numpy(dtype=np.int64) if probabilistic is not None and len(probabilistic) \
+        else np.zeros(0, dtype=np.int64)
+    return guard_clusters(labels, components(n, *hard), rid_l, max_size)
+
+
+def guard_clusters(labels: np.ndarray, det_labels: np.ndarray, probabilistic_rid_l: np.ndarray,
+                   max_size: int) -> ClusterResult:
+    """The size guard, given the canonical component labels over all edges (`labels`) and over the hard
+    (deterministic, previous-cluster) edges only (`det_labels`): clusters above `max_size` fall back to their
+    deterministic components. Shared by both backends (the Spark one computes the labels as Spark jobs)."""
+    n = len(labels)
     sizes = np.bincount(labels) if n else np.zeros(0, dtype=np.int64)
     big = np.flatnonzero(sizes > max_size)
     if len(big) == 0:
         return ClusterResult(labels)
-    det_labels = components(n, *hard)
     in_big = np.isin(labels, big)
     # inside oversized clusters use the deterministic components; elsewhere keep the full ones
     combined = np.where(in_big, det_labels + n, labels)
@@ -69,10 +81,7 @@ def build_clusters(n: int, deterministic: pd.DataFrame, probabilistic: pd.DataFr
         report.append({"size": int(sizes[b]), "split_into": int(len(parts)),
                        "largest_part": int(part_sizes.max()),
                        "still_oversized": bool(part_sizes.max() > max_size)})
-    removed = 0
-    if probabilistic is not None and len(probabilistic):
-        left = probabilistic["rid_l"].to_numpy(dtype=np.int64)
-        removed = int(in_big[left].sum())
+    removed = int(in_big[probabilistic_rid_l].sum()) if len(probabilistic_rid_l) else 0
     log.warning("identity: %d cluster(s) above max size %d split into deterministic components: %s",
                 len(big), max_size, report)
     return ClusterResult(_canonical(combined), report, removed)
