@@ -56,6 +56,9 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "CKP_SPARK_EXECUTOR_MEMORY": ("(identity.yml: 1g)", "`spark.executor.memory` of identity resolution"),
     "CKP_SPARK_SHUFFLE_PARTITIONS": ("(identity.yml: 8)", "`spark.sql.shuffle.partitions` of identity "
                                      "resolution"),
+    "CKP_SPARK_SCRATCH_DIR": ("(system temp directory)", "where identity resolution on Spark stages candidates "
+                              "and checkpoints (a private 0700 directory is made inside); on a cluster a path "
+                              "the driver and all executors share"),
 }
 
 
@@ -111,6 +114,7 @@ class Settings:
     spark_driver_memory: str | None = None
     spark_executor_memory: str | None = None
     spark_shuffle_partitions: int | None = None
+    spark_scratch_dir: str | None = None
 
     # --- paths -----------------------------------------------------------------------------------
     @property
@@ -348,6 +352,7 @@ def get_settings() -> Settings:
         spark_driver_memory=_env("CKP_SPARK_DRIVER_MEMORY", "") or None,
         spark_executor_memory=_env("CKP_SPARK_EXECUTOR_MEMORY", "") or None,
         spark_shuffle_partitions=_int_env("CKP_SPARK_SHUFFLE_PARTITIONS", 0) or None,
+        spark_scratch_dir=_env("CKP_SPARK_SCRATCH_DIR", "") or None,
     )
 
 

@@ -12,6 +12,9 @@ connect_url            CKP_SPARK_CONNECT_URL           ``sc://host:15002``: Spar
 driver_memory          CKP_SPARK_DRIVER_MEMORY         ``spark.driver.memory``
 executor_memory        CKP_SPARK_EXECUTOR_MEMORY       ``spark.executor.memory``
 shuffle_partitions     CKP_SPARK_SHUFFLE_PARTITIONS    ``spark.sql.shuffle.partitions`` (and Splink's repartitions)
+scratch_dir            CKP_SPARK_SCRATCH_DIR           where the private scratch directory is made (default: the
+                                                       system's temporary directory); on a cluster, a path the
+                                                       driver and every executor share (staged candidates)
 conf                   (none)                          any further ``spark.*`` settings
 =====================  ==============================  ==============================================
 
@@ -56,6 +59,7 @@ class SparkConfig:
     driver_memory: str = "1g"
     executor_memory: str = "1g"
     shuffle_partitions: int = 8
+    scratch_dir: str | None = None
     conf: tuple[tuple[str, str], ...] = field(default_factory=tuple)
 
     @property
@@ -69,7 +73,7 @@ def spark_config_from_dict(raw: Any, source: str) -> SparkConfig:
         return SparkConfig()
     if not isinstance(raw, dict):
         raise SparkConfigError(f"{source}: spark must be a mapping, got {type(raw).__name__}")
-    known = {"master", "connect_url", "driver_memory", "executor_memory", "shuffle_partitions", "conf"}
+    known = {"master", "connect_url", "driver_memory", "executor_memory", "shuffle_partitions", "scratch_dir", "conf"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise SparkConfigError(f"{source}: spark has unknown key(s) {unknown} (known: {', '.join(sorted(known))})")
@@ -86,6 +90,7 @@ def spark_config_from_dict(raw: Any, source: str) -> SparkConfig:
         driver_memory=str(raw.get("driver_memory", base.driver_memory)),
         executor_memory=str(raw.get("executor_memory", base.executor_memory)),
         shuffle_partitions=raw.get("shuffle_partitions", base.shuffle_partitions),
+        scratch_dir=str(raw["scratch_dir"]) if raw.get("scratch_dir") else None,
         conf=tuple(sorted((k, str(v)) for k, v in conf.items())),
     ), source)
 
@@ -113,6 +118,7 @@ def effective_config(cfg: SparkConfig) -> SparkConfig:
     overrides = {k: v for k, v in {
         "master": s.spark_master, "connect_url": s.spark_connect_url, "driver_memory": s.spark_driver_memory,
         "executor_memory": s.spark_executor_memory, "shuffle_partitions": s.spark_shuffle_partitions,
+        "scratch_dir": s.spark_scratch_dir,
     }.items() if v is not None}
     return _checked(replace(cfg, **overrides), "environment (CKP_SPARK_*)") if overrides else cfg
 
@@ -150,7 +156,9 @@ def _build(cfg: SparkConfig):
     from pyspark.sql import SparkSession
     from splink.backends.spark import similarity_jar_location
 
-    scratch = Path(tempfile.mkdtemp(prefix="ckp-spark-"))  # mkdtemp: mode 0700
+    if cfg.scratch_dir:
+        Path(cfg.scratch_dir).mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix="ckp-spark-", dir=cfg.scratch_dir))  # mkdtemp: mode 0700
     _state["scratch"] = scratch
     builder = SparkSession.builder.appName("ckp-identity")
     if cfg.connect_url:
@@ -172,6 +180,7 @@ def _build(cfg: SparkConfig):
         "spark.sql.shuffle.partitions": str(cfg.shuffle_partitions),
         "spark.default.parallelism": str(cfg.shuffle_partitions),
         "spark.sql.adaptive.enabled": "true",
+        "spark.ui.showConsoleProgress": "false",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.sql.session.timeZone": "UTC",
         # the driver's Python process feeds pandas frames to the JVM and back; keep Arrow batches modest
@@ -190,11 +199,14 @@ def _build(cfg: SparkConfig):
 
 
 def db_api(cfg: SparkConfig):
-    """Splink's SparkAPI on the session (Splink's UDF jar registered, Parquet checkpoints in the scratch dir)."""
+    """Splink's SparkAPI on the session, its UDF jar registered. Splink breaks the lineage of each of its many
+    small intermediate tables by caching them (``persist``) rather than writing each to Parquet: at the sizes
+    one run trains on, a file per query costs more than the query."""
     from splink import SparkAPI
 
     session = spark_session(cfg)
-    return SparkAPI(spark_session=session, num_partitions_on_repartition=effective_config(cfg).shuffle_partitions)
+    return SparkAPI(spark_session=session, break_lineage_method="persist",
+                    num_partitions_on_repartition=effective_config(cfg).shuffle_partitions)
 
 
 def stop_session() -> None:
