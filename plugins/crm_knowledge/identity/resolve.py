@@ -5,6 +5,11 @@ probabilistic pairs (Splink) for records not already linked by a strong identifi
 components with a size guard -> stable customer ids. Records with no usable identifier go to
 `unresolved` and get no customer_id.
 
+Backends: the matching steps (:func:`match_records`, up to the clusters) run in this process (pandas, Splink on
+DuckDB) or, with ``backend: spark`` in config/identity.yml, as Spark jobs
+(:mod:`crm_knowledge.identity.spark_backend`); :func:`_run` is the one place that chooses. Both hand a
+:class:`Matching` to the same assembly (usable records, stable ids, output tables).
+
 Incremental mode (:func:`resolve_incremental`) differs from a full run in these cases only:
 
 * earlier decisions are kept: records already sharing a customer_id stay together (their previous
