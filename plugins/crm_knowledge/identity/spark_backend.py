@@ -79,6 +79,15 @@ def _prepared_columns(config: IdentityConfig) -> list[str]:
     return [c for c in prepare(empty, config).columns if c != "name_profile"]
 
 
+def _arrow_safe(df: pd.DataFrame) -> pd.DataFrame:
+    """Text columns as plain object columns: pandas 3's Arrow-backed strings become multi-chunk arrays after a
+    concat, which pyspark's pandas-to-Arrow conversion does not take."""
+    for c in df.columns:
+        if isinstance(df[c].dtype, pd.StringDtype) or df[c].dtype == object:
+            df[c] = df[c].astype(object).where(df[c].notna(), None)
+    return df
+
+
 def _text(v) -> str | None:
     if v is None or v is pd.NA or (isinstance(v, float) and np.isnan(v)):
         return None
@@ -138,7 +147,7 @@ def _prepare(cand, config: IdentityConfig):
             p = prepare(part.drop(columns="rid"), config)
             p["rid"] = rid
             p["name_tokens"] = [sorted(t) for t in p["name_tokens"]]
-            yield p[columns]
+            yield _arrow_safe(p[columns])
 
     return _checkpoint(cand.mapInPandas(run, _schema(columns)), "prepared")
 
@@ -168,7 +177,7 @@ def _junk(prepared, config: IdentityConfig) -> pd.DataFrame:
                                   "name_tokens": [frozenset(t) for t in grp["name_tokens"]]})
             found = detect_junk(frame, config)
             if len(found):
-                yield found
+                yield _arrow_safe(found)
 
     found = long.repartition("kind", "value").mapInPandas(run, JUNK_SCHEMA).toPandas()
     order = {k: i for i, (k, _) in enumerate(kinds)}
@@ -192,7 +201,7 @@ def _clean(prepared, junk: pd.DataFrame, config: IdentityConfig):
             out["has_identifier"] = flags["has_identifier"].to_numpy()
             out["is_eligible"] = flags["is_eligible"].to_numpy()
             out["junk_kinds"] = [list(t) for t in out["junk_kinds"]]
-            yield out[columns]
+            yield _arrow_safe(out[columns])
 
     return _checkpoint(prepared.mapInPandas(run, _schema(columns)), "clean")
 
@@ -236,9 +245,9 @@ def _edges_of_groups(kind: str, col: str, others: list[str], config: IdentityCon
             return
         part = pd.concat(rows, ignore_index=True)
         if kind == "customer_ref":
-            yield _star(part[col], part["rid"], kind, centre_first=part["source_system"] == "orders")
+            yield _arrow_safe(_star(part[col], part["rid"], kind, centre_first=part["source_system"] == "orders"))
         elif not guarded:
-            yield _star(part[col], part["rid"], kind)
+            yield _arrow_safe(_star(part[col], part["rid"], kind))
         else:
             # the name profiles the guard compares: prepare()'s, from the (already normalised) name columns
             names = prepare(part[CANDIDATE_COLUMNS].astype(object).where(part[CANDIDATE_COLUMNS].notna(), None))
@@ -246,7 +255,7 @@ def _edges_of_groups(kind: str, col: str, others: list[str], config: IdentityCon
             part["first_key"] = names["first_key"].to_numpy()
             for c in [col, *others]:
                 part[c] = part[c].astype(object).where(part[c].notna(), None)
-            yield _guarded_edges(part, col, kind, config)[EDGE_COLUMNS]
+            yield _arrow_safe(_guarded_edges(part, col, kind, config)[EDGE_COLUMNS].copy())
 
     return run
 
@@ -325,7 +334,7 @@ def _explained(pred, nid, labels: dict, config: IdentityConfig):
             ids = pd.concat([pd.DataFrame({"rid": b["unique_id_l"].to_numpy(), "national_id": b["_nid_l"].to_numpy()}),
                              pd.DataFrame({"rid": b["unique_id_r"].to_numpy(), "national_id": b["_nid_r"].to_numpy()})])
             ids["national_id"] = ids["national_id"].astype(object).where(ids["national_id"].notna(), None)
-            yield _veto(pairs, ids.drop_duplicates("rid"), config)[PAIR_COLUMNS]
+            yield _arrow_safe(_veto(pairs, ids.drop_duplicates("rid"), config)[PAIR_COLUMNS].copy())
 
     return pred.mapInPandas(run, PAIR_SCHEMA)
 
