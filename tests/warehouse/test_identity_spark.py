@@ -6,6 +6,7 @@ it: once with the in-process backend, once with Spark in local mode (`local[2]`,
 machine's JVM). Both must give identical clusters and stable customer ids, the same match pairs, junk values and
 unresolved records, and both must hold the demo's accuracy floor.
 
+Match probabilities agree to about 1e-4 (EM sums in another order), not bit for bit.
 u is estimated from every pair (u_max_pairs above n(n-1)/2): Splink samples pairs by a hash of the record id,
 and DuckDB and Spark hash differently, so with sampling the two engines would see different samples (as two
 seeds would) and borderline pairs could differ. Everything else is deterministic.
@@ -64,9 +65,9 @@ def _state(url: str) -> dict[str, set]:
         return {
             "clusters": set(conn.execute("select source_system, source_record_id, customer_id, match_rule "
                                          "from identity.record_clusters").fetchall()),
-            "pairs": set(conn.execute("select source_system_l, source_record_id_l, source_system_r, "
-                                      "source_record_id_r, match_rule, round(match_probability::numeric, 4) "
-                                      "from identity.match_pairs").fetchall()),
+            "pairs": {r[:5]: r[5] for r in conn.execute(
+                "select source_system_l, source_record_id_l, source_system_r, source_record_id_r, match_rule, "
+                "match_probability from identity.match_pairs").fetchall()},
             "unresolved": set(conn.execute("select source_system, source_record_id, reason "
                                            "from identity.unresolved").fetchall()),
             "junk": set(conn.execute("select identifier_kind, identifier_value_hash, distinct_records "
@@ -119,7 +120,11 @@ def test_spark_backend_gives_the_same_customers_as_duckdb(demo_warehouse):
     assert spark_stats["probabilistic"]["trained"] and duck_stats["probabilistic"]["trained"]
     assert "spark_seconds" in spark_stats["probabilistic"]  # the Spark path ran, not a fallback
     assert on_spark["clusters"] == on_duckdb["clusters"]  # the same customer ids for the same records
-    assert on_spark["pairs"] == on_duckdb["pairs"]
+    # the same pairs by the same rules; the EM-trained probabilities agree to float summation order (the two
+    # engines add up the expectation steps in different orders: 0.9949 here is 0.9948 there)
+    assert on_spark["pairs"].keys() == on_duckdb["pairs"].keys()
+    for pair, p in on_duckdb["pairs"].items():
+        assert on_spark["pairs"][pair] == pytest.approx(p, abs=2e-3), pair
     assert on_spark["unresolved"] == on_duckdb["unresolved"]
     assert on_spark["junk"] == on_duckdb["junk"]
     for key in ("records", "customers", "deterministic_edges", "probabilistic_pairs", "unresolved",
