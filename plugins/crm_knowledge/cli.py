@@ -94,8 +94,13 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     from crm_knowledge.bench.run import run_bench
 
     extra = {"results_dir": Path(args.results_dir)} if args.results_dir else {}
+    backends = tuple(b for b in (args.identity_backends or "").split(",") if b)
+    unknown = sorted(set(backends) - {"duckdb", "spark"})
+    if unknown:
+        print(f"ckp bench: --identity-backends takes duckdb and/or spark, got {', '.join(unknown)}", file=sys.stderr)
+        return 2
     report = run_bench(args.size, args.seed, incremental=not args.no_incremental, baselines=not args.no_baselines,
-                       scaling=not args.no_scaling, **extra)
+                       scaling=not args.no_scaling, identity_backends_=backends, **extra)
     if args.update_readme:
         files = [Path(report["paths"]["markdown"])] + [Path(p) for p in args.also or []]
         print("README updated" if update_readme(files) else "README has no bench markers", file=sys.stderr)
@@ -337,6 +342,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--no-incremental", action="store_true", help="skip the incremental day")
     b.add_argument("--no-baselines", action="store_true", help="skip plain COPY and pandas to_sql baselines")
     b.add_argument("--no-scaling", action="store_true", help="skip identity resolution at 100k/1M records")
+    b.add_argument("--identity-backends", metavar="LIST",
+                   help="after the full run, time a full identity resolution on each backend, e.g. duckdb,spark "
+                        "(Spark as configured in config/identity.yml `spark` / CKP_SPARK_*: local mode by default)")
     b.add_argument("--update-readme", action="store_true", help="copy the markdown table into README.md")
     b.add_argument("--also", nargs="*", help="more report .md files to put in the README after this one")
     b.add_argument("--results-dir", help="where the JSON and markdown reports go (default bench/results)")

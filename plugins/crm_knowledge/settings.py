@@ -55,6 +55,16 @@ ENV_VARS: dict[str, tuple[str, str]] = {
                              "limit of its own"),
     "CKP_SERVE_POOL_SIZE": ("10", "warehouse connections each `ckp serve` worker keeps open"),
     "CKP_SERVE_WORKERS": ("1", "uvicorn worker processes of `ckp serve`"),
+    "CKP_SPARK_MASTER": ("(identity.yml `spark.master`: local[2])", "Spark master of identity resolution when "
+                         "`backend: spark` (`spark://host:7077`, `yarn`, `local[4]`)"),
+    "CKP_SPARK_CONNECT_URL": ("(unset)", "Spark Connect URL (`sc://host:15002`) used instead of a master"),
+    "CKP_SPARK_DRIVER_MEMORY": ("(identity.yml: 1g)", "`spark.driver.memory` of identity resolution"),
+    "CKP_SPARK_EXECUTOR_MEMORY": ("(identity.yml: 1g)", "`spark.executor.memory` of identity resolution"),
+    "CKP_SPARK_SHUFFLE_PARTITIONS": ("(identity.yml: 8)", "`spark.sql.shuffle.partitions` of identity "
+                                     "resolution"),
+    "CKP_SPARK_SCRATCH_DIR": ("(system temp directory)", "where identity resolution on Spark stages candidates "
+                              "and checkpoints (a private 0700 directory is made inside); on a cluster a path "
+                              "the driver and all executors share"),
 }
 
 
@@ -109,6 +119,13 @@ class Settings:
     serve_rate_limit: int = 600
     serve_pool_size: int = 10
     serve_workers: int = 1
+    #: CKP_SPARK_*: override the `spark` section of identity.yml (None: the file's value)
+    spark_master: str | None = None
+    spark_connect_url: str | None = None
+    spark_driver_memory: str | None = None
+    spark_executor_memory: str | None = None
+    spark_shuffle_partitions: int | None = None
+    spark_scratch_dir: str | None = None
 
     # --- paths -----------------------------------------------------------------------------------
     @property
@@ -346,6 +363,12 @@ def get_settings() -> Settings:
         serve_rate_limit=_int_env("CKP_SERVE_RATE_LIMIT", 600),
         serve_pool_size=_int_env("CKP_SERVE_POOL_SIZE", 10),
         serve_workers=_int_env("CKP_SERVE_WORKERS", 1),
+        spark_master=_env("CKP_SPARK_MASTER", "") or None,
+        spark_connect_url=_env("CKP_SPARK_CONNECT_URL", "") or None,
+        spark_driver_memory=_env("CKP_SPARK_DRIVER_MEMORY", "") or None,
+        spark_executor_memory=_env("CKP_SPARK_EXECUTOR_MEMORY", "") or None,
+        spark_shuffle_partitions=_int_env("CKP_SPARK_SHUFFLE_PARTITIONS", 0) or None,
+        spark_scratch_dir=_env("CKP_SPARK_SCRATCH_DIR", "") or None,
     )
 
 

@@ -518,3 +518,55 @@ def test_dockerfile_extends_airflow_3_3_and_installs_the_lock(dockerfile):
         assert re.search(rf"^COPY\s.*\s{re.escape(source)}\s", dockerfile, re.M), f"{source} not copied"
     assert "dbt parse" in dockerfile and "target/manifest.json" in dockerfile
     assert re.search(r"^USER airflow$", dockerfile, re.M)
+
+
+# --- optional Spark cluster (identity resolution with backend: spark) --------------------------------------------
+SPARK_SERVICES = ("spark-master", "spark-worker")
+
+
+def test_spark_cluster_is_an_opt_in_profile_of_master_and_worker(services):
+    for name in SPARK_SERVICES:
+        assert services[name]["profiles"] == ["spark"], name
+        assert services[name]["image"] == services["reports"]["image"]  # the project image: Java + crm_knowledge
+        assert "ports" not in services[name], f"{name} publishes a port: the cluster serves the compose network"
+        assert services[name]["user"].split(":")[0] != "0"
+        assert services[name]["healthcheck"]["test"]
+    # `docker compose up` without the profile starts exactly what it did before
+    assert [n for n, s in services.items() if s.get("profiles")] == list(SPARK_SERVICES)
+    master, worker = (" ".join(services[n]["entrypoint"]) for n in SPARK_SERVICES)
+    assert "org.apache.spark.deploy.master.Master" in master and "--port 7077" in master
+    assert "org.apache.spark.deploy.worker.Worker spark://spark-master:7077" in worker
+    assert services["spark-worker"]["depends_on"]["spark-master"]["condition"] == "service_healthy"
+
+
+def test_spark_workers_share_the_scratch_dir_with_the_driver_and_have_the_pseudonym_key(services):
+    driver_env = _environment(services["airflow-worker"])
+    scratch = driver_env["CKP_SPARK_SCRATCH_DIR"]
+    for name in ("airflow-worker", "spark-worker", "airflow-init"):
+        assert ("spark-scratch", scratch) in _volumes(services[name]), name
+    assert "chmod 0700 " + scratch in services["airflow-init"]["command"][-1]
+    worker_env = _environment(services["spark-worker"])
+    assert worker_env["CKP_PSEUDONYM_KEY"] == driver_env["CKP_PSEUDONYM_KEY"]  # junk values are hashed there
+    assert re.fullmatch(r"\d+[kmgt]", worker_env["SPARK_WORKER_MEMORY"])
+
+
+def test_spark_master_setting_reaches_the_identity_stage(raw_compose, env_example, monkeypatch):
+    """Empty by default (identity.yml's local master); with the profile, the compose master."""
+    from crm_knowledge.identity.spark_session import SparkConfig, effective_config
+
+    for value, expected in (("", "local[2]"), ("spark://spark-master:7077", "spark://spark-master:7077")):
+        model = _interpolate_tree(raw_compose, {**env_example, "CKP_SPARK_MASTER": value})
+        env = _environment(model["services"]["airflow-worker"])
+        for var in ckp_settings.ENV_VARS:
+            monkeypatch.delenv(var, raising=False)
+        for var, v in env.items():
+            if var.startswith("CKP_SPARK_"):
+                monkeypatch.setenv(var, v)
+        cfg = effective_config(SparkConfig())
+        assert cfg.master == expected
+        assert cfg.scratch_dir == env["CKP_SPARK_SCRATCH_DIR"]
+
+
+def test_dockerfile_installs_java_for_spark(dockerfile):
+    assert re.search(r"apt-get install[^\n]*openjdk-17-jre-headless", dockerfile)
+    assert "pyspark==" in LOCK_FILE.read_text(encoding="utf-8")

@@ -217,8 +217,37 @@ def identity_scaling(settings: Settings, sizes: tuple[int, ...] = IDENTITY_SCALI
     return points
 
 
+def identity_backends(timer: StageTimer, settings: Settings, backends: tuple[str, ...]) -> list[dict[str, Any]]:
+    """A full identity resolution on each of `backends` (duckdb, spark: local mode from config/identity.yml's
+    `spark` section or CKP_SPARK_*), one timed stage each, with the peak memory of this process and its children
+    (the Spark JVM is one). Each run writes its result, so the last backend's is what the warehouse keeps; the
+    customers found are compared (the backends must agree)."""
+    import dataclasses
+
+    from crm_knowledge.identity.config import load_config
+    from crm_knowledge.identity.store import run as resolve_identities
+
+    base = load_config()
+    out = []
+    for backend in backends:
+        config = dataclasses.replace(base, probabilistic=dataclasses.replace(base.probabilistic, backend=backend))
+        with timer.stage(f"identity_backend:{backend}", "full") as rec:
+            stats = resolve_identities(settings.warehouse_url, mode="full", config=config)
+            rec.rows = stats["records"]
+            rec.detail = {"customers": stats["customers"], "backend": backend}
+        out.append({"backend": backend, "records": stats["records"], "customers": stats["customers"],
+                    "seconds": round(rec.seconds, 1), "peak_pipeline_mb": round(rec.peak_pipeline_mb, 1),
+                    "steps": stats["probabilistic"].get("spark_seconds")})
+    if "spark" in backends:
+        from crm_knowledge.identity.spark_session import stop_session
+
+        stop_session()
+    return out
+
+
 def run_bench(size: int, seed: int = 42, *, incremental: bool = True, baselines: bool = True,
-              scaling: bool = True, results_dir: Path = RESULTS_DIR, label: str | None = None) -> dict[str, Any]:
+              scaling: bool = True, results_dir: Path = RESULTS_DIR, label: str | None = None,
+              identity_backends_: tuple[str, ...] = ()) -> dict[str, Any]:
     """Run the benchmark; returns the report dict (also written as JSON and markdown)."""
     from crm_knowledge.bench import baselines as base
     from crm_knowledge.bench.report import write_report
@@ -259,6 +288,8 @@ def run_bench(size: int, seed: int = 42, *, incremental: bool = True, baselines:
         full = _run_phase(timer, "full", AS_OF, settings, identity_mode="full")
         report["full_seconds"] = round(time.perf_counter() - wall, 1)
         report["ingest_full"] = full["ingest"]
+        if identity_backends_:
+            report["identity_backends"] = identity_backends(timer, settings, identity_backends_)
 
         if incremental:
             day = AS_OF + dt.timedelta(days=1)

@@ -88,6 +88,14 @@ class UniqueValues:
     typo_tolerant: bool       # values TYPO_EDITS edits apart may be the same person's (compared with a typo level)
 
 
+def unique_values(frame: pd.DataFrame, config) -> list[UniqueValues]:
+    """The conflict guard's input from a prepared frame in rid order: the values of each identifier kind a
+    person has one of (`unique_per_person`); kinds Splink also compares (with a one-typo level) tolerate a
+    typo. Both backends build it here."""
+    return [UniqueValues(k.name, frame[k.column].to_numpy(dtype=object), k.probabilistic)
+            for k in config.identifiers if k.unique_per_person and k.column in frame.columns]
+
+
 def _compatible(a: set[str], b: set[str], tolerant: bool) -> bool:
     if not a or not b or a & b:
         return True
@@ -167,11 +175,24 @@ def build_clusters(n: int, deterministic: pd.DataFrame, probabilistic: pd.DataFr
     hard = [e for e in (deterministic, extra) if e is not None and len(e)]
     probabilistic, conflicting = conflict_guard(n, hard, probabilistic, unique_values or [])
     labels = components(n, *hard, probabilistic)
+    if n == 0 or not (np.bincount(labels) > max_size).any():
+        return ClusterResult(labels, conflicting_edges=conflicting)
+    rid_l = probabilistic["rid_l"].to_numpy(dtype=np.int64) if probabilistic is not None and len(probabilistic) \
+        else np.zeros(0, dtype=np.int64)
+    return guard_clusters(labels, components(n, *hard), rid_l, max_size, conflicting)
+
+
+def guard_clusters(labels: np.ndarray, det_labels: np.ndarray, probabilistic_rid_l: np.ndarray,
+                   max_size: int, conflicting: int = 0) -> ClusterResult:
+    """The size guard, given the canonical component labels over all edges (`labels`) and over the hard
+    (deterministic, previous-cluster) edges only (`det_labels`): clusters above `max_size` fall back to their
+    deterministic components. Shared by both backends (the Spark one computes the labels as Spark jobs).
+    `conflicting`: probabilistic edges the conflict guard left out before the labels were computed."""
+    n = len(labels)
     sizes = np.bincount(labels) if n else np.zeros(0, dtype=np.int64)
     big = np.flatnonzero(sizes > max_size)
     if len(big) == 0:
         return ClusterResult(labels, conflicting_edges=conflicting)
-    det_labels = components(n, *hard)
     in_big = np.isin(labels, big)
     # inside oversized clusters use the deterministic components; elsewhere keep the full ones
     combined = np.where(in_big, det_labels + n, labels)
@@ -184,10 +205,7 @@ def build_clusters(n: int, deterministic: pd.DataFrame, probabilistic: pd.DataFr
         report.append({"size": int(sizes[b]), "split_into": int(len(parts)),
                        "largest_part": int(part_sizes.max()),
                        "still_oversized": bool(part_sizes.max() > max_size)})
-    removed = 0
-    if probabilistic is not None and len(probabilistic):
-        left = probabilistic["rid_l"].to_numpy(dtype=np.int64)
-        removed = int(in_big[left].sum())
+    removed = int(in_big[probabilistic_rid_l].sum()) if len(probabilistic_rid_l) else 0
     log.warning("identity: %d cluster(s) above max size %d split into deterministic components: %s",
                 len(big), max_size, report)
     return ClusterResult(_canonical(combined), report, removed, conflicting)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from crm_knowledge.config_reader import ConfigError, load_yaml_file
+from crm_knowledge.identity.spark_session import SparkConfig, SparkConfigError, spark_config_from_dict
 from crm_knowledge.normalize.persian import to_ascii_digits
 from crm_knowledge.settings import get_settings
 
@@ -209,7 +210,15 @@ class IdentityConfig:
         IdentifierKind("email", builtin=True, probabilistic=False),
         IdentifierKind("phone", builtin=True, probabilistic=False),
     )
+    #: where the Spark session runs when the backend is spark (identity/spark_session.py)
+    spark: SparkConfig = field(default_factory=SparkConfig)
     source: str = field(default="<dict>", compare=False)
+
+    @property
+    def backend(self) -> str:
+        """The engine of the whole identity stage: ``duckdb`` (pandas + Splink on DuckDB, one process) or
+        ``spark`` (every step as Spark jobs, identity/spark_backend.py)."""
+        return self.probabilistic.backend
 
     @property
     def kinds(self) -> tuple[str, ...]:
@@ -432,7 +441,7 @@ def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> IdentityCon
                      choices=("INFO", "WARNING", "ERROR", "CRITICAL"))
     prob = ProbabilisticConfig(
         enabled=v.boolean(p, "enabled", path, True),
-        backend=v.string(p, "backend", path, "duckdb", choices=BACKENDS),
+        backend=_backend(v, raw, p),
         duckdb_memory_limit=_memory_size(v.string(p, "duckdb_memory_limit", path, "2GB"),
                                          f"{path}.duckdb_memory_limit", v),
         match_threshold=v.number(p, "match_threshold", path, 0.95, lo=0, hi=1, open_lo=True, open_hi=True),
@@ -479,9 +488,23 @@ def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> IdentityCon
 
     c = v.section(raw, "clusters", "")
     max_size = v.number(c, "max_size", "clusters", 50, lo=2, integer=True)
-    return IdentityConfig(junk=junk, deterministic=det, probabilistic=prob, max_cluster_size=max_size,
+    try:
+        spark = spark_config_from_dict(raw.get("spark"), source)
+    except SparkConfigError as e:
+        raise IdentityConfigError(str(e)) from None
+    return IdentityConfig(spark=spark, junk=junk, deterministic=det, probabilistic=prob, max_cluster_size=max_size,
                           id_prefix=prefix, id_digits=digits, always_resolve_sources=always,
                           full_resolution_weekdays=full_days, identifiers=identifiers, source=source)
+
+
+def _backend(v: _V, raw: dict[str, Any], prob: dict) -> str:
+    """Top-level `backend` (the whole identity stage), or the older `probabilistic.backend`; both must agree."""
+    top = v.string(raw, "backend", "", None, choices=BACKENDS) if raw.get("backend") is not None else None
+    old = v.string(prob, "backend", "probabilistic", None, choices=BACKENDS) \
+        if prob.get("backend") is not None else None
+    if top and old and top != old:
+        raise v.fail("backend", f"is {top!r} but probabilistic.backend is {old!r}: set one of them")
+    return top or old or "duckdb"
 
 
 #: Built-in kinds in rule order, with their defaults (a person has one national id, several phones / e-mails).

@@ -83,11 +83,12 @@ def eligible(prepared: pd.DataFrame, config: IdentityConfig) -> pd.Series:
 # --- backend -------------------------------------------------------------------------------------
 
 
-def make_db_api(backend: str, memory_limit: str = "2GB"):
-    """A Splink database API for `backend` (the only backend-specific code).
+def make_db_api(backend: str, memory_limit: str = "2GB", spark=None):
+    """A Splink database API for `backend` (the only backend-specific code of the model).
 
     DuckDB gets a memory limit and a spill directory: by default it would take 80% of the machine's
     memory, next to the pandas frames of a million-customer run; above the limit it spills to disk.
+    Spark: the session of `spark` (a :class:`crm_knowledge.identity.spark_session.SparkConfig`).
     """
     if backend == "duckdb":
         import tempfile
@@ -98,21 +99,16 @@ def make_db_api(backend: str, memory_limit: str = "2GB"):
         con = duckdb.connect(":memory:", config={"memory_limit": memory_limit,
                                                  "temp_directory": tempfile.gettempdir() + "/ckp_duckdb_spill"})
         return DuckDBAPI(con)
-    if backend == "spark":  # pragma: no cover - needs pyspark and a cluster
-        from pyspark.sql import SparkSession
-        from splink import SparkAPI
+    if backend == "spark":
+        from crm_knowledge.identity.spark_session import SparkConfig, db_api
 
-        return SparkAPI(spark_session=SparkSession.builder.getOrCreate())
+        return db_api(spark or SparkConfig())
     raise ValueError(f"unsupported Splink backend {backend!r}")
 
 
-def _register(db_api, frame: pd.DataFrame, name: str):
-    """Register a pandas frame with the backend (Spark needs a Spark DataFrame)."""
-    if type(db_api).__name__ == "SparkAPI":  # pragma: no cover
-        table = db_api.spark.createDataFrame(frame)
-    else:
-        table = frame
-    return db_api.register(table, dataset_display_name=name)
+def _register(db_api, frame, name: str):
+    """Register a frame with the backend: a pandas frame on either, a Spark DataFrame on Spark."""
+    return db_api.register(frame, dataset_display_name=name)
 
 
 def _close(db_api) -> None:
@@ -268,8 +264,8 @@ def _birth_date_comparison(config: IdentityConfig):
                     label_for_charts="birth_date one typo, or day and month swapped"),
     ]
     for i, (t, m) in enumerate(zip(p.birth_date_thresholds, p.birth_date_metrics, strict=True)):
-        levels.append(cll.AbsoluteDateDifferenceLevel("birth_date", input_is_string=True, threshold=t, metric=m,
-                                                      datetime_format="%Y-%m-%d")
+        # ISO dates (prepare): each backend's default date format (DuckDB %Y-%m-%d, Spark yyyy-MM-dd)
+        levels.append(cll.AbsoluteDateDifferenceLevel("birth_date", input_is_string=True, threshold=t, metric=m)
                       .configure(m_probability=0.03, u_probability=0.01 * (i + 1) ** 2,
                                  label_for_charts=f"birth_date within {t} {m}"))
     levels.append(cll.ElseLevel().configure(m_probability=0.02, u_probability=0.95))
@@ -420,16 +416,19 @@ class TrainingReport:
 class ProbabilisticModel:
     """A trained Splink linker over `frame` (see :func:`model_frame`). Close it when done."""
 
-    def __init__(self, frame: pd.DataFrame, config: IdentityConfig, optional: Sequence[str] = ()):
+    def __init__(self, frame, config: IdentityConfig, optional: Sequence[str] = ()):
+        """`frame`: a pandas frame, or on the Spark backend a Spark DataFrame with the same columns."""
         from splink import Linker
 
         self.config = config
         self.optional = list(optional)
-        self.db_api = make_db_api(config.probabilistic.backend, config.probabilistic.duckdb_memory_limit)
+        self.db_api = make_db_api(config.probabilistic.backend, config.probabilistic.duckdb_memory_limit,
+                                  config.spark)
+        n = len(frame) if isinstance(frame, pd.DataFrame) else frame.count()
         self.sdf = _register(self.db_api, frame, "identity_candidates")
-        self.linker = Linker(self.sdf, build_settings(config, len(frame), self.optional),
+        self.linker = Linker(self.sdf, build_settings(config, n, self.optional),
                              log_level=config.probabilistic.splink_log_level)
-        self.training = self._train(len(frame))
+        self.training = self._train(n)
         self._n_registered = 0
 
     def _train(self, n: int) -> TrainingReport:

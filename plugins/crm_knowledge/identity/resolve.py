@@ -5,6 +5,11 @@ probabilistic pairs (Splink) for records not already linked by a strong identifi
 components with a size guard -> stable customer ids. Records with no usable identifier go to
 `unresolved` and get no customer_id.
 
+Backends: the matching steps (:func:`match_records`, up to the clusters) run in this process (pandas, Splink on
+DuckDB) or, with ``backend: spark`` in config/identity.yml, as Spark jobs
+(:mod:`crm_knowledge.identity.spark_backend`); :func:`_run` is the one place that chooses. Both hand a
+:class:`Matching` to the same assembly (usable records, stable ids, output tables).
+
 Incremental mode (:func:`resolve_incremental`) differs from a full run in these cases only:
 
 * earlier decisions are kept: records already sharing a customer_id stay together (their previous
@@ -29,7 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from crm_knowledge.identity.clusters import UniqueValues, build_clusters, components
+from crm_knowledge.identity.clusters import ClusterResult, build_clusters, components, unique_values
 from crm_knowledge.identity.config import IdentityConfig, load_config
 from crm_knowledge.identity.deterministic import deterministic_edges, rule_priority
 from crm_knowledge.identity.junk import detect_junk, remove_junk
@@ -102,9 +107,36 @@ def _previous_edges(prepared: pd.DataFrame, is_new: np.ndarray, previous: pd.Dat
                          "rid_r": ex.loc[keep, "rid"].astype("int64").to_numpy()})
 
 
-def _run(candidates: pd.DataFrame, is_new: np.ndarray | None, previous: pd.DataFrame | None,
-         config: IdentityConfig, retired_ids: Iterable[str]) -> ResolutionResult:
-    t0 = time.monotonic()
+@dataclass
+class Matching:
+    """What the matching steps decided, on either backend (:func:`match_records` here, or
+    :func:`crm_knowledge.identity.spark_backend.match_records_on_spark`); everything after it (usable records,
+    stable ids, the output tables) is shared, so both backends give the same answers from the same decisions."""
+
+    #: one row per record in rid order (index = rid): KEY, rid, seen_at, junk_kinds (tuple), has_identifier
+    #: (a non-junk identifier or customer_ref), is_eligible (for probabilistic matching); see record_flags
+    records: pd.DataFrame
+    junk: pd.DataFrame               # junk.detect_junk's frame
+    deterministic: pd.DataFrame      # deterministic.EDGE_COLUMNS
+    probabilistic: pd.DataFrame      # probabilistic.PAIR_COLUMNS, without pairs inside one hard component
+    prob_info: dict
+    model: dict | None
+    extra: pd.DataFrame | None       # incremental: previous clusters as hard edges
+    clusters: ClusterResult
+
+
+def record_flags(clean: pd.DataFrame, config: IdentityConfig) -> pd.DataFrame:
+    """The per-record columns the shared steps need, from a prepared frame with junk removed."""
+    id_cols = [k.column for k in config.identifiers if k.column in clean.columns]
+    out = clean[[*KEY, "rid", "seen_at", "junk_kinds"]].copy()
+    out["has_identifier"] = clean[[*id_cols, "customer_ref"]].notna().any(axis=1).to_numpy()
+    out["is_eligible"] = eligible(clean, config).to_numpy()
+    return out
+
+
+def match_records(candidates: pd.DataFrame, is_new: np.ndarray | None, previous: pd.DataFrame | None,
+                  config: IdentityConfig) -> Matching:
+    """Prepare, junk, deterministic edges, Splink, clusters: in this process (pandas, Splink on DuckDB)."""
     prepared = prepare(candidates, config)
     n = len(prepared)
     junk = detect_junk(prepared, config)
@@ -124,10 +156,26 @@ def _run(candidates: pd.DataFrame, is_new: np.ndarray | None, previous: pd.DataF
     if len(prob):
         same = hard_labels[prob["rid_l"].to_numpy()] == hard_labels[prob["rid_r"].to_numpy()]
         prob = prob[~same].reset_index(drop=True)
+    cl = build_clusters(n, det, prob, config.max_cluster_size, extra=extra,
+                        unique_values=unique_values(clean, config))
+    return Matching(record_flags(clean, config), junk, det, prob, prob_info, model, extra, cl)
+
+
+def _run(candidates: pd.DataFrame, is_new: np.ndarray | None, previous: pd.DataFrame | None,
+         config: IdentityConfig, retired_ids: Iterable[str]) -> ResolutionResult:
+    t0 = time.monotonic()
+    if config.backend == "spark":  # the one backend switch of the identity stage
+        from crm_knowledge.identity.spark_backend import match_records_on_spark
+
+        m = match_records_on_spark(candidates, is_new, previous, config)
+    else:
+        m = match_records(candidates, is_new, previous, config)
+    clean, junk, det, prob, extra, cl = m.records, m.junk, m.deterministic, m.probabilistic, m.extra, m.clusters
+    prob_info, model = m.prob_info, m.model
+    n = len(clean)
 
     # usable identifiers
-    id_cols = [k.column for k in config.identifiers if k.column in clean.columns]
-    strong = (clean[[*id_cols, "customer_ref"]].notna().any(axis=1)).to_numpy()
+    strong = clean["has_identifier"].to_numpy(dtype=bool)
     always = clean["source_system"].isin(config.always_resolve_sources).to_numpy()
     linked = np.zeros(n, bool)
     for e in (det, prob, extra):
@@ -138,12 +186,7 @@ def _run(candidates: pd.DataFrame, is_new: np.ndarray | None, previous: pd.DataF
     if is_new is not None and previous is not None and len(previous):
         prev_keys = pd.MultiIndex.from_frame(previous[KEY])
         prev_known = (~is_new) & pd.MultiIndex.from_frame(clean[KEY]).isin(prev_keys)
-    usable = strong | always | linked | eligible(clean, config).to_numpy() | prev_known
-
-    # kinds a person has one of; those also compared by Splink (with a one-typo level) tolerate a typo
-    unique = [UniqueValues(k.name, clean[k.column].to_numpy(dtype=object), k.probabilistic)
-              for k in config.identifiers if k.unique_per_person and k.column in clean.columns]
-    cl = build_clusters(n, det, prob, config.max_cluster_size, extra=extra, unique_values=unique)
+    usable = strong | always | linked | clean["is_eligible"].to_numpy(dtype=bool) | prev_known
     labels = cl.labels
 
     # customer ids for usable records

@@ -1,0 +1,231 @@
+"""The Spark session identity resolution runs on when `backend: spark` (config/identity.yml).
+
+Where Spark runs is configuration, not code: the `spark` section of config/identity.yml, each key overridable
+by an environment variable read in :mod:`crm_knowledge.settings` (a deployment points the same image at its
+cluster without editing the file):
+
+=====================  ==============================  ==============================================
+key                    environment                     meaning
+=====================  ==============================  ==============================================
+master                 CKP_SPARK_MASTER                ``local[2]``, ``spark://host:7077``, ``yarn``, ...
+connect_url            CKP_SPARK_CONNECT_URL           ``sc://host:15002``: Spark Connect instead of a master
+driver_memory          CKP_SPARK_DRIVER_MEMORY         ``spark.driver.memory``
+executor_memory        CKP_SPARK_EXECUTOR_MEMORY       ``spark.executor.memory``
+shuffle_partitions     CKP_SPARK_SHUFFLE_PARTITIONS    ``spark.sql.shuffle.partitions`` (and Splink's repartitions)
+scratch_dir            CKP_SPARK_SCRATCH_DIR           where the private scratch directory is made (default: the
+                                                       system's temporary directory); on a cluster, a path the
+                                                       driver and every executor share (staged candidates)
+conf                   (none)                          any further ``spark.*`` settings
+=====================  ==============================  ==============================================
+
+Local and private by default: the UI is off, the driver binds to the loopback with random ports, and scratch
+space (shuffle files, Splink's Parquet checkpoints, staged candidates: personal data) lives in one temporary
+directory readable by its owner only, removed when the session stops. Splink's Scala UDF jar (Jaro-Winkler
+and friends) ships inside the splink wheel and is put on the classpath from there: nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import re
+import shutil
+import sys
+import tempfile
+import threading
+import warnings
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+_MEMORY = re.compile(r"\d+[kmgt]?", re.IGNORECASE)
+#: settings the `conf` mapping may not override: they are what keeps the session private and working
+PROTECTED_CONF = frozenset({"spark.ui.enabled", "spark.jars", "spark.local.dir", "spark.sql.warehouse.dir"})
+
+
+class SparkConfigError(ValueError):
+    """A `spark` setting is invalid (the message names the file or variable and the key)."""
+
+
+@dataclass(frozen=True)
+class SparkConfig:
+    """Where and how big the Spark session of identity resolution is (see the module docstring)."""
+
+    master: str = "local[2]"
+    connect_url: str | None = None
+    driver_memory: str = "1g"
+    executor_memory: str = "1g"
+    shuffle_partitions: int = 8
+    scratch_dir: str | None = None
+    conf: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+
+    @property
+    def is_local(self) -> bool:
+        return self.connect_url is None and self.master.startswith("local")
+
+
+def spark_config_from_dict(raw: Any, source: str) -> SparkConfig:
+    """Validate the `spark` section of identity.yml (absent: the local defaults)."""
+    if raw is None:
+        return SparkConfig()
+    if not isinstance(raw, dict):
+        raise SparkConfigError(f"{source}: spark must be a mapping, got {type(raw).__name__}")
+    known = {"master", "connect_url", "driver_memory", "executor_memory", "shuffle_partitions", "scratch_dir", "conf"}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise SparkConfigError(f"{source}: spark has unknown key(s) {unknown} (known: {', '.join(sorted(known))})")
+    base = SparkConfig()
+    conf = raw.get("conf") or {}
+    if not isinstance(conf, dict) or not all(isinstance(k, str) and k.startswith("spark.") for k in conf):
+        raise SparkConfigError(f"{source}: spark.conf must map spark.* settings to values")
+    clash = sorted(set(conf) & PROTECTED_CONF)
+    if clash:
+        raise SparkConfigError(f"{source}: spark.conf may not set {clash} (they keep the session private)")
+    return _checked(SparkConfig(
+        master=str(raw.get("master", base.master)),
+        connect_url=str(raw["connect_url"]) if raw.get("connect_url") else None,
+        driver_memory=str(raw.get("driver_memory", base.driver_memory)),
+        executor_memory=str(raw.get("executor_memory", base.executor_memory)),
+        shuffle_partitions=raw.get("shuffle_partitions", base.shuffle_partitions),
+        scratch_dir=str(raw["scratch_dir"]) if raw.get("scratch_dir") else None,
+        conf=tuple(sorted((k, str(v)) for k, v in conf.items())),
+    ), source)
+
+
+def _checked(cfg: SparkConfig, source: str) -> SparkConfig:
+    for key in ("driver_memory", "executor_memory"):
+        if not _MEMORY.fullmatch(getattr(cfg, key)):
+            raise SparkConfigError(f"{source}: spark.{key} must be a JVM size like 1g or 512m, "
+                                   f"got {getattr(cfg, key)!r}")
+    sp = cfg.shuffle_partitions
+    if isinstance(sp, bool) or not isinstance(sp, int) or sp < 1:
+        raise SparkConfigError(f"{source}: spark.shuffle_partitions must be a whole number >= 1, got {sp!r}")
+    if not cfg.master.strip():
+        raise SparkConfigError(f"{source}: spark.master must not be empty")
+    if cfg.connect_url is not None and not cfg.connect_url.startswith("sc://"):
+        raise SparkConfigError(f"{source}: spark.connect_url must look like sc://host:15002, got {cfg.connect_url!r}")
+    return cfg
+
+
+def effective_config(cfg: SparkConfig) -> SparkConfig:
+    """`cfg` with the environment's overrides (crm_knowledge.settings: CKP_SPARK_*) applied."""
+    from crm_knowledge.settings import get_settings
+
+    s = get_settings()
+    overrides = {k: v for k, v in {
+        "master": s.spark_master, "connect_url": s.spark_connect_url, "driver_memory": s.spark_driver_memory,
+        "executor_memory": s.spark_executor_memory, "shuffle_partitions": s.spark_shuffle_partitions,
+        "scratch_dir": s.spark_scratch_dir,
+    }.items() if v is not None}
+    return _checked(replace(cfg, **overrides), "environment (CKP_SPARK_*)") if overrides else cfg
+
+
+# --- the session -----------------------------------------------------------------------------------
+
+_lock = threading.Lock()
+_state: dict[str, Any] = {}
+
+
+def scratch_dir() -> Path:
+    """The private (0700) scratch directory of the running session."""
+    if "scratch" not in _state:
+        raise RuntimeError("no Spark session: call spark_session() first")
+    return _state["scratch"]
+
+
+def spark_session(cfg: SparkConfig):
+    """The process's Spark session for `cfg` (created on first use; a JVM start costs seconds, so it is kept
+    until :func:`stop_session` or the process ends). Asking for a different configuration restarts it."""
+    cfg = effective_config(cfg)
+    with _lock:
+        if _state.get("config") == cfg and _state.get("session") is not None:
+            return _state["session"]
+        _stop_locked()
+        session = _build(cfg)
+        _state.update(config=cfg, session=session)
+        return session
+
+
+def _build(cfg: SparkConfig):
+    # pyspark warns that pandas 3 is "not yet fully supported"; the functions used here (Arrow conversion of
+    # plain string / number / timestamp columns, mapInPandas) are covered by the backend-equality test
+    warnings.filterwarnings("ignore", message=".*PySpark does not yet fully support pandas.*")
+    from pyspark.sql import SparkSession
+    from splink.backends.spark import similarity_jar_location
+
+    if cfg.scratch_dir:
+        Path(cfg.scratch_dir).mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(prefix="ckp-spark-", dir=cfg.scratch_dir))  # mkdtemp: mode 0700
+    _state["scratch"] = scratch
+    builder = SparkSession.builder.appName("ckp-identity")
+    if cfg.connect_url:
+        builder = builder.remote(cfg.connect_url)
+    else:
+        builder = builder.master(cfg.master)
+    if cfg.is_local:
+        # executors are this process's children: they run this interpreter (pandas, pyarrow, crm_knowledge)
+        os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+        builder = (builder.config("spark.driver.host", "127.0.0.1")
+                   .config("spark.driver.bindAddress", "127.0.0.1"))
+    settings = {
+        "spark.ui.enabled": "false",
+        "spark.jars": similarity_jar_location(),
+        "spark.local.dir": str(scratch / "local"),
+        "spark.sql.warehouse.dir": str(scratch / "warehouse"),
+        "spark.driver.memory": cfg.driver_memory,
+        "spark.executor.memory": cfg.executor_memory,
+        "spark.sql.shuffle.partitions": str(cfg.shuffle_partitions),
+        "spark.default.parallelism": str(cfg.shuffle_partitions),
+        "spark.sql.adaptive.enabled": "true",
+        "spark.ui.showConsoleProgress": "false",
+        "spark.sql.execution.arrow.pyspark.enabled": "true",
+        "spark.sql.session.timeZone": "UTC",
+        # the driver's Python process feeds pandas frames to the JVM and back; keep Arrow batches modest
+        "spark.sql.execution.arrow.maxRecordsPerBatch": "5000",
+        **dict(cfg.conf),
+    }
+    for k, v in settings.items():
+        builder = builder.config(k, v)
+    log.info("identity: starting Spark (%s, driver %s, executors %s, %d shuffle partitions)",
+             cfg.connect_url or cfg.master, cfg.driver_memory, cfg.executor_memory, cfg.shuffle_partitions)
+    session = builder.getOrCreate()
+    if not cfg.connect_url:
+        session.sparkContext.setLogLevel("ERROR")
+        session.sparkContext.setCheckpointDir(str(scratch / "checkpoints"))
+    return session
+
+
+def db_api(cfg: SparkConfig):
+    """Splink's SparkAPI on the session, its UDF jar registered. Splink breaks the lineage of each of its many
+    small intermediate tables by caching them (``persist``) rather than writing each to Parquet: at the sizes
+    one run trains on, a file per query costs more than the query."""
+    from splink import SparkAPI
+
+    session = spark_session(cfg)
+    return SparkAPI(spark_session=session, break_lineage_method="persist",
+                    num_partitions_on_repartition=effective_config(cfg).shuffle_partitions)
+
+
+def stop_session() -> None:
+    """Stop the session (if any) and remove its scratch directory."""
+    with _lock:
+        _stop_locked()
+
+
+def _stop_locked() -> None:
+    session = _state.pop("session", None)
+    _state.pop("config", None)
+    if session is not None:
+        try:
+            session.stop()
+        except Exception as e:  # noqa: BLE001 - stopping a dead JVM must not hide the real error
+            log.warning("identity: stopping Spark failed: %s", e)
+    scratch = _state.pop("scratch", None)
+    if scratch is not None:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+atexit.register(stop_session)
