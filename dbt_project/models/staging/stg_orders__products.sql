@@ -1,19 +1,6 @@
 {#- The record key, stated once: [staging column, raw expression] pairs (macros/incremental_staging.sql). -#}
 {%- set record_key = [['product_id', 'product_id']] -%}
-
-{{
-    config(
-        materialized='incremental',
-        unique_key=staging_unique_key(record_key),
-        incremental_strategy='delete+insert',
-        on_schema_change='sync_all_columns',
-        indexes=staging_indexes(record_key),
-        post_hook=[
-            staging_delete_hook('orders', 'products', record_key),
-            "{{ delete_keys_deleted_at_source(source('orders', 'products'), 'product_id', 'product_id') }}",
-        ],
-    )
-}}
+{{ incremental_staging_config('orders', 'products', record_key, deleted_at_source=true) }}
 
 -- Small, but incremental like the other orders tables: a rebuilt products table would give every
 -- product a new staged_at, and with it re-read every order line in fct_order_items.
