@@ -24,10 +24,12 @@ file (errors.py).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import logging
 import shutil
+import tempfile
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -38,7 +40,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from crm_knowledge.ingest import errors, ledger
-from crm_knowledge.ingest.convert import RowError, check_json, check_text, jsonable, printable, text_or_none
+from crm_knowledge.ingest.convert import RowError, check_json, check_text, jsonable, printable, text_or_none, to_text
 from crm_knowledge.ingest.readers import (
     BadRow,
     FileUnreadable,
@@ -209,6 +211,20 @@ def load_file(conn: psycopg.Connection, cfg: SourceConfig, path: Path,
             outcome = _copy_file(conn, cfg, path, parsed.header, batch_id)
             if outcome is None:
                 parsed = read_file(path, cfg)
+        elif cfg.format == "xlsx":
+            # the sheet as CSV (an owner-only temporary file) through the same COPY as a CSV file
+            with tempfile.TemporaryDirectory() as tmp:
+                sheet = Path(tmp) / "sheet.csv"
+                try:
+                    _write_csv(parsed, sheet, path.name)
+                except _NotForCopy:
+                    pass
+                else:
+                    outcome = _copy_file(conn, dataclasses.replace(cfg, format="csv", delimiter=",",
+                                                                   encoding="utf-8"),
+                                         path, parsed.header, batch_id, stream=sheet)
+            if outcome is None:
+                parsed = read_file(path, cfg)
         if outcome is None:
             try:
                 outcome = _load_rows(conn, cfg, path, parsed, batch_id, safe=False)
@@ -316,10 +332,31 @@ def copy_options(cfg: SourceConfig) -> sql.Composable:
     return sql.SQL("(format csv, quote e'\\x01', delimiter e'\\x02', encoding {})").format(enc)
 
 
+def _write_csv(parsed: ParsedFile, dest: Path, name: str) -> None:
+    """A reader's rows as a CSV file with its header; a row's position is its row number (blank rows stay,
+    as empty lines of fields, so the numbering holds); cells as text (convert.to_text)."""
+    import csv
+
+    header = parsed.header
+    with open(dest, "w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        expected = 1
+        for item in _guarded(parsed.rows, name):
+            if isinstance(item, BadRow):  # the XLSX reader has none; should it, the Python path rejects them
+                raise _NotForCopy(f"row {item.row_number} cannot be read")
+            n, record = item
+            for _ in range(expected, n):
+                writer.writerow([""] * len(header))
+            expected = n + 1
+            writer.writerow([v if v.__class__ is str else (to_text(v) or "") for v in record.values()])
+
+
 def _copy_file(conn: psycopg.Connection, cfg: SourceConfig, path: Path, header: list[str],
-               batch_id: str) -> Outcome | None:
+               batch_id: str, stream: Path | None = None) -> Outcome | None:
     """The fast path: the server parses the file (COPY) and writes its rows in one statement; None (nothing
-    kept) when the server's parser refuses the file or a row needs the Python readers' handling."""
+    kept) when the server's parser refuses the file or a row needs the Python readers' handling. `stream`:
+    the file COPY reads, when not `path` itself (an XLSX sheet written out as CSV)."""
     try:
         with conn.transaction():
             errors.quiet_server_log(conn, expected_errors=True)
@@ -330,7 +367,7 @@ def _copy_file(conn: psycopg.Connection, cfg: SourceConfig, path: Path, header: 
                 "set_config('ckp.load_unit', %s, true), set_config('ckp.load_shop', %s, true)",
                 (batch_id, path.name, cfg.unit or "", cfg.shop or ""))
             if cfg.format == "csv":
-                counts, columns_met = _copy_csv(conn, cfg, path, header, batch_id)
+                counts, columns_met = _copy_csv(conn, cfg, path, header, batch_id, stream or path)
             else:
                 counts, columns_met = _copy_jsonl(conn, cfg, path, header, batch_id)
             missing, unexpected = _finish(conn, cfg, path, batch_id, counts, columns_met)
@@ -420,7 +457,7 @@ def _land(conn: psycopg.Connection, cfg: SourceConfig, header: list[str],
 
 
 def _copy_csv(conn: psycopg.Connection, cfg: SourceConfig, path: Path, header: list[str],
-              batch_id: str) -> tuple[ledger.BatchCounts, list[str]]:
+              batch_id: str, stream: Path) -> tuple[ledger.BatchCounts, list[str]]:
     table, business_cols = _target(cfg)
     dst_by_key = {header_key(src): dst for src, dst in cfg.columns.items()}
     targets = [dst_by_key.get(header_key(h)) for h in header]
@@ -431,7 +468,7 @@ def _copy_csv(conn: psycopg.Connection, cfg: SourceConfig, path: Path, header: l
         with conn.cursor() as cur:
             loaded = _stream_file(cur, sql.SQL("copy {} ({}) from stdin {} where nullif(btrim({}), '') is not null")
                                   .format(table, sql.SQL(", ").join(map(sql.Identifier, targets)),
-                                          copy_options(cfg), key), path)
+                                          copy_options(cfg), key), stream)
             last, called = cur.execute("select last_value, is_called from pg_temp.ckp_load_row_number").fetchone()
         read = last if called else 0
         if read != loaded:
@@ -443,7 +480,7 @@ def _copy_csv(conn: psycopg.Connection, cfg: SourceConfig, path: Path, header: l
         sql.SQL(", ").join(sql.SQL("{} text").format(c) for c in cols)))
     with conn.cursor() as cur:
         _stream_file(cur, sql.SQL("copy ckp_landing ({}) from stdin {}").format(
-            sql.SQL(", ").join(cols), copy_options(cfg)), path)
+            sql.SQL(", ").join(cols), copy_options(cfg)), stream)
     everything = sql.SQL("jsonb_build_object({})").format(sql.SQL(", ").join(
         sql.SQL("{}, {}").format(sql.Literal(printable(h)), c) for h, c in zip(header, cols, strict=True)))
     present = sql.SQL("coalesce({}) is not null").format(sql.SQL(", ").join(
