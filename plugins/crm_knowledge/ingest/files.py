@@ -482,7 +482,8 @@ def _copy_csv(conn: psycopg.Connection, cfg: SourceConfig, path: Path, header: l
         _stream_file(cur, sql.SQL("copy ckp_landing ({}) from stdin {}").format(
             sql.SQL(", ").join(cols), copy_options(cfg)), stream)
     everything = sql.SQL("jsonb_build_object({})").format(sql.SQL(", ").join(
-        sql.SQL("{}, {}").format(sql.Literal(printable(h)), c) for h, c in zip(header, cols, strict=True)))
+        sql.SQL("{}, coalesce({}, '')").format(sql.Literal(printable(h)), c)  # as the CSV reader gives it
+        for h, c in zip(header, cols, strict=True)))
     present = sql.SQL("coalesce({}) is not null").format(sql.SQL(", ").join(
         sql.SQL("nullif(btrim({}), '')").format(c) for c in cols))
     counts = _land(conn, cfg, header, dict(zip(header, cols, strict=True)), everything, present, None,

@@ -80,30 +80,23 @@ begin
     end loop;
 end
 $$;
-alter table raw.form_submissions alter column _record_hash drop not null;
-alter table raw.sibling_customers alter column _record_hash drop not null;
-alter table raw.contact_interactions alter column _record_hash drop not null;
-alter table raw.order_exports alter column _record_hash drop not null;
-
--- The metadata defaults of the fast path (see above).
-alter table raw.form_submissions alter column _batch_id set default current_setting('ckp.load_batch_id', true),
-    alter column _source_file set default current_setting('ckp.load_source_file', true),
-    alter column _loaded_at set default now(),
-    alter column _row_number set default nextval('pg_temp.ckp_load_row_number'::text);
-alter table raw.sibling_customers alter column _batch_id set default current_setting('ckp.load_batch_id', true),
-    alter column _source_file set default current_setting('ckp.load_source_file', true),
-    alter column _loaded_at set default now(),
-    alter column _row_number set default nextval('pg_temp.ckp_load_row_number'::text),
-    alter column unit set default nullif(current_setting('ckp.load_unit', true), '');
-alter table raw.contact_interactions alter column _batch_id set default current_setting('ckp.load_batch_id', true),
-    alter column _source_file set default current_setting('ckp.load_source_file', true),
-    alter column _loaded_at set default now(),
-    alter column _row_number set default nextval('pg_temp.ckp_load_row_number'::text);
-alter table raw.order_exports alter column _batch_id set default current_setting('ckp.load_batch_id', true),
-    alter column _source_file set default current_setting('ckp.load_source_file', true),
-    alter column _loaded_at set default now(),
-    alter column _row_number set default nextval('pg_temp.ckp_load_row_number'::text),
-    alter column shop set default nullif(current_setting('ckp.load_shop', true), '');
+-- The content hash is no longer computed for file rows, and the metadata columns get the defaults of the
+-- fast path (see above); the constant column of a kind (unit, shop) comes from the load's setting too.
+do $$
+declare
+    t text;
+begin
+    foreach t in array array['form_submissions', 'sibling_customers', 'contact_interactions', 'order_exports'] loop
+        execute format('alter table raw.%I alter column _record_hash drop not null, '
+            || 'alter column _batch_id set default current_setting(''ckp.load_batch_id'', true), '
+            || 'alter column _source_file set default current_setting(''ckp.load_source_file'', true), '
+            || 'alter column _loaded_at set default now(), '
+            || 'alter column _row_number set default nextval(''pg_temp.ckp_load_row_number''::text)', t);
+    end loop;
+end
+$$;
+alter table raw.sibling_customers alter column unit set default nullif(current_setting('ckp.load_unit', true), '');
+alter table raw.order_exports alter column shop set default nullif(current_setting('ckp.load_shop', true), '');
 
 create table if not exists raw.orders__customers (
     customer_id int, first_name text, last_name text, email text, phone text, national_id text,
