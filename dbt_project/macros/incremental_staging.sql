@@ -53,6 +53,25 @@
     ) }}
 {%- endmacro %}
 
+{#- The `from` and `where` of a staging model's final CTE: the latest loaded version of each key
+    (latest_loaded_versions); `deleted_at_source`: and not deleted at the source (the orders database). -#}
+{% macro current_versions(deleted_at_source=false) -%}
+    from latest_versions
+    where
+        version_number = 1
+        {%- if deleted_at_source %}
+        -- deleted at the source (soft-delete column or key reconciliation): no longer counts
+        and _deleted_at_source is not true
+        {%- endif %}
+{%- endmacro %}
+
+{#- The load and staging times every staging row carries: the incremental watermark (staging_watermark) and
+    the incremental facts read them. -#}
+{% macro staging_times() -%}
+    _loaded_at as loaded_at,
+        now() as staged_at
+{%- endmacro %}
+
 {#- The staging columns of a record key (the unique index, the post-hook's delete). -#}
 {% macro staging_key_columns(record_key) -%}
     {%- do return(record_key | map('first') | list) -%}

@@ -1,4 +1,3 @@
-{#- The record key, stated once: [staging column, raw expression] pairs (macros/incremental_staging.sql). -#}
 {%- set record_key = [['interaction_id', 'btrim(interaction_id)']] -%}
 {{ incremental_staging_config('contacts', 'interactions', record_key) }}
 
@@ -12,8 +11,7 @@ converted as (
     select
         *,
         util.parse_timestamp(occurred_at) as occurred_at_value
-    from latest_versions
-    where version_number = 1
+    {{ current_versions() }}
 
 ),
 
@@ -42,8 +40,7 @@ final as (
 
         -- timestamps
         occurred_at_value as occurred_at,
-        _loaded_at as loaded_at,
-        now() as staged_at
+        {{ staging_times() }}
 
     from converted
 

@@ -1,4 +1,3 @@
-{#- The record key, stated once: [staging column, raw expression] pairs (macros/incremental_staging.sql). -#}
 {%- set record_key = [['submission_id', 'btrim(submission_id)']] -%}
 {{ incremental_staging_config('forms', 'submissions', record_key) }}
 
@@ -15,8 +14,7 @@ converted as (
         {{ source_date('signup_date') }} as signup_date_value,
         util.parse_timestamp(submitted_at) as submitted_at_value,
         util.parse_integer(rating) as rating_value
-    from latest_versions
-    where version_number = 1
+    {{ current_versions() }}
 
 ),
 
@@ -47,8 +45,7 @@ final as (
 
         -- timestamps
         submitted_at_value as submitted_at,
-        _loaded_at as loaded_at,
-        now() as staged_at
+        {{ staging_times() }}
 
     from converted
 

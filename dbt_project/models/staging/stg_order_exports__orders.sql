@@ -1,4 +1,3 @@
-{#- The record key, stated once: [staging column, raw expression] pairs (macros/incremental_staging.sql). -#}
 {%- set record_key = [['shop', 'lower(btrim(shop))'], ['shop_order_id', 'btrim(order_id)']] -%}
 {{ incremental_staging_config('order_exports', 'orders', record_key) }}
 
@@ -12,8 +11,7 @@ converted as (
     select
         *,
         {{ source_date('order_date') }} as order_date_value
-    from latest_versions
-    where version_number = 1
+    {{ current_versions() }}
 
 ),
 
@@ -33,8 +31,7 @@ final as (
 
         -- dates
         order_date_value as order_date,
-        _loaded_at as loaded_at,
-        now() as staged_at
+        {{ staging_times() }}
 
     from converted
 

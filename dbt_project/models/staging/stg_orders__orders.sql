@@ -1,4 +1,3 @@
-{#- The record key, stated once: [staging column, raw expression] pairs (macros/incremental_staging.sql). -#}
 {%- set record_key = [['order_id', 'order_id']] -%}
 {{ incremental_staging_config('orders', 'orders', record_key, deleted_at_source=true) }}
 
@@ -22,14 +21,9 @@ final as (
         -- timestamps
         ordered_at,
         updated_at,
-        _loaded_at as loaded_at,
-        now() as staged_at
+        {{ staging_times() }}
 
-    from latest_versions
-    where
-        version_number = 1
-        -- deleted at the source (soft-delete column or key reconciliation): no longer counts
-        and _deleted_at_source is not true
+    {{ current_versions(deleted_at_source=true) }}
 
 )
 

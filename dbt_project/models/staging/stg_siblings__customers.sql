@@ -1,4 +1,3 @@
-{#- The record key, stated once: [staging column, raw expression] pairs (macros/incremental_staging.sql). -#}
 {%- set record_key = [
     ['source_system', "'sibling:' || lower(btrim(unit))"],
     ['source_record_id', 'btrim(source_record_id)'],
@@ -16,8 +15,7 @@ converted as (
         *,
         {{ source_date('birth_date') }} as birth_date_value,
         {{ source_date('signup_date') }} as signup_date_value
-    from latest_versions
-    where version_number = 1
+    {{ current_versions() }}
 
 ),
 
@@ -41,8 +39,7 @@ final as (
         util.parse_yes_no(extras ->> 'consent_profiling') as is_profiling_consent_granted,
 
         -- timestamps
-        _loaded_at as loaded_at,
-        now() as staged_at
+        {{ staging_times() }}
 
     from converted
 
