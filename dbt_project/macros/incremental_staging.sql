@@ -31,6 +31,47 @@
     (latest_loaded_versions: the touched keys' loaded versions and the dedup window over the key).
 -#}
 
+{#-
+    The config() of an incremental staging model over source(`source_name`, `table_name`): its record key
+    (stated once, at the model's top) gives the unique key, the indexes (with `more_indexes` of the model's
+    own) and the post-hooks; `deleted_at_source`: the orders database's models, whose keys are deleted when
+    their latest version marks a deletion at the source (delete_keys_deleted_at_source).
+-#}
+{% macro incremental_staging_config(source_name, table_name, record_key, more_indexes=[], deleted_at_source=false) -%}
+    {%- set post_hook = [staging_delete_hook(source_name, table_name, record_key)] -%}
+    {%- if deleted_at_source -%}
+        {%- do post_hook.append("{{ delete_keys_deleted_at_source(source('" ~ source_name ~ "', '" ~ table_name
+                                ~ "'), '" ~ record_key[0][0] ~ "', '" ~ record_key[0][1] ~ "') }}") -%}
+    {%- endif -%}
+    {{ config(
+        materialized='incremental',
+        unique_key=staging_unique_key(record_key),
+        incremental_strategy='delete+insert',
+        on_schema_change='sync_all_columns',
+        indexes=staging_indexes(record_key, more_indexes),
+        post_hook=post_hook,
+    ) }}
+{%- endmacro %}
+
+{#- The `from` and `where` of a staging model's final CTE: the latest loaded version of each key
+    (latest_loaded_versions); `deleted_at_source`: and not deleted at the source (the orders database). -#}
+{% macro current_versions(deleted_at_source=false) -%}
+    from latest_versions
+    where
+        version_number = 1
+        {%- if deleted_at_source %}
+        -- deleted at the source (soft-delete column or key reconciliation): no longer counts
+        and _deleted_at_source is not true
+        {%- endif %}
+{%- endmacro %}
+
+{#- The load and staging times every staging row carries: the incremental watermark (staging_watermark) and
+    the incremental facts read them. -#}
+{% macro staging_times() -%}
+    _loaded_at as loaded_at,
+        now() as staged_at
+{%- endmacro %}
+
 {#- The staging columns of a record key (the unique index, the post-hook's delete). -#}
 {% macro staging_key_columns(record_key) -%}
     {%- do return(record_key | map('first') | list) -%}
@@ -63,9 +104,11 @@
     (`version_number` 1 is the version staging keeps). `version_order`: what makes a version newer before
     load order (e.g. ['updated_at desc nulls last'] for a source that stamps its changes); ties and sources
     without such a column fall back to the newest load (_loaded_at, then _row_number). A raw row without a
-    key cannot be staged and is left out.
+    key cannot be staged and is left out. `as_received`: a file source's raw table, whose values are text as
+    received; each version then carries its batch's date convention (`_date_calendar`, `_date_format`, from
+    audit.batch_conventions) for source_date().
 -#}
-{% macro latest_loaded_versions(relation, record_key, version_order=[]) -%}
+{% macro latest_loaded_versions(relation, record_key, version_order=[], as_received=false) -%}
 source as (
 
     {{ loaded_versions_of_touched_keys(relation, record_key) }}
@@ -75,12 +118,20 @@ source as (
 latest_versions as (
 
     select
-        *,
+        source.*,
+        {%- if as_received %}
+        coalesce(conventions.date_calendar, 'gregorian') as _date_calendar,
+        conventions.date_format as _date_format,
+        {%- endif %}
         row_number() over (
             partition by {{ raw_key_expressions(record_key) }}
-            order by {{ (version_order + ['_loaded_at desc', '_row_number desc']) | join(', ') }}
+            order by {{ (version_order + ['source._loaded_at desc', 'source._row_number desc']) | join(', ') }}
         ) as version_number
     from source
+    {%- if as_received %}
+    left join {{ source('audit', 'batch_conventions') }} as conventions
+        on source._batch_id = conventions.batch_id
+    {%- endif %}
     where
         {%- for expression in record_key | map('last') %}
         {% if not loop.first %}and {% endif %}({{ expression }}) is not null

@@ -3,9 +3,10 @@
     same way for every customer-bearing source: a display form (Persian letters and digits unified,
     trimmed) for golden records, and the normalised identifiers identity resolution compares.
     Expects the canonical raw columns in scope; `has_full_name=false` for sources without full_name,
-    `has_address_details=false` for sources without house_number / address_line2.
+    `has_address_details=false` for sources without house_number / address_line2; `birth_date`: the column
+    holding the birth date as a date (a file source's converted value, macros/source_values.sql).
 -#}
-{% macro normalized_customer_fields(has_full_name=true, has_address_details=true) -%}
+{% macro normalized_customer_fields(has_full_name=true, has_address_details=true, birth_date='birth_date') -%}
     {%- set full_name = 'full_name' if has_full_name else 'cast(null as text)' -%}
     {%- set house_number = 'house_number' if has_address_details else 'cast(null as text)' -%}
     {%- set address_line2 = 'address_line2' if has_address_details else 'cast(null as text)' -%}
@@ -28,7 +29,8 @@
                 then coalesce(util.national_id_is_valid(national_id), false)
         end as is_national_id_valid,
         case
-            when birth_date >= date '1900-01-01' and birth_date <= cast(_loaded_at as date) then birth_date
+            when {{ birth_date }} >= date '1900-01-01' and {{ birth_date }} <= cast(_loaded_at as date)
+                then {{ birth_date }}
         end as birth_date,
         {{ clean_gender('gender') }} as gender,
         {{ clean_text('street') }} as street,

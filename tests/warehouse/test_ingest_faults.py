@@ -61,6 +61,23 @@ def q(url: str, query: str, *args):
         return conn.execute(query, args).fetchall()
 
 
+def _midway(monkeypatch, fault) -> None:
+    """Call `fault()` once, half-way through streaming a file to the server's COPY (the loader's fast path)."""
+    real_stream = files_mod._stream_file
+
+    def streaming(cur, statement, path):
+        data = Path(path).read_bytes()
+        with cur.copy(statement) as copy:
+            for start in range(0, len(data), 4096):
+                if start >= len(data) // 2:
+                    fault()
+                copy.write(data[start:start + 4096])
+        return cur.rowcount
+
+    monkeypatch.setattr(files_mod, "_stream_file", streaming)
+    assert real_stream is not streaming
+
+
 def _ledger(url):
     return q(url, "select batch_id, source_file, status, rows_read, rows_loaded, rows_rejected, error "
                   "from audit.load_batches order by started_at")
@@ -87,6 +104,14 @@ def test_warehouse_killed_mid_load_rolls_back_aborts_and_reloads(db, local, monk
         return readers.ParsedFile(parsed.header, rows())
 
     monkeypatch.setitem(readers.READERS, "csv", killing)
+
+    def kill_once():
+        if not killed:
+            killed.extend(q(db, "select pg_terminate_backend(pid) from pg_stat_activity "
+                                "where application_name = 'loader-under-test'"))
+            time.sleep(0.2)
+
+    _midway(monkeypatch, kill_once)
     url = db + ("&" if "?" in db else "?") + "application_name=loader-under-test"
     with pytest.raises((errors.LoadFailed, psycopg.OperationalError)) as exc:
         ingest_source(cfg, url=url, settings=local)
@@ -267,6 +292,14 @@ def test_embedded_warehouse_crashes_mid_load_and_the_rerun_converges(db, local, 
         return readers.ParsedFile(parsed.header, rows())
 
     monkeypatch.setitem(readers.READERS, "csv", crashing)
+
+    def crash_once():
+        if not crashed:
+            res = server._pg("pg_ctl", "stop", "-m", "immediate", "-D", str(settings.pgdata_dir),
+                             user=server._run_as())
+            crashed.append(res.returncode)
+
+    _midway(monkeypatch, crash_once)
     try:
         with pytest.raises((errors.LoadFailed, psycopg.OperationalError)):
             ingest_source(cfg, url=db, settings=local)
@@ -277,6 +310,7 @@ def test_embedded_warehouse_crashes_mid_load_and_the_rerun_converges(db, local, 
     assert [b[2] for b in _ledger(db)] == ["running"]
 
     monkeypatch.setitem(readers.READERS, "csv", real)
+    monkeypatch.undo()
     results = ingest_source(cfg, url=db, settings=local)
     assert [(r.status, r.rows_loaded) for r in results] == [("loaded", 3000)]
     assert [b[2] for b in _ledger(db)] == ["aborted", "loaded"]

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 from pathlib import Path
 
 import psycopg
 import pytest
 
+from crm_knowledge.ingest import field_issues
 from crm_knowledge.ingest.files import load_file, pending_files
 from crm_knowledge.ingest.registry import load_registry, parse_source
 from crm_knowledge.warehouse.bootstrap import apply_ddl
@@ -62,19 +64,24 @@ def test_forms_load_once_with_rejects_and_extras(wh, local):
     path = _write(local.landing_dir / "forms" / "s1.jsonl", body)
 
     result = load_file(wh, cfg, path, local)
-    assert (result.status, result.rows_read, result.rows_loaded, result.rows_rejected) == ("loaded", 4, 2, 2)
-    rows = wh.execute("select submission_id, first_name, phone, consent_marketing, rating, extras, "
-                      "submitted_at at time zone 'UTC' from raw.form_submissions order by 1").fetchall()
-    assert [r[0] for r in rows] == ["F1", "F2"]
+    # only the line that is no JSON object is rejected (a structural fault); F3's impossible birth date is not
+    assert (result.status, result.rows_read, result.rows_loaded, result.rows_rejected) == ("loaded", 4, 3, 1)
+    rows = wh.execute("select submission_id, first_name, phone, consent_marketing, rating, extras, submitted_at, "
+                      "util.parse_timestamp(submitted_at) at time zone 'UTC', birth_date "
+                      "from raw.form_submissions order by 1").fetchall()
+    assert [r[0] for r in rows] == ["F1", "F2", "F3"]
     assert rows[0][1] == "علي" and rows[0][2] == "۰۹۱۲۳۴۵۶۷۸۹"  # raw keeps what customers typed
-    assert rows[0][3] is True and rows[1][4] == 2
+    assert rows[0][3] == "true" and rows[1][4] == "2"  # as received, as text
     assert rows[1][5] == {"utm_campaign": "spring"}  # unknown field kept, not dropped
-    assert str(rows[0][6]) == "2026-03-01 06:30:00"  # converted to UTC
-    rejects = wh.execute("select row_number, reason, record from raw.load_rejects order by row_number").fetchall()
-    # the reason names the column and the problem, never the value; the row as received is in `record` (raw)
-    assert rejects[0][0] == 3 and "birth_date" in rejects[0][1] and "1990-13-45" not in rejects[0][1]
-    assert rejects[0][2]["birth_date"] == "1990-13-45"
-    assert rejects[1][0] == 4 and "invalid JSON" in rejects[1][1]
+    assert rows[0][6] == "2026-03-01T10:00:00+03:30" and str(rows[0][7]) == "2026-03-01 06:30:00"
+    assert rows[2][8] == "1990-13-45"
+    (reject,) = wh.execute("select row_number, reason, record from raw.load_rejects order by row_number").fetchall()
+    assert reject[0] == 4 and "invalid JSON" in reject[1]
+    # the value staging cannot convert is a field issue: source, row, column, reason, never the value
+    assert field_issues.check_new_batches(wh) == {}
+    (issue,) = wh.execute("select source_name, row_number, column_name, source_column, reason "
+                          "from audit.field_issues").fetchall()
+    assert issue[:4] == ("forms", 3, "birth_date", "birth_date") and "1990-13-45" not in issue[4]
     drift = wh.execute("select unexpected_columns from audit.schema_drift").fetchall()
     assert drift == [(["utm_campaign"],)]
     # the file left the landing zone only after it was recorded as loaded
@@ -84,7 +91,7 @@ def test_forms_load_once_with_rejects_and_extras(wh, local):
     again = _write(local.landing_dir / "forms" / "s1-resent.jsonl", body)
     second = load_file(wh, cfg, again, local)
     assert second.status == "skipped" and second.batch_id == result.batch_id
-    assert wh.execute("select count(*) from raw.form_submissions").fetchone()[0] == 2
+    assert wh.execute("select count(*) from raw.form_submissions").fetchone()[0] == 3
     batches = _batches(wh)
     assert len(batches) == 1 and batches[0][2] == batches[0][3] + batches[0][4]
 
@@ -114,10 +121,14 @@ def test_wrong_columns_quarantine_and_good_file_still_loads(wh, local):
     results = [load_file(wh, cfg, p, local) for p in pending_files(cfg, local)]
     assert [r.status for r in results] == ["quarantined", "loaded"]
     assert "required column" in results[0].error
-    rows = wh.execute("select order_id, amount, shop from raw.order_exports order by 1").fetchall()
-    assert [(r[0], int(r[1]), r[2]) for r in rows] == [("K1", 150000, "kiosk"), ("K3", 250000, "kiosk")]
-    (reason,), = wh.execute("select reason from raw.load_rejects").fetchall()
-    assert "amount" in reason and "not a number" in reason and "abc" not in reason
+    rows = wh.execute("select order_id, amount, util.parse_decimal(amount), shop from raw.order_exports "
+                      "order by 1").fetchall()
+    assert [(r[0], r[1], r[2], r[3]) for r in rows] == [
+        ("K1", "150000", 150000, "kiosk"), ("K2", "abc", None, "kiosk"), ("K3", "۲۵۰۰۰۰", 250000, "kiosk")]
+    assert wh.execute("select count(*) from raw.load_rejects").fetchone() == (0,)
+    field_issues.check_new_batches(wh)
+    (row, column, reason), = wh.execute("select row_number, column_name, reason from audit.field_issues").fetchall()
+    assert (row, column) == (2, "amount") and "not a number" in reason and "abc" not in reason
     assert good.exists() is False
 
 
@@ -129,17 +140,23 @@ def test_windows_1256_jalali_file(wh, local):
             "B2,مريم,احمدي,,09351112233,1370/13/45,شيراز,فارس,,1401/05/05,\n")
     path = _write(local.landing_dir / "siblings" / "bank_fa" / "customers.csv", text, "cp1256")
     result = load_file(wh, cfg, path, local)
-    # B2's impossible birth date does not lose the customer (a sibling unit's optional field): the record loads
-    # with birth_date NULL and a field issue (one is too few to hold the batch).
-    assert (result.status, result.rows_loaded, result.rows_rejected, result.rows_field_issues) == ("loaded", 2, 0, 1)
-    row = wh.execute("select unit, source_record_id, first_name, birth_date, signup_date, extras "
-                     "from raw.sibling_customers where source_record_id = 'B1'").fetchone()
+    # B2's impossible birth date does not lose the customer: the record loads as received, staging reads its
+    # birth date as NULL and a field issue records it (one is too few to hold the batch).
+    assert (result.status, result.rows_loaded, result.rows_rejected) == ("loaded", 2, 0)
+    assert field_issues.check_new_batches(wh) == {}
+    assert wh.execute("select row_number, column_name, source_column from audit.field_issues").fetchall() == \
+        [(2, "birth_date", "تاريخ تولد")]
+    row = wh.execute("select unit, source_record_id, first_name, birth_date, signup_date, extras, "
+                     "util.parse_date(birth_date, c.date_calendar, c.date_format), "
+                     "util.parse_date(signup_date, c.date_calendar, c.date_format) "
+                     "from raw.sibling_customers r join audit.batch_conventions c on c.batch_id = r._batch_id "
+                     "where source_record_id = 'B1'").fetchone()
     assert row[0] == "bank_fa" and row[1] == "B1" and row[2] == "علي"
-    assert str(row[3]) == "1991-02-03"  # 1369/11/14 Solar Hijri
-    assert str(row[4]) == "2021-03-21"  # 1400/01/01
+    assert row[3] == "1369/11/14" and str(row[6]) == "1991-02-03"  # as received; Solar Hijri in staging
+    assert str(row[7]) == "2021-03-21"  # 1400/01/01
     assert row[5] == {"نوع حساب": "جاري"}
     assert wh.execute("select birth_date from raw.sibling_customers where source_record_id = 'B2'").fetchone() == \
-        (None,)
+        ("1370/13/45",)
     (n, column, source_column, reason), = wh.execute(
         "select row_number, column_name, source_column, reason from audit.field_issues").fetchall()
     assert (n, column, source_column) == (2, "birth_date", "تاريخ تولد")
@@ -159,8 +176,10 @@ def test_new_sibling_unit_by_config_alone(wh, local, tmp_path):
                   "ID|Name|Born|Tel\nL1|Sara Karimi|1375-06-31|0912 000 1111\n")
     result = load_file(wh, cfg, path, local)
     assert result.status == "loaded" and result.rows_loaded == 1
-    row = wh.execute("select unit, full_name, birth_date from raw.sibling_customers").fetchone()
-    assert row[0] == "leasing" and row[1] == "Sara Karimi" and str(row[2]) == "1996-09-21"
+    row = wh.execute("select unit, full_name, birth_date, util.parse_date(birth_date, c.date_calendar, c.date_format) "
+                     "from raw.sibling_customers r join audit.batch_conventions c on c.batch_id = r._batch_id"
+                     ).fetchone()
+    assert row == ("leasing", "Sara Karimi", "1375-06-31", dt.date(1996, 9, 21))
 
 
 def test_wrong_config_names_file_and_key(tmp_path):

@@ -10,7 +10,8 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from crm_knowledge.ingest import convert, readers
+from crm_knowledge.ingest import field_issues, readers
+from crm_knowledge.ingest import files as files_mod
 from crm_knowledge.ingest.files import ingest_source, load_file
 from crm_knowledge.ingest.registry import load_registry
 from crm_knowledge.warehouse.bootstrap import apply_ddl
@@ -62,28 +63,33 @@ def _jsonl(objs: list[dict]) -> str:
 
 
 POISON = {
-    2: {"rating": 99999999999},                 # beyond the raw column's 4-byte integer
     4: {"message": "hello\u0000world"},         # NUL: no database text can hold it
     6: {"message": "broken \ud800 surrogate"},  # lone surrogate: not Unicode
     8: {"utm_source": "x\u0000y"},              # the same in a column that goes to extras (jsonb)
+}
+#: Values staging cannot convert: not structural, so the rows load as received (issue #15)
+UNCONVERTIBLE = {
+    2: {"rating": 99999999999},                 # beyond staging's 4-byte integer
     9: {"rating": 3.5},                         # not a whole number
 }
 
 
 def test_poison_rows_become_rejects_and_the_rest_loads(wh, local):
-    objs = [_form(i, **POISON.get(i, {})) for i in range(1, 11)]
+    objs = [_form(i, **POISON.get(i, UNCONVERTIBLE.get(i, {}))) for i in range(1, 11)]
     path = _write(local.landing_dir / "forms" / "poison.jsonl", _jsonl(objs))
     result = load_file(wh, _source("forms"), path, local)
-    assert (result.status, result.rows_read, result.rows_loaded, result.rows_rejected) == ("loaded", 10, 5, 5)
+    assert (result.status, result.rows_read, result.rows_loaded, result.rows_rejected) == ("loaded", 10, 7, 3)
     loaded = [r[0] for r in wh.execute("select submission_id from raw.form_submissions order by 1")]
     assert loaded == sorted(f"P{i}" for i in range(1, 11) if i not in POISON)
     rejects = dict(wh.execute("select row_number, reason from raw.load_rejects").fetchall())
     assert sorted(rejects) == sorted(POISON)
-    assert "rating" in rejects[2] and "out of range" in rejects[2] and "99999999999" not in rejects[2]
     assert "NUL" in rejects[4] and "message" in rejects[4]
     assert "surrogate" in rejects[6]
     assert "utm_source" in rejects[8] and "NUL" in rejects[8]
-    assert "whole number" in rejects[9]
+    # the unconvertible ratings are there as received, and field issues (never their values)
+    assert field_issues.check_new_batches(wh) == {}
+    issues = dict(wh.execute("select row_number, reason from audit.field_issues where column_name = 'rating'"))
+    assert sorted(issues) == [2, 9] and "whole number" in issues[2] and "99999999999" not in issues[2]
     # the record is kept as received (printable) in raw, the reason never holds a value
     record = wh.execute("select record from raw.load_rejects where row_number = 4").fetchone()[0]
     assert record["message"] == "hello\ufffdworld" and record["email"] == "person4@example.com"
@@ -98,23 +104,24 @@ def test_amount_overflow_in_a_csv_export_is_one_reject(wh, local):
     lines += [f"K{i},C{i},2026-01-02,1,{'1e20' if i == 3 else '1500.50'},SKU1" for i in range(1, 8)]
     path = _write(local.landing_dir / "order_exports" / "kiosk" / "x.csv", "\n".join(lines) + "\n")
     result = load_file(wh, cfg, path, local)
-    assert (result.rows_read, result.rows_loaded, result.rows_rejected) == (7, 6, 1)
-    (n, reason), = wh.execute("select row_number, reason from raw.load_rejects").fetchall()
-    assert n == 3 and "amount" in reason and "out of range" in reason and "1e20" not in reason
+    assert (result.rows_read, result.rows_loaded, result.rows_rejected) == (7, 7, 0)  # kept as received
+    field_issues.check_new_batches(wh)
+    (n, column, reason), = wh.execute("select row_number, column_name, reason from audit.field_issues").fetchall()
+    assert (n, column) == (3, "amount") and "out of range" in reason and "1e20" not in reason
 
 
 def test_a_value_the_database_refuses_is_isolated_row_safe(wh, local, monkeypatch):
-    """The safety net: a value convert.py lets through (here: its integer limit lifted) and the database refuses
-    makes the file load again in chunks; only the refused row is rejected, with the database's error class and
-    column, without the value (and without COPY's context line, which quotes the row)."""
-    monkeypatch.setattr(convert, "INT_MAX", 10**30)
-    objs = [_form(i, rating=(99999999999 if i == 37 else 4)) for i in range(1, 101)]
+    """The safety net: a value convert.py lets through (here: its NUL check lifted) and the database (or its
+    driver) refuses makes the file load again in chunks; only the refused row is rejected, with the error class,
+    without the value (and without COPY's context line, which quotes the row)."""
+    monkeypatch.setattr(files_mod, "text_or_none", lambda value: value)
+    objs = [_form(i, message=("secret\u0000person37" if i == 37 else "ok")) for i in range(1, 101)]
     path = _write(local.landing_dir / "forms" / "refused.jsonl", _jsonl(objs))
     result = load_file(wh, _source("forms"), path, local)
     assert (result.status, result.rows_read, result.rows_loaded, result.rows_rejected) == ("loaded", 100, 99, 1)
     (n, reason), = wh.execute("select row_number, reason from raw.load_rejects").fetchall()
-    assert n == 37 and "NumericValueOutOfRange" in reason and "rating" in reason
-    assert "99999999999" not in reason and "person37" not in reason
+    assert n == 37 and "refused by the database" in reason and "DataError" in reason
+    assert "secret" not in reason and "person37" not in reason
     assert wh.execute("select count(*), count(distinct submission_id) from raw.form_submissions").fetchone() == (99, 99)
     _assert_accounted(wh)
 
@@ -138,7 +145,9 @@ def test_unreadable_file_is_quarantined_once_and_later_files_load(wh, local, mon
         return readers.ParsedFile(parsed.header, rows())
 
     monkeypatch.setitem(readers.READERS, "jsonl", breaking)
-    _write(local.landing_dir / "forms" / "a_broken.jsonl", _jsonl([_form(i) for i in range(1, 6)]))
+    # (a NUL in its last line makes the server's COPY refuse the file, so the Python reader reads it)
+    _write(local.landing_dir / "forms" / "a_broken.jsonl",
+           _jsonl([_form(i, **({"message": "x\u0000"} if i == 5 else {})) for i in range(1, 6)]))
     _write(local.landing_dir / "forms" / "b_good.jsonl", _jsonl([_form(i) for i in range(10, 13)]))
     first = ingest_source(cfg, url=_url(wh), settings=local)
     assert [(r.file, r.status) for r in first] == [("a_broken.jsonl", "quarantined"), ("b_good.jsonl", "loaded")]
@@ -234,9 +243,10 @@ def test_xlsx_poison_cells(wh, local):
     path.parent.mkdir(parents=True, exist_ok=True)
     wb.save(path)
     result = load_file(wh, _source("sibling_travel"), path, local)
-    # a sibling unit keeps the customer: the invalid birth date loads as NULL and is recorded as a field issue
-    assert (result.rows_read, result.rows_loaded, result.rows_rejected, result.rows_field_issues) == (3, 3, 0, 1)
+    # the customer is kept: the invalid birth date loads as received, reads NULL in staging, and is a field issue
+    assert (result.rows_read, result.rows_loaded, result.rows_rejected) == (3, 3, 0)
+    field_issues.check_new_batches(wh)
     (n, column, reason), = wh.execute("select row_number, column_name, reason from audit.field_issues").fetchall()
     assert (n, column) == (2, "birth_date") and "19505309" not in reason
     assert wh.execute("select birth_date from raw.sibling_customers where source_record_id = 'T2'").fetchone() == \
-        (None,)
+        ("19505309",)

@@ -9,10 +9,12 @@ value by value with its Python twin.
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib.util
 import random
 import uuid
 from collections.abc import Callable, Iterator
+from decimal import Decimal
 from pathlib import Path
 
 import psycopg
@@ -27,6 +29,15 @@ from crm_knowledge.normalize import (
     normalize_persian,
     normalize_phone,
     to_ascii_digits,
+)
+from crm_knowledge.normalize.dates import jalali_to_gregorian
+from crm_knowledge.normalize.values import (
+    parse_decimal,
+    parse_integer,
+    parse_source_date,
+    parse_timestamp,
+    parse_yes_no,
+    value_text,
 )
 from crm_knowledge.settings import PROJECT_ROOT
 
@@ -43,7 +54,37 @@ TWINS: dict[str, Callable[[str | None], object]] = {
     "util.normalize_phone": normalize_phone,
     "util.normalize_national_id": normalize_national_id,
     "util.national_id_is_valid": is_valid_national_id,
+    # typed values from text as received (staging converts raw text with these)
+    "util.value_text": value_text,
+    "util.parse_integer": parse_integer,
+    "util.parse_decimal": parse_decimal,
+    "util.parse_yes_no": parse_yes_no,
+    "util.parse_timestamp": parse_timestamp,
 }
+#: SQL functions of several arguments, tested below with their own cases.
+MULTI_ARG = {"util.parse_date", "util.jalali_to_gregorian", "util.gregorian_date"}
+
+#: Values as sources send them: numbers with Persian digits and separators, yes/no words, timestamps and
+#: dates in several calendars and formats, impossible dates (19505309, 1403/12/30 in a common year).
+VALUE_CASES: list[str | None] = [
+    None, "", " ", "0", "12", " 12 ", "+7", "-3", "۱۲", "٣٤", "1,234", "۱٬۲۳۴", "12.0", "12.5", "1e3", "abc",
+    "2147483647", "2147483648", "-2147483648", "-2147483649", "99999999999", "1,234.50", "۱۲۳٫۴۵", ".5", "5.",
+    "999999999999.99", "1000000000000", "NaN", "Infinity", "--1", "1-", "1 2", "١٢\u200f",
+    "true", "TRUE", "t", "Yes", "y", "N", "no", "false", "f", "1", "0", "بله", "آری", "خیر", "نه", "maybe",
+    "2024-03-20", "2024-03-20T10:15", "2024-03-20T10:15:30", "2024-03-20 10:15:30.5", "2024-03-20T10:15:30Z",
+    "2024-03-20T10:15:30+03:30", "2024-03-20T10:15:30-0500", "2024-03-20T23:59:59.999999+00", "۲۰۲۴-۰۳-۲۰T۱۰:۰۰",
+    "2024-02-30T10:00", "2024-03-20T24:00", "2024-03-20T10:60", "2024-03-20T10:15+24:00", "20240320T101500",
+    "9999-12-31T23:00-05:00", "0001-01-01T00:30+01:00", "2024-3-20",
+    "1369/05/12", "۱۳۶۹/۰۵/۱۲", "1403/12/30", "1402/12/30", "1403/07/31", "1403/06/31", "1369-5-2", "1369/13/01",
+    "19505309", "19800101", "01.02.1990", "31.02.1990", "1.2.1990", "2020-01-13", "2020/01/13", "20-01-2020",
+    " 1990-01-02 ", "1990-01-02\u200c", "0000-01-01", "9999-12-31", "1990 / 01 / 02",
+]
+#: (calendar, format) pairs: those of config/sources and the edge cases of the format language.
+DATE_CONVENTIONS = [
+    ("gregorian", None), ("gregorian", "%Y-%m-%d"), ("gregorian", "%d.%m.%Y"), ("gregorian", "%Y%m%d"),
+    ("jalali", "%Y/%m/%d"), ("jalali", None), ("gregorian", "%Y-%d-%m"), ("gregorian", "%Y / %m / %d"),
+    ("gregorian", "%Y%%%m%d"), ("gregorian", "%Y-%m"), ("gregorian", "%Y-%m-%d-%d"), ("gregorian", "%Y.%m.%d(x)"),
+]
 
 
 def _unit_case_inputs() -> list[str | None]:
@@ -115,7 +156,7 @@ def scratch_db_module(warehouse, settings) -> Iterator[str]:
             conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
 
 
-INPUTS: list[str | None] = list(dict.fromkeys([*_unit_case_inputs(), *_fuzz()]))
+INPUTS: list[str | None] = list(dict.fromkeys([*_unit_case_inputs(), *VALUE_CASES, *_fuzz()]))
 
 
 def _sql_results(conn: psycopg.Connection, function: str, values: list[str | None]) -> list[object]:
@@ -132,6 +173,46 @@ def test_inputs_cover_every_outcome() -> None:
     assert sum(normalize_phone(v) is not None for v in INPUTS) > 100
     assert sum(normalize_email(v) is not None for v in INPUTS) > 20
     assert sum(is_valid_national_id(v) for v in INPUTS) > 20
+    assert sum(parse_integer(v) is not None for v in INPUTS) > 20
+    assert sum(parse_decimal(v) is not None for v in INPUTS) > 20
+    assert sum(parse_timestamp(v) is not None for v in INPUTS) > 5
+    assert {parse_yes_no(v) for v in INPUTS} == {True, False, None}
+    assert sum(parse_source_date(v, "jalali", "%Y/%m/%d") is not None for v in INPUTS) > 3
+
+
+@pytest.mark.parametrize(("calendar", "fmt"), DATE_CONVENTIONS)
+def test_parse_date_matches_python(util_conn: psycopg.Connection, calendar: str, fmt: str | None) -> None:
+    """util.parse_date(value, calendar, format) == normalize.values.parse_source_date, per source convention."""
+    rows = util_conn.execute(
+        "select util.parse_date(v, %s, %s) from unnest(%s::text[]) with ordinality as t(v, n) order by n",
+        (calendar, fmt, INPUTS),
+    ).fetchall()
+    mismatches = [(value, sql_value, parse_source_date(value, calendar, fmt))
+                  for value, (sql_value,) in zip(INPUTS, rows, strict=True)
+                  if sql_value != parse_source_date(value, calendar, fmt)]
+    assert not mismatches, f"{len(mismatches)} mismatches (input, sql, python), first: {mismatches[:5]}"
+
+
+def test_jalali_to_gregorian_matches_python_day_by_day(util_conn: psycopg.Connection) -> None:
+    """Every (year, month, day) of Jalali 1300-1430, including the impossible ones (day 31 of month 7, day 30 of
+    Esfand in a common year), and the ends of the range."""
+    cases = [(y, m, d) for y in range(1300, 1431) for m in range(1, 13) for d in range(0, 33)]
+    cases += [(1, 1, 1), (0, 1, 1), (9377, 10, 10), (9378, 10, 11), (9999, 12, 29)]
+    rows = util_conn.execute(
+        "select util.jalali_to_gregorian(y, m, d) from unnest(%s::int[], %s::int[], %s::int[]) "
+        "with ordinality as t(y, m, d, n) order by n",
+        ([c[0] for c in cases], [c[1] for c in cases], [c[2] for c in cases]),
+    ).fetchall()
+
+    def python(y: int, m: int, d: int):
+        try:
+            return jalali_to_gregorian(y, m, d)
+        except ValueError:
+            return None
+
+    mismatches = [(case, got) for case, (got,) in zip(cases, rows, strict=True) if got != python(*case)]
+    assert not mismatches, mismatches[:5]
+    assert sum(got is None for (got,) in rows) > 1000  # the impossible days were there
 
 
 @pytest.mark.parametrize("function", sorted(TWINS))
@@ -158,6 +239,13 @@ def test_sql_function_matches_python(util_conn: psycopg.Connection, function: st
         ("util.national_id_is_valid(null)", False),
         ("util.national_id_is_valid('1111111111')", False),
         ("util.normalize_persian(null)", None),
+        ("util.parse_date('1369/05/12', 'jalali', '%Y/%m/%d')", dt.date(1990, 8, 3)),
+        ("util.parse_date('19505309', 'gregorian', '%Y%m%d')", None),
+        ("util.parse_date('31.12.1999', 'gregorian', '%d.%m.%Y')", dt.date(1999, 12, 31)),
+        ("util.parse_integer('۱٬۲۳۴')", 1234),
+        ("util.parse_decimal('۱۲۳٫۴۵')", Decimal("123.45")),
+        ("util.parse_yes_no('بله')", True),
+        ("util.parse_timestamp('2024-03-20T10:00:00+03:30')", dt.datetime(2024, 3, 20, 6, 30, tzinfo=dt.UTC)),
     ],
 )
 def test_sql_functions_known_values(util_conn: psycopg.Connection, expression: str, expected: object) -> None:
@@ -171,5 +259,5 @@ def test_sql_functions_are_immutable_and_parallel_safe(util_conn: psycopg.Connec
         "select p.proname, p.provolatile, p.proparallel from pg_proc p "
         "join pg_namespace n on n.oid = p.pronamespace where n.nspname = 'util'"
     ).fetchall()
-    assert {f"util.{name}" for name, _, _ in rows} == set(TWINS)
+    assert {f"util.{name}" for name, _, _ in rows} == set(TWINS) | MULTI_ARG
     assert all(vol == "i" and par == "s" for _, vol, par in rows), rows

@@ -1,24 +1,19 @@
-{#- The record key, stated once: [staging column, raw expression] pairs (macros/incremental_staging.sql). -#}
 {%- set record_key = [['interaction_id', 'btrim(interaction_id)']] -%}
-
-{{
-    config(
-        materialized='incremental',
-        unique_key=staging_unique_key(record_key),
-        incremental_strategy='delete+insert',
-        on_schema_change='sync_all_columns',
-        indexes=staging_indexes(record_key),
-        post_hook=[staging_delete_hook('contacts', 'interactions', record_key)],
-    )
-}}
-
--- Incremental (macros/incremental_staging.sql): a run recomputes only the interactions touched since the
--- last run, each from all of its loaded raw versions, so the result equals a full build. The key is the
--- trimmed id (the id staging outputs), in the full build too.
+{{ incremental_staging_config('contacts', 'interactions', record_key) }}
 
 with
 
-{{ latest_loaded_versions(source('contacts', 'interactions'), record_key) }},
+{{ latest_loaded_versions(source('contacts', 'interactions'), record_key, as_received=true) }},
+
+converted as (
+
+    -- text as received -> typed values (macros/source_values.sql); the latest version of each key only
+    select
+        *,
+        util.parse_timestamp(occurred_at) as occurred_at_value
+    {{ current_versions() }}
+
+),
 
 final as (
 
@@ -44,12 +39,10 @@ final as (
         extras,
 
         -- timestamps
-        occurred_at,
-        _loaded_at as loaded_at,
-        now() as staged_at
+        occurred_at_value as occurred_at,
+        {{ staging_times() }}
 
-    from latest_versions
-    where version_number = 1
+    from converted
 
 )
 

@@ -1,24 +1,22 @@
-{#- The record key, stated once: [staging column, raw expression] pairs (macros/incremental_staging.sql). -#}
 {%- set record_key = [['submission_id', 'btrim(submission_id)']] -%}
-
-{{
-    config(
-        materialized='incremental',
-        unique_key=staging_unique_key(record_key),
-        incremental_strategy='delete+insert',
-        on_schema_change='sync_all_columns',
-        indexes=staging_indexes(record_key),
-        post_hook=[staging_delete_hook('forms', 'submissions', record_key)],
-    )
-}}
-
--- Incremental (macros/incremental_staging.sql): a run recomputes only the submissions touched since the
--- last run, each from all of its loaded raw versions, so the result equals a full build. The key is the
--- trimmed id (the id staging outputs), in the full build too.
+{{ incremental_staging_config('forms', 'submissions', record_key) }}
 
 with
 
-{{ latest_loaded_versions(source('forms', 'submissions'), record_key) }},
+{{ latest_loaded_versions(source('forms', 'submissions'), record_key, as_received=true) }},
+
+converted as (
+
+    -- text as received -> typed values (macros/source_values.sql); the latest version of each key only
+    select
+        *,
+        {{ source_date('birth_date') }} as birth_date_value,
+        {{ source_date('signup_date') }} as signup_date_value,
+        util.parse_timestamp(submitted_at) as submitted_at_value,
+        util.parse_integer(rating) as rating_value
+    {{ current_versions() }}
+
+),
 
 final as (
 
@@ -34,24 +32,22 @@ final as (
         lower(btrim(form_type)) as form_type,
         {{ clean_text('product_interest') }} as product_interest,
         {{ clean_text('message') }} as message,
-        case when rating between 1 and 5 then rating end as rating,
-        consent_marketing as is_marketing_consent_granted,
-        consent_profiling as is_profiling_consent_granted,
+        case when rating_value between 1 and 5 then rating_value end as rating,
+        util.parse_yes_no(consent_marketing) as is_marketing_consent_granted,
+        util.parse_yes_no(consent_profiling) as is_profiling_consent_granted,
 
         -- canonical customer fields
-        {{ normalized_customer_fields() }},
-        signup_date,
+        {{ normalized_customer_fields(birth_date='birth_date_value') }},
+        signup_date_value as signup_date,
         extras,
         -- values of identifier kinds declared in config/identity.yml, as received ({"<kind>": value})
         identifiers,
 
         -- timestamps
-        submitted_at,
-        _loaded_at as loaded_at,
-        now() as staged_at
+        submitted_at_value as submitted_at,
+        {{ staging_times() }}
 
-    from latest_versions
-    where version_number = 1
+    from converted
 
 )
 

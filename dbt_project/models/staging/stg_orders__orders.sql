@@ -1,22 +1,5 @@
-{#- The record key, stated once: [staging column, raw expression] pairs (macros/incremental_staging.sql). -#}
 {%- set record_key = [['order_id', 'order_id']] -%}
-
-{{
-    config(
-        materialized='incremental',
-        unique_key=staging_unique_key(record_key),
-        incremental_strategy='delete+insert',
-        on_schema_change='sync_all_columns',
-        indexes=staging_indexes(record_key),
-        post_hook=[
-            staging_delete_hook('orders', 'orders', record_key),
-            "{{ delete_keys_deleted_at_source(source('orders', 'orders'), 'order_id', 'order_id') }}",
-        ],
-    )
-}}
-
--- Incremental (macros/incremental_staging.sql): a run recomputes only the orders touched since the last
--- run, each from all of its loaded raw versions, so the result equals a full build.
+{{ incremental_staging_config('orders', 'orders', record_key, deleted_at_source=true) }}
 
 with
 
@@ -38,14 +21,9 @@ final as (
         -- timestamps
         ordered_at,
         updated_at,
-        _loaded_at as loaded_at,
-        now() as staged_at
+        {{ staging_times() }}
 
-    from latest_versions
-    where
-        version_number = 1
-        -- deleted at the source (soft-delete column or key reconciliation): no longer counts
-        and _deleted_at_source is not true
+    {{ current_versions(deleted_at_source=true) }}
 
 )
 

@@ -1,19 +1,5 @@
-{#- The record key, stated once: [staging column, raw expression] pairs (macros/incremental_staging.sql). -#}
 {%- set record_key = [['product_id', 'product_id']] -%}
-
-{{
-    config(
-        materialized='incremental',
-        unique_key=staging_unique_key(record_key),
-        incremental_strategy='delete+insert',
-        on_schema_change='sync_all_columns',
-        indexes=staging_indexes(record_key),
-        post_hook=[
-            staging_delete_hook('orders', 'products', record_key),
-            "{{ delete_keys_deleted_at_source(source('orders', 'products'), 'product_id', 'product_id') }}",
-        ],
-    )
-}}
+{{ incremental_staging_config('orders', 'products', record_key, deleted_at_source=true) }}
 
 -- Small, but incremental like the other orders tables: a rebuilt products table would give every
 -- product a new staged_at, and with it re-read every order line in fct_order_items.
@@ -36,14 +22,9 @@ final as (
 
         -- timestamps
         updated_at,
-        _loaded_at as loaded_at,
-        now() as staged_at
+        {{ staging_times() }}
 
-    from latest_versions
-    where
-        version_number = 1
-        -- deleted at the source (soft-delete column or key reconciliation): no longer counts
-        and _deleted_at_source is not true
+    {{ current_versions(deleted_at_source=true) }}
 
 )
 

@@ -5,7 +5,7 @@
   validation or ledger: the physical limit of getting those bytes into that server.
 * ``raw_ceiling``: the same COPY into a temporary text table, then one ``INSERT ... SELECT`` of those rows
   into the source's raw table (same columns, indexes and WAL as in the warehouse) with the load metadata
-  and the md5 content hash, and no conversion at all: text columns as received, typed columns left null.
+  and no conversion at all: the raw layer's text columns as received (issue #15).
   No loader that writes this raw layer can beat it, so it shows how much of the distance to plain COPY is
   the raw layer itself (typed, indexed, hashed rows) and how much is the pipeline's parsing and checks.
 * ``pandas_to_sql``: ``pandas.read_csv`` / ``read_json(lines=True)`` / ``read_excel`` then
@@ -26,14 +26,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from crm_knowledge.ingest.convert import (
-    BOOL_COLUMNS,
-    DATE_COLUMNS,
-    INT_COLUMNS,
-    NUMERIC_COLUMNS,
-    TIMESTAMP_COLUMNS,
-)
-from crm_knowledge.ingest.files import pending_files
+from crm_knowledge.ingest.files import PG_ENCODINGS, pending_files
 from crm_knowledge.ingest.readers import header_key
 from crm_knowledge.ingest.registry import SourceConfig
 from crm_knowledge.settings import Settings
@@ -43,8 +36,6 @@ log = logging.getLogger(__name__)
 
 BASELINE_DB = "bench_baseline"
 TO_SQL_ROWS = 200_000
-PG_ENCODINGS = {"utf-8": "UTF8", "utf8": "UTF8", "utf-8-sig": "UTF8", "cp1256": "WIN1256",
-                "windows-1256": "WIN1256"}
 CHUNK = 1 << 20
 
 
@@ -143,9 +134,6 @@ def plain_copy(settings: Settings, sources: list[SourceConfig]) -> dict[str, dic
                          lambda conn, cfg, path, enc, i: copy_file(conn, cfg, path, f"{cfg.name}_{i}", enc))
 
 
-TYPED_COLUMNS = DATE_COLUMNS | TIMESTAMP_COLUMNS | INT_COLUMNS | NUMERIC_COLUMNS | BOOL_COLUMNS
-
-
 def _ceiling_file(conn: psycopg.Connection, cfg: SourceConfig, path: Path, enc: str) -> int:
     """COPY one file into a temporary text table and insert it, unconverted, into the raw table."""
     dst_by_key = {header_key(src): dst for src, dst in cfg.columns.items()}
@@ -156,22 +144,19 @@ def _ceiling_file(conn: psycopg.Connection, cfg: SourceConfig, path: Path, enc: 
             sql.SQL(", ").join(sql.SQL("{} text").format(c) for c in cols)))
         copy = sql.SQL("copy land ({}) from stdin {}").format(sql.SQL(", ").join(cols), _copy_options(cfg, enc))
         values = {dst_by_key[header_key(h)]: cols[i] for i, h in enumerate(header) if header_key(h) in dst_by_key}
-        content = sql.SQL("row({})::text").format(sql.SQL(", ").join(cols))
     else:
         conn.execute("create temp table land (j jsonb, _rn serial) on commit drop")
         copy = sql.SQL("copy land (j) from stdin {}").format(_copy_options(cfg, enc))
         values = {dst: sql.SQL("j ->> {}").format(sql.Literal(src)) for src, dst in cfg.columns.items()}
-        content = sql.SQL("j::text")
-    values = {k: v for k, v in values.items() if k not in TYPED_COLUMNS}
     values.update({k: sql.Literal(v) for k, v in cfg.constant_columns.items()})
     with conn.cursor() as cur:
         _stream(cur, copy, path)
         schema, table = cfg.target_table.split(".")
         cur.execute(sql.SQL(
-            "insert into {}.{} ({}, _batch_id, _source_file, _loaded_at, _row_number, _record_hash) "
-            "select {}, 'baseline', {}, now(), _rn, md5({}) from land").format(
+            "insert into {}.{} ({}, _batch_id, _source_file, _loaded_at, _row_number) "
+            "select {}, 'baseline', {}, now(), _rn from land").format(
             sql.Identifier(schema), sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, values)),
-            sql.SQL(", ").join(values.values()), sql.Literal(path.name), content))
+            sql.SQL(", ").join(values.values()), sql.Literal(path.name)))
         return cur.rowcount
 
 

@@ -6,24 +6,31 @@ A source loads under its advisory lock (one load per source at a time); a batch 
    archived), so a re-run or a file that arrives twice loads nothing twice;
 2. a file that cannot be read at all (encoding, header, duplicate column names, a reader that breaks
    part-way) is moved to quarantine, once, with its reason in the ledger; the next files still load;
-3. otherwise every row is converted and checked against what the raw table can hold (convert.py); rows
-   that fail go to `raw.load_rejects` with their reason, and the good rows are written with one `COPY`,
-   in the same transaction as the ledger's `loaded` row, so a failure leaves no partial batch. Should the
-   database still refuse a value, the file is loaded again in chunks and only the refused rows are
-   rejected. Under `invalid_optional_field: null` a bad optional value loads as NULL and is recorded in
-   `audit.field_issues`; too many hold the batch;
+3. otherwise its rows land in the raw table as received, as text (issue #15): nothing is converted here.
+   CSV and JSON Lines files are streamed to the server's own `COPY` (the fast path: straight into the raw
+   table when every column of the file is mapped, else through a temporary landing table and one
+   `INSERT ... SELECT` that builds `extras` and `identifiers`); a file the server's parser refuses, and
+   every XLSX file, goes through the Python readers, which find the faulty rows. A row is rejected (to
+   `raw.load_rejects`, with its reason) only for a structural fault: a line that does not parse, a wrong
+   number of fields, a value no text column can hold (NUL), an empty primary key. The rows, the rejects,
+   the batch's conventions (calendar, date format: `audit.batch_conventions`) and the ledger's `loaded`
+   row commit in one transaction, so a failure leaves no partial batch;
 4. only after that commit is the file moved out of the landing zone into the archive.
-Columns the mapping does not know are kept in `extras` and reported as schema drift. No error text
-written anywhere holds a value from the file (errors.py).
+Values that do not convert (an impossible birth date) are staging's business: they are NULL there, and
+ingest/field_issues.py records them per field before the quality gate. Columns the mapping does not know
+are kept in `extras` and reported as schema drift. No error text written anywhere holds a value from the
+file (errors.py).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import logging
 import shutil
-from collections.abc import Callable, Iterator
+import tempfile
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,15 +40,7 @@ from psycopg import sql
 from psycopg.types.json import Jsonb
 
 from crm_knowledge.ingest import errors, ledger
-from crm_knowledge.ingest.convert import (
-    RowError,
-    check_json,
-    check_text,
-    converter_for,
-    jsonable,
-    printable,
-    record_hash,
-)
+from crm_knowledge.ingest.convert import RowError, check_json, check_text, jsonable, printable, text_or_none, to_text
 from crm_knowledge.ingest.readers import (
     BadRow,
     FileUnreadable,
@@ -58,7 +57,12 @@ from crm_knowledge.warehouse.db import connect
 
 log = logging.getLogger(__name__)
 
-META_COLUMNS = ("_batch_id", "_source_file", "_loaded_at", "_row_number", "_record_hash")
+META_COLUMNS = ("_batch_id", "_source_file", "_loaded_at", "_row_number")
+#: Python encoding name -> PostgreSQL's, for the encodings the server's COPY can read itself.
+PG_ENCODINGS = {"utf-8": "UTF8", "utf8": "UTF8", "utf-8-sig": "UTF8", "cp1256": "WIN1256",
+                "windows-1256": "WIN1256"}
+#: Bytes per write when a file is streamed to COPY.
+COPY_CHUNK = 1 << 20
 _UNPLANNED = object()
 
 
@@ -66,7 +70,7 @@ _UNPLANNED = object()
 class FileResult:
     source_name: str
     file: str
-    status: str  # loaded | held (too many field issues) | skipped | quarantined
+    status: str  # loaded | skipped | quarantined
     batch_id: str | None = None
     rows_read: int = 0
     rows_loaded: int = 0
@@ -74,7 +78,6 @@ class FileResult:
     missing_columns: list[str] = field(default_factory=list)
     unexpected_columns: list[str] = field(default_factory=list)
     error: str | None = None
-    rows_field_issues: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -202,13 +205,34 @@ def load_file(conn: psycopg.Connection, cfg: SourceConfig, path: Path,
         ledger.open_batch(conn, batch_id=batch_id, source_name=cfg.name, source_kind=cfg.kind,
                           source_file=path.name, checksum=checksum)
     try:
-        try:
-            outcome = _load_rows(conn, cfg, path, parsed, batch_id, safe=False)
-        except _RowRefused as refused:
-            # The database refused a value the checks in convert.py let through: load the file again, row-safe.
-            log.warning("%s: %s: the database refused a row (%s); loading the file again in chunks, rejecting "
-                        "only the refused rows", cfg.name, path.name, refused.reason)
-            outcome = _load_rows(conn, cfg, path, read_file(path, cfg), batch_id, safe=True)
+        outcome = None
+        if cfg.format in ("csv", "jsonl") and PG_ENCODINGS.get(cfg.encoding.lower()):
+            _close(parsed)
+            outcome = _copy_file(conn, cfg, path, parsed.header, batch_id)
+            if outcome is None:
+                parsed = read_file(path, cfg)
+        elif cfg.format == "xlsx":
+            # the sheet as CSV (an owner-only temporary file) through the same COPY as a CSV file
+            with tempfile.TemporaryDirectory() as tmp:
+                sheet = Path(tmp) / "sheet.csv"
+                try:
+                    _write_csv(parsed, sheet, path.name)
+                except _NotForCopy:
+                    pass
+                else:
+                    outcome = _copy_file(conn, dataclasses.replace(cfg, format="csv", delimiter=",",
+                                                                   encoding="utf-8"),
+                                         path, parsed.header, batch_id, stream=sheet)
+            if outcome is None:
+                parsed = read_file(path, cfg)
+        if outcome is None:
+            try:
+                outcome = _load_rows(conn, cfg, path, parsed, batch_id, safe=False)
+            except _RowRefused as refused:
+                # The database refused a value the checks in convert.py let through: load the file again, row-safe.
+                log.warning("%s: %s: the database refused a row (%s); loading the file again in chunks, rejecting "
+                            "only the refused rows", cfg.name, path.name, refused.reason)
+                outcome = _load_rows(conn, cfg, path, read_file(path, cfg), batch_id, safe=True)
     except FileUnreadable as exc:
         return _quarantine(conn, cfg, path, checksum, str(exc), settings, batch_id=batch_id)
     except Exception as exc:
@@ -222,27 +246,20 @@ def load_file(conn: psycopg.Connection, cfg: SourceConfig, path: Path,
         log.error("%s (batch %s; the file stays in the landing zone for the next run)", reason, batch_id)
         raise errors.LoadFailed(reason) from None
 
-    counts, rejects, missing, unexpected, hold = outcome
+    counts, rejects, missing, unexpected = outcome
     if missing or unexpected:
         log.warning("%s: schema drift in %s: missing columns %s, unexpected columns %s (kept in extras)",
                     cfg.name, path.name, missing, unexpected)
-    for n, reason, _ in rejects[:5]:
+    for n, reason in rejects[:5]:
         log.warning("%s: %s row %s rejected: %s", cfg.name, path.name, n, reason)
-    if len(rejects) > 5:
+    if counts.rows_rejected > 5:
         log.warning("%s: ... %s more rejected rows in raw.load_rejects (batch %s)", cfg.name,
-                    len(rejects) - 5, batch_id)
-    if counts.rows_field_issues:
-        log.warning("%s: %s: %s row(s) kept with an invalid optional field set to NULL (audit.field_issues, "
-                    "batch %s)", cfg.name, path.name, counts.rows_field_issues, batch_id)
-    if hold:
-        log.error("%s: %s: batch %s %s", cfg.name, path.name, batch_id, hold)
+                    counts.rows_rejected - 5, batch_id)
     _move(path, settings.archive_dir / cfg.name)
-    log.info("%s: %s %s as batch %s: read %s, loaded %s, rejected %s, with field issues %s", cfg.name, path.name,
-             "held" if hold else "loaded", batch_id, counts.rows_read, counts.rows_loaded, counts.rows_rejected,
-             counts.rows_field_issues)
-    return FileResult(cfg.name, path.name, "held" if hold else "loaded", batch_id, counts.rows_read,
-                      counts.rows_loaded, counts.rows_rejected, missing, unexpected, error=hold,
-                      rows_field_issues=counts.rows_field_issues)
+    log.info("%s: %s loaded as batch %s: read %s, loaded %s, rejected %s", cfg.name, path.name, batch_id,
+             counts.rows_read, counts.rows_loaded, counts.rows_rejected)
+    return FileResult(cfg.name, path.name, "loaded", batch_id, counts.rows_read, counts.rows_loaded,
+                      counts.rows_rejected, missing, unexpected)
 
 
 def _close(parsed: ParsedFile) -> None:
@@ -259,17 +276,257 @@ class _RowRefused(Exception):
         self.reason = reason
 
 
-Outcome = tuple[ledger.BatchCounts, list[tuple[int, str, Any]], list[str], list[str], str | None]
+class _NotForCopy(Exception):
+    """The server's COPY cannot load this file as the readers would (a blank key, a row of blanks): the
+    transaction is rolled back and the Python readers load the file."""
+
+
+#: (counts, the first rejects as (row number, reason), missing columns, unexpected columns)
+Outcome = tuple[ledger.BatchCounts, list[tuple[int, str]], list[str], list[str]]
+
+
+def _finish(conn: psycopg.Connection, cfg: SourceConfig, path: Path, batch_id: str, counts: ledger.BatchCounts,
+            columns_met: list[str]) -> tuple[list[str], list[str]]:
+    """Inside the load's transaction: drift, the batch's conventions and the ledger's `loaded` row."""
+    dst_by_key = {header_key(src): dst for src, dst in cfg.columns.items()}
+    keys_met = {header_key(c) for c in columns_met}
+    unexpected = [printable(c) for c in columns_met if header_key(c) not in dst_by_key]
+    missing = [src for src in cfg.columns if header_key(src) not in keys_met]
+    if missing or unexpected:
+        conn.execute(
+            """insert into audit.schema_drift (batch_id, source_name, source_file, missing_columns,
+                                               unexpected_columns) values (%s, %s, %s, %s, %s)""",
+            (batch_id, cfg.name, path.name, missing, unexpected),
+        )
+    # raw column -> the file's column as the file names it (for the field-issue report), else as configured
+    source_columns = {dst: printable(src) for src, dst in cfg.columns.items()}
+    for col in reversed(columns_met):
+        if header_key(col) in dst_by_key:
+            source_columns[dst_by_key[header_key(col)]] = printable(col)
+    conn.execute(
+        """insert into audit.batch_conventions (batch_id, source_name, date_calendar, date_format,
+                                                field_issue_threshold, source_columns)
+           values (%s, %s, %s, %s, %s, %s)""",
+        (batch_id, cfg.name, cfg.date_calendar, cfg.date_format, cfg.field_issue_threshold,
+         Jsonb(source_columns)),
+    )
+    ledger.close_batch(conn, batch_id, "loaded", counts)
+    return missing, unexpected
+
+
+def _stream_file(cur: psycopg.Cursor, statement: sql.Composable, path: Path) -> int:
+    """Stream the bytes of `path` to a `COPY ... FROM STDIN`; returns the rows COPY reports."""
+    with cur.copy(statement) as copy, open(path, "rb") as fh:
+        while chunk := fh.read(COPY_CHUNK):
+            copy.write(chunk)
+    return cur.rowcount
+
+
+def copy_options(cfg: SourceConfig) -> sql.Composable:
+    """COPY's options for a source file: CSV as CSV with its header line, JSON Lines as one value per line
+    (csv with quote and delimiter bytes that never occur in JSON text: no unescaping)."""
+    enc = sql.Literal(PG_ENCODINGS[cfg.encoding.lower()])
+    if cfg.format == "csv":
+        return sql.SQL("(format csv, header true, delimiter {}, encoding {})").format(
+            sql.Literal(cfg.delimiter), enc)
+    return sql.SQL("(format csv, quote e'\\x01', delimiter e'\\x02', encoding {})").format(enc)
+
+
+def _write_csv(parsed: ParsedFile, dest: Path, name: str) -> None:
+    """A reader's rows as a CSV file with its header; a row's position is its row number (blank rows stay,
+    as empty lines of fields, so the numbering holds); cells as text (convert.to_text)."""
+    import csv
+
+    header = parsed.header
+    with open(dest, "w", encoding="utf-8", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        expected = 1
+        for item in _guarded(parsed.rows, name):
+            if isinstance(item, BadRow):  # the XLSX reader has none; should it, the Python path rejects them
+                raise _NotForCopy(f"row {item.row_number} cannot be read")
+            n, record = item
+            for _ in range(expected, n):
+                writer.writerow([""] * len(header))
+            expected = n + 1
+            writer.writerow([v if v.__class__ is str else (to_text(v) or "") for v in record.values()])
+
+
+def _copy_file(conn: psycopg.Connection, cfg: SourceConfig, path: Path, header: list[str],
+               batch_id: str, stream: Path | None = None) -> Outcome | None:
+    """The fast path: the server parses the file (COPY) and writes its rows in one statement; None (nothing
+    kept) when the server's parser refuses the file or a row needs the Python readers' handling. `stream`:
+    the file COPY reads, when not `path` itself (an XLSX sheet written out as CSV)."""
+    try:
+        with conn.transaction():
+            errors.quiet_server_log(conn, expected_errors=True)
+            conn.execute("create temp sequence if not exists ckp_load_row_number")
+            conn.execute("alter sequence pg_temp.ckp_load_row_number restart")
+            conn.execute(
+                "select set_config('ckp.load_batch_id', %s, true), set_config('ckp.load_source_file', %s, true), "
+                "set_config('ckp.load_unit', %s, true), set_config('ckp.load_shop', %s, true)",
+                (batch_id, path.name, cfg.unit or "", cfg.shop or ""))
+            if cfg.format == "csv":
+                counts, columns_met = _copy_csv(conn, cfg, path, header, batch_id, stream or path)
+            else:
+                counts, columns_met = _copy_jsonl(conn, cfg, path, header, batch_id)
+            missing, unexpected = _finish(conn, cfg, path, batch_id, counts, columns_met)
+    except _NotForCopy as exc:
+        log.info("%s: %s: %s; loading it through the Python reader", cfg.name, path.name, exc)
+        return None
+    except Exception as exc:
+        if not errors.is_data_error(exc):
+            raise
+        log.info("%s: %s: the server's COPY refused the file (%s); loading it through the Python reader, which "
+                 "rejects the faulty rows", cfg.name, path.name, errors.describe(exc))
+        return None
+    rejects = []
+    if counts.rows_rejected:
+        rejects = [tuple(r) for r in conn.execute(
+            "select row_number, reason from raw.load_rejects where batch_id = %s order by row_number limit 5",
+            (batch_id,)).fetchall()]
+    return counts, rejects, missing, unexpected
+
+
+def _target(cfg: SourceConfig) -> tuple[sql.Composable, tuple[str, ...]]:
+    target, business_cols = KIND_TARGETS[cfg.kind]
+    schema, table = target.split(".")
+    return sql.Identifier(schema, table), business_cols
+
+
+def _json_object(pairs: list[tuple[str, sql.Composable]]) -> sql.Composable:
+    """`jsonb_build_object(name, value, ...)` without its null members, NULL when nothing is left."""
+    if not pairs:
+        return sql.SQL("cast(null as jsonb)")
+    return sql.SQL("nullif(jsonb_strip_nulls(jsonb_build_object({})), '{{}}'::jsonb)").format(
+        sql.SQL(", ").join(sql.SQL("{}, {}").format(sql.Literal(k), v) for k, v in pairs))
+
+
+def _land(conn: psycopg.Connection, cfg: SourceConfig, header: list[str],
+          value: dict[str, sql.Composable], everything: sql.Composable, present: sql.Composable,
+          unreadable: sql.Composable | None, batch_id: str, source_file: str) -> ledger.BatchCounts:
+    """From the temporary landing table `ckp_landing`: its records into the raw table, set-based, and the
+    structural rejects (no primary key; for JSON Lines, a line that is not an object) into raw.load_rejects.
+
+    `value`: file column -> its text expression; `everything`: the whole record as jsonb (a reject's record);
+    `present`: true for a record (not a row of blanks); `unreadable`: true for a line that is no record.
+    """
+    table, business_cols = _target(cfg)
+    dst_by_key = {header_key(src): dst for src, dst in cfg.columns.items()}
+    mapped: dict[str, sql.Composable] = {}
+    extras: list[tuple[str, sql.Composable]] = []
+    identifiers: list[tuple[str, sql.Composable]] = []
+    for col, expr in value.items():
+        dst = dst_by_key.get(header_key(col))
+        if dst in business_cols:
+            mapped.setdefault(dst, expr)
+        elif dst:
+            identifiers.append((dst, sql.SQL("nullif(btrim({}), '')").format(expr)))
+        else:
+            extras.append((col, sql.SQL("nullif({}, '')").format(expr)))
+    key = mapped.get(cfg.primary_key or "")
+    has_key = (sql.SQL("nullif(btrim({}), '') is not null").format(key) if key is not None
+               else sql.SQL("false"))
+    record_ok = sql.SQL("({}) and {}").format(present, sql.SQL("not ({})").format(unreadable)
+                                              if unreadable is not None else sql.SQL("true"))
+    columns = [sql.Identifier(c) for c in mapped] + [sql.Identifier("extras"), sql.Identifier("_row_number")]
+    values = [sql.SQL("case when btrim({0}) <> '' then {0} end").format(v) for v in mapped.values()]
+    values += [_json_object(extras), sql.Identifier("_row_number")]
+    if cfg.kind in IDENTIFIER_KINDS:
+        columns.append(sql.Identifier("identifiers"))
+        values.append(_json_object(identifiers))
+    with conn.cursor() as cur:
+        cur.execute(sql.SQL("insert into {} ({}) select {} from ckp_landing where {} and {}").format(
+            table, sql.SQL(", ").join(columns), sql.SQL(", ").join(values), record_ok, has_key))
+        loaded = cur.rowcount
+        reason = (f"primary key {cfg.primary_key!r} is empty" if key is not None
+                  else f"primary key {cfg.primary_key!r}: its column is not in the file")
+        cur.execute(sql.SQL(
+            "insert into raw.load_rejects (batch_id, source_name, source_file, row_number, reason, record) "
+            "select {batch}, {source}, {file}, _row_number, case when {bad} then {bad_reason} else {reason} end, "
+            "case when {bad} then {bad_record} else {record} end "
+            "from ckp_landing where ({present}) and not (({ok}) and {key})").format(
+            batch=sql.Literal(batch_id), source=sql.Literal(cfg.name), file=sql.Literal(source_file),
+            bad=unreadable if unreadable is not None else sql.SQL("false"),
+            bad_record=sql.SQL("jsonb_build_object('raw', left(j::text, 2000))") if unreadable is not None
+            else sql.SQL("null"),
+            bad_reason=sql.Literal("a line must hold one JSON object"), reason=sql.Literal(reason),
+            record=everything, present=present, ok=record_ok, key=has_key))
+        rejected = cur.rowcount
+    return ledger.BatchCounts(rows_read=loaded + rejected, rows_loaded=loaded, rows_rejected=rejected)
+
+
+def _copy_csv(conn: psycopg.Connection, cfg: SourceConfig, path: Path, header: list[str],
+              batch_id: str, stream: Path) -> tuple[ledger.BatchCounts, list[str]]:
+    table, business_cols = _target(cfg)
+    dst_by_key = {header_key(src): dst for src, dst in cfg.columns.items()}
+    targets = [dst_by_key.get(header_key(h)) for h in header]
+    if all(t in business_cols for t in targets) and cfg.primary_key in targets:
+        # Every column has its raw column: COPY straight into the raw table (metadata from the defaults).
+        # A row without a key is left out by COPY's WHERE; then the readers load the file and reject it.
+        key = sql.Identifier(cfg.primary_key or "")
+        with conn.cursor() as cur:
+            loaded = _stream_file(cur, sql.SQL("copy {} ({}) from stdin {} where nullif(btrim({}), '') is not null")
+                                  .format(table, sql.SQL(", ").join(map(sql.Identifier, targets)),
+                                          copy_options(cfg), key), stream)
+            last, called = cur.execute("select last_value, is_called from pg_temp.ckp_load_row_number").fetchone()
+        read = last if called else 0
+        if read != loaded:
+            raise _NotForCopy(f"{read - loaded} row(s) without a primary key or of blanks only")
+        return ledger.BatchCounts(rows_read=read, rows_loaded=loaded), list(header)
+    cols = [sql.Identifier(f"c{i}") for i in range(len(header))]
+    conn.execute(sql.SQL("create temp table ckp_landing ({}, _row_number int not null default "
+                         "nextval('pg_temp.ckp_load_row_number'::text)) on commit drop").format(
+        sql.SQL(", ").join(sql.SQL("{} text").format(c) for c in cols)))
+    with conn.cursor() as cur:
+        _stream_file(cur, sql.SQL("copy ckp_landing ({}) from stdin {}").format(
+            sql.SQL(", ").join(cols), copy_options(cfg)), stream)
+    everything = sql.SQL("jsonb_build_object({})").format(sql.SQL(", ").join(
+        sql.SQL("{}, coalesce({}, '')").format(sql.Literal(printable(h)), c)  # as the CSV reader gives it
+        for h, c in zip(header, cols, strict=True)))
+    present = sql.SQL("coalesce({}) is not null").format(sql.SQL(", ").join(
+        sql.SQL("nullif(btrim({}), '')").format(c) for c in cols))
+    counts = _land(conn, cfg, header, dict(zip(header, cols, strict=True)), everything, present, None,
+                   batch_id, path.name)
+    return counts, list(header)
+
+
+def _copy_jsonl(conn: psycopg.Connection, cfg: SourceConfig, path: Path, header: list[str],
+                batch_id: str) -> tuple[ledger.BatchCounts, list[str]]:
+    conn.execute("create temp table ckp_landing (j jsonb, _row_number int not null default "
+                 "nextval('pg_temp.ckp_load_row_number'::text)) on commit drop")
+    # The keys: those of the first objects (the reader's header) and the mapped names; any other key a later
+    # object brings is found among what is left over (`extras`), which is cheap to list.
+    known = list(dict.fromkeys([*header, *cfg.columns]))
+    with conn.cursor() as cur:
+        _stream_file(cur, sql.SQL("copy ckp_landing (j) from stdin {}").format(copy_options(cfg)), path)
+        later = [k for (k,) in cur.execute(
+            "select distinct k from (select j - %s::text[] as rest from ckp_landing where jsonb_typeof(j) = 'object' "
+            "and j - %s::text[] <> '{}'::jsonb) as r, jsonb_object_keys(r.rest) as k order by 1",
+            (known, known)).fetchall()]
+        unseen = [k for k in cfg.columns if k not in header]
+        found = cur.execute(sql.SQL("select {} from ckp_landing").format(sql.SQL(", ").join(
+            sql.SQL("coalesce(bool_or(j ? {}), false)").format(sql.Literal(k)) for k in unseen))).fetchone() \
+            if unseen else ()
+        met = [*header, *(k for k, seen in zip(unseen, found, strict=True) if seen)]
+    keys = list(dict.fromkeys([*met, *later]))
+    for k in keys:
+        check_text(k)  # jsonb holds no NUL; a key the readers would refuse is the readers' business
+    value = {k: sql.SQL("(j ->> {})").format(sql.Literal(k)) for k in keys}
+    counts = _land(conn, cfg, keys, value, sql.SQL("j"), sql.SQL("j is not null"),
+                   sql.SQL("jsonb_typeof(j) <> 'object'"), batch_id, path.name)
+    return counts, keys
 
 
 def _load_rows(conn: psycopg.Connection, cfg: SourceConfig, path: Path, parsed: ParsedFile, batch_id: str, *,
                safe: bool) -> Outcome:
-    """Convert and COPY every row, record rejects and drift, close the batch `loaded`: one transaction.
+    """The Python readers' path (XLSX, and files the server's COPY refused): every row as text, one COPY,
+    rejects and drift recorded, the batch closed `loaded`: one transaction.
 
-    Plain mode streams all rows through one COPY (the fast path: convert.py's checks keep the database from
-    refusing a value). Safe mode sends SAFE_CHUNK_ROWS rows per COPY, each in a savepoint; a chunk the database
-    refuses is split in halves until the refused rows are single rows, which become rejects with the
-    database's reason (class, column; no value). Outages are not the row's fault and are raised.
+    Plain mode streams all rows through one COPY. Safe mode sends SAFE_CHUNK_ROWS rows per COPY, each in a
+    savepoint; a chunk the database refuses is split in halves until the refused rows are single rows, which
+    become rejects with the database's reason (class, column; no value). Outages are not the row's fault and
+    are raised.
     """
     dst_by_key = {header_key(src): dst for src, dst in cfg.columns.items()}
     target, business_cols = KIND_TARGETS[cfg.kind]
@@ -283,17 +540,12 @@ def _load_rows(conn: psycopg.Connection, cfg: SourceConfig, path: Path, parsed: 
     schema, table = target.split(".")
     copy_sql = sql.SQL("copy {}.{} ({}) from stdin").format(
         sql.Identifier(schema), sql.Identifier(table), sql.SQL(", ").join(sql.Identifier(c) for c in columns))
-    # Per file column, chosen once: (position in business_cols, converter), (identifier kind, None) for a
-    # declared identifier kind, or None for extras.
+    # Per file column, chosen once: a position in business_cols, an identifier kind (str), or None for extras.
     position = {c: i for i, c in enumerate(business_cols)}
-    plan: dict[str, tuple[int | str, Callable[[Any], Any] | None] | None] = {}
+    plan: dict[str, int | str | None] = {}
     key_position = position.get(cfg.primary_key or "")
     const_values = list(constants.values())
     chunk: list[tuple[int, list[Any], Any]] = []
-    optional = cfg.optional_targets
-    # (row number, raw column, file column, reason): optional fields set to NULL, the record kept
-    issues: list[tuple[int, str, str, str]] = []
-    refused: set[int] = set()
 
     def send(rows: list[tuple[int, list[Any], Any]]) -> None:
         """COPY `rows` in a savepoint; on a refused value, halve until the refused row is alone (safe mode)."""
@@ -308,7 +560,6 @@ def _load_rows(conn: psycopg.Connection, cfg: SourceConfig, path: Path, parsed: 
             if len(rows) == 1:
                 n, _, record = rows[0]
                 rejects.append((n, f"refused by the database: {errors.describe(exc)}", record))
-                refused.add(n)
                 return
             half = len(rows) // 2
             send(rows[:half])
@@ -330,43 +581,34 @@ def _load_rows(conn: psycopg.Connection, cfg: SourceConfig, path: Path, parsed: 
                     business: list[Any] = [None] * len(business_cols)
                     extras: dict[str, Any] = {}
                     identifiers: dict[str, str] = {}
-                    row_issues: list[tuple[int, str, str, str]] = []
                     try:
                         for col, value in record.items():
                             step = plan.get(col, _UNPLANNED)
                             if step is _UNPLANNED:
                                 dst = dst_by_key.get(header_key(col))
-                                step = plan[col] = ((position[dst], converter_for(dst, cfg)) if dst in position
-                                                    else (dst, None) if dst else None)
+                                step = plan[col] = position[dst] if dst in position else dst
                             try:
                                 if step is None:
                                     if value is not None and value != "":
                                         check_text(str(col))
                                         extras[col] = check_json(jsonable(value))
-                                    continue
-                                if step[1] is None:  # a declared identifier kind
-                                    if value is not None and str(value).strip():
-                                        identifiers[step[0]] = check_text(str(value))
-                                    continue
-                                business[step[0]] = step[1](value)
+                                elif step.__class__ is str:  # a declared identifier kind
+                                    text = text_or_none(value)
+                                    if text is not None and text.strip():
+                                        identifiers[step] = text
+                                else:
+                                    business[step] = text_or_none(value)
                             except RowError as exc:
-                                if step is not None and step[1] is not None and business_cols[step[0]] in optional:
-                                    row_issues.append((row_number, business_cols[step[0]], printable(str(col)),
-                                                       str(exc)))
-                                    continue
                                 raise RowError(f"column {_column_label(col)}: {exc}") from None
-                        if key_position is None or business[key_position] is None:
+                        if key_position is None or business[key_position] is None \
+                                or not business[key_position].strip():
                             raise RowError(f"primary key {cfg.primary_key!r} is empty")
                     except RowError as exc:
                         rejects.append((row_number, str(exc), record))
                         continue
-                    if row_issues:
-                        issues.extend(row_issues)
                     ids = [Jsonb(identifiers) if identifiers else None] if has_identifiers else []
-                    # rows without identifiers hash as before, so existing rows are not seen as changed
-                    hashed = [*const_values, *business, extras or None, *([identifiers] if identifiers else [])]
                     row = [*const_values, *business, Jsonb(extras) if extras else None, *ids,
-                           batch_id, path.name, loaded_at, row_number, record_hash(hashed)]
+                           batch_id, path.name, loaded_at, row_number]
                     if copy is not None:
                         copy.write_row(row)
                         counts.rows_loaded += 1
@@ -394,19 +636,6 @@ def _load_rows(conn: psycopg.Connection, cfg: SourceConfig, path: Path, parsed: 
                         raise _RowRefused(errors.describe(exc)) from None
                     raise
         counts.rows_rejected = len(rejects)
-        issues = [i for i in issues if i[0] not in refused]
-        counts.rows_field_issues = len({i[0] for i in issues})
-        hold = _field_issue_hold(cfg, path, issues, counts.rows_read)
-        if issues:
-            with conn.cursor() as cur:
-                cur.executemany(
-                    """insert into audit.field_issues (batch_id, source_name, source_file, row_number, column_name,
-                                                       source_column, reason) values (%s, %s, %s, %s, %s, %s, %s)""",
-                    [(batch_id, cfg.name, path.name, n, column, src, reason) for n, column, src, reason in issues])
-        columns_met = list(dict.fromkeys([*parsed.header, *plan]))
-        keys_met = {header_key(c) for c in columns_met}
-        unexpected = [printable(c) for c in columns_met if header_key(c) not in dst_by_key]
-        missing = [src for src in cfg.columns if header_key(src) not in keys_met]
         if rejects:
             with conn.cursor() as cur:
                 cur.executemany(
@@ -414,38 +643,8 @@ def _load_rows(conn: psycopg.Connection, cfg: SourceConfig, path: Path, parsed: 
                                                      reason, record) values (%s, %s, %s, %s, %s, %s)""",
                     [(batch_id, cfg.name, path.name, n, reason, Jsonb(printable(rec))) for n, reason, rec in rejects],
                 )
-        if missing or unexpected:
-            conn.execute(
-                """insert into audit.schema_drift (batch_id, source_name, source_file, missing_columns,
-                                                   unexpected_columns) values (%s, %s, %s, %s, %s)""",
-                (batch_id, cfg.name, path.name, missing, unexpected),
-            )
-        ledger.close_batch(conn, batch_id, "held" if hold else "loaded", counts, error=hold)
-    return counts, rejects, missing, unexpected, hold
-
-
-#: A share means little on a handful of rows (2 bad dates in a 36-row file are 5.6%): a column holds its batch
-#: only from this many invalid values on.
-MIN_FIELD_ISSUES_TO_HOLD = 5
-
-
-def _field_issue_hold(cfg: SourceConfig, path: Path, issues: list[tuple[int, str, str, str]],
-                      rows_read: int) -> str | None:
-    """The reason to hold the batch when one column's share of invalid values exceeds the source's threshold."""
-    if not issues or not rows_read:
-        return None
-    per_column: dict[str, int] = {}
-    for _, column, _, _ in issues:
-        per_column[column] = per_column.get(column, 0) + 1
-    over = [(c, n) for c, n in sorted(per_column.items())
-            if n >= MIN_FIELD_ISSUES_TO_HOLD and n / rows_read > cfg.field_issue_threshold]
-    if not over:
-        return None
-    parts = ", ".join(f"{c} invalid in {n} of {rows_read} rows ({n / rows_read:.1%})" for c, n in over)
-    return (f"held at load: {parts}, above the source's field_issue_threshold of {cfg.field_issue_threshold:.1%} "
-            f"({cfg.config_file.name}); the rows are in raw with those fields NULL, see audit.field_issues. "
-            "Fix the source and re-deliver (then `ckp batches retire` this one), or accept it with "
-            "`ckp batches accept`")
+        missing, unexpected = _finish(conn, cfg, path, batch_id, counts, list(dict.fromkeys([*parsed.header, *plan])))
+    return counts, [(n, reason) for n, reason, _ in rejects[:5]], missing, unexpected
 
 
 def _column_label(col: Any) -> str:

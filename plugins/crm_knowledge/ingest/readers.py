@@ -352,17 +352,19 @@ def read_jsonl(path: Path, cfg: SourceConfig) -> ParsedFile:
 
 
 def read_xlsx(path: Path, cfg: SourceConfig) -> ParsedFile:
-    import zipfile
-
-    from openpyxl import load_workbook
+    """The sheet's rows with python-calamine (Rust; several times openpyxl's read-only mode). Cells come as
+    Python values (str, int, float, bool, date, datetime, time); an empty cell is None, as with the others."""
+    from python_calamine import CalamineError, CalamineWorkbook
 
     try:
-        wb = load_workbook(path, read_only=True, data_only=True)
-    except (zipfile.BadZipFile, OSError, KeyError, ValueError) as exc:
+        wb = CalamineWorkbook.from_path(str(path))
+    except (CalamineError, OSError, ValueError) as exc:
         raise FileUnreadable(f"{path.name}: not a readable .xlsx workbook ({describe(exc)})") from None
-    if cfg.sheet not in wb.sheetnames:
-        raise FileUnreadable(f"{path.name}: no sheet {cfg.sheet!r} (sheets: {', '.join(wb.sheetnames)})")
-    it = wb[cfg.sheet].iter_rows(values_only=True)
+    except Exception as exc:  # noqa: BLE001 - calamine's zip / XML errors have their own classes
+        raise FileUnreadable(f"{path.name}: not a readable .xlsx workbook ({describe(exc)})") from None
+    if cfg.sheet not in wb.sheet_names:
+        raise FileUnreadable(f"{path.name}: no sheet {cfg.sheet!r} (sheets: {', '.join(wb.sheet_names)})")
+    it = iter(wb.get_sheet_by_name(cfg.sheet).iter_rows())
     try:
         header = ["" if h is None else str(h).strip() for h in next(it)]
     except StopIteration:
@@ -370,10 +372,11 @@ def read_xlsx(path: Path, cfg: SourceConfig) -> ParsedFile:
 
     def rows() -> Iterator[tuple[int, dict[str, Any]] | BadRow]:
         for n, values in enumerate(it, start=1):
-            if values is None or all(v is None or str(v).strip() == "" for v in values):
+            cells = [None if v == "" else v for v in values]
+            if all(v is None or str(v).strip() == "" for v in cells):
                 continue
-            values = list(values) + [None] * (len(header) - len(values))
-            yield n, dict(zip(header, values[: len(header)], strict=True))
+            cells = cells + [None] * (len(header) - len(cells))
+            yield n, dict(zip(header, cells[: len(header)], strict=True))
         wb.close()
 
     return ParsedFile(header, rows())

@@ -57,10 +57,10 @@ _ENTITY_KEYS = {"table", "query", "primary_key", "updated_at", "columns", "soft_
 _KNOWN_KEYS = {
     "name", "kind", "description", "path", "format", "encoding", "delimiter", "sheet",
     "date_calendar", "date_format", "primary_key", "required_columns", "columns", "unit", "shop",
-    "connection_env", "lookback_minutes", "tables", "invalid_optional_field", "field_issue_threshold",
+    "connection_env", "lookback_minutes", "tables", "field_issue_threshold",
 }
-INVALID_FIELD_POLICIES = ("null", "reject")
-#: Share of a batch's rows with an invalid value in one optional column above which the batch is held.
+#: Share of a batch's rows with a value staging cannot convert in one column above which the batch is held
+#: (ingest/field_issues.py).
 DEFAULT_FIELD_ISSUE_THRESHOLD = 0.05
 
 
@@ -184,19 +184,7 @@ class SourceConfig:
     connection_env: str | None = None
     lookback_minutes: int = 0
     tables: dict[str, OrdersEntity] = field(default_factory=dict)
-    #: What a value that does not convert in an optional column (neither the primary key nor a required column)
-    #: does: `null` keeps the record with that field NULL and records an audit.field_issues row; `reject` rejects
-    #: the record. Sibling units default to `null` (a customer must not vanish for one bad optional field).
-    invalid_optional_field: str = "reject"
     field_issue_threshold: float = DEFAULT_FIELD_ISSUE_THRESHOLD
-
-    @property
-    def optional_targets(self) -> frozenset[str]:
-        """Raw columns whose bad values are nullified under `invalid_optional_field: null`."""
-        if self.invalid_optional_field != "null":
-            return frozenset()
-        required = {self.columns[c] for c in self.required_columns if c in self.columns}
-        return frozenset(t for t in self.columns.values() if t != self.primary_key and t not in required)
     #: mapped columns whose target is a declared identifier kind (subset of `columns`' values)
     identifier_targets: frozenset[str] = frozenset()
 
@@ -310,9 +298,6 @@ def parse_source(path: Path, identifier_kinds: frozenset[str] = frozenset()) -> 
         raise _fail(path, "unit", "names the sibling unit (used as source_system 'sibling:<unit>')")
     if kind == "order_export" and not raw.get("shop"):
         raise _fail(path, "shop", "names the shop the export comes from")
-    policy = str(raw.get("invalid_optional_field", "null" if kind == "sibling_unit" else "reject"))
-    if policy not in INVALID_FIELD_POLICIES:
-        raise _fail(path, "invalid_optional_field", f"{policy!r} is not one of {', '.join(INVALID_FIELD_POLICIES)}")
     threshold = raw.get("field_issue_threshold", DEFAULT_FIELD_ISSUE_THRESHOLD)
     if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 <= threshold <= 1:
         raise _fail(path, "field_issue_threshold", f"{threshold!r} must be a share between 0 and 1 (0.05 = 5%)")
@@ -323,7 +308,7 @@ def parse_source(path: Path, identifier_kinds: frozenset[str] = frozenset()) -> 
         delimiter=delimiter, sheet=raw.get("sheet"), date_calendar=calendar,
         date_format=raw.get("date_format"), primary_key=primary_key, required_columns=required,
         columns={str(k): str(v) for k, v in columns.items()}, unit=raw.get("unit"), shop=raw.get("shop"),
-        invalid_optional_field=policy, field_issue_threshold=float(threshold),
+        field_issue_threshold=float(threshold),
         identifier_targets=frozenset(str(v) for v in columns.values() if v in kinds and v not in allowed),
     )
 

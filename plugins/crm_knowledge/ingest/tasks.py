@@ -44,10 +44,8 @@ def ingest_file_source(name: str) -> dict[str, Any]:
         "loaded": sum(r.status == "loaded" for r in results),
         "skipped": sum(r.status == "skipped" for r in results),
         "quarantined": sum(r.status == "quarantined" for r in results),
-        "held": sum(r.status == "held" for r in results),
         "rows_loaded": sum(r.rows_loaded for r in results),
         "rows_rejected": sum(r.rows_rejected for r in results),
-        "rows_field_issues": sum(r.rows_field_issues for r in results),
         "batch_ids": [r.batch_id for r in results if r.status == "loaded"],
     }
     log.info("ingest summary: %s", summary)

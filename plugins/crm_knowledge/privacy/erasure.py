@@ -416,7 +416,8 @@ def form_requests(conn: psycopg.Connection) -> list[ErasureRequest]:
         return []
     rows = conn.execute(
         "select distinct on (btrim(f.submission_id)) btrim(f.submission_id), f.email, f.phone, f.national_id, "
-        "f.submitted_at from raw.form_submissions f join audit.load_batches b on b.batch_id = f._batch_id "
+        "util.parse_timestamp(f.submitted_at) from raw.form_submissions f "
+        "join audit.load_batches b on b.batch_id = f._batch_id "
         "and b.status = 'loaded' where lower(btrim(f.form_type)) = 'erasure_request' "
         "order by btrim(f.submission_id), f._loaded_at desc").fetchall()
     return [ErasureRequest(email=e, phone=p, national_id=n, reason="erasure_request web form", origin="form",

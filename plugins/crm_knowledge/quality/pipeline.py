@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from crm_knowledge.as_of import as_of_date, run_key
+from crm_knowledge.ingest import field_issues
 from crm_knowledge.ingest.registry import KIND_TARGETS
 from crm_knowledge.quality import gate, report
 from crm_knowledge.quality.gate import POST_SCORING_SUITES, CriticalDataQualityError, GateResult
@@ -108,6 +109,9 @@ def check_new_raw_batches(pipeline_run_id: str | None = None, *, include_held: b
     run_id = _run_id(pipeline_run_id)
     out: dict[str, Any] = {"pipeline_run_id": run_id, "tables": {}, "held_batches": [], "released_batches": []}
     errors = []
+    # values staging cannot convert, per field, and the per-source threshold that holds a batch (issue #15)
+    with connect(url, autocommit=True) as conn:
+        out["held_for_field_issues"] = list(field_issues.check_new_batches(conn))
     for table, batch_ids in batches_to_validate(url, include_held=include_held).items():
         try:
             result = gate.validate_raw_batches(table, batch_ids, run_id, settings=settings, url=url)

@@ -176,3 +176,203 @@ language sql immutable parallel safe
 as $$
     select util.normalize_national_id(s) is not null
 $$;
+
+-- ---------------------------------------------------------------------------------------------------
+-- Typed values from text as received (Python: crm_knowledge.normalize.values). Raw keeps file values as
+-- text; staging converts them with these, and a value that does not convert is NULL (a field issue,
+-- never a lost record). Blank input is NULL too. Written so that nothing raises on any input: impossible
+-- dates and out-of-range numbers are checked before they are built.
+-- ---------------------------------------------------------------------------------------------------
+
+-- Persian / Arabic-Indic digits to ASCII, whitespace trimmed at both ends (normalize.values._text).
+create or replace function util.value_text(s text) returns text
+language sql immutable parallel safe
+as $$
+    select nullif(regexp_replace(util.ascii_digits(s),
+        '^[ \t\n\r\f\v\u0085\u1680\u2028\u2029]+|[ \t\n\r\f\v\u0085\u1680\u2028\u2029]+$', '', 'g'), '')
+$$;
+
+-- Gregorian date of a Jalali (Solar Hijri) date, NULL when it does not exist or is out of range
+-- (normalize.dates.jalali_to_gregorian: the 33-year cycle, leap years y % 33 in 1 5 9 13 17 22 26 30).
+create or replace function util.jalali_to_gregorian(jy int, jm int, jd int) returns date
+language sql immutable parallel safe
+as $$
+    select case
+        when jy between 1 and 9999 and jm between 1 and 12 and jd >= 1
+            and jd <= case when jm <= 6 then 31 when jm <= 11 then 30
+                           when (jy % 33) in (1, 5, 9, 13, 17, 22, 26, 30) then 30 else 29 end
+            and 365 * (jy - 1) + ((jy - 1) / 33) * 8
+                + (array[0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7,
+                         8, 8, 8])[(jy - 1) % 33 + 1]
+                + (array[0, 31, 62, 93, 124, 155, 186, 216, 246, 276, 306, 336])[jm] + jd - 1
+                <= date '9999-12-31' - date '0622-03-21'
+        then date '0622-03-21'
+            + (365 * (jy - 1) + ((jy - 1) / 33) * 8
+               + (array[0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5, 5, 6, 6, 6, 6, 7, 7, 7, 7,
+                        8, 8, 8])[(jy - 1) % 33 + 1]
+               + (array[0, 31, 62, 93, 124, 155, 186, 216, 246, 276, 306, 336])[jm] + jd - 1)
+    end
+$$;
+
+-- A Gregorian date, NULL when it does not exist (no error for 2023-02-30).
+create or replace function util.gregorian_date(y int, m int, d int) returns date
+language sql immutable parallel safe
+as $$
+    select case
+        when y between 1 and 9999 and m between 1 and 12 and d >= 1
+            and d <= extract(day from make_date(y, m, 1) + interval '1 month' - interval '1 day')
+        then make_date(y, m, d)
+    end
+$$;
+
+-- A date written in `calendar` ('gregorian' | 'jalali') and `fmt` (%Y 4 digits, %m and %d 1-2 digits, %%,
+-- other characters literal), else ISO YYYY-MM-DD / YYYY/MM/DD; NULL when none gives a date that exists
+-- (Python: normalize.values.parse_source_date). The text is NFKC-normalised, digits made ASCII, invisible
+-- and zero-width characters removed and whitespace collapsed first, as normalize.dates.parse_date does.
+create or replace function util.parse_date(s text, calendar text, fmt text) returns date
+language plpgsql immutable parallel safe
+as $$
+declare
+    v text;
+    candidate text;
+    pattern text;
+    fields text;
+    ch text;
+    i int;
+    parts text[];
+    y int;
+    m int;
+    d int;
+    result date;
+begin
+    if s is null or lower(btrim(calendar)) not in ('gregorian', 'jalali') then
+        return null;
+    end if;
+    v := btrim(regexp_replace(
+        translate(util.ascii_digits(normalize(s, NFKC)),
+            U&'\200E\200F\061C\00AD\202A\202B\202C\202D\202E\2066\2067\2068\2069\200B\200C\200D\2060\FEFF', ''),
+        '[ \t\n\r\f\v\u0085\u1680\u2028\u2029]+', ' ', 'g'), ' ');
+    if v = '' then
+        return null;
+    end if;
+    foreach candidate in array case when nullif(fmt, '') is null then array['%Y-%m-%d', '%Y/%m/%d']
+                                    else array[fmt, '%Y-%m-%d', '%Y/%m/%d'] end loop
+        pattern := '';
+        fields := '';
+        i := 1;
+        while i <= length(candidate) loop
+            ch := substr(candidate, i, 1);
+            if ch = '%' then
+                ch := substr(candidate, i + 1, 1);
+                if ch = '%' then
+                    pattern := pattern || '%';
+                elsif ch in ('Y', 'm', 'd') and position(ch in fields) = 0 then
+                    pattern := pattern || case ch when 'Y' then '([0-9]{4})' else '([0-9]{1,2})' end;
+                    fields := fields || ch;
+                else
+                    pattern := null;  -- unsupported or repeated directive: the format is unusable
+                    exit;
+                end if;
+                i := i + 2;
+            else
+                pattern := pattern || case when ch ~ '^[\x21-\x2f\x3a-\x40\x5b-\x60\x7b-\x7e ]$'
+                                           then '\' || ch else ch end;
+                i := i + 1;
+            end if;
+        end loop;
+        continue when pattern is null or length(fields) <> 3;
+        parts := regexp_match(v, '^(?:' || pattern || ')$');
+        continue when parts is null;
+        y := parts[position('Y' in fields)]::int;
+        m := parts[position('m' in fields)]::int;
+        d := parts[position('d' in fields)]::int;
+        result := case when lower(btrim(calendar)) = 'jalali' then util.jalali_to_gregorian(y, m, d)
+                       else util.gregorian_date(y, m, d) end;
+        if result is not null then
+            return result;
+        end if;
+    end loop;
+    return null;
+end
+$$;
+
+-- An ISO-8601 timestamp in UTC (YYYY-MM-DD[(T| )HH:MM[:SS[(.|,)ffffff]]][Z|+HH[:MM]|-HH[:MM]]); one without
+-- an offset is UTC (Python: normalize.values.parse_timestamp).
+create or replace function util.parse_timestamp(s text) returns timestamptz
+language plpgsql immutable parallel safe
+as $$
+declare
+    p text[];
+    zone text;
+    off interval := interval '0';
+    day date;
+    result timestamptz;
+begin
+    p := regexp_match(util.value_text(s),
+        '^([0-9]{4})-([0-9]{2})-([0-9]{2})(?:[T ]([0-9]{2}):([0-9]{2})(?::([0-9]{2})(?:[.,]([0-9]{1,6}))?)?)?'
+        || '(Z|[+-][0-9]{2}(?::?[0-9]{2})?)?$');
+    if p is null then
+        return null;
+    end if;
+    day := util.gregorian_date(p[1]::int, p[2]::int, p[3]::int);
+    if day is null or coalesce(p[4]::int, 0) > 23 or coalesce(p[5]::int, 0) > 59 or coalesce(p[6]::int, 0) > 59 then
+        return null;
+    end if;
+    zone := p[8];
+    if zone is not null and zone <> 'Z' then
+        zone := replace(substr(zone, 2), ':', '');
+        if substr(zone, 1, 2)::int > 23 or coalesce(nullif(substr(zone, 3), '')::int, 0) > 59 then
+            return null;
+        end if;
+        off := make_interval(hours => substr(zone, 1, 2)::int, mins => coalesce(nullif(substr(zone, 3), '')::int, 0));
+        if left(p[8], 1) = '-' then
+            off := -off;
+        end if;
+    end if;
+    result := (day + make_interval(hours => coalesce(p[4]::int, 0), mins => coalesce(p[5]::int, 0),
+                                   secs => coalesce(p[6]::int, 0) + coalesce(rpad(p[7], 6, '0')::int, 0) / 1e6)
+               - off) at time zone 'UTC';
+    if result < timestamptz '0001-01-01 00:00:00+00' or result >= timestamptz '10000-01-01 00:00:00+00' then
+        return null;
+    end if;
+    return result;
+end
+$$;
+
+-- A whole number: sign, digits (Persian too), thousands separators , and U+066C, an optional .0; NULL
+-- outside the 4-byte integer range (Python: normalize.values.parse_integer).
+create or replace function util.parse_integer(s text) returns int
+language sql immutable parallel safe
+as $$
+    select case
+        when t ~ '^[+-]?[0-9]+(\.0*)?$'
+            and cast(split_part(t, '.', 1) as numeric) between -2147483648 and 2147483647
+        then cast(cast(split_part(t, '.', 1) as numeric) as int)
+    end
+    from (select translate(util.value_text(s), U&',\066C', '') as t) as v
+$$;
+
+-- A decimal number: thousands separators , and U+066C, decimal point . or U+066B; NULL when not a number
+-- or not below 10^12 - 0.005 in absolute value, so it fits numeric(14, 2) (normalize.values.parse_decimal).
+create or replace function util.parse_decimal(s text) returns numeric
+language sql immutable parallel safe
+as $$
+    select case
+        when t ~ '^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)$' and abs(cast(t as numeric)) < 999999999999.995
+        then cast(t as numeric)
+    end
+    from (select translate(util.value_text(s), U&'\066B,\066C', '.') as t) as v
+$$;
+
+-- true / false from yes/no words: true t yes y 1 بله آری, false f no n 0 خیر نه (any case);
+-- NULL otherwise (Python: normalize.values.parse_yes_no).
+create or replace function util.parse_yes_no(s text) returns boolean
+language sql immutable parallel safe
+as $$
+    select case
+        when lower(util.value_text(s)) in ('true', 't', 'yes', 'y', '1', U&'\0628\0644\0647', U&'\0622\0631\06CC')
+            then true
+        when lower(util.value_text(s)) in ('false', 'f', 'no', 'n', '0', U&'\062E\06CC\0631', U&'\0646\0647')
+            then false
+    end
+$$;

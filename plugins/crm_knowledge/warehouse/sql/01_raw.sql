@@ -2,26 +2,32 @@
 -- version of a record is a new row and staging picks the latest. Idempotent: safe on every deploy.
 create schema if not exists raw;
 
+-- File sources land as received (issue #15): every business column is text, the value as the file holds it
+-- (a CSV / XLSX cell, a JSON Lines value); staging converts with the util.* functions and records the values
+-- that do not convert in audit.field_issues. Load metadata: _batch_id, _source_file, _loaded_at,
+-- _row_number. The defaults of the metadata and constant columns let the loader COPY a file straight into its
+-- raw table (ingest/files.py, the fast path): the load sets ckp.load_* for its transaction and a temporary
+-- sequence numbers the rows; a COPY without them fails the not-null constraints instead of writing bad rows.
 create table if not exists raw.form_submissions (
-    submission_id text, form_type text, submitted_at timestamptz,
-    customer_ref text, order_ref text, product_interest text, message text, rating int,
-    consent_marketing boolean, consent_profiling boolean,
+    submission_id text, form_type text, submitted_at text,
+    customer_ref text, order_ref text, product_interest text, message text, rating text,
+    consent_marketing text, consent_profiling text,
     source_record_id text, first_name text, last_name text, full_name text, email text, phone text,
-    national_id text, birth_date date, gender text, street text, city text, province text, postcode text,
-    company text, business_type text, signup_date date,
+    national_id text, birth_date text, gender text, street text, city text, province text, postcode text,
+    company text, business_type text, signup_date text,
     extras jsonb,
     _batch_id text not null, _source_file text not null, _loaded_at timestamptz not null,
-    _row_number int not null, _record_hash text not null
+    _row_number int not null, _record_hash text
 );
 
 create table if not exists raw.sibling_customers (
     unit text not null,
     source_record_id text, first_name text, last_name text, full_name text, email text, phone text,
-    national_id text, birth_date date, gender text, street text, city text, province text, postcode text,
-    company text, business_type text, signup_date date,
+    national_id text, birth_date text, gender text, street text, city text, province text, postcode text,
+    company text, business_type text, signup_date text,
     extras jsonb,
     _batch_id text not null, _source_file text not null, _loaded_at timestamptz not null,
-    _row_number int not null, _record_hash text not null
+    _row_number int not null, _record_hash text
 );
 
 -- Added with issue #15 (any identifier, address details): existing warehouses get the columns here.
@@ -35,20 +41,62 @@ alter table raw.sibling_customers add column if not exists address_line2 text;
 alter table raw.sibling_customers add column if not exists identifiers jsonb;
 
 create table if not exists raw.contact_interactions (
-    interaction_id text, channel text, occurred_at timestamptz, customer_name text, email text, phone text,
+    interaction_id text, channel text, occurred_at text, customer_name text, email text, phone text,
     customer_ref text, topic text, outcome text, notes text, agent_id text,
     extras jsonb,
     _batch_id text not null, _source_file text not null, _loaded_at timestamptz not null,
-    _row_number int not null, _record_hash text not null
+    _row_number int not null, _record_hash text
 );
 
 create table if not exists raw.order_exports (
-    shop text not null, order_id text, customer_source_id text, order_date date, quantity int,
-    amount numeric(16, 2), items text,
+    shop text not null, order_id text, customer_source_id text, order_date text, quantity text,
+    amount text, items text,
     extras jsonb,
     _batch_id text not null, _source_file text not null, _loaded_at timestamptz not null,
-    _row_number int not null, _record_hash text not null
+    _row_number int not null, _record_hash text
 );
+
+-- Warehouses created before issue #15 hold converted values: their typed columns become text, in the form the
+-- staging conversion reads back unchanged (ISO dates and UTC timestamps), and the content hash (no longer
+-- computed for file rows) becomes optional. Columns already text are left alone, so this is a no-op after once.
+do $$
+declare
+    c record;
+begin
+    for c in
+        select table_name, column_name, data_type from information_schema.columns
+        where table_schema = 'raw'
+            and table_name in ('form_submissions', 'sibling_customers', 'contact_interactions', 'order_exports')
+            and column_name not in ('extras', 'identifiers', '_batch_id', '_source_file', '_loaded_at', '_row_number')
+            and data_type <> 'text'
+    loop
+        execute format('alter table raw.%I alter column %I type text using %s', c.table_name, c.column_name,
+            case c.data_type
+                when 'timestamp with time zone' then format(
+                    'to_char(%I at time zone ''UTC'', ''YYYY-MM-DD"T"HH24:MI:SS.US"Z"'')', c.column_name)
+                when 'date' then format('to_char(%I, ''YYYY-MM-DD'')', c.column_name)
+                else format('%I::text', c.column_name)
+            end);
+    end loop;
+end
+$$;
+-- The content hash is no longer computed for file rows, and the metadata columns get the defaults of the
+-- fast path (see above); the constant column of a kind (unit, shop) comes from the load's setting too.
+do $$
+declare
+    t text;
+begin
+    foreach t in array array['form_submissions', 'sibling_customers', 'contact_interactions', 'order_exports'] loop
+        execute format('alter table raw.%I alter column _record_hash drop not null, '
+            || 'alter column _batch_id set default current_setting(''ckp.load_batch_id'', true), '
+            || 'alter column _source_file set default current_setting(''ckp.load_source_file'', true), '
+            || 'alter column _loaded_at set default now(), '
+            || 'alter column _row_number set default nextval(''pg_temp.ckp_load_row_number''::text)', t);
+    end loop;
+end
+$$;
+alter table raw.sibling_customers alter column unit set default nullif(current_setting('ckp.load_unit', true), '');
+alter table raw.order_exports alter column shop set default nullif(current_setting('ckp.load_shop', true), '');
 
 create table if not exists raw.orders__customers (
     customer_id int, first_name text, last_name text, email text, phone text, national_id text,
@@ -109,19 +157,29 @@ create index if not exists load_rejects_batch on raw.load_rejects (batch_id);
 -- Incremental staging (dbt_project/macros/incremental_staging.sql) finds the rows loaded since its last
 -- run (_loaded_at), the rows of batches the quality gate held or released (_batch_id), and then every
 -- loaded version of the touched keys (the key expressions below are exactly the models' partition keys).
--- Without these, each daily run would scan all of raw: at a million customers, ~25M rows.
-create index if not exists form_submissions_loaded on raw.form_submissions (_loaded_at);
-create index if not exists form_submissions_batch on raw.form_submissions (_batch_id);
+-- Without these, each daily run would scan all of raw: at a million customers, ~25M rows. The file tables are
+-- append-only, so their load time and batch id follow the physical order: BRIN indexes (a few pages, next to
+-- nothing to maintain during a COPY) find a batch's rows; only the record keys need b-trees.
+drop index if exists raw.form_submissions_loaded;
+drop index if exists raw.form_submissions_batch;
+create index if not exists form_submissions_loaded_brin on raw.form_submissions using brin (_loaded_at);
+create index if not exists form_submissions_batch_brin on raw.form_submissions using brin (_batch_id);
 create index if not exists form_submissions_key on raw.form_submissions (btrim(submission_id));
-create index if not exists contact_interactions_loaded on raw.contact_interactions (_loaded_at);
-create index if not exists contact_interactions_batch on raw.contact_interactions (_batch_id);
+drop index if exists raw.contact_interactions_loaded;
+drop index if exists raw.contact_interactions_batch;
+create index if not exists contact_interactions_loaded_brin on raw.contact_interactions using brin (_loaded_at);
+create index if not exists contact_interactions_batch_brin on raw.contact_interactions using brin (_batch_id);
 create index if not exists contact_interactions_key on raw.contact_interactions (btrim(interaction_id));
-create index if not exists sibling_customers_loaded on raw.sibling_customers (_loaded_at);
-create index if not exists sibling_customers_batch on raw.sibling_customers (_batch_id);
+drop index if exists raw.sibling_customers_loaded;
+drop index if exists raw.sibling_customers_batch;
+create index if not exists sibling_customers_loaded_brin on raw.sibling_customers using brin (_loaded_at);
+create index if not exists sibling_customers_batch_brin on raw.sibling_customers using brin (_batch_id);
 create index if not exists sibling_customers_key
     on raw.sibling_customers (('sibling:' || lower(btrim(unit))), btrim(source_record_id));
-create index if not exists order_exports_loaded on raw.order_exports (_loaded_at);
-create index if not exists order_exports_batch on raw.order_exports (_batch_id);
+drop index if exists raw.order_exports_loaded;
+drop index if exists raw.order_exports_batch;
+create index if not exists order_exports_loaded_brin on raw.order_exports using brin (_loaded_at);
+create index if not exists order_exports_batch_brin on raw.order_exports using brin (_batch_id);
 create index if not exists order_exports_key on raw.order_exports (lower(btrim(shop)), btrim(order_id));
 create index if not exists orders__customers_loaded on raw.orders__customers (_loaded_at);
 create index if not exists orders__customers_batch on raw.orders__customers (_batch_id);

@@ -74,3 +74,19 @@ create table if not exists audit.field_issues (
     detected_at timestamptz not null default now()
 );
 create index if not exists field_issues_batch on audit.field_issues (batch_id);
+
+-- How a batch's text is to be read (ingest/files.py writes one row per file batch, in the load's transaction):
+-- its source's calendar and date format, and raw column -> file column for the field-issue report. Staging
+-- and the field-issue check (ingest/field_issues.py) read dates through it; a batch without a row (loaded
+-- before issue #15: ISO Gregorian values) reads as Gregorian ISO.
+create table if not exists audit.batch_conventions (
+    batch_id text primary key,
+    source_name text not null,
+    date_calendar text not null default 'gregorian',
+    date_format text,
+    -- the source's field_issue_threshold when the batch loaded
+    field_issue_threshold numeric not null default 0.05,
+    source_columns jsonb not null default '{}',
+    -- when ingest/field_issues.py recorded the batch's field issues (NULL: not yet)
+    field_issues_checked_at timestamptz
+);
