@@ -1,5 +1,5 @@
 {#-
-    Typed values from a file source's raw text as received (issue #15): raw keeps what the file held, staging
+    Typed values from a file source's raw text as received: raw keeps what the file held, staging
     converts it with the util.* SQL functions (plugins/crm_knowledge/warehouse/sql/00_functions.sql, twins of
     crm_knowledge.normalize.values). A value that does not convert is NULL here, the record is kept, and
     ingest/field_issues.py has recorded it in audit.field_issues with the same functions.

@@ -213,7 +213,7 @@ def test_identity_map_mart_matches_resolution(pipeline, settings):
 
 def test_planted_bad_file_quarantined(pipeline, settings):
     """The planted corrupt file is quarantined; the demo's bad values load as received and are field issues
-    (issue #15: only structurally broken rows are rejected at load)."""
+    (only structurally broken rows are rejected at load)."""
     with psycopg.connect(settings.warehouse_url) as conn:
         n = conn.execute("select count(*) from audit.load_batches where status = 'quarantined'").fetchone()[0]
         issues = conn.execute("select count(*) from audit.field_issues").fetchone()[0]

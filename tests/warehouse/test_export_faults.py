@@ -1,4 +1,4 @@
-"""Fault injection for delivery (issue #19, part 7): a webhook destination unreachable, then reachable again.
+"""Fault injection for delivery: a webhook destination unreachable, then reachable again.
 
 The receiver is a real HTTP server on this test run's webhook port (CKP_TEST_WEBHOOK_PORT), stopped and started
 again between and during deliveries. Asserted: the failed delivery changes no delivered state, the next run

@@ -90,7 +90,7 @@ def test_demo_identity_accuracy_and_stable_ids(demo_warehouse):
               f"{m['unresolved_records']} unresolved, resolved in {elapsed:.1f}s")
     print(f"demo identity accuracy: {report}")
     assert m["records"] >= n_candidates, report
-    # issue #15's target on both data sets: precision >= 0.995, F1 >= 0.99 (README, "Identity resolution accuracy")
+    # the target on both data sets: precision >= 0.995, F1 >= 0.99 (README, "Identity resolution accuracy")
     assert m["precision"] >= 0.995, report
     assert m["f1"] >= 0.99, report
     # the demo plants ~0.5% records with a name only, plus a few with only a junk phone; nothing else
@@ -169,7 +169,7 @@ def test_overseas_units_identity_accuracy_and_charts(overseas_warehouse, tmp_pat
               f"precision {on_delivered['precision']:.4f} recall {on_delivered['recall']:.4f} "
               f"F1 {on_delivered['f1']:.4f}")
     print(f"overseas identity accuracy: {report}")
-    # issue #15's target over all delivered records: precision >= 0.995, F1 >= 0.99 (this configuration reaches
+    # the target over all delivered records: precision >= 0.995, F1 >= 0.99 (this configuration reaches
     # 1.000 / 0.994; see README, "Identity resolution accuracy")
     assert on_delivered["records"] == delivered
     assert on_delivered["precision"] >= 0.995, report

@@ -1,4 +1,4 @@
-"""Fault injection for ingestion (issue #19, parts 6 and 7): the warehouse dies mid-load, the disk is full, two
+"""Fault injection for ingestion: the warehouse dies mid-load, the disk is full, two
 processes run the same load at once. Each test asserts nothing lost, nothing duplicated and a clear reason.
 
 They are marked `faults` (slower: real subprocesses, killed sessions); they run in `make test` and CI like the

@@ -1,4 +1,4 @@
-"""Keep every customer (issue #15, first "done when"): a sibling unit's record with an invalid field (birth date
+"""Keep every customer: a sibling unit's record with an invalid field (birth date
 19505309) loads as received and reads NULL in staging; the problem is recorded per field in audit.field_issues
 (source, batch, row, column, reason, no value) by ingest/field_issues.py before the quality gate, summarised in the
 auditor's report, and a per-source threshold holds the batch, which only `ckp batches accept` (or a re-delivery

@@ -1,4 +1,4 @@
-"""No personal data in errors (issue #19, part 4).
+"""No personal data in errors.
 
 Identifiers (email, mobile, national ID, full name) are planted in failing rows of every source kind: CSV,
 XLSX, JSON Lines and the orders database, in every way a row or file can fail (a value that does not convert,

@@ -1,5 +1,5 @@
 """Bad input never blocks a source: each bad row is one reject with a reason free of values, every good row
-loads, an unreadable file is quarantined once and the files after it still load (issue #19, parts 3 and 5)."""
+loads, an unreadable file is quarantined once and the files after it still load."""
 
 from __future__ import annotations
 
@@ -67,7 +67,7 @@ POISON = {
     6: {"message": "broken \ud800 surrogate"},  # lone surrogate: not Unicode
     8: {"utm_source": "x\u0000y"},              # the same in a column that goes to extras (jsonb)
 }
-#: Values staging cannot convert: not structural, so the rows load as received (issue #15)
+#: Values staging cannot convert: not structural, so the rows load as received
 UNCONVERTIBLE = {
     2: {"rating": 99999999999},                 # beyond staging's 4-byte integer
     9: {"rating": 3.5},                         # not a whole number
@@ -175,7 +175,7 @@ def _contact(i: int, notes: str = "ok") -> str:
 
 
 def test_unclosed_quote_rejects_one_line_and_resyncs(wh, local):
-    """Issue #19: an unclosed quote in row 2 of a 10-row file used to swallow the 8 rows after it."""
+    """An unclosed quote in row 2 of a 10-row file used to swallow the 8 rows after it."""
     rows = [_contact(i) for i in range(1, 11)]
     rows[1] = _contact(2, notes='"never closed')
     rows[5] = _contact(6, notes='"two\nlines, legally"')  # a quoted field may span lines
@@ -209,7 +209,7 @@ def test_duplicate_header_name_is_quarantined_naming_the_column(wh, local):
 
 
 def test_utf8_file_on_a_cp1256_source_is_an_encoding_problem(wh, local):
-    """Issue #19 why 7: the header read in the wrong encoding must be reported as an encoding problem."""
+    """The header read in the wrong encoding must be reported as an encoding problem."""
     text = ("شماره مشتری,نام,نام خانوادگی,کد ملی,تلفن همراه,تاریخ تولد,شهر,استان,کد پستی,تاریخ عضویت\n"
             "B1,علی,کریمی,0012345679,09121112233,1369/11/14,تهران,تهران,1234567890,1400/01/01\n")
     path = _write(local.landing_dir / "siblings" / "bank_fa" / "utf8.csv", text, "utf-8")

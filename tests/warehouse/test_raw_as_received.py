@@ -1,4 +1,4 @@
-"""Raw as received (issue #15): the server's COPY (the fast path) and the Python readers land the same rows;
+"""Raw as received: the server's COPY (the fast path) and the Python readers land the same rows;
 a warehouse from before keeps its rows, their typed values now text that staging reads back unchanged."""
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def test_copy_and_python_readers_land_the_same_rows(wh, local, monkeypatch):
 
 
 def test_typed_raw_tables_from_before_become_text(scratch_db):
-    """A warehouse created before issue #15 (typed raw columns): the DDL turns them into text that the staging
+    """A warehouse created before raw held text (typed raw columns): the DDL turns them into text that the staging
     functions read back as the same values."""
     apply_ddl(scratch_db)
     with psycopg.connect(scratch_db, autocommit=True) as conn:

@@ -5,7 +5,7 @@
   validation or ledger: the physical limit of getting those bytes into that server.
 * ``raw_ceiling``: the same COPY into a temporary text table, then one ``INSERT ... SELECT`` of those rows
   into the source's raw table (same columns, indexes and WAL as in the warehouse) with the load metadata
-  and no conversion at all: the raw layer's text columns as received (issue #15).
+  and no conversion at all: the raw layer's text columns as received.
   No loader that writes this raw layer can beat it, so it shows how much of the distance to plain COPY is
   the raw layer itself (typed, indexed, hashed rows) and how much is the pipeline's parsing and checks.
 * ``pandas_to_sql``: ``pandas.read_csv`` / ``read_json(lines=True)`` / ``read_excel`` then

@@ -1,4 +1,4 @@
-"""The loader against a plain COPY of the same file, side by side in one process (issue #15: at least 0.7).
+"""The loader against a plain COPY of the same file, side by side in one process (the aim: at least 0.7).
 
 `make bench` measures the whole pipeline; this measures only what the ratio is about, cheaply enough for a
 shared machine: for every pending CSV and JSON Lines file of the given sources (and XLSX, against no COPY),

@@ -75,7 +75,7 @@ def read_candidates(conn: psycopg.Connection) -> pd.DataFrame:
     schema, table = CANDIDATES_TABLE
     if not table_exists(conn, f"{schema}.{table}"):
         raise RuntimeError(f"{schema}.{table} does not exist: run the dbt models before identity resolution")
-    # address details came with issue #15: a candidates table built before has none (read as missing)
+    # address details came later: a candidates table built before has none (read as missing)
     absent = [c for c in ADDRESS_DETAIL_COLUMNS if not column_exists(conn, f"{schema}.{table}", c)]
     columns = [c for c in CANDIDATE_COLUMNS if c not in absent]
     if column_exists(conn, f"{schema}.{table}", "staged_at"):

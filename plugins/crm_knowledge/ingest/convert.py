@@ -1,6 +1,6 @@
 """Turn one source value into what a raw text column or `extras` can hold, or say why it cannot be.
 
-Raw keeps every file value as text, as received (issue #15): converting it (dates in the source's calendar,
+Raw keeps every file value as text, as received: converting it (dates in the source's calendar,
 numbers, yes/no words) is staging's job, with the util.* SQL functions (normalize/values.py is their Python
 twin). What is left here is structure: a value a database text column cannot hold at all (a NUL character,
 a lone UTF-16 surrogate) makes its row a structural reject; a reader's non-text cell (an XLSX number or date,

@@ -1,7 +1,7 @@
 """Field issues: the values of a file batch that staging cannot convert, recorded per field, set-based.
 
 Raw holds file values as received (text); staging converts them with the util.* SQL functions and a value
-that does not convert is NULL there, the record kept (issue #15). This module records those values before
+that does not convert is NULL there, the record kept. This module records those values before
 the quality gate lets the batch on to staging: one `audit.field_issues` row per (batch, row, column) with
 the source, the file column and the reason, never the value, computed by one `INSERT ... SELECT` per raw
 table with the same util.* functions and the batch's conventions (audit.batch_conventions) staging uses.

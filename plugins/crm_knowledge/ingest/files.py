@@ -6,7 +6,7 @@ A source loads under its advisory lock (one load per source at a time); a batch 
    archived), so a re-run or a file that arrives twice loads nothing twice;
 2. a file that cannot be read at all (encoding, header, duplicate column names, a reader that breaks
    part-way) is moved to quarantine, once, with its reason in the ledger; the next files still load;
-3. otherwise its rows land in the raw table as received, as text (issue #15): nothing is converted here.
+3. otherwise its rows land in the raw table as received, as text: nothing is converted here.
    CSV and JSON Lines files are streamed to the server's own `COPY` (the fast path: straight into the raw
    table when every column of the file is mapped, else through a temporary landing table and one
    `INSERT ... SELECT` that builds `extras` and `identifiers`); a file the server's parser refuses, and

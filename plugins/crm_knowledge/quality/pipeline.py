@@ -109,7 +109,7 @@ def check_new_raw_batches(pipeline_run_id: str | None = None, *, include_held: b
     run_id = _run_id(pipeline_run_id)
     out: dict[str, Any] = {"pipeline_run_id": run_id, "tables": {}, "held_batches": [], "released_batches": []}
     errors = []
-    # values staging cannot convert, per field, and the per-source threshold that holds a batch (issue #15)
+    # values staging cannot convert, per field, and the per-source threshold that holds a batch
     with connect(url, autocommit=True) as conn:
         out["held_for_field_issues"] = list(field_issues.check_new_batches(conn))
     for table, batch_ids in batches_to_validate(url, include_held=include_held).items():

@@ -2,7 +2,7 @@
 -- version of a record is a new row and staging picks the latest. Idempotent: safe on every deploy.
 create schema if not exists raw;
 
--- File sources land as received (issue #15): every business column is text, the value as the file holds it
+-- File sources land as received: every business column is text, the value as the file holds it
 -- (a CSV / XLSX cell, a JSON Lines value); staging converts with the util.* functions and records the values
 -- that do not convert in audit.field_issues. Load metadata: _batch_id, _source_file, _loaded_at,
 -- _row_number. The defaults of the metadata and constant columns let the loader COPY a file straight into its
@@ -30,7 +30,7 @@ create table if not exists raw.sibling_customers (
     _row_number int not null, _record_hash text
 );
 
--- Added with issue #15 (any identifier, address details): existing warehouses get the columns here.
+-- Added later (any identifier, address details): existing warehouses get the columns here.
 -- `identifiers`: values of the identifier kinds declared in config/identity.yml that a source maps a column
 -- onto, as {"<kind>": "<value as received>"}.
 alter table raw.form_submissions add column if not exists house_number text;
@@ -56,7 +56,7 @@ create table if not exists raw.order_exports (
     _row_number int not null, _record_hash text
 );
 
--- Warehouses created before issue #15 hold converted values: their typed columns become text, in the form the
+-- Warehouses created before raw held text hold converted values: their typed columns become text, in the form the
 -- staging conversion reads back unchanged (ISO dates and UTC timestamps), and the content hash (no longer
 -- computed for file rows) becomes optional. Columns already text are left alone, so this is a no-op after once.
 do $$

@@ -29,7 +29,7 @@ create table if not exists audit.load_batches (
     load_hold_reason text,
     constraint rows_accounted check (status <> 'loaded' or rows_read = rows_loaded + rows_rejected + rows_duplicate)
 );
--- Added after release (issue #15): field issues per batch, and holds decided at load.
+-- Added after release: field issues per batch, and holds decided at load.
 alter table audit.load_batches add column if not exists rows_field_issues bigint not null default 0;
 alter table audit.load_batches add column if not exists load_hold_reason text;
 -- The same content is loaded at most once per source.
@@ -78,7 +78,7 @@ create index if not exists field_issues_batch on audit.field_issues (batch_id);
 -- How a batch's text is to be read (ingest/files.py writes one row per file batch, in the load's transaction):
 -- its source's calendar and date format, and raw column -> file column for the field-issue report. Staging
 -- and the field-issue check (ingest/field_issues.py) read dates through it; a batch without a row (loaded
--- before issue #15: ISO Gregorian values) reads as Gregorian ISO.
+-- before raw held text: ISO Gregorian values) reads as Gregorian ISO.
 create table if not exists audit.batch_conventions (
     batch_id text primary key,
     source_name text not null,
