@@ -49,6 +49,8 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "CKP_TASK_TIMEOUT_MINUTES": ("120", "execution_timeout of every Airflow task (a hung dbt build or load fails)"),
     "CKP_AIRFLOW_PORT": ("8080", "port of the Airflow API server / UI that `make run` and `make up` start"),
     "CKP_RUN_TIMEOUT": ("2700", "seconds `make run` waits for the pipeline's DAG runs before it fails"),
+    "CKP_WAREHOUSE_WAIT": ("30", "seconds a command waits for the WAREHOUSE_URL server to accept a connection "
+                           "(it may still be starting) before it fails naming it"),
 }
 
 
@@ -98,6 +100,7 @@ class Settings:
     task_timeout_minutes: int = 120
     airflow_port: int = 8080
     run_timeout_s: float = 2700.0
+    warehouse_wait_s: float = 30.0
 
     # --- paths -----------------------------------------------------------------------------------
     @property
@@ -330,6 +333,7 @@ def get_settings() -> Settings:
         task_timeout_minutes=_int_env("CKP_TASK_TIMEOUT_MINUTES", 120),
         airflow_port=_int_env("CKP_AIRFLOW_PORT", 8080),
         run_timeout_s=float(_int_env("CKP_RUN_TIMEOUT", 2700)),
+        warehouse_wait_s=float(_int_env("CKP_WAREHOUSE_WAIT", 30)),
     )
 
 
