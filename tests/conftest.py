@@ -74,13 +74,21 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
 
 
+#: Under xdist, the folders in the order their modules are handed out: the long end-to-end group first, then
+#: the warehouse modules (tens of seconds each), then the many short unit modules that fill the gaps at the end.
+DISTRIBUTION_ORDER = {"e2e": 0, "warehouse": 1}
+
+
 def pytest_collection_modifyitems(config, items) -> None:
-    """Under `pytest -n N --dist loadgroup` (make test): each test module stays on one worker, so its module
-    fixtures (a built warehouse, a pipeline run) are built once; the end-to-end modules (marker `e2e`) form
-    one group, run one after the other on one worker while the other works through the rest: two Airflow
-    stacks at once would only fight over 2 cores and share dbt_project/target (the DAGs' manifest)."""
+    """Under `pytest -n N --dist loadgroup --no-loadscope-reorder` (make test): each test module stays on one
+    worker, so its module fixtures (a built warehouse, a pipeline run) are built once; the end-to-end modules
+    (marker `e2e`) form one group, run one after the other on one worker while the other works through the
+    rest (two Airflow stacks at once would only fight over 2 cores and share dbt_project/target, the DAGs'
+    manifest). The longest work is handed out first (DISTRIBUTION_ORDER), so no worker is left with a long
+    module at the end while the other idles. Without xdist nothing changes."""
     if config.getoption("dist", "no") != "loadgroup":
         return
+    items.sort(key=lambda item: DISTRIBUTION_ORDER.get(Path(item.path).parent.name, len(DISTRIBUTION_ORDER)))
     for item in items:
         group = "e2e" if item.get_closest_marker("e2e") else item.nodeid.split("::")[0]
         item.add_marker(pytest.mark.xdist_group(group))
