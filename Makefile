@@ -44,7 +44,7 @@ PYTEST_WORKERS ?= 2
 
 test: $(STAMP)
 	bash scripts/ensure_chromium.sh
-	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadgroup --no-loadscope-reorder $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check plugins dags tests

@@ -79,19 +79,23 @@ os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
 DISTRIBUTION_ORDER = {"e2e": 0, "warehouse": 1}
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own choice of scheduler
+def pytest_xdist_make_scheduler(config, log):
+    """`pytest -n N --dist loadfile` (make test): whole modules per worker, all of tests/e2e/ as one unit of
+    work (tests/xdist_scheduling.py). Any other --dist: xdist's own scheduler."""
+    if config.getoption("dist", "no") != "loadfile":
+        return None
+    from xdist_scheduling import ModulesWithEndToEndTogether
+
+    return ModulesWithEndToEndTogether(config, log)
+
+
 def pytest_collection_modifyitems(config, items) -> None:
-    """Under `pytest -n N --dist loadgroup --no-loadscope-reorder` (make test): each test module stays on one
-    worker, so its module fixtures (a built warehouse, a pipeline run) are built once; the end-to-end modules
-    (marker `e2e`) form one group, run one after the other on one worker while the other works through the
-    rest (two Airflow stacks at once would only fight over 2 cores and share dbt_project/target, the DAGs'
-    manifest). The longest work is handed out first (DISTRIBUTION_ORDER), so no worker is left with a long
-    module at the end while the other idles. Without xdist nothing changes."""
-    if config.getoption("dist", "no") != "loadgroup":
-        return
-    items.sort(key=lambda item: DISTRIBUTION_ORDER.get(Path(item.path).parent.name, len(DISTRIBUTION_ORDER)))
-    for item in items:
-        group = "e2e" if item.get_closest_marker("e2e") else item.nodeid.split("::")[0]
-        item.add_marker(pytest.mark.xdist_group(group))
+    """In an xdist worker: the longest work first (DISTRIBUTION_ORDER), so that with `--no-loadscope-reorder`
+    (make test) no worker is left with a long module at the end while the other idles. Without xdist the
+    order is pytest's own."""
+    if XDIST_WORKER:
+        items.sort(key=lambda item: DISTRIBUTION_ORDER.get(Path(item.path).parent.name, len(DISTRIBUTION_ORDER)))
 
 
 @pytest.fixture(scope="session")
