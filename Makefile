@@ -39,9 +39,13 @@ run: $(STAMP)
 up: $(STAMP)
 	$(BIN)/ckp up
 
+# Two pytest-xdist workers: each test module stays on one worker, the end-to-end modules run one after another on
+# one of them while the other works through unit/ and warehouse/ (README "Tests"). PYTEST_WORKERS=0: one process.
+PYTEST_WORKERS ?= 2
+
 test: $(STAMP)
 	bash scripts/ensure_chromium.sh
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check plugins dags tests

@@ -15,18 +15,87 @@ import pytest
 
 from crm_knowledge.settings import PROJECT_ROOT
 
-TEST_HOME = Path(os.environ.get("CKP_TEST_HOME", PROJECT_ROOT / "var" / "test"))
+# --- per-process home and ports: the ONE place they are chosen ------------------------------------------------
+# Every port a test listens on or starts a server on is a CKP_TEST_*_PORT variable (default below). `make test`
+# runs the suite in two pytest-xdist worker processes (`-n 2`, see README "Tests"); worker N (PYTEST_XDIST_WORKER
+# = gwN) adds N * WORKER_PORT_STRIDE to every one of them and gets its own home (var/test-gwN), so the workers'
+# embedded warehouses, Airflow stacks, webhook receivers and second PostgreSQL never meet. Without xdist
+# (a plain `pytest tests/...`) nothing is shifted. A test needing a new fixed port adds it here and reads
+# os.environ["CKP_TEST_<NAME>_PORT"]; a test that only needs any free port binds port 0.
+TEST_PORT_DEFAULTS = {
+    "CKP_TEST_WAREHOUSE_PORT": 54339,   # the embedded test warehouse (CKP_WAREHOUSE_PORT)
+    "CKP_TEST_WEBHOOK_PORT": 8775,      # the demo webhook destination (CKP_WEBHOOK_PORT); test_alerts uses +1
+    "CKP_TEST_AIRFLOW_PORT": 8814,      # the Airflow API server of the end-to-end runs
+    "CKP_TEST_SECOND_PG_PORT": 54362,   # the second, separately started PostgreSQL
+    "CKP_TEST_REPORTS_PORT": 8825,      # `ckp reports serve`
+}
+WORKER_PORT_STRIDE = int(os.environ.get("CKP_TEST_WORKER_PORT_STRIDE", "1000"))
+XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")  # "gw0", "gw1", ... under `pytest -n`; "" otherwise
+WORKER_INDEX = int(XDIST_WORKER.removeprefix("gw")) if XDIST_WORKER.startswith("gw") else 0
 
-# Tests get their own home and port, chosen before anything reads settings.
-os.environ.setdefault("CKP_HOME", str(TEST_HOME))
-os.environ.setdefault("CKP_WAREHOUSE_PORT", os.environ.get("CKP_TEST_WAREHOUSE_PORT", "54339"))
-os.environ.setdefault("CKP_WEBHOOK_PORT", os.environ.get("CKP_TEST_WEBHOOK_PORT", "8775"))
+for _name, _default in TEST_PORT_DEFAULTS.items():
+    os.environ[_name] = str(int(os.environ.get(_name, _default)) + WORKER_INDEX * WORKER_PORT_STRIDE)
+
+if XDIST_WORKER:
+    import __main__
+
+    # An xdist worker's __main__ (execnet's) has neither __spec__ nor __file__; pyspark's Connect package,
+    # which Great Expectations imports when pyspark is installed, takes that for a doctest run and calls
+    # sys.exit(0) at import. Name the worker's main module so GX imports as in a plain pytest process.
+    if getattr(__main__, "__spec__", None) is None and not hasattr(__main__, "__file__"):
+        __main__.__file__ = f"<pytest-xdist worker {XDIST_WORKER}>"
+
+TEST_HOME = Path(os.environ.get("CKP_TEST_HOME", PROJECT_ROOT / "var" / "test"))
+if WORKER_INDEX:
+    TEST_HOME = TEST_HOME.with_name(f"{TEST_HOME.name}-{XDIST_WORKER}")
+
+# Tests get their own home and port, chosen before anything reads settings. Under xdist every worker's own,
+# whatever the calling shell exported (two workers must not share a warehouse).
+
+
+def _test_default(name: str, value: str) -> None:
+    """Set ``name`` for this test process: a default the caller's environment may override, except under
+    xdist, where the worker's own value always wins."""
+    if XDIST_WORKER:
+        os.environ[name] = value
+    else:
+        os.environ.setdefault(name, value)
+
+
+_test_default("CKP_HOME", str(TEST_HOME))
+_test_default("CKP_WAREHOUSE_PORT", os.environ["CKP_TEST_WAREHOUSE_PORT"])
+_test_default("CKP_WEBHOOK_PORT", os.environ["CKP_TEST_WEBHOOK_PORT"])
+_test_default("CKP_AIRFLOW_PORT", os.environ["CKP_TEST_AIRFLOW_PORT"])  # the e2e stacks' API server, never 8080
 os.environ.setdefault("CKP_DEMO_MODE", "1")
 # Airflow reads its home at import: point it at the test home before anything imports airflow.
-os.environ.setdefault("AIRFLOW_HOME", str(Path(os.environ["CKP_HOME"]) / "airflow"))
+_test_default("AIRFLOW_HOME", str(Path(os.environ["CKP_HOME"]) / "airflow"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
+
+
+#: Under xdist, the folders in the order their modules are handed out: the long end-to-end group first, then
+#: the warehouse modules (tens of seconds each), then the many short unit modules that fill the gaps at the end.
+DISTRIBUTION_ORDER = {"e2e": 0, "warehouse": 1}
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own choice of scheduler
+def pytest_xdist_make_scheduler(config, log):
+    """`pytest -n N --dist loadfile` (make test): whole modules per worker, all of tests/e2e/ as one unit of
+    work (tests/xdist_scheduling.py). Any other --dist: xdist's own scheduler."""
+    if config.getoption("dist", "no") != "loadfile":
+        return None
+    from xdist_scheduling import ModulesWithEndToEndTogether
+
+    return ModulesWithEndToEndTogether(config, log)
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """In an xdist worker: the longest work first (DISTRIBUTION_ORDER), so that with `--no-loadscope-reorder`
+    (make test) no worker is left with a long module at the end while the other idles. Without xdist the
+    order is pytest's own."""
+    if XDIST_WORKER:
+        items.sort(key=lambda item: DISTRIBUTION_ORDER.get(Path(item.path).parent.name, len(DISTRIBUTION_ORDER)))
 
 
 @pytest.fixture(scope="session")
@@ -76,7 +145,7 @@ def scratch_db(scratch_db_factory) -> str:
 
 
 # --- a second, separately started PostgreSQL (issue 13: any reachable warehouse) ------------------------------
-SECOND_POSTGRES_PORT = int(os.environ.get("CKP_TEST_SECOND_PG_PORT", "54362"))
+SECOND_POSTGRES_PORT = int(os.environ["CKP_TEST_SECOND_PG_PORT"])
 
 
 def _second_postgres_bin() -> Path | None:

@@ -65,6 +65,8 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "CKP_SPARK_SCRATCH_DIR": ("(system temp directory)", "where identity resolution on Spark stages candidates "
                               "and checkpoints (a private 0700 directory is made inside); on a cluster a path "
                               "the driver and all executors share"),
+    "CKP_WAREHOUSE_WAIT": ("30", "seconds a command waits for the WAREHOUSE_URL server to accept a connection "
+                           "(it may still be starting) before it fails naming it"),
 }
 
 
@@ -126,6 +128,7 @@ class Settings:
     spark_executor_memory: str | None = None
     spark_shuffle_partitions: int | None = None
     spark_scratch_dir: str | None = None
+    warehouse_wait_s: float = 30.0
 
     # --- paths -----------------------------------------------------------------------------------
     @property
@@ -369,6 +372,7 @@ def get_settings() -> Settings:
         spark_executor_memory=_env("CKP_SPARK_EXECUTOR_MEMORY", "") or None,
         spark_shuffle_partitions=_int_env("CKP_SPARK_SHUFFLE_PARTITIONS", 0) or None,
         spark_scratch_dir=_env("CKP_SPARK_SCRATCH_DIR", "") or None,
+        warehouse_wait_s=float(_int_env("CKP_WAREHOUSE_WAIT", 30)),
     )
 
 

@@ -34,7 +34,8 @@ def alert_inbox():
 
 
 def test_make_run_exits_non_zero_naming_the_unreachable_warehouse(tmp_path):
-    env = dict(os.environ, WAREHOUSE_URL=UNREACHABLE, CKP_HOME=str(tmp_path / "home"))
+    # CKP_WAREHOUSE_WAIT: the refusal is the same at the first try as after the default 30 s of retries
+    env = dict(os.environ, WAREHOUSE_URL=UNREACHABLE, CKP_HOME=str(tmp_path / "home"), CKP_WAREHOUSE_WAIT="2")
     # past the demo's guard (the flag), so the run itself has to reach the warehouse
     res = subprocess.run([str(BIN / "ckp"), "run", "--size", "10", "--overwrite-external-db"], env=env,
                          capture_output=True, text=True, timeout=600)

@@ -11,6 +11,7 @@ import json
 import os
 import sys
 from functools import cache
+from pathlib import Path
 
 import pytest
 
@@ -25,13 +26,21 @@ OFFLINE_PROFILE = {"CKP_DBT_HOST": "127.0.0.1", "CKP_DBT_PORT": "5432", "CKP_DBT
                    "CKP_DBT_PASSWORD": "x", "CKP_DBT_DBNAME": "x", "DO_NOT_TRACK": "1"}
 
 
+@pytest.fixture(scope="module")
+def dbt_target(tmp_path_factory) -> Path:
+    """This module's own dbt target folder: its `dbt ls` calls parse the project once between them, and never
+    read or write dbt_project/target, the DAGs' manifest an end-to-end run on the other xdist worker may be
+    writing at that moment."""
+    return tmp_path_factory.mktemp("dbt_ls_target")
+
+
 @cache
-def dbt_ls(*args: str) -> frozenset[str]:
+def dbt_ls(target: Path, *args: str) -> frozenset[str]:
     """unique_ids of the models, seeds and snapshots `dbt ls` selects (once per selection)."""
     settings = get_settings()
     env = {**os.environ, **OFFLINE_PROFILE, "DBT_PROFILES_DIR": str(settings.dbt_project_dir)}
     res = run_dbt(["ls", *args, "--resource-type", *BUILT, "--output", "json", "--output-keys", "unique_id"],
-                  env, settings)
+                  env, settings, target_path=target, log_path=target / "logs")
     return frozenset(json.loads(line)["unique_id"] for line in res.stdout.splitlines() if line.startswith("{"))
 
 
@@ -55,9 +64,9 @@ def _dbt_tasks(dagbag) -> dict[tuple[str, str], object]:
             if isinstance(t, AbstractDbtBase)}
 
 
-def test_stages_build_every_resource_exactly_once():
-    per_stage = {s.selector: dbt_ls("--selector", s.selector) for s in dbt_stages.STAGES}
-    manifest = json.loads((get_settings().dbt_project_dir / "target" / "manifest.json").read_text())
+def test_stages_build_every_resource_exactly_once(dbt_target):
+    per_stage = {s.selector: dbt_ls(dbt_target, "--selector", s.selector) for s in dbt_stages.STAGES}
+    manifest = json.loads((dbt_target / "manifest.json").read_text())
     everything = {uid for uid, node in manifest["nodes"].items() if node["resource_type"] in BUILT}
     for name, nodes in per_stage.items():
         assert nodes, f"selector {name} selects nothing"
@@ -71,7 +80,7 @@ def test_stages_build_every_resource_exactly_once():
     assert "model.crm_knowledge.customer_segments" in per_stage["post_scoring"]
 
 
-def test_every_dag_builds_exactly_its_catalogue_stages(dagbag):
+def test_every_dag_builds_exactly_its_catalogue_stages(dagbag, dbt_target):
     """Every dbt task of every DAG is one catalogue stage, selected by its selector and nothing else, and
     every stage is built by exactly the task the catalogue names."""
     from cosmos.operators.base import DbtBuildMixin
@@ -84,7 +93,7 @@ def test_every_dag_builds_exactly_its_catalogue_stages(dagbag):
         assert isinstance(task, DbtBuildMixin), f"{key}: a stage is one `dbt build`"
         assert task.selector == stage.selector, f"{key} builds selector {task.selector!r}, not {stage.selector!r}"
         assert not task.select and not task.exclude, f"{key}: a stage selects by its catalogue selector only"
-        assert dbt_ls("--selector", task.selector), f"{key}: selector {task.selector} selects nothing"
+        assert dbt_ls(dbt_target, "--selector", task.selector), f"{key}: selector {task.selector} selects nothing"
 
 
 def test_stages_run_in_catalogue_order(dagbag):

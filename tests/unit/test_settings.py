@@ -124,3 +124,23 @@ def test_bad_values_name_the_setting(monkeypatch, name, value, message):
     monkeypatch.setenv(name, value)
     with pytest.raises(ValueError, match=message):
         get_settings()
+
+
+def test_an_unreachable_warehouse_url_fails_after_ckp_warehouse_wait(tmp_path, monkeypatch):
+    """CKP_WAREHOUSE_WAIT bounds how long a command retries a WAREHOUSE_URL server that may still be starting
+    (30 s by default); then it fails naming the server, never its password."""
+    import time
+
+    from crm_knowledge.warehouse import server
+
+    monkeypatch.delenv("CKP_WAREHOUSE_WAIT", raising=False)
+    assert get_settings().warehouse_wait_s == 30.0
+    monkeypatch.setenv("CKP_HOME", str(tmp_path))
+    monkeypatch.setenv("WAREHOUSE_URL", "postgresql://ckp:s3cret@127.0.0.1:9/warehouse")  # discard port: refused
+    monkeypatch.setenv("CKP_WAREHOUSE_WAIT", "1")
+    assert get_settings().warehouse_wait_s == 1.0
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match=r"Cannot connect to the warehouse at 127\.0\.0\.1:9/warehouse") as err:
+        server.start(get_settings())
+    assert 1.0 <= time.monotonic() - started < 10
+    assert "s3cret" not in str(err.value)

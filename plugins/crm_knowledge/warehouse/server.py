@@ -240,7 +240,7 @@ def start(settings: Settings | None = None) -> str:
     settings = settings or get_settings()
     if not settings.embedded:
         secure_home(settings.home, server_user_differs=False)
-        _wait_for_connection(settings.warehouse_url, timeout=30)
+        _wait_for_connection(settings.warehouse_url, timeout=settings.warehouse_wait_s)
         return settings.warehouse_url
 
     user = _run_as()

@@ -1,0 +1,87 @@
+"""`make test`'s two pytest-xdist workers (README "Tests"): each gets its own ports and home from
+tests/conftest.py, and the scheduler keeps every module whole and all of tests/e2e/ on one worker."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from xdist_scheduling import ModulesWithEndToEndTogether
+
+from crm_knowledge.settings import PROJECT_ROOT
+
+TESTS = Path(__file__).resolve().parents[1]
+NAMES = ("CKP_TEST_WAREHOUSE_PORT", "CKP_TEST_WEBHOOK_PORT", "CKP_TEST_AIRFLOW_PORT", "CKP_TEST_SECOND_PG_PORT",
+         "CKP_TEST_REPORTS_PORT", "CKP_WAREHOUSE_PORT", "CKP_WEBHOOK_PORT", "CKP_AIRFLOW_PORT", "CKP_HOME",
+         "AIRFLOW_HOME")
+
+
+def environment_of(worker: str | None, **given: str) -> dict[str, str]:
+    """The ports and homes tests/conftest.py sets up in a fresh process as xdist worker ``worker`` (None: a
+    plain pytest), the calling shell having exported ``given``."""
+    env = {k: v for k, v in os.environ.items() if k not in NAMES and k not in ("PYTEST_XDIST_WORKER",
+                                                                               "CKP_TEST_HOME")}
+    env.update(given)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT / "plugins"), env.get("PYTHONPATH")]))
+    if worker:
+        env["PYTEST_XDIST_WORKER"] = worker
+    code = ("import json, os, sys; sys.path.insert(0, sys.argv[1]); import conftest; "
+            f"print(json.dumps({{n: os.environ.get(n) for n in {NAMES!r}}}))")
+    res = subprocess.run([sys.executable, "-c", code, str(TESTS)], env=env, capture_output=True, text=True,
+                         timeout=120, check=False)
+    assert res.returncode == 0, res.stderr[-2000:]
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def test_each_worker_gets_its_own_ports_and_home():
+    given = {"CKP_TEST_WAREHOUSE_PORT": "54411", "CKP_TEST_WEBHOOK_PORT": "8911", "CKP_TEST_AIRFLOW_PORT": "8912",
+             "CKP_TEST_SECOND_PG_PORT": "54412"}
+    plain, first, second = (environment_of(w, **given) for w in (None, "gw0", "gw1"))
+    # a plain pytest and worker 0: the ports given, the home var/test
+    for env in (plain, first):
+        assert (env["CKP_TEST_WAREHOUSE_PORT"], env["CKP_WAREHOUSE_PORT"]) == ("54411", "54411")
+        assert (env["CKP_TEST_WEBHOOK_PORT"], env["CKP_WEBHOOK_PORT"]) == ("8911", "8911")
+        assert (env["CKP_TEST_AIRFLOW_PORT"], env["CKP_AIRFLOW_PORT"]) == ("8912", "8912")
+        assert env["CKP_TEST_SECOND_PG_PORT"] == "54412" and env["CKP_TEST_REPORTS_PORT"] == "8825"
+        assert env["CKP_HOME"] == str(PROJECT_ROOT / "var" / "test")
+        assert env["AIRFLOW_HOME"] == str(PROJECT_ROOT / "var" / "test" / "airflow")
+    # worker 1: every port 1000 up, its own home
+    assert (second["CKP_TEST_WAREHOUSE_PORT"], second["CKP_WAREHOUSE_PORT"]) == ("55411", "55411")
+    assert (second["CKP_TEST_WEBHOOK_PORT"], second["CKP_WEBHOOK_PORT"]) == ("9911", "9911")
+    assert (second["CKP_TEST_AIRFLOW_PORT"], second["CKP_AIRFLOW_PORT"]) == ("9912", "9912")
+    assert second["CKP_TEST_SECOND_PG_PORT"] == "55412" and second["CKP_TEST_REPORTS_PORT"] == "9825"
+    assert second["CKP_HOME"] == str(PROJECT_ROOT / "var" / "test-gw1")
+    assert second["AIRFLOW_HOME"] == str(PROJECT_ROOT / "var" / "test-gw1" / "airflow")
+    # no two workers share a port
+    for name in NAMES[:5]:
+        assert first[name] != second[name], name
+
+
+def test_a_worker_ignores_a_home_and_port_exported_by_the_shell():
+    """A developer's shell may export CKP_HOME / CKP_WAREHOUSE_PORT for `ckp` (their dev warehouse): a plain
+    pytest honours them, as before; two workers must not share them, so a worker uses its own."""
+    exported = {"CKP_HOME": "/tmp/someones-dev-home", "CKP_WAREHOUSE_PORT": "54413", "CKP_AIRFLOW_PORT": "8913"}
+    plain = environment_of(None, **exported)
+    assert (plain["CKP_HOME"], plain["CKP_WAREHOUSE_PORT"], plain["CKP_AIRFLOW_PORT"]) == (
+        "/tmp/someones-dev-home", "54413", "8913")
+    worker = environment_of("gw1", **exported)
+    assert worker["CKP_HOME"] == str(PROJECT_ROOT / "var" / "test-gw1")
+    assert worker["CKP_WAREHOUSE_PORT"] == worker["CKP_TEST_WAREHOUSE_PORT"] != "54413"
+    assert worker["CKP_AIRFLOW_PORT"] == worker["CKP_TEST_AIRFLOW_PORT"] != "8913"
+
+
+@pytest.mark.parametrize("a, b, together", [
+    ("tests/e2e/test_pipeline.py::test_every_layer_has_rows", "tests/e2e/test_make_up.py::test_ckp_up_serves", True),
+    ("tests/e2e/test_external_warehouse.py::test_x", "tests/e2e/test_cli_bench.py::test_ckp_bench_small", True),
+    ("tests/warehouse/test_erasure.py::test_a", "tests/warehouse/test_erasure.py::test_b[x]", True),
+    ("tests/warehouse/test_erasure.py::test_a", "tests/warehouse/test_erasure_entry_points.py::test_a", False),
+    ("tests/e2e/test_pipeline.py::test_a", "tests/warehouse/test_dbt_models.py::test_a", False),
+    ("tests/unit/test_as_of.py::test_a", "tests/unit/test_settings.py::test_a", False),
+])
+def test_modules_stay_whole_and_the_end_to_end_runs_together(a, b, together):
+    scheduler = object.__new__(ModulesWithEndToEndTogether)  # _split_scope needs no scheduler state
+    assert (scheduler._split_scope(a) == scheduler._split_scope(b)) is together
