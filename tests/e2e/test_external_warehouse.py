@@ -29,7 +29,8 @@ def external_run(passwordless_postgres, tmp_path_factory):
         mp.delenv(var, raising=False)
     try:
         # the databases are this test's own: the demo may fill them
-        summary = run_pipeline(size=SIZE, seed=7, overwrite_external_db=True)
+        # one round: the campaigns' second day range is tests/e2e/test_campaigns.py's
+        summary = run_pipeline(size=SIZE, seed=7, overwrite_external_db=True, response_range=False)
     finally:
         mp.undo()
     return url, summary
