@@ -29,6 +29,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from crm_knowledge.privacy.file_modes import write_private_text
+from crm_knowledge.report_html import BASE_CSS, cell_text
 from crm_knowledge.settings import Settings, get_settings
 from crm_knowledge.warehouse.db import connect, table_exists
 
@@ -38,17 +39,9 @@ log = logging.getLogger(__name__)
 CHART_METRIC = "orders"
 TREATED, HOLDOUT = "#1f6feb", "#d1495b"
 
-CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1f2933;background:#f5f7fa}
-header{background:#243b53;color:#fff;padding:1.2rem 2rem}
-header h1{margin:0 0 .3rem 0;font-size:1.5rem} header p{margin:.15rem 0;color:#d9e2ec}
-main{padding:1rem 2rem 3rem 2rem;max-width:1400px}
-section{background:#fff;border:1px solid #d9e2ec;border-radius:6px;padding:1rem 1.2rem;margin:1rem 0}
-h2{font-size:1.15rem;margin:.2rem 0 .8rem 0;color:#243b53} h3{font-size:1rem;margin:.6rem 0 .3rem 0}
-table{border-collapse:collapse;width:100%;font-size:.88rem}
-th,td{border-bottom:1px solid #e4e7eb;padding:.35rem .5rem;text-align:left;vertical-align:top}
-th{background:#f0f4f8;font-weight:600} td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
-.sig{color:#0e5814;font-weight:700}.nsig{color:#7b8794}.small{font-size:.8rem}.muted{color:#7b8794}
+CSS = BASE_CSS + """
+h3{font-size:1rem;margin:.6rem 0 .3rem 0}
+.sig{color:#0e5814;font-weight:700}.nsig{color:#7b8794}
 .charts{display:flex;flex-wrap:wrap;gap:1rem} figure{margin:0} figcaption{font-size:.85rem;color:#52606d}
 svg text{font-family:system-ui,sans-serif;font-size:11px;fill:#334e68}
 .legend span{display:inline-block;width:.8rem;height:.8rem;margin:0 .3rem 0 .8rem;vertical-align:middle}
@@ -63,10 +56,7 @@ def latest_path(settings: Settings | None = None) -> Path:
     return (settings or get_settings()).reports_dir / "campaigns.html"
 
 
-def _e(value: Any) -> str:
-    if value is None:
-        return '<span class="muted">–</span>'
-    return html.escape(str(value))
+_e = cell_text
 
 
 def _f(value: Any, digits: int = 3) -> str:

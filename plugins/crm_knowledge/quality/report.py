@@ -32,27 +32,17 @@ from psycopg.rows import dict_row
 from crm_knowledge.privacy.file_modes import write_private_text
 from crm_knowledge.quality import lineage
 from crm_knowledge.quality.freshness import age_text
+from crm_knowledge.report_html import BASE_CSS, cell_text
 from crm_knowledge.settings import Settings, get_settings
 from crm_knowledge.warehouse.db import connect, table_exists
 
 log = logging.getLogger(__name__)
 
-CSS = """
-body{font-family:system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;margin:0;color:#1f2933;background:#f5f7fa}
-header{background:#243b53;color:#fff;padding:1.2rem 2rem}
-header h1{margin:0 0 .3rem 0;font-size:1.5rem} header p{margin:.15rem 0;color:#d9e2ec}
-main{padding:1rem 2rem 3rem 2rem;max-width:1400px}
-section{background:#fff;border:1px solid #d9e2ec;border-radius:6px;padding:1rem 1.2rem;margin:1rem 0}
-h2{font-size:1.15rem;margin:.2rem 0 .8rem 0;color:#243b53}
-table{border-collapse:collapse;width:100%;font-size:.88rem}
-th,td{border-bottom:1px solid #e4e7eb;padding:.35rem .5rem;text-align:left;vertical-align:top}
-th{background:#f0f4f8;font-weight:600}
-td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
+CSS = BASE_CSS + """
 .verdict{display:inline-block;padding:.25rem .7rem;border-radius:4px;font-weight:700}
 .ok{background:#e3f9e5;color:#0e5814}.blocked{background:#ffe3e3;color:#8a041a}.warn{background:#fffbea;color:#8d2b0b}
 .sev-critical{color:#8a041a;font-weight:700}.sev-warning{color:#8d2b0b;font-weight:600}
 .status-held,.status-retired,.status-quarantined,.status-failed,.status-aborted{color:#8a041a;font-weight:700}.status-loaded{color:#0e5814}
-.muted{color:#7b8794}.small{font-size:.8rem}
 code{background:#f0f4f8;padding:0 .25rem;border-radius:3px;font-size:.85em}
 ol.flow{margin:.3rem 0 .3rem 1.2rem;padding:0} ol.flow li{margin:.15rem 0}
 """
@@ -70,12 +60,7 @@ def latest_report_path(settings: Settings | None = None) -> Path:
     return (settings or get_settings()).reports_dir / "latest.html"
 
 
-def _e(value: Any) -> str:
-    if value is None:
-        return '<span class="muted">–</span>'
-    if isinstance(value, dt.datetime):
-        value = value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-    return html.escape(str(value))
+_e = cell_text
 
 
 def _n(value: Any) -> str:
