@@ -256,6 +256,13 @@ def fail_leftover_runs(api, dag_ids: Sequence[str]) -> None:
                       "marked failed", flush=True)
 
 
+def _due_run_taken(api, dag_id: str, info: dict) -> bool:
+    """Whether a run already holds the logical date of the DAG's next due run (a first round of an earlier
+    `make run` the same day was triggered on it): the scheduler then skips that run instead of starting it."""
+    logical = _parse_ts(info.get("next_dagrun_logical_date"))
+    return logical is not None and any(_parse_ts(r.get("logical_date")) == logical for r in api.dag_runs(dag_id))
+
+
 def start_ingestion(api, dags: dict[str, dict], since: dt.datetime, as_of: dt.date | None = None) -> None:
     """Unpause the pipeline DAGs and have each ingestion DAG run once.
 
@@ -270,6 +277,8 @@ def start_ingestion(api, dags: dict[str, dict], since: dt.datetime, as_of: dt.da
     for dag_id, info in dags.items():
         due = _parse_ts(info.get("next_dagrun_run_after"))
         was_paused = info.get("is_paused", True)
+        if dag_id in INGEST_DAGS and due is not None and _due_run_taken(api, dag_id, info):
+            due = None  # an earlier round's run already holds that logical date: the scheduler will not start it
         if as_of is not None and dag_id in INGEST_DAGS:
             logical = (_parse_ts(info.get("next_dagrun_logical_date"))
                        if was_paused and due is not None and due <= since else None)

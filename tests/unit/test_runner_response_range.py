@@ -14,8 +14,12 @@ DUE = "2026-12-06T04:00:00Z"
 
 
 class RecordingApi:
-    def __init__(self) -> None:
+    def __init__(self, runs: dict[str, list[dict]] | None = None) -> None:
         self.calls: list[tuple] = []
+        self.runs = runs or {}
+
+    def dag_runs(self, dag_id):
+        return self.runs.get(dag_id, [])
 
     def trigger(self, dag_id, logical_date=None, conf=None):
         self.calls.append(("trigger", dag_id, logical_date, conf))
@@ -53,3 +57,13 @@ def test_without_a_day_the_scheduler_starts_the_due_runs():
     api = RecordingApi()
     start_ingestion(api, _dags(paused=True), SINCE)
     assert [c for c in api.calls if c[0] == "trigger"] == []
+
+
+def test_a_due_run_an_earlier_round_took_is_triggered_by_hand():
+    """A second `make run` the same day: the first one's first round was triggered on the due run's logical
+    date, so the scheduler will never start that run; waiting for it would hang until the run timeout."""
+    taken = {d: [{"dag_run_id": f"manual__{d}", "logical_date": DUE}] for d in INGEST_DAGS[2:]}
+    api = RecordingApi(taken)
+    start_ingestion(api, _dags(paused=True), SINCE)
+    assert [c[1] for c in api.calls if c[0] == "trigger"] == list(INGEST_DAGS[2:])
+    assert [c[2] for c in api.calls if c[0] == "trigger"] == [None] * len(INGEST_DAGS[2:])
