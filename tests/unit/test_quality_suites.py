@@ -100,8 +100,7 @@ def test_meaning_checks_are_present():
     assert has("staging.stg_forms__submissions", "critical",
                lambda e: e["kwargs"].get("regex") == r"^\+[1-9][0-9]{7,14}$")
     assert has("raw.orders__orders", "critical", lambda e: "ordered_at >" in q(e))
-    assert has("raw.order_exports", "critical",
-               lambda e: e["kwargs"].get("column") == "amount" and e["kwargs"].get("strict_min"))
+    assert has("raw.order_exports", "critical", lambda e: "util.parse_decimal(amount) <= 0" in q(e))
     assert has("marts.fct_orders", "critical", lambda e: "totals_mismatch_share" in q(e))
     assert has("marts.fct_orders", "warning", lambda e: "sum(line_amount)" in q(e))
     assert has("marts.customer_identity_map", "critical", lambda e: "int_identity_candidates" in q(e))

@@ -330,6 +330,14 @@ def world(warehouse, settings, tmp_path_factory) -> Iterator[dict]:
     mp.setenv("CKP_HOME", str(tmp / "home"))
     mp.setenv("AIRFLOW_HOME", str(tmp / "home" / "airflow"))
     mp.delenv("CKP_LANDING_DIR", raising=False)
+    # the project's config without campaign holdouts: each planted customer is sent to every destination
+    # (a held-out one would never be, by design: tests/warehouse/test_campaign_holdouts.py)
+    config = tmp / "config"
+    shutil.copytree(settings.config_dir, config)
+    destinations = config / "destinations.yml"
+    destinations.write_text("".join(line for line in destinations.read_text(encoding="utf-8").splitlines(True)
+                                    if not line.lstrip().startswith("holdout:")), encoding="utf-8")
+    mp.setenv("CKP_CONFIG_DIR", str(config))
     local = settings_module.get_settings()
     receiver = make_server(int(os.environ["CKP_WEBHOOK_PORT"]), tmp / "webhook_inbox")
     receiver.start_in_thread()

@@ -150,7 +150,10 @@ def test_overseas_units_identity_accuracy_and_charts(overseas_warehouse, tmp_pat
     # every delivered row reaches the identity input: one with an impossible birth date is kept, that field
     # NULL (sibling units' invalid_optional_field: null) and recorded in audit.field_issues
     assert len(loaded) == delivered
-    with psycopg.connect(url) as conn:
+    with psycopg.connect(url) as conn:  # the raw quality gate's first step records the values staging cannot read
+        from crm_knowledge.ingest.field_issues import check_new_batches
+
+        check_new_batches(conn)
         bad_dates = conn.execute("select count(*) from audit.field_issues where column_name = 'birth_date'"
                                  ).fetchone()[0]
     assert bad_dates >= summary.invalid_birth_dates

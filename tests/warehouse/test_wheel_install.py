@@ -110,7 +110,7 @@ def test_wheel_install_runs_a_dags_tasks_with_config_from_the_configured_path(in
     with psycopg.connect(scratch_db) as conn:
         rows = conn.execute("select unit, source_record_id, birth_date::text from raw.sibling_customers "
                             "order by source_record_id").fetchall()
-    assert rows == [("leasing", "L1", "1996-09-21"), ("leasing", "L2", "1981-03-21")]
+    assert rows == [("leasing", "L1", "1375-06-31"), ("leasing", "L2", "1360-01-01")]  # as received (Jalali)
     # without CKP_CONFIG_DIR an installed package cannot guess where the project is: it says what to set
     assert "CKP_PROJECT_DIR" in out["unconfigured"]
     # with CKP_PROJECT_DIR it reads the project's files (here: every expectation suite)
