@@ -41,6 +41,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
+from crm_knowledge.identity.config import IdentifierKind
 from crm_knowledge.normalize import normalize_persian
 from crm_knowledge.privacy.lookup import declared_kinds
 from crm_knowledge.settings import Settings, get_settings
@@ -108,16 +109,20 @@ def _phone_forms(e164: str) -> list[str]:
 
 def identifier_needles(owner: str, *, emails: Iterable[str | None] = (), phones: Iterable[str | None] = (),
                        national_ids: Iterable[str | None] = (), names: Iterable[str | None] = (),
-                       declared: Iterable[tuple[str, str | None]] = ()) -> dict[str, tuple[str, str]]:
+                       declared: Iterable[tuple[str, str | None]] = (),
+                       kinds: dict[str, IdentifierKind] | None = None) -> dict[str, tuple[str, str]]:
     """{needle: (kind, owner)} for one person's identifiers, as the scan matches them.
 
     ``phones`` in E.164 (``+989…``: every usual spelling is derived), ``names`` as full names (folded:
     Persian letter variants and case), ``declared``: (kind, value) of identifier kinds declared in
     config/identity.yml, as received and as the kind normalises it. The one needle generator: the vault and
-    demo scans use it, and so can anyone proving a person is gone (the erasure tests).
+    demo scans use it, and so can anyone proving a person is gone (the erasure tests). `kinds`: the declared
+    kinds by name (default: config/identity.yml's, read once per call; pass them when calling per row).
     """
     needles: dict[str, tuple[str, str]] = {}
-    kinds = declared_kinds() if declared else {}
+    declared = list(declared)
+    if kinds is None:
+        kinds = declared_kinds() if declared else {}
     for kind, value in declared:
         forms = {value, kinds[kind].normalize_value(value) if kind in kinds else None}
         for form in forms:
@@ -209,11 +214,13 @@ def vault_needles(url: str) -> dict[str, tuple[str, str]]:
                                     "from pii.pii_source_identities where customer_id is not null"):
                 add_identifiers(*row)
             if column_exists(conn, "pii.pii_source_identities", "identifiers"):
+                kinds = declared_kinds()  # the config is read once, not per identifier value
                 for customer_id, kind, value in conn.execute(
                         "select s.customer_id, i.key, i.value from pii.pii_source_identities s "
                         "cross join lateral jsonb_each_text(s.identifiers) as i "
                         "where s.customer_id is not null and s.identifiers is not null"):
-                    for needle, found in identifier_needles(customer_id, declared=[(kind, value)]).items():
+                    for needle, found in identifier_needles(customer_id, declared=[(kind, value)],
+                                                            kinds=kinds).items():
                         needles.setdefault(needle, found)
         if "pii_customer_profiles" in have:
             rows = conn.execute("select customer_id, email, phone, national_id, full_name, first_name, last_name "
