@@ -38,6 +38,11 @@ AS_OF = dt.date(2026, 11, 20)
 DEMO_SIZE = 150
 FA_DIGITS = str.maketrans("0123456789", "۰۱۲۳۴۵۶۷۸۹")
 SERVE_PORT = int(os.environ.get("CKP_TEST_SERVE_PORT", "8954"))
+#: The service's key cache TTL in these tests (CKP_SERVE_KEY_CACHE_SECONDS), short so revocation tests are quick.
+KEY_CACHE_S = 2
+#: Worker processes of the tests' service: more than one, so per-key limits and key revocation are tested
+#: across workers.
+SERVE_WORKERS = 2
 
 
 def national_id(first9: str) -> str:
@@ -144,7 +149,7 @@ def make_world(settings, tmp: Path, monkeypatch) -> dict:
     plant(local.landing_dir)
     run_pipeline(local, tmp)
     return {"settings": local, "url": local.warehouse_url, "tmp": tmp, "admin": admin, "names": names,
-            "env": ckp_env(CKP_SERVE_PORT=str(SERVE_PORT))}
+            "env": ckp_env(CKP_SERVE_PORT=str(SERVE_PORT), CKP_SERVE_KEY_CACHE_SECONDS=str(KEY_CACHE_S))}
 
 
 def drop_world(world: dict) -> None:
@@ -153,9 +158,9 @@ def drop_world(world: dict) -> None:
             conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
 
 
-def start_service(env: dict, port: int = SERVE_PORT, timeout: float = 60):
-    """`ckp serve` in its own process, once /healthz answers."""
-    proc = start_ckp("serve", "--port", str(port), env=env)
+def start_service(env: dict, port: int = SERVE_PORT, timeout: float = 60, workers: int = SERVE_WORKERS):
+    """`ckp serve` in its own process(es), once /healthz answers."""
+    proc = start_ckp("serve", "--port", str(port), "--workers", str(workers), env=env)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:

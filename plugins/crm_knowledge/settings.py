@@ -55,6 +55,8 @@ ENV_VARS: dict[str, tuple[str, str]] = {
                              "limit of its own"),
     "CKP_SERVE_POOL_SIZE": ("10", "warehouse connections each `ckp serve` worker keeps open"),
     "CKP_SERVE_WORKERS": ("1", "uvicorn worker processes of `ckp serve`"),
+    "CKP_SERVE_KEY_CACHE_SECONDS": ("5", "seconds a `ckp serve` worker remembers a checked API key; a revoked key "
+                                    "is refused at most this long after `ckp api-keys revoke` (0: check each request)"),
     "CKP_SPARK_MASTER": ("(identity.yml `spark.master`: local[2])", "Spark master of identity resolution when "
                          "`backend: spark` (`spark://host:7077`, `yarn`, `local[4]`)"),
     "CKP_SPARK_CONNECT_URL": ("(unset)", "Spark Connect URL (`sc://host:15002`) used instead of a master"),
@@ -121,6 +123,7 @@ class Settings:
     serve_rate_limit: int = 600
     serve_pool_size: int = 10
     serve_workers: int = 1
+    serve_key_cache_s: float = 5.0
     #: CKP_SPARK_*: override the `spark` section of identity.yml (None: the file's value)
     spark_master: str | None = None
     spark_connect_url: str | None = None
@@ -366,6 +369,7 @@ def get_settings() -> Settings:
         serve_rate_limit=_int_env("CKP_SERVE_RATE_LIMIT", 600),
         serve_pool_size=_int_env("CKP_SERVE_POOL_SIZE", 10),
         serve_workers=_int_env("CKP_SERVE_WORKERS", 1),
+        serve_key_cache_s=float(_int_env("CKP_SERVE_KEY_CACHE_SECONDS", 5)),
         spark_master=_env("CKP_SPARK_MASTER", "") or None,
         spark_connect_url=_env("CKP_SPARK_CONNECT_URL", "") or None,
         spark_driver_memory=_env("CKP_SPARK_DRIVER_MEMORY", "") or None,

@@ -8,7 +8,7 @@ import pytest
 
 from crm_knowledge.serve import keys, lookup
 from crm_knowledge.serve.next_action import Facts, next_best_action
-from crm_knowledge.serve.ratelimit import RateLimiter
+from crm_knowledge.serve.ratelimit import RateLimiter, reset
 
 
 def _hash(kind: str, value: str) -> str:
@@ -96,6 +96,67 @@ def test_rate_limiter_allows_the_limit_then_refills():
     now[0] += 1.0
     assert limiter.acquire("k", 60) == 0.0
     assert limiter.acquire("k", 60) > 0
+
+
+def test_rate_limit_is_shared_by_the_processes_that_map_one_file(tmp_path):
+    """Two uvicorn workers are two processes: a key gets its limit across both, not in each."""
+    import multiprocessing
+
+    path = tmp_path / "serve.buckets"
+    reset(path)
+    ctx = multiprocessing.get_context("spawn")  # as uvicorn starts its workers
+    barrier, results = ctx.Barrier(2), ctx.Queue()
+    procs = [ctx.Process(target=_grants, args=(str(path), 30, barrier, results)) for _ in range(2)]
+    for p in procs:
+        p.start()
+    granted = [results.get(timeout=60) for _ in procs]
+    for p in procs:
+        p.join(timeout=60)
+    assert sum(granted) == 20 and all(g > 0 for g in granted)  # 20 a minute: 20 at once, then refused
+    limiter = RateLimiter(path)
+    assert limiter.acquire("k", 20) > 0 and limiter.acquire("other", 20) == 0.0
+    reset(path)  # a restarted service starts with full buckets
+    assert RateLimiter(path).acquire("k", 20) == 0.0
+
+
+def _grants(path: str, attempts: int, barrier, results) -> None:
+    import time as time_module
+    from pathlib import Path
+
+    limiter = RateLimiter(Path(path))
+    barrier.wait(timeout=60)  # both processes up before either asks
+    granted = 0
+    for _ in range(attempts):
+        granted += limiter.acquire("k", 20) == 0.0
+        time_module.sleep(0.005)
+    limiter.close()
+    results.put(granted)
+
+
+def test_key_cache_remembers_a_check_for_its_ttl_only():
+    now = [0.0]
+    reads = []
+
+    class Conn:  # the one query verify_key makes, answered as audit.api_keys would, counting the reads
+        revoked = False
+
+        def execute(self, query, params):
+            reads.append(params)
+            row = None if self.revoked else (keys._digest("A" * 43), "desk", keys.AGENT, None, None)
+            return type("Cursor", (), {"fetchone": lambda self: row})()
+
+    conn = Conn()
+    cache = keys.KeyCache(5, clock=lambda: now[0])
+    good, bad = "ckp_0123456789ab_" + "A" * 43, "ckp_0123456789ab_" + "B" * 43
+    assert cache.verify(conn, good).role == keys.AGENT and len(reads) == 1
+    assert cache.verify(conn, good) is not None and len(reads) == 1  # remembered
+    assert cache.verify(conn, bad) is None and len(reads) == 2  # another secret is another entry: refused
+    conn.revoked = True
+    now[0] = 4.9
+    assert cache.verify(conn, good) is not None  # revoked, still within the TTL
+    now[0] = 5.1
+    assert cache.verify(conn, good) is None and len(reads) == 3  # read again after the TTL: refused
+    assert keys.KeyCache(0).verify(conn, good) is None and len(reads) == 4  # TTL 0: every request reads
 
 
 def test_keys_parse_and_roles():

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from collections.abc import Iterator
 from urllib.parse import urlencode
 
@@ -21,6 +22,7 @@ from serve_world import (
     AS_OF,
     BY_KEY,
     FA_DIGITS,
+    KEY_CACHE_S,
     SERVE_PORT,
     call,
     drop_world,
@@ -198,18 +200,26 @@ def test_rate_limit_per_key(service, keys):
     assert lookup(keys["agent"], email=ana.email)[0] == 200  # another key is not affected
 
 
-def test_revoked_key_is_refused_at_once(service):
+def test_revoked_key_is_refused_within_the_key_cache_ttl(service):
+    """Each worker remembers a checked key for CKP_SERVE_KEY_CACHE_SECONDS (KEY_CACHE_S here): a revocation
+    reaches every worker within that time, and from then on every request of the key is refused."""
     env = service["env"]
     res = run_ckp("api-keys", "create", "--role", "agent", "--name", "temp desk", env=env)
     key = res.stdout.strip()
-    assert lookup(key, email=BY_KEY["ana"].email)[0] == 200
+    for _ in range(4):  # on every worker: the key is now cached as good
+        assert lookup(key, email=BY_KEY["ana"].email)[0] == 200
     key_id = key.split("_")[1]
     listed = run_ckp("api-keys", "list", env=env)
     assert listed.returncode == 0 and f"{key_id}\tagent\t\ttemp desk" in listed.stdout
     assert key.split("_", 2)[2] not in listed.stdout
+    revoking = time.monotonic()
     res = run_ckp("api-keys", "revoke", key_id, env=env)
     assert res.returncode == 0, res.stderr
-    assert lookup(key, email=BY_KEY["ana"].email)[0] == 401
+    while lookup(key, email=BY_KEY["ana"].email)[0] == 200:
+        assert time.monotonic() - revoking < KEY_CACHE_S + 1.0, "a revoked key still served after the cache TTL"
+        time.sleep(0.1)
+    time.sleep(KEY_CACHE_S)  # every worker's cached entry has expired by now
+    assert [lookup(key, email=BY_KEY["ana"].email)[0] for _ in range(6)] == [401] * 6
     assert run_ckp("api-keys", "revoke", key_id, env=env).returncode == 1
     assert "revoked" in run_ckp("api-keys", "list", env=env).stdout
 
@@ -229,6 +239,8 @@ def test_a_forgotten_customer_is_not_found(service, keys):
     sara = BY_KEY["sara"]
     sara_id = customer_of(service["url"], sara.email)
     assert lookup(keys["agent"], email=sara.email)[0] == 200
+    assert call("GET", f"/customers/{sara_id}", keys["agent"])[0] == 200
+    assert sum(sara_id in r["customer_ids"] for r in audit_rows(service["url"])) >= 2  # the access log names her
     res = run_ckp("erase", "--email", sara.email, "--reason", "ticket SRV-1", "--date", AS_OF.isoformat(),
                   env=service["env"])
     assert res.returncode == 0, res.stderr
@@ -238,6 +250,12 @@ def test_a_forgotten_customer_is_not_found(service, keys):
     status, _, _ = call("POST", f"/customers/{sara_id}/interactions", keys["agent"],
                         body={"channel": "phone", "topic": "delivery", "outcome": "resolved"})
     assert status == 404
+    # the erasure took her pseudonymous id out of the access log too; the rows (someone asked) remain
+    rows = audit_rows(service["url"])
+    assert not [r for r in rows if sara_id in r["customer_ids"]]
+    with psycopg.connect(service["url"]) as conn:
+        assert conn.execute("select count(*) from audit.api_requests where array_to_string(customer_ids, ',') "
+                            "like %s", (f"%{sara_id}%",)).fetchone()[0] == 0
 
 
 # --- audit -------------------------------------------------------------------------------------------------------

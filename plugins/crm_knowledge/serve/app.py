@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import time
 from collections.abc import Callable
 from contextlib import asynccontextmanager
@@ -29,8 +30,8 @@ from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from fastapi.security import APIKeyHeader
 from pydantic import BaseModel, Field
 
-from crm_knowledge.serve import audit, interactions, lookup, profile
-from crm_knowledge.serve.keys import ApiKey, verify_key
+from crm_knowledge.serve import audit, interactions, lookup, profile, ratelimit
+from crm_knowledge.serve.keys import ApiKey, KeyCache
 from crm_knowledge.serve.ratelimit import RateLimiter
 from crm_knowledge.settings import Settings, get_settings
 
@@ -61,13 +62,15 @@ class InteractionIn(BaseModel):
 
 @dataclass
 class Answer:
-    """What a handler returns: status, JSON body, and for the audit row the customers and fields."""
+    """What a handler returns: status, JSON body, and for the audit row the customers and fields (or
+    ``audited``: the read wrote its audit row in its own statement)."""
 
     status: int
     body: Any
     customer_ids: list[str] = field(default_factory=list)
     fields: list[str] = field(default_factory=list)
     headers: dict[str, str] = field(default_factory=dict)
+    audited: bool = False
 
 
 def _presented_key(request: Request, header_key: str | None) -> str | None:
@@ -77,30 +80,45 @@ def _presented_key(request: Request, header_key: str | None) -> str | None:
     return auth[7:].strip() if auth.lower().startswith("bearer ") else None
 
 
+def rate_limit_file(settings: Settings) -> Path:
+    """The bucket file the workers of the service on ``settings.serve_port`` share (serve/ratelimit.py)."""
+    return settings.home / "run" / f"serve-{settings.serve_port}.buckets"
+
+
 class Service:
-    """The running service's state: settings, the connection pool, the rate limiter."""
+    """The running service's state: settings, the connection pool, the key cache, the rate limiter."""
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.limiter = RateLimiter()
+        self.keys = KeyCache(settings.serve_key_cache_s)
+        self.limiter: RateLimiter | None = None
         self.pool = None
 
     def open(self) -> None:
         from crm_knowledge.warehouse.db import connection_pool
 
+        self.limiter = RateLimiter(rate_limit_file(self.settings))
         # Audit rows are committed asynchronously (serve/audit.py says why): a request does not wait for a WAL
         # flush. The service only reads otherwise; the landing file of an interaction is fsynced itself.
+        # Generic plans: the service runs a few statements thousands of times with different ids, and
+        # planning the profile statement (a dozen relations) costs more than running it.
         self.pool = connection_pool(self.settings.warehouse_url, min_size=self.settings.serve_pool_size,
-                                    max_size=self.settings.serve_pool_size,
-                                    application_name="ckp_serve", session_sql="set synchronous_commit = off")
+                                    max_size=self.settings.serve_pool_size, application_name="ckp_serve",
+                                    session_sql="set synchronous_commit = off; "
+                                                "set plan_cache_mode = force_generic_plan")
 
     def close(self) -> None:
         if self.pool is not None:
             self.pool.close()
+        if self.limiter is not None:
+            self.limiter.close()
 
     def handle(self, request: Request, header_key: str | None, scopes: tuple[str, ...],
-               work: Callable[[Any, ApiKey], Answer]) -> JSONResponse:
-        """Authenticate, authorise (any of `scopes`), rate-limit, run `work`, audit: one audit row each."""
+               work: Callable[[Any, ApiKey, audit.Caller], Answer]) -> JSONResponse:
+        """Authenticate, authorise (any of `scopes`), rate-limit, run `work`, audit: one audit row each.
+
+        A read writes its audit row in its own statement (``Answer.audited``); a denial or a write is logged
+        here. With the key cached, a lookup or profile is one round trip to the warehouse."""
         started = time.perf_counter()
         route = request.scope.get("route")
         endpoint = getattr(route, "path", request.url.path)
@@ -111,7 +129,7 @@ class Service:
                 answer = Answer(401, {"detail": "an API key is required (X-API-Key header)"},
                                 headers={"WWW-Authenticate": "ApiKey"})
             else:
-                key = verify_key(conn, presented)
+                key = self.keys.verify(conn, presented)
                 if key is None:
                     answer = Answer(401, {"detail": "unknown or revoked API key"},
                                     headers={"WWW-Authenticate": "ApiKey"})
@@ -125,33 +143,33 @@ class Service:
                         answer = Answer(429, {"detail": "rate limit exceeded for this key"},
                                         headers={"Retry-After": str(max(1, round(wait)))})
                     else:
+                        caller = audit.Caller(key.key_id, key.role, request.method, endpoint,
+                                              (time.perf_counter() - started) * 1000)
                         try:
-                            answer = work(conn, key)
+                            answer = work(conn, key, caller)
                         except lookup.LookupInvalid as exc:
                             answer = Answer(422, {"detail": str(exc)})
                         except interactions.InteractionInvalid as exc:
                             answer = Answer(exc.status, {"detail": str(exc)})
-            audit.log_request(conn, key_id=key.key_id if key else None, role=key.role if key else None,
-                              method=request.method, endpoint=endpoint, status=answer.status,
-                              customer_ids=answer.customer_ids, fields=answer.fields,
-                              duration_ms=(time.perf_counter() - started) * 1000)
+            if not answer.audited:
+                audit.log_request(conn, key_id=key.key_id if key else None, role=key.role if key else None,
+                                  method=request.method, endpoint=endpoint, status=answer.status,
+                                  customer_ids=answer.customer_ids, fields=answer.fields,
+                                  duration_ms=(time.perf_counter() - started) * 1000)
         return JSONResponse(answer.body, status_code=answer.status, headers={**SECURITY_HEADERS, **answer.headers})
 
 
-def _lookup_work(params: dict[str, str | None]) -> Callable[[Any, ApiKey], Answer]:
-    def work(conn, key: ApiKey) -> Answer:
+def _lookup_work(params: dict[str, str | None]) -> Callable[[Any, ApiKey, audit.Caller], Answer]:
+    def work(conn, key: ApiKey, caller: audit.Caller) -> Answer:
         keys = lookup.lookup_keys(**params)
-        unit = None if key.may("contact") else key.unit
-        candidates = lookup.find_candidates(conn, keys, unit=unit)
-        ids = [c.customer_id for c in candidates]
-        cards = lookup.contact_cards(conn, ids) if key.may("contact") else {}
+        contact = key.may("contact")
+        candidates = lookup.find(conn, keys, caller, unit=None if contact else key.unit, contact=contact)
         body = {"ambiguous": len(candidates) > 1, "count": len(candidates),
                 "candidates": [{"customer_id": c.customer_id, "match_reasons": c.match_reasons, "score": c.score,
-                                **({"contact": cards.get(c.customer_id)} if key.may("contact") else {})}
+                                **({"contact": c.contact} if contact else {})}
                                for c in candidates]}
-        fields = ["contact.full_name", "contact.email", "contact.phone", "contact.city"] if cards else []
         return Answer(200 if candidates else 404, body if candidates else {**body, "detail": "no customer found"},
-                      customer_ids=ids, fields=fields + (["match_reasons"] if ids else []))
+                      audited=True)
     return work
 
 
@@ -203,12 +221,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                         429: {"description": "rate limited"}})
     def customer_profile(request: Request, customer_id: str,
                          api_key: str | None = Security(API_KEY_HEADER)) -> JSONResponse:
-        def work(conn, key: ApiKey) -> Answer:
-            found = profile.profile_for(conn, customer_id, key)
+        def work(conn, key: ApiKey, caller: audit.Caller) -> Answer:
+            found = profile.profile_for(conn, customer_id, key, caller)
             if found is None:
-                return Answer(404, {"detail": "customer not found"})
-            body, fields = found
-            return Answer(200, body, customer_ids=[customer_id], fields=fields)
+                return Answer(404, {"detail": "customer not found"}, audited=True)
+            body, _fields = found
+            return Answer(200, body, audited=True)
         # each role has one of these; profile_for gives each its own view
         return service.handle(request, api_key, ("profile:full", "profile:segments"), work)
 
@@ -221,7 +239,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                            api_key: str | None = Security(API_KEY_HEADER)) -> JSONResponse:
         idem = request.headers.get("idempotency-key")
 
-        def work(conn, key: ApiKey) -> Answer:
+        def work(conn, key: ApiKey, caller: audit.Caller) -> Answer:
             if profile.live_customer(conn, customer_id) is None:
                 return Answer(404, {"detail": "customer not found"})
             item = interactions.validate(body.channel, body.topic, body.outcome, body.note, body.occurred_at,
@@ -265,6 +283,9 @@ def serve(settings: Settings, host: str | None = None, port: int | None = None, 
     check_ready(url)
     host = host or settings.serve_host
     port = port or settings.serve_port
+    # every worker (a process of its own, reading settings from the environment) shares this port's buckets
+    os.environ["CKP_SERVE_PORT"] = str(port)
+    ratelimit.reset(rate_limit_file(get_settings()))
     log.info("read service on http://%s:%s (agent page /agent, OpenAPI /openapi.json)", host, port)
     uvicorn.run("crm_knowledge.serve.app:create_app", factory=True, host=host, port=port,
                 workers=workers or settings.serve_workers, log_level="warning", access_log=False)

@@ -3,7 +3,9 @@
 A key reads ``ckp_<key_id>_<secret>``. ``key_id`` is public (it names the key in ``audit.api_keys`` and in
 every ``audit.api_requests`` row); the secret is 32 random bytes shown once by ``ckp api-keys create`` and
 stored as its SHA-256 (a random 256-bit secret needs no slow hash: nothing can be guessed from the digest).
-Checking a key is one primary-key read and a constant-time comparison.
+Checking a key is one primary-key read and a constant-time comparison. The service remembers a checked key
+for ``CKP_SERVE_KEY_CACHE_SECONDS`` (:class:`KeyCache`, default 5 s) so a request does not pay that read:
+revoking a key therefore takes effect within that many seconds in every worker, not at once.
 
 Roles and what each may do (:data:`SCOPES`):
 
@@ -21,6 +23,9 @@ import hashlib
 import hmac
 import re
 import secrets
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import psycopg
@@ -106,6 +111,44 @@ def verify_key(conn: psycopg.Connection, presented: str | None) -> ApiKey | None
     if row is None or not hmac.compare_digest(row[0], _digest(secret)):
         return None
     return ApiKey(key_id, row[1], row[2], row[3], row[4])
+
+
+class KeyCache:
+    """:func:`verify_key` answers remembered for ``ttl`` seconds, in one serving process.
+
+    Keyed on the key id and the SHA-256 of the presented secret (never the secret itself), so a wrong secret
+    for a known key id is a different entry and is never let in by a cached right one. Refusals are
+    remembered too (a client retrying a bad key costs no database read). After ``ttl`` seconds the key is
+    read again: a revoked key is refused at most ``ttl`` seconds after its revocation. ``ttl`` 0 reads the
+    key on every request."""
+
+    def __init__(self, ttl: float, clock: Callable[[], float] = time.monotonic, max_entries: int = 10_000):
+        self.ttl = ttl
+        self._clock = clock
+        self._max = max_entries
+        self._entries: dict[tuple[str, str], tuple[float, ApiKey | None]] = {}
+        self._lock = threading.Lock()
+
+    def verify(self, conn: psycopg.Connection, presented: str | None) -> ApiKey | None:
+        parsed = parse_key(presented)
+        if parsed is None:
+            return None
+        if self.ttl <= 0:
+            return verify_key(conn, presented)
+        entry = (parsed[0], _digest(parsed[1]))
+        now = self._clock()
+        with self._lock:
+            hit = self._entries.get(entry)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        key = verify_key(conn, presented)
+        with self._lock:
+            if len(self._entries) >= self._max:  # bounded: a flood of made-up keys cannot grow it without end
+                self._entries = {k: v for k, v in self._entries.items() if v[0] > now}
+                if len(self._entries) >= self._max:
+                    self._entries.clear()
+            self._entries[entry] = (now + self.ttl, key)
+        return key
 
 
 def list_keys(conn: psycopg.Connection) -> list[dict]:

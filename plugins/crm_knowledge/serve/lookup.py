@@ -4,7 +4,8 @@ name with a birth date.
 The input is normalised with the project's own normalisers (``crm_knowledge.normalize``: Persian and Arabic
 digits, ``+98`` / ``0098`` / ``09…`` phone forms, Arabic letter variants in names), hashed exactly as the
 dbt model ``pii.pii_customer_lookup_keys`` hashes the identifiers the customers' records carried, and found
-with one index probe on that hash. Customers who asked to be forgotten are not in that table (nor in
+with one index probe on that hash, in one statement that also reads the contact cards and writes the
+request's audit row. Customers who asked to be forgotten are not in that table (nor in
 ``marts.customer_360`` as live customers), so they are never found.
 
 Several customers can carry one identifier (a family's shared phone, a name and birth date two people
@@ -27,6 +28,7 @@ from crm_knowledge.normalize import (
     parse_date,
     to_ascii_digits,
 )
+from crm_knowledge.serve import audit
 
 #: How strongly one identifier kind points at one person (ranks candidates; shown with the reasons).
 KIND_WEIGHT = {"national_id": 1.0, "email": 0.9, "phone": 0.8, "name_birth": 0.7}
@@ -49,6 +51,7 @@ class Candidate:
     customer_id: str
     match_reasons: list[str] = field(default_factory=list)
     score: float = 0.0
+    contact: dict | None = None  # name, e-mail, phone, city: only for callers with the ``contact`` scope
 
 
 def key_hash(kind: str, normalised_value: str) -> str:
@@ -104,38 +107,65 @@ def lookup_keys(phone: str | None = None, email: str | None = None, national_id:
     return keys
 
 
-def find_candidates(conn: psycopg.Connection, keys: list[LookupKey], unit: str | None = None) -> list[Candidate]:
-    """Live customers carrying any of the keys, best first (most and strongest identifiers matched).
+#: Personal-data fields of a contact card (what the audit row names when cards were returned).
+CONTACT_FIELDS = ("full_name", "email", "phone", "city")
+
+#: The whole lookup in one statement: candidates through the hashed keys (live customers only, of the partner's
+#: unit when one is given), ranked by the weights of the kinds that matched, their contact cards when the
+#: caller may see them, and the request's audit row (audit.logged_cte) naming the customers returned.
+FIND_SQL = """
+with hits as (
+    select k.customer_id, array_agg(distinct k.identifier_kind) as kinds
+      from pii.pii_customer_lookup_keys as k
+      join marts.customer_360 as c on c.customer_id = k.customer_id and not c.is_forgotten
+     where k.key_hash = any(%(keys)s)
+       and (%(unit)s::text is null or exists (
+           select from marts.customer_identity_map as m
+            where m.customer_id = k.customer_id and m.source_system = %(unit)s))
+     group by k.customer_id
+),
+ranked as (
+    select h.customer_id, h.kinds,
+           (select sum(w.weight) from unnest(%(kinds)s::text[], %(weights)s::float8[]) as w (kind, weight)
+             where w.kind = any(h.kinds)) as score
+      from hits as h
+     order by score desc, h.customer_id
+     limit %(max)s
+),
+cards as (
+    select p.customer_id, p.full_name, p.email, p.phone, p.city
+      from pii.pii_customer_profiles as p
+     where %(contact)s and p.customer_id in (select r.customer_id from ranked as r)
+),
+{logged}
+select r.customer_id, r.kinds, r.score, c.customer_id is not null as has_card, c.full_name, c.email, c.phone, c.city
+  from ranked as r
+  left join cards as c on c.customer_id = r.customer_id
+ order by r.score desc, r.customer_id
+""".replace("{logged}", audit.logged_cte(
+    source="ranked",
+    status="case when count(*) > 0 then 200 else 404 end",
+    customer_ids="coalesce(array_agg(ranked.customer_id order by ranked.score desc, ranked.customer_id), '{}')",
+    fields="case when count(*) = 0 then '{}'::text[] "
+           "when exists (select from cards) then %(card_fields)s::text[] || array['match_reasons'] "
+           "else array['match_reasons'] end"))
+
+
+def find(conn: psycopg.Connection, keys: list[LookupKey], caller: audit.Caller, *, unit: str | None = None,
+         contact: bool = False) -> list[Candidate]:
+    """Live customers carrying any of the keys, best first (most and strongest identifiers matched), at most
+    :data:`MAX_CANDIDATES`, with their contact card when `contact`; the request's audit row is written by the
+    same statement.
 
     ``unit``: only customers with at least one record of that source system (a partner sees its own
     customers only)."""
-    rows = conn.execute(
-        """select k.customer_id, k.identifier_kind
-             from pii.pii_customer_lookup_keys as k
-             join marts.customer_360 as c on c.customer_id = k.customer_id and not c.is_forgotten
-            where k.key_hash = any(%(keys)s)
-              and (%(unit)s::text is null or exists (
-                  select from marts.customer_identity_map as m
-                   where m.customer_id = k.customer_id and m.source_system = %(unit)s))""",
-        {"keys": [k.key_hash for k in keys], "unit": unit}).fetchall()
-    by_customer: dict[str, Candidate] = {}
-    for customer_id, kind in rows:
-        cand = by_customer.setdefault(customer_id, Candidate(customer_id))
-        if kind not in cand.match_reasons:
-            cand.match_reasons.append(kind)
-            cand.score += KIND_WEIGHT[kind]
-    ranked = sorted(by_customer.values(), key=lambda c: (-c.score, c.customer_id))
-    for cand in ranked:
-        cand.match_reasons.sort(key=lambda k: -KIND_WEIGHT[k])
-        cand.score = round(cand.score, 2)
-    return ranked[:MAX_CANDIDATES]
-
-
-def contact_cards(conn: psycopg.Connection, customer_ids: list[str]) -> dict[str, dict]:
-    """Name, e-mail, phone and city of each customer from the pii vault (only for callers with the
-    ``contact`` scope)."""
-    if not customer_ids:
-        return {}
-    rows = conn.execute("select customer_id, full_name, email, phone, city from pii.pii_customer_profiles "
-                        "where customer_id = any(%s)", (customer_ids,)).fetchall()
-    return {r[0]: {"full_name": r[1], "email": r[2], "phone": r[3], "city": r[4]} for r in rows}
+    kinds = list(KIND_WEIGHT)
+    rows = conn.execute(FIND_SQL, {
+        "keys": [k.key_hash for k in keys], "unit": unit, "kinds": kinds, "weights": [KIND_WEIGHT[k] for k in kinds],
+        "max": MAX_CANDIDATES, "contact": contact, "card_fields": [f"contact.{f}" for f in CONTACT_FIELDS],
+        **caller.params()}).fetchall()
+    found = []
+    for customer_id, matched, score, has_card, *card in rows:
+        found.append(Candidate(customer_id, sorted(matched, key=lambda k: (-KIND_WEIGHT[k], k)), round(score, 2),
+                               dict(zip(CONTACT_FIELDS, card, strict=True)) if has_card else None))
+    return found

@@ -9,14 +9,16 @@ from ``pii.pii_customer_profiles``).
 * An agent sees the whole profile; a partner sees the pseudonymous id, the segments and its own unit's
   record ids only (serve/keys.py).
 
-Each function returns the profile and the names of the personal-data fields in it (what the audit row
-records; never the values).
+Each read is one statement that also writes the request's audit row (serve/audit.py), and each function
+returns the profile and the names of the personal-data fields in it (what that audit row records; never
+the values).
 """
 
 from __future__ import annotations
 
 import psycopg
 
+from crm_knowledge.serve import audit
 from crm_knowledge.serve.keys import ApiKey
 from crm_knowledge.serve.next_action import Facts, next_best_action
 
@@ -64,7 +66,9 @@ def _scores(c360: dict, fields: tuple[str, ...]) -> dict | None:
 
 #: The whole agent profile in one round trip: the customer_360 row and, as JSON, the contact card, recent
 #: orders, contacts, knowledge items (latest per flow) and complaints; every part an index probe by customer_id.
+#: The same statement writes the request's audit row (audit.logged_cte): the customer and the fields returned.
 AGENT_QUERY = """
+with found as (
 select
     to_jsonb(c) as c360,
     (select to_jsonb(p) from (select first_name, last_name, full_name, email, phone, city
@@ -88,12 +92,53 @@ select
               order by observed_at desc nulls last limit %(recent)s) as q) as complaints
 from marts.customer_360 as c
 where c.customer_id = %(customer_id)s and not c.is_forgotten
-"""
+),
+{logged}
+select c360, contact, orders, contacts, knowledge, complaints from found
+""".replace("{logged}", audit.logged_cte(
+    source="(select 1) as one",
+    status="case when exists (select from found) then 200 else 404 end",
+    customer_ids="coalesce((select array[%(customer_id)s::text] from found), '{}')",
+    fields="coalesce((select array(select 'contact.' || f.name "
+           "from unnest(%(contact_fields)s::text[]) with ordinality as f (name, n) "
+           "where found.contact ->> f.name is not null order by f.n) || %(agent_fields)s::text[] "
+           "|| case when (found.c360 ->> 'has_profiling_opt_out')::boolean then '{}'::text[] "
+           "else array['scores'] end from found), '{}')"))
+
+#: The partner's view: its own unit's record ids and the customer_360 row (read only when it has such a
+#: record), and the audit row, in one statement.
+PARTNER_QUERY = """
+with own as (
+    select array_agg(m.source_record_id order by m.source_record_id) as ids
+      from marts.customer_identity_map as m
+     where m.customer_id = %(customer_id)s and m.source_system = %(unit)s
+),
+found as (
+    select to_jsonb(c) as c360, own.ids
+      from marts.customer_360 as c
+     cross join own
+     where c.customer_id = %(customer_id)s and not c.is_forgotten and own.ids is not null
+),
+{logged}
+select c360, ids from found
+""".replace("{logged}", audit.logged_cte(
+    source="(select 1) as one",
+    status="case when exists (select from found) then 200 else 404 end",
+    customer_ids="coalesce((select array[%(customer_id)s::text] from found), '{}')",
+    fields="coalesce((select %(partner_fields)s::text[] "
+           "|| case when (found.c360 ->> 'has_profiling_opt_out')::boolean then '{}'::text[] "
+           "else array['segments'] end from found), '{}')"))
+#: Personal-data parts of each role's profile, named in the audit row (contact fields only when present,
+#: scores / segments only without a profiling opt-out).
+AGENT_FIELDS = ("view", "consent", "recent_orders", "recent_contacts", "knowledge", "open_complaints")
+PARTNER_FIELDS = ("relationship_stage", "own_records")
 
 
-def agent_profile(conn: psycopg.Connection, customer_id: str) -> tuple[dict, list[str]] | None:
+def agent_profile(conn: psycopg.Connection, customer_id: str, caller: audit.Caller) -> tuple[dict, list[str]] | None:
     """The whole 360 profile (agent role), or None when not found (unknown or forgotten)."""
-    row = conn.execute(AGENT_QUERY, {"customer_id": customer_id, "recent": RECENT}).fetchone()
+    row = conn.execute(AGENT_QUERY, {"customer_id": customer_id, "recent": RECENT,
+                                     "contact_fields": list(CONTACT_FIELDS), "agent_fields": list(AGENT_FIELDS),
+                                     **caller.params()}).fetchone()
     if row is None:
         return None
     c360, contact, orders, contacts, knowledge, complaints = row
@@ -116,36 +161,34 @@ def agent_profile(conn: psycopg.Connection, customer_id: str) -> tuple[dict, lis
         "recent_contacts": contacts,
         "knowledge": {flow: [k for k in knowledge if k["flow"] == flow] for flow in ("about", "from", "for")},
     }
-    fields = [f"contact.{f}" for f in CONTACT_FIELDS if contact.get(f) is not None] + [
-        "view", "consent", "recent_orders", "recent_contacts", "knowledge", "open_complaints"]
+    fields = [f"contact.{f}" for f in CONTACT_FIELDS if contact.get(f) is not None] + list(AGENT_FIELDS)
     if scores is not None:
         fields.append("scores")
     return profile, fields
 
 
-def partner_profile(conn: psycopg.Connection, customer_id: str, key: ApiKey) -> tuple[dict, list[str]] | None:
+def partner_profile(conn: psycopg.Connection, customer_id: str, key: ApiKey,
+                    caller: audit.Caller) -> tuple[dict, list[str]] | None:
     """Pseudonymous id, segments (none after a profiling opt-out) and the partner's own record ids; None when
     not found or when the partner's unit holds no record of the customer (it sees its own customers only)."""
-    own = [r[0] for r in conn.execute(
-        "select source_record_id from marts.customer_identity_map where customer_id = %s and source_system = %s "
-        "order by source_record_id", (customer_id, key.unit))]
-    if not own:
+    row = conn.execute(PARTNER_QUERY, {"customer_id": customer_id, "unit": key.unit,
+                                       "partner_fields": list(PARTNER_FIELDS), **caller.params()}).fetchone()
+    if row is None:
         return None
-    c360 = live_customer(conn, customer_id)
-    if c360 is None:
-        return None
+    c360, own = row
     segments = _scores(c360, SEGMENT_FIELDS)
     profile = {"customer_id": customer_id, "relationship_stage": c360.get("relationship_stage"),
                "segments": segments, "scores_withheld": OPT_OUT_REASON if segments is None else None,
                "own_records": {"source_system": key.unit, "source_record_ids": own}}
-    fields = ["relationship_stage", "own_records"] + (["segments"] if segments is not None else [])
+    fields = list(PARTNER_FIELDS) + (["segments"] if segments is not None else [])
     return profile, fields
 
 
-def profile_for(conn: psycopg.Connection, customer_id: str, key: ApiKey) -> tuple[dict, list[str]] | None:
-    """The profile the key's role may see (None: not found for this caller)."""
+def profile_for(conn: psycopg.Connection, customer_id: str, key: ApiKey,
+                caller: audit.Caller) -> tuple[dict, list[str]] | None:
+    """The profile the key's role may see (None: not found for this caller); the read writes its audit row."""
     if key.may("profile:full"):
-        return agent_profile(conn, customer_id)
+        return agent_profile(conn, customer_id, caller)
     if key.may("profile:segments"):
-        return partner_profile(conn, customer_id, key)
+        return partner_profile(conn, customer_id, key, caller)
     return None
