@@ -3,7 +3,8 @@
 * **needles**: the spellings of a person's strong identifiers (email, phone in its usual forms, national ID,
   in Latin and Persian digits) used to mask free text -- never names, which other people share;
 * :func:`purge_records`: delete their source records from ``raw`` and every row keyed by them (customer id,
-  source record key, orders account) in the other project schemas;
+  source record key, orders account) in the other project schemas, and take their customer id out of lists of
+  ids (``customer_ids`` arrays such as the read service's access log);
 * :func:`mask_everywhere`: mask what is left (another record's note quoting their email) in every text or
   JSON column of a project schema.
 
@@ -148,6 +149,7 @@ def purge_records(conn: psycopg.Connection, records: set[lookup.RecordKey], cust
     for (schema, table), columns in base_tables(conn, PURGE_SCHEMAS).items():
         if (schema, table) in OWN_TABLES:
             continue
+        _forget_in_id_lists(conn, schema, table, columns, cids)  # rows kept, so not counted as deleted
         conds: list[sql.Composable] = []
         for col in ("customer_id", "old_customer_id", "new_customer_id"):
             if col in columns and cids:
@@ -174,6 +176,25 @@ def purge_records(conn: psycopg.Connection, records: set[lookup.RecordKey], cust
             log.info("erasure: %s.%s: %d row(s) deleted", schema, table, n)
         deleted += n
     return deleted
+
+
+def _forget_in_id_lists(conn: psycopg.Connection, schema: str, table: str, columns: dict[str, str],
+                        cids: list[str]) -> int:
+    """Remove the customer ids from list columns (``*customer_ids`` arrays, e.g. ``audit.api_requests``, the
+    read service's access log): the row stays (someone made that request) but no longer names the erased
+    customer. Returns the number of rows changed."""
+    changed = 0
+    for col, dtype in columns.items():
+        if not (col.endswith("customer_ids") and dtype == "ARRAY" and cids):
+            continue
+        q = sql.SQL("update {}.{} set {col} = array(select x from unnest({col}) as x where x::text <> all(%s)) "
+                    "where {col}::text[] && %s::text[]").format(sql.Identifier(schema), sql.Identifier(table),
+                                                                col=sql.Identifier(col))
+        n = conn.execute(q, (cids, cids)).rowcount
+        if n:
+            log.info("erasure: %s.%s.%s: the customer id removed from %d row(s)", schema, table, col, n)
+        changed += n
+    return changed
 
 
 def mask_everywhere(conn: psycopg.Connection, needles: Iterable[str]) -> int:
