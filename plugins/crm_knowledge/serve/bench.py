@@ -232,6 +232,7 @@ async def _client(host: str, port: int, key: str, size: int, until: float, warm_
                         ValueError):
                     ok = False
                 elapsed = (time.monotonic() - started) * 1000
+                errors["sent"] += 1
                 if started >= warm_until:
                     results[endpoint].append(elapsed)
                     if not ok:
@@ -261,7 +262,7 @@ async def run_load(host: str, port: int, key: str, size: int, clients: int, dura
     """One load phase: `clients` concurrent clients for `warmup` + `duration` seconds; the measured part's
     latencies per endpoint, and the load average sampled during it."""
     results: dict[str, list[float]] = {"lookup": [], "profile": []}
-    errors = {"lookup": 0, "profile": 0}
+    errors = {"lookup": 0, "profile": 0, "sent": 0}  # sent: every request, warm-up included
     load: list[float] = []
     now = time.monotonic()
     sampler = asyncio.create_task(_sample_load(load, after=warmup))
@@ -271,6 +272,7 @@ async def run_load(host: str, port: int, key: str, size: int, clients: int, dura
     finally:
         sampler.cancel()
     out: dict = {"clients": clients, "think_ms": think_ms, "duration_s": duration, "warmup_s": warmup,
+                 "requests_sent": errors["sent"],
                  "load_average": {"min": round(min(load, default=0), 2), "mean": round(statistics.fmean(load), 2)
                                   if load else None, "max": round(max(load, default=0), 2)}}
     for endpoint, values in results.items():
@@ -307,6 +309,11 @@ def markdown(report: dict) -> str:
             lines.append(f"| {phase} | {res['clients']} | {res['think_ms']:.0f} | {la['min']}-{la['max']} | "
                          f"{endpoint} | {r['requests']} | {r['errors']} | {r['throughput_per_s']} | {r['p50_ms']} | "
                          f"{r['p95_ms']} | {r['p99_ms']} | {r['max_ms']} |")
+    lines += ["", "CPU per request (ms, all requests of the phase incl. warm-up; service = every uvicorn worker, "
+                  "warehouse = every PostgreSQL process, client = this load generator):", ""]
+    for phase, res in report["phases"].items():
+        cpu = res.get("cpu_ms_per_request", {})
+        lines.append(f"- `{phase}`: " + ", ".join(f"{part} {ms}" for part, ms in cpu.items()))
     lines += ["", f"Target p99 <= {p['p99_target_ms']:.0f} ms for lookup and profile, judged on the "
                   f"`{p['judge']}` phase: **{'met' if report['target_met'] else 'NOT met'}**."]
     for phase, met in report["target_met_by_phase"].items():
@@ -387,16 +394,61 @@ def _served_load(settings, key: str, args: argparse.Namespace, phases: list[str]
     try:
         _wait_healthy(f"http://127.0.0.1:{port}/healthz", proc)
         out = {}
+        pg_pid = _postmaster_pid(settings)
         for n, phase in enumerate(phases):
             _, many, thinks = PHASES[phase]
             log.info("phase %s: %s", phase, PHASES[phase][0])
+            before = _cpu_seconds(proc.pid, pg_pid)
             out[phase] = _run(run_load("127.0.0.1", port, key, args.size, args.clients if many else 1,
                                        args.duration, args.warmup, args.think_ms if thinks else 0.0,
                                        seed=1000 * n))
+            after = _cpu_seconds(proc.pid, pg_pid)
+            sent = max(1, out[phase]["requests_sent"])
+            out[phase]["cpu_ms_per_request"] = {part: round((after[part] - before[part]) * 1000 / sent, 3)
+                                                for part in after}
         return out
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def _postmaster_pid(settings) -> int | None:
+    try:
+        return int((settings.pgdata_dir / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _tree_cpu_seconds(root: int | None) -> float:
+    """User + system CPU seconds of a live process and all its descendants (Linux /proc; 0 elsewhere)."""
+    if root is None or not Path("/proc/self/stat").exists():
+        return 0.0
+    children: dict[int, list[int]] = {}
+    cpu: dict[int, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid = int(entry)
+        children.setdefault(int(fields[1]), []).append(pid)
+        cpu[pid] = (int(fields[11]) + int(fields[12])) / tick
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        total += cpu.get(pid, 0.0)
+        todo += children.get(pid, [])
+    return total
+
+
+def _cpu_seconds(service_pid: int, warehouse_pid: int | None) -> dict[str, float]:
+    """CPU seconds so far of the service (all workers), the warehouse server (all backends), this client."""
+    me = os.times()
+    return {"service": _tree_cpu_seconds(service_pid), "warehouse": _tree_cpu_seconds(warehouse_pid),
+            "client": me.user + me.system}
 
 
 def _run(coro):
