@@ -256,7 +256,8 @@ def _cmd_api_keys(args: argparse.Namespace) -> int:
     from crm_knowledge.warehouse.bootstrap import apply_ddl
     from crm_knowledge.warehouse.db import connect
 
-    url = get_settings().warehouse_url
+    settings = get_settings()
+    url = settings.warehouse_url
     apply_ddl(url)
     with connect(url) as conn:
         if args.action == "create":
@@ -273,7 +274,8 @@ def _cmd_api_keys(args: argparse.Namespace) -> int:
             print(f"error: no active key {args.key_id}", file=sys.stderr)
             return 1
         else:
-            print(f"key {args.key_id} revoked")
+            print(f"key {args.key_id} revoked: a running `ckp serve` refuses it within "
+                  f"{settings.serve_key_cache_s:g} s (CKP_SERVE_KEY_CACHE_SECONDS)")
     return 0
 
 
@@ -418,7 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
     kc.add_argument("--rate-limit", dest="rate_limit", type=int,
                     help="requests per minute (default CKP_SERVE_RATE_LIMIT)")
     ak_sub.add_parser("list", help="every key: id, role, unit, holder, limit, active or revoked (never a secret)")
-    kr = ak_sub.add_parser("revoke", help="revoke a key at once")
+    kr = ak_sub.add_parser("revoke", help="revoke a key (refused within CKP_SERVE_KEY_CACHE_SECONDS)")
     kr.add_argument("key_id")
     ak.set_defaults(func=_cmd_api_keys)
 

@@ -215,6 +215,7 @@ def test_revoked_key_is_refused_within_the_key_cache_ttl(service):
     revoking = time.monotonic()
     res = run_ckp("api-keys", "revoke", key_id, env=env)
     assert res.returncode == 0, res.stderr
+    assert f"refuses it within {KEY_CACHE_S} s" in res.stdout
     while lookup(key, email=BY_KEY["ana"].email)[0] == 200:
         assert time.monotonic() - revoking < KEY_CACHE_S + 1.0, "a revoked key still served after the cache TTL"
         time.sleep(0.1)

@@ -160,7 +160,8 @@ def list_keys(conn: psycopg.Connection) -> list[dict]:
 
 
 def revoke_key(conn: psycopg.Connection, key_id: str, when: dt.datetime | None = None) -> bool:
-    """Revoke a key at once (its next request is refused); False when there is no such active key."""
+    """Revoke a key (a running service refuses it within CKP_SERVE_KEY_CACHE_SECONDS, see KeyCache); False when
+    there is no such active key."""
     cur = conn.execute("update audit.api_keys set revoked_at = coalesce(%s, now()) "
                        "where key_id = %s and revoked_at is null", (when, key_id))
     return cur.rowcount == 1
