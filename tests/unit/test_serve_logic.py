@@ -119,6 +119,18 @@ def test_rate_limit_is_shared_by_the_processes_that_map_one_file(tmp_path):
     assert RateLimiter(path).acquire("k", 20) == 0.0
 
 
+def test_rate_limit_buckets_live_in_a_private_directory():
+    import os
+    import stat
+
+    from crm_knowledge.serve.ratelimit import private_dir
+
+    path = private_dir()
+    st = path.lstat()
+    assert stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid() and stat.S_IMODE(st.st_mode) == 0o700
+    assert private_dir() == path  # the same for every worker of the user
+
+
 def _grants(path: str, attempts: int, barrier, results) -> None:
     import time as time_module
     from pathlib import Path

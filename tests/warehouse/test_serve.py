@@ -287,6 +287,32 @@ def test_every_request_is_audited_with_customer_and_fields_never_values(service,
         assert value not in every_row, value
 
 
+def test_concurrent_reads_on_two_workers_leave_one_audit_row_per_answer(service):
+    """Every answer that returned personal data has its audit row, also under concurrency across workers: the
+    row is written by the statement that read the data, so there is no queue to lose and none to wait for."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    res = run_ckp("api-keys", "create", "--role", "agent", "--name", "busy desk", env=service["env"])
+    key = res.stdout.strip()
+    key_id = key.split("_")[1]
+    ids = {p.key: customer_of(service["url"], p.email) for p in (BY_KEY["ana"], BY_KEY["omid"])}
+    asks = [("GET", "/customers/lookup?" + urlencode({"email": BY_KEY[who].email})) if n % 2 else
+            ("GET", f"/customers/{ids[who]}") for n in range(40) for who in ("ana", "omid")]
+    asks.append(("GET", "/customers/C_NOT_A_CUSTOMER"))
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(lambda ask: call(*ask, key)[:2], asks))
+    assert [status for status, _ in answers] == [200] * 80 + [404]
+    with psycopg.connect(service["url"]) as conn:
+        rows = conn.execute("select endpoint, status, customer_ids from audit.api_requests where key_id = %s",
+                            (key_id,)).fetchall()
+    returned = sorted((ask[1].startswith("/customers/lookup"), tuple(
+        [c["customer_id"] for c in body["candidates"]] if "candidates" in body else [body["customer_id"]]))
+        for ask, (status, body) in zip(asks, answers, strict=True) if status == 200)
+    logged = sorted((endpoint == "/customers/lookup", tuple(cids)) for endpoint, status, cids in rows if status == 200)
+    assert logged == returned and len(logged) == 80
+    assert [(e, s, c) for e, s, c in rows if s != 200] == [("/customers/{customer_id}", 404, [])]
+
+
 # --- the agent page ------------------------------------------------------------------------------------------------
 
 def test_agent_page_searches_shows_the_card_and_records_an_interaction(service, keys, tmp_path):

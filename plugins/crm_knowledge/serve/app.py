@@ -82,7 +82,7 @@ def _presented_key(request: Request, header_key: str | None) -> str | None:
 
 def rate_limit_file(settings: Settings) -> Path:
     """The bucket file the workers of the service on ``settings.serve_port`` share (serve/ratelimit.py)."""
-    return settings.home / "run" / f"serve-{settings.serve_port}.buckets"
+    return ratelimit.private_dir() / f"serve-{settings.serve_port}.buckets"
 
 
 class Service:

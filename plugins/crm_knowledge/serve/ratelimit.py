@@ -3,9 +3,11 @@
 A key may make ``limit`` requests per minute on average and up to ``limit`` at once after a quiet minute; a
 refused request gets HTTP 429 with ``Retry-After``.
 
-The buckets live in a small memory-mapped file (``CKP_HOME/run/serve-<port>.buckets``, mode 0600) that every
-uvicorn worker of one `ckp serve` maps, so the limit holds per key across workers: with N workers a key still
-gets its limit, not N times it. `ckp serve` empties the file when it starts. A bucket update takes a
+The buckets live in a small memory-mapped file (``serve-<port>.buckets``, mode 0600, in :func:`private_dir`)
+that every uvicorn worker of one `ckp serve` maps, so the limit holds per key across workers: with N workers a
+key still gets its limit, not N times it. `ckp serve` empties the file when it starts. The file is in the
+system's temporary directory (a tmpfs in the compose service, whose file system is otherwise read-only), in
+a directory only the service's user may enter. A bucket update takes a
 ``lockf`` lock on the file (and a thread lock inside the worker) around a few bytes of shared memory: a few
 microseconds, no database round trip. The clock is ``CLOCK_MONOTONIC``, one for all processes of the machine.
 
@@ -20,7 +22,9 @@ import fcntl
 import logging
 import mmap
 import os
+import stat
 import struct
+import tempfile
 import threading
 import time
 import zlib
@@ -33,6 +37,18 @@ log = logging.getLogger(__name__)
 SLOTS = 4096
 _SLOT = struct.Struct("<16sdd")
 SIZE = SLOTS * _SLOT.size
+
+
+def private_dir() -> Path:
+    """``<temp dir>/ckp-serve-<uid>``, mode 0700, this user's own (checked: another local user must not be able
+    to plant or read the buckets)."""
+    path = Path(tempfile.gettempdir()) / f"ckp-serve-{os.geteuid()}"
+    path.mkdir(mode=0o700, exist_ok=True)
+    st = path.lstat()
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o077:
+        raise RuntimeError(f"{path} must be a directory of this user with mode 0700 (the read service keeps its "
+                           "rate-limit buckets there); remove it or fix its owner and mode")
+    return path
 
 
 def reset(path: Path) -> None:
