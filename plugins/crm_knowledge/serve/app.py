@@ -222,10 +222,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     def customer_profile(request: Request, customer_id: str,
                          api_key: str | None = Security(API_KEY_HEADER)) -> JSONResponse:
         def work(conn, key: ApiKey, caller: audit.Caller) -> Answer:
-            found = profile.profile_for(conn, customer_id, key, caller)
-            if found is None:
+            body = profile.profile_for(conn, customer_id, key, caller)
+            if body is None:
                 return Answer(404, {"detail": "customer not found"}, audited=True)
-            body, _fields = found
             return Answer(200, body, audited=True)
         # each role has one of these; profile_for gives each its own view
         return service.handle(request, api_key, ("profile:full", "profile:segments"), work)

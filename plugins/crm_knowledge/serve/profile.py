@@ -9,9 +9,8 @@ from ``pii.pii_customer_profiles``).
 * An agent sees the whole profile; a partner sees the pseudonymous id, the segments and its own unit's
   record ids only (serve/keys.py).
 
-Each read is one statement that also writes the request's audit row (serve/audit.py), and each function
-returns the profile and the names of the personal-data fields in it (what that audit row records; never
-the values).
+Each read is one statement that also writes the request's audit row (serve/audit.py): the customer and the
+names of the personal-data fields returned (never the values), computed by the statement from what it read.
 """
 
 from __future__ import annotations
@@ -134,7 +133,7 @@ AGENT_FIELDS = ("view", "consent", "recent_orders", "recent_contacts", "knowledg
 PARTNER_FIELDS = ("relationship_stage", "own_records")
 
 
-def agent_profile(conn: psycopg.Connection, customer_id: str, caller: audit.Caller) -> tuple[dict, list[str]] | None:
+def agent_profile(conn: psycopg.Connection, customer_id: str, caller: audit.Caller) -> dict | None:
     """The whole 360 profile (agent role), or None when not found (unknown or forgotten)."""
     row = conn.execute(AGENT_QUERY, {"customer_id": customer_id, "recent": RECENT,
                                      "contact_fields": list(CONTACT_FIELDS), "agent_fields": list(AGENT_FIELDS),
@@ -161,14 +160,10 @@ def agent_profile(conn: psycopg.Connection, customer_id: str, caller: audit.Call
         "recent_contacts": contacts,
         "knowledge": {flow: [k for k in knowledge if k["flow"] == flow] for flow in ("about", "from", "for")},
     }
-    fields = [f"contact.{f}" for f in CONTACT_FIELDS if contact.get(f) is not None] + list(AGENT_FIELDS)
-    if scores is not None:
-        fields.append("scores")
-    return profile, fields
+    return profile
 
 
-def partner_profile(conn: psycopg.Connection, customer_id: str, key: ApiKey,
-                    caller: audit.Caller) -> tuple[dict, list[str]] | None:
+def partner_profile(conn: psycopg.Connection, customer_id: str, key: ApiKey, caller: audit.Caller) -> dict | None:
     """Pseudonymous id, segments (none after a profiling opt-out) and the partner's own record ids; None when
     not found or when the partner's unit holds no record of the customer (it sees its own customers only)."""
     row = conn.execute(PARTNER_QUERY, {"customer_id": customer_id, "unit": key.unit,
@@ -180,12 +175,10 @@ def partner_profile(conn: psycopg.Connection, customer_id: str, key: ApiKey,
     profile = {"customer_id": customer_id, "relationship_stage": c360.get("relationship_stage"),
                "segments": segments, "scores_withheld": OPT_OUT_REASON if segments is None else None,
                "own_records": {"source_system": key.unit, "source_record_ids": own}}
-    fields = list(PARTNER_FIELDS) + (["segments"] if segments is not None else [])
-    return profile, fields
+    return profile
 
 
-def profile_for(conn: psycopg.Connection, customer_id: str, key: ApiKey,
-                caller: audit.Caller) -> tuple[dict, list[str]] | None:
+def profile_for(conn: psycopg.Connection, customer_id: str, key: ApiKey, caller: audit.Caller) -> dict | None:
     """The profile the key's role may see (None: not found for this caller); the read writes its audit row."""
     if key.may("profile:full"):
         return agent_profile(conn, customer_id, caller)
