@@ -28,6 +28,7 @@ TEST_PORT_DEFAULTS = {
     "CKP_TEST_AIRFLOW_PORT": 8814,      # the Airflow API server of the end-to-end runs
     "CKP_TEST_SECOND_PG_PORT": 54362,   # the second, separately started PostgreSQL
     "CKP_TEST_REPORTS_PORT": 8825,      # `ckp reports serve`
+    "CKP_TEST_SERVE_PORT": 8954,        # `ckp serve` (the read service)
 }
 WORKER_PORT_STRIDE = int(os.environ.get("CKP_TEST_WORKER_PORT_STRIDE", "1000"))
 XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")  # "gw0", "gw1", ... under `pytest -n`; "" otherwise

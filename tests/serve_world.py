@@ -37,7 +37,7 @@ from crm_knowledge.demo.sources import BANK_HEADER
 AS_OF = dt.date(2026, 11, 20)
 DEMO_SIZE = 150
 FA_DIGITS = str.maketrans("0123456789", "۰۱۲۳۴۵۶۷۸۹")
-SERVE_PORT = int(os.environ.get("CKP_TEST_SERVE_PORT", "8954"))
+SERVE_PORT = int(os.environ["CKP_TEST_SERVE_PORT"])  # tests/conftest.py: shifted per xdist worker
 #: The service's key cache TTL in these tests (CKP_SERVE_KEY_CACHE_SECONDS), short so revocation tests are quick.
 KEY_CACHE_S = 2
 #: Worker processes of the tests' service: more than one, so per-key limits and key revocation are tested
