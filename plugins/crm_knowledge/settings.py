@@ -374,11 +374,3 @@ def get_settings() -> Settings:
         spark_scratch_dir=_env("CKP_SPARK_SCRATCH_DIR", "") or None,
         warehouse_wait_s=float(_int_env("CKP_WAREHOUSE_WAIT", 30)),
     )
-
-
-def _int_env(name: str, default: int) -> int:
-    text = _env(name, str(default))
-    try:
-        return int(text)
-    except ValueError:
-        raise ValueError(f"{name} must be a whole number, got {text!r}") from None
