@@ -76,6 +76,19 @@ def as_of_date_task(**task_kwargs) -> XComArg:
     return result
 
 
+def prepare_warehouse_task() -> XComArg:
+    """The task that applies the warehouse's DDL, roles and grants (idempotent) before a DAG loads into it or
+    erases from it: every DAG that writes raw or privacy tables starts with it."""
+
+    @task(task_id="prepare_warehouse")
+    def prepare_warehouse() -> list[str]:
+        from crm_knowledge.ingest.tasks import prepare_warehouse
+
+        return prepare_warehouse()
+
+    return prepare_warehouse()
+
+
 def watcher() -> None:
     """Airflow's watcher pattern: a leaf task downstream of every task, run only when one of them failed,
     and then failing itself. A DAG run takes its state from its leaf tasks, and the `all_done` report task

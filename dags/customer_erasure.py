@@ -23,7 +23,7 @@ from the command line. No personal data passes through XCom: tasks return counts
 from __future__ import annotations
 
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, task
-from ckp_common import DEFAULT_ARGS, RAW_FORM_SUBMISSIONS, START_DATE, as_of_date_task, watcher
+from ckp_common import DEFAULT_ARGS, RAW_FORM_SUBMISSIONS, START_DATE, as_of_date_task, prepare_warehouse_task, watcher
 
 
 @dag(
@@ -39,19 +39,13 @@ from ckp_common import DEFAULT_ARGS, RAW_FORM_SUBMISSIONS, START_DATE, as_of_dat
 )
 def customer_erasure():
     @task
-    def prepare_warehouse() -> list[str]:
-        from crm_knowledge.ingest.tasks import prepare_warehouse
-
-        return prepare_warehouse()
-
-    @task
     def erase_pending_requests(as_of: str) -> dict:
         from crm_knowledge.privacy.tasks import erase_pending_requests
 
         return erase_pending_requests(as_of)
 
     as_of = as_of_date_task()
-    as_of >> prepare_warehouse() >> erase_pending_requests(as_of)
+    as_of >> prepare_warehouse_task() >> erase_pending_requests(as_of)
     watcher()
 
 
