@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
+import role_access
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from crm_knowledge.privacy import roles
@@ -24,12 +25,7 @@ pytestmark = pytest.mark.warehouse
 TABLES = ("marts.t", "pii.p", "raw.r", "audit.a")
 
 #: group role -> tables it must be able to read (all others in TABLES: InsufficientPrivilege)
-CAN_READ = {
-    roles.BI_READER: {"marts.t"},
-    roles.AUDITOR: {"audit.a", "marts.t"},
-    roles.PRIVACY_OFFICER: {"pii.p", "marts.t"},
-    roles.PIPELINE: set(TABLES),
-}
+CAN_READ = {**role_access.CAN_READ, roles.PIPELINE: set(TABLES)}
 
 
 def url_as(url: str, user: str, password: str) -> str:
@@ -44,10 +40,7 @@ def roles_db(scratch_db) -> str:
     assert roles.ensure_roles(scratch_db) == list(roles.GROUP_ROLES)
     assert roles.ensure_roles(scratch_db) == list(roles.GROUP_ROLES)
     # created after ensure_roles: only default privileges can make marts.t readable
-    with psycopg.connect(scratch_db) as conn:
-        for table in TABLES:
-            conn.execute(f"create table {table} (id int primary key, note text)")
-            conn.execute(f"insert into {table} values (1, %s)", (table,))
+    role_access.create_tables(scratch_db, TABLES)
     return scratch_db
 
 
@@ -86,14 +79,7 @@ def test_group_roles_exist_nologin(roles_db):
 def test_each_group_reads_exactly_its_schemas(roles_db, logins, group):
     name, password = logins[group]
     with psycopg.connect(url_as(roles_db, name, password), autocommit=True) as conn:
-        assert conn.info.host and not conn.info.host.startswith("/"), "must be a TCP connection"
-        assert conn.execute("select current_user").fetchone()[0] == name
-        for table in TABLES:
-            if table in CAN_READ[group]:
-                assert conn.execute(f"select note from {table}").fetchall() == [(table,)]
-            else:
-                with pytest.raises(psycopg.errors.InsufficientPrivilege):
-                    conn.execute(f"select note from {table}")
+        role_access.assert_reads_exactly(conn, name, CAN_READ[group], TABLES)
 
 
 def test_readers_cannot_write_or_create(roles_db, logins):
