@@ -89,6 +89,17 @@ def close_batch(conn: psycopg.Connection, batch_id: str, status: str, counts: Ba
     )
 
 
+def fail_batch(conn: psycopg.Connection, source_name: str, batch_id: str, reason: str) -> None:
+    """Close the batch `failed` with `reason` (which must be free of values), in its own transaction. A warehouse
+    that cannot be reached any more leaves it `running`: the source's next load marks it aborted."""
+    try:
+        with conn.transaction():
+            close_batch(conn, batch_id, "failed", BatchCounts(), error=reason)
+    except psycopg.Error:
+        log.error("%s: batch %s could not be marked failed (the warehouse is unreachable); the next load "
+                  "marks it aborted", source_name, batch_id)
+
+
 def analyze_after_load(conn: psycopg.Connection, table: str) -> None:
     """Refresh the planner's statistics of a raw table that just received rows.
 
