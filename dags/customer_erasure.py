@@ -23,19 +23,16 @@ from the command line. No personal data passes through XCom: tasks return counts
 from __future__ import annotations
 
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, task
-from ckp_common import DEFAULT_ARGS, RAW_FORM_SUBMISSIONS, START_DATE, as_of_date_task, prepare_warehouse_task, watcher
+from ckp_common import DAG_DEFAULTS, RAW_FORM_SUBMISSIONS, as_of_date_task, prepare_warehouse_task, watcher
 
 
 @dag(
     dag_id="customer_erasure",
     schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable("0 * * * *", timezone="UTC"),
                                  assets=[RAW_FORM_SUBMISSIONS]),
-    start_date=START_DATE,
-    catchup=False,
-    max_active_runs=1,
-    default_args=DEFAULT_ARGS,
     tags=["privacy", "erasure"],
     doc_md=__doc__,
+    **DAG_DEFAULTS,
 )
 def customer_erasure():
     @task

@@ -12,26 +12,15 @@ source's report of the day.
 from __future__ import annotations
 
 from airflow.sdk import dag, task
-from ckp_common import (
-    DEFAULT_ARGS,
-    RAW_FORM_SUBMISSIONS,
-    START_DATE,
-    as_of_date_task,
-    prepare_warehouse_task,
-    publish,
-    watcher,
-)
+from ckp_common import DAG_DEFAULTS, RAW_FORM_SUBMISSIONS, as_of_date_task, prepare_warehouse_task, publish, watcher
 
 
 @dag(
     dag_id="ingest_forms",
     schedule="@hourly",
-    start_date=START_DATE,
-    catchup=False,
-    max_active_runs=1,
-    default_args=DEFAULT_ARGS,
     tags=["ingestion", "forms"],
     doc_md=__doc__,
+    **DAG_DEFAULTS,
 )
 def ingest_forms():
     @task(outlets=[RAW_FORM_SUBMISSIONS])

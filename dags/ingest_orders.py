@@ -15,18 +15,15 @@ also when nothing new arrived: the warehouse waits for every source's report of 
 from __future__ import annotations
 
 from airflow.sdk import dag, task
-from ckp_common import DEFAULT_ARGS, RAW_ORDERS, START_DATE, as_of_date_task, prepare_warehouse_task, publish, watcher
+from ckp_common import DAG_DEFAULTS, RAW_ORDERS, as_of_date_task, prepare_warehouse_task, publish, watcher
 
 
 @dag(
     dag_id="ingest_orders",
     schedule="@hourly",
-    start_date=START_DATE,
-    catchup=False,
-    max_active_runs=1,
-    default_args=DEFAULT_ARGS,
     tags=["ingestion", "orders"],
     doc_md=__doc__,
+    **DAG_DEFAULTS,
 )
 def ingest_orders():
     @task(outlets=[RAW_ORDERS])
