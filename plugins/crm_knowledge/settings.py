@@ -80,8 +80,9 @@ class ProjectNotFound(RuntimeError):
 
 def env_value(name: str) -> str | None:
     """The value of an environment variable a config file names (``url_env``, ``connection_env``, ``${VAR}``
-    in destinations.yml / sources/*.yml): those names are data, so they are looked up here, the one module
-    that reads the environment. Empty counts as unset."""
+    in destinations.yml / sources/*.yml), or one a child process keeps when the deployment set it
+    (runner.airflow_env): those names are data, so they are looked up here, the one module that reads the
+    environment. Empty counts as unset."""
     return os.environ.get(name) or None
 
 
