@@ -45,6 +45,10 @@ DEFAULT_ARGS = {
     # a task that failed for good is posted to the deployment's webhook (crm_knowledge.alerts)
     "on_failure_callback": [WebhookFailureNotifier()],
 }
+#: What every DAG of the pipeline shares besides its id, schedule, tags and doc:
+#: ``@dag(dag_id=..., schedule=..., tags=[...], doc_md=__doc__, **DAG_DEFAULTS)``. One run at a time, no
+#: backfill of missed intervals (each run catches up on everything pending itself).
+DAG_DEFAULTS = {"start_date": START_DATE, "catchup": False, "max_active_runs": 1, "default_args": DEFAULT_ARGS}
 
 #: The task that decides the run's as-of date (crm_knowledge.as_of.as_of_date); every other task reads
 #: its result, including dbt through cosmos' `vars` (DBT_AS_OF_VAR), so no template needs `ds`.
@@ -74,6 +78,19 @@ def as_of_date_task(**task_kwargs) -> XComArg:
     result = as_of_date()
     result.operator.start_date = GUARD_START_DATE  # after the DAG clamped it to START_DATE
     return result
+
+
+def prepare_warehouse_task() -> XComArg:
+    """The task that applies the warehouse's DDL, roles and grants (idempotent) before a DAG loads into it or
+    erases from it: every DAG that writes raw or privacy tables starts with it."""
+
+    @task(task_id="prepare_warehouse")
+    def prepare_warehouse() -> list[str]:
+        from crm_knowledge.ingest.tasks import prepare_warehouse
+
+        return prepare_warehouse()
+
+    return prepare_warehouse()
 
 
 def watcher() -> None:

@@ -23,27 +23,18 @@ from the command line. No personal data passes through XCom: tasks return counts
 from __future__ import annotations
 
 from airflow.sdk import AssetOrTimeSchedule, CronTriggerTimetable, dag, task
-from ckp_common import DEFAULT_ARGS, RAW_FORM_SUBMISSIONS, START_DATE, as_of_date_task, watcher
+from ckp_common import DAG_DEFAULTS, RAW_FORM_SUBMISSIONS, as_of_date_task, prepare_warehouse_task, watcher
 
 
 @dag(
     dag_id="customer_erasure",
     schedule=AssetOrTimeSchedule(timetable=CronTriggerTimetable("0 * * * *", timezone="UTC"),
                                  assets=[RAW_FORM_SUBMISSIONS]),
-    start_date=START_DATE,
-    catchup=False,
-    max_active_runs=1,
-    default_args=DEFAULT_ARGS,
     tags=["privacy", "erasure"],
     doc_md=__doc__,
+    **DAG_DEFAULTS,
 )
 def customer_erasure():
-    @task
-    def prepare_warehouse() -> list[str]:
-        from crm_knowledge.ingest.tasks import prepare_warehouse
-
-        return prepare_warehouse()
-
     @task
     def erase_pending_requests(as_of: str) -> dict:
         from crm_knowledge.privacy.tasks import erase_pending_requests
@@ -51,7 +42,7 @@ def customer_erasure():
         return erase_pending_requests(as_of)
 
     as_of = as_of_date_task()
-    as_of >> prepare_warehouse() >> erase_pending_requests(as_of)
+    as_of >> prepare_warehouse_task() >> erase_pending_requests(as_of)
     watcher()
 
 

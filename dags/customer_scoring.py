@@ -25,11 +25,10 @@ from __future__ import annotations
 
 from airflow.sdk import Param, dag, task
 from ckp_common import (
-    DEFAULT_ARGS,
+    DAG_DEFAULTS,
     EXPORTS_DELIVERED,
     MARTS_CUSTOMER_VIEW,
     SCORING_CUSTOMER_SCORES,
-    START_DATE,
     as_of_date_task,
     dbt_build_stage,
     publish,
@@ -43,10 +42,6 @@ POST_SCORING_SELECTOR = "post_scoring"
 @dag(
     dag_id="customer_scoring",
     schedule=[MARTS_CUSTOMER_VIEW],
-    start_date=START_DATE,
-    catchup=False,
-    max_active_runs=1,
-    default_args=DEFAULT_ARGS,
     tags=["scoring", "exports"],
     params={
         "as_of_date": Param(None, type=["null", "string"], format="date",
@@ -54,6 +49,7 @@ POST_SCORING_SELECTOR = "post_scoring"
                                         "built, else the run's day."),
     },
     doc_md=__doc__,
+    **DAG_DEFAULTS,
 )
 def customer_scoring():
     @task(outlets=[SCORING_CUSTOMER_SCORES])

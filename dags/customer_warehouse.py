@@ -38,12 +38,11 @@ from __future__ import annotations
 
 from airflow.sdk import AssetAll, Param, dag, task
 from ckp_common import (
-    DEFAULT_ARGS,
+    DAG_DEFAULTS,
     MARTS_CUSTOMER_VIEW,
     MARTS_FULL_REFRESH,
     RAW_ASSETS,
     RUN_MODE_TASK_ID,
-    START_DATE,
     as_of_date_task,
     dbt_build_stage,
     publish,
@@ -59,16 +58,13 @@ MARTS_SELECTOR = "post_identity"
 @dag(
     dag_id="customer_warehouse",
     schedule=AssetAll(*RAW_ASSETS),
-    start_date=START_DATE,
-    catchup=False,
-    max_active_runs=1,
-    default_args=DEFAULT_ARGS,
     tags=["warehouse", "dbt", "identity"],
     params={
         "full_identity_resolution": Param(False, type="boolean",
                                           description="Re-resolve every record today, whatever the weekday."),
     },
     doc_md=__doc__,
+    **DAG_DEFAULTS,
 )
 def customer_warehouse():
     @task(task_id=RUN_MODE_TASK_ID)

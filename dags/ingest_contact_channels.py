@@ -10,26 +10,17 @@ in the event), also when nothing new arrived: the warehouse waits for every sour
 from __future__ import annotations
 
 from airflow.sdk import dag, task
-from ckp_common import DEFAULT_ARGS, RAW_CONTACT_INTERACTIONS, START_DATE, as_of_date_task, publish, watcher
+from ckp_common import DAG_DEFAULTS, RAW_CONTACT_INTERACTIONS, as_of_date_task, prepare_warehouse_task, publish, watcher
 
 
 @dag(
     dag_id="ingest_contact_channels",
     schedule="@daily",
-    start_date=START_DATE,
-    catchup=False,
-    max_active_runs=1,
-    default_args=DEFAULT_ARGS,
     tags=["ingestion", "contact-centre"],
     doc_md=__doc__,
+    **DAG_DEFAULTS,
 )
 def ingest_contact_channels():
-    @task
-    def prepare_warehouse() -> list[str]:
-        from crm_knowledge.ingest.tasks import prepare_warehouse
-
-        return prepare_warehouse()
-
     @task(outlets=[RAW_CONTACT_INTERACTIONS])
     def load_interactions(as_of: str) -> dict:
         from crm_knowledge.ingest.tasks import ingest_file_source
@@ -37,7 +28,7 @@ def ingest_contact_channels():
         return publish(RAW_CONTACT_INTERACTIONS, as_of, ingest_file_source("contacts"))
 
     as_of = as_of_date_task()
-    as_of >> prepare_warehouse() >> load_interactions(as_of)
+    as_of >> prepare_warehouse_task() >> load_interactions(as_of)
     watcher()
 
 

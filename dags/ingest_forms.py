@@ -12,26 +12,17 @@ source's report of the day.
 from __future__ import annotations
 
 from airflow.sdk import dag, task
-from ckp_common import DEFAULT_ARGS, RAW_FORM_SUBMISSIONS, START_DATE, as_of_date_task, publish, watcher
+from ckp_common import DAG_DEFAULTS, RAW_FORM_SUBMISSIONS, as_of_date_task, prepare_warehouse_task, publish, watcher
 
 
 @dag(
     dag_id="ingest_forms",
     schedule="@hourly",
-    start_date=START_DATE,
-    catchup=False,
-    max_active_runs=1,
-    default_args=DEFAULT_ARGS,
     tags=["ingestion", "forms"],
     doc_md=__doc__,
+    **DAG_DEFAULTS,
 )
 def ingest_forms():
-    @task
-    def prepare_warehouse() -> list[str]:
-        from crm_knowledge.ingest.tasks import prepare_warehouse
-
-        return prepare_warehouse()
-
     @task(outlets=[RAW_FORM_SUBMISSIONS])
     def load_forms(as_of: str) -> dict:
         from crm_knowledge.ingest.tasks import ingest_file_source
@@ -39,7 +30,7 @@ def ingest_forms():
         return publish(RAW_FORM_SUBMISSIONS, as_of, ingest_file_source("forms"))
 
     as_of = as_of_date_task()
-    as_of >> prepare_warehouse() >> load_forms(as_of)
+    as_of >> prepare_warehouse_task() >> load_forms(as_of)
     watcher()
 
 

@@ -15,26 +15,17 @@ also when nothing new arrived: the warehouse waits for every source's report of 
 from __future__ import annotations
 
 from airflow.sdk import dag, task
-from ckp_common import DEFAULT_ARGS, RAW_ORDERS, START_DATE, as_of_date_task, publish, watcher
+from ckp_common import DAG_DEFAULTS, RAW_ORDERS, as_of_date_task, prepare_warehouse_task, publish, watcher
 
 
 @dag(
     dag_id="ingest_orders",
     schedule="@hourly",
-    start_date=START_DATE,
-    catchup=False,
-    max_active_runs=1,
-    default_args=DEFAULT_ARGS,
     tags=["ingestion", "orders"],
     doc_md=__doc__,
+    **DAG_DEFAULTS,
 )
 def ingest_orders():
-    @task
-    def prepare_warehouse() -> list[str]:
-        from crm_knowledge.ingest.tasks import prepare_warehouse
-
-        return prepare_warehouse()
-
     @task(outlets=[RAW_ORDERS])
     def extract_orders_database(as_of: str) -> dict:
         from crm_knowledge.ingest.tasks import ingest_orders_database
@@ -57,7 +48,7 @@ def ingest_orders():
         return publish(RAW_ORDERS, as_of, ingest_file_source(source_name))
 
     as_of = as_of_date_task()
-    ready = prepare_warehouse()
+    ready = prepare_warehouse_task()
     as_of >> ready >> extract_orders_database(as_of)
     exports = list_order_exports()
     ready >> exports

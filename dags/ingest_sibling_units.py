@@ -12,18 +12,15 @@ source's report of the day.
 from __future__ import annotations
 
 from airflow.sdk import dag, task
-from ckp_common import DEFAULT_ARGS, RAW_SIBLING_CUSTOMERS, START_DATE, as_of_date_task, publish, watcher
+from ckp_common import DAG_DEFAULTS, RAW_SIBLING_CUSTOMERS, as_of_date_task, publish, watcher
 
 
 @dag(
     dag_id="ingest_sibling_units",
     schedule="@daily",
-    start_date=START_DATE,
-    catchup=False,
-    max_active_runs=1,
-    default_args=DEFAULT_ARGS,
     tags=["ingestion", "sibling-units"],
     doc_md=__doc__,
+    **DAG_DEFAULTS,
 )
 def ingest_sibling_units():
     @task

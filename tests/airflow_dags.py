@@ -1,6 +1,7 @@
-"""Run one DAG in a fresh process with `airflow dags test` (a manual run with a logical date), for tests that
-need a DAG's tasks end to end without the whole scheduler (the scheduler itself is tested in
-tests/e2e/test_pipeline.py). Importable from every test module (`tests/` is on sys.path)."""
+"""The DAGs as Airflow sees them: the dags folder parsed into a DagBag, and one DAG run in a fresh process with
+`airflow dags test` (a manual run with a logical date), for tests that need a DAG's tasks end to end without the
+whole scheduler (the scheduler itself is tested in tests/e2e/test_pipeline.py). Importable from every test
+module (`tests/` is on sys.path)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,28 @@ import sys
 from pathlib import Path
 
 from crm_knowledge.airflow_stack import migrate
+from crm_knowledge.settings import PROJECT_ROOT, get_settings
+
+DAGS_DIR = PROJECT_ROOT / "dags"
+
+
+def dags_importable() -> None:
+    """Airflow puts the dags folder on sys.path (the DAG files import ckp_common); so do the tests."""
+    if str(DAGS_DIR) not in sys.path:
+        sys.path.append(str(DAGS_DIR))
+
+
+def dag_bag(*, parse_dbt: bool = True):
+    """The dags folder parsed the way Airflow does; with `parse_dbt`, dbt's manifest (what cosmos renders the
+    dbt tasks from) is built first."""
+    if parse_dbt:
+        from dbt_runs import parse_project
+
+        parse_project(get_settings())
+    dags_importable()
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(dag_folder=str(DAGS_DIR))
 
 
 def airflow_dags_test(dag_id: str, run_date: dt.date, env: dict[str, str], log_dir: Path) -> str:

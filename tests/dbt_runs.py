@@ -8,14 +8,29 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from crm_knowledge import dbt_stages
-from crm_knowledge.runner import DbtResult, dbt_process_env, run_dbt
+from crm_knowledge.runner import DbtResult, dbt_parse, dbt_process_env, run_dbt
 from crm_knowledge.settings import Settings
+
+#: dbt needs a profile to parse the project or list its nodes, never a connection (neither connects).
+OFFLINE_PROFILE = {"CKP_DBT_HOST": "127.0.0.1", "CKP_DBT_PORT": "5432", "CKP_DBT_USER": "x",
+                   "CKP_DBT_PASSWORD": "x", "CKP_DBT_DBNAME": "x", "DO_NOT_TRACK": "1"}
+
+
+def offline_env(settings: Settings) -> dict[str, str]:
+    """The environment of a dbt command that reads the project only (parse, ls)."""
+    return {**os.environ, **OFFLINE_PROFILE, "DBT_PROFILES_DIR": str(settings.dbt_project_dir)}
+
+
+def parse_project(settings: Settings) -> Path:
+    """`dbt parse` offline into dbt_project/target, where cosmos renders the DAGs' dbt tasks from; the manifest."""
+    return dbt_parse(offline_env(settings), settings)
 
 
 def on_database(settings: Settings, url: str) -> Settings:

@@ -33,6 +33,7 @@ from psycopg import sql
 from crm_knowledge import dbt_stages
 from crm_knowledge.demo.messiness import cp1256_safe
 from crm_knowledge.demo.sources import BANK_HEADER
+from crm_knowledge.normalize.national_id import check_digit
 
 AS_OF = dt.date(2026, 11, 20)
 DEMO_SIZE = 150
@@ -46,9 +47,7 @@ SERVE_WORKERS = 2
 
 
 def national_id(first9: str) -> str:
-    s = sum(int(d) * (10 - i) for i, d in enumerate(first9))
-    r = s % 11
-    return first9 + str(r if r < 2 else 11 - r)
+    return first9 + str(check_digit(first9))
 
 
 @dataclass(frozen=True)

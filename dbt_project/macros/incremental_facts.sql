@@ -14,25 +14,40 @@
     deleted here (records deleted at the source are: delete_facts_deleted_at_source below); the weekly full
     refresh removes them (the warehouse DAG runs the marts with --full-refresh
     after the weekly full identity resolution: dags/ckp_common.MARTS_FULL_REFRESH).
-    `unique_key`: the fact's key column.
+    `unique_key`: the fact's key column. Renders the whole `where` clause on an incremental run and nothing on a
+    full build, so a fact ends its final CTE with `{{ incremental_fact_filter('<key>') }}`.
 -#}
 {% macro incremental_fact_filter(unique_key) -%}
-    staged_at > (
-        select coalesce(max(existing.staged_at), cast('-infinity' as timestamptz))
-        from {{ this }} as existing
-    )
-    or customer_resolved_at > (
-        select coalesce(max(existing.customer_resolved_at), cast('-infinity' as timestamptz))
-        from {{ this }} as existing
-    )
-    or (
-        customer_id is null
-        and {{ unique_key }} in (
-            select existing.{{ unique_key }}
-            from {{ this }} as existing
-            where existing.customer_id is not null
-        )
-    )
+    {%- if is_incremental() %}
+        where
+            staged_at > (
+                select coalesce(max(existing.staged_at), cast('-infinity' as timestamptz))
+                from {{ this }} as existing
+            )
+            or customer_resolved_at > (
+                select coalesce(max(existing.customer_resolved_at), cast('-infinity' as timestamptz))
+                from {{ this }} as existing
+            )
+            or (
+                customer_id is null
+                and {{ unique_key }} in (
+                    select existing.{{ unique_key }}
+                    from {{ this }} as existing
+                    where existing.customer_id is not null
+                )
+            )
+    {%- endif %}
+{%- endmacro %}
+
+{#-
+    The load-tracking columns every incremental fact carries last, as its upstream model names them: when the
+    row's newest input was loaded and staged, and when identity resolution attributed its customer. The last two
+    (with customer_id) are what incremental_fact_filter reads.
+-#}
+{% macro incremental_fact_columns() -%}
+    loaded_at,
+    staged_at,
+    customer_resolved_at
 {%- endmacro %}
 
 {#-

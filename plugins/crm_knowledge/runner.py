@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from crm_knowledge.settings import Settings, get_settings
+from crm_knowledge.settings import Settings, env_value, get_settings
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +81,8 @@ def airflow_env(settings: Settings, *, demo: bool = True) -> dict[str, str]:
         # The warehouse as an Airflow connection: cosmos builds dbt's profile from it.
         "AIRFLOW_CONN_WAREHOUSE": settings.warehouse_url,
         "CKP_HOME": str(settings.home),
-        "CKP_DEMO_MODE": env.get("CKP_DEMO_MODE", "1" if demo else "0"),
-        "CKP_TASK_RETRIES": env.get("CKP_TASK_RETRIES", "0" if demo else str(settings.task_retries)),
+        "CKP_DEMO_MODE": env_value("CKP_DEMO_MODE") or ("1" if demo else "0"),
+        "CKP_TASK_RETRIES": env_value("CKP_TASK_RETRIES") or ("0" if demo else str(settings.task_retries)),
         "CKP_WAREHOUSE_PORT": str(settings.warehouse_port),
         "PYTHONPATH": os.pathsep.join(filter(None, [str(PACKAGE_PARENT), env.get("PYTHONPATH")])),
         "NO_PROXY": "*",

@@ -82,8 +82,9 @@ class ProjectNotFound(RuntimeError):
 
 def env_value(name: str) -> str | None:
     """The value of an environment variable a config file names (``url_env``, ``connection_env``, ``${VAR}``
-    in destinations.yml / sources/*.yml): those names are data, so they are looked up here, the one module
-    that reads the environment. Empty counts as unset."""
+    in destinations.yml / sources/*.yml), or one a child process keeps when the deployment set it
+    (runner.airflow_env): those names are data, so they are looked up here, the one module that reads the
+    environment. Empty counts as unset."""
     return os.environ.get(name) or None
 
 
@@ -378,11 +379,3 @@ def get_settings() -> Settings:
         spark_scratch_dir=_env("CKP_SPARK_SCRATCH_DIR", "") or None,
         warehouse_wait_s=float(_int_env("CKP_WAREHOUSE_WAIT", 30)),
     )
-
-
-def _int_env(name: str, default: int) -> int:
-    text = _env(name, str(default))
-    try:
-        return int(text)
-    except ValueError:
-        raise ValueError(f"{name} must be a whole number, got {text!r}") from None

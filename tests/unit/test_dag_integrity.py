@@ -3,35 +3,24 @@
 from __future__ import annotations
 
 import ast
-import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from airflow_dags import DAGS_DIR, dag_bag
 
 from crm_knowledge.runner import PIPELINE_DAGS
 from crm_knowledge.settings import PROJECT_ROOT
 
-DAGS_DIR = PROJECT_ROOT / "dags"
 DAG_FILES = sorted(p for p in DAGS_DIR.glob("*.py") if p.name != "ckp_common.py")
 
 
 @pytest.fixture(scope="module")
 def dagbag():
     """Parse the dags folder the way Airflow does (cosmos needs dbt's manifest: build it first)."""
-    project = PROJECT_ROOT / "dbt_project"
-    env = dict(os.environ, CKP_DBT_HOST="127.0.0.1", CKP_DBT_PORT="5432", CKP_DBT_USER="x",
-               CKP_DBT_PASSWORD="x", CKP_DBT_DBNAME="x", DBT_PROFILES_DIR=str(project))
-    res = subprocess.run([str(Path(sys.executable).with_name("dbt")), "parse", "--project-dir", str(project),
-                          "--quiet"], env=env, capture_output=True, text=True, cwd=project)
-    assert res.returncode == 0, f"dbt parse failed: {res.stdout[-2000:]} {res.stderr[-2000:]}"
-    if str(DAGS_DIR) not in sys.path:  # Airflow puts the dags folder on sys.path; so do we
-        sys.path.append(str(DAGS_DIR))
-    from airflow.dag_processing.dagbag import DagBag
-
-    return DagBag(dag_folder=str(DAGS_DIR))
+    return dag_bag()
 
 
 def test_no_import_errors(dagbag):

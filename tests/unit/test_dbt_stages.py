@@ -8,22 +8,18 @@ catalogue or a stage is missing from the DAGs, and when a model is in no stage o
 from __future__ import annotations
 
 import json
-import os
-import sys
 from functools import cache
 from pathlib import Path
 
 import pytest
+from airflow_dags import dag_bag
+from dbt_runs import offline_env
 
 from crm_knowledge import dbt_stages
 from crm_knowledge.runner import run_dbt
-from crm_knowledge.settings import PROJECT_ROOT, get_settings
+from crm_knowledge.settings import get_settings
 
-DAGS_DIR = PROJECT_ROOT / "dags"
 BUILT = ("model", "seed", "snapshot")
-#: dbt needs a profile to list nodes, never a connection: `dbt ls` does not connect.
-OFFLINE_PROFILE = {"CKP_DBT_HOST": "127.0.0.1", "CKP_DBT_PORT": "5432", "CKP_DBT_USER": "x",
-                   "CKP_DBT_PASSWORD": "x", "CKP_DBT_DBNAME": "x", "DO_NOT_TRACK": "1"}
 
 
 @pytest.fixture(scope="module")
@@ -38,20 +34,15 @@ def dbt_target(tmp_path_factory) -> Path:
 def dbt_ls(target: Path, *args: str) -> frozenset[str]:
     """unique_ids of the models, seeds and snapshots `dbt ls` selects (once per selection)."""
     settings = get_settings()
-    env = {**os.environ, **OFFLINE_PROFILE, "DBT_PROFILES_DIR": str(settings.dbt_project_dir)}
     res = run_dbt(["ls", *args, "--resource-type", *BUILT, "--output", "json", "--output-keys", "unique_id"],
-                  env, settings, target_path=target, log_path=target / "logs")
+                  offline_env(settings), settings, target_path=target, log_path=target / "logs")
     return frozenset(json.loads(line)["unique_id"] for line in res.stdout.splitlines() if line.startswith("{"))
 
 
 @pytest.fixture(scope="module")
 def dagbag():
     """The dags folder parsed as Airflow does."""
-    if str(DAGS_DIR) not in sys.path:
-        sys.path.append(str(DAGS_DIR))
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(DAGS_DIR))
+    bag = dag_bag(parse_dbt=False)
     assert bag.import_errors == {}
     return bag
 

@@ -6,25 +6,15 @@ import json
 import socket
 
 import pytest
+from export_world import webhook_receivers
 
-from crm_knowledge.export.receiver import make_server
 from crm_knowledge.export.webhook import WebhookError, post_batch
 
 
 @pytest.fixture()
 def serve(tmp_path):
-    servers = []
-
-    def start(fail_plan=None):
-        srv = make_server(0, tmp_path / f"inbox{len(servers)}", fail_plan=fail_plan)
-        srv.start_in_thread()
-        servers.append(srv)
-        return srv
-
-    yield start
-    for srv in servers:
-        srv.shutdown()
-        srv.server_close()
+    with webhook_receivers(tmp_path) as start:
+        yield start
 
 
 def body(n=1):

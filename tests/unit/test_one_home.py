@@ -11,8 +11,9 @@ from crm_knowledge.settings import PROJECT_ROOT
 PACKAGE = PROJECT_ROOT / "plugins" / "crm_knowledge"
 #: Reading the environment: `os.environ.get(`, `os.getenv(`, `os.environ["X"]` not assigned to.
 ENV_READ = re.compile(r"\bos\.environ\.get\(|\bos\.getenv\(|\bos\.environ\[[^\]]+\](?!\s*=[^=])")
-#: What the access layer does, written elsewhere: opening a connection, asking whether a table exists.
-WAREHOUSE_BYPASS = re.compile(r"\bpsycopg\.connect\(|\bto_regclass\(")
+#: What the access layer does, written elsewhere: opening a connection, asking whether a table exists, taking
+#: an advisory lock.
+WAREHOUSE_BYPASS = re.compile(r"\bpsycopg\.connect\(|\bto_regclass\(|\bpg_(try_)?advisory_")
 
 
 def lines_matching(pattern: re.Pattern, home: Path) -> list[str]:
@@ -35,7 +36,8 @@ def test_only_settings_reads_the_environment():
 
 def test_only_the_access_layer_connects_or_asks_whether_a_table_exists():
     bypasses = lines_matching(WAREHOUSE_BYPASS, PACKAGE / "warehouse" / "db.py")
-    assert not bypasses, "use crm_knowledge.warehouse.db (connect, table_exists):\n" + "\n".join(bypasses)
+    assert not bypasses, ("use crm_knowledge.warehouse.db (connect, table_exists, advisory_lock):\n"
+                          + "\n".join(bypasses))
 
 
 def test_the_patterns_see_what_they_look_for():
@@ -45,4 +47,5 @@ def test_the_patterns_see_what_they_look_for():
     assert not ENV_READ.search("env = dict(os.environ)")
     assert WAREHOUSE_BYPASS.search("with psycopg.connect(url) as conn:")
     assert WAREHOUSE_BYPASS.search('conn.execute("select to_regclass(%s) is not null", (name,))')
+    assert WAREHOUSE_BYPASS.search('conn.execute("select pg_try_advisory_lock(hashtext(%s))", (key,))')
     assert not WAREHOUSE_BYPASS.search("with connect(url) as conn:")

@@ -2,29 +2,18 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
+from airflow_dags import dags_importable
+from dbt_runs import parse_project
 
-from crm_knowledge.settings import PROJECT_ROOT
-
-DAGS_DIR = PROJECT_ROOT / "dags"
+from crm_knowledge.settings import get_settings
 
 
 @pytest.fixture(scope="module")
 def ckp_common():
     """dags/ckp_common.py as Airflow imports it, with dbt's manifest built (cosmos renders from it)."""
-    project = PROJECT_ROOT / "dbt_project"
-    env = dict(os.environ, CKP_DBT_HOST="127.0.0.1", CKP_DBT_PORT="5432", CKP_DBT_USER="x",
-               CKP_DBT_PASSWORD="x", CKP_DBT_DBNAME="x", DBT_PROFILES_DIR=str(project))
-    res = subprocess.run([str(Path(sys.executable).with_name("dbt")), "parse", "--project-dir", str(project),
-                          "--quiet"], env=env, capture_output=True, text=True, cwd=project)
-    assert res.returncode == 0, f"dbt parse failed: {res.stdout[-2000:]} {res.stderr[-2000:]}"
-    if str(DAGS_DIR) not in sys.path:
-        sys.path.append(str(DAGS_DIR))
+    parse_project(get_settings())
+    dags_importable()
     import ckp_common
 
     return ckp_common

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from export_world import delivery_warehouse
 from psycopg.types.json import Jsonb
 
 from crm_knowledge.export.config import parse_destination
 from crm_knowledge.export.deliver import deliver
 from crm_knowledge.export.holdout import bucket, holdout_key
 from crm_knowledge.privacy.purge import purge_records
-from crm_knowledge.warehouse.bootstrap import apply_ddl
 
 pytestmark = pytest.mark.warehouse
 
@@ -24,32 +24,12 @@ DAY1 = date(2026, 3, 1)
 DAY2 = DAY1 + timedelta(days=1)
 SHARE = 0.3
 
-MARTS_DDL = """
-create schema if not exists marts;
-create schema if not exists pii;
-create table marts.customer_segments (customer_id text, as_of_date date, rfm_segment text, value_tier text,
-    behaviour_cluster int, churn_probability double precision, predicted_clv numeric, p_alive double precision,
-    model_run_ids jsonb);
-create table marts.dim_customers (customer_id text, has_marketing_consent boolean, has_profiling_opt_out boolean,
-    is_forgotten boolean, city text, province text);
-create table marts.customer_identity_map (customer_id text, source_system text, source_record_id text,
-    match_rule text, match_score double precision, resolved_at timestamptz);
-create table pii.pii_customer_profiles (customer_id text, first_name text, last_name text, email text, phone text);
-"""
 RUNS = {"churn": "churn-run-1", "rfm": "rfm-run-1"}
 
 
 @pytest.fixture()
 def wh(scratch_db):
-    apply_ddl(scratch_db)
-    with psycopg.connect(scratch_db) as conn:
-        conn.execute(MARTS_DDL)
-    return scratch_db
-
-
-@pytest.fixture()
-def local_settings(settings, tmp_path):
-    return dataclasses.replace(settings, home=tmp_path)
+    return delivery_warehouse(scratch_db)
 
 
 def add_customers(url, ids, segment, *, day=DAY1, consent=True):
@@ -86,12 +66,12 @@ def arms(url) -> dict[str, str]:
                                  "where audience = 'champions'").fetchall())
 
 
-def test_held_out_customers_are_recorded_and_never_sent(wh, local_settings):
+def test_held_out_customers_are_recorded_and_never_sent(wh, local):
     ids = [f"c{i:03d}" for i in range(300)]
     add_customers(wh, ids, "champions")
     add_customers(wh, ["n1", "n2"], "champions", consent=False)  # may not be contacted: in no arm
     add_customers(wh, ["l1", "l2"], "loyal")                      # audience without a holdout: not measured
-    res = deliver(dest(), DAY1, wh, settings=local_settings)
+    res = deliver(dest(), DAY1, wh, settings=local)
 
     recorded = arms(wh)
     assert set(recorded) == set(ids)  # every consenting champion randomised, nobody else
@@ -117,14 +97,14 @@ def test_held_out_customers_are_recorded_and_never_sent(wh, local_settings):
     assert not comms & held  # no offer recorded for a held-out customer either
 
 
-def test_arms_are_stable_across_re_runs_deltas_and_share_changes(wh, local_settings):
+def test_arms_are_stable_across_re_runs_deltas_and_share_changes(wh, local):
     ids = [f"c{i:03d}" for i in range(200)]
     add_customers(wh, ids, "champions")
-    first = deliver(dest(), DAY1, wh, settings=local_settings)
+    first = deliver(dest(), DAY1, wh, settings=local)
     day1 = arms(wh)
     held = {c for c, a in day1.items() if a == "holdout"}
 
-    again = deliver(dest(), DAY1, wh, settings=local_settings)  # a re-run of the same day
+    again = deliver(dest(), DAY1, wh, settings=local)  # a re-run of the same day
     assert arms(wh) == day1 and again["rows_added"] == 0 and again["assigned"] == 0
 
     # the next day: new customers enter, a held-out and a treated customer leave and come back, the share
@@ -135,7 +115,7 @@ def test_arms_are_stable_across_re_runs_deltas_and_share_changes(wh, local_setti
         conn.execute("insert into marts.customer_segments select customer_id, %s, rfm_segment, value_tier, "
                      "behaviour_cluster, churn_probability, predicted_clv, p_alive, model_run_ids "
                      "from marts.customer_segments where as_of_date = %s", (DAY2, DAY1))
-    second = deliver(dest(holdout=0.5), DAY2, wh, settings=local_settings)
+    second = deliver(dest(holdout=0.5), DAY2, wh, settings=local)
     after = arms(wh)
     assert {c: after[c] for c in ids} == day1
     key = holdout_key()
@@ -153,30 +133,30 @@ def test_arms_are_stable_across_re_runs_deltas_and_share_changes(wh, local_setti
     with psycopg.connect(wh) as conn:
         conn.execute("update marts.customer_segments set rfm_segment = 'lost' where customer_id = %s "
                      "and as_of_date = %s", (some_held, DAY2))
-    deliver(dest(holdout=0.5), DAY2, wh, settings=local_settings)
+    deliver(dest(holdout=0.5), DAY2, wh, settings=local)
     with psycopg.connect(wh) as conn:
         conn.execute("update marts.customer_segments set rfm_segment = 'champions' where customer_id = %s",
                      (some_held,))
-    back = deliver(dest(holdout=0.5), DAY2, wh, settings=local_settings)
+    back = deliver(dest(holdout=0.5), DAY2, wh, settings=local)
     assert arms(wh)[some_held] == "holdout" and some_held not in sent_ids(back)
 
 
-def test_customers_delivered_before_the_holdout_was_declared_keep_receiving(wh, local_settings):
+def test_customers_delivered_before_the_holdout_was_declared_keep_receiving(wh, local):
     ids = [f"c{i:03d}" for i in range(50)]
     add_customers(wh, ids, "champions")
     without = dest()
     without = dataclasses.replace(without, audiences=tuple(dataclasses.replace(a, holdout=None)
                                                            for a in without.audiences))
-    deliver(without, DAY1, wh, settings=local_settings)
-    res = deliver(dest(), DAY1, wh, settings=local_settings)
+    deliver(without, DAY1, wh, settings=local)
+    res = deliver(dest(), DAY1, wh, settings=local)
     # nobody removed from the destination, nobody randomised: they were not part of a campaign
     assert res["rows_removed"] == 0 and res["assigned"] == 0 and arms(wh) == {}
 
 
-def test_erasure_removes_a_customer_from_campaign_records(wh, local_settings):
+def test_erasure_removes_a_customer_from_campaign_records(wh, local):
     ids = [f"c{i:03d}" for i in range(40)]
     add_customers(wh, ids, "champions")
-    deliver(dest(), DAY1, wh, settings=local_settings)
+    deliver(dest(), DAY1, wh, settings=local)
     with psycopg.connect(wh) as conn:
         purge_records(conn, set(), {"c007"})  # the purge step of every erasure (privacy/erasure.py)
         left = conn.execute("select count(*) filter (where customer_id = 'c007'), count(*) "

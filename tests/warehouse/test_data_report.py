@@ -10,11 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 import stat
-import uuid
 
 import psycopg
 import pytest
-from psycopg import sql
+from pipeline_world import scratch_database
 from test_dbt_models import ALI, SARA, dbt_build, seed_raw
 
 from crm_knowledge.privacy.data_report import build_report, write_report
@@ -40,21 +39,13 @@ def add_scores_and_delivery(url: str) -> None:
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory, warehouse, settings):
-    name = f"t_report_{uuid.uuid4().hex[:10]}"
-    admin = settings.server_url("postgres")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
-    url = settings.server_url(name)
-    try:
+    with scratch_database(settings, "t_report") as url:
         apply_ddl(url)
         seed_raw(url)
         add_scores_and_delivery(url)
         dbt_build(settings, url, tmp_path_factory.mktemp("dbt"), "--exclude-resource-type", "test",
                   "--exclude-resource-type", "unit_test")
         yield url
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
 
 
 def test_report_holds_everything_about_ali_and_nothing_else(built, tmp_path):

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from dbt_runs import as_of_vars, dbt_build_all, on_database
+from pipeline_world import scratch_database
 
 from crm_knowledge.settings import PROJECT_ROOT
 
@@ -185,27 +186,14 @@ def dbt_build(settings, url: str, tmp_path: Path, *extra: str) -> None:
 @pytest.fixture(scope="module")
 def built(tmp_path_factory, warehouse, settings):
     """A scratch database with the raw rows above and the dbt project built on it (shared by the module)."""
-    import uuid
-
-    import psycopg
-    from psycopg import sql
-
     from crm_knowledge.warehouse.bootstrap import apply_ddl
 
-    name = f"t_dbt_{uuid.uuid4().hex[:10]}"
-    admin = settings.server_url("postgres")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
-    url = settings.server_url(name)
     tmp = tmp_path_factory.mktemp("dbt")
-    try:
+    with scratch_database(settings, "t_dbt") as url:
         apply_ddl(url)
         seed_raw(url)
         dbt_build(settings, url, tmp)
         yield url, tmp
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
 
 
 def q(url: str, query: str, params=None) -> list[tuple]:

@@ -30,13 +30,14 @@ import json
 import os
 import re
 import shutil
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
 import pytest
 from dbt_runs import as_of_vars, build_stages
+from export_world import running_receiver
+from pipeline_world import external_scratch_warehouse, ingest_sources, write_csv
 from psycopg import sql
 
 from crm_knowledge import dbt_stages
@@ -44,6 +45,7 @@ from crm_knowledge.demo.messiness import cp1256_safe
 from crm_knowledge.demo.sources import BANK_HEADER, CONTACT_HEADER, INSURANCE_HEADER, KIOSK_HEADER, TRAVEL_HEADER
 from crm_knowledge.ingest.readers import BadRow, read_file
 from crm_knowledge.ingest.registry import load_registry
+from crm_knowledge.normalize.national_id import check_digit
 
 pytestmark = pytest.mark.warehouse
 
@@ -59,9 +61,7 @@ PHONE_E164 = "+989129876543"
 
 
 def _nid(first9: str) -> str:
-    s = sum(int(d) * (10 - i) for i, d in enumerate(first9))
-    r = s % 11
-    return first9 + str(r if r < 2 else 11 - r)
+    return first9 + str(check_digit(first9))
 
 
 NID = _nid("293018374")
@@ -127,11 +127,7 @@ FILE_SOURCES = ("forms", "contacts", "sibling_insurance", "sibling_travel", "sib
 
 
 def ingest_all() -> None:
-    from crm_knowledge.ingest.tasks import ingest_file_source, ingest_orders_database
-
-    for name in FILE_SOURCES:
-        ingest_file_source(name)
-    ingest_orders_database("orders")
+    ingest_sources(FILE_SOURCES)
 
 
 def build_warehouse(settings, tmp: Path) -> None:
@@ -164,16 +160,7 @@ def plant(settings) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in forms), encoding="utf-8")
 
-    def write_csv(rel: str, header: list[str], rows: list[list], **kw) -> None:
-        p = landing / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        encoding = kw.pop("encoding", "utf-8")
-        with open(p, "w", encoding=encoding, newline="") as fh:
-            w = csv.writer(fh, **kw)
-            w.writerow(header)
-            w.writerows(rows)
-
-    write_csv("contacts/interactions_planted.csv", CONTACT_HEADER, [
+    write_csv(landing / "contacts/interactions_planted.csv", CONTACT_HEADER, [
         ["ERT-C1", "phone", "2026-11-03T10:00:00+03:30", f"{FIRST} {LAST}", EMAIL, "09129876543", str(ORDERS_ID),
          "complaint", "follow_up", "Asked again where the parcel is", "A1"],
         # someone else's call whose note quotes the planted customer's email: masked, not deleted
@@ -189,10 +176,10 @@ def plant(settings) -> None:
          "Planted street 7", "Tehran", "Tehran", "1411713111", "05.05.2019", "auto"],
         ["ERT-I9", "BROKEN", "ROW", EMAIL],  # too few fields: a load reject quoting them
     ]
-    write_csv("siblings/insurance/customers_planted.csv", INSURANCE_HEADER, insurance, delimiter=";")
+    write_csv(landing / "siblings/insurance/customers_planted.csv", INSURANCE_HEADER, insurance, delimiter=";")
     # the same bytes again under another name: the ledger skips it, ingestion archives it as it came
-    write_csv("siblings/insurance/customers_planted_copy.csv", INSURANCE_HEADER, insurance, delimiter=";")
-    write_csv("siblings/bank_fa/customers_planted.csv", [cp1256_safe(h) for h in BANK_HEADER], [
+    write_csv(landing / "siblings/insurance/customers_planted_copy.csv", INSURANCE_HEADER, insurance, delimiter=";")
+    write_csv(landing / "siblings/bank_fa/customers_planted.csv", [cp1256_safe(h) for h in BANK_HEADER], [
         [cp1256_safe(c) for c in row] for row in (
             ["ERT-B0", "مریم", "احمدی", "0012345679", "09121110000", "1360/01/01", "شیراز", "فارس", "7134567890",
              "1395/01/01", "جاری"],
@@ -201,7 +188,7 @@ def plant(settings) -> None:
             ["ERT-B2", "سارا", "کریمی", "", "09122223344", "1370/05/05", "تبریز", "آذربایجان شرقی", "",
              "1399/03/03", "پس‌انداز"])
     ], encoding="cp1256", lineterminator="\r\n")
-    write_csv("order_exports/kiosk/orders_planted.csv", KIOSK_HEADER, [
+    write_csv(landing / "order_exports/kiosk/orders_planted.csv", KIOSK_HEADER, [
         ["ERT-K1", str(ORDERS_ID), "2026-11-10", "2", "4500000.00", ""],
         ["ERT-K2", "990002", "2026-11-11", "1", "1200000.00", ""],
     ])
@@ -226,7 +213,7 @@ def plant(settings) -> None:
     broken.write_bytes(",".join(CONTACT_HEADER).encode() + b"\r\n"
                        + b"ERT-Q1,phone,2026-11-06T10:00:00+03:30," + cp1256_safe("مریم").encode("cp1256")
                        + f",{EMAIL},09129876543,,x,y,call back on {PHONE_SPELLINGS[0]},A3\r\n".encode())
-    write_csv("siblings/insurance/customers_wrongcols.csv", ["HolderNumber", "EMail", "NationalCode"],
+    write_csv(landing / "siblings/insurance/customers_wrongcols.csv", ["HolderNumber", "EMail", "NationalCode"],
               [["ERT-Q2", EMAIL_FORM, NID_DASHED]], delimiter=";")  # required PolicyHolderNo missing
     workbook = p.read_bytes()  # a workbook cut short: its compressed content cannot be read or searched
     (landing / "siblings" / "travel" / "members_truncated.xlsx").write_bytes(workbook[: len(workbook) // 2])
@@ -385,28 +372,15 @@ def world(warehouse, settings, tmp_path_factory) -> Iterator[dict]:
     from crm_knowledge import settings as settings_module
     from crm_knowledge.demo import generate
     from crm_knowledge.export.deliver import deliver_all
-    from crm_knowledge.export.receiver import make_server
     from crm_knowledge.scoring.run import score_all
     from crm_knowledge.warehouse.bootstrap import apply_ddl
 
     tmp = tmp_path_factory.mktemp("erasure")
-    admin = settings.server_url("postgres")
-    names = {"wh": f"t_erase_{uuid.uuid4().hex[:8]}", "orders": f"t_erase_orders_{uuid.uuid4().hex[:8]}"}
-    with psycopg.connect(admin, autocommit=True) as conn:
-        for name in names.values():
-            conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
-    mp = pytest.MonkeyPatch()
-    mp.setenv("WAREHOUSE_URL", settings.server_url(names["wh"]))
-    mp.setenv("CKP_ORDERS_URL", settings.server_url(names["orders"]))
-    mp.setenv("CKP_HOME", str(tmp / "home"))
-    mp.delenv("CKP_LANDING_DIR", raising=False)
-    local = settings_module.get_settings()
-    config_path = tmp / "destinations.yml"
-    config_path.write_text(DESTINATIONS_YML, encoding="utf-8")
-    port = int(os.environ["CKP_WEBHOOK_PORT"])
-    receiver = make_server(port, tmp / "webhook_inbox")
-    receiver.start_in_thread()
-    try:
+    with external_scratch_warehouse(settings, "t_erase", tmp / "home"), \
+            running_receiver(int(os.environ["CKP_WEBHOOK_PORT"]), tmp / "webhook_inbox") as receiver:
+        local = settings_module.get_settings()
+        config_path = tmp / "destinations.yml"
+        config_path.write_text(DESTINATIONS_YML, encoding="utf-8")
         apply_ddl(local.warehouse_url)
         generate(size=DEMO_SIZE, seed=11, settings=local, as_of=AS_OF, overwrite_external_db=True)
         plant(local)
@@ -418,13 +392,6 @@ def world(warehouse, settings, tmp_path_factory) -> Iterator[dict]:
         deliveries = deliver_all(AS_OF, settings=local, config_path=config_path)
         yield {"settings": local, "url": local.warehouse_url, "orders_url": local.orders_url, "tmp": tmp,
                "config_path": config_path, "receiver": receiver, "deliveries": deliveries}
-    finally:
-        receiver.shutdown()
-        receiver.server_close()
-        mp.undo()
-        with psycopg.connect(admin, autocommit=True) as conn:
-            for name in names.values():
-                conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
 
 
 @pytest.fixture(scope="module")

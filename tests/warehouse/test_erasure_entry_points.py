@@ -30,7 +30,6 @@ asks that system to erase them); of that database, the pipeline's destination ta
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
 import gzip
 import json
@@ -38,8 +37,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
-import uuid
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -48,10 +45,14 @@ from pathlib import Path
 import psycopg
 import pytest
 from ckp_cli import ckp_env, run_ckp
-from psycopg import sql
+from dbt_runs import as_of_vars, build_stages
+from export_world import running_receiver
+from pipeline_world import external_scratch_warehouse, ingest_sources, write_csv
 
+from crm_knowledge import dbt_stages
 from crm_knowledge.demo.messiness import cp1256_safe
 from crm_knowledge.demo.sources import BANK_HEADER, CONTACT_HEADER
+from crm_knowledge.normalize.national_id import check_digit
 from crm_knowledge.privacy.pii_scan import identifier_needles, scan_text
 
 pytestmark = pytest.mark.warehouse
@@ -62,9 +63,7 @@ FA_DIGITS = str.maketrans("0123456789", "۰۱۲۳۴۵۶۷۸۹")
 
 
 def _nid(first9: str) -> str:
-    s = sum(int(d) * (10 - i) for i, d in enumerate(first9))
-    r = s % 11
-    return first9 + str(r if r < 2 else 11 - r)
+    return first9 + str(check_digit(first9))
 
 
 @dataclass(frozen=True)
@@ -125,26 +124,11 @@ BY_KEY = {p.key: p for p in PERSONS}
 
 # --- the pipeline (the functions the DAGs call) ------------------------------------------------------------
 
-def dbt(settings, tmp: Path, *args: str) -> None:
-    env = {**os.environ, **settings.dbt_env()}
-    project = settings.dbt_project_dir
-    cmd = [str(Path(sys.executable).with_name("dbt")), *args, "--project-dir", str(project), "--profiles-dir",
-           str(project), "--target-path", str(tmp / "target"), "--log-path", str(tmp / "dbt_logs"),
-           "--vars", json.dumps({"as_of_date": AS_OF.isoformat()}), "--quiet",
-           "--exclude-resource-type", "test", "--exclude-resource-type", "unit_test"]
-    res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900, check=False)
-    assert res.returncode == 0, f"dbt {args} failed:\n{res.stdout[-4000:]}\n{res.stderr[-2000:]}"
-
-
 FILE_SOURCES = ("forms", "contacts", "sibling_insurance", "sibling_travel", "sibling_bank_fa", "order_export_kiosk")
 
 
 def ingest_all() -> None:
-    from crm_knowledge.ingest.tasks import ingest_file_source, ingest_orders_database
-
-    for name in FILE_SOURCES:
-        ingest_file_source(name)
-    ingest_orders_database("orders")
+    ingest_sources(FILE_SOURCES)
 
 
 def build_score_deliver(settings, tmp: Path) -> list[dict]:
@@ -153,21 +137,13 @@ def build_score_deliver(settings, tmp: Path) -> list[dict]:
     from crm_knowledge.identity.store import run as resolve_identities
     from crm_knowledge.scoring.run import score_all
 
-    dbt(settings, tmp, "build", "--selector", "identity_input")
+    dbt_vars = as_of_vars(AS_OF)
+    build_stages(settings, tmp, dbt_stages.STAGING, dbt_vars=dbt_vars, with_tests=False)
     resolve_identities(settings.warehouse_url, mode="full")
-    dbt(settings, tmp, "build", "--selector", "post_identity")
+    build_stages(settings, tmp, dbt_stages.MARTS, dbt_vars=dbt_vars, with_tests=False)
     score_all(as_of=AS_OF, settings=settings)
-    dbt(settings, tmp, "build", "--selector", "post_scoring")
+    build_stages(settings, tmp, dbt_stages.POST_SCORING, dbt_vars=dbt_vars, with_tests=False)
     return deliver_all(AS_OF, settings=settings)
-
-
-def write_csv(path: Path, header: list[str], rows: list[list], **kw) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    encoding = kw.pop("encoding", "utf-8")
-    with open(path, "w", encoding=encoding, newline="") as fh:
-        w = csv.writer(fh, **kw)
-        w.writerow(header)
-        w.writerows(rows)
 
 
 def plant(settings) -> None:
@@ -315,48 +291,28 @@ def world(warehouse, settings, tmp_path_factory) -> Iterator[dict]:
     """Scratch warehouse + orders database as an external warehouse, own CKP_HOME, pipeline run and delivered."""
     from crm_knowledge import settings as settings_module
     from crm_knowledge.demo import generate
-    from crm_knowledge.export.receiver import make_server
     from crm_knowledge.warehouse.bootstrap import apply_ddl
 
     tmp = tmp_path_factory.mktemp("erasure_entry_points")
-    admin = settings.server_url("postgres")
-    names = {"wh": f"t_eep_{uuid.uuid4().hex[:8]}", "orders": f"t_eep_orders_{uuid.uuid4().hex[:8]}"}
-    with psycopg.connect(admin, autocommit=True) as conn:
-        for name in names.values():
-            conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
-    mp = pytest.MonkeyPatch()
-    mp.setenv("WAREHOUSE_URL", settings.server_url(names["wh"]))
-    mp.setenv("CKP_ORDERS_URL", settings.server_url(names["orders"]))
-    mp.setenv("CKP_HOME", str(tmp / "home"))
-    mp.setenv("AIRFLOW_HOME", str(tmp / "home" / "airflow"))
-    mp.delenv("CKP_LANDING_DIR", raising=False)
-    # the project's config without campaign holdouts: each planted customer is sent to every destination
-    # (a held-out one would never be, by design: tests/warehouse/test_campaign_holdouts.py)
-    config = tmp / "config"
-    shutil.copytree(settings.config_dir, config)
-    destinations = config / "destinations.yml"
-    destinations.write_text("".join(line for line in destinations.read_text(encoding="utf-8").splitlines(True)
-                                    if not line.lstrip().startswith("holdout:")), encoding="utf-8")
-    mp.setenv("CKP_CONFIG_DIR", str(config))
-    local = settings_module.get_settings()
-    receiver = make_server(int(os.environ["CKP_WEBHOOK_PORT"]), tmp / "webhook_inbox")
-    receiver.start_in_thread()
-    try:
-        apply_ddl(local.warehouse_url)
-        generate(size=DEMO_SIZE, seed=23, settings=local, as_of=AS_OF, overwrite_external_db=True)  # scratch dbs
-        plant(local)
-        shutil.copytree(local.landing_dir, tmp / "as_delivered")  # the sources' files, to deliver them again
-        ingest_all()
-        deliveries = build_score_deliver(local, tmp)
-        yield {"settings": local, "url": local.warehouse_url, "tmp": tmp, "receiver": receiver,
-               "deliveries": deliveries, "env": ckp_env()}
-    finally:
-        receiver.shutdown()
-        receiver.server_close()
-        mp.undo()
-        with psycopg.connect(admin, autocommit=True) as conn:
-            for name in names.values():
-                conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+    with external_scratch_warehouse(settings, "t_eep", tmp / "home") as mp:
+        # the project's config without campaign holdouts: each planted customer is sent to every destination
+        # (a held-out one would never be, by design: tests/warehouse/test_campaign_holdouts.py)
+        config = tmp / "config"
+        shutil.copytree(settings.config_dir, config)
+        destinations = config / "destinations.yml"
+        destinations.write_text("".join(line for line in destinations.read_text(encoding="utf-8").splitlines(True)
+                                        if not line.lstrip().startswith("holdout:")), encoding="utf-8")
+        mp.setenv("CKP_CONFIG_DIR", str(config))
+        local = settings_module.get_settings()
+        with running_receiver(int(os.environ["CKP_WEBHOOK_PORT"]), tmp / "webhook_inbox") as receiver:
+            apply_ddl(local.warehouse_url)
+            generate(size=DEMO_SIZE, seed=23, settings=local, as_of=AS_OF, overwrite_external_db=True)  # scratch
+            plant(local)
+            shutil.copytree(local.landing_dir, tmp / "as_delivered")  # the sources' files, to deliver them again
+            ingest_all()
+            deliveries = build_score_deliver(local, tmp)
+            yield {"settings": local, "url": local.warehouse_url, "tmp": tmp, "receiver": receiver,
+                   "deliveries": deliveries, "env": ckp_env()}
 
 
 def customer_of(url: str, p: Person) -> str | None:

@@ -14,34 +14,21 @@ from datetime import date
 
 import psycopg
 import pytest
+from export_world import delivery_warehouse, webhook_destination
 
-from crm_knowledge.export.config import parse_destination
 from crm_knowledge.export.deliver import DeliveryError, deliver
 from crm_knowledge.export.receiver import make_server
-from crm_knowledge.warehouse.bootstrap import apply_ddl
 
 pytestmark = [pytest.mark.warehouse, pytest.mark.faults]
 
 AS_OF = date(2026, 3, 1)
 
-MARTS_DDL = """
-create schema if not exists marts;
-create schema if not exists pii;
-create table marts.customer_segments (customer_id text, as_of_date date, rfm_segment text, value_tier text,
-    behaviour_cluster int, churn_probability double precision, predicted_clv numeric, p_alive double precision);
-create table marts.dim_customers (customer_id text, has_marketing_consent boolean, has_profiling_opt_out boolean,
-    is_forgotten boolean, city text, province text);
-create table marts.customer_identity_map (customer_id text, source_system text, source_record_id text,
-    match_rule text, match_score double precision, resolved_at timestamptz);
-create table pii.pii_customer_profiles (customer_id text, first_name text, last_name text, email text, phone text);
-"""
 
 
 @pytest.fixture()
 def wh(scratch_db):
-    apply_ddl(scratch_db)
+    delivery_warehouse(scratch_db)
     with psycopg.connect(scratch_db) as conn:
-        conn.execute(MARTS_DDL)
         for i in range(1, 6):
             cid = f"c{i}"
             conn.execute("insert into marts.customer_segments values (%s, %s, 'champions', 'gold', 1, 0.1, 100, 0.9)",
@@ -51,14 +38,7 @@ def wh(scratch_db):
 
 
 def _dest(port: int):
-    return parse_destination({
-        "name": "hook", "kind": "webhook", "enabled": True, "purpose": "marketing", "consent": "marketing",
-        "mode": "upsert", "id_space": "customer_id",
-        "audiences": [{"name": "champions", "filter": {"rfm_segment": ["champions"]}}],
-        "fields": ["rfm_segment"],
-        "webhook": {"url": f"http://127.0.0.1:{port}/segments", "batch_size": 2, "max_retries": 2,
-                    "backoff_seconds": 0.01, "timeout_seconds": 5},
-    }, "test")
+    return webhook_destination(f"http://127.0.0.1:{port}/segments", fields=["rfm_segment"], max_retries=2)
 
 
 def _count(url: str, query: str) -> int:

@@ -11,41 +11,20 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from export_world import delivery_warehouse, webhook_destination, webhook_receivers
 
 from crm_knowledge.export.config import parse_destination
 from crm_knowledge.export.deliver import DeliveryError, deliver
-from crm_knowledge.export.receiver import make_server
-from crm_knowledge.warehouse.bootstrap import apply_ddl
 
 pytestmark = pytest.mark.warehouse
 
 AS_OF = date(2026, 3, 1)
 
-MARTS_DDL = """
-create schema if not exists marts;
-create schema if not exists pii;
-create table marts.customer_segments (customer_id text, as_of_date date, rfm_segment text, value_tier text,
-    behaviour_cluster int, churn_probability double precision, predicted_clv numeric, p_alive double precision);
-create table marts.dim_customers (customer_id text, has_marketing_consent boolean, has_profiling_opt_out boolean,
-    is_forgotten boolean, city text, province text);
-create table marts.customer_identity_map (customer_id text, source_system text, source_record_id text,
-    match_rule text, match_score double precision, resolved_at timestamptz);
-create table pii.pii_customer_profiles (customer_id text, first_name text, last_name text, email text, phone text);
-"""
 
 
 @pytest.fixture()
 def wh(scratch_db):
-    apply_ddl(scratch_db)
-    with psycopg.connect(scratch_db) as conn:
-        conn.execute(MARTS_DDL)
-    return scratch_db
-
-
-@pytest.fixture()
-def local_settings(settings, tmp_path):
-    """Settings whose exports_dir is this test's tmp folder (the warehouse URL is passed explicitly)."""
-    return dataclasses.replace(settings, home=tmp_path)
+    return delivery_warehouse(scratch_db)
 
 
 def add_customer(url, cid, segment, *, tier="gold", churn=0.1, clv=100.0, consent=True, opt_out=False,
@@ -102,7 +81,7 @@ def q(url, query, *args):
 # --- consent and forgetting --------------------------------------------------------------------------------
 
 
-def test_marketing_destination_sends_only_consenting_unforgotten_customers(wh, local_settings):
+def test_marketing_destination_sends_only_consenting_unforgotten_customers(wh, local):
     add_customer(wh, "c1", "champions")                      # may leave
     add_customer(wh, "c2", "champions", consent=False)       # withdrew marketing consent
     add_customer(wh, "c3", "champions", forgotten=True)      # forgotten (consent flag still true)
@@ -111,18 +90,18 @@ def test_marketing_destination_sends_only_consenting_unforgotten_customers(wh, l
     add_customer(wh, "c6", "champions")                      # on the exclusion list
     add_customer(wh, "c7", "champions", dim=False)           # no dim row: consent cannot be checked
     dest = file_dest(mode="upsert", exclude={"customer_ids": ["c6"]})
-    res = deliver(dest, AS_OF, wh, settings=local_settings)
+    res = deliver(dest, AS_OF, wh, settings=local)
     assert [r["customer_id"] for r in read_rows(res)] == ["c1"]
     assert res["rows_added"] == 1 and res["members"] == 1
 
     # A service destination has no consent filter, but forgotten customers still never leave.
     service = file_dest("svc", consent="none", purpose="service")
-    res = deliver(service, AS_OF, wh, settings=local_settings)
+    res = deliver(service, AS_OF, wh, settings=local)
     assert sorted(r["customer_id"] for r in read_rows(res)) == ["c1", "c2", "c4", "c5", "c6"]
 
     # c1 withdraws consent: even in upsert mode (no ordinary removals) the marketing destination is told.
     set_dim(wh, "c1", has_marketing_consent=False)
-    res = deliver(dest, AS_OF, wh, settings=local_settings)
+    res = deliver(dest, AS_OF, wh, settings=local)
     rows = read_rows(res)
     assert [(r["customer_id"], r["change_type"], r["removal_reason"]) for r in rows] == \
         [("c1", "removed", "consent_withdrawn")]
@@ -130,7 +109,7 @@ def test_marketing_destination_sends_only_consenting_unforgotten_customers(wh, l
 
     # Forgotten after delivery: removal sent, and no further communication row about the customer.
     set_dim(wh, "c2", is_forgotten=True)
-    res = deliver(service, AS_OF, wh, settings=local_settings)
+    res = deliver(service, AS_OF, wh, settings=local)
     rows = read_rows(res)
     assert [(r["customer_id"], r["removal_reason"]) for r in rows] == [("c2", "forgotten")]
     assert q(wh, "select count(*) from scoring.communications where export_id = %s", res["export_id"]) == [(0,)]
@@ -139,41 +118,41 @@ def test_marketing_destination_sends_only_consenting_unforgotten_customers(wh, l
 # --- priority ----------------------------------------------------------------------------------------------
 
 
-def test_customer_in_two_audiences_gets_the_higher_priority_one(wh, local_settings):
+def test_customer_in_two_audiences_gets_the_higher_priority_one(wh, local):
     add_customer(wh, "c1", "at_risk", tier="platinum", churn=0.8)   # matches both
     add_customer(wh, "c2", "champions", tier="platinum", churn=0.1)  # vip only
     add_customer(wh, "c3", "at_risk", tier="bronze", churn=0.5)      # neither (churn below threshold)
     audiences = [{"name": "win_back", "filter": {"rfm_segment": ["at_risk"], "churn_probability": {"gte": 0.6}}},
                  {"name": "vip", "filter": {"value_tier": ["platinum"]}}]
-    res = deliver(file_dest("a", audiences=audiences, fmt="jsonl"), AS_OF, wh, settings=local_settings)
+    res = deliver(file_dest("a", audiences=audiences, fmt="jsonl"), AS_OF, wh, settings=local)
     assert {r["customer_id"]: r["audience"] for r in read_rows(res)} == {"c1": "win_back", "c2": "vip"}
 
-    res = deliver(file_dest("b", audiences=audiences[::-1], fmt="jsonl"), AS_OF, wh, settings=local_settings)
+    res = deliver(file_dest("b", audiences=audiences[::-1], fmt="jsonl"), AS_OF, wh, settings=local)
     assert {r["customer_id"]: r["audience"] for r in read_rows(res)} == {"c1": "vip", "c2": "vip"}
 
 
 # --- deltas ------------------------------------------------------------------------------------------------
 
 
-def test_deltas_changed_once_rerun_sends_nothing_mirror_sends_removals(wh, local_settings):
+def test_deltas_changed_once_rerun_sends_nothing_mirror_sends_removals(wh, local):
     for cid, seg in [("c1", "champions"), ("c2", "loyal"), ("c3", "champions")]:
         add_customer(wh, cid, seg)
     dest = file_dest()
-    first = deliver(dest, AS_OF, wh, settings=local_settings)
+    first = deliver(dest, AS_OF, wh, settings=local)
     assert (first["rows_added"], first["rows_changed"], first["rows_removed"]) == (3, 0, 0)
 
     set_segment(wh, "c2", "champions")  # changes audience loyal -> champions
     set_segment(wh, "c3", "lost")       # leaves every audience
-    second = deliver(dest, AS_OF, wh, settings=local_settings)
+    second = deliver(dest, AS_OF, wh, settings=local)
     rows = read_rows(second)
     assert [(r["customer_id"], r["change_type"], r["audience"]) for r in rows] == \
         [("c2", "changed", "champions"), ("c3", "removed", "champions")]
     assert rows[1]["removal_reason"] == "left_audience"
 
-    third = deliver(dest, AS_OF, wh, settings=local_settings)
+    third = deliver(dest, AS_OF, wh, settings=local)
     assert (third["rows_added"], third["rows_changed"], third["rows_removed"]) == (0, 0, 0)
     assert third["status"] == "delivered" and third["location"] is None
-    files = sorted(p.name for p in (local_settings.exports_dir / "marketing" / "mkt").iterdir())
+    files = sorted(p.name for p in (local.exports_dir / "marketing" / "mkt").iterdir())
     assert len(files) == 4  # two data files + two manifests: the empty delta wrote nothing
     audit = q(wh, "select status, rows_added, rows_changed, rows_removed from audit.exports "
                   "where destination = 'mkt' order by started_at")
@@ -188,28 +167,28 @@ def test_deltas_changed_once_rerun_sends_nothing_mirror_sends_removals(wh, local
                      ("c3", "champions", "removed", "segment_communicated")]
 
 
-def test_upsert_sends_no_ordinary_removals_and_insert_only_sends_only_additions(wh, local_settings):
+def test_upsert_sends_no_ordinary_removals_and_insert_only_sends_only_additions(wh, local):
     for cid, seg in [("c1", "champions"), ("c2", "loyal")]:
         add_customer(wh, cid, seg)
     up, ins = file_dest("up", mode="upsert"), file_dest("ins", mode="insert_only")
-    deliver(up, AS_OF, wh, settings=local_settings)
-    deliver(ins, AS_OF, wh, settings=local_settings)
+    deliver(up, AS_OF, wh, settings=local)
+    deliver(ins, AS_OF, wh, settings=local)
     set_segment(wh, "c1", "lost")
     set_segment(wh, "c2", "champions")
     add_customer(wh, "c3", "loyal")
-    r_up = deliver(up, AS_OF, wh, settings=local_settings)
-    r_ins = deliver(ins, AS_OF, wh, settings=local_settings)
+    r_up = deliver(up, AS_OF, wh, settings=local)
+    r_ins = deliver(ins, AS_OF, wh, settings=local)
     assert (r_up["rows_added"], r_up["rows_changed"], r_up["rows_removed"], r_up["not_sent_removed"]) == (1, 1, 0, 1)
     assert (r_ins["rows_added"], r_ins["rows_changed"], r_ins["rows_removed"], r_ins["not_sent_changed"]) == \
         (1, 0, 0, 1)
     assert [r["customer_id"] for r in read_rows(r_ins)] == ["c3"]
 
 
-def test_file_manifest_checksum_matches_and_named_fields_are_reported(wh, local_settings):
+def test_file_manifest_checksum_matches_and_named_fields_are_reported(wh, local):
     add_customer(wh, "c1", "champions", email="sara@example.org")
     add_customer(wh, "c2", "loyal")
     dest = file_dest(named_fields=["email"])
-    res = deliver(dest, AS_OF, wh, settings=local_settings)
+    res = deliver(dest, AS_OF, wh, settings=local)
     data = Path(res["location"])
     manifest = json.loads(data.with_name(data.name.replace(".csv", ".manifest.json")).read_text())
     digest = hashlib.sha256(data.read_bytes()).hexdigest()
@@ -229,21 +208,21 @@ def test_file_manifest_checksum_matches_and_named_fields_are_reported(wh, local_
     # a changed e-mail address is a change for this destination
     with psycopg.connect(wh) as conn:
         conn.execute("update pii.pii_customer_profiles set email = 'new@example.org' where customer_id = 'c1'")
-    res2 = deliver(dest, AS_OF, wh, settings=local_settings)
+    res2 = deliver(dest, AS_OF, wh, settings=local)
     assert (res2["rows_changed"], read_rows(res2)[0]["email"]) == (1, "new@example.org")
 
 
-def test_no_scores_for_as_of_fails_without_touching_state(wh, local_settings):
+def test_no_scores_for_as_of_fails_without_touching_state(wh, local):
     add_customer(wh, "c1", "champions")
     with pytest.raises(DeliveryError, match="no scores"):
-        deliver(file_dest(), date(2020, 1, 1), wh, settings=local_settings)
+        deliver(file_dest(), date(2020, 1, 1), wh, settings=local)
     assert q(wh, "select status from audit.exports") == [("failed",)]
 
 
 # --- database destination ----------------------------------------------------------------------------------
 
 
-def test_database_upsert_into_real_table_with_source_id_space(wh, local_settings, monkeypatch):
+def test_database_upsert_into_real_table_with_source_id_space(wh, local, monkeypatch):
     monkeypatch.setenv("CKP_TEST_EXPORT_TARGET_URL", wh)  # the scratch database doubles as the orders db
     for cid, seg, tier in [("c1", "champions", "platinum"), ("c2", "loyal", "bronze"), ("c3", "lost", "bronze")]:
         add_customer(wh, cid, seg, tier=tier, consent=False)  # service purpose: consent not required
@@ -259,7 +238,7 @@ def test_database_upsert_into_real_table_with_source_id_space(wh, local_settings
         "fields": ["rfm_segment", "value_tier", "churn_probability", "predicted_clv"],
         "database": {"table": "public.customer_segments", "url_env": "CKP_TEST_EXPORT_TARGET_URL"},
     }, "test")
-    res = deliver(dest, AS_OF, wh, settings=local_settings)
+    res = deliver(dest, AS_OF, wh, settings=local)
     assert res["rows_added"] == 2
     rows = q(wh, "select customer_id, audience, rfm_segment, predicted_clv, delivery_id "
                  "from public.customer_segments order by 1")
@@ -270,7 +249,7 @@ def test_database_upsert_into_real_table_with_source_id_space(wh, local_settings
     set_segment(wh, "c1", "lost")        # still vip (platinum)
     with psycopg.connect(wh) as conn:
         conn.execute("update marts.customer_segments set value_tier = 'bronze' where customer_id = 'c1'")
-    res = deliver(dest, AS_OF, wh, settings=local_settings)  # 101 now in no audience -> deleted (mirror)
+    res = deliver(dest, AS_OF, wh, settings=local)  # 101 now in no audience -> deleted (mirror)
     assert (res["rows_added"], res["rows_changed"], res["rows_removed"]) == (0, 1, 1)
     assert q(wh, "select customer_id, audience, rfm_segment from public.customer_segments") == \
         [("102", "active", "champions")]
@@ -279,7 +258,7 @@ def test_database_upsert_into_real_table_with_source_id_space(wh, local_settings
 # --- id_space ----------------------------------------------------------------------------------------------
 
 
-def test_sibling_unit_receives_its_own_keys_one_row_per_record(wh, local_settings):
+def test_sibling_unit_receives_its_own_keys_one_row_per_record(wh, local):
     add_customer(wh, "c1", "champions")
     add_customer(wh, "c2", "champions")
     add_customer(wh, "c3", "loyal")
@@ -289,7 +268,7 @@ def test_sibling_unit_receives_its_own_keys_one_row_per_record(wh, local_setting
                           ("c1", "orders", "101"), ("c2", "orders", "102"), ("c3", "sibling:insurance", "INS-3"),
                           ("c3", "sibling:travel", "TR-9")])
     dest = file_dest("ins", id_space="source:sibling:insurance", key_column="policy_holder_no")
-    res = deliver(dest, AS_OF, wh, settings=local_settings)
+    res = deliver(dest, AS_OF, wh, settings=local)
     rows = read_rows(res)
     assert [(r["policy_holder_no"], r["audience"]) for r in rows] == \
         [("INS-1", "champions"), ("INS-2", "champions"), ("INS-3", "loyal")]
@@ -306,37 +285,21 @@ def test_sibling_unit_receives_its_own_keys_one_row_per_record(wh, local_setting
 
 @pytest.fixture()
 def receiver(tmp_path):
-    servers = []
-
-    def start(fail_plan=None):
-        srv = make_server(0, tmp_path / f"inbox{len(servers)}", fail_plan=fail_plan, path="/segments")
-        srv.start_in_thread()
-        servers.append(srv)
-        return srv
-
-    yield start
-    for srv in servers:
-        srv.shutdown()
-        srv.server_close()
+    with webhook_receivers(tmp_path, path="/segments") as start:
+        yield start
 
 
 def hook_dest(url, batch_size=2, max_retries=3):
-    return parse_destination({
-        "name": "hook", "kind": "webhook", "enabled": True, "purpose": "marketing", "consent": "marketing",
-        "mode": "upsert", "id_space": "customer_id",
-        "audiences": [{"name": "champions", "filter": {"rfm_segment": ["champions"]}}],
-        "fields": ["rfm_segment", "churn_probability"],
-        "webhook": {"url": url, "batch_size": batch_size, "max_retries": max_retries, "backoff_seconds": 0.01,
-                    "timeout_seconds": 5},
-    }, "test")
+    return webhook_destination(url, fields=["rfm_segment", "churn_probability"], batch_size=batch_size,
+                               max_retries=max_retries)
 
 
-def test_webhook_retries_503_and_delivers_once(wh, local_settings, receiver):
+def test_webhook_retries_503_and_delivers_once(wh, local, receiver):
     for cid in ("c1", "c2", "c3"):
         add_customer(wh, cid, "champions")
     srv = receiver(fail_plan=[503, 503])
     waits = []
-    res = deliver(hook_dest(srv.url), AS_OF, wh, settings=local_settings, sleep=waits.append)
+    res = deliver(hook_dest(srv.url), AS_OF, wh, settings=local, sleep=waits.append)
     assert res["status"] == "delivered" and res["rows_added"] == 3
     keys = [e["idempotency_key"] for e in srv.requests_log()]
     did = res["delivery_id"]
@@ -346,26 +309,26 @@ def test_webhook_retries_503_and_delivers_once(wh, local_settings, receiver):
     assert [b["batch_no"] for b in stored] == [1, 2]
     assert sorted(r["customer_id"] for b in stored for r in b["records"]) == ["c1", "c2", "c3"]
     # re-running sends nothing new
-    again = deliver(hook_dest(srv.url), AS_OF, wh, settings=local_settings, sleep=waits.append)
+    again = deliver(hook_dest(srv.url), AS_OF, wh, settings=local, sleep=waits.append)
     assert (again["rows_added"], again["rows_changed"]) == (0, 0)
     assert len(srv.requests_log()) == 4
 
 
-def test_webhook_400_fails_keeps_state_and_next_run_resends_same_delta(wh, local_settings, receiver):
+def test_webhook_400_fails_keeps_state_and_next_run_resends_same_delta(wh, local, receiver):
     for cid in ("c1", "c2", "c3"):
         add_customer(wh, cid, "champions")
     # batch 1 accepted, batch 2 refused with 400 (no retry)
     srv = receiver(fail_plan=[0, 400])
     dest = hook_dest(srv.url)
     with pytest.raises(DeliveryError, match="400"):
-        deliver(dest, AS_OF, wh, settings=local_settings, sleep=lambda s: None)
+        deliver(dest, AS_OF, wh, settings=local, sleep=lambda s: None)
     assert [e["status"] for e in srv.requests_log()] == [200, 400]
     assert q(wh, "select count(*) from scoring.delivered_state") == [(0,)]
     assert q(wh, "select count(*) from scoring.communications") == [(0,)]
     failed = q(wh, "select export_id, delivery_id, status, rows_added from audit.exports")
     assert len(failed) == 1 and failed[0][2:] == ("failed", 3)
 
-    res = deliver(dest, AS_OF, wh, settings=local_settings, sleep=lambda s: None)
+    res = deliver(dest, AS_OF, wh, settings=local, sleep=lambda s: None)
     assert res["status"] == "delivered" and res["rows_added"] == 3 and res["attempt"] == 2
     assert res["delivery_id"] == failed[0][1] and res["export_id"] != failed[0][0]
     log = srv.requests_log()[2:]

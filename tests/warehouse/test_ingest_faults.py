@@ -7,7 +7,6 @@ others, `-m "not faults"` skips them for a quick local loop.
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import json
 import os
@@ -38,11 +37,6 @@ def db(scratch_db):
     return get_settings().server_url(psycopg.conninfo.conninfo_to_dict(scratch_db)["dbname"])
 
 
-@pytest.fixture()
-def local(settings, tmp_path):
-    return dataclasses.replace(settings, home=tmp_path / "home", landing_dir=tmp_path / "landing")
-
-
 def _contacts():
     return {s.name: s for s in load_registry()}["contacts"]
 
@@ -62,7 +56,22 @@ def q(url: str, query: str, *args):
 
 
 def _midway(monkeypatch, fault) -> None:
-    """Call `fault()` once, half-way through streaming a file to the server's COPY (the loader's fast path)."""
+    """Call `fault()` half-way through a CSV file of 3000 rows, on whichever path loads it: streaming the file to
+    the server's COPY (the loader's fast path) or the Python reader's rows. `fault` acts once however often
+    it is called."""
+    real_read = readers.read_csv
+
+    def reading(path, cfg_):
+        parsed = real_read(path, cfg_)
+
+        def rows():
+            for i, item in enumerate(parsed.rows):
+                if i == 1500:
+                    fault()
+                yield item
+        return readers.ParsedFile(parsed.header, rows())
+
+    monkeypatch.setitem(readers.READERS, "csv", reading)
     real_stream = files_mod._stream_file
 
     def streaming(cur, statement, path):
@@ -90,20 +99,6 @@ def test_warehouse_killed_mid_load_rolls_back_aborts_and_reloads(db, local, monk
     _write_contacts(local, "a.csv", 1, 3000)
     real = readers.read_csv
     killed = []
-
-    def killing(path, cfg_):
-        parsed = real(path, cfg_)
-
-        def rows():
-            for i, item in enumerate(parsed.rows):
-                if i == 1500 and not killed:
-                    killed.extend(q(db, "select pg_terminate_backend(pid) from pg_stat_activity "
-                                    "where application_name = 'loader-under-test'"))
-                    time.sleep(0.2)
-                yield item
-        return readers.ParsedFile(parsed.header, rows())
-
-    monkeypatch.setitem(readers.READERS, "csv", killing)
 
     def kill_once():
         if not killed:
@@ -278,20 +273,6 @@ def test_embedded_warehouse_crashes_mid_load_and_the_rerun_converges(db, local, 
     _write_contacts(local, "a.csv", 1, 3000)
     real = readers.read_csv
     crashed = []
-
-    def crashing(path, cfg_):
-        parsed = real(path, cfg_)
-
-        def rows():
-            for i, item in enumerate(parsed.rows):
-                if i == 1500 and not crashed:
-                    res = server._pg("pg_ctl", "stop", "-m", "immediate", "-D", str(settings.pgdata_dir),
-                                     user=server._run_as())
-                    crashed.append(res.returncode)
-                yield item
-        return readers.ParsedFile(parsed.header, rows())
-
-    monkeypatch.setitem(readers.READERS, "csv", crashing)
 
     def crash_once():
         if not crashed:

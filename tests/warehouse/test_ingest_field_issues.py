@@ -6,7 +6,6 @@ and `retire`) resolves."""
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 from pathlib import Path
 
@@ -41,11 +40,6 @@ def unit(tmp_path):
     (config_dir / "sources" / "sibling_leasing.yml").write_text(UNIT_YML)
     (cfg,) = load_registry(config_dir)
     return cfg
-
-
-@pytest.fixture()
-def local(settings, tmp_path):
-    return dataclasses.replace(settings, home=tmp_path / "home", landing_dir=tmp_path / "landing")
 
 
 def _file(local, name: str, n: int, bad: set[int]) -> Path:

@@ -2,33 +2,17 @@
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 import json
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from crm_knowledge.ingest import field_issues
 from crm_knowledge.ingest.files import load_file, pending_files
 from crm_knowledge.ingest.registry import load_registry, parse_source
-from crm_knowledge.warehouse.bootstrap import apply_ddl
 
 pytestmark = pytest.mark.warehouse
-
-
-@pytest.fixture()
-def wh(scratch_db):
-    apply_ddl(scratch_db)
-    with psycopg.connect(scratch_db, autocommit=True) as conn:
-        yield conn
-
-
-@pytest.fixture()
-def local(settings, tmp_path):
-    """Settings whose landing, quarantine and archive folders live in tmp_path."""
-    return dataclasses.replace(settings, home=tmp_path / "home", landing_dir=tmp_path / "landing")
 
 
 def _source(name: str):

@@ -3,7 +3,6 @@ loads, an unreadable file is quarantined once and the files after it still load.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -14,21 +13,8 @@ from crm_knowledge.ingest import field_issues, readers
 from crm_knowledge.ingest import files as files_mod
 from crm_knowledge.ingest.files import ingest_source, load_file
 from crm_knowledge.ingest.registry import load_registry
-from crm_knowledge.warehouse.bootstrap import apply_ddl
 
 pytestmark = pytest.mark.warehouse
-
-
-@pytest.fixture()
-def wh(scratch_db):
-    apply_ddl(scratch_db)
-    with psycopg.connect(scratch_db, autocommit=True) as conn:
-        yield conn
-
-
-@pytest.fixture()
-def local(settings, tmp_path):
-    return dataclasses.replace(settings, home=tmp_path / "home", landing_dir=tmp_path / "landing")
 
 
 def _source(name: str):

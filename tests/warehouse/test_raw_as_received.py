@@ -3,7 +3,6 @@ a warehouse from before keeps its rows, their typed values now text that staging
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
 from decimal import Decimal
 
@@ -26,18 +25,6 @@ INSURANCE = ("PolicyHolderNo;GivenName;FamilyName;EMail;Mobile;NationalCode;Date
              "P4;\"Multi\nLine\";Name;;;;;;;;;;;\n")
 ROW = ("unit, source_record_id, first_name, last_name, email, phone, national_id, birth_date, gender, street, city, "
        "province, postcode, signup_date, extras, _row_number")
-
-
-@pytest.fixture()
-def wh(scratch_db):
-    apply_ddl(scratch_db)
-    with psycopg.connect(scratch_db, autocommit=True) as conn:
-        yield conn
-
-
-@pytest.fixture()
-def local(settings, tmp_path):
-    return dataclasses.replace(settings, home=tmp_path / "home", landing_dir=tmp_path / "landing")
 
 
 def _load(wh, local, name: str) -> tuple:

@@ -7,13 +7,15 @@ group roles are cluster-wide and shared, so they are never dropped.
 
 from __future__ import annotations
 
+import functools
 import secrets
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import psycopg
 import pytest
+import role_access
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from crm_knowledge.privacy import roles
@@ -24,12 +26,7 @@ pytestmark = pytest.mark.warehouse
 TABLES = ("marts.t", "pii.p", "raw.r", "audit.a")
 
 #: group role -> tables it must be able to read (all others in TABLES: InsufficientPrivilege)
-CAN_READ = {
-    roles.BI_READER: {"marts.t"},
-    roles.AUDITOR: {"audit.a", "marts.t"},
-    roles.PRIVACY_OFFICER: {"pii.p", "marts.t"},
-    roles.PIPELINE: set(TABLES),
-}
+CAN_READ = {**role_access.CAN_READ, roles.PIPELINE: set(TABLES)}
 
 
 def url_as(url: str, user: str, password: str) -> str:
@@ -44,10 +41,7 @@ def roles_db(scratch_db) -> str:
     assert roles.ensure_roles(scratch_db) == list(roles.GROUP_ROLES)
     assert roles.ensure_roles(scratch_db) == list(roles.GROUP_ROLES)
     # created after ensure_roles: only default privileges can make marts.t readable
-    with psycopg.connect(scratch_db) as conn:
-        for table in TABLES:
-            conn.execute(f"create table {table} (id int primary key, note text)")
-            conn.execute(f"insert into {table} values (1, %s)", (table,))
+    role_access.create_tables(scratch_db, TABLES)
     return scratch_db
 
 
@@ -86,14 +80,7 @@ def test_group_roles_exist_nologin(roles_db):
 def test_each_group_reads_exactly_its_schemas(roles_db, logins, group):
     name, password = logins[group]
     with psycopg.connect(url_as(roles_db, name, password), autocommit=True) as conn:
-        assert conn.info.host and not conn.info.host.startswith("/"), "must be a TCP connection"
-        assert conn.execute("select current_user").fetchone()[0] == name
-        for table in TABLES:
-            if table in CAN_READ[group]:
-                assert conn.execute(f"select note from {table}").fetchall() == [(table,)]
-            else:
-                with pytest.raises(psycopg.errors.InsufficientPrivilege):
-                    conn.execute(f"select note from {table}")
+        role_access.assert_reads_exactly(conn, name, CAN_READ[group], TABLES)
 
 
 def test_readers_cannot_write_or_create(roles_db, logins):
@@ -130,22 +117,29 @@ def test_missing_schemas_are_created(scratch_db):
     assert set(roles.SCHEMAS) <= present
 
 
-def test_concurrent_ensure_roles(scratch_db_factory):
-    urls = [scratch_db_factory(), scratch_db_factory()]
+def at_once(calls: list[Callable[[], object]]) -> list[BaseException]:
+    """Run the calls in threads started together (each waits at a barrier first); the errors they raised."""
     errors: list[BaseException] = []
+    barrier = threading.Barrier(len(calls))
 
-    def run(url: str) -> None:
+    def run(call: Callable[[], object]) -> None:
         try:
-            roles.ensure_roles(url)
-        except BaseException as exc:  # noqa: BLE001 - reported below
+            barrier.wait()
+            call()
+        except BaseException as exc:  # noqa: BLE001 - reported by the caller
             errors.append(exc)
 
-    threads = [threading.Thread(target=run, args=(urls[i % 2],)) for i in range(6)]
+    threads = [threading.Thread(target=run, args=(call,)) for call in calls]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert errors == []
+    return errors
+
+
+def test_concurrent_ensure_roles(scratch_db_factory):
+    urls = [scratch_db_factory(), scratch_db_factory()]
+    assert at_once([functools.partial(roles.ensure_roles, urls[i % 2]) for i in range(6)]) == []
 
 
 def test_four_ingests_preparing_the_warehouse_at_once_never_race(scratch_db):
@@ -153,21 +147,7 @@ def test_four_ingests_preparing_the_warehouse_at_once_never_race(scratch_db):
     one schema-change lock for all of it, so none fails with `tuple concurrently updated`. A fresh database
     (everything created) and then an existing one (functions replaced, ownership and grants re-applied)."""
     for _round in range(2):
-        errors: list[BaseException] = []
-        barrier = threading.Barrier(4)
-
-        def run(barrier: threading.Barrier, errors: list[BaseException]) -> None:
-            try:
-                barrier.wait()
-                apply_ddl(scratch_db)
-            except BaseException as exc:  # noqa: BLE001 - reported below
-                errors.append(exc)
-
-        threads = [threading.Thread(target=run, args=(barrier, errors)) for _ in range(4)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        errors = at_once([functools.partial(apply_ddl, scratch_db) for _ in range(4)])
         assert errors == [], errors
 
 
@@ -175,24 +155,15 @@ def test_concurrent_group_creation_tolerated(scratch_db_factory):
     """The guarded CREATE ROLE survives racing creators in different databases (advisory locks are per database)."""
     urls = [scratch_db_factory(), scratch_db_factory()]
     role = f"t_group_{uuid.uuid4().hex[:10]}"
-    errors: list[BaseException] = []
-    barrier = threading.Barrier(4)
+    connected = threading.Barrier(4)
 
-    def run(url: str) -> None:
-        try:
-            with psycopg.connect(url, autocommit=True) as conn:
-                barrier.wait()
-                conn.execute(roles._create_group_sql(role))
-        except BaseException as exc:  # noqa: BLE001 - reported below
-            errors.append(exc)
+    def create(url: str) -> None:
+        with psycopg.connect(url, autocommit=True) as conn:
+            connected.wait()  # all four connected: the CREATE ROLEs race
+            conn.execute(roles._create_group_sql(role))
 
     try:
-        threads = [threading.Thread(target=run, args=(urls[i % 2],)) for i in range(4)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        assert errors == []
+        assert at_once([functools.partial(create, urls[i % 2]) for i in range(4)]) == []
         with psycopg.connect(urls[0]) as conn:
             assert conn.execute("select rolcanlogin from pg_roles where rolname = %s", (role,)).fetchall() == [(False,)]
     finally:

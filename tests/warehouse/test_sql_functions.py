@@ -12,14 +12,13 @@ from __future__ import annotations
 import datetime as dt
 import importlib.util
 import random
-import uuid
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 
 import psycopg
 import pytest
-from psycopg import sql
+from pipeline_world import scratch_database
 
 from crm_knowledge.normalize import (
     is_valid_national_id,
@@ -30,15 +29,8 @@ from crm_knowledge.normalize import (
     normalize_phone,
     to_ascii_digits,
 )
+from crm_knowledge.normalize import values as twins
 from crm_knowledge.normalize.dates import jalali_to_gregorian
-from crm_knowledge.normalize.values import (
-    parse_decimal,
-    parse_integer,
-    parse_source_date,
-    parse_timestamp,
-    parse_yes_no,
-    value_text,
-)
 from crm_knowledge.settings import PROJECT_ROOT
 
 pytestmark = pytest.mark.warehouse
@@ -55,11 +47,11 @@ TWINS: dict[str, Callable[[str | None], object]] = {
     "util.normalize_national_id": normalize_national_id,
     "util.national_id_is_valid": is_valid_national_id,
     # typed values from text as received (staging converts raw text with these)
-    "util.value_text": value_text,
-    "util.parse_integer": parse_integer,
-    "util.parse_decimal": parse_decimal,
-    "util.parse_yes_no": parse_yes_no,
-    "util.parse_timestamp": parse_timestamp,
+    "util.value_text": twins.value_text,
+    "util.parse_integer": twins.parse_integer,
+    "util.parse_decimal": twins.parse_decimal,
+    "util.parse_yes_no": twins.parse_yes_no,
+    "util.parse_timestamp": twins.parse_timestamp,
 }
 #: SQL functions of several arguments, tested below with their own cases.
 MULTI_ARG = {"util.parse_date", "util.jalali_to_gregorian", "util.gregorian_date"}
@@ -145,15 +137,8 @@ def util_conn(scratch_db_module: str) -> Iterator[psycopg.Connection]:
 @pytest.fixture(scope="module")
 def scratch_db_module(warehouse, settings) -> Iterator[str]:
     """A fresh database for this module, so 00_functions.sql is proven self-contained; dropped after."""
-    name = f"t_fn_{uuid.uuid4().hex[:12]}"
-    admin = settings.server_url("postgres")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(sql.SQL("create database {}").format(sql.Identifier(name)))
-    try:
-        yield settings.server_url(name)
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(sql.SQL("drop database if exists {} with (force)").format(sql.Identifier(name)))
+    with scratch_database(settings, "t_fn") as url:
+        yield url
 
 
 INPUTS: list[str | None] = list(dict.fromkeys([*_unit_case_inputs(), *VALUE_CASES, *_fuzz()]))
@@ -173,11 +158,11 @@ def test_inputs_cover_every_outcome() -> None:
     assert sum(normalize_phone(v) is not None for v in INPUTS) > 100
     assert sum(normalize_email(v) is not None for v in INPUTS) > 20
     assert sum(is_valid_national_id(v) for v in INPUTS) > 20
-    assert sum(parse_integer(v) is not None for v in INPUTS) > 20
-    assert sum(parse_decimal(v) is not None for v in INPUTS) > 20
-    assert sum(parse_timestamp(v) is not None for v in INPUTS) > 5
-    assert {parse_yes_no(v) for v in INPUTS} == {True, False, None}
-    assert sum(parse_source_date(v, "jalali", "%Y/%m/%d") is not None for v in INPUTS) > 3
+    assert sum(twins.parse_integer(v) is not None for v in INPUTS) > 20
+    assert sum(twins.parse_decimal(v) is not None for v in INPUTS) > 20
+    assert sum(twins.parse_timestamp(v) is not None for v in INPUTS) > 5
+    assert {twins.parse_yes_no(v) for v in INPUTS} == {True, False, None}
+    assert sum(twins.parse_source_date(v, "jalali", "%Y/%m/%d") is not None for v in INPUTS) > 3
 
 
 @pytest.mark.parametrize(("calendar", "fmt"), DATE_CONVENTIONS)
@@ -187,9 +172,9 @@ def test_parse_date_matches_python(util_conn: psycopg.Connection, calendar: str,
         "select util.parse_date(v, %s, %s) from unnest(%s::text[]) with ordinality as t(v, n) order by n",
         (calendar, fmt, INPUTS),
     ).fetchall()
-    mismatches = [(value, sql_value, parse_source_date(value, calendar, fmt))
+    mismatches = [(value, sql_value, twins.parse_source_date(value, calendar, fmt))
                   for value, (sql_value,) in zip(INPUTS, rows, strict=True)
-                  if sql_value != parse_source_date(value, calendar, fmt)]
+                  if sql_value != twins.parse_source_date(value, calendar, fmt)]
     assert not mismatches, f"{len(mismatches)} mismatches (input, sql, python), first: {mismatches[:5]}"
 
 

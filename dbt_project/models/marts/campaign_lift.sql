@@ -15,11 +15,7 @@ results as (
 arms as (
 
     select
-        campaign_id,
-        destination,
-        audience,
-        campaign_date,
-        window_days,
+        {{ campaign_grain() }},
         min(observed_days) as observed_days,
         bool_and(is_window_complete) as is_window_complete,
         max(customer_count) filter (where arm = 'treated') as treated_customers,
@@ -33,7 +29,7 @@ arms as (
             {%- if not loop.last %},{% endif %}
         {% endfor %}
     from results
-    group by campaign_id, destination, audience, campaign_date, window_days
+    group by {{ campaign_grain() }}
 
 ),
 
@@ -41,11 +37,7 @@ metrics as (
 
     {% for metric in ['orders', 'revenue', 'contacts', 'response'] -%}
         select
-            campaign_id,
-            destination,
-            audience,
-            campaign_date,
-            window_days,
+            {{ campaign_grain() }},
             observed_days,
             is_window_complete,
             treated_customers,
@@ -93,13 +85,9 @@ final as (
     select
         -- ids
         md5(concat_ws('|', campaign_id, window_days, metric)) as campaign_lift_id,
-        campaign_id,
 
         -- campaign, window and metric
-        destination,
-        audience,
-        campaign_date,
-        window_days,
+        {{ campaign_grain() }},
         observed_days,
         is_window_complete,
         metric,

@@ -15,11 +15,7 @@ responses as (
 aggregated as (
 
     select
-        campaign_id,
-        destination,
-        audience,
-        campaign_date,
-        window_days,
+        {{ campaign_grain() }},
         arm,
         min(observed_days) as observed_days,
         bool_and(is_window_complete) as is_window_complete,
@@ -36,7 +32,7 @@ aggregated as (
         avg(cast(has_ordered as int)) as response_rate,
         coalesce(var_samp(cast(has_ordered as int)), 0) as response_variance
     from responses
-    group by campaign_id, destination, audience, campaign_date, window_days, arm
+    group by {{ campaign_grain() }}, arm
 
 ),
 
@@ -45,13 +41,9 @@ final as (
     select
         -- ids
         md5(concat_ws('|', campaign_id, window_days, arm)) as campaign_result_id,
-        campaign_id,
 
         -- campaign, window and arm
-        destination,
-        audience,
-        campaign_date,
-        window_days,
+        {{ campaign_grain() }},
         arm,
         observed_days,
         is_window_complete,

@@ -62,10 +62,7 @@ joined as (
 final as (
 
     select * from joined
-
-    {% if is_incremental() %}
-        where {{ incremental_fact_filter('submission_id') }}
-    {% endif %}
+    {{ incremental_fact_filter('submission_id') }}
 
 )
 

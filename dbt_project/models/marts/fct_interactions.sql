@@ -40,14 +40,9 @@ final as (
         is_resolved,
         occurred_at,
         occurred_date,
-        loaded_at,
-        staged_at,
-        customer_resolved_at
+        {{ incremental_fact_columns() }}
     from interactions
-
-    {% if is_incremental() %}
-        where {{ incremental_fact_filter('interaction_id') }}
-    {% endif %}
+    {{ incremental_fact_filter('interaction_id') }}
 
 )
 

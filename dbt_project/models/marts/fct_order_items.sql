@@ -48,14 +48,9 @@ final as (
         ordered_at,
         order_date,
         updated_at,
-        loaded_at,
-        staged_at,
-        customer_resolved_at
+        {{ incremental_fact_columns() }}
     from order_items
-
-    {% if is_incremental() %}
-        where {{ incremental_fact_filter('order_item_id') }}
-    {% endif %}
+    {{ incremental_fact_filter('order_item_id') }}
 
 )
 

@@ -47,14 +47,9 @@ final as (
         ordered_at,
         order_date,
         updated_at,
-        loaded_at,
-        staged_at,
-        customer_resolved_at
+        {{ incremental_fact_columns() }}
     from orders
-
-    {% if is_incremental() %}
-        where {{ incremental_fact_filter('order_id') }}
-    {% endif %}
+    {{ incremental_fact_filter('order_id') }}
 
 )
 

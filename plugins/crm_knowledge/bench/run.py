@@ -179,7 +179,7 @@ def _run_phase(timer: StageTimer, phase: str, as_of: dt.date, settings: Settings
     with timer.stage("quality:post_scoring", phase) as rec:
         rec.detail = check_post_scoring(pipeline_run_id=run_id, settings=settings)
 
-    destinations = load_destinations(Path(settings.config_dir) / "destinations.yml").destinations
+    destinations = load_destinations(settings.destinations_file).destinations
     with webhook_receiver(settings, airflow_env(settings)):
         for dest in destinations:
             with timer.stage(f"export:{dest.name}", phase) as rec:

@@ -118,20 +118,6 @@ def format_mobile(national10: int, fmt: str) -> str:
 
 
 # --- national ids -------------------------------------------------------------------------------------
-def national_id_check_digit(first9: int) -> int:
-    d = f"{first9:09d}"
-    s = sum(int(d[i]) * (10 - i) for i in range(9)) % 11
-    return s if s < 2 else 11 - s
-
-
-def national_id_is_valid(text: str) -> bool:
-    t = to_ascii_digits(text).replace("-", "").strip()
-    if len(t) != 10 or not t.isdigit() or len(set(t)) == 1:
-        return False
-    s = sum(int(t[i]) * (10 - i) for i in range(9)) % 11
-    return int(t[9]) == (s if s < 2 else 11 - s)
-
-
 def national_ids_from_first9(first9: np.ndarray) -> np.ndarray:
     """Vectorised: 9 leading digits -> 10-digit national id (int64) with a valid check digit."""
     first9 = first9.astype(np.int64)

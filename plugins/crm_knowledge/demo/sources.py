@@ -423,8 +423,7 @@ def build_forms(ctx: Ctx, rng: np.random.Generator, fp: np.ndarray, t_lo: np.nda
         rec["consent_marketing"] = cm[j]
         rec["consent_profiling"] = cpf[j]
         recs.append(rec)
-    _plant_noid(ctx, "forms", ids, r, file)
-    _plant_weak(ctx, "forms", ids, r, file)
+    _plant_hard_records(ctx, "forms", ids, r, file)
     return recs, _gt("forms", ids, fp)
 
 
@@ -441,12 +440,11 @@ def plant_junk_emails(ctx: Ctx, rng: np.random.Generator, recs: list[dict], k: i
     ctx.planted.add("junk_email", "forms", ids, f"{JUNK_EMAIL} typed by different persons", file)
 
 
-def _plant_noid(ctx: Ctx, source: str, ids: list[str], r, file: str | None) -> None:
+def _plant_hard_records(ctx: Ctx, source: str, ids: list[str], r, file: str | None) -> None:
+    """Record the source's records identity resolution must work hardest for: no identifier at all, and none
+    shared with the person's other records."""
     ctx.planted.add("no_usable_identifier", source, [ids[j] for j in np.flatnonzero(r.noid)],
                     "no email, phone or national id: a name only", file)
-
-
-def _plant_weak(ctx: Ctx, source: str, ids: list[str], r, file: str | None) -> None:
     ctx.planted.add("fuzzy_only", source, [ids[j] for j in np.flatnonzero(r.weak)],
                     "no identifier shared with the person's other records: linkable by name + birth date "
                     "+ postcode/city only", file)
@@ -542,8 +540,7 @@ def build_insurance(ctx: Ctx, rng: np.random.Generator, pidx: np.ndarray, file: 
                      _date_or_none(r.birth[j], "dmy") or "", {"m": "M", "f": "F"}.get(g, "") if g else "",
                      r.street[j] or "", r.city[j] or "", r.province[j] or "", r.postcode[j] or "",
                      d_of(since[j]).strftime("%d.%m.%Y"), POLICY_TYPES[policy[j]]])
-    _plant_noid(ctx, "sibling:insurance", ids, r, file)
-    _plant_weak(ctx, "sibling:insurance", ids, r, file)
+    _plant_hard_records(ctx, "sibling:insurance", ids, r, file)
     return rows, _gt("sibling:insurance", ids, pidx)
 
 
@@ -563,8 +560,7 @@ def build_travel(ctx: Ctx, rng: np.random.Generator, pidx: np.ndarray, file: str
             name = f"{r.last[j]} {r.first[j]}"
         rows.append([ids[j], name, r.email[j], r.phone[j], _date_or_none(r.birth[j]), r.city[j],
                      d_of(since[j]).isoformat(), LOYALTY[tier[j]]])
-    _plant_noid(ctx, "sibling:travel", ids, r, file)
-    _plant_weak(ctx, "sibling:travel", ids, r, file)
+    _plant_hard_records(ctx, "sibling:travel", ids, r, file)
     return rows, _gt("sibling:travel", ids, pidx)
 
 
@@ -580,8 +576,7 @@ def build_bank(ctx: Ctx, rng: np.random.Generator, pidx: np.ndarray, file: str |
                      r.phone[j] or "", jalali_str(d_of(b)) if b != NO_DAY else "", cp1256_safe(r.city[j] or ""),
                      cp1256_safe(r.province[j] or ""), r.postcode[j] or "", jalali_str(d_of(since[j])),
                      cp1256_safe(ACCOUNT_TYPES[acct[j]])])
-    _plant_noid(ctx, "sibling:bank_fa", ids, r, file)
-    _plant_weak(ctx, "sibling:bank_fa", ids, r, file)
+    _plant_hard_records(ctx, "sibling:bank_fa", ids, r, file)
     return rows, _gt("sibling:bank_fa", ids, pidx)
 
 

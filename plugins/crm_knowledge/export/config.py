@@ -143,6 +143,14 @@ class Audience:
     holdout: float | None = None
 
 
+def _url_from_env(kind: str, name: str) -> str:
+    """The URL a `kind` destination's `url_env` names, or an error naming the variable and the setting."""
+    url = env_value(name)
+    if not url:
+        raise DestinationConfigError(f"{kind} destination: environment variable {name} ({kind}.url_env) is not set")
+    return url
+
+
 @dataclass(frozen=True)
 class FileSettings:
     format: str
@@ -156,12 +164,7 @@ class DatabaseSettings:
 
     def resolve_url(self, settings: Any = None) -> str:
         if self.url_env:
-            url = env_value(self.url_env)
-            if not url:
-                raise DestinationConfigError(
-                    f"database destination: environment variable {self.url_env} (database.url_env) is not set"
-                )
-            return url
+            return _url_from_env("database", self.url_env)
         if settings is None:
             from crm_knowledge.settings import get_settings
 
@@ -180,12 +183,7 @@ class WebhookSettings:
 
     def resolve_url(self) -> str:
         if self.url_env:
-            url = env_value(self.url_env)
-            if not url:
-                raise DestinationConfigError(
-                    f"webhook destination: environment variable {self.url_env} (webhook.url_env) is not set"
-                )
-            return url
+            return _url_from_env("webhook", self.url_env)
         assert self.url is not None
         return expand_env(self.url)
 

@@ -237,12 +237,7 @@ def load_file(conn: psycopg.Connection, cfg: SourceConfig, path: Path,
         return _quarantine(conn, cfg, path, checksum, str(exc), settings, batch_id=batch_id)
     except Exception as exc:
         reason = f"{cfg.name}: loading {path.name} failed, nothing of it was kept: {errors.describe(exc)}"
-        try:
-            with conn.transaction():
-                ledger.close_batch(conn, batch_id, "failed", ledger.BatchCounts(), error=reason)
-        except psycopg.Error:
-            log.error("%s: batch %s could not be marked failed (the warehouse is unreachable); the next load "
-                      "marks it aborted", cfg.name, batch_id)
+        ledger.fail_batch(conn, cfg.name, batch_id, reason)
         log.error("%s (batch %s; the file stays in the landing zone for the next run)", reason, batch_id)
         raise errors.LoadFailed(reason) from None
 

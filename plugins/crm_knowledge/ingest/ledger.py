@@ -23,9 +23,11 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
+from crm_knowledge.warehouse.db import advisory_lock, advisory_unlock
+
 log = logging.getLogger(__name__)
 
-#: The advisory-lock namespace of ingestion (first key); the second is the source's name.
+#: The advisory-lock namespace of ingestion: a source's lock is `<namespace>:<source name>`.
 LOCK_NAMESPACE = "crm_knowledge.ingest"
 #: How long a load waits for another load of the same source to finish before it gives up.
 LOCK_WAIT_SECONDS = 900
@@ -87,6 +89,17 @@ def close_batch(conn: psycopg.Connection, batch_id: str, status: str, counts: Ba
     )
 
 
+def fail_batch(conn: psycopg.Connection, source_name: str, batch_id: str, reason: str) -> None:
+    """Close the batch `failed` with `reason` (which must be free of values), in its own transaction. A warehouse
+    that cannot be reached any more leaves it `running`: the source's next load marks it aborted."""
+    try:
+        with conn.transaction():
+            close_batch(conn, batch_id, "failed", BatchCounts(), error=reason)
+    except psycopg.Error:
+        log.error("%s: batch %s could not be marked failed (the warehouse is unreachable); the next load "
+                  "marks it aborted", source_name, batch_id)
+
+
 def analyze_after_load(conn: psycopg.Connection, table: str) -> None:
     """Refresh the planner's statistics of a raw table that just received rows.
 
@@ -144,11 +157,11 @@ def source_lock(conn: psycopg.Connection, source_name: str, *, wait: bool = True
     yields False at once when the lock is taken. The lock dies with the session, so a crashed load never
     leaves it behind. `conn` must be in autocommit mode.
     """
-    key = (LOCK_NAMESPACE, source_name)
+    key = f"{LOCK_NAMESPACE}:{source_name}"
     if wait:
         conn.execute(f"set lock_timeout = '{int(LOCK_WAIT_SECONDS)}s'")
         try:
-            conn.execute("select pg_advisory_lock(hashtext(%s), hashtext(%s))", key)
+            advisory_lock(conn, key)
         except psycopg.errors.LockNotAvailable:
             raise SourceBusy(f"source {source_name}: another load has held its lock for more than "
                              f"{LOCK_WAIT_SECONDS} s; not loading it now") from None
@@ -157,12 +170,12 @@ def source_lock(conn: psycopg.Connection, source_name: str, *, wait: bool = True
                 conn.execute("reset lock_timeout")
         got = True
     else:
-        got = bool(conn.execute("select pg_try_advisory_lock(hashtext(%s), hashtext(%s))", key).fetchone()[0])
+        got = advisory_lock(conn, key, wait=False)
     try:
         yield got
     finally:
         if got and not conn.closed and conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE:
-            conn.execute("select pg_advisory_unlock(hashtext(%s), hashtext(%s))", key)
+            advisory_unlock(conn, key)
 
 
 def abort_stale(conn: psycopg.Connection, source_name: str) -> list[tuple[str, str | None]]:

@@ -335,12 +335,7 @@ def _fail(wh: psycopg.Connection, source_name: str, batch_id: str, what: str, ex
     whose context can quote a row). An unreachable warehouse leaves the batch `running`: the next extract
     marks it aborted."""
     reason = f"{source_name}: {what} failed, nothing of it was kept: {errors.describe(exc)}"
-    try:
-        with wh.transaction():
-            ledger.close_batch(wh, batch_id, "failed", ledger.BatchCounts(), error=reason)
-    except psycopg.Error:
-        log.error("%s: batch %s could not be marked failed (the warehouse is unreachable); the next extract "
-                  "marks it aborted", source_name, batch_id)
+    ledger.fail_batch(wh, source_name, batch_id, reason)
     log.error("%s (batch %s; the watermark did not move, the next run reads it again)", reason, batch_id)
     raise errors.LoadFailed(reason) from None
 

@@ -111,6 +111,17 @@ class CsvRecord(NamedTuple):
     problem: str | None        # UNCLOSED_QUOTE, or the csv module's error
 
 
+def _next_fields(reader: Iterator[list[str]]) -> tuple[list[str] | None, str | None] | None:
+    """The next record of a csv.reader as (fields, problem): fields None and the csv module's error when the
+    record is bad (the reader goes on after it); None at the end of the text."""
+    try:
+        return next(reader), None
+    except StopIteration:
+        return None
+    except csv.Error as exc:
+        return None, str(exc)
+
+
 def csv_records(open_lines: Callable[[], Iterator[str]], delimiter: str, *,
                 keep_lines: bool = False) -> Iterator[CsvRecord]:
     """The records of a CSV text, numbered as ingestion numbers them (0 the header, then 1, 2, ...).
@@ -132,13 +143,10 @@ def csv_records(open_lines: Callable[[], Iterator[str]], delimiter: str, *,
     reader = csv.reader(open_lines(), delimiter=delimiter)
     n, consumed, width = -1, 0, None
     while True:
-        problem: str | None = None
-        try:
-            fields: list[str] | None = next(reader)
-        except StopIteration:
+        parsed = _next_fields(reader)
+        if parsed is None:
             return
-        except csv.Error as exc:
-            fields, problem = None, str(exc)
+        fields, problem = parsed
         n += 1
         start, consumed = consumed + 1, reader.line_num
         if consumed - start > 0 and (n == 0 or fields is None or len(fields) != width):
@@ -164,13 +172,10 @@ def _records_with_lines(lines: Iterator[str], delimiter: str, *, number: int, li
     line_no = line - 1  # physical lines consumed so far
     while True:
         start = line_no + 1
-        problem: str | None = None
-        try:
-            fields: list[str] | None = next(reader)
-        except StopIteration:
+        parsed = _next_fields(reader)
+        if parsed is None:
             return
-        except csv.Error as exc:
-            fields, problem = None, str(exc)
+        fields, problem = parsed
         taken, feed.taken = feed.taken, []
         n += 1
         if len(taken) > 1 and (n == 0 or fields is None or len(fields) != width):

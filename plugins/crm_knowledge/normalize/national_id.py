@@ -21,10 +21,15 @@ _EXCEL_FRACTION = re.compile(r"\.0+$")
 _CANDIDATE = re.compile(r"[0-9]{8,10}")
 
 
+def check_digit(first9: str) -> int:
+    """The check digit of the national ID whose first nine (ASCII) digits are ``first9``: the weighted sum
+    (10, 9, ..., 2) modulo 11, kept when below 2, else subtracted from 11."""
+    s = sum(int(first9[i]) * (10 - i) for i in range(9)) % 11
+    return s if s < 2 else 11 - s
+
+
 def _check_digit_ok(code: str) -> bool:
-    s = sum(int(code[i]) * (10 - i) for i in range(9)) % 11
-    check = int(code[9])
-    return check == s if s < 2 else check == 11 - s
+    return int(code[9]) == check_digit(code)
 
 
 def normalize_national_id(s: str | None) -> str | None:

@@ -147,7 +147,8 @@ def junk_pseudonyms(conn: psycopg.Connection) -> set[str]:
     return {r[0] for r in conn.execute("select identifier_value_hash from identity.junk_values").fetchall()}
 
 
-def _raw_matches(conn: psycopg.Connection, values: dict[str, set[str]]) -> set[RecordKey]:
+def _raw_matches(conn: psycopg.Connection, values: dict[str, set[str]],
+                 kinds: Mapping[str, IdentifierKind]) -> set[RecordKey]:
     """Record keys of raw rows whose (normalised) identifiers are among `values`."""
     keys: set[RecordKey] = set()
     for table, spec in RAW_RECORD_TABLES.items():
@@ -171,14 +172,14 @@ def _raw_matches(conn: psycopg.Connection, values: dict[str, set[str]]) -> set[R
         for table, spec in RAW_RECORD_TABLES.items():
             if spec.get("declared") and table_exists(conn, f"raw.{table}"):
                 keys |= _declared_matches(conn, sql.SQL("raw.{}").format(sql.Identifier(table)),
-                                          sql.SQL(spec["system"]), sql.SQL(spec["record"]), declared)
+                                          sql.SQL(spec["system"]), sql.SQL(spec["record"]), declared, kinds)
     return keys
 
 
 def _declared_matches(conn: psycopg.Connection, relation: sql.Composable, system: sql.Composable,
-                      record: sql.Composable, values: dict[str, set[str]]) -> set[RecordKey]:
+                      record: sql.Composable, values: dict[str, set[str]],
+                      kinds: Mapping[str, IdentifierKind]) -> set[RecordKey]:
     """Record keys of `relation`'s rows whose `identifiers` carry one of `values` (declared kind -> values)."""
-    kinds = declared_kinds()
     keys: set[RecordKey] = set()
     for kind, wanted in values.items():
         spec = kinds.get(kind)
@@ -195,7 +196,8 @@ def _declared_matches(conn: psycopg.Connection, relation: sql.Composable, system
     return keys
 
 
-def _unioned_matches(conn: psycopg.Connection, values: dict[str, set[str]]) -> set[RecordKey]:
+def _unioned_matches(conn: psycopg.Connection, values: dict[str, set[str]],
+                     kinds: Mapping[str, IdentifierKind]) -> set[RecordKey]:
     if not table_exists(conn, "intermediate.int_customer_records_unioned"):
         return set()
     rows = conn.execute(
@@ -206,7 +208,7 @@ def _unioned_matches(conn: psycopg.Connection, values: dict[str, set[str]]) -> s
     declared = {k: vs for k, vs in values.items() if k not in IDENTIFIER_KINDS and vs}
     if declared:
         keys |= _declared_matches(conn, sql.SQL("intermediate.int_customer_records_unioned"),
-                                  sql.SQL("source_system"), sql.SQL("source_record_id"), declared)
+                                  sql.SQL("source_system"), sql.SQL("source_record_id"), declared, kinds)
     return keys
 
 
@@ -244,12 +246,11 @@ def _records_of(conn: psycopg.Connection, customer_ids: set[str]) -> set[RecordK
     return {(r[0], r[1]) for r in rows}
 
 
-def _collect_values(conn: psycopg.Connection, match: Match) -> None:
+def _collect_values(conn: psycopg.Connection, match: Match, kinds: Mapping[str, IdentifierKind]) -> None:
     """Fill match.values / names / raw_spellings from the records (raw rows and the unioned table)."""
     if not match.records:
         return
     systems, ids = (list(x) for x in zip(*sorted(match.records), strict=True))
-    kinds = declared_kinds()
     if table_exists(conn, "intermediate.int_customer_records_unioned"):
         rows = conn.execute(
             "select u.email, u.phone_e164, u.national_id, u.full_name_norm, u.first_name_norm, u.last_name_norm, "
@@ -290,7 +291,7 @@ def _collect_values(conn: psycopg.Connection, match: Match) -> None:
                 match.names.add(" ".join(first_last))
 
 
-def _add_declared(match: Match, identifiers: dict | None, kinds: dict[str, IdentifierKind]) -> None:
+def _add_declared(match: Match, identifiers: dict | None, kinds: Mapping[str, IdentifierKind]) -> None:
     """Add a record's declared identifiers (its `identifiers` jsonb, values as received) to the match."""
     for kind, raw in (identifiers or {}).items():
         if kind not in kinds or raw is None or not str(raw).strip():
@@ -311,6 +312,7 @@ def _qualify(expr: str) -> str:
 
 def find(conn: psycopg.Connection, identifiers: dict[str, str], *, expand: bool = True) -> Match:
     """Every customer and source record the (normalised) identifiers point to (see module doc)."""
+    kinds = declared_kinds()  # config/identity.yml, read once per lookup
     junk = junk_pseudonyms(conn)
     usable: dict[str, str] = {}
     ignored: list[str] = []
@@ -323,20 +325,20 @@ def find(conn: psycopg.Connection, identifiers: dict[str, str], *, expand: bool 
             usable[kind] = value
     match = Match(identifiers=usable, ignored_junk=ignored)
     wanted = {k: ({usable[k]} if k in usable else set()) for k in {*IDENTIFIER_KINDS, *usable}}
-    direct = _raw_matches(conn, wanted) | _unioned_matches(conn, wanted)
+    direct = _raw_matches(conn, wanted, kinds) | _unioned_matches(conn, wanted, kinds)
     match.customer_ids = _with_retired_ids(conn, _customers_of(conn, direct))
     match.records = direct | _records_of(conn, match.customer_ids)
-    _collect_values(conn, match)
+    _collect_values(conn, match, kinds)
     if expand and match.records:
         # records loaded since the last identity run that carry the customer's strong identifiers
         strong = {"email": match.values["email"], "national_id": match.values["national_id"],
                   "phone": wanted["phone"],
                   **{k: vs for k, vs in match.values.items() if k not in IDENTIFIER_KINDS}}
         strong = {k: {v for v in vs if pseudonymize(v, k) not in junk} for k, vs in strong.items()}
-        extra = _raw_matches(conn, strong) - match.records
+        extra = _raw_matches(conn, strong, kinds) - match.records
         if extra:
             match.records |= extra
-            _collect_values(conn, match)
+            _collect_values(conn, match, kinds)
     for kind in match.values:  # junk values are nobody's identifier
         match.values[kind] = {v for v in match.values[kind] if pseudonymize(v, kind) not in junk}
     log.info("lookup: %d customer id(s), %d source record(s)", len(match.customer_ids), len(match.records))

@@ -8,53 +8,36 @@ create schema if not exists raw;
 -- _row_number. The defaults of the metadata and constant columns let the loader COPY a file straight into its
 -- raw table (ingest/files.py, the fast path): the load sets ckp.load_* for its transaction and a temporary
 -- sequence numbers the rows; a COPY without them fails the not-null constraints instead of writing bad rows.
-create table if not exists raw.form_submissions (
-    submission_id text, form_type text, submitted_at text,
-    customer_ref text, order_ref text, product_interest text, message text, rating text,
-    consent_marketing text, consent_profiling text,
-    source_record_id text, first_name text, last_name text, full_name text, email text, phone text,
-    national_id text, birth_date text, gender text, street text, city text, province text, postcode text,
-    company text, business_type text, signup_date text,
-    extras jsonb,
-    _batch_id text not null, _source_file text not null, _loaded_at timestamptz not null,
-    _row_number int not null, _record_hash text
-);
-
-create table if not exists raw.sibling_customers (
-    unit text not null,
-    source_record_id text, first_name text, last_name text, full_name text, email text, phone text,
-    national_id text, birth_date text, gender text, street text, city text, province text, postcode text,
-    company text, business_type text, signup_date text,
-    extras jsonb,
-    _batch_id text not null, _source_file text not null, _loaded_at timestamptz not null,
-    _row_number int not null, _record_hash text
-);
-
--- Added later (any identifier, address details): existing warehouses get the columns here.
--- `identifiers`: values of the identifier kinds declared in config/identity.yml that a source maps a column
--- onto, as {"<kind>": "<value as received>"}.
-alter table raw.form_submissions add column if not exists house_number text;
-alter table raw.form_submissions add column if not exists address_line2 text;
-alter table raw.form_submissions add column if not exists identifiers jsonb;
-alter table raw.sibling_customers add column if not exists house_number text;
-alter table raw.sibling_customers add column if not exists address_line2 text;
-alter table raw.sibling_customers add column if not exists identifiers jsonb;
-
-create table if not exists raw.contact_interactions (
-    interaction_id text, channel text, occurred_at text, customer_name text, email text, phone text,
-    customer_ref text, topic text, outcome text, notes text, agent_id text,
-    extras jsonb,
-    _batch_id text not null, _source_file text not null, _loaded_at timestamptz not null,
-    _row_number int not null, _record_hash text
-);
-
-create table if not exists raw.order_exports (
-    shop text not null, order_id text, customer_source_id text, order_date text, quantity text,
-    amount text, items text,
-    extras jsonb,
-    _batch_id text not null, _source_file text not null, _loaded_at timestamptz not null,
-    _row_number int not null, _record_hash text
-);
+-- Every file table ends with the same load columns; the two kinds of customer file (forms, sibling units'
+-- customer files) share the person columns too, in one order.
+do $$
+declare
+    person_columns constant text := 'source_record_id text, first_name text, last_name text, full_name text, '
+        'email text, phone text, national_id text, birth_date text, gender text, street text, city text, '
+        'province text, postcode text, company text, business_type text, signup_date text';
+    load_columns constant text := 'extras jsonb, _batch_id text not null, _source_file text not null, '
+        '_loaded_at timestamptz not null, _row_number int not null, _record_hash text';
+    t text;
+begin
+    execute format('create table if not exists raw.form_submissions (submission_id text, form_type text, '
+        'submitted_at text, customer_ref text, order_ref text, product_interest text, message text, rating text, '
+        'consent_marketing text, consent_profiling text, %s, %s)', person_columns, load_columns);
+    execute format('create table if not exists raw.sibling_customers (unit text not null, %s, %s)',
+        person_columns, load_columns);
+    execute format('create table if not exists raw.contact_interactions (interaction_id text, channel text, '
+        'occurred_at text, customer_name text, email text, phone text, customer_ref text, topic text, outcome text, '
+        'notes text, agent_id text, %s)', load_columns);
+    execute format('create table if not exists raw.order_exports (shop text not null, order_id text, '
+        'customer_source_id text, order_date text, quantity text, amount text, items text, %s)', load_columns);
+    -- Added later (any identifier, address details): existing warehouses get the columns here.
+    -- `identifiers`: values of the identifier kinds declared in config/identity.yml that a source maps a column
+    -- onto, as {"<kind>": "<value as received>"}.
+    foreach t in array array['form_submissions', 'sibling_customers'] loop
+        execute format('alter table raw.%I add column if not exists house_number text, '
+            'add column if not exists address_line2 text, add column if not exists identifiers jsonb', t);
+    end loop;
+end
+$$;
 
 -- Warehouses created before raw held text hold converted values: their typed columns become text, in the form the
 -- staging conversion reads back unchanged (ISO dates and UTC timestamps), and the content hash (no longer
