@@ -179,6 +179,12 @@ def write_state(conn: psycopg.Connection, stored: pd.DataFrame, config: Identity
     log.info("identity: kept the prepared state of %d record(s) for daily runs", len(stored))
 
 
+def clear_state(conn: psycopg.Connection) -> None:
+    """Forget the kept state (a run over all records that did not prepare here): the next daily run goes over all
+    records."""
+    conn.execute(f"truncate {PREPARED}, {IDENTIFIERS}, {STATE}")
+
+
 def _mark(conn: psycopg.Connection, config: IdentityConfig, now: dt.datetime) -> None:
     conn.execute(f"insert into {STATE} (singleton, config_sha256, resolved_through, prepared_at) "  # noqa: S608
                  "values (true, %s, %s, now()) on conflict (singleton) do update set "
@@ -224,7 +230,7 @@ def find_seeds(conn: psycopg.Connection, candidates_table: str, through: dt.date
 
 
 def _rule_condition(rule, left: str, right: str) -> str:
-    cond = rule.sql if rule.sql else " and ".join(f"l.{c} = r.{c}" for c in rule.columns)
+    cond = rule.describe()
     return re.sub(r"\b([lr])\.", lambda m: f"{left if m.group(1) == 'l' else right}.", cond)
 
 

@@ -250,8 +250,11 @@ def write_result(conn: psycopg.Connection, result: ResolutionResult, previous: p
         if len(result.merges):
             _copy_in(conn, "customer_id_merges", ["old_customer_id", "new_customer_id", "merged_at"],
                      result.merges.assign(merged_at=now))
-        if day is None and config is not None and result.prepared is not None:
-            daily.write_state(conn, result.prepared, config, read_at or now)
+        if day is None and config is not None:
+            if result.prepared is not None:
+                daily.write_state(conn, result.prepared, config, read_at or now)
+            else:  # the Spark backend prepares on its executors: no kept state, daily runs go over all records
+                daily.clear_state(conn)
 
 
 def saved_model(conn: psycopg.Connection) -> dict | None:

@@ -1,0 +1,99 @@
+"""Benchmark of a daily identity run: N synthetic customers resolved in full, then a day of 1% new and 1% changed
+customers resolved incrementally.
+
+    python -m crm_knowledge.bench.identity_daily setup --url postgresql://.../bench --customers 100000
+    /usr/bin/time -v python -m crm_knowledge.bench.identity_daily run --url postgresql://.../bench
+
+`setup` fills ``intermediate.int_identity_candidates`` of the (empty) database at --url with
+:func:`crm_knowledge.identity.synthetic.make_people` (about 2.1 records per customer), runs the full resolution
+(the weekly run, which keeps the prepared state), then stages the day: the records of `new_share` more customers,
+and a changed e-mail on the orders record of `changed_share` of the customers (re-staged). Copy the database
+(``create database ... template ...``) to time other code on the same day. `run` runs one incremental
+resolution and prints its stats and wall time as JSON; wrap it in ``/usr/bin/time -v`` for the peak memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import logging
+import time
+
+import pandas as pd
+import psycopg
+
+from crm_knowledge.identity.prepare import CANDIDATE_COLUMNS
+from crm_knowledge.identity.synthetic import make_people
+
+log = logging.getLogger(__name__)
+
+DDL = """
+create schema if not exists intermediate;
+create table intermediate.int_identity_candidates (
+    source_system text, source_record_id text, first_name_norm text, last_name_norm text, full_name_norm text,
+    email_norm text, phone_e164 text, national_id_valid text, birth_date date, postcode text, city_norm text,
+    street_norm text, house_number text, address_line2_norm text, customer_ref text, seen_at timestamptz,
+    staged_at timestamptz not null default clock_timestamp(),
+    primary key (source_system, source_record_id)
+);
+"""
+
+
+def _copy(conn: psycopg.Connection, frame: pd.DataFrame) -> None:
+    buf = io.StringIO()
+    frame[CANDIDATE_COLUMNS].to_csv(buf, index=False, header=False)
+    cols = ", ".join(CANDIDATE_COLUMNS)
+    with conn.cursor() as cur, cur.copy(f"copy intermediate.int_identity_candidates ({cols}) from stdin "
+                                        "with (format csv)") as copy:
+        copy.write(buf.getvalue())
+
+
+def setup(url: str, customers: int, new_share: float = 0.01, changed_share: float = 0.01, seed: int = 42) -> dict:
+    """Fill, resolve in full, stage the day (module docstring); returns what was staged."""
+    from crm_knowledge.identity.store import run
+
+    extra = max(1, round(customers * new_share))
+    people, truth = make_people(customers + extra, seed=seed)
+    person = truth["person_id"].str[1:].astype(int).to_numpy()
+    with psycopg.connect(url) as conn:
+        conn.execute(DDL)
+        _copy(conn, people[person < customers])
+        conn.execute("analyze intermediate.int_identity_candidates")
+    started = time.perf_counter()
+    full = run(url, "full")
+    full_seconds = time.perf_counter() - started
+    changed = [str(1000 + p) for p in range(0, customers, max(1, round(1 / changed_share)))]
+    with psycopg.connect(url) as conn:
+        _copy(conn, people[person >= customers])
+        conn.execute("update intermediate.int_identity_candidates set email_norm = 'new.' || email_norm, "
+                     "staged_at = clock_timestamp() where source_system = 'orders' and source_record_id = any(%s)",
+                     (changed,))
+        conn.execute("analyze intermediate.int_identity_candidates")
+    return {"customers": customers, "records": int((person < customers).sum()), "full_seconds": round(full_seconds, 1),
+            "full_records": full["records"], "new_records": int((person >= customers).sum()),
+            "changed_records": len(changed)}
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("step", choices=("setup", "run"))
+    p.add_argument("--url", required=True)
+    p.add_argument("--customers", type=int, default=100_000)
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if args.step == "setup":
+        print(json.dumps(setup(args.url, args.customers)))
+        return
+    from crm_knowledge.identity.store import run
+
+    started = time.perf_counter()
+    stats = run(args.url, "incremental")
+    out = {k: stats.get(k) for k in ("mode", "records", "new_records", "neighbourhood_records", "customers",
+                                     "merges", "new_customer_ids")}
+    out["seconds"] = round(time.perf_counter() - started, 2)
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
