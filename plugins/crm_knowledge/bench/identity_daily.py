@@ -4,8 +4,11 @@ customers resolved incrementally.
     python -m crm_knowledge.bench.identity_daily setup --url postgresql://.../bench --customers 100000
     /usr/bin/time -v python -m crm_knowledge.bench.identity_daily run --url postgresql://.../bench
 
-`setup` fills ``intermediate.int_identity_candidates`` of the (empty) database at --url with
-:func:`crm_knowledge.identity.synthetic.make_people` (about 2.1 records per customer), runs the full resolution
+`setup` fills ``intermediate.int_identity_candidates`` of the (empty) database at --url with :func:`candidates`
+(the demo generator's people, crm_knowledge.demo.people: its name, city and postcode distributions; about 2.1
+records per customer: an orders record with contact data, a Persian-script sibling record with names swapped
+half the time and a national id half the time, a form referring to the order or sharing its e-mail), runs the
+full resolution
 (the weekly run, which keeps the prepared state), then stages the day: the records of `new_share` more customers,
 and a changed e-mail on the orders record of `changed_share` of the customers (re-staged). Copy the database
 (``create database ... template ...``) to time other code on the same day. `run` runs one incremental
@@ -24,7 +27,6 @@ import pandas as pd
 import psycopg
 
 from crm_knowledge.identity.prepare import CANDIDATE_COLUMNS
-from crm_knowledge.identity.synthetic import make_people
 
 log = logging.getLogger(__name__)
 
@@ -49,13 +51,57 @@ def _copy(conn: psycopg.Connection, frame: pd.DataFrame) -> None:
         copy.write(buf.getvalue())
 
 
+def candidates(customers: int, seed: int = 42) -> tuple[pd.DataFrame, pd.Series]:
+    """(candidate records, person index of each record) for `customers` demo people (module docstring)."""
+    import datetime as dt
+
+    import numpy as np
+
+    from crm_knowledge.demo import names_fa as N
+    from crm_knowledge.demo import people as P
+
+    people = P.generate_people(customers, seed, dt.date(2026, 11, 20))
+    rng = np.random.default_rng(seed)
+    sibling, swapped, sib_nid, sib_pc, form, by_ref = (rng.random((6, customers)) < [[0.6], [0.5], [0.5], [0.8],
+                                                                                    [0.5], [0.5]])
+    rows, owner = [], []
+    for i in range(customers):
+        first, last = people.first_latin(i).lower(), people.last_latin(i).lower()
+        bd = people.birth_date(i).isoformat()
+        city = N.CITIES[people.city[i]]
+        oid = str(i + 1)
+        rows.append(("orders", oid, first, last, f"{first} {last}", people.email[i], f"+98{people.mobile[i]}",
+                     None, bd, str(people.postcode[i]), city[1][0].lower(), None, oid))
+        owner.append(i)
+        if sibling[i]:
+            f_fa, l_fa = P.FIRST_FA[people.first[i]], P.LAST_FA[people.last[i]]
+            rows.append(("sibling:insurance", f"S{i}", l_fa if swapped[i] else f_fa, f_fa if swapped[i] else l_fa,
+                         None, None, None, str(people.national_id[i]) if sib_nid[i] else None, bd,
+                         str(people.postcode[i]) if sib_pc[i] else None, city[0], None, None))
+            owner.append(i)
+        if form[i]:
+            rows.append(("forms", f"F{i}", None, None, f"{first} {last}", None if by_ref[i] else people.email[i],
+                         None, None, None, None, None, oid if by_ref[i] else None, None))
+            owner.append(i)
+    cols = ["source_system", "source_record_id", "first_name_norm", "last_name_norm", "full_name_norm",
+            "email_norm", "phone_e164", "national_id_valid", "birth_date", "postcode", "city_norm", "customer_ref",
+            "order_id"]
+    frame = pd.DataFrame(rows, columns=cols).drop(columns="order_id")
+    frame["customer_ref"] = frame["customer_ref"].where(frame["source_system"] == "forms", None)
+    for c in CANDIDATE_COLUMNS:
+        if c not in frame.columns:
+            frame[c] = None
+    frame["seen_at"] = "2026-11-20T10:00:00+00:00"
+    return frame[CANDIDATE_COLUMNS], pd.Series(owner)
+
+
 def setup(url: str, customers: int, new_share: float = 0.01, changed_share: float = 0.01, seed: int = 42) -> dict:
     """Fill, resolve in full, stage the day (module docstring); returns what was staged."""
     from crm_knowledge.identity.store import run
 
     extra = max(1, round(customers * new_share))
-    people, truth = make_people(customers + extra, seed=seed)
-    person = truth["person_id"].str[1:].astype(int).to_numpy()
+    people, owner = candidates(customers + extra, seed=seed)
+    person = owner.to_numpy()
     with psycopg.connect(url) as conn:
         conn.execute(DDL)
         _copy(conn, people[person < customers])
@@ -63,7 +109,7 @@ def setup(url: str, customers: int, new_share: float = 0.01, changed_share: floa
     started = time.perf_counter()
     full = run(url, "full")
     full_seconds = time.perf_counter() - started
-    changed = [str(1000 + p) for p in range(0, customers, max(1, round(1 / changed_share)))]
+    changed = [str(p + 1) for p in range(0, customers, max(1, round(1 / changed_share)))]
     with psycopg.connect(url) as conn:
         _copy(conn, people[person >= customers])
         conn.execute("update intermediate.int_identity_candidates set email_norm = 'new.' || email_norm, "
