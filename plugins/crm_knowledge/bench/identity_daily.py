@@ -3,6 +3,7 @@ customers resolved incrementally.
 
     python -m crm_knowledge.bench.identity_daily setup --url postgresql://.../bench --customers 100000
     /usr/bin/time -v python -m crm_knowledge.bench.identity_daily run --url postgresql://.../bench
+    python -m crm_knowledge.bench.identity_daily day --url postgresql://.../bench --customers 100000 --day 2
 
 `setup` fills ``intermediate.int_identity_candidates`` of the (empty) database at --url with :func:`candidates`
 (the demo generator's people, crm_knowledge.demo.people: its name, city and postcode distributions; about 2.1
@@ -62,8 +63,8 @@ def candidates(customers: int, seed: int = 42) -> tuple[pd.DataFrame, pd.Series]
 
     people = P.generate_people(customers, seed, dt.date(2026, 11, 20))
     rng = np.random.default_rng(seed)
-    sibling, swapped, sib_nid, sib_pc, form, by_ref = (rng.random((6, customers)) < [[0.6], [0.5], [0.5], [0.8],
-                                                                                    [0.5], [0.5]])
+    # one row of draws per person, so the first N people are the same whatever the total (a later day adds people)
+    sibling, swapped, sib_nid, sib_pc, form, by_ref = (rng.random((customers, 6)) < [0.6, 0.5, 0.5, 0.8, 0.5, 0.5]).T
     rows, owner = [], []
     for i in range(customers):
         first, last = people.first_latin(i).lower(), people.last_latin(i).lower()
@@ -121,9 +122,29 @@ def setup(url: str, customers: int, new_share: float = 0.01, changed_share: floa
             "changed_records": len(changed)}
 
 
+def stage_day(url: str, customers: int, day: int, new_share: float = 0.01, changed_share: float = 0.01,
+              seed: int = 42) -> dict:
+    """Stage day number `day` (2, 3, ...) on a warehouse :func:`setup` filled: the next `new_share` of people, and
+    a changed e-mail on the orders record of another `changed_share` of the customers."""
+    extra = max(1, round(customers * new_share))
+    people, owner = candidates(customers + day * extra, seed=seed)
+    person = owner.to_numpy()
+    step = max(1, round(1 / changed_share))
+    changed = [str(p + 1) for p in range(day % step, customers, step)]
+    with psycopg.connect(url) as conn:
+        _copy(conn, people[person >= customers + (day - 1) * extra])
+        conn.execute("update intermediate.int_identity_candidates set email_norm = 'day' || %s || '.' || email_norm, "
+                     "staged_at = clock_timestamp() where source_system = 'orders' and source_record_id = any(%s)",
+                     (day, changed))
+        conn.execute("analyze intermediate.int_identity_candidates")
+    return {"day": day, "new_records": int((person >= customers + (day - 1) * extra).sum()),
+            "changed_records": len(changed)}
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("step", choices=("setup", "run"))
+    p.add_argument("step", choices=("setup", "day", "run"))
+    p.add_argument("--day", type=int, default=2)
     p.add_argument("--url", required=True)
     p.add_argument("--customers", type=int, default=100_000)
     args = p.parse_args(argv)
@@ -131,12 +152,15 @@ def main(argv: list[str] | None = None) -> None:
     if args.step == "setup":
         print(json.dumps(setup(args.url, args.customers)))
         return
+    if args.step == "day":
+        print(json.dumps(stage_day(args.url, args.customers, args.day)))
+        return
     from crm_knowledge.identity.store import run
 
     started = time.perf_counter()
     stats = run(args.url, "incremental")
     out = {k: stats.get(k) for k in ("mode", "records", "new_records", "neighbourhood_records", "customers",
-                                     "merges", "new_customer_ids")}
+                                     "merges", "new_customer_ids", "daily_phases")}
     out["seconds"] = round(time.perf_counter() - started, 2)
     print(json.dumps(out))
 

@@ -172,11 +172,13 @@ def _copy_frame(conn: psycopg.Connection, table: str, frame: pd.DataFrame) -> No
 def write_state(conn: psycopg.Connection, stored: pd.DataFrame, config: IdentityConfig, now: dt.datetime) -> None:
     """Replace the whole kept state with `stored` (a full run's prepared records), inside the caller's
     transaction (the one writing the resolution)."""
+    started = time.monotonic()
     conn.execute(f"truncate {PREPARED}, {IDENTIFIERS}")
     _copy_frame(conn, PREPARED, record_rows(stored, config))
     _copy_frame(conn, IDENTIFIERS, identifier_rows(stored, config))
     _mark(conn, config, now)
-    log.info("identity: kept the prepared state of %d record(s) for daily runs", len(stored))
+    log.info("identity: kept the prepared state of %d record(s) for daily runs (%.1f s)", len(stored),
+             time.monotonic() - started)
 
 
 def clear_state(conn: psycopg.Connection) -> None:
@@ -330,6 +332,14 @@ def resolve_day(conn: psycopg.Connection, config: IdentityConfig, saved: dict | 
     from crm_knowledge.identity.store import CANDIDATES_TABLE, has_staged_at
 
     t0 = time.monotonic()
+    phases: dict[str, float] = {}
+    lap = [t0]
+
+    def phase(name: str) -> None:
+        now = time.monotonic()
+        phases[name] = round(now - lap[0], 2)
+        lap[0] = now
+
     seeds, gone = find_seeds(conn, ".".join(CANDIDATES_TABLE), through, has_staged_at(conn))
     total = conn.execute(f"select count(*) from {PREPARED}").fetchone()[0]  # noqa: S608
     if len(seeds) + len(gone) > MAX_SEED_SHARE * max(total, 1) and total > 100:
@@ -341,8 +351,10 @@ def resolve_day(conn: psycopg.Connection, config: IdentityConfig, saved: dict | 
     present = set(zip(seed_cand["source_system"], seed_cand["source_record_id"], strict=True))
     gone = gone + [k for k in seeds if k not in present]
     seeds = [k for k in seeds if k in present]
+    phase("find_and_read_seeds")
     prepared_seeds = prepare(seed_cand, config)
     stored = prepared_seeds[stored_columns(config)]
+    phase("prepare_seeds")
 
     # the seed values: their identifiers as kept (before today) and as prepared today; then today's rows
     # replace theirs, so what follows reads the state as it is after the day
@@ -363,6 +375,7 @@ def resolve_day(conn: psycopg.Connection, config: IdentityConfig, saved: dict | 
         for row in seed_values.itertuples(index=False, name=None):
             copy.write_row(row)
     conn.execute("analyze ckp_day_values")
+    phase("write_seed_state")
 
     # 1. every record carrying a seed value (the seed values' whole groups)
     by_value = _keys(conn.execute(
@@ -375,6 +388,7 @@ def resolve_day(conn: psycopg.Connection, config: IdentityConfig, saved: dict | 
     first = _run_order(first, set(seeds), resolved)
     first_prepared = prepare(first, config)
     seed_junk = _seed_junk(first_prepared, config, seed_values)
+    phase("identifier_neighbours")
 
     # 2. eligible records sharing a blocking key with an eligible seed, scored with the saved model
     junk_cols = {identifier_column(k): k for k in config.kinds}
@@ -422,6 +436,7 @@ def resolve_day(conn: psycopg.Connection, config: IdentityConfig, saved: dict | 
                                                                            strict=True))]
         partners = sorted({k for a, b, _ in key_pairs for k in (a, b)} - set(seeds))
         prob_info["eligible_records"] = len(both)
+        phase("blocking_neighbours_scored")
 
     # 3. whole customers of everything reached
     reached = sorted(set(seeds) | set(gone) | set(by_value) | set(partners))
@@ -436,16 +451,20 @@ def resolve_day(conn: psycopg.Connection, config: IdentityConfig, saved: dict | 
     known = set(zip(previous["source_system"], previous["source_record_id"], strict=True))
     rest = sorted(set(written) - set(gone) - set(seeds) - set(group_keys))
     rest_cand = read_candidates(conn, rest)
+    phase("customers_read")
     subset = pd.concat([first, rest_cand], ignore_index=True) if len(rest_cand) else first
     subset = _run_order(subset, set(seeds), known)
     keys_of = list(zip(subset["source_system"], subset["source_record_id"], strict=True))
     is_new = np.array([k in set(seeds) or k not in known for k in keys_of], dtype=bool)
     result = _match_subset(conn, subset, is_new, previous, config, seed_values, key_pairs, pairs, prob_info,
                            retired_ids, t0)
+    phase("matched")
+    result.stats["daily_phases"] = phases
     refreshed = subset.loc[is_new, KEY].reset_index(drop=True)
     log.info("identity: daily run, %d new or changed record(s), %d gone; matched a neighbourhood of %d record(s) "
              "(%d carrying a seed's identifier, %d scored partners) of %d", len(seeds), len(gone), len(subset),
              len(by_value), len(partners), total_after)
+    log.info("identity: daily run phases (s): %s", phases)
     return DayResult(result, previous, refreshed, written, seed_values, stored, total_after, len(subset))
 
 
