@@ -78,6 +78,8 @@ CUSTOMER_REF = "customer_ref"
 #: a day changing more than this share of the records is resolved over all of them (the neighbourhood would be
 #: most of the warehouse, read piece by piece)
 MAX_SEED_SHARE = 0.3
+#: rows per CSV chunk when the kept state is copied in
+COPY_CHUNK_ROWS = 200_000
 
 
 # --- state: what a full run keeps ------------------------------------------------------------------------------
@@ -161,12 +163,13 @@ def _copy_frame(conn: psycopg.Connection, table: str, frame: pd.DataFrame) -> No
     unquoted empty field; prepared values are never empty strings (prepare turns them into None)."""
     if frame.empty:
         return
-    buf = io.StringIO()
-    frame.to_csv(buf, index=False, header=False)
     stmt = sql.SQL("copy {} ({}) from stdin with (format csv)").format(
         sql.SQL(table), sql.SQL(", ").join(map(sql.Identifier, frame.columns)))
     with conn.cursor() as cur, cur.copy(stmt) as copy:
-        copy.write(buf.getvalue())
+        for start in range(0, len(frame), COPY_CHUNK_ROWS):  # in chunks: one CSV text of 6M rows would be GBs
+            buf = io.StringIO()
+            frame.iloc[start:start + COPY_CHUNK_ROWS].to_csv(buf, index=False, header=False)
+            copy.write(buf.getvalue())
 
 
 def write_state(conn: psycopg.Connection, stored: pd.DataFrame, config: IdentityConfig, now: dt.datetime) -> None:
