@@ -177,8 +177,10 @@ def write_state(conn: psycopg.Connection, stored: pd.DataFrame, config: Identity
     transaction (the one writing the resolution)."""
     started = time.monotonic()
     conn.execute(f"truncate {PREPARED}, {IDENTIFIERS}")
-    _copy_frame(conn, PREPARED, record_rows(stored, config))
-    _copy_frame(conn, IDENTIFIERS, identifier_rows(stored, config))
+    # chunk by chunk: the rows are built per chunk, not as second copies of millions of records
+    for table, rows in ((PREPARED, record_rows), (IDENTIFIERS, identifier_rows)):
+        for start in range(0, len(stored), COPY_CHUNK_ROWS):
+            _copy_frame(conn, table, rows(stored.iloc[start:start + COPY_CHUNK_ROWS], config))
     _mark(conn, config, now)
     log.info("identity: kept the prepared state of %d record(s) for daily runs (%.1f s)", len(stored),
              time.monotonic() - started)
