@@ -246,7 +246,9 @@ def blocking_neighbours(conn: psycopg.Connection, config: IdentityConfig) -> lis
     ckp_day_rows): the only existing records a seed can be scored against."""
     keys: set[tuple[str, str]] = set()
     for rule in config.probabilistic.blocking_rules:
-        for cond in {_rule_condition(rule, "p", "s"), _rule_condition(rule, "s", "p")}:
+        # an equality rule is symmetric; a SQL rule (swapped names) may not be: both directions
+        conds = [_rule_condition(rule, "p", "s")] + ([_rule_condition(rule, "s", "p")] if rule.sql else [])
+        for cond in conds:
             rows = conn.execute(
                 f"select distinct p.source_system, p.source_record_id from {PREPARED} p "  # noqa: S608
                 f"join ckp_day_rows s on {cond} where p.is_eligible and not exists (select 1 from ckp_day_seeds d "
