@@ -416,8 +416,10 @@ class TrainingReport:
 class ProbabilisticModel:
     """A trained Splink linker over `frame` (see :func:`model_frame`). Close it when done."""
 
-    def __init__(self, frame, config: IdentityConfig, optional: Sequence[str] = ()):
-        """`frame`: a pandas frame, or on the Spark backend a Spark DataFrame with the same columns."""
+    def __init__(self, frame, config: IdentityConfig, optional: Sequence[str] = (), saved: dict | None = None):
+        """`frame`: a pandas frame, or on the Spark backend a Spark DataFrame with the same columns.
+        `saved`: a trained model (:meth:`model_json` of an earlier run, ``identity.resolution_runs.splink_model``):
+        used as it is, not trained again (a daily run scores with the weekly run's model)."""
         from splink import Linker
 
         self.config = config
@@ -426,9 +428,9 @@ class ProbabilisticModel:
                                   config.spark)
         n = len(frame) if isinstance(frame, pd.DataFrame) else frame.count()
         self.sdf = _register(self.db_api, frame, "identity_candidates")
-        self.linker = Linker(self.sdf, build_settings(config, n, self.optional),
+        self.linker = Linker(self.sdf, saved if saved is not None else build_settings(config, n, self.optional),
                              log_level=config.probabilistic.splink_log_level)
-        self.training = self._train(n)
+        self.training = TrainingReport(n, False, ["saved model"]) if saved is not None else self._train(n)
         self._n_registered = 0
 
     def _train(self, n: int) -> TrainingReport:
@@ -521,6 +523,14 @@ class ProbabilisticModel:
             return
         for c in self._tf_columns():
             self.linker.table_management.compute_tf_table(c)
+        self._tf_done = True
+
+    def register_tf(self, tables: dict[str, pd.DataFrame]) -> None:
+        """Use these term-frequency tables (column -> frame of ``<column>, tf_<column>``, computed over every
+        eligible record, e.g. in SQL by the daily run) instead of computing them from this model's input."""
+        for c in self._tf_columns():
+            sdf = _register(self.db_api, tables[c], f"identity_tf_{c}")
+            self.linker.table_management.register_term_frequency_lookup(sdf, c)
         self._tf_done = True
 
     def _tf_columns(self) -> list[str]:
@@ -690,10 +700,19 @@ def probabilistic_pairs(prepared: pd.DataFrame, config: IdentityConfig) -> tuple
     return pairs, info
 
 
+def saved_optional_columns(saved: dict) -> list[str]:
+    """The optional columns (:func:`optional_columns`) a saved model compares: the model's comparisons are
+    fixed when it is trained, so a run scoring with it feeds it exactly these (the address parts are in every
+    model frame anyway, :func:`model_frame`; the identifier kinds are what varies)."""
+    return [c["output_column_name"] for c in saved.get("comparisons", ())
+            if str(c.get("output_column_name", "")).startswith("id_")]
+
+
 def probabilistic_pairs_incremental(prepared: pd.DataFrame, new_rids: Sequence[int] | np.ndarray,
-                                    config: IdentityConfig) -> tuple[pd.DataFrame, dict]:
+                                    config: IdentityConfig, saved: dict | None = None) -> tuple[pd.DataFrame, dict]:
     """Pairs involving at least one new record: new x new (predict_within) and new x existing
-    (predict_between). The model is trained on all eligible records, as in a full run."""
+    (predict_between). The model is trained on all eligible records, as in a full run, unless `saved` (a model
+    of an earlier run, see :class:`ProbabilisticModel`) is given: then it scores as it is."""
     elig_mask = eligible(prepared, config)
     elig = prepared[elig_mask]
     is_new = elig["rid"].isin(set(int(r) for r in new_rids))
@@ -701,8 +720,8 @@ def probabilistic_pairs_incremental(prepared: pd.DataFrame, new_rids: Sequence[i
             "training_steps": []}
     if not config.probabilistic.enabled or is_new.sum() == 0 or len(elig) < 2:
         return empty_pairs(), info
-    optional = optional_columns(elig, config)
-    model = ProbabilisticModel(model_frame(elig, optional), config, optional)
+    optional = saved_optional_columns(saved) if saved is not None else optional_columns(elig, config)
+    model = ProbabilisticModel(model_frame(elig, optional), config, optional, saved=saved)
     try:
         parts = []
         new_frame = model_frame(elig[is_new], optional)

@@ -71,6 +71,9 @@ class ResolutionResult:
     #: the trained probabilistic model of the run: {"parameters": PARAMETER_COLUMNS frame, "splink_model":
     #: Splink's settings dict}; None when no model was trained (too few records, probabilistic disabled)
     model: dict | None = None
+    #: every record's prepared blocking keys, comparison columns and identifiers (:func:`stored_columns`), what
+    #: the daily run keeps in the warehouse (identity/daily.py); None on the Spark backend
+    prepared: pd.DataFrame | None = None
 
 
 def resolve(candidates: pd.DataFrame, previous: pd.DataFrame | None = None,
@@ -86,13 +89,16 @@ def resolve(candidates: pd.DataFrame, previous: pd.DataFrame | None = None,
 
 def resolve_incremental(new_candidates: pd.DataFrame, existing_candidates: pd.DataFrame,
                         previous: pd.DataFrame | None, config: IdentityConfig | None = None, *,
-                        retired_ids: Iterable[str] = ()) -> ResolutionResult:
+                        retired_ids: Iterable[str] = (), saved_model: dict | None = None) -> ResolutionResult:
     """Match `new_candidates` against each other and against `existing_candidates` (already resolved
-    in `previous`). The result covers all records (existing and new), like :func:`resolve`."""
+    in `previous`). The result covers all records (existing and new), like :func:`resolve`.
+
+    `saved_model`: the Splink model of the last full run (``identity.resolution_runs.splink_model``), scored
+    with as it is; without it the model is trained again on all eligible records."""
     config = config or load_config()
     both = pd.concat([existing_candidates, new_candidates], ignore_index=True)
     is_new = np.r_[np.zeros(len(existing_candidates), bool), np.ones(len(new_candidates), bool)]
-    return _run(both, is_new, previous, config, retired_ids)
+    return _run(both, is_new, previous, config, retired_ids, saved_model)
 
 
 def _previous_edges(prepared: pd.DataFrame, is_new: np.ndarray, previous: pd.DataFrame | None) -> pd.DataFrame:
@@ -123,6 +129,7 @@ class Matching:
     model: dict | None
     extra: pd.DataFrame | None       # incremental: previous clusters as hard edges
     clusters: ClusterResult
+    prepared: pd.DataFrame | None = None  # stored_columns of the prepared records (before junk removal)
 
 
 def record_flags(clean: pd.DataFrame, config: IdentityConfig) -> pd.DataFrame:
@@ -134,10 +141,26 @@ def record_flags(clean: pd.DataFrame, config: IdentityConfig) -> pd.DataFrame:
     return out
 
 
+def stored_columns(config: IdentityConfig) -> list[str]:
+    """The prepared columns the warehouse keeps per record for daily runs (identity/daily.py): record key,
+    Splink's comparison columns (blocking keys among them), what eligibility needs, every identifier."""
+    from crm_knowledge.identity.config import identifier_column
+    from crm_knowledge.identity.probabilistic import MODEL_COLUMNS
+
+    ids = [identifier_column(k) for k in config.kinds]
+    return [*KEY, *MODEL_COLUMNS[1:], "has_name", *[c for c in ids if c not in MODEL_COLUMNS], "cref_key"]
+
+
 def match_records(candidates: pd.DataFrame, is_new: np.ndarray | None, previous: pd.DataFrame | None,
-                  config: IdentityConfig) -> Matching:
+                  config: IdentityConfig, saved_model: dict | None = None) -> Matching:
     """Prepare, junk, deterministic edges, Splink, clusters: in this process (pandas, Splink on DuckDB)."""
     prepared = prepare(candidates, config)
+    return match_prepared(prepared, is_new, previous, config, saved_model)
+
+
+def match_prepared(prepared: pd.DataFrame, is_new: np.ndarray | None, previous: pd.DataFrame | None,
+                   config: IdentityConfig, saved_model: dict | None = None) -> Matching:
+    """:func:`match_records` from prepared records (:func:`crm_knowledge.identity.prepare.prepare`)."""
     n = len(prepared)
     junk = detect_junk(prepared, config)
     clean = remove_junk(prepared, junk)
@@ -147,7 +170,8 @@ def match_records(candidates: pd.DataFrame, is_new: np.ndarray | None, previous:
         prob, prob_info = probabilistic_pairs(clean, config)
         extra = None
     else:
-        prob, prob_info = probabilistic_pairs_incremental(clean, clean.loc[is_new, "rid"].to_numpy(), config)
+        prob, prob_info = probabilistic_pairs_incremental(clean, clean.loc[is_new, "rid"].to_numpy(), config,
+                                                          saved_model)
         extra = _previous_edges(clean, is_new, previous)
 
     model = prob_info.pop("model", None)
@@ -158,18 +182,25 @@ def match_records(candidates: pd.DataFrame, is_new: np.ndarray | None, previous:
         prob = prob[~same].reset_index(drop=True)
     cl = build_clusters(n, det, prob, config.max_cluster_size, extra=extra,
                         unique_values=unique_values(clean, config))
-    return Matching(record_flags(clean, config), junk, det, prob, prob_info, model, extra, cl)
+    return Matching(record_flags(clean, config), junk, det, prob, prob_info, model, extra, cl,
+                    prepared[stored_columns(config)])
 
 
 def _run(candidates: pd.DataFrame, is_new: np.ndarray | None, previous: pd.DataFrame | None,
-         config: IdentityConfig, retired_ids: Iterable[str]) -> ResolutionResult:
+         config: IdentityConfig, retired_ids: Iterable[str], saved_model: dict | None = None) -> ResolutionResult:
     t0 = time.monotonic()
     if config.backend == "spark":  # the one backend switch of the identity stage
         from crm_knowledge.identity.spark_backend import match_records_on_spark
 
         m = match_records_on_spark(candidates, is_new, previous, config)
     else:
-        m = match_records(candidates, is_new, previous, config)
+        m = match_records(candidates, is_new, previous, config, saved_model)
+    return assemble(m, is_new, previous, config, retired_ids, t0)
+
+
+def assemble(m: Matching, is_new: np.ndarray | None, previous: pd.DataFrame | None, config: IdentityConfig,
+             retired_ids: Iterable[str], t0: float) -> ResolutionResult:
+    """The output tables from what the matching decided (shared by both backends and the daily run)."""
     clean, junk, det, prob, extra, cl = m.records, m.junk, m.deterministic, m.probabilistic, m.extra, m.clusters
     prob_info, model = m.prob_info, m.model
     n = len(clean)
@@ -270,7 +301,7 @@ def _run(candidates: pd.DataFrame, is_new: np.ndarray | None, previous: pd.DataF
              "pairs, %d merges, %d unresolved, %d junk values, %d oversized clusters", stats["mode"], n,
              stats["customers"], len(det), len(prob), len(merges), len(unresolved), len(junk_out),
              len(cl.oversized))
-    return ResolutionResult(record_clusters, match_pairs, merges, unresolved, junk_out, stats, model)
+    return ResolutionResult(record_clusters, match_pairs, merges, unresolved, junk_out, stats, model, m.prepared)
 
 
 def _det_explanation(rule: str) -> str:

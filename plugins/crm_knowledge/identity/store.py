@@ -14,6 +14,7 @@ The daily run is incremental; :func:`mode_for` decides when it is a full re-reso
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import logging
 from collections.abc import Iterable
 from pathlib import Path
@@ -23,6 +24,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
+from crm_knowledge.identity import daily
 from crm_knowledge.identity.config import IdentityConfig, load_config
 from crm_knowledge.identity.prepare import CANDIDATE_COLUMNS, IDENTIFIER_PREFIX, KEY
 from crm_knowledge.identity.probabilistic import PARAMETER_COLUMNS
@@ -44,15 +46,18 @@ SQL_FILE = Path(__file__).resolve().parents[1] / "warehouse" / "sql" / "06_ident
 CANDIDATES_TABLE = ("intermediate", "int_identity_candidates")
 IDENTIFIERS_TABLE = ("intermediate", "int_identity_identifiers")
 ADDRESS_DETAIL_COLUMNS = ("house_number", "address_line2_norm")
+_temp_ids = itertools.count()
 
 
-def ensure_schema(conn: psycopg.Connection) -> None:
-    """Create the identity schema and tables if missing (06_identity.sql is idempotent), under the schema-change
-    lock (the caller commits right after, releasing it)."""
+def ensure_schema(conn: psycopg.Connection, config: IdentityConfig | None = None) -> None:
+    """Create the identity schema and tables if missing (06_identity.sql is idempotent) and the prepared state
+    the daily run reads (identity/daily.py), under the schema-change lock (the caller commits right after,
+    releasing it)."""
     from crm_knowledge.warehouse.db import lock_schema_changes
 
     lock_schema_changes(conn)
     conn.execute(SQL_FILE.read_text(encoding="utf-8"))
+    daily.ensure_state_schema(conn, config or load_config())
 
 
 def _copy_out(conn: psycopg.Connection, query: sql.Composable, columns: list[str]) -> pd.DataFrame:
@@ -69,9 +74,36 @@ def _copy_out(conn: psycopg.Connection, query: sql.Composable, columns: list[str
     return df.astype(object).where(df.notna(), None)
 
 
-def read_candidates(conn: psycopg.Connection) -> pd.DataFrame:
+def has_staged_at(conn: psycopg.Connection) -> bool:
+    schema, table = CANDIDATES_TABLE
+    return column_exists(conn, f"{schema}.{table}", "staged_at")
+
+
+def _temp_keys(conn: psycopg.Connection, keys: Iterable[tuple[str, str]]) -> sql.Composable:
+    """A temporary table of record keys (dropped at commit), for reads restricted to them."""
+    name = f"ckp_read_keys_{next(_temp_ids)}"
+    conn.execute(sql.SQL("create temp table {} (source_system text, source_record_id text, "
+                         "primary key (source_system, source_record_id)) on commit drop").format(sql.Identifier(name)))
+    with conn.cursor() as cur, cur.copy(sql.SQL("copy {} from stdin").format(sql.Identifier(name))) as copy:
+        for k in dict.fromkeys(keys):
+            copy.write_row(k)
+    conn.execute(sql.SQL("analyze {}").format(sql.Identifier(name)))
+    return sql.Identifier(name)
+
+
+def _restricted(table: sql.Composable, keys: sql.Composable | None) -> sql.Composable:
+    """`table`, or its rows of the record keys in temp table `keys` (a semi-join on the key index)."""
+    if keys is None:
+        return sql.SQL("{} t").format(table)
+    return sql.SQL("(select t.* from {} t join {} k using (source_system, source_record_id)) t").format(table, keys)
+
+
+def read_candidates(conn: psycopg.Connection, keys: Iterable[tuple[str, str]] | None = None) -> pd.DataFrame:
     """The matcher's input; plus `staged_at` (when staging last re-wrote the record) when the table has it,
-    which tells an incremental run about late-arriving changes whose source time (seen_at) is old."""
+    which tells an incremental run about late-arriving changes whose source time (seen_at) is old.
+
+    `keys` ((source_system, source_record_id) pairs): only those records (the daily run, identity/daily.py),
+    read through the candidates' key index; None: every record. Inside the caller's transaction."""
     schema, table = CANDIDATES_TABLE
     if not table_exists(conn, f"{schema}.{table}"):
         raise RuntimeError(f"{schema}.{table} does not exist: run the dbt models before identity resolution")
@@ -80,29 +112,33 @@ def read_candidates(conn: psycopg.Connection) -> pd.DataFrame:
     columns = [c for c in CANDIDATE_COLUMNS if c not in absent]
     if column_exists(conn, f"{schema}.{table}", "staged_at"):
         columns.append("staged_at")
+    key_table = None if keys is None else _temp_keys(conn, keys)
     # In key order: record positions feed Splink's training sample and every tie-break, so without it the
     # same records in another physical order (a table rebuilt by an incremental run) could resolve differently.
-    q = sql.SQL("select {} from {}.{} order by source_system collate \"C\", source_record_id collate \"C\"").format(
+    q = sql.SQL("select {} from {} order by source_system collate \"C\", source_record_id collate \"C\"").format(
         sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(c)) for c in columns),
-        sql.Identifier(schema), sql.Identifier(table))
+        _restricted(sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table)), key_table))
     df = _copy_out(conn, q, columns)
     for c in absent:
         df[c] = None
     df["seen_at"] = pd.to_datetime(df["seen_at"], utc=True, errors="coerce", format="ISO8601")
     if "staged_at" in df.columns:
         df["staged_at"] = pd.to_datetime(df["staged_at"], utc=True, errors="coerce", format="ISO8601")
-    return _with_identifiers(conn, df)
+    return _with_identifiers(conn, df, key_table)
 
 
-def _with_identifiers(conn: psycopg.Connection, candidates: pd.DataFrame) -> pd.DataFrame:
+def _with_identifiers(conn: psycopg.Connection, candidates: pd.DataFrame,
+                      keys: sql.Composable | None = None) -> pd.DataFrame:
     """`candidates` plus one ``id_<kind>`` column per declared identifier kind found in
-    intermediate.int_identity_identifiers (the long table: record, kind, value)."""
+    intermediate.int_identity_identifiers (the long table: record, kind, value); `keys`: a temp table of the
+    record keys read."""
     schema, table = IDENTIFIERS_TABLE
     if not table_exists(conn, f"{schema}.{table}"):
         return candidates
     cols = [*KEY, "identifier_kind", "identifier_value"]
-    q = sql.SQL("select {} from {}.{}").format(sql.SQL(", ").join(map(sql.Identifier, cols)),
-                                               sql.Identifier(schema), sql.Identifier(table))
+    q = sql.SQL("select {} from {}").format(
+        sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in cols),
+        _restricted(sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table)), keys))
     long = _copy_out(conn, q, cols)
     if long.empty:
         return candidates
@@ -116,11 +152,14 @@ def _with_identifiers(conn: psycopg.Connection, candidates: pd.DataFrame) -> pd.
     return out
 
 
-def read_previous(conn: psycopg.Connection) -> pd.DataFrame:
+def read_previous(conn: psycopg.Connection, keys: str | None = None) -> pd.DataFrame:
+    """identity.record_clusters with resolved_at, in key order; `keys`: only the records whose keys are in that
+    temporary table (the daily run)."""
     cols = RECORD_CLUSTER_COLUMNS + ["resolved_at"]
-    q = sql.SQL("select {} from identity.record_clusters order by source_system collate \"C\", "
+    q = sql.SQL("select {} from {} order by source_system collate \"C\", "
                 "source_record_id collate \"C\"").format(
-        sql.SQL(", ").join(sql.SQL("{}::text").format(sql.Identifier(c)) for c in cols))
+        sql.SQL(", ").join(sql.SQL("t.{}::text").format(sql.Identifier(c)) for c in cols),
+        _restricted(sql.SQL("identity.record_clusters"), None if keys is None else sql.Identifier(keys)))
     df = _copy_out(conn, q, cols)
     df["match_score"] = pd.to_numeric(df["match_score"])
     df["resolved_at"] = pd.to_datetime(df["resolved_at"], utc=True, errors="coerce", format="ISO8601")
@@ -180,17 +219,26 @@ def resolved_at_column(record_clusters: pd.DataFrame, previous: pd.DataFrame | N
 
 
 def write_result(conn: psycopg.Connection, result: ResolutionResult, previous: pd.DataFrame | None = None,
-                 refreshed: pd.DataFrame | None = None) -> None:
+                 refreshed: pd.DataFrame | None = None, *, config: IdentityConfig | None = None,
+                 day: daily.DayResult | None = None, read_at: dt.datetime | None = None) -> None:
     """Write a resolution in one transaction (the caller's connection must not be in autocommit).
 
     `previous` (record_clusters before this run, with resolved_at) and `refreshed` (KEY columns of the
     records resolved as new or changed) keep resolved_at of records whose attribution did not move; without
-    them every record gets the run's time."""
+    them every record gets the run's time.
+
+    A run over all records replaces every table, and with `config` keeps its prepared records for the daily
+    runs (identity/daily.py). A daily run (`day`) replaces only its neighbourhood's rows and the junk status of
+    the values it decided; the rest stays as it is. `read_at`: when the run read the candidates (the next daily
+    run takes what was staged after it; default: now)."""
     with conn.transaction():
         now = conn.execute("select now()").fetchone()[0]
-        # DELETE (not TRUNCATE): readers keep seeing the previous state until commit, without locks
-        for t in ("record_clusters", "match_pairs", "unresolved", "junk_values"):
-            conn.execute(sql.SQL("delete from identity.{}").format(sql.Identifier(t)))
+        if day is None:
+            # DELETE (not TRUNCATE): readers keep seeing the previous state until commit, without locks
+            for t in ("record_clusters", "match_pairs", "unresolved", "junk_values"):
+                conn.execute(sql.SQL("delete from identity.{}").format(sql.Identifier(t)))
+        else:
+            daily.write_day(conn, day, config or load_config(), now)
         rc = result.record_clusters.assign(
             resolved_at=resolved_at_column(result.record_clusters, previous, refreshed, now))
         _copy_in(conn, "record_clusters", RECORD_CLUSTER_COLUMNS + ["resolved_at"], rc)
@@ -202,6 +250,18 @@ def write_result(conn: psycopg.Connection, result: ResolutionResult, previous: p
         if len(result.merges):
             _copy_in(conn, "customer_id_merges", ["old_customer_id", "new_customer_id", "merged_at"],
                      result.merges.assign(merged_at=now))
+        if day is None and config is not None:
+            if result.prepared is not None:
+                daily.write_state(conn, result.prepared, config, read_at or now)
+            else:  # the Spark backend prepares on its executors: no kept state, daily runs go over all records
+                daily.clear_state(conn)
+
+
+def saved_model(conn: psycopg.Connection) -> dict | None:
+    """The Splink model of the latest full run (trained on every record), which daily runs score with."""
+    row = conn.execute("select splink_model from identity.resolution_runs where mode = 'full' and splink_model "
+                       "is not null order by run_id desc limit 1").fetchone()
+    return row[0] if row else None
 
 
 def split_new(candidates: pd.DataFrame, previous: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -248,34 +308,43 @@ def decide_mode(conn_url: str, day: dt.date | dt.datetime, config: IdentityConfi
 def run(conn_url: str, mode: str = "full", config: IdentityConfig | None = None,
         day: dt.date | dt.datetime | None = None) -> dict:
     """Resolve identities in the warehouse at `conn_url`; returns the stats of the run. The run is recorded
-    in ``identity.resolution_runs`` under `day` (the pipeline day; default: today, UTC)."""
+    in ``identity.resolution_runs`` under `day` (the pipeline day; default: today, UTC).
+
+    ``incremental`` resolves the records new or changed since the last run in their neighbourhood only
+    (identity/daily.py) when the last full run kept its prepared records under the same configuration and the
+    matching runs here (not on Spark); otherwise over all records (:func:`resolve_incremental`). Either way the
+    Splink model of the last full run scores; only a full run trains one."""
     if mode not in ("full", "incremental"):
         raise ValueError(f"mode must be 'full' or 'incremental', got {mode!r}")
     config = config or load_config()
     with connect(conn_url) as conn:
-        ensure_schema(conn)
+        ensure_schema(conn, config)
         conn.commit()
-        candidates = read_candidates(conn)
-        candidates = enforce_tombstones(conn, candidates)  # erased customers never come back
-        previous = read_previous(conn)
-        retired = read_retired_ids(conn)
-        mark = record_issued_ids(conn, [*previous["customer_id"], *retired], config.id_prefix, config.id_digits)
-        retired += [mark] if mark else []
-        conn.commit()
-        new = None
-        if len(previous):
-            new, existing = split_new(candidates, previous)
-        if mode == "incremental" and new is not None:
-            log.info("identity: incremental run, %d new or changed records, %d existing", len(new), len(existing))
-            result = resolve_incremental(new.drop(columns=["staged_at"], errors="ignore"),
-                                         existing.drop(columns=["staged_at"], errors="ignore"), previous, config,
-                                         retired_ids=retired)
-        else:
-            if mode == "incremental":
-                log.info("identity: no previous resolution, running in full mode")
-            result = resolve(candidates.drop(columns=["staged_at"], errors="ignore"),
-                             previous if len(previous) else None, config, retired_ids=retired)
-        write_result(conn, result, previous, None if new is None else new[KEY])
+        schema, table = CANDIDATES_TABLE
+        if not table_exists(conn, f"{schema}.{table}"):
+            raise RuntimeError(f"{schema}.{table} does not exist: run the dbt models before identity resolution")
+        saved = saved_model(conn) if mode == "incremental" else None
+        through = daily.state_through(conn, config) if mode == "incremental" and config.backend != "spark" else None
+        result = None
+        if through is not None and (saved is not None or not config.probabilistic.enabled):
+            retired = read_retired_ids(conn)
+            mark = record_issued_ids(conn, retired, config.id_prefix, config.id_digits)
+            retired += [mark] if mark else []
+            day_result = daily.resolve_day(conn, config, saved, retired, through, read_candidates,
+                                           read_previous, enforce_tombstones)
+            if day_result is not None:
+                result = day_result.result
+                write_result(conn, result, day_result.previous, day_result.refreshed, config=config, day=day_result)
+                # the run's figures are the warehouse's, not the neighbourhood's
+                customers = conn.execute("select count(distinct customer_id) from identity.record_clusters"
+                                         ).fetchone()[0]
+                result.stats.update(records=day_result.records, new_records=len(day_result.stored),
+                                    neighbourhood_records=day_result.subset_records, customers=customers,
+                                    neighbourhood_customers=result.stats["customers"])
+            else:
+                conn.rollback()
+        if result is None:
+            result = _resolve_all(conn, mode, config, saved)
         record_issued_ids(conn, result.record_clusters["customer_id"], config.id_prefix, config.id_digits)
         run_day = day.date() if isinstance(day, dt.datetime) else (day or dt.datetime.now(dt.UTC).date())
         st = result.stats
@@ -295,3 +364,33 @@ def run(conn_url: str, mode: str = "full", config: IdentityConfig | None = None,
              "%d junk values", len(result.record_clusters), stats["customers"], len(result.match_pairs),
              len(result.merges), len(result.unresolved), len(result.junk_values))
     return stats
+
+
+def _resolve_all(conn: psycopg.Connection, mode: str, config: IdentityConfig, saved: dict | None
+                 ) -> ResolutionResult:
+    """A resolution over every record (a full run, or an incremental one without a usable kept state), written;
+    it keeps its prepared records for the daily runs."""
+    read_at = conn.execute("select now()").fetchone()[0]
+    candidates = read_candidates(conn)
+    candidates = enforce_tombstones(conn, candidates)  # erased customers never come back
+    previous = read_previous(conn)
+    retired = read_retired_ids(conn)
+    mark = record_issued_ids(conn, [*previous["customer_id"], *retired], config.id_prefix, config.id_digits)
+    retired += [mark] if mark else []
+    conn.commit()
+    new = None
+    if len(previous):
+        new, existing = split_new(candidates, previous)
+    if mode == "incremental" and new is not None:
+        log.info("identity: incremental run over all records, %d new or changed records, %d existing", len(new),
+                 len(existing))
+        result = resolve_incremental(new.drop(columns=["staged_at"], errors="ignore"),
+                                     existing.drop(columns=["staged_at"], errors="ignore"), previous, config,
+                                     retired_ids=retired, saved_model=saved)
+    else:
+        if mode == "incremental":
+            log.info("identity: no previous resolution, running in full mode")
+        result = resolve(candidates.drop(columns=["staged_at"], errors="ignore"),
+                         previous if len(previous) else None, config, retired_ids=retired)
+    write_result(conn, result, previous, None if new is None else new[KEY], config=config, read_at=read_at)
+    return result
