@@ -61,6 +61,12 @@ DBT_VARS = {"as_of_date": AS_OF, "incremental_lookback_hours": 0}
 # every table scoring writes). The incremental and the full run must agree on each, row for row.
 SNAPSHOT_SCHEMAS = ("staging", "intermediate", "marts", "pii", "snapshots", "scoring")
 
+# Tables that are the run's own bookkeeping, not data: left out of the comparison, each with its reason.
+RUN_BOOKKEEPING_TABLES = {
+    # the customers a daily run changed (the models that follow it recompute them); a full run lists everyone
+    "intermediate.int_customers_affected",
+}
+
 # Columns that say when the pipeline ran, not what the data is: the only ones left out of the comparison.
 PIPELINE_TIME_COLUMNS = {
     "staged_at",              # staging / facts: when staging (re-)wrote the row
@@ -149,6 +155,10 @@ def warehouse_run(env: dict, *, identity_mode: str, full_refresh: bool) -> dict:
     stats = resolve_identities(env["url"], mode=identity_mode)
     seconds += build_stages(s, tmp, dbt_stages.MARTS, dbt_stages.POST_SCORING, dbt_vars=dbt_vars,
                             full_refresh=full_refresh)
+    stats["affected"] = {c: (changes, retired) for c, changes, retired in q(
+        env["url"], "select customer_id, changes, is_retired from intermediate.int_customers_affected")}
+    stats["affected_customers"] = len(stats["affected"])
+    stats["customers_now"] = q(env["url"], "select count(distinct customer_id) from identity.record_clusters")[0][0]
     log.info("warehouse run (%s, full_refresh=%s): dbt %.1fs", identity_mode, full_refresh, seconds)
     return stats
 
@@ -318,6 +328,8 @@ def snapshot(url: str) -> dict[str, list[tuple]]:
                               " where table_schema = any(%s) and table_type = 'BASE TABLE'"
                               " order by 1, 2", (list(SNAPSHOT_SCHEMAS),)).fetchall()
         for schema, table in tables:
+            if f"{schema}.{table}" in RUN_BOOKKEEPING_TABLES:
+                continue
             all_cols = [c for (c,) in conn.execute(
                 "select column_name from information_schema.columns where table_schema = %s and table_name = %s"
                 " order by ordinal_position", (schema, table)).fetchall() if c not in PIPELINE_TIME_COLUMNS]
@@ -393,6 +405,10 @@ def test_the_day_changed_something(runs):
     assert runs["day"]["mode"] == "incremental" and runs["full"]["mode"] == "full"
     # identity matched the day's new and changed records only, not all of them again
     assert 0 < runs["day"]["new_records"] < runs["day"]["records"] / 2, runs["day"]
+    # the customer-level models recomputed the customers the day affected, not everyone
+    assert 0 < runs["day"]["affected_customers"] < runs["day"]["customers_now"] / 2, runs["day"]
+    # a full run lists every customer (and the ids merges retired)
+    assert runs["full"]["affected_customers"] >= runs["full"]["customers_now"], runs["full"]
     assert runs["day_loaded"]["orders"] > 0 and runs["day_loaded"]["forms"] > 0
     assert runs["day_loaded"]["contacts"] > 0
     assert runs["held_rows_staged"] == 0, "a held batch reached staging"
@@ -428,6 +444,11 @@ def test_the_day_merged_two_customers_and_erased_one(runs, env):
     retired, surviving = merges[0]
     customers = {r[0] for r in runs["incremental"]["marts.dim_customers"][1:]}
     assert surviving in customers and retired not in customers and runs["erased"] not in customers
+    # the daily run listed both ids of the merge, the retired one as retired
+    assert runs["day"]["affected"][retired] == ("merged_away", True), runs["day"]["affected"].get(retired)
+    changes, is_retired = runs["day"]["affected"][surviving]
+    assert "merged_into" in changes.split(",") and not is_retired, (changes, is_retired)
+    assert runs["erased"] not in runs["day"]["affected"]  # the purge removed them; nothing to recompute
     # the customer-level layers; scoring keeps the retired id's earlier scores (customer_segments reads them
     # as is_from_merged_customer) and the snapshots close its versions, both by design
     for name, rows in runs["incremental"].items():
