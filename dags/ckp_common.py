@@ -208,6 +208,7 @@ def dbt_operator_args() -> dict:
 #: (identity.store.decide_mode). The incremental facts keep a row whose upstream key disappeared and read a
 #: changed seed only for new rows (macros/incremental_facts.sql), and the customer-level models recompute
 #: only the customers changed since the run began (macros/affected_customers.sql); rebuilding them from
-#: scratch the day every customer is re-resolved anyway keeps them exact. Rendered by Airflow at run time; cosmos reads the string.
+#: scratch the day every customer is re-resolved anyway keeps them exact. Rendered by Airflow at run time;
+#: cosmos reads the string.
 MARTS_FULL_REFRESH = ("{{ ((ti.xcom_pull(task_ids='resolve_identities') or {}).get('mode') == 'full')"
                       " | string }}")
