@@ -223,7 +223,9 @@ def dbt_operator_args() -> dict:
 
 #: `full_refresh` of the marts' dbt tasks: true when this run's identity resolution was the weekly full one
 #: (identity.store.decide_mode). The incremental facts keep a row whose upstream key disappeared and read a
-#: changed seed only for new rows (macros/incremental_facts.sql); rebuilding them from scratch the day every
-#: customer is re-resolved anyway keeps them exact. Rendered by Airflow at run time; cosmos reads the string.
+#: changed seed only for new rows (macros/incremental_facts.sql), and the customer-level models recompute
+#: only the customers changed since the run began (macros/affected_customers.sql); rebuilding them from
+#: scratch the day every customer is re-resolved anyway keeps them exact. Rendered by Airflow at run time;
+#: cosmos reads the string.
 MARTS_FULL_REFRESH = ("{{ ((ti.xcom_pull(task_ids='resolve_identities') or {}).get('mode') == 'full')"
                       " | string }}")

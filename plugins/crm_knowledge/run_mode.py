@@ -11,6 +11,11 @@ and the marts are then rebuilt with ``--full-refresh``. Everything else follows 
 dbt tests          tests configured with ``__ckp_tests_since__``  every test on the whole table
                    read the rows written since the run began
                    (var ``dbt_tests_since``)
+customer-level     the customers int_customers_affected lists      ``--full-refresh``: every customer
+models             (records, facts, deliveries or identity
+                   changed since the run began, both ids of a
+                   merge; var ``dbt_tests_since``,
+                   dbt_project/macros/affected_customers.sql)
 GX staging/marts   the rows written since the run began          every row
                    (``staged_at`` / changed customers), plus
                    whole-table uniqueness and row count in SQL
@@ -35,7 +40,9 @@ from crm_knowledge.warehouse.db import connect, table_exists
 
 FULL = "full"
 INCREMENTAL = "incremental"
-#: The dbt var a daily run sets to the warehouse clock at its start (macros/tests_on_new_rows.sql).
+#: The dbt var a daily run sets to the warehouse clock at its start: dbt tests read the rows written since
+#: (macros/tests_on_new_rows.sql), the customer-level models recompute the customers changed since
+#: (macros/affected_customers.sql). Empty on a weekly run.
 DBT_TESTS_SINCE_VAR = "dbt_tests_since"
 
 

@@ -8,15 +8,22 @@ files) plus the cases incremental logic gets wrong first:
 * late-arriving order versions, loaded today with an updated_at older than the day: one is newer than
   the version staged (it must win), one is older (it must lose);
 * a batch the quality gate held at the first run and released today (held -> loaded): its rows must
-  appear, although they were loaded (`_loaded_at`) before everything already staged.
+  appear, although they were loaded (`_loaded_at`) before everything already staged;
+* a merge: a web form of the day carries customer A's national id and customer B's e-mail (under B's name),
+  so identity joins A and B into one customer and retires one of the two ids (the customer-level marts
+  must recompute the surviving id and drop every row of the retired one);
+* an erasure: a third customer is forgotten (privacy.erasure.erase, as `ckp erase` does) between the
+  day's ingestion and its warehouse run.
 
 The first day is scored (scoring.run.score_all: the models are fitted), so customer_segments and
 customer_360 carry scores. The day's scoring runs as the scoring DAG runs it (score_day: the fitted models
 applied to the customers the day changed and to those whose recency moved them across an RFM edge), and
 must give every customer it covers what a full re-score with the same fitted models gives.
-Then every table of `staging` and `marts`, and scoring.customer_scores, is snapshotted,
-`dbt build --full-refresh` and a full identity resolution run on the same data, and the snapshots must be
-identical, except the columns that record when the pipeline ran (PIPELINE_TIME_COLUMNS). Identity: the full
+Then every base table of `staging`, `intermediate`, `marts`, `pii` (the vault is rebuilt by every run),
+`snapshots` (the dbt snapshots of the golden record and the relationship stage) and `scoring` is
+snapshotted row for row (SNAPSHOT_SCHEMAS), `dbt build --full-refresh` and a full identity resolution run on
+the same data, and the snapshots must be identical, except the columns that record when the pipeline ran
+(PIPELINE_TIME_COLUMNS) and the model scores, compared to a tolerance (MODEL_SCORE_COLUMNS). Identity: the full
 resolution must give the same clusters as the incremental one (same customer_id for every record, no merge, no
 new id).
 
@@ -49,6 +56,16 @@ AS_OF = DAY.isoformat()
 # The whole test runs within minutes: with the default 24-hour look-back the day's run would re-read every
 # first-run batch. Zero keeps the day's run as selective as a real one a day later.
 DBT_VARS = {"as_of_date": AS_OF, "incremental_lookback_hours": 0}
+
+# What is compared: every base table of these schemas (the dbt layers, the pii vault, the dbt snapshots, and
+# every table scoring writes). The incremental and the full run must agree on each, row for row.
+SNAPSHOT_SCHEMAS = ("staging", "intermediate", "marts", "pii", "snapshots", "scoring")
+
+# Tables that are the run's own bookkeeping, not data: left out of the comparison, each with its reason.
+RUN_BOOKKEEPING_TABLES = {
+    # the customers a daily run changed (the models that follow it recompute them); a full run lists everyone
+    "intermediate.int_customers_affected",
+}
 
 # Columns that say when the pipeline ran, not what the data is: the only ones left out of the comparison.
 PIPELINE_TIME_COLUMNS = {
@@ -125,12 +142,23 @@ def warehouse_run(env: dict, *, identity_mode: str, full_refresh: bool) -> dict:
     """dbt staging -> identity resolution -> dbt marts and the post-scoring models (on the scores there are);
     returns the identity stats."""
     from crm_knowledge.identity.store import run as resolve_identities
+    from crm_knowledge.run_mode import FULL, INCREMENTAL, RunMode, warehouse_now
 
     s, tmp = env["settings"], env["tmp"]
-    seconds = build_stages(s, tmp, dbt_stages.STAGING, dbt_vars=DBT_VARS, full_refresh=full_refresh)
+    # The run mode as crm_knowledge.run_mode.decide hands it to the DAG's dbt tasks, but forced: the day is a
+    # daily (incremental) run whatever weekday the test runs on, so the dbt vars carry the warehouse clock at
+    # the run's start and the customer-level models recompute only int_customers_affected.
+    with psycopg.connect(env["url"]) as conn:
+        mode = RunMode(INCREMENTAL, warehouse_now(conn)) if identity_mode == INCREMENTAL else RunMode(FULL)
+    dbt_vars = {**DBT_VARS, **mode.dbt_vars()}
+    seconds = build_stages(s, tmp, dbt_stages.STAGING, dbt_vars=dbt_vars, full_refresh=full_refresh)
     stats = resolve_identities(env["url"], mode=identity_mode)
-    seconds += build_stages(s, tmp, dbt_stages.MARTS, dbt_stages.POST_SCORING, dbt_vars=DBT_VARS,
+    seconds += build_stages(s, tmp, dbt_stages.MARTS, dbt_stages.POST_SCORING, dbt_vars=dbt_vars,
                             full_refresh=full_refresh)
+    stats["affected"] = {c: (changes, retired) for c, changes, retired in q(
+        env["url"], "select customer_id, changes, is_retired from intermediate.int_customers_affected")}
+    stats["affected_customers"] = len(stats["affected"])
+    stats["customers_now"] = q(env["url"], "select count(distinct customer_id) from identity.record_clusters")[0][0]
     log.info("warehouse run (%s, full_refresh=%s): dbt %.1fs", identity_mode, full_refresh, seconds)
     return stats
 
@@ -232,6 +260,63 @@ def load_late_order_versions(url: str) -> dict[int, str]:
     return expected
 
 
+def plant_merge(url: str, landing_dir) -> tuple[str, str]:
+    """A web form of the day that joins two customers: customer A's national id (a national-id match needs
+    no name agreement) and customer B's e-mail under B's name (an e-mail match does, config/identity.yml
+    name_guard). B has no national id, so the one-per-person guard does not stop the join. Written to the
+    forms landing folder, ingested by the day's run like any form. Returns (A, B)."""
+    import json
+
+    a_id, national_id, b_id, email, first_name, last_name = q(url, """
+        with a as (
+            select customer_id, min(national_id_valid) as national_id from pii.pii_source_identities
+            group by customer_id having count(distinct national_id_valid) = 1
+        ),
+        b as (
+            select customer_id, min(email_norm) as email, min(first_name_norm) as first_name,
+                   min(last_name_norm) as last_name
+            from pii.pii_source_identities
+            group by customer_id
+            having count(national_id_valid) = 0 and count(distinct email_norm) = 1
+               and count(distinct first_name_norm) = 1 and count(distinct last_name_norm) = 1
+        )
+        select a.customer_id, a.national_id, b.customer_id, b.email, b.first_name, b.last_name
+        from a join b on a.customer_id < b.customer_id
+        where not exists (select 1 from pii.pii_source_identities o
+                          where o.email_norm = b.email and o.customer_id <> b.customer_id)
+        order by a.customer_id, b.customer_id limit 1""")[0]
+    folder = landing_dir / "forms"
+    folder.mkdir(parents=True, exist_ok=True)
+    record = {"submission_id": "F-MERGE-0001", "form_type": "registration",
+              "submitted_at": f"{AS_OF}T10:00:00+03:30", "first_name": first_name, "last_name": last_name,
+              "email": email, "national_id": national_id}
+    (folder / f"submissions_{AS_OF}_merge.jsonl").write_text(json.dumps(record, ensure_ascii=False) + "\n",
+                                                            encoding="utf-8")
+    return a_id, b_id
+
+
+def erase_one(url: str, settings, spare: set[str]) -> str:
+    """Forget a customer (not one of `spare`) by their e-mail, as `ckp erase --email` does: the purge
+    deletes their rows from every layer before the day's warehouse run. A customer known from web forms
+    only, so the day's staging still grows in the tables test_the_day_changed_something counts. Returns
+    their customer_id."""
+    from crm_knowledge.privacy.erasure import ErasureRequest, erase
+
+    customer_id, email = q(url, """
+        select customer_id, min(email_norm) from pii.pii_source_identities
+        where customer_id <> all(%s) group by customer_id
+        having count(distinct email_norm) = 1 and bool_and(email_norm is not null)
+           and bool_and(source_system = 'forms')
+           and not exists (select 1 from pii.pii_source_identities o
+                           where o.email_norm = min(pii_source_identities.email_norm)
+                             and o.customer_id <> pii_source_identities.customer_id)
+        order by customer_id limit 1""", (sorted(spare),))[0]
+    result = erase(ErasureRequest(email=email, reason="incremental-equals-full test"), settings=settings,
+                   as_of=DAY, url=url)
+    assert result.status == "completed" and result.customers_erased == 1, result
+    return customer_id
+
+
 # --- snapshots ------------------------------------------------------------------------------------------
 
 def snapshot(url: str) -> dict[str, list[tuple]]:
@@ -240,10 +325,11 @@ def snapshot(url: str) -> dict[str, list[tuple]]:
     out: dict = {}
     with psycopg.connect(url) as conn:
         tables = conn.execute("select table_schema, table_name from information_schema.tables"
-                              " where (table_schema in ('staging', 'marts') or (table_schema, table_name) ="
-                              " ('scoring', 'customer_scores')) and table_type = 'BASE TABLE'"
-                              " order by 1, 2").fetchall()
+                              " where table_schema = any(%s) and table_type = 'BASE TABLE'"
+                              " order by 1, 2", (list(SNAPSHOT_SCHEMAS),)).fetchall()
         for schema, table in tables:
+            if f"{schema}.{table}" in RUN_BOOKKEEPING_TABLES:
+                continue
             all_cols = [c for (c,) in conn.execute(
                 "select column_name from information_schema.columns where table_schema = %s and table_name = %s"
                 " order by ordinal_position", (schema, table)).fetchall() if c not in PIPELINE_TIME_COLUMNS]
@@ -293,9 +379,11 @@ def runs(env) -> dict:
                               " and s.source_system = 'sibling:' || lower(btrim(r.unit))", (held,))[0][0]
 
     generate_increment(DAY, seed=SEED, overwrite_external_db=True)
+    merged = plant_merge(url, env["settings"].landing_dir)
     day_loaded = ingest_all()
     release_batch(url, held)
     late = load_late_order_versions(url)
+    erased = erase_one(url, env["settings"], set(merged))
     day = warehouse_run(env, identity_mode="incremental", full_refresh=False)
     incremental = snapshot(url)
     incremental_clusters = clusters(url)
@@ -305,6 +393,7 @@ def runs(env) -> dict:
     return {
         "first_loaded": first_loaded, "day_loaded": day_loaded, "first": first, "day": day, "full": full,
         "staged_before": staged_before, "held": held, "held_rows_staged": held_rows_staged, "late": late,
+        "merged": merged, "erased": erased,
         "incremental": incremental, "incremental_clusters": incremental_clusters,
         "first_scoring": first_scoring, "scoring": scoring,
         "full_snapshot": snapshot(url), "full_clusters": clusters(url),
@@ -316,6 +405,10 @@ def test_the_day_changed_something(runs):
     assert runs["day"]["mode"] == "incremental" and runs["full"]["mode"] == "full"
     # identity matched the day's new and changed records only, not all of them again
     assert 0 < runs["day"]["new_records"] < runs["day"]["records"] / 2, runs["day"]
+    # the customer-level models recomputed the customers the day affected, not everyone
+    assert 0 < runs["day"]["affected_customers"] < runs["day"]["customers_now"] / 2, runs["day"]
+    # a full run lists every customer (and the ids merges retired)
+    assert runs["full"]["affected_customers"] >= runs["full"]["customers_now"], runs["full"]
     assert runs["day_loaded"]["orders"] > 0 and runs["day_loaded"]["forms"] > 0
     assert runs["day_loaded"]["contacts"] > 0
     assert runs["held_rows_staged"] == 0, "a held batch reached staging"
@@ -337,6 +430,32 @@ def test_late_and_released_rows(runs, env):
                     " raw.sibling_customers r where r._batch_id = %s and s.source_record_id = btrim(r.source_record_id)"
                     " and s.source_system = 'sibling:' || lower(btrim(r.unit)))", (runs["held"],))[0][0]
     assert released > 0 and staged == released
+
+
+def test_the_day_merged_two_customers_and_erased_one(runs, env):
+    """The planted merge happened (one of A, B retired into the other) and the erased customer is gone: the
+    incremental marts hold the surviving id and none of the retired or erased one (the full refresh, compared
+    below, too)."""
+    url = env["url"]
+    a, b = runs["merged"]
+    merges = q(url, "select old_customer_id, new_customer_id from identity.customer_id_merges"
+                    " where old_customer_id = any(%s)", ([a, b],))
+    assert len(merges) == 1 and set(merges[0]) == {a, b}, merges
+    retired, surviving = merges[0]
+    customers = {r[0] for r in runs["incremental"]["marts.dim_customers"][1:]}
+    assert surviving in customers and retired not in customers and runs["erased"] not in customers
+    # the daily run listed both ids of the merge, the retired one as retired
+    assert runs["day"]["affected"][retired] == ("merged_away", True), runs["day"]["affected"].get(retired)
+    changes, is_retired = runs["day"]["affected"][surviving]
+    assert "merged_into" in changes.split(",") and not is_retired, (changes, is_retired)
+    assert runs["erased"] not in runs["day"]["affected"]  # the purge removed them; nothing to recompute
+    # the customer-level layers; scoring keeps the retired id's earlier scores (customer_segments reads them
+    # as is_from_merged_customer) and the snapshots close its versions, both by design
+    for name, rows in runs["incremental"].items():
+        if "#" in name or "customer_id" not in rows[0] or name.split(".")[0] not in ("intermediate", "marts", "pii"):
+            continue
+        i = rows[0].index("customer_id")
+        assert not {r[i] for r in rows[1:]} & {retired, runs["erased"]}, name
 
 
 def test_incremental_identity_gives_the_full_clusters(runs):

@@ -1,10 +1,14 @@
 {{
     config(
+        materialized='incremental',
+        incremental_strategy='append',
+        pre_hook="{{ delete_affected_customers() }}",
         indexes=[
             {'columns': ['customer_id', 'attribute_name']},
         ],
     )
 }}
+-- depends_on: {{ ref('int_customers_affected') }}
 
 -- Survivorship: every non-null attribute value of every resolved source record, ranked within its
 -- customer and attribute. Rank 1 survives into the golden record. Rules, in order:
@@ -12,6 +16,8 @@
 --   2. then the most recently seen record,
 --   3. then the most complete record (most canonical fields filled),
 --   4. then source system and record id, so the choice is deterministic.
+-- Incremental: a daily run ranks only the records of the affected customers (int_customers_affected,
+-- macros/affected_customers.sql); the weekly full run ranks every record.
 
 with
 
@@ -24,6 +30,7 @@ customer_records as (
 record_clusters as (
 
     select * from {{ ref('stg_identity__record_clusters') }}
+    {{ only_affected_customers() }}
 
 ),
 

@@ -1,15 +1,29 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        pre_hook="{{ delete_affected_customers() }}",
+        indexes=[
+            {'columns': ['customer_id'], 'unique': true},
+        ],
+    )
+}}
+-- depends_on: {{ ref('int_customers_affected') }}
+
 -- The golden record's city and province under one name each. Sources spell the same place in Persian
 -- and Latin script and in several transliterations (تهران / Tehran / Teheran, Mashhad / Mashad, شيراز
 -- with an Arabic yeh); grouped as received, one city becomes several in every report. Names are
 -- compared with util.normalize_name (letter variants, case, spacing) against the seeds
 -- iran_city_names and iran_province_names. A recognised city also decides the province; anything not
 -- in the seeds is kept as received (add the missing spellings to the seeds, not to this SQL).
+-- Incremental: a daily run recomputes only the affected customers (macros/affected_customers.sql).
 
 with
 
 golden_records as (
 
     select * from {{ ref('int_customer_attributes_pivoted') }}
+    {{ only_affected_customers() }}
 
 ),
 

@@ -1,11 +1,25 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        pre_hook="{{ delete_affected_customers() }}",
+        indexes=[
+            {'columns': ['customer_id'], 'unique': true},
+        ],
+    )
+}}
+-- depends_on: {{ ref('int_customers_affected') }}
+
 -- How we know each customer: which source systems and sibling units hold a record of them, and when the
 -- records first and last showed them.
+-- Incremental: a daily run recomputes only the affected customers (macros/affected_customers.sql).
 
 with
 
 record_clusters as (
 
     select * from {{ ref('stg_identity__record_clusters') }}
+    {{ only_affected_customers() }}
 
 ),
 

@@ -1,8 +1,20 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        pre_hook="{{ delete_affected_customers() }}",
+    )
+}}
+-- depends_on: {{ ref('int_customers_affected') }}
+
+-- Incremental: a daily run recomputes only the affected customers (macros/affected_customers.sql).
+
 with
 
 record_clusters as (
 
     select * from {{ ref('stg_identity__record_clusters') }}
+    {{ only_affected_customers() }}
 
 ),
 

@@ -1,3 +1,12 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        pre_hook="{{ delete_affected_customers() }}",
+    )
+}}
+-- depends_on: {{ ref('int_customers_affected') }}
+
 -- The customer knowledge repository: one row per thing we know about, heard from, or did for a customer.
 --   from   what the customer told us: feedback, complaints, ideas (web forms, contact centre)
 --   about  what we know about them: product interest, needs, preferences, life events, purchase patterns
@@ -5,6 +14,8 @@
 --   from   also how they responded to a campaign they were sent (fct_campaign_responses, treated arm)
 -- Customers who asked to be forgotten have none.
 -- Free text has e-mail addresses and long digit runs (phones, ids) masked: marts hold no direct PII.
+-- Incremental: a daily run recomputes only the affected customers (macros/affected_customers.sql; they
+-- include the treated customers of campaigns whose response windows the as-of date still moves).
 
 with
 
@@ -17,30 +28,35 @@ form_submissions as (
 interactions as (
 
     select * from {{ ref('int_interactions_classified') }}
+    {{ only_affected_customers() }}
 
 ),
 
 record_clusters as (
 
     select * from {{ ref('stg_identity__record_clusters') }}
+    {{ only_affected_customers() }}
 
 ),
 
 categories as (
 
     select * from {{ ref('int_customer_categories_ranked') }}
+    {{ only_affected_customers() }}
 
 ),
 
 activity as (
 
     select * from {{ ref('int_customer_activity_aggregated') }}
+    {{ only_affected_customers() }}
 
 ),
 
 communications as (
 
     select * from {{ ref('stg_scoring__communications') }}
+    {{ only_affected_customers() }}
 
 ),
 
@@ -59,6 +75,7 @@ erasure_requests as (
 campaign_responses as (
 
     select * from {{ ref('fct_campaign_responses') }}
+    {{ only_affected_customers() }}
 
 ),
 

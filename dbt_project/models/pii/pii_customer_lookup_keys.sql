@@ -1,23 +1,29 @@
 {{
     config(
+        materialized='incremental',
+        incremental_strategy='append',
+        pre_hook="{{ delete_affected_customers() }}",
         indexes=[
             {'columns': ['key_hash']},
             {'columns': ['customer_id']},
         ],
     )
 }}
+-- depends_on: {{ ref('int_customers_affected') }}
 
 -- The read service's lookup index (crm_knowledge.serve.lookup): every normalised identifier a customer's
 -- source records carried, keyed by sha256('<kind>:<normalised value>') so a lookup is one index probe on a
 -- hash, never a scan of the vault. Kinds: email, phone (E.164), national_id (valid only) and name_birth
 -- (matching form of the full name, '|', ISO birth date). Customers who asked to be forgotten are left out
 -- (pii_source_identities has none of their records). Restricted schema.
+-- Incremental: a daily run recomputes only the affected customers (macros/affected_customers.sql).
 
 with
 
 source_identities as (
 
     select * from {{ ref('pii_source_identities') }}
+    {{ only_affected_customers() }}
 
 ),
 

@@ -1,12 +1,23 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        pre_hook="{{ delete_affected_customers() }}",
+    )
+}}
+-- depends_on: {{ ref('int_customers_affected') }}
+
 -- The golden record's personal fields, by the same survivorship rules as dim_customers
 -- (int_customer_attributes_ranked). Customers who asked to be forgotten are left out.
 -- Restricted schema: grant to privacy-cleared roles only.
+-- Incremental: a daily run recomputes only the affected customers (macros/affected_customers.sql).
 
 with
 
 golden_records as (
 
     select * from {{ ref('int_customer_attributes_pivoted') }}
+    {{ only_affected_customers() }}
 
 ),
 

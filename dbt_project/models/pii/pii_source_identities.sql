@@ -1,7 +1,21 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        pre_hook="{{ delete_affected_customers() }}",
+        indexes=[
+            {'columns': ['customer_id']},
+            {'columns': ['source_system', 'source_record_id'], 'unique': true},
+        ],
+    )
+}}
+-- depends_on: {{ ref('int_customers_affected') }}
+
 -- Every resolved source record with the normalised identifiers it carried: which record of which
 -- system made us know which customer by which email / phone / national id / declared identifier (passport,
 -- loyalty card, ...: config/identity.yml). Customers who asked to
 -- be forgotten are left out. Restricted schema.
+-- Incremental: a daily run recomputes only the affected customers (macros/affected_customers.sql).
 
 with
 
@@ -14,6 +28,7 @@ customer_records as (
 record_clusters as (
 
     select * from {{ ref('stg_identity__record_clusters') }}
+    {{ only_affected_customers() }}
 
 ),
 

@@ -1,0 +1,46 @@
+{#-
+    The customer-level models that follow the affected customers (int_customers_affected) on a daily run.
+
+    Such a model is `materialized='incremental'` with `incremental_strategy='append'`, the pre-hook
+    `delete_affected_customers()` and the depends_on comment of int_customers_affected; its import CTEs
+    filter their input to the affected customers when `follows_affected_customers()`:
+
+    * a daily run (var `dbt_tests_since` set: the warehouse clock when the run started,
+      crm_knowledge.run_mode) on an existing table: the rows of the affected customers are deleted (retired
+      and erased ids included: they get no new rows) and only those customers are recomputed;
+    * the weekly full run (`--full-refresh`) or the first build: the table is rebuilt from scratch;
+    * an incremental build without the var (a hand-run `dbt build`): every row is deleted and every customer
+      recomputed, so a run that does not know since when things changed is never partial.
+-#}
+{% macro changed_since() -%}
+    {{- return(var('dbt_tests_since', '') or '') -}}
+{%- endmacro %}
+
+{#- The var first: a dbt unit test has no relation to ask is_incremental() about (unit tests of these models
+    set the var, and override is_incremental when they test the daily path). -#}
+{% macro follows_affected_customers() -%}
+    {{- return(changed_since() != '' and is_incremental()) -}}
+{%- endmacro %}
+
+{#- The run's start as a timestamptz literal; '-infinity' (everything changed) without the var. -#}
+{% macro changed_since_timestamp() -%}
+    cast('{{ (changed_since() or "-infinity") | replace("'", "''") }}' as timestamptz)
+{%- endmacro %}
+
+{% macro delete_affected_customers() -%}
+    {%- if is_incremental() -%}
+        delete from {{ this }}
+        {%- if follows_affected_customers() %}
+            where customer_id in (select affected.customer_id from {{ ref('int_customers_affected') }} as affected)
+        {%- endif %}
+    {%- endif -%}
+{%- endmacro %}
+
+{#- The filter of an import CTE to the affected customers on a daily run (nothing otherwise). -#}
+{% macro only_affected_customers(customer_id_column='customer_id') -%}
+    {%- if follows_affected_customers() %}
+        where {{ customer_id_column }} in (
+            select affected.customer_id from {{ ref('int_customers_affected') }} as affected
+        )
+    {%- endif %}
+{%- endmacro %}

@@ -1,0 +1,189 @@
+{{
+    config(
+        indexes=[
+            {'columns': ['customer_id'], 'unique': true},
+        ],
+    )
+}}
+
+-- The customers a daily run recomputes in the customer-level models that follow them (macros/
+-- affected_customers.sql): those whose records, orders, order items, interactions, forms (consent and
+-- erasure requests arrive as forms and contacts), deliveries or identity changed since the run
+-- began (var dbt_tests_since, the warehouse clock when crm_knowledge.run_mode decided the run). Each
+-- probe is a filter on a run timestamp (no join but the forms' one to their records, no sort).
+--   identity: a record new, changed or re-attributed (resolved_at), and both ids of a merge (the retired
+--             id is listed so its rows are deleted; it has no records any more, so none are inserted)
+--   facts:    a row (re-)staged or (re-)attributed (staged_at, customer_resolved_at)
+--   exports:  a delivery made since the previous run (communicated_at)
+--   as-of:    orders dated on the as-of day, treated customers of a campaign whose response window the
+--             as-of date still moves (what an as-of date one day later changes in the followed models)
+-- Scores are not listed: no model that follows this list reads them (customer_segments and customer_360,
+-- which do, are rebuilt by the scoring DAG), and after the weekly re-score they would list everyone.
+-- Without the var (the weekly full run, a hand-run build) everything counts as changed: every customer id
+-- any record, fact, delivery or merge names is listed.
+-- Erased customers need no entry: the erasure purge deletes their rows from every layer itself.
+
+with
+
+record_clusters as (
+
+    select * from {{ ref('stg_identity__record_clusters') }}
+
+),
+
+customer_id_merges as (
+
+    select * from {{ ref('stg_identity__customer_id_merges') }}
+
+),
+
+orders as (
+
+    select * from {{ ref('int_orders_unioned') }}
+
+),
+
+order_items as (
+
+    select * from {{ ref('int_order_items_unioned') }}
+
+),
+
+interactions as (
+
+    select * from {{ ref('int_interactions_classified') }}
+
+),
+
+form_submissions as (
+
+    select * from {{ ref('stg_forms__submissions') }}
+
+),
+
+communications as (
+
+    select * from {{ ref('stg_scoring__communications') }}
+
+),
+
+campaign_assignments as (
+
+    select * from {{ ref('stg_scoring__campaign_assignments') }}
+
+),
+
+-- Deliveries are made between warehouse runs (the export DAG), before this run began: they count from the
+-- previous run's identity resolution on (the latest resolved_at before this run; an earlier bound lists
+-- more customers, never fewer).
+previous_run as (
+
+    select coalesce(max(resolved_at), cast('-infinity' as timestamptz)) as resolved_at
+    from record_clusters
+    where resolved_at < {{ changed_since_timestamp() }}
+
+),
+
+changes as (
+
+    select
+        customer_id,
+        'identity' as change
+    from record_clusters
+    where resolved_at >= {{ changed_since_timestamp() }}
+    union all
+    select
+        old_customer_id as customer_id,
+        'merged_away' as change
+    from customer_id_merges
+    where merged_at >= {{ changed_since_timestamp() }}
+    union all
+    select
+        new_customer_id as customer_id,
+        'merged_into' as change
+    from customer_id_merges
+    where merged_at >= {{ changed_since_timestamp() }}
+    union all
+    select
+        customer_id,
+        'orders' as change
+    from orders
+    where
+        customer_id is not null
+        and (
+            staged_at >= {{ changed_since_timestamp() }}
+            or customer_resolved_at >= {{ changed_since_timestamp() }}
+        )
+    union all
+    select
+        customer_id,
+        'orders' as change
+    from order_items
+    where
+        customer_id is not null
+        and (
+            staged_at >= {{ changed_since_timestamp() }}
+            or customer_resolved_at >= {{ changed_since_timestamp() }}
+        )
+    union all
+    select
+        customer_id,
+        'interactions' as change
+    from interactions
+    where
+        customer_id is not null
+        and (
+            staged_at >= {{ changed_since_timestamp() }}
+            or customer_resolved_at >= {{ changed_since_timestamp() }}
+        )
+    union all
+    select
+        record_clusters.customer_id,
+        'forms' as change
+    from form_submissions
+    inner join record_clusters
+        on
+            form_submissions.source_system = record_clusters.source_system
+            and form_submissions.source_record_id = record_clusters.source_record_id
+    where form_submissions.staged_at >= {{ changed_since_timestamp() }}
+    union all
+    select
+        customer_id,
+        'deliveries' as change
+    from communications
+    where communicated_at >= (select previous_run.resolved_at from previous_run)
+    union all
+    -- the as-of date moves what is known of them: orders of the as-of day enter the customer's history, and
+    -- a campaign response window still open (or closing today) is measured over one more day
+    select
+        customer_id,
+        'as_of_day' as change
+    from orders
+    where
+        customer_id is not null
+        and ordered_at >= {{ as_of_cutoff() }} - interval '1 day'
+        and ordered_at < {{ as_of_cutoff() }}
+    union all
+    select
+        customer_id,
+        'as_of_day' as change
+    from campaign_assignments
+    where campaign_date >= {{ as_of_date() }} - {{ var('campaign_response_windows') | max }}
+
+),
+
+final as (
+
+    select
+        changes.customer_id,
+        string_agg(distinct changes.change, ',' order by changes.change) as changes,
+        not exists (
+            select 1 from record_clusters
+            where record_clusters.customer_id = changes.customer_id
+        ) as is_retired
+    from changes
+    group by changes.customer_id
+
+)
+
+select * from final
