@@ -459,7 +459,9 @@ def run_pipeline(size: int | None = None, seed: int | None = None, *, keep_runni
         from crm_knowledge.summary import collect_summary, format_summary
 
         summary = collect_summary(settings)
-        summary["pii_scan_findings"] = len(pii_scan(settings).findings)
+        scan = pii_scan(settings)
+        summary["pii_scan_findings"] = len(scan.findings)
+        summary["pii_scan"] = scan.as_dict()  # what was scanned (findings name places and kinds, never values)
         summary["timings_s"] = timings
         summary["runs"] = {d: {"run_id": r["dag_run_id"], "run_type": r["run_type"], "state": r["state"]}
                            for d, r in runs.items()}
