@@ -87,7 +87,7 @@ SLOWEST_FIRST = (
     "tests/warehouse/test_identity_spark.py",          # Spark vs DuckDB on the demo (~160)
     "tests/warehouse/test_incremental_equals_full.py",  # (~100)
     "tests/warehouse/test_erasure_entry_points.py",    # (~110)
-    "tests/e2e/test_failures.py",                      # airflow dags test on SQLite, a failing make run (~60)
+    "tests/e2e/test_failures.py",                      # airflow dags test on SQLite, a failing make run (<80)
     "tests/e2e/test_cli_bench.py",                     # ckp bench (~40)
 )
 DISTRIBUTION_ORDER = {"warehouse": 1, "e2e": 1}  # folders after SLOWEST_FIRST; unit/ last
