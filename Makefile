@@ -39,8 +39,9 @@ run: $(STAMP)
 up: $(STAMP)
 	$(BIN)/ckp up
 
-# Two pytest-xdist workers: each test module stays on one worker, the end-to-end modules run one after another on
-# one of them while the other works through unit/ and warehouse/ (README "Tests"). PYTEST_WORKERS=0: one process.
+# Two pytest-xdist workers: each test module stays on one worker; the modules that start Airflow's stack run one
+# after another on one of them while the other works through the rest, slowest first (tests/xdist_scheduling.py,
+# SLOWEST_FIRST in tests/conftest.py, README "Tests"). PYTEST_WORKERS=0: one process.
 PYTEST_WORKERS ?= 2
 
 test: $(STAMP)

@@ -75,28 +75,50 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
 
 
-#: Under xdist, the folders in the order their modules are handed out: the long end-to-end group first, then
-#: the warehouse modules (tens of seconds each), then the many short unit modules that fill the gaps at the end.
-DISTRIBUTION_ORDER = {"e2e": 0, "warehouse": 1}
+#: Under xdist, the order work is handed out in: the longest first, so that no worker is left with a long module
+#: at the end while the other idles (longest-processing-time-first). First the unit of the Airflow-stack modules
+#: (tests/xdist_scheduling.py: about 10 of make test's minutes, the critical path) to one worker; to the other the
+#: slowest of the rest, slowest first (seconds measured on the idle 2-core machine in parentheses); then the other
+#: warehouse modules (tens of seconds each) and the many short unit modules that fill the gaps at the end. A
+#: module that grows past a minute belongs in SLOWEST_FIRST (`pytest --durations=40` shows it).
+SLOWEST_FIRST = (
+    "tests/e2e/test_pipeline.py",                      # make run's two rounds and a failing make run (~400)
+    "tests/e2e/test_external_warehouse.py",            # the pipeline on a second PostgreSQL (~190)
+    "tests/e2e/test_make_up.py",                       # ckp up (~35)
+    "tests/warehouse/test_identity_spark.py",          # Spark vs DuckDB on the demo (~160)
+    "tests/warehouse/test_incremental_equals_full.py",  # (~100)
+    "tests/warehouse/test_erasure_entry_points.py",    # (~110)
+    "tests/e2e/test_failures.py",                      # airflow dags test on SQLite, a failing make run (<80)
+    "tests/e2e/test_cli_bench.py",                     # ckp bench (~40)
+)
+DISTRIBUTION_ORDER = {"warehouse": 1, "e2e": 1}  # folders after SLOWEST_FIRST; unit/ last
+
+
+def _distribution_rank(item) -> tuple[int, int]:
+    path = Path(item.path)
+    module = path.relative_to(PROJECT_ROOT).as_posix() if path.is_relative_to(PROJECT_ROOT) else ""
+    if module in SLOWEST_FIRST:
+        return 0, SLOWEST_FIRST.index(module)
+    return 1 + DISTRIBUTION_ORDER.get(path.parent.name, len(DISTRIBUTION_ORDER)), 0
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own choice of scheduler
 def pytest_xdist_make_scheduler(config, log):
-    """`pytest -n N --dist loadfile` (make test): whole modules per worker, all of tests/e2e/ as one unit of
-    work (tests/xdist_scheduling.py). Any other --dist: xdist's own scheduler."""
+    """`pytest -n N --dist loadfile` (make test): whole modules per worker, the modules that start Airflow's
+    stack as one unit of work (tests/xdist_scheduling.py). Any other --dist: xdist's own scheduler."""
     if config.getoption("dist", "no") != "loadfile":
         return None
-    from xdist_scheduling import ModulesWithEndToEndTogether
+    from xdist_scheduling import ModulesWithAirflowStacksTogether
 
-    return ModulesWithEndToEndTogether(config, log)
+    return ModulesWithAirflowStacksTogether(config, log)
 
 
 def pytest_collection_modifyitems(config, items) -> None:
-    """In an xdist worker: the longest work first (DISTRIBUTION_ORDER), so that with `--no-loadscope-reorder`
-    (make test) no worker is left with a long module at the end while the other idles. Without xdist the
-    order is pytest's own."""
+    """In an xdist worker: the longest work first (SLOWEST_FIRST, then DISTRIBUTION_ORDER), so that with
+    `--no-loadscope-reorder` (make test) no worker is left with a long module at the end while the other idles.
+    Without xdist the order is pytest's own."""
     if XDIST_WORKER:
-        items.sort(key=lambda item: DISTRIBUTION_ORDER.get(Path(item.path).parent.name, len(DISTRIBUTION_ORDER)))
+        items.sort(key=_distribution_rank)
 
 
 @pytest.fixture(scope="session")

@@ -1,10 +1,13 @@
 """How `make test` shares the test modules between its two pytest-xdist workers (README "Tests").
 
 `--dist loadfile` hands out whole modules, so a module's fixtures (a built warehouse, a pipeline run) are built
-once, on one worker. This scheduler does the same, except that every module under ``tests/e2e/`` is one unit
-of work: the Airflow runs go one after another on one worker while the other works through the rest. Two
-Airflow stacks at once would only fight over 2 cores, and they share ``dbt_project/target`` (the DAGs' dbt
-manifest, which each run re-parses). Chosen by ``pytest_xdist_make_scheduler`` in ``tests/conftest.py``.
+once, on one worker. This scheduler does the same, except that the modules that start Airflow's stack on this
+repository's dbt project (``AIRFLOW_STACK_MODULES``) are one unit of work: those runs go one after another on
+one worker while the other works through the rest. They all re-parse ``dbt_project/target`` (the DAGs' dbt
+manifest, which every DAG file and task of a running stack reads), and two Airflow stacks at once would only
+fight over 2 cores. The other end-to-end modules (``airflow dags test`` on SQLite, ``ckp bench`` in its own
+home and dbt target folder) are ordinary modules. Chosen by ``pytest_xdist_make_scheduler`` in
+``tests/conftest.py``; the order work is handed out in is ``tests/conftest.py``'s ``DISTRIBUTION_ORDER``.
 
 (pytest-xdist's own ``--dist loadgroup`` cannot do this here: it tags a test by rewriting ``item._nodeid``,
 which pytest 9 no longer reads.)
@@ -14,14 +17,20 @@ from __future__ import annotations
 
 from xdist.scheduler import LoadFileScheduling
 
-#: Node ids of the end-to-end modules start with this (node ids are relative to the repository root).
-E2E_PREFIX = "tests/e2e/"
+#: Node ids of the modules that start an Airflow stack (scheduler, DAG processor, triggerer, API server) on the
+#: repository's dbt project start with one of these (node ids are relative to the repository root).
+AIRFLOW_STACK_MODULES = (
+    "tests/e2e/test_pipeline.py",
+    "tests/e2e/test_external_warehouse.py",
+    "tests/e2e/test_make_up.py",
+)
+#: The name of their one unit of work.
+AIRFLOW_STACK_UNIT = "tests/e2e/ (Airflow stacks)"
 
 
-class ModulesWithEndToEndTogether(LoadFileScheduling):
-    """`--dist loadfile`, with all of ``tests/e2e/`` as one unit of work."""
+class ModulesWithAirflowStacksTogether(LoadFileScheduling):
+    """`--dist loadfile`, with the modules of ``AIRFLOW_STACK_MODULES`` as one unit of work."""
 
     def _split_scope(self, nodeid: str) -> str:
-        if nodeid.startswith(E2E_PREFIX):
-            return E2E_PREFIX
-        return super()._split_scope(nodeid)
+        module = super()._split_scope(nodeid)
+        return AIRFLOW_STACK_UNIT if module in AIRFLOW_STACK_MODULES else module

@@ -47,6 +47,8 @@ PIPELINE_DAGS = (
 INGEST_DAGS = PIPELINE_DAGS[:4]
 #: DAGs `make up` unpauses: the pipeline and the erasure DAG (which `make run` leaves paused).
 ALL_DAGS = (*PIPELINE_DAGS, "customer_erasure")
+#: Seconds the demo webhook receiver may take to start listening.
+WEBHOOK_RECEIVER_START_S = 60
 TERMINAL_TI_STATES = {"success", "failed", "skipped", "upstream_failed", "removed"}
 
 
@@ -179,14 +181,18 @@ def webhook_receiver(settings: Settings, env: dict[str, str]) -> Iterator[None]:
     proc = subprocess.Popen([sys.executable, "-m", "crm_knowledge.export.receiver", "--port", str(port),
                              "--out", str(inbox)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + 15
+        # generous: on a busy machine a Python process can take tens of seconds to start
+        deadline = time.monotonic() + WEBHOOK_RECEIVER_START_S
         while True:
             with socket.socket() as s:
                 if s.connect_ex(("127.0.0.1", port)) == 0:
                     break
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"the demo webhook receiver did not start on 127.0.0.1:{port} "
-                                   "(is the port taken? set CKP_WEBHOOK_PORT)")
+            if proc.poll() is not None:
+                raise RuntimeError(f"the demo webhook receiver on 127.0.0.1:{port} exited with code "
+                                   f"{proc.returncode} (is the port taken? set CKP_WEBHOOK_PORT)")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the demo webhook receiver did not answer on 127.0.0.1:{port} within "
+                                   f"{WEBHOOK_RECEIVER_START_S} s")
             time.sleep(0.2)
         print(f"    webhook receiver on 127.0.0.1:{port}, inbox {inbox}", flush=True)
         yield
@@ -459,7 +465,9 @@ def run_pipeline(size: int | None = None, seed: int | None = None, *, keep_runni
         from crm_knowledge.summary import collect_summary, format_summary
 
         summary = collect_summary(settings)
-        summary["pii_scan_findings"] = len(pii_scan(settings).findings)
+        scan = pii_scan(settings)
+        summary["pii_scan_findings"] = len(scan.findings)
+        summary["pii_scan"] = scan.as_dict()  # what was scanned (findings name places and kinds, never values)
         summary["timings_s"] = timings
         summary["runs"] = {d: {"run_id": r["dag_run_id"], "run_type": r["run_type"], "state": r["state"]}
                            for d, r in runs.items()}

@@ -5,6 +5,8 @@ cosmos, Great Expectations, scoring, exports) has to get there with what the URL
 
 from __future__ import annotations
 
+import datetime as dt
+
 import psycopg
 import pytest
 
@@ -29,7 +31,7 @@ def external_run(passwordless_postgres, tmp_path_factory):
         mp.delenv(var, raising=False)
     try:
         # the databases are this test's own: the demo may fill them
-        # one round: the campaigns' second day range is tests/e2e/test_campaigns.py's
+        # one round (`ckp run --no-response-range`): make run's two rounds are tests/e2e/test_pipeline.py's
         summary = run_pipeline(size=SIZE, seed=7, overwrite_external_db=True, response_range=False)
     finally:
         mp.undo()
@@ -60,3 +62,16 @@ def test_every_layer_was_built_on_it(external_run):
         assert conn.execute("select count(*) from audit.load_batches where status = 'loaded'").fetchone()[0] > 0
         exports = conn.execute("select count(*) from audit.exports").fetchone()[0]
     assert exports > 0
+
+
+def test_the_round_scored_the_day_its_ingests_were_due(external_run):
+    """One round: the as-of date of the ingests' due run (or of a run queued now) travelled with the Asset
+    events: ingests -> warehouse -> scoring, all the same day."""
+    url, _ = external_run
+    with psycopg.connect(url) as conn:
+        days = {r[0] for r in conn.execute("select distinct as_of_date from scoring.model_runs").fetchall()}
+        keys = {r[0] for r in conn.execute("select distinct pipeline_run_id from audit.dq_runs").fetchall()}
+    today = dt.datetime.now(dt.UTC).date()
+    assert len(days) == 1 and days <= {today, today - dt.timedelta(days=1)}, days
+    (day,) = days
+    assert f"day-{day.isoformat()}" in keys, keys

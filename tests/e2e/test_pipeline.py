@@ -1,12 +1,24 @@
-"""The whole pipeline as deployed, on a small demo: `make run`'s code starts the real Airflow scheduler, DAG
-processor, triggerer and API server, ingestion runs once, and the warehouse and scoring DAGs are started by
-Asset events. Then `ckp run` (the entry point of `make run`) runs again with one dbt model broken: the
-warehouse run fails, scoring never starts, the failure is alerted and the command exits non-zero; that
-second run also shows that loading everything again adds nothing.
+"""`make run` as deployed, end to end: its code starts the real Airflow scheduler, DAG processor, triggerer and
+API server; ingestion runs, and the warehouse and scoring DAGs are started by Asset events; then its second
+simulated day range (the demo's customers respond to what they were sent, with a known true effect per
+audience) runs the pipeline again and measures the campaigns.
+
+One run of both rounds serves every test here (the scheduler's chaining of the DAGs, the layers, privacy,
+`ckp score` / `ckp serve` over what it built, and the campaigns). Then `ckp run` (the entry point of `make
+run`) runs again with one dbt model broken: the warehouse run fails, scoring never starts, the failure is
+alerted and the command exits non-zero; that second run also shows that loading everything again adds
+nothing.
+
+Campaigns: the delivery with holdouts happens under the scheduler; the measured lift must recover the planted
+effects within their 95% intervals, and the audience with no effect must not be reported as significant.
+
+The module starts from an empty warehouse database and drops it again afterwards, so the planted truth is the
+only campaign history and other modules start as on a fresh home.
 """
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import os
 import shutil
@@ -17,35 +29,73 @@ import psycopg
 import pytest
 from alert_webhook import alert_inbox_server
 from ckp_cli import ckp_env, run_ckp
+from psycopg import sql
 
+from crm_knowledge.demo.responses import RESPONSE_DAYS, load_planted_effects
+from crm_knowledge.export.campaign_report import latest_path
 from crm_knowledge.runner import PIPELINE_DAGS, run_pipeline
 from crm_knowledge.settings import PROJECT_ROOT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.warehouse]
 
-SIZE = 150
+SIZE = 3000  # above the demo default: every campaign audience reaches the minimum sample per arm (20)
+SEED = 42
 AIRFLOW_PORT = os.environ.get("CKP_TEST_AIRFLOW_PORT", "8814")
 BROKEN_MODEL = "stg_contacts__interactions"
+WINDOW = 7  # the response range is the campaigns' first window
+RAW_TABLES = ("form_submissions", "sibling_customers", "contact_interactions", "order_exports", "orders__customers",
+              "orders__orders", "orders__order_items", "orders__products")
+
+
+def _drop_warehouse(settings) -> None:
+    with psycopg.connect(settings.server_url("postgres"), autocommit=True) as conn:
+        conn.execute(sql.SQL("drop database if exists {} with (force)").format(
+            sql.Identifier(settings.warehouse_db)))
 
 
 @pytest.fixture(scope="module")
 def pipeline(warehouse, settings):
+    """`make run`'s two rounds on an empty warehouse, and what the tests read right after it."""
     mp = pytest.MonkeyPatch()
     mp.setenv("CKP_AIRFLOW_PORT", AIRFLOW_PORT)
-    started = dt.datetime.now(dt.UTC)  # a re-run of the suite meets the rows of earlier runs (and ckp score's)
-    # one round: the second simulated day range (campaign responses) is tests/e2e/test_campaigns.py's
-    first = run_pipeline(size=SIZE, seed=7, response_range=False)
-    first = {**first, "started_at": started}
-    with psycopg.connect(settings.warehouse_url) as conn:
-        raw_after_first = {t: conn.execute(f"select count(*) from raw.{t}").fetchone()[0]
-                           for t in ("form_submissions", "sibling_customers", "contact_interactions",
-                                     "order_exports", "orders__customers", "orders__orders",
-                                     "orders__order_items", "orders__products")}
-        ids_after_first = dict(conn.execute(
-            "select source_system || ':' || source_record_id, customer_id from identity.record_clusters"
-        ).fetchall())
-    mp.undo()
-    return first, None, raw_after_first, ids_after_first
+    _drop_warehouse(settings)
+    started = dt.datetime.now(dt.UTC)
+    try:
+        summary = run_pipeline(size=SIZE, seed=SEED)
+        truth = load_planted_effects(settings)
+        with psycopg.connect(settings.warehouse_url) as conn:
+            raw = {t: conn.execute(f"select count(*) from raw.{t}").fetchone()[0] for t in RAW_TABLES}
+            ids = dict(conn.execute(
+                "select source_system || ':' || source_record_id, customer_id from identity.record_clusters"
+            ).fetchall())
+            scored_days = {r[0] for r in conn.execute(
+                "select distinct as_of_date from scoring.model_runs where created_at >= %s", (started,)).fetchall()}
+            dq_keys = {r[0] for r in conn.execute("select distinct pipeline_run_id from audit.dq_runs").fetchall()}
+            merges = conn.execute("select count(*) from identity.customer_id_merges").fetchone()[0]
+            lift = conn.execute(
+                "select destination || ':' || audience, campaign_date, lift, ci_low, ci_high, is_significant, "
+                "treated_customers, holdout_customers, is_window_complete from marts.campaign_lift "
+                "where metric = 'orders' and window_days = %s", (WINDOW,)).fetchall()
+            assignments = conn.execute(
+                "select destination, audience, customer_id, arm, campaign_date from scoring.campaign_assignments"
+            ).fetchall()
+            knowledge = conn.execute(
+                "select count(*) from marts.customer_knowledge where kind = 'campaign_response' and flow = 'from'"
+            ).fetchone()[0]
+            last_campaign = conn.execute(
+                "select count(*) filter (where last_campaign_arm = 'holdout'), "
+                "count(*) filter (where has_responded_to_last_campaign) from marts.customer_360").fetchone()
+            model_runs = conn.execute(
+                "select count(distinct m.model_run_id) from scoring.model_run_campaigns m "
+                "join scoring.model_runs r using (model_run_id)").fetchone()[0]
+        mp.undo()
+        yield {"started": started, "summary": summary, "raw": raw, "ids": ids, "merges": merges,
+               "scored_days": scored_days,
+               "dq_keys": dq_keys, "truth": truth, "lift": lift, "assignments": assignments,
+               "knowledge": knowledge, "last_campaign": last_campaign, "model_runs": model_runs}
+    finally:
+        mp.undo()
+        _drop_warehouse(settings)
 
 
 @pytest.fixture(scope="module")
@@ -63,9 +113,9 @@ def _project_copy_with_a_broken_model(tmp: Path) -> Path:
     for name in ("plugins", "dags", "dbt_project", "config", "expectations"):
         shutil.copytree(PROJECT_ROOT / name, root / name, ignore=ignore)
     model = root / "dbt_project" / "models" / "staging" / f"{BROKEN_MODEL}.sql"
-    sql = model.read_text(encoding="utf-8")
-    assert sql.rstrip().endswith("select * from final")
-    model.write_text(sql.rstrip() + "\nwhere 1 = cast('broken on purpose by the test' as integer)\n",
+    text = model.read_text(encoding="utf-8")
+    assert text.rstrip().endswith("select * from final")
+    model.write_text(text.rstrip() + "\nwhere 1 = cast('broken on purpose by the test' as integer)\n",
                      encoding="utf-8")
     return root
 
@@ -78,36 +128,118 @@ def failed_run(pipeline, settings, alert_inbox, tmp_path_factory):
     env = dict(os.environ, PYTHONPATH=str(root / "plugins"), CKP_AIRFLOW_PORT=AIRFLOW_PORT,
                CKP_ALERT_WEBHOOK_URL=url)
     since = dt.datetime.now(dt.UTC)
-    res = run_ckp("run", "--size", str(SIZE), "--seed", "7", "--no-response-range", env=env, timeout=3600)
+    # the same demo as the module's run (same size, seed and first-round day), both rounds as `make run` has them:
+    # the first round's warehouse run fails, so the second never starts
+    res = run_ckp("run", "--size", str(SIZE), "--seed", str(SEED), env=env, timeout=3600)
     with psycopg.connect(settings.server_url("airflow")) as conn:
         runs = conn.execute("select dag_id, run_type, state from dag_run where queued_at >= %s order by queued_at",
                             (since,)).fetchall()
     return res, runs, received
 
 
-def test_the_scheduler_chains_the_dags_through_asset_events(pipeline):
-    """Ingestion ran once; the warehouse and scoring runs were created by Asset events and succeeded."""
-    first, *_ = pipeline
-    runs = first["runs"]
-    assert set(runs) == set(PIPELINE_DAGS)
-    assert all(r["state"] == "success" for r in runs.values()), runs
-    assert runs["customer_warehouse"]["run_type"] == "asset_triggered"
-    assert runs["customer_scoring"]["run_type"] == "asset_triggered"
-    assert {runs[d]["run_type"] for d in PIPELINE_DAGS[:4]} <= {"scheduled", "manual"}
+# --- campaigns: the delivery with holdouts, and the response range's measurement ---------------------------
 
-
-def test_scoring_scored_the_day_the_warehouse_built(pipeline, settings):
-    """The as-of date travelled with the Asset events: ingests -> warehouse -> scoring, all the same day."""
-    first, *_ = pipeline
+def test_held_out_customers_were_never_sent(pipeline, settings):
+    """No held-out customer was sent the audience they were held out of (in either delivery), nor recorded as
+    offered it. (A customer whose segment changed may be treated in another audience: arms are per audience.)"""
+    arms = {(a, c): arm for d, a, c, arm, _ in pipeline["assignments"] if d == "marketing_campaigns"}
+    held = {k for k, arm in arms.items() if arm == "holdout"}
+    treated = {k for k, arm in arms.items() if arm == "treated"}
+    assert held and treated
+    started = pipeline["started"].timestamp()
+    files = [p for p in Path(settings.exports_dir, "marketing").rglob("*.csv")
+             if p.stat().st_mtime >= started]  # this run's deliveries, not an earlier session's
+    assert files
+    sent: set[tuple[str, str]] = set()
+    for path in files:
+        with open(path, newline="", encoding="utf-8") as fh:
+            sent |= {(r["audience"], r["customer_id"]) for r in csv.DictReader(fh) if r["change_type"] != "removed"}
+    assert treated <= sent  # both deliveries' files together
+    assert not held & sent
     with psycopg.connect(settings.warehouse_url) as conn:
-        days = {r[0] for r in conn.execute("select distinct as_of_date from scoring.model_runs where created_at >= %s",
-                                           (first["started_at"],)).fetchall()}
-        keys = {r[0] for r in conn.execute("select distinct pipeline_run_id from audit.dq_runs").fetchall()}
-    # the day `make run`'s ingest runs are for: their latest due run or a run queued now (runner docstring)
+        offered = set(conn.execute(
+            "select audience, customer_id from scoring.communications where destination = 'marketing_campaigns' "
+            "and kind = 'offer_made'").fetchall())
+    assert not held & offered
+
+
+def test_the_second_delivery_kept_every_arm(pipeline):
+    """The range's delivery re-selected the audiences: nobody randomised on the first day moved, newcomers
+    joined under the second day's date."""
+    truth = pipeline["truth"]
+    first_day = dt.date.fromisoformat(truth["delivery_day"])
+    dates = {d for *_, d in pipeline["assignments"]}
+    assert first_day in dates
+    assert dates <= {first_day, first_day + dt.timedelta(days=RESPONSE_DAYS)}
+    keys = [(d, a, c) for d, a, c, _, _ in pipeline["assignments"]]
+    assert len(keys) == len(set(keys))
+
+
+def test_planted_effects_are_recovered_within_their_intervals(pipeline):
+    truth = pipeline["truth"]
+    first_day = dt.date.fromisoformat(truth["delivery_day"])
+    lift = {k: r for k, day, *r in pipeline["lift"] if day == first_day}
+    assert set(lift) == set(truth["audiences"]), (lift, truth["audiences"])
+    for key, planted in truth["audiences"].items():
+        value, low, high, significant, n_t, n_h, complete = lift[key]
+        effect = planted["true_lift_orders_per_customer"]
+        assert complete, key
+        assert low is not None, f"{key}: below the minimum sample ({n_t} treated, {n_h} held out)"
+        assert low <= effect <= high, f"{key}: planted {effect}, measured {value:.3f} [{low:.3f}, {high:.3f}]"
+        if effect > 0:
+            assert significant, f"{key}: planted {effect}, measured {value:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def test_the_null_audience_is_not_significant(pipeline):
+    truth = pipeline["truth"]
+    first_day = dt.date.fromisoformat(truth["delivery_day"])
+    nulls = [k for k, p in truth["audiences"].items() if p["true_lift_orders_per_customer"] == 0]
+    assert nulls == ["marketing_campaigns:champions"]
+    for key, day, value, low, high, significant, *_ in pipeline["lift"]:
+        if key in nulls and day == first_day:
+            assert not significant, f"{key}: measured {value:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def test_responses_flow_back_into_knowledge_and_the_360(pipeline):
+    assert pipeline["knowledge"] > 0
+    held_out_shown, responded = pipeline["last_campaign"]
+    assert held_out_shown > 0 and responded > 0
+    assert pipeline["model_runs"] > 0  # the scoring runs that selected the campaigns know it
+
+
+def test_the_campaign_report_was_written(pipeline, settings):
+    page = latest_path(settings).read_text(encoding="utf-8")
+    truth = pipeline["truth"]
+    for key in truth["audiences"]:
+        assert f'data-campaign="{key}:{truth["delivery_day"]}"' in page
+    assert 'id="lift-chart"' in page and 'id="decile-chart"' in page and "time-chart" in page
+
+
+# --- the pipeline ----------------------------------------------------------------------------------------
+
+def test_the_scheduler_chains_the_dags_through_asset_events(pipeline):
+    """In each round ingestion ran once; the warehouse and scoring runs were created by Asset events and
+    succeeded."""
+    summary = pipeline["summary"]
+    for runs in (summary["runs"], summary["response_range_runs"]):
+        assert set(runs) == set(PIPELINE_DAGS)
+        assert all(r["state"] == "success" for r in runs.values()), runs
+        assert runs["customer_warehouse"]["run_type"] == "asset_triggered"
+        assert runs["customer_scoring"]["run_type"] == "asset_triggered"
+        assert {runs[d]["run_type"] for d in PIPELINE_DAGS[:4]} <= {"scheduled", "manual"}
+
+
+def test_scoring_scored_the_day_the_warehouse_built(pipeline):
+    """The as-of date travelled with the Asset events: in each round ingests -> warehouse -> scoring, all the
+    same day: the first round's (the campaigns' delivery day, in the past) and the response range's last day.
+    (One round on the day of the ingests' due run: tests/e2e/test_external_warehouse.py.)"""
+    first_round = dt.date.fromisoformat(pipeline["truth"]["delivery_day"])
     today = dt.datetime.now(dt.UTC).date()
-    assert len(days) == 1 and days <= {today, today - dt.timedelta(days=1)}, days
-    (day,) = days
-    assert f"day-{day.isoformat()}" in keys, keys
+    assert first_round == today - dt.timedelta(days=RESPONSE_DAYS + 1)
+    days = {first_round, first_round + dt.timedelta(days=RESPONSE_DAYS)}
+    assert pipeline["scored_days"] == days, pipeline["scored_days"]
+    for day in days:
+        assert f"day-{day.isoformat()}" in pipeline["dq_keys"], pipeline["dq_keys"]
 
 
 def test_ckp_score_scores_a_day_before_the_dags_start_date(pipeline, settings):
@@ -171,7 +303,7 @@ def test_the_failure_was_alerted_to_the_webhook(failed_run):
 
 
 def test_every_layer_has_rows(pipeline):
-    first, _, raw, _ = pipeline
+    first, raw = pipeline["summary"], pipeline["raw"]
     layers = first["layers"]
     assert all(n > 0 for n in raw.values()), raw
     for schema in ("staging", "marts", "pii", "identity", "scoring", "audit"):
@@ -183,10 +315,11 @@ def test_every_layer_has_rows(pipeline):
 
 def test_second_run_adds_nothing_and_keeps_ids(pipeline, failed_run, settings):
     """The failed run loaded everything again first (its ingests succeeded): nothing was added; identity
-    resolution re-run directly (the warehouse DAG's task body) moves no customer_id."""
+    resolution re-run directly (the warehouse DAG's task body) moves no customer_id and merges none (the
+    response range's new records may have merged customers: those merges are the run's, not the re-run's)."""
     from crm_knowledge.identity.store import run as resolve_identities
 
-    _, _, raw, ids = pipeline
+    raw, ids = pipeline["raw"], pipeline["ids"]
     resolve_identities(settings.warehouse_url, mode="full")
     with psycopg.connect(settings.warehouse_url) as conn:
         for table, n in raw.items():
@@ -199,7 +332,7 @@ def test_second_run_adds_nothing_and_keeps_ids(pipeline, failed_run, settings):
             "select bool_and(rows_read = rows_loaded + rows_rejected + rows_duplicate) from audit.load_batches "
             "where status = 'loaded'").fetchone()[0]
     assert now == ids, "a second run must not change any customer_id"
-    assert merges == 0
+    assert merges == pipeline["merges"]
     assert ledger_ok
 
 
@@ -223,13 +356,11 @@ def test_planted_bad_file_quarantined(pipeline, settings):
     assert n >= 1 and issues >= 1
 
 
-def test_no_demo_customer_identifier_outside_the_pii_vault(pipeline, settings):
+def test_no_demo_customer_identifier_outside_the_pii_vault(pipeline):
     """The privacy promise, scanned: no email, phone, national ID or name of a demo customer in any non-pii
-    schema (raw/staging/intermediate are pipeline-locked working layers) or any export."""
-    from crm_knowledge.privacy.pii_scan import scan
-
-    first, *_ = pipeline
-    assert first["pii_scan_findings"] == 0
-    result = scan(settings)
-    assert result.columns_scanned > 50 and result.files_scanned > 0 and result.needles > 300
-    assert result.findings == [], [f.as_dict() for f in result.findings]
+    schema (raw/staging/intermediate are pipeline-locked working layers) or any export, by make run's own scan."""
+    summary = pipeline["summary"]
+    assert summary["pii_scan_findings"] == 0
+    result = summary["pii_scan"]  # make run's own scan, after both rounds (a scan of 3,000 customers takes a minute)
+    assert result["columns_scanned"] > 50 and result["files_scanned"] > 0 and result["needles"] > 300
+    assert result["findings"] == [], result["findings"]

@@ -1,7 +1,7 @@
 """make run's first round for a past day (before its simulated day range): every ingest DAG is triggered with
 that as-of date, before it is unpaused and on its due run's logical date, so the scheduler starts no second
 run of today. A small recording stand-in for the Airflow REST client; the real API is driven end to end by
-tests/e2e/test_campaigns.py."""
+tests/e2e/test_pipeline.py."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """`make test`'s two pytest-xdist workers (README "Tests"): each gets its own ports and home from
-tests/conftest.py, and the scheduler keeps every module whole and all of tests/e2e/ on one worker."""
+tests/conftest.py, and the scheduler keeps every module whole and the modules that start Airflow's stack on one
+worker, handed out first."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from xdist_scheduling import ModulesWithEndToEndTogether
+from conftest import SLOWEST_FIRST
+from xdist_scheduling import AIRFLOW_STACK_MODULES, ModulesWithAirflowStacksTogether
 
 from crm_knowledge.settings import PROJECT_ROOT
 
@@ -76,12 +78,22 @@ def test_a_worker_ignores_a_home_and_port_exported_by_the_shell():
 
 @pytest.mark.parametrize("a, b, together", [
     ("tests/e2e/test_pipeline.py::test_every_layer_has_rows", "tests/e2e/test_make_up.py::test_ckp_up_serves", True),
-    ("tests/e2e/test_external_warehouse.py::test_x", "tests/e2e/test_cli_bench.py::test_ckp_bench_small", True),
+    ("tests/e2e/test_external_warehouse.py::test_x", "tests/e2e/test_pipeline.py::failed_run", True),
+    ("tests/e2e/test_external_warehouse.py::test_x", "tests/e2e/test_cli_bench.py::test_ckp_bench_small", False),
+    ("tests/e2e/test_failures.py::test_a", "tests/e2e/test_make_up.py::test_ckp_up_serves", False),
     ("tests/warehouse/test_erasure.py::test_a", "tests/warehouse/test_erasure.py::test_b[x]", True),
     ("tests/warehouse/test_erasure.py::test_a", "tests/warehouse/test_erasure_entry_points.py::test_a", False),
     ("tests/e2e/test_pipeline.py::test_a", "tests/warehouse/test_dbt_models.py::test_a", False),
     ("tests/unit/test_as_of.py::test_a", "tests/unit/test_settings.py::test_a", False),
 ])
-def test_modules_stay_whole_and_the_end_to_end_runs_together(a, b, together):
-    scheduler = object.__new__(ModulesWithEndToEndTogether)  # _split_scope needs no scheduler state
+def test_modules_stay_whole_and_the_airflow_stacks_run_together(a, b, together):
+    scheduler = object.__new__(ModulesWithAirflowStacksTogether)  # _split_scope needs no scheduler state
     assert (scheduler._split_scope(a) == scheduler._split_scope(b)) is together
+
+
+def test_the_airflow_stack_modules_are_handed_out_first():
+    """Every module that starts Airflow's stack exists, and their unit is the first work handed out (it is the
+    longest); every module named in SLOWEST_FIRST exists."""
+    assert SLOWEST_FIRST[:len(AIRFLOW_STACK_MODULES)] == AIRFLOW_STACK_MODULES
+    for module in SLOWEST_FIRST:
+        assert (PROJECT_ROOT / module).is_file(), module
