@@ -28,6 +28,7 @@ import pandas as pd
 import psycopg
 
 from crm_knowledge.identity.prepare import CANDIDATE_COLUMNS
+from crm_knowledge.warehouse.db import connect
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,7 @@ def setup(url: str, customers: int, new_share: float = 0.01, changed_share: floa
     extra = max(1, round(customers * new_share))
     people, owner = candidates(customers + extra, seed=seed)
     person = owner.to_numpy()
-    with psycopg.connect(url) as conn:
+    with connect(url) as conn:
         conn.execute(DDL)
         _copy(conn, people[person < customers])
         conn.execute("analyze intermediate.int_identity_candidates")
@@ -111,7 +112,7 @@ def setup(url: str, customers: int, new_share: float = 0.01, changed_share: floa
     full = run(url, "full")
     full_seconds = time.perf_counter() - started
     changed = [str(p + 1) for p in range(0, customers, max(1, round(1 / changed_share)))]
-    with psycopg.connect(url) as conn:
+    with connect(url) as conn:
         _copy(conn, people[person >= customers])
         conn.execute("update intermediate.int_identity_candidates set email_norm = 'new.' || email_norm, "
                      "staged_at = clock_timestamp() where source_system = 'orders' and source_record_id = any(%s)",
@@ -131,7 +132,7 @@ def stage_day(url: str, customers: int, day: int, new_share: float = 0.01, chang
     person = owner.to_numpy()
     step = max(1, round(1 / changed_share))
     changed = [str(p + 1) for p in range(day % step, customers, step)]
-    with psycopg.connect(url) as conn:
+    with connect(url) as conn:
         _copy(conn, people[person >= customers + (day - 1) * extra])
         conn.execute("update intermediate.int_identity_candidates set email_norm = 'day' || %s || '.' || email_norm, "
                      "staged_at = clock_timestamp() where source_system = 'orders' and source_record_id = any(%s)",
