@@ -69,17 +69,24 @@ def _copy_out(conn: psycopg.Connection, query: sql.Composable, columns: list[str
     return df.astype(object).where(df.notna(), None)
 
 
+def candidate_source_columns(conn: psycopg.Connection) -> tuple[list[str], list[str], bool]:
+    """(columns, absent, has staged_at) of the candidates table: CANDIDATE_COLUMNS (plus staged_at when the
+    table has it), of which `absent` are address details a table built before they came lacks (read as
+    missing). Shared by :func:`read_candidates` and the Spark backend's streaming staging."""
+    schema, table = CANDIDATES_TABLE
+    absent = [c for c in ADDRESS_DETAIL_COLUMNS if not column_exists(conn, f"{schema}.{table}", c)]
+    has_staged_at = column_exists(conn, f"{schema}.{table}", "staged_at")
+    return [*CANDIDATE_COLUMNS, *(["staged_at"] if has_staged_at else [])], absent, has_staged_at
+
+
 def read_candidates(conn: psycopg.Connection) -> pd.DataFrame:
     """The matcher's input; plus `staged_at` (when staging last re-wrote the record) when the table has it,
     which tells an incremental run about late-arriving changes whose source time (seen_at) is old."""
     schema, table = CANDIDATES_TABLE
     if not table_exists(conn, f"{schema}.{table}"):
         raise RuntimeError(f"{schema}.{table} does not exist: run the dbt models before identity resolution")
-    # address details came later: a candidates table built before has none (read as missing)
-    absent = [c for c in ADDRESS_DETAIL_COLUMNS if not column_exists(conn, f"{schema}.{table}", c)]
-    columns = [c for c in CANDIDATE_COLUMNS if c not in absent]
-    if column_exists(conn, f"{schema}.{table}", "staged_at"):
-        columns.append("staged_at")
+    all_columns, absent, _ = candidate_source_columns(conn)
+    columns = [c for c in all_columns if c not in absent]
     # In key order: record positions feed Splink's training sample and every tie-break, so without it the
     # same records in another physical order (a table rebuilt by an incremental run) could resolve differently.
     q = sql.SQL("select {} from {}.{} order by source_system collate \"C\", source_record_id collate \"C\"").format(
@@ -255,27 +262,11 @@ def run(conn_url: str, mode: str = "full", config: IdentityConfig | None = None,
     with connect(conn_url) as conn:
         ensure_schema(conn)
         conn.commit()
-        candidates = read_candidates(conn)
-        candidates = enforce_tombstones(conn, candidates)  # erased customers never come back
-        previous = read_previous(conn)
-        retired = read_retired_ids(conn)
-        mark = record_issued_ids(conn, [*previous["customer_id"], *retired], config.id_prefix, config.id_digits)
-        retired += [mark] if mark else []
-        conn.commit()
-        new = None
-        if len(previous):
-            new, existing = split_new(candidates, previous)
-        if mode == "incremental" and new is not None:
-            log.info("identity: incremental run, %d new or changed records, %d existing", len(new), len(existing))
-            result = resolve_incremental(new.drop(columns=["staged_at"], errors="ignore"),
-                                         existing.drop(columns=["staged_at"], errors="ignore"), previous, config,
-                                         retired_ids=retired)
+        if config.backend == "spark":
+            result, previous, refreshed = _resolve_on_spark(conn, mode, config)
         else:
-            if mode == "incremental":
-                log.info("identity: no previous resolution, running in full mode")
-            result = resolve(candidates.drop(columns=["staged_at"], errors="ignore"),
-                             previous if len(previous) else None, config, retired_ids=retired)
-        write_result(conn, result, previous, None if new is None else new[KEY])
+            result, previous, refreshed = _resolve_in_process(conn, mode, config)
+        write_result(conn, result, previous, refreshed)
         record_issued_ids(conn, result.record_clusters["customer_id"], config.id_prefix, config.id_digits)
         run_day = day.date() if isinstance(day, dt.datetime) else (day or dt.datetime.now(dt.UTC).date())
         st = result.stats
@@ -295,3 +286,67 @@ def run(conn_url: str, mode: str = "full", config: IdentityConfig | None = None,
              "%d junk values", len(result.record_clusters), stats["customers"], len(result.match_pairs),
              len(result.merges), len(result.unresolved), len(result.junk_values))
     return stats
+
+
+def _previous_and_retired(conn: psycopg.Connection, config: IdentityConfig) -> tuple[pd.DataFrame, list[str]]:
+    previous = read_previous(conn)
+    retired = read_retired_ids(conn)
+    mark = record_issued_ids(conn, [*previous["customer_id"], *retired], config.id_prefix, config.id_digits)
+    retired += [mark] if mark else []
+    return previous, retired
+
+
+def _resolve_on_spark(conn: psycopg.Connection, mode: str, config: IdentityConfig
+                      ) -> tuple[ResolutionResult, pd.DataFrame, pd.DataFrame | None]:
+    """`backend: spark`: the candidates are streamed to Parquet in the session's scratch directory
+    (:mod:`crm_knowledge.identity.staging`, never whole on the driver) and matched as Spark jobs. The session
+    (its JVM) and the scratch directory end with the run, also when it fails."""
+    from crm_knowledge.identity.resolve import resolve_staged
+    from crm_knowledge.identity.spark_session import scratch_dir, spark_session, stop_session
+    from crm_knowledge.identity.staging import stage_candidates
+
+    previous, retired = _previous_and_retired(conn, config)
+    conn.commit()
+    incremental = mode == "incremental" and len(previous) > 0
+    if mode == "incremental" and not incremental:
+        log.info("identity: no previous resolution, running in full mode")
+    try:
+        spark_session(config.spark)
+        staged = stage_candidates(conn, scratch_dir() / "candidates", config, with_previous=len(previous) > 0,
+                                  new_last=incremental)
+        conn.commit()  # the tombstone purge, if any
+        if staged.blocked:  # as in process: the previous state as it is after the purge
+            previous, retired = _previous_and_retired(conn, config)
+            conn.commit()
+        refreshed = staged.new_keys() if len(previous) else None
+        if incremental:
+            log.info("identity: incremental run, %d new or changed records, %d existing",
+                     int(staged.is_new.sum()), int((~staged.is_new).sum()))
+        result = resolve_staged(staged, previous if len(previous) else None, config, incremental=incremental,
+                                retired_ids=retired)
+    finally:
+        stop_session()
+    return result, previous, refreshed
+
+
+def _resolve_in_process(conn: psycopg.Connection, mode: str, config: IdentityConfig
+                        ) -> tuple[ResolutionResult, pd.DataFrame, pd.DataFrame | None]:
+    """The in-process backend: the candidates as one pandas frame."""
+    candidates = read_candidates(conn)
+    candidates = enforce_tombstones(conn, candidates)  # erased customers never come back
+    previous, retired = _previous_and_retired(conn, config)
+    conn.commit()
+    new = None
+    if len(previous):
+        new, existing = split_new(candidates, previous)
+    if mode == "incremental" and new is not None:
+        log.info("identity: incremental run, %d new or changed records, %d existing", len(new), len(existing))
+        result = resolve_incremental(new.drop(columns=["staged_at"], errors="ignore"),
+                                     existing.drop(columns=["staged_at"], errors="ignore"), previous, config,
+                                     retired_ids=retired)
+    else:
+        if mode == "incremental":
+            log.info("identity: no previous resolution, running in full mode")
+        result = resolve(candidates.drop(columns=["staged_at"], errors="ignore"),
+                         previous if len(previous) else None, config, retired_ids=retired)
+    return result, previous, None if new is None else new[KEY]
