@@ -23,8 +23,10 @@ What comes back to the driver is what the shared assembly in :mod:`crm_knowledge
 slim row per record (keys, flags), the kept edges and the label vectors; stable ids and merges keep their rules
 (:mod:`crm_knowledge.identity.stable_ids`).
 
-The candidates reach Spark as a Parquet file staged in the session's private scratch directory (0700), not
-through the JVM gateway row by row; intermediate results are checkpointed to Parquet there too.
+The candidates reach Spark as Parquet files in the session's private scratch directory (0700), streamed there
+from the warehouse chunk by chunk by :mod:`crm_knowledge.identity.staging` (store.run; the driver never holds all
+of them), not through the JVM gateway row by row; intermediate results are checkpointed to Parquet there too.
+A caller of resolve() that already holds a frame has it written to one file.
 """
 
 from __future__ import annotations
