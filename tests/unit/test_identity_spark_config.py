@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from crm_knowledge.identity.config import IdentityConfigError, config_from_dict, load_config
@@ -63,3 +65,30 @@ def test_environment_overrides_the_file(monkeypatch):
     monkeypatch.setenv("CKP_SPARK_DRIVER_MEMORY", "huge")
     with pytest.raises(ValueError, match=r"CKP_SPARK_\*.*spark.driver_memory must be a JVM size"):
         effective_config(cfg)
+
+
+def test_scratch_left_by_a_killed_run_on_this_host_is_removed_and_nothing_else(tmp_path):
+    """A SIGKILL or an out-of-memory kill skips every finally: the next session removes such a run's scratch
+    directory (staged candidates: personal data), but never a live run's or another host's (a shared path)."""
+    import socket
+    import subprocess
+    import sys
+
+    from crm_knowledge.identity.spark_session import OWNER_FILE, remove_stale_scratch
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True)
+    dead_pid = int(dead.stdout)  # exited (and reaped): a pid of no process
+    host = socket.gethostname()
+    owners = {"ckp-spark-killed": f"{host} {dead_pid}", "ckp-spark-live": f"{host} {os.getpid()}",
+              "ckp-spark-other-host": f"elsewhere.example {dead_pid}", "ckp-spark-no-owner": None,
+              "not-ours": f"{host} {dead_pid}"}
+    for name, owner in owners.items():
+        d = tmp_path / name
+        (d / "candidates").mkdir(parents=True)
+        (d / "candidates" / "part-00000.parquet").write_bytes(b"x")
+        if owner:
+            (d / OWNER_FILE).write_text(owner, encoding="utf-8")
+    removed = remove_stale_scratch(tmp_path)
+    assert removed == [tmp_path / "ckp-spark-killed"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(set(owners) - {"ckp-spark-killed"})

@@ -27,16 +27,16 @@ import psycopg
 import pytest
 import yaml
 from dbt_runs import build_stages
+from demo_warehouse import build_demo_warehouse
 
 from crm_knowledge import dbt_stages
-from crm_knowledge.demo import generate, overseas_units
+from crm_knowledge.demo import overseas_units
 from crm_knowledge.identity import store
 from crm_knowledge.identity.clusters import TYPO_EDITS, edit_distance
 from crm_knowledge.identity.config import load_config
 from crm_knowledge.identity.evaluate import evaluate
 from crm_knowledge.identity.report import evaluation_metrics
 from crm_knowledge.ingest.files import ingest_source
-from crm_knowledge.ingest.orders_db import extract_orders_db
 from crm_knowledge.ingest.registry import load_registry
 from crm_knowledge.settings import PROJECT_ROOT
 from crm_knowledge.warehouse.bootstrap import apply_ddl
@@ -45,7 +45,6 @@ pytestmark = pytest.mark.warehouse
 
 PERSONS = 800
 SEED = 42
-FILE_KINDS = ("forms", "sibling_unit", "contacts", "order_export")
 
 
 def _clusters(url: str) -> dict[tuple[str, str], str]:
@@ -60,18 +59,8 @@ def demo_warehouse(settings, scratch_db_factory, tmp_path, monkeypatch):
     """Settings pointing at a scratch warehouse and a scratch orders database, with the demo generated,
     ingested and the identity candidates built."""
     monkeypatch.delenv("CKP_ORDERS_URL", raising=False)  # the orders source would read it instead
-    wh_url, orders_url = scratch_db_factory(), scratch_db_factory()
-    s = dataclasses.replace(settings, home=tmp_path / "home", landing_dir=tmp_path / "landing",
-                            external_warehouse_url=wh_url, external_orders_url=orders_url)
-    generate(PERSONS, seed=SEED, settings=s, overwrite_external_db=True)  # scratch databases
-    apply_ddl(wh_url)
-    for cfg in load_registry():
-        if cfg.kind in FILE_KINDS:
-            ingest_source(cfg, url=wh_url, settings=s)
-        elif cfg.kind == "orders_db":
-            extract_orders_db(cfg, settings=s)
-    build_stages(s, tmp_path, dbt_stages.STAGING, with_tests=False)  # the matcher's input
-    return s
+    return build_demo_warehouse(settings, scratch_db_factory(), scratch_db_factory(), tmp_path, persons=PERSONS,
+                                seed=SEED)
 
 
 def test_demo_identity_accuracy_and_stable_ids(demo_warehouse):

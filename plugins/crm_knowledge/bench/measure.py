@@ -3,7 +3,9 @@
 Peak memory is sampled, not asked of the kernel after the fact, because a stage's cost is spread over
 this process, the subprocesses it starts (dbt, the webhook receiver) and the warehouse server:
 
-* ``pipeline`` memory: resident set of this process and all its children (RSS);
+* ``pipeline`` memory: resident set of this process and all its children (RSS); also apart, as ``driver`` (this
+  process alone) and ``children`` (its subprocesses: dbt, or the Spark JVM with its Python workers), so a stage
+  that hands its work to another engine shows what each side held;
 * ``warehouse`` memory: proportional set size (PSS) of the embedded PostgreSQL's processes, so shared
   buffers are counted once rather than once per backend;
 * ``total``: the two added at the same instant; the 4 GB memory budget (README "Benchmarks") is about this figure.
@@ -34,6 +36,8 @@ class StageRecord:
     seconds: float = 0.0
     rows: int | None = None
     peak_pipeline_mb: float = 0.0
+    peak_driver_mb: float = 0.0
+    peak_children_mb: float = 0.0
     peak_warehouse_mb: float = 0.0
     peak_total_mb: float = 0.0
     detail: dict[str, Any] = field(default_factory=dict)
@@ -48,7 +52,7 @@ class StageRecord:
         d = asdict(self)
         d["rows_per_s"] = round(self.rows_per_s, 1) if self.rows_per_s is not None else None
         d["seconds"] = round(self.seconds, 3)
-        for k in ("peak_pipeline_mb", "peak_warehouse_mb", "peak_total_mb"):
+        for k in ("peak_pipeline_mb", "peak_driver_mb", "peak_children_mb", "peak_warehouse_mb", "peak_total_mb"):
             d[k] = round(d[k], 1)
         return d
 
@@ -74,8 +78,11 @@ def _tree(proc: psutil.Process) -> list[psutil.Process]:
         return []
 
 
-def _tree_rss(proc: psutil.Process) -> int:
-    return sum(_memory(p) for p in _tree(proc))
+def _tree_rss(proc: psutil.Process) -> tuple[int, int]:
+    """(this process's RSS, the sum of its descendants' RSS)."""
+    tree = _tree(proc)
+    own = _memory(tree[0]) if tree else 0
+    return own, sum(_memory(p) for p in tree[1:])
 
 
 def _postmaster_pid(data_dir: Path | None) -> int | None:
@@ -116,13 +123,17 @@ class MemorySampler:
     def reset(self) -> None:
         with self._lock:
             self.peak_pipeline = self.peak_warehouse = self.peak_total = 0
+            self.peak_driver = self.peak_children = 0
 
     def _sample(self, tick: int) -> None:
-        pipeline = _tree_rss(self._me)
+        own, children = _tree_rss(self._me)
+        pipeline = own + children
         if tick % self._warehouse_every == 0:
             self._warehouse = _warehouse_pss(self._data_dir)
         with self._lock:
             self.peak_pipeline = max(self.peak_pipeline, pipeline)
+            self.peak_driver = max(self.peak_driver, own)
+            self.peak_children = max(self.peak_children, children)
             self.peak_warehouse = max(self.peak_warehouse, self._warehouse)
             total = pipeline + self._warehouse
             self.peak_total = max(self.peak_total, total)
@@ -165,6 +176,8 @@ class StageTimer:
             rec.seconds = time.perf_counter() - started
             self.sampler._sample(0)
             rec.peak_pipeline_mb = self.sampler.peak_pipeline / MB
+            rec.peak_driver_mb = self.sampler.peak_driver / MB
+            rec.peak_children_mb = self.sampler.peak_children / MB
             rec.peak_warehouse_mb = self.sampler.peak_warehouse / MB
             rec.peak_total_mb = self.sampler.peak_total / MB
             self.records.append(rec)

@@ -86,6 +86,18 @@ def _scaling_table(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _backends_table(report: dict[str, Any]) -> list[str]:
+    rows = report.get("identity_backends") or []
+    if not rows:
+        return []
+    lines = ["| backend | records | customers | seconds | peak driver MB | peak JVM / children MB |",
+             "|---|--:|--:|--:|--:|--:|"]
+    for r in rows:
+        lines.append(f"| {r['backend']} | {r['records']:,} | {r['customers']:,} | {_fmt(r['seconds'])} "
+                     f"| {_fmt(r.get('peak_driver_mb'))} | {_fmt(r.get('peak_children_mb'))} |")
+    return lines
+
+
 def to_markdown(report: dict[str, Any]) -> str:
     m = report["machine"]
     size = report["size"]
@@ -102,6 +114,10 @@ def to_markdown(report: dict[str, Any]) -> str:
     base = _baseline_table(report)
     if base:
         lines += ["", "Ingest against the same machine's baselines (full run):", ""] + base
+    backends = _backends_table(report)
+    if backends:
+        lines += ["", "Identity resolution (full, written to the warehouse) per backend; on Spark the driver is "
+                  "this process and the JVM (with its Python workers) its children:", ""] + backends
     scaling = _scaling_table(report)
     if scaling:
         lines += ["", "Identity resolution alone (full, in memory), by number of source records:", ""] + scaling

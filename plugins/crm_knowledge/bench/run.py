@@ -219,9 +219,11 @@ def identity_scaling(settings: Settings, sizes: tuple[int, ...] = IDENTITY_SCALI
 
 def identity_backends(timer: StageTimer, settings: Settings, backends: tuple[str, ...]) -> list[dict[str, Any]]:
     """A full identity resolution on each of `backends` (duckdb, spark: local mode from config/identity.yml's
-    `spark` section or CKP_SPARK_*), one timed stage each, with the peak memory of this process and its children
-    (the Spark JVM is one). Each run writes its result, so the last backend's is what the warehouse keeps; the
-    customers found are compared (the backends must agree)."""
+    `spark` section or CKP_SPARK_*), one timed stage each, with the peak memory of this process (the driver) and
+    of its children (on Spark: the JVM and its Python workers) apart. Each run writes its result, so the last
+    backend's is what the warehouse keeps. The customers found are reported side by side: with Splink's sampled
+    u estimate (the default) borderline pairs may differ between the engines, which hash the sample differently
+    (tests/warehouse/test_identity_spark.py shows identical answers with u from every pair)."""
     import dataclasses
 
     from crm_knowledge.identity.config import load_config
@@ -237,11 +239,8 @@ def identity_backends(timer: StageTimer, settings: Settings, backends: tuple[str
             rec.detail = {"customers": stats["customers"], "backend": backend}
         out.append({"backend": backend, "records": stats["records"], "customers": stats["customers"],
                     "seconds": round(rec.seconds, 1), "peak_pipeline_mb": round(rec.peak_pipeline_mb, 1),
+                    "peak_driver_mb": round(rec.peak_driver_mb, 1), "peak_children_mb": round(rec.peak_children_mb, 1),
                     "steps": stats["probabilistic"].get("spark_seconds")})
-    if "spark" in backends:
-        from crm_knowledge.identity.spark_session import stop_session
-
-        stop_session()
     return out
 
 

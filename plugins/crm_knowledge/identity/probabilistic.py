@@ -426,6 +426,11 @@ class ProbabilisticModel:
         self.optional = list(optional)
         self.db_api = make_db_api(config.probabilistic.backend, config.probabilistic.duckdb_memory_limit,
                                   config.spark)
+        dialect = self.db_api.sql_dialect.sql_dialect_str
+        if saved is not None and saved.get("sql_dialect", dialect) != dialect:
+            # its comparisons are SQL of the backend that trained it (a Spark run's model on DuckDB): train anew
+            log.info("probabilistic: the saved model is for %s, not %s; training", saved.get("sql_dialect"), dialect)
+            saved = None
         n = len(frame) if isinstance(frame, pd.DataFrame) else frame.count()
         self.sdf = _register(self.db_api, frame, "identity_candidates")
         self.linker = Linker(self.sdf, saved if saved is not None else build_settings(config, n, self.optional),

@@ -45,6 +45,7 @@ from crm_knowledge.identity.probabilistic import (
     probabilistic_pairs_incremental,
 )
 from crm_knowledge.identity.stable_ids import assign_customer_ids
+from crm_knowledge.identity.staging import StagedCandidates
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,18 @@ def resolve_incremental(new_candidates: pd.DataFrame, existing_candidates: pd.Da
     both = pd.concat([existing_candidates, new_candidates], ignore_index=True)
     is_new = np.r_[np.zeros(len(existing_candidates), bool), np.ones(len(new_candidates), bool)]
     return _run(both, is_new, previous, config, retired_ids, saved_model)
+
+
+def resolve_staged(staged: StagedCandidates, previous: pd.DataFrame | None, config: IdentityConfig, *,
+                   incremental: bool, retired_ids: Iterable[str] = ()) -> ResolutionResult:
+    """:func:`resolve` (or, `incremental`, :func:`resolve_incremental`) on candidates staged as Parquet files
+    (:mod:`crm_knowledge.identity.staging`): the Spark backend's entry, which never holds them on the driver.
+    Incremental staging numbers existing records first, then new ones, as resolve_incremental does."""
+    if config.backend != "spark":
+        raise ValueError("staged candidates are resolved on Spark (backend: spark)")
+    if incremental and staged.is_new is None:
+        raise ValueError("an incremental run needs candidates staged with the previous resolution")
+    return _run(staged, staged.is_new if incremental else None, previous, config, retired_ids)
 
 
 def _previous_edges(prepared: pd.DataFrame, is_new: np.ndarray, previous: pd.DataFrame | None) -> pd.DataFrame:
@@ -186,14 +199,20 @@ def match_prepared(prepared: pd.DataFrame, is_new: np.ndarray | None, previous: 
                     prepared[stored_columns(config)])
 
 
-def _run(candidates: pd.DataFrame, is_new: np.ndarray | None, previous: pd.DataFrame | None,
+def _run(candidates: pd.DataFrame | StagedCandidates, is_new: np.ndarray | None, previous: pd.DataFrame | None,
          config: IdentityConfig, retired_ids: Iterable[str], saved_model: dict | None = None) -> ResolutionResult:
     t0 = time.monotonic()
     if config.backend == "spark":  # the one backend switch of the identity stage
         from crm_knowledge.identity.spark_backend import match_records_on_spark
+        from crm_knowledge.identity.spark_session import stop_session
 
-        m = match_records_on_spark(candidates, is_new, previous, config)
+        try:
+            m = match_records_on_spark(candidates, is_new, previous, config)
+        finally:
+            stop_session()  # the JVM and the scratch directory (staged personal data) end with the run
     else:
+        if isinstance(candidates, StagedCandidates):
+            raise ValueError("staged candidates are resolved on Spark (backend: spark)")
         m = match_records(candidates, is_new, previous, config, saved_model)
     return assemble(m, is_new, previous, config, retired_ids, t0)
 

@@ -23,8 +23,10 @@ What comes back to the driver is what the shared assembly in :mod:`crm_knowledge
 slim row per record (keys, flags), the kept edges and the label vectors; stable ids and merges keep their rules
 (:mod:`crm_knowledge.identity.stable_ids`).
 
-The candidates reach Spark as a Parquet file staged in the session's private scratch directory (0700), not
-through the JVM gateway row by row; intermediate results are checkpointed to Parquet there too.
+The candidates reach Spark as Parquet files in the session's private scratch directory (0700), streamed there
+from the warehouse chunk by chunk by :mod:`crm_knowledge.identity.staging` (store.run; the driver never holds all
+of them), not through the JVM gateway row by row; intermediate results are checkpointed to Parquet there too.
+A caller of resolve() that already holds a frame has it written to one file.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ from crm_knowledge.identity.probabilistic import (
 from crm_knowledge.identity.resolve import Matching, _previous_edges, record_flags
 from crm_knowledge.identity.spark_session import db_api as spark_db_api
 from crm_knowledge.identity.spark_session import scratch_dir, spark_session
+from crm_knowledge.identity.staging import StagedCandidates
 
 log = logging.getLogger(__name__)
 
@@ -97,25 +100,39 @@ def _text(v) -> str | None:
 # --- staging ---------------------------------------------------------------------------------------
 
 
-def _stage(candidates: pd.DataFrame, config: IdentityConfig):
-    """The candidates as a Spark DataFrame read from a Parquet file in the private scratch directory, with
-    `rid` = row position (what prepare() numbers records by). Checks what prepare() checks on the whole."""
+def _stage(candidates: pd.DataFrame | StagedCandidates, config: IdentityConfig):
+    """The candidates as a Spark DataFrame read from Parquet in the private scratch directory, with `rid` = row
+    position (what prepare() numbers records by). Checks what prepare() checks on the whole.
+
+    Staged candidates (:mod:`crm_knowledge.identity.staging`, what store.run passes) are read as they are; a
+    frame (a caller of resolve() holding one already) is written to a file first."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    missing = [c for c in CANDIDATE_COLUMNS if c not in candidates.columns]
+    if isinstance(candidates, StagedCandidates):
+        columns = list(candidates.columns)
+        paths = [str(f) for f in candidates.files]
+    else:
+        columns = list(candidates.columns)
+        declared = [k.column for k in config.declared_identifiers if k.column in candidates.columns]
+        staged = pd.DataFrame({c: [_text(v) for v in candidates[c]] for c in [*CANDIDATE_COLUMNS, *declared]
+                               if c != "seen_at" and c in candidates.columns})
+        if "seen_at" in candidates.columns:
+            staged["seen_at"] = pd.to_datetime(candidates["seen_at"], errors="coerce",
+                                               utc=True).reset_index(drop=True)
+        staged["rid"] = np.arange(len(staged), dtype=np.int64)
+        path = scratch_dir() / f"candidates-{time.monotonic_ns()}.parquet"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # personal data: owner only
+        with os.fdopen(fd, "wb") as fh:
+            pq.write_table(pa.Table.from_pandas(staged, preserve_index=False), fh)
+        paths = [str(path)]
+    missing = [c for c in CANDIDATE_COLUMNS if c not in columns]
     if missing:
         raise ValueError(f"identity candidates lack column(s) {missing}")
-    declared = [k.column for k in config.declared_identifiers if k.column in candidates.columns]
+    declared = [k.column for k in config.declared_identifiers if k.column in columns]
     cols = [*CANDIDATE_COLUMNS, *declared]
-    staged = pd.DataFrame({c: [_text(v) for v in candidates[c]] for c in cols if c != "seen_at"})
-    staged["seen_at"] = pd.to_datetime(candidates["seen_at"], errors="coerce", utc=True).reset_index(drop=True)
-    staged["rid"] = np.arange(len(staged), dtype=np.int64)
-    path = scratch_dir() / f"candidates-{time.monotonic_ns()}.parquet"
-    pq.write_table(pa.Table.from_pandas(staged[[*cols, "rid"]], preserve_index=False), path)
-    os.chmod(path, 0o600)
     spark = spark_session(config.spark)
-    sdf = spark.read.parquet(str(path))
+    sdf = spark.read.parquet(*paths).select(*cols, "rid")
     from pyspark.sql import functions as F
 
     if sdf.where(F.col("source_system").isNull() | F.col("source_record_id").isNull()).limit(1).count():
@@ -383,8 +400,8 @@ def _records(clean) -> pd.DataFrame:
     return df
 
 
-def match_records_on_spark(candidates: pd.DataFrame, is_new: np.ndarray | None, previous: pd.DataFrame | None,
-                           config: IdentityConfig) -> Matching:
+def match_records_on_spark(candidates: pd.DataFrame | StagedCandidates, is_new: np.ndarray | None,
+                           previous: pd.DataFrame | None, config: IdentityConfig) -> Matching:
     """:func:`crm_knowledge.identity.resolve.match_records` as Spark jobs (see the module docstring)."""
     from pyspark.sql import functions as F
 
@@ -396,7 +413,7 @@ def match_records_on_spark(candidates: pd.DataFrame, is_new: np.ndarray | None, 
 
     spark_session(config.spark)
     cand = _stage(candidates, config)
-    n = len(candidates)
+    n = candidates.rows if isinstance(candidates, StagedCandidates) else len(candidates)
     prepared = _prepare(cand, config)
     lap("prepare")
     junk = _junk(prepared, config)

@@ -20,7 +20,10 @@ conf                   (none)                          any further ``spark.*`` s
 
 Local and private by default: the UI is off, the driver binds to the loopback with random ports, and scratch
 space (shuffle files, Splink's Parquet checkpoints, staged candidates: personal data) lives in one temporary
-directory readable by its owner only, removed when the session stops. Splink's Scala UDF jar (Jaro-Winkler
+directory readable by its owner only, removed when the session stops; a run that was killed before it could
+(SIGKILL, out of memory) leaves it behind, so starting a session removes such directories of dead processes
+on this host. Stopping the session ends the JVM too (:func:`stop_session`): the identity stage stops it after
+every run, so a long-lived worker does not keep an idle JVM. Splink's Scala UDF jar (Jaro-Winkler
 and friends) ships inside the splink wheel and is put on the classpath from there: nothing is downloaded.
 """
 
@@ -31,6 +34,7 @@ import logging
 import os
 import re
 import shutil
+import socket
 import sys
 import tempfile
 import threading
@@ -158,8 +162,11 @@ def _build(cfg: SparkConfig):
 
     if cfg.scratch_dir:
         Path(cfg.scratch_dir).mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(prefix="ckp-spark-", dir=cfg.scratch_dir))  # mkdtemp: mode 0700
+    parent = Path(cfg.scratch_dir or tempfile.gettempdir())
+    remove_stale_scratch(parent)
+    scratch = Path(tempfile.mkdtemp(prefix="ckp-spark-", dir=parent))  # mkdtemp: mode 0700
     _state["scratch"] = scratch
+    _mark_owner(scratch)
     builder = SparkSession.builder.appName("ckp-identity")
     if cfg.connect_url:
         builder = builder.remote(cfg.connect_url)
@@ -218,14 +225,98 @@ def stop_session() -> None:
 def _stop_locked() -> None:
     session = _state.pop("session", None)
     _state.pop("config", None)
-    if session is not None:
+    try:
+        if session is not None:
+            try:
+                session.stop()
+            except Exception as e:  # noqa: BLE001 - stopping a dead JVM must not hide the real error
+                log.warning("identity: stopping Spark failed: %s", e)
+        _end_gateway()
+    finally:
+        scratch = _state.pop("scratch", None)
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _end_gateway(timeout: float = 20.0) -> None:
+    """End the py4j gateway and the JVM this process launched for it.
+
+    SparkSession.stop() stops the SparkContext but keeps the gateway and its JVM (about 1.5 GB) alive for the
+    next session, for as long as the process lives: in an Airflow worker or a test worker that is hours. The
+    JVM exits when its standard input closes; if it does not within `timeout`, its process tree is killed."""
+    from pyspark import SparkContext
+
+    gateway = SparkContext._gateway
+    if gateway is None:
+        return
+    proc = getattr(gateway, "proc", None)
+    try:
+        gateway.shutdown()
+    except Exception as e:  # noqa: BLE001 - the JVM may be gone already
+        log.debug("identity: py4j gateway shutdown: %s", e)
+    SparkContext._gateway = None
+    SparkContext._jvm = None
+    if proc is None:
+        return
+    import psutil
+
+    try:
+        tree = [psutil.Process(proc.pid), *psutil.Process(proc.pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        tree = []
+    if proc.stdin is not None:
         try:
-            session.stop()
-        except Exception as e:  # noqa: BLE001 - stopping a dead JVM must not hide the real error
-            log.warning("identity: stopping Spark failed: %s", e)
-    scratch = _state.pop("scratch", None)
-    if scratch is not None:
-        shutil.rmtree(scratch, ignore_errors=True)
+            proc.stdin.close()
+        except OSError:
+            pass
+    _, alive = psutil.wait_procs(tree, timeout=timeout)
+    for p in alive:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(alive, timeout=5)
+    try:
+        proc.wait(timeout=5)
+    except Exception as e:  # noqa: BLE001 - reaped above or unkillable: nothing more to do here
+        log.warning("identity: the Spark JVM (pid %d) did not exit: %s", proc.pid, e)
+    if alive:
+        log.warning("identity: killed %d Spark process(es) that did not exit within %.0fs", len(alive), timeout)
+    else:
+        log.info("identity: Spark JVM ended")
+
+
+#: the file in each scratch directory naming its owner (host and pid), for removing those of killed runs
+OWNER_FILE = "owner"
+
+
+def _mark_owner(scratch: Path) -> None:
+    (scratch / OWNER_FILE).write_text(f"{socket.gethostname()} {os.getpid()}\n", encoding="utf-8")
+
+
+def remove_stale_scratch(parent: Path) -> list[Path]:
+    """Remove scratch directories under `parent` left by killed runs on this host (their owning process is
+    gone: a SIGKILL or an out-of-memory kill skips every finally). Directories of other hosts (a shared scratch
+    path on a cluster) and of live processes are left alone. Returns what was removed."""
+    import psutil
+
+    host = socket.gethostname()
+    removed = []
+    for d in parent.glob("ckp-spark-*"):
+        try:
+            if not d.is_dir() or d.stat().st_uid != os.getuid():
+                continue
+            owner_host, pid = (d / OWNER_FILE).read_text(encoding="utf-8").split()
+        except (OSError, ValueError):
+            continue
+        if owner_host != host or psutil.pid_exists(int(pid)):
+            continue
+        shutil.rmtree(d, ignore_errors=True)
+        removed.append(d)
+    if removed:
+        log.warning("identity: removed %d Spark scratch director%s of killed runs under %s", len(removed),
+                    "y" if len(removed) == 1 else "ies", parent)
+    return removed
 
 
 atexit.register(stop_session)

@@ -74,6 +74,16 @@ def _copy_out(conn: psycopg.Connection, query: sql.Composable, columns: list[str
     return df.astype(object).where(df.notna(), None)
 
 
+def candidate_source_columns(conn: psycopg.Connection) -> tuple[list[str], list[str], bool]:
+    """(columns, absent, has staged_at) of the candidates table: CANDIDATE_COLUMNS (plus staged_at when the
+    table has it), of which `absent` are address details a table built before they came lacks (read as
+    missing). Shared by :func:`read_candidates` and the Spark backend's streaming staging."""
+    schema, table = CANDIDATES_TABLE
+    absent = [c for c in ADDRESS_DETAIL_COLUMNS if not column_exists(conn, f"{schema}.{table}", c)]
+    has_staged_at = column_exists(conn, f"{schema}.{table}", "staged_at")
+    return [*CANDIDATE_COLUMNS, *(["staged_at"] if has_staged_at else [])], absent, has_staged_at
+
+
 def has_staged_at(conn: psycopg.Connection) -> bool:
     schema, table = CANDIDATES_TABLE
     return column_exists(conn, f"{schema}.{table}", "staged_at")
@@ -107,11 +117,8 @@ def read_candidates(conn: psycopg.Connection, keys: Iterable[tuple[str, str]] | 
     schema, table = CANDIDATES_TABLE
     if not table_exists(conn, f"{schema}.{table}"):
         raise RuntimeError(f"{schema}.{table} does not exist: run the dbt models before identity resolution")
-    # address details came later: a candidates table built before has none (read as missing)
-    absent = [c for c in ADDRESS_DETAIL_COLUMNS if not column_exists(conn, f"{schema}.{table}", c)]
-    columns = [c for c in CANDIDATE_COLUMNS if c not in absent]
-    if column_exists(conn, f"{schema}.{table}", "staged_at"):
-        columns.append("staged_at")
+    all_columns, absent, _ = candidate_source_columns(conn)
+    columns = [c for c in all_columns if c not in absent]
     key_table = None if keys is None else _temp_keys(conn, keys)
     # In key order: record positions feed Splink's training sample and every tie-break, so without it the
     # same records in another physical order (a table rebuilt by an incremental run) could resolve differently.
@@ -343,7 +350,10 @@ def run(conn_url: str, mode: str = "full", config: IdentityConfig | None = None,
                                     neighbourhood_customers=result.stats["customers"])
             else:
                 conn.rollback()
-        if result is None:
+        if result is None and config.backend == "spark":
+            result, previous, refreshed = _resolve_on_spark(conn, mode, config)
+            write_result(conn, result, previous, refreshed, config=config)
+        elif result is None:
             result = _resolve_all(conn, mode, config, saved)
         record_issued_ids(conn, result.record_clusters["customer_id"], config.id_prefix, config.id_digits)
         run_day = day.date() if isinstance(day, dt.datetime) else (day or dt.datetime.now(dt.UTC).date())
@@ -366,17 +376,56 @@ def run(conn_url: str, mode: str = "full", config: IdentityConfig | None = None,
     return stats
 
 
-def _resolve_all(conn: psycopg.Connection, mode: str, config: IdentityConfig, saved: dict | None
-                 ) -> ResolutionResult:
-    """A resolution over every record (a full run, or an incremental one without a usable kept state), written;
-    it keeps its prepared records for the daily runs."""
-    read_at = conn.execute("select now()").fetchone()[0]
-    candidates = read_candidates(conn)
-    candidates = enforce_tombstones(conn, candidates)  # erased customers never come back
+def _previous_and_retired(conn: psycopg.Connection, config: IdentityConfig) -> tuple[pd.DataFrame, list[str]]:
+    """The previous resolution and every id ever issued and retired (new ids never reuse one)."""
     previous = read_previous(conn)
     retired = read_retired_ids(conn)
     mark = record_issued_ids(conn, [*previous["customer_id"], *retired], config.id_prefix, config.id_digits)
     retired += [mark] if mark else []
+    return previous, retired
+
+
+def _resolve_on_spark(conn: psycopg.Connection, mode: str, config: IdentityConfig
+                      ) -> tuple[ResolutionResult, pd.DataFrame, pd.DataFrame | None]:
+    """`backend: spark`: the candidates are streamed to Parquet in the session's scratch directory
+    (:mod:`crm_knowledge.identity.staging`, never whole on the driver) and matched as Spark jobs. The session
+    (its JVM) and the scratch directory end with the run, also when it fails."""
+    from crm_knowledge.identity.resolve import resolve_staged
+    from crm_knowledge.identity.spark_session import scratch_dir, spark_session, stop_session
+    from crm_knowledge.identity.staging import stage_candidates
+
+    previous, retired = _previous_and_retired(conn, config)
+    conn.commit()
+    incremental = mode == "incremental" and len(previous) > 0
+    if mode == "incremental" and not incremental:
+        log.info("identity: no previous resolution, running in full mode")
+    try:
+        spark_session(config.spark)
+        staged = stage_candidates(conn, scratch_dir() / "candidates", config, with_previous=len(previous) > 0,
+                                  new_last=incremental)
+        conn.commit()  # the tombstone purge, if any
+        if staged.blocked:  # as in process: the previous state as it is after the purge
+            previous, retired = _previous_and_retired(conn, config)
+            conn.commit()
+        refreshed = staged.new_keys() if len(previous) else None
+        if incremental:
+            log.info("identity: incremental run, %d new or changed records, %d existing",
+                     int(staged.is_new.sum()), int((~staged.is_new).sum()))
+        result = resolve_staged(staged, previous if len(previous) else None, config, incremental=incremental,
+                                retired_ids=retired)
+    finally:
+        stop_session()
+    return result, previous, refreshed
+
+
+def _resolve_all(conn: psycopg.Connection, mode: str, config: IdentityConfig, saved: dict | None
+                 ) -> ResolutionResult:
+    """In process, a resolution over every record (a full run, or an incremental one without a usable kept
+    state), written; it keeps its prepared records for the daily runs."""
+    read_at = conn.execute("select now()").fetchone()[0]
+    candidates = read_candidates(conn)
+    candidates = enforce_tombstones(conn, candidates)  # erased customers never come back
+    previous, retired = _previous_and_retired(conn, config)
     conn.commit()
     new = None
     if len(previous):

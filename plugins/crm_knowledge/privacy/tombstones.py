@@ -110,14 +110,24 @@ def enforce_tombstones(conn: psycopg.Connection, candidates: pd.DataFrame) -> pd
     blocked = blocked_mask(candidates, tombstones, declared=declared)
     if not blocked.any():
         return candidates
-    keys = {(s, r) for s, r in candidates.loc[blocked, ["source_system", "source_record_id"]].itertuples(
-        index=False, name=None)}
-    _redact_redelivered(conn, candidates.loc[blocked], keys, declared)
+    purge_blocked(conn, candidates.loc[blocked], declared)
+    return candidates.loc[~blocked].reset_index(drop=True)
+
+
+def purge_blocked(conn: psycopg.Connection, blocked: pd.DataFrame, declared: Iterable[IdentifierKind] = ()) -> int:
+    """Purge the candidate rows `blocked` (found by :func:`blocked_mask`) from raw, staging and archived files.
+
+    The second half of :func:`enforce_tombstones`, apart so that a caller streaming the candidates in chunks
+    (identity's Spark staging) can find blocked rows chunk by chunk and purge them once, after reading."""
+    keys = {(s, r) for s, r in blocked[["source_system", "source_record_id"]].itertuples(index=False, name=None)}
+    if not keys:
+        return 0
+    _redact_redelivered(conn, blocked, keys, declared)
     with conn.transaction():
         deleted = purge.purge_records(conn, keys, set())
     log.warning("erasure tombstones: %d source record(s) of erased customers arrived again; dropped from "
                 "identity resolution and purged (%d rows deleted)", len(keys), deleted)
-    return candidates.loc[~blocked].reset_index(drop=True)
+    return len(keys)
 
 
 def _redact_redelivered(conn: psycopg.Connection, blocked: pd.DataFrame, keys: set[lookup.RecordKey],
