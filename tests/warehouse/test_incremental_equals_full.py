@@ -65,6 +65,9 @@ SNAPSHOT_SCHEMAS = ("staging", "intermediate", "marts", "pii", "snapshots", "sco
 RUN_BOOKKEEPING_TABLES = {
     # the customers a daily run changed (the models that follow it recompute them); a full run lists everyone
     "intermediate.int_customers_affected",
+    # identity's kept state for daily runs: one row with the config fingerprint and when resolution last read
+    # and wrote (identity/daily.py); its timestamps are the runs' own clocks
+    "intermediate.identity_prepared_state",
 }
 
 # Columns that say when the pipeline ran, not what the data is: the only ones left out of the comparison.
