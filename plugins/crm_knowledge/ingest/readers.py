@@ -51,14 +51,21 @@ def header_key(name: str) -> str:
     return (normalize_persian(str(name).replace("\ufeff", "")) or "").casefold()
 
 
-def _check_decodable(path: Path, encoding: str) -> None:
+def _check_decodable(path: Path, encoding: str, whole: bool = True) -> None:
     """The whole file is valid `encoding` and not blank: checked before any row loads (a file that fails
-    is quarantined whole), streamed in 1 MB chunks so a multi-GB file is never held in memory."""
+    is quarantined whole), streamed in 1 MB chunks so a multi-GB file is never held in memory.
+
+    `whole=False` checks only the first chunk (the header and first records): for a file the server's COPY
+    reads, which refuses undecodable bytes itself; the loader then reads the file again with the whole check,
+    so a bad byte further on still quarantines the file with this message. A file blank in its first chunk
+    is checked whole."""
     decoder = codecs.getincrementaldecoder(encoding)()
     offset, blank = 0, True
     with open(path, "rb") as fh:
         while True:
             chunk = fh.read(1 << 20)
+            if not whole and offset and not blank:
+                break
             try:
                 text = decoder.decode(chunk, final=not chunk)
             except UnicodeDecodeError as exc:
@@ -235,9 +242,9 @@ def duplicate_columns(header: list[str]) -> list[str]:
     return [f"{names[k]!r} (columns {', '.join(map(str, p))})" for k, p in positions.items() if len(p) > 1]
 
 
-def read_csv(path: Path, cfg: SourceConfig) -> ParsedFile:
+def read_csv(path: Path, cfg: SourceConfig, whole: bool = True) -> ParsedFile:
     try:
-        _check_decodable(path, cfg.encoding)
+        _check_decodable(path, cfg.encoding, whole)
     except FileUnreadable as exc:
         other = guess_encoding(path, cfg)
         if other:
@@ -307,8 +314,8 @@ def _lone_surrogate_key(obj: dict[str, Any]) -> str | None:
     return None
 
 
-def read_jsonl(path: Path, cfg: SourceConfig) -> ParsedFile:
-    _check_decodable(path, cfg.encoding)
+def read_jsonl(path: Path, cfg: SourceConfig, whole: bool = True) -> ParsedFile:
+    _check_decodable(path, cfg.encoding, whole)
 
     def objects() -> Iterator[tuple[int, dict[str, Any]] | BadRow]:
         with _open_text(path, cfg.encoding) as fh:
@@ -351,7 +358,7 @@ def read_jsonl(path: Path, cfg: SourceConfig) -> ParsedFile:
     return ParsedFile(header, itertools.chain(head, stream))
 
 
-def read_xlsx(path: Path, cfg: SourceConfig) -> ParsedFile:
+def read_xlsx(path: Path, cfg: SourceConfig, whole: bool = True) -> ParsedFile:  # noqa: ARG001 - one signature
     """The sheet's rows with python-calamine (Rust; several times openpyxl's read-only mode). Cells come as
     Python values (str, int, float, bool, date, datetime, time); an empty cell is None, as with the others."""
     from python_calamine import CalamineError, CalamineWorkbook
@@ -385,6 +392,8 @@ def read_xlsx(path: Path, cfg: SourceConfig) -> ParsedFile:
 READERS = {"csv": read_csv, "jsonl": read_jsonl, "xlsx": read_xlsx}
 
 
-def read_file(path: Path, cfg: SourceConfig) -> ParsedFile:
+def read_file(path: Path, cfg: SourceConfig, whole: bool = True) -> ParsedFile:
+    """The file's header and records. `whole=False`: the encoding is checked on the first MB only (for a
+    file whose rows the server's COPY reads; see _check_decodable)."""
     assert cfg.format is not None
-    return READERS[cfg.format](path, cfg)
+    return READERS[cfg.format](path, cfg, whole)
