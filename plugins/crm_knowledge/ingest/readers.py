@@ -242,15 +242,8 @@ def duplicate_columns(header: list[str]) -> list[str]:
     return [f"{names[k]!r} (columns {', '.join(map(str, p))})" for k, p in positions.items() if len(p) > 1]
 
 
-def read_csv(path: Path, cfg: SourceConfig, whole: bool = True) -> ParsedFile:
-    try:
-        _check_decodable(path, cfg.encoding, whole)
-    except FileUnreadable as exc:
-        other = guess_encoding(path, cfg)
-        if other:
-            raise FileUnreadable(f"{exc}; the file reads as {other} (its header then has the required columns): "
-                                 f"the source's `encoding` ({cfg.encoding}) or the delivery is wrong") from None
-        raise
+def read_csv(path: Path, cfg: SourceConfig) -> ParsedFile:
+    """The CSV file's header and records (its encoding checked by read_file)."""
     opened = contextlib.ExitStack()
 
     def open_lines() -> Iterator[str]:
@@ -314,8 +307,8 @@ def _lone_surrogate_key(obj: dict[str, Any]) -> str | None:
     return None
 
 
-def read_jsonl(path: Path, cfg: SourceConfig, whole: bool = True) -> ParsedFile:
-    _check_decodable(path, cfg.encoding, whole)
+def read_jsonl(path: Path, cfg: SourceConfig) -> ParsedFile:
+    """The JSON Lines file's objects (its encoding checked by read_file); the header is the first objects' keys."""
 
     def objects() -> Iterator[tuple[int, dict[str, Any]] | BadRow]:
         with _open_text(path, cfg.encoding) as fh:
@@ -358,7 +351,7 @@ def read_jsonl(path: Path, cfg: SourceConfig, whole: bool = True) -> ParsedFile:
     return ParsedFile(header, itertools.chain(head, stream))
 
 
-def read_xlsx(path: Path, cfg: SourceConfig, whole: bool = True) -> ParsedFile:  # noqa: ARG001 - one signature
+def read_xlsx(path: Path, cfg: SourceConfig) -> ParsedFile:
     """The sheet's rows with python-calamine (Rust; several times openpyxl's read-only mode). Cells come as
     Python values (str, int, float, bool, date, datetime, time); an empty cell is None, as with the others."""
     from python_calamine import CalamineError, CalamineWorkbook
@@ -396,4 +389,14 @@ def read_file(path: Path, cfg: SourceConfig, whole: bool = True) -> ParsedFile:
     """The file's header and records. `whole=False`: the encoding is checked on the first MB only (for a
     file whose rows the server's COPY reads; see _check_decodable)."""
     assert cfg.format is not None
-    return READERS[cfg.format](path, cfg, whole)
+    if cfg.format in ("csv", "jsonl"):
+        try:
+            _check_decodable(path, cfg.encoding, whole)
+        except FileUnreadable as exc:
+            other = guess_encoding(path, cfg) if cfg.format == "csv" else None
+            if other:
+                raise FileUnreadable(f"{exc}; the file reads as {other} (its header then has the required "
+                                     f"columns): the source's `encoding` ({cfg.encoding}) or the delivery is "
+                                     "wrong") from None
+            raise
+    return READERS[cfg.format](path, cfg)
