@@ -540,15 +540,14 @@ def _copy_jsonl(conn: psycopg.Connection, cfg: SourceConfig, path: Path, header:
     unseen = [k for k in cfg.columns if k not in header]
     with laps.phase("copy"), conn.cursor() as cur:
         copied = _stream_file(cur, sql.SQL("copy ckp_landing (j) from stdin {}").format(copy_options(cfg)), path)
-    # one pass: the keys outside `known`, and which mapped names the first objects lacked are met later
     with laps.phase("keys"), conn.cursor() as cur:
-        row = cur.execute(sql.SQL(
-            "select coalesce(array_agg(distinct k order by k) filter (where k is not null), '{{}}'::text[]){} "
-            "from ckp_landing left join lateral jsonb_object_keys(case when jsonb_typeof(j) = 'object' "
-            "then j - {}::text[] end) as k on true").format(
-            sql.SQL("").join(sql.SQL(", coalesce(bool_or(j ? {}), false)").format(sql.Literal(k)) for k in unseen),
-            sql.Literal(known))).fetchone()
-        later, found = list(row[0]), row[1:]
+        later = [k for (k,) in cur.execute(
+            "select distinct k from (select j - %s::text[] as rest from ckp_landing where jsonb_typeof(j) = 'object' "
+            "and j - %s::text[] <> '{}'::jsonb) as r, jsonb_object_keys(r.rest) as k order by 1",
+            (known, known)).fetchall()]
+        found = cur.execute(sql.SQL("select {} from ckp_landing").format(sql.SQL(", ").join(
+            sql.SQL("coalesce(bool_or(j ? {}), false)").format(sql.Literal(k)) for k in unseen))).fetchone() \
+            if unseen else ()
         met = [*header, *(k for k, seen in zip(unseen, found, strict=True) if seen)]
     keys = list(dict.fromkeys([*met, *later]))
     for k in keys:
