@@ -392,8 +392,9 @@ def _copy_file(conn: psycopg.Connection, cfg: SourceConfig, path: Path, header: 
         committing = None
         with conn.transaction():
             errors.quiet_server_log(conn, expected_errors=True)
-            conn.execute("create temp sequence if not exists ckp_load_row_number")
-            conn.execute("alter sequence pg_temp.ckp_load_row_number restart")
+            # the rows are numbered from 1 by the table's sequence; restarting it locks it until the commit, so
+            # two loads into one table (two sibling units) take turns
+            conn.execute(sql.SQL("alter sequence {} restart").format(_row_sequence(cfg)))
             conn.execute(
                 "select set_config('ckp.load_batch_id', %s, true), set_config('ckp.load_source_file', %s, true), "
                 "set_config('ckp.load_unit', %s, true), set_config('ckp.load_shop', %s, true)",
@@ -427,6 +428,16 @@ def _target(cfg: SourceConfig) -> tuple[sql.Composable, tuple[str, ...]]:
     target, business_cols = KIND_TARGETS[cfg.kind]
     schema, table = target.split(".")
     return sql.Identifier(schema, table), business_cols
+
+
+def _row_sequence_name(cfg: SourceConfig) -> sql.Composable:
+    """The raw table's row-number sequence as a literal (for `::regclass`): raw.<table>__row_number (01_raw.sql)."""
+    return sql.Literal(f"{cfg.target_table}__row_number")
+
+
+def _row_sequence(cfg: SourceConfig) -> sql.Composable:
+    schema, table = cfg.target_table.split(".")
+    return sql.Identifier(schema, f"{table}__row_number")
 
 
 def _json_object(pairs: list[tuple[str, sql.Composable]]) -> sql.Composable:
@@ -507,15 +518,16 @@ def _copy_csv(conn: psycopg.Connection, cfg: SourceConfig, path: Path, header: l
             loaded = _stream_file(cur, sql.SQL("copy {} ({}) from stdin {} where nullif(btrim({}), '') is not null")
                                   .format(table, sql.SQL(", ").join(map(sql.Identifier, targets)),
                                           copy_options(cfg), key), stream)
-            last, called = cur.execute("select last_value, is_called from pg_temp.ckp_load_row_number").fetchone()
+            last, called = cur.execute(sql.SQL("select last_value, is_called from {}").format(
+                _row_sequence(cfg))).fetchone()
         read = last if called else 0
         if read != loaded:
             raise _NotForCopy(f"{read - loaded} row(s) without a primary key or of blanks only")
         return ledger.BatchCounts(rows_read=read, rows_loaded=loaded), list(header)
     cols = [sql.Identifier(f"c{i}") for i in range(len(header))]
     conn.execute(sql.SQL("create temp table ckp_landing ({}, _row_number int not null default "
-                         "nextval('pg_temp.ckp_load_row_number'::text)) on commit drop").format(
-        sql.SQL(", ").join(sql.SQL("{} text").format(c) for c in cols)))
+                         "nextval({}::regclass)) on commit drop").format(
+        sql.SQL(", ").join(sql.SQL("{} text").format(c) for c in cols), _row_sequence_name(cfg)))
     with laps.phase("copy"), conn.cursor() as cur:
         copied = _stream_file(cur, sql.SQL("copy ckp_landing ({}) from stdin {}").format(
             sql.SQL(", ").join(cols), copy_options(cfg)), stream)
@@ -532,8 +544,8 @@ def _copy_csv(conn: psycopg.Connection, cfg: SourceConfig, path: Path, header: l
 
 def _copy_jsonl(conn: psycopg.Connection, cfg: SourceConfig, path: Path, header: list[str],
                 batch_id: str, laps: Laps) -> tuple[ledger.BatchCounts, list[str]]:
-    conn.execute("create temp table ckp_landing (j jsonb, _row_number int not null default "
-                 "nextval('pg_temp.ckp_load_row_number'::text)) on commit drop")
+    conn.execute(sql.SQL("create temp table ckp_landing (j jsonb, _row_number int not null default "
+                         "nextval({}::regclass)) on commit drop").format(_row_sequence_name(cfg)))
     # The keys: those of the first objects (the reader's header) and the mapped names; any other key a later
     # object brings is found among what is left over (`extras`), which is cheap to list.
     known = list(dict.fromkeys([*header, *cfg.columns]))
