@@ -100,7 +100,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         print(f"ckp bench: --identity-backends takes duckdb and/or spark, got {', '.join(unknown)}", file=sys.stderr)
         return 2
     report = run_bench(args.size, args.seed, incremental=not args.no_incremental, baselines=not args.no_baselines,
-                       scaling=not args.no_scaling, identity_backends_=backends, **extra)
+                       scaling=not args.no_scaling, identity_backends_=backends, only_ingest=args.only_ingest,
+                       rounds=args.rounds, **extra)
     if args.update_readme:
         files = [Path(report["paths"]["markdown"])] + [Path(p) for p in args.also or []]
         print("README updated" if update_readme(files) else "README has no bench markers", file=sys.stderr)
@@ -347,6 +348,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--identity-backends", metavar="LIST",
                    help="after the full run, time a full identity resolution on each backend, e.g. duckdb,spark "
                         "(Spark as configured in config/identity.yml `spark` / CKP_SPARK_*: local mode by default)")
+    b.add_argument("--only-ingest", action="store_true",
+                   help="only the file sources' ingest stage with its COPY baselines: the loader against plain COPY "
+                        "of the same file, interleaved (--rounds each, medians), the ingest and the raw gate")
+    b.add_argument("--rounds", type=int, default=3, help="rounds of loader and COPY per file with --only-ingest")
     b.add_argument("--update-readme", action="store_true", help="copy the markdown table into README.md")
     b.add_argument("--also", nargs="*", help="more report .md files to put in the README after this one")
     b.add_argument("--results-dir", help="where the JSON and markdown reports go (default bench/results)")

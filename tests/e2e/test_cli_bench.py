@@ -45,3 +45,43 @@ def test_ckp_bench_small(tmp_path):
         home = PROJECT_ROOT / "var" / "bench" / str(SIZE)
         run_ckp("warehouse", "stop", env=ckp_env(CKP_HOME=str(home), CKP_WAREHOUSE_PORT=env["CKP_BENCH_PORT"],
                                                  WAREHOUSE_URL=None))
+
+
+def test_ckp_bench_only_ingest(tmp_path):
+    """`--only-ingest`: the file sources are generated and loaded, the loader is timed against plain COPY of the
+    same file, interleaved, and the raw gate runs; nothing after it (no staging, identity, scoring)."""
+    env = ckp_env(CKP_BENCH_PORT=str(_free_port()), WAREHOUSE_URL=None, CKP_ORDERS_URL=None,
+                  CKP_BENCH_WEBHOOK_PORT=os.environ.get("CKP_WEBHOOK_PORT", "8790"))
+    res = run_ckp("bench", "--size", str(SIZE), "--seed", "5", "--only-ingest", "--rounds", "2",
+                  "--results-dir", str(tmp_path), env=env, timeout=3600)
+    try:
+        assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+        report = json.loads(sorted(tmp_path.glob(f"*-{SIZE}.json"))[0].read_text(encoding="utf-8"))
+        assert report["only_ingest"] is True
+        stages = {s["stage"] for s in report["stages"]}
+        assert {"generate", "baseline:plain_copy", "baseline:loader_vs_copy", "ingest:forms", "ingest:contacts",
+                "quality:raw_gate"} <= stages
+        assert "ingest:orders_db" not in stages and not [s for s in stages if s.startswith(("dbt:", "scoring"))]
+        measured = {e["source"]: e for e in report["loader_ratio"] if "loader_s" in e}
+        # every CSV and JSON Lines source has a ratio from two rounds of each, the XLSX one a loader time only
+        for name in ("forms", "contacts", "sibling_insurance", "sibling_bank_fa", "order_export_kiosk"):
+            e = measured[name]
+            assert e["rounds"] == 2 and len(e["loader_all_s"]) == 2 and len(e["copy_all_s"]) == 2
+            assert e["rows"] > 0 and e["copy_rows"] >= e["rows"]
+            # the ratio of the unrounded medians; the reported times are rounded to the millisecond
+            assert 0 < e["ratio"] == pytest.approx(e["copy_s"] / e["loader_s"], rel=0.1, abs=0.01)
+            assert e["phases_s"]["copy"] > 0 and "commit" in e["phases_s"]
+        assert measured["forms"]["copy_jsonb_s"] > 0
+        assert "copy_s" not in measured["sibling_travel"] and measured["sibling_travel"]["loader_s"] > 0
+        # the planted corrupt file is quarantined, not compared
+        assert {"source": "order_export_kiosk", "status": "quarantined"}.items() <= next(
+            e for e in report["loader_ratio"] if "corrupt" in e["file"]).items()
+        assert report["load_average"]["start"] and report["load_average"]["end"]
+        md = sorted(tmp_path.glob(f"*-{SIZE}.md"))[0].read_text(encoding="utf-8")
+        assert "plain `COPY` of the same file" in md and "| forms |" in md
+    finally:
+        from crm_knowledge.settings import PROJECT_ROOT
+
+        home = PROJECT_ROOT / "var" / "bench" / str(SIZE)
+        run_ckp("warehouse", "stop", env=ckp_env(CKP_HOME=str(home), CKP_WAREHOUSE_PORT=env["CKP_BENCH_PORT"],
+                                                 WAREHOUSE_URL=None))

@@ -78,14 +78,16 @@ def _stream(cur: psycopg.Cursor, statement: sql.Composable, path: Path) -> None:
             copy.write(chunk)
 
 
-def copy_file(conn: psycopg.Connection, cfg: SourceConfig, path: Path, table: str, enc: str) -> int:
-    """Plain COPY of one file into `table` (created here: text columns); returns the rows COPY reports."""
+def copy_file(conn: psycopg.Connection, cfg: SourceConfig, path: Path, table: str, enc: str,
+              line_type: str = "text") -> int:
+    """Plain COPY of one file into `table` (created here: text columns); returns the rows COPY reports.
+    `line_type`: the type of a JSON Lines file's one column (`jsonb`: the COPY parses each line)."""
     ident = sql.Identifier(table)
     if cfg.format == "csv":
         cols = sql.SQL(", ").join(sql.SQL("{} text").format(sql.Identifier(f"c{i}"))
                                   for i in range(len(_csv_header(path, cfg))))
     else:
-        cols = sql.SQL("line text")
+        cols = sql.SQL("line {}").format(sql.SQL({"text": "text", "jsonb": "jsonb"}[line_type]))
     options = _copy_options(cfg, enc)
     conn.execute(sql.SQL("create table {} ({})").format(ident, cols))
     with conn.cursor() as cur:

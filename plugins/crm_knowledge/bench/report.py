@@ -72,6 +72,23 @@ def _baseline_table(report: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _loader_ratio_table(report: dict[str, Any]) -> list[str]:
+    """The loader against plain COPY of the same file, interleaved (bench.loader_ratio): medians per file."""
+    entries = [e for e in report.get("loader_ratio") or [] if "loader_s" in e]
+    if not entries:
+        return []
+    lines = ["| source | file | rows | rounds | loader s (median) | plain COPY s (median) "
+             f"| ratio (target ≥ {TARGETS['copy_ratio']}) | COPY into jsonb s | ratio to jsonb COPY "
+             "| loader phases s (median) |", "|---|---|--:|--:|--:|--:|--:|--:|--:|---|"]
+    for e in entries:
+        phases = ", ".join(f"{k} {v:.2f}" for k, v in sorted(e["phases_s"].items(), key=lambda kv: -kv[1])
+                           if v >= 0.01)
+        lines.append(f"| {e['source']} | {e['file']} | {e['rows']:,} | {e['rounds']} | {_fmt(e['loader_s'], 2)} "
+                     f"| {_fmt(e.get('copy_s'), 2)} | {_fmt(e.get('ratio'), 2)} | {_fmt(e.get('copy_jsonb_s'), 2)} "
+                     f"| {_fmt(e.get('ratio_to_jsonb_copy'), 2)} | {phases} |")
+    return lines
+
+
 def _scaling_table(report: dict[str, Any]) -> list[str]:
     points = report.get("identity_scaling") or []
     if not points:
@@ -103,14 +120,26 @@ def to_markdown(report: dict[str, Any]) -> str:
     size = report["size"]
     lines = [f"### Benchmark: {size:,} customers ({report['started_at'][:10]})", "",
              f"Machine: {m['cpus']} CPUs, {m['memory_gb']} GB RAM, Python {m['python']}, embedded PostgreSQL.",
-             "", f"- full pipeline (after generating the sources): **{_fmt(report.get('full_seconds'))} s**"
-             + (f" (target at 1M: ≤ {TARGETS['full_seconds_1m']} s)" if size >= 1_000_000 else ""),
+             "", (f"- ingest stage with its baselines (after generating the sources): "
+                  f"**{_fmt(report.get('full_seconds'))} s**" if report.get("only_ingest") else
+                  f"- full pipeline (after generating the sources): **{_fmt(report.get('full_seconds'))} s**"
+                  + (f" (target at 1M: ≤ {TARGETS['full_seconds_1m']} s)" if size >= 1_000_000 else "")),
              (f"- incremental day: **{_fmt(report.get('incremental_seconds'))} s** (target ≤ "
               f"{TARGETS['incremental_seconds']} s)" if report.get("incremental_seconds") is not None
               else "- incremental day: not run in this benchmark (`--no-incremental`)"),
              f"- peak memory, pipeline processes + warehouse: **{_fmt(report.get('peak_total_mb'))} MB** "
              f"(target ≤ {TARGETS['peak_total_mb']} MB)", ""]
+    load = report.get("load_average")
+    if load:
+        lines[-1:-1] = [f"- load average (1, 5, 15 min) at start {load.get('start')}, at end {load.get('end')}"]
+    if report.get("only_ingest"):
+        lines[-1:-1] = ["- only the ingest stage and its baselines (`--only-ingest`); the orders database is not "
+                        "generated"]
     lines += _stage_table(report)
+    ratio = _loader_ratio_table(report)
+    if ratio:
+        lines += ["", "The loader against a plain `COPY` of the same file, alternately on each file (medians; "
+                  "bench/loader_ratio.py):", ""] + ratio
     base = _baseline_table(report)
     if base:
         lines += ["", "Ingest against the same machine's baselines (full run):", ""] + base

@@ -87,12 +87,15 @@ def _batch_rows(url: str, batch_ids: list[str]) -> int:
                                 "where batch_id = any(%s)", (batch_ids,)).fetchone()[0])
 
 
-def _ingest_stages(timer: StageTimer, phase: str, settings: Settings) -> dict[str, dict[str, Any]]:
+def _ingest_stages(timer: StageTimer, phase: str, settings: Settings,
+                   files_only: bool = False) -> dict[str, dict[str, Any]]:
     from crm_knowledge.ingest.registry import load_registry
     from crm_knowledge.ingest.tasks import ingest_file_source, ingest_orders_database
 
     out = {}
     for cfg in load_registry(settings.config_dir):
+        if files_only and cfg.kind == "orders_db":
+            continue
         with timer.stage(f"ingest:{cfg.name}", phase) as rec:
             if cfg.kind == "orders_db":
                 summary = ingest_orders_database(cfg.name)
@@ -104,18 +107,41 @@ def _ingest_stages(timer: StageTimer, phase: str, settings: Settings) -> dict[st
     return out
 
 
+def _raw_gate_stage(timer: StageTimer, phase: str, run_id: str, settings: Settings) -> None:
+    from crm_knowledge.quality.pipeline import batches_to_validate, check_new_raw_batches
+
+    url = settings.warehouse_url
+    with timer.stage("quality:raw_gate", phase) as rec:
+        pending = [b for ids in batches_to_validate(url).values() for b in ids]
+        raw = check_new_raw_batches(pipeline_run_id=run_id, settings=settings)
+        rec.rows = _batch_rows(url, pending) or None
+        rec.detail = {"held_batches": raw["held_batches"], "tables": len(raw["tables"]),
+                      "checks_run": sum(t["checks_run"] for t in raw["tables"].values())}
+
+
+def _only_ingest(timer: StageTimer, report: dict[str, Any], settings: Settings, rounds: int) -> None:
+    """`--only-ingest`: the file sources' loader against plain COPY, interleaved on the same files
+    (bench.loader_ratio, `rounds` each, medians), then the ingest stage itself and the raw quality gate, each
+    timed as in the full run. The orders database is neither generated nor loaded (it is not a file)."""
+    from crm_knowledge.bench import loader_ratio
+    from crm_knowledge.ingest.registry import load_registry
+
+    file_sources = [c for c in load_registry(settings.config_dir) if c.kind != "orders_db"]
+    with timer.stage("baseline:loader_vs_copy", "full") as rec:
+        report["loader_ratio"] = loader_ratio.measure(settings, file_sources, rounds=rounds)
+        rec.rows = sum(e.get("rows", 0) for e in report["loader_ratio"])
+    ingest = _ingest_stages(timer, "full", settings, files_only=True)
+    report["ingest_full"] = ingest
+    _raw_gate_stage(timer, "full", f"bench-ingest-{AS_OF}", settings)
+
+
 def _run_phase(timer: StageTimer, phase: str, as_of: dt.date, settings: Settings,
                identity_mode: str) -> dict[str, Any]:
     """Every stage after the sources exist: ingest, gates, dbt, identity, scoring, exports."""
     from crm_knowledge.export.config import load_destinations
     from crm_knowledge.export.deliver import deliver_all
     from crm_knowledge.identity.store import run as resolve_identities
-    from crm_knowledge.quality.pipeline import (
-        batches_to_validate,
-        check_layers,
-        check_new_raw_batches,
-        check_post_scoring,
-    )
+    from crm_knowledge.quality.pipeline import check_layers, check_post_scoring
     from crm_knowledge.run_mode import FULL, INCREMENTAL, RunMode, warehouse_now
     from crm_knowledge.scoring.run import score_all, score_day
     from crm_knowledge.warehouse.db import connect
@@ -136,12 +162,7 @@ def _run_phase(timer: StageTimer, phase: str, as_of: dt.date, settings: Settings
     dbt_vars = {"incremental_lookback_hours": 0, **mode.dbt_vars()} if phase == "incremental" else None
     ingest = _ingest_stages(timer, phase, settings)
 
-    with timer.stage("quality:raw_gate", phase) as rec:
-        pending = [b for ids in batches_to_validate(url).values() for b in ids]
-        raw = check_new_raw_batches(pipeline_run_id=run_id, settings=settings)
-        rec.rows = _batch_rows(url, pending) or None
-        rec.detail = {"held_batches": raw["held_batches"], "tables": len(raw["tables"]),
-                      "checks_run": sum(t["checks_run"] for t in raw["tables"].values())}
+    _raw_gate_stage(timer, phase, run_id, settings)
 
     with timer.stage("dbt:staging", phase) as rec:
         built = _dbt_build(settings, dbt_stages.STAGING, dbt_vars=dbt_vars)
@@ -246,8 +267,13 @@ def identity_backends(timer: StageTimer, settings: Settings, backends: tuple[str
 
 def run_bench(size: int, seed: int = 42, *, incremental: bool = True, baselines: bool = True,
               scaling: bool = True, results_dir: Path = RESULTS_DIR, label: str | None = None,
-              identity_backends_: tuple[str, ...] = ()) -> dict[str, Any]:
-    """Run the benchmark; returns the report dict (also written as JSON and markdown)."""
+              identity_backends_: tuple[str, ...] = (), only_ingest: bool = False,
+              rounds: int = 3) -> dict[str, Any]:
+    """Run the benchmark; returns the report dict (also written as JSON and markdown).
+
+    `only_ingest`: generate the file sources, then only the ingest stage with its COPY baselines: plain COPY
+    of every file, the loader against plain COPY interleaved on each file (`rounds` each), the ingest stage
+    and the raw quality gate (see _only_ingest)."""
     from crm_knowledge.bench import baselines as base
     from crm_knowledge.bench.report import write_report
     from crm_knowledge.demo import generate, generate_increment
@@ -271,10 +297,20 @@ def run_bench(size: int, seed: int = 42, *, incremental: bool = True, baselines:
     with MemorySampler(data_dir) as sampler:
         timer = StageTimer(sampler)
         with timer.stage("generate", "full") as rec:
-            demo = generate(size=size, seed=seed, settings=settings, as_of=AS_OF)
+            demo = generate(size=size, seed=seed, settings=settings, as_of=AS_OF, write_orders_db=not only_ingest)
             rec.rows = sum(v for k, v in demo.counts.items() if k not in ("persons", "ground_truth"))
         file_sources = [c for c in load_registry(settings.config_dir) if c.kind != "orders_db"]
-        if baselines:
+        report["only_ingest"] = only_ingest
+        report["load_average"] = {"start": [round(x, 2) for x in os.getloadavg()]}
+        if only_ingest:
+            if baselines:
+                with timer.stage("baseline:plain_copy", "full") as rec:
+                    report["baseline_copy"] = base.plain_copy(settings, file_sources)
+                    rec.rows = sum(v["rows"] or 0 for v in report["baseline_copy"].values())
+            _only_ingest(timer, report, settings, rounds)
+            report["full_seconds"] = round(time.perf_counter() - wall, 1)
+            incremental = scaling = False
+        if baselines and not only_ingest:
             with timer.stage("baseline:plain_copy", "full") as rec:
                 report["baseline_copy"] = base.plain_copy(settings, file_sources)
                 rec.rows = sum(v["rows"] or 0 for v in report["baseline_copy"].values())
@@ -284,10 +320,11 @@ def run_bench(size: int, seed: int = 42, *, incremental: bool = True, baselines:
             with timer.stage("baseline:pandas_to_sql", "full") as rec:
                 report["baseline_to_sql"] = base.pandas_to_sql(settings, file_sources)
                 rec.rows = sum(v["rows"] or 0 for v in report["baseline_to_sql"].values())
-        full = _run_phase(timer, "full", AS_OF, settings, identity_mode="full")
-        report["full_seconds"] = round(time.perf_counter() - wall, 1)
-        report["ingest_full"] = full["ingest"]
-        if identity_backends_:
+        if not only_ingest:
+            full = _run_phase(timer, "full", AS_OF, settings, identity_mode="full")
+            report["full_seconds"] = round(time.perf_counter() - wall, 1)
+            report["ingest_full"] = full["ingest"]
+        if identity_backends_ and not only_ingest:
             report["identity_backends"] = identity_backends(timer, settings, identity_backends_)
 
         if incremental:
@@ -303,6 +340,7 @@ def run_bench(size: int, seed: int = 42, *, incremental: bool = True, baselines:
             with timer.stage("baseline:identity_scaling", "full") as rec:
                 report["identity_scaling"] = identity_scaling(settings)
         report["peak_total_mb"] = round(sampler.overall_total / 2**20, 1)
+        report["load_average"]["end"] = [round(x, 2) for x in os.getloadavg()]
     if settings.embedded:
         server.stop(settings)  # a benchmark's warehouse is not kept running: it holds GBs of memory and a port
     report["stages"] = [r.as_dict() for r in timer.records]

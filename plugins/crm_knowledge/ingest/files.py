@@ -30,7 +30,9 @@ import hashlib
 import logging
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,9 +80,28 @@ class FileResult:
     missing_columns: list[str] = field(default_factory=list)
     unexpected_columns: list[str] = field(default_factory=list)
     error: str | None = None
+    #: where the load's time went, seconds per phase (see Laps); logged, and read by the benchmark
+    seconds: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+class Laps(dict[str, float]):
+    """Seconds per phase of one file's load: checksum, header (reading the header / first records), ledger
+    (ledger rows, drift, conventions), copy (the server's COPY), land (temp table -> raw insert, rejects),
+    keys (JSON Lines: the keys of the whole file), python (the Python readers' path), commit, move."""
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self[name] = self.get(name, 0.0) + time.perf_counter() - started
+
+    def summary(self) -> str:
+        return ", ".join(f"{k} {v:.2f}s" for k, v in sorted(self.items(), key=lambda kv: -kv[1]) if v >= 0.005)
 
 
 def sha256_file(path: Path) -> str:
@@ -161,16 +182,23 @@ def load_file(conn: psycopg.Connection, cfg: SourceConfig, path: Path,
     if not conn.autocommit:
         raise ValueError("load_file needs an autocommit connection (warehouse.db.connect(..., autocommit=True))")
     settings = settings or get_settings()
+    laps = Laps()
     ledger.durable_commits(conn)
-    checksum = sha256_file(path)
-    done = ledger.already_loaded(conn, cfg.name, checksum)
+    with laps.phase("checksum"):
+        checksum = sha256_file(path)
+    with laps.phase("ledger"):
+        done = ledger.already_loaded(conn, cfg.name, checksum)
     if done:
         log.info("%s: %s already loaded as batch %s; skipping", cfg.name, path.name, done)
         _move(path, settings.archive_dir / cfg.name)
         return FileResult(cfg.name, path.name, "skipped", done)
 
+    # A file the server's COPY reads is read here for its header only (COPY refuses undecodable bytes itself;
+    # a file it refuses is read again, whole, below).
+    by_copy = cfg.format in ("csv", "jsonl") and cfg.encoding.lower() in PG_ENCODINGS
     try:
-        parsed = read_file(path, cfg)
+        with laps.phase("header"):
+            parsed = read_file(path, cfg, whole=not by_copy)
     except FileUnreadable as exc:
         return _quarantine(conn, cfg, path, checksum, str(exc), settings)
 
@@ -201,14 +229,14 @@ def load_file(conn: psycopg.Connection, cfg: SourceConfig, path: Path,
         return _quarantine(conn, cfg, path, checksum, reason, settings)
 
     batch_id = ledger.new_batch_id(cfg.name)
-    with conn.transaction():
+    with laps.phase("ledger"), conn.transaction():
         ledger.open_batch(conn, batch_id=batch_id, source_name=cfg.name, source_kind=cfg.kind,
                           source_file=path.name, checksum=checksum)
     try:
         outcome = None
-        if cfg.format in ("csv", "jsonl") and PG_ENCODINGS.get(cfg.encoding.lower()):
+        if by_copy:
             _close(parsed)
-            outcome = _copy_file(conn, cfg, path, parsed.header, batch_id)
+            outcome = _copy_file(conn, cfg, path, parsed.header, batch_id, laps)
             if outcome is None:
                 parsed = read_file(path, cfg)
         elif cfg.format == "xlsx":
@@ -222,17 +250,19 @@ def load_file(conn: psycopg.Connection, cfg: SourceConfig, path: Path,
                 else:
                     outcome = _copy_file(conn, dataclasses.replace(cfg, format="csv", delimiter=",",
                                                                    encoding="utf-8"),
-                                         path, parsed.header, batch_id, stream=sheet)
+                                         path, parsed.header, batch_id, laps, stream=sheet)
             if outcome is None:
                 parsed = read_file(path, cfg)
         if outcome is None:
             try:
-                outcome = _load_rows(conn, cfg, path, parsed, batch_id, safe=False)
+                with laps.phase("python"):
+                    outcome = _load_rows(conn, cfg, path, parsed, batch_id, safe=False)
             except _RowRefused as refused:
                 # The database refused a value the checks in convert.py let through: load the file again, row-safe.
                 log.warning("%s: %s: the database refused a row (%s); loading the file again in chunks, rejecting "
                             "only the refused rows", cfg.name, path.name, refused.reason)
-                outcome = _load_rows(conn, cfg, path, read_file(path, cfg), batch_id, safe=True)
+                with laps.phase("python"):
+                    outcome = _load_rows(conn, cfg, path, read_file(path, cfg), batch_id, safe=True)
     except FileUnreadable as exc:
         return _quarantine(conn, cfg, path, checksum, str(exc), settings, batch_id=batch_id)
     except Exception as exc:
@@ -250,11 +280,12 @@ def load_file(conn: psycopg.Connection, cfg: SourceConfig, path: Path,
     if counts.rows_rejected > 5:
         log.warning("%s: ... %s more rejected rows in raw.load_rejects (batch %s)", cfg.name,
                     counts.rows_rejected - 5, batch_id)
-    _move(path, settings.archive_dir / cfg.name)
-    log.info("%s: %s loaded as batch %s: read %s, loaded %s, rejected %s", cfg.name, path.name, batch_id,
-             counts.rows_read, counts.rows_loaded, counts.rows_rejected)
+    with laps.phase("move"):
+        _move(path, settings.archive_dir / cfg.name)
+    log.info("%s: %s loaded as batch %s: read %s, loaded %s, rejected %s (%s)", cfg.name, path.name, batch_id,
+             counts.rows_read, counts.rows_loaded, counts.rows_rejected, laps.summary())
     return FileResult(cfg.name, path.name, "loaded", batch_id, counts.rows_read, counts.rows_loaded,
-                      counts.rows_rejected, missing, unexpected)
+                      counts.rows_rejected, missing, unexpected, seconds={k: round(v, 4) for k, v in laps.items()})
 
 
 def _close(parsed: ParsedFile) -> None:
@@ -348,24 +379,29 @@ def _write_csv(parsed: ParsedFile, dest: Path, name: str) -> None:
 
 
 def _copy_file(conn: psycopg.Connection, cfg: SourceConfig, path: Path, header: list[str],
-               batch_id: str, stream: Path | None = None) -> Outcome | None:
+               batch_id: str, laps: Laps, stream: Path | None = None) -> Outcome | None:
     """The fast path: the server parses the file (COPY) and writes its rows in one statement; None (nothing
     kept) when the server's parser refuses the file or a row needs the Python readers' handling. `stream`:
     the file COPY reads, when not `path` itself (an XLSX sheet written out as CSV)."""
     try:
+        committing = None
         with conn.transaction():
             errors.quiet_server_log(conn, expected_errors=True)
-            conn.execute("create temp sequence if not exists ckp_load_row_number")
-            conn.execute("alter sequence pg_temp.ckp_load_row_number restart")
+            # the rows are numbered from 1 by the table's sequence; restarting it locks it until the commit, so
+            # two loads into one table (two sibling units) take turns
+            conn.execute(sql.SQL("alter sequence {} restart").format(_row_sequence(cfg)))
             conn.execute(
                 "select set_config('ckp.load_batch_id', %s, true), set_config('ckp.load_source_file', %s, true), "
                 "set_config('ckp.load_unit', %s, true), set_config('ckp.load_shop', %s, true)",
                 (batch_id, path.name, cfg.unit or "", cfg.shop or ""))
             if cfg.format == "csv":
-                counts, columns_met = _copy_csv(conn, cfg, path, header, batch_id, stream or path)
+                counts, columns_met = _copy_csv(conn, cfg, path, header, batch_id, stream or path, laps)
             else:
-                counts, columns_met = _copy_jsonl(conn, cfg, path, header, batch_id)
-            missing, unexpected = _finish(conn, cfg, path, batch_id, counts, columns_met)
+                counts, columns_met = _copy_jsonl(conn, cfg, path, header, batch_id, laps)
+            with laps.phase("ledger"):
+                missing, unexpected = _finish(conn, cfg, path, batch_id, counts, columns_met)
+            committing = time.perf_counter()
+        laps["commit"] = time.perf_counter() - committing
     except _NotForCopy as exc:
         log.info("%s: %s: %s; loading it through the Python reader", cfg.name, path.name, exc)
         return None
@@ -389,6 +425,16 @@ def _target(cfg: SourceConfig) -> tuple[sql.Composable, tuple[str, ...]]:
     return sql.Identifier(schema, table), business_cols
 
 
+def _row_sequence_name(cfg: SourceConfig) -> sql.Composable:
+    """The raw table's row-number sequence as a literal (for `::regclass`): raw.<table>__row_number (01_raw.sql)."""
+    return sql.Literal(f"{cfg.target_table}__row_number")
+
+
+def _row_sequence(cfg: SourceConfig) -> sql.Composable:
+    schema, table = cfg.target_table.split(".")
+    return sql.Identifier(schema, f"{table}__row_number")
+
+
 def _json_object(pairs: list[tuple[str, sql.Composable]]) -> sql.Composable:
     """`jsonb_build_object(name, value, ...)` without its null members, NULL when nothing is left."""
     if not pairs:
@@ -399,12 +445,13 @@ def _json_object(pairs: list[tuple[str, sql.Composable]]) -> sql.Composable:
 
 def _land(conn: psycopg.Connection, cfg: SourceConfig, header: list[str],
           value: dict[str, sql.Composable], everything: sql.Composable, present: sql.Composable,
-          unreadable: sql.Composable | None, batch_id: str, source_file: str) -> ledger.BatchCounts:
+          unreadable: sql.Composable | None, batch_id: str, source_file: str, copied: int) -> ledger.BatchCounts:
     """From the temporary landing table `ckp_landing`: its records into the raw table, set-based, and the
     structural rejects (no primary key; for JSON Lines, a line that is not an object) into raw.load_rejects.
 
     `value`: file column -> its text expression; `everything`: the whole record as jsonb (a reject's record);
-    `present`: true for a record (not a row of blanks); `unreadable`: true for a line that is no record.
+    `present`: true for a record (not a row of blanks); `unreadable`: true for a line that is no record;
+    `copied`: the rows COPY wrote to the landing table (when all of them loaded, none is left to reject).
     """
     table, business_cols = _target(cfg)
     dst_by_key = {header_key(src): dst for src, dst in cfg.columns.items()}
@@ -434,6 +481,8 @@ def _land(conn: psycopg.Connection, cfg: SourceConfig, header: list[str],
         cur.execute(sql.SQL("insert into {} ({}) select {} from ckp_landing where {} and {}").format(
             table, sql.SQL(", ").join(columns), sql.SQL(", ").join(values), record_ok, has_key))
         loaded = cur.rowcount
+        if loaded == copied:
+            return ledger.BatchCounts(rows_read=loaded, rows_loaded=loaded)
         reason = (f"primary key {cfg.primary_key!r} is empty" if key is not None
                   else f"primary key {cfg.primary_key!r}: its column is not in the file")
         cur.execute(sql.SQL(
@@ -452,7 +501,7 @@ def _land(conn: psycopg.Connection, cfg: SourceConfig, header: list[str],
 
 
 def _copy_csv(conn: psycopg.Connection, cfg: SourceConfig, path: Path, header: list[str],
-              batch_id: str, stream: Path) -> tuple[ledger.BatchCounts, list[str]]:
+              batch_id: str, stream: Path, laps: Laps) -> tuple[ledger.BatchCounts, list[str]]:
     table, business_cols = _target(cfg)
     dst_by_key = {header_key(src): dst for src, dst in cfg.columns.items()}
     targets = [dst_by_key.get(header_key(h)) for h in header]
@@ -460,46 +509,49 @@ def _copy_csv(conn: psycopg.Connection, cfg: SourceConfig, path: Path, header: l
         # Every column has its raw column: COPY straight into the raw table (metadata from the defaults).
         # A row without a key is left out by COPY's WHERE; then the readers load the file and reject it.
         key = sql.Identifier(cfg.primary_key or "")
-        with conn.cursor() as cur:
+        with laps.phase("copy"), conn.cursor() as cur:
             loaded = _stream_file(cur, sql.SQL("copy {} ({}) from stdin {} where nullif(btrim({}), '') is not null")
                                   .format(table, sql.SQL(", ").join(map(sql.Identifier, targets)),
                                           copy_options(cfg), key), stream)
-            last, called = cur.execute("select last_value, is_called from pg_temp.ckp_load_row_number").fetchone()
+            last, called = cur.execute(sql.SQL("select last_value, is_called from {}").format(
+                _row_sequence(cfg))).fetchone()
         read = last if called else 0
         if read != loaded:
             raise _NotForCopy(f"{read - loaded} row(s) without a primary key or of blanks only")
         return ledger.BatchCounts(rows_read=read, rows_loaded=loaded), list(header)
     cols = [sql.Identifier(f"c{i}") for i in range(len(header))]
     conn.execute(sql.SQL("create temp table ckp_landing ({}, _row_number int not null default "
-                         "nextval('pg_temp.ckp_load_row_number'::text)) on commit drop").format(
-        sql.SQL(", ").join(sql.SQL("{} text").format(c) for c in cols)))
-    with conn.cursor() as cur:
-        _stream_file(cur, sql.SQL("copy ckp_landing ({}) from stdin {}").format(
+                         "nextval({}::regclass)) on commit drop").format(
+        sql.SQL(", ").join(sql.SQL("{} text").format(c) for c in cols), _row_sequence_name(cfg)))
+    with laps.phase("copy"), conn.cursor() as cur:
+        copied = _stream_file(cur, sql.SQL("copy ckp_landing ({}) from stdin {}").format(
             sql.SQL(", ").join(cols), copy_options(cfg)), stream)
     everything = sql.SQL("jsonb_build_object({})").format(sql.SQL(", ").join(
         sql.SQL("{}, coalesce({}, '')").format(sql.Literal(printable(h)), c)  # as the CSV reader gives it
         for h, c in zip(header, cols, strict=True)))
     present = sql.SQL("coalesce({}) is not null").format(sql.SQL(", ").join(
         sql.SQL("nullif(btrim({}), '')").format(c) for c in cols))
-    counts = _land(conn, cfg, header, dict(zip(header, cols, strict=True)), everything, present, None,
-                   batch_id, path.name)
+    with laps.phase("land"):
+        counts = _land(conn, cfg, header, dict(zip(header, cols, strict=True)), everything, present, None,
+                       batch_id, path.name, copied)
     return counts, list(header)
 
 
 def _copy_jsonl(conn: psycopg.Connection, cfg: SourceConfig, path: Path, header: list[str],
-                batch_id: str) -> tuple[ledger.BatchCounts, list[str]]:
-    conn.execute("create temp table ckp_landing (j jsonb, _row_number int not null default "
-                 "nextval('pg_temp.ckp_load_row_number'::text)) on commit drop")
+                batch_id: str, laps: Laps) -> tuple[ledger.BatchCounts, list[str]]:
+    conn.execute(sql.SQL("create temp table ckp_landing (j jsonb, _row_number int not null default "
+                         "nextval({}::regclass)) on commit drop").format(_row_sequence_name(cfg)))
     # The keys: those of the first objects (the reader's header) and the mapped names; any other key a later
     # object brings is found among what is left over (`extras`), which is cheap to list.
     known = list(dict.fromkeys([*header, *cfg.columns]))
-    with conn.cursor() as cur:
-        _stream_file(cur, sql.SQL("copy ckp_landing (j) from stdin {}").format(copy_options(cfg)), path)
+    unseen = [k for k in cfg.columns if k not in header]
+    with laps.phase("copy"), conn.cursor() as cur:
+        copied = _stream_file(cur, sql.SQL("copy ckp_landing (j) from stdin {}").format(copy_options(cfg)), path)
+    with laps.phase("keys"), conn.cursor() as cur:
         later = [k for (k,) in cur.execute(
             "select distinct k from (select j - %s::text[] as rest from ckp_landing where jsonb_typeof(j) = 'object' "
             "and j - %s::text[] <> '{}'::jsonb) as r, jsonb_object_keys(r.rest) as k order by 1",
             (known, known)).fetchall()]
-        unseen = [k for k in cfg.columns if k not in header]
         found = cur.execute(sql.SQL("select {} from ckp_landing").format(sql.SQL(", ").join(
             sql.SQL("coalesce(bool_or(j ? {}), false)").format(sql.Literal(k)) for k in unseen))).fetchone() \
             if unseen else ()
@@ -508,8 +560,9 @@ def _copy_jsonl(conn: psycopg.Connection, cfg: SourceConfig, path: Path, header:
     for k in keys:
         check_text(k)  # jsonb holds no NUL; a key the readers would refuse is the readers' business
     value = {k: sql.SQL("(j ->> {})").format(sql.Literal(k)) for k in keys}
-    counts = _land(conn, cfg, keys, value, sql.SQL("j"), sql.SQL("j is not null"),
-                   sql.SQL("jsonb_typeof(j) <> 'object'"), batch_id, path.name)
+    with laps.phase("land"):
+        counts = _land(conn, cfg, keys, value, sql.SQL("j"), sql.SQL("j is not null"),
+                       sql.SQL("jsonb_typeof(j) <> 'object'"), batch_id, path.name, copied)
     return counts, keys
 
 
@@ -646,6 +699,15 @@ def _column_label(col: Any) -> str:
     return repr(printable(str(col)))
 
 
+def planner_columns(cfg: SourceConfig) -> list[str]:
+    """The raw columns whose statistics the plans after a load depend on: the load metadata (the quality
+    gate and incremental staging find the new rows by batch and load time) and the record key. The other
+    columns' statistics change little from one batch to the next; analysing them all (a raw table has ~30
+    text columns) cost more than the COPY of a small file (autoanalyze refreshes them as the table grows)."""
+    key = [cfg.primary_key] if cfg.primary_key in KIND_TARGETS[cfg.kind][1] else []
+    return [*cfg.constant_columns, *key, "_batch_id", "_loaded_at"]
+
+
 def ingest_source(cfg: SourceConfig, url: str | None = None, settings: Settings | None = None) -> list[FileResult]:
     """Load every pending file of one file source; returns what happened to each file.
 
@@ -667,5 +729,5 @@ def ingest_source(cfg: SourceConfig, url: str | None = None, settings: Settings 
                 continue
             results.append(load_file(conn, cfg, path, settings))
         if any(r.rows_loaded for r in results):
-            ledger.analyze_after_load(conn, cfg.target_table)
+            ledger.analyze_after_load(conn, cfg.target_table, planner_columns(cfg))
     return results

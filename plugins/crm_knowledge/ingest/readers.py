@@ -51,14 +51,21 @@ def header_key(name: str) -> str:
     return (normalize_persian(str(name).replace("\ufeff", "")) or "").casefold()
 
 
-def _check_decodable(path: Path, encoding: str) -> None:
+def _check_decodable(path: Path, encoding: str, whole: bool = True) -> None:
     """The whole file is valid `encoding` and not blank: checked before any row loads (a file that fails
-    is quarantined whole), streamed in 1 MB chunks so a multi-GB file is never held in memory."""
+    is quarantined whole), streamed in 1 MB chunks so a multi-GB file is never held in memory.
+
+    `whole=False` checks only the first chunk (the header and first records): for a file the server's COPY
+    reads, which refuses undecodable bytes itself; the loader then reads the file again with the whole check,
+    so a bad byte further on still quarantines the file with this message. A file blank in its first chunk
+    is checked whole."""
     decoder = codecs.getincrementaldecoder(encoding)()
     offset, blank = 0, True
     with open(path, "rb") as fh:
         while True:
             chunk = fh.read(1 << 20)
+            if not whole and offset and not blank:
+                break
             try:
                 text = decoder.decode(chunk, final=not chunk)
             except UnicodeDecodeError as exc:
@@ -241,14 +248,7 @@ def duplicate_columns(header: list[str]) -> list[str]:
 
 
 def read_csv(path: Path, cfg: SourceConfig) -> ParsedFile:
-    try:
-        _check_decodable(path, cfg.encoding)
-    except FileUnreadable as exc:
-        other = guess_encoding(path, cfg)
-        if other:
-            raise FileUnreadable(f"{exc}; the file reads as {other} (its header then has the required columns): "
-                                 f"the source's `encoding` ({cfg.encoding}) or the delivery is wrong") from None
-        raise
+    """The CSV file's header and records (its encoding checked by read_file)."""
     opened = contextlib.ExitStack()
 
     def open_lines() -> Iterator[str]:
@@ -313,7 +313,7 @@ def _lone_surrogate_key(obj: dict[str, Any]) -> str | None:
 
 
 def read_jsonl(path: Path, cfg: SourceConfig) -> ParsedFile:
-    _check_decodable(path, cfg.encoding)
+    """The JSON Lines file's objects (its encoding checked by read_file); the header is the first objects' keys."""
 
     def objects() -> Iterator[tuple[int, dict[str, Any]] | BadRow]:
         with _open_text(path, cfg.encoding) as fh:
@@ -390,6 +390,18 @@ def read_xlsx(path: Path, cfg: SourceConfig) -> ParsedFile:
 READERS = {"csv": read_csv, "jsonl": read_jsonl, "xlsx": read_xlsx}
 
 
-def read_file(path: Path, cfg: SourceConfig) -> ParsedFile:
+def read_file(path: Path, cfg: SourceConfig, whole: bool = True) -> ParsedFile:
+    """The file's header and records. `whole=False`: the encoding is checked on the first MB only (for a
+    file whose rows the server's COPY reads; see _check_decodable)."""
     assert cfg.format is not None
+    if cfg.format in ("csv", "jsonl"):
+        try:
+            _check_decodable(path, cfg.encoding, whole)
+        except FileUnreadable as exc:
+            other = guess_encoding(path, cfg) if cfg.format == "csv" else None
+            if other:
+                raise FileUnreadable(f"{exc}; the file reads as {other} (its header then has the required "
+                                     f"columns): the source's `encoding` ({cfg.encoding}) or the delivery is "
+                                     "wrong") from None
+            raise
     return READERS[cfg.format](path, cfg)
