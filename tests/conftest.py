@@ -75,23 +75,7 @@ os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("DBT_SEND_ANONYMOUS_USAGE_STATS", "false")
 
 
-#: Under xdist, the order work is handed out in: the longest first, so that no worker is left with a long module
-#: at the end while the other idles (longest-processing-time-first). First the unit of the Airflow-stack modules
-#: (tests/xdist_scheduling.py: about 10 of make test's minutes, the critical path) to one worker; to the other the
-#: slowest of the rest, slowest first (seconds measured on the idle 2-core machine in parentheses); then the other
-#: warehouse modules (tens of seconds each) and the many short unit modules that fill the gaps at the end. A
-#: module that grows past a minute belongs in SLOWEST_FIRST (`pytest --durations=40` shows it).
-SLOWEST_FIRST = (
-    "tests/e2e/test_pipeline.py",                      # make run's two rounds and a failing make run (~400)
-    "tests/e2e/test_external_warehouse.py",            # the pipeline on a second PostgreSQL (~190)
-    "tests/e2e/test_make_up.py",                       # ckp up (~35)
-    "tests/warehouse/test_identity_spark.py",          # Spark vs DuckDB on the demo (~160)
-    "tests/warehouse/test_incremental_equals_full.py",  # (~100)
-    "tests/warehouse/test_erasure_entry_points.py",    # (~110)
-    "tests/e2e/test_failures.py",                      # airflow dags test on SQLite, a failing make run (<80)
-    "tests/e2e/test_cli_bench.py",                     # ckp bench (~40)
-)
-DISTRIBUTION_ORDER = {"warehouse": 1, "e2e": 1}  # folders after SLOWEST_FIRST; unit/ last
+from xdist_scheduling import DISTRIBUTION_ORDER, SLOWEST_FIRST  # noqa: E402 - after the port set-up above
 
 
 def _distribution_rank(item) -> tuple[int, int]:

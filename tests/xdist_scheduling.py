@@ -17,6 +17,25 @@ from __future__ import annotations
 
 from xdist.scheduler import LoadFileScheduling
 
+#: Under xdist, the order work is handed out in: the longest first, so that no worker is left with a long module
+#: at the end while the other idles (longest-processing-time-first). First the unit of the Airflow-stack modules
+#: (below: about 10 of make test's minutes, the critical path) to one worker; to the other the
+#: slowest of the rest, slowest first (seconds measured on the idle 2-core machine in parentheses); then the other
+#: warehouse modules (tens of seconds each) and the many short unit modules that fill the gaps at the end. A
+#: module that grows past a minute belongs in SLOWEST_FIRST (`pytest --durations=40` shows it).
+SLOWEST_FIRST = (
+    "tests/e2e/test_pipeline.py",                      # make run's two rounds and a failing make run (~400)
+    "tests/e2e/test_external_warehouse.py",            # the pipeline on a second PostgreSQL (~190)
+    "tests/e2e/test_make_up.py",                       # ckp up (~35)
+    "tests/warehouse/test_identity_spark.py",          # Spark vs DuckDB on the demo (~160)
+    "tests/warehouse/test_incremental_equals_full.py",  # (~100)
+    "tests/warehouse/test_erasure_entry_points.py",    # (~110)
+    "tests/warehouse/test_bench_identity_backends.py",  # ckp bench --identity-backends duckdb,spark (Spark)
+    "tests/e2e/test_failures.py",                      # airflow dags test on SQLite, a failing make run (<80)
+    "tests/e2e/test_cli_bench.py",                     # ckp bench (~40)
+)
+DISTRIBUTION_ORDER = {"warehouse": 1, "e2e": 1}  # folders after SLOWEST_FIRST; unit/ last
+
 #: Node ids of the modules that start an Airflow stack (scheduler, DAG processor, triggerer, API server) on the
 #: repository's dbt project start with one of these (node ids are relative to the repository root).
 AIRFLOW_STACK_MODULES = (

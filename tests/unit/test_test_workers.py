@@ -11,8 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import SLOWEST_FIRST
-from xdist_scheduling import AIRFLOW_STACK_MODULES, ModulesWithAirflowStacksTogether
+from xdist_scheduling import AIRFLOW_STACK_MODULES, SLOWEST_FIRST, ModulesWithAirflowStacksTogether
 
 from crm_knowledge.settings import PROJECT_ROOT
 
