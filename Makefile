@@ -41,7 +41,7 @@ up: $(STAMP)
 
 # Two pytest-xdist workers: each test module stays on one worker; the modules that start Airflow's stack run one
 # after another on one of them while the other works through the rest, slowest first (tests/xdist_scheduling.py,
-# SLOWEST_FIRST in tests/conftest.py, README "Tests"). PYTEST_WORKERS=0: one process.
+# SLOWEST_FIRST in tests/xdist_scheduling.py, README "Tests"). PYTEST_WORKERS=0: one process.
 PYTEST_WORKERS ?= 2
 
 test: $(STAMP)
