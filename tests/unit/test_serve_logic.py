@@ -98,10 +98,15 @@ def test_rate_limiter_allows_the_limit_then_refills():
     assert limiter.acquire("k", 60) > 0
 
 
-def test_rate_limit_is_shared_by_the_processes_that_map_one_file(tmp_path):
+def test_rate_limit_is_shared_by_the_processes_that_map_one_file(tmp_path, monkeypatch):
     """Two uvicorn workers are two processes: a key gets its limit across both, not in each."""
     import multiprocessing
 
+    import __main__
+
+    # under xdist, tests/conftest.py names execnet's main module with a file that does not exist; a spawned
+    # child would try to run it (multiprocessing's main-module fix-up), so this test's children go without
+    monkeypatch.delattr(__main__, "__file__", raising=False)
     path = tmp_path / "serve.buckets"
     reset(path)
     ctx = multiprocessing.get_context("spawn")  # as uvicorn starts its workers

@@ -33,20 +33,10 @@ final as (
 
     select
         customer_id,
-        max(attribute_value) filter (where attribute_name = 'first_name') as first_name,
-        max(attribute_value) filter (where attribute_name = 'last_name') as last_name,
-        max(attribute_value) filter (where attribute_name = 'full_name') as full_name,
-        max(attribute_value) filter (where attribute_name = 'email') as email,
-        max(attribute_value) filter (where attribute_name = 'phone') as phone,
-        max(attribute_value) filter (where attribute_name = 'national_id') as national_id,
-        cast(max(attribute_value) filter (where attribute_name = 'birth_date') as date) as birth_date,
-        max(attribute_value) filter (where attribute_name = 'gender') as gender,
-        max(attribute_value) filter (where attribute_name = 'street') as street,
-        max(attribute_value) filter (where attribute_name = 'city') as city,
-        max(attribute_value) filter (where attribute_name = 'province') as province,
-        max(attribute_value) filter (where attribute_name = 'postcode') as postcode,
-        max(attribute_value) filter (where attribute_name = 'company') as company,
-        max(attribute_value) filter (where attribute_name = 'business_type') as business_type
+        {% for name, column, type in golden_record_attributes() -%}
+            cast(max(attribute_value) filter (where attribute_name = '{{ name }}') as {{ type }}) as {{ name }}
+            {%- if not loop.last %},{% endif %}
+        {% endfor %}
     from surviving_values
     group by customer_id
 

@@ -58,20 +58,10 @@ attribute_values as (
     cross join
         lateral (
             values
-            ('first_name', customer_records.first_name),
-            ('last_name', customer_records.last_name),
-            ('full_name', customer_records.full_name),
-            ('email', customer_records.email),
-            ('phone', customer_records.phone_e164),
-            ('national_id', customer_records.national_id),
-            ('birth_date', cast(customer_records.birth_date as text)),
-            ('gender', customer_records.gender),
-            ('street', customer_records.street),
-            ('city', customer_records.city),
-            ('province', customer_records.province),
-            ('postcode', customer_records.postcode),
-            ('company', customer_records.company),
-            ('business_type', customer_records.business_type)
+            {% for name, column, type in golden_record_attributes() -%}
+                ('{{ name }}', cast(customer_records.{{ column }} as text))
+                {%- if not loop.last %},{% endif %}
+            {% endfor %}
         ) as attributes (attribute_name, attribute_value)
     where attributes.attribute_value is not null
 
