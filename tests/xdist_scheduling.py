@@ -24,15 +24,14 @@ from xdist.scheduler import LoadFileScheduling
 #: warehouse modules (tens of seconds each) and the many short unit modules that fill the gaps at the end. A
 #: module that grows past a minute belongs in SLOWEST_FIRST (`pytest --durations=40` shows it).
 SLOWEST_FIRST = (
-    "tests/e2e/test_pipeline.py",                      # make run's two rounds and a failing make run (~400)
+    "tests/e2e/test_pipeline.py",                      # make run's two rounds and a failing make run (~440)
     "tests/e2e/test_external_warehouse.py",            # the pipeline on a second PostgreSQL (~190)
     "tests/e2e/test_make_up.py",                       # ckp up (~35)
-    "tests/warehouse/test_identity_spark.py",          # Spark vs DuckDB on the demo (~160)
+    "tests/warehouse/test_identity_spark.py",          # Spark vs DuckDB on the demo, full and incremental (~280)
+    "tests/e2e/test_cli_bench.py",                     # ckp bench, identity on DuckDB and Spark (~170)
     "tests/warehouse/test_incremental_equals_full.py",  # (~100)
     "tests/warehouse/test_erasure_entry_points.py",    # (~110)
-    "tests/warehouse/test_bench_identity_backends.py",  # ckp bench --identity-backends duckdb,spark (Spark)
     "tests/e2e/test_failures.py",                      # airflow dags test on SQLite, a failing make run (<80)
-    "tests/e2e/test_cli_bench.py",                     # ckp bench (~40)
 )
 DISTRIBUTION_ORDER = {"warehouse": 1, "e2e": 1}  # folders after SLOWEST_FIRST; unit/ last
 

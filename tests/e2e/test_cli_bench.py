@@ -1,4 +1,6 @@
-"""`ckp bench` as a user runs it (a subprocess), on a tiny population: it must finish and report what it timed.
+"""`ckp bench` as a user runs it (a subprocess), on a tiny population: it must finish and report what it timed,
+identity resolution included on both backends (DuckDB in process, Spark in local mode, with the driver's and the
+JVM's peak memory apart).
 
 Slow (a whole pipeline in its own embedded warehouse): marked e2e with the pipeline test. The benchmark's home
 (``var/bench/<size>``, wiped first) and port (``CKP_BENCH_PORT``) are its own; the reports go to tmp_path.
@@ -26,9 +28,13 @@ def _free_port() -> int:
 
 def test_ckp_bench_small(tmp_path):
     env = ckp_env(CKP_BENCH_PORT=str(_free_port()), WAREHOUSE_URL=None, CKP_ORDERS_URL=None,
+                  CKP_SPARK_MASTER="local[2]", CKP_SPARK_SHUFFLE_PARTITIONS="2",
+                  CKP_SPARK_SCRATCH_DIR=str(tmp_path / "spark-scratch"),
                   CKP_BENCH_WEBHOOK_PORT=os.environ.get("CKP_WEBHOOK_PORT", "8790"))
+    bad = run_ckp("bench", "--size", str(SIZE), "--identity-backends", "duckdb,flink", env=env, timeout=300)
+    assert bad.returncode == 2 and "flink" in bad.stderr
     res = run_ckp("bench", "--size", str(SIZE), "--seed", "5", "--no-incremental", "--no-baselines", "--no-scaling",
-                  "--results-dir", str(tmp_path), env=env, timeout=3600)
+                  "--identity-backends", "duckdb,spark", "--results-dir", str(tmp_path), env=env, timeout=3600)
     try:
         assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
         reports = sorted(tmp_path.glob(f"*-{SIZE}.json"))
@@ -39,6 +45,23 @@ def test_ckp_bench_small(tmp_path):
         assert ("generate", "full") in stages and len(stages) >= 4
         assert all(s["seconds"] >= 0 for s in report["stages"])
         assert not [s for s in report["stages"] if s["phase"] == "incremental"]  # --no-incremental honoured
+        # identity on both backends
+        rows = {r["backend"]: r for r in report["identity_backends"]}
+        assert set(rows) == {"duckdb", "spark"}
+        duck, spark = rows["duckdb"], rows["spark"]
+        assert duck["records"] == spark["records"] > 4 * SIZE
+        assert duck["customers"] == spark["customers"] > 0
+        assert spark["steps"] and set(spark["steps"]) >= {"prepare", "junk", "deterministic", "splink", "clusters"}
+        assert duck["steps"] is None
+        # the driver and the JVM measured apart: a JVM is hundreds of MB, DuckDB runs in the driver
+        assert spark["peak_children_mb"] > 200 and spark["peak_driver_mb"] > 50, spark
+        assert duck["peak_driver_mb"] > 50, duck
+        assert all(r["seconds"] > 0 for r in rows.values())
+        assert {"identity_backend:duckdb", "identity_backend:spark"} <= {s for s, _ in stages}
+        md = reports[0].with_suffix(".md").read_text(encoding="utf-8")
+        assert "| spark |" in md and "peak driver MB" in md
+        # the run's Spark scratch directory (staged candidates: personal data) is gone
+        assert not list((tmp_path / "spark-scratch").glob("ckp-spark-*"))
     finally:
         from crm_knowledge.settings import PROJECT_ROOT
 
