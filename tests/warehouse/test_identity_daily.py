@@ -22,24 +22,12 @@ from crm_knowledge.identity import daily, store
 from crm_knowledge.identity.config import load_config
 from crm_knowledge.identity.prepare import CANDIDATE_COLUMNS, KEY
 from crm_knowledge.identity.resolve import resolve_incremental
-from crm_knowledge.identity.synthetic import make_people, record
+from crm_knowledge.identity.synthetic import CANDIDATES_DDL, make_people, record
 
 pytestmark = pytest.mark.warehouse
 
 PERSONS = 260
 NEW_PERSONS = 20
-
-DDL = """
-create schema if not exists intermediate;
-create table intermediate.int_identity_candidates (
-    source_system text, source_record_id text, first_name_norm text, last_name_norm text, full_name_norm text,
-    email_norm text, phone_e164 text, national_id_valid text, birth_date date, postcode text, city_norm text,
-    street_norm text, house_number text, address_line2_norm text, customer_ref text, seen_at timestamptz,
-    staged_at timestamptz not null default clock_timestamp(),
-    primary key (source_system, source_record_id)
-);
-"""
-
 
 def _insert(conn: psycopg.Connection, frame: pd.DataFrame) -> None:
     cols = ", ".join(CANDIDATE_COLUMNS)
@@ -62,7 +50,7 @@ def day(scratch_db):
                          strict=True))
     pnum = people.apply(lambda r: int(person_of[(r["source_system"], r["source_record_id"])][1:]), axis=1)
     with psycopg.connect(scratch_db) as conn:
-        conn.execute(DDL)
+        conn.execute(CANDIDATES_DDL)
         _insert(conn, people[pnum < PERSONS])
     store.run(scratch_db, "full")
 

@@ -28,21 +28,10 @@ import pandas as pd
 import psycopg
 
 from crm_knowledge.identity.prepare import CANDIDATE_COLUMNS
+from crm_knowledge.identity.synthetic import CANDIDATES_DDL
 from crm_knowledge.warehouse.db import connect
 
 log = logging.getLogger(__name__)
-
-DDL = """
-create schema if not exists intermediate;
-create table intermediate.int_identity_candidates (
-    source_system text, source_record_id text, first_name_norm text, last_name_norm text, full_name_norm text,
-    email_norm text, phone_e164 text, national_id_valid text, birth_date date, postcode text, city_norm text,
-    street_norm text, house_number text, address_line2_norm text, customer_ref text, seen_at timestamptz,
-    staged_at timestamptz not null default clock_timestamp(),
-    primary key (source_system, source_record_id)
-);
-"""
-
 
 def _copy(conn: psycopg.Connection, frame: pd.DataFrame) -> None:
     buf = io.StringIO()
@@ -105,7 +94,7 @@ def setup(url: str, customers: int, new_share: float = 0.01, changed_share: floa
     people, owner = candidates(customers + extra, seed=seed)
     person = owner.to_numpy()
     with connect(url) as conn:
-        conn.execute(DDL)
+        conn.execute(CANDIDATES_DDL)
         _copy(conn, people[person < customers])
         conn.execute("analyze intermediate.int_identity_candidates")
     started = time.perf_counter()

@@ -12,6 +12,19 @@ import pandas as pd
 
 from crm_knowledge.identity.prepare import CANDIDATE_COLUMNS
 
+#: intermediate.int_identity_candidates on its own, for identity-only runs on synthetic candidates (the daily-run
+#: test and bench): the columns identity reads, staged_at as staging stamps it, the record key.
+CANDIDATES_DDL = """
+create schema if not exists intermediate;
+create table intermediate.int_identity_candidates (
+    source_system text, source_record_id text, first_name_norm text, last_name_norm text, full_name_norm text,
+    email_norm text, phone_e164 text, national_id_valid text, birth_date date, postcode text, city_norm text,
+    street_norm text, house_number text, address_line2_norm text, customer_ref text, seen_at timestamptz,
+    staged_at timestamptz not null default clock_timestamp(),
+    primary key (source_system, source_record_id)
+);
+"""
+
 FIRST = [("علی", "ali"), ("رضا", "reza"), ("محمد", "mohammad"), ("سارا", "sara"), ("مریم", "maryam"),
          ("حسین", "hossein"), ("زهرا", "zahra"), ("فاطمه", "fatemeh"), ("امید", "omid"), ("نیما", "nima"),
          ("لیلا", "leila"), ("مینا", "mina")]
