@@ -41,7 +41,6 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
-from crm_knowledge.identity.clusters import build_clusters, components, unique_values
 from crm_knowledge.identity.config import IdentityConfig, identifier_column
 from crm_knowledge.identity.deterministic import deterministic_edges
 from crm_knowledge.identity.junk import JUNK_COLUMNS, detect_junk, hash_value, remove_junk
@@ -62,6 +61,7 @@ from crm_knowledge.identity.resolve import (
     ResolutionResult,
     _previous_edges,
     assemble,
+    link_clusters,
     record_flags,
     stored_columns,
 )
@@ -515,7 +515,6 @@ def _match_subset(conn, subset: pd.DataFrame, is_new: np.ndarray, previous: pd.D
                   seed_values: pd.DataFrame, key_pairs, pairs: pd.DataFrame, prob_info: dict,
                   retired_ids: list[str], t0: float) -> ResolutionResult:
     prepared = prepare(subset, config)
-    n = len(prepared)
     rid_of = {k: i for i, k in enumerate(zip(prepared["source_system"], prepared["source_record_id"], strict=True))}
     # junk: the seed values' status decided today over their whole groups, every other value's as stored
     seed_junk = _seed_junk(prepared, config, seed_values)
@@ -536,12 +535,7 @@ def _match_subset(conn, subset: pd.DataFrame, is_new: np.ndarray, previous: pd.D
     else:
         prob = empty_pairs()
     extra = _previous_edges(clean, is_new, previous)
-    hard_labels = components(n, det, extra)
-    if len(prob):
-        same = hard_labels[prob["rid_l"].to_numpy()] == hard_labels[prob["rid_r"].to_numpy()]
-        prob = prob[~same].reset_index(drop=True)
-    cl = build_clusters(n, det, prob, config.max_cluster_size, extra=extra,
-                        unique_values=unique_values(clean, config))
+    prob, cl = link_clusters(clean, det, prob, extra, config)
     model = prob_info.pop("model", None)
     m = Matching(record_flags(clean, config), junk, det, prob, prob_info, model, extra, cl)
     result = assemble(m, is_new, previous, config, retired_ids, t0)

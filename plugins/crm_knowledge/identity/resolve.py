@@ -171,10 +171,23 @@ def match_records(candidates: pd.DataFrame, is_new: np.ndarray | None, previous:
     return match_prepared(prepared, is_new, previous, config, saved_model)
 
 
+def link_clusters(clean: pd.DataFrame, det: pd.DataFrame, prob: pd.DataFrame, extra: pd.DataFrame | None,
+                  config: IdentityConfig) -> tuple[pd.DataFrame, ClusterResult]:
+    """(kept probabilistic pairs, clusters) of the records `clean`: probabilistic matching is for records that
+    share no strong identifier with each other, so pairs already joined by deterministic or previous edges are
+    dropped before the clusters are built (with the size and conflict guards)."""
+    n = len(clean)
+    hard_labels = components(n, det, extra)
+    if len(prob):
+        same = hard_labels[prob["rid_l"].to_numpy()] == hard_labels[prob["rid_r"].to_numpy()]
+        prob = prob[~same].reset_index(drop=True)
+    return prob, build_clusters(n, det, prob, config.max_cluster_size, extra=extra,
+                                unique_values=unique_values(clean, config))
+
+
 def match_prepared(prepared: pd.DataFrame, is_new: np.ndarray | None, previous: pd.DataFrame | None,
                    config: IdentityConfig, saved_model: dict | None = None) -> Matching:
     """:func:`match_records` from prepared records (:func:`crm_knowledge.identity.prepare.prepare`)."""
-    n = len(prepared)
     junk = detect_junk(prepared, config)
     clean = remove_junk(prepared, junk)
 
@@ -188,13 +201,7 @@ def match_prepared(prepared: pd.DataFrame, is_new: np.ndarray | None, previous: 
         extra = _previous_edges(clean, is_new, previous)
 
     model = prob_info.pop("model", None)
-    # probabilistic matching is for records that share no strong identifier with each other
-    hard_labels = components(n, det, extra)
-    if len(prob):
-        same = hard_labels[prob["rid_l"].to_numpy()] == hard_labels[prob["rid_r"].to_numpy()]
-        prob = prob[~same].reset_index(drop=True)
-    cl = build_clusters(n, det, prob, config.max_cluster_size, extra=extra,
-                        unique_values=unique_values(clean, config))
+    prob, cl = link_clusters(clean, det, prob, extra, config)
     return Matching(record_flags(clean, config), junk, det, prob, prob_info, model, extra, cl,
                     prepared[stored_columns(config)])
 
