@@ -103,39 +103,19 @@ changes as (
         'merged_into' as change
     from customer_id_merges
     where merged_at >= {{ changed_since_timestamp() }}
-    union all
-    select
-        customer_id,
-        'orders' as change
-    from orders
-    where
-        customer_id is not null
-        and (
-            staged_at >= {{ changed_since_timestamp() }}
-            or customer_resolved_at >= {{ changed_since_timestamp() }}
-        )
-    union all
-    select
-        customer_id,
-        'orders' as change
-    from order_items
-    where
-        customer_id is not null
-        and (
-            staged_at >= {{ changed_since_timestamp() }}
-            or customer_resolved_at >= {{ changed_since_timestamp() }}
-        )
-    union all
-    select
-        customer_id,
-        'interactions' as change
-    from interactions
-    where
-        customer_id is not null
-        and (
-            staged_at >= {{ changed_since_timestamp() }}
-            or customer_resolved_at >= {{ changed_since_timestamp() }}
-        )
+    {% for facts, change in [('orders', 'orders'), ('order_items', 'orders'), ('interactions', 'interactions')] -%}
+        union all
+        select
+            customer_id,
+            '{{ change }}' as change
+        from {{ facts }}
+        where
+            customer_id is not null
+            and (
+                staged_at >= {{ changed_since_timestamp() }}
+                or customer_resolved_at >= {{ changed_since_timestamp() }}
+            )
+    {% endfor %}
     union all
     select
         record_clusters.customer_id,
