@@ -1,5 +1,6 @@
-"""Shared DAG constants: default args, the Assets that connect the DAGs (data-aware scheduling), and the
-two tasks every DAG has: ``as_of_date`` first and ``watcher`` last.
+"""Shared DAG constants: default args, the Assets that connect the DAGs (data-aware scheduling), the
+two tasks every DAG has (``as_of_date`` first and ``watcher`` last), and the tasks several DAGs share
+(``prepare_warehouse``, loading a file source, a dbt stage).
 
 Not a DAG file (listed in .airflowignore). Asset names are the warehouse tables they stand for, so
 the Airflow UI's asset graph reads like the warehouse lineage.
