@@ -31,11 +31,11 @@ from crm_knowledge.normalize import (
 )
 from crm_knowledge.normalize import values as twins
 from crm_knowledge.normalize.dates import jalali_to_gregorian
-from crm_knowledge.settings import PROJECT_ROOT
+from crm_knowledge.warehouse.bootstrap import SQL_DIR
 
 pytestmark = pytest.mark.warehouse
 
-FUNCTIONS_SQL = PROJECT_ROOT / "plugins" / "crm_knowledge" / "warehouse" / "sql" / "00_functions.sql"
+FUNCTIONS_SQL = SQL_DIR / "00_functions.sql"
 
 #: SQL function -> Python twin.
 TWINS: dict[str, Callable[[str | None], object]] = {
