@@ -24,12 +24,12 @@ from xdist.scheduler import LoadFileScheduling
 #: warehouse modules (tens of seconds each) and the many short unit modules that fill the gaps at the end. A
 #: module that grows past a minute belongs in SLOWEST_FIRST (`pytest --durations=40` shows it).
 SLOWEST_FIRST = (
-    "tests/e2e/test_pipeline.py",                      # make run's two rounds and a failing make run (~440)
-    "tests/e2e/test_external_warehouse.py",            # the pipeline on a second PostgreSQL (~190)
+    "tests/e2e/test_pipeline.py",                      # make run's two rounds (~387) and a failing make run (~98)
+    "tests/e2e/test_external_warehouse.py",            # the pipeline on a second PostgreSQL (~201)
     "tests/e2e/test_make_up.py",                       # ckp up (~35)
-    "tests/warehouse/test_identity_spark.py",          # Spark vs DuckDB on the demo, full and incremental (~280)
-    "tests/e2e/test_cli_bench.py",                     # ckp bench, identity on DuckDB and Spark (~170)
-    "tests/warehouse/test_incremental_equals_full.py",  # (~100)
+    "tests/warehouse/test_identity_spark.py",          # Spark vs DuckDB on the demo, full and incremental (~308)
+    "tests/e2e/test_cli_bench.py",                     # ckp bench, identity on DuckDB and Spark (~180)
+    "tests/warehouse/test_incremental_equals_full.py",  # (~128)
     "tests/warehouse/test_erasure_entry_points.py",    # (~110)
     "tests/e2e/test_failures.py",                      # airflow dags test on SQLite, a failing make run (<80)
 )
