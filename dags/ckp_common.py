@@ -1,5 +1,6 @@
-"""Shared DAG constants: default args, the Assets that connect the DAGs (data-aware scheduling), and the
-two tasks every DAG has: ``as_of_date`` first and ``watcher`` last.
+"""Shared DAG constants: default args, the Assets that connect the DAGs (data-aware scheduling), the
+two tasks every DAG has (``as_of_date`` first and ``watcher`` last), and the tasks several DAGs share
+(``prepare_warehouse``, loading a file source, a dbt stage).
 
 Not a DAG file (listed in .airflowignore). Asset names are the warehouse tables they stand for, so
 the Airflow UI's asset graph reads like the warehouse lineage.
@@ -91,6 +92,23 @@ def prepare_warehouse_task() -> XComArg:
         return prepare_warehouse()
 
     return prepare_warehouse()
+
+
+def load_file_source_task(task_id: str, asset: Asset, **task_kwargs):
+    """The task that loads a file source (config/sources/<source_name>.yml) into raw and publishes `asset` with
+    the day's counts; not yet called: call it with ``source_name`` and ``as_of``, or map it over source names
+    (with ``map_index_template="{{ source_label }}"`` each map index is labelled with its source)."""
+
+    @task(task_id=task_id, outlets=[asset], **task_kwargs)
+    def load_file_source(source_name: str, as_of: str) -> dict:
+        from airflow.sdk import get_current_context
+
+        from crm_knowledge.ingest.tasks import ingest_file_source
+
+        get_current_context()["source_label"] = source_name
+        return publish(asset, as_of, ingest_file_source(source_name))
+
+    return load_file_source
 
 
 def watcher() -> None:

@@ -9,8 +9,15 @@ in the event), also when nothing new arrived: the warehouse waits for every sour
 
 from __future__ import annotations
 
-from airflow.sdk import dag, task
-from ckp_common import DAG_DEFAULTS, RAW_CONTACT_INTERACTIONS, as_of_date_task, prepare_warehouse_task, publish, watcher
+from airflow.sdk import dag
+from ckp_common import (
+    DAG_DEFAULTS,
+    RAW_CONTACT_INTERACTIONS,
+    as_of_date_task,
+    load_file_source_task,
+    prepare_warehouse_task,
+    watcher,
+)
 
 
 @dag(
@@ -21,14 +28,9 @@ from ckp_common import DAG_DEFAULTS, RAW_CONTACT_INTERACTIONS, as_of_date_task, 
     **DAG_DEFAULTS,
 )
 def ingest_contact_channels():
-    @task(outlets=[RAW_CONTACT_INTERACTIONS])
-    def load_interactions(as_of: str) -> dict:
-        from crm_knowledge.ingest.tasks import ingest_file_source
-
-        return publish(RAW_CONTACT_INTERACTIONS, as_of, ingest_file_source("contacts"))
-
+    load_interactions = load_file_source_task("load_interactions", RAW_CONTACT_INTERACTIONS)
     as_of = as_of_date_task()
-    as_of >> prepare_warehouse_task() >> load_interactions(as_of)
+    as_of >> prepare_warehouse_task() >> load_interactions(source_name="contacts", as_of=as_of)
     watcher()
 
 

@@ -11,8 +11,15 @@ source's report of the day.
 
 from __future__ import annotations
 
-from airflow.sdk import dag, task
-from ckp_common import DAG_DEFAULTS, RAW_FORM_SUBMISSIONS, as_of_date_task, prepare_warehouse_task, publish, watcher
+from airflow.sdk import dag
+from ckp_common import (
+    DAG_DEFAULTS,
+    RAW_FORM_SUBMISSIONS,
+    as_of_date_task,
+    load_file_source_task,
+    prepare_warehouse_task,
+    watcher,
+)
 
 
 @dag(
@@ -23,14 +30,9 @@ from ckp_common import DAG_DEFAULTS, RAW_FORM_SUBMISSIONS, as_of_date_task, prep
     **DAG_DEFAULTS,
 )
 def ingest_forms():
-    @task(outlets=[RAW_FORM_SUBMISSIONS])
-    def load_forms(as_of: str) -> dict:
-        from crm_knowledge.ingest.tasks import ingest_file_source
-
-        return publish(RAW_FORM_SUBMISSIONS, as_of, ingest_file_source("forms"))
-
+    load_forms = load_file_source_task("load_forms", RAW_FORM_SUBMISSIONS)
     as_of = as_of_date_task()
-    as_of >> prepare_warehouse_task() >> load_forms(as_of)
+    as_of >> prepare_warehouse_task() >> load_forms(source_name="forms", as_of=as_of)
     watcher()
 
 

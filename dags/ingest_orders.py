@@ -15,7 +15,15 @@ also when nothing new arrived: the warehouse waits for every source's report of 
 from __future__ import annotations
 
 from airflow.sdk import dag, task
-from ckp_common import DAG_DEFAULTS, RAW_ORDERS, as_of_date_task, prepare_warehouse_task, publish, watcher
+from ckp_common import (
+    DAG_DEFAULTS,
+    RAW_ORDERS,
+    as_of_date_task,
+    load_file_source_task,
+    prepare_warehouse_task,
+    publish,
+    watcher,
+)
 
 
 @dag(
@@ -38,14 +46,7 @@ def ingest_orders():
 
         return source_names("order_export")
 
-    @task(outlets=[RAW_ORDERS], map_index_template="{{ source_label }}")
-    def load_order_export(source_name: str, as_of: str) -> dict:
-        from airflow.sdk import get_current_context
-
-        from crm_knowledge.ingest.tasks import ingest_file_source
-
-        get_current_context()["source_label"] = source_name
-        return publish(RAW_ORDERS, as_of, ingest_file_source(source_name))
+    load_order_export = load_file_source_task("load_order_export", RAW_ORDERS, map_index_template="{{ source_label }}")
 
     as_of = as_of_date_task()
     ready = prepare_warehouse_task()

@@ -12,7 +12,7 @@ source's report of the day.
 from __future__ import annotations
 
 from airflow.sdk import dag, task
-from ckp_common import DAG_DEFAULTS, RAW_SIBLING_CUSTOMERS, as_of_date_task, publish, watcher
+from ckp_common import DAG_DEFAULTS, RAW_SIBLING_CUSTOMERS, as_of_date_task, load_file_source_task, watcher
 
 
 @dag(
@@ -30,14 +30,7 @@ def ingest_sibling_units():
         prepare_warehouse()
         return source_names("sibling_unit")
 
-    @task(outlets=[RAW_SIBLING_CUSTOMERS], map_index_template="{{ source_label }}")
-    def load_unit(source_name: str, as_of: str) -> dict:
-        from airflow.sdk import get_current_context
-
-        from crm_knowledge.ingest.tasks import ingest_file_source
-
-        get_current_context()["source_label"] = source_name
-        return publish(RAW_SIBLING_CUSTOMERS, as_of, ingest_file_source(source_name))
+    load_unit = load_file_source_task("load_unit", RAW_SIBLING_CUSTOMERS, map_index_template="{{ source_label }}")
 
     as_of = as_of_date_task()
     units = list_units()

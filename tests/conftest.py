@@ -151,7 +151,7 @@ def scratch_db(scratch_db_factory) -> str:
     return scratch_db_factory()
 
 
-# --- a second, separately started PostgreSQL (issue 13: any reachable warehouse) ------------------------------
+# --- a second, separately started PostgreSQL (the pipeline on any reachable warehouse) -----------------------
 SECOND_POSTGRES_PORT = int(os.environ["CKP_TEST_SECOND_PG_PORT"])
 
 

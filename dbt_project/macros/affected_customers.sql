@@ -1,9 +1,9 @@
 {#-
     The customer-level models that follow the affected customers (int_customers_affected) on a daily run.
 
-    Such a model is `materialized='incremental'` with `incremental_strategy='append'`, the pre-hook
-    `delete_affected_customers()` and the depends_on comment of int_customers_affected; its import CTEs
-    filter their input to the affected customers when `follows_affected_customers()`:
+    Such a model starts with `{{ affected_customers_config(indexes=[...]) }}` (incremental, append, the pre-hook
+    `delete_affected_customers()` and the dependency on int_customers_affected); its import CTEs filter their
+    input to the affected customers when `follows_affected_customers()`:
 
     * a daily run (var `dbt_tests_since` set: the warehouse clock when the run started,
       crm_knowledge.run_mode) on an existing table: the rows of the affected customers are deleted (retired
@@ -12,6 +12,23 @@
     * an incremental build without the var (a hand-run `dbt build`): every row is deleted and every customer
       recomputed, so a run that does not know since when things changed is never partial.
 -#}
+{#- The config() of a model that follows the affected customers, with its own `indexes` (none: no index):
+    incremental with the append strategy, the pre-hook that deletes the affected customers' rows, and the
+    depends_on line that makes int_customers_affected (which the pre-hook and only_affected_customers read)
+    built first. -#}
+{% macro affected_customers_config(indexes=none) -%}
+    {%- set model_config = {
+        'materialized': 'incremental',
+        'incremental_strategy': 'append',
+        'pre_hook': '{{ delete_affected_customers() }}',
+    } -%}
+    {%- if indexes is not none -%}
+        {%- do model_config.update({'indexes': indexes}) -%}
+    {%- endif -%}
+    {{ config(**model_config) }}
+-- depends_on: {{ ref('int_customers_affected') }}
+{%- endmacro %}
+
 {% macro changed_since() -%}
     {{- return(var('dbt_tests_since', '') or '') -}}
 {%- endmacro %}

@@ -1,4 +1,25 @@
 {#-
+    The config() every incremental fact shares: delete+insert on `unique_key` (the key the fact also hands to
+    incremental_fact_filter) with a unique index on it, `more_indexes` of the fact's own, the indexes of the
+    columns incremental_fact_filter compares (customer_id, staged_at, customer_resolved_at), and `post_hook`
+    (e.g. delete_facts_deleted_at_source).
+-#}
+{% macro incremental_fact_config(unique_key, more_indexes=[], post_hook=[]) -%}
+    {{ config(
+        materialized='incremental',
+        unique_key=unique_key,
+        incremental_strategy='delete+insert',
+        on_schema_change='sync_all_columns',
+        indexes=[{'columns': [unique_key], 'unique': true}] + more_indexes + [
+            {'columns': ['customer_id']},
+            {'columns': ['staged_at']},
+            {'columns': ['customer_resolved_at']},
+        ],
+        post_hook=post_hook,
+    ) }}
+{%- endmacro %}
+
+{#-
     The incremental filter of the marts facts (fct_orders, fct_order_items, fct_interactions,
     fct_form_submissions): which rows of the upstream model to re-write on an incremental run.
 
@@ -14,8 +35,9 @@
     deleted here (records deleted at the source are: delete_facts_deleted_at_source below); the weekly full
     refresh removes them (the warehouse DAG runs the marts with --full-refresh
     after the weekly full identity resolution: dags/ckp_common.MARTS_FULL_REFRESH).
-    `unique_key`: the fact's key column. Renders the whole `where` clause on an incremental run and nothing on a
-    full build, so a fact ends its final CTE with `{{ incremental_fact_filter('<key>') }}`.
+    `unique_key`: the fact's key column (its incremental_fact_config's). Renders the whole `where` clause on an
+    incremental run and nothing on a full build, so a fact ends its final CTE with
+    `{{ incremental_fact_filter('<key>') }}`.
 -#}
 {% macro incremental_fact_filter(unique_key) -%}
     {%- if is_incremental() %}

@@ -23,20 +23,28 @@ scoring            models applied to the changed customers;      models refitted
                    refitted only when due or drifting
 =================  ==========================================  ==========================================
 
+"Since the run began" means since the earliest warehouse run after the last *completed* one (its marts
+quality gate passed; ``audit.warehouse_runs``): after a failed run, the next daily run recomputes and checks
+what the failed one wrote too.
+
 The warehouse DAG's ``run_mode`` task decides it once (:func:`decide`), before dbt staging, and hands it on;
-identity resolution is forced full exactly when it says full. Scoring, a DAG of its own, reads what the
+identity resolution is forced full exactly when it says full; the marts gate marks the run complete
+(:func:`complete`). Scoring, a DAG of its own, reads what the
 warehouse did for the day from ``identity.resolution_runs`` (:func:`day_was_full`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 
 from crm_knowledge.warehouse.db import connect, table_exists
+
+log = logging.getLogger(__name__)
 
 FULL = "full"
 INCREMENTAL = "incremental"
@@ -48,18 +56,22 @@ DBT_TESTS_SINCE_VAR = "dbt_tests_since"
 
 @dataclass(frozen=True)
 class RunMode:
-    """`mode`: ``full`` (weekly) or ``incremental`` (daily). `since`: the warehouse's clock when the run
-    began (ISO timestamp): a daily run's checks cover the rows written at or after it; None on a full run."""
+    """`mode`: ``full`` (weekly) or ``incremental`` (daily). `since` (ISO timestamp; None on a full run): a
+    daily run's checks and customer models cover what was written at or after it: the warehouse's clock when
+    the run began or, after runs that did not complete, when the earliest of those began (:func:`decide`)."""
 
     mode: str
     since: str | None = None
+    #: This run's key in ``audit.warehouse_runs`` (its start, ISO), marked complete when its marts gate
+    #: passes (:func:`complete`); None for a hand-run check.
+    started: str | None = None
 
     @property
     def is_full(self) -> bool:
         return self.mode == FULL
 
     def as_dict(self) -> dict[str, Any]:
-        return {"mode": self.mode, "since": self.since}
+        return {"mode": self.mode, "since": self.since, "started": self.started}
 
     @classmethod
     def from_value(cls, value: RunMode | dict[str, Any] | None) -> RunMode:
@@ -71,7 +83,7 @@ class RunMode:
         mode = value.get("mode") or FULL
         if mode not in (FULL, INCREMENTAL):
             raise ValueError(f"run mode must be {FULL!r} or {INCREMENTAL!r}, got {mode!r}")
-        return cls(mode, None if mode == FULL else value.get("since"))
+        return cls(mode, None if mode == FULL else value.get("since"), value.get("started"))
 
     def dbt_vars(self) -> dict[str, str]:
         return {DBT_TESTS_SINCE_VAR: self.since or ""}
@@ -98,13 +110,45 @@ def warehouse_now(conn: psycopg.Connection) -> str:
 
 
 def decide(url: str, day: dt.date, *, force_full: bool = False) -> RunMode:
-    """The mode of the warehouse run for `day` (identity's schedule, see the module docstring) and, for a
-    daily run, the warehouse clock now: what the run writes from here on is what its checks cover."""
+    """The mode of the warehouse run for `day` (identity's schedule, see the module docstring), recorded in
+    ``audit.warehouse_runs``. A daily run counts what was written from the warehouse clock now, or from the
+    start of the earliest run since the last completed one: a run that failed after writing (staging restaged,
+    identity re-attributed, the marts gate held) left those changes unrecomputed or unchecked, and a `since`
+    of this run's own start would never look at them again."""
     from crm_knowledge.identity.store import last_full_day, mode_for
 
     with connect(url) as conn:
         mode = mode_for(day, force_full=force_full, last_full_day=last_full_day(conn))
-        return RunMode(mode, None if mode == FULL else warehouse_now(conn))
+        started = warehouse_now(conn)
+        since = None
+        if mode != FULL:
+            unfinished = _earliest_unfinished_start(conn)
+            since = unfinished.isoformat() if unfinished else started
+            if unfinished:
+                log.warning("a warehouse run since the last completed one did not complete: this run counts "
+                            "changes from %s, when the earliest of them began", since)
+        conn.execute("insert into audit.warehouse_runs (started_at, run_day, mode, changes_since)"
+                     " values (%s, %s, %s, %s)", (started, day, mode, since))
+        return RunMode(mode, since, started)
+
+
+def _earliest_unfinished_start(conn: psycopg.Connection) -> dt.datetime | None:
+    """When the earliest warehouse run began that started after the last completed one (None: there is none)."""
+    return conn.execute(
+        """select min(started_at) from audit.warehouse_runs
+            where completed_at is null
+              and started_at > coalesce((select max(started_at) from audit.warehouse_runs
+                                          where completed_at is not null), '-infinity')""").fetchone()[0]
+
+
+def complete(mode: RunMode, url: str | None = None) -> None:
+    """Mark the run of `mode` complete (its marts quality gate passed): later daily runs count from their own
+    start again. A hand-run gate (no recorded run) marks nothing. `url`: the configured warehouse by default."""
+    if mode.started is None:
+        return
+    with connect(url) as conn:
+        conn.execute("update audit.warehouse_runs set completed_at = now() where started_at = %s",
+                     (mode.started,))
 
 
 def day_was_full(conn: psycopg.Connection, day: dt.date) -> bool:

@@ -10,24 +10,17 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 
 import pytest
-from ckp_cli import ckp_env, run_ckp
+from ckp_cli import ckp_env, free_port, run_ckp
 
 pytestmark = [pytest.mark.e2e, pytest.mark.warehouse]
 
 SIZE = 40
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_ckp_bench_small(tmp_path):
-    env = ckp_env(CKP_BENCH_PORT=str(_free_port()), WAREHOUSE_URL=None, CKP_ORDERS_URL=None,
+    env = ckp_env(CKP_BENCH_PORT=str(free_port()), WAREHOUSE_URL=None, CKP_ORDERS_URL=None,
                   CKP_SPARK_MASTER="local[2]", CKP_SPARK_SHUFFLE_PARTITIONS="2",
                   CKP_SPARK_SCRATCH_DIR=str(tmp_path / "spark-scratch"),
                   CKP_BENCH_WEBHOOK_PORT=os.environ.get("CKP_WEBHOOK_PORT", "8790"))
@@ -73,7 +66,7 @@ def test_ckp_bench_small(tmp_path):
 def test_ckp_bench_only_ingest(tmp_path):
     """`--only-ingest`: the file sources are generated and loaded, the loader is timed against plain COPY of the
     same file, interleaved, and the raw gate runs; nothing after it (no staging, identity, scoring)."""
-    env = ckp_env(CKP_BENCH_PORT=str(_free_port()), WAREHOUSE_URL=None, CKP_ORDERS_URL=None,
+    env = ckp_env(CKP_BENCH_PORT=str(free_port()), WAREHOUSE_URL=None, CKP_ORDERS_URL=None,
                   CKP_BENCH_WEBHOOK_PORT=os.environ.get("CKP_WEBHOOK_PORT", "8790"))
     res = run_ckp("bench", "--size", str(SIZE), "--seed", "5", "--only-ingest", "--rounds", "2",
                   "--results-dir", str(tmp_path), env=env, timeout=3600)

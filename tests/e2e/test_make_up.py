@@ -14,19 +14,12 @@ import urllib.request
 
 import psycopg
 import pytest
-from ckp_cli import ckp_env, start_ckp
+from ckp_cli import ckp_env, free_port, start_ckp
 
 from crm_knowledge.airflow_stack import METADATA_DB
 from crm_knowledge.runner import ALL_DAGS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.warehouse]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 
 def _unpaused(settings) -> set[str]:
@@ -38,7 +31,7 @@ def _unpaused(settings) -> set[str]:
 
 
 def test_ckp_up_serves_the_stack_until_stopped(warehouse, settings):
-    port = _free_port()
+    port = free_port()
     env = ckp_env(CKP_AIRFLOW_PORT=str(port))
     proc = start_ckp("up", env=env)
     try:

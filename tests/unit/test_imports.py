@@ -57,7 +57,7 @@ def test_task_imports_work_in_a_fresh_process(statement):
 
 
 def test_export_deliver_is_the_delivery_module_in_a_fresh_process():
-    """`from crm_knowledge.export import deliver` once recursed forever (issue 19): it is the module."""
+    """`from crm_knowledge.export import deliver` once recursed forever: it is the module."""
     res = _fresh("from crm_knowledge.export import deliver\n"
                  "print(deliver.__name__, callable(deliver.deliver), callable(deliver.deliver_all), "
                  "callable(deliver.send_delta))")

@@ -42,21 +42,13 @@ def test_each_worker_gets_its_own_ports_and_home():
     given = {"CKP_TEST_WAREHOUSE_PORT": "54411", "CKP_TEST_WEBHOOK_PORT": "8911", "CKP_TEST_AIRFLOW_PORT": "8912",
              "CKP_TEST_SECOND_PG_PORT": "54412"}
     plain, first, second = (environment_of(w, **given) for w in (None, "gw0", "gw1"))
-    # a plain pytest and worker 0: the ports given, the home var/test
-    for env in (plain, first):
-        assert (env["CKP_TEST_WAREHOUSE_PORT"], env["CKP_WAREHOUSE_PORT"]) == ("54411", "54411")
-        assert (env["CKP_TEST_WEBHOOK_PORT"], env["CKP_WEBHOOK_PORT"]) == ("8911", "8911")
-        assert (env["CKP_TEST_AIRFLOW_PORT"], env["CKP_AIRFLOW_PORT"]) == ("8912", "8912")
-        assert env["CKP_TEST_SECOND_PG_PORT"] == "54412" and env["CKP_TEST_REPORTS_PORT"] == "8825"
-        assert env["CKP_HOME"] == str(PROJECT_ROOT / "var" / "test")
-        assert env["AIRFLOW_HOME"] == str(PROJECT_ROOT / "var" / "test" / "airflow")
-    # worker 1: every port 1000 up, its own home
-    assert (second["CKP_TEST_WAREHOUSE_PORT"], second["CKP_WAREHOUSE_PORT"]) == ("55411", "55411")
-    assert (second["CKP_TEST_WEBHOOK_PORT"], second["CKP_WEBHOOK_PORT"]) == ("9911", "9911")
-    assert (second["CKP_TEST_AIRFLOW_PORT"], second["CKP_AIRFLOW_PORT"]) == ("9912", "9912")
-    assert second["CKP_TEST_SECOND_PG_PORT"] == "55412" and second["CKP_TEST_REPORTS_PORT"] == "9825"
-    assert second["CKP_HOME"] == str(PROJECT_ROOT / "var" / "test-gw1")
-    assert second["AIRFLOW_HOME"] == str(PROJECT_ROOT / "var" / "test-gw1" / "airflow")
+    # a plain pytest and worker 0: the ports given, the home var/test; worker 1: every port 1000 up, its own home
+    for env, up, home in ((plain, 0, "test"), (first, 0, "test"), (second, 1000, "test-gw1")):
+        for name, port in (("WAREHOUSE", 54411), ("WEBHOOK", 8911), ("AIRFLOW", 8912)):
+            assert env[f"CKP_TEST_{name}_PORT"] == env[f"CKP_{name}_PORT"] == str(port + up), (home, name)
+        assert env["CKP_TEST_SECOND_PG_PORT"] == str(54412 + up) and env["CKP_TEST_REPORTS_PORT"] == str(8825 + up)
+        assert env["CKP_HOME"] == str(PROJECT_ROOT / "var" / home)
+        assert env["AIRFLOW_HOME"] == str(PROJECT_ROOT / "var" / home / "airflow")
     # no two workers share a port
     for name in NAMES[:5]:
         assert first[name] != second[name], name

@@ -13,23 +13,16 @@ import dataclasses
 import json
 import os
 import shutil
-import socket
 import uuid
 from pathlib import Path
 
 import psycopg
 import pytest
-from ckp_cli import ckp_env, run_ckp
+from ckp_cli import ckp_env, free_port, run_ckp
 
 from crm_knowledge.warehouse.bootstrap import apply_ddl
 
 pytestmark = pytest.mark.warehouse
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_warehouse_lifecycle():
@@ -40,7 +33,7 @@ def test_warehouse_lifecycle():
     tests run as root, and every pytest session resets /tmp/pytest-of-<user> to mode 0700.
     """
     home = Path(os.environ["CKP_HOME"]) / f"cli-lifecycle-{uuid.uuid4().hex[:8]}"
-    env = ckp_env(CKP_HOME=str(home), CKP_WAREHOUSE_PORT=str(_free_port()), WAREHOUSE_URL=None,
+    env = ckp_env(CKP_HOME=str(home), CKP_WAREHOUSE_PORT=str(free_port()), WAREHOUSE_URL=None,
                   CKP_ORDERS_URL=None)
     try:
         status = run_ckp("warehouse", "status", env=env)
@@ -209,7 +202,6 @@ def test_pii_scan_exit_codes(scratch_db_factory, tmp_path):
 
     nothing = run_ckp("pii-scan", "--needles", "vault", env=env)  # no vault built: nothing to look for
     assert nothing.returncode == 2 and "no identifiers to search for" in nothing.stderr
-
 
 
 def test_erase_refuses_unusable_requests_and_records_a_no_match(scratch_db, tmp_path):

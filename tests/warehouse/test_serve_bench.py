@@ -10,12 +10,11 @@ request of every client was answered right. The latency target is not asserted h
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 
 import pytest
-from ckp_cli import ckp_env
+from ckp_cli import ckp_env, free_port
 from serve_world import SERVE_PORT
 
 pytestmark = pytest.mark.warehouse
@@ -23,14 +22,8 @@ pytestmark = pytest.mark.warehouse
 SIZE = 300
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_bench_api_small(tmp_path):
-    env = ckp_env(CKP_BENCH_PORT=str(_free_port()), CKP_SERVE_PORT=str(SERVE_PORT), WAREHOUSE_URL=None)
+    env = ckp_env(CKP_BENCH_PORT=str(free_port()), CKP_SERVE_PORT=str(SERVE_PORT), WAREHOUSE_URL=None)
     cmd = [sys.executable, "-m", "crm_knowledge.serve.bench", "--size", str(SIZE), "--clients", "8", "--duration", "3",
            "--warmup", "1", "--think-ms", "20", "--workers", "2", "--p99-target-ms", "60000", "--results-dir",
            str(tmp_path)]

@@ -31,11 +31,11 @@ from crm_knowledge.normalize import (
 )
 from crm_knowledge.normalize import values as twins
 from crm_knowledge.normalize.dates import jalali_to_gregorian
-from crm_knowledge.settings import PROJECT_ROOT
+from crm_knowledge.warehouse.bootstrap import SQL_DIR
 
 pytestmark = pytest.mark.warehouse
 
-FUNCTIONS_SQL = PROJECT_ROOT / "plugins" / "crm_knowledge" / "warehouse" / "sql" / "00_functions.sql"
+FUNCTIONS_SQL = SQL_DIR / "00_functions.sql"
 
 #: SQL function -> Python twin.
 TWINS: dict[str, Callable[[str | None], object]] = {
@@ -67,6 +67,9 @@ VALUE_CASES: list[str | None] = [
     "2024-03-20T10:15:30+03:30", "2024-03-20T10:15:30-0500", "2024-03-20T23:59:59.999999+00", "۲۰۲۴-۰۳-۲۰T۱۰:۰۰",
     "2024-02-30T10:00", "2024-03-20T24:00", "2024-03-20T10:60", "2024-03-20T10:15+24:00", "20240320T101500",
     "9999-12-31T23:00-05:00", "0001-01-01T00:30+01:00", "2024-3-20",
+    "2024-03-20Z", "2024-03-20+03:30", "2024-03-20T10:15,5", "2024-03-20T10:15:60", "2024-03-20T10:15:30.1234567",
+    "2024-03-20T10:15:30+0330", "2024-03-20T10:15:30-03", "2024-03-20t10:15", "2024-03-20T10:15:30+23:59",
+    "2024-03-20T10:15:30+03:60", "2024-03-20T10:15:30+03:3", "2024-03-20T10", "2024-03-20 10:15:30 +03:30",
     "1369/05/12", "۱۳۶۹/۰۵/۱۲", "1403/12/30", "1402/12/30", "1403/07/31", "1403/06/31", "1369-5-2", "1369/13/01",
     "19505309", "19800101", "01.02.1990", "31.02.1990", "1.2.1990", "2020-01-13", "2020/01/13", "20-01-2020",
     " 1990-01-02 ", "1990-01-02\u200c", "0000-01-01", "9999-12-31", "1990 / 01 / 02",

@@ -1,14 +1,4 @@
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='append',
-        pre_hook="{{ delete_affected_customers() }}",
-        indexes=[
-            {'columns': ['customer_id'], 'unique': true},
-        ],
-    )
-}}
--- depends_on: {{ ref('int_customers_affected') }}
+{{ affected_customers_config(indexes=[{'columns': ['customer_id'], 'unique': true}]) }}
 
 -- The golden record: for each customer, the surviving (rank 1) value of every canonical attribute.
 -- Incremental: a daily run pivots only the affected customers (macros/affected_customers.sql).

@@ -1,14 +1,4 @@
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='append',
-        pre_hook="{{ delete_affected_customers() }}",
-        indexes=[
-            {'columns': ['customer_id', 'attribute_name']},
-        ],
-    )
-}}
--- depends_on: {{ ref('int_customers_affected') }}
+{{ affected_customers_config(indexes=[{'columns': ['customer_id', 'attribute_name']}]) }}
 
 -- Survivorship: every non-null attribute value of every resolved source record, ranked within its
 -- customer and attribute. Rank 1 survives into the golden record. Rules, in order:

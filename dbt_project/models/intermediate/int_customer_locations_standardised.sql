@@ -1,14 +1,4 @@
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='append',
-        pre_hook="{{ delete_affected_customers() }}",
-        indexes=[
-            {'columns': ['customer_id'], 'unique': true},
-        ],
-    )
-}}
--- depends_on: {{ ref('int_customers_affected') }}
+{{ affected_customers_config(indexes=[{'columns': ['customer_id'], 'unique': true}]) }}
 
 -- The golden record's city and province under one name each. Sources spell the same place in Persian
 -- and Latin script and in several transliterations (تهران / Tehran / Teheran, Mashhad / Mashad, شيراز

@@ -1,14 +1,4 @@
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='append',
-        pre_hook="{{ delete_affected_customers() }}",
-        indexes=[
-            {'columns': ['customer_id'], 'unique': true},
-        ],
-    )
-}}
--- depends_on: {{ ref('int_customers_affected') }}
+{{ affected_customers_config(indexes=[{'columns': ['customer_id'], 'unique': true}]) }}
 
 -- How we know each customer: which source systems and sibling units hold a record of them, and when the
 -- records first and last showed them.

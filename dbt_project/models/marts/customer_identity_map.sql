@@ -1,11 +1,4 @@
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='append',
-        pre_hook="{{ delete_affected_customers() }}",
-    )
-}}
--- depends_on: {{ ref('int_customers_affected') }}
+{{ affected_customers_config() }}
 
 -- Incremental: a daily run recomputes only the affected customers (macros/affected_customers.sql).
 

@@ -1,11 +1,4 @@
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='append',
-        pre_hook="{{ delete_affected_customers() }}",
-    )
-}}
--- depends_on: {{ ref('int_customers_affected') }}
+{{ affected_customers_config() }}
 
 -- The customer knowledge repository: one row per thing we know about, heard from, or did for a customer.
 --   from   what the customer told us: feedback, complaints, ideas (web forms, contact centre)

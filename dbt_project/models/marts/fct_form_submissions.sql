@@ -1,17 +1,4 @@
-{{
-    config(
-        materialized='incremental',
-        unique_key='submission_id',
-        incremental_strategy='delete+insert',
-        on_schema_change='sync_all_columns',
-        indexes=[
-            {'columns': ['submission_id'], 'unique': true},
-            {'columns': ['customer_id']},
-            {'columns': ['staged_at']},
-            {'columns': ['customer_resolved_at']},
-        ],
-    )
-}}
+{{ incremental_fact_config('submission_id') }}
 
 -- Web form submissions, without the personal fields typed into them (see pii.pii_source_identities).
 -- Incremental (macros/incremental_facts.sql): a submission is re-written when a version of it reached

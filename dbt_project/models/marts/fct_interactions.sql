@@ -1,17 +1,4 @@
-{{
-    config(
-        materialized='incremental',
-        unique_key='interaction_id',
-        incremental_strategy='delete+insert',
-        on_schema_change='sync_all_columns',
-        indexes=[
-            {'columns': ['interaction_id'], 'unique': true},
-            {'columns': ['customer_id']},
-            {'columns': ['staged_at']},
-            {'columns': ['customer_resolved_at']},
-        ],
-    )
-}}
+{{ incremental_fact_config('interaction_id') }}
 
 -- Contact-centre interactions. Free-text notes are not carried here (they may name people); their
 -- redacted form is a knowledge item in customer_knowledge.

@@ -1,16 +1,7 @@
 {{
-    config(
-        materialized='incremental',
-        unique_key='order_item_id',
-        incremental_strategy='delete+insert',
-        on_schema_change='sync_all_columns',
-        indexes=[
-            {'columns': ['order_item_id'], 'unique': true},
-            {'columns': ['order_id']},
-            {'columns': ['customer_id']},
-            {'columns': ['staged_at']},
-            {'columns': ['customer_resolved_at']},
-        ],
+    incremental_fact_config(
+        'order_item_id',
+        more_indexes=[{'columns': ['order_id']}],
         post_hook=[
             "{{ delete_facts_deleted_at_source([['order_item_id', 'order_items'], ['order_id', 'orders']]) }}",
         ],

@@ -1,16 +1,7 @@
 {{
-    config(
-        materialized='incremental',
-        unique_key='order_id',
-        incremental_strategy='delete+insert',
-        on_schema_change='sync_all_columns',
-        indexes=[
-            {'columns': ['order_id'], 'unique': true},
-            {'columns': ['customer_id']},
-            {'columns': ['updated_at']},
-            {'columns': ['staged_at']},
-            {'columns': ['customer_resolved_at']},
-        ],
+    incremental_fact_config(
+        'order_id',
+        more_indexes=[{'columns': ['updated_at']}],
         post_hook=["{{ delete_facts_deleted_at_source([['order_id', 'orders']]) }}"],
     )
 }}

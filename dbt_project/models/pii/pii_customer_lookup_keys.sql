@@ -1,15 +1,9 @@
 {{
-    config(
-        materialized='incremental',
-        incremental_strategy='append',
-        pre_hook="{{ delete_affected_customers() }}",
-        indexes=[
-            {'columns': ['key_hash']},
-            {'columns': ['customer_id']},
-        ],
-    )
+    affected_customers_config(indexes=[
+        {'columns': ['key_hash']},
+        {'columns': ['customer_id']},
+    ])
 }}
--- depends_on: {{ ref('int_customers_affected') }}
 
 -- The read service's lookup index (crm_knowledge.serve.lookup): every normalised identifier a customer's
 -- source records carried, keyed by sha256('<kind>:<normalised value>') so a lookup is one index probe on a

@@ -1,11 +1,4 @@
-{{
-    config(
-        materialized='incremental',
-        incremental_strategy='append',
-        pre_hook="{{ delete_affected_customers() }}",
-    )
-}}
--- depends_on: {{ ref('int_customers_affected') }}
+{{ affected_customers_config() }}
 
 -- The golden record's personal fields, by the same survivorship rules as dim_customers
 -- (int_customer_attributes_ranked). Customers who asked to be forgotten are left out.

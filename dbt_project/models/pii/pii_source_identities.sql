@@ -1,15 +1,9 @@
 {{
-    config(
-        materialized='incremental',
-        incremental_strategy='append',
-        pre_hook="{{ delete_affected_customers() }}",
-        indexes=[
-            {'columns': ['customer_id']},
-            {'columns': ['source_system', 'source_record_id'], 'unique': true},
-        ],
-    )
+    affected_customers_config(indexes=[
+        {'columns': ['customer_id']},
+        {'columns': ['source_system', 'source_record_id'], 'unique': true},
+    ])
 }}
--- depends_on: {{ ref('int_customers_affected') }}
 
 -- Every resolved source record with the normalised identifiers it carried: which record of which
 -- system made us know which customer by which email / phone / national id / declared identifier (passport,

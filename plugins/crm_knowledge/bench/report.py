@@ -136,20 +136,16 @@ def to_markdown(report: dict[str, Any]) -> str:
         lines[-1:-1] = ["- only the ingest stage and its baselines (`--only-ingest`); the orders database is not "
                         "generated"]
     lines += _stage_table(report)
-    ratio = _loader_ratio_table(report)
-    if ratio:
-        lines += ["", "The loader against a plain `COPY` of the same file, alternately on each file (medians; "
-                  "bench/loader_ratio.py):", ""] + ratio
-    base = _baseline_table(report)
-    if base:
-        lines += ["", "Ingest against the same machine's baselines (full run):", ""] + base
-    backends = _backends_table(report)
-    if backends:
-        lines += ["", "Identity resolution (full, written to the warehouse) per backend; on Spark the driver is "
-                  "this process and the JVM (with its Python workers) its children:", ""] + backends
-    scaling = _scaling_table(report)
-    if scaling:
-        lines += ["", "Identity resolution alone (full, in memory), by number of source records:", ""] + scaling
+    for heading, table in (
+            ("The loader against a plain `COPY` of the same file, alternately on each file (medians; "
+             "bench/loader_ratio.py):", _loader_ratio_table),
+            ("Ingest against the same machine's baselines (full run):", _baseline_table),
+            ("Identity resolution (full, written to the warehouse) per backend; on Spark the driver is this "
+             "process and the JVM (with its Python workers) its children:", _backends_table),
+            ("Identity resolution alone (full, in memory), by number of source records:", _scaling_table)):
+        rows = table(report)
+        if rows:
+            lines += ["", heading, "", *rows]
     return "\n".join(lines) + "\n"
 
 

@@ -17,7 +17,6 @@ import datetime as dt
 import itertools
 import logging
 from collections.abc import Iterable
-from pathlib import Path
 
 import pandas as pd
 import psycopg
@@ -38,11 +37,12 @@ from crm_knowledge.identity.resolve import (
 )
 from crm_knowledge.identity.stable_ids import format_id, parse_id
 from crm_knowledge.privacy.tombstones import enforce_tombstones
+from crm_knowledge.warehouse.bootstrap import SQL_DIR
 from crm_knowledge.warehouse.db import column_exists, connect, copy_arrow, copy_csv, copy_rows, table_exists
 
 log = logging.getLogger(__name__)
 
-SQL_FILE = Path(__file__).resolve().parents[1] / "warehouse" / "sql" / "06_identity.sql"
+SQL_FILE = SQL_DIR / "06_identity.sql"
 CANDIDATES_TABLE = ("intermediate", "int_identity_candidates")
 IDENTIFIERS_TABLE = ("intermediate", "int_identity_identifiers")
 ADDRESS_DETAIL_COLUMNS = ("house_number", "address_line2_norm")

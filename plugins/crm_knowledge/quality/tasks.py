@@ -10,7 +10,7 @@ from typing import Any
 
 from crm_knowledge.as_of import run_key
 from crm_knowledge.quality import pipeline
-from crm_knowledge.run_mode import RunMode
+from crm_knowledge.run_mode import RunMode, complete
 
 
 def raw_gate(as_of: str) -> dict[str, Any]:
@@ -26,8 +26,10 @@ def source_freshness(as_of: str) -> dict[str, Any]:
 def marts_gate(as_of: str, mode: dict[str, Any] | None = None) -> dict[str, Any]:
     """Staging and marts checks; a critical failure stops scoring and exports. `mode`: the warehouse run's
     ``run_mode`` result (daily: the rows the run wrote; weekly or none: every row)."""
-    return pipeline.check_layers(["staging", "marts"], pipeline_run_id=run_key(as_of),
-                                 mode=RunMode.from_value(mode))
+    run_mode = RunMode.from_value(mode)
+    result = pipeline.check_layers(["staging", "marts"], pipeline_run_id=run_key(as_of), mode=run_mode)
+    complete(run_mode)  # reached only when no critical failure raised
+    return result
 
 
 def post_scoring_gate(as_of: str) -> dict[str, Any]:

@@ -90,3 +90,15 @@ create table if not exists audit.batch_conventions (
     -- when ingest/field_issues.py recorded the batch's field issues (NULL: not yet)
     field_issues_checked_at timestamptz
 );
+
+-- One row per warehouse DAG run (crm_knowledge.run_mode): when it began, in which mode, from when its
+-- checks and customer models counted changes, and when its marts quality gate passed. A daily run counts
+-- changes from the start of the earliest run since the last one that passed, so the rows a failed run wrote
+-- are recomputed and checked again by the next run rather than left stale or unchecked. No customer data.
+create table if not exists audit.warehouse_runs (
+    started_at    timestamptz primary key,
+    run_day       date not null,
+    mode          text not null check (mode in ('full', 'incremental')),
+    changes_since timestamptz,  -- null on a full run: everything counts as changed
+    completed_at  timestamptz
+);
