@@ -9,6 +9,7 @@ import pytest
 
 from crm_knowledge.identity.config import load_config
 from crm_knowledge.identity.evaluate import evaluate
+from crm_knowledge.identity.prepare import prepare
 from crm_knowledge.identity.resolve import REASON_JUNK_ONLY, REASON_NO_IDENTIFIER, resolve
 from crm_knowledge.identity.synthetic import frame, make_people, record
 from crm_knowledge.privacy.pseudonym import pseudonymize
@@ -189,3 +190,13 @@ def test_same_script_name_typo_level_explains_a_mistyped_given_name(config):
     assert pair["match_rule"].tolist() == ["probabilistic"]
     level = json.loads(pair["explanation"].iloc[0])["fields"]["first_name"]["level"]
     assert level == "first_text within 1 edit(s) (typo)"
+
+
+def test_prepare_gives_the_same_records_from_arrow_backed_strings():
+    """The full run reads candidates as Arrow-backed strings (NaN for missing), the daily run as objects (None):
+    preparation makes the same records of both."""
+    candidates, _ = make_people(60)
+    as_arrow = candidates.astype({c: "str" for c in candidates.columns if c not in ("seen_at", "birth_date")})
+    as_arrow["birth_date"] = candidates["birth_date"].astype("str")
+    config = load_config()
+    pd.testing.assert_frame_equal(prepare(as_arrow, config), prepare(candidates, config))

@@ -8,6 +8,7 @@ from crm_knowledge.warehouse.db import (
     advisory_lock,
     advisory_unlock,
     connect,
+    copy_arrow,
     copy_rows,
     read_frame,
     table_count,
@@ -63,3 +64,14 @@ def test_copy_rows_in_and_read_frame_out(scratch_db):
     assert frame["id"].tolist() == [1, 2]
     assert frame["name"].tolist() == [rows[0][1], rows[1][1]]
     assert frame["score"].isna().tolist() == [True, False] and frame["score"].iloc[1] == 3.5
+
+
+def test_copy_arrow_reads_text_as_arrow_strings_with_empty_text_null(scratch_db):
+    rows = [("علی", ""), (None, 'with "quotes", commas\nand a newline')]
+    with connect(scratch_db) as conn:
+        conn.execute("create table a (k int, x text, y text)")
+        copy_rows(conn, "copy a (k, x, y) from stdin", ((i, *r) for i, r in enumerate(rows)))
+        table = copy_arrow(conn, "select x, y from a order by k", ["x", "y"])
+        empty = copy_arrow(conn, "select x, y from a where false", ["x", "y"])
+    assert table.to_pylist() == [{"x": "علی", "y": None}, {"x": None, "y": rows[1][1]}]
+    assert empty.num_rows == 0 and empty.column_names == ["x", "y"]

@@ -4,6 +4,8 @@ customers resolved incrementally.
     python -m crm_knowledge.bench.identity_daily setup --url postgresql://.../bench --customers 100000
     /usr/bin/time -v python -m crm_knowledge.bench.identity_daily run --url postgresql://.../bench
     python -m crm_knowledge.bench.identity_daily day --url postgresql://.../bench --customers 100000 --day 2
+    python -m crm_knowledge.bench.identity_daily fill --url postgresql://.../bench --customers 1000000
+    /usr/bin/time -v python -m crm_knowledge.bench.identity_daily full --url postgresql://.../bench
 
 `setup` fills ``intermediate.int_identity_candidates`` of the (empty) database at --url with :func:`candidates`
 (the demo generator's people, crm_knowledge.demo.people: its name, city and postcode distributions; about 2.1
@@ -14,6 +16,8 @@ full resolution
 and a changed e-mail on the orders record of `changed_share` of the customers (re-staged). Copy the database
 (``create database ... template ...``) to time other code on the same day. `run` runs one incremental
 resolution and prints its stats and wall time as JSON; wrap it in ``/usr/bin/time -v`` for the peak memory.
+`fill` only fills the candidates (no resolution, no day) and `full` runs one full resolution the same way: the weekly
+run's time and peak memory alone.
 """
 
 from __future__ import annotations
@@ -86,6 +90,16 @@ def candidates(customers: int, seed: int = 42) -> tuple[pd.DataFrame, pd.Series]
     return frame[CANDIDATE_COLUMNS], pd.Series(owner)
 
 
+def fill(url: str, customers: int, seed: int = 42) -> dict:
+    """Only the candidates of `customers` people, unresolved (to time the full run alone: `full`)."""
+    people, owner = candidates(customers, seed=seed)
+    with connect(url) as conn:
+        conn.execute(CANDIDATES_DDL)
+        _copy(conn, people)
+        conn.execute("analyze intermediate.int_identity_candidates")
+    return {"customers": customers, "records": len(people)}
+
+
 def setup(url: str, customers: int, new_share: float = 0.01, changed_share: float = 0.01, seed: int = 42) -> dict:
     """Fill, resolve in full, stage the day (module docstring); returns what was staged."""
     from crm_knowledge.identity.store import run
@@ -133,7 +147,7 @@ def stage_day(url: str, customers: int, day: int, new_share: float = 0.01, chang
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("step", choices=("setup", "day", "run"))
+    p.add_argument("step", choices=("setup", "day", "run", "fill", "full"))
     p.add_argument("--day", type=int, default=2)
     p.add_argument("--url", required=True)
     p.add_argument("--customers", type=int, default=100_000)
@@ -142,13 +156,16 @@ def main(argv: list[str] | None = None) -> None:
     if args.step == "setup":
         print(json.dumps(setup(args.url, args.customers)))
         return
+    if args.step == "fill":
+        print(json.dumps(fill(args.url, args.customers)))
+        return
     if args.step == "day":
         print(json.dumps(stage_day(args.url, args.customers, args.day)))
         return
     from crm_knowledge.identity.store import run
 
     started = time.perf_counter()
-    stats = run(args.url, "incremental")
+    stats = run(args.url, "full" if args.step == "full" else "incremental")
     out = {k: stats.get(k) for k in ("mode", "records", "new_records", "neighbourhood_records", "customers",
                                      "merges", "new_customer_ids", "daily_phases")}
     out["seconds"] = round(time.perf_counter() - started, 2)

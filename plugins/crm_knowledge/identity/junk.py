@@ -99,7 +99,7 @@ def detect_junk(prepared: pd.DataFrame, config: IdentityConfig) -> pd.DataFrame:
 
 def remove_junk(prepared: pd.DataFrame, junk: pd.DataFrame) -> pd.DataFrame:
     """A copy of `prepared` with junk identifier values nulled (and `junk_kinds` listing what was removed)."""
-    out = prepared.copy()
+    out = prepared.copy(deep=False)  # copy-on-write: the columns nulled below are copied, the others shared
     removed = pd.Series([()] * len(out), index=out.index, dtype="object")
     for kind in junk["identifier_kind"].unique():
         col = identifier_column(kind)

@@ -628,7 +628,9 @@ def _veto(pairs: pd.DataFrame, prepared: pd.DataFrame, config: IdentityConfig) -
 
 def _corroborated(pairs: pd.DataFrame, config: IdentityConfig) -> pd.DataFrame:
     """Keep pairs that agree (fully or partly, i.e. with a positive match weight) on at least one field
-    of `probabilistic.require_agreement_on`: a name and a city alone are shared by namesakes."""
+    of `probabilistic.require_agreement_on`: a name and a city alone are shared by namesakes.
+
+    Each explanation is parsed once and dropped (a parsed one costs kilobytes: not kept for every pair)."""
     fields = config.probabilistic.require_agreement_on
     if pairs.empty or not (fields or config.probabilistic.person_fields
                            or config.probabilistic.birth_date_conflict_requires):
@@ -636,42 +638,43 @@ def _corroborated(pairs: pd.DataFrame, config: IdentityConfig) -> pd.DataFrame:
     wanted = set(fields)
     person = set(config.probabilistic.person_fields) | {
         k.name for k in config.identifiers if k.unique_per_person and k.probabilistic}
-    expl = [json.loads(e) for e in pairs["explanation"]]
-    keep = np.array([not wanted or bool(wanted & set(e["agreed"] + e["partially_agreed"])) for e in expl],
-                    dtype=bool)
-    if (~keep).any():
-        log.info("probabilistic: %d pair(s) above the threshold dropped: no agreement on any of %s",
-                 int((~keep).sum()), ", ".join(fields))
-    if person:
+    min_w = config.probabilistic.person_min_weight
+    needs = set(config.probabilistic.birth_date_conflict_requires)
+    unique = {k.name for k in config.identifiers if k.unique_per_person and k.probabilistic}
+
+    def other_person_(e: dict) -> bool:
         # A pair must agree on a person field both records carry (match weight of at least
         # `person_min_weight`: a one-letter edit of a short name key, Emma / Emily, is what siblings' names
         # share as well). Agreeing on where one lives (postcode, city, street address) and on a family name
         # is not agreeing on who one is: a household shares all of that.
-        min_w = config.probabilistic.person_min_weight
+        # The level's own weight, before the term-frequency adjustment: an exact match on a common given
+        # name is still an exact match.
+        weights = [e["fields"][f]["match_weight"] - e["fields"][f].get("tf_match_weight", 0.0)
+                   for f in person if f in e["fields"] and f not in e["missing"]]
+        return not weights or max(weights) < min_w
 
-        def other_person_(e: dict) -> bool:
-            # the level's own weight, before the term-frequency adjustment: an exact match on a common given
-            # name is still an exact match
-            weights = [e["fields"][f]["match_weight"] - e["fields"][f].get("tf_match_weight", 0.0)
-                       for f in person if f in e["fields"] and f not in e["missing"]]
-            return not weights or max(weights) < min_w
+    def unsupported_(e: dict) -> bool:
+        if "birth_date" not in e["disagreed"]:
+            return False
+        agreed = set(e["agreed"] + e["partially_agreed"])
+        return not (needs <= agreed or unique & set(e["agreed"]))
 
-        other_person = np.array([other_person_(e) for e in expl], dtype=bool)
+    n = len(pairs)
+    keep, other_person, unsupported = np.ones(n, bool), np.zeros(n, bool), np.zeros(n, bool)
+    for i, text in enumerate(pairs["explanation"]):
+        e = json.loads(text)
+        keep[i] = not wanted or bool(wanted & set(e["agreed"] + e["partially_agreed"]))
+        other_person[i] = bool(person) and other_person_(e)
+        unsupported[i] = bool(needs) and unsupported_(e)
+    if (~keep).any():
+        log.info("probabilistic: %d pair(s) above the threshold dropped: no agreement on any of %s",
+                 int((~keep).sum()), ", ".join(fields))
+    if person:
         if (keep & other_person).any():
             log.info("probabilistic: %d pair(s) above the threshold dropped: no agreement on any of %s",
                      int((keep & other_person).sum()), ", ".join(sorted(person)))
         keep &= ~other_person
-    needs = set(config.probabilistic.birth_date_conflict_requires)
     if needs:
-        unique = {k.name for k in config.identifiers if k.unique_per_person and k.probabilistic}
-
-        def unsupported_(e: dict) -> bool:
-            if "birth_date" not in e["disagreed"]:
-                return False
-            agreed = set(e["agreed"] + e["partially_agreed"])
-            return not (needs <= agreed or unique & set(e["agreed"]))
-
-        unsupported = np.array([unsupported_(e) for e in expl], dtype=bool)
         if (keep & unsupported).any():
             log.info("probabilistic: %d pair(s) above the threshold dropped: birth dates differ and no agreement "
                      "on all of %s", int((keep & unsupported).sum()), ", ".join(sorted(needs)))

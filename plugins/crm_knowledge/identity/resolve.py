@@ -56,6 +56,11 @@ UNRESOLVED_COLUMNS = ["source_system", "source_record_id", "reason", "seen_at"]
 JUNK_COLUMNS = ["identifier_kind", "identifier_value_hash", "distinct_records", "reason"]
 MERGE_COLUMNS = ["old_customer_id", "new_customer_id"]
 
+#: candidate columns no step after :func:`prepare` reads: their prepared forms (name keys and texts, city_key,
+#: street_key, address_line2_key, email, phone, national_id) are what matching compares
+PREPARATION_ONLY = ["first_name_norm", "last_name_norm", "full_name_norm", "city_norm", "street_norm",
+                    "address_line2_norm", "email_norm", "phone_e164", "national_id_valid"]
+
 REASON_NO_IDENTIFIER = "no usable identifier"
 REASON_JUNK_ONLY = "no usable identifier (junk values only)"
 
@@ -166,8 +171,10 @@ def stored_columns(config: IdentityConfig) -> list[str]:
 
 def match_records(candidates: pd.DataFrame, is_new: np.ndarray | None, previous: pd.DataFrame | None,
                   config: IdentityConfig, saved_model: dict | None = None) -> Matching:
-    """Prepare, junk, deterministic edges, Splink, clusters: in this process (pandas, Splink on DuckDB)."""
-    prepared = prepare(candidates, config)
+    """Prepare, junk, deterministic edges, Splink, clusters: in this process (pandas, Splink on DuckDB). The
+    candidates' text columns that only feed preparation are dropped once it made their keys (a pointer per
+    record and column, and often a string each, at millions of records)."""
+    prepared = prepare(candidates, config).drop(columns=PREPARATION_ONLY)
     return match_prepared(prepared, is_new, previous, config, saved_model)
 
 
