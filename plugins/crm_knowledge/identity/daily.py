@@ -34,7 +34,6 @@ import logging
 import re
 import time
 from collections.abc import Iterable
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -65,10 +64,11 @@ from crm_knowledge.identity.resolve import (
     record_flags,
     stored_columns,
 )
+from crm_knowledge.warehouse.bootstrap import SQL_DIR
 
 log = logging.getLogger(__name__)
 
-SQL_FILE = Path(__file__).resolve().parents[1] / "warehouse" / "sql" / "06_identity_prepared.sql"
+SQL_FILE = SQL_DIR / "06_identity_prepared.sql"
 PREPARED = "intermediate.identity_prepared_records"
 IDENTIFIERS = "intermediate.identity_prepared_identifiers"
 STATE = "intermediate.identity_prepared_state"
@@ -202,13 +202,16 @@ def _mark(conn: psycopg.Connection, config: IdentityConfig, now: dt.datetime) ->
 # --- the daily run ----------------------------------------------------------------------------------------------
 
 
-def _temp_keys(conn: psycopg.Connection, name: str, keys: Iterable[tuple[str, str]]) -> None:
+def temp_key_table(conn: psycopg.Connection, name: str, keys: Iterable[tuple[str, str]]) -> sql.Identifier:
+    """A temporary table `name` of record keys (dropped at commit, analysed), for reads and deletes restricted
+    to them; the daily run and identity.store's restricted reads share it."""
     conn.execute(sql.SQL("create temp table {} (source_system text, source_record_id text, "
                          "primary key (source_system, source_record_id)) on commit drop").format(sql.Identifier(name)))
     with conn.cursor() as cur, cur.copy(sql.SQL("copy {} from stdin").format(sql.Identifier(name))) as copy:
         for k in dict.fromkeys(keys):
             copy.write_row(k)
     conn.execute(sql.SQL("analyze {}").format(sql.Identifier(name)))
+    return sql.Identifier(name)
 
 
 def _keys(rows) -> list[tuple[str, str]]:
@@ -365,7 +368,7 @@ def resolve_day(conn: psycopg.Connection, config: IdentityConfig, saved: dict | 
 
     # the seed values: their identifiers as kept (before today) and as prepared today; then today's rows
     # replace theirs, so what follows reads the state as it is after the day
-    _temp_keys(conn, "ckp_day_seeds", [*seeds, *gone])
+    temp_key_table(conn, "ckp_day_seeds", [*seeds, *gone])
     old_ids = _read_identifiers(conn, "ckp_day_seeds")
     new_ids = identifier_rows(stored, config)
     seed_values = (pd.concat([old_ids, new_ids], ignore_index=True)[["identifier_kind", "identifier_value"]]
@@ -410,7 +413,7 @@ def resolve_day(conn: psycopg.Connection, config: IdentityConfig, saved: dict | 
                      "limit 0")
         _copy_frame(conn, "ckp_day_rows", seed_rows[seed_rows["is_eligible"].astype(bool)])
         conn.execute("analyze ckp_day_rows")
-        _temp_keys(conn, "ckp_day_block", blocking_neighbours(conn, config))
+        temp_key_table(conn, "ckp_day_block", blocking_neighbours(conn, config))
         nb = _read_prepared_rows(conn, "ckp_day_block")
         nb_ids = _read_identifiers(conn, "ckp_day_block")
         optional = saved_optional_columns(saved)
@@ -447,13 +450,13 @@ def resolve_day(conn: psycopg.Connection, config: IdentityConfig, saved: dict | 
 
     # 3. whole customers of everything reached
     reached = sorted(set(seeds) | set(gone) | set(by_value) | set(partners))
-    _temp_keys(conn, "ckp_day_reached", reached)
+    temp_key_table(conn, "ckp_day_reached", reached)
     members = _keys(conn.execute(
         "select rc.source_system, rc.source_record_id from identity.record_clusters rc where rc.customer_id in "
         "(select r.customer_id from identity.record_clusters r join ckp_day_reached k "
         "using (source_system, source_record_id))").fetchall())
     written = sorted(set(reached) | set(members))
-    _temp_keys(conn, "ckp_day_subset", written)
+    temp_key_table(conn, "ckp_day_subset", written)
     previous = read_previous(conn, "ckp_day_subset")
     known = set(zip(previous["source_system"], previous["source_record_id"], strict=True))
     rest = sorted(set(written) - set(gone) - set(seeds) - set(group_keys))
@@ -476,7 +479,7 @@ def resolve_day(conn: psycopg.Connection, config: IdentityConfig, saved: dict | 
 
 
 def _in_record_clusters(conn: psycopg.Connection, keys: list[tuple[str, str]]) -> set[tuple[str, str]]:
-    _temp_keys(conn, "ckp_day_group", keys)
+    temp_key_table(conn, "ckp_day_group", keys)
     rows = conn.execute("select rc.source_system, rc.source_record_id from identity.record_clusters rc "
                         "join ckp_day_group k using (source_system, source_record_id)").fetchall()
     return set(_keys(rows))

@@ -93,18 +93,6 @@ def has_staged_at(conn: psycopg.Connection) -> bool:
     return column_exists(conn, f"{schema}.{table}", "staged_at")
 
 
-def _temp_keys(conn: psycopg.Connection, keys: Iterable[tuple[str, str]]) -> sql.Composable:
-    """A temporary table of record keys (dropped at commit), for reads restricted to them."""
-    name = f"ckp_read_keys_{next(_temp_ids)}"
-    conn.execute(sql.SQL("create temp table {} (source_system text, source_record_id text, "
-                         "primary key (source_system, source_record_id)) on commit drop").format(sql.Identifier(name)))
-    with conn.cursor() as cur, cur.copy(sql.SQL("copy {} from stdin").format(sql.Identifier(name))) as copy:
-        for k in dict.fromkeys(keys):
-            copy.write_row(k)
-    conn.execute(sql.SQL("analyze {}").format(sql.Identifier(name)))
-    return sql.Identifier(name)
-
-
 def _restricted(table: sql.Composable, keys: sql.Composable | None) -> sql.Composable:
     """`table`, or its rows of the record keys in temp table `keys` (a semi-join on the key index)."""
     if keys is None:
@@ -126,7 +114,7 @@ def read_candidates(conn: psycopg.Connection, keys: Iterable[tuple[str, str]] | 
         raise RuntimeError(f"{schema}.{table} does not exist: run the dbt models before identity resolution")
     all_columns, absent, _ = candidate_source_columns(conn)
     columns = [c for c in all_columns if c not in absent]
-    key_table = None if keys is None else _temp_keys(conn, keys)
+    key_table = None if keys is None else daily.temp_key_table(conn, f"ckp_read_keys_{next(_temp_ids)}", keys)
     # In key order: record positions feed Splink's training sample and every tie-break, so without it the
     # same records in another physical order (a table rebuilt by an incremental run) could resolve differently.
     q = sql.SQL("select {} from {} order by source_system collate \"C\", source_record_id collate \"C\"").format(
