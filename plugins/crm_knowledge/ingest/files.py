@@ -3,7 +3,9 @@
 A source loads under its advisory lock (one load per source at a time); a batch a crashed load left
 `running` is marked `aborted` first (see ledger.py). For each file matching the source's glob:
 1. its SHA-256 is looked up in the ledger; a file whose content was already loaded is skipped (and
-   archived), so a re-run or a file that arrives twice loads nothing twice;
+   archived), so a re-run or a file that arrives twice loads nothing twice. A file the server's COPY reads
+   is hashed on its way to COPY (read once) and looked up before its transaction commits: a content loaded
+   already is rolled back, its `running` ledger row dropped;
 2. a file that cannot be read at all (encoding, header, duplicate column names, a reader that breaks
    part-way) is moved to quarantine, once, with its reason in the ledger; the next files still load;
 3. otherwise its rows land in the raw table as received, as text: nothing is converted here.
@@ -31,7 +33,7 @@ import logging
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -55,7 +57,7 @@ from crm_knowledge.ingest.readers import (
 from crm_knowledge.ingest.registry import IDENTIFIER_KINDS, KIND_TARGETS, SourceConfig
 from crm_knowledge.privacy.file_modes import private_dir, private_file, write_private_text
 from crm_knowledge.settings import Settings, get_settings
-from crm_knowledge.warehouse.db import connect
+from crm_knowledge.warehouse.db import connect, copy_file_in
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +65,6 @@ META_COLUMNS = ("_batch_id", "_source_file", "_loaded_at", "_row_number")
 #: Python encoding name -> PostgreSQL's, for the encodings the server's COPY can read itself.
 PG_ENCODINGS = {"utf-8": "UTF8", "utf8": "UTF8", "utf-8-sig": "UTF8", "cp1256": "WIN1256",
                 "windows-1256": "WIN1256"}
-#: Bytes per write when a file is streamed to COPY.
-COPY_CHUNK = 1 << 20
 _UNPLANNED = object()
 
 
@@ -184,22 +184,29 @@ def load_file(conn: psycopg.Connection, cfg: SourceConfig, path: Path,
     settings = settings or get_settings()
     laps = Laps()
     ledger.durable_commits(conn)
-    with laps.phase("checksum"):
-        checksum = sha256_file(path)
-    with laps.phase("ledger"):
-        done = ledger.already_loaded(conn, cfg.name, checksum)
-    if done:
-        log.info("%s: %s already loaded as batch %s; skipping", cfg.name, path.name, done)
-        _move(path, settings.archive_dir / cfg.name)
-        return FileResult(cfg.name, path.name, "skipped", done)
-
     # A file the server's COPY reads is read here for its header only (COPY refuses undecodable bytes itself;
-    # a file it refuses is read again, whole, below).
+    # a file it refuses is read again, whole, below), and its checksum is computed from the bytes on their way
+    # to COPY: the file is read once. Whether that content was loaded already is then known before the commit
+    # (a file that arrives twice is rolled back and skipped). Every other file is hashed first.
     by_copy = cfg.format in ("csv", "jsonl") and cfg.encoding.lower() in PG_ENCODINGS
+    checksum: str | None = None
+
+    def loaded_as() -> str | None:
+        """The batch that loaded this file's content already, from the whole file's checksum."""
+        nonlocal checksum
+        with laps.phase("checksum"):
+            checksum = sha256_file(path)
+        with laps.phase("ledger"):
+            return ledger.already_loaded(conn, cfg.name, checksum)
+
+    if not by_copy and (done := loaded_as()):
+        return _skip(conn, cfg, path, settings, done)
     try:
         with laps.phase("header"):
             parsed = read_file(path, cfg, whole=not by_copy)
     except FileUnreadable as exc:
+        if checksum is None and (done := loaded_as()):
+            return _skip(conn, cfg, path, settings, done)
         return _quarantine(conn, cfg, path, checksum, str(exc), settings)
 
     # File columns map onto raw columns by loosely compared names (see header_key). A JSON Lines file may
@@ -219,6 +226,8 @@ def load_file(conn: psycopg.Connection, cfg: SourceConfig, path: Path,
             reason = (f"{path.name}: required column(s) {missing_required} missing; the file's header has "
                       f"{len(parsed.header)} column(s) (listed in the quarantine's .reason.txt). Fix the file or "
                       f"the mapping in {cfg.config_file.name}")
+        if checksum is None and (done := loaded_as()):
+            return _skip(conn, cfg, path, settings, done)
         return _quarantine(conn, cfg, path, checksum, reason, settings,
                            detail=f"header as read ({cfg.encoding}): {parsed.header}\n")
     duplicates = duplicate_columns(parsed.header) if cfg.format != "jsonl" else []
@@ -226,6 +235,8 @@ def load_file(conn: psycopg.Connection, cfg: SourceConfig, path: Path,
         _close(parsed)
         reason = (f"{path.name}: the header names a column more than once: {'; '.join(duplicates)}; which one "
                   "holds the data is unknown. Fix the file's header")
+        if checksum is None and (done := loaded_as()):
+            return _skip(conn, cfg, path, settings, done)
         return _quarantine(conn, cfg, path, checksum, reason, settings)
 
     batch_id = ledger.new_batch_id(cfg.name)
@@ -236,8 +247,11 @@ def load_file(conn: psycopg.Connection, cfg: SourceConfig, path: Path,
         outcome = None
         if by_copy:
             _close(parsed)
-            outcome = _copy_file(conn, cfg, path, parsed.header, batch_id, laps)
-            if outcome is None:
+            outcome = _copy_file(conn, cfg, path, parsed.header, batch_id, laps, hashed=True)
+            if outcome is None:  # the COPY was rolled back, maybe part-way through the file: hash it whole
+                if done := loaded_as():
+                    return _skip(conn, cfg, path, settings, done, batch_id)
+                ledger.set_checksum(conn, batch_id, checksum)
                 parsed = read_file(path, cfg)
         elif cfg.format == "xlsx":
             # the sheet as CSV (an owner-only temporary file) through the same COPY as a CSV file
@@ -263,6 +277,8 @@ def load_file(conn: psycopg.Connection, cfg: SourceConfig, path: Path,
                             "only the refused rows", cfg.name, path.name, refused.reason)
                 with laps.phase("python"):
                     outcome = _load_rows(conn, cfg, path, read_file(path, cfg), batch_id, safe=True)
+    except _AlreadyLoaded as exc:
+        return _skip(conn, cfg, path, settings, exc.batch_id, batch_id)
     except FileUnreadable as exc:
         return _quarantine(conn, cfg, path, checksum, str(exc), settings, batch_id=batch_id)
     except Exception as exc:
@@ -286,6 +302,25 @@ def load_file(conn: psycopg.Connection, cfg: SourceConfig, path: Path,
              counts.rows_read, counts.rows_loaded, counts.rows_rejected, laps.summary())
     return FileResult(cfg.name, path.name, "loaded", batch_id, counts.rows_read, counts.rows_loaded,
                       counts.rows_rejected, missing, unexpected, seconds={k: round(v, 4) for k, v in laps.items()})
+
+
+def _skip(conn: psycopg.Connection, cfg: SourceConfig, path: Path, settings: Settings, done: str,
+          batch_id: str | None = None) -> FileResult:
+    """The file's content was loaded already (as batch `done`): archive it, load nothing. `batch_id`: the
+    `running` ledger row this attempt opened before it knew, dropped (nothing of it was kept)."""
+    if batch_id is not None:
+        ledger.drop_running_batch(conn, batch_id)
+    log.info("%s: %s already loaded as batch %s; skipping", cfg.name, path.name, done)
+    _move(path, settings.archive_dir / cfg.name)
+    return FileResult(cfg.name, path.name, "skipped", done)
+
+
+class _AlreadyLoaded(Exception):
+    """The bytes streamed to COPY turned out to be a content loaded already; the transaction is rolled back."""
+
+    def __init__(self, batch_id: str):
+        super().__init__(batch_id)
+        self.batch_id = batch_id
 
 
 def _close(parsed: ParsedFile) -> None:
@@ -340,14 +375,6 @@ def _finish(conn: psycopg.Connection, cfg: SourceConfig, path: Path, batch_id: s
     return missing, unexpected
 
 
-def _stream_file(cur: psycopg.Cursor, statement: sql.Composable, path: Path) -> int:
-    """Stream the bytes of `path` to a `COPY ... FROM STDIN`; returns the rows COPY reports."""
-    with cur.copy(statement) as copy, open(path, "rb") as fh:
-        while chunk := fh.read(COPY_CHUNK):
-            copy.write(chunk)
-    return cur.rowcount
-
-
 def copy_options(cfg: SourceConfig) -> sql.Composable:
     """COPY's options for a source file: CSV as CSV with its header line, JSON Lines as one value per line
     (csv with quote and delimiter bytes that never occur in JSON text: no unescaping)."""
@@ -379,10 +406,13 @@ def _write_csv(parsed: ParsedFile, dest: Path, name: str) -> None:
 
 
 def _copy_file(conn: psycopg.Connection, cfg: SourceConfig, path: Path, header: list[str],
-               batch_id: str, laps: Laps, stream: Path | None = None) -> Outcome | None:
+               batch_id: str, laps: Laps, stream: Path | None = None, hashed: bool = False) -> Outcome | None:
     """The fast path: the server parses the file (COPY) and writes its rows in one statement; None (nothing
     kept) when the server's parser refuses the file or a row needs the Python readers' handling. `stream`:
-    the file COPY reads, when not `path` itself (an XLSX sheet written out as CSV)."""
+    the file COPY reads, when not `path` itself (an XLSX sheet written out as CSV). `hashed`: the file's
+    checksum is computed from the bytes streamed to COPY and written to the ledger row in the same
+    transaction; raises _AlreadyLoaded (nothing kept) when that content was loaded already."""
+    hasher = hashlib.sha256() if hashed else None
     try:
         committing = None
         with conn.transaction():
@@ -394,11 +424,17 @@ def _copy_file(conn: psycopg.Connection, cfg: SourceConfig, path: Path, header: 
                 "select set_config('ckp.load_batch_id', %s, true), set_config('ckp.load_source_file', %s, true), "
                 "set_config('ckp.load_unit', %s, true), set_config('ckp.load_shop', %s, true)",
                 (batch_id, path.name, cfg.unit or "", cfg.shop or ""))
+            tap = hasher.update if hasher is not None else None
             if cfg.format == "csv":
-                counts, columns_met = _copy_csv(conn, cfg, path, header, batch_id, stream or path, laps)
+                counts, columns_met = _copy_csv(conn, cfg, path, header, batch_id, stream or path, laps, tap)
             else:
-                counts, columns_met = _copy_jsonl(conn, cfg, path, header, batch_id, laps)
+                counts, columns_met = _copy_jsonl(conn, cfg, path, header, batch_id, laps, tap)
             with laps.phase("ledger"):
+                if hasher is not None:
+                    checksum = hasher.hexdigest()
+                    if done := ledger.already_loaded(conn, cfg.name, checksum):
+                        raise _AlreadyLoaded(done)
+                    ledger.set_checksum(conn, batch_id, checksum)
                 missing, unexpected = _finish(conn, cfg, path, batch_id, counts, columns_met)
             committing = time.perf_counter()
         laps["commit"] = time.perf_counter() - committing
@@ -445,15 +481,18 @@ def _json_object(pairs: list[tuple[str, sql.Composable]]) -> sql.Composable:
 
 def _land(conn: psycopg.Connection, cfg: SourceConfig, header: list[str],
           value: dict[str, sql.Composable], everything: sql.Composable, present: sql.Composable,
-          unreadable: sql.Composable | None, batch_id: str, source_file: str, copied: int) -> ledger.BatchCounts:
+          unreadable: sql.Composable | None, batch_id: str, source_file: str, copied: int,
+          fields: sql.Composable | None = None) -> ledger.BatchCounts:
     """From the temporary landing table `ckp_landing`: its records into the raw table, set-based, and the
     structural rejects (no primary key; for JSON Lines, a line that is not an object) into raw.load_rejects.
 
     `value`: file column -> its text expression; `everything`: the whole record as jsonb (a reject's record);
     `present`: true for a record (not a row of blanks); `unreadable`: true for a line that is no record;
-    `copied`: the rows COPY wrote to the landing table (when all of them loaded, none is left to reject).
+    `copied`: the rows COPY wrote to the landing table (when all of them loaded, none is left to reject);
+    `fields`: joined to the landing table (`value` may name its columns), e.g. a JSON object's fields.
     """
     table, business_cols = _target(cfg)
+    fields = fields or sql.SQL("")
     dst_by_key = {header_key(src): dst for src, dst in cfg.columns.items()}
     mapped: dict[str, sql.Composable] = {}
     extras: list[tuple[str, sql.Composable]] = []
@@ -478,8 +517,8 @@ def _land(conn: psycopg.Connection, cfg: SourceConfig, header: list[str],
         columns.append(sql.Identifier("identifiers"))
         values.append(_json_object(identifiers))
     with conn.cursor() as cur:
-        cur.execute(sql.SQL("insert into {} ({}) select {} from ckp_landing where {} and {}").format(
-            table, sql.SQL(", ").join(columns), sql.SQL(", ").join(values), record_ok, has_key))
+        cur.execute(sql.SQL("insert into {} ({}) select {} from ckp_landing {} where {} and {}").format(
+            table, sql.SQL(", ").join(columns), sql.SQL(", ").join(values), fields, record_ok, has_key))
         loaded = cur.rowcount
         if loaded == copied:
             return ledger.BatchCounts(rows_read=loaded, rows_loaded=loaded)
@@ -489,7 +528,7 @@ def _land(conn: psycopg.Connection, cfg: SourceConfig, header: list[str],
             "insert into raw.load_rejects (batch_id, source_name, source_file, row_number, reason, record) "
             "select {batch}, {source}, {file}, _row_number, case when {bad} then {bad_reason} else {reason} end, "
             "case when {bad} then {bad_record} else {record} end "
-            "from ckp_landing where ({present}) and not (({ok}) and {key})").format(
+            "from ckp_landing {fields} where ({present}) and not (({ok}) and {key})").format(fields=fields, 
             batch=sql.Literal(batch_id), source=sql.Literal(cfg.name), file=sql.Literal(source_file),
             bad=unreadable if unreadable is not None else sql.SQL("false"),
             bad_record=sql.SQL("jsonb_build_object('raw', left(j::text, 2000))") if unreadable is not None
@@ -501,7 +540,8 @@ def _land(conn: psycopg.Connection, cfg: SourceConfig, header: list[str],
 
 
 def _copy_csv(conn: psycopg.Connection, cfg: SourceConfig, path: Path, header: list[str],
-              batch_id: str, stream: Path, laps: Laps) -> tuple[ledger.BatchCounts, list[str]]:
+              batch_id: str, stream: Path, laps: Laps,
+              tap: Callable[[bytes], Any] | None = None) -> tuple[ledger.BatchCounts, list[str]]:
     table, business_cols = _target(cfg)
     dst_by_key = {header_key(src): dst for src, dst in cfg.columns.items()}
     targets = [dst_by_key.get(header_key(h)) for h in header]
@@ -509,11 +549,11 @@ def _copy_csv(conn: psycopg.Connection, cfg: SourceConfig, path: Path, header: l
         # Every column has its raw column: COPY straight into the raw table (metadata from the defaults).
         # A row without a key is left out by COPY's WHERE; then the readers load the file and reject it.
         key = sql.Identifier(cfg.primary_key or "")
-        with laps.phase("copy"), conn.cursor() as cur:
-            loaded = _stream_file(cur, sql.SQL("copy {} ({}) from stdin {} where nullif(btrim({}), '') is not null")
+        with laps.phase("copy"):
+            loaded = copy_file_in(conn, sql.SQL("copy {} ({}) from stdin {} where nullif(btrim({}), '') is not null")
                                   .format(table, sql.SQL(", ").join(map(sql.Identifier, targets)),
-                                          copy_options(cfg), key), stream)
-            last, called = cur.execute(sql.SQL("select last_value, is_called from {}").format(
+                                          copy_options(cfg), key), stream, tap)
+            last, called = conn.execute(sql.SQL("select last_value, is_called from {}").format(
                 _row_sequence(cfg))).fetchone()
         read = last if called else 0
         if read != loaded:
@@ -523,9 +563,9 @@ def _copy_csv(conn: psycopg.Connection, cfg: SourceConfig, path: Path, header: l
     conn.execute(sql.SQL("create temp table ckp_landing ({}, _row_number int not null default "
                          "nextval({}::regclass)) on commit drop").format(
         sql.SQL(", ").join(sql.SQL("{} text").format(c) for c in cols), _row_sequence_name(cfg)))
-    with laps.phase("copy"), conn.cursor() as cur:
-        copied = _stream_file(cur, sql.SQL("copy ckp_landing ({}) from stdin {}").format(
-            sql.SQL(", ").join(cols), copy_options(cfg)), stream)
+    with laps.phase("copy"):
+        copied = copy_file_in(conn, sql.SQL("copy ckp_landing ({}) from stdin {}").format(
+            sql.SQL(", ").join(cols), copy_options(cfg)), stream, tap)
     everything = sql.SQL("jsonb_build_object({})").format(sql.SQL(", ").join(
         sql.SQL("{}, coalesce({}, '')").format(sql.Literal(printable(h)), c)  # as the CSV reader gives it
         for h, c in zip(header, cols, strict=True)))
@@ -538,15 +578,17 @@ def _copy_csv(conn: psycopg.Connection, cfg: SourceConfig, path: Path, header: l
 
 
 def _copy_jsonl(conn: psycopg.Connection, cfg: SourceConfig, path: Path, header: list[str],
-                batch_id: str, laps: Laps) -> tuple[ledger.BatchCounts, list[str]]:
+                batch_id: str, laps: Laps,
+                tap: Callable[[bytes], Any] | None = None) -> tuple[ledger.BatchCounts, list[str]]:
     conn.execute(sql.SQL("create temp table ckp_landing (j jsonb, _row_number int not null default "
                          "nextval({}::regclass)) on commit drop").format(_row_sequence_name(cfg)))
     # The keys: those of the first objects (the reader's header) and the mapped names; any other key a later
     # object brings is found among what is left over (`extras`), which is cheap to list.
     known = list(dict.fromkeys([*header, *cfg.columns]))
     unseen = [k for k in cfg.columns if k not in header]
-    with laps.phase("copy"), conn.cursor() as cur:
-        copied = _stream_file(cur, sql.SQL("copy ckp_landing (j) from stdin {}").format(copy_options(cfg)), path)
+    with laps.phase("copy"):
+        copied = copy_file_in(conn, sql.SQL("copy ckp_landing (j) from stdin {}").format(copy_options(cfg)), path,
+                              tap)
     with laps.phase("keys"), conn.cursor() as cur:
         later = [k for (k,) in cur.execute(
             "select distinct k from (select j - %s::text[] as rest from ckp_landing where jsonb_typeof(j) = 'object' "
@@ -559,10 +601,15 @@ def _copy_jsonl(conn: psycopg.Connection, cfg: SourceConfig, path: Path, header:
     keys = list(dict.fromkeys([*met, *later]))
     for k in keys:
         check_text(k)  # jsonb holds no NUL; a key the readers would refuse is the readers' business
-    value = {k: sql.SQL("(j ->> {})").format(sql.Literal(k)) for k in keys}
+    # Each field is looked up once per object (`offset 0` keeps the subquery from being flattened into the
+    # insert, which would look each one up twice: in the blank test and for the value).
+    value = {k: sql.SQL("f.{}").format(sql.Identifier(f"v{i}")) for i, k in enumerate(keys)}
+    fields = sql.SQL("cross join lateral (select {} offset 0) as f").format(sql.SQL(", ").join(
+        sql.SQL("j ->> {} as {}").format(sql.Literal(k), sql.Identifier(f"v{i}")) for i, k in enumerate(keys))) \
+        if keys else None
     with laps.phase("land"):
         counts = _land(conn, cfg, keys, value, sql.SQL("j"), sql.SQL("j is not null"),
-                       sql.SQL("jsonb_typeof(j) <> 'object'"), batch_id, path.name, copied)
+                       sql.SQL("jsonb_typeof(j) <> 'object'"), batch_id, path.name, copied, fields)
     return counts, keys
 
 
@@ -699,15 +746,6 @@ def _column_label(col: Any) -> str:
     return repr(printable(str(col)))
 
 
-def planner_columns(cfg: SourceConfig) -> list[str]:
-    """The raw columns whose statistics the plans after a load depend on: the load metadata (the quality
-    gate and incremental staging find the new rows by batch and load time) and the record key. The other
-    columns' statistics change little from one batch to the next; analysing them all (a raw table has ~30
-    text columns) cost more than the COPY of a small file (autoanalyze refreshes them as the table grows)."""
-    key = [cfg.primary_key] if cfg.primary_key in KIND_TARGETS[cfg.kind][1] else []
-    return [*cfg.constant_columns, *key, "_batch_id", "_loaded_at"]
-
-
 def ingest_source(cfg: SourceConfig, url: str | None = None, settings: Settings | None = None) -> list[FileResult]:
     """Load every pending file of one file source; returns what happened to each file.
 
@@ -728,6 +766,6 @@ def ingest_source(cfg: SourceConfig, url: str | None = None, settings: Settings 
             if not path.exists():  # taken by a load that held the lock before this one
                 continue
             results.append(load_file(conn, cfg, path, settings))
-        if any(r.rows_loaded for r in results):
-            ledger.analyze_after_load(conn, cfg.target_table, planner_columns(cfg))
+    # The planner statistics of the new batches are refreshed by their first reader, the raw gate's field
+    # issue check (field_issues.check_batches), once per raw table rather than once per source.
     return results
