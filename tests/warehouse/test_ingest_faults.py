@@ -74,7 +74,7 @@ def _midway(monkeypatch, fault) -> None:
     monkeypatch.setitem(readers.READERS, "csv", reading)
     real_stream = files_mod.copy_file_in
 
-    def streaming(conn, statement, path, tap=None):
+    def streaming(conn, statement, path):
         data = Path(path).read_bytes()
         with conn.cursor() as cur:
             with cur.copy(statement) as copy:

@@ -5,7 +5,7 @@ What the ratio compares, per landing file (CSV and JSON Lines; XLSX is timed aga
 * **loader**: `ingest.files.ingest_source` on a scratch landing zone holding only that file, into the raw layer
   of a scratch database (`bench_baseline`, the warehouse's DDL): what `ckp ingest` / the ingest task does for
   the file and a user waits for until raw is committed: the source lock, the stale-batch check, checksum and
-  ledger, header check, COPY (the checksum computed on the way), landing insert and rejects, drift and
+  ledger, header check, COPY, landing insert and rejects, drift and
   conventions, the commit, the move to the archive. The raw quality gate (planner statistics of the new
   batches, field issues, GX checks) is a separate stage that runs afterwards; with `--raw-gate` it is timed
   once per file and reported apart (`raw_gate_s`).

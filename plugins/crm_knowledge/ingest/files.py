@@ -3,9 +3,7 @@
 A source loads under its advisory lock (one load per source at a time); a batch a crashed load left
 `running` is marked `aborted` first (see ledger.py). For each file matching the source's glob:
 1. its SHA-256 is looked up in the ledger; a file whose content was already loaded is skipped (and
-   archived), so a re-run or a file that arrives twice loads nothing twice. A file the server's COPY reads
-   is hashed on its way to COPY (read once) and looked up before its transaction commits: a content loaded
-   already is rolled back, its `running` ledger row dropped;
+   archived), so a re-run or a file that arrives twice loads nothing twice;
 2. a file that cannot be read at all (encoding, header, duplicate column names, a reader that breaks
    part-way) is moved to quarantine, once, with its reason in the ledger; the next files still load;
 3. otherwise its rows land in the raw table as received, as text: nothing is converted here.
@@ -33,7 +31,7 @@ import logging
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -184,29 +182,22 @@ def load_file(conn: psycopg.Connection, cfg: SourceConfig, path: Path,
     settings = settings or get_settings()
     laps = Laps()
     ledger.durable_commits(conn)
+    with laps.phase("checksum"):
+        checksum = sha256_file(path)
+    with laps.phase("ledger"):
+        done = ledger.already_loaded(conn, cfg.name, checksum)
+    if done:
+        log.info("%s: %s already loaded as batch %s; skipping", cfg.name, path.name, done)
+        _move(path, settings.archive_dir / cfg.name)
+        return FileResult(cfg.name, path.name, "skipped", done)
+
     # A file the server's COPY reads is read here for its header only (COPY refuses undecodable bytes itself;
-    # a file it refuses is read again, whole, below), and its checksum is computed from the bytes on their way
-    # to COPY: the file is read once. Whether that content was loaded already is then known before the commit
-    # (a file that arrives twice is rolled back and skipped). Every other file is hashed first.
+    # a file it refuses is read again, whole, below).
     by_copy = cfg.format in ("csv", "jsonl") and cfg.encoding.lower() in PG_ENCODINGS
-    checksum: str | None = None
-
-    def loaded_as() -> str | None:
-        """The batch that loaded this file's content already, from the whole file's checksum."""
-        nonlocal checksum
-        with laps.phase("checksum"):
-            checksum = sha256_file(path)
-        with laps.phase("ledger"):
-            return ledger.already_loaded(conn, cfg.name, checksum)
-
-    if not by_copy and (done := loaded_as()):
-        return _skip(conn, cfg, path, settings, done)
     try:
         with laps.phase("header"):
             parsed = read_file(path, cfg, whole=not by_copy)
     except FileUnreadable as exc:
-        if checksum is None and (done := loaded_as()):
-            return _skip(conn, cfg, path, settings, done)
         return _quarantine(conn, cfg, path, checksum, str(exc), settings)
 
     # File columns map onto raw columns by loosely compared names (see header_key). A JSON Lines file may
@@ -226,8 +217,6 @@ def load_file(conn: psycopg.Connection, cfg: SourceConfig, path: Path,
             reason = (f"{path.name}: required column(s) {missing_required} missing; the file's header has "
                       f"{len(parsed.header)} column(s) (listed in the quarantine's .reason.txt). Fix the file or "
                       f"the mapping in {cfg.config_file.name}")
-        if checksum is None and (done := loaded_as()):
-            return _skip(conn, cfg, path, settings, done)
         return _quarantine(conn, cfg, path, checksum, reason, settings,
                            detail=f"header as read ({cfg.encoding}): {parsed.header}\n")
     duplicates = duplicate_columns(parsed.header) if cfg.format != "jsonl" else []
@@ -235,8 +224,6 @@ def load_file(conn: psycopg.Connection, cfg: SourceConfig, path: Path,
         _close(parsed)
         reason = (f"{path.name}: the header names a column more than once: {'; '.join(duplicates)}; which one "
                   "holds the data is unknown. Fix the file's header")
-        if checksum is None and (done := loaded_as()):
-            return _skip(conn, cfg, path, settings, done)
         return _quarantine(conn, cfg, path, checksum, reason, settings)
 
     batch_id = ledger.new_batch_id(cfg.name)
@@ -247,11 +234,8 @@ def load_file(conn: psycopg.Connection, cfg: SourceConfig, path: Path,
         outcome = None
         if by_copy:
             _close(parsed)
-            outcome = _copy_file(conn, cfg, path, parsed.header, batch_id, laps, hashed=True)
-            if outcome is None:  # the COPY was rolled back, maybe part-way through the file: hash it whole
-                if done := loaded_as():
-                    return _skip(conn, cfg, path, settings, done, batch_id)
-                ledger.set_checksum(conn, batch_id, checksum)
+            outcome = _copy_file(conn, cfg, path, parsed.header, batch_id, laps)
+            if outcome is None:
                 parsed = read_file(path, cfg)
         elif cfg.format == "xlsx":
             # the sheet as CSV (an owner-only temporary file) through the same COPY as a CSV file
@@ -277,8 +261,6 @@ def load_file(conn: psycopg.Connection, cfg: SourceConfig, path: Path,
                             "only the refused rows", cfg.name, path.name, refused.reason)
                 with laps.phase("python"):
                     outcome = _load_rows(conn, cfg, path, read_file(path, cfg), batch_id, safe=True)
-    except _AlreadyLoaded as exc:
-        return _skip(conn, cfg, path, settings, exc.batch_id, batch_id)
     except FileUnreadable as exc:
         return _quarantine(conn, cfg, path, checksum, str(exc), settings, batch_id=batch_id)
     except Exception as exc:
@@ -302,25 +284,6 @@ def load_file(conn: psycopg.Connection, cfg: SourceConfig, path: Path,
              counts.rows_read, counts.rows_loaded, counts.rows_rejected, laps.summary())
     return FileResult(cfg.name, path.name, "loaded", batch_id, counts.rows_read, counts.rows_loaded,
                       counts.rows_rejected, missing, unexpected, seconds={k: round(v, 4) for k, v in laps.items()})
-
-
-def _skip(conn: psycopg.Connection, cfg: SourceConfig, path: Path, settings: Settings, done: str,
-          batch_id: str | None = None) -> FileResult:
-    """The file's content was loaded already (as batch `done`): archive it, load nothing. `batch_id`: the
-    `running` ledger row this attempt opened before it knew, dropped (nothing of it was kept)."""
-    if batch_id is not None:
-        ledger.drop_running_batch(conn, batch_id)
-    log.info("%s: %s already loaded as batch %s; skipping", cfg.name, path.name, done)
-    _move(path, settings.archive_dir / cfg.name)
-    return FileResult(cfg.name, path.name, "skipped", done)
-
-
-class _AlreadyLoaded(Exception):
-    """The bytes streamed to COPY turned out to be a content loaded already; the transaction is rolled back."""
-
-    def __init__(self, batch_id: str):
-        super().__init__(batch_id)
-        self.batch_id = batch_id
 
 
 def _close(parsed: ParsedFile) -> None:
@@ -406,13 +369,10 @@ def _write_csv(parsed: ParsedFile, dest: Path, name: str) -> None:
 
 
 def _copy_file(conn: psycopg.Connection, cfg: SourceConfig, path: Path, header: list[str],
-               batch_id: str, laps: Laps, stream: Path | None = None, hashed: bool = False) -> Outcome | None:
+               batch_id: str, laps: Laps, stream: Path | None = None) -> Outcome | None:
     """The fast path: the server parses the file (COPY) and writes its rows in one statement; None (nothing
     kept) when the server's parser refuses the file or a row needs the Python readers' handling. `stream`:
-    the file COPY reads, when not `path` itself (an XLSX sheet written out as CSV). `hashed`: the file's
-    checksum is computed from the bytes streamed to COPY and written to the ledger row in the same
-    transaction; raises _AlreadyLoaded (nothing kept) when that content was loaded already."""
-    hasher = hashlib.sha256() if hashed else None
+    the file COPY reads, when not `path` itself (an XLSX sheet written out as CSV)."""
     try:
         committing = None
         with conn.transaction():
@@ -424,17 +384,11 @@ def _copy_file(conn: psycopg.Connection, cfg: SourceConfig, path: Path, header: 
                 "select set_config('ckp.load_batch_id', %s, true), set_config('ckp.load_source_file', %s, true), "
                 "set_config('ckp.load_unit', %s, true), set_config('ckp.load_shop', %s, true)",
                 (batch_id, path.name, cfg.unit or "", cfg.shop or ""))
-            tap = hasher.update if hasher is not None else None
             if cfg.format == "csv":
-                counts, columns_met = _copy_csv(conn, cfg, path, header, batch_id, stream or path, laps, tap)
+                counts, columns_met = _copy_csv(conn, cfg, path, header, batch_id, stream or path, laps)
             else:
-                counts, columns_met = _copy_jsonl(conn, cfg, path, header, batch_id, laps, tap)
+                counts, columns_met = _copy_jsonl(conn, cfg, path, header, batch_id, laps)
             with laps.phase("ledger"):
-                if hasher is not None:
-                    checksum = hasher.hexdigest()
-                    if done := ledger.already_loaded(conn, cfg.name, checksum):
-                        raise _AlreadyLoaded(done)
-                    ledger.set_checksum(conn, batch_id, checksum)
                 missing, unexpected = _finish(conn, cfg, path, batch_id, counts, columns_met)
             committing = time.perf_counter()
         laps["commit"] = time.perf_counter() - committing
@@ -540,8 +494,7 @@ def _land(conn: psycopg.Connection, cfg: SourceConfig, header: list[str],
 
 
 def _copy_csv(conn: psycopg.Connection, cfg: SourceConfig, path: Path, header: list[str],
-              batch_id: str, stream: Path, laps: Laps,
-              tap: Callable[[bytes], Any] | None = None) -> tuple[ledger.BatchCounts, list[str]]:
+              batch_id: str, stream: Path, laps: Laps) -> tuple[ledger.BatchCounts, list[str]]:
     table, business_cols = _target(cfg)
     dst_by_key = {header_key(src): dst for src, dst in cfg.columns.items()}
     targets = [dst_by_key.get(header_key(h)) for h in header]
@@ -552,7 +505,7 @@ def _copy_csv(conn: psycopg.Connection, cfg: SourceConfig, path: Path, header: l
         with laps.phase("copy"):
             loaded = copy_file_in(conn, sql.SQL("copy {} ({}) from stdin {} where nullif(btrim({}), '') is not null")
                                   .format(table, sql.SQL(", ").join(map(sql.Identifier, targets)),
-                                          copy_options(cfg), key), stream, tap)
+                                          copy_options(cfg), key), stream)
             last, called = conn.execute(sql.SQL("select last_value, is_called from {}").format(
                 _row_sequence(cfg))).fetchone()
         read = last if called else 0
@@ -565,7 +518,7 @@ def _copy_csv(conn: psycopg.Connection, cfg: SourceConfig, path: Path, header: l
         sql.SQL(", ").join(sql.SQL("{} text").format(c) for c in cols), _row_sequence_name(cfg)))
     with laps.phase("copy"):
         copied = copy_file_in(conn, sql.SQL("copy ckp_landing ({}) from stdin {}").format(
-            sql.SQL(", ").join(cols), copy_options(cfg)), stream, tap)
+            sql.SQL(", ").join(cols), copy_options(cfg)), stream)
     everything = sql.SQL("jsonb_build_object({})").format(sql.SQL(", ").join(
         sql.SQL("{}, coalesce({}, '')").format(sql.Literal(printable(h)), c)  # as the CSV reader gives it
         for h, c in zip(header, cols, strict=True)))
@@ -578,8 +531,7 @@ def _copy_csv(conn: psycopg.Connection, cfg: SourceConfig, path: Path, header: l
 
 
 def _copy_jsonl(conn: psycopg.Connection, cfg: SourceConfig, path: Path, header: list[str],
-                batch_id: str, laps: Laps,
-                tap: Callable[[bytes], Any] | None = None) -> tuple[ledger.BatchCounts, list[str]]:
+                batch_id: str, laps: Laps) -> tuple[ledger.BatchCounts, list[str]]:
     conn.execute(sql.SQL("create temp table ckp_landing (j jsonb, _row_number int not null default "
                          "nextval({}::regclass)) on commit drop").format(_row_sequence_name(cfg)))
     # The keys: those of the first objects (the reader's header) and the mapped names; any other key a later
@@ -587,8 +539,7 @@ def _copy_jsonl(conn: psycopg.Connection, cfg: SourceConfig, path: Path, header:
     known = list(dict.fromkeys([*header, *cfg.columns]))
     unseen = [k for k in cfg.columns if k not in header]
     with laps.phase("copy"):
-        copied = copy_file_in(conn, sql.SQL("copy ckp_landing (j) from stdin {}").format(copy_options(cfg)), path,
-                              tap)
+        copied = copy_file_in(conn, sql.SQL("copy ckp_landing (j) from stdin {}").format(copy_options(cfg)), path)
     with laps.phase("keys"), conn.cursor() as cur:
         later = [k for (k,) in cur.execute(
             "select distinct k from (select j - %s::text[] as rest from ckp_landing where jsonb_typeof(j) = 'object' "

@@ -76,17 +76,6 @@ def open_batch(conn: psycopg.Connection, *, batch_id: str, source_name: str, sou
     )
 
 
-def set_checksum(conn: psycopg.Connection, batch_id: str, checksum: str) -> None:
-    """The file's checksum on its ledger row (a file streamed to COPY is hashed on the way)."""
-    conn.execute("update audit.load_batches set checksum = %s where batch_id = %s", (checksum, batch_id))
-
-
-def drop_running_batch(conn: psycopg.Connection, batch_id: str) -> None:
-    """Remove the `running` row of a load that kept nothing because its file's content was loaded already (found
-    only once the file was streamed): the batch that loaded the content is the record."""
-    conn.execute("delete from audit.load_batches where batch_id = %s and status = 'running'", (batch_id,))
-
-
 def close_batch(conn: psycopg.Connection, batch_id: str, status: str, counts: BatchCounts,
                 error: str | None = None) -> None:
     conn.execute(
@@ -222,9 +211,7 @@ def aborted_batches(conn: psycopg.Connection) -> list[tuple]:
                   (select l.batch_id from audit.load_batches l
                     where l.source_name = a.source_name and l.status in ('loaded', 'held', 'retired')
                       and l.started_at > a.started_at
-                      and (l.checksum = a.checksum or (a.checksum is null and l.window_start <= a.window_start)
-                         -- a file load that died mid-COPY had not hashed its file yet: the same file name
-                         or (a.checksum is null and a.source_file is not null and l.source_file = a.source_file))
+                      and (l.checksum = a.checksum or (a.checksum is null and l.window_start <= a.window_start))
                     order by l.started_at limit 1)
              from audit.load_batches a where a.status = 'aborted' order by a.started_at""").fetchall()
 

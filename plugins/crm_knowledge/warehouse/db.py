@@ -15,7 +15,7 @@ URLs come from :mod:`crm_knowledge.settings`; nothing here reads the environment
 from __future__ import annotations
 
 import io
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -128,16 +128,12 @@ def copy_rows(conn: psycopg.Connection, statement: str | sql.Composable, rows: I
 COPY_CHUNK = 1 << 20
 
 
-def copy_file_in(conn: psycopg.Connection, statement: str | sql.Composable, path: Path,
-                 tap: Callable[[bytes], Any] | None = None) -> int:
+def copy_file_in(conn: psycopg.Connection, statement: str | sql.Composable, path: Path) -> int:
     """Stream the bytes of the file `path` to `statement` (``copy <table> ... from stdin <options>``), in
-    COPY_CHUNK pieces; the server parses them. Returns the rows COPY reports. `tap` sees every piece on its
-    way (e.g. a hash's ``update``: the file is read once)."""
+    COPY_CHUNK pieces; the server parses them. Returns the rows COPY reports."""
     with conn.cursor() as cur:
         with cur.copy(statement) as copy, open(path, "rb") as fh:
             while chunk := fh.read(COPY_CHUNK):
-                if tap is not None:
-                    tap(chunk)
                 copy.write(chunk)
         return cur.rowcount
 
