@@ -21,6 +21,14 @@
     staging run but committed after it has an older _loaded_at, and is re-read as long as it committed
     within the look-back), or belongs to a batch the quality gate ever held or released.
 
+    File sources (`as_received`: versions ordered by load alone) do not look raw up by key: their raw tables
+    have no b-tree on the record key (it cost a third of a COPY). The new rows (loaded after the watermark,
+    or of a batch the gate held or released) are deduplicated set-based, and the newest of each key replaces
+    the staged row unless that row was loaded later: the staged row is the newest of the versions staged
+    before, so the newer of the two is the newest of all. Only the keys of a batch the gate holds now (its
+    rows may have been staged before it was held) are recomputed from all their loaded versions, which reads
+    the whole raw table (new_versions_by_load_order); on an ordinary day there is none.
+
     The record key is stated once per model, at its top:
 
         {%- set record_key = [['shop', 'lower(btrim(shop))'], ['shop_order_id', 'btrim(order_id)']] -%}
@@ -109,16 +117,33 @@
     audit.batch_conventions) for source_date().
 -#}
 {% macro latest_loaded_versions(relation, record_key, version_order=[], as_received=false) -%}
+{%- set by_load_order = as_received and is_incremental() -%}
+{%- if by_load_order and version_order -%}
+    {{ exceptions.raise_compiler_error("latest_loaded_versions: a file source's versions are ordered by load only") }}
+{%- endif -%}
 source as (
 
+    {%- if by_load_order %}
+    {{ new_versions_by_load_order(relation, record_key) }}
+    {%- else %}
     {{ loaded_versions_of_touched_keys(relation, record_key) }}
+    {%- endif %}
 
 ),
 
+{% if by_load_order -%}
+ranked_versions as (
+{%- else -%}
 latest_versions as (
+{%- endif %}
 
     select
         source.*,
+        {%- if by_load_order %}
+        {%- for expression in record_key | map('last') %}
+        {{ expression }} as _staging_key_{{ loop.index }},
+        {%- endfor %}
+        {%- endif %}
         {%- if as_received %}
         coalesce(conventions.date_calendar, 'gregorian') as _date_calendar,
         conventions.date_format as _date_format,
@@ -138,6 +163,29 @@ latest_versions as (
         {%- endfor %}
 
 )
+{%- if by_load_order %},
+
+latest_versions as (
+
+    -- a new version replaces the staged row of its key unless the staged row was loaded later (a batch the
+    -- gate released today was loaded before rows already staged); a key recomputed from all its versions
+    -- (_recompute) is not compared
+    select ranked_versions.*
+    from ranked_versions
+    where
+        ranked_versions._recompute
+        or not exists (
+            select 1
+            from {{ this }} as staged
+            where
+                {%- for column, expression in record_key %}
+                {% if not loop.first %}and {% endif %}staged.{{ column }} = ranked_versions._staging_key_{{ loop.index }}
+                {%- endfor %}
+                and staged.loaded_at > ranked_versions._loaded_at
+        )
+
+)
+{%- endif %}
 {%- endmacro %}
 
 {#- The post_hook of an incremental staging model over source(`source_name`, `table_name`): a hook is
@@ -186,6 +234,72 @@ latest_versions as (
                     or _batch_id in ({{ batches_to_restage() }})
             )
         {%- endif %}
+{%- endmacro %}
+
+{#- Batches the quality gate held that are not loaded now (held, retired): rows of theirs may have been
+    staged before the gate held them. -#}
+{% macro batches_held_by_the_gate() -%}
+    select gated.batch_id
+    from {{ source('audit', 'dq_runs') }} as gated
+    where
+        gated.layer = 'raw'
+        and gated.action = 'held'
+        and gated.batch_id is not null
+        and gated.batch_id not in (
+            select batch_id from {{ source('audit', 'load_batches') }}
+            where status = 'loaded'
+        )
+{%- endmacro %}
+
+{#-
+    The `source` CTE body of an incremental staging model over a file source's raw table (versions ordered by
+    load only), without looking raw up by record key (raw has no b-tree on it: it cost a third of a COPY):
+    the loaded rows that arrived since the last run (_loaded_at after the watermark) or belong to a batch the
+    gate held or released; latest_loaded_versions keeps the newest of each key and compares it with the
+    staged row by load time. Only the keys of a batch the gate holds now (batches_held_by_the_gate: its rows
+    may be staged) are recomputed from all their loaded versions (`_recompute`), which reads the whole raw
+    table; on an ordinary day there is none and that branch is left out.
+-#}
+{% macro new_versions_by_load_order(relation, record_key) -%}
+    {%- set key = raw_key_expressions(record_key) -%}
+    {%- set recompute = false -%}
+    {%- if execute -%}
+        {%- set found = run_query("select exists (" ~ batches_held_by_the_gate() ~ ")") -%}
+        {%- set recompute = found.columns[0].values()[0] -%}
+    {%- endif %}
+    select
+        new_rows.*,
+        false as _recompute
+    from {{ relation }} as new_rows
+    where
+        {{ only_loaded_batches() }}
+        and (
+            _loaded_at > {{ staging_watermark() }}
+            or _batch_id in ({{ batches_to_restage() }})
+        )
+        {%- if recompute %}
+        and ({{ key }}) not in ({{ keys_of_batches_held_by_the_gate(relation, record_key) }})
+
+    union all
+
+    select
+        all_rows.*,
+        true as _recompute
+    from {{ relation }} as all_rows
+    where
+        {{ only_loaded_batches() }}
+        and ({{ key }}) in ({{ keys_of_batches_held_by_the_gate(relation, record_key) }})
+        {%- endif %}
+{%- endmacro %}
+
+{#- The record keys (raw expressions) of the rows of batches_held_by_the_gate(). -#}
+{% macro keys_of_batches_held_by_the_gate(relation, record_key) -%}
+    {%- set key = raw_key_expressions(record_key) -%}
+    select {{ key }}
+    from {{ relation }}
+    where
+        _batch_id in ({{ batches_held_by_the_gate() }})
+        and ({{ key }}) is not null
 {%- endmacro %}
 
 {#-

@@ -72,18 +72,19 @@ def _midway(monkeypatch, fault) -> None:
         return readers.ParsedFile(parsed.header, rows())
 
     monkeypatch.setitem(readers.READERS, "csv", reading)
-    real_stream = files_mod._stream_file
+    real_stream = files_mod.copy_file_in
 
-    def streaming(cur, statement, path):
+    def streaming(conn, statement, path):
         data = Path(path).read_bytes()
-        with cur.copy(statement) as copy:
-            for start in range(0, len(data), 4096):
-                if start >= len(data) // 2:
-                    fault()
-                copy.write(data[start:start + 4096])
-        return cur.rowcount
+        with conn.cursor() as cur:
+            with cur.copy(statement) as copy:
+                for start in range(0, len(data), 4096):
+                    if start >= len(data) // 2:
+                        fault()
+                    copy.write(data[start:start + 4096])
+            return cur.rowcount
 
-    monkeypatch.setattr(files_mod, "_stream_file", streaming)
+    monkeypatch.setattr(files_mod, "copy_file_in", streaming)
     assert real_stream is not streaming
 
 

@@ -30,13 +30,12 @@ from crm_knowledge.ingest.files import PG_ENCODINGS, pending_files
 from crm_knowledge.ingest.readers import header_key
 from crm_knowledge.ingest.registry import SourceConfig
 from crm_knowledge.settings import Settings
-from crm_knowledge.warehouse.db import connect
+from crm_knowledge.warehouse.db import connect, copy_file_in
 
 log = logging.getLogger(__name__)
 
 BASELINE_DB = "bench_baseline"
 TO_SQL_ROWS = 200_000
-CHUNK = 1 << 20
 
 
 def _admin_exec(settings: Settings, statement: sql.Composable) -> None:
@@ -72,12 +71,6 @@ def _copy_options(cfg: SourceConfig, enc: str) -> sql.Composable:
     raise ValueError(f"plain COPY cannot read {cfg.format!r} files")
 
 
-def _stream(cur: psycopg.Cursor, statement: sql.Composable, path: Path) -> None:
-    with cur.copy(statement) as copy, open(path, "rb") as fh:
-        while chunk := fh.read(CHUNK):
-            copy.write(chunk)
-
-
 def copy_file(conn: psycopg.Connection, cfg: SourceConfig, path: Path, table: str, enc: str,
               line_type: str = "text") -> int:
     """Plain COPY of one file into `table` (created here: text columns); returns the rows COPY reports.
@@ -90,9 +83,7 @@ def copy_file(conn: psycopg.Connection, cfg: SourceConfig, path: Path, table: st
         cols = sql.SQL("line {}").format(sql.SQL({"text": "text", "jsonb": "jsonb"}[line_type]))
     options = _copy_options(cfg, enc)
     conn.execute(sql.SQL("create table {} ({})").format(ident, cols))
-    with conn.cursor() as cur:
-        _stream(cur, sql.SQL("copy {} from stdin {}").format(ident, options), path)
-        return cur.rowcount
+    return copy_file_in(conn, sql.SQL("copy {} from stdin {}").format(ident, options), path)
 
 
 def _time_sources(settings: Settings, sources: list[SourceConfig], label: str, setup: str | None,
@@ -151,8 +142,8 @@ def _ceiling_file(conn: psycopg.Connection, cfg: SourceConfig, path: Path, enc: 
         copy = sql.SQL("copy land (j) from stdin {}").format(_copy_options(cfg, enc))
         values = {dst: sql.SQL("j ->> {}").format(sql.Literal(src)) for src, dst in cfg.columns.items()}
     values.update({k: sql.Literal(v) for k, v in cfg.constant_columns.items()})
+    copy_file_in(conn, copy, path)
     with conn.cursor() as cur:
-        _stream(cur, copy, path)
         schema, table = cfg.target_table.split(".")
         cur.execute(sql.SQL(
             "insert into {}.{} ({}, _batch_id, _source_file, _loaded_at, _row_number) "

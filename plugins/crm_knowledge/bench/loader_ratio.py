@@ -5,9 +5,10 @@ What the ratio compares, per landing file (CSV and JSON Lines; XLSX is timed aga
 * **loader**: `ingest.files.ingest_source` on a scratch landing zone holding only that file, into the raw layer
   of a scratch database (`bench_baseline`, the warehouse's DDL): what `ckp ingest` / the ingest task does for
   the file and a user waits for until raw is committed: the source lock, the stale-batch check, checksum and
-  ledger, header check, COPY, landing insert and rejects, drift and conventions, the commit, the move to the
-  archive and the planner statistics. The raw quality gate (field issues, GX checks) is a separate stage that
-  runs afterwards; with `--raw-gate` it is timed once per file and reported apart (`raw_gate_s`).
+  ledger, header check, COPY, landing insert and rejects, drift and
+  conventions, the commit, the move to the archive. The raw quality gate (planner statistics of the new
+  batches, field issues, GX checks) is a separate stage that runs afterwards; with `--raw-gate` it is timed
+  once per file and reported apart (`raw_gate_s`).
 * **plain COPY**: `baselines.copy_file`: the same bytes with the server's `COPY` into a table of text columns
   (CSV as CSV, a JSON Lines line as one text value), nothing else. For JSON Lines a COPY into one `jsonb`
   column is timed too (`copy_jsonb_s`): that is the JSON parse alone, which any loader that looks inside the
@@ -41,7 +42,7 @@ from crm_knowledge.settings import Settings, get_settings
 from crm_knowledge.warehouse.bootstrap import apply_ddl
 from crm_knowledge.warehouse.db import connect
 
-#: ingest_source's own time beyond its files' phases (lock, stale-batch check, listing, ANALYZE)
+#: ingest_source's own time beyond its files' phases (connection, lock, stale-batch check, listing)
 SOURCE_OVERHEAD = "source"
 
 

@@ -10,7 +10,8 @@ A batch where one column's share of unconvertible values is above its source's `
 (and at least MIN_FIELD_ISSUES_TO_HOLD values) is held: `status = 'held'` with `load_hold_reason`, so the
 gate does not release it by itself; `ckp batches accept` does (ledger.accept_batch), or a corrected delivery
 and `ckp batches retire`. Each batch is checked once (`field_issues_checked_at`); a re-check replaces its
-rows. The quality pipeline calls :func:`check_new_batches` before validating new raw batches.
+rows. The quality pipeline calls :func:`check_new_batches` before validating new raw batches; it is the first
+reader of a new batch, so it also refreshes the raw table's planner statistics (PLANNER_COLUMNS) first.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import logging
 import psycopg
 from psycopg import sql
 
+from crm_knowledge.ingest.ledger import analyze_after_load
 from crm_knowledge.ingest.registry import KIND_TARGETS
 from crm_knowledge.normalize.values import REASONS
 
@@ -37,6 +39,11 @@ TYPED_COLUMNS: dict[str, str] = {
 _SQL_FUNCTION = {"timestamp": "util.parse_timestamp", "integer": "util.parse_integer",
                  "decimal": "util.parse_decimal", "yes_no": "util.parse_yes_no"}
 
+#: The columns of a raw file table whose statistics the plans over new batches depend on: the load metadata
+#: (the quality gate and incremental staging find the new rows by batch and load time). The other columns'
+#: statistics change little from one batch to the next; analysing them all (a raw table has ~30 text columns)
+#: cost more than the COPY of a small file (autoanalyze refreshes them as the table grows).
+PLANNER_COLUMNS = ["_batch_id", "_loaded_at"]
 #: A share means little on a handful of rows (2 bad dates in a 36-row file are 5.6%): a column holds its batch
 #: only from this many invalid values on.
 MIN_FIELD_ISSUES_TO_HOLD = 5
@@ -88,6 +95,9 @@ def check_batches(conn: psycopg.Connection, batch_ids: list[str]) -> dict[str, s
         table, business_columns = KIND_TARGETS[kind]
         columns = [c for c in business_columns if c in TYPED_COLUMNS]
         ids = [b[0] for b in batches]
+        # the first reader of the new batches refreshes the statistics the plans over them need (the loader
+        # does not: it cost as much as a small file's COPY, once per source rather than once per table)
+        analyze_after_load(conn, table, PLANNER_COLUMNS)
         with conn.transaction():
             conn.execute("delete from audit.field_issues where batch_id = any(%s)", (ids,))
             if columns:

@@ -55,7 +55,7 @@ from crm_knowledge.ingest.readers import (
 from crm_knowledge.ingest.registry import IDENTIFIER_KINDS, KIND_TARGETS, SourceConfig
 from crm_knowledge.privacy.file_modes import private_dir, private_file, write_private_text
 from crm_knowledge.settings import Settings, get_settings
-from crm_knowledge.warehouse.db import connect
+from crm_knowledge.warehouse.db import connect, copy_file_in
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +63,6 @@ META_COLUMNS = ("_batch_id", "_source_file", "_loaded_at", "_row_number")
 #: Python encoding name -> PostgreSQL's, for the encodings the server's COPY can read itself.
 PG_ENCODINGS = {"utf-8": "UTF8", "utf8": "UTF8", "utf-8-sig": "UTF8", "cp1256": "WIN1256",
                 "windows-1256": "WIN1256"}
-#: Bytes per write when a file is streamed to COPY.
-COPY_CHUNK = 1 << 20
 _UNPLANNED = object()
 
 
@@ -340,14 +338,6 @@ def _finish(conn: psycopg.Connection, cfg: SourceConfig, path: Path, batch_id: s
     return missing, unexpected
 
 
-def _stream_file(cur: psycopg.Cursor, statement: sql.Composable, path: Path) -> int:
-    """Stream the bytes of `path` to a `COPY ... FROM STDIN`; returns the rows COPY reports."""
-    with cur.copy(statement) as copy, open(path, "rb") as fh:
-        while chunk := fh.read(COPY_CHUNK):
-            copy.write(chunk)
-    return cur.rowcount
-
-
 def copy_options(cfg: SourceConfig) -> sql.Composable:
     """COPY's options for a source file: CSV as CSV with its header line, JSON Lines as one value per line
     (csv with quote and delimiter bytes that never occur in JSON text: no unescaping)."""
@@ -445,15 +435,18 @@ def _json_object(pairs: list[tuple[str, sql.Composable]]) -> sql.Composable:
 
 def _land(conn: psycopg.Connection, cfg: SourceConfig, header: list[str],
           value: dict[str, sql.Composable], everything: sql.Composable, present: sql.Composable,
-          unreadable: sql.Composable | None, batch_id: str, source_file: str, copied: int) -> ledger.BatchCounts:
+          unreadable: sql.Composable | None, batch_id: str, source_file: str, copied: int,
+          fields: sql.Composable | None = None) -> ledger.BatchCounts:
     """From the temporary landing table `ckp_landing`: its records into the raw table, set-based, and the
     structural rejects (no primary key; for JSON Lines, a line that is not an object) into raw.load_rejects.
 
     `value`: file column -> its text expression; `everything`: the whole record as jsonb (a reject's record);
     `present`: true for a record (not a row of blanks); `unreadable`: true for a line that is no record;
-    `copied`: the rows COPY wrote to the landing table (when all of them loaded, none is left to reject).
+    `copied`: the rows COPY wrote to the landing table (when all of them loaded, none is left to reject);
+    `fields`: joined to the landing table (`value` may name its columns), e.g. a JSON object's fields.
     """
     table, business_cols = _target(cfg)
+    fields = fields or sql.SQL("")
     dst_by_key = {header_key(src): dst for src, dst in cfg.columns.items()}
     mapped: dict[str, sql.Composable] = {}
     extras: list[tuple[str, sql.Composable]] = []
@@ -478,8 +471,8 @@ def _land(conn: psycopg.Connection, cfg: SourceConfig, header: list[str],
         columns.append(sql.Identifier("identifiers"))
         values.append(_json_object(identifiers))
     with conn.cursor() as cur:
-        cur.execute(sql.SQL("insert into {} ({}) select {} from ckp_landing where {} and {}").format(
-            table, sql.SQL(", ").join(columns), sql.SQL(", ").join(values), record_ok, has_key))
+        cur.execute(sql.SQL("insert into {} ({}) select {} from ckp_landing {} where {} and {}").format(
+            table, sql.SQL(", ").join(columns), sql.SQL(", ").join(values), fields, record_ok, has_key))
         loaded = cur.rowcount
         if loaded == copied:
             return ledger.BatchCounts(rows_read=loaded, rows_loaded=loaded)
@@ -489,7 +482,7 @@ def _land(conn: psycopg.Connection, cfg: SourceConfig, header: list[str],
             "insert into raw.load_rejects (batch_id, source_name, source_file, row_number, reason, record) "
             "select {batch}, {source}, {file}, _row_number, case when {bad} then {bad_reason} else {reason} end, "
             "case when {bad} then {bad_record} else {record} end "
-            "from ckp_landing where ({present}) and not (({ok}) and {key})").format(
+            "from ckp_landing {fields} where ({present}) and not (({ok}) and {key})").format(fields=fields, 
             batch=sql.Literal(batch_id), source=sql.Literal(cfg.name), file=sql.Literal(source_file),
             bad=unreadable if unreadable is not None else sql.SQL("false"),
             bad_record=sql.SQL("jsonb_build_object('raw', left(j::text, 2000))") if unreadable is not None
@@ -509,11 +502,11 @@ def _copy_csv(conn: psycopg.Connection, cfg: SourceConfig, path: Path, header: l
         # Every column has its raw column: COPY straight into the raw table (metadata from the defaults).
         # A row without a key is left out by COPY's WHERE; then the readers load the file and reject it.
         key = sql.Identifier(cfg.primary_key or "")
-        with laps.phase("copy"), conn.cursor() as cur:
-            loaded = _stream_file(cur, sql.SQL("copy {} ({}) from stdin {} where nullif(btrim({}), '') is not null")
+        with laps.phase("copy"):
+            loaded = copy_file_in(conn, sql.SQL("copy {} ({}) from stdin {} where nullif(btrim({}), '') is not null")
                                   .format(table, sql.SQL(", ").join(map(sql.Identifier, targets)),
                                           copy_options(cfg), key), stream)
-            last, called = cur.execute(sql.SQL("select last_value, is_called from {}").format(
+            last, called = conn.execute(sql.SQL("select last_value, is_called from {}").format(
                 _row_sequence(cfg))).fetchone()
         read = last if called else 0
         if read != loaded:
@@ -523,8 +516,8 @@ def _copy_csv(conn: psycopg.Connection, cfg: SourceConfig, path: Path, header: l
     conn.execute(sql.SQL("create temp table ckp_landing ({}, _row_number int not null default "
                          "nextval({}::regclass)) on commit drop").format(
         sql.SQL(", ").join(sql.SQL("{} text").format(c) for c in cols), _row_sequence_name(cfg)))
-    with laps.phase("copy"), conn.cursor() as cur:
-        copied = _stream_file(cur, sql.SQL("copy ckp_landing ({}) from stdin {}").format(
+    with laps.phase("copy"):
+        copied = copy_file_in(conn, sql.SQL("copy ckp_landing ({}) from stdin {}").format(
             sql.SQL(", ").join(cols), copy_options(cfg)), stream)
     everything = sql.SQL("jsonb_build_object({})").format(sql.SQL(", ").join(
         sql.SQL("{}, coalesce({}, '')").format(sql.Literal(printable(h)), c)  # as the CSV reader gives it
@@ -545,8 +538,8 @@ def _copy_jsonl(conn: psycopg.Connection, cfg: SourceConfig, path: Path, header:
     # object brings is found among what is left over (`extras`), which is cheap to list.
     known = list(dict.fromkeys([*header, *cfg.columns]))
     unseen = [k for k in cfg.columns if k not in header]
-    with laps.phase("copy"), conn.cursor() as cur:
-        copied = _stream_file(cur, sql.SQL("copy ckp_landing (j) from stdin {}").format(copy_options(cfg)), path)
+    with laps.phase("copy"):
+        copied = copy_file_in(conn, sql.SQL("copy ckp_landing (j) from stdin {}").format(copy_options(cfg)), path)
     with laps.phase("keys"), conn.cursor() as cur:
         later = [k for (k,) in cur.execute(
             "select distinct k from (select j - %s::text[] as rest from ckp_landing where jsonb_typeof(j) = 'object' "
@@ -559,10 +552,15 @@ def _copy_jsonl(conn: psycopg.Connection, cfg: SourceConfig, path: Path, header:
     keys = list(dict.fromkeys([*met, *later]))
     for k in keys:
         check_text(k)  # jsonb holds no NUL; a key the readers would refuse is the readers' business
-    value = {k: sql.SQL("(j ->> {})").format(sql.Literal(k)) for k in keys}
+    # Each field is looked up once per object (`offset 0` keeps the subquery from being flattened into the
+    # insert, which would look each one up twice: in the blank test and for the value).
+    value = {k: sql.SQL("f.{}").format(sql.Identifier(f"v{i}")) for i, k in enumerate(keys)}
+    fields = sql.SQL("cross join lateral (select {} offset 0) as f").format(sql.SQL(", ").join(
+        sql.SQL("j ->> {} as {}").format(sql.Literal(k), sql.Identifier(f"v{i}")) for i, k in enumerate(keys))) \
+        if keys else None
     with laps.phase("land"):
         counts = _land(conn, cfg, keys, value, sql.SQL("j"), sql.SQL("j is not null"),
-                       sql.SQL("jsonb_typeof(j) <> 'object'"), batch_id, path.name, copied)
+                       sql.SQL("jsonb_typeof(j) <> 'object'"), batch_id, path.name, copied, fields)
     return counts, keys
 
 
@@ -699,15 +697,6 @@ def _column_label(col: Any) -> str:
     return repr(printable(str(col)))
 
 
-def planner_columns(cfg: SourceConfig) -> list[str]:
-    """The raw columns whose statistics the plans after a load depend on: the load metadata (the quality
-    gate and incremental staging find the new rows by batch and load time) and the record key. The other
-    columns' statistics change little from one batch to the next; analysing them all (a raw table has ~30
-    text columns) cost more than the COPY of a small file (autoanalyze refreshes them as the table grows)."""
-    key = [cfg.primary_key] if cfg.primary_key in KIND_TARGETS[cfg.kind][1] else []
-    return [*cfg.constant_columns, *key, "_batch_id", "_loaded_at"]
-
-
 def ingest_source(cfg: SourceConfig, url: str | None = None, settings: Settings | None = None) -> list[FileResult]:
     """Load every pending file of one file source; returns what happened to each file.
 
@@ -728,6 +717,6 @@ def ingest_source(cfg: SourceConfig, url: str | None = None, settings: Settings 
             if not path.exists():  # taken by a load that held the lock before this one
                 continue
             results.append(load_file(conn, cfg, path, settings))
-        if any(r.rows_loaded for r in results):
-            ledger.analyze_after_load(conn, cfg.target_table, planner_columns(cfg))
+    # The planner statistics of the new batches are refreshed by their first reader, the raw gate's field
+    # issue check (field_issues.check_batches), once per raw table rather than once per source.
     return results

@@ -5,7 +5,8 @@
 * :func:`table_exists` — whether a relation exists (optional tables: a stage that has not run yet);
 * :func:`advisory_lock` / :func:`advisory_unlock` — named PostgreSQL advisory locks (``hashtext(key)``), so two
   tasks doing the same thing (bootstrap, a delivery to one destination, an erasure) never overlap;
-* :func:`copy_rows` (COPY in, row by row) and :func:`copy_csv` / :func:`read_frame` (COPY out, streamed);
+* :func:`copy_rows` (COPY in, row by row), :func:`copy_file_in` (COPY in, a file's bytes as they are) and
+  :func:`copy_csv` / :func:`read_frame` (COPY out, streamed);
 * :func:`connection_pool` — a pool of open connections for a long-running server (the read service).
 
 URLs come from :mod:`crm_knowledge.settings`; nothing here reads the environment.
@@ -16,6 +17,7 @@ from __future__ import annotations
 import io
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -120,6 +122,20 @@ def copy_rows(conn: psycopg.Connection, statement: str | sql.Composable, rows: I
             copy.write_row(row)
             n += 1
     return n
+
+
+#: Bytes per write when a file is streamed to COPY.
+COPY_CHUNK = 1 << 20
+
+
+def copy_file_in(conn: psycopg.Connection, statement: str | sql.Composable, path: Path) -> int:
+    """Stream the bytes of the file `path` to `statement` (``copy <table> ... from stdin <options>``), in
+    COPY_CHUNK pieces; the server parses them. Returns the rows COPY reports."""
+    with conn.cursor() as cur:
+        with cur.copy(statement) as copy, open(path, "rb") as fh:
+            while chunk := fh.read(COPY_CHUNK):
+                copy.write(chunk)
+        return cur.rowcount
 
 
 def table_count(conn: psycopg.Connection, qualified_name: str) -> int:
