@@ -10,6 +10,8 @@ from crm_knowledge.warehouse.db import (
     connect,
     copy_arrow,
     copy_rows,
+    hold_off_schema_changes,
+    lock_schema_changes,
     read_frame,
     table_count,
     table_exists,
@@ -53,6 +55,35 @@ def test_transaction_lock_ends_with_the_transaction(scratch_db):
         assert advisory_lock(second, "ckp.tx", wait=False, transaction=True) is False
         first.commit()
         assert advisory_lock(second, "ckp.tx", wait=False) is True
+
+
+def test_catalog_writing_work_runs_alongside_itself_but_never_alongside_a_schema_change(scratch_db):
+    """Loads (sequence restart) and statistics refreshes hold the schema-change lock shared: two at once are
+    fine; a schema change (DDL, grants) waits for them, and they wait for (or, for statistics, skip) it."""
+    from crm_knowledge.ingest.ledger import analyze_after_load
+
+    with (connect(scratch_db) as load, connect(scratch_db) as other_load,
+          connect(scratch_db, autocommit=True) as ddl):
+        load.execute("create table public.t (id int)")
+        load.commit()
+        assert hold_off_schema_changes(load) is True
+        assert hold_off_schema_changes(other_load, wait=False) is True  # shared with the other load
+        assert advisory_lock(ddl, "crm_knowledge.schema_changes", wait=False, transaction=True) is False
+        load.commit()
+        other_load.commit()
+        with ddl.transaction():
+            lock_schema_changes(ddl)  # now free: the schema change holds it until its transaction ends
+            assert hold_off_schema_changes(load, wait=False) is False
+            load.rollback()
+            before = load.execute("select coalesce(last_analyze, last_autoanalyze) from pg_stat_user_tables"
+                                  " where relname = 't'").fetchone()[0]
+            analyze_after_load(load, "public.t")  # skipped, not waiting: statistics are best effort
+            load.commit()
+        assert before is None
+        assert load.execute("select last_analyze from pg_stat_user_tables where relname = 't'").fetchone()[0] is None
+        analyze_after_load(load, "public.t")
+        load.commit()
+        assert load.execute("select last_analyze from pg_stat_user_tables where relname = 't'").fetchone()[0]
 
 
 def test_copy_rows_in_and_read_frame_out(scratch_db):

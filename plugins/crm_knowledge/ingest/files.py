@@ -55,7 +55,7 @@ from crm_knowledge.ingest.readers import (
 from crm_knowledge.ingest.registry import IDENTIFIER_KINDS, KIND_TARGETS, SourceConfig
 from crm_knowledge.privacy.file_modes import private_dir, private_file, write_private_text
 from crm_knowledge.settings import Settings, get_settings
-from crm_knowledge.warehouse.db import connect, copy_file_in
+from crm_knowledge.warehouse.db import connect, copy_file_in, hold_off_schema_changes
 
 log = logging.getLogger(__name__)
 
@@ -376,6 +376,7 @@ def _copy_file(conn: psycopg.Connection, cfg: SourceConfig, path: Path, header: 
     try:
         committing = None
         with conn.transaction():
+            hold_off_schema_changes(conn)  # first: the restart below writes the sequence's catalog row
             errors.quiet_server_log(conn, expected_errors=True)
             # the rows are numbered from 1 by the table's sequence; restarting it locks it until the commit, so
             # two loads into one table (two sibling units) take turns

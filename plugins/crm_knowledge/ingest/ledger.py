@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from crm_knowledge.warehouse.db import advisory_lock, advisory_unlock
+from crm_knowledge.warehouse.db import advisory_lock, advisory_unlock, hold_off_schema_changes
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,11 @@ def analyze_after_load(conn: psycopg.Connection, table: str, columns: list[str] 
     """
     schema, name = table.split(".")
     cols = sql.SQL(" ({})").format(sql.SQL(", ").join(map(sql.Identifier, columns))) if columns else sql.SQL("")
-    conn.execute(sql.SQL("analyze {}.{}{}").format(sql.Identifier(schema), sql.Identifier(name), cols))
+    with conn.transaction():
+        if not hold_off_schema_changes(conn, wait=False):  # statistics can wait for the next load
+            log.info("%s: a schema change is under way; statistics not refreshed this time", table)
+            return
+        conn.execute(sql.SQL("analyze {}.{}{}").format(sql.Identifier(schema), sql.Identifier(name), cols))
 
 
 class BatchStateError(ValueError):

@@ -38,7 +38,7 @@ from crm_knowledge.quality.results import Outcome
 from crm_knowledge.quality.suites import SuiteSpec, runtime_suite, spec_for_relation, specs_for_layer
 from crm_knowledge.run_mode import CHANGED_CUSTOMERS_SQL, DBT_TESTS_SINCE_VAR, RunMode
 from crm_knowledge.settings import Settings, get_settings
-from crm_knowledge.warehouse.db import connect, table_exists
+from crm_knowledge.warehouse.db import connect, hold_off_schema_changes, table_exists
 
 log = logging.getLogger(__name__)
 
@@ -180,6 +180,10 @@ def _refresh_stale_statistics(conn: psycopg.Connection, spec: SuiteSpec, query: 
     started = time.perf_counter()
     try:
         with conn.transaction():
+            if not hold_off_schema_changes(conn, wait=False):
+                log.warning("%s: statistics are stale but a schema change is under way; validating with the "
+                            "stale plan", spec.relation)
+                return False
             conn.execute(sql.SQL("set local lock_timeout = {}").format(sql.Literal(STATS_LOCK_TIMEOUT)))
             conn.execute(sql.SQL("analyze {} ({})").format(_relation_sql(spec.relation),
                                                           sql.Identifier(spec.batch_column or "_batch_id")))

@@ -37,6 +37,19 @@ def lock_schema_changes(conn: psycopg.Connection) -> None:
     advisory_lock(conn, SCHEMA_CHANGE_LOCK, transaction=True)
 
 
+def hold_off_schema_changes(conn: psycopg.Connection, *, wait: bool = True) -> bool:
+    """Hold :data:`SCHEMA_CHANGE_LOCK` *shared* until this transaction ends; True when held.
+
+    For work that changes a catalog row a schema change also writes: ``alter sequence ... restart`` and
+    ``analyze`` (a table's pg_class row) against prepare_warehouse's grants and ownership changes in another
+    DAG, which otherwise fail one of the two with `tuple concurrently updated`. Such work runs alongside other
+    such work, never alongside a schema change. Take it first in the transaction, before any table lock, so
+    that a schema change waiting for a table this transaction holds cannot deadlock with it; `wait=False`
+    for a step that may be skipped (statistics) when a schema change is under way.
+    """
+    return advisory_lock(conn, SCHEMA_CHANGE_LOCK, wait=wait, transaction=True, shared=True)
+
+
 @contextmanager
 def connect(url: str | None = None, *, autocommit: bool = False, application_name: str = "crm_knowledge",
             **kwargs: Any) -> Iterator[psycopg.Connection]:
@@ -93,15 +106,17 @@ def column_exists(conn: psycopg.Connection, qualified_name: str, column: str) ->
                         "and table_name = %s and column_name = %s)", (schema, table, column)).fetchone()[0]
 
 
-def advisory_lock(conn: psycopg.Connection, key: str, *, wait: bool = True, transaction: bool = False) -> bool:
+def advisory_lock(conn: psycopg.Connection, key: str, *, wait: bool = True, transaction: bool = False,
+                  shared: bool = False) -> bool:
     """Take the advisory lock named `key`; True when held.
 
     `wait`: block until it is free (else return False at once when another session holds it).
     `transaction`: released at the end of the current transaction (else held by the session until
-    :func:`advisory_unlock` or disconnect).
+    :func:`advisory_unlock` or disconnect). `shared`: held alongside other shared holders, never alongside
+    an exclusive one.
     """
-    function = {(True, False): "pg_advisory_lock", (False, False): "pg_try_advisory_lock",
-                (True, True): "pg_advisory_xact_lock", (False, True): "pg_try_advisory_xact_lock"}[(wait, transaction)]
+    function = ("pg_" + ("" if wait else "try_") + "advisory_" + ("xact_" if transaction else "") + "lock"
+                + ("_shared" if shared else ""))
     row = conn.execute(sql.SQL("select {}(hashtext(%s))::text").format(sql.Identifier(function)), (key,)).fetchone()
     return row[0] != "false"  # the blocking forms return void (""), the try forms a boolean
 
