@@ -5,7 +5,8 @@ customers resolved incrementally.
     /usr/bin/time -v python -m crm_knowledge.bench.identity_daily run --url postgresql://.../bench
     python -m crm_knowledge.bench.identity_daily day --url postgresql://.../bench --customers 100000 --day 2
 
-`setup` fills ``intermediate.int_identity_candidates`` of the (empty) database at --url with :func:`candidates`
+`fill` only fills the candidates table (what ``ckp bench --only-identity`` starts from). `setup` fills
+``intermediate.int_identity_candidates`` of the (empty) database at --url with :func:`candidates`
 (the demo generator's people, crm_knowledge.demo.people: its name, city and postcode distributions; about 2.1
 records per customer: an orders record with contact data, a Persian-script sibling record with names swapped
 half the time and a national id half the time, a form referring to the order or sharing its e-mail), runs the
@@ -86,6 +87,26 @@ def candidates(customers: int, seed: int = 42) -> tuple[pd.DataFrame, pd.Series]
     return frame[CANDIDATE_COLUMNS], pd.Series(owner)
 
 
+def fill(url: str, frame: pd.DataFrame) -> int:
+    """Create intermediate.int_identity_candidates at `url` (synthetic.CANDIDATES_DDL) holding `frame`."""
+    with connect(url) as conn:
+        conn.execute(CANDIDATES_DDL)
+        _copy(conn, frame)
+        conn.execute("analyze intermediate.int_identity_candidates")
+    return len(frame)
+
+
+def fill_candidates(url: str, customers: int, seed: int = 42) -> int:
+    """:func:`fill` with the candidates of `customers` people, built in a subprocess so that the caller (a
+    benchmark measuring its own memory next) never held them; returns the number of records."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", __name__, "fill", "--url", url, "--customers", str(customers),
+                          "--seed", str(seed)], check=True, capture_output=True, text=True)
+    return int(json.loads(out.stdout.strip().splitlines()[-1])["records"])
+
+
 def setup(url: str, customers: int, new_share: float = 0.01, changed_share: float = 0.01, seed: int = 42) -> dict:
     """Fill, resolve in full, stage the day (module docstring); returns what was staged."""
     from crm_knowledge.identity.store import run
@@ -93,10 +114,7 @@ def setup(url: str, customers: int, new_share: float = 0.01, changed_share: floa
     extra = max(1, round(customers * new_share))
     people, owner = candidates(customers + extra, seed=seed)
     person = owner.to_numpy()
-    with connect(url) as conn:
-        conn.execute(CANDIDATES_DDL)
-        _copy(conn, people[person < customers])
-        conn.execute("analyze intermediate.int_identity_candidates")
+    fill(url, people[person < customers])
     started = time.perf_counter()
     full = run(url, "full")
     full_seconds = time.perf_counter() - started
@@ -133,12 +151,16 @@ def stage_day(url: str, customers: int, day: int, new_share: float = 0.01, chang
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("step", choices=("setup", "day", "run"))
+    p.add_argument("step", choices=("setup", "day", "run", "fill"))
     p.add_argument("--day", type=int, default=2)
     p.add_argument("--url", required=True)
     p.add_argument("--customers", type=int, default=100_000)
+    p.add_argument("--seed", type=int, default=42)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if args.step == "fill":  # only the candidates of --customers people (ckp bench --only-identity)
+        print(json.dumps({"records": fill(args.url, candidates(args.customers, seed=args.seed)[0])}))
+        return
     if args.step == "setup":
         print(json.dumps(setup(args.url, args.customers)))
         return
