@@ -20,6 +20,15 @@ pytestmark = [pytest.mark.e2e, pytest.mark.warehouse]
 SIZE = 40
 
 
+def _stop_bench_warehouse(env: dict) -> None:
+    """A benchmark stops its warehouse when it finishes; after a failure this does."""
+    from crm_knowledge.settings import PROJECT_ROOT
+
+    home = PROJECT_ROOT / "var" / "bench" / str(SIZE)
+    run_ckp("warehouse", "stop", env=ckp_env(CKP_HOME=str(home), CKP_WAREHOUSE_PORT=env["CKP_BENCH_PORT"],
+                                             WAREHOUSE_URL=None))
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -63,11 +72,7 @@ def test_ckp_bench_small(tmp_path):
         # the run's Spark scratch directory (staged candidates: personal data) is gone
         assert not list((tmp_path / "spark-scratch").glob("ckp-spark-*"))
     finally:
-        from crm_knowledge.settings import PROJECT_ROOT
-
-        home = PROJECT_ROOT / "var" / "bench" / str(SIZE)
-        run_ckp("warehouse", "stop", env=ckp_env(CKP_HOME=str(home), CKP_WAREHOUSE_PORT=env["CKP_BENCH_PORT"],
-                                                 WAREHOUSE_URL=None))
+        _stop_bench_warehouse(env)
 
 
 def test_ckp_bench_only_ingest(tmp_path):
@@ -107,11 +112,7 @@ def test_ckp_bench_only_ingest(tmp_path):
         md = sorted(tmp_path.glob(f"*-{SIZE}.md"))[0].read_text(encoding="utf-8")
         assert "plain `COPY` of the same file" in md and "| forms |" in md
     finally:
-        from crm_knowledge.settings import PROJECT_ROOT
-
-        home = PROJECT_ROOT / "var" / "bench" / str(SIZE)
-        run_ckp("warehouse", "stop", env=ckp_env(CKP_HOME=str(home), CKP_WAREHOUSE_PORT=env["CKP_BENCH_PORT"],
-                                                 WAREHOUSE_URL=None))
+        _stop_bench_warehouse(env)
 
 
 def test_ckp_bench_only_identity(tmp_path):
@@ -134,8 +135,4 @@ def test_ckp_bench_only_identity(tmp_path):
         md = sorted(tmp_path.glob(f"*-{SIZE}.md"))[0].read_text(encoding="utf-8")
         assert "`--only-identity`" in md and "| duckdb |" in md
     finally:
-        from crm_knowledge.settings import PROJECT_ROOT
-
-        home = PROJECT_ROOT / "var" / "bench" / str(SIZE)
-        run_ckp("warehouse", "stop", env=ckp_env(CKP_HOME=str(home), CKP_WAREHOUSE_PORT=env["CKP_BENCH_PORT"],
-                                                 WAREHOUSE_URL=None))
+        _stop_bench_warehouse(env)
