@@ -101,7 +101,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         return 2
     report = run_bench(args.size, args.seed, incremental=not args.no_incremental, baselines=not args.no_baselines,
                        scaling=not args.no_scaling, identity_backends_=backends, only_ingest=args.only_ingest,
-                       rounds=args.rounds, **extra)
+                       only_identity=args.only_identity, rounds=args.rounds, **extra)
     if args.update_readme:
         files = [Path(report["paths"]["markdown"])] + [Path(p) for p in args.also or []]
         print("README updated" if update_readme(files) else "README has no bench markers", file=sys.stderr)
@@ -351,6 +351,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--only-ingest", action="store_true",
                    help="only the file sources' ingest stage with its COPY baselines: the loader against plain COPY "
                         "of the same file, interleaved (--rounds each, medians), the ingest and the raw gate")
+    b.add_argument("--only-identity", action="store_true",
+                   help="only the identity stage: synthetic candidates of --size customers (about 2.1 records each, "
+                        "bench/identity_daily.py), a full resolution on each of --identity-backends "
+                        "(default duckdb,spark), time and peak memory of the driver and the JVM apart")
     b.add_argument("--rounds", type=int, default=3, help="rounds of loader and COPY per file with --only-ingest")
     b.add_argument("--update-readme", action="store_true", help="copy the markdown table into README.md")
     b.add_argument("--also", nargs="*", help="more report .md files to put in the README after this one")

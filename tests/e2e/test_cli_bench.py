@@ -42,6 +42,15 @@ def _config_without_training(tmp: Path) -> Path:
     return config
 
 
+def _stop_bench_warehouse(env: dict) -> None:
+    """A benchmark stops its warehouse when it finishes; after a failure this does."""
+    from crm_knowledge.settings import PROJECT_ROOT
+
+    home = PROJECT_ROOT / "var" / "bench" / str(SIZE)
+    run_ckp("warehouse", "stop", env=ckp_env(CKP_HOME=str(home), CKP_WAREHOUSE_PORT=env["CKP_BENCH_PORT"],
+                                             WAREHOUSE_URL=None))
+
+
 def test_ckp_bench_small(tmp_path):
     env = ckp_env(CKP_BENCH_PORT=str(free_port()), WAREHOUSE_URL=None, CKP_ORDERS_URL=None,
                   CKP_CONFIG_DIR=str(_config_without_training(tmp_path)),
@@ -81,11 +90,7 @@ def test_ckp_bench_small(tmp_path):
         # the run's Spark scratch directory (staged candidates: personal data) is gone
         assert not list((tmp_path / "spark-scratch").glob("ckp-spark-*"))
     finally:
-        from crm_knowledge.settings import PROJECT_ROOT
-
-        home = PROJECT_ROOT / "var" / "bench" / str(SIZE)
-        run_ckp("warehouse", "stop", env=ckp_env(CKP_HOME=str(home), CKP_WAREHOUSE_PORT=env["CKP_BENCH_PORT"],
-                                                 WAREHOUSE_URL=None))
+        _stop_bench_warehouse(env)
 
 
 def test_ckp_bench_only_ingest(tmp_path):
@@ -125,8 +130,27 @@ def test_ckp_bench_only_ingest(tmp_path):
         md = sorted(tmp_path.glob(f"*-{SIZE}.md"))[0].read_text(encoding="utf-8")
         assert "plain `COPY` of the same file" in md and "| forms |" in md
     finally:
-        from crm_knowledge.settings import PROJECT_ROOT
+        _stop_bench_warehouse(env)
 
-        home = PROJECT_ROOT / "var" / "bench" / str(SIZE)
-        run_ckp("warehouse", "stop", env=ckp_env(CKP_HOME=str(home), CKP_WAREHOUSE_PORT=env["CKP_BENCH_PORT"],
-                                                 WAREHOUSE_URL=None))
+
+def test_ckp_bench_only_identity(tmp_path):
+    """`--only-identity`: synthetic candidates of --size customers, then only a full identity resolution per backend
+    (DuckDB here; test_ckp_bench_small runs Spark), with the driver's peak memory; no pipeline stage runs."""
+    env = ckp_env(CKP_BENCH_PORT=str(free_port()), WAREHOUSE_URL=None, CKP_ORDERS_URL=None,
+                  CKP_BENCH_WEBHOOK_PORT=os.environ.get("CKP_WEBHOOK_PORT", "8790"))
+    res = run_ckp("bench", "--size", str(SIZE), "--only-identity", "--identity-backends", "duckdb",
+                  "--results-dir", str(tmp_path), env=env, timeout=1200)
+    try:
+        assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+        report = json.loads(sorted(tmp_path.glob(f"*-{SIZE}.json"))[0].read_text(encoding="utf-8"))
+        assert report["only_identity"] is True
+        assert [s["stage"] for s in report["stages"]] == ["generate:identity_candidates", "identity_backend:duckdb"]
+        [row] = report["identity_backends"]
+        # about 2.1 records per customer (an orders record, most with a sibling record or a form): every record is
+        # resolved, the customers are about the people generated
+        assert row["records"] == report["identity_candidates"] and 1.5 * SIZE < row["records"] < 3 * SIZE
+        assert 0.8 * SIZE <= row["customers"] <= 1.2 * SIZE and row["peak_driver_mb"] > 0
+        md = sorted(tmp_path.glob(f"*-{SIZE}.md"))[0].read_text(encoding="utf-8")
+        assert "`--only-identity`" in md and "| duckdb |" in md
+    finally:
+        _stop_bench_warehouse(env)

@@ -1,6 +1,8 @@
 """The Spark backend's input: candidates streamed from the warehouse into Parquet files chunk by chunk
 (identity/staging.py), holding one chunk at a time; the files must hold exactly what store.read_candidates reads
-(the in-process backend's input), in the same order, so both backends number and see records alike."""
+(the in-process backend's input), in the same order, so both backends number and see records alike. And its
+output: result tables as Parquet, streamed into the warehouse with COPY batch by batch; the previous resolution
+streamed out to Parquet the same way."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ import pytest
 from crm_knowledge.identity import store
 from crm_knowledge.identity.config import load_config
 from crm_knowledge.identity.prepare import KEY
-from crm_knowledge.identity.staging import stage_candidates
+from crm_knowledge.identity.staging import copy_parquet, stage_candidates, stage_previous
 
 pytestmark = pytest.mark.warehouse
 
@@ -134,3 +136,35 @@ def test_staging_no_candidates_gives_one_empty_file(scratch_db, tmp_path):
     assert staged.rows == 0 and len(staged.files) == 1
     assert pq.read_table(staged.files[0]).num_rows == 0
     assert "rid" in pq.read_table(staged.files[0]).column_names
+
+
+def test_result_files_stream_into_the_warehouse_and_previous_streams_back(scratch_db, tmp_path):
+    """copy_parquet (record batches of 2 rows here) writes text with commas, quotes, line breaks and Persian
+    letters as it is, an empty string as empty and a null as NULL, epoch microseconds as UTC timestamps and a
+    null resolved_at as the transaction's time; stage_previous reads the table back into Parquet."""
+    import datetime as dt
+
+    import pyarrow as pa
+
+    rows = [("orders", "1", "C000000001", "email", 1.0, 1_700_000_000_123_456),
+            ("forms", 'a,"b"\nc', "C000000001", "", 0.25, None),
+            ("sibling:insurance", "علی", "C000000002", None, None, None)]
+    names = ["source_system", "source_record_id", "customer_id", "match_rule", "match_score", "resolved_at"]
+    path = tmp_path / "rc.parquet"
+    pq.write_table(pa.table({n: [r[i] for r in rows] for i, n in enumerate(names)}), path)
+    with psycopg.connect(scratch_db) as conn:
+        conn.execute("create schema identity; create table identity.record_clusters (source_system text, "
+                     "source_record_id text, customer_id text, match_rule text, match_score double precision, "
+                     "resolved_at timestamptz)")
+        now = conn.execute("select now()").fetchone()[0]
+        assert copy_parquet(conn, psycopg.sql.SQL("identity.record_clusters"), str(path), now=now, batch_rows=2) == 3
+        got = conn.execute("select source_system, source_record_id, customer_id, match_rule, match_score, "
+                           "resolved_at from identity.record_clusters order by customer_id, match_score").fetchall()
+        conn.commit()
+        staged = pq.read_table(stage_previous(conn, tmp_path / "prev")).to_pylist()
+    first = dt.datetime(2023, 11, 14, 22, 13, 20, 123456, tzinfo=dt.UTC)
+    assert [g[:5] for g in got] == [r[:5] for r in (rows[1], rows[0], rows[2])]
+    assert [g[5] for g in got] == [now, first, now]
+    # read back as read_previous reads it: empty text is NULL
+    assert {tuple(r.values()) for r in staged} == {(*(v if v != "" else None for v in g[:5]),
+                                                    int(g[5].timestamp() * 1_000_000)) for g in got}

@@ -7,7 +7,8 @@ customers resolved incrementally.
     python -m crm_knowledge.bench.identity_daily fill --url postgresql://.../bench --customers 1000000
     /usr/bin/time -v python -m crm_knowledge.bench.identity_daily full --url postgresql://.../bench
 
-`setup` fills ``intermediate.int_identity_candidates`` of the (empty) database at --url with :func:`candidates`
+`fill` only fills the candidates table (what ``ckp bench --only-identity`` starts from). `setup` fills
+``intermediate.int_identity_candidates`` of the (empty) database at --url with :func:`candidates`
 (the demo generator's people, crm_knowledge.demo.people: its name, city and postcode distributions; about 2.1
 records per customer: an orders record with contact data, a Persian-script sibling record with names swapped
 half the time and a national id half the time, a form referring to the order or sharing its e-mail), runs the
@@ -90,14 +91,24 @@ def candidates(customers: int, seed: int = 42) -> tuple[pd.DataFrame, pd.Series]
     return frame[CANDIDATE_COLUMNS], pd.Series(owner)
 
 
-def fill(url: str, customers: int, seed: int = 42) -> dict:
-    """Only the candidates of `customers` people, unresolved (to time the full run alone: `full`)."""
-    people, owner = candidates(customers, seed=seed)
+def fill(url: str, frame: pd.DataFrame) -> int:
+    """Create intermediate.int_identity_candidates at `url` (synthetic.CANDIDATES_DDL) holding `frame`."""
     with connect(url) as conn:
         conn.execute(CANDIDATES_DDL)
-        _copy(conn, people)
+        _copy(conn, frame)
         conn.execute("analyze intermediate.int_identity_candidates")
-    return {"customers": customers, "records": len(people)}
+    return len(frame)
+
+
+def fill_candidates(url: str, customers: int, seed: int = 42) -> int:
+    """:func:`fill` with the candidates of `customers` people, built in a subprocess so that the caller (a
+    benchmark measuring its own memory next) never held them; returns the number of records."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-m", __name__, "fill", "--url", url, "--customers", str(customers),
+                          "--seed", str(seed)], check=True, capture_output=True, text=True)
+    return int(json.loads(out.stdout.strip().splitlines()[-1])["records"])
 
 
 def setup(url: str, customers: int, new_share: float = 0.01, changed_share: float = 0.01, seed: int = 42) -> dict:
@@ -107,10 +118,7 @@ def setup(url: str, customers: int, new_share: float = 0.01, changed_share: floa
     extra = max(1, round(customers * new_share))
     people, owner = candidates(customers + extra, seed=seed)
     person = owner.to_numpy()
-    with connect(url) as conn:
-        conn.execute(CANDIDATES_DDL)
-        _copy(conn, people[person < customers])
-        conn.execute("analyze intermediate.int_identity_candidates")
+    fill(url, people[person < customers])
     started = time.perf_counter()
     full = run(url, "full")
     full_seconds = time.perf_counter() - started
@@ -151,13 +159,14 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--day", type=int, default=2)
     p.add_argument("--url", required=True)
     p.add_argument("--customers", type=int, default=100_000)
+    p.add_argument("--seed", type=int, default=42)
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    if args.step == "fill":  # only the candidates of --customers people (ckp bench --only-identity)
+        print(json.dumps({"records": fill(args.url, candidates(args.customers, seed=args.seed)[0])}))
+        return
     if args.step == "setup":
         print(json.dumps(setup(args.url, args.customers)))
-        return
-    if args.step == "fill":
-        print(json.dumps(fill(args.url, args.customers)))
         return
     if args.step == "day":
         print(json.dumps(stage_day(args.url, args.customers, args.day)))

@@ -122,6 +122,8 @@ def to_markdown(report: dict[str, Any]) -> str:
              f"Machine: {m['cpus']} CPUs, {m['memory_gb']} GB RAM, Python {m['python']}, embedded PostgreSQL.",
              "", (f"- ingest stage with its baselines (after generating the sources): "
                   f"**{_fmt(report.get('full_seconds'))} s**" if report.get("only_ingest") else
+                  f"- identity stage alone, candidates and every backend: **{_fmt(report.get('full_seconds'))} s**"
+                  if report.get("only_identity") else
                   f"- full pipeline (after generating the sources): **{_fmt(report.get('full_seconds'))} s**"
                   + (f" (target at 1M: ≤ {TARGETS['full_seconds_1m']} s)" if size >= 1_000_000 else "")),
              (f"- incremental day: **{_fmt(report.get('incremental_seconds'))} s** (target ≤ "
@@ -135,6 +137,9 @@ def to_markdown(report: dict[str, Any]) -> str:
     if report.get("only_ingest"):
         lines[-1:-1] = ["- only the ingest stage and its baselines (`--only-ingest`); the orders database is not "
                         "generated"]
+    if report.get("only_identity"):
+        lines[-1:-1] = [f"- only the identity stage (`--only-identity`) on {report.get('identity_candidates', 0):,} "
+                        "synthetic candidate records (bench/identity_daily.py)"]
     lines += _stage_table(report)
     for heading, table in (
             ("The loader against a plain `COPY` of the same file, alternately on each file (medians; "

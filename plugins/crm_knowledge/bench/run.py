@@ -265,17 +265,30 @@ def identity_backends(timer: StageTimer, settings: Settings, backends: tuple[str
     return out
 
 
+def _only_identity(timer: StageTimer, report: dict[str, Any], settings: Settings, size: int, seed: int,
+                   backends: tuple[str, ...]) -> None:
+    """`--only-identity`: the identity stage alone, without the pipeline before it. The candidates table is filled
+    with the synthetic demo people of bench/identity_daily.py (about 2.1 records per customer: an orders record, a
+    Persian-script sibling record, a form), then a full resolution runs on each backend (identity_backends)."""
+    from crm_knowledge.bench.identity_daily import fill_candidates
+
+    with timer.stage("generate:identity_candidates", "full") as rec:
+        rec.rows = fill_candidates(settings.warehouse_url, size, seed=seed)
+    report["identity_candidates"] = rec.rows
+    report["identity_backends"] = identity_backends(timer, settings, backends or ("duckdb", "spark"))
+
+
 def run_bench(size: int, seed: int = 42, *, incremental: bool = True, baselines: bool = True,
               scaling: bool = True, results_dir: Path = RESULTS_DIR, label: str | None = None,
-              identity_backends_: tuple[str, ...] = (), only_ingest: bool = False,
+              identity_backends_: tuple[str, ...] = (), only_ingest: bool = False, only_identity: bool = False,
               rounds: int = 3) -> dict[str, Any]:
     """Run the benchmark; returns the report dict (also written as JSON and markdown).
 
     `only_ingest`: generate the file sources, then only the ingest stage with its COPY baselines: plain COPY
     of every file, the loader against plain COPY interleaved on each file (`rounds` each), the ingest stage
-    and the raw quality gate (see _only_ingest)."""
+    and the raw quality gate (see _only_ingest). `only_identity`: only the identity stage on synthetic candidates,
+    on each of `identity_backends_` (default duckdb and spark; see _only_identity)."""
     from crm_knowledge.bench import baselines as base
-    from crm_knowledge.bench.report import write_report
     from crm_knowledge.demo import generate, generate_increment
     from crm_knowledge.ingest.registry import load_registry
     from crm_knowledge.warehouse import bootstrap, server
@@ -296,6 +309,14 @@ def run_bench(size: int, seed: int = 42, *, incremental: bool = True, baselines:
     wall = time.perf_counter()
     with MemorySampler(data_dir) as sampler:
         timer = StageTimer(sampler)
+        if only_identity:
+            report["only_identity"] = True
+            report["load_average"] = {"start": [round(x, 2) for x in os.getloadavg()]}
+            _only_identity(timer, report, settings, size, seed, identity_backends_)
+            report["full_seconds"] = round(time.perf_counter() - wall, 1)
+            report["peak_total_mb"] = round(sampler.overall_total / 2**20, 1)
+            report["load_average"]["end"] = [round(x, 2) for x in os.getloadavg()]
+            return _finish(report, timer, settings, results_dir)
         with timer.stage("generate", "full") as rec:
             demo = generate(size=size, seed=seed, settings=settings, as_of=AS_OF, write_orders_db=not only_ingest)
             rec.rows = sum(v for k, v in demo.counts.items() if k not in ("persons", "ground_truth"))
@@ -341,6 +362,14 @@ def run_bench(size: int, seed: int = 42, *, incremental: bool = True, baselines:
                 report["identity_scaling"] = identity_scaling(settings)
         report["peak_total_mb"] = round(sampler.overall_total / 2**20, 1)
         report["load_average"]["end"] = [round(x, 2) for x in os.getloadavg()]
+    return _finish(report, timer, settings, results_dir)
+
+
+def _finish(report: dict[str, Any], timer: StageTimer, settings: Settings, results_dir: Path) -> dict[str, Any]:
+    """Stop the benchmark's warehouse, write the report (JSON and markdown) and print the markdown."""
+    from crm_knowledge.bench.report import write_report
+    from crm_knowledge.warehouse import server
+
     if settings.embedded:
         server.stop(settings)  # a benchmark's warehouse is not kept running: it holds GBs of memory and a port
     report["stages"] = [r.as_dict() for r in timer.records]

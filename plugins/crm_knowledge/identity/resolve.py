@@ -45,7 +45,7 @@ from crm_knowledge.identity.probabilistic import (
     probabilistic_pairs_incremental,
 )
 from crm_knowledge.identity.stable_ids import assign_customer_ids
-from crm_knowledge.identity.staging import StagedCandidates
+from crm_knowledge.identity.staging import StagedCandidates, StagedResult
 
 log = logging.getLogger(__name__)
 
@@ -80,6 +80,9 @@ class ResolutionResult:
     #: every record's prepared blocking keys, comparison columns and identifiers (:func:`stored_columns`), what
     #: the daily run keeps in the warehouse (identity/daily.py); None on the Spark backend
     prepared: pd.DataFrame | None = None
+    #: on the Spark backend (store.run): record_clusters, match_pairs and unresolved as Parquet files Spark wrote,
+    #: which write_result streams into the warehouse (the three frames above are then empty)
+    staged: StagedResult | None = None
 
 
 def resolve(candidates: pd.DataFrame, previous: pd.DataFrame | None = None,
@@ -107,16 +110,25 @@ def resolve_incremental(new_candidates: pd.DataFrame, existing_candidates: pd.Da
     return _run(both, is_new, previous, config, retired_ids, saved_model)
 
 
-def resolve_staged(staged: StagedCandidates, previous: pd.DataFrame | None, config: IdentityConfig, *,
+def resolve_staged(staged: StagedCandidates, previous: str | None, config: IdentityConfig, *,
                    incremental: bool, retired_ids: Iterable[str] = ()) -> ResolutionResult:
     """:func:`resolve` (or, `incremental`, :func:`resolve_incremental`) on candidates staged as Parquet files
     (:mod:`crm_knowledge.identity.staging`): the Spark backend's entry, which never holds them on the driver.
-    Incremental staging numbers existing records first, then new ones, as resolve_incremental does."""
+    Incremental staging numbers existing records first, then new ones, as resolve_incremental does.
+
+    `previous`: the previous resolution staged as Parquet (staging.stage_previous), or None. The result's tables
+    are Parquet files in the Spark session's scratch directory (ResolutionResult.staged): the caller writes them
+    and then stops the session (spark_session.stop_session), which removes them."""
+    from crm_knowledge.identity.spark_backend import assemble_on_spark, match_records_on_spark
+
     if config.backend != "spark":
         raise ValueError("staged candidates are resolved on Spark (backend: spark)")
     if incremental and staged.is_new is None:
         raise ValueError("an incremental run needs candidates staged with the previous resolution")
-    return _run(staged, staged.is_new if incremental else None, previous, config, retired_ids)
+    t0 = time.monotonic()
+    is_new = staged.is_new if incremental else None
+    m = match_records_on_spark(staged, is_new, previous, config)
+    return assemble_on_spark(m, is_new, staged.is_new, config, retired_ids, t0)
 
 
 def _previous_edges(prepared: pd.DataFrame, is_new: np.ndarray, previous: pd.DataFrame | None) -> pd.DataFrame:
@@ -213,21 +225,23 @@ def match_prepared(prepared: pd.DataFrame, is_new: np.ndarray | None, previous: 
                     prepared[stored_columns(config)])
 
 
-def _run(candidates: pd.DataFrame | StagedCandidates, is_new: np.ndarray | None, previous: pd.DataFrame | None,
+def _run(candidates: pd.DataFrame, is_new: np.ndarray | None, previous: pd.DataFrame | None,
          config: IdentityConfig, retired_ids: Iterable[str], saved_model: dict | None = None) -> ResolutionResult:
     t0 = time.monotonic()
     if config.backend == "spark":  # the one backend switch of the identity stage
-        from crm_knowledge.identity.spark_backend import match_records_on_spark
+        from crm_knowledge.identity.spark_backend import assemble_on_spark, match_records_on_spark
         from crm_knowledge.identity.spark_session import stop_session
 
         try:
             m = match_records_on_spark(candidates, is_new, previous, config)
+            result = assemble_on_spark(m, is_new, is_new, config, retired_ids, t0)
+            frames = result.staged.frames()  # read before the scratch directory goes with the session
         finally:
             stop_session()  # the JVM and the scratch directory (staged personal data) end with the run
-    else:
-        if isinstance(candidates, StagedCandidates):
-            raise ValueError("staged candidates are resolved on Spark (backend: spark)")
-        m = match_records(candidates, is_new, previous, config, saved_model)
+        result.record_clusters = frames["record_clusters"].sort_values(KEY).reset_index(drop=True)
+        result.match_pairs, result.unresolved, result.staged = frames["match_pairs"], frames["unresolved"], None
+        return result
+    m = match_records(candidates, is_new, previous, config, saved_model)
     return assemble(m, is_new, previous, config, retired_ids, t0)
 
 
@@ -308,33 +322,42 @@ def assemble(m: Matching, is_new: np.ndarray | None, previous: pd.DataFrame | No
 
     junk_out = junk[JUNK_COLUMNS].reset_index(drop=True)
     merges = ids.merges[MERGE_COLUMNS].reset_index(drop=True)
-    stats = {
+    stats = resolution_stats(
+        is_new, n, cl, prob_info, t0, resolved_records=len(record_clusters),
+        customers=int(record_clusters["customer_id"].nunique()),
+        deterministic_edges_by_rule=det["match_rule"].value_counts().to_dict() if len(det) else {},
+        probabilistic_pairs=len(prob), match_pairs=len(match_pairs), merges=len(merges), new_customer_ids=ids.new_ids,
+        kept_customer_ids=ids.kept_ids, split_records=ids.split_records, unresolved=len(unresolved),
+        junk_values=len(junk_out))
+    log.info("identity resolution (%s): %d records, %d customers, %d deterministic edges, %d probabilistic "
+             "pairs, %d merges, %d unresolved, %d junk values, %d oversized clusters", stats["mode"], n,
+             stats["customers"], len(det), len(prob), len(merges), len(unresolved), len(junk_out),
+             len(cl.oversized))
+    return ResolutionResult(record_clusters, match_pairs, merges, unresolved, junk_out, stats, model, m.prepared)
+
+
+def resolution_stats(is_new: np.ndarray | None, n: int, cl: ClusterResult, prob_info: dict, t0: float, *,
+                     deterministic_edges_by_rule: dict, **counts: int) -> dict:
+    """The stats of a resolution (both backends' assembly): `counts` are resolved_records, customers,
+    probabilistic_pairs, match_pairs, merges, new_customer_ids, kept_customer_ids, split_records, unresolved and
+    junk_values."""
+    c = counts
+    return {
         "mode": "full" if is_new is None else "incremental",
         "records": n,
         "new_records": int(is_new.sum()) if is_new is not None else n,
-        "resolved_records": len(record_clusters),
-        "customers": int(record_clusters["customer_id"].nunique()),
-        "deterministic_edges": len(det),
-        "deterministic_edges_by_rule": det["match_rule"].value_counts().to_dict() if len(det) else {},
-        "probabilistic_pairs": len(prob),
-        "match_pairs": len(match_pairs),
-        "merges": len(merges),
-        "new_customer_ids": ids.new_ids,
-        "kept_customer_ids": ids.kept_ids,
-        "split_records": ids.split_records,
-        "unresolved": len(unresolved),
-        "junk_values": len(junk_out),
+        "resolved_records": c["resolved_records"],
+        "customers": c["customers"],
+        "deterministic_edges": sum(deterministic_edges_by_rule.values()),
+        "deterministic_edges_by_rule": deterministic_edges_by_rule,
+        **{k: c[k] for k in ("probabilistic_pairs", "match_pairs", "merges", "new_customer_ids", "kept_customer_ids",
+                             "split_records", "unresolved", "junk_values")},
         "oversized_clusters": len(cl.oversized),
         "oversized_detail": cl.oversized,
         "conflicting_edges": cl.conflicting_edges,
         "probabilistic": prob_info,
         "seconds": round(time.monotonic() - t0, 3),
     }
-    log.info("identity resolution (%s): %d records, %d customers, %d deterministic edges, %d probabilistic "
-             "pairs, %d merges, %d unresolved, %d junk values, %d oversized clusters", stats["mode"], n,
-             stats["customers"], len(det), len(prob), len(merges), len(unresolved), len(junk_out),
-             len(cl.oversized))
-    return ResolutionResult(record_clusters, match_pairs, merges, unresolved, junk_out, stats, model, m.prepared)
 
 
 def _det_explanation(rule: str) -> str:

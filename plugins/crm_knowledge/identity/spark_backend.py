@@ -19,27 +19,38 @@ taken by the same functions, run on Spark partitions that hold everything those 
   hard edges (deterministic, and previous clusters when incremental) and once over all; the size guard
   (:func:`crm_knowledge.identity.clusters.guard_clusters`) then works on the two label vectors.
 
-What comes back to the driver is what the shared assembly in :mod:`crm_knowledge.identity.resolve` needs: one
-slim row per record (keys, flags), the kept edges and the label vectors; stable ids and merges keep their rules
-(:mod:`crm_knowledge.identity.stable_ids`).
+* **Assembly** (:func:`assemble_on_spark`, the rules of :func:`crm_knowledge.identity.resolve.assemble`): usable
+  records, each record's strongest kept rule, match pairs and unresolved records as Spark jobs; stable ids by
+  :func:`crm_knowledge.identity.stable_ids.ids_of_clusters` (the rules of assign_customer_ids) on the counts of old
+  ids per cluster that Spark aggregates. The three per-record tables are written by Spark as Parquet and streamed
+  into the warehouse with COPY, a record batch at a time (:class:`crm_knowledge.identity.staging.StagedResult`).
+
+What the driver holds per record is numbers: the cluster label vectors (8 bytes a record each), the new-or-changed
+flags, the kept probabilistic pairs' ends and probabilities for the conflict guard, and the values of
+unique-per-person identifiers of the records that have one; per cluster, the customer ids. No record's keys,
+names or edges' explanations pass through it.
 
 The candidates reach Spark as Parquet files in the session's private scratch directory (0700), streamed there
 from the warehouse chunk by chunk by :mod:`crm_knowledge.identity.staging` (store.run; the driver never holds all
-of them), not through the JVM gateway row by row; intermediate results are checkpointed to Parquet there too.
-A caller of resolve() that already holds a frame has it written to one file.
+of them), not through the JVM gateway row by row, and so does the previous resolution (staging.stage_previous);
+intermediate results are checkpointed to Parquet there too. A caller of resolve() that already holds a frame has
+it written to one file, and gets the result tables back as frames.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
+import operator
 import os
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
-from crm_knowledge.identity.clusters import _canonical, conflict_guard, guard_clusters, unique_values
+from crm_knowledge.identity.clusters import ClusterResult, _canonical, conflict_guard, guard_clusters, unique_values
 from crm_knowledge.identity.config import IdentityConfig, identifier_column
 from crm_knowledge.identity.deterministic import EDGE_COLUMNS, _guarded_edges, _star, rule_priority
 from crm_knowledge.identity.junk import detect_junk, remove_junk
@@ -50,12 +61,19 @@ from crm_knowledge.identity.probabilistic import (
     _corroborated,
     _dedupe,
     _veto,
-    empty_pairs,
     model_frame,
     optional_columns,
     pairs_with_explanations,
 )
-from crm_knowledge.identity.resolve import Matching, _previous_edges, record_flags
+from crm_knowledge.identity.resolve import (
+    JUNK_COLUMNS,
+    MERGE_COLUMNS,
+    RECORD_CLUSTER_COLUMNS,
+    UNRESOLVED_COLUMNS,
+    ResolutionResult,
+    record_flags,
+    resolution_stats,
+)
 from crm_knowledge.identity.spark_session import db_api as spark_db_api
 from crm_knowledge.identity.spark_session import scratch_dir, spark_session
 from crm_knowledge.identity.staging import StagedCandidates
@@ -373,36 +391,78 @@ def _components(nodes, edges, config: IdentityConfig, n: int) -> np.ndarray:
     return _canonical(out)
 
 
-def _to_pandas_edges(sdf, columns: list[str]) -> pd.DataFrame:
-    df = sdf.orderBy("rid_l", "rid_r").toPandas()
-    df = df[columns].reset_index(drop=True)
-    df["rid_l"] = df["rid_l"].astype("int64")
-    df["rid_r"] = df["rid_r"].astype("int64")
-    for c in df.columns:
-        if c in ("match_rule", "explanation"):
-            df[c] = df[c].astype(object)
-    return df
+def _frame(spark, table, name: str):
+    """A Spark DataFrame of a pandas frame or pyarrow table, through a private Parquet file in the scratch
+    directory (not row by row through the JVM gateway)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if isinstance(table, pd.DataFrame):
+        table = pa.Table.from_pandas(table, preserve_index=False)
+    path = scratch_dir() / f"{name}-{time.monotonic_ns()}.parquet"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # personal data: owner only
+    with os.fdopen(fd, "wb") as fh:
+        pq.write_table(table, fh)
+    return spark.read.parquet(str(path))
 
 
-def _records(clean) -> pd.DataFrame:
-    """The slim per-record frame the shared assembly needs (resolve.Matching.records), in rid order."""
-    df = clean.select(*KEY, "rid", "seen_at", "junk_kinds", "has_identifier", "is_eligible").orderBy("rid").toPandas()
-    for c in KEY:
-        df[c] = df[c].astype(object)
-    df["rid"] = df["rid"].astype("int64")
-    seen = pd.to_datetime(df["seen_at"], errors="coerce")
-    df["seen_at"] = seen.dt.tz_localize("UTC") if seen.dt.tz is None else seen.dt.tz_convert("UTC")
-    df["junk_kinds"] = pd.Series([tuple(t) if t is not None else () for t in df["junk_kinds"]], dtype=object)
-    df["has_identifier"] = df["has_identifier"].astype(bool)
-    df["is_eligible"] = df["is_eligible"].astype(bool)
-    if not np.array_equal(df["rid"].to_numpy(), np.arange(len(df))):
-        raise RuntimeError("identity (spark): record numbers are not 0..n-1 after preparation")
-    return df
+def _previous(spark, previous: pd.DataFrame | str | None):
+    """The previous resolution (staging.PREVIOUS_COLUMNS, resolved_at in epoch microseconds) as a Spark
+    DataFrame: the file store.run staged, or a frame a caller of resolve() holds."""
+    from crm_knowledge.identity.staging import PREVIOUS_COLUMNS
+
+    if previous is None:
+        return None
+    if isinstance(previous, pd.DataFrame):
+        import pyarrow as pa
+
+        prev = previous.drop_duplicates(KEY)
+        text = {c: pa.array([_text(v) for v in prev[c]] if c in prev.columns else [None] * len(prev), pa.string())
+                for c in PREVIOUS_COLUMNS[:4]}
+        score = pd.to_numeric(prev["match_score"]) if "match_score" in prev.columns else pd.Series(np.nan,
+                                                                                                   index=prev.index)
+        at = (pd.to_datetime(prev["resolved_at"], utc=True) if "resolved_at" in prev.columns
+              else pd.Series(pd.NaT, index=prev.index, dtype="datetime64[us, UTC]"))
+        micros = pa.array(at.dt.tz_convert("UTC").dt.tz_localize(None).astype("datetime64[us]"), pa.timestamp("us"))
+        table = pa.table({**text, "match_score": pa.array(score.to_numpy(dtype=float), pa.float64(), from_pandas=True),
+                          "resolved_at": micros.cast(pa.int64())})
+        return _frame(spark, table, "previous")
+    return spark.read.parquet(str(previous))
+
+
+def _star_of_labels(labels: np.ndarray) -> pd.DataFrame:
+    """Edges joining every record to the first of its component: the same components as the edges that made
+    `labels` (canonical), at 16 bytes a record, so the driver's guards need no edge frames."""
+    n = len(labels)
+    _, first = np.unique(labels, return_index=True)
+    lo = first[labels].astype(np.int64)
+    keep = lo != np.arange(n)
+    return pd.DataFrame({"rid_l": lo[keep], "rid_r": np.flatnonzero(keep).astype(np.int64)})
+
+
+def _unique_values(clean, config: IdentityConfig, n: int):
+    """clusters.unique_values' input for the conflict guard: the unique-per-person values, fetched only for the
+    records that have one (an object array of n entries, mostly None)."""
+    from pyspark.sql import functions as F
+
+    present = [k.column for k in config.identifiers if k.unique_per_person and k.column in clean.columns]
+    if not present:
+        return []
+    have = clean.where(functools.reduce(operator.or_, [F.col(c).isNotNull() for c in present]))
+    rows = have.select("rid", *present).toPandas()
+    rid = rows["rid"].to_numpy(dtype=np.int64)
+    columns = {}
+    for c in present:
+        columns[c] = np.full(n, None, dtype=object)
+        columns[c][rid] = rows[c].astype(object).where(rows[c].notna(), None).to_numpy()
+    return unique_values(pd.DataFrame(columns), config)
 
 
 def match_records_on_spark(candidates: pd.DataFrame | StagedCandidates, is_new: np.ndarray | None,
-                           previous: pd.DataFrame | None, config: IdentityConfig) -> Matching:
-    """:func:`crm_knowledge.identity.resolve.match_records` as Spark jobs (see the module docstring)."""
+                           previous, config: IdentityConfig) -> SparkMatching:
+    """:func:`crm_knowledge.identity.resolve.match_records` as Spark jobs (see the module docstring): what it
+    decided stays in Spark (DataFrames checkpointed to Parquet); the driver holds the label vectors.
+    `previous`: the previous resolution (:func:`_previous`)."""
     from pyspark.sql import functions as F
 
     t0 = time.monotonic()
@@ -411,7 +471,7 @@ def match_records_on_spark(candidates: pd.DataFrame | StagedCandidates, is_new: 
     def lap(step: str) -> None:
         timings[step] = round(time.monotonic() - t0 - sum(timings.values()), 2)
 
-    spark_session(config.spark)
+    spark = spark_session(config.spark)
     cand = _stage(candidates, config)
     n = candidates.rows if isinstance(candidates, StagedCandidates) else len(candidates)
     prepared = _prepare(cand, config)
@@ -419,50 +479,222 @@ def match_records_on_spark(candidates: pd.DataFrame | StagedCandidates, is_new: 
     junk = _junk(prepared, config)
     clean = _clean(prepared, junk, config)
     lap("junk")
-    det_sdf = _deterministic(clean, config)
-    det = _to_pandas_edges(det_sdf, EDGE_COLUMNS)
-    det["match_score"] = det["match_score"].astype(float)
+    det = _deterministic(clean, config)
+    by_rule = {r["match_rule"]: int(r["count"]) for r in det.groupBy("match_rule").count().collect()}
     lap("deterministic")
-    if len(det):
-        log.info("deterministic edges: %s", det["match_rule"].value_counts().to_dict())
-    records = _records(clean)
-    extra = _previous_edges(records, is_new, previous) if is_new is not None else None
+    if by_rule:
+        log.info("deterministic edges: %s", by_rule)
+    prev = _previous(spark, previous)
+    extra = None
+    if is_new is not None:
+        # resolve._previous_edges: existing records that shared a customer_id, joined to its first record
+        flags = _frame(spark, pd.DataFrame({"rid": np.arange(n, dtype=np.int64), "is_new": is_new}), "is-new")
+        ex = clean.select(*KEY, "rid").join(flags.where(~F.col("is_new")), "rid")
+        if prev is not None:
+            ex = ex.join(prev.select(*KEY, "customer_id"), KEY)
+            from pyspark.sql import Window
+
+            centre = F.min("rid").over(Window.partitionBy("customer_id"))
+            extra = _checkpoint(ex.select(centre.alias("rid_l"), F.col("rid").alias("rid_r"))
+                                .where("rid_l != rid_r"), "previous-edges")
 
     prob_sdf, prob_info = _probabilistic(clean, is_new, config)
     model = prob_info.pop("model", None)
     lap("splink")
 
-    spark = clean.sparkSession
     nodes = clean.select("rid")
-    hard_sdf = det_sdf.select("rid_l", "rid_r")
-    if extra is not None and len(extra):
-        hard_sdf = hard_sdf.unionByName(spark.createDataFrame(extra[["rid_l", "rid_r"]].astype("int64")))
+    hard_sdf = det.select("rid_l", "rid_r")
+    if extra is not None:
+        hard_sdf = hard_sdf.unionByName(extra)
     hard_labels = _components(nodes, hard_sdf, config, n)
-    prob = empty_pairs()
-    labels = hard_labels
+    labels, conflicting, kept_l = hard_labels, 0, np.zeros(0, dtype=np.int64)
     if prob_sdf is not None:
         # probabilistic matching is for records that share no strong identifier with each other
-        hl = spark.createDataFrame(pd.DataFrame({"rid": np.arange(n, dtype=np.int64), "h": hard_labels}))
+        hl = _frame(spark, pd.DataFrame({"rid": np.arange(n, dtype=np.int64), "h": hard_labels}), "hard-labels")
         prob_sdf = (prob_sdf.join(hl.select(F.col("rid").alias("rid_l"), F.col("h").alias("h_l")), "rid_l")
                     .join(hl.select(F.col("rid").alias("rid_r"), F.col("h").alias("h_r")), "rid_r")
                     .where("h_l != h_r").drop("h_l", "h_r"))
         prob_sdf = _checkpoint(prob_sdf, "probabilistic-kept")
-        prob = _to_pandas_edges(prob_sdf, PAIR_COLUMNS)
-    conflicting, kept = 0, prob
-    if len(prob):
-        # the conflict guard (clusters.conflict_guard) on the driver, over the edges it already holds
-        unique_cols = [k.column for k in config.identifiers if k.unique_per_person]
-        present = [c for c in unique_cols if c in clean.columns]
-        values = clean.select("rid", *present).orderBy("rid").toPandas() if present else pd.DataFrame()
-        # (like build_clusters, it only decides the clusters: Matching keeps every pair, as on DuckDB)
-        kept, conflicting = conflict_guard(n, [e for e in (det, extra) if e is not None and len(e)], prob,
-                                           unique_values(values, config) if present else [])
-        if len(kept):
-            kept_sdf = spark.createDataFrame(kept[["rid_l", "rid_r"]].astype("int64"))
-            labels = _components(nodes, hard_sdf.unionByName(kept_sdf), config, n)
-    clusters = guard_clusters(labels, hard_labels, kept["rid_l"].to_numpy(dtype=np.int64),
-                              config.max_cluster_size, conflicting)
+        # the conflict guard (clusters.conflict_guard) on the driver, on the pairs' numbers only, with the hard
+        # components as star edges (like build_clusters, it only decides the clusters: every pair is kept)
+        prob = prob_sdf.select("rid_l", "rid_r", "match_probability").orderBy("rid_l", "rid_r").toPandas()
+        if len(prob):
+            kept, conflicting = conflict_guard(n, [_star_of_labels(hard_labels)], prob,
+                                               _unique_values(clean, config, n))
+            kept_l = kept["rid_l"].to_numpy(dtype=np.int64)
+            if len(kept):
+                kept_sdf = _frame(spark, kept[["rid_l", "rid_r"]].astype("int64"), "kept")
+                labels = _components(nodes, hard_sdf.unionByName(kept_sdf), config, n)
+        del prob
+    clusters = guard_clusters(labels, hard_labels, kept_l, config.max_cluster_size, conflicting)
     lap("clusters")
     prob_info["spark_seconds"] = timings
-    log.info("identity (spark): %d records, steps %s", n, timings)
-    return Matching(records, junk, det, prob, prob_info, model, extra, clusters)
+    return SparkMatching(clean, junk, det, by_rule, prob_sdf, prob_info, model, extra, prev, clusters, timings)
+
+
+@dataclass
+class SparkMatching:
+    """What the Spark matching decided, for :func:`assemble_on_spark`: the records and edges stay Spark
+    DataFrames; junk values (few), the model and the cluster labels are on the driver."""
+
+    clean: object                   # Spark DataFrame: prepared records, junk removed, record_flags' columns
+    junk: pd.DataFrame              # junk.detect_junk's frame
+    deterministic: object           # Spark DataFrame of deterministic.EDGE_COLUMNS
+    deterministic_by_rule: dict
+    probabilistic: object | None    # Spark DataFrame of PAIR_COLUMNS, without pairs inside one hard component
+    prob_info: dict
+    model: dict | None
+    extra: object | None            # Spark DataFrame (rid_l, rid_r): incremental, previous clusters as hard edges
+    previous: object | None         # Spark DataFrame of the previous resolution
+    clusters: ClusterResult
+    timings: dict
+
+
+def _ends(edges, F):
+    """(rid, match_rule, match_probability) of both ends of every edge."""
+    cols = ["match_rule", "match_probability"]
+    return (edges.select(F.col("rid_l").alias("rid"), *cols)
+            .unionByName(edges.select(F.col("rid_r").alias("rid"), *cols)))
+
+
+def assemble_on_spark(m: SparkMatching, is_new: np.ndarray | None, refreshed: np.ndarray | None,
+                      config: IdentityConfig, retired_ids, t0: float) -> ResolutionResult:
+    """:func:`crm_knowledge.identity.resolve.assemble` as Spark jobs, the same rules: usable records, stable ids
+    (:func:`crm_knowledge.identity.stable_ids.ids_of_clusters` on counts aggregated by Spark), each record's
+    strongest kept rule, match pairs, unresolved records. The three per-record tables are written by Spark to
+    Parquet in the scratch directory (:class:`crm_knowledge.identity.staging.StagedResult`), which store.run
+    streams into the warehouse with COPY; the driver holds what is per cluster (the ids).
+
+    `refreshed`: per rid, re-resolved as new or changed (their resolved_at is the run's time)."""
+    from pyspark.sql import Window
+    from pyspark.sql import functions as F
+
+    from crm_knowledge.identity.resolve import (
+        MATCH_PAIR_COLUMNS,
+        REASON_JUNK_ONLY,
+        REASON_NO_IDENTIFIER,
+        _det_explanation,
+    )
+    from crm_knowledge.identity.stable_ids import format_id, ids_of_clusters, parse_id
+    from crm_knowledge.identity.staging import StagedResult
+
+    started = time.monotonic()
+    clean, cl, prev = m.clean, m.clusters, m.previous
+    spark = clean.sparkSession
+    n = len(cl.labels)
+    per_rid = pd.DataFrame({"rid": np.arange(n, dtype=np.int64), "cluster": cl.labels.astype(np.int64),
+                            "is_new": is_new if is_new is not None else np.zeros(n, bool),
+                            "refreshed": refreshed if refreshed is not None else np.zeros(n, bool)})
+    rec = clean.select(*KEY, "rid", "seen_at", "junk_kinds", "has_identifier", "is_eligible").join(
+        _frame(spark, per_rid, "labels"), "rid")
+
+    # usable records: resolve.assemble's rule
+    edge_sets = [e.select("rid_l", "rid_r") for e in (m.deterministic, m.probabilistic, m.extra) if e is not None]
+    ends = edge_sets[0]
+    for e in edge_sets[1:]:
+        ends = ends.unionByName(e)
+    linked = (ends.select(F.col("rid_l").alias("rid")).unionByName(ends.select(F.col("rid_r").alias("rid")))
+              .distinct().withColumn("linked", F.lit(True)))
+    rec = rec.join(linked, "rid", "left")
+    if prev is not None:
+        rec = rec.join(prev.select(*KEY, F.col("customer_id").alias("prev_id"), F.col("match_rule").alias("prev_rule"),
+                                   F.col("match_score").alias("prev_score"),
+                                   F.col("resolved_at").alias("prev_resolved_at")), KEY, "left")
+    else:
+        rec = rec.select("*", *[F.lit(None).cast(t).alias(c) for c, t in
+                                (("prev_id", "string"), ("prev_rule", "string"), ("prev_score", "double"),
+                                 ("prev_resolved_at", "bigint"))])
+    prev_known = (~F.col("is_new") & F.col("prev_id").isNotNull()) if is_new is not None else F.lit(False)
+    always = list(config.always_resolve_sources)
+    usable = (F.col("has_identifier") | F.col("source_system").isin(always) if always else F.col("has_identifier"))
+    usable = usable | F.coalesce(F.col("linked"), F.lit(False)) | F.col("is_eligible") | prev_known
+    rec = _checkpoint(rec.withColumn("usable", usable), "assembly")
+    ok = rec.where("usable")
+
+    # stable ids: the rules of stable_ids on what they look at (counts of old ids per cluster, the clusters)
+    counts = ok.where(F.col("prev_id").isNotNull()).groupBy(F.col("prev_id").alias("customer_id"), "cluster") \
+        .count().withColumnRenamed("count", "n").toPandas()
+    clusters = ok.select("cluster").distinct().toPandas()["cluster"].to_numpy(dtype=np.int64)
+    prefix = config.id_prefix
+    issued = [parse_id(x, prefix) for x in retired_ids]
+    if prev is not None:
+        number = F.regexp_extract("customer_id", r"^\Q" + prefix + r"\E([0-9]+)$", 1)
+        top = prev.select(F.max(F.when(number != "", number.cast("decimal(38,0)")))).first()[0]
+        issued.append(int(top) if top is not None else None)
+    high = max([x for x in issued if x is not None], default=0)
+    assigned, merges, new_ids, split_records = ids_of_clusters(counts, clusters, high, prefix=prefix,
+                                                               digits=config.id_digits)
+    import pyarrow as pa
+
+    ids = _frame(spark, pa.table({"cluster": pa.array(list(assigned), pa.int64()),
+                                  "customer_id": pa.array(list(assigned.values()), pa.string())}), "customer-ids")
+    highest = max((x for x in (parse_id(v, prefix) for v in assigned.values()) if x is not None), default=None)
+    del counts, assigned
+
+    # kept edges: both ends in the same final cluster
+    lab = rec.select("rid", "cluster")
+    explanation = F.create_map(*[x for r in rule_priority(config) for x in (F.lit(r), F.lit(_det_explanation(r)))])
+    edges = m.deterministic.select("rid_l", "rid_r", "match_rule", F.lit(1.0).alias("match_probability"),
+                                   F.lit(None).cast("double").alias("match_weight"),
+                                   explanation[F.col("match_rule")].alias("explanation"))
+    if m.probabilistic is not None:
+        edges = edges.unionByName(m.probabilistic.select(
+            "rid_l", "rid_r", F.lit("probabilistic").alias("match_rule"), "match_probability", "match_weight",
+            "explanation"))
+
+    def same_cluster(e):
+        return (e.join(lab.select(F.col("rid").alias("rid_l"), F.col("cluster").alias("c_l")), "rid_l")
+                .join(lab.select(F.col("rid").alias("rid_r"), F.col("cluster").alias("c_r")), "rid_r")
+                .where("c_l = c_r").drop("c_l", "c_r"))
+
+    edges = _checkpoint(same_cluster(edges), "kept-edges")
+    rule_ends = _ends(edges, F)
+    if m.extra is not None:
+        prev_edges = same_cluster(m.extra).select("rid_l", "rid_r", F.lit("previous_cluster").alias("match_rule"),
+                                                  F.lit(None).cast("double").alias("match_probability"))
+        rule_ends = rule_ends.unionByName(_ends(prev_edges, F))
+
+    # each record's strongest kept rule (resolve._record_rules), 'singleton' without one
+    ranks = [*rule_priority(config), "previous_cluster", "probabilistic"]
+    rank = F.create_map(*[x for i, r in enumerate(ranks) for x in (F.lit(r), F.lit(i))])
+    best = Window.partitionBy("rid").orderBy(rank[F.col("match_rule")], F.col("match_probability").desc_nulls_last())
+    rules = (rule_ends.withColumn("_i", F.row_number().over(best)).where("_i = 1")
+             .select("rid", F.col("match_rule").alias("rule"),
+                     F.coalesce("match_probability", F.lit(1.0)).alias("score")))
+    out = ok.join(ids, "cluster").join(rules, "rid", "left")
+    rule = F.coalesce("rule", F.lit("singleton"))
+    score = F.coalesce("score", F.lit(1.0))
+    if m.extra is not None:  # a record kept with its previous cluster keeps its previous rule and score
+        carry = (rule == "previous_cluster") & F.col("prev_rule").isNotNull()
+        rule, score = F.when(carry, F.col("prev_rule")).otherwise(rule), \
+            F.when(carry, F.col("prev_score")).otherwise(score)
+    # resolved_at: the previous one when the record kept its customer and was not re-resolved; null = now
+    resolved_at = F.when((F.col("prev_id") == F.col("customer_id")) & ~F.col("refreshed"), F.col("prev_resolved_at"))
+    directory = scratch_dir() / f"result-{time.monotonic_ns()}"
+    paths = {t: str(directory / t) for t in ("record_clusters", "match_pairs", "unresolved")}
+    out.select(*KEY, "customer_id", rule.alias("match_rule"), score.alias("match_score"),
+               resolved_at.alias("resolved_at")).write.parquet(paths["record_clusters"])
+    keys_l = rec.select(F.col("rid").alias("rid_l"), *[F.col(k).alias(f"{k}_l") for k in KEY])
+    keys_r = rec.select(F.col("rid").alias("rid_r"), *[F.col(k).alias(f"{k}_r") for k in KEY])
+    edges.join(keys_l, "rid_l").join(keys_r, "rid_r").select(*MATCH_PAIR_COLUMNS).write.parquet(paths["match_pairs"])
+    reason = F.when(F.size("junk_kinds") > 0, REASON_JUNK_ONLY).otherwise(REASON_NO_IDENTIFIER)
+    rec.where("not usable").select(*KEY, reason.alias("reason"), F.unix_micros("seen_at").alias("seen_at")) \
+        .write.parquet(paths["unresolved"])
+
+    resolved = ok.count()
+    n_pairs = edges.count()
+    n_prob = m.probabilistic.count() if m.probabilistic is not None else 0
+    junk_out = m.junk[JUNK_COLUMNS].reset_index(drop=True)
+    m.timings["assemble"] = round(time.monotonic() - started, 2)
+    stats = resolution_stats(
+        is_new, n, cl, m.prob_info, t0, resolved_records=resolved, customers=len(clusters),
+        deterministic_edges_by_rule=dict(m.deterministic_by_rule), probabilistic_pairs=n_prob, match_pairs=n_pairs,
+        merges=len(merges), new_customer_ids=new_ids, kept_customer_ids=len(clusters) - new_ids,
+        split_records=split_records, unresolved=n - resolved, junk_values=len(junk_out))
+    log.info("identity (spark): %d records, %d customers, steps %s", n, len(clusters), m.timings)
+    staged = StagedResult(paths["record_clusters"], paths["match_pairs"], paths["unresolved"],
+                          format_id(highest, prefix, config.id_digits) if highest is not None else None)
+    empty = {c: pd.DataFrame(columns=cols) for c, cols in
+             (("rc", RECORD_CLUSTER_COLUMNS), ("mp", MATCH_PAIR_COLUMNS), ("un", UNRESOLVED_COLUMNS))}
+    return ResolutionResult(empty["rc"], empty["mp"], merges[MERGE_COLUMNS].reset_index(drop=True), empty["un"],
+                            junk_out, stats, m.model, None, staged)

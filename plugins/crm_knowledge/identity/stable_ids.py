@@ -62,11 +62,30 @@ def assign_customer_ids(records: pd.DataFrame, previous: pd.DataFrame | None, *,
     high = max([x for x in issued if x is not None], default=0)
 
     owned = recs[recs["customer_id"].notna()]
+    counts = owned.groupby(["customer_id", "cluster"]).size().rename("n").reset_index()
+    assigned, merges, new_ids, split_records = ids_of_clusters(counts, recs["cluster"].unique(), high,
+                                                               prefix=prefix, digits=digits)
+    ids = recs["cluster"].map(lambda c: assigned[int(c)])
+    ids.index = records.index
+    return IdAssignment(
+        customer_ids=ids,
+        merges=merges,
+        new_ids=new_ids,
+        kept_ids=len(assigned) - new_ids,
+        split_records=split_records,
+    )
+
+
+def ids_of_clusters(counts: pd.DataFrame, clusters: Iterable[int], high: int, *, prefix: str = "C",
+                    digits: int = 9) -> tuple[dict[int, str], pd.DataFrame, int, int]:
+    """The rules of the module docstring on what they look at: `counts` (customer_id, cluster, n: how many
+    records of each old id each new cluster holds), every new cluster label, and `high` (the highest id number
+    ever issued). Returns (cluster -> customer_id, merges, new ids, split records). assign_customer_ids calls it
+    on records in memory; the Spark backend on the counts its jobs aggregate."""
     assigned: dict[int, str] = {}
     merges: list[tuple[str, str]] = []
     split_records = 0
-    if len(owned):
-        counts = owned.groupby(["customer_id", "cluster"]).size().rename("n").reset_index()
+    if len(counts):
         counts = counts.sort_values(["customer_id", "n", "cluster"], ascending=[True, False, True])
         owners = counts.drop_duplicates("customer_id")
         split_records = int(counts["n"].sum() - owners["n"].sum())
@@ -78,16 +97,8 @@ def assign_customer_ids(records: pd.DataFrame, previous: pd.DataFrame | None, *,
             assigned[int(cluster)] = ids[0]
             merges.extend((old, ids[0]) for old in ids[1:])
     new_ids = 0
-    for cluster in sorted(set(int(c) for c in recs["cluster"].unique()) - set(assigned)):
+    for cluster in sorted(set(int(c) for c in clusters) - set(assigned)):
         high += 1
         new_ids += 1
         assigned[cluster] = format_id(high, prefix, digits)
-    ids = recs["cluster"].map(lambda c: assigned[int(c)])
-    ids.index = records.index
-    return IdAssignment(
-        customer_ids=ids,
-        merges=pd.DataFrame(merges, columns=["old_customer_id", "new_customer_id"]),
-        new_ids=new_ids,
-        kept_ids=len(assigned) - new_ids,
-        split_records=split_records,
-    )
+    return assigned, pd.DataFrame(merges, columns=["old_customer_id", "new_customer_id"]), new_ids, split_records

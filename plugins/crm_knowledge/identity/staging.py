@@ -9,6 +9,11 @@ files of at most `chunk_rows` rows each, which Spark reads. The driver holds one
 The record number (`rid`, the row position the in-process backend gives) is assigned here, across chunks, so both
 backends number records alike. What the driver keeps per record is one boolean (`is_new`, which record is new or
 changed since the previous resolution); everything else stays in the files.
+
+The other direction too: :func:`stage_previous` streams the previous resolution (identity.record_clusters) to
+Parquet the same way, and the per-record result tables Spark writes as Parquet (:class:`StagedResult`) are
+loaded with ``COPY ... FROM STDIN`` one record batch at a time (:func:`copy_parquet`): no JDBC driver, nothing
+downloaded, and on a cluster the driver still only streams (the files are on the shared scratch directory).
 """
 
 from __future__ import annotations
@@ -139,6 +144,34 @@ def _query(conn: psycopg.Connection, config: IdentityConfig, *, with_previous: b
     return q, [c for c in columns if c != "staged_at"], kinds
 
 
+def _copy_batches(conn: psycopg.Connection, query: sql.Composable, names: list[str], types: dict) -> Iterator:
+    """The rows of `query` as pyarrow record batches, streamed from ``COPY (query) TO STDOUT`` through pyarrow's
+    incremental CSV reader (one block in memory at a time). Empty text is NULL, quoted or not (what
+    read_candidates' pandas parser makes of it); booleans come as t / f."""
+    import pyarrow.csv as pacsv
+
+    statement = sql.SQL("copy ({}) to stdout with (format csv)").format(query)
+    with conn.cursor() as cur, cur.copy(statement) as copy:
+        stream = io.BufferedReader(_CopyStream(iter(copy)), buffer_size=1 << 20)
+        if not stream.peek(1):
+            return
+        yield from pacsv.open_csv(
+            stream,
+            read_options=pacsv.ReadOptions(column_names=names, block_size=8 << 20),
+            parse_options=pacsv.ParseOptions(newlines_in_values=True),
+            convert_options=pacsv.ConvertOptions(
+                column_types=types, null_values=[""], strings_can_be_null=True,
+                quoted_strings_can_be_null=True, true_values=["t"], false_values=["f"]))
+
+
+def _private_writer(path: Path, schema):
+    """A Parquet writer of a new file readable by its owner only (personal data)."""
+    import pyarrow.parquet as pq
+
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    return pq.ParquetWriter(os.fdopen(fd, "wb"), schema)
+
+
 def stage_candidates(conn: psycopg.Connection, directory: Path, config: IdentityConfig, *,
                      with_previous: bool = False, new_last: bool = False,
                      chunk_rows: int = DEFAULT_CHUNK_ROWS) -> StagedCandidates:
@@ -150,8 +183,6 @@ def stage_candidates(conn: psycopg.Connection, directory: Path, config: Identity
     Records of erased customers are dropped and purged (privacy.tombstones), as store.run does in process."""
     import pyarrow as pa
     import pyarrow.compute as pc
-    import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
 
     from crm_knowledge.identity.store import CANDIDATES_TABLE
     from crm_knowledge.privacy.tombstones import blocked_mask, load_tombstones, purge_blocked
@@ -187,8 +218,7 @@ def stage_candidates(conn: psycopg.Connection, directory: Path, config: Identity
                 if writer is not None:
                     writer.close()
                 path = directory / f"part-{len(files):05d}.parquet"
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # personal data: owner only
-                writer = pq.ParquetWriter(os.fdopen(fd, "wb"), out_schema)
+                writer = _private_writer(path, out_schema)
                 files.append(path)
                 in_file = 0
             take = min(chunk_rows - in_file, batch.num_rows - start)
@@ -196,44 +226,29 @@ def stage_candidates(conn: psycopg.Connection, directory: Path, config: Identity
             in_file += take
             start += take
 
-    statement = sql.SQL("copy ({}) to stdout with (format csv)").format(query)
     try:
-        with conn.cursor() as cur, cur.copy(statement) as copy:
-            stream = io.BufferedReader(_CopyStream(iter(copy)), buffer_size=1 << 20)
-            if stream.peek(1):
-                reader = pacsv.open_csv(
-                    stream,
-                    read_options=pacsv.ReadOptions(column_names=names, block_size=8 << 20),
-                    parse_options=pacsv.ParseOptions(newlines_in_values=True),
-                    convert_options=pacsv.ConvertOptions(
-                        # empty text is NULL, quoted or not: what read_candidates' pandas parser makes of it
-                        column_types=types, null_values=[""], strings_can_be_null=True,
-                        quoted_strings_can_be_null=True, true_values=["t"], false_values=["f"]))
-                for batch in reader:
-                    if tombstones and batch.num_rows:
-                        frame = batch.to_pandas()
-                        mask = blocked_mask(frame, tombstones, declared=declared).to_numpy(dtype=bool)
-                        if mask.any():
-                            blocked.append(frame.loc[mask])
-                            batch = batch.filter(pa.array(~mask))
-                    n = batch.num_rows
-                    if not n:
-                        continue
-                    is_new = (batch.column("is_new").fill_null(True) if with_previous
-                              else pa.nulls(n, pa.bool_()))
-                    if with_previous:
-                        flags.append(is_new.to_numpy(zero_copy_only=False).astype(bool))
-                    seen = pc.cast(batch.column("seen_at"), pa.timestamp("us", tz="UTC"))
-                    write(pa.RecordBatch.from_arrays(
-                        [*(batch.column(c) for c in text_cols), seen, pa.array(np.arange(rid, rid + n)), is_new],
-                        schema=out_schema))
-                    rid += n
+        for batch in _copy_batches(conn, query, names, types):
+            if tombstones and batch.num_rows:
+                frame = batch.to_pandas()
+                mask = blocked_mask(frame, tombstones, declared=declared).to_numpy(dtype=bool)
+                if mask.any():
+                    blocked.append(frame.loc[mask])
+                    batch = batch.filter(pa.array(~mask))
+            n = batch.num_rows
+            if not n:
+                continue
+            is_new = (batch.column("is_new").fill_null(True) if with_previous
+                      else pa.nulls(n, pa.bool_()))
+            if with_previous:
+                flags.append(is_new.to_numpy(zero_copy_only=False).astype(bool))
+            seen = pc.cast(batch.column("seen_at"), pa.timestamp("us", tz="UTC"))
+            write(pa.RecordBatch.from_arrays(
+                [*(batch.column(c) for c in text_cols), seen, pa.array(np.arange(rid, rid + n)), is_new],
+                schema=out_schema))
+            rid += n
         if writer is None:  # no candidates: one empty file, so readers see the schema
-            write_empty = directory / "part-00000.parquet"
-            fd = os.open(write_empty, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "wb") as fh:
-                pq.write_table(out_schema.empty_table(), fh)
-            files.append(write_empty)
+            files.append(directory / "part-00000.parquet")
+            _private_writer(files[0], out_schema).close()
     finally:
         if writer is not None:
             writer.close()
@@ -245,3 +260,106 @@ def stage_candidates(conn: psycopg.Connection, directory: Path, config: Identity
     is_new_all = (np.concatenate(flags) if flags else np.zeros(0, bool)) if with_previous else None
     return StagedCandidates(tuple(files), rid, tuple([*columns, *(f"id_{k}" for k in kinds)]), is_new_all,
                             n_blocked)
+
+
+#: identity.record_clusters as the Spark backend reads the previous resolution (resolved_at: epoch microseconds)
+PREVIOUS_COLUMNS = ("source_system", "source_record_id", "customer_id", "match_rule", "match_score", "resolved_at")
+
+
+def stage_previous(conn: psycopg.Connection, directory: Path) -> Path:
+    """identity.record_clusters (the previous resolution) streamed into one Parquet file under `directory`, batch by
+    batch (the Spark backend's stable ids, previous-cluster edges and resolved_at read it there)."""
+    import pyarrow as pa
+
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    names = list(PREVIOUS_COLUMNS)
+    types = {c: pa.string() for c in names[:4]} | {"match_score": pa.float64(), "resolved_at": pa.int64()}
+    schema = pa.schema([(c, types[c]) for c in names])
+    query = sql.SQL("select source_system, source_record_id, customer_id, match_rule, match_score, "
+                    "(extract(epoch from resolved_at) * 1000000)::bigint from identity.record_clusters")
+    path = directory / "previous.parquet"
+    writer = _private_writer(path, schema)
+    rows = 0
+    try:
+        for batch in _copy_batches(conn, query, names, types):
+            writer.write_batch(batch)
+            rows += batch.num_rows
+    finally:
+        writer.close()
+    log.info("identity: staged the previous resolution (%d records) for Spark", rows)
+    return path
+
+
+@dataclass(frozen=True)
+class StagedResult:
+    """The per-record output tables of a Spark run as Parquet (written by Spark in the session's scratch
+    directory), loaded into the warehouse by :meth:`copy_into` without passing through pandas. Timestamps are
+    epoch microseconds (UTC); a null resolved_at means "now" (the writing transaction's time)."""
+
+    record_clusters: str
+    match_pairs: str
+    unresolved: str
+    #: the highest customer id of the run (identity.issued_ids' high-water mark), None without records
+    highest_id: str | None
+
+    def frames(self) -> dict[str, pd.DataFrame]:
+        """The three tables as pandas frames (a caller of resolve() holding its candidates in memory gets
+        frames from the Spark backend, as from the in-process one)."""
+        import pyarrow.dataset as ds
+
+        out = {}
+        for table in ("record_clusters", "match_pairs", "unresolved"):
+            df = ds.dataset(getattr(self, table), format="parquet").to_table().to_pandas()
+            for c in df.columns:
+                if c == "seen_at":
+                    df[c] = pd.to_datetime(df[c], unit="us", utc=True)
+                elif df[c].dtype != float:
+                    df[c] = df[c].astype(object).where(df[c].notna(), None)
+            out[table] = df.drop(columns="resolved_at", errors="ignore")
+        return out
+
+    def copy_into(self, conn: psycopg.Connection, now) -> dict[str, int]:
+        """COPY the three tables into identity.* (inside the caller's transaction), one Parquet record batch at
+        a time as CSV; resolved_at's nulls become `now`. Returns the rows written per table."""
+        return {table: copy_parquet(conn, sql.SQL("identity.{}").format(sql.Identifier(table)),
+                                    getattr(self, table), now=now)
+                for table in ("record_clusters", "match_pairs", "unresolved")}
+
+
+#: columns of staged results that hold epoch microseconds (UTC), written as timestamps
+_EPOCH_COLUMNS = ("resolved_at", "seen_at")
+
+
+def copy_parquet(conn: psycopg.Connection, table: sql.Composable, path: str, *, now=None,
+                 batch_rows: int = 100_000) -> int:
+    """Load the Parquet file or directory `path` into `table` with ``COPY ... FROM STDIN (format csv)``, streamed
+    one record batch at a time (bounded memory, no per-row Python); the files' column names are the table's.
+    Columns in _EPOCH_COLUMNS are epoch microseconds; a null resolved_at becomes `now`."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.csv as pacsv
+    import pyarrow.dataset as ds
+
+    dataset = ds.dataset(path, format="parquet")
+    names = dataset.schema.names
+    stmt = sql.SQL("copy {} ({}) from stdin with (format csv)").format(
+        table, sql.SQL(", ").join(sql.Identifier(c) for c in names))
+    ts = pa.timestamp("us", tz="UTC")
+    rows = 0
+    with conn.cursor() as cur, cur.copy(stmt) as copy:
+        for batch in dataset.to_batches(batch_size=batch_rows):
+            if not batch.num_rows:
+                continue
+            cols = []
+            for name, col in zip(names, batch.columns, strict=True):
+                if name in _EPOCH_COLUMNS:
+                    col = pc.cast(col, pa.int64()).cast(ts)
+                    if name == "resolved_at" and now is not None:
+                        col = col.fill_null(pa.scalar(now, ts))
+                cols.append(col)
+            buf = io.BytesIO()
+            pacsv.write_csv(pa.RecordBatch.from_arrays(cols, names=names), buf,
+                            pacsv.WriteOptions(include_header=False))
+            copy.write(buf.getbuffer())
+            rows += batch.num_rows
+    return rows

@@ -243,11 +243,14 @@ def write_result(conn: psycopg.Connection, result: ResolutionResult, previous: p
                 conn.execute(sql.SQL("delete from identity.{}").format(sql.Identifier(t)))
         else:
             daily.write_day(conn, day, config or load_config(), now)
-        rc = result.record_clusters.assign(
-            resolved_at=resolved_at_column(result.record_clusters, previous, refreshed, now))
-        _copy_in(conn, "record_clusters", RECORD_CLUSTER_COLUMNS + ["resolved_at"], rc)
-        _copy_in(conn, "match_pairs", MATCH_PAIR_COLUMNS, result.match_pairs)
-        _copy_in(conn, "unresolved", UNRESOLVED_COLUMNS, result.unresolved)
+        if result.staged is not None:  # Spark wrote the per-record tables as Parquet (resolved_at decided there)
+            result.staged.copy_into(conn, now)
+        else:
+            rc = result.record_clusters.assign(
+                resolved_at=resolved_at_column(result.record_clusters, previous, refreshed, now))
+            _copy_in(conn, "record_clusters", RECORD_CLUSTER_COLUMNS + ["resolved_at"], rc)
+            _copy_in(conn, "match_pairs", MATCH_PAIR_COLUMNS, result.match_pairs)
+            _copy_in(conn, "unresolved", UNRESOLVED_COLUMNS, result.unresolved)
         jv = result.junk_values.assign(detected_at=now)
         _copy_in(conn, "junk_values", ["identifier_kind", "identifier_value_hash", "distinct_records", "detected_at"],
                  jv)
@@ -348,11 +351,11 @@ def run(conn_url: str, mode: str = "full", config: IdentityConfig | None = None,
             else:
                 conn.rollback()
         if result is None and config.backend == "spark":
-            result, previous, refreshed = _resolve_on_spark(conn, mode, config)
-            write_result(conn, result, previous, refreshed, config=config)
+            result = _resolve_on_spark(conn, mode, config)
         elif result is None:
             result = _resolve_all(conn, mode, config, saved)
-        record_issued_ids(conn, result.record_clusters["customer_id"], config.id_prefix, config.id_digits)
+        issued = [result.staged.highest_id or ""] if result.staged else result.record_clusters["customer_id"]
+        record_issued_ids(conn, issued, config.id_prefix, config.id_digits)
         run_day = day.date() if isinstance(day, dt.datetime) else (day or dt.datetime.now(dt.UTC).date())
         st = result.stats
         run_id = conn.execute(
@@ -368,51 +371,64 @@ def run(conn_url: str, mode: str = "full", config: IdentityConfig | None = None,
     stats["clusters"] = stats["customers"]
     stats["run_id"] = run_id
     log.info("identity: wrote %d record clusters (%d customers), %d match pairs, %d merges, %d unresolved, "
-             "%d junk values", len(result.record_clusters), stats["customers"], len(result.match_pairs),
-             len(result.merges), len(result.unresolved), len(result.junk_values))
+             "%d junk values", stats["resolved_records"], stats["customers"], stats["match_pairs"],
+             len(result.merges), stats["unresolved"], len(result.junk_values))
     return stats
 
 
 def _previous_and_retired(conn: psycopg.Connection, config: IdentityConfig) -> tuple[pd.DataFrame, list[str]]:
     """The previous resolution and every id ever issued and retired (new ids never reuse one)."""
     previous = read_previous(conn)
+    return previous, _retired(conn, config, previous["customer_id"])
+
+
+def _retired(conn: psycopg.Connection, config: IdentityConfig, previous_ids: Iterable[str]) -> list[str]:
     retired = read_retired_ids(conn)
-    mark = record_issued_ids(conn, [*previous["customer_id"], *retired], config.id_prefix, config.id_digits)
-    retired += [mark] if mark else []
-    return previous, retired
+    mark = record_issued_ids(conn, [*previous_ids, *retired], config.id_prefix, config.id_digits)
+    return retired + ([mark] if mark else [])
 
 
-def _resolve_on_spark(conn: psycopg.Connection, mode: str, config: IdentityConfig
-                      ) -> tuple[ResolutionResult, pd.DataFrame, pd.DataFrame | None]:
-    """`backend: spark`: the candidates are streamed to Parquet in the session's scratch directory
-    (:mod:`crm_knowledge.identity.staging`, never whole on the driver) and matched as Spark jobs. The session
-    (its JVM) and the scratch directory end with the run, also when it fails."""
+def _highest_id(conn: psycopg.Connection, prefix: str) -> list[str]:
+    """The highest customer id in identity.record_clusters (as parse_id reads them), found by the server."""
+    row = conn.execute("select customer_id from identity.record_clusters where left(customer_id, %s) = %s "
+                       "and substr(customer_id, %s) ~ '^[0-9]+$' order by substr(customer_id, %s)::numeric desc "
+                       "limit 1", (len(prefix), prefix, len(prefix) + 1, len(prefix) + 1)).fetchone()
+    return [row[0]] if row else []
+
+
+def _resolve_on_spark(conn: psycopg.Connection, mode: str, config: IdentityConfig) -> ResolutionResult:
+    """`backend: spark`: the candidates and the previous resolution are streamed to Parquet in the session's
+    scratch directory (:mod:`crm_knowledge.identity.staging`, never whole on the driver), matched and assembled
+    as Spark jobs, and the per-record tables Spark writes are streamed into the warehouse with COPY
+    (write_result). The session (its JVM) and the scratch directory end with the run, also when it fails."""
     from crm_knowledge.identity.resolve import resolve_staged
     from crm_knowledge.identity.spark_session import scratch_dir, spark_session, stop_session
-    from crm_knowledge.identity.staging import stage_candidates
+    from crm_knowledge.identity.staging import stage_candidates, stage_previous
 
-    previous, retired = _previous_and_retired(conn, config)
+    has_previous = conn.execute("select exists (select 1 from identity.record_clusters)").fetchone()[0]
+    retired = _retired(conn, config, _highest_id(conn, config.id_prefix))
     conn.commit()
-    incremental = mode == "incremental" and len(previous) > 0
+    incremental = mode == "incremental" and has_previous
     if mode == "incremental" and not incremental:
         log.info("identity: no previous resolution, running in full mode")
     try:
         spark_session(config.spark)
-        staged = stage_candidates(conn, scratch_dir() / "candidates", config, with_previous=len(previous) > 0,
+        staged = stage_candidates(conn, scratch_dir() / "candidates", config, with_previous=has_previous,
                                   new_last=incremental)
         conn.commit()  # the tombstone purge, if any
         if staged.blocked:  # as in process: the previous state as it is after the purge
-            previous, retired = _previous_and_retired(conn, config)
+            retired = _retired(conn, config, _highest_id(conn, config.id_prefix))
             conn.commit()
-        refreshed = staged.new_keys() if len(previous) else None
+        previous = stage_previous(conn, scratch_dir() / "previous") if has_previous else None
+        conn.commit()
         if incremental:
             log.info("identity: incremental run, %d new or changed records, %d existing",
                      int(staged.is_new.sum()), int((~staged.is_new).sum()))
-        result = resolve_staged(staged, previous if len(previous) else None, config, incremental=incremental,
-                                retired_ids=retired)
+        result = resolve_staged(staged, previous, config, incremental=incremental, retired_ids=retired)
+        write_result(conn, result, config=config)
     finally:
         stop_session()
-    return result, previous, refreshed
+    return result
 
 
 def _resolve_all(conn: psycopg.Connection, mode: str, config: IdentityConfig, saved: dict | None
