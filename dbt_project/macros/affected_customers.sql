@@ -27,20 +27,23 @@
     cast('{{ (changed_since() or "-infinity") | replace("'", "''") }}' as timestamptz)
 {%- endmacro %}
 
-{% macro delete_affected_customers() -%}
+{#- `affected`: the list the model follows: int_customers_affected, or for the as-of models
+    int_customers_affected_as_of (post_identity) / int_customers_affected_scored (post_scoring), which add the
+    customers the as-of date moves across a boundary and those the day's scoring re-scored. -#}
+{% macro delete_affected_customers(affected='int_customers_affected') -%}
     {%- if is_incremental() -%}
         delete from {{ this }}
         {%- if follows_affected_customers() %}
-            where customer_id in (select affected.customer_id from {{ ref('int_customers_affected') }} as affected)
+            where customer_id in (select affected.customer_id from {{ ref(affected) }} as affected)
         {%- endif %}
     {%- endif -%}
 {%- endmacro %}
 
 {#- The filter of an import CTE to the affected customers on a daily run (nothing otherwise). -#}
-{% macro only_affected_customers(customer_id_column='customer_id') -%}
+{% macro only_affected_customers(customer_id_column='customer_id', affected='int_customers_affected') -%}
     {%- if follows_affected_customers() %}
         where {{ customer_id_column }} in (
-            select affected.customer_id from {{ ref('int_customers_affected') }} as affected
+            select affected.customer_id from {{ ref(affected) }} as affected
         )
     {%- endif %}
 {%- endmacro %}

@@ -16,3 +16,39 @@
 {% macro as_of_cutoff() -%}
     (cast({{ as_of_date() }} + 1 as timestamp) at time zone 'UTC')
 {%- endmacro %}
+
+{#-
+    The as-of date of the previous build of the as-of models, as a SQL date literal ('null' when unknown: no
+    build yet). Read from intermediate.int_as_of_date as it stands before this run rebuilds it (that model
+    is built after every as-of model of post_identity, so a run that fails before keeps the previous date and
+    a retry recomputes the same crossings). Not a ref: int_as_of_date depends on the models that read this.
+-#}
+{% macro previous_as_of_date() -%}
+    {%- set relation = adapter.get_relation(database=this.database, schema=this.schema,
+                                            identifier='int_as_of_date') if execute else none -%}
+    {%- if relation is none -%}
+        cast(null as date)
+    {%- else -%}
+        {%- set result = run_query('select max(as_of_date)::text from ' ~ relation) -%}
+        {%- set value = result.columns[0].values()[0] if result.rows | length > 0 else none -%}
+        {%- if value is none -%}
+            cast(null as date)
+        {%- else -%}
+            cast('{{ value }}' as date)
+        {%- endif -%}
+    {%- endif -%}
+{%- endmacro %}
+
+{#- Age band of a birth date at an as-of date (dim_customers, customer_360). -#}
+{% macro age_band(birth_date, as_of) -%}
+    case
+        when {{ birth_date }} is null then null
+        when age({{ as_of }}, {{ birth_date }}) < interval '18 years' then 'under_18'
+        when age({{ as_of }}, {{ birth_date }}) < interval '25 years' then '18-24'
+        when age({{ as_of }}, {{ birth_date }}) < interval '35 years' then '25-34'
+        when age({{ as_of }}, {{ birth_date }}) < interval '45 years' then '35-44'
+        when age({{ as_of }}, {{ birth_date }}) < interval '55 years' then '45-54'
+        when age({{ as_of }}, {{ birth_date }}) < interval '65 years' then '55-64'
+        else '65_plus'
+    end
+{%- endmacro %}

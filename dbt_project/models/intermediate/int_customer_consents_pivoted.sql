@@ -1,12 +1,26 @@
+{{
+    config(
+        materialized='incremental',
+        incremental_strategy='append',
+        pre_hook="{{ delete_affected_customers('int_customers_affected_as_of') }}",
+        indexes=[
+            {'columns': ['customer_id'], 'unique': true},
+        ],
+    )
+}}
+-- depends_on: {{ ref('int_customers_affected_as_of') }}
+
 -- Each customer's current consent, as of the as-of date: the latest statement per purpose wins.
 -- Marketing needs an explicit grant (no statement = no consent); profiling is allowed unless the
 -- customer opted out (no statement = no opt-out).
+-- Incremental: a daily run recomputes only int_customers_affected_as_of (macros/affected_customers.sql).
 
 with
 
 consent_events as (
 
     select * from {{ ref('int_consent_events_unioned') }}
+    {{ only_affected_customers(affected='int_customers_affected_as_of') }}
 
 ),
 
