@@ -24,8 +24,7 @@
     a retry recomputes the same crossings). Not a ref: int_as_of_date depends on the models that read this.
 -#}
 {% macro previous_as_of_date() -%}
-    {%- set relation = adapter.get_relation(database=this.database, schema=this.schema,
-                                            identifier='int_as_of_date') if execute else none -%}
+    {%- set relation = existing_relation(this.schema, 'int_as_of_date') -%}
     {%- if relation is none -%}
         cast(null as date)
     {%- else -%}
@@ -51,4 +50,11 @@
         when age({{ as_of }}, {{ birth_date }}) < interval '65 years' then '55-64'
         else '65_plus'
     end
+{%- endmacro %}
+
+{#- A relation of this database as it stands before this run rebuilds it, or none (not built yet, or parsing):
+    for a model that reads the previous state of a model that depends on it, so cannot ref it. -#}
+{% macro existing_relation(schema, identifier) -%}
+    {{- return(adapter.get_relation(database=this.database, schema=schema, identifier=identifier)
+               if execute else none) -}}
 {%- endmacro %}

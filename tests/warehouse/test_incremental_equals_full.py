@@ -381,9 +381,11 @@ def snapshot(url: str) -> dict[str, list[tuple]]:
     model scores under "<table>#<column>" as {rest of the row: score}."""
     out: dict = {}
     with psycopg.connect(url) as conn:
-        # views too: dim_customers and customer_360 compute their as-of columns at read time
+        # and the views of intermediate and marts: dim_customers, customer_360 and the relationship stage compute
+        # their as-of columns at read time (the staging views show identity's and scoring's own tables)
         tables = conn.execute("select table_schema, table_name from information_schema.tables"
-                              " where table_schema = any(%s) and table_type in ('BASE TABLE', 'VIEW')"
+                              " where table_schema = any(%s) and (table_type = 'BASE TABLE'"
+                              " or (table_type = 'VIEW' and table_schema in ('intermediate', 'marts')))"
                               " order by 1, 2", (list(SNAPSHOT_SCHEMAS),)).fetchall()
         for schema, table in tables:
             if f"{schema}.{table}" in RUN_BOOKKEEPING_TABLES:

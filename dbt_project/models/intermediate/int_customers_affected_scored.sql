@@ -9,9 +9,11 @@
 
 -- The customers a daily run recomputes in the as-of models built after scoring (customer_segments,
 -- int_customer_360_assembled): those of int_customers_affected_as_of plus
---   scores:           a score written since the run began (var dbt_tests_since), or dated in (P, C], the
---                     previous and this run's as-of dates (int_as_of_date): the customer's latest score
---                     changed; a score of a customer id since merged away counts for the surviving id
+--   scores:           a score written since the run began (var dbt_tests_since) or after the newest score
+--                     customer_segments holds (scores written after the previous post-scoring build, e.g. by
+--                     a scoring run after it), or dated in (P, C], the previous and this run's as-of dates
+--                     (int_as_of_date): the customer's latest score changed; a score of a customer id since
+--                     merged away counts for the surviving id
 --   as_of_knowledge:  a knowledge item observed in [end of P, end of C): it enters customer_360's latest items
 -- Without the var (the weekly full run, a hand-run build) the models recompute everyone anyway.
 
@@ -47,12 +49,23 @@ knowledge as (
 
 ),
 
+{#- customer_segments as it stands before this run rebuilds it (not a ref: it follows this list) -#}
+{%- set segments = existing_relation('marts', 'customer_segments') %}
+
 changed_scores as (
 
     select customer_scores.customer_id
     from customer_scores
     where
         customer_scores.scored_at >= {{ changed_since_timestamp() }}
+        {% if segments is not none -%}
+            or customer_scores.scored_at > (
+                select coalesce(max(previous_segments.scored_at), cast('-infinity' as timestamptz))
+                from marts.customer_segments as previous_segments
+            )
+        {%- else -%}
+            or true
+        {%- endif %}
         or (
             customer_scores.as_of_date > (select as_of_dates.previous_as_of_date from as_of_dates)
             and customer_scores.as_of_date <= (select as_of_dates.as_of_date from as_of_dates)
