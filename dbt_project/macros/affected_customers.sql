@@ -12,21 +12,24 @@
     * an incremental build without the var (a hand-run `dbt build`): every row is deleted and every customer
       recomputed, so a run that does not know since when things changed is never partial.
 -#}
-{#- The config() of a model that follows the affected customers, with its own `indexes` (none: no index):
-    incremental with the append strategy, the pre-hook that deletes the affected customers' rows, and the
-    depends_on line that makes int_customers_affected (which the pre-hook and only_affected_customers read)
-    built first. -#}
-{% macro affected_customers_config(indexes=none) -%}
+{#- The config() of a model that follows a list of affected customers (`affected`: int_customers_affected, or
+    the as-of / scored lists the as-of models follow), with its own `indexes` (none: no index) and `tags`: incremental
+    with the append strategy, the pre-hook that deletes the listed customers' rows, and the depends_on line
+    that makes the list (which the pre-hook and only_affected_customers read) built first. -#}
+{% macro affected_customers_config(indexes=none, affected='int_customers_affected', tags=none) -%}
     {%- set model_config = {
         'materialized': 'incremental',
         'incremental_strategy': 'append',
-        'pre_hook': '{{ delete_affected_customers() }}',
+        'pre_hook': "{{ delete_affected_customers('" ~ affected ~ "') }}",
     } -%}
     {%- if indexes is not none -%}
         {%- do model_config.update({'indexes': indexes}) -%}
     {%- endif -%}
+    {%- if tags is not none -%}
+        {%- do model_config.update({'tags': tags}) -%}
+    {%- endif -%}
     {{ config(**model_config) }}
--- depends_on: {{ ref('int_customers_affected') }}
+-- depends_on: {{ ref(affected) }}
 {%- endmacro %}
 
 {% macro changed_since() -%}
@@ -44,20 +47,23 @@
     cast('{{ (changed_since() or "-infinity") | replace("'", "''") }}' as timestamptz)
 {%- endmacro %}
 
-{% macro delete_affected_customers() -%}
+{#- `affected`: the list the model follows: int_customers_affected, or for the as-of models
+    int_customers_affected_as_of (post_identity) / int_customers_affected_scored (post_scoring), which add the
+    customers the as-of date moves across a boundary and those the day's scoring re-scored. -#}
+{% macro delete_affected_customers(affected='int_customers_affected') -%}
     {%- if is_incremental() -%}
         delete from {{ this }}
         {%- if follows_affected_customers() %}
-            where customer_id in (select affected.customer_id from {{ ref('int_customers_affected') }} as affected)
+            where customer_id in (select affected.customer_id from {{ ref(affected) }} as affected)
         {%- endif %}
     {%- endif -%}
 {%- endmacro %}
 
 {#- The filter of an import CTE to the affected customers on a daily run (nothing otherwise). -#}
-{% macro only_affected_customers(customer_id_column='customer_id') -%}
+{% macro only_affected_customers(customer_id_column='customer_id', affected='int_customers_affected') -%}
     {%- if follows_affected_customers() %}
         where {{ customer_id_column }} in (
-            select affected.customer_id from {{ ref('int_customers_affected') }} as affected
+            select affected.customer_id from {{ ref(affected) }} as affected
         )
     {%- endif %}
 {%- endmacro %}

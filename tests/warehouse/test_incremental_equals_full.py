@@ -13,7 +13,13 @@ files) plus the cases incremental logic gets wrong first:
   so identity joins A and B into one customer and retires one of the two ids (the customer-level marts
   must recompute the surviving id and drop every row of the retired one);
 * an erasure: a third customer is forgotten (privacy.erasure.erase, as `ckp erase` does) between the
-  day's ingestion and its warehouse run.
+  day's ingestion and its warehouse run;
+* the as-of date moves: the first run is as of the day before (FIRST_AS_OF), the day's run as of the day. A
+  customer whose only record is a web form of exactly a year before the first run's as-of date has nothing new
+  on the day, yet the day makes them `lost` (a stage computed at read time), and a customer's revenue order
+  dated exactly one decline window before the day moves from the recent to the prior window (a stored count:
+  int_customers_affected_as_of must list them). Both are planted in the raw layer and taken in by a second
+  run of the first day, so the day itself brings them nothing.
 
 The first day is scored (scoring.run.score_all: the models are fitted), so customer_segments and
 customer_360 carry scores. The day's scoring runs as the scoring DAG runs it (score_day: the fitted models
@@ -53,9 +59,12 @@ SIZE = 300
 SEED = 5
 DAY = dt.date(2026, 11, 21)  # the day after the demo's as-of date
 AS_OF = DAY.isoformat()
+FIRST_AS_OF = (DAY - dt.timedelta(days=1)).isoformat()  # the first run's as-of date: the demo's
 # The whole test runs within minutes: with the default 24-hour look-back the day's run would re-read every
 # first-run batch. Zero keeps the day's run as selective as a real one a day later.
-DBT_VARS = {"as_of_date": AS_OF, "incremental_lookback_hours": 0}
+DBT_VARS = {"incremental_lookback_hours": 0}
+DECLINE_WINDOW_DAYS = 180  # dbt var relationship_decline_window_days
+LOST_AFTER_DAYS = 365  # dbt var relationship_lost_after_days
 
 # What is compared: every base table of these schemas (the dbt layers, the pii vault, the dbt snapshots, and
 # every table scoring writes). The incremental and the full run must agree on each, row for row.
@@ -65,6 +74,10 @@ SNAPSHOT_SCHEMAS = ("staging", "intermediate", "marts", "pii", "snapshots", "sco
 RUN_BOOKKEEPING_TABLES = {
     # the customers a daily run changed (the models that follow it recompute them); a full run lists everyone
     "intermediate.int_customers_affected",
+    "intermediate.int_customers_affected_as_of",
+    "intermediate.int_customers_affected_scored",
+    # the as-of date of the build and of the build before (a full refresh of the same day has the day before it)
+    "intermediate.int_as_of_date",
     # identity's kept state for daily runs: one row with the config fingerprint and when resolution last read
     # and wrote (identity/daily.py); its timestamps are the runs' own clocks
     "intermediate.identity_prepared_state",
@@ -141,9 +154,9 @@ def ingest_all() -> dict[str, int]:
     return loaded
 
 
-def warehouse_run(env: dict, *, identity_mode: str, full_refresh: bool) -> dict:
-    """dbt staging -> identity resolution -> dbt marts and the post-scoring models (on the scores there are);
-    returns the identity stats."""
+def warehouse_run(env: dict, *, identity_mode: str, full_refresh: bool, as_of: str = AS_OF) -> dict:
+    """dbt staging -> identity resolution -> dbt marts and the post-scoring models (on the scores there are),
+    as of `as_of`; returns the identity stats."""
     from crm_knowledge.identity.store import run as resolve_identities
     from crm_knowledge.run_mode import FULL, INCREMENTAL, RunMode, warehouse_now
 
@@ -153,7 +166,7 @@ def warehouse_run(env: dict, *, identity_mode: str, full_refresh: bool) -> dict:
     # the run's start and the customer-level models recompute only int_customers_affected.
     with psycopg.connect(env["url"]) as conn:
         mode = RunMode(INCREMENTAL, warehouse_now(conn)) if identity_mode == INCREMENTAL else RunMode(FULL)
-    dbt_vars = {**DBT_VARS, **mode.dbt_vars()}
+    dbt_vars = {**DBT_VARS, "as_of_date": as_of, **mode.dbt_vars()}
     seconds = build_stages(s, tmp, dbt_stages.STAGING, dbt_vars=dbt_vars, full_refresh=full_refresh)
     stats = resolve_identities(env["url"], mode=identity_mode)
     seconds += build_stages(s, tmp, dbt_stages.MARTS, dbt_stages.POST_SCORING, dbt_vars=dbt_vars,
@@ -161,6 +174,13 @@ def warehouse_run(env: dict, *, identity_mode: str, full_refresh: bool) -> dict:
     stats["affected"] = {c: (changes, retired) for c, changes, retired in q(
         env["url"], "select customer_id, changes, is_retired from intermediate.int_customers_affected")}
     stats["affected_customers"] = len(stats["affected"])
+    stats["affected_as_of"] = dict(q(env["url"], "select customer_id, changes"
+                                                  " from intermediate.int_customers_affected_as_of"))
+    stats["affected_scored"] = dict(q(env["url"], "select customer_id, changes"
+                                                   " from intermediate.int_customers_affected_scored"))
+    stats["stages"] = dict(q(env["url"], "select customer_id, relationship_stage from marts.customer_360"))
+    stats["recent_window_orders"] = dict(q(env["url"], "select customer_id, recent_window_order_count"
+                                                        " from intermediate.int_customer_activity_aggregated"))
     stats["customers_now"] = q(env["url"], "select count(distinct customer_id) from identity.record_clusters")[0][0]
     log.info("warehouse run (%s, full_refresh=%s): dbt %.1fs", identity_mode, full_refresh, seconds)
     return stats
@@ -320,6 +340,40 @@ def erase_one(url: str, settings, spare: set[str]) -> str:
     return customer_id
 
 
+def plant_boundary_crossings(url: str) -> dict[str, str]:
+    """Two customers the day moves across a boundary without any input of theirs changing, planted in the raw
+    layer after the first run (rows re-stamped `_loaded_at` now, so the first day's second run takes them in):
+    `lost`: a customer known from one web form only (no order, contact or other record), whose form is moved to
+    noon UTC exactly LOST_AFTER_DAYS before the first as-of date: `developing` as of that date, `lost` a day
+    later; `window`: a customer with one order from the orders database, moved to noon UTC exactly
+    DECLINE_WINDOW_DAYS before the day: in the recent decline window as of the first date, in the prior one as
+    of the day. Returns {"lost": customer_id, "window": customer_id}."""
+    first = dt.date.fromisoformat(FIRST_AS_OF)
+    lost_id, submission_id = q(url, """
+        select c.customer_id, min(c.source_record_id) from identity.record_clusters c
+        where not exists (select 1 from intermediate.int_orders_unioned o where o.customer_id = c.customer_id)
+          and not exists (select 1 from intermediate.int_interactions_classified i where i.customer_id = c.customer_id)
+        group by c.customer_id
+        having count(*) = 1 and bool_and(c.source_system = 'forms')
+        order by c.customer_id desc limit 1""")[0]
+    window_id, order_id = q(url, """
+        select customer_id, min(source_order_id) from intermediate.int_orders_unioned
+        where order_source = 'orders' and customer_id is not null
+        group by customer_id having count(*) = 1 and bool_and(is_revenue_order)
+        order by customer_id desc limit 1""")[0]
+    with psycopg.connect(url) as conn:
+        moved = conn.execute("update raw.form_submissions set submitted_at = %s, _loaded_at = now()"
+                             " where submission_id = %s",
+                             (f"{first - dt.timedelta(days=LOST_AFTER_DAYS)}T12:00:00+00:00", submission_id)).rowcount
+        assert moved >= 1, submission_id
+        moved = conn.execute("update raw.orders__orders set ordered_at = %s, _loaded_at = now()"
+                             " where order_id = %s",
+                             (dt.datetime.combine(DAY - dt.timedelta(days=DECLINE_WINDOW_DAYS), dt.time(12),
+                                                  tzinfo=dt.UTC), int(order_id))).rowcount
+        assert moved >= 1, order_id
+    return {"lost": lost_id, "window": window_id}
+
+
 # --- snapshots ------------------------------------------------------------------------------------------
 
 def snapshot(url: str) -> dict[str, list[tuple]]:
@@ -327,8 +381,11 @@ def snapshot(url: str) -> dict[str, list[tuple]]:
     model scores under "<table>#<column>" as {rest of the row: score}."""
     out: dict = {}
     with psycopg.connect(url) as conn:
+        # and the views of intermediate and marts: dim_customers, customer_360 and the relationship stage compute
+        # their as-of columns at read time (the staging views show identity's and scoring's own tables)
         tables = conn.execute("select table_schema, table_name from information_schema.tables"
-                              " where table_schema = any(%s) and table_type = 'BASE TABLE'"
+                              " where table_schema = any(%s) and (table_type = 'BASE TABLE'"
+                              " or (table_type = 'VIEW' and table_schema in ('intermediate', 'marts')))"
                               " order by 1, 2", (list(SNAPSHOT_SCHEMAS),)).fetchall()
         for schema, table in tables:
             if f"{schema}.{table}" in RUN_BOOKKEEPING_TABLES:
@@ -371,7 +428,9 @@ def runs(env) -> dict:
     generate(SIZE, seed=SEED, overwrite_external_db=True)  # scratch databases of this test
     first_loaded = ingest_all()
     held = hold_batch(url, RELEASED_SOURCE)
-    first = warehouse_run(env, identity_mode="full", full_refresh=False)
+    first = warehouse_run(env, identity_mode="full", full_refresh=False, as_of=FIRST_AS_OF)
+    crossings = plant_boundary_crossings(url)
+    first = warehouse_run(env, identity_mode="incremental", full_refresh=False, as_of=FIRST_AS_OF)
     from crm_knowledge.scoring.run import score_all
 
     first_scoring = score_all(DAY - dt.timedelta(days=1), env["url"], settings=env["settings"])  # fits the models
@@ -386,7 +445,7 @@ def runs(env) -> dict:
     day_loaded = ingest_all()
     release_batch(url, held)
     late = load_late_order_versions(url)
-    erased = erase_one(url, env["settings"], set(merged))
+    erased = erase_one(url, env["settings"], set(merged) | set(crossings.values()))
     day = warehouse_run(env, identity_mode="incremental", full_refresh=False)
     incremental = snapshot(url)
     incremental_clusters = clusters(url)
@@ -396,7 +455,7 @@ def runs(env) -> dict:
     return {
         "first_loaded": first_loaded, "day_loaded": day_loaded, "first": first, "day": day, "full": full,
         "staged_before": staged_before, "held": held, "held_rows_staged": held_rows_staged, "late": late,
-        "merged": merged, "erased": erased,
+        "merged": merged, "erased": erased, "crossings": crossings,
         "incremental": incremental, "incremental_clusters": incremental_clusters,
         "first_scoring": first_scoring, "scoring": scoring,
         "full_snapshot": snapshot(url), "full_clusters": clusters(url),
@@ -459,6 +518,23 @@ def test_the_day_merged_two_customers_and_erased_one(runs, env):
             continue
         i = rows[0].index("customer_id")
         assert not {r[i] for r in rows[1:]} & {retired, runs["erased"]}, name
+
+
+def test_the_as_of_date_moved_customers_across_boundaries(runs):
+    """A day with nothing new for two customers still moves them: the planted `lost` customer's stage is
+    computed at read time (customer_360 is a view over stored dates), so no table row of theirs is recomputed;
+    the `window` customer's order moved from the recent to the prior decline window, a stored count, so the
+    as-of list recomputed them for that reason alone. Both equal the full refresh (compared below)."""
+    lost, window = runs["crossings"]["lost"], runs["crossings"]["window"]
+    first, day = runs["first"], runs["day"]
+    assert lost not in day["affected"] and window not in day["affected"], "the day changed a planted customer"
+    assert (first["stages"][lost], day["stages"][lost]) == ("developing", "lost")
+    assert lost not in day["affected_as_of"], day["affected_as_of"].get(lost)
+    assert day["affected_as_of"][window] == "as_of_windows"
+    assert (first["recent_window_orders"][window], day["recent_window_orders"][window]) == (1, 0)
+    # the day's as-of lists follow the day, not everyone; the scored list adds no one without new scores
+    assert 0 < len(day["affected_as_of"]) < day["customers_now"] / 2
+    assert set(day["affected_as_of"]) <= set(day["affected_scored"])
 
 
 def test_incremental_identity_gives_the_full_clusters(runs):

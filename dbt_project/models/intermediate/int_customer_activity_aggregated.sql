@@ -1,29 +1,43 @@
+{{
+    affected_customers_config(
+        indexes=[{'columns': ['customer_id'], 'unique': true}],
+        affected='int_customers_affected_as_of',
+    )
+}}
+
 -- Everything a customer did, summarised as of the as-of date (events before the end of that day, UTC):
--- the shared input of dim_customers, the relationship stage and customer_360.
+-- the shared input of dim_customers, the relationship stage and customer_360. Dates and counts only (the
+-- day counts are computed at read time by int_relationship_stages_assigned), so a row changes only when
+-- the customer's events do or the as-of date moves one of them across a boundary.
+-- Incremental: a daily run recomputes only int_customers_affected_as_of (macros/affected_customers.sql).
 
 with
 
 customer_sources as (
 
     select * from {{ ref('int_customer_sources_aggregated') }}
+    {{ only_affected_customers(affected='int_customers_affected_as_of') }}
 
 ),
 
 record_clusters as (
 
     select * from {{ ref('stg_identity__record_clusters') }}
+    {{ only_affected_customers(affected='int_customers_affected_as_of') }}
 
 ),
 
 orders as (
 
     select * from {{ ref('int_orders_unioned') }}
+    {{ only_affected_customers(affected='int_customers_affected_as_of') }}
 
 ),
 
 interactions as (
 
     select * from {{ ref('int_interactions_classified') }}
+    {{ only_affected_customers(affected='int_customers_affected_as_of') }}
 
 ),
 
@@ -36,6 +50,7 @@ form_submissions as (
 complaints as (
 
     select * from {{ ref('int_complaints_tracked') }}
+    {{ only_affected_customers(affected='int_customers_affected_as_of') }}
 
 ),
 
@@ -144,7 +159,6 @@ final as (
 
     select
         customer_sources.customer_id,
-        {{ as_of_date() }} as as_of_date,
 
         -- sources
         least(customer_sources.first_seen_at, customer_orders.first_order_at) as first_seen_at,

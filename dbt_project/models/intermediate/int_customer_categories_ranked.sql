@@ -1,11 +1,20 @@
+{{
+    affected_customers_config(
+        indexes=[{'columns': ['customer_id']}],
+        affected='int_customers_affected_as_of',
+    )
+}}
+
 -- What each customer buys, by product category, as of the as-of date: revenue order lines only,
 -- ranked by quantity bought, then revenue, then name.
+-- Incremental: a daily run recomputes only int_customers_affected_as_of (macros/affected_customers.sql).
 
 with
 
 order_items as (
 
     select * from {{ ref('int_order_items_unioned') }}
+    {{ only_affected_customers(affected='int_customers_affected_as_of') }}
 
 ),
 

@@ -1,13 +1,16 @@
+{{
+    config(
+        materialized='view',
+    )
+}}
+
 -- The stage of each customer's relationship with us, as of the as-of date, by explicit rules on purchase
--- and interaction history (thresholds are dbt vars in dbt_project.yml). First rule that applies wins:
---   lost       nothing (order, interaction, form, sign-up) for more than relationship_lost_after_days
---   new        first seen at most relationship_new_days ago
---   eroding    a buyer whose last order is more than relationship_eroding_after_days ago, or whose
---              orders in the last relationship_decline_window_days fell below half the window before
---              (and that window had at least 2)
---   committed  at least relationship_committed_min_orders orders over at least
---              relationship_committed_min_tenure_days of tenure
---   developing everyone else
+-- and interaction history (thresholds are dbt vars in dbt_project.yml; the rules: macros/
+-- relationship_stage.sql).
+-- A view: the day counts and the stage move with the as-of date for every customer, so they are computed
+-- at read time from the dates and window counts of int_customer_activity_aggregated (incremental), which
+-- change only when the customer's events do or the as-of date moves one across a boundary
+-- (int_customers_affected_as_of).
 
 with
 
@@ -21,13 +24,11 @@ measured as (
 
     select
         customer_id,
-        as_of_date,
+        {{ as_of_date() }} as as_of_date,
         order_count,
         recent_window_order_count,
         prior_window_order_count,
-        as_of_date - cast(last_order_at at time zone 'UTC' as date) as recency_days,
-        as_of_date - cast(last_activity_at at time zone 'UTC' as date) as days_since_last_activity,
-        greatest(as_of_date - cast(first_seen_at at time zone 'UTC' as date), 0) as tenure_days
+        {{ relationship_day_counts(as_of_date()) }}
     from activity
 
 ),
@@ -40,27 +41,7 @@ final as (
         recency_days,
         days_since_last_activity,
         tenure_days,
-        case
-            when coalesce(days_since_last_activity, tenure_days) > {{ var('relationship_lost_after_days') }}
-                then 'lost'
-            when tenure_days <= {{ var('relationship_new_days') }}
-                then 'new'
-            when
-                order_count > 0
-                and (
-                    recency_days > {{ var('relationship_eroding_after_days') }}
-                    or (
-                        prior_window_order_count >= 2
-                        and recent_window_order_count * 2 < prior_window_order_count
-                    )
-                )
-                then 'eroding'
-            when
-                order_count >= {{ var('relationship_committed_min_orders') }}
-                and tenure_days >= {{ var('relationship_committed_min_tenure_days') }}
-                then 'committed'
-            else 'developing'
-        end as relationship_stage
+        {{ relationship_stage() }} as relationship_stage
     from measured
 
 )

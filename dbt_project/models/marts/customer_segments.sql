@@ -1,19 +1,32 @@
-{{
-    config(
-        tags=['post_scoring'],
-    )
-}}
+{{ affected_customers_config(affected='int_customers_affected_scored', tags=['post_scoring']) }}
 
 -- Each customer's latest scores (scoring.customer_scores, written by the Python scoring task) on or
 -- before the as-of date. Scores of a customer id that identity resolution since merged into another
 -- count for the surviving id. Customers who opted out of profiling get no segment.
 -- Works on an empty scoring table (no rows).
+-- Incremental: a daily run recomputes only int_customers_affected_scored (macros/affected_customers.sql),
+-- reading their scores and those of the ids merged into them.
 
 with
+
+-- on a daily run, the ids merged into the affected customers: their scores count for them
+merged_into_affected as (
+
+    select old_customer_id from {{ ref('stg_identity__customer_id_merges') }}
+    {{ only_affected_customers('new_customer_id', affected='int_customers_affected_scored') }}
+
+),
 
 customer_scores as (
 
     select * from {{ ref('stg_scoring__customer_scores') }}
+    {%- if follows_affected_customers() %}
+        where
+            customer_id in (
+                select affected.customer_id from {{ ref('int_customers_affected_scored') }} as affected
+            )
+            or customer_id in (select merged_into_affected.old_customer_id from merged_into_affected)
+    {%- endif %}
 
 ),
 
@@ -26,12 +39,14 @@ customer_id_merges as (
 record_clusters as (
 
     select * from {{ ref('stg_identity__record_clusters') }}
+    {{ only_affected_customers(affected='int_customers_affected_scored') }}
 
 ),
 
 consents as (
 
     select * from {{ ref('int_customer_consents_pivoted') }}
+    {{ only_affected_customers(affected='int_customers_affected_scored') }}
 
 ),
 

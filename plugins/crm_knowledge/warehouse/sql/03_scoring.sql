@@ -43,6 +43,8 @@ create table if not exists scoring.customer_scores (
     scored_at timestamptz not null default now(),
     primary key (customer_id, as_of_date)
 );
+-- The daily post-scoring models list the customers scored since the run began (int_customers_affected_scored).
+create index if not exists customer_scores_scored_at on scoring.customer_scores (scored_at);
 
 create table if not exists scoring.cluster_centroids (
     model_run_id text not null,

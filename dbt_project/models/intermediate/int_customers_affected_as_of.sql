@@ -1,0 +1,184 @@
+{{
+    config(
+        indexes=[
+            {'columns': ['customer_id'], 'unique': true},
+        ],
+    )
+}}
+
+-- The customers a daily run recomputes in the as-of models (int_customer_activity_aggregated,
+-- int_customer_categories_ranked, int_customer_consents_pivoted, int_customers_described): those of
+-- int_customers_affected (their inputs changed) plus those whose stored as-of values the move from the
+-- previous build's as-of date P (int_as_of_date, before this run rebuilds it) to this one C changes although
+-- none of their inputs did:
+--   as_of_events:  an order, order item, interaction, form, complaint (made or resolved), consent statement or
+--                  first sight dated in [end of P, end of C): it enters the known past
+--   as_of_windows: a revenue order dated in (P - w, C - w] or (P - 2w, C - 2w], w the decline window
+--                  (relationship_decline_window_days): it moves between the recent and prior windows
+--   as_of_campaigns: a campaign whose longest response window was still open at P
+-- Values computed from dates at read time (the day counts, relationship stage, age band, as_of_date of the
+-- views dim_customers, customer_360 and int_relationship_stages_assigned) need no entry.
+-- Without a previous as-of date (first build) or with C before P (a backfill) every customer is listed.
+
+with
+
+affected as (
+
+    select * from {{ ref('int_customers_affected') }}
+
+),
+
+record_clusters as (
+
+    select * from {{ ref('stg_identity__record_clusters') }}
+
+),
+
+customer_sources as (
+
+    select * from {{ ref('int_customer_sources_aggregated') }}
+
+),
+
+orders as (
+
+    select * from {{ ref('int_orders_unioned') }}
+
+),
+
+order_items as (
+
+    select * from {{ ref('int_order_items_unioned') }}
+
+),
+
+interactions as (
+
+    select * from {{ ref('int_interactions_classified') }}
+
+),
+
+form_submissions as (
+
+    select * from {{ ref('stg_forms__submissions') }}
+
+),
+
+complaints as (
+
+    select * from {{ ref('int_complaints_tracked') }}
+
+),
+
+consent_events as (
+
+    select * from {{ ref('int_consent_events_unioned') }}
+
+),
+
+campaign_assignments as (
+
+    select * from {{ ref('stg_scoring__campaign_assignments') }}
+
+),
+
+bounds as (
+
+    select
+        previous_as_of_date,
+        as_of_date,
+        cast(previous_as_of_date + 1 as timestamp) at time zone 'UTC' as previous_cutoff,
+        {{ as_of_cutoff() }} as cutoff,
+        previous_as_of_date is null or previous_as_of_date > as_of_date as is_everyone
+    from (
+        select
+            {{ previous_as_of_date() }} as previous_as_of_date,
+            {{ as_of_date() }} as as_of_date
+    ) as dates
+
+),
+
+changes as (
+
+    select
+        customer_id,
+        'affected' as change
+    from affected
+    union all
+    select
+        customer_id,
+        'everyone' as change
+    from record_clusters
+    where (select bounds.is_everyone from bounds)
+    {% for facts, column in [
+        ('orders', 'ordered_at'),
+        ('order_items', 'ordered_at'),
+        ('interactions', 'occurred_at'),
+        ('complaints', 'complained_at'),
+        ('complaints', 'resolved_at'),
+        ('consent_events', 'occurred_at'),
+        ('customer_sources', 'first_seen_at'),
+    ] -%}
+        union all
+        select
+            customer_id,
+            'as_of_events' as change
+        from {{ facts }}
+        where
+            customer_id is not null
+            and {{ column }} >= (select bounds.previous_cutoff from bounds)
+            and {{ column }} < (select bounds.cutoff from bounds)
+    {% endfor %}
+    union all
+    select
+        record_clusters.customer_id,
+        'as_of_events' as change
+    from form_submissions
+    inner join record_clusters
+        on
+            form_submissions.source_system = record_clusters.source_system
+            and form_submissions.source_record_id = record_clusters.source_record_id
+    where
+        form_submissions.submitted_at >= (select bounds.previous_cutoff from bounds)
+        and form_submissions.submitted_at < (select bounds.cutoff from bounds)
+    {% for windows in [1, 2] -%}
+        union all
+        select
+            customer_id,
+            'as_of_windows' as change
+        from orders
+        where
+            customer_id is not null
+            and is_revenue_order
+            and order_date > (
+                select bounds.previous_as_of_date - {{ windows }} * {{ var('relationship_decline_window_days') }}
+                from bounds
+            )
+            and order_date <= (
+                select bounds.as_of_date - {{ windows }} * {{ var('relationship_decline_window_days') }}
+                from bounds
+            )
+    {% endfor %}
+    union all
+    select
+        customer_id,
+        'as_of_campaigns' as change
+    from campaign_assignments
+    where
+        campaign_date >= (
+            select bounds.previous_as_of_date - {{ var('campaign_response_windows') | max }} from bounds
+        )
+
+),
+
+final as (
+
+    select
+        customer_id,
+        string_agg(distinct change, ',' order by change) as changes
+    from changes
+    group by customer_id
+
+)
+
+select * from final
