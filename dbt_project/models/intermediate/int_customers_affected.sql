@@ -9,7 +9,8 @@
 -- The customers a daily run recomputes in the customer-level models that follow them (macros/
 -- affected_customers.sql): those whose records, orders, order items, interactions, forms (consent and
 -- erasure requests arrive as forms and contacts), deliveries or identity changed since the run
--- began (var dbt_tests_since, the warehouse clock when crm_knowledge.run_mode decided the run). Each
+-- began (var dbt_tests_since, set by crm_knowledge.run_mode: the warehouse clock when the run began, or when
+-- the earliest run since the last completed one began, so a failed run's changes are not missed). Each
 -- probe is a filter on a run timestamp (no join but the forms' one to their records, no sort).
 --   identity: a record new, changed or re-attributed (resolved_at), and both ids of a merge (the retired
 --             id is listed so its rows are deleted; it has no records any more, so none are inserted)
@@ -17,8 +18,8 @@
 --   exports:  a delivery made since the previous run (communicated_at)
 --   as-of:    orders dated on the as-of day, treated customers of a campaign whose response window the
 --             as-of date still moves (what an as-of date one day later changes in the followed models)
--- Scores are not listed: no model that follows this list reads them (customer_segments and customer_360,
--- which do, are rebuilt by the scoring DAG), and after the weekly re-score they would list everyone.
+-- Scores are not listed: they are written after this list is built; the models built after scoring
+-- (customer_segments, int_customer_360_assembled) follow int_customers_affected_scored, which adds them.
 -- Without the var (the weekly full run, a hand-run build) everything counts as changed: every customer id
 -- any record, fact, delivery or merge names is listed.
 -- Erased customers need no entry: the erasure purge deletes their rows from every layer itself.
