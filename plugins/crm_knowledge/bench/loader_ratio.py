@@ -123,7 +123,8 @@ def measure_file(settings: Settings, url: str, cfg: SourceConfig, path: Path, ro
         "source": cfg.name, "file": path.name, "format": cfg.format, "rows": rows, "rounds": rounds,
         "loader_s": round(_median(loader), 3), "loader_rows_per_s": round(rows / _median(loader)),
         "loader_all_s": [round(t, 3) for t in loader],
-        "phases_s": {k: round(_median([p.get(k, 0.0) for p in phases]), 3)
+        # phases to the microsecond: a small file's COPY takes well under a millisecond
+        "phases_s": {k: round(_median([p.get(k, 0.0) for p in phases]), 6)
                      for k in dict.fromkeys(k for p in phases for k in p)},
     }
     if plain:
