@@ -13,6 +13,7 @@ from crm_knowledge.warehouse.db import (
     hold_off_schema_changes,
     lock_schema_changes,
     read_frame,
+    refresh_statistics,
     table_count,
     table_exists,
 )
@@ -60,8 +61,6 @@ def test_transaction_lock_ends_with_the_transaction(scratch_db):
 def test_catalog_writing_work_runs_alongside_itself_but_never_alongside_a_schema_change(scratch_db):
     """Loads (sequence restart) and statistics refreshes hold the schema-change lock shared: two at once are
     fine; a schema change (DDL, grants) waits for them, and they wait for (or, for statistics, skip) it."""
-    from crm_knowledge.ingest.ledger import analyze_after_load
-
     with (connect(scratch_db) as load, connect(scratch_db) as other_load,
           connect(scratch_db, autocommit=True) as ddl):
         load.execute("create table public.t (id int)")
@@ -77,11 +76,11 @@ def test_catalog_writing_work_runs_alongside_itself_but_never_alongside_a_schema
             load.rollback()
             before = load.execute("select coalesce(last_analyze, last_autoanalyze) from pg_stat_user_tables"
                                   " where relname = 't'").fetchone()[0]
-            analyze_after_load(load, "public.t")  # skipped, not waiting: statistics are best effort
+            assert refresh_statistics(load, "public.t") is False  # skipped, not waiting: best effort
             load.commit()
         assert before is None
         assert load.execute("select last_analyze from pg_stat_user_tables where relname = 't'").fetchone()[0] is None
-        analyze_after_load(load, "public.t")
+        assert refresh_statistics(load, "public.t") is True
         load.commit()
         assert load.execute("select last_analyze from pg_stat_user_tables where relname = 't'").fetchone()[0]
 

@@ -21,9 +21,9 @@ import logging
 import psycopg
 from psycopg import sql
 
-from crm_knowledge.ingest.ledger import analyze_after_load
 from crm_knowledge.ingest.registry import KIND_TARGETS
 from crm_knowledge.normalize.values import REASONS
+from crm_knowledge.warehouse.db import refresh_statistics
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ def check_batches(conn: psycopg.Connection, batch_ids: list[str]) -> dict[str, s
         ids = [b[0] for b in batches]
         # the first reader of the new batches refreshes the statistics the plans over them need (the loader
         # does not: it cost as much as a small file's COPY, once per source rather than once per table)
-        analyze_after_load(conn, table, PLANNER_COLUMNS)
+        refresh_statistics(conn, table, PLANNER_COLUMNS)
         with conn.transaction():
             conn.execute("delete from audit.field_issues where batch_id = any(%s)", (ids,))
             if columns:

@@ -21,9 +21,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import psycopg
-from psycopg import sql
 
-from crm_knowledge.warehouse.db import advisory_lock, advisory_unlock, hold_off_schema_changes
+from crm_knowledge.warehouse.db import advisory_lock, advisory_unlock
 
 log = logging.getLogger(__name__)
 
@@ -98,25 +97,6 @@ def fail_batch(conn: psycopg.Connection, source_name: str, batch_id: str, reason
     except psycopg.Error:
         log.error("%s: batch %s could not be marked failed (the warehouse is unreachable); the next load "
                   "marks it aborted", source_name, batch_id)
-
-
-def analyze_after_load(conn: psycopg.Connection, table: str, columns: list[str] | None = None) -> None:
-    """Refresh the planner's statistics of a raw table that just received rows.
-
-    Autoanalyze waits until 10% of a table has changed, which a daily batch of a large table never reaches:
-    the planner then expects ~1 row of the new batch or load window, and the quality gate's and incremental
-    staging's joins over it are planned as nested loops (rows² time). ANALYZE samples a bounded number of
-    rows, so it costs about a second even on a table of tens of millions of rows. `conn` must be in
-    autocommit mode (or the caller commits). `columns`: only those columns' statistics (and the table's
-    row count) are refreshed, which is most of the cost saved on a wide table.
-    """
-    schema, name = table.split(".")
-    cols = sql.SQL(" ({})").format(sql.SQL(", ").join(map(sql.Identifier, columns))) if columns else sql.SQL("")
-    with conn.transaction():
-        if not hold_off_schema_changes(conn, wait=False):  # statistics can wait for the next load
-            log.info("%s: a schema change is under way; statistics not refreshed this time", table)
-            return
-        conn.execute(sql.SQL("analyze {}.{}{}").format(sql.Identifier(schema), sql.Identifier(name), cols))
 
 
 class BatchStateError(ValueError):

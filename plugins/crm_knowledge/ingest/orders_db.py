@@ -32,7 +32,7 @@ from psycopg import sql
 from crm_knowledge.ingest import errors, ledger
 from crm_knowledge.ingest.registry import OrdersEntity, SourceConfig, SourceConfigError
 from crm_knowledge.settings import Settings, env_value, get_settings
-from crm_knowledge.warehouse.db import connect, table_exists
+from crm_knowledge.warehouse.db import connect, refresh_statistics, table_exists
 
 log = logging.getLogger(__name__)
 
@@ -471,5 +471,5 @@ def extract_orders_db(cfg: SourceConfig, tables: list[str] | None = None,
                 if reconciled:
                     results.append(reconciled)
                 if any(r.table == table and r.rows_loaded for r in results):
-                    ledger.analyze_after_load(wh, f"raw.orders__{table}")
+                    refresh_statistics(wh, f"raw.orders__{table}")
     return results

@@ -38,7 +38,7 @@ from crm_knowledge.quality.results import Outcome
 from crm_knowledge.quality.suites import SuiteSpec, runtime_suite, spec_for_relation, specs_for_layer
 from crm_knowledge.run_mode import CHANGED_CUSTOMERS_SQL, DBT_TESTS_SINCE_VAR, RunMode
 from crm_knowledge.settings import Settings, get_settings
-from crm_knowledge.warehouse.db import connect, hold_off_schema_changes, table_exists
+from crm_knowledge.warehouse.db import connect, refresh_statistics, table_exists
 
 log = logging.getLogger(__name__)
 
@@ -178,19 +178,10 @@ def _refresh_stale_statistics(conn: psycopg.Connection, spec: SuiteSpec, query: 
     if planned * STALE_STATS_RATIO >= row_count:
         return False
     started = time.perf_counter()
-    try:
-        with conn.transaction():
-            if not hold_off_schema_changes(conn, wait=False):
-                log.warning("%s: statistics are stale but a schema change is under way; validating with the "
-                            "stale plan", spec.relation)
-                return False
-            conn.execute(sql.SQL("set local lock_timeout = {}").format(sql.Literal(STATS_LOCK_TIMEOUT)))
-            conn.execute(sql.SQL("analyze {} ({})").format(_relation_sql(spec.relation),
-                                                          sql.Identifier(spec.batch_column or "_batch_id")))
-    except psycopg.errors.LockNotAvailable:
-        log.warning("%s: statistics are stale (planner expects %d of %d batch rows) but ANALYZE could not "
-                    "lock the table within %s; validating with the stale plan", spec.relation, planned,
-                    row_count, STATS_LOCK_TIMEOUT)
+    if not refresh_statistics(conn, spec.relation, [spec.batch_column or "_batch_id"],
+                              lock_timeout=STATS_LOCK_TIMEOUT):
+        log.warning("%s: statistics are stale (planner expects %d of %d batch rows); validating with the stale "
+                    "plan", spec.relation, planned, row_count)
         return False
     conn.commit()
     log.info("%s: stale statistics (planner expected %d of %d batch rows): analysed in %.2f s", spec.relation,

@@ -15,6 +15,7 @@ URLs come from :mod:`crm_knowledge.settings`; nothing here reads the environment
 from __future__ import annotations
 
 import io
+import logging
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +26,8 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from crm_knowledge.settings import get_settings
+
+log = logging.getLogger(__name__)
 
 #: The one advisory lock every schema change takes (DDL files, identity tables, roles, grants, ownership):
 #: DAGs starting together (the four ingests each run prepare_warehouse) otherwise race on the catalog
@@ -48,6 +51,38 @@ def hold_off_schema_changes(conn: psycopg.Connection, *, wait: bool = True) -> b
     for a step that may be skipped (statistics) when a schema change is under way.
     """
     return advisory_lock(conn, SCHEMA_CHANGE_LOCK, wait=wait, transaction=True, shared=True)
+
+
+
+def refresh_statistics(conn: psycopg.Connection, table: str, columns: list[str] | None = None, *,
+                       lock_timeout: str | None = None) -> bool:
+    """ANALYZE `table` (``schema.name``) that just received rows; True when the statistics were refreshed.
+
+    Autoanalyze waits until 10% of a table has changed, which a daily batch of a large table never reaches:
+    the planner then expects ~1 row of the new batch or load window, and the quality gate's and incremental
+    staging's joins over it are planned as nested loops (rows² time). ANALYZE samples a bounded number of
+    rows, so it costs about a second even on a table of tens of millions of rows. `columns`: only those
+    columns' statistics (and the table's row count) are refreshed, most of the cost saved on a wide table.
+
+    Best effort: skipped (False) while a schema change is under way (:func:`hold_off_schema_changes`) or,
+    with `lock_timeout` (e.g. ``"10s"``), when the table cannot be locked within it. Runs in its own
+    transaction, or a savepoint of the caller's.
+    """
+    schema, name = table.split(".")
+    cols = sql.SQL(" ({})").format(sql.SQL(", ").join(map(sql.Identifier, columns))) if columns else sql.SQL("")
+    try:
+        with conn.transaction():
+            if not hold_off_schema_changes(conn, wait=False):
+                log.info("%s: a schema change is under way; statistics not refreshed this time", table)
+                return False
+            if lock_timeout:
+                conn.execute(sql.SQL("set local lock_timeout = {}").format(sql.Literal(lock_timeout)))
+            conn.execute(sql.SQL("analyze {}.{}{}").format(sql.Identifier(schema), sql.Identifier(name), cols))
+    except psycopg.errors.LockNotAvailable:
+        log.warning("%s: ANALYZE could not lock the table within %s; statistics not refreshed", table,
+                    lock_timeout)
+        return False
+    return True
 
 
 @contextmanager
