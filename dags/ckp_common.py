@@ -51,6 +51,15 @@ DEFAULT_ARGS = {
 #: backfill of missed intervals (each run catches up on everything pending itself).
 DAG_DEFAULTS = {"start_date": START_DATE, "catchup": False, "max_active_runs": 1, "default_args": DEFAULT_ARGS}
 
+
+
+def ingest_schedule(cron: str) -> str | None:
+    """An ingestion DAG's time schedule: `cron`, or none when CKP_INGEST_SCHEDULES is off (`make run`, whose
+    rounds trigger every ingest for the day they simulate: a scheduled run of the real day crossing into a
+    round would give the warehouse today's as-of date)."""
+    return cron if _SETTINGS.ingest_schedules else None
+
+
 #: The task that decides the run's as-of date (crm_knowledge.as_of.as_of_date); every other task reads
 #: its result, including dbt through cosmos' `vars` (DBT_AS_OF_VAR), so no template needs `ds`.
 AS_OF_TASK_ID = "as_of_date"

@@ -14,6 +14,7 @@ from ckp_common import (
     DAG_DEFAULTS,
     RAW_CONTACT_INTERACTIONS,
     as_of_date_task,
+    ingest_schedule,
     load_file_source_task,
     prepare_warehouse_task,
     watcher,
@@ -22,7 +23,7 @@ from ckp_common import (
 
 @dag(
     dag_id="ingest_contact_channels",
-    schedule="@daily",
+    schedule=ingest_schedule("@daily"),
     tags=["ingestion", "contact-centre"],
     doc_md=__doc__,
     **DAG_DEFAULTS,

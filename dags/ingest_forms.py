@@ -16,6 +16,7 @@ from ckp_common import (
     DAG_DEFAULTS,
     RAW_FORM_SUBMISSIONS,
     as_of_date_task,
+    ingest_schedule,
     load_file_source_task,
     prepare_warehouse_task,
     watcher,
@@ -24,7 +25,7 @@ from ckp_common import (
 
 @dag(
     dag_id="ingest_forms",
-    schedule="@hourly",
+    schedule=ingest_schedule("@hourly"),
     tags=["ingestion", "forms"],
     doc_md=__doc__,
     **DAG_DEFAULTS,

@@ -19,6 +19,7 @@ from ckp_common import (
     DAG_DEFAULTS,
     RAW_ORDERS,
     as_of_date_task,
+    ingest_schedule,
     load_file_source_task,
     prepare_warehouse_task,
     publish,
@@ -28,7 +29,7 @@ from ckp_common import (
 
 @dag(
     dag_id="ingest_orders",
-    schedule="@hourly",
+    schedule=ingest_schedule("@hourly"),
     tags=["ingestion", "orders"],
     doc_md=__doc__,
     **DAG_DEFAULTS,

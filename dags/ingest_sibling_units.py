@@ -12,12 +12,19 @@ source's report of the day.
 from __future__ import annotations
 
 from airflow.sdk import dag, task
-from ckp_common import DAG_DEFAULTS, RAW_SIBLING_CUSTOMERS, as_of_date_task, load_file_source_task, watcher
+from ckp_common import (
+    DAG_DEFAULTS,
+    RAW_SIBLING_CUSTOMERS,
+    as_of_date_task,
+    ingest_schedule,
+    load_file_source_task,
+    watcher,
+)
 
 
 @dag(
     dag_id="ingest_sibling_units",
-    schedule="@daily",
+    schedule=ingest_schedule("@daily"),
     tags=["ingestion", "sibling-units"],
     doc_md=__doc__,
     **DAG_DEFAULTS,

@@ -59,8 +59,10 @@ def _venv_bin(name: str) -> str:
 def airflow_env(settings: Settings, *, demo: bool = True) -> dict[str, str]:
     """Environment for Airflow processes, every value derived from `settings`.
 
-    With `demo` (make run) the public demo pseudonym key is allowed and tasks are not retried (a demo
-    run reports a failure at once); both only when the environment does not say otherwise.
+    With `demo` (make run) the public demo pseudonym key is allowed, tasks are not retried (a demo run
+    reports a failure at once) and the ingestion DAGs have no time schedule (the rounds trigger them for the
+    day they simulate; an hourly run of the real day must not join a round); each only when the environment
+    does not say otherwise.
     """
     env = dict(os.environ)
     env.update({
@@ -85,6 +87,8 @@ def airflow_env(settings: Settings, *, demo: bool = True) -> dict[str, str]:
         "CKP_HOME": str(settings.home),
         "CKP_DEMO_MODE": env_value("CKP_DEMO_MODE") or ("1" if demo else "0"),
         "CKP_TASK_RETRIES": env_value("CKP_TASK_RETRIES") or ("0" if demo else str(settings.task_retries)),
+        # make run's rounds are the demo's clock: each triggers every ingest for the day it simulates
+        "CKP_INGEST_SCHEDULES": env_value("CKP_INGEST_SCHEDULES") or ("off" if demo else "on"),
         "CKP_WAREHOUSE_PORT": str(settings.warehouse_port),
         "PYTHONPATH": os.pathsep.join(filter(None, [str(PACKAGE_PARENT), env.get("PYTHONPATH")])),
         "NO_PROXY": "*",
@@ -272,9 +276,11 @@ def _due_run_taken(api, dag_id: str, info: dict) -> bool:
 def start_ingestion(api, dags: dict[str, dict], since: dt.datetime, as_of: dt.date | None = None) -> None:
     """Unpause the pipeline DAGs and have each ingestion DAG run once.
 
-    Unpausing a scheduled DAG makes the scheduler start its latest due run (as in production); an ingest DAG
-    with no run due (already unpaused, or its latest run done) is triggered by hand instead, without a
-    logical date: its as-of date is then the day it was queued (crm_knowledge.as_of.as_of_date).
+    Under `make run` the ingest DAGs have no time schedule (CKP_INGEST_SCHEDULES off, :func:`airflow_env`), so
+    each is triggered here. With schedules on, unpausing a scheduled DAG makes the scheduler start its latest
+    due run (as in production); an ingest DAG with no run due (already unpaused, or its latest run done) is
+    triggered by hand instead, without a logical date: its as-of date is then the day it was queued
+    (crm_knowledge.as_of.as_of_date).
 
     With ``as_of`` (make run's first round before its simulated day range, a past day) every ingest DAG is
     triggered with that ``as_of_date`` in the run's conf, before it is unpaused and on the logical date of

@@ -46,6 +46,10 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "CKP_ALERT_WEBHOOK_URL": ("(unset: no alerts)", "URL a failed Airflow task is reported to (Slack-style "
                               "incoming webhook, JSON with a `text` field); or the Airflow connection `ckp_alerts`"),
     "CKP_TASK_RETRIES": ("2 (0 under `make run`)", "retries of every Airflow task before it fails its DAG run"),
+    "CKP_INGEST_SCHEDULES": ("on (off under `make run`)", "off: the ingestion DAGs have no time schedule and run "
+                             "only when triggered (`make run`'s rounds are the demo's clock: a scheduled run of "
+                             "the real day would give the warehouse today's as-of date in the middle of a "
+                             "simulated day)"),
     "CKP_TASK_TIMEOUT_MINUTES": ("120", "execution_timeout of every Airflow task (a hung dbt build or load fails)"),
     "CKP_AIRFLOW_PORT": ("8080", "port of the Airflow API server / UI that `make run` and `make up` start"),
     "CKP_RUN_TIMEOUT": ("2700", "seconds `make run` waits for the pipeline's DAG runs before it fails"),
@@ -116,6 +120,8 @@ class Settings:
     pseudonym_key: str | None = field(default=None, repr=False)
     alert_webhook_url: str | None = None
     task_retries: int = 2
+    #: CKP_INGEST_SCHEDULES: False ("off") leaves the ingestion DAGs unscheduled (triggered runs only)
+    ingest_schedules: bool = True
     task_timeout_minutes: int = 120
     airflow_port: int = 8080
     run_timeout_s: float = 2700.0
@@ -323,6 +329,17 @@ def _int_env(name: str, default: int) -> int:
         raise ValueError(f"{name} must be a whole number, got {text!r}") from None
 
 
+_ON = ("1", "true", "yes", "on")
+_OFF = ("0", "false", "no", "off")
+
+
+def _on_off_env(name: str, default: bool) -> bool:
+    text = _env(name, "on" if default else "off").strip().lower()
+    if text not in _ON + _OFF:
+        raise ValueError(f"{name} must be on or off (1/0, true/false, yes/no), got {text!r}")
+    return text in _ON
+
+
 def _project_dir_env() -> Path | None:
     configured = _env("CKP_PROJECT_DIR", "")
     if not configured:
@@ -354,7 +371,7 @@ def get_settings() -> Settings:
         configured_project_dir=project_dir,
         configured_config_dir=Path(config_dir).expanduser().resolve() if config_dir else None,
         webhook_port=_int_env("CKP_WEBHOOK_PORT", 8765),
-        demo_mode=_env("CKP_DEMO_MODE", "").strip().lower() in ("1", "true", "yes", "on"),
+        demo_mode=_on_off_env("CKP_DEMO_MODE", False),
         demo_size=_int_env("CKP_DEMO_SIZE", 2000),
         demo_seed=_int_env("CKP_DEMO_SEED", 42),
         bench_port=_int_env("CKP_BENCH_PORT", 54360),
@@ -362,6 +379,7 @@ def get_settings() -> Settings:
         pseudonym_key=os.environ.get("CKP_PSEUDONYM_KEY") or None,
         alert_webhook_url=_env("CKP_ALERT_WEBHOOK_URL", "") or None,
         task_retries=_int_env("CKP_TASK_RETRIES", 2),
+        ingest_schedules=_on_off_env("CKP_INGEST_SCHEDULES", True),
         task_timeout_minutes=_int_env("CKP_TASK_TIMEOUT_MINUTES", 120),
         airflow_port=_int_env("CKP_AIRFLOW_PORT", 8080),
         run_timeout_s=float(_int_env("CKP_RUN_TIMEOUT", 2700)),

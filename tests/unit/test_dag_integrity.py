@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from airflow_dags import DAGS_DIR, dag_bag
 
-from crm_knowledge.runner import PIPELINE_DAGS
+from crm_knowledge.runner import INGEST_DAGS, PIPELINE_DAGS
 from crm_knowledge.settings import PROJECT_ROOT
 
 DAG_FILES = sorted(p for p in DAGS_DIR.glob("*.py") if p.name != "ckp_common.py")
@@ -29,6 +29,20 @@ def test_no_import_errors(dagbag):
 
 def test_pipeline_dags_present(dagbag):
     assert set(PIPELINE_DAGS) <= set(dagbag.dag_ids)
+
+
+def test_ingest_schedules_are_on_unless_the_setting_turns_them_off(dagbag, monkeypatch):
+    """A deployment's ingests run on their schedules; with CKP_INGEST_SCHEDULES off (`make run`) they have
+    none and run only when triggered (the runner's rounds)."""
+    import dataclasses
+
+    import ckp_common
+
+    assert {d: dagbag.dags[d].schedule for d in INGEST_DAGS} == {
+        "ingest_forms": "@hourly", "ingest_orders": "@hourly",
+        "ingest_sibling_units": "@daily", "ingest_contact_channels": "@daily"}
+    monkeypatch.setattr(ckp_common, "_SETTINGS", dataclasses.replace(ckp_common._SETTINGS, ingest_schedules=False))
+    assert ckp_common.ingest_schedule("@hourly") is None
 
 
 @pytest.mark.parametrize("dag_id", PIPELINE_DAGS)

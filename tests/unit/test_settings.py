@@ -119,6 +119,8 @@ def get_settings_without_project(monkeypatch) -> Settings:
 @pytest.mark.parametrize("name, value, message", [
     ("CKP_WAREHOUSE_PORT", "x", "CKP_WAREHOUSE_PORT must be a port number"),
     ("CKP_DEMO_SIZE", "lots", "CKP_DEMO_SIZE must be a whole number"),
+    ("CKP_INGEST_SCHEDULES", "sometimes", "CKP_INGEST_SCHEDULES must be on or off"),
+    ("CKP_DEMO_MODE", "maybe", "CKP_DEMO_MODE must be on or off"),
 ])
 def test_bad_values_name_the_setting(monkeypatch, name, value, message):
     monkeypatch.setenv(name, value)
