@@ -12,7 +12,9 @@ warehouse built (carried in the triggering Asset event), else the run's logical 
    and to those whose recency moved them across an RFM quintile edge; the models are refitted, and every
    customer scored, on the weekly full warehouse run, when the fit is due or on drift (`config/scoring.yml`
    `refit`; the reason in `scoring.model_runs.fit_reason`);
-2. **dbt post-scoring models**: `marts.customer_segments` and `marts.customer_360` pick the scores up;
+2. **dbt post-scoring models**: `marts.customer_segments` and `marts.customer_360` pick the scores up, for
+   the customers changed since the warehouse runs this run follows (`run_mode`, first: every customer when
+   one of them was the weekly full run);
 3. **deliver**: each destination in `config/destinations.yml` (file drop, operational database,
    webhook) receives its audience's delta, respecting consent; every delivery is in `audit.exports`;
 4. **campaign report**: treated against holdout for every measured audience (`marts.campaign_lift`),
@@ -28,6 +30,7 @@ from ckp_common import (
     DAG_DEFAULTS,
     EXPORTS_DELIVERED,
     MARTS_CUSTOMER_VIEW,
+    RUN_MODE_TASK_ID,
     SCORING_CUSTOMER_SCORES,
     as_of_date_task,
     dbt_build_stage,
@@ -52,20 +55,28 @@ POST_SCORING_SELECTOR = "post_scoring"
     **DAG_DEFAULTS,
 )
 def customer_scoring():
+    @task(task_id=RUN_MODE_TASK_ID)
+    def run_mode() -> dict:
+        """Daily or full for the post-scoring models (crm_knowledge.run_mode.post_scoring): the warehouse runs
+        this one follows, decided before scoring writes."""
+        from crm_knowledge.scoring.tasks import run_mode
+
+        return run_mode()
+
     @task(outlets=[SCORING_CUSTOMER_SCORES])
     def score_customers(as_of: str) -> dict:
         from crm_knowledge.scoring.tasks import score_customers
 
         return publish(SCORING_CUSTOMER_SCORES, as_of, score_customers(as_of))
 
-    post_scoring = dbt_build_stage("dbt_post_scoring", POST_SCORING_SELECTOR)
+    post_scoring = dbt_build_stage("dbt_post_scoring", POST_SCORING_SELECTOR, tests_since=True)
 
     @task
-    def post_scoring_quality_gate(as_of: str) -> dict:
+    def post_scoring_quality_gate(as_of: str, mode: dict) -> dict:
         """Segments and scores are checked before anything leaves the warehouse."""
         from crm_knowledge.quality.tasks import post_scoring_gate
 
-        return post_scoring_gate(as_of)
+        return post_scoring_gate(as_of, mode)
 
     @task(outlets=[EXPORTS_DELIVERED])
     def deliver_segments(as_of: str) -> list[dict]:
@@ -88,7 +99,11 @@ def customer_scoring():
         return reports(as_of)
 
     as_of = as_of_date_task()
-    (score_customers(as_of) >> post_scoring >> post_scoring_quality_gate(as_of) >> deliver_segments(as_of)
+    mode = run_mode()
+    as_of >> mode
+    scored = score_customers(as_of)
+    mode >> scored
+    (scored >> post_scoring >> post_scoring_quality_gate(as_of, mode) >> deliver_segments(as_of)
      >> campaign_report(as_of) >> build_reports(as_of))
     watcher()
 

@@ -30,7 +30,9 @@ what the failed one wrote too.
 The warehouse DAG's ``run_mode`` task decides it once (:func:`decide`), before dbt staging, and hands it on;
 identity resolution is forced full exactly when it says full; the marts gate marks the run complete
 (:func:`complete`). Scoring, a DAG of its own, reads what the
-warehouse did for the day from ``identity.resolution_runs`` (:func:`day_was_full`).
+warehouse did for the day from ``identity.resolution_runs`` (:func:`day_was_full`); its post-scoring models
+count from the completed warehouse runs no scoring run has picked up yet (:func:`post_scoring`, marked by the
+post-scoring gate with :func:`complete_post_scoring`).
 """
 
 from __future__ import annotations
@@ -149,6 +151,42 @@ def complete(mode: RunMode, url: str | None = None) -> None:
     with connect(url) as conn:
         conn.execute("update audit.warehouse_runs set completed_at = now() where started_at = %s",
                      (mode.started,))
+
+
+def post_scoring(url: str) -> RunMode:
+    """The mode of a scoring run's post-scoring models (customer_segments, int_customer_360_assembled), which
+    a scoring run builds after the warehouse run(s) it follows. They count changes from the `since` of the
+    earliest completed warehouse run no post-scoring build has picked up yet (a scoring run that failed left
+    its warehouse run's changes for the next one), and recompute everyone when one of those runs was full or
+    none was ever picked up (a new or upgraded warehouse). With no such run (scoring triggered by hand) they
+    count from now: the scores this run writes, and the as-of day's moves. ``started``: the latest of those
+    warehouse runs, marked picked up by :func:`complete_post_scoring`."""
+    with connect(url) as conn:
+        now = warehouse_now(conn)
+        pending = conn.execute(
+            """select mode, changes_since, started_at from audit.warehouse_runs
+                where completed_at is not null and post_scoring_at is null
+                  and started_at > coalesce((select max(started_at) from audit.warehouse_runs
+                                              where post_scoring_at is not null), '-infinity')
+                order by started_at""").fetchall()
+        picked_up_before = conn.execute(
+            "select exists (select 1 from audit.warehouse_runs where post_scoring_at is not null)").fetchone()[0]
+    if not pending:
+        return RunMode(INCREMENTAL, now, None)
+    latest = pending[-1][2].isoformat()
+    if not picked_up_before or any(mode == FULL for mode, _, _ in pending):
+        return RunMode(FULL, None, latest)
+    return RunMode(INCREMENTAL, min(since for _, since, _ in pending).isoformat(), latest)
+
+
+def complete_post_scoring(mode: RunMode, url: str | None = None) -> None:
+    """Mark the completed warehouse runs up to ``mode.started`` picked up by the post-scoring models (the
+    post-scoring quality gate passed). Nothing when the build followed no warehouse run."""
+    if mode.started is None:
+        return
+    with connect(url) as conn:
+        conn.execute("update audit.warehouse_runs set post_scoring_at = now() where completed_at is not null"
+                     " and post_scoring_at is null and started_at <= %s", (mode.started,))
 
 
 def day_was_full(conn: psycopg.Connection, day: dt.date) -> bool:

@@ -106,6 +106,8 @@ def test_dbt_runs_as_one_task_per_stage(dagbag):
     assert "watcher" in wh.get_task("dbt_marts").downstream_task_ids
     scoring = dagbag.dags["customer_scoring"]
     assert scoring.get_task("dbt_post_scoring").upstream_task_ids == {"score_customers"}
+    # decided before scoring writes; dbt (its dbt_tests_since) and the gate (which marks it) read it
+    assert downstream(scoring, "run_mode") >= {"score_customers", "post_scoring_quality_gate"}
     assert downstream(scoring, "dbt_post_scoring") == {"post_scoring_quality_gate"}
 
 
@@ -196,10 +198,9 @@ def test_no_template_assumes_a_logical_date(dagbag, dag_id):
             for name in ("ds", "ds_nodash", "logical_date", "data_interval_start", "ts"):
                 assert f"{{{{ {name}" not in text and f"{{{{{name}" not in text, f"{t.task_id}.{field}: {text}"
         if type(t).__module__.startswith("cosmos"):
-            # the warehouse DAG's dbt tests read the daily run's new rows: the run_mode task's result
-            expected = ({"as_of_date": DBT_AS_OF_VAR, "dbt_tests_since": DBT_TESTS_SINCE_VAR}
-                        if dag_id == "customer_warehouse" else {"as_of_date": DBT_AS_OF_VAR})
-            assert t.vars == expected, t.task_id
+            # the dbt tests and customer models of both DAGs read the daily run's changes: the run_mode
+            # task's result
+            assert t.vars == {"as_of_date": DBT_AS_OF_VAR, "dbt_tests_since": DBT_TESTS_SINCE_VAR}, t.task_id
 
 
 def test_every_published_asset_carries_the_as_of_date():

@@ -10,7 +10,7 @@ from typing import Any
 
 from crm_knowledge.as_of import run_key
 from crm_knowledge.quality import pipeline
-from crm_knowledge.run_mode import RunMode, complete
+from crm_knowledge.run_mode import RunMode, complete, complete_post_scoring
 
 
 def raw_gate(as_of: str) -> dict[str, Any]:
@@ -32,9 +32,12 @@ def marts_gate(as_of: str, mode: dict[str, Any] | None = None) -> dict[str, Any]
     return result
 
 
-def post_scoring_gate(as_of: str) -> dict[str, Any]:
-    """Segments and scores, checked before anything leaves the warehouse."""
-    return pipeline.check_post_scoring(pipeline_run_id=run_key(as_of))
+def post_scoring_gate(as_of: str, mode: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Segments and scores, checked before anything leaves the warehouse. `mode`: the scoring run's
+    ``run_mode`` result; when the checks pass, the warehouse runs it followed are marked picked up."""
+    result = pipeline.check_post_scoring(pipeline_run_id=run_key(as_of))
+    complete_post_scoring(RunMode.from_value(mode))  # reached only when no critical failure raised
+    return result
 
 
 def reports(as_of: str) -> dict[str, Any]:

@@ -102,3 +102,7 @@ create table if not exists audit.warehouse_runs (
     changes_since timestamptz,  -- null on a full run: everything counts as changed
     completed_at  timestamptz
 );
+-- when a scoring run's post-scoring models (customer_segments, the 360) had picked up this completed run's
+-- changes (its post-scoring quality gate passed); the next scoring run counts from the earliest run not yet
+-- picked up
+alter table audit.warehouse_runs add column if not exists post_scoring_at timestamptz;
