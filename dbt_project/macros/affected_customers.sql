@@ -8,20 +8,32 @@
     * a daily run (var `dbt_tests_since` set: the warehouse clock when the run started,
       crm_knowledge.run_mode) on an existing table: the rows of the affected customers are deleted (retired
       and erased ids included: they get no new rows) and only those customers are recomputed;
-    * the weekly full run (`--full-refresh`) or the first build: the table is rebuilt from scratch;
+    * the weekly full run (`--full-refresh`) or the first build: the table is rebuilt from scratch (a model
+      views read from: every row deleted and every customer recomputed in place, see `read_through_views`);
     * an incremental build without the var (a hand-run `dbt build`): every row is deleted and every customer
       recomputed, so a run that does not know since when things changed is never partial.
 -#}
 {#- The config() of a model that follows a list of affected customers (`affected`: int_customers_affected, or
     the as-of / scored lists the as-of models follow), with its own `indexes` (none: no index) and `tags`: incremental
     with the append strategy, the pre-hook that deletes the listed customers' rows, and the depends_on line
-    that makes the list (which the pre-hook and only_affected_customers read) built first. -#}
-{% macro affected_customers_config(indexes=none, affected='int_customers_affected', tags=none) -%}
+    that makes the list (which the pre-hook and only_affected_customers read) built first.
+
+    `read_through_views`: a view BI tools read (dim_customers, the relationship stages) selects from the model.
+    `--full-refresh` would build a new table, swap it in and drop the old one with cascade, and the views with
+    it, until dbt rebuilt them: BI queries in that gap fail. Such a model is never fully refreshed
+    (full_refresh: false): the weekly run, which has no `dbt_tests_since`, deletes every row and recomputes
+    every customer in the one transaction, so readers see the old rows until it commits; columns a new version
+    adds are appended. -#}
+{% macro affected_customers_config(indexes=none, affected='int_customers_affected', tags=none,
+                                   read_through_views=false) -%}
     {%- set model_config = {
         'materialized': 'incremental',
         'incremental_strategy': 'append',
         'pre_hook': "{{ delete_affected_customers('" ~ affected ~ "') }}",
     } -%}
+    {%- if read_through_views -%}
+        {%- do model_config.update({'full_refresh': false, 'on_schema_change': 'append_new_columns'}) -%}
+    {%- endif -%}
     {%- if indexes is not none -%}
         {%- do model_config.update({'indexes': indexes}) -%}
     {%- endif -%}

@@ -3,6 +3,7 @@
         indexes=[{'columns': ['customer_id'], 'unique': true}],
         affected='int_customers_affected_scored',
         tags=['post_scoring'],
+        read_through_views=true,
     )
 }}
 

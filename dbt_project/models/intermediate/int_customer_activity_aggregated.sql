@@ -2,6 +2,7 @@
     affected_customers_config(
         indexes=[{'columns': ['customer_id'], 'unique': true}],
         affected='int_customers_affected_as_of',
+        read_through_views=true,
     )
 }}
 
