@@ -8,8 +8,6 @@ the Airflow UI's asset graph reads like the warehouse lineage.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pendulum
 from airflow.sdk import Asset, XComArg, task
 
@@ -179,7 +177,9 @@ RAW_ASSETS = [RAW_FORM_SUBMISSIONS, RAW_SIBLING_CUSTOMERS, RAW_CONTACT_INTERACTI
 # Parsing a DAG never runs dbt or touches the warehouse. dbt's profile comes from the Airflow connection
 # `warehouse` (AIRFLOW_CONN_WAREHOUSE), which deployments derive from WAREHOUSE_URL
 # (crm_knowledge.warehouse.cosmos_profile: a password is optional, libpq parameters are kept).
-DBT_PROJECT_DIR = Path(__file__).resolve().parents[1] / "dbt_project"
+# The project is found through settings (CKP_PROJECT_DIR, else the checkout the package was loaded from), as every
+# other part of the pipeline finds it, so DAGs over an installed package use the configured project.
+DBT_PROJECT_DIR = _SETTINGS.dbt_project_dir
 DBT_MANIFEST = DBT_PROJECT_DIR / "target" / "manifest.json"
 
 

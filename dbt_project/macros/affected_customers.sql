@@ -79,3 +79,14 @@
         )
     {%- endif %}
 {%- endmacro %}
+
+{#- The body of a list's `final` CTE (int_customers_affected, _as_of, _scored): one row per customer id the
+    `changes` CTE (customer_id, change) names, with why it is listed (`changes`: its distinct reasons, sorted,
+    comma-separated). -#}
+{% macro customers_with_changes(changes='changes') -%}
+    select
+        customer_id,
+        string_agg(distinct change, ',' order by change) as changes
+    from {{ changes }}
+    group by customer_id
+{%- endmacro %}

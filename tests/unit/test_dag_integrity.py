@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import os
 import re
 import subprocess
 import sys
@@ -246,6 +247,18 @@ def test_the_warehouse_waits_for_every_ingest(dagbag):
 def test_scoring_takes_an_as_of_date_param(dagbag):
     params = dagbag.dags["customer_scoring"].params
     assert "as_of_date" in params and params["as_of_date"] is None
+
+
+def test_dag_dbt_tasks_build_the_project_settings_name(tmp_path):
+    """The DAGs' dbt project is the configured one (CKP_PROJECT_DIR through settings), not the folder beside the
+    DAG files: a deployment of the installed package points all of the pipeline at one project."""
+    (tmp_path / "dbt_project").mkdir()
+    (tmp_path / "dbt_project" / "dbt_project.yml").write_text("name: configured\n", encoding="utf-8")
+    env = {**os.environ, "CKP_PROJECT_DIR": str(tmp_path),
+           "PYTHONPATH": os.pathsep.join([str(DAGS_DIR), str(PROJECT_ROOT / "plugins")])}
+    shown = subprocess.run([sys.executable, "-c", "import ckp_common; print(ckp_common.DBT_PROJECT_DIR)"],
+                           env=env, capture_output=True, text=True, timeout=120, check=True)
+    assert shown.stdout.strip().splitlines()[-1] == str(tmp_path.resolve() / "dbt_project")
 
 
 def test_marts_are_fully_refreshed_after_a_full_identity_resolution(dagbag):

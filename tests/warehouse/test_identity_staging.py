@@ -18,20 +18,15 @@ from crm_knowledge.identity import store
 from crm_knowledge.identity.config import load_config
 from crm_knowledge.identity.prepare import KEY
 from crm_knowledge.identity.staging import copy_parquet, stage_candidates, stage_previous
+from crm_knowledge.identity.synthetic import CANDIDATES_DDL
 
 pytestmark = pytest.mark.warehouse
 
 N = 1_234
 CHUNK = 100
 
-DDL = """
-create schema if not exists intermediate;
-create table intermediate.int_identity_candidates (
-    source_system text, source_record_id text, first_name_norm text, last_name_norm text, full_name_norm text,
-    email_norm text, phone_e164 text, national_id_valid text, birth_date date, postcode text, city_norm text,
-    street_norm text, house_number text, address_line2_norm text, customer_ref text, seen_at timestamptz,
-    staged_at timestamptz
-);
+#: the candidates table as identity-only runs create it (identity/synthetic.py), and the declared identifiers
+DDL = CANDIDATES_DDL + """
 create table intermediate.int_identity_identifiers (
     source_system text, source_record_id text, identifier_kind text, identifier_value text
 );

@@ -184,6 +184,10 @@ def test_wrong_config_names_file_and_key(tmp_path):
                    "primary_key: source_record_id\ncolumns:\n  ID: source_record_id\n")
     with pytest.raises(SourceConfigError, match=r"bad.yml: key 'schedule': is not a source setting"):
         parse_source(bad)
+    # read as every config file is (crm_knowledge.config_reader.load_yaml_file)
+    bad.write_text("name: [x\n")
+    with pytest.raises(SourceConfigError, match=r"bad.yml: not valid YAML"):
+        parse_source(bad)
 
 
 def test_jsonl_keys_met_late_are_mapped_and_reported(wh, local, monkeypatch):

@@ -31,6 +31,7 @@ from crm_knowledge.normalize import (
 )
 from crm_knowledge.normalize import values as twins
 from crm_knowledge.normalize.dates import jalali_to_gregorian
+from crm_knowledge.normalize.persian import NUMBER_SEPARATOR_CHARS
 from crm_knowledge.warehouse.bootstrap import SQL_DIR
 
 pytestmark = pytest.mark.warehouse
@@ -55,6 +56,8 @@ TWINS: dict[str, Callable[[str | None], object]] = {
 }
 #: SQL functions of several arguments, tested below with their own cases.
 MULTI_ARG = {"util.parse_date", "util.jalali_to_gregorian", "util.gregorian_date"}
+#: SQL functions of no argument -> the Python constant they stand for.
+CONSTANTS = {"util.number_separator_chars": NUMBER_SEPARATOR_CHARS}
 
 #: Values as sources send them: numbers with Persian digits and separators, yes/no words, timestamps and
 #: dates in several calendars and formats, impossible dates (19505309, 1403/12/30 in a common year).
@@ -241,11 +244,16 @@ def test_sql_functions_known_values(util_conn: psycopg.Connection, expression: s
     assert util_conn.execute(f"select {expression}").fetchone()[0] == expected
 
 
+@pytest.mark.parametrize("function", sorted(CONSTANTS))
+def test_sql_constants_are_their_python_twins(util_conn: psycopg.Connection, function: str) -> None:
+    assert util_conn.execute(f"select {function}()").fetchone()[0] == CONSTANTS[function]
+
+
 def test_sql_functions_are_immutable_and_parallel_safe(util_conn: psycopg.Connection) -> None:
     """dbt may index or parallel-scan on these; a volatile one would silently lose both."""
     rows = util_conn.execute(
         "select p.proname, p.provolatile, p.proparallel from pg_proc p "
         "join pg_namespace n on n.oid = p.pronamespace where n.nspname = 'util'"
     ).fetchall()
-    assert {f"util.{name}" for name, _, _ in rows} == set(TWINS) | MULTI_ARG
+    assert {f"util.{name}" for name, _, _ in rows} == set(TWINS) | MULTI_ARG | set(CONSTANTS)
     assert all(vol == "i" and par == "s" for _, vol, par in rows), rows

@@ -40,9 +40,7 @@ form_complaints as (
         form_submissions.submitted_at as complained_at
     from form_submissions
     inner join record_clusters
-        on
-            form_submissions.source_system = record_clusters.source_system
-            and form_submissions.source_record_id = record_clusters.source_record_id
+        on {{ same_source_record('form_submissions', 'record_clusters') }}
     where form_submissions.form_type = 'complaint'
 
 ),

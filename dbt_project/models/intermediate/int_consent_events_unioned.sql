@@ -116,9 +116,7 @@ final as (
         unioned.source_record_id
     from unioned
     inner join record_clusters
-        on
-            unioned.source_system = record_clusters.source_system
-            and unioned.source_record_id = record_clusters.source_record_id
+        on {{ same_source_record('unioned', 'record_clusters') }}
 
 )
 

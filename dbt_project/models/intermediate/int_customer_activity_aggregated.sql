@@ -134,9 +134,7 @@ customer_forms as (
         max(form_submissions.submitted_at) as last_form_submitted_at
     from form_submissions
     inner join record_clusters
-        on
-            form_submissions.source_system = record_clusters.source_system
-            and form_submissions.source_record_id = record_clusters.source_record_id
+        on {{ same_source_record('form_submissions', 'record_clusters') }}
     where form_submissions.submitted_at < {{ as_of_cutoff() }}
     group by record_clusters.customer_id
 

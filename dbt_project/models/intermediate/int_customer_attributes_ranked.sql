@@ -42,9 +42,7 @@ attribute_values as (
         attributes.attribute_value
     from customer_records
     inner join record_clusters
-        on
-            customer_records.source_system = record_clusters.source_system
-            and customer_records.source_record_id = record_clusters.source_record_id
+        on {{ same_source_record('customer_records', 'record_clusters') }}
     cross join
         lateral (
             values

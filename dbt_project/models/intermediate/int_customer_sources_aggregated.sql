@@ -35,9 +35,7 @@ final as (
         count(*) as source_record_count
     from record_clusters
     left join customer_records
-        on
-            record_clusters.source_system = customer_records.source_system
-            and record_clusters.source_record_id = customer_records.source_record_id
+        on {{ same_source_record('record_clusters', 'customer_records') }}
     group by record_clusters.customer_id
 
 )

@@ -123,9 +123,7 @@ changes as (
         'forms' as change
     from form_submissions
     inner join record_clusters
-        on
-            form_submissions.source_system = record_clusters.source_system
-            and form_submissions.source_record_id = record_clusters.source_record_id
+        on {{ same_source_record('form_submissions', 'record_clusters') }}
     where form_submissions.staged_at >= {{ changed_since_timestamp() }}
     union all
     select
@@ -153,17 +151,22 @@ changes as (
 
 ),
 
+listed as (
+
+    {{ customers_with_changes() }}
+
+),
+
 final as (
 
     select
-        changes.customer_id,
-        string_agg(distinct changes.change, ',' order by changes.change) as changes,
+        listed.customer_id,
+        listed.changes,
         not exists (
             select 1 from record_clusters
-            where record_clusters.customer_id = changes.customer_id
+            where record_clusters.customer_id = listed.customer_id
         ) as is_retired
-    from changes
-    group by changes.customer_id
+    from listed
 
 )
 

@@ -135,9 +135,7 @@ changes as (
         'as_of_events' as change
     from form_submissions
     inner join record_clusters
-        on
-            form_submissions.source_system = record_clusters.source_system
-            and form_submissions.source_record_id = record_clusters.source_record_id
+        on {{ same_source_record('form_submissions', 'record_clusters') }}
     where
         form_submissions.submitted_at >= (select bounds.previous_cutoff from bounds)
         and form_submissions.submitted_at < (select bounds.cutoff from bounds)
@@ -173,11 +171,7 @@ changes as (
 
 final as (
 
-    select
-        customer_id,
-        string_agg(distinct change, ',' order by change) as changes
-    from changes
-    group by customer_id
+    {{ customers_with_changes() }}
 
 )
 

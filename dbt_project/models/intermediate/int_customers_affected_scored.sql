@@ -106,11 +106,7 @@ changes as (
 
 final as (
 
-    select
-        customer_id,
-        string_agg(distinct change, ',' order by change) as changes
-    from changes
-    group by customer_id
+    {{ customers_with_changes() }}
 
 )
 

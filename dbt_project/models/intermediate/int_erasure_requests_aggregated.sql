@@ -24,9 +24,7 @@ final as (
         count(*) as erasure_request_count
     from form_submissions
     inner join record_clusters
-        on
-            form_submissions.source_system = record_clusters.source_system
-            and form_submissions.source_record_id = record_clusters.source_record_id
+        on {{ same_source_record('form_submissions', 'record_clusters') }}
     where form_submissions.form_type = 'erasure_request'
     group by record_clusters.customer_id
 

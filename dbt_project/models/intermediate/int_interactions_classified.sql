@@ -42,9 +42,7 @@ final as (
         record_clusters.resolved_at as customer_resolved_at
     from interactions
     left join record_clusters
-        on
-            interactions.source_system = record_clusters.source_system
-            and interactions.source_record_id = record_clusters.source_record_id
+        on {{ same_source_record('interactions', 'record_clusters') }}
     left join topic_kinds
         on interactions.topic = lower(btrim(topic_kinds.topic))
 

@@ -84,9 +84,7 @@ resolved_forms as (
         form_submissions.submitted_at
     from form_submissions
     inner join record_clusters
-        on
-            form_submissions.source_system = record_clusters.source_system
-            and form_submissions.source_record_id = record_clusters.source_record_id
+        on {{ same_source_record('form_submissions', 'record_clusters') }}
 
 ),
 

@@ -25,14 +25,7 @@ final as (
         customer_id,
 
         -- golden record (coarse, non-identifying)
-        gender,
-        birth_year,
-        {{ age_band('birth_date', as_of_date()) }} as age_band,
-        city,
-        city_name_en,
-        province,
-        province_name_en,
-        business_type,
+        {{ coarse_golden_record_columns() }},
 
         -- how we know the customer
         source_systems,
@@ -49,13 +42,7 @@ final as (
         forgotten_at,
 
         -- behaviour
-        order_count,
-        total_revenue,
-        avg_order_value,
-        first_order_at,
-        last_order_at,
-        preferred_channel,
-        top_product_categories,
+        {{ order_history_columns() }},
         interaction_count,
         last_interaction_at,
 

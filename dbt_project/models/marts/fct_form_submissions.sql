@@ -40,9 +40,7 @@ joined as (
         record_clusters.resolved_at as customer_resolved_at
     from form_submissions
     left join record_clusters
-        on
-            form_submissions.source_system = record_clusters.source_system
-            and form_submissions.source_record_id = record_clusters.source_record_id
+        on {{ same_source_record('form_submissions', 'record_clusters') }}
 
 ),
 

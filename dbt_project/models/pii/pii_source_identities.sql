@@ -52,9 +52,7 @@ final as (
         customer_records.last_seen_at as seen_at
     from customer_records
     inner join record_clusters
-        on
-            customer_records.source_system = record_clusters.source_system
-            and customer_records.source_record_id = record_clusters.source_record_id
+        on {{ same_source_record('customer_records', 'record_clusters') }}
     left join erasure_requests
         on record_clusters.customer_id = erasure_requests.customer_id
     where erasure_requests.customer_id is null

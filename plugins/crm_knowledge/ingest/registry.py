@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
+from crm_knowledge.config_reader import ConfigError, load_yaml_file
 
 CANONICAL_FIELDS = (
     "source_record_id", "first_name", "last_name", "full_name", "email", "phone", "national_id",
@@ -64,7 +64,7 @@ _KNOWN_KEYS = {
 DEFAULT_FIELD_ISSUE_THRESHOLD = 0.05
 
 
-class SourceConfigError(ValueError):
+class SourceConfigError(ConfigError):
     """A source configuration file is wrong; the message names the file and the key."""
 
 
@@ -215,10 +215,7 @@ def _fail(path: Path, key: str, message: str) -> SourceConfigError:
 
 def parse_source(path: Path, identifier_kinds: frozenset[str] = frozenset()) -> SourceConfig:
     """One source file, validated; `identifier_kinds`: the kinds declared in config/identity.yml."""
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise SourceConfigError(f"{path}: not valid YAML: {exc}") from exc
+    raw = load_yaml_file(path, SourceConfigError, "source config")
     if not isinstance(raw, dict):
         raise SourceConfigError(f"{path}: expected a mapping of settings at the top level")
 

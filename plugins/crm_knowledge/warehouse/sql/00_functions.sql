@@ -92,6 +92,15 @@ as $$
     ) unprefixed
 $$;
 
+-- What people type or paste between the digits of a phone number or an ID: whitespace, zero-width and bidi
+-- marks, soft hyphen. The body of a regex character class, so each kind of number adds its own punctuation
+-- (Python: normalize.persian.NUMBER_SEPARATOR_CHARS).
+create or replace function util.number_separator_chars() returns text
+language sql immutable parallel safe
+as $$
+    select ' \t\n\r\f\v\u0085\u1680\u2028\u2029\u00ad\u061c\u200b-\u200f\u202a-\u202e\u2060\u2066-\u2069\ufeff'
+$$;
+
 -- Phone number to E.164 with Iranian defaults (Python: normalize_phone(s, 'IR')).
 --   +98 / 0098 / 98 (12 digits) / 0 prefixes are stripped to the 10-digit national number, which
 --   must be a mobile (9xxxxxxxxx) or a landline (area code 1x..8x + 8 digits);
@@ -108,7 +117,7 @@ begin
         return null;
     end if;
     t := regexp_replace(util.ascii_digits(normalize(s, NFKC)),
-        '[ \t\n\r\f\v\u0085\u1680\u2028\u2029\u00ad\u061c\u200b-\u200f\u202a-\u202e\u2060\u2066-\u2069\ufeff()./-]',
+        '[' || util.number_separator_chars() || '()./-]',
         '', 'g');
     if t !~ '^\+?[0-9]+$' then
         return null;
@@ -148,7 +157,7 @@ begin
         return null;
     end if;
     t := regexp_replace(util.ascii_digits(normalize(s, NFKC)),
-        '[ \t\n\r\f\v\u0085\u1680\u2028\u2029\u00ad\u061c\u200b-\u200f\u202a-\u202e\u2060\u2066-\u2069\ufeff-]',
+        '[' || util.number_separator_chars() || '-]',
         '', 'g');
     t := regexp_replace(t, '\.0+$', '');
     if t !~ '^[0-9]{8,10}$' then

@@ -149,26 +149,24 @@ create index if not exists load_rejects_batch on raw.load_rejects (batch_id);
 -- about a third of a COPY's time, and staging no longer looks raw up by key (it compares a new version with
 -- the staged row by load time; only the keys of a batch the gate holds now are recomputed from all of raw).
 -- The orders database's tables keep theirs (their versions are ordered by updated_at, not by load).
-drop index if exists raw.form_submissions_loaded;
-drop index if exists raw.form_submissions_batch;
-create index if not exists form_submissions_loaded_brin on raw.form_submissions using brin (_loaded_at);
-create index if not exists form_submissions_batch_brin on raw.form_submissions using brin (_batch_id);
-drop index if exists raw.form_submissions_key;
-drop index if exists raw.contact_interactions_loaded;
-drop index if exists raw.contact_interactions_batch;
-create index if not exists contact_interactions_loaded_brin on raw.contact_interactions using brin (_loaded_at);
-create index if not exists contact_interactions_batch_brin on raw.contact_interactions using brin (_batch_id);
-drop index if exists raw.contact_interactions_key;
-drop index if exists raw.sibling_customers_loaded;
-drop index if exists raw.sibling_customers_batch;
-create index if not exists sibling_customers_loaded_brin on raw.sibling_customers using brin (_loaded_at);
-create index if not exists sibling_customers_batch_brin on raw.sibling_customers using brin (_batch_id);
-drop index if exists raw.sibling_customers_key;
-drop index if exists raw.order_exports_loaded;
-drop index if exists raw.order_exports_batch;
-create index if not exists order_exports_loaded_brin on raw.order_exports using brin (_loaded_at);
-create index if not exists order_exports_batch_brin on raw.order_exports using brin (_batch_id);
-drop index if exists raw.order_exports_key;
+-- Each file table: its BRIN indexes <table>_loaded_brin and <table>_batch_brin, and the b-trees of earlier
+-- releases (<table>_loaded, <table>_batch, <table>_key) dropped.
+do $$
+declare
+    file_table text;
+begin
+    foreach file_table in array array['form_submissions', 'contact_interactions', 'sibling_customers',
+                                      'order_exports'] loop
+        execute format('drop index if exists raw.%I', file_table || '_loaded');
+        execute format('drop index if exists raw.%I', file_table || '_batch');
+        execute format('create index if not exists %I on raw.%I using brin (_loaded_at)',
+                       file_table || '_loaded_brin', file_table);
+        execute format('create index if not exists %I on raw.%I using brin (_batch_id)',
+                       file_table || '_batch_brin', file_table);
+        execute format('drop index if exists raw.%I', file_table || '_key');
+    end loop;
+end
+$$;
 create index if not exists orders__customers_loaded on raw.orders__customers (_loaded_at);
 create index if not exists orders__customers_batch on raw.orders__customers (_batch_id);
 create index if not exists orders__products_loaded on raw.orders__products (_loaded_at);
