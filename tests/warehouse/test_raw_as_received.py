@@ -92,7 +92,8 @@ def test_typed_raw_tables_from_before_become_text(scratch_db):
             ("1500.50", Decimal("1500.50"))
 
 
-CONTACTS_HEADER = "interaction_id,channel,occurred_at,customer_name,email,phone,customer_ref,topic,outcome,notes,agent_id\n"
+CONTACTS_HEADER = ("interaction_id,channel,occurred_at,customer_name,email,phone,customer_ref,topic,outcome,notes,"
+                   "agent_id\n")
 
 
 def test_straight_copies_in_one_session_number_each_file_from_one(wh, local):
