@@ -90,3 +90,31 @@ def test_typed_raw_tables_from_before_become_text(scratch_db):
         assert row[1:] == (dt.datetime(2026, 3, 1, 6, 30, tzinfo=dt.UTC), 4, True, dt.date(1990, 2, 3))
         assert conn.execute("select amount, util.parse_decimal(amount) from raw.order_exports").fetchone() == \
             ("1500.50", Decimal("1500.50"))
+
+
+CONTACTS_HEADER = ("interaction_id,channel,occurred_at,customer_name,email,phone,customer_ref,topic,outcome,notes,"
+                   "agent_id\n")
+
+
+def test_straight_copies_in_one_session_number_each_file_from_one(wh, local):
+    """Files COPY loads straight into their raw table (every column mapped), one after another on one connection:
+    the row sequence hands its numbers out from a session cache, yet each file's rows are 1, 2, 3, ... and a
+    row COPY leaves out (no key) is still counted and rejected (the Python readers load that file)."""
+    cfg = {s.name: s for s in load_registry()}["contacts"]
+    wh.execute("truncate raw.contact_interactions, raw.load_rejects, audit.load_batches, audit.batch_conventions")
+    results = []
+    for name, lines in (("a.csv", 3), ("b.csv", 2), ("c.csv", 3)):
+        body = "".join(f"I{name[0]}{i},phone,2026-11-20T10:00:00+03:30,,,,,,,,\n" for i in range(1, lines + 1))
+        if name == "c.csv":
+            body = body.replace("Ic2,", ",", 1)  # row 2 without its key
+        path = local.landing_dir / "contacts" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(CONTACTS_HEADER + body, encoding="utf-8")
+        results.append(load_file(wh, cfg, path, local))
+    assert [(r.rows_read, r.rows_loaded, r.rows_rejected) for r in results] == [(3, 3, 0), (2, 2, 0), (3, 2, 1)]
+    for result, expected in zip(results, ([1, 2, 3], [1, 2], [1, 3]), strict=True):
+        numbers = [n for (n,) in wh.execute("select _row_number from raw.contact_interactions where _batch_id = %s "
+                                            "order by 1", (result.batch_id,)).fetchall()]
+        assert numbers == expected
+    assert wh.execute("select row_number from raw.load_rejects where batch_id = %s",
+                      (results[2].batch_id,)).fetchall() == [(2,)]

@@ -507,9 +507,9 @@ def _copy_csv(conn: psycopg.Connection, cfg: SourceConfig, path: Path, header: l
             loaded = copy_file_in(conn, sql.SQL("copy {} ({}) from stdin {} where nullif(btrim({}), '') is not null")
                                   .format(table, sql.SQL(", ").join(map(sql.Identifier, targets)),
                                           copy_options(cfg), key), stream)
-            last, called = conn.execute(sql.SQL("select last_value, is_called from {}").format(
-                _row_sequence(cfg))).fetchone()
-        read = last if called else 0
+            # the rows COPY read (kept or left out): the numbers handed out since the restart (the sequence's
+            # cached numbers are this session's alone until the commit; see 01_raw.sql)
+            read = conn.execute(sql.SQL("select nextval({}) - 1").format(_row_sequence_name(cfg))).fetchone()[0]
         if read != loaded:
             raise _NotForCopy(f"{read - loaded} row(s) without a primary key or of blanks only")
         return ledger.BatchCounts(rows_read=read, rows_loaded=loaded), list(header)
