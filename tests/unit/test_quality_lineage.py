@@ -68,6 +68,23 @@ def test_every_configured_source_kind_has_a_lineage():
 
 
 def test_destinations_come_from_config():
-    names = {d["name"] for d in lineage.destinations()}
+    names = {d.name for d in lineage.destinations()}
     config = yaml.safe_load((PROJECT_ROOT / "config" / "destinations.yml").read_text())
     assert names == {d["name"] for d in config["destinations"]}
+
+
+def test_no_destinations_file_means_no_destination(tmp_path):
+    assert lineage.destinations(dataclasses.replace(get_settings(), configured_config_dir=tmp_path)) == ()
+
+
+def test_the_report_renders_the_lineage_with_an_invalid_destinations_config(tmp_path, caplog):
+    """The report runs after failed runs too: a destinations config the exports reject is logged, not fatal."""
+    from crm_knowledge.quality.report import _lineage_section
+
+    (tmp_path / "destinations.yml").write_text("destinations:\n  - name: crm\n    kind: carrier_pigeon\n")
+    settings = dataclasses.replace(get_settings(), configured_config_dir=tmp_path)
+    export = {"destination": "crm", "kind": "file", "export_id": "x1", "as_of_date": "2026-03-01",
+              "status": "succeeded", "rows_added": 3, "rows_changed": 0, "rows_removed": 0}
+    html = _lineage_section({"batches": [], "exports": [export], "exports_in_run": True}, settings)
+    assert "destinations config is invalid" in html and "<code>x1</code>" in html
+    assert "destinations config not shown" in caplog.text

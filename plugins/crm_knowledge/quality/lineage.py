@@ -15,6 +15,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from crm_knowledge.export.config import DestinationConfig, load_destinations
 from crm_knowledge.privacy.file_modes import private_dir
 from crm_knowledge.settings import Settings, get_settings
 
@@ -95,19 +96,16 @@ def lineage_for_kind(kind: str) -> SourceLineage | None:
     return next((s for s in SOURCES if s.kind == kind), None)
 
 
-def destinations(settings: Settings | None = None) -> list[dict]:
-    """Configured export destinations (``config/destinations.yml``): name, kind, purpose, audiences."""
-    import yaml
+def destinations(settings: Settings | None = None) -> tuple[DestinationConfig, ...]:
+    """Configured export destinations (``config/destinations.yml``), read by the exports' own reader.
 
+    No file: no destination. An invalid file raises :class:`~crm_knowledge.config_reader.ConfigError`
+    like it does for the exports (callers that must not fail on it catch that).
+    """
     path = (settings or get_settings()).destinations_file
     if not path.exists():
-        return []
-    doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    out = []
-    for d in doc.get("destinations") or []:
-        if isinstance(d, dict) and d.get("name"):
-            audiences = [a.get("name") for a in d.get("audiences") or [] if isinstance(a, dict)]
-            out.append({"name": d["name"], "kind": d.get("kind"), "enabled": d.get("enabled", True),
-                        "purpose": d.get("purpose"), "audiences": audiences})
-    return out
+        return ()
+    return load_destinations(path).destinations
+
+
 EXPORT_INPUT = "marts.customer_segments"

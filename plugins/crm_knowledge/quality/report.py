@@ -29,6 +29,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from crm_knowledge.config_reader import ConfigError
 from crm_knowledge.privacy.file_modes import write_private_text
 from crm_knowledge.quality import lineage
 from crm_knowledge.quality.freshness import age_text
@@ -335,24 +336,31 @@ def _lineage_section(data: dict, settings: Settings) -> str:
             f"<td>{_e(lineage.CUSTOMER_VIEW)}</td></tr>")
     path = "".join(f"<li><code>{_e(node)}</code> <span class=\"small muted\">{_e(how)}</span></li>"
                    for node, how in lineage.CUSTOMER_VIEW_PATH)
-    dests = lineage.destinations(settings)
+    try:
+        dests = {d.name: d for d in lineage.destinations(settings)}
+        config_note = ""
+    except ConfigError as exc:  # the report is written after failed runs too, a broken config among them
+        log.warning("destinations config not shown in the run report: %s", exc)
+        dests = {}
+        config_note = "The destinations config is invalid (see the log); only recorded deliveries are shown."
     exports_by_dest: dict[str, list[dict]] = {}
     for x in data["exports"]:
         exports_by_dest.setdefault(x["destination"], []).append(x)
-    names = [d["name"] for d in dests] + sorted(set(exports_by_dest) - {d["name"] for d in dests})
+    names = [*dests, *sorted(set(exports_by_dest) - set(dests))]
     dest_rows = []
     for name in names:
-        conf = next((d for d in dests if d["name"] == name), {})
+        conf = dests.get(name)
+        audiences = ", ".join(a.name for a in conf.audiences) if conf else ""
         deliveries = exports_by_dest.get(name) or [None]
         for x in deliveries:
             if x is None:
-                dest_rows.append(f"<tr><td>{_e(name)}</td><td>{_e(conf.get('kind'))}</td>"
-                                 f"<td class=\"small\">{_e(', '.join(conf.get('audiences') or []) or None)}</td>"
+                dest_rows.append(f"<tr><td>{_e(name)}</td><td>{_e(conf.kind if conf else None)}</td>"
+                                 f"<td class=\"small\">{_e(audiences or None)}</td>"
                                  '<td colspan="6" class="muted">no delivery recorded</td></tr>')
                 continue
             dest_rows.append(
-                f"<tr><td>{_e(name)}</td><td>{_e(x['kind'] or conf.get('kind'))}</td>"
-                f"<td class=\"small\">{_e(', '.join(conf.get('audiences') or []) or None)}</td>"
+                f"<tr><td>{_e(name)}</td><td>{_e(x['kind'] or (conf.kind if conf else None))}</td>"
+                f"<td class=\"small\">{_e(audiences or None)}</td>"
                 f"<td><code>{_e(x['export_id'])}</code></td><td>{_e(x['as_of_date'])}</td>"
                 f"<td class=\"status-{_e(x['status'])}\">{_e(x['status'])}</td>"
                 f"{_n(x['rows_added'])}{_n(x['rows_changed'])}{_n(x['rows_removed'])}</tr>")
@@ -366,7 +374,7 @@ read by <code>staging</code> (one latest version per record); staging feeds the 
 <h2 style="margin-top:1.2rem">From staging to the customer view and the exports</h2><ol class="flow">{path}
 <li>exports read <code>{_e(lineage.EXPORT_INPUT)}</code> joined to <code>{_e(lineage.CUSTOMER_VIEW)}</code>
 (consent) and deliver to the destinations below</li></ol>
-<p class="small muted">{_e(when)}</p>
+<p class="small muted">{_e(when)} {_e(config_note)}</p>
 <table id="exports"><thead><tr><th>destination</th><th>kind</th><th>audiences</th><th>export</th><th>as of</th>
 <th>status</th><th class="num">added</th><th class="num">changed</th><th class="num">removed</th></tr></thead>
 <tbody>{''.join(dest_rows) or '<tr><td colspan="9" class="muted">no destination configured</td></tr>'}</tbody>
