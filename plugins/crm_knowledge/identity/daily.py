@@ -158,13 +158,13 @@ def identifier_rows(stored: pd.DataFrame, config: IdentityConfig) -> pd.DataFram
     return pd.concat(parts, ignore_index=True)
 
 
-def _copy_frame(conn: psycopg.Connection, table: str, frame: pd.DataFrame) -> None:
+def copy_frame(conn: psycopg.Connection, table: str | sql.Composable, frame: pd.DataFrame) -> None:
     """COPY a frame in as CSV (pandas' writer: a million rows in seconds, unlike row tuples). NULL is the
     unquoted empty field; prepared values are never empty strings (prepare turns them into None)."""
     if frame.empty:
         return
     stmt = sql.SQL("copy {} ({}) from stdin with (format csv)").format(
-        sql.SQL(table), sql.SQL(", ").join(map(sql.Identifier, frame.columns)))
+        sql.SQL(table) if isinstance(table, str) else table, sql.SQL(", ").join(map(sql.Identifier, frame.columns)))
     with conn.cursor() as cur, cur.copy(stmt) as copy:
         for start in range(0, len(frame), COPY_CHUNK_ROWS):  # in chunks: one CSV text of 6M rows would be GBs
             buf = io.StringIO()
@@ -180,7 +180,7 @@ def write_state(conn: psycopg.Connection, stored: pd.DataFrame, config: Identity
     # chunk by chunk: the rows are built per chunk, not as second copies of millions of records
     for table, rows in ((PREPARED, record_rows), (IDENTIFIERS, identifier_rows)):
         for start in range(0, len(stored), COPY_CHUNK_ROWS):
-            _copy_frame(conn, table, rows(stored.iloc[start:start + COPY_CHUNK_ROWS], config))
+            copy_frame(conn, table, rows(stored.iloc[start:start + COPY_CHUNK_ROWS], config))
     _mark(conn, config, now)
     log.info("identity: kept the prepared state of %d record(s) for daily runs (%.1f s)", len(stored),
              time.monotonic() - started)
@@ -377,8 +377,8 @@ def resolve_day(conn: psycopg.Connection, config: IdentityConfig, saved: dict | 
         conn.execute(f"delete from {t} t using ckp_day_seeds k where t.source_system = k.source_system "  # noqa: S608
                      "and t.source_record_id = k.source_record_id")
     seed_rows = record_rows(stored, config)
-    _copy_frame(conn, PREPARED, seed_rows)
-    _copy_frame(conn, IDENTIFIERS, new_ids)
+    copy_frame(conn, PREPARED, seed_rows)
+    copy_frame(conn, IDENTIFIERS, new_ids)
     total_after = conn.execute(f"select count(*) from {PREPARED}").fetchone()[0]  # noqa: S608
     conn.execute("create temp table ckp_day_values (identifier_kind text, identifier_value text) on commit drop")
     with conn.cursor() as cur, cur.copy("copy ckp_day_values from stdin") as copy:
@@ -411,7 +411,7 @@ def resolve_day(conn: psycopg.Connection, config: IdentityConfig, saved: dict | 
     if config.probabilistic.enabled and saved is not None and n_new:
         conn.execute(f"create temp table ckp_day_rows on commit drop as select * from {PREPARED} "  # noqa: S608
                      "limit 0")
-        _copy_frame(conn, "ckp_day_rows", seed_rows[seed_rows["is_eligible"].astype(bool)])
+        copy_frame(conn, "ckp_day_rows", seed_rows[seed_rows["is_eligible"].astype(bool)])
         conn.execute("analyze ckp_day_rows")
         temp_key_table(conn, "ckp_day_block", blocking_neighbours(conn, config))
         nb = _read_prepared_rows(conn, "ckp_day_block")

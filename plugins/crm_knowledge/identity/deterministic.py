@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from crm_knowledge.identity.config import IdentityConfig, identifier_column
 from crm_knowledge.identity.names import compatible, families_agree, rules_from_config
@@ -37,20 +38,6 @@ def rule_priority(config: IdentityConfig) -> list[str]:
 def _empty() -> pd.DataFrame:
     return pd.DataFrame({"rid_l": pd.Series(dtype="int64"), "rid_r": pd.Series(dtype="int64"),
                          "match_rule": pd.Series(dtype="object"), "match_score": pd.Series(dtype="float64")})
-
-
-def _star(keys: pd.Series, rids: pd.Series, rule: str, centre_first: pd.Series | None = None) -> pd.DataFrame:
-    """Star edges within groups of equal `keys`; the centre is the first row after sorting."""
-    frame = pd.DataFrame({"k": keys.values, "rid": rids.values})
-    sort_cols, asc = ["k", "rid"], [True, True]
-    if centre_first is not None:
-        frame["pref"] = ~centre_first.values
-        sort_cols, asc = ["k", "pref", "rid"], [True, True, True]
-    frame = frame.sort_values(sort_cols, ascending=asc, kind="stable")
-    centre = frame.groupby("k", sort=False)["rid"].transform("first")
-    e = frame.loc[frame["rid"] != centre, ["rid"]].assign(centre=centre[frame["rid"] != centre])
-    return pd.DataFrame({"rid_l": e["centre"].astype("int64").values, "rid_r": e["rid"].astype("int64").values,
-                         "match_rule": rule, "match_score": 1.0})
 
 
 def _guarded_subgroups(grp: pd.DataFrame, config: IdentityConfig, others: Sequence[str] = ()) -> list[list[int]]:
@@ -178,19 +165,48 @@ def _fits(i: int, cluster: list[int], compat) -> bool:
     return good > 0 and 2 * good >= len(cluster)
 
 
+def _arrow_strings(values: pd.Series) -> pa.Array:
+    """Arrow strings of an object or string series (None and NaN are null)."""
+    return pa.array(values.to_numpy(dtype=object), type=pa.string(), from_pandas=True)
+
+
+def _star(keys: pd.Series, rids: pd.Series, rule: str, centre_first: pd.Series | None = None) -> pd.DataFrame:
+    """Star edges within groups of equal `keys` (missing keys: no group), found in DuckDB; the centre is the
+    group's first record by (not `centre_first`, rid)."""
+    import duckdb
+
+    pref = (~centre_first.to_numpy(dtype=bool)) if centre_first is not None else np.zeros(len(keys), dtype=bool)
+    members = pa.table({"k": _arrow_strings(keys), "rid": pa.array(rids.to_numpy(dtype=np.int64)),
+                        "pref": pa.array(pref)})
+    with duckdb.connect() as con:
+        con.register("members", members)
+        e = con.execute("select centre, rid from (select rid, first_value(rid) over (partition by k order by pref, "
+                        "rid) as centre from members where k is not null) where rid <> centre "
+                        "order by centre, rid").fetchnumpy()
+    return pd.DataFrame({"rid_l": np.asarray(e["centre"], dtype=np.int64),
+                         "rid_r": np.asarray(e["rid"], dtype=np.int64), "match_rule": rule, "match_score": 1.0})
+
+
 def _guarded_edges(df: pd.DataFrame, col: str, rule: str, config: IdentityConfig) -> pd.DataFrame:
+    """Edges of the records sharing a value of `col` (a name-guarded kind): groups whose records carry one
+    given-name key (or none) as a star (:func:`_star`), the others split by :func:`_guarded_subgroups` (the name
+    rules, Python: only these groups' records are looked at). Group sizes and given-name counts come from DuckDB."""
+    import duckdb
+
     others = [identifier_column(k) for k in sorted(config.deterministic.name_guard) if identifier_column(k) != col]
-    sub = df.loc[df[col].notna(), [col, "rid", "first_key", "name_profile", *others]]
-    sizes = sub.groupby(col)[col].transform("size")
-    sub = sub[sizes > 1]
-    if sub.empty:
+    with duckdb.connect() as con:
+        con.register("records", pa.table({"k": _arrow_strings(df[col]), "first_key": _arrow_strings(df["first_key"]),
+                                          "pos": pa.array(np.arange(len(df), dtype=np.int64))}))
+        g = con.execute("select pos, nk > 1 as complex from (select pos, count(*) over w as n, count(distinct "
+                        "first_key) over w as nk from records where k is not null window w as (partition by k)) "
+                        "where n > 1 order by pos").fetchnumpy()
+    pos, complex_ = np.asarray(g["pos"], dtype=np.int64), np.asarray(g["complex"], dtype=bool)
+    if not len(pos):
         return _empty()
-    nkeys = sub.groupby(col)["first_key"].transform("nunique")
-    simple = sub[nkeys <= 1]
+    simple = df.iloc[pos[~complex_]]
     parts = [_star(simple[col], simple["rid"], rule)] if len(simple) else []
-    complex_ = sub[nkeys > 1]
     rows = []
-    for _, grp in complex_.groupby(col, sort=True):
+    for _, grp in df.iloc[pos[complex_]][[col, "rid", "first_key", "name_profile", *others]].groupby(col, sort=True):
         for members in _guarded_subgroups(grp, config, others):
             centre = members[0]
             rows.extend((centre, m) for m in members[1:])
@@ -201,10 +217,13 @@ def _guarded_edges(df: pd.DataFrame, col: str, rule: str, config: IdentityConfig
 
 
 def deterministic_edges(prepared: pd.DataFrame, config: IdentityConfig) -> pd.DataFrame:
-    """Edges (rid_l < rid_r, match_rule, match_score=1.0) between records sharing a strong identifier.
+    """Edges (rid_l < rid_r, match_rule, match_score=1.0) between records sharing a strong identifier: star edges
+    per group of equal values and the strongest rule per pair, in DuckDB (:func:`_star`, :func:`_guarded_edges`).
 
     `prepared` must already have junk values removed.
     """
+    import duckdb
+
     parts = []
     for kind in config.kinds:
         col = identifier_column(kind)
@@ -213,17 +232,26 @@ def deterministic_edges(prepared: pd.DataFrame, config: IdentityConfig) -> pd.Da
         if kind in config.deterministic.name_guard:
             parts.append(_guarded_edges(prepared, col, kind, config))
         else:
-            sub = prepared.loc[prepared[col].notna(), [col, "rid"]]
-            parts.append(_star(sub[col], sub["rid"], kind))
-    sub = prepared.loc[prepared["cref_key"].notna(), ["cref_key", "rid", "source_system"]]
-    parts.append(_star(sub["cref_key"], sub["rid"], "customer_ref", centre_first=sub["source_system"] == "orders"))
-    edges = pd.concat([p for p in parts if len(p)], ignore_index=True) if any(len(p) for p in parts) else _empty()
-    if edges.empty:
+            parts.append(_star(prepared[col], prepared["rid"], kind))
+    parts.append(_star(prepared["cref_key"], prepared["rid"], "customer_ref",
+                       centre_first=prepared["source_system"] == "orders"))
+    parts = [p for p in parts if len(p)]
+    if not parts:
         return _empty()
-    lo = np.minimum(edges["rid_l"], edges["rid_r"])
-    hi = np.maximum(edges["rid_l"], edges["rid_r"])
-    edges = edges.assign(rid_l=lo, rid_r=hi, _p=edges["match_rule"].map(rule_priority(config).index))
-    edges = (edges.sort_values(["rid_l", "rid_r", "_p"]).drop_duplicates(["rid_l", "rid_r"])
-             .drop(columns="_p").reset_index(drop=True))
+    ranks = {r: i for i, r in enumerate(rule_priority(config))}
+    edges = pa.table({"rid_l": pa.array(np.concatenate([p["rid_l"].to_numpy(dtype=np.int64) for p in parts])),
+                      "rid_r": pa.array(np.concatenate([p["rid_r"].to_numpy(dtype=np.int64) for p in parts])),
+                      "rank": pa.array(np.concatenate([np.full(len(p), ranks[p["match_rule"].iat[0]], dtype=np.int64)
+                                                       for p in parts]))})
+    with duckdb.connect() as con:
+        con.register("edges", edges)
+        e = con.execute("select rid_l, rid_r, rank from (select least(rid_l, rid_r) as rid_l, greatest(rid_l, rid_r) "
+                        "as rid_r, rank from edges) qualify row_number() over (partition by rid_l, rid_r order by "
+                        "rank) = 1 order by rid_l, rid_r").fetchnumpy()
+    rules = np.array(list(ranks), dtype=object)
+    edges = pd.DataFrame({"rid_l": np.asarray(e["rid_l"], dtype=np.int64),
+                          "rid_r": np.asarray(e["rid_r"], dtype=np.int64),
+                          "match_rule": pd.Series(rules[np.asarray(e["rank"], dtype=np.int64)], dtype="str"),
+                          "match_score": 1.0})
     log.info("deterministic edges: %s", edges["match_rule"].value_counts().to_dict())
     return edges[EDGE_COLUMNS]

@@ -42,6 +42,13 @@ def _denied(kind: str, value: str, config: IdentityConfig) -> bool:
     return any(p.fullmatch(value) for p in config.junk.deny_patterns.get(kind, ()))
 
 
+def _denied_function(kind: str, config: IdentityConfig):
+    """:func:`_denied` of `kind` as a vectorised DuckDB function (Arrow strings in, Arrow booleans out)."""
+    import pyarrow as pa
+
+    return lambda values: pa.array([_denied(kind, v, config) for v in values.to_pylist()], pa.bool_())
+
+
 def _dissimilar_persons(tokens: list[frozenset], limit: int, threshold: float) -> int:
     """Count name-dissimilar records greedily; stops at limit + 1 (all that is needed).
 
@@ -63,32 +70,49 @@ def _dissimilar_persons(tokens: list[frozenset], limit: int, threshold: float) -
 def detect_junk(prepared: pd.DataFrame, config: IdentityConfig) -> pd.DataFrame:
     """Junk values found in `prepared` (see :func:`crm_knowledge.identity.prepare.prepare`).
 
+    The distinct records per value are counted in DuckDB; the deny-list (Python regular expressions, some with
+    back-references SQL engines lack) is applied to each distinct value once, as a vectorised DuckDB function,
+    and only the values on more records than the kind's share limit bring their records' names back to Python.
+
     Returns columns identifier_kind, identifier_value (in memory only, never stored),
     identifier_value_hash, distinct_records, reason (deny_list | shared).
     """
+    import duckdb
+    import numpy as np
+    import pyarrow as pa
+
     rows = []
-    for kind in config.kinds:
-        col = identifier_column(kind)
-        if col not in prepared.columns:
-            continue
-        present = prepared.loc[prepared[col].notna(), [col, "rid", "name_tokens"]]
-        if present.empty:
-            continue
-        limit = config.junk.share_limits[kind]
-        counts = present.groupby(col, sort=True)["rid"].nunique()
-        # deny-list
-        for value, n in counts.items():
-            if _denied(kind, value, config):
-                rows.append((kind, value, hash_value(value, kind), int(n), "deny_list"))
-        denied = {r[1] for r in rows if r[0] == kind}
-        # data-driven: only values on more records than the limit can be shared by too many persons
-        shared = counts[(counts > limit) & ~counts.index.isin(denied)]
-        if not shared.empty:
-            sub = present[present[col].isin(shared.index)]
-            for value, grp in sub.groupby(col, sort=True):
-                persons = _dissimilar_persons(list(grp["name_tokens"]), limit, config.junk.name_similarity)
+    with duckdb.connect() as con:
+        for kind in config.kinds:
+            col = identifier_column(kind)
+            if col not in prepared.columns:
+                continue
+            con.register("records", pa.table({
+                "v": pa.array(prepared[col].to_numpy(dtype=object), type=pa.string(), from_pandas=True),
+                "rid": pa.array(prepared["rid"].to_numpy(dtype=np.int64)),
+                "pos": pa.array(np.arange(len(prepared), dtype=np.int64))}))
+            con.create_function("denied", _denied_function(kind, config), [str], bool, type="arrow")
+            limit = config.junk.share_limits[kind]
+            found = con.execute("select v, n, deny from (select v, n, denied(v) as deny from (select v, count(distinct "
+                                "rid) as n from records where v is not null group by v)) where deny or n > ? "
+                                "order by v",
+                                [limit]).fetchall()
+            con.remove_function("denied")
+            rows += [(kind, v, hash_value(v, kind), int(n), "deny_list") for v, n, deny in found if deny]
+            # data-driven: only values on more records than the limit can be shared by too many persons
+            shared = [(v, int(n)) for v, n, deny in found if not deny]
+            if not shared:
+                continue
+            con.register("shared", pa.table({"v": pa.array([v for v, _ in shared], pa.string())}))
+            pos = con.execute("select r.v, r.pos from records r join shared using (v) order by r.v, r.pos").fetchnumpy()
+            tokens = prepared["name_tokens"].to_numpy(dtype=object)[np.asarray(pos["pos"], dtype=np.int64)]
+            values = np.asarray(pos["v"], dtype=object)
+            starts = np.flatnonzero(np.r_[True, values[1:] != values[:-1]]) if len(values) else []
+            ends = [*starts[1:], len(values)]
+            for (value, n), start, end in zip(shared, starts, ends, strict=True):
+                persons = _dissimilar_persons(list(tokens[start:end]), limit, config.junk.name_similarity)
                 if persons > limit:
-                    rows.append((kind, value, hash_value(value, kind), int(shared[value]), "shared"))
+                    rows.append((kind, value, hash_value(value, kind), n, "shared"))
     out = pd.DataFrame(rows, columns=["identifier_kind", "identifier_value", "identifier_value_hash",
                                       "distinct_records", "reason"])
     if len(out):

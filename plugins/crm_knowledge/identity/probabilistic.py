@@ -557,11 +557,18 @@ class ProbabilisticModel:
         return out
 
     def _finish(self, sdf) -> pd.DataFrame:
-        df = sdf.as_pandas_dataframe()
+        """The pairs of Splink's predictions with their explanations. Only the columns the explanation reads leave
+        the engine: not the records' compared values (both sides of every comparison), nor the Bayes factors, which
+        were most of the predictions' memory."""
+        labels = self._level_labels()
+        present = {c.unquote().name for c in sdf.columns}
+        wanted = ["unique_id_l", "unique_id_r", "match_probability", "match_weight",
+                  *(f"{prefix}{c}" for c in labels for prefix in ("gamma_", "mw_", "mw_tf_adj_"))]
+        df = self.db_api.query_sql(f"select {', '.join(c for c in wanted if c in present)} from {sdf.physical_name}",
+                                   "pandas")
         sdf.drop_table_from_database_and_remove_from_cache()
         if df.empty:
             return empty_pairs()
-        labels = self._level_labels()
         return pairs_with_explanations(df, labels)
 
     def close(self) -> None:
