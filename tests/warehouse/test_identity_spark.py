@@ -14,11 +14,8 @@ u is estimated from every pair (u_max_pairs above n(n-1)/2): Splink samples pair
 and DuckDB and Spark hash differently, so with sampling the two engines would see different samples (as two
 seeds would) and borderline pairs could differ. Everything else is deterministic.
 
-After every Spark run its scratch directory (staged candidates: personal data) is gone, and after the last one
-its JVM has ended too (no java process of this test process is left). The full run's JVM is kept for the
-incremental run (the test skips only `_end_gateway`, the JVM's end, until the incremental run's session has
-started on that JVM; sessions stop as always): most of a Spark run's time here is a cold JVM planning Splink's many
-small queries, and a second cold JVM cost as much again. Spark runs with tests/spark_local.py's settings.
+After every Spark run its JVM has ended (no java process of this test process is left) and its scratch
+directory (staged candidates: personal data) is gone. Spark runs with tests/spark_local.py's settings.
 """
 
 from __future__ import annotations
@@ -32,7 +29,7 @@ import pytest
 from demo_warehouse import build_demo_warehouse
 from spark_local import LOCAL_TEST_SPARK_CONF
 
-from crm_knowledge.identity import spark_session, store
+from crm_knowledge.identity import store
 from crm_knowledge.identity.config import load_config
 from crm_knowledge.identity.report import evaluation_metrics
 from crm_knowledge.identity.spark_session import stop_session
@@ -52,7 +49,6 @@ def demo_warehouse(settings, scratch_db_factory, tmp_path, monkeypatch):
     for var in ("CKP_SPARK_MASTER", "CKP_SPARK_CONNECT_URL", "CKP_SPARK_SHUFFLE_PARTITIONS", "CKP_SPARK_SCRATCH_DIR"):
         monkeypatch.delenv(var, raising=False)
     yield build_demo_warehouse(settings, scratch_db_factory(), scratch_db_factory(), tmp_path, persons=PERSONS)
-    monkeypatch.undo()  # the test's patches of spark_session too: a failed test's JVM ends here
     stop_session()
 
 
@@ -102,17 +98,10 @@ def _floor(s, url: str) -> str:
     return report
 
 
-def _java_children() -> list:
-    return [p for p in psutil.Process().children(recursive=True) if "java" in p.name().lower()]
-
-
-def _assert_scratch_gone(scratch) -> None:
-    assert scratch.is_dir() and not list(scratch.iterdir()), list(scratch.iterdir())
-
-
 def _assert_jvm_ended_and_scratch_gone(scratch) -> None:
-    assert not _java_children(), f"a Spark JVM outlived its identity run: {_java_children()}"
-    _assert_scratch_gone(scratch)
+    java = [p for p in psutil.Process().children(recursive=True) if "java" in p.name().lower()]
+    assert not java, f"a Spark JVM outlived its identity run: {java}"
+    assert scratch.is_dir() and not list(scratch.iterdir()), list(scratch.iterdir())
 
 
 def _assert_same(on_spark: dict, on_duckdb: dict, spark_stats: dict, duck_stats: dict, keys: tuple) -> None:
@@ -129,7 +118,7 @@ def _assert_same(on_spark: dict, on_duckdb: dict, spark_stats: dict, duck_stats:
         assert spark_stats[key] == duck_stats[key], key
 
 
-def test_spark_backend_gives_the_same_customers_as_duckdb(demo_warehouse, tmp_path, monkeypatch):
+def test_spark_backend_gives_the_same_customers_as_duckdb(demo_warehouse, tmp_path):
     s = demo_warehouse
     url = s.warehouse_url
     with psycopg.connect(url) as conn:
@@ -155,22 +144,6 @@ def test_spark_backend_gives_the_same_customers_as_duckdb(demo_warehouse, tmp_pa
     assert duck_stats["junk_values"] > 0 and len(duck_stats["deterministic_edges_by_rule"]) >= 3, duck_stats
 
     _reset(url)
-    # the full run's session stops and its scratch goes as always, but its JVM is kept until the incremental
-    # run's session has started on it (module docstring); the incremental run then ends it
-    jvms_of_sessions: list[set[int]] = []
-    build, end_gateway = spark_session._build, spark_session._end_gateway
-
-    def build_and_note_the_jvm(cfg):
-        session = build(cfg)
-        jvms_of_sessions.append({p.pid for p in _java_children()})
-        return session
-
-    def end_gateway_after_the_incremental_run() -> None:
-        if len(jvms_of_sessions) >= 2:
-            end_gateway()
-
-    monkeypatch.setattr(spark_session, "_build", build_and_note_the_jvm)  # undone before the fixture's stop
-    monkeypatch.setattr(spark_session, "_end_gateway", end_gateway_after_the_incremental_run)
     t0 = time.monotonic()
     spark_stats = store.run(url, config=spark)
     spark_s = time.monotonic() - t0
@@ -178,9 +151,7 @@ def test_spark_backend_gives_the_same_customers_as_duckdb(demo_warehouse, tmp_pa
     spark_report = _floor(s, url)
     print(f"identity on {n} demo records: duckdb {duck_s:.1f}s ({duck_report}); spark local[2] {spark_s:.1f}s "
           f"({spark_report}); spark steps {spark_stats['probabilistic'].get('spark_seconds')}")
-    _assert_scratch_gone(scratch)
-    kept = {p.pid for p in _java_children()}
-    assert kept and jvms_of_sessions == [kept], "the full run's JVM was to be kept for the incremental run"
+    _assert_jvm_ended_and_scratch_gone(scratch)
 
     assert spark_stats["probabilistic"]["trained"] and duck_stats["probabilistic"]["trained"]
     assert "spark_seconds" in spark_stats["probabilistic"]  # the Spark path ran, not a fallback
@@ -206,7 +177,6 @@ def test_spark_backend_gives_the_same_customers_as_duckdb(demo_warehouse, tmp_pa
     _restore(url)
     spark_inc = store.run(url, mode="incremental", config=spark)
     on_spark = _state(url)
-    assert jvms_of_sessions == [kept, kept]  # the incremental run's session was on the kept JVM
     _assert_jvm_ended_and_scratch_gone(scratch)
     assert duck_inc["mode"] == spark_inc["mode"] == "incremental"
     assert 0 < spark_inc["new_records"] < n and spark_inc["probabilistic"]["eligible_new_records"] > 0
