@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 from ckp_cli import ckp_env, free_port, run_ckp
+from spark_local import identity_yml_spark_section
 
 pytestmark = [pytest.mark.e2e, pytest.mark.warehouse]
 
@@ -30,7 +31,8 @@ SIZE = 40
 
 
 def _config_without_training(tmp: Path) -> Path:
-    """A copy of config/ whose identity resolution keeps Splink's prior m / u values (module docstring)."""
+    """A copy of config/ whose identity resolution keeps Splink's prior m / u values (module docstring), with the
+    Spark settings of the tests that run Spark on a tiny demo (tests/spark_local.py)."""
     from crm_knowledge.settings import get_settings
 
     config = tmp / "config"
@@ -38,7 +40,8 @@ def _config_without_training(tmp: Path) -> Path:
     identity = config / "identity.yml"
     text = identity.read_text(encoding="utf-8")
     line = next(x for x in text.splitlines() if x.strip().startswith("min_records_for_training:"))
-    identity.write_text(text.replace(line, "  min_records_for_training: 1000000"), encoding="utf-8")
+    identity.write_text(text.replace(line, "  min_records_for_training: 1000000").rstrip("\n") + "\n"
+                        + identity_yml_spark_section(), encoding="utf-8")
     return config
 
 

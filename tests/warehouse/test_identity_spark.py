@@ -15,7 +15,7 @@ and DuckDB and Spark hash differently, so with sampling the two engines would se
 seeds would) and borderline pairs could differ. Everything else is deterministic.
 
 After every Spark run its JVM has ended (no java process of this test process is left) and its scratch
-directory (staged candidates: personal data) is gone.
+directory (staged candidates: personal data) is gone. Spark runs with tests/spark_local.py's settings.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import psutil
 import psycopg
 import pytest
 from demo_warehouse import build_demo_warehouse
+from spark_local import LOCAL_TEST_SPARK_CONF
 
 from crm_knowledge.identity import store
 from crm_knowledge.identity.config import load_config
@@ -129,7 +130,7 @@ def test_spark_backend_gives_the_same_customers_as_duckdb(demo_warehouse, tmp_pa
     scratch = tmp_path / "spark-scratch"
     spark = dataclasses.replace(base, probabilistic=dataclasses.replace(exhaustive, backend="spark"),
                                 spark=dataclasses.replace(base.spark, master="local[2]", shuffle_partitions=2,
-                                                          scratch_dir=str(scratch)))
+                                                          scratch_dir=str(scratch), conf=LOCAL_TEST_SPARK_CONF))
     assert spark.backend == "spark" and duck.backend == "duckdb"
 
     t0 = time.monotonic()
