@@ -91,7 +91,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     # before anything reads settings: the benchmark has its own home and warehouse port
     prepare_environment(args.size)
     from crm_knowledge.bench.report import update_readme
-    from crm_knowledge.bench.run import run_bench
+    from crm_knowledge.bench.run import home_lock, run_bench
+    from crm_knowledge.settings import get_settings
 
     extra = {"results_dir": Path(args.results_dir)} if args.results_dir else {}
     backends = tuple(b for b in (args.identity_backends or "").split(",") if b)
@@ -99,9 +100,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     if unknown:
         print(f"ckp bench: --identity-backends takes duckdb and/or spark, got {', '.join(unknown)}", file=sys.stderr)
         return 2
-    report = run_bench(args.size, args.seed, incremental=not args.no_incremental, baselines=not args.no_baselines,
-                       scaling=not args.no_scaling, identity_backends_=backends, only_ingest=args.only_ingest,
-                       only_identity=args.only_identity, rounds=args.rounds, **extra)
+    with home_lock(get_settings().home):
+        report = run_bench(args.size, args.seed, incremental=not args.no_incremental,
+                           baselines=not args.no_baselines, scaling=not args.no_scaling, identity_backends_=backends,
+                           only_ingest=args.only_ingest, only_identity=args.only_identity, rounds=args.rounds,
+                           **extra)
     if args.update_readme:
         files = [Path(report["paths"]["markdown"])] + [Path(p) for p in args.also or []]
         print("README updated" if update_readme(files) else "README has no bench markers", file=sys.stderr)

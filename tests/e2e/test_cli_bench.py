@@ -157,3 +157,28 @@ def test_ckp_bench_only_identity(tmp_path):
         assert "`--only-identity`" in md and "| duckdb |" in md
     finally:
         _stop_bench_warehouse(env)
+
+
+def test_a_second_bench_of_the_same_size_fails_and_leaves_the_running_one_alone(tmp_path):
+    """Each benchmark wipes its home (`var/bench/<size>`) and stops the server left there: a second `ckp bench`
+    of the same size while one runs would destroy the running one's data. It fails at once, naming the home,
+    and touches nothing (here the running bench is this test holding the home's lock)."""
+    from crm_knowledge.bench.run import home_lock
+    from crm_knowledge.settings import PROJECT_ROOT
+
+    size = SIZE + 1  # a home of its own: test_ckp_bench_small's is var/bench/SIZE
+    home = PROJECT_ROOT / "var" / "bench" / str(size)
+    home.mkdir(parents=True, exist_ok=True)
+    marker = home / "running-bench-data"
+    marker.write_text("kept", encoding="utf-8")
+    env = ckp_env(CKP_BENCH_PORT=str(free_port()), WAREHOUSE_URL=None, CKP_ORDERS_URL=None)
+    try:
+        with home_lock(home):
+            res = run_ckp("bench", "--size", str(size), "--only-ingest", "--results-dir", str(tmp_path), env=env,
+                          timeout=120)
+        assert res.returncode == 1, res.stdout + res.stderr
+        assert "another benchmark is running in" in res.stderr and str(home) in res.stderr
+        assert marker.read_text(encoding="utf-8") == "kept"  # not wiped
+        assert not list(tmp_path.iterdir())  # no report written
+    finally:
+        shutil.rmtree(home, ignore_errors=True)

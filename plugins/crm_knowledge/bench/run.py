@@ -18,6 +18,8 @@ import os
 import platform
 import shutil
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +45,28 @@ def prepare_environment(size: int, home: Path | None = None, port: int | None = 
     os.environ["CKP_DEMO_MODE"] = "1"
     os.environ["AIRFLOW_HOME"] = str(home / "airflow")
     return home
+
+
+class BenchHomeBusy(RuntimeError):
+    """Another benchmark holds this home."""
+
+
+@contextmanager
+def home_lock(home: Path) -> Iterator[None]:
+    """One benchmark per home at a time. Each run wipes its home first and stops the server left there, so a
+    second `ckp bench` of the same size would delete a running one's data and stop its warehouse mid-run; it
+    fails at once instead, naming the home. The lock is a file beside the home (the home itself is wiped)."""
+    import fcntl
+
+    home.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = home.parent / f".{home.name}.lock"
+    with open(lock_path, "a", encoding="utf-8") as fh:
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BenchHomeBusy(f"another benchmark is running in {home} (it holds {lock_path}); a second one "
+                                "would wipe its home and stop its warehouse: wait for it to finish") from None
+        yield
 
 
 def _wipe(home: Path) -> None:
