@@ -163,18 +163,17 @@ def post_scoring(url: str) -> RunMode:
     warehouse runs, marked picked up by :func:`complete_post_scoring`."""
     with connect(url) as conn:
         now = warehouse_now(conn)
+        last_picked_up = conn.execute("select max(started_at) from audit.warehouse_runs"
+                                      " where post_scoring_at is not null").fetchone()[0]
         pending = conn.execute(
             """select mode, changes_since, started_at from audit.warehouse_runs
                 where completed_at is not null and post_scoring_at is null
-                  and started_at > coalesce((select max(started_at) from audit.warehouse_runs
-                                              where post_scoring_at is not null), '-infinity')
-                order by started_at""").fetchall()
-        picked_up_before = conn.execute(
-            "select exists (select 1 from audit.warehouse_runs where post_scoring_at is not null)").fetchone()[0]
+                  and started_at > coalesce(%s, '-infinity'::timestamptz)
+                order by started_at""", (last_picked_up,)).fetchall()
     if not pending:
         return RunMode(INCREMENTAL, now, None)
     latest = pending[-1][2].isoformat()
-    if not picked_up_before or any(mode == FULL for mode, _, _ in pending):
+    if last_picked_up is None or any(mode == FULL for mode, _, _ in pending):
         return RunMode(FULL, None, latest)
     return RunMode(INCREMENTAL, min(since for _, since, _ in pending).isoformat(), latest)
 
