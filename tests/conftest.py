@@ -6,7 +6,10 @@ CKP_HOME and port so it never touches the data of `make run`) or the server name
 
 from __future__ import annotations
 
+import json
 import os
+import socket
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +24,9 @@ from crm_knowledge.settings import PROJECT_ROOT
 # = gwN) adds N * WORKER_PORT_STRIDE to every one of them and gets its own home (var/test-gwN), so the workers'
 # embedded warehouses, Airflow stacks, webhook receivers and second PostgreSQL never meet. Without xdist
 # (a plain `pytest tests/...`) nothing is shifted. A test needing a new fixed port adds it here and reads
-# os.environ["CKP_TEST_<NAME>_PORT"]; a test that only needs any free port binds port 0.
+# os.environ["CKP_TEST_<NAME>_PORT"]; a test that only needs any free port binds port 0. A default port that
+# something else on the machine holds (another checkout's test run, a leftover server) is replaced by a free one
+# (`_choose_port`); a port the developer exported is used as given.
 TEST_PORT_DEFAULTS = {
     "CKP_TEST_WAREHOUSE_PORT": 54339,   # the embedded test warehouse (CKP_WAREHOUSE_PORT)
     "CKP_TEST_WEBHOOK_PORT": 8775,      # the demo webhook destination (CKP_WEBHOOK_PORT); test_alerts uses +1
@@ -34,8 +39,64 @@ WORKER_PORT_STRIDE = int(os.environ.get("CKP_TEST_WORKER_PORT_STRIDE", "1000"))
 XDIST_WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")  # "gw0", "gw1", ... under `pytest -n`; "" otherwise
 WORKER_INDEX = int(XDIST_WORKER.removeprefix("gw")) if XDIST_WORKER.startswith("gw") else 0
 
-for _name, _default in TEST_PORT_DEFAULTS.items():
-    os.environ[_name] = str(int(os.environ.get(_name, _default)) + WORKER_INDEX * WORKER_PORT_STRIDE)
+# Ports the developer exported are pinned: used as given (shifted per worker), a clash is theirs to see. The
+# first test process of a run (a plain pytest, or xdist's controller) records them; its workers inherit the
+# record, so they tell the developer's values from the defaults the controller already wrote into the variables.
+PINNED_PORTS_VAR = "CKP_TEST_PINNED_PORTS"
+if PINNED_PORTS_VAR not in os.environ:
+    os.environ[PINNED_PORTS_VAR] = json.dumps({n: os.environ[n] for n in TEST_PORT_DEFAULTS if n in os.environ})
+PINNED_PORTS: dict[str, str] = json.loads(os.environ[PINNED_PORTS_VAR])
+# How many consecutive ports a name needs (test_alerts listens on the webhook port + 1).
+PORT_SPANS = {"CKP_TEST_WEBHOOK_PORT": 2}
+
+
+def _port_free(port: int) -> bool:
+    """Nothing listens on 127.0.0.1:``port`` now (a bind that is released at once)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _own_warehouse_port() -> int | None:
+    """The port this process's test home's embedded warehouse runs on, left running by an earlier run (its
+    port is taken, by us: keep it, or the server refuses to move)."""
+    home = Path(os.environ["CKP_HOME"]) if XDIST_WORKER == "" and "CKP_HOME" in os.environ else TEST_HOME
+    try:
+        state = json.loads((home / "warehouse" / "server.json").read_text())
+        pid = int((home / "warehouse" / "pgdata" / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError, json.JSONDecodeError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:  # alive, as the server's own OS user
+        pass
+    return int(state["port"]) if "port" in state else None
+
+
+def _choose_port(name: str, default: int) -> int:
+    """The default port (shifted per worker) when it is free, else a free one the kernel gives: a port held by
+    anything else on the machine (another checkout's tests, a leftover server) must not fail the run."""
+    span = PORT_SPANS.get(name, 1)
+    port = int(PINNED_PORTS.get(name, default)) + WORKER_INDEX * WORKER_PORT_STRIDE
+    if name in PINNED_PORTS or all(_port_free(port + i) for i in range(span)):
+        return port
+    if name == "CKP_TEST_WAREHOUSE_PORT" and _own_warehouse_port() == port:
+        return port
+    for _ in range(50):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            free = s.getsockname()[1]
+        if all(_port_free(free + i) for i in range(span)):
+            print(f"tests/conftest.py: port {port} ({name}) is taken; using {free}", file=sys.stderr)
+            return free
+    raise RuntimeError(f"no free loopback port for {name}")
+
 
 if XDIST_WORKER:
     import __main__
@@ -49,6 +110,9 @@ if XDIST_WORKER:
 TEST_HOME = Path(os.environ.get("CKP_TEST_HOME", PROJECT_ROOT / "var" / "test"))
 if WORKER_INDEX:
     TEST_HOME = TEST_HOME.with_name(f"{TEST_HOME.name}-{XDIST_WORKER}")
+
+for _name, _default in TEST_PORT_DEFAULTS.items():
+    os.environ[_name] = str(_choose_port(_name, _default))
 
 # Tests get their own home and port, chosen before anything reads settings. Under xdist every worker's own,
 # whatever the calling shell exported (two workers must not share a warehouse).

@@ -24,8 +24,8 @@ NAMES = ("CKP_TEST_WAREHOUSE_PORT", "CKP_TEST_WEBHOOK_PORT", "CKP_TEST_AIRFLOW_P
 def environment_of(worker: str | None, **given: str) -> dict[str, str]:
     """The ports and homes tests/conftest.py sets up in a fresh process as xdist worker ``worker`` (None: a
     plain pytest), the calling shell having exported ``given``."""
-    env = {k: v for k, v in os.environ.items() if k not in NAMES and k not in ("PYTEST_XDIST_WORKER",
-                                                                               "CKP_TEST_HOME")}
+    env = {k: v for k, v in os.environ.items() if k not in NAMES and k not in (
+        "PYTEST_XDIST_WORKER", "CKP_TEST_HOME", "CKP_TEST_PINNED_PORTS", "CKP_TEST_SERVE_PORT")}
     env.update(given)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT / "plugins"), env.get("PYTHONPATH")]))
     if worker:
@@ -40,7 +40,7 @@ def environment_of(worker: str | None, **given: str) -> dict[str, str]:
 
 def test_each_worker_gets_its_own_ports_and_home():
     given = {"CKP_TEST_WAREHOUSE_PORT": "54411", "CKP_TEST_WEBHOOK_PORT": "8911", "CKP_TEST_AIRFLOW_PORT": "8912",
-             "CKP_TEST_SECOND_PG_PORT": "54412"}
+             "CKP_TEST_SECOND_PG_PORT": "54412", "CKP_TEST_REPORTS_PORT": "8825"}
     plain, first, second = (environment_of(w, **given) for w in (None, "gw0", "gw1"))
     # a plain pytest and worker 0: the ports given, the home var/test; worker 1: every port 1000 up, its own home
     for env, up, home in ((plain, 0, "test"), (first, 0, "test"), (second, 1000, "test-gw1")):
@@ -52,6 +52,31 @@ def test_each_worker_gets_its_own_ports_and_home():
     # no two workers share a port
     for name in NAMES[:5]:
         assert first[name] != second[name], name
+
+
+def test_a_default_port_something_else_holds_is_replaced_by_a_free_one():
+    """CI failed when another program held the second PostgreSQL's default port: a default port that is taken
+    makes way for a free one; a port the developer exported is used as given even when taken."""
+    import errno
+    import socket
+
+    default = 54362 + 1000  # worker gw1's second PostgreSQL (tests/conftest.py TEST_PORT_DEFAULTS + stride)
+    with socket.socket() as held:
+        try:
+            held.bind(("127.0.0.1", default))
+            held.listen()
+        except OSError as exc:  # already held by something else: as good for this test
+            assert exc.errno == errno.EADDRINUSE, exc
+        # a worker of a run in which the developer pinned nothing (its controller's record says so)
+        moved = environment_of("gw1", CKP_TEST_PINNED_PORTS="{}")
+        assert moved["CKP_TEST_SECOND_PG_PORT"] != str(default)
+        replacement = int(moved["CKP_TEST_SECOND_PG_PORT"])
+        # exported by the developer: pinned, so kept, the clash left for them to see
+        port = held.getsockname()[1] if held.getsockname()[1] else default
+        pinned = environment_of(None, CKP_TEST_SECOND_PG_PORT=str(port))
+        assert pinned["CKP_TEST_SECOND_PG_PORT"] == str(port)
+    with socket.socket() as probe:  # the replacement was free
+        probe.bind(("127.0.0.1", replacement))
 
 
 def test_a_worker_ignores_a_home_and_port_exported_by_the_shell():
