@@ -11,7 +11,6 @@ such test. Import it in a test module with ``from ckp_cli import ckp_env, run_ck
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -20,13 +19,6 @@ from crm_knowledge.settings import PROJECT_ROOT
 
 #: The console script `pip install` made (the virtualenv's bin/ckp), as a user runs it.
 CKP = Path(sys.executable).with_name("ckp")
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on now, for a ckp command's own server (bound and released at once)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def ckp_env(**overrides: str | None) -> dict[str, str]:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import sys
 import uuid
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from crm_knowledge.netports import free_port, port_free
 from crm_knowledge.settings import PROJECT_ROOT
 
 # --- per-process home and ports: the ONE place they are chosen ------------------------------------------------
@@ -50,17 +50,6 @@ PINNED_PORTS: dict[str, str] = json.loads(os.environ[PINNED_PORTS_VAR])
 PORT_SPANS = {"CKP_TEST_WEBHOOK_PORT": 2}
 
 
-def _port_free(port: int) -> bool:
-    """Nothing listens on 127.0.0.1:``port`` now (a bind that is released at once)."""
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def _own_warehouse_port() -> int | None:
     """The port this process's test home's embedded warehouse runs on, left running by an earlier run (its
     port is taken, by us: keep it, or the server refuses to move)."""
@@ -84,15 +73,13 @@ def _choose_port(name: str, default: int) -> int:
     anything else on the machine (another checkout's tests, a leftover server) must not fail the run."""
     span = PORT_SPANS.get(name, 1)
     port = int(PINNED_PORTS.get(name, default)) + WORKER_INDEX * WORKER_PORT_STRIDE
-    if name in PINNED_PORTS or all(_port_free(port + i) for i in range(span)):
+    if name in PINNED_PORTS or all(port_free(port + i) for i in range(span)):
         return port
     if name == "CKP_TEST_WAREHOUSE_PORT" and _own_warehouse_port() == port:
         return port
     for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            free = s.getsockname()[1]
-        if all(_port_free(free + i) for i in range(span)):
+        free = free_port()
+        if all(port_free(free + i) for i in range(span)):
             print(f"tests/conftest.py: port {port} ({name}) is taken; using {free}", file=sys.stderr)
             return free
     raise RuntimeError(f"no free loopback port for {name}")

@@ -22,8 +22,10 @@ import shutil
 from pathlib import Path
 
 import pytest
-from ckp_cli import ckp_env, free_port, run_ckp
+from ckp_cli import ckp_env, run_ckp
 from spark_local import identity_yml_spark_section
+
+from crm_knowledge.netports import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.warehouse]
 

@@ -14,9 +14,10 @@ import urllib.request
 
 import psycopg
 import pytest
-from ckp_cli import ckp_env, free_port, start_ckp
+from ckp_cli import ckp_env, start_ckp
 
 from crm_knowledge.airflow_stack import METADATA_DB
+from crm_knowledge.netports import free_port
 from crm_knowledge.runner import ALL_DAGS
 
 pytestmark = [pytest.mark.e2e, pytest.mark.warehouse]

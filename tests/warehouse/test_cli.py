@@ -18,8 +18,9 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from ckp_cli import ckp_env, free_port, run_ckp
+from ckp_cli import ckp_env, run_ckp
 
+from crm_knowledge.netports import free_port
 from crm_knowledge.warehouse.bootstrap import apply_ddl
 
 pytestmark = pytest.mark.warehouse

@@ -14,8 +14,10 @@ import subprocess
 import sys
 
 import pytest
-from ckp_cli import ckp_env, free_port
+from ckp_cli import ckp_env
 from serve_world import SERVE_PORT
+
+from crm_knowledge.netports import free_port
 
 pytestmark = pytest.mark.warehouse
 

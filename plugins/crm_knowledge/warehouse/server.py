@@ -33,12 +33,12 @@ import logging
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from crm_knowledge.netports import port_free
 from crm_knowledge.privacy.file_modes import DIR_MODE, FILE_MODE, private_dir, secure_home
 from crm_knowledge.settings import Settings, get_settings
 
@@ -180,16 +180,6 @@ def secure_cluster(settings: Settings, user: str | None) -> bool:
     return changed
 
 
-def _port_free(port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 def _is_running(pgdata: Path, user: str | None) -> bool:
     if not (pgdata / "PG_VERSION").exists():
         return False
@@ -279,7 +269,7 @@ def start(settings: Settings | None = None) -> str:
             log.info("embedded warehouse: access rules and log settings reloaded")
         log.info("embedded warehouse already running on 127.0.0.1:%s", port)
     else:
-        if not _port_free(port):
+        if not port_free(port):
             raise RuntimeError(
                 f"Port {port} on 127.0.0.1 is taken by another program; set CKP_WAREHOUSE_PORT to a free port."
             )
