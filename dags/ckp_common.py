@@ -221,15 +221,31 @@ def dbt_build_stage(task_id: str, selector: str, *, tests_since: bool = False, *
     choice). A failing model or test fails the task (dbt exits non-zero and skips what depends on it), so
     the pipeline stops as before. Every model's and test's result is in the task log and, through the
     callback, in `audit.dbt_node_runs` and `audit.dq_results`. `tests_since`: hand dbt the run mode's
-    `dbt_tests_since` (DBT_TESTS_SINCE_VAR; only in a DAG with the `run_mode` task).
+    `dbt_tests_since` as the environment variable `dbt_stages.TESTS_SINCE_ENV` (DBT_TESTS_SINCE_VAR; only in a DAG
+    with the `run_mode` task): `--vars` stay the same for every task of a day, so they share one dbt parse.
     """
     from cosmos.operators.local import DbtBuildLocalOperator
 
+    from crm_knowledge.dbt_stages import TESTS_SINCE_ENV
+
     project, profile = dbt_configs()
-    dbt_vars = {**project.dbt_vars, "dbt_tests_since": DBT_TESTS_SINCE_VAR} if tests_since else project.dbt_vars
+    env = {TESTS_SINCE_ENV: DBT_TESTS_SINCE_VAR} if tests_since else {}
     return DbtBuildLocalOperator(task_id=task_id, project_dir=str(DBT_PROJECT_DIR), profile_config=profile,
-                                 selector=selector, vars=dbt_vars, install_deps=False,
-                                 **{**dbt_operator_args(), **operator_args})
+                                 selector=selector, vars=project.dbt_vars, env=env, install_deps=False,
+                                 cache_dir=dbt_parse_cache_dir(), **{**dbt_operator_args(), **operator_args})
+
+
+def dbt_parse_cache_dir():
+    """Where the dbt tasks keep dbt's partial-parse file between them (cosmos copies the newest of it and the
+    project's own `target/partial_parse.msgpack` into each task's temporary project copy, and the task's back
+    after dbt ran): without it every task parsed the whole project (5 s at the demo's size). Under cosmos'
+    cache folder (AIRFLOW__COSMOS__CACHE_DIR, crm_knowledge.runner.airflow_env); created by cosmos on first
+    use, not when a DAG file is parsed."""
+    from pathlib import Path
+
+    from cosmos import settings as cosmos_settings
+
+    return Path(cosmos_settings.cache_dir) / "dbt_partial_parse"
 
 
 #: Cosmos calls this after the dbt command of a task (LOCAL mode), with the path of the task's temporary

@@ -44,8 +44,16 @@
 -- depends_on: {{ ref(affected) }}
 {%- endmacro %}
 
+{#- When the run began (the warehouse clock, crm_knowledge.run_mode), '' on a weekly run or a hand-run build:
+    the var `dbt_tests_since` when set (`--vars`, a unit test's override, even ''), else the environment
+    variable CKP_DBT_TESTS_SINCE, which the DAGs' dbt tasks set: a var that changes from run to run makes dbt
+    parse the whole project again in every task, an environment variable only the files that read it. -#}
 {% macro changed_since() -%}
-    {{- return(var('dbt_tests_since', '') or '') -}}
+    {%- set value = var('dbt_tests_since', none) -%}
+    {%- if value is none -%}
+        {%- set value = env_var('CKP_DBT_TESTS_SINCE', '') -%}
+    {%- endif -%}
+    {{- return(value or '') -}}
 {%- endmacro %}
 
 {#- The var first: a dbt unit test has no relation to ask is_incremental() about (unit tests of these models

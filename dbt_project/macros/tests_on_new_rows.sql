@@ -6,10 +6,10 @@
     yml `where` at parse time, without project macros, so the placeholder is expanded here, when the test
     runs (dbt's documented way: override get_where_subquery):
 
-    * var `dbt_tests_since` set (a daily run: the warehouse clock when the run started,
-      crm_knowledge.run_mode): the placeholder becomes that timestamp, and the test reads only the rows
-      written since (facts: staged_at / customer_resolved_at are indexed);
-    * var empty or unset (the weekly full run, a hand-run `dbt build`): the test reads the whole table.
+    * `changed_since()` set (var `dbt_tests_since` or CKP_DBT_TESTS_SINCE; a daily run: the warehouse clock
+      when the run started, crm_knowledge.run_mode): the placeholder becomes that timestamp, and the test
+      reads only the rows written since (facts: staged_at / customer_resolved_at are indexed);
+    * empty or unset (the weekly full run, a hand-run `dbt build`): the test reads the whole table.
 
     Uniqueness stays a whole-table guarantee: the facts' keys carry unique indexes, so their `unique` tests
     take no `where`. A `where` without the placeholder behaves as in dbt.
@@ -18,7 +18,7 @@
     {%- set where = config.get('where', '') -%}
     {%- set placeholder = '__ckp_tests_since__' -%}
     {%- if where and placeholder in where -%}
-        {%- set since = var('dbt_tests_since', '') -%}
+        {%- set since = changed_since() -%}
         {%- if not since -%}
             {%- do return(relation) -%}
         {%- endif -%}

@@ -32,6 +32,12 @@ MARTS = DbtStage("post_identity", "customer_warehouse", "dbt_marts",
 POST_SCORING = DbtStage("post_scoring", "customer_scoring", "dbt_post_scoring",
                         "customer_segments, customer_360 and the relationship-stage snapshot")
 
+#: The environment variable a daily run's dbt tasks carry the run's start in (crm_knowledge.run_mode; read by
+#: the macro `changed_since()` when the var `dbt_tests_since` is unset). An environment variable, not a var:
+#: dbt parses the whole project again whenever its `--vars` change (5 s a task at the demo's size), but
+#: re-parses only the files that read a changed environment variable, so the stages of a run share one parse.
+TESTS_SINCE_ENV = "CKP_DBT_TESTS_SINCE"
+
 #: Every stage, in the order the pipeline runs them (identity resolution between the first two, scoring
 #: between the last two). Together they build every model, seed and snapshot of the project exactly once.
 STAGES: tuple[DbtStage, ...] = (STAGING, MARTS, POST_SCORING)

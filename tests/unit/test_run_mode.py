@@ -37,4 +37,31 @@ def test_dbt_results_say_which_rows_each_test_read():
     assert scopes == {"test.p.not_null_fct_orders_status.1": f"rows written since {SINCE}",
                       "test.p.unique_fct_orders_order_id.2": "whole table"}
     assert dbt_test_scope(nodes["test.p.not_null_fct_orders_status.1"], None) == "whole table"  # weekly
+    # a DAG's dbt task hands the run's start in the environment (dbt_stages.TESTS_SINCE_ENV), not in --vars
+    in_env = {"args": {"vars": {"as_of_date": "2026-11-21"}}, "results": doc["results"]}
+    scopes = {o.expectation_id: o.observed_value["scope"]
+              for o in dbt_outcomes(in_env, nodes, tests_since=SINCE)["dbt.fct_orders"][1]}
+    assert scopes["test.p.not_null_fct_orders_status.1"] == f"rows written since {SINCE}"
+    weekly = {o.expectation_id: o.observed_value["scope"]
+              for o in dbt_outcomes(in_env, nodes, tests_since="")["dbt.fct_orders"][1]}
+    assert weekly["test.p.not_null_fct_orders_status.1"] == "whole table"
+    # a var set in --vars wins over the environment, as in the macro changed_since() (even an empty one)
+    weekly_var = {"args": {"vars": {"dbt_tests_since": ""}}, "results": doc["results"]}
+    scopes = {o.expectation_id: o.observed_value["scope"]
+              for o in dbt_outcomes(weekly_var, nodes, tests_since=SINCE)["dbt.fct_orders"][1]}
+    assert scopes["test.p.not_null_fct_orders_status.1"] == "whole table"
     assert dbt_test_scope({"config": {"where": "amount > 0"}}, SINCE) == "rows where amount > 0"
+
+
+def test_the_dbt_callback_reads_the_run_start_its_task_handed_dbt():
+    """Cosmos calls the results callback with the Airflow context: its task is the operator, whose `env` was
+    rendered before dbt ran (the run_mode task's `since`)."""
+    from types import SimpleNamespace
+
+    from crm_knowledge.dbt_stages import TESTS_SINCE_ENV
+    from crm_knowledge.quality.pipeline import _task_tests_since
+
+    assert _task_tests_since({"task": SimpleNamespace(env={TESTS_SINCE_ENV: SINCE})}) == SINCE
+    assert _task_tests_since({"task": SimpleNamespace(env={TESTS_SINCE_ENV: ""})}) is None  # weekly
+    assert _task_tests_since({"task": SimpleNamespace(env=None)}) is None  # a dbt task without it
+    assert _task_tests_since(None) is None  # a hand-run recording

@@ -569,14 +569,20 @@ TESTS_SINCE_PLACEHOLDER = "__ckp_tests_since__"
 
 def dbt_tests_since(doc: dict[str, Any]) -> str | None:
     """The `dbt_tests_since` var a dbt invocation ran with (run_results.json ``args.vars``): None when unset or
-    empty, i.e. every test read its whole table."""
+    empty, i.e. every test read its whole table unless the environment said otherwise (a DAG's dbt task hands
+    it in ``dbt_stages.TESTS_SINCE_ENV``, which run_results.json does not record: :func:`dbt_outcomes`)."""
+    return _run_vars(doc).get(DBT_TESTS_SINCE_VAR) or None
+
+
+def _run_vars(doc: dict[str, Any]) -> dict[str, Any]:
+    """The ``--vars`` of the invocation a run_results doc is of ({} when none or unreadable)."""
     dbt_vars = (doc.get("args") or {}).get("vars") or {}
     if isinstance(dbt_vars, str):
         try:
             dbt_vars = json.loads(dbt_vars)
         except ValueError:
-            dbt_vars = {}
-    return (dbt_vars.get(DBT_TESTS_SINCE_VAR) or None) if isinstance(dbt_vars, dict) else None
+            return {}
+    return dbt_vars if isinstance(dbt_vars, dict) else {}
 
 
 def dbt_test_scope(node: dict[str, Any], since: str | None) -> str:
@@ -588,14 +594,17 @@ def dbt_test_scope(node: dict[str, Any], since: str | None) -> str:
     return f"rows where {where}" if where else "whole table"
 
 
-def dbt_outcomes(doc: dict[str, Any], nodes: dict[str, Any]) -> dict[str, tuple[set[str], list[Outcome]]]:
+def dbt_outcomes(doc: dict[str, Any], nodes: dict[str, Any], *,
+                 tests_since: str | None = None) -> dict[str, tuple[set[str], list[Outcome]]]:
     """Suite (``dbt.<model>``) -> (unique_ids this invocation ran, outcomes to record) from a run_results doc.
 
     Every test that ran gives an outcome (pass, warn, fail, error); a model/seed/snapshot gives one only
     when its build failed, but its unique_id is listed so a later successful build clears that failure.
+    `tests_since`: the run's start the invocation had in its environment (``dbt_stages.TESTS_SINCE_ENV``),
+    when its ``--vars`` did not set `dbt_tests_since` (the var wins, as in the macro `changed_since()`).
     """
     invocation = (doc.get("metadata") or {}).get("invocation_id")
-    since = dbt_tests_since(doc)
+    since = dbt_tests_since(doc) if DBT_TESTS_SINCE_VAR in _run_vars(doc) else (tests_since or None)
     out: dict[str, tuple[set[str], list[Outcome]]] = {}
     for r in doc.get("results", []):
         uid = r.get("unique_id", "")
@@ -690,7 +699,7 @@ def record_dbt_node_runs(conn: psycopg.Connection, doc: dict[str, Any], pipeline
 
 def record_dbt_results(run_results_path: str | Path, pipeline_run_id: str, *,
                        manifest_path: str | Path | None = None, settings: Settings | None = None,
-                       url: str | None = None) -> GateResult:
+                       url: str | None = None, tests_since: str | None = None) -> GateResult:
     """Record dbt's test results (and failed builds) of one dbt invocation as layer ``dbt``, and every
     model's, seed's and snapshot's result in ``audit.dbt_node_runs`` (:func:`record_dbt_node_runs`).
 
@@ -700,7 +709,7 @@ def record_dbt_results(run_results_path: str | Path, pipeline_run_id: str, *,
     unique_id). Recording is idempotent per test: a retry or re-run of the same pipeline run replaces
     that test's earlier row (so a task retried twice is not counted three times), and a successful
     rebuild clears a model's earlier build failure. Never raises on failures: dbt decides whether its
-    command failed.
+    command failed. `tests_since`: see :func:`dbt_outcomes`.
     """
     settings = settings or get_settings()
     path = Path(run_results_path)
@@ -711,7 +720,7 @@ def record_dbt_results(run_results_path: str | Path, pipeline_run_id: str, *,
         nodes = json.loads(manifest_file.read_text(encoding="utf-8")).get("nodes", {})
     else:
         log.warning("%s not found: dbt results recorded without model/column/severity details", manifest_file)
-    groups = dbt_outcomes(doc, nodes)
+    groups = dbt_outcomes(doc, nodes, tests_since=tests_since)
     result = GateResult(layer="dbt", pipeline_run_id=pipeline_run_id)
     with connect(url or settings.warehouse_url) as conn:
         record_dbt_node_runs(conn, doc, pipeline_run_id)

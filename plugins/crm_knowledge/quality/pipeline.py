@@ -161,6 +161,15 @@ def check_post_scoring(pipeline_run_id: str | None = None, *, settings: Settings
 _DBT_FAILED_STATUSES = {"error", "fail", "runtime error"}
 
 
+def _task_tests_since(context: Mapping[str, Any] | None) -> str | None:
+    """The run's start the dbt task handed dbt in its environment (``dbt_stages.TESTS_SINCE_ENV``, rendered
+    into the operator's ``env`` before it ran), or None."""
+    from crm_knowledge.dbt_stages import TESTS_SINCE_ENV
+
+    env = getattr((context or {}).get("task"), "env", None)
+    return (env.get(TESTS_SINCE_ENV) or None) if isinstance(env, Mapping) else None
+
+
 def record_dbt_task_results(project_dir: str | Path, context: Mapping[str, Any] | None = None, *,
                             pipeline_run_id: str | None = None, settings: Settings | None = None,
                             url: str | None = None, **_: Any) -> dict[str, Any] | None:
@@ -189,7 +198,7 @@ def record_dbt_task_results(project_dir: str | Path, context: Mapping[str, Any] 
     dbt_failed = bool(statuses & _DBT_FAILED_STATUSES)
     try:
         result = gate.record_dbt_results(run_results, run_id, manifest_path=target / "manifest.json",
-                                         settings=settings, url=url)
+                                         settings=settings, url=url, tests_since=_task_tests_since(context))
     except Exception:
         log.exception("recording dbt results of %s into audit.dq_results for %s failed", run_results, run_id)
         if not dbt_failed:
