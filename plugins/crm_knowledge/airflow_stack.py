@@ -155,44 +155,84 @@ class AirflowStack:
 
     def stop(self, grace: float = 30) -> None:
         """SIGTERM each component's process group, then SIGKILL what is left after `grace` seconds, including
-        task processes the executor started in sessions of their own."""
+        task processes the executor started in sessions of their own.
+
+        Not interruptible: a second Ctrl-C (or SIGTERM, SIGHUP) while the components shut down used to end
+        this process half way and leave the scheduler running on its own, holding the port and running tasks.
+        Such a signal now cuts the grace short instead: what is left is killed at once."""
         import psutil
 
-        descendants: list[psutil.Process] = []
-        for proc in self.processes.values():
-            try:
-                descendants += psutil.Process(proc.pid).children(recursive=True)
-            except psutil.NoSuchProcess:
-                pass
-        for proc in self.processes.values():
-            if proc.poll() is None:
+        with _SignalsHasten() as hurry:
+            descendants: list[psutil.Process] = []
+            for proc in self.processes.values():
                 try:
-                    os.killpg(proc.pid, signal.SIGTERM)
-                except ProcessLookupError:
+                    descendants += psutil.Process(proc.pid).children(recursive=True)
+                except psutil.NoSuchProcess:
                     pass
-        deadline = time.monotonic() + grace
-        for proc in self.processes.values():
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
+            for proc in self.processes.values():
+                if proc.poll() is None:
+                    try:
+                        os.killpg(proc.pid, signal.SIGTERM)
+                    except ProcessLookupError:
+                        pass
+            deadline = time.monotonic() + grace
+            for proc in self.processes.values():
+                if not hurry.wait(lambda proc=proc: proc.poll() is not None, deadline):
+                    try:
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    except ProcessLookupError:
+                        pass
+                    proc.wait(timeout=10)
+            hurry.wait(lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE
+                                       for p in descendants), deadline)
+            for child in descendants:
                 try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
+                    child.kill()
+                except psutil.NoSuchProcess:
                     pass
-                proc.wait(timeout=10)
-        _, alive = psutil.wait_procs(descendants, timeout=max(0.1, deadline - time.monotonic()))
-        for child in alive:
-            try:
-                child.kill()
-            except psutil.NoSuchProcess:
-                pass
-        self.processes.clear()
+            self.processes.clear()
 
     def __enter__(self) -> AirflowStack:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class _SignalsHasten:
+    """While a stack stops: Ctrl-C, SIGTERM and SIGHUP are recorded instead of raised, and :meth:`wait` gives
+    up at once after one (in the main thread only: elsewhere Python handles no signals, and nothing changes).
+    The previous handlers come back afterwards."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+    def __init__(self) -> None:
+        self.received: list[int] = []
+        self.saved: dict[int, Any] = {}
+
+    def __enter__(self) -> _SignalsHasten:
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            for sig in self.SIGNALS:
+                self.saved[sig] = signal.signal(sig, self._record)
+        return self
+
+    def _record(self, signum: int, _frame: object) -> None:
+        self.received.append(signum)
+        log.warning("%s while Airflow stops: killing what is left now", signal.Signals(signum).name)
+
+    def wait(self, done: Any, deadline: float) -> bool:
+        """Poll `done()` until it is true (True), or the deadline passes or a signal came (False)."""
+        while not done():
+            if self.received or time.monotonic() >= deadline:
+                return bool(done())
+            time.sleep(0.1)
+        return True
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self.saved.items():
+            signal.signal(sig, handler)
 
 
 class AirflowApi:

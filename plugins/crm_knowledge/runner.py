@@ -492,13 +492,15 @@ def run_pipeline(size: int | None = None, seed: int | None = None, *, keep_runni
 
 
 def _stop_on_sigterm() -> None:
-    """SIGTERM (a supervisor, `kill`) ends the run like Ctrl-C, so the Airflow components are stopped too."""
+    """SIGTERM (a supervisor, `kill`) and SIGHUP (the terminal closed) end the run like Ctrl-C, so the Airflow
+    components are stopped too (by default either signal ends Python at once, leaving them running)."""
     import signal
 
     def interrupt(*_: object) -> None:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGHUP, interrupt)
 
 
 def _block_until_interrupted(stack) -> None:
