@@ -59,7 +59,8 @@ def ingest_schedule(cron: str) -> str | None:
 
 
 #: The task that decides the run's as-of date (crm_knowledge.as_of.as_of_date); every other task reads
-#: its result, including dbt through cosmos' `vars` (DBT_AS_OF_VAR), so no template needs `ds`.
+#: its result, including dbt through the environment of its cosmos tasks (DBT_AS_OF_VAR), so no template
+#: needs `ds`.
 AS_OF_TASK_ID = "as_of_date"
 DBT_AS_OF_VAR = "{{ ti.xcom_pull(task_ids='" + AS_OF_TASK_ID + "') }}"
 
@@ -180,29 +181,21 @@ RAW_ASSETS = [RAW_FORM_SUBMISSIONS, RAW_SIBLING_CUSTOMERS, RAW_CONTACT_INTERACTI
 # The project is found through settings (CKP_PROJECT_DIR, else the checkout the package was loaded from), as every
 # other part of the pipeline finds it, so DAGs over an installed package use the configured project.
 DBT_PROJECT_DIR = _SETTINGS.dbt_project_dir
-DBT_MANIFEST = DBT_PROJECT_DIR / "target" / "manifest.json"
 
 
-def dbt_configs():
-    """(project, profile) configs shared by every dbt task."""
-    from cosmos import ProfileConfig, ProjectConfig
+def dbt_profile():
+    """The dbt profile every dbt task uses, built from the Airflow connection `warehouse`."""
+    from cosmos import ProfileConfig
 
     from crm_knowledge.warehouse.cosmos_profile import WarehouseProfileMapping
 
-    project = ProjectConfig(
-        dbt_project_path=DBT_PROJECT_DIR,
-        manifest_path=DBT_MANIFEST,
-        install_dbt_deps=False,
-        dbt_vars={"as_of_date": DBT_AS_OF_VAR},
-    )
-    profile = ProfileConfig(
+    return ProfileConfig(
         profile_name="crm_knowledge",
         target_name="warehouse",
         # any reachable warehouse: password optional (trust, peer, .pgpass), the URL's libpq parameters kept;
         # threads: a stage is one `dbt build`; independent models run side by side in the warehouse
         profile_mapping=WarehouseProfileMapping(conn_id="warehouse", profile_args={"schema": "public", "threads": 4}),
     )
-    return project, profile
 
 
 #: The warehouse DAG's `run_mode` task (crm_knowledge.run_mode): daily runs hand dbt the warehouse clock at the
@@ -221,17 +214,18 @@ def dbt_build_stage(task_id: str, selector: str, *, tests_since: bool = False, *
     choice). A failing model or test fails the task (dbt exits non-zero and skips what depends on it), so
     the pipeline stops as before. Every model's and test's result is in the task log and, through the
     callback, in `audit.dbt_node_runs` and `audit.dq_results`. `tests_since`: hand dbt the run mode's
-    `dbt_tests_since` as the environment variable `dbt_stages.TESTS_SINCE_ENV` (DBT_TESTS_SINCE_VAR; only in a DAG
-    with the `run_mode` task): `--vars` stay the same for every task of a day, so they share one dbt parse.
+    `dbt_tests_since` (DBT_TESTS_SINCE_VAR; only in a DAG with the `run_mode` task). The run's as-of date and
+    `dbt_tests_since` reach dbt as environment variables (`dbt_stages.AS_OF_ENV`, `TESTS_SINCE_ENV`), not
+    `--vars`: changed vars make dbt parse the whole project again, so with none every task reuses the parse
+    (`dbt_parse_cache_dir`) and re-parses only the files that read a changed variable.
     """
     from cosmos.operators.local import DbtBuildLocalOperator
 
-    from crm_knowledge.dbt_stages import TESTS_SINCE_ENV
+    from crm_knowledge.dbt_stages import AS_OF_ENV, TESTS_SINCE_ENV
 
-    project, profile = dbt_configs()
-    env = {TESTS_SINCE_ENV: DBT_TESTS_SINCE_VAR} if tests_since else {}
-    return DbtBuildLocalOperator(task_id=task_id, project_dir=str(DBT_PROJECT_DIR), profile_config=profile,
-                                 selector=selector, vars=project.dbt_vars, env=env, install_deps=False,
+    env = {AS_OF_ENV: DBT_AS_OF_VAR, **({TESTS_SINCE_ENV: DBT_TESTS_SINCE_VAR} if tests_since else {})}
+    return DbtBuildLocalOperator(task_id=task_id, project_dir=str(DBT_PROJECT_DIR), profile_config=dbt_profile(),
+                                 selector=selector, env=env, install_deps=False,
                                  cache_dir=dbt_parse_cache_dir(), **{**dbt_operator_args(), **operator_args})
 
 

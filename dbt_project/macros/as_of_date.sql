@@ -1,10 +1,15 @@
 {#-
-    The date customers are described "as of": the `as_of_date` var (YYYY-MM-DD) or, when unset,
-    current_date. Model logic never calls now(): a backfill with --vars '{as_of_date: ...}' reproduces
-    what was knowable at the end of that day.
+    The date customers are described "as of": the `as_of_date` var (YYYY-MM-DD), else the environment variable
+    CKP_DBT_AS_OF_DATE (the DAGs' dbt tasks: a var that changes every day would make each day's first task parse
+    the whole project again, an environment variable only the files that read it), else current_date. Model
+    logic never calls now(): a backfill with --vars '{as_of_date: ...}' reproduces what was knowable at the end
+    of that day.
 -#}
 {% macro as_of_date() -%}
     {%- set value = var('as_of_date', none) -%}
+    {%- if value is none -%}
+        {%- set value = env_var('CKP_DBT_AS_OF_DATE', '') -%}
+    {%- endif -%}
     {%- if value is none or value | string | trim in ('', 'None', 'null') -%}
         current_date
     {%- else -%}

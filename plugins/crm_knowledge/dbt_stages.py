@@ -37,6 +37,9 @@ POST_SCORING = DbtStage("post_scoring", "customer_scoring", "dbt_post_scoring",
 #: dbt parses the whole project again whenever its `--vars` change (5 s a task at the demo's size), but
 #: re-parses only the files that read a changed environment variable, so the stages of a run share one parse.
 TESTS_SINCE_ENV = "CKP_DBT_TESTS_SINCE"
+#: The same for the run's as-of date (the macro `as_of_date()`, when the var `as_of_date` is unset): with both
+#: in the environment the DAGs' dbt tasks run with the same (no) vars every day and every task reuses the parse.
+AS_OF_ENV = "CKP_DBT_AS_OF_DATE"
 
 #: Every stage, in the order the pipeline runs them (identity resolution between the first two, scoring
 #: between the last two). Together they build every model, seed and snapshot of the project exactly once.

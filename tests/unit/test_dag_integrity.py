@@ -193,7 +193,7 @@ def test_no_template_assumes_a_logical_date(dagbag, dag_id):
     as_of_date task's result."""
     from ckp_common import DBT_AS_OF_VAR, DBT_TESTS_SINCE_VAR
 
-    from crm_knowledge.dbt_stages import TESTS_SINCE_ENV
+    from crm_knowledge.dbt_stages import AS_OF_ENV, TESTS_SINCE_ENV
 
     for t in dagbag.dags[dag_id].tasks:
         for field in t.template_fields:
@@ -201,11 +201,11 @@ def test_no_template_assumes_a_logical_date(dagbag, dag_id):
             for name in ("ds", "ds_nodash", "logical_date", "data_interval_start", "ts"):
                 assert f"{{{{ {name}" not in text and f"{{{{{name}" not in text, f"{t.task_id}.{field}: {text}"
         if type(t).__module__.startswith("cosmos"):
-            # the dbt tests and customer models of both DAGs read the daily run's changes: the run_mode
-            # task's result, in the environment; the vars are the day's only, the same for every dbt task of
-            # the day, so the tasks share one dbt parse through the partial-parse cache
-            assert t.vars == {"as_of_date": DBT_AS_OF_VAR}, t.task_id
-            assert t.env == {TESTS_SINCE_ENV: DBT_TESTS_SINCE_VAR}, t.task_id
+            # the dbt tasks of both DAGs read the as-of date and the daily run's changes (the as_of_date and
+            # run_mode tasks' results) from the environment, with no --vars: every task reuses one dbt parse
+            # through the partial-parse cache
+            assert not t.vars, t.task_id
+            assert t.env == {AS_OF_ENV: DBT_AS_OF_VAR, TESTS_SINCE_ENV: DBT_TESTS_SINCE_VAR}, t.task_id
             assert t.cache_dir is not None and t.partial_parse, t.task_id
 
 

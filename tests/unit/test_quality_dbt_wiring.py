@@ -32,7 +32,8 @@ def test_every_dbt_task_gets_the_results_callback(ckp_common):
     a, b = dag.get_task("stage_a"), dag.get_task("stage_b")
     assert isinstance(a, DbtBuildLocalOperator) and a.selector == "post_scoring" and b.full_refresh == "True"
     assert a.callback == b.callback == ckp_common.DBT_RESULTS_CALLBACK
-    assert a.vars == ckp_common.dbt_configs()[0].dbt_vars  # the as-of date travels to dbt
+    # the as-of date travels to dbt in the environment, with no --vars (one dbt parse for every task)
+    assert a.env["CKP_DBT_AS_OF_DATE"] == ckp_common.DBT_AS_OF_VAR and not a.vars
     assert AbstractDbtLocalBase._resolve_callback(ckp_common.DBT_RESULTS_CALLBACK) is record_dbt_task_results
     # a new dict per task: cosmos writes the task context into callback_args
     assert ckp_common.dbt_operator_args() is not ckp_common.dbt_operator_args()
