@@ -101,6 +101,19 @@ def prepare_warehouse_task() -> XComArg:
     return prepare_warehouse()
 
 
+def source_names_task(task_id: str, kind: str) -> XComArg:
+    """The task that names the sources of `kind` registered in config/sources/ (``sibling_unit``,
+    ``order_export``): a load is mapped over them, so a new source is a YAML file, no code."""
+
+    @task(task_id=task_id)
+    def source_names() -> list[str]:
+        from crm_knowledge.ingest.tasks import source_names
+
+        return source_names(kind)
+
+    return source_names()
+
+
 def load_file_source_task(task_id: str, asset: Asset, **task_kwargs):
     """The task that loads a file source (config/sources/<source_name>.yml) into raw and publishes `asset` with
     the day's counts; not yet called: call it with ``source_name`` and ``as_of``, or map it over source names
