@@ -7,7 +7,8 @@
 
 -- Every resolved source record in its canonical shape (int_customer_records_unioned) with the customer
 -- identity resolution gave it (stg_identity__record_clusters): where a record meets its customer, read by
--- survivorship (int_customer_attributes_ranked) and the pii vault (pii_source_identities).
+-- survivorship (int_customer_attributes_ranked), the pii vault (pii_source_identities) and
+-- int_customer_sources_aggregated.
 -- Incremental: a daily run recomputes only the affected customers (macros/affected_customers.sql).
 
 with
