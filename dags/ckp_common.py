@@ -1,6 +1,6 @@
 """Shared DAG constants: default args, the Assets that connect the DAGs (data-aware scheduling), the
-two tasks every DAG has (``as_of_date`` first and ``watcher`` last), and the tasks several DAGs share
-(``prepare_warehouse``, loading a file source, a dbt stage).
+two tasks every DAG has (``as_of_date`` first and ``watcher`` last), the tasks several DAGs share
+(``prepare_warehouse``, loading a file source, a dbt stage) and the DAG of a source that is one file source.
 
 Not a DAG file (listed in .airflowignore). Asset names are the warehouse tables they stand for, so
 the Airflow UI's asset graph reads like the warehouse lineage.
@@ -9,7 +9,7 @@ the Airflow UI's asset graph reads like the warehouse lineage.
 from __future__ import annotations
 
 import pendulum
-from airflow.sdk import Asset, XComArg, task
+from airflow.sdk import DAG, Asset, XComArg, dag, task
 
 from crm_knowledge.alerts import WebhookFailureNotifier
 from crm_knowledge.settings import get_settings
@@ -102,6 +102,19 @@ def prepare_warehouse_task() -> XComArg:
     return prepare_warehouse()
 
 
+def source_names_task(task_id: str, kind: str) -> XComArg:
+    """The task that names the sources of `kind` registered in config/sources/ (``sibling_unit``,
+    ``order_export``): a load is mapped over them, so a new source is a YAML file, no code."""
+
+    @task(task_id=task_id)
+    def source_names() -> list[str]:
+        from crm_knowledge.ingest.tasks import source_names
+
+        return source_names(kind)
+
+    return source_names()
+
+
 def load_file_source_task(task_id: str, asset: Asset, **task_kwargs):
     """The task that loads a file source (config/sources/<source_name>.yml) into raw and publishes `asset` with
     the day's counts; not yet called: call it with ``source_name`` and ``as_of``, or map it over source names
@@ -117,6 +130,22 @@ def load_file_source_task(task_id: str, asset: Asset, **task_kwargs):
         return publish(asset, as_of, ingest_file_source(source_name))
 
     return load_file_source
+
+
+def file_source_dag(dag_id: str, *, cron: str, tags: list[str], doc_md: str | None, load_task_id: str,
+                    asset: Asset, source_name: str) -> DAG:
+    """The DAG of a source that is one file source (config/sources/<source_name>.yml), scheduled by `cron`
+    (ingest_schedule): the as-of date, the warehouse prepared, the source loaded by task `load_task_id`
+    (publishing `asset` with the day's counts) and the watcher. Its DAG file passes its docstring as `doc_md`."""
+
+    @dag(dag_id=dag_id, schedule=ingest_schedule(cron), tags=tags, doc_md=doc_md, **DAG_DEFAULTS)
+    def ingest_file_source():
+        load = load_file_source_task(load_task_id, asset)
+        as_of = as_of_date_task()
+        as_of >> prepare_warehouse_task() >> load(source_name=source_name, as_of=as_of)
+        watcher()
+
+    return ingest_file_source()
 
 
 def watcher() -> None:

@@ -9,30 +9,15 @@ in the event), also when nothing new arrived: the warehouse waits for every sour
 
 from __future__ import annotations
 
-from airflow.sdk import dag
-from ckp_common import (
-    DAG_DEFAULTS,
-    RAW_CONTACT_INTERACTIONS,
-    as_of_date_task,
-    ingest_schedule,
-    load_file_source_task,
-    prepare_warehouse_task,
-    watcher,
-)
+from airflow.sdk import DAG
+from ckp_common import RAW_CONTACT_INTERACTIONS, file_source_dag
 
-
-@dag(
-    dag_id="ingest_contact_channels",
-    schedule=ingest_schedule("@daily"),
+ingest_contact_channels: DAG = file_source_dag(
+    "ingest_contact_channels",
+    cron="@daily",
     tags=["ingestion", "contact-centre"],
     doc_md=__doc__,
-    **DAG_DEFAULTS,
+    load_task_id="load_interactions",
+    asset=RAW_CONTACT_INTERACTIONS,
+    source_name="contacts",
 )
-def ingest_contact_channels():
-    load_interactions = load_file_source_task("load_interactions", RAW_CONTACT_INTERACTIONS)
-    as_of = as_of_date_task()
-    as_of >> prepare_warehouse_task() >> load_interactions(source_name="contacts", as_of=as_of)
-    watcher()
-
-
-ingest_contact_channels()

@@ -11,30 +11,15 @@ source's report of the day.
 
 from __future__ import annotations
 
-from airflow.sdk import dag
-from ckp_common import (
-    DAG_DEFAULTS,
-    RAW_FORM_SUBMISSIONS,
-    as_of_date_task,
-    ingest_schedule,
-    load_file_source_task,
-    prepare_warehouse_task,
-    watcher,
-)
+from airflow.sdk import DAG
+from ckp_common import RAW_FORM_SUBMISSIONS, file_source_dag
 
-
-@dag(
-    dag_id="ingest_forms",
-    schedule=ingest_schedule("@hourly"),
+ingest_forms: DAG = file_source_dag(
+    "ingest_forms",
+    cron="@hourly",
     tags=["ingestion", "forms"],
     doc_md=__doc__,
-    **DAG_DEFAULTS,
+    load_task_id="load_forms",
+    asset=RAW_FORM_SUBMISSIONS,
+    source_name="forms",
 )
-def ingest_forms():
-    load_forms = load_file_source_task("load_forms", RAW_FORM_SUBMISSIONS)
-    as_of = as_of_date_task()
-    as_of >> prepare_warehouse_task() >> load_forms(source_name="forms", as_of=as_of)
-    watcher()
-
-
-ingest_forms()

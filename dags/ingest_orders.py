@@ -23,6 +23,7 @@ from ckp_common import (
     load_file_source_task,
     prepare_warehouse_task,
     publish,
+    source_names_task,
     watcher,
 )
 
@@ -41,18 +42,12 @@ def ingest_orders():
 
         return publish(RAW_ORDERS, as_of, ingest_orders_database("orders"))
 
-    @task
-    def list_order_exports() -> list[str]:
-        from crm_knowledge.ingest.tasks import source_names
-
-        return source_names("order_export")
-
     load_order_export = load_file_source_task("load_order_export", RAW_ORDERS, map_index_template="{{ source_label }}")
 
     as_of = as_of_date_task()
     ready = prepare_warehouse_task()
     as_of >> ready >> extract_orders_database(as_of)
-    exports = list_order_exports()
+    exports = source_names_task("list_order_exports", "order_export")
     ready >> exports
     load_order_export.partial(as_of=as_of).expand(source_name=exports)
     watcher()

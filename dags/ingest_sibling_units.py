@@ -11,13 +11,15 @@ source's report of the day.
 
 from __future__ import annotations
 
-from airflow.sdk import dag, task
+from airflow.sdk import dag
 from ckp_common import (
     DAG_DEFAULTS,
     RAW_SIBLING_CUSTOMERS,
     as_of_date_task,
     ingest_schedule,
     load_file_source_task,
+    prepare_warehouse_task,
+    source_names_task,
     watcher,
 )
 
@@ -30,18 +32,11 @@ from ckp_common import (
     **DAG_DEFAULTS,
 )
 def ingest_sibling_units():
-    @task
-    def list_units() -> list[str]:
-        from crm_knowledge.ingest.tasks import prepare_warehouse, source_names
-
-        prepare_warehouse()
-        return source_names("sibling_unit")
-
     load_unit = load_file_source_task("load_unit", RAW_SIBLING_CUSTOMERS, map_index_template="{{ source_label }}")
 
     as_of = as_of_date_task()
-    units = list_units()
-    as_of >> units
+    units = source_names_task("list_units", "sibling_unit")
+    as_of >> prepare_warehouse_task() >> units
     load_unit.partial(as_of=as_of).expand(source_name=units)
     watcher()
 

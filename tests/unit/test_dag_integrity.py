@@ -292,6 +292,8 @@ def test_marts_are_fully_refreshed_after_a_full_identity_resolution(dagbag):
 
 #: The tasks ckp_common makes for several DAGs that call a stage's entry point (crm_knowledge.ingest.tasks).
 STAGE_TASKS_OF_CKP_COMMON = {"load_file_source_task", "prepare_warehouse_task"}
+#: The DAGs ckp_common builds (for the file sources' DAG files) out of those tasks.
+DAGS_OF_CKP_COMMON = {"file_source_dag"}
 
 
 def test_the_stage_tasks_of_ckp_common_call_only_the_stage_entry_points():
@@ -301,6 +303,11 @@ def test_the_stage_tasks_of_ckp_common_call_only_the_stage_entry_points():
         imported = {node.module for node in ast.walk(factories[name])
                     if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("crm_knowledge")}
         assert imported == {"crm_knowledge.ingest.tasks"}, (name, imported)
+    for name in DAGS_OF_CKP_COMMON:
+        imported = {node.module for node in ast.walk(factories[name]) if isinstance(node, ast.ImportFrom)}
+        called = {node.func.id for node in ast.walk(factories[name])
+                  if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)}
+        assert not imported and called & STAGE_TASKS_OF_CKP_COMMON, (name, imported, called)
 
 
 @pytest.mark.parametrize("path", DAG_FILES, ids=lambda p: p.name)
@@ -313,6 +320,6 @@ def test_dag_tasks_call_only_the_stage_entry_points(path):
                 if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("crm_knowledge")}
     from_common = {alias.name for node in tree.body if isinstance(node, ast.ImportFrom) and node.module == "ckp_common"
                    for alias in node.names}
-    assert imported or from_common & STAGE_TASKS_OF_CKP_COMMON, f"{path.name} calls no stage"
+    assert imported or from_common & (STAGE_TASKS_OF_CKP_COMMON | DAGS_OF_CKP_COMMON), f"{path.name} calls no stage"
     stray = sorted(m for m in imported if not re.fullmatch(r"crm_knowledge\.\w+\.tasks", m))
     assert not stray, f"{path.name} imports {stray}: call the stage's crm_knowledge.<stage>.tasks instead"

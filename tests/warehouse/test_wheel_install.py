@@ -25,8 +25,8 @@ from crm_knowledge.settings import PROJECT_ROOT
 
 pytestmark = pytest.mark.warehouse
 
-#: What the DAG's tasks do (dags/ingest_sibling_units.py: list_units, then load_unit per unit), plus what an
-#: installed package says when it has no project directory, and what it finds once it has one.
+#: What the DAG's tasks do (dags/ingest_sibling_units.py: prepare_warehouse, list_units, then load_unit per
+#: unit), plus what an installed package says when it has no project directory, and what it finds once it has one.
 SCRIPT = r"""
 import json, os, sys
 import crm_knowledge

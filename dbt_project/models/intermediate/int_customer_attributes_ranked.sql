@@ -11,15 +11,9 @@
 
 with
 
-customer_records as (
+resolved_records as (
 
-    select * from {{ ref('int_customer_records_unioned') }}
-
-),
-
-record_clusters as (
-
-    select * from {{ ref('stg_identity__record_clusters') }}
+    select * from {{ ref('int_customer_records_resolved') }}
     {{ only_affected_customers() }}
 
 ),
@@ -33,21 +27,19 @@ source_trust as (
 attribute_values as (
 
     select
-        record_clusters.customer_id,
-        customer_records.source_system,
-        customer_records.source_record_id,
-        customer_records.last_seen_at as observed_at,
-        customer_records.completeness_score,
+        resolved_records.customer_id,
+        resolved_records.source_system,
+        resolved_records.source_record_id,
+        resolved_records.last_seen_at as observed_at,
+        resolved_records.completeness_score,
         attributes.attribute_name,
         attributes.attribute_value
-    from customer_records
-    inner join record_clusters
-        on {{ same_source_record('customer_records', 'record_clusters') }}
+    from resolved_records
     cross join
         lateral (
             values
             {% for name, column, type in golden_record_attributes() -%}
-                ('{{ name }}', cast(customer_records.{{ column }} as text))
+                ('{{ name }}', cast(resolved_records.{{ column }} as text))
                 {%- if not loop.last %},{% endif %}
             {% endfor %}
         ) as attributes (attribute_name, attribute_value)

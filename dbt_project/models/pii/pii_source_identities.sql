@@ -13,15 +13,9 @@
 
 with
 
-customer_records as (
+resolved_records as (
 
-    select * from {{ ref('int_customer_records_unioned') }}
-
-),
-
-record_clusters as (
-
-    select * from {{ ref('stg_identity__record_clusters') }}
+    select * from {{ ref('int_customer_records_resolved') }}
     {{ only_affected_customers() }}
 
 ),
@@ -35,26 +29,24 @@ erasure_requests as (
 final as (
 
     select
-        record_clusters.customer_id,
-        customer_records.source_system,
-        customer_records.source_record_id,
-        customer_records.first_name_norm,
-        customer_records.last_name_norm,
-        customer_records.full_name_norm,
-        customer_records.email as email_norm,
-        customer_records.phone_e164,
-        customer_records.national_id as national_id_valid,
-        customer_records.birth_date,
-        customer_records.postcode,
-        customer_records.street_norm,
-        customer_records.city_norm,
-        customer_records.identifiers,
-        customer_records.last_seen_at as seen_at
-    from customer_records
-    inner join record_clusters
-        on {{ same_source_record('customer_records', 'record_clusters') }}
+        resolved_records.customer_id,
+        resolved_records.source_system,
+        resolved_records.source_record_id,
+        resolved_records.first_name_norm,
+        resolved_records.last_name_norm,
+        resolved_records.full_name_norm,
+        resolved_records.email as email_norm,
+        resolved_records.phone_e164,
+        resolved_records.national_id as national_id_valid,
+        resolved_records.birth_date,
+        resolved_records.postcode,
+        resolved_records.street_norm,
+        resolved_records.city_norm,
+        resolved_records.identifiers,
+        resolved_records.last_seen_at as seen_at
+    from resolved_records
     left join erasure_requests
-        on record_clusters.customer_id = erasure_requests.customer_id
+        on resolved_records.customer_id = erasure_requests.customer_id
     where erasure_requests.customer_id is null
 
 )
