@@ -17,6 +17,7 @@ import pytest
 
 from crm_knowledge.netports import free_port, port_free
 from crm_knowledge.settings import PROJECT_ROOT
+from crm_knowledge.warehouse.server import running_port
 
 # --- per-process home and ports: the ONE place they are chosen ------------------------------------------------
 # Every port a test listens on or starts a server on is a CKP_TEST_*_PORT variable (default below). `make test`
@@ -50,22 +51,9 @@ PINNED_PORTS: dict[str, str] = json.loads(os.environ[PINNED_PORTS_VAR])
 PORT_SPANS = {"CKP_TEST_WEBHOOK_PORT": 2}
 
 
-def _own_warehouse_port() -> int | None:
-    """The port this process's test home's embedded warehouse runs on, left running by an earlier run (its
-    port is taken, by us: keep it, or the server refuses to move)."""
-    home = Path(os.environ["CKP_HOME"]) if XDIST_WORKER == "" and "CKP_HOME" in os.environ else TEST_HOME
-    try:
-        state = json.loads((home / "warehouse" / "server.json").read_text())
-        pid = int((home / "warehouse" / "pgdata" / "postmaster.pid").read_text().split()[0])
-    except (OSError, ValueError, IndexError, json.JSONDecodeError):
-        return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:  # alive, as the server's own OS user
-        pass
-    return int(state["port"]) if "port" in state else None
+def _warehouse_home() -> Path:
+    """The CKP_HOME this process's embedded test warehouse lives in (a plain pytest honours an exported one)."""
+    return Path(os.environ["CKP_HOME"]) if XDIST_WORKER == "" and "CKP_HOME" in os.environ else TEST_HOME
 
 
 def _choose_port(name: str, default: int) -> int:
@@ -75,8 +63,8 @@ def _choose_port(name: str, default: int) -> int:
     port = int(PINNED_PORTS.get(name, default)) + WORKER_INDEX * WORKER_PORT_STRIDE
     if name in PINNED_PORTS or all(port_free(port + i) for i in range(span)):
         return port
-    if name == "CKP_TEST_WAREHOUSE_PORT" and _own_warehouse_port() == port:
-        return port
+    if name == "CKP_TEST_WAREHOUSE_PORT" and running_port(_warehouse_home()) == port:
+        return port  # this home's own server, left running by an earlier run: it keeps its port
     for _ in range(50):
         free = free_port()
         if all(port_free(free + i) for i in range(span)):

@@ -41,7 +41,8 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "CKP_DEMO_MODE": ("1 under `make run`/tests", "allows the public demo pseudonym key; never set it in production"),
     "CKP_DEMO_SIZE": ("2000", "number of demo customers `make run` generates"),
     "CKP_DEMO_SEED": ("42", "seed of the demo generator"),
-    "CKP_BENCH_PORT": ("54360", "warehouse port of `ckp bench` (its own embedded server, apart from `make run`'s)"),
+    "CKP_BENCH_PORT": ("54360", "warehouse port of `ckp bench` (its own embedded server, apart from `make run`'s); "
+                       "when unset and 54360 is taken (a benchmark of another size), a free port"),
     "CKP_BENCH_WEBHOOK_PORT": ("8790", "webhook receiver port of `ckp bench` when CKP_WEBHOOK_PORT is unset"),
     "CKP_ALERT_WEBHOOK_URL": ("(unset: no alerts)", "URL a failed Airflow task is reported to (Slack-style "
                               "incoming webhook, JSON with a `text` field); or the Airflow connection `ckp_alerts`"),

@@ -40,11 +40,33 @@ def prepare_environment(size: int, home: Path | None = None, port: int | None = 
     """Point every setting at the benchmark's own home and port; must run before get_settings()."""
     home = home or PROJECT_ROOT / "var" / "bench" / str(size)
     os.environ["CKP_HOME"] = str(home)
-    os.environ["CKP_WAREHOUSE_PORT"] = str(port or get_settings().bench_port)
+    os.environ["CKP_WAREHOUSE_PORT"] = str(port or bench_port(home))
     os.environ.setdefault("CKP_WEBHOOK_PORT", str(get_settings().bench_webhook_port))
     os.environ["CKP_DEMO_MODE"] = "1"
     os.environ["AIRFLOW_HOME"] = str(home / "airflow")
     return home
+
+
+def bench_port(home: Path) -> int:
+    """The warehouse port of a benchmark in `home`: CKP_BENCH_PORT when set; else the port of the server this
+    home already runs, if any; else the default (54360) when it is free, or any free port: a benchmark of
+    another size (or anything else) may hold the default, and the benchmark's server is its own."""
+    from crm_knowledge.netports import free_port, port_free
+    from crm_knowledge.settings import env_value
+    from crm_knowledge.warehouse.server import running_port
+
+    settings = get_settings()
+    if env_value("CKP_BENCH_PORT"):
+        return settings.bench_port
+    own = running_port(home)
+    if own is not None:
+        return own
+    if port_free(settings.bench_port):
+        return settings.bench_port
+    port = free_port()
+    log.info("port %s (CKP_BENCH_PORT's default) is taken; the benchmark's warehouse uses %s", settings.bench_port,
+             port)
+    return port
 
 
 class BenchHomeBusy(RuntimeError):

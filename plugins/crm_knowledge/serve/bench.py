@@ -147,9 +147,11 @@ analyze;
 
 def prepare_environment(size: int) -> Path:
     """The benchmark's own home and warehouse port (before anything reads settings)."""
+    from crm_knowledge.bench.run import bench_port
+
     home = PROJECT_ROOT / "var" / "bench-api" / str(size)
     os.environ["CKP_HOME"] = str(home)
-    os.environ["CKP_WAREHOUSE_PORT"] = str(get_settings().bench_port)
+    os.environ["CKP_WAREHOUSE_PORT"] = str(bench_port(home))
     os.environ.pop("WAREHOUSE_URL", None)
     os.environ["CKP_DEMO_MODE"] = "1"
     return home

@@ -186,6 +186,26 @@ def _is_running(pgdata: Path, user: str | None) -> bool:
     return _pg("pg_ctl", "status", "-D", str(pgdata), user=user).returncode == 0
 
 
+def running_port(home: Path) -> int | None:
+    """The port the embedded warehouse of CKP_HOME `home` runs on now, or None (never started, or stopped).
+
+    Cheap (two small files and a signal-0 probe, no pg_ctl): for choosing a port before settings are read,
+    where a port taken by this home's own server must be kept (:func:`start` refuses to move a running one)."""
+    base = home / "warehouse"
+    try:
+        port = json.loads((base / "server.json").read_text())["port"]
+        pid = int((base / "pgdata" / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError, KeyError, TypeError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:  # alive, as the server's own OS user
+        pass
+    return int(port)
+
+
 def _init_cluster(settings: Settings, user: str | None) -> str:
     pgdata = settings.pgdata_dir
     base = private_dir(pgdata.parent)
