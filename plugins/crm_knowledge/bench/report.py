@@ -128,7 +128,9 @@ def to_markdown(report: dict[str, Any]) -> str:
                   + (f" (target at 1M: ≤ {TARGETS['full_seconds_1m']} s)" if size >= 1_000_000 else "")),
              (f"- incremental day: **{_fmt(report.get('incremental_seconds'))} s** (target ≤ "
               f"{TARGETS['incremental_seconds']} s)" if report.get("incremental_seconds") is not None
-              else "- incremental day: not run in this benchmark (`--no-incremental`)"),
+              else "- incremental day: not run in this benchmark ("
+              + ("`--only-ingest`" if report.get("only_ingest") else "`--only-identity`" if report.get("only_identity")
+                 else "`--no-incremental`") + ")"),
              f"- peak memory, pipeline processes + warehouse: **{_fmt(report.get('peak_total_mb'))} MB** "
              f"(target ≤ {TARGETS['peak_total_mb']} MB)", ""]
     load = report.get("load_average")
