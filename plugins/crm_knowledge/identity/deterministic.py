@@ -20,6 +20,7 @@ import pandas as pd
 import pyarrow as pa
 
 from crm_knowledge.identity.config import IdentityConfig, identifier_column
+from crm_knowledge.identity.duckdb_session import DEFAULT_MEMORY_LIMIT, connection
 from crm_knowledge.identity.names import compatible, families_agree, rules_from_config
 
 log = logging.getLogger(__name__)
@@ -170,15 +171,14 @@ def _arrow_strings(values: pd.Series) -> pa.Array:
     return pa.array(values.to_numpy(dtype=object), type=pa.string(), from_pandas=True)
 
 
-def _star(keys: pd.Series, rids: pd.Series, rule: str, centre_first: pd.Series | None = None) -> pd.DataFrame:
+def _star(keys: pd.Series, rids: pd.Series, rule: str, centre_first: pd.Series | None = None, *,
+          memory_limit: str = DEFAULT_MEMORY_LIMIT) -> pd.DataFrame:
     """Star edges within groups of equal `keys` (missing keys: no group), found in DuckDB; the centre is the
     group's first record by (not `centre_first`, rid)."""
-    import duckdb
-
     pref = (~centre_first.to_numpy(dtype=bool)) if centre_first is not None else np.zeros(len(keys), dtype=bool)
     members = pa.table({"k": _arrow_strings(keys), "rid": pa.array(rids.to_numpy(dtype=np.int64)),
                         "pref": pa.array(pref)})
-    with duckdb.connect() as con:
+    with connection(memory_limit) as con:
         con.register("members", members)
         e = con.execute("select centre, rid from (select rid, first_value(rid) over (partition by k order by pref, "
                         "rid) as centre from members where k is not null) where rid <> centre "
@@ -191,10 +191,9 @@ def _guarded_edges(df: pd.DataFrame, col: str, rule: str, config: IdentityConfig
     """Edges of the records sharing a value of `col` (a name-guarded kind): groups whose records carry one
     given-name key (or none) as a star (:func:`_star`), the others split by :func:`_guarded_subgroups` (the name
     rules, Python: only these groups' records are looked at). Group sizes and given-name counts come from DuckDB."""
-    import duckdb
-
+    memory_limit = config.probabilistic.duckdb_memory_limit
     others = [identifier_column(k) for k in sorted(config.deterministic.name_guard) if identifier_column(k) != col]
-    with duckdb.connect() as con:
+    with connection(memory_limit) as con:
         con.register("records", pa.table({"k": _arrow_strings(df[col]), "first_key": _arrow_strings(df["first_key"]),
                                           "pos": pa.array(np.arange(len(df), dtype=np.int64))}))
         g = con.execute("select pos, nk > 1 as complex from (select pos, count(*) over w as n, count(distinct "
@@ -204,7 +203,7 @@ def _guarded_edges(df: pd.DataFrame, col: str, rule: str, config: IdentityConfig
     if not len(pos):
         return _empty()
     simple = df.iloc[pos[~complex_]]
-    parts = [_star(simple[col], simple["rid"], rule)] if len(simple) else []
+    parts = [_star(simple[col], simple["rid"], rule, memory_limit=memory_limit)] if len(simple) else []
     rows = []
     for _, grp in df.iloc[pos[complex_]][[col, "rid", "first_key", "name_profile", *others]].groupby(col, sort=True):
         for members in _guarded_subgroups(grp, config, others):
@@ -222,8 +221,7 @@ def deterministic_edges(prepared: pd.DataFrame, config: IdentityConfig) -> pd.Da
 
     `prepared` must already have junk values removed.
     """
-    import duckdb
-
+    memory_limit = config.probabilistic.duckdb_memory_limit
     parts = []
     for kind in config.kinds:
         col = identifier_column(kind)
@@ -232,9 +230,9 @@ def deterministic_edges(prepared: pd.DataFrame, config: IdentityConfig) -> pd.Da
         if kind in config.deterministic.name_guard:
             parts.append(_guarded_edges(prepared, col, kind, config))
         else:
-            parts.append(_star(prepared[col], prepared["rid"], kind))
+            parts.append(_star(prepared[col], prepared["rid"], kind, memory_limit=memory_limit))
     parts.append(_star(prepared["cref_key"], prepared["rid"], "customer_ref",
-                       centre_first=prepared["source_system"] == "orders"))
+                       centre_first=prepared["source_system"] == "orders", memory_limit=memory_limit))
     parts = [p for p in parts if len(p)]
     if not parts:
         return _empty()
@@ -243,7 +241,7 @@ def deterministic_edges(prepared: pd.DataFrame, config: IdentityConfig) -> pd.Da
                       "rid_r": pa.array(np.concatenate([p["rid_r"].to_numpy(dtype=np.int64) for p in parts])),
                       "rank": pa.array(np.concatenate([np.full(len(p), ranks[p["match_rule"].iat[0]], dtype=np.int64)
                                                        for p in parts]))})
-    with duckdb.connect() as con:
+    with connection(memory_limit) as con:
         con.register("edges", edges)
         e = con.execute("select rid_l, rid_r, rank from (select least(rid_l, rid_r) as rid_l, greatest(rid_l, rid_r) "
                         "as rid_r, rank from edges) qualify row_number() over (partition by rid_l, rid_r order by "

@@ -77,12 +77,13 @@ def detect_junk(prepared: pd.DataFrame, config: IdentityConfig) -> pd.DataFrame:
     Returns columns identifier_kind, identifier_value (in memory only, never stored),
     identifier_value_hash, distinct_records, reason (deny_list | shared).
     """
-    import duckdb
     import numpy as np
     import pyarrow as pa
 
+    from crm_knowledge.identity.duckdb_session import connection
+
     rows = []
-    with duckdb.connect() as con:
+    with connection(config.probabilistic.duckdb_memory_limit) as con:
         for kind in config.kinds:
             col = identifier_column(kind)
             if col not in prepared.columns:

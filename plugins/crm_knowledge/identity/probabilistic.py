@@ -86,19 +86,17 @@ def eligible(prepared: pd.DataFrame, config: IdentityConfig) -> pd.Series:
 def make_db_api(backend: str, memory_limit: str = "2GB", spark=None):
     """A Splink database API for `backend` (the only backend-specific code of the model).
 
-    DuckDB gets a memory limit and a spill directory: by default it would take 80% of the machine's
-    memory, next to the pandas frames of a million-customer run; above the limit it spills to disk.
-    Spark: the session of `spark` (a :class:`crm_knowledge.identity.spark_session.SparkConfig`).
+    DuckDB gets a memory limit and a private spill folder (:mod:`crm_knowledge.identity.duckdb_session`): by
+    default it would take 80% of the machine's memory, next to the pandas frames of a million-customer run;
+    above the limit it spills to disk. Spark: the session of `spark` (a
+    :class:`crm_knowledge.identity.spark_session.SparkConfig`).
     """
     if backend == "duckdb":
-        import tempfile
-
-        import duckdb
         from splink import DuckDBAPI
 
-        con = duckdb.connect(":memory:", config={"memory_limit": memory_limit,
-                                                 "temp_directory": tempfile.gettempdir() + "/ckp_duckdb_spill"})
-        return DuckDBAPI(con)
+        from crm_knowledge.identity.duckdb_session import open_connection
+
+        return DuckDBAPI(open_connection(memory_limit))
     if backend == "spark":
         from crm_knowledge.identity.spark_session import SparkConfig, db_api
 
@@ -112,12 +110,16 @@ def _register(db_api, frame, name: str):
 
 
 def _close(db_api) -> None:
+    """Close the backend's DuckDB connection (and remove its spill folder); a Spark session is stopped by
+    store.run when the stage ends."""
+    from crm_knowledge.identity.duckdb_session import close_connection
+
     con = getattr(db_api, "_con", None)
     if con is not None and hasattr(con, "close"):
         try:
-            con.close()
+            close_connection(con)
         except Exception:  # pragma: no cover
-            pass
+            log.warning("probabilistic: closing DuckDB failed", exc_info=True)
 
 
 # --- model ---------------------------------------------------------------------------------------
