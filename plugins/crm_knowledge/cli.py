@@ -457,7 +457,11 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as exc:  # a clear one-line error for operators; -v shows the traceback
         if args.verbose:
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        try:
+            text = str(exc)
+        except Exception:  # noqa: BLE001 - an error whose text cannot be rendered (a dead JVM's) still gets a line
+            text = f"{type(exc).__name__} (its message could not be read; run with -v for the traceback)"
+        print(f"error: {text}", file=sys.stderr)
         return 1
 
 

@@ -216,6 +216,60 @@ def db_api(cfg: SparkConfig):
                     num_partitions_on_repartition=effective_config(cfg).shuffle_partitions)
 
 
+class SparkStageError(RuntimeError):
+    """A Spark job of the identity stage failed in the JVM (see :func:`jvm_failure`)."""
+
+
+def jvm_failure(exc: BaseException) -> BaseException:
+    """What to raise for `exc`, a failure inside a Spark run, while its JVM still lives.
+
+    py4j's Py4JJavaError renders its text by asking the JVM; the identity stage ends the JVM when it fails (its
+    scratch directory holds personal data), after which printing the error fails too ("exception str()
+    failed", then a py4j connection traceback instead of the reason). So the reason is taken now: the JVM's
+    exception classes down the cause chain, and for running out of memory the message too and what to raise.
+    Java messages can quote a row's values, so no other message is kept (Spark's own log has them). Any other
+    exception is returned as it is."""
+    try:
+        from py4j.protocol import Py4JJavaError
+    except ImportError:  # pragma: no cover - pyspark brings py4j
+        return exc
+    if not isinstance(exc, Py4JJavaError):
+        return exc
+    names: list[str] = []
+    oom: str | None = None
+    try:
+        throwable = exc.java_exception
+        while throwable is not None and len(names) < 8:
+            name = str(throwable.getClass().getName())
+            names.append(name)
+            if name.endswith("OutOfMemoryError") and oom is None:
+                oom = f"{name}: {throwable.getMessage()}"
+            throwable = throwable.getCause()
+    except Exception:  # noqa: BLE001 - the JVM is already gone: say what is known
+        names.append("(the JVM ended before its error could be read)")
+    frame = _last_frame(exc)
+    where = f" in {frame}" if frame else ""
+    if oom:
+        return SparkStageError(
+            f"identity on Spark ran out of memory{where} ({oom}): give the JVM more (spark.driver_memory / "
+            f"CKP_SPARK_DRIVER_MEMORY in local mode, now {_state.get('config', SparkConfig()).driver_memory}; "
+            "spark.executor_memory / CKP_SPARK_EXECUTOR_MEMORY on a cluster)")
+    return SparkStageError(f"identity on Spark failed{where}: {' <- '.join(names) or type(exc).__name__} "
+                           "(Spark's log, on this process's stderr, has the JVM's messages)")
+
+
+def _last_frame(exc: BaseException) -> str | None:
+    """`module.function` of the last frame of the package in `exc`'s traceback (no values)."""
+    import traceback
+
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if "crm_knowledge" in f.filename]
+    if not frames:
+        return None
+    f = frames[-1]
+    module = Path(f.filename).stem
+    return f"{module}.{f.name}"
+
+
 def stop_session() -> None:
     """Stop the session (if any) and remove its scratch directory."""
     with _lock:
