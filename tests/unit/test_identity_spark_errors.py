@@ -53,12 +53,23 @@ def test_out_of_memory_says_what_to_raise():
     assert "Ali Karimi" not in text  # a Java message can quote a row: only the class names and OOM's own text
 
 
+def test_a_broadcast_that_does_not_fit_is_a_memory_failure_and_error_classes_are_named():
+    """What Spark local at 100k synthetic customers ran into (before broadcast joins were turned off)."""
+    inner = _Throwable("org.apache.spark.SparkException", "Not enough memory to build and broadcast the table to all "
+                       "worker nodes. As a workaround, you can either disable broadcast by setting ...")
+    outer = _Throwable("org.apache.spark.SparkException", "[STAGE_MATERIALIZATION_MULTIPLE_FAILURES] Multiple "
+                       "failures (2) in stage materialization:", cause=inner)
+    text = str(jvm_failure(_java_error(outer)))
+    assert "ran out of memory" in text and "Not enough memory to build and broadcast the table)" in text
+    assert "worker nodes" not in text  # only the known, data-free beginning
+
+
 def test_another_failure_names_the_java_classes_only():
     got = jvm_failure(_java_error(_Throwable(
-        "org.apache.spark.SparkException", "Task failed while writing rows: 0912 123 4567",
+        "org.apache.spark.SparkException", "[TASK_WRITE_FAILED] Task failed while writing rows: 0912 123 4567",
         cause=_Throwable("java.io.IOException", "No space left on device"))))
     text = str(got)
-    assert "org.apache.spark.SparkException <- java.io.IOException" in text
+    assert "org.apache.spark.SparkException [TASK_WRITE_FAILED] <- java.io.IOException" in text
     assert "0912" not in text and "No space" not in text
 
 

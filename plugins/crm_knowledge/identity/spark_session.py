@@ -192,6 +192,10 @@ def _build(cfg: SparkConfig):
         "spark.sql.session.timeZone": "UTC",
         # the driver's Python process feeds pandas frames to the JVM and back; keep Arrow batches modest
         "spark.sql.execution.arrow.maxRecordsPerBatch": "5000",
+        # no broadcast joins planned from size estimates: the tables Splink and the stage build from pandas
+        # UDFs are estimated far below their size, and at 100k customers a "small" side no longer fit the
+        # driver's memory ("Not enough memory to build and broadcast the table"); sort-merge joins spill instead
+        "spark.sql.autoBroadcastJoinThreshold": "-1",
         **dict(cfg.conf),
     }
     for k, v in settings.items():
@@ -214,6 +218,10 @@ def db_api(cfg: SparkConfig):
     session = spark_session(cfg)
     return SparkAPI(spark_session=session, break_lineage_method="persist",
                     num_partitions_on_repartition=effective_config(cfg).shuffle_partitions)
+
+
+#: Spark's own text when a broadcast join's table does not fit the driver (no data in it)
+BROADCAST_OUT_OF_MEMORY = "Not enough memory to build and broadcast the table"
 
 
 class SparkStageError(RuntimeError):
@@ -241,9 +249,13 @@ def jvm_failure(exc: BaseException) -> BaseException:
         throwable = exc.java_exception
         while throwable is not None and len(names) < 8:
             name = str(throwable.getClass().getName())
-            names.append(name)
-            if name.endswith("OutOfMemoryError") and oom is None:
-                oom = f"{name}: {throwable.getMessage()}"
+            message = str(throwable.getMessage() or "")
+            error_class = re.match(r"\[([A-Z_]+)\]", message)  # Spark's error class: a name, never data
+            names.append(f"{name} [{error_class.group(1)}]" if error_class else name)
+            if oom is None and name.endswith("OutOfMemoryError"):
+                oom = f"{name}: {message}"
+            elif oom is None and message.startswith(BROADCAST_OUT_OF_MEMORY):
+                oom = f"{name}: {BROADCAST_OUT_OF_MEMORY}"
             throwable = throwable.getCause()
     except Exception:  # noqa: BLE001 - the JVM is already gone: say what is known
         names.append("(the JVM ended before its error could be read)")
@@ -255,7 +267,7 @@ def jvm_failure(exc: BaseException) -> BaseException:
             f"CKP_SPARK_DRIVER_MEMORY in local mode, now {_state.get('config', SparkConfig()).driver_memory}; "
             "spark.executor_memory / CKP_SPARK_EXECUTOR_MEMORY on a cluster)")
     return SparkStageError(f"identity on Spark failed{where}: {' <- '.join(names) or type(exc).__name__} "
-                           "(Spark's log, on this process's stderr, has the JVM's messages)")
+                           "(the Java messages are left out: they can quote rows)")
 
 
 def _last_frame(exc: BaseException) -> str | None:
