@@ -30,8 +30,10 @@ def test_a_connection_is_bounded_and_spills_privately_and_leaves_nothing():
 
 
 def test_a_killed_runs_spill_folder_is_removed_by_the_next_connection():
+    import socket
+
     stale = Path(tempfile.mkdtemp(prefix=SPILL_PREFIX))
-    (stale / "owner").write_text("999999999", encoding="utf-8")  # no such process
+    (stale / "owner").write_text(f"{socket.gethostname()} 999999999", encoding="utf-8")  # no such process
     (stale / "tmp").mkdir()
     (stale / "tmp" / "duckdb_temp_block-1.block").write_bytes(b"spilled rows")
     with connection():

@@ -74,7 +74,8 @@ def test_scratch_left_by_a_killed_run_on_this_host_is_removed_and_nothing_else(t
     import subprocess
     import sys
 
-    from crm_knowledge.identity.spark_session import OWNER_FILE, remove_stale_scratch
+    from crm_knowledge.identity.scratch import OWNER_FILE, remove_stale_scratch
+    from crm_knowledge.identity.spark_session import SCRATCH_PREFIX
 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
                           check=True)
@@ -89,6 +90,6 @@ def test_scratch_left_by_a_killed_run_on_this_host_is_removed_and_nothing_else(t
         (d / "candidates" / "part-00000.parquet").write_bytes(b"x")
         if owner:
             (d / OWNER_FILE).write_text(owner, encoding="utf-8")
-    removed = remove_stale_scratch(tmp_path)
+    removed = remove_stale_scratch(tmp_path, SCRATCH_PREFIX)
     assert removed == [tmp_path / "ckp-spark-killed"]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(set(owners) - {"ckp-spark-killed"})

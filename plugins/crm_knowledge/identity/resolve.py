@@ -230,19 +230,12 @@ def _run(candidates: pd.DataFrame, is_new: np.ndarray | None, previous: pd.DataF
     t0 = time.monotonic()
     if config.backend == "spark":  # the one backend switch of the identity stage
         from crm_knowledge.identity.spark_backend import assemble_on_spark, match_records_on_spark
-        from crm_knowledge.identity.spark_session import jvm_failure, stop_session
+        from crm_knowledge.identity.spark_session import ending_session
 
-        try:
+        with ending_session():  # the JVM and the scratch directory (staged personal data) end with the run
             m = match_records_on_spark(candidates, is_new, previous, config)
             result = assemble_on_spark(m, is_new, is_new, config, retired_ids, t0)
             frames = result.staged.frames()  # read before the scratch directory goes with the session
-        except Exception as exc:
-            failure = jvm_failure(exc)  # read while the JVM lives (it ends below)
-            if failure is exc:
-                raise
-            raise failure from None
-        finally:
-            stop_session()  # the JVM and the scratch directory (staged personal data) end with the run
         result.record_clusters = frames["record_clusters"].sort_values(KEY).reset_index(drop=True)
         result.match_pairs, result.unresolved, result.staged = frames["match_pairs"], frames["unresolved"], None
         return result

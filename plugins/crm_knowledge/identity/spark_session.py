@@ -34,16 +34,21 @@ import logging
 import os
 import re
 import shutil
-import socket
 import sys
-import tempfile
 import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from crm_knowledge.identity.scratch import make_scratch
+
 log = logging.getLogger(__name__)
+
+#: the session's scratch folder (crm_knowledge.identity.scratch): `<scratch_dir or tmp>/ckp-spark-*`
+SCRATCH_PREFIX = "ckp-spark-"
 
 _MEMORY = re.compile(r"\d+[kmgt]?", re.IGNORECASE)
 #: settings the `conf` mapping may not override: they are what keeps the session private and working
@@ -162,11 +167,8 @@ def _build(cfg: SparkConfig):
 
     if cfg.scratch_dir:
         Path(cfg.scratch_dir).mkdir(parents=True, exist_ok=True)
-    parent = Path(cfg.scratch_dir or tempfile.gettempdir())
-    remove_stale_scratch(parent)
-    scratch = Path(tempfile.mkdtemp(prefix="ckp-spark-", dir=parent))  # mkdtemp: mode 0700
+    scratch = make_scratch(SCRATCH_PREFIX, Path(cfg.scratch_dir) if cfg.scratch_dir else None)
     _state["scratch"] = scratch
-    _mark_owner(scratch)
     builder = SparkSession.builder.appName("ckp-identity")
     if cfg.connect_url:
         builder = builder.remote(cfg.connect_url)
@@ -282,6 +284,22 @@ def _last_frame(exc: BaseException) -> str | None:
     return f"{module}.{f.name}"
 
 
+@contextmanager
+def ending_session() -> Iterator[None]:
+    """Around a Spark run of the identity stage: a JVM failure is read while the JVM still lives
+    (:func:`jvm_failure`), then the session ends (its JVM and scratch directory of personal data), whatever
+    happened."""
+    try:
+        yield
+    except Exception as exc:
+        failure = jvm_failure(exc)
+        if failure is exc:
+            raise
+        raise failure from None
+    finally:
+        stop_session()
+
+
 def stop_session() -> None:
     """Stop the session (if any) and remove its scratch directory."""
     with _lock:
@@ -350,39 +368,6 @@ def _end_gateway(timeout: float = 20.0) -> None:
         log.warning("identity: killed %d Spark process(es) that did not exit within %.0fs", len(alive), timeout)
     else:
         log.info("identity: Spark JVM ended")
-
-
-#: the file in each scratch directory naming its owner (host and pid), for removing those of killed runs
-OWNER_FILE = "owner"
-
-
-def _mark_owner(scratch: Path) -> None:
-    (scratch / OWNER_FILE).write_text(f"{socket.gethostname()} {os.getpid()}\n", encoding="utf-8")
-
-
-def remove_stale_scratch(parent: Path) -> list[Path]:
-    """Remove scratch directories under `parent` left by killed runs on this host (their owning process is
-    gone: a SIGKILL or an out-of-memory kill skips every finally). Directories of other hosts (a shared scratch
-    path on a cluster) and of live processes are left alone. Returns what was removed."""
-    import psutil
-
-    host = socket.gethostname()
-    removed = []
-    for d in parent.glob("ckp-spark-*"):
-        try:
-            if not d.is_dir() or d.stat().st_uid != os.getuid():
-                continue
-            owner_host, pid = (d / OWNER_FILE).read_text(encoding="utf-8").split()
-        except (OSError, ValueError):
-            continue
-        if owner_host != host or psutil.pid_exists(int(pid)):
-            continue
-        shutil.rmtree(d, ignore_errors=True)
-        removed.append(d)
-    if removed:
-        log.warning("identity: removed %d Spark scratch director%s of killed runs under %s", len(removed),
-                    "y" if len(removed) == 1 else "ies", parent)
-    return removed
 
 
 atexit.register(stop_session)

@@ -395,7 +395,7 @@ def _resolve_on_spark(conn: psycopg.Connection, mode: str, config: IdentityConfi
     as Spark jobs, and the per-record tables Spark writes are streamed into the warehouse with COPY
     (write_result). The session (its JVM) and the scratch directory end with the run, also when it fails."""
     from crm_knowledge.identity.resolve import resolve_staged
-    from crm_knowledge.identity.spark_session import jvm_failure, scratch_dir, spark_session, stop_session
+    from crm_knowledge.identity.spark_session import ending_session, scratch_dir, spark_session
     from crm_knowledge.identity.staging import stage_candidates, stage_previous
 
     has_previous = conn.execute("select exists (select 1 from identity.record_clusters)").fetchone()[0]
@@ -404,7 +404,7 @@ def _resolve_on_spark(conn: psycopg.Connection, mode: str, config: IdentityConfi
     incremental = mode == "incremental" and has_previous
     if mode == "incremental" and not incremental:
         log.info("identity: no previous resolution, running in full mode")
-    try:
+    with ending_session():
         spark_session(config.spark)
         staged = stage_candidates(conn, scratch_dir() / "candidates", config, with_previous=has_previous,
                                   new_last=incremental)
@@ -419,13 +419,6 @@ def _resolve_on_spark(conn: psycopg.Connection, mode: str, config: IdentityConfi
                      int(staged.is_new.sum()), int((~staged.is_new).sum()))
         result = resolve_staged(staged, previous, config, incremental=incremental, retired_ids=retired)
         write_result(conn, result, config=config)
-    except Exception as exc:
-        failure = jvm_failure(exc)  # read while the JVM lives (it ends below)
-        if failure is exc:
-            raise
-        raise failure from None
-    finally:
-        stop_session()
     return result
 
 
