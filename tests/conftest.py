@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from crm_knowledge.netports import free_port, port_free
+from crm_knowledge.netports import port_or_free
 from crm_knowledge.settings import PROJECT_ROOT
 from crm_knowledge.warehouse.server import running_port
 
@@ -59,18 +59,15 @@ def _warehouse_home() -> Path:
 def _choose_port(name: str, default: int) -> int:
     """The default port (shifted per worker) when it is free, else a free one the kernel gives: a port held by
     anything else on the machine (another checkout's tests, a leftover server) must not fail the run."""
-    span = PORT_SPANS.get(name, 1)
     port = int(PINNED_PORTS.get(name, default)) + WORKER_INDEX * WORKER_PORT_STRIDE
-    if name in PINNED_PORTS or all(port_free(port + i) for i in range(span)):
+    if name in PINNED_PORTS:
         return port
     if name == "CKP_TEST_WAREHOUSE_PORT" and running_port(_warehouse_home()) == port:
         return port  # this home's own server, left running by an earlier run: it keeps its port
-    for _ in range(50):
-        free = free_port()
-        if all(port_free(free + i) for i in range(span)):
-            print(f"tests/conftest.py: port {port} ({name}) is taken; using {free}", file=sys.stderr)
-            return free
-    raise RuntimeError(f"no free loopback port for {name}")
+    chosen = port_or_free(port, span=PORT_SPANS.get(name, 1))
+    if chosen != port:
+        print(f"tests/conftest.py: port {port} ({name}) is taken; using {chosen}", file=sys.stderr)
+    return chosen
 
 
 if XDIST_WORKER:

@@ -29,3 +29,16 @@ def free_port(host: str = LOOPBACK) -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return s.getsockname()[1]
+
+
+def port_or_free(port: int, *, span: int = 1, host: str = LOOPBACK) -> int:
+    """`port` when it (and the `span - 1` ports after it) are free, else the first of `span` free ports the
+    kernel hands out: a default port that something else on the machine holds must not stop a server of ours
+    that could listen anywhere."""
+    if all(port_free(port + i, host) for i in range(span)):
+        return port
+    for _ in range(50):
+        free = free_port(host)
+        if all(port_free(free + i, host) for i in range(span)):
+            return free
+    raise RuntimeError(f"no {span} free consecutive port(s) on {host}")

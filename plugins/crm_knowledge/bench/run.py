@@ -51,7 +51,7 @@ def bench_port(home: Path) -> int:
     """The warehouse port of a benchmark in `home`: CKP_BENCH_PORT when set; else the port of the server this
     home already runs, if any; else the default (54360) when it is free, or any free port: a benchmark of
     another size (or anything else) may hold the default, and the benchmark's server is its own."""
-    from crm_knowledge.netports import free_port, port_free
+    from crm_knowledge.netports import port_or_free
     from crm_knowledge.settings import env_value
     from crm_knowledge.warehouse.server import running_port
 
@@ -61,11 +61,10 @@ def bench_port(home: Path) -> int:
     own = running_port(home)
     if own is not None:
         return own
-    if port_free(settings.bench_port):
-        return settings.bench_port
-    port = free_port()
-    log.info("port %s (CKP_BENCH_PORT's default) is taken; the benchmark's warehouse uses %s", settings.bench_port,
-             port)
+    port = port_or_free(settings.bench_port)
+    if port != settings.bench_port:
+        log.info("port %s (CKP_BENCH_PORT's default) is taken; the benchmark's warehouse uses %s",
+                 settings.bench_port, port)
     return port
 
 
