@@ -183,8 +183,7 @@ class AirflowStack:
                     except ProcessLookupError:
                         pass
                     proc.wait(timeout=10)
-            hurry.wait(lambda: not any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE
-                                       for p in descendants), deadline)
+            hurry.wait(lambda: not any(_alive(p) for p in descendants), deadline)
             for child in descendants:
                 try:
                     child.kill()
@@ -197,6 +196,16 @@ class AirflowStack:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def _alive(proc: Any) -> bool:
+    """A psutil process still running (not ended, not a zombie waiting to be reaped)."""
+    import psutil
+
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:  # ended between the two questions
+        return False
 
 
 class _SignalsHasten:
