@@ -16,6 +16,7 @@ DEFAULT = 54360  # settings: CKP_BENCH_PORT's default
 
 
 def _hold_default(s: socket.socket) -> None:
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # a port only in TIME_WAIT is free: hold it
     try:
         s.bind(("127.0.0.1", DEFAULT))
         s.listen()

@@ -62,10 +62,13 @@ def test_a_default_port_something_else_holds_is_replaced_by_a_free_one():
 
     default = 54362 + 1000  # worker gw1's second PostgreSQL (tests/conftest.py TEST_PORT_DEFAULTS + stride)
     with socket.socket() as held:
+        # SO_REUSEADDR as servers bind: a port only in TIME_WAIT (this run's own second PostgreSQL of worker gw1,
+        # stopped a moment ago) is free, and must be held here, not taken for held by something else
+        held.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             held.bind(("127.0.0.1", default))
             held.listen()
-        except OSError as exc:  # already held by something else: as good for this test
+        except OSError as exc:  # a listener of something else holds it already: as good for this test
             assert exc.errno == errno.EADDRINUSE, exc
         # a worker of a run in which the developer pinned nothing (its controller's record says so)
         moved = environment_of("gw1", CKP_TEST_PINNED_PORTS="{}")
