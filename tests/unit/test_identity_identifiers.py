@@ -152,7 +152,8 @@ def test_probabilistic_model_compares_a_declared_kind_and_records_its_weights():
     assert len(ssn_levels) == 3 and ssn_levels[2] > 0 and ssn_levels[1] > 0 > ssn_levels[0]
     rc = result.record_clusters.set_index("source_record_id")["customer_id"]
     assert all(rc[f"a{p}"] == rc[f"b{p}"] for p in range(40))
-    prob = result.match_pairs[result.match_pairs["match_rule"] == "probabilistic"]
+    pairs = result.explained_match_pairs()
+    prob = pairs[pairs["match_rule"] == "probabilistic"]
     assert len(prob) == 10  # the mistyped ones; the rest share the number exactly
     fields = json.loads(prob["explanation"].iloc[0])["fields"]
     assert fields["ssn"]["level"] == "ssn one typo or transposition"

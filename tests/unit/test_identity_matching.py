@@ -52,7 +52,7 @@ def test_swapped_names_across_scripts_match(synthetic_run):
     result, _ = synthetic_run
     assert _cid(result, "orders", "9001") == _cid(result, "sibling:insurance", "X9001")
     assert _cid(result, "orders", "9001") != _cid(result, "sibling:insurance", "X9002")
-    mp = result.match_pairs
+    mp = result.explained_match_pairs()
     pair = mp[(mp["source_record_id_l"] == "9001") & (mp["source_record_id_r"] == "X9001")]
     assert pair["match_rule"].tolist() == ["probabilistic"]
     import json
@@ -185,7 +185,7 @@ def test_same_script_name_typo_level_explains_a_mistyped_given_name(config):
     ]
     result = resolve(pd.concat([cands, frame(rows)], ignore_index=True), None, config)
     assert _cid(result, "orders", "9201") == _cid(result, "sibling:travel", "T9201")
-    mp = result.match_pairs
+    mp = result.explained_match_pairs()
     pair = mp[(mp["source_record_id_l"] == "9201") & (mp["source_record_id_r"] == "T9201")]
     assert pair["match_rule"].tolist() == ["probabilistic"]
     level = json.loads(pair["explanation"].iloc[0])["fields"]["first_name"]["level"]

@@ -13,7 +13,9 @@
 * Training: prior from deterministic rules, u by random sampling with a fixed seed, m by EM over the
   configured training blocking rules. Every level has a prior m/u, used when there are too few records
   to train or a training step fails (logged).
-* Each pair above the threshold gets an `explanation` (JSON) built from Splink's gamma_/mw_ columns.
+* Each pair above the threshold keeps the level and weight of every comparison (Splink's gamma_/mw_ columns,
+  :mod:`crm_knowledge.identity.explanations`): the guards decide on them, and its `explanation` (JSON) is built
+  from them when it is written.
 
 Pairs whose records both carry a valid national id that differs are vetoed, and pairs that agree on
 none of `require_agreement_on` (birth date, postcode) are dropped: name + city is what namesakes share.
@@ -21,7 +23,6 @@ none of `require_agreement_on` (birth date, postcode) are dropped: name + city i
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,10 +31,13 @@ import numpy as np
 import pandas as pd
 
 from crm_knowledge.identity.config import BlockingRule, IdentifierKind, IdentityConfig
+from crm_knowledge.identity.explanations import CORE_COLUMNS, Agreement, Labels, scored_pairs
 
 log = logging.getLogger(__name__)
 
-PAIR_COLUMNS = ["rid_l", "rid_r", "match_probability", "match_weight", "explanation"]
+#: a pair with its explanation text (the Spark backend's pairs; in this process a pair keeps its scores instead:
+#: explanations.scored_pairs)
+PAIR_COLUMNS = [*CORE_COLUMNS, "explanation"]
 #: one row per comparison level of a trained model (identity.match_weights)
 PARAMETER_COLUMNS = ["comparison", "comparison_vector_value", "label", "m_probability", "u_probability",
                      "match_weight"]
@@ -46,16 +50,6 @@ ADDRESS_COLUMNS = {"street_key": "street_enabled", "house_number": "house_number
 SAME_STREET_ADDRESS = "street_key_l = street_key_r and house_number_l = house_number_r"
 #: lower bound of trained m probabilities (see ProbabilisticModel._floor_m)
 M_FLOOR = 1e-4
-#: comparison output name -> human field name used in explanations (identifier kinds: `id_<kind>` -> kind)
-FIELDS = {"first_key": "first_name", "last_key": "last_name", "birth_date": "birth_date",
-          "postcode": "postcode", "city_key": "city", "address": "address"}
-
-
-def field_name(column: str) -> str:
-    """The field a comparison column stands for in explanations and `require_agreement_on`."""
-    return FIELDS.get(column, column.removeprefix("id_") if column.startswith("id_") else column)
-
-
 def optional_columns(prepared: pd.DataFrame, config: IdentityConfig) -> list[str]:
     """Address details and identifier kinds the model compares: switched on in config and present on at
     least one record (a kind no source maps adds no comparison, so the demo's model is what it was)."""
@@ -68,7 +62,7 @@ def optional_columns(prepared: pd.DataFrame, config: IdentityConfig) -> list[str
 def empty_pairs() -> pd.DataFrame:
     return pd.DataFrame({"rid_l": pd.Series(dtype="int64"), "rid_r": pd.Series(dtype="int64"),
                          "match_probability": pd.Series(dtype="float64"),
-                         "match_weight": pd.Series(dtype="float64"), "explanation": pd.Series(dtype="object")})
+                         "match_weight": pd.Series(dtype="float64")})
 
 
 def eligible(prepared: pd.DataFrame, config: IdentityConfig) -> pd.Series:
@@ -551,7 +545,8 @@ class ProbabilisticModel:
             cols.append("city_key")
         return cols
 
-    def _level_labels(self) -> dict[str, dict[int, str]]:
+    def level_labels(self) -> dict[str, dict[int, str]]:
+        """comparison -> {level -> label}: what explanations name the levels by."""
         out: dict[str, dict[int, str]] = {}
         for comp in self.linker._settings_obj.comparisons:
             out[comp.output_column_name] = {lvl.comparison_vector_value: lvl.label_for_charts
@@ -559,19 +554,17 @@ class ProbabilisticModel:
         return out
 
     def _finish(self, sdf) -> pd.DataFrame:
-        """The pairs of Splink's predictions with their explanations. Only the columns the explanation reads leave
-        the engine: not the records' compared values (both sides of every comparison), nor the Bayes factors, which
-        were most of the predictions' memory."""
-        labels = self._level_labels()
+        """The pairs of Splink's predictions with their levels and weights (explanations.scored_pairs). Only these
+        columns leave the engine: not the records' compared values (both sides of every comparison), nor the Bayes
+        factors, which were most of the predictions' memory."""
+        labels = self.level_labels()
         present = {c.unquote().name for c in sdf.columns}
         wanted = ["unique_id_l", "unique_id_r", "match_probability", "match_weight",
                   *(f"{prefix}{c}" for c in labels for prefix in ("gamma_", "mw_", "mw_tf_adj_"))]
         df = self.db_api.query_sql(f"select {', '.join(c for c in wanted if c in present)} from {sdf.physical_name}",
                                    "pandas")
         sdf.drop_table_from_database_and_remove_from_cache()
-        if df.empty:
-            return empty_pairs()
-        return pairs_with_explanations(df, labels)
+        return scored_pairs(df, labels)
 
     def close(self) -> None:
         _close(self.db_api)
@@ -583,44 +576,6 @@ def _bayes_factor(p: float) -> float:
 
 def _short(e: Exception) -> str:
     return str(e).strip().splitlines()[-1][:200] if str(e).strip() else type(e).__name__
-
-
-def pairs_with_explanations(pred: pd.DataFrame, labels: dict[str, dict[int, str]]) -> pd.DataFrame:
-    """rid_l < rid_r, probability, weight and a JSON explanation from Splink's gamma_/mw_ columns."""
-    lo = np.minimum(pred["unique_id_l"].astype("int64"), pred["unique_id_r"].astype("int64"))
-    hi = np.maximum(pred["unique_id_l"].astype("int64"), pred["unique_id_r"].astype("int64"))
-    expl = []
-    comps = [c for c in labels if f"gamma_{c}" in pred.columns]
-    gammas = {c: pred[f"gamma_{c}"].to_numpy() for c in comps}
-    weights = {c: (pred[f"mw_{c}"].to_numpy() if f"mw_{c}" in pred.columns else None) for c in comps}
-    tfw = {c: (pred[f"mw_tf_adj_{c}"].to_numpy() if f"mw_tf_adj_{c}" in pred.columns else None) for c in comps}
-    for i in range(len(pred)):
-        agreed, partial, disagreed, missing, detail = [], [], [], [], {}
-        for c in comps:
-            g = int(gammas[c][i])
-            field = field_name(c)
-            w = float(weights[c][i]) if weights[c] is not None else 0.0
-            if tfw[c] is not None and not pd.isna(tfw[c][i]):
-                w += float(tfw[c][i])
-            top = max(labels[c])
-            if g == -1:
-                missing.append(field)
-            elif g == top:
-                agreed.append(field)
-            elif w > 0:
-                partial.append(field)
-            else:
-                disagreed.append(field)
-            detail[field] = {"level": labels[c].get(g, str(g)), "match_weight": round(w, 3), "comparison": c,
-                             "gamma": g}
-            if tfw[c] is not None and not pd.isna(tfw[c][i]):
-                detail[field]["tf_match_weight"] = round(float(tfw[c][i]), 3)
-        expl.append(json.dumps({"agreed": agreed, "partially_agreed": partial, "disagreed": disagreed,
-                                "missing": missing, "fields": detail}, ensure_ascii=False))
-    return pd.DataFrame({"rid_l": lo.to_numpy(), "rid_r": hi.to_numpy(),
-                         "match_probability": pred["match_probability"].astype(float).to_numpy(),
-                         "match_weight": pred["match_weight"].astype(float).to_numpy(),
-                         "explanation": expl})
 
 
 def _veto(pairs: pd.DataFrame, prepared: pd.DataFrame, config: IdentityConfig) -> pd.DataFrame:
@@ -635,46 +590,36 @@ def _veto(pairs: pd.DataFrame, prepared: pd.DataFrame, config: IdentityConfig) -
     return pairs[~conflict].reset_index(drop=True)
 
 
-def _corroborated(pairs: pd.DataFrame, config: IdentityConfig) -> pd.DataFrame:
+def _corroborated(pairs: pd.DataFrame, config: IdentityConfig, labels: Labels) -> pd.DataFrame:
     """Keep pairs that agree (fully or partly, i.e. with a positive match weight) on at least one field
     of `probabilistic.require_agreement_on`: a name and a city alone are shared by namesakes.
 
-    Each explanation is parsed once and dropped (a parsed one costs kilobytes: not kept for every pair)."""
+    Decided on the pairs' levels and weights (explanations.Agreement), all pairs at once."""
     fields = config.probabilistic.require_agreement_on
     if pairs.empty or not (fields or config.probabilistic.person_fields
                            or config.probabilistic.birth_date_conflict_requires):
         return pairs
-    wanted = set(fields)
+    n = len(pairs)
+    a = Agreement.of(pairs, labels)
     person = set(config.probabilistic.person_fields) | {
         k.name for k in config.identifiers if k.unique_per_person and k.probabilistic}
-    min_w = config.probabilistic.person_min_weight
     needs = set(config.probabilistic.birth_date_conflict_requires)
     unique = {k.name for k in config.identifiers if k.unique_per_person and k.probabilistic}
 
-    def other_person_(e: dict) -> bool:
-        # A pair must agree on a person field both records carry (match weight of at least
-        # `person_min_weight`: a one-letter edit of a short name key, Emma / Emily, is what siblings' names
-        # share as well). Agreeing on where one lives (postcode, city, street address) and on a family name
-        # is not agreeing on who one is: a household shares all of that.
-        # The level's own weight, before the term-frequency adjustment: an exact match on a common given
-        # name is still an exact match.
-        weights = [e["fields"][f]["match_weight"] - e["fields"][f].get("tf_match_weight", 0.0)
-                   for f in person if f in e["fields"] and f not in e["missing"]]
-        return not weights or max(weights) < min_w
-
-    def unsupported_(e: dict) -> bool:
-        if "birth_date" not in e["disagreed"]:
-            return False
-        agreed = set(e["agreed"] + e["partially_agreed"])
-        return not (needs <= agreed or unique & set(e["agreed"]))
-
-    n = len(pairs)
-    keep, other_person, unsupported = np.ones(n, bool), np.zeros(n, bool), np.zeros(n, bool)
-    for i, text in enumerate(pairs["explanation"]):
-        e = json.loads(text)
-        keep[i] = not wanted or bool(wanted & set(e["agreed"] + e["partially_agreed"]))
-        other_person[i] = bool(person) and other_person_(e)
-        unsupported[i] = bool(needs) and unsupported_(e)
+    keep = a.any_agreed(fields, n) if fields else np.ones(n, bool)
+    # A pair must agree on a person field both records carry (its level's weight at least `person_min_weight`:
+    # a one-letter edit of a short name key, Emma / Emily, is what siblings' names share as well). Agreeing on
+    # where one lives (postcode, city, street address) and on a family name is not agreeing on who one is: a
+    # household shares all of that. The level's own weight, before the term-frequency adjustment: an exact match
+    # on a common given name is still an exact match.
+    best = np.full(n, -np.inf)
+    for f in person & set(a.level_weight):
+        best = np.where(a.missing[f], best, np.maximum(best, a.level_weight[f]))
+    other_person = (best < config.probabilistic.person_min_weight) if person else np.zeros(n, bool)
+    # birth dates that disagree outright need all of `needs`, or an agreeing unique identifier
+    unsupported = np.zeros(n, bool)
+    if needs and "birth_date" in a.disagreed:
+        unsupported = a.disagreed["birth_date"] & ~(a.all_agreed(needs, n) | a.any_agreed(unique, n, partly=False))
     if (~keep).any():
         log.info("probabilistic: %d pair(s) above the threshold dropped: no agreement on any of %s",
                  int((~keep).sum()), ", ".join(fields))
@@ -710,10 +655,11 @@ def probabilistic_pairs(prepared: pd.DataFrame, config: IdentityConfig) -> tuple
         pairs = model.predict()
         info.update(trained=model.training.trained, training_steps=model.training.steps)
         model_info = {"parameters": model.parameters(), "splink_model": model.model_json()}
+        labels = model.level_labels()
     finally:
         model.close()
-    info["model"] = model_info
-    pairs = _veto(_corroborated(_dedupe(pairs), config), prepared, config)
+    info["model"], info["labels"] = model_info, labels
+    pairs = _veto(_corroborated(_dedupe(pairs), config, labels), prepared, config)
     return pairs, info
 
 
@@ -748,9 +694,10 @@ def probabilistic_pairs_incremental(prepared: pd.DataFrame, new_rids: Sequence[i
             parts.append(model.predict_between(new_frame, model_frame(elig[~is_new], optional)))
         info.update(trained=model.training.trained, training_steps=model.training.steps)
         model_info = {"parameters": model.parameters(), "splink_model": model.model_json()}
+        labels = model.level_labels()
     finally:
         model.close()
-    info["model"] = model_info
+    info["model"], info["labels"] = model_info, labels
     parts = [p for p in parts if len(p)]
     pairs = pd.concat(parts, ignore_index=True) if parts else empty_pairs()
-    return _veto(_corroborated(_dedupe(pairs), config), prepared, config), info
+    return _veto(_corroborated(_dedupe(pairs), config, labels), prepared, config), info

@@ -37,6 +37,7 @@ import pandas as pd
 from crm_knowledge.identity.clusters import ClusterResult, build_clusters, components, unique_values
 from crm_knowledge.identity.config import IdentityConfig, load_config
 from crm_knowledge.identity.deterministic import deterministic_edges, rule_priority
+from crm_knowledge.identity.explanations import with_explanations
 from crm_knowledge.identity.junk import detect_junk, remove_junk
 from crm_knowledge.identity.prepare import KEY, prepare
 from crm_knowledge.identity.probabilistic import (
@@ -69,7 +70,7 @@ REASON_JUNK_ONLY = "no usable identifier (junk values only)"
 @dataclass
 class ResolutionResult:
     record_clusters: pd.DataFrame   # RECORD_CLUSTER_COLUMNS
-    match_pairs: pd.DataFrame       # MATCH_PAIR_COLUMNS
+    match_pairs: pd.DataFrame       # MATCH_PAIR_COLUMNS (probabilistic rows: explanation from scores, see below)
     merges: pd.DataFrame            # MERGE_COLUMNS
     unresolved: pd.DataFrame        # UNRESOLVED_COLUMNS
     junk_values: pd.DataFrame       # JUNK_COLUMNS (hashes only, no values)
@@ -83,6 +84,14 @@ class ResolutionResult:
     #: on the Spark backend (store.run): record_clusters, match_pairs and unresolved as Parquet files Spark wrote,
     #: which write_result streams into the warehouse (the three frames above are then empty)
     staged: StagedResult | None = None
+    #: the levels of the probabilistic pairs' comparisons (explanations.Labels): match_pairs' probabilistic rows
+    #: carry their levels and weights, and get their explanation text from them as they are written
+    #: (:meth:`explained_match_pairs`, store.write_result, chunk by chunk); None when there are none
+    pair_labels: dict | None = None
+
+    def explained_match_pairs(self, start: int = 0, stop: int | None = None) -> pd.DataFrame:
+        """Rows `start` to `stop` of match_pairs (MATCH_PAIR_COLUMNS), each with its explanation."""
+        return with_explanations(self.match_pairs.iloc[start:stop], self.pair_labels)[MATCH_PAIR_COLUMNS]
 
 
 def resolve(candidates: pd.DataFrame, previous: pd.DataFrame | None = None,
@@ -154,12 +163,13 @@ class Matching:
     records: pd.DataFrame
     junk: pd.DataFrame               # junk.detect_junk's frame
     deterministic: pd.DataFrame      # deterministic.EDGE_COLUMNS
-    probabilistic: pd.DataFrame      # probabilistic.PAIR_COLUMNS, without pairs inside one hard component
+    probabilistic: pd.DataFrame      # explanations.scored_pairs, without pairs inside one hard component
     prob_info: dict
     model: dict | None
     extra: pd.DataFrame | None       # incremental: previous clusters as hard edges
     clusters: ClusterResult
     prepared: pd.DataFrame | None = None  # stored_columns of the prepared records (before junk removal)
+    pair_labels: dict | None = None  # the probabilistic pairs' comparison levels (ResolutionResult.pair_labels)
 
 
 def record_flags(clean: pd.DataFrame, config: IdentityConfig) -> pd.DataFrame:
@@ -219,10 +229,10 @@ def match_prepared(prepared: pd.DataFrame, is_new: np.ndarray | None, previous: 
                                                           saved_model)
         extra = _previous_edges(clean, is_new, previous)
 
-    model = prob_info.pop("model", None)
+    model, labels = prob_info.pop("model", None), prob_info.pop("labels", None)
     prob, cl = link_clusters(clean, det, prob, extra, config)
     return Matching(record_flags(clean, config), junk, det, prob, prob_info, model, extra, cl,
-                    prepared[stored_columns(config)])
+                    prepared[stored_columns(config)], labels)
 
 
 def _run(candidates: pd.DataFrame, is_new: np.ndarray | None, previous: pd.DataFrame | None,
@@ -282,6 +292,8 @@ def assemble(m: Matching, is_new: np.ndarray | None, previous: pd.DataFrame | No
     edges = (pd.concat(edge_frames, ignore_index=True) if edge_frames
              else pd.DataFrame(columns=["rid_l", "rid_r", "match_rule", "match_probability", "match_weight",
                                         "explanation"]))
+    if "explanation" not in edges.columns:  # probabilistic pairs only: their explanations come as they are written
+        edges["explanation"] = None
     if len(edges):
         edges = edges[labels[edges["rid_l"].to_numpy(dtype=np.int64)]
                       == labels[edges["rid_r"].to_numpy(dtype=np.int64)]].reset_index(drop=True)
@@ -307,7 +319,8 @@ def assemble(m: Matching, is_new: np.ndarray | None, previous: pd.DataFrame | No
     key_r = clean[KEY].rename(columns=lambda c: c + "_r")
     mp = edges.join(key_l, on="rid_l").join(key_r, on="rid_r") if len(edges) else pd.DataFrame(
         columns=MATCH_PAIR_COLUMNS)
-    match_pairs = mp[MATCH_PAIR_COLUMNS].reset_index(drop=True)
+    scores = [c for c in mp.columns if c.startswith(("gamma_", "mw_"))]  # explanations.scored_pairs
+    match_pairs = mp[MATCH_PAIR_COLUMNS + scores].reset_index(drop=True)
 
     # unresolved
     un = clean.loc[~usable, KEY + ["seen_at", "junk_kinds"]]
@@ -331,7 +344,8 @@ def assemble(m: Matching, is_new: np.ndarray | None, previous: pd.DataFrame | No
              "pairs, %d merges, %d unresolved, %d junk values, %d oversized clusters", stats["mode"], n,
              stats["customers"], len(det), len(prob), len(merges), len(unresolved), len(junk_out),
              len(cl.oversized))
-    return ResolutionResult(record_clusters, match_pairs, merges, unresolved, junk_out, stats, model, m.prepared)
+    return ResolutionResult(record_clusters, match_pairs, merges, unresolved, junk_out, stats, model, m.prepared,
+                            pair_labels=m.pair_labels)
 
 
 def resolution_stats(is_new: np.ndarray | None, n: int, cl: ClusterResult, prob_info: dict, t0: float, *,

@@ -53,6 +53,7 @@ import pandas as pd
 from crm_knowledge.identity.clusters import ClusterResult, _canonical, conflict_guard, guard_clusters, unique_values
 from crm_knowledge.identity.config import IdentityConfig, identifier_column
 from crm_knowledge.identity.deterministic import EDGE_COLUMNS, _guarded_edges, _star, rule_priority
+from crm_knowledge.identity.explanations import scored_pairs, with_explanations
 from crm_knowledge.identity.junk import detect_junk, remove_junk
 from crm_knowledge.identity.prepare import CANDIDATE_COLUMNS, KEY, prepare
 from crm_knowledge.identity.probabilistic import (
@@ -63,7 +64,6 @@ from crm_knowledge.identity.probabilistic import (
     _veto,
     model_frame,
     optional_columns,
-    pairs_with_explanations,
 )
 from crm_knowledge.identity.resolve import (
     JUNK_COLUMNS,
@@ -335,7 +335,7 @@ def _probabilistic(clean, is_new: np.ndarray | None, config: IdentityConfig):
                 predictions.append(inference.predict_between(model.register(new_mf), model.register(old_mf),
                                                              threshold_match_probability=threshold,
                                                              warning_mode="never"))
-        labels = model._level_labels()
+        labels = model.level_labels()
         nid = clean.select("rid", "national_id")
         pairs = None
         for pred in predictions:
@@ -365,11 +365,12 @@ def _explained(pred, nid, labels: dict, config: IdentityConfig):
         for b in batches:
             if not len(b):
                 continue
-            pairs = _corroborated(_dedupe(pairs_with_explanations(b, labels)), config)
+            pairs = _corroborated(_dedupe(scored_pairs(b, labels)), config, labels)
             ids = pd.concat([pd.DataFrame({"rid": b["unique_id_l"].to_numpy(), "national_id": b["_nid_l"].to_numpy()}),
                              pd.DataFrame({"rid": b["unique_id_r"].to_numpy(), "national_id": b["_nid_r"].to_numpy()})])
             ids["national_id"] = ids["national_id"].astype(object).where(ids["national_id"].notna(), None)
-            yield _arrow_safe(_veto(pairs, ids.drop_duplicates("rid"), config)[PAIR_COLUMNS].copy())
+            pairs = with_explanations(_veto(pairs, ids.drop_duplicates("rid"), config), labels)
+            yield _arrow_safe(pairs[PAIR_COLUMNS].copy())
 
     return pred.mapInPandas(run, PAIR_SCHEMA)
 

@@ -242,7 +242,10 @@ def write_result(conn: psycopg.Connection, result: ResolutionResult, previous: p
             rc = result.record_clusters.assign(
                 resolved_at=resolved_at_column(result.record_clusters, previous, refreshed, now))
             _copy_in(conn, "record_clusters", RECORD_CLUSTER_COLUMNS + ["resolved_at"], rc)
-            _copy_in(conn, "match_pairs", MATCH_PAIR_COLUMNS, result.match_pairs)
+            # chunk by chunk: each chunk's explanations are built as it is written, never all at once
+            for start in range(0, len(result.match_pairs), daily.COPY_CHUNK_ROWS):
+                _copy_in(conn, "match_pairs", MATCH_PAIR_COLUMNS,
+                         result.explained_match_pairs(start, start + daily.COPY_CHUNK_ROWS))
             _copy_in(conn, "unresolved", UNRESOLVED_COLUMNS, result.unresolved)
         jv = result.junk_values.assign(detected_at=now)
         _copy_in(conn, "junk_values", ["identifier_kind", "identifier_value_hash", "distinct_records", "detected_at"],
