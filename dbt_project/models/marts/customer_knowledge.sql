@@ -14,7 +14,8 @@ with
 
 form_submissions as (
 
-    select * from {{ ref('stg_forms__submissions') }}
+    select * from {{ ref('int_form_submissions_resolved') }}
+    {{ only_affected_customers() }}
 
 ),
 
@@ -72,22 +73,6 @@ campaign_responses as (
 
 ),
 
-resolved_forms as (
-
-    select
-        record_clusters.customer_id,
-        form_submissions.submission_id,
-        form_submissions.form_type,
-        form_submissions.message,
-        form_submissions.rating,
-        form_submissions.product_interest,
-        form_submissions.submitted_at
-    from form_submissions
-    inner join record_clusters
-        on {{ same_source_record('form_submissions', 'record_clusters') }}
-
-),
-
 form_statements as (
 
     select
@@ -103,9 +88,10 @@ form_statements as (
         submission_id as source_record_id,
         submitted_at as observed_at,
         1.0 as confidence
-    from resolved_forms
+    from form_submissions
     where
-        form_type in ('feedback', 'complaint', 'idea')
+        customer_id is not null
+        and form_type in ('feedback', 'complaint', 'idea')
         and (message is not null or rating is not null)
 
 ),
@@ -121,8 +107,8 @@ form_product_interests as (
         submission_id as source_record_id,
         submitted_at as observed_at,
         0.9 as confidence
-    from resolved_forms
-    where product_interest is not null
+    from form_submissions
+    where customer_id is not null and product_interest is not null
 
 ),
 
