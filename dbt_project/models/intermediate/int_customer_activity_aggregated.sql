@@ -35,10 +35,14 @@ interactions as (
 
 ),
 
+-- the resolved forms: stated here, so the join to the clusters is an inner one and the daily filter reaches
+-- the clusters before it
 form_submissions as (
 
     select * from {{ ref('int_form_submissions_resolved') }}
-    {{ only_affected_customers(affected='int_customers_affected_as_of') }}
+    where
+        customer_id is not null
+        {{ only_affected_customers(affected='int_customers_affected_as_of', keyword='and') }}
 
 ),
 
@@ -127,7 +131,7 @@ customer_forms as (
         count(*) as form_submission_count,
         max(submitted_at) as last_form_submitted_at
     from form_submissions
-    where customer_id is not null and submitted_at < {{ as_of_cutoff() }}
+    where submitted_at < {{ as_of_cutoff() }}
     group by customer_id
 
 ),

@@ -14,9 +14,8 @@
 -- probe is a filter on a run timestamp (no join but the forms' one to their records, no sort).
 --   identity: a record new, changed or re-attributed (resolved_at), and both ids of a merge (the retired
 --             id is listed so its rows are deleted; it has no records any more, so none are inserted)
---   facts:    an order, order line, interaction or form (int_customer_facts_unioned) (re-)staged or
---             (re-)attributed (staged_at, customer_resolved_at; a re-attributed record is listed by identity
---             too)
+--   facts:    an order, order line or interaction (int_customer_facts_unioned) (re-)staged or (re-)attributed
+--             (staged_at, customer_resolved_at), a form (re-)staged
 --   exports:  a delivery made since the previous run (communicated_at)
 --   as-of:    orders dated on the as-of day, treated customers of a campaign whose response window the
 --             as-of date still moves (what an as-of date one day later changes in the followed models)
@@ -95,13 +94,15 @@ changes as (
     from customer_id_merges
     where merged_at >= {{ changed_since_timestamp() }}
     union all
+    -- a form's customer_resolved_at is its own record's resolved_at (listed by identity above), computed by a
+    -- join of every form to its cluster: not probed, so the forms are filtered on staged_at before that join
     select
         customer_id,
         case when fact = 'order_items' then 'orders' else fact end as change
     from customer_facts
     where
         staged_at >= {{ changed_since_timestamp() }}
-        or customer_resolved_at >= {{ changed_since_timestamp() }}
+        or (fact <> 'forms' and customer_resolved_at >= {{ changed_since_timestamp() }})
     union all
     select
         customer_id,

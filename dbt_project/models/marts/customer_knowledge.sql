@@ -12,10 +12,14 @@
 
 with
 
+-- the resolved forms: stated here, so the join to the clusters is an inner one and the daily filter reaches
+-- the clusters before it
 form_submissions as (
 
     select * from {{ ref('int_form_submissions_resolved') }}
-    {{ only_affected_customers() }}
+    where
+        customer_id is not null
+        {{ only_affected_customers(keyword='and') }}
 
 ),
 
@@ -90,8 +94,7 @@ form_statements as (
         1.0 as confidence
     from form_submissions
     where
-        customer_id is not null
-        and form_type in ('feedback', 'complaint', 'idea')
+        form_type in ('feedback', 'complaint', 'idea')
         and (message is not null or rating is not null)
 
 ),
@@ -108,7 +111,7 @@ form_product_interests as (
         submitted_at as observed_at,
         0.9 as confidence
     from form_submissions
-    where customer_id is not null and product_interest is not null
+    where product_interest is not null
 
 ),
 
