@@ -217,13 +217,14 @@ def dbt_profile():
     from cosmos import ProfileConfig
 
     from crm_knowledge.warehouse.cosmos_profile import WarehouseProfileMapping
+    from crm_knowledge.warehouse.dbt_connection import DBT_PROFILE, DBT_TARGET
 
     return ProfileConfig(
-        profile_name="crm_knowledge",
-        target_name="warehouse",
+        profile_name=DBT_PROFILE,
+        target_name=DBT_TARGET,
         # any reachable warehouse: password optional (trust, peer, .pgpass), the URL's libpq parameters kept;
         # threads: a stage is one `dbt build`; independent models run side by side in the warehouse
-        profile_mapping=WarehouseProfileMapping(conn_id="warehouse", profile_args={"schema": "public", "threads": 4}),
+        profile_mapping=WarehouseProfileMapping(conn_id="warehouse", profile_args={"threads": 4}),
     )
 
 

@@ -79,10 +79,12 @@
     {%- endif -%}
 {%- endmacro %}
 
-{#- The filter of an import CTE to the affected customers on a daily run (nothing otherwise). -#}
-{% macro only_affected_customers(customer_id_column='customer_id', affected='int_customers_affected') -%}
+{#- The filter of an import CTE to the affected customers on a daily run (nothing otherwise). `keyword`: 'and'
+    after a `where` of the CTE's own. -#}
+{% macro only_affected_customers(customer_id_column='customer_id', affected='int_customers_affected',
+                                 keyword='where') -%}
     {%- if follows_affected_customers() %}
-        where {{ customer_id_column }} in (
+        {{ keyword }} {{ customer_id_column }} in (
             select affected.customer_id from {{ ref(affected) }} as affected
         )
     {%- endif %}

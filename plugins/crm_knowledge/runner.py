@@ -149,8 +149,13 @@ def run_dbt(args: Sequence[str], env: Mapping[str, str], settings: Settings, *, 
     ``check`` (the default) a failing command raises RuntimeError with dbt's output; without it the caller
     looks at ``DbtResult.ok``.
     """
+    from crm_knowledge.warehouse.dbt_connection import DBT_PROFILE, DBT_TARGET
+
     project = settings.dbt_project_dir
-    cmd = [_venv_bin("dbt"), *args, "--project-dir", str(project), "--profiles-dir", str(project)]
+    # the profile and target named as cosmos' dbt tasks name them: dbt accepts a saved parse only from a command
+    # that named the same ones, so the tasks reuse this command's parse (and it theirs)
+    cmd = [_venv_bin("dbt"), *args, "--project-dir", str(project), "--profiles-dir", str(project),
+           "--profile", DBT_PROFILE, "--target", DBT_TARGET]
     if target_path is not None:
         cmd += ["--target-path", str(target_path)]
     if log_path is not None:

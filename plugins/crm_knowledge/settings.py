@@ -268,20 +268,9 @@ class Settings:
         from crm_knowledge.warehouse.dbt_connection import url_target
 
         target = url_target(self.warehouse_url)
-        f = target.fields
         return {
-            "CKP_DBT_HOST": str(f["host"]),
-            "CKP_DBT_PORT": str(f["port"]),
-            "CKP_DBT_USER": str(f["user"]),
+            **{f"CKP_DBT_{key.upper()}": str(value) for key, value in target.profile_fields.items()},
             "CKP_DBT_PASSWORD": target.password or "",
-            "CKP_DBT_DBNAME": str(f["dbname"]),
-            "CKP_DBT_SSLMODE": str(f.get("sslmode", "")),
-            "CKP_DBT_SSLCERT": str(f.get("sslcert", "")),
-            "CKP_DBT_SSLKEY": str(f.get("sslkey", "")),
-            "CKP_DBT_SSLROOTCERT": str(f.get("sslrootcert", "")),
-            "CKP_DBT_APPLICATION_NAME": str(f.get("application_name", "dbt")),
-            "CKP_DBT_CONNECT_TIMEOUT": str(f.get("connect_timeout", 10)),
-            "CKP_DBT_KEEPALIVES_IDLE": str(f.get("keepalives_idle", 0)),
             "DBT_PROFILES_DIR": str(self.dbt_project_dir),
             **target.env,
         }

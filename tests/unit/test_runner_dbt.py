@@ -40,7 +40,9 @@ def test_parse_and_docs_use_the_project_target(fake_dbt, settings):
     assert runner.dbt_docs({"X": "1"}, settings) == project / "target" / "index.html"
     cmd, kw = fake_dbt[0]
     assert cmd[0].endswith("dbt")
-    assert cmd[1:] == ["parse", "--project-dir", str(project), "--profiles-dir", str(project), "--quiet"]
+    # the profile and target named as cosmos' dbt tasks name them, so they can reuse this parse
+    assert cmd[1:] == ["parse", "--project-dir", str(project), "--profiles-dir", str(project),
+                       "--profile", "crm_knowledge", "--target", "warehouse", "--quiet"]
     assert kw["cwd"] == project and kw["env"] == {"X": "1"}
     assert fake_dbt[1][0][1:3] == ["docs", "generate"]
 

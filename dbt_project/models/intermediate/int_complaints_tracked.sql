@@ -6,7 +6,7 @@ with
 
 form_submissions as (
 
-    select * from {{ ref('stg_forms__submissions') }}
+    select * from {{ ref('int_form_submissions_resolved') }}
 
 ),
 
@@ -24,24 +24,16 @@ interactions as (
 
 ),
 
-record_clusters as (
-
-    select * from {{ ref('stg_identity__record_clusters') }}
-
-),
-
 form_complaints as (
 
     select
         'forms' as source,
-        form_submissions.submission_id as source_record_id,
-        record_clusters.customer_id,
+        submission_id as source_record_id,
+        customer_id,
         false as is_resolved_on_contact,
-        form_submissions.submitted_at as complained_at
+        submitted_at as complained_at
     from form_submissions
-    inner join record_clusters
-        on {{ same_source_record('form_submissions', 'record_clusters') }}
-    where form_submissions.form_type = 'complaint'
+    where form_type = 'complaint' and customer_id is not null
 
 ),
 

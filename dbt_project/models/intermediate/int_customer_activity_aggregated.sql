@@ -21,13 +21,6 @@ customer_sources as (
 
 ),
 
-record_clusters as (
-
-    select * from {{ ref('stg_identity__record_clusters') }}
-    {{ only_affected_customers(affected='int_customers_affected_as_of') }}
-
-),
-
 orders as (
 
     select * from {{ ref('int_orders_unioned') }}
@@ -42,9 +35,14 @@ interactions as (
 
 ),
 
+-- the resolved forms: stated here, so the join to the clusters is an inner one and the daily filter reaches
+-- the clusters before it
 form_submissions as (
 
-    select * from {{ ref('stg_forms__submissions') }}
+    select * from {{ ref('int_form_submissions_resolved') }}
+    where
+        customer_id is not null
+        {{ only_affected_customers(affected='int_customers_affected_as_of', keyword='and') }}
 
 ),
 
@@ -129,14 +127,12 @@ customer_interactions as (
 customer_forms as (
 
     select
-        record_clusters.customer_id,
+        customer_id,
         count(*) as form_submission_count,
-        max(form_submissions.submitted_at) as last_form_submitted_at
+        max(submitted_at) as last_form_submitted_at
     from form_submissions
-    inner join record_clusters
-        on {{ same_source_record('form_submissions', 'record_clusters') }}
-    where form_submissions.submitted_at < {{ as_of_cutoff() }}
-    group by record_clusters.customer_id
+    where submitted_at < {{ as_of_cutoff() }}
+    group by customer_id
 
 ),
 

@@ -14,7 +14,8 @@
 -- probe is a filter on a run timestamp (no join but the forms' one to their records, no sort).
 --   identity: a record new, changed or re-attributed (resolved_at), and both ids of a merge (the retired
 --             id is listed so its rows are deleted; it has no records any more, so none are inserted)
---   facts:    a row (re-)staged or (re-)attributed (staged_at, customer_resolved_at)
+--   facts:    an order, order line or interaction (int_customer_facts_unioned) (re-)staged or (re-)attributed
+--             (staged_at, customer_resolved_at), a form (re-)staged
 --   exports:  a delivery made since the previous run (communicated_at)
 --   as-of:    orders dated on the as-of day, treated customers of a campaign whose response window the
 --             as-of date still moves (what an as-of date one day later changes in the followed models)
@@ -38,27 +39,15 @@ customer_id_merges as (
 
 ),
 
+customer_facts as (
+
+    select * from {{ ref('int_customer_facts_unioned') }}
+
+),
+
 orders as (
 
     select * from {{ ref('int_orders_unioned') }}
-
-),
-
-order_items as (
-
-    select * from {{ ref('int_order_items_unioned') }}
-
-),
-
-interactions as (
-
-    select * from {{ ref('int_interactions_classified') }}
-
-),
-
-form_submissions as (
-
-    select * from {{ ref('stg_forms__submissions') }}
 
 ),
 
@@ -104,27 +93,16 @@ changes as (
         'merged_into' as change
     from customer_id_merges
     where merged_at >= {{ changed_since_timestamp() }}
-    {% for facts, change in [('orders', 'orders'), ('order_items', 'orders'), ('interactions', 'interactions')] -%}
-        union all
-        select
-            customer_id,
-            '{{ change }}' as change
-        from {{ facts }}
-        where
-            customer_id is not null
-            and (
-                staged_at >= {{ changed_since_timestamp() }}
-                or customer_resolved_at >= {{ changed_since_timestamp() }}
-            )
-    {% endfor %}
     union all
+    -- a form's customer_resolved_at is its own record's resolved_at (listed by identity above), computed by a
+    -- join of every form to its cluster: not probed, so the forms are filtered on staged_at before that join
     select
-        record_clusters.customer_id,
-        'forms' as change
-    from form_submissions
-    inner join record_clusters
-        on {{ same_source_record('form_submissions', 'record_clusters') }}
-    where form_submissions.staged_at >= {{ changed_since_timestamp() }}
+        customer_id,
+        case when fact = 'order_items' then 'orders' else fact end as change
+    from customer_facts
+    where
+        staged_at >= {{ changed_since_timestamp() }}
+        or (fact <> 'forms' and customer_resolved_at >= {{ changed_since_timestamp() }})
     union all
     select
         customer_id,

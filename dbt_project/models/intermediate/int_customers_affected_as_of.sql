@@ -40,27 +40,15 @@ customer_sources as (
 
 ),
 
+customer_facts as (
+
+    select * from {{ ref('int_customer_facts_unioned') }}
+
+),
+
 orders as (
 
     select * from {{ ref('int_orders_unioned') }}
-
-),
-
-order_items as (
-
-    select * from {{ ref('int_order_items_unioned') }}
-
-),
-
-interactions as (
-
-    select * from {{ ref('int_interactions_classified') }}
-
-),
-
-form_submissions as (
-
-    select * from {{ ref('stg_forms__submissions') }}
 
 ),
 
@@ -110,10 +98,15 @@ changes as (
         'everyone' as change
     from record_clusters
     where (select bounds.is_everyone from bounds)
+    union all
+    select
+        customer_id,
+        'as_of_events' as change
+    from customer_facts
+    where
+        occurred_at >= (select bounds.previous_cutoff from bounds)
+        and occurred_at < (select bounds.cutoff from bounds)
     {% for facts, column in [
-        ('orders', 'ordered_at'),
-        ('order_items', 'ordered_at'),
-        ('interactions', 'occurred_at'),
         ('complaints', 'complained_at'),
         ('complaints', 'resolved_at'),
         ('consent_events', 'occurred_at'),
@@ -129,16 +122,6 @@ changes as (
             and {{ column }} >= (select bounds.previous_cutoff from bounds)
             and {{ column }} < (select bounds.cutoff from bounds)
     {% endfor %}
-    union all
-    select
-        record_clusters.customer_id,
-        'as_of_events' as change
-    from form_submissions
-    inner join record_clusters
-        on {{ same_source_record('form_submissions', 'record_clusters') }}
-    where
-        form_submissions.submitted_at >= (select bounds.previous_cutoff from bounds)
-        and form_submissions.submitted_at < (select bounds.cutoff from bounds)
     {% for windows in [1, 2] -%}
         union all
         select

@@ -6,27 +6,19 @@ with
 
 form_submissions as (
 
-    select * from {{ ref('stg_forms__submissions') }}
-
-),
-
-record_clusters as (
-
-    select * from {{ ref('stg_identity__record_clusters') }}
+    select * from {{ ref('int_form_submissions_resolved') }}
 
 ),
 
 final as (
 
     select
-        record_clusters.customer_id,
-        min(form_submissions.submitted_at) as forgotten_at,
+        customer_id,
+        min(submitted_at) as forgotten_at,
         count(*) as erasure_request_count
     from form_submissions
-    inner join record_clusters
-        on {{ same_source_record('form_submissions', 'record_clusters') }}
-    where form_submissions.form_type = 'erasure_request'
-    group by record_clusters.customer_id
+    where form_type = 'erasure_request' and customer_id is not null
+    group by customer_id
 
 )
 

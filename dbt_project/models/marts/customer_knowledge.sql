@@ -12,9 +12,14 @@
 
 with
 
+-- the resolved forms: stated here, so the join to the clusters is an inner one and the daily filter reaches
+-- the clusters before it
 form_submissions as (
 
-    select * from {{ ref('stg_forms__submissions') }}
+    select * from {{ ref('int_form_submissions_resolved') }}
+    where
+        customer_id is not null
+        {{ only_affected_customers(keyword='and') }}
 
 ),
 
@@ -72,22 +77,6 @@ campaign_responses as (
 
 ),
 
-resolved_forms as (
-
-    select
-        record_clusters.customer_id,
-        form_submissions.submission_id,
-        form_submissions.form_type,
-        form_submissions.message,
-        form_submissions.rating,
-        form_submissions.product_interest,
-        form_submissions.submitted_at
-    from form_submissions
-    inner join record_clusters
-        on {{ same_source_record('form_submissions', 'record_clusters') }}
-
-),
-
 form_statements as (
 
     select
@@ -103,7 +92,7 @@ form_statements as (
         submission_id as source_record_id,
         submitted_at as observed_at,
         1.0 as confidence
-    from resolved_forms
+    from form_submissions
     where
         form_type in ('feedback', 'complaint', 'idea')
         and (message is not null or rating is not null)
@@ -121,7 +110,7 @@ form_product_interests as (
         submission_id as source_record_id,
         submitted_at as observed_at,
         0.9 as confidence
-    from resolved_forms
+    from form_submissions
     where product_interest is not null
 
 ),

@@ -8,45 +8,29 @@ with
 
 form_submissions as (
 
-    select * from {{ ref('stg_forms__submissions') }}
-
-),
-
-record_clusters as (
-
-    select * from {{ ref('stg_identity__record_clusters') }}
-
-),
-
-joined as (
-
-    select
-        form_submissions.submission_id,
-        record_clusters.customer_id,
-        form_submissions.form_type,
-        case
-            when form_submissions.order_ref ~ '^[0-9]+$' then 'orders:' || form_submissions.order_ref
-        end as order_id,
-        form_submissions.rating,
-        form_submissions.product_interest is not null as has_product_interest,
-        form_submissions.message is not null as has_message,
-        form_submissions.customer_ref is not null as has_customer_ref,
-        form_submissions.is_marketing_consent_granted,
-        form_submissions.is_profiling_consent_granted,
-        form_submissions.submitted_at,
-        cast(form_submissions.submitted_at at time zone 'UTC' as date) as submitted_date,
-        form_submissions.loaded_at,
-        form_submissions.staged_at,
-        record_clusters.resolved_at as customer_resolved_at
-    from form_submissions
-    left join record_clusters
-        on {{ same_source_record('form_submissions', 'record_clusters') }}
+    select * from {{ ref('int_form_submissions_resolved') }}
 
 ),
 
 final as (
 
-    select * from joined
+    select
+        submission_id,
+        customer_id,
+        form_type,
+        case
+            when order_ref ~ '^[0-9]+$' then 'orders:' || order_ref
+        end as order_id,
+        rating,
+        product_interest is not null as has_product_interest,
+        message is not null as has_message,
+        customer_ref is not null as has_customer_ref,
+        is_marketing_consent_granted,
+        is_profiling_consent_granted,
+        submitted_at,
+        cast(submitted_at at time zone 'UTC' as date) as submitted_date,
+        {{ incremental_fact_columns() }}
+    from form_submissions
     {{ incremental_fact_filter('submission_id') }}
 
 )

@@ -36,7 +36,9 @@ class WarehouseProfileMapping(PostgresUserPasswordProfileMapping):
     @property
     def profile(self) -> dict[str, Any]:
         target = self._target()
-        profile: dict[str, Any] = {"type": self.dbt_profile_type, **target.fields, **self.profile_args}
+        # every field profiles.yml states, with the same defaults: a parse saved by dbt run outside Airflow (the
+        # `ckp` commands' `dbt parse` before the stack starts) is then one this task's dbt accepts
+        profile: dict[str, Any] = {"type": self.dbt_profile_type, **target.profile_fields, **self.profile_args}
         # dbt-postgres requires the field; empty means none, and libpq uses trust, peer or the password file
         profile["password"] = self.get_env_var_format("password") if target.password else ""
         return self.filter_null(profile)

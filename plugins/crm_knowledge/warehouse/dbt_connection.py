@@ -24,6 +24,28 @@ from crm_knowledge.settings import env_value
 PROFILE_FIELDS = ("sslmode", "sslcert", "sslkey", "sslrootcert", "application_name", "connect_timeout",
                   "keepalives_idle")
 
+#: The profile and target every dbt command names (dbt_project/profiles.yml's; cosmos' ProfileConfig,
+#: dags/ckp_common.dbt_profile): on the command line too, as cosmos passes them, because dbt keeps a saved
+#: parse (partial_parse.msgpack) only for a command naming the same profile and target.
+DBT_PROFILE = "crm_knowledge"
+DBT_TARGET = "warehouse"
+
+#: The fields a target states besides the URL's, with their value when the URL gives none: dbt-postgres'
+#: defaults, and the schema of objects without a configured one (none in this project). Every target states
+#: all of them, so profiles.yml (which reads each from a variable, Settings.dbt_env) and cosmos' profile
+#: (crm_knowledge.warehouse.cosmos_profile) describe the same connection to the letter: dbt rejects a saved
+#: parse made with other connection values ("profile has changed") and parses the whole project again.
+PROFILE_DEFAULTS: dict[str, str | int] = {
+    "schema": "public",
+    "sslmode": "",
+    "sslcert": "",
+    "sslkey": "",
+    "sslrootcert": "",
+    "application_name": "dbt",
+    "connect_timeout": 10,
+    "keepalives_idle": 0,
+}
+
 #: Every other libpq parameter with the environment variable libpq reads it from.
 LIBPQ_ENV = {
     "hostaddr": "PGHOSTADDR",
@@ -63,6 +85,11 @@ class DbtTarget:
     def password(self) -> str | None:
         value = self.fields.get("password")
         return str(value) if value else None
+
+    @property
+    def profile_fields(self) -> dict[str, str | int]:
+        """Every field of the target's profile but the password: ``fields`` over :data:`PROFILE_DEFAULTS`."""
+        return {**PROFILE_DEFAULTS, **{k: v for k, v in self.fields.items() if k != "password"}}
 
 
 def _default_host() -> str:
