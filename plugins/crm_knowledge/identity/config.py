@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from crm_knowledge.config_reader import ConfigError, load_yaml_file
+from crm_knowledge.identity.duckdb_session import DEFAULT_MEMORY_LIMIT
 from crm_knowledge.identity.spark_session import SparkConfig, SparkConfigError, spark_config_from_dict
 from crm_knowledge.normalize.persian import to_ascii_digits
 from crm_knowledge.settings import get_settings
@@ -145,7 +146,7 @@ class BlockingRule:
 class ProbabilisticConfig:
     enabled: bool = True
     backend: str = "duckdb"
-    duckdb_memory_limit: str = "2GB"
+    duckdb_memory_limit: str = DEFAULT_MEMORY_LIMIT
     match_threshold: float = 0.95
     seed: int = 42
     u_max_pairs: float = 1e6
@@ -442,7 +443,7 @@ def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> IdentityCon
     prob = ProbabilisticConfig(
         enabled=v.boolean(p, "enabled", path, True),
         backend=_backend(v, raw, p),
-        duckdb_memory_limit=_memory_size(v.string(p, "duckdb_memory_limit", path, "2GB"),
+        duckdb_memory_limit=_memory_size(v.string(p, "duckdb_memory_limit", path, DEFAULT_MEMORY_LIMIT),
                                          f"{path}.duckdb_memory_limit", v),
         match_threshold=v.number(p, "match_threshold", path, 0.95, lo=0, hi=1, open_lo=True, open_hi=True),
         seed=v.number(p, "seed", path, 42, integer=True),

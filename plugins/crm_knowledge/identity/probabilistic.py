@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from crm_knowledge.identity.config import BlockingRule, IdentifierKind, IdentityConfig
+from crm_knowledge.identity.duckdb_session import DEFAULT_MEMORY_LIMIT
 from crm_knowledge.identity.explanations import CORE_COLUMNS, Agreement, Labels, scored_pairs
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,8 @@ ADDRESS_COLUMNS = {"street_key": "street_enabled", "house_number": "house_number
                    "address_line2_key": "address_line2_enabled"}
 #: the records' street and house number agree (both present): the postcode and city are implied by it
 SAME_STREET_ADDRESS = "street_key_l = street_key_r and house_number_l = house_number_r"
+#: rows of Splink's predictions converted at a time (ProbabilisticModel._finish)
+PREDICTION_BATCH_ROWS = 250_000
 #: lower bound of trained m probabilities (see ProbabilisticModel._floor_m)
 M_FLOOR = 1e-4
 def optional_columns(prepared: pd.DataFrame, config: IdentityConfig) -> list[str]:
@@ -77,7 +80,7 @@ def eligible(prepared: pd.DataFrame, config: IdentityConfig) -> pd.Series:
 # --- backend -------------------------------------------------------------------------------------
 
 
-def make_db_api(backend: str, memory_limit: str = "2GB", spark=None):
+def make_db_api(backend: str, memory_limit: str = DEFAULT_MEMORY_LIMIT, spark=None):
     """A Splink database API for `backend` (the only backend-specific code of the model).
 
     DuckDB gets a memory limit and a private spill folder (:mod:`crm_knowledge.identity.duckdb_session`): by
@@ -556,15 +559,22 @@ class ProbabilisticModel:
     def _finish(self, sdf) -> pd.DataFrame:
         """The pairs of Splink's predictions with their levels and weights (explanations.scored_pairs). Only these
         columns leave the engine: not the records' compared values (both sides of every comparison), nor the Bayes
-        factors, which were most of the predictions' memory."""
+        factors, which were most of the predictions' memory. On DuckDB they leave in Arrow batches, each made
+        compact before the next is read (at 1M customers the whole prediction as one pandas frame, beside its
+        compact copy, was the run's peak)."""
         labels = self.level_labels()
         present = {c.unquote().name for c in sdf.columns}
         wanted = ["unique_id_l", "unique_id_r", "match_probability", "match_weight",
                   *(f"{prefix}{c}" for c in labels for prefix in ("gamma_", "mw_", "mw_tf_adj_"))]
-        df = self.db_api.query_sql(f"select {', '.join(c for c in wanted if c in present)} from {sdf.physical_name}",
-                                   "pandas")
+        query = f"select {', '.join(c for c in wanted if c in present)} from {sdf.physical_name}"  # noqa: S608
+        if self.config.probabilistic.backend == "duckdb":
+            batches = self.db_api._con.sql(query).to_arrow_reader(PREDICTION_BATCH_ROWS)
+            parts = [scored_pairs(b.to_pandas(), labels) for b in batches]
+        else:
+            parts = [scored_pairs(self.db_api.query_sql(query, "pandas"), labels)]
         sdf.drop_table_from_database_and_remove_from_cache()
-        return scored_pairs(df, labels)
+        parts = [p for p in parts if len(p)]
+        return pd.concat(parts, ignore_index=True) if parts else empty_pairs()
 
     def close(self) -> None:
         _close(self.db_api)
