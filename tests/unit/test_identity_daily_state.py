@@ -15,6 +15,12 @@ def test_the_fingerprint_follows_the_configuration_not_the_process():
     assert daily.config_fingerprint(config) == daily.config_fingerprint(load_config())
     other = config_from_dict({"full_resolution_weekday": "monday"})
     assert daily.config_fingerprint(other) != daily.config_fingerprint(config_from_dict({}))
+    assert daily.config_fingerprint(config_from_dict({"probabilistic": {"match_threshold": 0.9}})) \
+        != daily.config_fingerprint(config_from_dict({}))
+    # how resolution runs is not what it decides: a new memory limit or Spark master keeps the prepared state
+    runtime = config_from_dict({"probabilistic": {"duckdb_memory_limit": "512MB", "splink_log_level": "ERROR"},
+                                "spark": {"master": "local[4]", "driver_memory": "3g"}})
+    assert daily.config_fingerprint(runtime) == daily.config_fingerprint(config_from_dict({}))
     # sets inside the configuration must not make it depend on the interpreter's hash seed
     code = "from crm_knowledge.identity import daily, config; print(daily.config_fingerprint(config.load_config()))"
     prints = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,

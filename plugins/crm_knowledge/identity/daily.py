@@ -101,10 +101,23 @@ def _canonical(value):
     return repr(value)
 
 
+#: settings of how resolution runs, not of what it decides (the engine's resources, where Spark runs, Splink's
+#: logging): changing one keeps the prepared state valid
+RUNTIME_SETTINGS = {"probabilistic": ("duckdb_memory_limit", "splink_log_level"), "spark": None}
+
+
 def config_fingerprint(config: IdentityConfig) -> str:
     """SHA-256 of the identity configuration (independent of set order and hash seeds): the prepared rows
-    are valid for the configuration that prepared them only."""
-    return hashlib.sha256(json.dumps(_canonical(config), sort_keys=True, default=str).encode()).hexdigest()
+    are valid for the configuration that prepared them only. The runtime settings (:data:`RUNTIME_SETTINGS`)
+    are left out: a new memory limit must not send the next daily run over every record."""
+    canonical = _canonical(config)
+    for section, keys in RUNTIME_SETTINGS.items():
+        if keys is None:
+            canonical.pop(section, None)
+        else:
+            for key in keys:
+                canonical.get(section, {}).pop(key, None)
+    return hashlib.sha256(json.dumps(canonical, sort_keys=True, default=str).encode()).hexdigest()
 
 
 def blocking_columns(config: IdentityConfig) -> list[tuple[str, ...]]:
