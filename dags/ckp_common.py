@@ -50,7 +50,6 @@ DEFAULT_ARGS = {
 DAG_DEFAULTS = {"start_date": START_DATE, "catchup": False, "max_active_runs": 1, "default_args": DEFAULT_ARGS}
 
 
-
 def ingest_schedule(cron: str) -> str | None:
     """An ingestion DAG's time schedule: `cron`, or none when CKP_INGEST_SCHEDULES is off (`make run`, whose
     rounds trigger every ingest for the day they simulate: a scheduled run of the real day crossing into a

@@ -21,7 +21,6 @@ from crm_knowledge.warehouse.bootstrap import apply_ddl
 pytestmark = pytest.mark.warehouse
 
 
-
 def on(url: str) -> dict[str, str]:
     """The environment of a `ckp` run against the warehouse at `url`."""
     return ckp_env(WAREHOUSE_URL=url)

@@ -24,7 +24,6 @@ pytestmark = [pytest.mark.warehouse, pytest.mark.faults]
 AS_OF = date(2026, 3, 1)
 
 
-
 @pytest.fixture()
 def wh(scratch_db):
     delivery_warehouse(scratch_db)

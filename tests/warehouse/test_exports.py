@@ -21,7 +21,6 @@ pytestmark = pytest.mark.warehouse
 AS_OF = date(2026, 3, 1)
 
 
-
 @pytest.fixture()
 def wh(scratch_db):
     return delivery_warehouse(scratch_db)

@@ -66,7 +66,6 @@ REASON_NO_IDENTIFIER = "no usable identifier"
 REASON_JUNK_ONLY = "no usable identifier (junk values only)"
 
 
-
 @dataclass
 class ResolutionResult:
     record_clusters: pd.DataFrame   # RECORD_CLUSTER_COLUMNS

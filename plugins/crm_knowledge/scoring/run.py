@@ -116,7 +116,6 @@ BEHAVIOUR_SQL = f"""
 """
 
 
-
 #: Recency, frequency and monetary of every scored customer, in SQL: the population the day's RFM quintile
 #: edges are taken over (:func:`crm_knowledge.scoring.rfm.edges_of` is the same rule for a frame). Monetary is
 #: summed exactly (numeric) and kept to the cent, as rfm_keys ranks it.

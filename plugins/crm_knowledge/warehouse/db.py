@@ -53,7 +53,6 @@ def hold_off_schema_changes(conn: psycopg.Connection, *, wait: bool = True) -> b
     return advisory_lock(conn, SCHEMA_CHANGE_LOCK, wait=wait, transaction=True, shared=True)
 
 
-
 def refresh_statistics(conn: psycopg.Connection, table: str, columns: list[str] | None = None, *,
                        lock_timeout: str | None = None) -> bool:
     """ANALYZE `table` (``schema.name``) that just received rows; True when the statistics were refreshed.
