@@ -99,6 +99,25 @@ def test_critical_violation_holds_batch_then_fix_releases_it(db, qsettings):
     assert action == ("released", True)
 
 
+def edited_forms_suite(qsettings, tmp_path, edit):
+    """Settings whose suites are a copy of the project's with ``raw/form_submissions.json`` changed by `edit`."""
+    import shutil
+
+    project = tmp_path / "project"
+    shutil.copytree(qsettings.expectations_dir, project / "expectations")
+    path = project / "expectations" / "suites" / "raw" / "form_submissions.json"
+    doc = json.loads(path.read_text())
+    edit(doc)
+    path.write_text(json.dumps(doc))
+
+    class Edited(type(qsettings)):
+        @property
+        def expectations_dir(self):
+            return project / "expectations"
+
+    return Edited(**{f.name: getattr(qsettings, f.name) for f in dataclasses.fields(qsettings)})
+
+
 def test_suite_change_releases_held_batch(db, qsettings, tmp_path):
     """A held batch is released when the rule it broke is relaxed (here: the suite is edited)."""
     rows = [good_row(1), good_row(2, form_type="survey")]
@@ -107,25 +126,14 @@ def test_suite_change_releases_held_batch(db, qsettings, tmp_path):
         gate.validate_raw_batches("form_submissions", "b-type", "run-1", settings=qsettings, url=db)
     assert status_of(db, "b-type")[0] == "held"
 
-    # Copy the project's suites and accept 'survey' as a form type.
-    import shutil
+    # Accept 'survey' as a form type.
+    def accept_survey(doc):
+        for e in doc["expectations"]:
+            if e.get("description", "").startswith("form_type is one of"):
+                e["kwargs"]["unexpected_rows_query"] = e["kwargs"]["unexpected_rows_query"].replace(
+                    "'erasure_request'", "'erasure_request', 'survey'")
 
-    project = tmp_path / "project"
-    shutil.copytree(qsettings.expectations_dir, project / "expectations")
-    path = project / "expectations" / "suites" / "raw" / "form_submissions.json"
-    doc = json.loads(path.read_text())
-    for e in doc["expectations"]:
-        if e.get("description", "").startswith("form_type is one of"):
-            e["kwargs"]["unexpected_rows_query"] = e["kwargs"]["unexpected_rows_query"].replace(
-                "'erasure_request'", "'erasure_request', 'survey'")
-    path.write_text(json.dumps(doc))
-
-    class Edited(type(qsettings)):
-        @property
-        def expectations_dir(self):
-            return project / "expectations"
-
-    edited = Edited(**{f.name: getattr(qsettings, f.name) for f in dataclasses.fields(qsettings)})
+    edited = edited_forms_suite(qsettings, tmp_path, accept_survey)
     result = gate.validate_raw_batches("form_submissions", "b-type", "run-2", settings=edited, url=db)
     assert result.released_batches == ["b-type"]
     assert status_of(db, "b-type")[0] == "loaded"
@@ -652,3 +660,74 @@ def test_daily_run_checks_the_rows_it_wrote_and_keys_on_the_whole_table(db, qset
     page = report.build_run_report("run-d1", settings=qsettings, url=db).read_text(encoding="utf-8")
     scopes = page[page.index('id="scopes"'):].split("</table>")[0]
     assert "marts.fct_orders" in scopes and f"rows written since {since}" in scopes
+
+
+# --- each check runs once and fetches only what is recorded ----------------------------------------------
+
+def recorded_results(url: str, pipeline_run_id: str) -> list[tuple]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(
+            """select r.expectation, r.column_name, r.severity, r.success, r.observed_value, r.unexpected_count,
+                      r.unexpected_percent, r.unexpected_sample, r.batch_id, r.expectation_id, r.description
+                 from audit.dq_results r join audit.dq_runs d using (dq_run_id)
+                where d.pipeline_run_id = %s order by r.expectation_id, r.expectation, r.column_name""",
+            (pipeline_run_id,)).fetchall()
+
+
+def test_checks_run_once_and_record_what_gx_records(db, qsettings, tmp_path, monkeypatch):
+    """More offending rows than the sample size: the full count and share, at most SAMPLE_SIZE samples, the
+    same audit rows as GX's own evaluation (COMPLETE result format, GX's UnexpectedRowsExpectation), and
+    every row check's query runs once (a counter the check's SQL bumps per row it reads; GX ran it twice)."""
+    from crm_knowledge.quality import row_checks
+    from crm_knowledge.quality.results import SAMPLE_SIZE
+
+    def add_counted_check(doc):
+        doc["expectations"].append({
+            "type": "unexpected_rows_expectation", "id": "00000000-0000-4000-8000-00000000c0de",
+            "kwargs": {"unexpected_rows_query": "select _row_number, email from {batch} where ckp_test.tick()"},
+            "meta": {"severity": "warning", "column": "email"}, "description": "every row, counted"})
+
+    edited = edited_forms_suite(qsettings, tmp_path, add_counted_check)
+    with psycopg.connect(db) as conn:
+        conn.execute("create schema ckp_test; create sequence ckp_test.ticks")
+        conn.execute("create function ckp_test.tick() returns boolean language sql volatile "
+                     "as $$ select nextval('ckp_test.ticks') > 0 $$")
+    n = SAMPLE_SIZE + 15
+    open_batch(db, "b-many", [good_row(i, form_type="survey" if i > 1 else "registration",
+                                       email=f"nobody{i}.example" if i % 4 else f"c{i}@example.ir",
+                                       submission_id=None if i % 5 == 0 else f"F{i % 10}")
+                              for i in range(1, n + 1)])
+
+    def ticks() -> int:
+        with psycopg.connect(db) as conn:
+            return conn.execute("select last_value from ckp_test.ticks").fetchone()[0]
+
+    # GX's own evaluation, as the gate asked for it before: every check through GX, COMPLETE.
+    with monkeypatch.context() as m:
+        m.setattr(row_checks, "split_suite", lambda suite: (suite, []))
+        m.setattr(gate, "_result_format", lambda spec: {
+            "result_format": "COMPLETE", "unexpected_index_column_names": list(spec.row_id),
+            "partial_unexpected_count": SAMPLE_SIZE, "return_unexpected_index_query": False})
+        with pytest.raises(CriticalDataQualityError):
+            gate.validate_raw_batches("form_submissions", "b-many", "run-gx", settings=edited, url=db)
+    assert ticks() == 2 * n  # GX: count(*) over the check, then the check itself
+    with pytest.raises(CriticalDataQualityError):
+        gate.validate_raw_batches("form_submissions", "b-many", "run-gate", settings=edited, url=db)
+    assert ticks() == 3 * n  # the gate: once
+
+    by_gx, by_gate = recorded_results(db, "run-gx"), recorded_results(db, "run-gate")
+    assert by_gate == by_gx
+    outcomes = {(r[0], r[1], r[10]): r for r in by_gate}
+    counted = outcomes[("unexpected_rows_expectation", "email", "every row, counted")]
+    assert counted[5] == n and counted[6] == pytest.approx(100.0) and len(counted[7]) == SAMPLE_SIZE
+    assert counted[7][0] == {"row": {"_row_number": 1}, "values": {"email": "xxxxxx9.xxxxxxx"}}  # masked
+    form_type = next(r for r in by_gate if r[0] == "unexpected_rows_expectation" and r[1] == "form_type")
+    assert form_type[5] == n - 1 and form_type[6] == pytest.approx(100.0 * (n - 1) / n)
+    assert len(form_type[7]) == SAMPLE_SIZE
+    not_null = outcomes[("expect_column_values_to_not_be_null", "submission_id", None)]
+    assert not_null[5] == n // 5 and not not_null[3] and len(not_null[7]) == n // 5
+    unique = outcomes[("expect_column_values_to_be_unique", "submission_id", None)]
+    assert unique[5] > SAMPLE_SIZE and len(unique[7]) == SAMPLE_SIZE
+    # nothing personal reached the stored validation results (Data Docs)
+    stored = "".join(p.read_text() for p in (qsettings.home / "gx" / "validations").rglob("*.json"))
+    assert "run-gate" in stored and "nobody" not in stored and "example" not in stored
