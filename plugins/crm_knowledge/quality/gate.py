@@ -299,10 +299,15 @@ class _Run:
         suite = runtime_suite(self.context, spec, _dynamic_expectations(conn, spec, scope, volume=volume))
         gx_suite, row_check_configs = row_checks.split_suite(suite)  # row checks: one query each, here
         asset = self.datasource.add_query_asset(name=_asset_name(spec, scope), query=query)
+        started = time.perf_counter()
         batch = asset.add_batch_definition_whole_table("whole").get_batch()
         gx_result = batch.validate(gx_suite, result_format=_result_format(spec))
+        gx_seconds, started = time.perf_counter() - started, time.perf_counter()
         row_checks.merge_results(gx_result, suite, [row_checks.run_row_check(conn, c, query, gx_result.batch_id)
                                                     for c in row_check_configs])
+        log.info("%s (%s): %d rows, GX %.2f s (%d expectations), row checks %.2f s (%d)", spec.name,
+                 batch_id or scope_label or "whole table", row_count, gx_seconds,
+                 len(gx_suite.expectations), time.perf_counter() - started, len(row_check_configs))
         outcomes = res.outcomes_from_validation(gx_result, suite=spec.name, row_id=spec.row_id,
                                                 batch_id=batch_id)
         for o in outcomes:  # row-level SQL checks: share of the scope's rows (GX reports a count only)

@@ -13,11 +13,12 @@ Every suite file is a GX Core 1.x ExpectationSuite document. Besides GX's own fi
 ``null_rates``   optional ``{columns, tolerance, history, severity}``: null share of each column may exceed
                  its mean over the last ``history`` accepted scopes by at most ``tolerance`` (absolute)
 
-An ``unexpected_rows_query`` runs on every batch: it must cost in proportion to the batch, so a lookup in
-another table probes that table's index for each batch row (``left join ... on <indexed key> = <batch value>``)
-instead of aggregating the whole table (``select distinct ... from raw.orders__customers`` read every customer
-version for each 300-row kiosk batch). GX aliases ``{batch}`` itself unless the query has a JOIN, and reads
-braces as placeholders: write regex quantifiers without ``{n}``.
+An ``unexpected_rows_query`` runs on every batch, once (the gate runs it, not GX: :mod:`.row_checks`): it must
+cost in proportion to the batch, so a lookup in another table probes that table's index for each batch row
+(``left join ... on <indexed key> = <batch value>``) instead of aggregating the whole table
+(``select distinct ... from raw.orders__customers`` read every customer version for each 300-row kiosk batch).
+``{batch}`` is aliased (``subselect``) unless the query has a JOIN, as GX does, and braces are placeholders:
+write regex quantifiers without ``{n}``.
 
 Every expectation carries ``meta.severity`` (``critical`` blocks, ``warning`` is recorded) and ``notes``
 saying why the rule holds. Volume and null-rate expectations are added at run time from the history in
