@@ -11,7 +11,9 @@
 
 Cost follows the batch, not the raw table: a batch is selected through the ``_batch_id`` index, and when the
 table's statistics predate the batch (the planner expects ~1 row of it) the batch column is analysed first
-(:func:`_refresh_stale_statistics`), so GX's uniqueness joins are not planned as rows² nested loops.
+(:func:`_refresh_stale_statistics`), so GX's uniqueness joins are not planned as rows² nested loops. Each
+check reads the scope once and fetches at most ``results.SAMPLE_SIZE`` offending rows: the row checks
+(``UnexpectedRowsExpectation``, which GX runs twice) by :mod:`.row_checks`, the rest by GX (``SUMMARY``).
 
 Warnings are recorded, never raised. Everything lands in ``audit.dq_runs`` / ``audit.dq_results``
 (no PII) and in the GX Data Docs site (``<reports_dir>/data_docs/index.html``).
