@@ -101,3 +101,4 @@ def test_predictions_read_in_batches_give_the_same_pairs(monkeypatch):
     key = ["source_record_id_l", "source_record_id_r"]
     pd.testing.assert_frame_equal(whole.sort_values(key).reset_index(drop=True),
                                   batched.sort_values(key).reset_index(drop=True))
+

@@ -449,11 +449,13 @@ class ProbabilisticModel:
             t.estimate_probability_two_random_records_match([_rule(r) for r in p.prior_rules], recall=p.prior_recall)
             steps.append("prior")
         except Exception as e:  # noqa: BLE001 - a failed step keeps the prior values
+            _raise_if_stopped(e)
             log.warning("probabilistic: prior estimation failed, keeping default (%s)", _short(e))
         try:
             t.estimate_u_using_random_sampling(max_pairs=p.u_max_pairs, seed=p.seed)
             steps.append("u")
         except Exception as e:  # noqa: BLE001
+            _raise_if_stopped(e)
             log.warning("probabilistic: u estimation failed, keeping prior u values (%s)", _short(e))
         for r in p.training_blocking_rules:
             settings = self.linker._settings_obj
@@ -463,6 +465,7 @@ class ProbabilisticModel:
                 t.estimate_parameters_using_expectation_maximisation(_rule(r))
                 steps.append(f"em[{r.describe()}]")
             except Exception as e:  # noqa: BLE001
+                _raise_if_stopped(e)
                 settings.core_model_settings = snapshot
                 log.warning("probabilistic: EM on %s failed, keeping previous m values (%s)", r.describe(), _short(e))
         self._floor_m(M_FLOOR)
@@ -582,6 +585,26 @@ class ProbabilisticModel:
 
 def _bayes_factor(p: float) -> float:
     return p / (1 - p)
+
+
+#: what an interrupted run's failure says, not a training step's: Ctrl-C makes pyspark cancel every Spark job
+#: (the step then fails with this error class), and Airflow stops a task by raising one of these in it
+STOPPED_ERROR_CLASSES = ("SPARK_JOB_CANCELLED",)
+STOPPED_EXCEPTIONS = ("AirflowTaskTerminated", "AirflowTaskTimeout", "TaskDeferred")
+
+
+def _raise_if_stopped(e: BaseException) -> None:
+    """Re-raise `e` when it means the run was stopped (interrupted, cancelled, terminated), not that a training
+    step failed on the data: a stopped run must end, not go on with the prior m / u values and write customers
+    from a model it never finished training. Checks `e` and the exceptions it was raised from."""
+    seen: set[int] = set()
+    x: BaseException | None = e
+    while x is not None and id(x) not in seen:
+        seen.add(id(x))
+        if (isinstance(x, (KeyboardInterrupt, SystemExit)) or type(x).__name__ in STOPPED_EXCEPTIONS
+                or any(c in str(x) for c in STOPPED_ERROR_CLASSES)):
+            raise e
+        x = x.__cause__ or x.__context__
 
 
 def _short(e: Exception) -> str:
