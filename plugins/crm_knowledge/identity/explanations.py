@@ -64,18 +64,19 @@ def scored_pairs(pred: pd.DataFrame, labels: Labels) -> pd.DataFrame:
 @dataclass(frozen=True)
 class Agreement:
     """Per comparison field of some pairs: whether it agreed (top level), partly agreed (a lower level with a
-    positive weight), disagreed, or was missing (a side null), and its level's own weight (before the
-    term-frequency adjustment). Boolean / float arrays aligned with the pairs."""
+    positive weight), disagreed, or was missing (a side null), its level's own weight (before the
+    term-frequency adjustment) and its weight (with it). Boolean / float arrays aligned with the pairs."""
 
     agreed: dict[str, np.ndarray]
     partial: dict[str, np.ndarray]
     disagreed: dict[str, np.ndarray]
     missing: dict[str, np.ndarray]
     level_weight: dict[str, np.ndarray]
+    weight: dict[str, np.ndarray]
 
     @classmethod
     def of(cls, pairs: pd.DataFrame, labels: Labels) -> Agreement:
-        agreed, partial, disagreed, missing, level_weight = {}, {}, {}, {}, {}
+        agreed, partial, disagreed, missing, level_weight, weight = {}, {}, {}, {}, {}, {}
         for c in compared(pairs, labels):
             f, levels = field_name(c), labels[c]
             g = pairs[f"gamma_{c}"].to_numpy()
@@ -83,10 +84,11 @@ class Agreement:
             tf = np.nan_to_num(pairs[f"mw_tf_adj_{c}"].to_numpy(dtype=np.float64))
             missing[f] = g == -1
             agreed[f] = ~missing[f] & (g == max(levels))
-            partial[f] = ~missing[f] & ~agreed[f] & (mw + tf > 0)
+            weight[f] = mw + tf
+            partial[f] = ~missing[f] & ~agreed[f] & (weight[f] > 0)
             disagreed[f] = ~missing[f] & ~agreed[f] & ~partial[f]
             level_weight[f] = mw
-        return cls(agreed, partial, disagreed, missing, level_weight)
+        return cls(agreed, partial, disagreed, missing, level_weight, weight)
 
     def any_agreed(self, fields, n: int, *, partly: bool = True) -> np.ndarray:
         """True where at least one of `fields` agreed (or, `partly`, partly agreed)."""
@@ -109,6 +111,12 @@ def _texts(values: np.ndarray) -> np.ndarray:
     value formatted once (a level's weight is one number for all its pairs; -0.0 is written 0.0)."""
     distinct, inverse = np.unique(values + 0.0, return_inverse=True)
     return np.array([repr(float(v)) for v in distinct], dtype=object)[inverse]
+
+
+def score_columns(columns) -> list[str]:
+    """The level and weight columns among `columns` (Splink's gamma_ / mw_ / mw_tf_adj_, as scored_pairs keeps
+    them)."""
+    return [c for c in columns if c.startswith(("gamma_", "mw_"))]
 
 
 def compared(pairs: pd.DataFrame, labels: Labels) -> list[str]:
@@ -134,11 +142,10 @@ def explanation_texts(pairs: pd.DataFrame, labels: Labels) -> np.ndarray:
         g = pairs[f"gamma_{c}"].to_numpy()
         tf = pairs[f"mw_tf_adj_{c}"].to_numpy(dtype=np.float64)
         has_tf = ~np.isnan(tf)
-        w = np.nan_to_num(pairs[f"mw_{c}"].to_numpy(dtype=np.float64)) + np.nan_to_num(tf)
         head = {lvl: f"{quoted}: {{\"level\": {json.dumps(levels.get(lvl, str(lvl)), ensure_ascii=False)}, "
                      f"\"match_weight\": " for lvl in np.unique(g).tolist()}
         tail = {lvl: f", \"comparison\": {json.dumps(c, ensure_ascii=False)}, \"gamma\": {lvl}" for lvl in head}
-        part = (np.array([head[x] for x in g.tolist()], dtype=object) + _texts(np.round(w, 3))
+        part = (np.array([head[x] for x in g.tolist()], dtype=object) + _texts(np.round(a.weight[f], 3))
                 + np.array([tail[x] for x in g.tolist()], dtype=object))
         if has_tf.any():
             tf_text = np.full(n, "", dtype=object)
@@ -153,7 +160,7 @@ def explanation_texts(pairs: pd.DataFrame, labels: Labels) -> np.ndarray:
 def with_explanations(pairs: pd.DataFrame, labels: Labels | None) -> pd.DataFrame:
     """`pairs` with their `explanation` filled where it is missing (the probabilistic pairs of a run in this
     process; deterministic edges and Spark's pairs carry theirs) and the score columns dropped."""
-    out = pairs.drop(columns=[c for c in pairs.columns if c.startswith(("gamma_", "mw_"))])
+    out = pairs.drop(columns=score_columns(pairs.columns))
     if not labels or not len(pairs):
         return out
     todo = pairs["explanation"].isna().to_numpy() if "explanation" in pairs.columns else np.ones(len(pairs), bool)

@@ -37,7 +37,7 @@ import pandas as pd
 from crm_knowledge.identity.clusters import ClusterResult, build_clusters, components, unique_values
 from crm_knowledge.identity.config import IdentityConfig, load_config
 from crm_knowledge.identity.deterministic import deterministic_edges, rule_priority
-from crm_knowledge.identity.explanations import with_explanations
+from crm_knowledge.identity.explanations import score_columns, with_explanations
 from crm_knowledge.identity.junk import detect_junk, remove_junk
 from crm_knowledge.identity.prepare import KEY, prepare
 from crm_knowledge.identity.probabilistic import (
@@ -318,8 +318,7 @@ def assemble(m: Matching, is_new: np.ndarray | None, previous: pd.DataFrame | No
     key_r = clean[KEY].rename(columns=lambda c: c + "_r")
     mp = edges.join(key_l, on="rid_l").join(key_r, on="rid_r") if len(edges) else pd.DataFrame(
         columns=MATCH_PAIR_COLUMNS)
-    scores = [c for c in mp.columns if c.startswith(("gamma_", "mw_"))]  # explanations.scored_pairs
-    match_pairs = mp[MATCH_PAIR_COLUMNS + scores].reset_index(drop=True)
+    match_pairs = mp[MATCH_PAIR_COLUMNS + score_columns(mp.columns)].reset_index(drop=True)
 
     # unresolved
     un = clean.loc[~usable, KEY + ["seen_at", "junk_kinds"]]

@@ -53,7 +53,7 @@ import pandas as pd
 from crm_knowledge.identity.clusters import ClusterResult, _canonical, conflict_guard, guard_clusters, unique_values
 from crm_knowledge.identity.config import IdentityConfig, identifier_column
 from crm_knowledge.identity.deterministic import EDGE_COLUMNS, _guarded_edges, _star, rule_priority
-from crm_knowledge.identity.explanations import scored_pairs, with_explanations
+from crm_knowledge.identity.explanations import score_columns, scored_pairs, with_explanations
 from crm_knowledge.identity.junk import detect_junk, remove_junk
 from crm_knowledge.identity.prepare import CANDIDATE_COLUMNS, KEY, prepare
 from crm_knowledge.identity.probabilistic import (
@@ -356,7 +356,7 @@ def _explained(pred, nid, labels: dict, config: IdentityConfig):
     from pyspark.sql import functions as F
 
     keep = ["unique_id_l", "unique_id_r", "match_probability", "match_weight",
-            *(c for c in pred.columns if c.startswith(("gamma_", "mw_")))]
+            *score_columns(pred.columns)]
     pred = (pred.select(*keep)
             .join(nid.select(F.col("rid").alias("unique_id_l"), F.col("national_id").alias("_nid_l")), "unique_id_l")
             .join(nid.select(F.col("rid").alias("unique_id_r"), F.col("national_id").alias("_nid_r")), "unique_id_r"))
