@@ -47,13 +47,13 @@ from crm_knowledge.identity.prepare import KEY, prepare
 from crm_knowledge.identity.probabilistic import (
     MODEL_COLUMNS,
     ProbabilisticModel,
-    _corroborated,
-    _dedupe,
-    _veto,
     eligible,
     empty_pairs,
+    guarded_pairs,
     model_frame,
+    new_record_pairs,
     saved_optional_columns,
+    scored_with,
 )
 from crm_knowledge.identity.resolve import (
     Matching,
@@ -464,21 +464,14 @@ def resolve_day(conn: psycopg.Connection, config: IdentityConfig, saved: dict | 
         both["rid"] = np.arange(len(both), dtype=np.int64)
         new_frame = model_frame(both.iloc[:n_new], optional)
         model = ProbabilisticModel(new_frame, config, optional, saved=saved)
-        try:
+
+        def predict() -> pd.DataFrame:
             model.register_tf(term_frequencies(conn, model._tf_columns(), [both]))
-            parts = []
-            if n_new >= 2:
-                parts.append(model.predict_within(new_frame))
-            if len(both) > n_new:
-                parts.append(model.predict_between(new_frame, model_frame(both.iloc[n_new:], optional)))
-            prob_info["model"] = {"parameters": model.parameters(), "splink_model": model.model_json()}
-            prob_info["labels"] = model.level_labels()
-        finally:
-            model.close()
-        parts = [p for p in parts if len(p)]
-        if parts:
-            pairs = _veto(_corroborated(_dedupe(pd.concat(parts, ignore_index=True)), config, prob_info["labels"]),
-                          both, config)
+            return new_record_pairs(model, new_frame, model_frame(both.iloc[n_new:], optional))
+
+        found = scored_with(model, prob_info, predict)
+        if len(found):
+            pairs = guarded_pairs(found, both, config, prob_info["labels"])
         keys = list(zip(both["source_system"], both["source_record_id"], strict=True))
         key_pairs = [(keys[a], keys[b], i) for i, (a, b) in enumerate(zip(pairs["rid_l"], pairs["rid_r"],
                                                                            strict=True))]

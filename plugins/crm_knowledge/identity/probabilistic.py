@@ -24,7 +24,7 @@ none of `require_agreement_on` (birth date, postcode) are dropped: name + city i
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -684,16 +684,42 @@ def probabilistic_pairs(prepared: pd.DataFrame, config: IdentityConfig) -> tuple
         return empty_pairs(), info
     optional = optional_columns(elig, config)
     model = ProbabilisticModel(model_frame(elig, optional), config, optional)
+    pairs = scored_with(model, info, model.predict)
+    return guarded_pairs(pairs, prepared, config, info["labels"]), info
+
+
+def guarded_pairs(pairs: pd.DataFrame, records: pd.DataFrame, config: IdentityConfig,
+                  labels: dict) -> pd.DataFrame:
+    """Splink's pairs as the run keeps them: one per record pair (the most probable), corroborated by an
+    agreement on a person field, and not vetoed by conflicting identifiers or birth dates among `records`."""
+    return _veto(_corroborated(_dedupe(pairs), config, labels), records, config)
+
+
+def new_record_pairs(model: ProbabilisticModel, new_frame: pd.DataFrame,
+                     existing_frame: pd.DataFrame | None) -> pd.DataFrame:
+    """The pairs `model` scores that involve at least one new record: new x new (predict_within) and
+    new x existing (predict_between), as one frame."""
+    parts = []
+    if len(new_frame) >= 2:
+        parts.append(model.predict_within(new_frame))
+    if existing_frame is not None and len(existing_frame):
+        parts.append(model.predict_between(new_frame, existing_frame))
+    parts = [p for p in parts if len(p)]
+    return pd.concat(parts, ignore_index=True) if parts else empty_pairs()
+
+
+def scored_with(model: ProbabilisticModel, info: dict, predict: Callable[[], pd.DataFrame]) -> pd.DataFrame:
+    """The pairs `predict` scores with `model`; records in `info` how the model was trained, the model itself
+    (saved with the run, :func:`saved_optional_columns`) and its level labels (the guards and the explanations
+    read them), and closes the model's engine, also when scoring fails."""
     try:
-        pairs = model.predict()
-        info.update(trained=model.training.trained, training_steps=model.training.steps)
-        model_info = {"parameters": model.parameters(), "splink_model": model.model_json()}
-        labels = model.level_labels()
+        pairs = predict()
+        info.update(trained=model.training.trained, training_steps=model.training.steps,
+                    model={"parameters": model.parameters(), "splink_model": model.model_json()},
+                    labels=model.level_labels())
     finally:
         model.close()
-    info["model"], info["labels"] = model_info, labels
-    pairs = _veto(_corroborated(_dedupe(pairs), config, labels), prepared, config)
-    return pairs, info
+    return pairs
 
 
 def saved_optional_columns(saved: dict) -> list[str]:
@@ -718,19 +744,6 @@ def probabilistic_pairs_incremental(prepared: pd.DataFrame, new_rids: Sequence[i
         return empty_pairs(), info
     optional = saved_optional_columns(saved) if saved is not None else optional_columns(elig, config)
     model = ProbabilisticModel(model_frame(elig, optional), config, optional, saved=saved)
-    try:
-        parts = []
-        new_frame = model_frame(elig[is_new], optional)
-        if len(new_frame) >= 2:
-            parts.append(model.predict_within(new_frame))
-        if (~is_new).sum() > 0:
-            parts.append(model.predict_between(new_frame, model_frame(elig[~is_new], optional)))
-        info.update(trained=model.training.trained, training_steps=model.training.steps)
-        model_info = {"parameters": model.parameters(), "splink_model": model.model_json()}
-        labels = model.level_labels()
-    finally:
-        model.close()
-    info["model"], info["labels"] = model_info, labels
-    parts = [p for p in parts if len(p)]
-    pairs = pd.concat(parts, ignore_index=True) if parts else empty_pairs()
-    return _veto(_corroborated(_dedupe(pairs), config, labels), prepared, config), info
+    pairs = scored_with(model, info, lambda: new_record_pairs(model, model_frame(elig[is_new], optional),
+                                                              model_frame(elig[~is_new], optional)))
+    return guarded_pairs(pairs, prepared, config, info["labels"]), info

@@ -59,9 +59,7 @@ from crm_knowledge.identity.prepare import CANDIDATE_COLUMNS, KEY, prepare
 from crm_knowledge.identity.probabilistic import (
     PAIR_COLUMNS,
     ProbabilisticModel,
-    _corroborated,
-    _dedupe,
-    _veto,
+    guarded_pairs,
     model_frame,
     optional_columns,
 )
@@ -365,11 +363,11 @@ def _explained(pred, nid, labels: dict, config: IdentityConfig):
         for b in batches:
             if not len(b):
                 continue
-            pairs = _corroborated(_dedupe(scored_pairs(b, labels)), config, labels)
             ids = pd.concat([pd.DataFrame({"rid": b["unique_id_l"].to_numpy(), "national_id": b["_nid_l"].to_numpy()}),
                              pd.DataFrame({"rid": b["unique_id_r"].to_numpy(), "national_id": b["_nid_r"].to_numpy()})])
             ids["national_id"] = ids["national_id"].astype(object).where(ids["national_id"].notna(), None)
-            pairs = with_explanations(_veto(pairs, ids.drop_duplicates("rid"), config), labels)
+            pairs = guarded_pairs(scored_pairs(b, labels), ids.drop_duplicates("rid"), config, labels)
+            pairs = with_explanations(pairs, labels)
             yield _arrow_safe(pairs[PAIR_COLUMNS].copy())
 
     return pred.mapInPandas(run, PAIR_SCHEMA)
