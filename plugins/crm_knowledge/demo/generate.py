@@ -57,7 +57,7 @@ from crm_knowledge.demo.sources import (
 )
 from crm_knowledge.privacy.file_modes import open_private, restrict_umask, write_private_text
 from crm_knowledge.settings import Settings, get_settings
-from crm_knowledge.warehouse.db import connect
+from crm_knowledge.warehouse.db import connect, copy_frame
 
 log = logging.getLogger(__name__)
 
@@ -210,9 +210,8 @@ def generate(size: int, seed: int = 42, settings: Settings | None = None, as_of:
         url = odb.ensure_orders_database(settings)
         conn = orders_db.enter_context(connect(url))
         conn.execute("set timezone = 'UTC'")
-        cur = conn.cursor()
-        odb.recreate_schema(cur)
-        odb.copy_frame(cur, "products", odb.products_frame(cat))
+        odb.recreate_schema(conn.cursor())
+        copy_frame(conn, "products", odb.products_frame(cat))
     try:
         n_chunks = -(-size // CHUNK)
         for c in range(n_chunks):
@@ -320,10 +319,9 @@ def _chunk(ctx: Ctx, c: int, lo: int, hi: int, seed: int, cat: odb.Catalogue, ou
     stats["order_items"] += len(block.items)
     stats["orders_last30"] += int((block.ordered >= snap - 30 * DAY).sum())
     if conn is not None:
-        cur = conn.cursor()
-        odb.copy_frame(cur, "customers", cust_df)
-        odb.copy_frame(cur, "orders", block.orders)
-        odb.copy_frame(cur, "order_items", block.items)
+        copy_frame(conn, "customers", cust_df)
+        copy_frame(conn, "orders", block.orders)
+        copy_frame(conn, "order_items", block.items)
     out.gt.write(("orders", str(int(cid)), f"P{int(p) + 1:07d}") for cid, p in zip(cids, cust_p, strict=True))
 
     # --- forms ------------------------------------------------------------------------------------
@@ -427,7 +425,7 @@ def _apply_customer_changes(conn, ctx: Ctx, rng: np.random.Generator, cust_perso
     cur = conn.cursor()
     cur.execute("create temp table _demo_changes (customer_id int, email text, phone text, street text, "
                 "postcode text, updated_at timestamptz) on commit drop")
-    odb.copy_frame(cur, "_demo_changes", df)
+    copy_frame(conn, "_demo_changes", df)
     cur.execute("update customers c set email = d.email, phone = d.phone, street = d.street, "
                 "postcode = d.postcode, updated_at = d.updated_at from _demo_changes d "
                 "where c.customer_id = d.customer_id")
@@ -499,9 +497,9 @@ def generate_increment(day: dt.date, seed: int, settings: Settings | None = None
         with connect(url) as conn:
             conn.execute("set timezone = 'UTC'")
             cur = conn.cursor()
-            odb.copy_frame(cur, "customers", cust_df)
-            odb.copy_frame(cur, "orders", block.orders)
-            odb.copy_frame(cur, "order_items", block.items)
+            copy_frame(conn, "customers", cust_df)
+            copy_frame(conn, "orders", block.orders)
+            copy_frame(conn, "order_items", block.items)
             counts["orders.customers_changed"] = _apply_customer_changes(
                 conn, ctx, rng, cust_person, max_cid_before, max(1, round(changed_share * max_cid_before)), lo, hi)
             # open orders of earlier days move on (placed -> paid, paid -> shipped)

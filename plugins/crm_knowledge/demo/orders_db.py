@@ -164,21 +164,6 @@ def date_text(days: np.ndarray) -> np.ndarray:
     return out
 
 
-def frame_csv(df: pd.DataFrame) -> str:
-    return df.to_csv(index=False, header=False, na_rep="", lineterminator="\n")
-
-
-def copy_frame(cur, table: str, df: pd.DataFrame) -> None:
-    if df.empty:
-        return
-    cols = ", ".join(df.columns)
-    text = frame_csv(df)
-    with cur.copy(f"COPY {table} ({cols}) FROM STDIN WITH (FORMAT csv)") as cp:
-        step = 8 << 20
-        for i in range(0, len(text), step):
-            cp.write(text[i:i + step])
-
-
 def products_frame(cat: Catalogue) -> pd.DataFrame:
     return pd.DataFrame({
         "product_id": cat.product_id, "sku": cat.sku, "name": cat.name, "category": cat.category,

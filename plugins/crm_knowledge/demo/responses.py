@@ -31,7 +31,7 @@ from crm_knowledge.demo.messiness import EPOCH
 from crm_knowledge.demo.sources import DAY
 from crm_knowledge.privacy.file_modes import write_private_text
 from crm_knowledge.settings import Settings, get_settings
-from crm_knowledge.warehouse.db import connect
+from crm_knowledge.warehouse.db import connect, copy_frame
 
 log = logging.getLogger(__name__)
 
@@ -107,9 +107,8 @@ def plant_campaign_responses(delivery_day: dt.date, seed: int, settings: Setting
     url = odb.ensure_orders_database(settings)
     with connect(url) as conn:
         conn.execute("set timezone = 'UTC'")
-        cur = conn.cursor()
-        odb.copy_frame(cur, "orders", block.orders)
-        odb.copy_frame(cur, "order_items", block.items)
+        copy_frame(conn, "orders", block.orders)
+        copy_frame(conn, "order_items", block.items)
         conn.commit()
     counters["order"] = start_oid - 1 + len(block.orders)
     counters["order_item"] = start_iid - 1 + len(block.items)

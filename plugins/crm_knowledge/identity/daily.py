@@ -28,7 +28,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
-import io
 import json
 import logging
 import re
@@ -65,6 +64,7 @@ from crm_knowledge.identity.resolve import (
     stored_columns,
 )
 from crm_knowledge.warehouse.bootstrap import SQL_DIR
+from crm_knowledge.warehouse.db import copy_frame
 
 log = logging.getLogger(__name__)
 
@@ -169,27 +169,6 @@ def identifier_rows(stored: pd.DataFrame, config: IdentityConfig) -> pd.DataFram
     if not parts:
         return pd.DataFrame(columns=[*KEY, "identifier_kind", "identifier_value"])
     return pd.concat(parts, ignore_index=True)
-
-
-def copy_frame(conn: psycopg.Connection, table: str | sql.Composable, frame: pd.DataFrame) -> None:
-    """COPY a frame in as CSV, written by Arrow's CSV writer (C++: a million rows of text in a fraction of a second,
-    where pandas' writer took 15 times as long, and row tuples minutes). NULL (None, NaN) is the unquoted empty
-    field; text is quoted, so an empty string would stay one (prepared values never are: prepare turns them into
-    None). Timestamps are written in ISO form with their zone."""
-    import pyarrow as pa
-    import pyarrow.csv as pa_csv
-
-    if frame.empty:
-        return
-    stmt = sql.SQL("copy {} ({}) from stdin with (format csv)").format(
-        sql.SQL(table) if isinstance(table, str) else table, sql.SQL(", ").join(map(sql.Identifier, frame.columns)))
-    options = pa_csv.WriteOptions(include_header=False)
-    with conn.cursor() as cur, cur.copy(stmt) as copy:
-        for start in range(0, len(frame), COPY_CHUNK_ROWS):  # in chunks: one CSV text of 6M rows would be GBs
-            buf = io.BytesIO()
-            pa_csv.write_csv(pa.Table.from_pandas(frame.iloc[start:start + COPY_CHUNK_ROWS], preserve_index=False),
-                             buf, options)
-            copy.write(buf.getbuffer())
 
 
 def write_state(conn: psycopg.Connection, stored: pd.DataFrame, config: IdentityConfig, now: dt.datetime) -> None:

@@ -38,7 +38,7 @@ from crm_knowledge.identity.resolve import (
 from crm_knowledge.identity.stable_ids import format_id, parse_id
 from crm_knowledge.privacy.tombstones import enforce_tombstones
 from crm_knowledge.warehouse.bootstrap import SQL_DIR
-from crm_knowledge.warehouse.db import column_exists, connect, copy_arrow, copy_csv, table_exists
+from crm_knowledge.warehouse.db import column_exists, connect, copy_arrow, copy_csv, copy_frame, table_exists
 
 log = logging.getLogger(__name__)
 
@@ -194,7 +194,7 @@ def _copy_in(conn: psycopg.Connection, table: str, columns: list[str], frame: pd
     """COPY `columns` of `frame` into identity.`table` as CSV in chunks (daily's one frame COPY): a Python tuple per
     row and a missing-value test per cell took minutes for a full run's pairs. NULL is the unquoted empty field; the
     identity tables hold no empty strings (keys, ids, rules, reasons, hashes and explanations never are)."""
-    daily.copy_frame(conn, sql.SQL("identity.{}").format(sql.Identifier(table)), frame[columns])
+    copy_frame(conn, sql.SQL("identity.{}").format(sql.Identifier(table)), frame[columns])
 
 
 def resolved_at_column(record_clusters: pd.DataFrame, previous: pd.DataFrame | None,

@@ -5,8 +5,9 @@
 * :func:`table_exists` — whether a relation exists (optional tables: a stage that has not run yet);
 * :func:`advisory_lock` / :func:`advisory_unlock` — named PostgreSQL advisory locks (``hashtext(key)``), so two
   tasks doing the same thing (bootstrap, a delivery to one destination, an erasure) never overlap;
-* :func:`copy_rows` (COPY in, row by row), :func:`copy_file_in` (COPY in, a file's bytes as they are) and
-  :func:`copy_csv` / :func:`read_frame` (COPY out, streamed);
+* :func:`copy_rows` (COPY in, row by row), :func:`copy_frame` (COPY in, a data frame as CSV),
+  :func:`copy_file_in` (COPY in, a file's bytes as they are) and :func:`copy_csv` / :func:`read_frame` (COPY out,
+  streamed);
 * :func:`connection_pool` — a pool of open connections for a long-running server (the read service).
 
 URLs come from :mod:`crm_knowledge.settings`; nothing here reads the environment.
@@ -19,13 +20,16 @@ import logging
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
 from crm_knowledge.settings import get_settings
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -185,6 +189,31 @@ def copy_file_in(conn: psycopg.Connection, statement: str | sql.Composable, path
             while chunk := fh.read(COPY_CHUNK):
                 copy.write(chunk)
         return cur.rowcount
+
+
+#: Rows per CSV piece when a frame is COPYed in (:func:`copy_frame`): one CSV text of millions of rows would be GBs.
+COPY_FRAME_ROWS = 200_000
+
+
+def copy_frame(conn: psycopg.Connection, table: str | sql.Composable, frame: pd.DataFrame) -> None:
+    """COPY a frame's columns into `table` (a qualified name, or a composed one) as CSV, written by Arrow's CSV
+    writer (C++: a million rows of text in a fraction of a second, where pandas' writer took 15 times as long,
+    and row tuples minutes), COPY_FRAME_ROWS rows at a time. NULL (None, NaN) is the unquoted empty field; text
+    is quoted, so an empty string stays one. Timestamps are written in ISO form with their zone."""
+    import pyarrow as pa
+    import pyarrow.csv as pa_csv
+
+    if frame.empty:
+        return
+    stmt = sql.SQL("copy {} ({}) from stdin with (format csv)").format(
+        sql.SQL(table) if isinstance(table, str) else table, sql.SQL(", ").join(map(sql.Identifier, frame.columns)))
+    options = pa_csv.WriteOptions(include_header=False)
+    with conn.cursor() as cur, cur.copy(stmt) as copy:
+        for start in range(0, len(frame), COPY_FRAME_ROWS):
+            buf = io.BytesIO()
+            pa_csv.write_csv(pa.Table.from_pandas(frame.iloc[start:start + COPY_FRAME_ROWS], preserve_index=False),
+                             buf, options)
+            copy.write(buf.getbuffer())
 
 
 def table_count(conn: psycopg.Connection, qualified_name: str) -> int:
