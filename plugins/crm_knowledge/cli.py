@@ -9,6 +9,8 @@ import logging
 import sys
 from pathlib import Path
 
+from crm_knowledge.termination import INTERRUPTED_EXIT, end_like_ctrl_c
+
 
 def _cmd_warehouse(args: argparse.Namespace) -> int:
     from crm_knowledge.settings import redact_url
@@ -452,8 +454,12 @@ def main(argv: list[str] | None = None) -> int:
     restrict_umask()  # every file a command (or the Airflow / dbt processes it starts) creates is 0600 / 0700
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    end_like_ctrl_c()  # SIGTERM / SIGHUP unwind a command like Ctrl-C: its cleanup runs (termination.py)
     try:
         return args.func(args)
+    except KeyboardInterrupt:
+        print("ckp: interrupted; what the command started was stopped", file=sys.stderr)
+        return INTERRUPTED_EXIT
     except Exception as exc:  # a clear one-line error for operators; -v shows the traceback
         if args.verbose:
             raise

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from crm_knowledge.settings import Settings, env_value, get_settings
+from crm_knowledge.termination import end_like_ctrl_c
 
 log = logging.getLogger(__name__)
 
@@ -420,7 +421,7 @@ def run_pipeline(size: int | None = None, seed: int | None = None, *, keep_runni
     from crm_knowledge.warehouse import bootstrap, server
 
     wall = time.monotonic()
-    _stop_on_sigterm()
+    end_like_ctrl_c()
     settings = get_settings()
     # before anything is started or written: the demo stays out of databases this project did not create
     check_demo_targets(settings, overwrite_external_db=overwrite_external_db, orders_db=True, warehouse=True)
@@ -496,18 +497,6 @@ def run_pipeline(size: int | None = None, seed: int | None = None, *, keep_runni
     return summary
 
 
-def _stop_on_sigterm() -> None:
-    """SIGTERM (a supervisor, `kill`) and SIGHUP (the terminal closed) end the run like Ctrl-C, so the Airflow
-    components are stopped too (by default either signal ends Python at once, leaving them running)."""
-    import signal
-
-    def interrupt(*_: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, interrupt)
-    signal.signal(signal.SIGHUP, interrupt)
-
-
 def _block_until_interrupted(stack) -> None:
     try:
         while True:
@@ -524,7 +513,7 @@ def serve() -> None:
     """
     from crm_knowledge.warehouse import bootstrap, server
 
-    _stop_on_sigterm()
+    end_like_ctrl_c()
     settings = get_settings()
     server.start(settings)
     settings = get_settings()

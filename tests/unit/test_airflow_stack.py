@@ -58,13 +58,13 @@ signal.signal(signal.SIGTERM, lambda *_: None)
 time.sleep(300)
 """
 
-# `make run` as far as stopping goes: SIGTERM ends it like Ctrl-C (runner._stop_on_sigterm), the stack's
+# `make run` as far as stopping goes: SIGTERM ends it like Ctrl-C (termination.end_like_ctrl_c), the stack's
 # context manager stops the components (grace 60 s here, so only a hastened stop ends within the test).
 RUN = """
 import os, subprocess, sys, time
 from pathlib import Path
 from crm_knowledge import airflow_stack
-from crm_knowledge.runner import _stop_on_sigterm
+from crm_knowledge.termination import end_like_ctrl_c
 
 stack = airflow_stack.AirflowStack(env=dict(os.environ), port=0, log_dir=Path(sys.argv[2]))
 stack.stop = lambda grace=60, _stop=stack.stop: _stop(grace)
@@ -72,7 +72,7 @@ proc = subprocess.Popen([sys.executable, "-c", sys.argv[1]], stdout=subprocess.P
                         start_new_session=True)
 stack.processes["scheduler"] = proc
 print("pids", proc.stdout.readline().strip(), flush=True)
-_stop_on_sigterm()
+end_like_ctrl_c()
 with stack:
     time.sleep(300)
 """

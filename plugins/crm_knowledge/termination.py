@@ -1,0 +1,29 @@
+"""Ending a process on SIGTERM or SIGHUP the way Ctrl-C ends it.
+
+By default either signal ends Python at once: no ``finally`` block runs, so whatever a command started or
+wrote for itself stays behind (Airflow's components, a Spark JVM and its scratch directory of staged
+personal data, a benchmark's home lock). Raised as KeyboardInterrupt instead, the signal unwinds the command
+like Ctrl-C, and every ``finally`` and context manager on the way cleans up. A supervisor (systemd, ``docker
+stop``, CI's timeout) sends SIGTERM; a closed terminal sends SIGHUP.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+
+#: The exit status of a command ended by Ctrl-C or one of these signals (the shell's 128 + SIGINT).
+INTERRUPTED_EXIT = 130
+
+
+def end_like_ctrl_c() -> None:
+    """From now on SIGTERM and SIGHUP raise KeyboardInterrupt in the main thread (elsewhere Python handles no
+    signals, and nothing changes)."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def interrupt(*_: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGHUP, interrupt)
