@@ -590,7 +590,7 @@ def _bayes_factor(p: float) -> float:
 #: what an interrupted run's failure says, not a training step's: Ctrl-C makes pyspark cancel every Spark job
 #: (the step then fails with this error class), and Airflow stops a task by raising one of these in it
 STOPPED_ERROR_CLASSES = ("SPARK_JOB_CANCELLED",)
-STOPPED_EXCEPTIONS = ("AirflowTaskTerminated", "AirflowTaskTimeout", "TaskDeferred")
+STOPPED_EXCEPTIONS = ("AirflowTaskTerminated", "AirflowTaskTimeout")
 
 
 def _raise_if_stopped(e: BaseException) -> None:
