@@ -122,24 +122,23 @@ changes as (
             and {{ column }} >= (select bounds.previous_cutoff from bounds)
             and {{ column }} < (select bounds.cutoff from bounds)
     {% endfor %}
-    {% for windows in [1, 2] -%}
-        union all
-        select
-            customer_id,
-            'as_of_windows' as change
-        from orders
-        where
-            customer_id is not null
-            and is_revenue_order
-            and order_date > (
-                select bounds.previous_as_of_date - {{ windows }} * {{ var('relationship_decline_window_days') }}
-                from bounds
-            )
-            and order_date <= (
-                select bounds.as_of_date - {{ windows }} * {{ var('relationship_decline_window_days') }}
-                from bounds
-            )
-    {% endfor %}
+    union all
+    select
+        customer_id,
+        'as_of_windows' as change
+    from orders
+    where
+        customer_id is not null
+        and is_revenue_order
+        and (
+            {% set window_days = var('relationship_decline_window_days') -%}
+            {% for windows in [1, 2] -%}
+                {{ 'or ' if not loop.first }}(
+                    order_date > (select bounds.previous_as_of_date - {{ windows }} * {{ window_days }} from bounds)
+                    and order_date <= (select bounds.as_of_date - {{ windows }} * {{ window_days }} from bounds)
+                )
+            {% endfor %}
+        )
     union all
     select
         customer_id,
