@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import psycopg
 import pytest
 
 from crm_knowledge.warehouse.db import (
@@ -9,11 +10,13 @@ from crm_knowledge.warehouse.db import (
     advisory_unlock,
     connect,
     copy_arrow,
+    copy_frame,
     copy_rows,
     hold_off_schema_changes,
     lock_schema_changes,
     read_frame,
     refresh_statistics,
+    reloading,
     table_count,
     table_exists,
 )
@@ -105,3 +108,39 @@ def test_copy_arrow_reads_text_as_arrow_strings_with_empty_text_null(scratch_db)
         empty = copy_arrow(conn, "select x, y from a where false", ["x", "y"])
     assert table.to_pylist() == [{"x": "علی", "y": None}, {"x": None, "y": rows[1][1]}]
     assert empty.num_rows == 0 and empty.column_names == ["x", "y"]
+
+
+def test_copy_frame_writes_nulls_and_keeps_empty_text(scratch_db):
+    import pandas as pd
+
+    frame = pd.DataFrame({"id": [1, 2, 3], "name": ["a,\"b\"", None, ""], "score": [0.5, float("nan"), 2.0]})
+    with connect(scratch_db) as conn:
+        conn.execute("create table t (id int, name text, score float8)")
+        copy_frame(conn, "public.t", frame)
+        rows = conn.execute("select id, name, score from t order by id").fetchall()
+    assert rows == [(1, 'a,"b"', 0.5), (2, None, None), (3, "", 2.0)]
+
+
+def test_reloading_replaces_the_contents_and_builds_the_indexes_again(scratch_db):
+    """The old rows go, the secondary index is gone during the load and back after it, the primary key stays
+    throughout, and a reader in another session sees the old contents until commit, then the new, never an
+    empty table."""
+    import pandas as pd
+
+    index_names = "select indexname from pg_indexes where tablename = 't' order by 1"
+    with connect(scratch_db) as conn:
+        conn.execute("create schema s; create table s.t (id int primary key, k text); create index t_k on s.t (k);"
+                     "insert into s.t select g, 'old' from generate_series(1, 100) g")
+    with connect(scratch_db) as conn, connect(scratch_db, autocommit=True) as reader:
+        reader.execute("set lock_timeout = '200ms'")
+        hold_off_schema_changes(conn)
+        with reloading(conn, ["s.t"]):
+            assert [r[0] for r in conn.execute(index_names)] == ["t_pkey"]  # the constraint's index stays
+            copy_frame(conn, "s.t", pd.DataFrame({"id": range(1, 51), "k": ["new"] * 50}))
+        assert [r[0] for r in conn.execute(index_names)] == ["t_k", "t_pkey"]
+        with pytest.raises(psycopg.errors.LockNotAvailable):  # a reader waits for the commit: no half state
+            reader.execute("select count(*) from s.t")
+        conn.commit()
+        assert reader.execute("select k, count(*) from s.t group by k").fetchall() == [("new", 50)]
+        analyzed = reader.execute("select reltuples from pg_class where relname = 't'").fetchone()[0]
+    assert analyzed == 50  # statistics refreshed with the load

@@ -64,7 +64,7 @@ from crm_knowledge.identity.resolve import (
     stored_columns,
 )
 from crm_knowledge.warehouse.bootstrap import SQL_DIR
-from crm_knowledge.warehouse.db import copy_frame
+from crm_knowledge.warehouse.db import copy_frame, reloading
 
 log = logging.getLogger(__name__)
 
@@ -175,30 +175,14 @@ def write_state(conn: psycopg.Connection, stored: pd.DataFrame, config: Identity
     """Replace the whole kept state with `stored` (a full run's prepared records), inside the caller's
     transaction (the one writing the resolution)."""
     started = time.monotonic()
-    conn.execute(f"truncate {PREPARED}, {IDENTIFIERS}")
-    # The secondary indexes (one per blocking rule, two on the identifiers) are dropped and built again after
-    # the load: one sort per index instead of millions of b-tree insertions in key order chance gives (at 2.1M
-    # records the load took 110 s with them in place). Inside the caller's transaction, which the truncate
-    # already made the tables' only user.
-    indexes = conn.execute(
-        "select quote_ident(i.schemaname) || '.' || quote_ident(i.indexname), i.indexdef from pg_indexes i "
-        "where i.schemaname || '.' || i.tablename = any(%s) and not exists "
-        "(select from pg_constraint c where c.conname = i.indexname and c.connamespace = i.schemaname::regnamespace) "
-        "order by 1", ([PREPARED, IDENTIFIERS],)).fetchall()
-    for name, _ in indexes:
-        conn.execute(f"drop index {name}")
-    # chunk by chunk: the rows are built per chunk, not as second copies of millions of records
-    for table, rows in ((PREPARED, record_rows), (IDENTIFIERS, identifier_rows)):
-        for start in range(0, len(stored), COPY_CHUNK_ROWS):
-            copy_frame(conn, table, rows(stored.iloc[start:start + COPY_CHUNK_ROWS], config))
-    loaded = time.monotonic()
-    for _, definition in indexes:
-        conn.execute(definition)
-    conn.execute(f"analyze {PREPARED}, {IDENTIFIERS}")
+    with reloading(conn, [PREPARED, IDENTIFIERS]):  # the indexes (one per blocking rule) built once after the load
+        # chunk by chunk: the rows are built per chunk, not as second copies of millions of records
+        for table, rows in ((PREPARED, record_rows), (IDENTIFIERS, identifier_rows)):
+            for start in range(0, len(stored), COPY_CHUNK_ROWS):
+                copy_frame(conn, table, rows(stored.iloc[start:start + COPY_CHUNK_ROWS], config))
     _mark(conn, config, now)
-    log.info("identity: kept the prepared state of %d record(s) for daily runs (%.1f s: load %.1f s, %d index(es) "
-             "built again %.1f s)", len(stored), time.monotonic() - started, loaded - started, len(indexes),
-             time.monotonic() - loaded)
+    log.info("identity: kept the prepared state of %d record(s) for daily runs (%.1f s)", len(stored),
+             time.monotonic() - started)
 
 
 def clear_state(conn: psycopg.Connection) -> None:

@@ -38,11 +38,22 @@ from crm_knowledge.identity.resolve import (
 from crm_knowledge.identity.stable_ids import format_id, parse_id
 from crm_knowledge.privacy.tombstones import enforce_tombstones
 from crm_knowledge.warehouse.bootstrap import SQL_DIR
-from crm_knowledge.warehouse.db import column_exists, connect, copy_arrow, copy_csv, copy_frame, table_exists
+from crm_knowledge.warehouse.db import (
+    column_exists,
+    connect,
+    copy_arrow,
+    copy_csv,
+    copy_frame,
+    hold_off_schema_changes,
+    reloading,
+    table_exists,
+)
 
 log = logging.getLogger(__name__)
 
 SQL_FILE = SQL_DIR / "06_identity.sql"
+#: The tables a run over all records replaces whole (write_result); a daily run replaces its neighbourhood's rows.
+FULL_RUN_TABLES = ("record_clusters", "match_pairs", "unresolved", "junk_values")
 CANDIDATES_TABLE = ("intermediate", "int_identity_candidates")
 IDENTIFIERS_TABLE = ("intermediate", "int_identity_identifiers")
 ADDRESS_DETAIL_COLUMNS = ("house_number", "address_line2_norm")
@@ -229,27 +240,16 @@ def write_result(conn: psycopg.Connection, result: ResolutionResult, previous: p
     the values it decided; the rest stays as it is. `read_at`: when the run read the candidates (the next daily
     run takes what was staged after it; default: now)."""
     with conn.transaction():
+        # first, before any table lock: the full write's index DDL and ANALYZE change catalog rows
+        hold_off_schema_changes(conn)
         now = conn.execute("select now()").fetchone()[0]
         if day is None:
-            # DELETE (not TRUNCATE): readers keep seeing the previous state until commit, without locks
-            for t in ("record_clusters", "match_pairs", "unresolved", "junk_values"):
-                conn.execute(sql.SQL("delete from identity.{}").format(sql.Identifier(t)))
+            # the tables' old contents go, their indexes are built once after the load (warehouse.db.reloading)
+            with reloading(conn, [f"identity.{t}" for t in FULL_RUN_TABLES]):
+                _write_rows(conn, result, previous, refreshed, now)
         else:
             daily.write_day(conn, day, config or load_config(), now)
-        if result.staged is not None:  # Spark wrote the per-record tables as Parquet (resolved_at decided there)
-            result.staged.copy_into(conn, now)
-        else:
-            rc = result.record_clusters.assign(
-                resolved_at=resolved_at_column(result.record_clusters, previous, refreshed, now))
-            _copy_in(conn, "record_clusters", RECORD_CLUSTER_COLUMNS + ["resolved_at"], rc)
-            # chunk by chunk: each chunk's explanations are built as it is written, never all at once
-            for start in range(0, len(result.match_pairs), daily.COPY_CHUNK_ROWS):
-                _copy_in(conn, "match_pairs", MATCH_PAIR_COLUMNS,
-                         result.explained_match_pairs(start, start + daily.COPY_CHUNK_ROWS))
-            _copy_in(conn, "unresolved", UNRESOLVED_COLUMNS, result.unresolved)
-        jv = result.junk_values.assign(detected_at=now)
-        _copy_in(conn, "junk_values", ["identifier_kind", "identifier_value_hash", "distinct_records", "detected_at"],
-                 jv)
+            _write_rows(conn, result, previous, refreshed, now)
         if len(result.merges):
             _copy_in(conn, "customer_id_merges", ["old_customer_id", "new_customer_id", "merged_at"],
                      result.merges.assign(merged_at=now))
@@ -258,6 +258,24 @@ def write_result(conn: psycopg.Connection, result: ResolutionResult, previous: p
                 daily.write_state(conn, result.prepared, config, read_at or now)
             else:  # the Spark backend prepares on its executors: no kept state, daily runs go over all records
                 daily.clear_state(conn)
+
+
+def _write_rows(conn: psycopg.Connection, result: ResolutionResult, previous: pd.DataFrame | None,
+                refreshed: pd.DataFrame | None, now: dt.datetime) -> None:
+    """COPY a resolution's rows of the per-record tables and its junk values in (write_result)."""
+    if result.staged is not None:  # Spark wrote the per-record tables as Parquet (resolved_at decided there)
+        result.staged.copy_into(conn, now)
+    else:
+        rc = result.record_clusters.assign(
+            resolved_at=resolved_at_column(result.record_clusters, previous, refreshed, now))
+        _copy_in(conn, "record_clusters", RECORD_CLUSTER_COLUMNS + ["resolved_at"], rc)
+        # chunk by chunk: each chunk's explanations are built as it is written, never all at once
+        for start in range(0, len(result.match_pairs), daily.COPY_CHUNK_ROWS):
+            _copy_in(conn, "match_pairs", MATCH_PAIR_COLUMNS,
+                     result.explained_match_pairs(start, start + daily.COPY_CHUNK_ROWS))
+        _copy_in(conn, "unresolved", UNRESOLVED_COLUMNS, result.unresolved)
+    _copy_in(conn, "junk_values", ["identifier_kind", "identifier_value_hash", "distinct_records", "detected_at"],
+             result.junk_values.assign(detected_at=now))
 
 
 def saved_model(conn: psycopg.Connection) -> dict | None:
