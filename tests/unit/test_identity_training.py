@@ -54,3 +54,38 @@ def test_a_stopped_run_is_not_taken_for_a_failed_training_step():
 
     with pytest.raises(AirflowTaskTerminated):
         _model_training_with(AirflowTaskTerminated("Task received SIGTERM signal"))
+
+
+def test_em_trains_on_a_sample_when_a_rule_blocks_more_pairs_than_em_max_pairs():
+    """probabilistic.em_max_pairs bounds each EM session (Splink samples records by id hash on each side), so
+    training's cost stops growing with the data. Under the cap (every demo and test size) nothing is sampled;
+    over it the session is sampled and says so, and the model still links the same people."""
+    import dataclasses
+
+    from crm_knowledge.identity.config import BlockingRule, load_config
+    from crm_knowledge.identity.resolve import resolve
+    from crm_knowledge.identity.synthetic import make_people
+
+    candidates, _ = make_people(n_persons=400, seed=11)
+    config = load_config()
+    # one broad EM rule (same city: tens of thousands of pairs here), so that a cap has something to cut
+    base = dataclasses.replace(config, probabilistic=dataclasses.replace(
+        config.probabilistic, training_blocking_rules=(BlockingRule(columns=("city_key",)),)))
+    # every EM rule's pairs under the default cap: no sampling; the probe is an exact count at this size
+    full = resolve(candidates, None, base)
+    steps = full.stats["probabilistic"]["training_steps"]
+    assert [s for s in steps if s.startswith("em[")] and not [s for s in steps if "sampled" in s], steps
+
+    capped = dataclasses.replace(base, probabilistic=dataclasses.replace(base.probabilistic, em_max_pairs=20_000))
+    sampled = resolve(candidates, None, capped)
+    steps = sampled.stats["probabilistic"]["training_steps"]
+    assert any("sampled to ~" in s for s in steps), steps
+    # the same people linked: records whose cluster-mates differ between the two runs are few
+    def mates(result):
+        rc = result.record_clusters.assign(key=lambda d: d["source_system"] + ":" + d["source_record_id"])
+        groups = rc.groupby("customer_id")["key"].agg(frozenset)
+        return dict(zip(rc["key"], rc["customer_id"].map(groups), strict=True))
+
+    on_all, on_sample = mates(full), mates(sampled)
+    moved = sum(on_all[k] != on_sample[k] for k in on_all)
+    assert moved <= 0.02 * len(on_all), (moved, len(on_all))

@@ -150,6 +150,9 @@ class ProbabilisticConfig:
     match_threshold: float = 0.95
     seed: int = 42
     u_max_pairs: float = 1e6
+    #: at most about this many blocked pairs per EM session (Splink samples records by a hash of their id on
+    #: each side when a session's rule would block more): training's cost stops growing with the data
+    em_max_pairs: float = 2e6
     min_records_for_training: int = 50
     prior_recall: float = 0.7
     required_any: tuple[str, ...] = ("birth_date", "postcode")
@@ -448,6 +451,7 @@ def config_from_dict(raw: dict[str, Any], source: str = "<dict>") -> IdentityCon
         match_threshold=v.number(p, "match_threshold", path, 0.95, lo=0, hi=1, open_lo=True, open_hi=True),
         seed=v.number(p, "seed", path, 42, integer=True),
         u_max_pairs=v.number(p, "u_max_pairs", path, 1e6, lo=1),
+        em_max_pairs=v.number(p, "em_max_pairs", path, 2e6, lo=1000),
         min_records_for_training=v.number(p, "min_records_for_training", path, 50, lo=2, integer=True),
         prior_recall=v.number(p, "prior_recall", path, 0.7, lo=0, hi=1, open_lo=True),
         required_any=tuple(required_any),

@@ -462,8 +462,13 @@ class ProbabilisticModel:
             # a failing EM session leaves the linker's comparisons filtered: restore them
             snapshot = settings.core_model_settings.copy()
             try:
-                t.estimate_parameters_using_expectation_maximisation(_rule(r))
-                steps.append(f"em[{r.describe()}]")
+                # at most em_max_pairs blocked pairs: Splink counts the rule's pairs on a probe of about
+                # EM_PROBE_RECORDS records (all of them in a small run: an exact count, no sampling) and samples
+                # records by id hash on each side when the estimate is larger (a pair kept with the same
+                # chance whether it matches or not, so m is estimated without bias)
+                session = t.estimate_parameters_using_expectation_maximisation(
+                    _rule(r), max_pairs=p.em_max_pairs, record_sample_proportion=min(1.0, EM_PROBE_RECORDS / n))
+                steps.append(f"em[{r.describe()}]{_sampled(session)}")
             except Exception as e:  # noqa: BLE001
                 _raise_if_stopped(e)
                 settings.core_model_settings = snapshot
@@ -585,6 +590,19 @@ class ProbabilisticModel:
 
 def _bayes_factor(p: float) -> float:
     return p / (1 - p)
+
+
+#: records of the probe by which Splink estimates an EM session's blocked pairs (probabilistic.em_max_pairs)
+EM_PROBE_RECORDS = 50_000
+
+
+def _sampled(session: object) -> str:
+    """' (sampled to ~N pairs of ~M)' for an EM session Splink trained on a sample (em_max_pairs), else ''."""
+    info = getattr(session, "_sample_info", None) or {}
+    if not info.get("sampling_applied"):
+        return ""
+    return (f" (sampled to ~{info.get('expected_pairs_after_sampling') or 0:,.0f} of "
+            f"~{info.get('estimated_total_pairs') or 0:,.0f} pairs)")
 
 
 #: what an interrupted run's failure says, not a training step's: Ctrl-C makes pyspark cancel every Spark job
