@@ -155,14 +155,6 @@ def _hash_expr(cols: list[str]) -> sql.Composable:
         d=sql.Identifier(_DELETED), row=row)
 
 
-def _hash_expr(cols: list[str]) -> sql.Composable:
-    """Content hash of a version. A deletion hashes differently from the same content alive, and a live
-    row hashes exactly as before deletions were captured (so look-back re-reads still match)."""
-    row = sql.SQL(", ").join(sql.SQL("t.") + sql.Identifier(c) for c in cols)
-    return sql.SQL("case when t.{d} then md5(row({row}, true)::text) else md5(row({row})::text) end").format(
-        d=sql.Identifier(_DELETED), row=row)
-
-
 def _create_landing(wh: psycopg.Connection, tmp: sql.Identifier, cols: list[str]) -> None:
     """A temporary table of text columns (and the deletion flag, and a row number) to land source rows in."""
     wh.execute(sql.SQL("drop table if exists {}").format(tmp))
