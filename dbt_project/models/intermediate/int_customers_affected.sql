@@ -27,7 +27,10 @@
 
 with
 
-record_clusters as (
+-- not materialized: is_retired below probes it per listed customer, which must reach the index on
+-- identity.record_clusters (customer_id); a materialised CTE (it is read three times) has no index, and with
+-- every customer listed (the weekly run) the probes scanned it whole for each: hours at 100k customers
+record_clusters as not materialized (
 
     select * from {{ ref('stg_identity__record_clusters') }}
 

@@ -240,8 +240,11 @@ def write_result(conn: psycopg.Connection, result: ResolutionResult, previous: p
     the values it decided; the rest stays as it is. `read_at`: when the run read the candidates (the next daily
     run takes what was staged after it; default: now)."""
     with conn.transaction():
-        # first, before any table lock: the full write's index DDL and ANALYZE change catalog rows
-        hold_off_schema_changes(conn)
+        if day is None:
+            # first, before any table lock (the full runs commit what they read before writing): the index DDL
+            # and ANALYZE of reloading change the tables' catalog rows, as a schema change does. Not on a daily
+            # run: its transaction already holds the locks of what it read, and it changes no catalog row
+            hold_off_schema_changes(conn)
         now = conn.execute("select now()").fetchone()[0]
         if day is None:
             # the tables' old contents go, their indexes are built once after the load (warehouse.db.reloading)
