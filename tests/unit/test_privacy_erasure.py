@@ -129,6 +129,18 @@ def test_scan_grams_fold_digits_and_spacing():
     assert "09121234001" in grams
     assert "ali.karimi@example.com" in grams
     assert "علی کریمی" in grams  # Arabic letter variants folded to Persian
+    assert "09121234001" in pii_scan._grams("tel: +98 (912) 123-4001 / 0912 123 4001")
+    assert "0012345678" in pii_scan._grams("nid001-234567-8")  # one token: its digits, letters glued or not
+
+
+def test_scan_grams_do_not_join_the_digits_of_clock_times_and_words():
+    """A dbt line logged at 23:37:57 as JSON ("\\u001b[0m23:37:57  92 of 119 START test ...") joined into the digits
+    0010233757, a demo national ID: the e2e privacy test failed at that second of the day. Digits of several
+    tokens join only when every token is a piece of a number (pii_scan.NUMBER_PIECE_RE)."""
+    line = r'{"event":"\u001b[0m23:37:57  92 of 119 START test not_null_stg_forms__submissions_source_system"}'
+    grams = pii_scan._grams(line)
+    assert "0010233757" not in grams and "233757" not in grams
+    assert not [g for g in grams if g.isdigit() and len(g) >= 8]
 
 
 # --- files: the landing archive and the quarantine (privacy/erasure_files.py) -------------------------------------

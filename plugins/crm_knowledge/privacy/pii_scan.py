@@ -21,7 +21,8 @@ email, phone, national ID or name of any demo customer") as a command, ``ckp pii
 * **How** (fast enough for 100k customers): the needles go into a temporary table; each text/JSON column is
   normalised in Postgres (``util.normalize_persian`` + lower case: Persian digits and Arabic letter
   variants fold), split into tokens, and its 1..4-token n-grams (and their digits-only form, for phones
-  typed with spaces or dashes) are hash-joined to the needles. Files are tokenised the same way in Python.
+  typed with spaces or dashes: of a multi-token n-gram only when every token is a piece of a number,
+  ``NUMBER_PIECE_RE``) are hash-joined to the needles. Files are tokenised the same way in Python.
 
 Findings name the place, the kind of identifier and the demo person ids (never the value).
 """
@@ -57,6 +58,13 @@ _TEXT_TYPES = ("text", "character varying", "character", "json", "jsonb", "ARRAY
 SPLIT_RE = r"[\s,;<>()\[\]{}\"'|/\\=:]+"
 _SPLIT = re.compile(SPLIT_RE)
 MAX_GRAM = 4
+#: A token that is a piece of a number as people write one: digits, perhaps a leading + and inner dots or
+#: dashes ("0912", "+98", "001-234567-8"). The digits of a multi-token n-gram are searched only when every token
+#: is such a piece (a phone typed with spaces); a token with letters or one a clock time was split from does not
+#: join its digits with its neighbours'. Without this rule a log line's "\u001b[0m23:37:57" joined into the
+#: 10 digits 0010233757, which a demo national ID equalled at that second of the day (a false finding).
+NUMBER_PIECE_RE = r"^[+]?[0-9][0-9.-]*$"
+_NUMBER_PIECE = re.compile(NUMBER_PIECE_RE)
 PERSIAN_DIGITS = "۰۱۲۳۴۵۶۷۸۹٠١٢٣٤٥٦٧٨٩"
 
 
@@ -253,7 +261,7 @@ with v as (
     where {col} is not null
 ),
 tok as (
-    select v.rid, x.ord, rtrim(x.tok, '.') as tok
+    select v.rid, x.ord, rtrim(x.tok, '.') as tok, rtrim(x.tok, '.') ~ %(number_piece)s as num
     from v cross join lateral regexp_split_to_table(v.v, %(split)s) with ordinality as x(tok, ord)
     where x.tok <> ''
 ),
@@ -262,15 +270,19 @@ grams as (
            tok as g1,
            tok || ' ' || lead(tok, 1) over w as g2,
            tok || ' ' || lead(tok, 1) over w || ' ' || lead(tok, 2) over w as g3,
-           tok || ' ' || lead(tok, 1) over w || ' ' || lead(tok, 2) over w || ' ' || lead(tok, 3) over w as g4
+           tok || ' ' || lead(tok, 1) over w || ' ' || lead(tok, 2) over w || ' ' || lead(tok, 3) over w as g4,
+           num and lead(num, 1) over w as n2,
+           num and lead(num, 1) over w and lead(num, 2) over w as n3,
+           num and lead(num, 1) over w and lead(num, 2) over w and lead(num, 3) over w as n4
     from tok
     window w as (partition by rid order by ord)
 ),
 candidates as (
     select rid, g from grams
     cross join lateral unnest(array[g1, g2, g3, regexp_replace(g1, '[^0-9]', '', 'g'),
-                                    regexp_replace(g2, '[^0-9]', '', 'g'), regexp_replace(g3, '[^0-9]', '', 'g'),
-                                    regexp_replace(g4, '[^0-9]', '', 'g')]) as u(g)
+                                    case when n2 then regexp_replace(g2, '[^0-9]', '', 'g') end,
+                                    case when n3 then regexp_replace(g3, '[^0-9]', '', 'g') end,
+                                    case when n4 then regexp_replace(g4, '[^0-9]', '', 'g') end]) as u(g)
     where g is not null and g <> ''
 )
 select n.kind, count(distinct c.rid), array_agg(distinct n.person_id)
@@ -310,7 +322,7 @@ def scan_database(url: str, needles: dict[str, tuple[str, str]], *, schemas: lis
         for schema, table, column in columns:
             q = sql.SQL(_COLUMN_SCAN).format(col=sql.Identifier(column), schema=sql.Identifier(schema),
                                              table=sql.Identifier(table), fold=fold.format(sql.Identifier(column)))
-            params = {"split": SPLIT_RE, "fa": PERSIAN_DIGITS}
+            params = {"split": SPLIT_RE, "number_piece": NUMBER_PIECE_RE, "fa": PERSIAN_DIGITS}
             for kind, hits, persons in conn.execute(q, params).fetchall():
                 findings.append(Finding(f"{label}{schema}.{table}.{column}", kind, int(hits), sorted(persons)[:10]))
     return findings, len(columns)
@@ -320,6 +332,7 @@ def scan_database(url: str, needles: dict[str, tuple[str, str]], *, schemas: lis
 
 def _grams(text: str) -> set[str]:
     tokens = [t.rstrip(".") for t in _SPLIT.split(_fold(text)) if t.rstrip(".")]
+    numeric = [bool(_NUMBER_PIECE.match(t)) for t in tokens]
     out: set[str] = set()
     for i in range(len(tokens)):
         for n in range(1, MAX_GRAM + 1):
@@ -328,9 +341,10 @@ def _grams(text: str) -> set[str]:
             gram = " ".join(tokens[i:i + n])
             if n < MAX_GRAM:
                 out.add(gram)
-            digits = re.sub(r"[^0-9]", "", gram)
-            if digits:
-                out.add(digits)
+            if n == 1 or all(numeric[i:i + n]):  # NUMBER_PIECE_RE
+                digits = re.sub(r"[^0-9]", "", gram)
+                if digits:
+                    out.add(digits)
     return out
 
 
