@@ -72,7 +72,6 @@ def refresh_statistics(conn: psycopg.Connection, table: str, columns: list[str] 
     with `lock_timeout` (e.g. ``"10s"``), when the table cannot be locked within it. Runs in its own
     transaction, or a savepoint of the caller's.
     """
-    schema, name = table.split(".")
     cols = sql.SQL(" ({})").format(sql.SQL(", ").join(map(sql.Identifier, columns))) if columns else sql.SQL("")
     try:
         with conn.transaction():
@@ -81,7 +80,7 @@ def refresh_statistics(conn: psycopg.Connection, table: str, columns: list[str] 
                 return False
             if lock_timeout:
                 conn.execute(sql.SQL("set local lock_timeout = {}").format(sql.Literal(lock_timeout)))
-            conn.execute(sql.SQL("analyze {}.{}{}").format(sql.Identifier(schema), sql.Identifier(name), cols))
+            conn.execute(sql.SQL("analyze {}{}").format(_qualified(table), cols))
     except psycopg.errors.LockNotAvailable:
         log.warning("%s: ANALYZE could not lock the table within %s; statistics not refreshed", table,
                     lock_timeout)
@@ -248,14 +247,13 @@ def reloading(conn: psycopg.Connection, tables: Sequence[str]) -> Iterator[None]
 
 
 def _qualified(table: str) -> sql.Composable:
+    """``schema.name`` as two quoted identifiers (refresh_statistics, reloading, table_count)."""
     schema, name = table.split(".")
     return sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(name))
 
 
 def table_count(conn: psycopg.Connection, qualified_name: str) -> int:
-    schema, _, table = qualified_name.partition(".")
-    query = sql.SQL("select count(*) from {}.{}").format(sql.Identifier(schema), sql.Identifier(table))
-    return conn.execute(query).fetchone()[0]
+    return conn.execute(sql.SQL("select count(*) from {}").format(_qualified(qualified_name))).fetchone()[0]
 
 
 def copy_csv(conn: psycopg.Connection, query: str | sql.Composable, *, header: bool) -> io.BytesIO:
