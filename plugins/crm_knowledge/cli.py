@@ -9,7 +9,7 @@ import logging
 import sys
 from pathlib import Path
 
-from crm_knowledge.termination import INTERRUPTED_EXIT, end_like_ctrl_c
+from crm_knowledge.termination import INTERRUPTED_EXIT, end_like_ctrl_c, stopped_by
 
 
 def _cmd_warehouse(args: argparse.Namespace) -> int:
@@ -458,9 +458,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except KeyboardInterrupt:
-        print("ckp: interrupted; what the command started was stopped", file=sys.stderr)
+        signal_name = stopped_by()
+        by = f" by {signal_name}" if signal_name else ""
+        print(f"ckp: interrupted{by}; what the command started was stopped", file=sys.stderr)
         return INTERRUPTED_EXIT
     except Exception as exc:  # a clear one-line error for operators; -v shows the traceback
+        signal_name = stopped_by()
+        if signal_name:  # what the signal did to a child (a JVM, dbt) surfaced first: still a stop
+            print(f"ckp: interrupted by {signal_name}; what the command started was stopped "
+                  f"(it ended with {type(exc).__name__})", file=sys.stderr)
+            return INTERRUPTED_EXIT
         if args.verbose:
             raise
         try:

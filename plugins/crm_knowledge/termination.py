@@ -15,6 +15,20 @@ import threading
 #: The exit status of a command ended by Ctrl-C or one of these signals (the shell's 128 + SIGINT).
 INTERRUPTED_EXIT = 130
 
+#: The signals received since :func:`end_like_ctrl_c`, first first.
+_received: list[int] = []
+
+
+def stopped_by() -> str | None:
+    """The name of the first SIGTERM / SIGHUP this process received (``"SIGTERM"``), or None.
+
+    A signal to a process group (CI's ``timeout``, ``docker stop``, systemd) reaches what the command started
+    too: a Spark JVM shuts down and fails the running job, a dbt process exits. The command's Python then sees
+    that failure, sometimes before the KeyboardInterrupt, which the library it is in may swallow or turn into an
+    error of its own (py4j, a wrapper reading the JVM's error). The entry point asks this to report such an
+    error as the stop it is (exit 130), not as a failure of the command."""
+    return signal.Signals(_received[0]).name if _received else None
+
 
 def end_like_ctrl_c() -> None:
     """From now on SIGTERM and SIGHUP raise KeyboardInterrupt in the main thread (elsewhere Python handles no
@@ -22,7 +36,8 @@ def end_like_ctrl_c() -> None:
     if threading.current_thread() is not threading.main_thread():
         return
 
-    def interrupt(*_: object) -> None:
+    def interrupt(signum: int, _frame: object) -> None:
+        _received.append(signum)
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupt)
