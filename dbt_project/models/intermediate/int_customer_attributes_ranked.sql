@@ -24,6 +24,61 @@ source_trust as (
 
 ),
 
+source_systems as (
+
+    select distinct source_system from resolved_records
+
+),
+
+attribute_names as (
+
+    select attribute_name
+    from
+        (
+            values
+            {% for name, column, type in golden_record_attributes() -%}
+                ('{{ name }}')
+                {%- if not loop.last %},{% endif %}
+            {% endfor %}
+        ) as names (attribute_name)
+
+),
+
+trust_matched as (
+
+    -- the trust of a source system for an attribute depends on the two alone: the best-matching seed row is
+    -- chosen once per pair here (a few hundred rows), not once per record value (tens of millions at scale)
+    select
+        source_systems.source_system,
+        attribute_names.attribute_name,
+        source_trust.trust_rank,
+        row_number() over (
+            partition by source_systems.source_system, attribute_names.attribute_name
+            order by
+                (source_trust.attribute_name = '*'),
+                (source_trust.source_system_pattern like '%\%%'),
+                source_trust.trust_rank
+        ) as trust_match_number
+    from source_systems
+    cross join attribute_names
+    left join source_trust
+        on
+            source_systems.source_system like source_trust.source_system_pattern
+            and source_trust.attribute_name in (attribute_names.attribute_name, '*')
+
+),
+
+source_attribute_trust as (
+
+    select
+        source_system,
+        attribute_name,
+        trust_rank
+    from trust_matched
+    where trust_match_number = 1
+
+),
+
 attribute_values as (
 
     select
@@ -47,51 +102,31 @@ attribute_values as (
 
 ),
 
-trust_matched as (
-
-    select
-        attribute_values.*,
-        source_trust.trust_rank,
-        row_number() over (
-            partition by
-                attribute_values.source_system,
-                attribute_values.source_record_id,
-                attribute_values.attribute_name
-            order by
-                (source_trust.attribute_name = '*'),
-                (source_trust.source_system_pattern like '%\%%'),
-                source_trust.trust_rank
-        ) as trust_match_number
-    from attribute_values
-    left join source_trust
-        on
-            attribute_values.source_system like source_trust.source_system_pattern
-            and source_trust.attribute_name in (attribute_values.attribute_name, '*')
-
-),
-
 ranked as (
 
     select
-        customer_id,
-        attribute_name,
-        attribute_value,
-        source_system,
-        source_record_id,
-        coalesce(trust_rank, 999) as trust_rank,
-        observed_at,
-        completeness_score,
+        attribute_values.customer_id,
+        attribute_values.attribute_name,
+        attribute_values.attribute_value,
+        attribute_values.source_system,
+        attribute_values.source_record_id,
+        coalesce(source_attribute_trust.trust_rank, 999) as trust_rank,
+        attribute_values.observed_at,
+        attribute_values.completeness_score,
         row_number() over (
-            partition by customer_id, attribute_name
+            partition by attribute_values.customer_id, attribute_values.attribute_name
             order by
-                coalesce(trust_rank, 999) asc,
-                observed_at desc nulls last,
-                completeness_score desc,
-                source_system asc,
-                source_record_id asc
+                coalesce(source_attribute_trust.trust_rank, 999) asc,
+                attribute_values.observed_at desc nulls last,
+                attribute_values.completeness_score desc,
+                attribute_values.source_system asc,
+                attribute_values.source_record_id asc
         ) as survivorship_rank
-    from trust_matched
-    where trust_match_number = 1
+    from attribute_values
+    left join source_attribute_trust
+        on
+            attribute_values.source_system = source_attribute_trust.source_system
+            and attribute_values.attribute_name = source_attribute_trust.attribute_name
 
 ),
 
