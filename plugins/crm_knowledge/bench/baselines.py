@@ -28,7 +28,7 @@ from psycopg import sql
 
 from crm_knowledge.ingest.files import PG_ENCODINGS, pending_files
 from crm_knowledge.ingest.readers import header_key
-from crm_knowledge.ingest.registry import SourceConfig
+from crm_knowledge.ingest.registry import IDENTIFIER_KINDS, KIND_TARGETS, SourceConfig
 from crm_knowledge.settings import Settings
 from crm_knowledge.warehouse.db import connect, copy_file_in
 
@@ -141,6 +141,14 @@ def _ceiling_file(conn: psycopg.Connection, cfg: SourceConfig, path: Path, enc: 
         conn.execute("create temp table land (j jsonb, _rn serial) on commit drop")
         copy = sql.SQL("copy land (j) from stdin {}").format(_copy_options(cfg, enc))
         values = {dst: sql.SQL("j ->> {}").format(sql.Literal(src)) for src, dst in cfg.columns.items()}
+    # a column mapped onto a declared identifier kind (not a raw column) lands in `identifiers` as the loader
+    # lands it; without a raw column it would make the insert fail (the raw tables keep only business columns)
+    _, business_cols = KIND_TARGETS[cfg.kind]
+    kinds = {dst: expr for dst, expr in values.items() if dst not in business_cols}
+    values = {dst: expr for dst, expr in values.items() if dst in business_cols}
+    if kinds and cfg.kind in IDENTIFIER_KINDS:
+        values["identifiers"] = sql.SQL("jsonb_strip_nulls(jsonb_build_object({}))").format(sql.SQL(", ").join(
+            sql.SQL("{}, {}").format(sql.Literal(k), v) for k, v in kinds.items()))
     values.update({k: sql.Literal(v) for k, v in cfg.constant_columns.items()})
     copy_file_in(conn, copy, path)
     with conn.cursor() as cur:
