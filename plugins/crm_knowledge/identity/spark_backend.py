@@ -377,7 +377,7 @@ def _components(nodes, edges, config: IdentityConfig, n: int) -> np.ndarray:
     """Canonical component label per rid (clusters._canonical), from Splink's clustering on Spark."""
     from splink.clustering import cluster_pairwise_predictions_at_threshold
 
-    api = spark_db_api(config.spark)
+    api = spark_db_api(config.spark, iterative=True)
     cc = cluster_pairwise_predictions_at_threshold(nodes, edges, api, node_id_column_name="rid",
                                                    edge_id_column_name_left="rid_l",
                                                    edge_id_column_name_right="rid_r")
