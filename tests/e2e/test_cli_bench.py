@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 from pathlib import Path
 
 import pytest
@@ -54,6 +55,26 @@ def _stop_bench_warehouse(env: dict) -> None:
     home = PROJECT_ROOT / "var" / "bench" / str(SIZE)
     run_ckp("warehouse", "stop", env=ckp_env(CKP_HOME=str(home), CKP_WAREHOUSE_PORT=env["CKP_BENCH_PORT"],
                                              WAREHOUSE_URL=None))
+
+
+def test_a_failed_bench_stops_its_warehouse(tmp_path):
+    """A benchmark that fails (here: a Spark setting the identity stage refuses) exits non-zero with the
+    reason, and leaves no warehouse running on its port: it holds GBs of memory at scale, and the next run on
+    the port would fail on it."""
+    port = free_port()
+    env = ckp_env(CKP_BENCH_PORT=str(port), WAREHOUSE_URL=None, CKP_ORDERS_URL=None,
+                  CKP_SPARK_DRIVER_MEMORY="lots", CKP_SPARK_SCRATCH_DIR=str(tmp_path / "spark-scratch"))
+    res = run_ckp("bench", "--size", str(SIZE), "--only-identity", "--identity-backends", "spark",
+                  "--results-dir", str(tmp_path), env=env, timeout=600)
+    try:
+        assert res.returncode == 1, res.stdout[-3000:] + res.stderr[-3000:]
+        assert "driver_memory must be a JVM size" in res.stderr and "'lots'" in res.stderr, res.stderr[-3000:]
+        assert "generate:identity_candidates" in res.stdout  # it failed after its warehouse was filled
+        with socket.socket() as probe:
+            assert probe.connect_ex(("127.0.0.1", port)) != 0, f"the bench's warehouse still listens on {port}"
+        assert not list(tmp_path.glob("*.json"))  # no report of a run that did not finish
+    finally:
+        _stop_bench_warehouse(env)
 
 
 def test_ckp_bench_small(tmp_path):

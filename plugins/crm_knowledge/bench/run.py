@@ -343,71 +343,76 @@ def run_bench(size: int, seed: int = 42, *, incremental: bool = True, baselines:
     started_at = dt.datetime.now(dt.UTC)
     print(f"benchmark: {size:,} customers, home {settings.home}", flush=True)
     server.start(settings)
-    settings = get_settings()
-    bootstrap.apply_ddl(settings.warehouse_url)
-    data_dir = settings.pgdata_dir if settings.embedded else None  # an external server is not sampled
+    try:
+        settings = get_settings()
+        bootstrap.apply_ddl(settings.warehouse_url)
+        data_dir = settings.pgdata_dir if settings.embedded else None  # an external server is not sampled
 
-    report: dict[str, Any] = {"size": size, "seed": seed, "label": label, "started_at": started_at.isoformat(),
-                              "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
-                                          "python": platform.python_version(),
-                                          "memory_gb": round(__import__("psutil").virtual_memory().total / 2**30, 1)}}
-    wall = time.perf_counter()
-    with MemorySampler(data_dir) as sampler:
-        timer = StageTimer(sampler)
-        if only_identity:
-            report["only_identity"] = True
+        memory_gb = round(__import__("psutil").virtual_memory().total / 2**30, 1)
+        report: dict[str, Any] = {"size": size, "seed": seed, "label": label, "started_at": started_at.isoformat(),
+                                  "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                                              "python": platform.python_version(), "memory_gb": memory_gb}}
+        wall = time.perf_counter()
+        with MemorySampler(data_dir) as sampler:
+            timer = StageTimer(sampler)
+            if only_identity:
+                report["only_identity"] = True
+                report["load_average"] = {"start": [round(x, 2) for x in os.getloadavg()]}
+                _only_identity(timer, report, settings, size, seed, identity_backends_)
+                report["full_seconds"] = round(time.perf_counter() - wall, 1)
+                report["peak_total_mb"] = round(sampler.overall_total / 2**20, 1)
+                report["load_average"]["end"] = [round(x, 2) for x in os.getloadavg()]
+                return _finish(report, timer, settings, results_dir)
+            with timer.stage("generate", "full") as rec:
+                demo = generate(size=size, seed=seed, settings=settings, as_of=AS_OF, write_orders_db=not only_ingest)
+                rec.rows = sum(v for k, v in demo.counts.items() if k not in ("persons", "ground_truth"))
+            file_sources = [c for c in load_registry(settings.config_dir) if c.kind != "orders_db"]
+            report["only_ingest"] = only_ingest
             report["load_average"] = {"start": [round(x, 2) for x in os.getloadavg()]}
-            _only_identity(timer, report, settings, size, seed, identity_backends_)
-            report["full_seconds"] = round(time.perf_counter() - wall, 1)
-            report["peak_total_mb"] = round(sampler.overall_total / 2**20, 1)
-            report["load_average"]["end"] = [round(x, 2) for x in os.getloadavg()]
-            return _finish(report, timer, settings, results_dir)
-        with timer.stage("generate", "full") as rec:
-            demo = generate(size=size, seed=seed, settings=settings, as_of=AS_OF, write_orders_db=not only_ingest)
-            rec.rows = sum(v for k, v in demo.counts.items() if k not in ("persons", "ground_truth"))
-        file_sources = [c for c in load_registry(settings.config_dir) if c.kind != "orders_db"]
-        report["only_ingest"] = only_ingest
-        report["load_average"] = {"start": [round(x, 2) for x in os.getloadavg()]}
-        if only_ingest:
-            if baselines:
+            if only_ingest:
+                if baselines:
+                    with timer.stage("baseline:plain_copy", "full") as rec:
+                        report["baseline_copy"] = base.plain_copy(settings, file_sources)
+                        rec.rows = sum(v["rows"] or 0 for v in report["baseline_copy"].values())
+                _only_ingest(timer, report, settings, rounds)
+                report["full_seconds"] = round(time.perf_counter() - wall, 1)
+                incremental = scaling = False
+            if baselines and not only_ingest:
                 with timer.stage("baseline:plain_copy", "full") as rec:
                     report["baseline_copy"] = base.plain_copy(settings, file_sources)
                     rec.rows = sum(v["rows"] or 0 for v in report["baseline_copy"].values())
-            _only_ingest(timer, report, settings, rounds)
-            report["full_seconds"] = round(time.perf_counter() - wall, 1)
-            incremental = scaling = False
-        if baselines and not only_ingest:
-            with timer.stage("baseline:plain_copy", "full") as rec:
-                report["baseline_copy"] = base.plain_copy(settings, file_sources)
-                rec.rows = sum(v["rows"] or 0 for v in report["baseline_copy"].values())
-            with timer.stage("baseline:raw_ceiling", "full") as rec:
-                report["baseline_raw_ceiling"] = base.raw_ceiling(settings, file_sources)
-                rec.rows = sum(v["rows"] or 0 for v in report["baseline_raw_ceiling"].values())
-            with timer.stage("baseline:pandas_to_sql", "full") as rec:
-                report["baseline_to_sql"] = base.pandas_to_sql(settings, file_sources)
-                rec.rows = sum(v["rows"] or 0 for v in report["baseline_to_sql"].values())
-        if not only_ingest:
-            full = _run_phase(timer, "full", AS_OF, settings, identity_mode="full")
-            report["full_seconds"] = round(time.perf_counter() - wall, 1)
-            report["ingest_full"] = full["ingest"]
-        if identity_backends_ and not only_ingest:
-            report["identity_backends"] = identity_backends(timer, settings, identity_backends_)
+                with timer.stage("baseline:raw_ceiling", "full") as rec:
+                    report["baseline_raw_ceiling"] = base.raw_ceiling(settings, file_sources)
+                    rec.rows = sum(v["rows"] or 0 for v in report["baseline_raw_ceiling"].values())
+                with timer.stage("baseline:pandas_to_sql", "full") as rec:
+                    report["baseline_to_sql"] = base.pandas_to_sql(settings, file_sources)
+                    rec.rows = sum(v["rows"] or 0 for v in report["baseline_to_sql"].values())
+            if not only_ingest:
+                full = _run_phase(timer, "full", AS_OF, settings, identity_mode="full")
+                report["full_seconds"] = round(time.perf_counter() - wall, 1)
+                report["ingest_full"] = full["ingest"]
+            if identity_backends_ and not only_ingest:
+                report["identity_backends"] = identity_backends(timer, settings, identity_backends_)
 
-        if incremental:
-            day = AS_OF + dt.timedelta(days=1)
-            inc_wall = time.perf_counter()
-            with timer.stage("generate", "incremental") as rec:
-                inc = generate_increment(day=day, seed=seed, settings=settings)
-                rec.rows = sum(v for k, v in inc.counts.items() if k not in ("persons", "ground_truth"))
-            gen_seconds = time.perf_counter() - inc_wall
-            _run_phase(timer, "incremental", day, settings, identity_mode="incremental")
-            report["incremental_seconds"] = round(time.perf_counter() - inc_wall - gen_seconds, 1)
-        if scaling:
-            with timer.stage("baseline:identity_scaling", "full") as rec:
-                report["identity_scaling"] = identity_scaling(settings)
-        report["peak_total_mb"] = round(sampler.overall_total / 2**20, 1)
-        report["load_average"]["end"] = [round(x, 2) for x in os.getloadavg()]
-    return _finish(report, timer, settings, results_dir)
+            if incremental:
+                day = AS_OF + dt.timedelta(days=1)
+                inc_wall = time.perf_counter()
+                with timer.stage("generate", "incremental") as rec:
+                    inc = generate_increment(day=day, seed=seed, settings=settings)
+                    rec.rows = sum(v for k, v in inc.counts.items() if k not in ("persons", "ground_truth"))
+                gen_seconds = time.perf_counter() - inc_wall
+                _run_phase(timer, "incremental", day, settings, identity_mode="incremental")
+                report["incremental_seconds"] = round(time.perf_counter() - inc_wall - gen_seconds, 1)
+            if scaling:
+                with timer.stage("baseline:identity_scaling", "full") as rec:
+                    report["identity_scaling"] = identity_scaling(settings)
+            report["peak_total_mb"] = round(sampler.overall_total / 2**20, 1)
+            report["load_average"]["end"] = [round(x, 2) for x in os.getloadavg()]
+        return _finish(report, timer, settings, results_dir)
+    except BaseException:
+        if settings.embedded:  # a failed or stopped benchmark leaves no warehouse running either (GBs, a port)
+            server.stop(settings)
+        raise
 
 
 def _finish(report: dict[str, Any], timer: StageTimer, settings: Settings, results_dir: Path) -> dict[str, Any]:
