@@ -23,50 +23,51 @@ source_identities as (
 
 identifiers as (
 
+    -- one pass over the records: each record's identifiers side by side, one row per identifier it carries
     select
-        customer_id,
-        'email' as identifier_kind,
-        email_norm as identifier_value,
-        seen_at
+        source_identities.customer_id,
+        carried.identifier_kind,
+        carried.identifier_value,
+        source_identities.seen_at
     from source_identities
-    where email_norm is not null
-    union all
+    cross join
+        lateral (
+            values
+            ('email', source_identities.email_norm),
+            ('phone', source_identities.phone_e164),
+            ('national_id', source_identities.national_id_valid),
+            (
+                'name_birth',
+                source_identities.full_name_norm || '|' || to_char(source_identities.birth_date, 'YYYY-MM-DD')
+            )
+        ) as carried (identifier_kind, identifier_value)
+    where carried.identifier_value is not null
+
+),
+
+per_customer as (
+
     select
+        identifier_kind,
+        identifier_value,
         customer_id,
-        'phone' as identifier_kind,
-        phone_e164 as identifier_value,
-        seen_at
-    from source_identities
-    where phone_e164 is not null
-    union all
-    select
-        customer_id,
-        'national_id' as identifier_kind,
-        national_id_valid as identifier_value,
-        seen_at
-    from source_identities
-    where national_id_valid is not null
-    union all
-    select
-        customer_id,
-        'name_birth' as identifier_kind,
-        full_name_norm || '|' || to_char(birth_date, 'YYYY-MM-DD') as identifier_value,
-        seen_at
-    from source_identities
-    where full_name_norm is not null and birth_date is not null
+        count(*) as source_record_count,
+        max(seen_at) as last_seen_at
+    from identifiers
+    group by identifier_kind, identifier_value, customer_id
 
 ),
 
 final as (
 
+    -- hashed once per customer and identifier, not once per record
     select
         encode(sha256(convert_to(identifier_kind || ':' || identifier_value, 'UTF8')), 'hex') as key_hash,
         identifier_kind,
         customer_id,
-        count(*) as source_record_count,
-        max(seen_at) as last_seen_at
-    from identifiers
-    group by 1, 2, 3
+        source_record_count,
+        last_seen_at
+    from per_customer
 
 )
 
