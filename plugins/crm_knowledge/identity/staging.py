@@ -331,7 +331,7 @@ _EPOCH_COLUMNS = ("resolved_at", "seen_at")
 
 
 def copy_parquet(conn: psycopg.Connection, table: sql.Composable, path: str, *, now=None,
-                 batch_rows: int = 100_000) -> int:
+                 batch_rows: int = 20_000) -> int:
     """Load the Parquet file or directory `path` into `table` with ``COPY ... FROM STDIN (format csv)``, streamed
     one record batch at a time (bounded memory, no per-row Python); the files' column names are the table's.
     Columns in _EPOCH_COLUMNS are epoch microseconds; a null resolved_at becomes `now`."""
@@ -347,9 +347,12 @@ def copy_parquet(conn: psycopg.Connection, table: sql.Composable, path: str, *, 
     ts = pa.timestamp("us", tz="UTC")
     rows = 0
     with conn.cursor() as cur, cur.copy(stmt) as copy:
-        # one batch at a time, on this thread: with pyarrow's defaults (16 batches of each of 4 files read ahead,
-        # decoded on a thread pool) 2M match pairs held 1.1 GB above the process's start, with these 0.44 GB, in the
-        # same time (the COPY, not the reading, sets the pace; the Spark driver peaked at 2.7 GB here at 1M)
+        # one batch at a time, on this thread: pyarrow's defaults (16 batches of each of 4 files read ahead, decoded
+        # on a thread pool) made the Spark driver's 1M peak, 2.7 GB, here. Measured directly on 2M match pairs in
+        # files of 250k rows, above the process's start: explanations of 0.3 KB 1.08 GB with the defaults, 0.44 GB
+        # one batch at a time; of 0.7 KB 0.80 GB one batch at a time, 0.72 GB in batches of 20k rows, 0.46 GB when
+        # the files also hold at most 50k rows (Spark's writer, spark_backend.RESULT_WRITE_OPTIONS: a batch is cut
+        # from a row group, which is decoded whole); no slower (the COPY, not the reading, sets the pace)
         batches = dataset.to_batches(batch_size=batch_rows, batch_readahead=1, fragment_readahead=1,
                                      use_threads=False)
         for batch in batches:
