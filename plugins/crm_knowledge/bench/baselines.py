@@ -26,7 +26,7 @@ from typing import Any
 import psycopg
 from psycopg import sql
 
-from crm_knowledge.ingest.files import PG_ENCODINGS, pending_files
+from crm_knowledge.ingest.files import PG_ENCODINGS, json_object_sql, pending_files
 from crm_knowledge.ingest.readers import header_key
 from crm_knowledge.ingest.registry import IDENTIFIER_KINDS, KIND_TARGETS, SourceConfig
 from crm_knowledge.settings import Settings
@@ -147,8 +147,7 @@ def _ceiling_file(conn: psycopg.Connection, cfg: SourceConfig, path: Path, enc: 
     kinds = {dst: expr for dst, expr in values.items() if dst not in business_cols}
     values = {dst: expr for dst, expr in values.items() if dst in business_cols}
     if kinds and cfg.kind in IDENTIFIER_KINDS:
-        values["identifiers"] = sql.SQL("jsonb_strip_nulls(jsonb_build_object({}))").format(sql.SQL(", ").join(
-            sql.SQL("{}, {}").format(sql.Literal(k), v) for k, v in kinds.items()))
+        values["identifiers"] = json_object_sql(list(kinds.items()))
     values.update({k: sql.Literal(v) for k, v in cfg.constant_columns.items()})
     copy_file_in(conn, copy, path)
     with conn.cursor() as cur:

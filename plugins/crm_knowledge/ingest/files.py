@@ -426,7 +426,7 @@ def _row_sequence(cfg: SourceConfig) -> sql.Composable:
     return sql.Identifier(schema, f"{table}__row_number")
 
 
-def _json_object(pairs: list[tuple[str, sql.Composable]]) -> sql.Composable:
+def json_object_sql(pairs: list[tuple[str, sql.Composable]]) -> sql.Composable:
     """`jsonb_build_object(name, value, ...)` without its null members, NULL when nothing is left."""
     if not pairs:
         return sql.SQL("cast(null as jsonb)")
@@ -467,10 +467,10 @@ def _land(conn: psycopg.Connection, cfg: SourceConfig, header: list[str],
                                               if unreadable is not None else sql.SQL("true"))
     columns = [sql.Identifier(c) for c in mapped] + [sql.Identifier("extras"), sql.Identifier("_row_number")]
     values = [sql.SQL("case when btrim({0}) <> '' then {0} end").format(v) for v in mapped.values()]
-    values += [_json_object(extras), sql.Identifier("_row_number")]
+    values += [json_object_sql(extras), sql.Identifier("_row_number")]
     if cfg.kind in IDENTIFIER_KINDS:
         columns.append(sql.Identifier("identifiers"))
-        values.append(_json_object(identifiers))
+        values.append(json_object_sql(identifiers))
     with conn.cursor() as cur:
         cur.execute(sql.SQL("insert into {} ({}) select {} from ckp_landing {} where {} and {}").format(
             table, sql.SQL(", ").join(columns), sql.SQL(", ").join(values), fields, record_ok, has_key))
