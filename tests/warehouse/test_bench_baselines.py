@@ -20,10 +20,11 @@ from crm_knowledge.ingest.registry import load_registry
 pytestmark = pytest.mark.warehouse
 
 
-def test_every_copy_readable_source_is_measured_by_both_baselines(settings, tmp_path):
-    # the test server, reached by URL: the baselines create and drop their scratch database on it
+def test_every_copy_readable_source_is_measured_by_both_baselines(warehouse, settings, tmp_path):
+    # the test server (started by the `warehouse` fixture), reached by URL: the baselines create and drop their
+    # scratch database on it
     local = dataclasses.replace(settings, home=tmp_path / "home", landing_dir=tmp_path / "landing",
-                                external_warehouse_url=settings.warehouse_url)
+                                external_warehouse_url=warehouse)
     generate(size=60, seed=3, settings=local, write_orders_db=False)
     sources = [c for c in load_registry(local.config_dir) if c.kind != "orders_db"]
     copy = baselines.plain_copy(local, sources)
