@@ -15,7 +15,7 @@ import threading
 #: The exit status of a command ended by Ctrl-C or one of these signals (the shell's 128 + SIGINT).
 INTERRUPTED_EXIT = 130
 
-#: The signals received since :func:`end_like_ctrl_c`, first first.
+#: The signals received since :func:`end_like_ctrl_c`, in the order they came.
 _received: list[int] = []
 
 
