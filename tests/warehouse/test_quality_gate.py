@@ -731,3 +731,72 @@ def test_checks_run_once_and_record_what_gx_records(db, qsettings, tmp_path, mon
     # nothing personal reached the stored validation results (Data Docs)
     stored = "".join(p.read_text() for p in (qsettings.home / "gx" / "validations").rglob("*.json"))
     assert "run-gate" in stored and "nobody" not in stored and "example" not in stored
+
+
+def _rows_sent_to_gx() -> tuple[list[int], object]:
+    """(a list every data query GX runs appends its returned row count to, the listener to remove)."""
+    import sqlalchemy as sa
+
+    counts: list[int] = []
+
+    def after(conn, cursor, statement, parameters, context, executemany):
+        # a statement that returns rows and reads data (not the catalog: a column list has a row per column)
+        if cursor.description is not None and "pg_catalog." not in statement:
+            counts.append(cursor.rowcount)
+
+    sa.event.listen(sa.engine.Engine, "after_cursor_execute", after)
+    return counts, after
+
+
+def test_gx_is_sent_no_more_rows_than_it_records(db, qsettings):
+    """GX 1.x reads a query asset's columns by running the query and fetching every row: each validation used
+    to copy its whole scope (a raw batch, a table, a daily slice) into the gate's process (6.5-7 GB at 1M). The
+    gate hands GX tables and scope views instead, so no statement of GX's returns more than the sample it
+    records; the views are gone afterwards, and a view a killed gate left behind is dropped a day later."""
+    import datetime as dt
+
+    import sqlalchemy as sa
+
+    from crm_knowledge.quality import scope_views
+    from crm_knowledge.quality.results import SAMPLE_SIZE
+    from crm_knowledge.run_mode import RunMode
+
+    n = 300
+    open_batch(db, "b-big", [good_row(i) for i in range(1, n + 1)])
+    with psycopg.connect(db) as conn:
+        conn.execute(MARTS_DDL)
+        conn.execute("""
+            create table marts.fct_orders (order_id text, customer_id text, total_amount numeric,
+                ordered_at timestamptz, staged_at timestamptz);
+            insert into marts.fct_orders
+                select 'O' || g, 'C' || g, 10, now() - interval '2 days', now() - interval '2 days'
+                from generate_series(1, 300) g;
+            insert into marts.fct_orders
+                select 'N' || g, 'C' || g, 10, now(), now() from generate_series(1, 300) g;
+            create table marts.fct_order_items (order_item_id text, order_id text, quantity int,
+                line_amount numeric, is_line_amount_estimated boolean, staged_at timestamptz);
+            insert into marts.fct_order_items select 'I' || order_id, order_id, 1, 10, false, staged_at
+                from marts.fct_orders;
+            create view quality_scopes.scope_20261101000000_0123abcd as select 1 as left_by_a_killed_gate;
+        """)
+        since = conn.execute("select now() - interval '1 day'").fetchone()[0].isoformat()
+        fresh = scope_views.new_name(dt.datetime.now(dt.UTC))  # as another gate's view, in use right now
+        conn.execute(f"create view quality_scopes.{fresh} as select 1")
+
+    counts, listener = _rows_sent_to_gx()
+    try:
+        raw = gate.validate_raw_batches("form_submissions", "b-big", "run-big", settings=qsettings, url=db)
+        weekly = gate.validate_layer("marts", "run-w", suites=["marts.fct_orders"], settings=qsettings, url=db,
+                                     mode=RunMode("full"))
+        daily = gate.validate_layer("marts", "run-d", suites=["marts.fct_orders"], settings=qsettings, url=db,
+                                    mode=RunMode("incremental", since))
+    finally:
+        sa.event.remove(sa.engine.Engine, "after_cursor_execute", listener)
+
+    assert raw.success and raw.scopes[0].row_count == n and raw.checks_run > 5
+    assert weekly.scopes[0].row_count == 2 * n and daily.scopes[0].row_count == n
+    assert len(counts) > 20  # GX ran its metrics through SQLAlchemy
+    assert max(counts) <= SAMPLE_SIZE, sorted(counts)[-5:]  # before: a statement returned all n (or 2n) rows
+    with psycopg.connect(db) as conn:
+        views = {v for (v,) in conn.execute("select viewname from pg_views where schemaname = 'quality_scopes'")}
+    assert views == {fresh}  # the gate's own views dropped, the stale one too; a live one (another gate's) kept

@@ -44,10 +44,12 @@ SCHEMAS: tuple[str, ...] = (
     "identity",
     "scoring",
     "util",
+    "quality_scopes",
 )
 
 #: Schemas PUBLIC must not reach (source personal data, the pii vault, internal state).
-PRIVATE_SCHEMAS: tuple[str, ...] = ("raw", "staging", "intermediate", "pii", "identity", "scoring", "audit")
+PRIVATE_SCHEMAS: tuple[str, ...] = ("raw", "staging", "intermediate", "pii", "identity", "scoring", "audit",
+                                     "quality_scopes")
 
 READ = "read"  # USAGE on the schema + SELECT on its tables (now and, via default privileges, later)
 WRITE = "write"  # USAGE + CREATE on the schema + all privileges on its tables, sequences and functions

@@ -27,6 +27,8 @@ import logging
 import math
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,7 +37,7 @@ import psycopg
 from psycopg import sql
 
 from crm_knowledge.quality import results as res
-from crm_knowledge.quality import row_checks
+from crm_knowledge.quality import row_checks, scope_views
 from crm_knowledge.quality.context import DATASOURCE_NAME, build_context, build_data_docs
 from crm_knowledge.quality.results import Outcome
 from crm_knowledge.quality.suites import SuiteSpec, runtime_suite, spec_for_relation, specs_for_layer
@@ -286,11 +288,14 @@ class _Run:
         self.datasource = self.context.data_sources.get(DATASOURCE_NAME)
         self.result = GateResult(layer=layer, pipeline_run_id=pipeline_run_id)
         self.doc_keys: list[Any] = []
+        self.stale_views_dropped = False
 
     def validate(self, conn: psycopg.Connection, spec: SuiteSpec, *, query: str, scope: str,
                  batch_id: str | None, measured: tuple[int, dict[str, float]] | None = None,
-                 scope_label: str | None = None, volume: bool = True,
+                 scope_label: str | None = None, volume: bool = True, whole_relation: bool = False,
                  ) -> tuple[ScopeResult, int, dict[str, float]]:
+        """Validate `spec`'s suite on the rows of `query`; `whole_relation`: `query` reads all of
+        ``spec.relation``, which GX then reads as a table, else through a scope view (:mod:`.scope_views`)."""
         from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier
 
         pipeline_run_id = self.result.pipeline_run_id
@@ -300,10 +305,10 @@ class _Run:
         row_count, null_rates = measured or _measure(conn, query, _null_rate_columns(spec))
         suite = runtime_suite(self.context, spec, _dynamic_expectations(conn, spec, scope, volume=volume))
         gx_suite, row_check_configs = row_checks.split_suite(suite)  # row checks: one query each, here
-        asset = self.datasource.add_query_asset(name=_asset_name(spec, scope), query=query)
         started = time.perf_counter()
-        batch = asset.add_batch_definition_whole_table("whole").get_batch()
-        gx_result = batch.validate(gx_suite, result_format=_result_format(spec))
+        with self._table_asset(spec, scope, query, whole_relation) as asset:
+            batch = asset.add_batch_definition_whole_table("whole").get_batch()
+            gx_result = batch.validate(gx_suite, result_format=_result_format(spec))
         gx_seconds, started = time.perf_counter() - started, time.perf_counter()
         row_checks.merge_results(gx_result, suite, [row_checks.run_row_check(conn, c, query, gx_result.batch_id)
                                                     for c in row_check_configs])
@@ -324,6 +329,21 @@ class _Run:
                                    relation=spec.relation, batch_id=batch_id, outcomes=outcomes,
                                    row_count=row_count, data_docs_page=page, scope=scope_label)
         return scope_result, row_count, null_rates
+
+    @contextmanager
+    def _table_asset(self, spec: SuiteSpec, scope: str, query: str, whole_relation: bool) -> Iterator[Any]:
+        """The GX table asset of a scope: the relation itself, or a view of `query` while the block runs. Never a
+        query asset: GX reads a query asset's columns by fetching all of its rows (:mod:`.scope_views`)."""
+        name = _asset_name(spec, scope)
+        if whole_relation:
+            schema, _, table = spec.relation.partition(".")
+            yield self.datasource.add_table_asset(name=name, table_name=table, schema_name=schema)
+            return
+        if not self.stale_views_dropped:
+            scope_views.drop_stale(self.url)
+            self.stale_views_dropped = True
+        with scope_views.scope_view(self.url, query) as view:
+            yield self.datasource.add_table_asset(name=name, table_name=view, schema_name=scope_views.SCHEMA)
 
     def build_docs(self) -> None:
         try:
@@ -537,7 +557,7 @@ def validate_layer(layer: str, pipeline_run_id: str, *, suites: list[str] | None
             scoped = gate_scope(conn, spec, mode)
             scope, row_count, null_rates = run.validate(conn, spec, query=scoped.query, scope=pipeline_run_id,
                                                         batch_id=None, scope_label=scoped.label,
-                                                        volume=not scoped.partial)
+                                                        volume=not scoped.partial, whole_relation=not scoped.partial)
             if scoped.partial:
                 extra, row_count = whole_table_checks(conn, spec, scoped, pipeline_run_id)
                 scope.outcomes += extra
