@@ -800,3 +800,22 @@ def test_gx_is_sent_no_more_rows_than_it_records(db, qsettings):
     with psycopg.connect(db) as conn:
         views = {v for (v,) in conn.execute("select viewname from pg_views where schemaname = 'quality_scopes'")}
     assert views == {fresh}  # the gate's own views dropped, the stale one too; a live one (another gate's) kept
+
+
+def test_a_check_failing_in_the_database_is_critical_and_in_the_data_docs(db, qsettings):
+    """A row check whose SQL fails (here: a relation it joins is missing) is a critical failure with the
+    database's message, and the Data Docs still build with that run's page: the error result's shape used to
+    break GX's renderer (a None traceback), so the site was not rebuilt for exactly the failing run."""
+    with psycopg.connect(db) as conn:
+        conn.execute(MARTS_DDL)
+        conn.execute("create table marts.fct_orders (order_id text, customer_id text, total_amount numeric, "
+                     "ordered_at timestamptz, staged_at timestamptz); "
+                     "insert into marts.fct_orders values ('O1', 'C1', 30, now(), now())")  # no fct_order_items
+    with pytest.raises(CriticalDataQualityError, match="fct_order_items") as exc:
+        gate.validate_layer("marts", "run-broken", suites=["marts.fct_orders"], settings=qsettings, url=db)
+    result = exc.value.result
+    failed = [o for o in result.critical_failures if o.expectation == "unexpected_rows_expectation"]
+    assert failed and "does not exist" in failed[0].observed_value["error"]
+    page = qsettings.reports_dir / "data_docs" / result.scopes[0].data_docs_page
+    assert result.data_docs_index is not None and page.is_file()
+    assert "fct_order_items" in page.read_text(encoding="utf-8")

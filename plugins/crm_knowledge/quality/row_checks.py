@@ -73,10 +73,13 @@ def run_row_check(conn: psycopg.Connection, config: Any, batch_query: str, batch
             names = [d.name for d in cur.description or ()]
             fetched = cur.fetchall()
     except (psycopg.Error, ValueError) as exc:  # ValueError: a brace GX could not substitute either
+        message = res.scrub_db_message(str(exc))
+        # The "traceback" is the message again: Data Docs render it as text and fail on None (the whole
+        # site build fails, for the very run an auditor opens); a Python traceback says nothing of the SQL.
         return ExpectationValidationResult(
             success=False, expectation_config=evaluated,
-            exception_info={"raised_exception": True, "exception_traceback": None,
-                            "exception_message": res.scrub_db_message(str(exc))})
+            exception_info={"raised_exception": True, "exception_traceback": message,
+                            "exception_message": message})
     count = int(fetched[0][0]) if fetched else 0
     rows = [dict(zip(names[1:], r[1:], strict=True)) for r in fetched]
     return ExpectationValidationResult(
