@@ -310,8 +310,10 @@ class _Run:
             batch = asset.add_batch_definition_whole_table("whole").get_batch()
             gx_result = batch.validate(gx_suite, result_format=_result_format(spec))
         gx_seconds, started = time.perf_counter() - started, time.perf_counter()
-        row_checks.merge_results(gx_result, suite, [row_checks.run_row_check(conn, c, query, gx_result.batch_id)
-                                                    for c in row_check_configs])
+        whole = sql.SQL("select * from {}").format(_relation_sql(spec.relation)).as_string(conn)
+        row_checks.merge_results(gx_result, suite, [
+            row_checks.run_row_check(conn, c, whole if row_checks.is_whole_table(c) else query, gx_result.batch_id)
+            for c in row_check_configs])
         log.info("%s (%s): %d rows, GX %.2f s (%d expectations), row checks %.2f s (%d)", spec.name,
                  batch_id or scope_label or "whole table", row_count, gx_seconds,
                  len(gx_suite.expectations), time.perf_counter() - started, len(row_check_configs))

@@ -33,6 +33,13 @@ def is_row_check(config: Any) -> bool:
     return config.type == ROW_CHECK
 
 
+def is_whole_table(config: Any) -> bool:
+    """A row check of a property of the whole relation (``meta.whole_table``: a share of all records, say):
+    `{batch}` is then the whole relation also when the gate checks a daily slice, where the share of the
+    slice would be meaningless (a day's changed customers are a few percent of all source records)."""
+    return bool((config.meta or {}).get("whole_table"))
+
+
 def split_suite(suite) -> tuple[Any, list[Any]]:
     """(the suite without its row checks, for GX; the row checks' configurations, in suite order)."""
     import great_expectations as gx
