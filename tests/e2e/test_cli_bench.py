@@ -77,6 +77,21 @@ def test_a_failed_bench_stops_its_warehouse(tmp_path):
         _stop_bench_warehouse(env)
 
 
+def test_a_bench_without_the_disk_it_needs_fails_at_once(tmp_path):
+    """A benchmark whose warehouse would not fit on the disk fails before it generates anything, naming what it
+    needs and what is free (a 1M run filled the disk an hour in, in its incremental day)."""
+    port = free_port()
+    env = ckp_env(CKP_BENCH_PORT=str(port), WAREHOUSE_URL=None, CKP_ORDERS_URL=None)
+    huge = 10**12  # customers: about 55 PB
+    res = run_ckp("bench", "--size", str(huge), "--results-dir", str(tmp_path), env=env, timeout=120)
+    assert res.returncode == 1, res.stdout[-3000:] + res.stderr[-3000:]
+    assert f"{huge:,} customers needs about" in res.stderr and "GB free" in res.stderr, res.stderr[-2000:]
+    assert f"/bench/{huge} (" in res.stderr  # the benchmark's home, then what is free there
+    assert "generate" not in res.stdout and not list(tmp_path.glob("*.json"))
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", port)) != 0, f"a warehouse listens on {port}"
+
+
 def test_ckp_bench_small(tmp_path):
     env = ckp_env(CKP_BENCH_PORT=str(free_port()), WAREHOUSE_URL=None, CKP_ORDERS_URL=None,
                   CKP_CONFIG_DIR=str(_config_without_training(tmp_path)),
