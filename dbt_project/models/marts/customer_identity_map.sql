@@ -1,14 +1,13 @@
-{{ affected_customers_config(changes=record_changes()) }}
+{{ affected_customers_config() }}
 
--- Incremental: a daily run recomputes only the customers whose records changed (record_changes(),
--- macros/affected_customers.sql).
+-- Incremental: a daily run recomputes only the affected customers (macros/affected_customers.sql).
 
 with
 
 record_clusters as (
 
     select * from {{ ref('stg_identity__record_clusters') }}
-    {{ only_affected_customers(changes=record_changes()) }}
+    {{ only_affected_customers() }}
 
 ),
 
