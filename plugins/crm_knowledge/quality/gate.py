@@ -142,6 +142,11 @@ def _relation_sql(relation: str) -> sql.Composable:
     return sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table))
 
 
+def _whole_query(conn: psycopg.Connection, relation: str) -> str:
+    """The query of every row of `relation`: a whole-table scope, and a whole-table row check's `{batch}`."""
+    return sql.SQL("select * from {}").format(_relation_sql(relation)).as_string(conn)
+
+
 def _measure(conn: psycopg.Connection, query: str, columns: list[str]) -> tuple[int, dict[str, float]]:
     """Row count and null rate of `columns` (columns that do not exist are left out), in one scan."""
     with conn.cursor() as cur:
@@ -310,9 +315,9 @@ class _Run:
             batch = asset.add_batch_definition_whole_table("whole").get_batch()
             gx_result = batch.validate(gx_suite, result_format=_result_format(spec))
         gx_seconds, started = time.perf_counter() - started, time.perf_counter()
-        whole = sql.SQL("select * from {}").format(_relation_sql(spec.relation)).as_string(conn)
         row_checks.merge_results(gx_result, suite, [
-            row_checks.run_row_check(conn, c, whole if row_checks.is_whole_table(c) else query, gx_result.batch_id)
+            row_checks.run_row_check(conn, c, _whole_query(conn, spec.relation) if row_checks.is_whole_table(c)
+                                     else query, gx_result.batch_id)
             for c in row_check_configs])
         log.info("%s (%s): %d rows, GX %.2f s (%d expectations), row checks %.2f s (%d)", spec.name,
                  batch_id or scope_label or "whole table", row_count, gx_seconds,
@@ -467,7 +472,7 @@ def gate_scope(conn: psycopg.Connection, spec: SuiteSpec, mode: RunMode) -> Gate
     since the run began: by ``staged_at`` (and ``customer_resolved_at``) where the relation has it, else the
     rows of the customers the run changed (:data:`CHANGED_CUSTOMERS_SQL`); a relation with neither (seeds,
     lookups) is small and read whole."""
-    whole = sql.SQL("select * from {}").format(_relation_sql(spec.relation)).as_string(conn)
+    whole = _whole_query(conn, spec.relation)
     if mode.is_full or not mode.since:
         return GateScope(whole, "whole table")
     columns = _columns(conn, spec.relation)
