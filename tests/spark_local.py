@@ -5,14 +5,16 @@ At a few hundred records a Spark run's time is not the data but a cold JVM plann
 small queries. These settings make that cheaper and change no answer: adaptive query execution off (no
 re-planning of every stage after its shuffle), no whole-stage code generation (no Java source compiled per
 query; the interpreted operators give the same rows) and the JIT's quick compiler only (the optimising one costs
-more CPU than a run of minutes earns back). A deployment keeps Spark's defaults (config/identity.yml ``spark``).
+more CPU than a run of minutes earns back). The quick compiler alone gets a 48 MB code cache by default, which a
+whole run filled ("Out of space in CodeCache", the JVM gone mid-test): it gets the default of both compilers,
+240 MB, reserved, committed as it fills. A deployment keeps Spark's defaults (config/identity.yml ``spark``).
 """
 
 from __future__ import annotations
 
 #: ``spark.conf`` of config/identity.yml (crm_knowledge.identity.spark_session.SparkConfig.conf)
 LOCAL_TEST_SPARK_CONF: tuple[tuple[str, str], ...] = (
-    ("spark.driver.extraJavaOptions", "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"),
+    ("spark.driver.extraJavaOptions", "-XX:TieredStopAtLevel=1 -XX:ReservedCodeCacheSize=240m -XX:+UseSerialGC"),
     ("spark.sql.adaptive.enabled", "false"),
     ("spark.sql.codegen.wholeStage", "false"),
 )

@@ -66,6 +66,11 @@ def _state(url: str) -> dict:
                                      "from identity.junk_values").fetchall()),
             "merges": set(conn.execute("select old_customer_id, new_customer_id "
                                        "from identity.customer_id_merges").fetchall()),
+            # the records the latest run decided about (their resolved_at is its time: the customer-level models
+            # recompute their customers)
+            "decided": set(conn.execute("select source_system, source_record_id from identity.record_clusters "
+                                        "where resolved_at = (select max(resolved_at) from identity.record_clusters)"
+                                        ).fetchall()),
         }
 
 
@@ -114,6 +119,7 @@ def _assert_same(on_spark: dict, on_duckdb: dict, spark_stats: dict, duck_stats:
     assert on_spark["unresolved"] == on_duckdb["unresolved"]
     assert on_spark["junk"] == on_duckdb["junk"]
     assert on_spark["merges"] == on_duckdb["merges"]
+    assert on_spark["decided"] == on_duckdb["decided"]  # the same records resolved again (resolved_at)
     for key in keys:
         assert spark_stats[key] == duck_stats[key], key
 
@@ -171,6 +177,19 @@ def test_spark_backend_gives_the_same_customers_as_duckdb(demo_warehouse, tmp_pa
             "group by customer_id having count(*) >= 3 order by customer_id limit 1").fetchone()[0]
         conn.execute("update identity.record_clusters set customer_id = 'C999000001' where ctid = "
                      "(select max(ctid) from identity.record_clusters where customer_id = %s)", (split,))
+        # and a lone record was held by another customer (changed since, so re-matched): it leaves that customer
+        # for an id of its own, and the customer it left, though none of its own records moved, is decided again
+        loner = conn.execute("select source_system, source_record_id from identity.record_clusters "
+                             "where match_rule = 'singleton' and abs(hashtext(source_record_id)) % 10 <> 0 and "
+                             "customer_id in (select customer_id from identity.record_clusters group by customer_id "
+                             "having count(*) = 1) order by 1, 2 limit 1").fetchone()
+        host = conn.execute("select customer_id from identity.record_clusters where match_rule <> 'probabilistic' "
+                            "and customer_id <> %s and abs(hashtext(source_record_id)) %% 10 <> 0 group by customer_id "
+                            "having count(*) >= 3 order by customer_id limit 1", (split,)).fetchone()[0]
+        host_records = set(conn.execute("select source_system, source_record_id from identity.record_clusters "
+                                        "where customer_id = %s", (host,)).fetchall())
+        conn.execute("update identity.record_clusters set customer_id = %s, resolved_at = timestamptz "
+                     "'2000-01-01 00:00+00' where (source_system, source_record_id) = (%s, %s)", (host, *loner))
     _save(url)
     duck_inc = store.run(url, mode="incremental", config=duck)
     on_duckdb = _state(url)
@@ -181,6 +200,10 @@ def test_spark_backend_gives_the_same_customers_as_duckdb(demo_warehouse, tmp_pa
     assert duck_inc["mode"] == spark_inc["mode"] == "incremental"
     assert 0 < spark_inc["new_records"] < n and spark_inc["probabilistic"]["eligible_new_records"] > 0
     assert (split, "C999000001") in on_duckdb["merges"] or ("C999000001", split) in on_duckdb["merges"]
+    assert host not in {m for pair in on_duckdb["merges"] for m in pair}
+    leaves = {(k[0], k[1]): k[2] for k in on_duckdb["clusters"]}
+    assert leaves[loner] != host and host_records <= on_duckdb["decided"]
+    assert all(leaves[k] == host for k in host_records)
     _assert_same(on_spark, on_duckdb, spark_inc, duck_inc,
                  ("records", "new_records", "customers", "probabilistic_pairs", "merges", "new_customer_ids",
                   "split_records", "unresolved", "junk_values"))

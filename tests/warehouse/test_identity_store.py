@@ -161,6 +161,43 @@ def test_resolved_at_moves_only_for_records_resolution_decided_again(scratch_db)
 
 
 @pytest.mark.parametrize("mode", ["full", "incremental"])
+@pytest.mark.parametrize("change", ["split_off", "gone"])
+def test_a_customer_that_loses_a_record_has_its_records_resolved_again(scratch_db, mode, change):
+    """The customer-level models list a customer by its records' resolved_at (int_customers_affected). A record
+    split off into a new customer, or gone from the candidates, changes the customer it left though none of the
+    records it keeps moved: they get the run's time, so that customer is recomputed too. Others keep theirs."""
+    with psycopg.connect(scratch_db) as conn:
+        conn.execute(CANDIDATES_DDL)
+        _insert(conn, ROWS)
+    store.run(scratch_db, "full")
+    with psycopg.connect(scratch_db) as conn:
+        before = dict(conn.execute("select source_record_id, resolved_at from identity.record_clusters").fetchall())
+        ali = conn.execute("select customer_id from identity.record_clusters where source_record_id = '1'"
+                           ).fetchone()[0]
+        assert conn.execute("select customer_id from identity.record_clusters where source_record_id = 'F1'"
+                            ).fetchone()[0] == ali
+        if change == "split_off":  # the form now names somebody else, found by an email of their own (seen
+            # after it was resolved: a change)
+            conn.execute("update intermediate.int_identity_candidates set full_name_norm = 'reza amini', "
+                         "customer_ref = null, email_norm = 'reza@mail.ir', seen_at = now() "
+                         "where source_record_id = 'F1'")
+        else:  # deleted at the source
+            conn.execute("delete from intermediate.int_identity_candidates where source_record_id = 'F1'")
+    store.run(scratch_db, mode)
+    with psycopg.connect(scratch_db) as conn:
+        after = dict(conn.execute("select source_record_id, resolved_at from identity.record_clusters").fetchall())
+        owner = dict(conn.execute("select source_record_id, customer_id from identity.record_clusters").fetchall())
+        merges = conn.execute("select count(*) from identity.customer_id_merges").fetchone()[0]
+    assert owner["1"] == owner["S1"] == ali and merges == 0  # ali stays ali: no merge lists anyone
+    if change == "split_off":
+        assert owner["F1"] != ali and after["F1"] > before["F1"]
+    else:
+        assert "F1" not in after
+    assert after["1"] > before["1"] and after["S1"] > before["S1"]  # ali's kept records: resolved again
+    assert after["2"] == before["2"]  # sara lost nothing
+
+
+@pytest.mark.parametrize("mode", ["full", "incremental"])
 def test_a_customer_id_is_never_issued_again_once_its_records_are_gone(scratch_db, mode):
     """Erasure (or a deletion at the source) removes every record of the customer holding the highest id, and
     with them that id from record_clusters and customer_id_merges. The next new person must not get it."""

@@ -674,8 +674,17 @@ def assemble_on_spark(m: SparkMatching, is_new: np.ndarray | None, refreshed: np
         carry = (rule == "previous_cluster") & F.col("prev_rule").isNotNull()
         rule, score = F.when(carry, F.col("prev_rule")).otherwise(rule), \
             F.when(carry, F.col("prev_score")).otherwise(score)
-    # resolved_at: the previous one when the record kept its customer and was not re-resolved; null = now
-    resolved_at = F.when((F.col("prev_id") == F.col("customer_id")) & ~F.col("refreshed"), F.col("prev_resolved_at"))
+    # resolved_at: the previous one when the record kept its customer and was not re-resolved, and its customer
+    # lost no record (moved or gone: store.resolved_at_column's rule); null = now
+    stayed = F.col("prev_id") == F.col("customer_id")
+    if prev is not None:
+        had = prev.groupBy("customer_id").agg(F.count(F.lit(1)).alias("had"))
+        kept = out.where(stayed).groupBy("customer_id").agg(F.count(F.lit(1)).alias("kept"))
+        lost = (had.join(kept, "customer_id", "left").where(F.coalesce("kept", F.lit(0)) < F.col("had"))
+                .select("customer_id", F.lit(True).alias("lost_a_record")))
+        out = out.join(lost, "customer_id", "left")
+        stayed = stayed & F.col("lost_a_record").isNull()
+    resolved_at = F.when(stayed & ~F.col("refreshed"), F.col("prev_resolved_at"))
     directory = scratch_dir() / f"result-{time.monotonic_ns()}"
     paths = {t: str(directory / t) for t in ("record_clusters", "match_pairs", "unresolved")}
     out.select(*KEY, "customer_id", rule.alias("match_rule"), score.alias("match_score"),

@@ -211,13 +211,27 @@ def _copy_in(conn: psycopg.Connection, table: str, columns: list[str], frame: pd
 def resolved_at_column(record_clusters: pd.DataFrame, previous: pd.DataFrame | None,
                        refreshed: pd.DataFrame | None, now: dt.datetime) -> pd.Series:
     """resolved_at per record of a new resolution: the previous value when the record kept its customer_id
-    and was not re-resolved because it is new or changed (`refreshed`: KEY columns), else `now`."""
+    and was not re-resolved because it is new or changed (`refreshed`: KEY columns), else `now`.
+
+    A customer that lost a record (moved to another customer without a merge, or gone: deleted at the source,
+    unresolved now) has `now` on every record it keeps: its records, and so its golden record, are not what they
+    were, and the customer-level models list a customer by its records' resolved_at (int_customers_affected).
+    Without it a record split off into a new customer listed only the new one, and the old one's rows kept the
+    moved record. `previous` holds every record of each customer it names (a daily run's subset is whole
+    customers), so a count per customer tells who lost one."""
     if previous is None or previous.empty:
         return pd.Series([now] * len(record_clusters), index=record_clusters.index, dtype="object")
     m = record_clusters[KEY + ["customer_id"]].merge(
         previous[KEY + ["customer_id", "resolved_at"]].rename(columns={"customer_id": "previous_customer_id"}),
         on=KEY, how="left")
-    keep = (m["previous_customer_id"] == m["customer_id"]) & m["resolved_at"].notna()
+    stayed = m["previous_customer_id"] == m["customer_id"]
+    had = previous["customer_id"].value_counts()
+    kept = m.loc[stayed, "customer_id"].value_counts().reindex(had.index, fill_value=0)
+    lost_a_record = had.index[(kept < had).to_numpy()]
+    if len(lost_a_record):
+        log.info("identity: %d customer(s) lost a record to another customer or to its removal: their records "
+                 "are resolved again", len(lost_a_record))
+    keep = stayed & m["resolved_at"].notna() & ~m["customer_id"].isin(lost_a_record)
     if refreshed is not None and len(refreshed):
         keys = pd.MultiIndex.from_frame(refreshed[KEY])
         keep &= ~pd.MultiIndex.from_frame(m[KEY]).isin(keys)
