@@ -1,14 +1,15 @@
-{{ affected_customers_config(indexes=[{'columns': ['customer_id'], 'unique': true}]) }}
+{{ affected_customers_config(indexes=[{'columns': ['customer_id'], 'unique': true}], changes=record_changes()) }}
 
 -- The golden record: for each customer, the surviving (rank 1) value of every canonical attribute.
--- Incremental: a daily run pivots only the affected customers (macros/affected_customers.sql).
+-- Incremental: a daily run pivots only the customers whose records changed (record_changes(),
+-- macros/affected_customers.sql).
 
 with
 
 ranked_attributes as (
 
     select * from {{ ref('int_customer_attributes_ranked') }}
-    {{ only_affected_customers() }}
+    {{ only_affected_customers(changes=record_changes()) }}
 
 ),
 

@@ -1,4 +1,4 @@
-{{ affected_customers_config(indexes=[{'columns': ['customer_id', 'attribute_name']}]) }}
+{{ affected_customers_config(indexes=[{'columns': ['customer_id', 'attribute_name']}], changes=record_changes()) }}
 
 -- Survivorship: every non-null attribute value of every resolved source record, ranked within its
 -- customer and attribute. Rank 1 survives into the golden record. Rules, in order:
@@ -6,7 +6,7 @@
 --   2. then the most recently seen record,
 --   3. then the most complete record (most canonical fields filled),
 --   4. then source system and record id, so the choice is deterministic.
--- Incremental: a daily run ranks only the records of the affected customers (int_customers_affected,
+-- Incremental: a daily run ranks only the records of the customers whose records changed (record_changes(),
 -- macros/affected_customers.sql); the weekly full run ranks every record.
 
 with
@@ -14,7 +14,7 @@ with
 resolved_records as (
 
     select * from {{ ref('int_customer_records_resolved') }}
-    {{ only_affected_customers() }}
+    {{ only_affected_customers(changes=record_changes()) }}
 
 ),
 

@@ -1,4 +1,4 @@
-{{ affected_customers_config(indexes=[{'columns': ['customer_id'], 'unique': true}]) }}
+{{ affected_customers_config(indexes=[{'columns': ['customer_id'], 'unique': true}], changes=record_changes()) }}
 
 -- The golden record's city and province under one name each. Sources spell the same place in Persian
 -- and Latin script and in several transliterations (تهران / Tehran / Teheran, Mashhad / Mashad, شيراز
@@ -6,14 +6,15 @@
 -- compared with util.normalize_name (letter variants, case, spacing) against the seeds
 -- iran_city_names and iran_province_names. A recognised city also decides the province; anything not
 -- in the seeds is kept as received (add the missing spellings to the seeds, not to this SQL).
--- Incremental: a daily run recomputes only the affected customers (macros/affected_customers.sql).
+-- Incremental: a daily run recomputes only the customers whose records changed (record_changes(),
+-- macros/affected_customers.sql).
 
 with
 
 golden_records as (
 
     select * from {{ ref('int_customer_attributes_pivoted') }}
-    {{ only_affected_customers() }}
+    {{ only_affected_customers(changes=record_changes()) }}
 
 ),
 

@@ -1,15 +1,16 @@
-{{ affected_customers_config(indexes=[{'columns': ['customer_id'], 'unique': true}]) }}
+{{ affected_customers_config(indexes=[{'columns': ['customer_id'], 'unique': true}], changes=record_changes()) }}
 
 -- How we know each customer: which source systems and sibling units hold a record of them, and when the
 -- records first and last showed them.
--- Incremental: a daily run recomputes only the affected customers (macros/affected_customers.sql).
+-- Incremental: a daily run recomputes only the customers whose records changed (record_changes(),
+-- macros/affected_customers.sql).
 
 with
 
 resolved_records as (
 
     select * from {{ ref('int_customer_records_resolved') }}
-    {{ only_affected_customers() }}
+    {{ only_affected_customers(changes=record_changes()) }}
 
 ),
 

@@ -1,13 +1,14 @@
-{{ affected_customers_config() }}
+{{ affected_customers_config(changes=record_changes()) }}
 
--- Incremental: a daily run recomputes only the affected customers (macros/affected_customers.sql).
+-- Incremental: a daily run recomputes only the customers whose records changed (record_changes(),
+-- macros/affected_customers.sql).
 
 with
 
 record_clusters as (
 
     select * from {{ ref('stg_identity__record_clusters') }}
-    {{ only_affected_customers() }}
+    {{ only_affected_customers(changes=record_changes()) }}
 
 ),
 

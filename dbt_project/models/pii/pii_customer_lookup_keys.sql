@@ -1,8 +1,11 @@
 {{
-    affected_customers_config(indexes=[
-        {'columns': ['key_hash']},
-        {'columns': ['customer_id']},
-    ])
+    affected_customers_config(
+        indexes=[
+            {'columns': ['key_hash']},
+            {'columns': ['customer_id']},
+        ],
+        changes=record_changes() + ['forms'],
+    )
 }}
 
 -- The read service's lookup index (crm_knowledge.serve.lookup): every normalised identifier a customer's
@@ -10,14 +13,15 @@
 -- hash, never a scan of the vault. Kinds: email, phone (E.164), national_id (valid only) and name_birth
 -- (matching form of the full name, '|', ISO birth date). Customers who asked to be forgotten are left out
 -- (pii_source_identities has none of their records). Restricted schema.
--- Incremental: a daily run recomputes only the affected customers (macros/affected_customers.sql).
+-- Incremental: a daily run recomputes only the customers whose records changed or who asked to be
+-- forgotten (record_changes() and forms, macros/affected_customers.sql).
 
 with
 
 source_identities as (
 
     select * from {{ ref('pii_source_identities') }}
-    {{ only_affected_customers() }}
+    {{ only_affected_customers(changes=record_changes() + ['forms']) }}
 
 ),
 

@@ -1,16 +1,17 @@
-{{ affected_customers_config() }}
+{{ affected_customers_config(changes=record_changes() + ['forms']) }}
 
 -- The golden record's personal fields, by the same survivorship rules as dim_customers
 -- (int_customer_attributes_ranked). Customers who asked to be forgotten are left out.
 -- Restricted schema: grant to privacy-cleared roles only.
--- Incremental: a daily run recomputes only the affected customers (macros/affected_customers.sql).
+-- Incremental: a daily run recomputes only the customers whose records changed or who asked to be
+-- forgotten (record_changes() and forms, macros/affected_customers.sql).
 
 with
 
 golden_records as (
 
     select * from {{ ref('int_customer_attributes_pivoted') }}
-    {{ only_affected_customers() }}
+    {{ only_affected_customers(changes=record_changes() + ['forms']) }}
 
 ),
 

@@ -1,22 +1,26 @@
 {{
-    affected_customers_config(indexes=[
-        {'columns': ['customer_id']},
-        {'columns': ['source_system', 'source_record_id'], 'unique': true},
-    ])
+    affected_customers_config(
+        indexes=[
+            {'columns': ['customer_id']},
+            {'columns': ['source_system', 'source_record_id'], 'unique': true},
+        ],
+        changes=record_changes() + ['forms'],
+    )
 }}
 
 -- Every resolved source record with the normalised identifiers it carried: which record of which
 -- system made us know which customer by which email / phone / national id / declared identifier (passport,
 -- loyalty card, ...: config/identity.yml). Customers who asked to
 -- be forgotten are left out. Restricted schema.
--- Incremental: a daily run recomputes only the affected customers (macros/affected_customers.sql).
+-- Incremental: a daily run recomputes only the customers whose records changed or who asked to be
+-- forgotten (record_changes() and forms, macros/affected_customers.sql).
 
 with
 
 resolved_records as (
 
     select * from {{ ref('int_customer_records_resolved') }}
-    {{ only_affected_customers() }}
+    {{ only_affected_customers(changes=record_changes() + ['forms']) }}
 
 ),
 
