@@ -135,27 +135,33 @@ def test_missing_candidates_table(scratch_db):
     _ = json  # explanation is parsed by psycopg (jsonb -> dict)
 
 
-def test_resolved_at_moves_only_for_records_resolution_decided_again(scratch_db):
-    """resolved_at drives the incremental facts' re-reads: it must stay put for records whose customer stays."""
-    with psycopg.connect(scratch_db) as conn:
+def _resolved_at(url: str) -> dict:
+    with psycopg.connect(url) as conn:
+        return dict(conn.execute("select source_record_id, resolved_at from identity.record_clusters").fetchall())
+
+
+def _resolved_rows(url: str) -> dict:
+    """ROWS resolved by a full run: resolved_at per record."""
+    with psycopg.connect(url) as conn:
         conn.execute(CANDIDATES_DDL)
         _insert(conn, ROWS)
-    store.run(scratch_db, "full")
-    with psycopg.connect(scratch_db) as conn:
-        before = dict(conn.execute("select source_record_id, resolved_at from identity.record_clusters").fetchall())
+    store.run(url, "full")
+    return _resolved_at(url)
+
+
+def test_resolved_at_moves_only_for_records_resolution_decided_again(scratch_db):
+    """resolved_at drives the incremental facts' re-reads: it must stay put for records whose customer stays."""
+    before = _resolved_rows(scratch_db)
     # same data, full and incremental: nobody was decided again
     store.run(scratch_db, "full")
     store.run(scratch_db, "incremental")
-    with psycopg.connect(scratch_db) as conn:
-        again = dict(conn.execute("select source_record_id, resolved_at from identity.record_clusters").fetchall())
-    assert again == before
+    assert _resolved_at(scratch_db) == before
     # a new record joining ali: it gets the run's time, ali's records keep theirs
     with psycopg.connect(scratch_db) as conn:
         _insert(conn, [("forms", "F9", "ali", "karimi", None, "ali@mail.ir", None, None, None, None, None, None, None,
                         "2026-03-04T10:00:00+03:30")])
     store.run(scratch_db, "incremental")
-    with psycopg.connect(scratch_db) as conn:
-        after = dict(conn.execute("select source_record_id, resolved_at from identity.record_clusters").fetchall())
+    after = _resolved_at(scratch_db)
     assert after["F9"] > before["1"]
     assert {k: after[k] for k in before} == before
 
@@ -166,12 +172,8 @@ def test_a_customer_that_loses_a_record_has_its_records_resolved_again(scratch_d
     """The customer-level models list a customer by its records' resolved_at (int_customers_affected). A record
     split off into a new customer, or gone from the candidates, changes the customer it left though none of the
     records it keeps moved: they get the run's time, so that customer is recomputed too. Others keep theirs."""
+    before = _resolved_rows(scratch_db)
     with psycopg.connect(scratch_db) as conn:
-        conn.execute(CANDIDATES_DDL)
-        _insert(conn, ROWS)
-    store.run(scratch_db, "full")
-    with psycopg.connect(scratch_db) as conn:
-        before = dict(conn.execute("select source_record_id, resolved_at from identity.record_clusters").fetchall())
         ali = conn.execute("select customer_id from identity.record_clusters where source_record_id = '1'"
                            ).fetchone()[0]
         assert conn.execute("select customer_id from identity.record_clusters where source_record_id = 'F1'"
@@ -184,8 +186,8 @@ def test_a_customer_that_loses_a_record_has_its_records_resolved_again(scratch_d
         else:  # deleted at the source
             conn.execute("delete from intermediate.int_identity_candidates where source_record_id = 'F1'")
     store.run(scratch_db, mode)
+    after = _resolved_at(scratch_db)
     with psycopg.connect(scratch_db) as conn:
-        after = dict(conn.execute("select source_record_id, resolved_at from identity.record_clusters").fetchall())
         owner = dict(conn.execute("select source_record_id, customer_id from identity.record_clusters").fetchall())
         merges = conn.execute("select count(*) from identity.customer_id_merges").fetchone()[0]
     assert owner["1"] == owner["S1"] == ali and merges == 0  # ali stays ali: no merge lists anyone
