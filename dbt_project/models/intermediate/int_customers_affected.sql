@@ -12,7 +12,8 @@
 -- began (var dbt_tests_since, set by crm_knowledge.run_mode: the warehouse clock when the run began, or when
 -- the earliest run since the last completed one began, so a failed run's changes are not missed). Each
 -- probe is a filter on a run timestamp (no join but the forms' one to their records, no sort).
---   identity: a record new, changed or re-attributed (resolved_at), and both ids of a merge (the retired
+--   identity: a record new, changed or re-attributed (resolved_at; identity also re-stamps every record a
+--             customer keeps when it loses one, split off or gone), and both ids of a merge (the retired
 --             id is listed so its rows are deleted; it has no records any more, so none are inserted)
 --   facts:    an order, order line or interaction (int_customer_facts_unioned) (re-)staged or (re-)attributed
 --             (staged_at, customer_resolved_at), a form (re-)staged
