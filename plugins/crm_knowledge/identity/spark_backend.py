@@ -667,7 +667,8 @@ def assemble_on_spark(m: SparkMatching, is_new: np.ndarray | None, refreshed: np
     rules = (rule_ends.withColumn("_i", F.row_number().over(best)).where("_i = 1")
              .select("rid", F.col("match_rule").alias("rule"),
                      F.coalesce("match_probability", F.lit(1.0)).alias("score")))
-    out = ok.join(ids, "cluster").join(rules, "rid", "left")
+    attributed = ok.join(ids, "cluster")  # each usable record's customer id
+    out = attributed.join(rules, "rid", "left")
     rule = F.coalesce("rule", F.lit("singleton"))
     score = F.coalesce("score", F.lit(1.0))
     if m.extra is not None:  # a record kept with its previous cluster keeps its previous rule and score
@@ -679,7 +680,8 @@ def assemble_on_spark(m: SparkMatching, is_new: np.ndarray | None, refreshed: np
     stayed = F.col("prev_id") == F.col("customer_id")
     if prev is not None:
         had = prev.groupBy("customer_id").agg(F.count(F.lit(1)).alias("had"))
-        kept = out.where(stayed).groupBy("customer_id").agg(F.count(F.lit(1)).alias("kept"))
+        # counted before the rules' join: `out` would compute the rules' window a second time for the count
+        kept = attributed.where(stayed).groupBy("customer_id").agg(F.count(F.lit(1)).alias("kept"))
         lost = (had.join(kept, "customer_id", "left").where(F.coalesce("kept", F.lit(0)) < F.col("had"))
                 .select("customer_id", F.lit(True).alias("lost_a_record")))
         out = out.join(lost, "customer_id", "left")
