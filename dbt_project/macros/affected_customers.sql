@@ -20,6 +20,8 @@
 
     `changes`: the model follows only the customers listed for one of these reasons (a list's `changes`
     column; none: for any), e.g. record_changes(); its import CTEs pass the same to only_affected_customers.
+    Both are kept in the model's meta (`follows_customers`): its tests can read only the customers a daily run
+    recomputed (`__ckp_recomputed_customers__`, macros/tests_on_new_rows.sql).
 
     `read_through_views`: a view BI tools read (dim_customers, the relationship stages) selects from the model.
     `--full-refresh` would build a new table, swap it in and drop the old one with cascade, and the views with
@@ -34,6 +36,7 @@
         'materialized': 'incremental',
         'incremental_strategy': 'append',
         'pre_hook': "{{ delete_affected_customers('" ~ affected ~ "', " ~ changes_literal ~ ") }}",
+        'meta': {'follows_customers': {'list': affected, 'changes': changes}},
     } -%}
     {%- if read_through_views -%}
         {%- do model_config.update({'full_refresh': false, 'on_schema_change': 'append_new_columns'}) -%}

@@ -13,10 +13,30 @@
 
     Uniqueness stays a whole-table guarantee: the facts' keys carry unique indexes, so their `unique` tests
     take no `where`. A `where` without the placeholder behaves as in dbt.
+
+    A customer-level model that follows the affected customers (affected_customers_config) rewrites only the
+    rows of the customers its list names on a daily run, so its tests can read only those:
+    `where: "customer_id in __ckp_recomputed_customers__"` becomes, on a daily run, the customers of the list the
+    model follows, for the changes it follows (its meta `follows_customers`, set by affected_customers_config);
+    the rows of any other customer are as the last run left and tested them. Only for tests a row of another
+    customer cannot make fail: row checks (not null on a column other than customer_id, accepted values) and
+    uniqueness of a combination that includes customer_id. A key without customer_id (a record's key) and
+    relationships keep their whole-table test: a row of a customer not recomputed can collide with a new one.
 -#}
 {% macro get_where_subquery(relation) -%}
     {%- set where = config.get('where', '') -%}
     {%- set placeholder = '__ckp_tests_since__' -%}
+    {%- set customers_placeholder = '__ckp_recomputed_customers__' -%}
+    {%- if where and customers_placeholder in where -%}
+        {%- if not changed_since() -%}
+            {%- do return(relation) -%}
+        {%- endif -%}
+        {%- set where = where | replace(customers_placeholder, '(' ~ recomputed_customers(relation) ~ ')') -%}
+        {%- set filtered -%}
+            (select * from {{ relation }} where {{ where }}) dbt_subquery
+        {%- endset -%}
+        {%- do return(filtered) -%}
+    {%- endif -%}
     {%- if where and placeholder in where -%}
         {%- set since = changed_since() -%}
         {%- if not since -%}
@@ -29,4 +49,23 @@
         {%- do return(filtered) -%}
     {%- endif -%}
     {%- do return(dbt.default__get_where_subquery(relation)) -%}
+{%- endmacro %}
+
+{#- The customers a daily run recomputed in the model behind `relation` (a test's relation): the list it follows,
+    for the changes it follows (meta `follows_customers` of affected_customers_config). The relations are taken
+    from the graph: a test may only ref() the models it depends on. -#}
+{% macro recomputed_customers(relation) -%}
+    {%- set tested = graph.nodes.values() | selectattr('resource_type', 'equalto', 'model')
+                     | selectattr('schema', 'equalto', relation.schema)
+                     | selectattr('alias', 'equalto', relation.identifier) | list -%}
+    {%- set follows = (tested[0].config.meta.get('follows_customers') if tested else none) -%}
+    {%- if not follows -%}
+        {{ exceptions.raise_compiler_error("__ckp_recomputed_customers__ in a test of " ~ relation
+                                           ~ ", which does not follow the affected customers (affected_customers_config)") }}
+    {%- endif -%}
+    {%- set lists = graph.nodes.values() | selectattr('resource_type', 'equalto', 'model')
+                    | selectattr('name', 'equalto', follows['list']) | list -%}
+    {%- set listed = api.Relation.create(database=lists[0].database, schema=lists[0].schema,
+                                         identifier=lists[0].alias) -%}
+    select affected.customer_id from {{ listed }} as affected {{ listed_for(follows['changes']) }}
 {%- endmacro %}

@@ -51,6 +51,10 @@ def test_dbt_results_say_which_rows_each_test_read():
               for o in dbt_outcomes(weekly_var, nodes, tests_since=SINCE)["dbt.fct_orders"][1]}
     assert scopes["test.p.not_null_fct_orders_status.1"] == "whole table"
     assert dbt_test_scope({"config": {"where": "amount > 0"}}, SINCE) == "rows where amount > 0"
+    # a customer-level model's test limited to the customers the daily run recomputed
+    recomputed = {"config": {"where": "customer_id in __ckp_recomputed_customers__"}}
+    assert dbt_test_scope(recomputed, SINCE) == f"rows of the customers recomputed by the run begun {SINCE}"
+    assert dbt_test_scope(recomputed, None) == "whole table"
 
 
 def test_the_dbt_callback_reads_the_run_start_its_task_handed_dbt():

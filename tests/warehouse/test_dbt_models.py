@@ -384,3 +384,57 @@ def test_fact_tests_read_only_new_rows_on_a_daily_run(built, settings):
         with psycopg.connect(url) as conn:
             conn.execute("update marts.fct_orders set status = %s, staged_at = %s where order_id = %s",
                          (status, staged, order_id))
+
+
+def test_customer_tests_read_only_the_recomputed_customers_on_a_daily_run(built, settings):
+    """A customer-level model's tests configured with __ckp_recomputed_customers__ read, on a daily run, only the
+    rows of the customers the model recomputed (its list, for the changes it follows) and the whole table
+    without the var (macros/tests_on_new_rows.sql): a bad row of a customer the day did not recompute fails
+    the weekly test only; listed for a change the model does not follow (orders), still only the weekly one;
+    listed for a record change, the daily one too."""
+    import psycopg
+
+    from crm_knowledge.runner import dbt_process_env, run_dbt
+
+    url, tmp = built
+    local = on_database(settings, url)
+
+    def status_test(since: str) -> str:
+        result = run_dbt(["test", "--select", "int_customer_attributes_ranked", "--vars",
+                          json.dumps({**as_of_vars(AS_OF), "dbt_tests_since": since})],
+                         dbt_process_env(local), local, target_path=tmp / "target_customers", log_path=tmp / "logs",
+                         check=False)
+        statuses = {r["unique_id"]: r["status"] for r in result.run_results()
+                    if "accepted_values_int_customer_attributes_ranked_attribute_name" in r["unique_id"]}
+        assert len(statuses) == 1, result.failure_message()
+        return next(iter(statuses.values()))
+
+    with psycopg.connect(url) as conn:
+        listed = conn.execute("select customer_id, changes from intermediate.int_customers_affected").fetchall()
+        customer_id, attribute_name, record_id = conn.execute(
+            "select customer_id, attribute_name, source_record_id from intermediate.int_customer_attributes_ranked"
+            " order by customer_id, attribute_name limit 1").fetchone()
+        now = conn.execute("select now()").fetchone()[0].isoformat()
+        conn.execute("delete from intermediate.int_customers_affected")
+        conn.execute("update intermediate.int_customer_attributes_ranked set attribute_name = 'bogus' "
+                     "where customer_id = %s and attribute_name = %s and source_record_id = %s",
+                     (customer_id, attribute_name, record_id))
+    try:
+        assert status_test(now) == "pass"   # daily: no customer recomputed, the bad row is an old one
+        assert status_test("") == "fail"    # weekly: every row
+        with psycopg.connect(url) as conn:
+            conn.execute("insert into intermediate.int_customers_affected (customer_id, changes) values (%s, %s)",
+                         (customer_id, "orders"))
+        assert status_test(now) == "pass"   # listed for its orders: survivorship follows record changes only
+        with psycopg.connect(url) as conn:
+            conn.execute("update intermediate.int_customers_affected set changes = 'identity,orders'")
+        assert status_test(now) == "fail"   # listed for its records: recomputed, so checked
+    finally:
+        with psycopg.connect(url) as conn:
+            conn.execute("update intermediate.int_customer_attributes_ranked set attribute_name = %s "
+                         "where customer_id = %s and attribute_name = 'bogus' and source_record_id = %s",
+                         (attribute_name, customer_id, record_id))
+            conn.execute("delete from intermediate.int_customers_affected")
+            with conn.cursor() as cur:
+                cur.executemany("insert into intermediate.int_customers_affected (customer_id, changes) "
+                                "values (%s, %s)", listed)

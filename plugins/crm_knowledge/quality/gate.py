@@ -607,6 +607,9 @@ def model_layer(node: dict[str, Any]) -> str | None:
 #: The placeholder of a dbt test's `where` that limits it to a daily run's new rows
 #: (dbt_project/macros/tests_on_new_rows.sql).
 TESTS_SINCE_PLACEHOLDER = "__ckp_tests_since__"
+#: The placeholder of a dbt test's `where` that limits it to the customers a daily run recomputed in a model that
+#: follows the affected customers (the same macro file).
+RECOMPUTED_CUSTOMERS_PLACEHOLDER = "__ckp_recomputed_customers__"
 
 
 def dbt_tests_since(doc: dict[str, Any]) -> str | None:
@@ -628,9 +631,12 @@ def _run_vars(doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def dbt_test_scope(node: dict[str, Any], since: str | None) -> str:
-    """What a dbt test read: the rows written since `since` when its `where` has the placeholder and the run
-    set the var, else its whole table (or the `where` it is configured with)."""
+    """What a dbt test read: the rows written since `since` (or those of the customers the run recomputed) when
+    its `where` has a placeholder and the run set the var, else its whole table (or the `where` it is
+    configured with)."""
     where = str((node.get("config") or {}).get("where") or "")
+    if RECOMPUTED_CUSTOMERS_PLACEHOLDER in where:
+        return f"rows of the customers recomputed by the run begun {since}" if since else "whole table"
     if TESTS_SINCE_PLACEHOLDER in where:
         return f"rows written since {since}" if since else "whole table"
     return f"rows where {where}" if where else "whole table"
