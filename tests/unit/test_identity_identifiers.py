@@ -133,6 +133,22 @@ def test_deterministic_rule_and_junk_detection_use_a_declared_kind():
     assert set(result.unresolved["source_record_id"]) >= {"j0", "j1", "j2", "j3", "3", "4"}
 
 
+def test_values_hashed_together_get_each_ones_own_pseudonym(monkeypatch):
+    """hash_values (the daily run's neighbourhood: hundreds of thousands of values) loads the key once and gives
+    what hash_value gives each value; a key is a key: another one gives other pseudonyms."""
+    from crm_knowledge.identity import junk
+    from crm_knowledge.privacy.pseudonym import load_key
+
+    kinds, values = ["email", "phone", "ssn"], ["a@example.com", "+989121234001", "1234567"]
+    one_by_one = [junk.hash_value(v, k) for k, v in zip(kinds, values, strict=True)]
+    loads = []
+    monkeypatch.setattr(junk, "load_key", lambda: loads.append(1) or load_key())
+    assert junk.hash_values(kinds, values) == one_by_one and len(loads) == 1
+    assert all(h.startswith(f"{k}:") and v not in h for h, k, v in zip(one_by_one, kinds, values, strict=True))
+    monkeypatch.setattr(junk, "load_key", lambda: b"k" * 32)
+    assert set(junk.hash_values(kinds, values)).isdisjoint(one_by_one)
+
+
 def test_probabilistic_model_compares_a_declared_kind_and_records_its_weights():
     rows = []
     for p in range(40):

@@ -41,7 +41,7 @@ from psycopg import sql
 
 from crm_knowledge.identity.config import IdentityConfig, identifier_column
 from crm_knowledge.identity.deterministic import deterministic_edges
-from crm_knowledge.identity.junk import JUNK_COLUMNS, detect_junk, hash_value, remove_junk
+from crm_knowledge.identity.junk import JUNK_COLUMNS, detect_junk, hash_values, remove_junk
 from crm_knowledge.identity.prepare import KEY, prepare
 from crm_knowledge.identity.probabilistic import (
     MODEL_COLUMNS,
@@ -296,8 +296,7 @@ def stored_junk(conn: psycopg.Connection, values: pd.DataFrame) -> pd.DataFrame:
     if values.empty:
         return pd.DataFrame(columns=["identifier_kind", "identifier_value", *JUNK_COLUMNS[1:]])
     v = values.drop_duplicates().copy()
-    v["identifier_value_hash"] = [hash_value(x, k) for k, x in zip(v["identifier_kind"], v["identifier_value"],
-                                                                   strict=True)]
+    v["identifier_value_hash"] = hash_values(v["identifier_kind"], v["identifier_value"])
     rows = conn.execute("select identifier_kind, identifier_value_hash, distinct_records from identity.junk_values "
                         "where identifier_value_hash = any(%s)", (list(v["identifier_value_hash"]),)).fetchall()
     known = pd.DataFrame(rows, columns=["identifier_kind", "identifier_value_hash", "distinct_records"])
@@ -414,6 +413,7 @@ def resolve_day(conn: psycopg.Connection, config: IdentityConfig, saved: dict | 
         copy_frame(conn, "ckp_day_rows", seed_rows[seed_rows["is_eligible"].astype(bool)])
         conn.execute("analyze ckp_day_rows")
         temp_key_table(conn, "ckp_day_block", blocking_neighbours(conn, config))
+        phase("blocking_neighbours_found")
         nb = _read_prepared_rows(conn, "ckp_day_block")
         nb_ids = _read_identifiers(conn, "ckp_day_block")
         optional = saved_optional_columns(saved)
@@ -428,9 +428,11 @@ def resolve_day(conn: psycopg.Connection, config: IdentityConfig, saved: dict | 
         both["rid"] = np.arange(len(both), dtype=np.int64)
         new_frame = model_frame(both.iloc[:n_new], optional)
         model = ProbabilisticModel(new_frame, config, optional, saved=saved)
+        phase("blocking_neighbours_read")
 
         def predict() -> pd.DataFrame:
             model.register_tf(term_frequencies(conn, model._tf_columns(), [both]))
+            phase("term_frequencies")
             return new_record_pairs(model, new_frame, model_frame(both.iloc[n_new:], optional))
 
         found = scored_with(model, prob_info, predict)
@@ -584,8 +586,7 @@ def write_day(conn: psycopg.Connection, day: DayResult, config: IdentityConfig, 
         conn.execute(sql.SQL("delete from identity.match_pairs t using ckp_day_written k where {} = "
                              "k.source_system and {} = k.source_record_id").format(
             sql.Identifier(f"source_system_{side}"), sql.Identifier(f"source_record_id_{side}")))
-    hashes = [hash_value(v, k) for k, v in zip(day.seed_values["identifier_kind"],
-                                                day.seed_values["identifier_value"], strict=True)
-              if k != CUSTOMER_REF]
+    kept = day.seed_values[day.seed_values["identifier_kind"] != CUSTOMER_REF]
+    hashes = hash_values(kept["identifier_kind"], kept["identifier_value"])
     conn.execute("delete from identity.junk_values where identifier_value_hash = any(%s)", (hashes,))
     _mark(conn, config, now)

@@ -16,12 +16,13 @@ national IDs, whose value space is small enough to enumerate) and number of dist
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 
 import pandas as pd
 
 from crm_knowledge.identity.config import IdentityConfig, identifier_column
 from crm_knowledge.identity.prepare import names_similar
-from crm_knowledge.privacy.pseudonym import pseudonymize
+from crm_knowledge.privacy.pseudonym import load_key, pseudonymize
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,13 @@ def hash_value(value: str, kind: str) -> str:
     The same pseudonym the erasure tombstones use, so lookups can tell a junk value by its pseudonym.
     """
     return pseudonymize(value, kind)
+
+
+def hash_values(kinds: Iterable[str], values: Iterable[str]) -> list[str]:
+    """:func:`hash_value` of each (kind, value) pair, the key loaded once: loading it reads the settings, which
+    took 170 s of a daily run at 1M customers when done for each of its neighbourhood's identifier values."""
+    key = load_key()
+    return [pseudonymize(v, k, key) for k, v in zip(kinds, values, strict=True)]
 
 
 def _denied(kind: str, value: str, config: IdentityConfig) -> bool:
