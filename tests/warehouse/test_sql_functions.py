@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import importlib.util
 import random
+import unicodedata
 from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -41,6 +42,7 @@ FUNCTIONS_SQL = SQL_DIR / "00_functions.sql"
 #: SQL function -> Python twin.
 TWINS: dict[str, Callable[[str | None], object]] = {
     "util.ascii_digits": to_ascii_digits,
+    "util.nfkc_ascii_digits": lambda s: to_ascii_digits(None if s is None else unicodedata.normalize("NFKC", s)),
     "util.normalize_persian": normalize_persian,
     "util.normalize_name": normalize_name,
     "util.normalize_email": normalize_email,
