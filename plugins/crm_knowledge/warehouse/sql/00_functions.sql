@@ -281,9 +281,21 @@ begin
     end if;
     foreach candidate in array case when nullif(fmt, '') is null then array['%Y-%m-%d', '%Y/%m/%d']
                                     else array[fmt, '%Y-%m-%d', '%Y/%m/%d'] end loop
-        pattern := '';
-        fields := '';
-        i := 1;
+        -- the ISO forms (every call tries them) as the loop below spells them, without the loop: a third of
+        -- the function's time
+        if candidate = '%Y-%m-%d' then
+            pattern := '([0-9]{4})\-([0-9]{1,2})\-([0-9]{1,2})';
+            fields := 'Ymd';
+            i := length(candidate) + 1;
+        elsif candidate = '%Y/%m/%d' then
+            pattern := '([0-9]{4})\/([0-9]{1,2})\/([0-9]{1,2})';
+            fields := 'Ymd';
+            i := length(candidate) + 1;
+        else
+            pattern := '';
+            fields := '';
+            i := 1;
+        end if;
         while i <= length(candidate) loop
             ch := substr(candidate, i, 1);
             if ch = '%' then
