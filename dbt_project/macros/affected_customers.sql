@@ -117,6 +117,14 @@
     {{- return(['identity', 'merged_away', 'merged_into']) -}}
 {%- endmacro %}
 
+{#- The reasons int_customers_affected_as_of gives when a customer's order lines, or the as-of date's view of
+    them, changed: their records or attribution (record_changes()), an order or order line, and the as-of
+    moves (every customer, an event entering the known past, a revenue order moving between windows).
+    int_customer_categories_ranked, built from the order lines alone, follows only these. -#}
+{% macro category_changes() -%}
+    {{- return(record_changes() + ['orders', 'everyone', 'as_of_events', 'as_of_windows']) -}}
+{%- endmacro %}
+
 {#- The body of a list's `final` CTE (int_customers_affected, _as_of, _scored): one row per customer id the
     `changes` CTE (customer_id, change) names, with why it is listed (`changes`: its distinct reasons, sorted,
     comma-separated). -#}

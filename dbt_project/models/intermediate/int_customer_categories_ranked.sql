@@ -2,19 +2,22 @@
     affected_customers_config(
         indexes=[{'columns': ['customer_id']}],
         affected='int_customers_affected_as_of',
+        changes=category_changes(),
     )
 }}
 
 -- What each customer buys, by product category, as of the as-of date: revenue order lines only,
 -- ranked by quantity bought, then revenue, then name.
--- Incremental: a daily run recomputes only int_customers_affected_as_of (macros/affected_customers.sql).
+-- Incremental: a daily run recomputes only the customers int_customers_affected_as_of lists for a change of
+-- their order lines (category_changes(), macros/affected_customers.sql): a day's deliveries, interactions and
+-- forms leave them as they are (the day after the weekly run, its deliveries list most customers).
 
 with
 
 order_items as (
 
     select * from {{ ref('int_order_items_unioned') }}
-    {{ only_affected_customers(affected='int_customers_affected_as_of') }}
+    {{ only_affected_customers(affected='int_customers_affected_as_of', changes=category_changes()) }}
 
 ),
 
