@@ -500,7 +500,7 @@ def test_stale_statistics_check_keeps_small_batches_and_skips_analyze_without_lo
     spec = spec_for_relation("raw.form_submissions", qsettings)
     query = "select * from raw.form_submissions where _batch_id = 'b-small'"
     with psycopg.connect(db) as conn:
-        assert gate._refresh_stale_statistics(conn, spec, query, 5, ["_batch_id"]) is False  # below STALE_STATS_MIN_ROWS
+        assert gate._refresh_stale_statistics(conn, spec, query, 5, ["_batch_id"]) is False  # too few rows
     monkeypatch.setattr(gate, "STALE_STATS_MIN_ROWS", 2)
     monkeypatch.setattr(gate, "STATS_LOCK_TIMEOUT", "100ms")
     with psycopg.connect(db) as locker, psycopg.connect(db) as conn:
