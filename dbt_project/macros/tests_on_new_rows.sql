@@ -11,8 +11,11 @@
       reads only the rows written since (facts: staged_at / customer_resolved_at are indexed);
     * empty or unset (the weekly full run, a hand-run `dbt build`): the test reads the whole table.
 
-    Uniqueness stays a whole-table guarantee: the facts' keys carry unique indexes, so their `unique` tests
-    take no `where`. A `where` without the placeholder behaves as in dbt.
+    Uniqueness stays a whole-table guarantee through the unique index on each such key (staging's record keys,
+    the facts' keys, the identity input's and the vault's record keys): the index refuses a duplicate row
+    whenever it is written, so the key's `unique` test reads the rows the run wrote, like its row checks, and
+    every row weekly. A key without a unique index keeps a whole-table test. A `where` without a placeholder
+    behaves as in dbt.
 
     A customer-level model that follows the affected customers (affected_customers_config) rewrites only the
     rows of the customers its list names on a daily run, so its tests can read only those:
