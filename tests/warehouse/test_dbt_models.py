@@ -348,26 +348,32 @@ def test_exposures_declare_what_the_marts_feed(built):
             assert schema in ("marts", "audit"), (exposure["name"], node)
 
 
+def _test_status(built, settings, model: str, test: str, since: str) -> str:
+    """The status of the dbt test whose id contains `test` when `dbt test` runs on `model` with
+    `dbt_tests_since` = `since` ('' : the weekly run)."""
+    from crm_knowledge.runner import dbt_process_env, run_dbt
+
+    url, tmp = built
+    local = on_database(settings, url)
+    result = run_dbt(["test", "--select", model, "--vars",
+                      json.dumps({**as_of_vars(AS_OF), "dbt_tests_since": since})],
+                     dbt_process_env(local), local, target_path=tmp / f"target_{model}", log_path=tmp / "logs",
+                     check=False)
+    statuses = {r["unique_id"]: r["status"] for r in result.run_results() if test in r["unique_id"]}
+    assert len(statuses) == 1, result.failure_message()
+    return next(iter(statuses.values()))
+
+
 def test_fact_tests_read_only_new_rows_on_a_daily_run(built, settings):
     """The facts' tests configured with __ckp_tests_since__ read the rows written since `dbt_tests_since` on a
     daily run and the whole table without it (macros/tests_on_new_rows.sql): an old bad row fails the weekly
     test only; the same row re-staged today fails the daily one too."""
     import psycopg
 
-    from crm_knowledge.runner import dbt_process_env, run_dbt
-
-    url, tmp = built
-    local = on_database(settings, url)
+    url, _ = built
 
     def status_test(since: str) -> str:
-        result = run_dbt(["test", "--select", "fct_orders", "--vars",
-                          json.dumps({**as_of_vars(AS_OF), "dbt_tests_since": since})],
-                         dbt_process_env(local), local, target_path=tmp / "target_since", log_path=tmp / "logs",
-                         check=False)
-        statuses = {r["unique_id"]: r["status"] for r in result.run_results()
-                    if "accepted_values_fct_orders_status" in r["unique_id"]}
-        assert len(statuses) == 1, result.failure_message()
-        return next(iter(statuses.values()))
+        return _test_status(built, settings, "fct_orders", "accepted_values_fct_orders_status", since)
 
     with psycopg.connect(url) as conn:
         order_id, status, staged = conn.execute("select order_id, status, staged_at from marts.fct_orders"
@@ -394,20 +400,11 @@ def test_customer_tests_read_only_the_recomputed_customers_on_a_daily_run(built,
     listed for a record change, the daily one too."""
     import psycopg
 
-    from crm_knowledge.runner import dbt_process_env, run_dbt
-
-    url, tmp = built
-    local = on_database(settings, url)
+    url, _ = built
 
     def status_test(since: str) -> str:
-        result = run_dbt(["test", "--select", "int_customer_attributes_ranked", "--vars",
-                          json.dumps({**as_of_vars(AS_OF), "dbt_tests_since": since})],
-                         dbt_process_env(local), local, target_path=tmp / "target_customers", log_path=tmp / "logs",
-                         check=False)
-        statuses = {r["unique_id"]: r["status"] for r in result.run_results()
-                    if "accepted_values_int_customer_attributes_ranked_attribute_name" in r["unique_id"]}
-        assert len(statuses) == 1, result.failure_message()
-        return next(iter(statuses.values()))
+        return _test_status(built, settings, "int_customer_attributes_ranked",
+                            "accepted_values_int_customer_attributes_ranked_attribute_name", since)
 
     with psycopg.connect(url) as conn:
         listed = conn.execute("select customer_id, changes from intermediate.int_customers_affected").fetchall()
