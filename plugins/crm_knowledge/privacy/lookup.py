@@ -30,7 +30,7 @@ from psycopg import sql
 
 from crm_knowledge.identity.config import IdentifierKind, load_config
 from crm_knowledge.normalize import normalize_email, normalize_national_id, normalize_phone
-from crm_knowledge.privacy.pseudonym import pseudonymize
+from crm_knowledge.privacy.pseudonym import load_key, pseudonymize
 from crm_knowledge.warehouse.db import table_exists
 
 log = logging.getLogger(__name__)
@@ -314,10 +314,11 @@ def find(conn: psycopg.Connection, identifiers: dict[str, str], *, expand: bool 
     """Every customer and source record the (normalised) identifiers point to (see module doc)."""
     kinds = declared_kinds()  # config/identity.yml, read once per lookup
     junk = junk_pseudonyms(conn)
+    key = load_key()  # once: loading it reads the settings, and a customer's records carry many values
     usable: dict[str, str] = {}
     ignored: list[str] = []
     for kind, value in identifiers.items():
-        if pseudonymize(value, kind) in junk:
+        if pseudonymize(value, kind, key) in junk:
             ignored.append(kind)
             log.warning("lookup: the requested %s is a known junk value (shared placeholder); not used to match",
                         kind)
@@ -334,13 +335,13 @@ def find(conn: psycopg.Connection, identifiers: dict[str, str], *, expand: bool 
         strong = {"email": match.values["email"], "national_id": match.values["national_id"],
                   "phone": wanted["phone"],
                   **{k: vs for k, vs in match.values.items() if k not in IDENTIFIER_KINDS}}
-        strong = {k: {v for v in vs if pseudonymize(v, k) not in junk} for k, vs in strong.items()}
+        strong = {k: {v for v in vs if pseudonymize(v, k, key) not in junk} for k, vs in strong.items()}
         extra = _raw_matches(conn, strong, kinds) - match.records
         if extra:
             match.records |= extra
             _collect_values(conn, match, kinds)
     for kind in match.values:  # junk values are nobody's identifier
-        match.values[kind] = {v for v in match.values[kind] if pseudonymize(v, kind) not in junk}
+        match.values[kind] = {v for v in match.values[kind] if pseudonymize(v, kind, key) not in junk}
     log.info("lookup: %d customer id(s), %d source record(s)", len(match.customer_ids), len(match.records))
     return match
 
