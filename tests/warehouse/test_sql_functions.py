@@ -32,7 +32,7 @@ from crm_knowledge.normalize import (
 )
 from crm_knowledge.normalize import values as twins
 from crm_knowledge.normalize.dates import jalali_to_gregorian
-from crm_knowledge.normalize.persian import NUMBER_SEPARATOR_CHARS
+from crm_knowledge.normalize.persian import ARABIC_INDIC_DIGITS, NUMBER_SEPARATOR_CHARS, PERSIAN_DIGITS
 from crm_knowledge.warehouse.bootstrap import SQL_DIR
 
 pytestmark = pytest.mark.warehouse
@@ -59,7 +59,8 @@ TWINS: dict[str, Callable[[str | None], object]] = {
 #: SQL functions of several arguments, tested below with their own cases.
 MULTI_ARG = {"util.parse_date", "util.jalali_to_gregorian", "util.gregorian_date"}
 #: SQL functions of no argument -> the Python constant they stand for.
-CONSTANTS = {"util.number_separator_chars": NUMBER_SEPARATOR_CHARS}
+CONSTANTS = {"util.number_separator_chars": NUMBER_SEPARATOR_CHARS,
+             "util.eastern_digits": PERSIAN_DIGITS + ARABIC_INDIC_DIGITS}
 
 #: Values as sources send them: numbers with Persian digits and separators, yes/no words, timestamps and
 #: dates in several calendars and formats, impossible dates (19505309, 1403/12/30 in a common year).

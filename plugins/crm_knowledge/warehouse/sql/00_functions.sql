@@ -23,13 +23,21 @@
 
 create schema if not exists util;
 
+-- The Persian (U+06F0..U+06F9) and Arabic-Indic (U+0660..U+0669) digits, in that order: what the functions
+-- below map onto '0123456789' twice (Python: PERSIAN_DIGITS + ARABIC_INDIC_DIGITS). A constant: the planner
+-- folds it into the query.
+create or replace function util.eastern_digits() returns text
+language sql immutable parallel safe
+as $$
+    select U&'\06F0\06F1\06F2\06F3\06F4\06F5\06F6\06F7\06F8\06F9\0660\0661\0662\0663\0664\0665\0666\0667\0668\0669'
+$$;
+
 -- Persian (U+06F0..U+06F9) and Arabic-Indic (U+0660..U+0669) digits to ASCII; nothing else changes.
 create or replace function util.ascii_digits(s text) returns text
 language sql immutable parallel safe
 as $$
-    select case when octet_length(s) = length(s) then s else translate(s,
-        U&'\06F0\06F1\06F2\06F3\06F4\06F5\06F6\06F7\06F8\06F9\0660\0661\0662\0663\0664\0665\0666\0667\0668\0669',
-        '01234567890123456789') end
+    select case when octet_length(s) = length(s) then s
+        else translate(s, util.eastern_digits(), '01234567890123456789') end
 $$;
 
 -- NFKC, then Persian and Arabic-Indic digits to ASCII (Python: to_ascii_digits(NFKC(s))): what the cleaning of
@@ -37,8 +45,7 @@ $$;
 create or replace function util.nfkc_ascii_digits(s text) returns text
 language sql immutable parallel safe
 as $$
-    select case when octet_length(s) = length(s) then s else translate(normalize(s, NFKC),
-        U&'\06F0\06F1\06F2\06F3\06F4\06F5\06F6\06F7\06F8\06F9\0660\0661\0662\0663\0664\0665\0666\0667\0668\0669',
+    select case when octet_length(s) = length(s) then s else translate(normalize(s, NFKC), util.eastern_digits(),
         '01234567890123456789') end
 $$;
 
@@ -56,7 +63,7 @@ as $$
         case when octet_length(s) = length(s) then s else translate(normalize(s, NFKC),
             -- from: 12 letters, 20 digits, 5 zero-width, then the characters to delete
             U&'\064A\0649\0643\06AA\0629\06C0\06BE\06D5\0623\0625\0671\0624'
-            || U&'\06F0\06F1\06F2\06F3\06F4\06F5\06F6\06F7\06F8\06F9\0660\0661\0662\0663\0664\0665\0666\0667\0668\0669'
+            || util.eastern_digits()
             || U&'\200B\200C\200D\2060\FEFF'
             || U&'\064B\064C\064D\064E\064F\0650\0651\0652\0653\0654\0655\0656\0657\0658\0659\065A\065B\065C\065D\065E\065F\0670\0640'
             || U&'\200E\200F\061C\00AD\202A\202B\202C\202D\202E\2066\2067\2068\2069',
