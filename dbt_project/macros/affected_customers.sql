@@ -125,6 +125,23 @@
     {{- return(record_changes() + ['orders', 'everyone', 'as_of_events', 'as_of_windows']) -}}
 {%- endmacro %}
 
+{#- The reasons int_customers_affected_as_of gives when what a customer did, said or is known by changed, or the
+    as-of date's view of it: every reason but a delivery and a campaign's open response window (deliveries,
+    as_of_campaigns), which only the models that read the deliveries and campaign responses follow
+    (customer_knowledge, int_customer_360_assembled). int_customer_activity_aggregated,
+    int_customer_consents_pivoted, int_customers_described and customer_segments follow these: the day after a
+    weekly run its deliveries list about two thirds of all customers (the 1M benchmark: 420k of 620k), whose
+    activity, consents and description the deliveries do not change. -#}
+{% macro activity_changes() -%}
+    {{- return(category_changes() + ['interactions', 'forms', 'as_of_day']) -}}
+{%- endmacro %}
+
+{#- The reasons int_customers_affected_scored gives that customer_segments follows: activity_changes() (its
+    consents and identity) and a changed score. -#}
+{% macro segment_changes() -%}
+    {{- return(activity_changes() + ['scores']) -}}
+{%- endmacro %}
+
 {#- The body of a list's `final` CTE (int_customers_affected, _as_of, _scored): one row per customer id the
     `changes` CTE (customer_id, change) names, with why it is listed (`changes`: its distinct reasons, sorted,
     comma-separated). -#}

@@ -230,6 +230,40 @@ def score_the_day(env: dict) -> dict:
     return out
 
 
+def deliver_after_scoring(env: dict) -> dict:
+    """What the scoring DAG does after scoring the first day: the post-scoring models (customer_segments now
+    carries the scores) and the deliveries, here the measured campaign (config/destinations.yml
+    `marketing_campaigns`: a file, half of each audience held out). The day's run then finds deliveries made
+    since the previous run (the customers it lists for `deliveries`) and campaigns whose response windows the
+    day moves (`as_of_campaigns`). Returns the delivery's record."""
+    from crm_knowledge.export.deliver import deliver_all
+    from crm_knowledge.run_mode import INCREMENTAL, RunMode, warehouse_now
+
+    with psycopg.connect(env["url"]) as conn:
+        mode = RunMode(INCREMENTAL, warehouse_now(conn))
+    build_stages(env["settings"], env["tmp"], dbt_stages.POST_SCORING,
+                 dbt_vars={**DBT_VARS, "as_of_date": FIRST_AS_OF, **mode.dbt_vars()}, full_refresh=False)
+    (result,) = deliver_all(dt.date.fromisoformat(FIRST_AS_OF), env["settings"], only=["marketing_campaigns"])
+    assert result["status"] == "delivered" and int(result["rows_added"]) > 0, result
+    return result
+
+
+#: The customer-level tables whose row versions (xmin) the day's run is checked against: which customers it
+#: rewrote. Activity follows activity_changes() (no delivery), the knowledge follows every reason.
+VERSIONED_TABLES = ("intermediate.int_customer_activity_aggregated", "intermediate.int_customers_described",
+                    "marts.customer_segments", "marts.customer_knowledge")
+
+
+def row_versions(url: str) -> dict[str, dict[str, set[str]]]:
+    """Per table of VERSIONED_TABLES: customer_id -> the transaction ids that wrote its rows (xmin)."""
+    out: dict[str, dict[str, set[str]]] = {}
+    for table in VERSIONED_TABLES:
+        out[table] = {}
+        for customer_id, xmin in q(url, f"select customer_id, xmin::text from {table}"):
+            out[table].setdefault(customer_id, set()).add(xmin)
+    return out
+
+
 # --- the planted cases ----------------------------------------------------------------------------------
 
 def hold_batch(url: str, source_name: str) -> str:
@@ -434,6 +468,7 @@ def runs(env) -> dict:
     from crm_knowledge.scoring.run import score_all
 
     first_scoring = score_all(DAY - dt.timedelta(days=1), env["url"], settings=env["settings"])  # fits the models
+    first_delivery = deliver_after_scoring(env)
     staged_before = {t: q(url, f"select count(*) from staging.{t}")[0][0]
                      for t in ("stg_orders__orders", "stg_siblings__customers", "stg_contacts__interactions")}
     held_rows_staged = q(url, "select count(*) from staging.stg_siblings__customers s join raw.sibling_customers r"
@@ -446,7 +481,9 @@ def runs(env) -> dict:
     release_batch(url, held)
     late = load_late_order_versions(url)
     erased = erase_one(url, env["settings"], set(merged) | set(crossings.values()))
+    versions_before = row_versions(url)
     day = warehouse_run(env, identity_mode="incremental", full_refresh=False)
+    versions_after = row_versions(url)
     incremental = snapshot(url)
     incremental_clusters = clusters(url)
     scoring = score_the_day(env)
@@ -459,7 +496,8 @@ def runs(env) -> dict:
         "staged_before": staged_before, "held": held, "held_rows_staged": held_rows_staged, "late": late,
         "merged": merged, "erased": erased, "crossings": crossings,
         "incremental": incremental, "incremental_clusters": incremental_clusters,
-        "first_scoring": first_scoring, "scoring": scoring,
+        "first_scoring": first_scoring, "scoring": scoring, "first_delivery": first_delivery,
+        "versions_before": versions_before, "versions_after": versions_after,
         "full_snapshot": snapshot(url), "full_clusters": clusters(url),
     }
 
@@ -538,6 +576,34 @@ def test_the_day_merged_two_customers_and_erased_one(runs, env):
             continue
         i = rows[0].index("customer_id")
         assert not {r[i] for r in rows[1:]} & {retired, runs["erased"]}, name
+
+
+def test_customers_listed_only_for_a_delivery_are_recomputed_only_where_deliveries_show(runs):
+    """The campaign delivered after the first day lists its customers on the day: those sent an offer for the
+    delivery (`deliveries`), the campaign's customers for its open response window (`as_of_campaigns`). Their
+    knowledge (the offers made) is recomputed; their activity, description and segment, which no delivery
+    changes, keep the rows the first day wrote (same xmin), while customers listed for changes of their own get
+    new rows. Both equal the full refresh (test_incremental_equals_full_refresh)."""
+    day, before, after = runs["day"], runs["versions_before"], runs["versions_after"]
+    only_deliveries = {c for c, changes in day["affected_as_of"].items()
+                       if set(changes.split(",")) <= {"deliveries", "as_of_campaigns"}}
+    delivered = {c for c, (changes, _) in day["affected"].items() if "deliveries" in changes.split(",")}
+    assert only_deliveries & delivered, (len(only_deliveries), len(delivered))
+    # the scored list keeps the reasons, so customer_segments can leave them out
+    assert all("deliveries" in day["affected_scored"][c].split(",") for c in only_deliveries & delivered)
+    own_changes = {c for c, changes in day["affected_as_of"].items()
+                   if set(changes.split(",")) & {"identity", "orders", "interactions", "forms"}}
+    for table in ("intermediate.int_customer_activity_aggregated", "intermediate.int_customers_described",
+                  "marts.customer_segments"):
+        kept = {c for c in only_deliveries if c in before[table]}
+        assert kept and all(after[table].get(c) == before[table][c] for c in kept), table
+        rewritten = {c for c in own_changes & set(before[table]) & set(after[table])
+                     if after[table][c] != before[table][c]}
+        assert rewritten, f"{table}: no customer with changes of their own was recomputed"
+    knowledge = "marts.customer_knowledge"
+    with_knowledge = {c for c in only_deliveries & delivered if c in after[knowledge]}
+    recomputed = {c for c in with_knowledge if after[knowledge][c] != before[knowledge].get(c)}
+    assert with_knowledge and recomputed == with_knowledge, sorted(with_knowledge - recomputed)[:5]
 
 
 def test_the_as_of_date_moved_customers_across_boundaries(runs):

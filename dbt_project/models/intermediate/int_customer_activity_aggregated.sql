@@ -2,6 +2,7 @@
     affected_customers_config(
         indexes=[{'columns': ['customer_id'], 'unique': true}],
         affected='int_customers_affected_as_of',
+        changes=activity_changes(),
         read_through_views=true,
     )
 }}
@@ -10,28 +11,29 @@
 -- the shared input of dim_customers, the relationship stage and customer_360. Dates and counts only (the
 -- day counts are computed at read time by int_relationship_stages_assigned), so a row changes only when
 -- the customer's events do or the as-of date moves one of them across a boundary.
--- Incremental: a daily run recomputes only int_customers_affected_as_of (macros/affected_customers.sql).
+-- Incremental: a daily run recomputes only the customers int_customers_affected_as_of lists for
+-- activity_changes() (macros/affected_customers.sql): not those listed only for a delivery or a campaign.
 
 with
 
 customer_sources as (
 
     select * from {{ ref('int_customer_sources_aggregated') }}
-    {{ only_affected_customers(affected='int_customers_affected_as_of') }}
+    {{ only_affected_customers(affected='int_customers_affected_as_of', changes=activity_changes()) }}
 
 ),
 
 orders as (
 
     select * from {{ ref('int_orders_unioned') }}
-    {{ only_affected_customers(affected='int_customers_affected_as_of') }}
+    {{ only_affected_customers(affected='int_customers_affected_as_of', changes=activity_changes()) }}
 
 ),
 
 interactions as (
 
     select * from {{ ref('int_interactions_classified') }}
-    {{ only_affected_customers(affected='int_customers_affected_as_of') }}
+    {{ only_affected_customers(affected='int_customers_affected_as_of', changes=activity_changes()) }}
 
 ),
 
@@ -42,14 +44,16 @@ form_submissions as (
     select * from {{ ref('int_form_submissions_resolved') }}
     where
         customer_id is not null
-        {{ only_affected_customers(affected='int_customers_affected_as_of', keyword='and') }}
+        {{
+            only_affected_customers(affected='int_customers_affected_as_of', changes=activity_changes(), keyword='and')
+        }}
 
 ),
 
 complaints as (
 
     select * from {{ ref('int_complaints_tracked') }}
-    {{ only_affected_customers(affected='int_customers_affected_as_of') }}
+    {{ only_affected_customers(affected='int_customers_affected_as_of', changes=activity_changes()) }}
 
 ),
 

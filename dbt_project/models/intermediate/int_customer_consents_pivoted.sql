@@ -2,20 +2,22 @@
     affected_customers_config(
         indexes=[{'columns': ['customer_id'], 'unique': true}],
         affected='int_customers_affected_as_of',
+        changes=activity_changes(),
     )
 }}
 
 -- Each customer's current consent, as of the as-of date: the latest statement per purpose wins.
 -- Marketing needs an explicit grant (no statement = no consent); profiling is allowed unless the
 -- customer opted out (no statement = no opt-out).
--- Incremental: a daily run recomputes only int_customers_affected_as_of (macros/affected_customers.sql).
+-- Incremental: a daily run recomputes only the customers int_customers_affected_as_of lists for
+-- activity_changes() (macros/affected_customers.sql): not those listed only for a delivery or a campaign.
 
 with
 
 consent_events as (
 
     select * from {{ ref('int_consent_events_unioned') }}
-    {{ only_affected_customers(affected='int_customers_affected_as_of') }}
+    {{ only_affected_customers(affected='int_customers_affected_as_of', changes=activity_changes()) }}
 
 ),
 

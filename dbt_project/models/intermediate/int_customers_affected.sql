@@ -18,8 +18,9 @@
 --   facts:    an order, order line or interaction (int_customer_facts_unioned) (re-)staged or (re-)attributed
 --             (staged_at, customer_resolved_at), a form (re-)staged
 --   exports:  a delivery made since the previous run (communicated_at)
---   as-of:    orders dated on the as-of day, treated customers of a campaign whose response window the
---             as-of date still moves (what an as-of date one day later changes in the followed models)
+--   as_of_day: orders dated on the as-of day (what an as-of date one day later changes in the followed models)
+--   as_of_campaigns: treated customers of a campaign whose response window the as-of date still moves (only the
+--             models that read campaign responses follow them, macros/affected_customers.sql activity_changes())
 -- Scores are not listed: they are written after this list is built; the models built after scoring
 -- (customer_segments, int_customer_360_assembled) follow int_customers_affected_scored, which adds them.
 -- Without the var (the weekly full run, a hand-run build) everything counts as changed: every customer id
@@ -127,7 +128,7 @@ changes as (
     union all
     select
         customer_id,
-        'as_of_day' as change
+        'as_of_campaigns' as change
     from campaign_assignments
     where campaign_date >= {{ as_of_date() }} - {{ var('campaign_response_windows') | max }}
 

@@ -8,7 +8,7 @@
 }}
 
 -- The customers a daily run recomputes in the as-of models built after scoring (customer_segments,
--- int_customer_360_assembled): those of int_customers_affected_as_of plus
+-- int_customer_360_assembled): those of int_customers_affected_as_of (with its reasons) plus
 --   scores:           a score written since the run began (var dbt_tests_since) or after the newest score
 --                     customer_segments holds (scores written after the previous post-scoring build, e.g. by
 --                     a scoring run after it), or dated in (P, C], the previous and this run's as-of dates
@@ -75,10 +75,13 @@ changed_scores as (
 
 changes as (
 
+    -- the reasons int_customers_affected_as_of gives, kept: customer_segments, which reads no delivery or
+    -- campaign response, does not recompute the customers listed only for those
     select
-        customer_id,
-        'as_of' as change
+        affected.customer_id,
+        listed.change
     from affected
+    cross join lateral unnest(string_to_array(affected.changes, ',')) as listed (change)
     union all
     select
         customer_id,

@@ -2,6 +2,7 @@
     affected_customers_config(
         indexes=[{'columns': ['customer_id'], 'unique': true}],
         affected='int_customers_affected_as_of',
+        changes=activity_changes(),
         read_through_views=true,
     )
 }}
@@ -9,56 +10,57 @@
 -- The stored part of dim_customers (the view that adds the age band and the as-of date at read time): the
 -- golden record's coarse attributes and its birth date (restricted like every intermediate model; the mart
 -- shows only the year and the age band), how we know the customer, consent and behaviour.
--- Incremental: a daily run recomputes only int_customers_affected_as_of (macros/affected_customers.sql).
+-- Incremental: a daily run recomputes only the customers int_customers_affected_as_of lists for
+-- activity_changes() (macros/affected_customers.sql): not those listed only for a delivery or a campaign.
 
 with
 
 activity as (
 
     select * from {{ ref('int_customer_activity_aggregated') }}
-    {{ only_affected_customers(affected='int_customers_affected_as_of') }}
+    {{ only_affected_customers(affected='int_customers_affected_as_of', changes=activity_changes()) }}
 
 ),
 
 customer_sources as (
 
     select * from {{ ref('int_customer_sources_aggregated') }}
-    {{ only_affected_customers(affected='int_customers_affected_as_of') }}
+    {{ only_affected_customers(affected='int_customers_affected_as_of', changes=activity_changes()) }}
 
 ),
 
 golden_records as (
 
     select * from {{ ref('int_customer_attributes_pivoted') }}
-    {{ only_affected_customers(affected='int_customers_affected_as_of') }}
+    {{ only_affected_customers(affected='int_customers_affected_as_of', changes=activity_changes()) }}
 
 ),
 
 locations as (
 
     select * from {{ ref('int_customer_locations_standardised') }}
-    {{ only_affected_customers(affected='int_customers_affected_as_of') }}
+    {{ only_affected_customers(affected='int_customers_affected_as_of', changes=activity_changes()) }}
 
 ),
 
 consents as (
 
     select * from {{ ref('int_customer_consents_pivoted') }}
-    {{ only_affected_customers(affected='int_customers_affected_as_of') }}
+    {{ only_affected_customers(affected='int_customers_affected_as_of', changes=activity_changes()) }}
 
 ),
 
 erasure_requests as (
 
     select * from {{ ref('int_erasure_requests_aggregated') }}
-    {{ only_affected_customers(affected='int_customers_affected_as_of') }}
+    {{ only_affected_customers(affected='int_customers_affected_as_of', changes=activity_changes()) }}
 
 ),
 
 categories as (
 
     select * from {{ ref('int_customer_categories_ranked') }}
-    {{ only_affected_customers(affected='int_customers_affected_as_of') }}
+    {{ only_affected_customers(affected='int_customers_affected_as_of', changes=activity_changes()) }}
 
 ),
 

@@ -1,10 +1,17 @@
-{{ affected_customers_config(affected='int_customers_affected_scored', tags=['post_scoring']) }}
+{{
+    affected_customers_config(
+        affected='int_customers_affected_scored',
+        tags=['post_scoring'],
+        changes=segment_changes(),
+    )
+}}
 
 -- Each customer's latest scores (scoring.customer_scores, written by the Python scoring task) on or
 -- before the as-of date. Scores of a customer id that identity resolution since merged into another
 -- count for the surviving id. Customers who opted out of profiling get no segment.
 -- Works on an empty scoring table (no rows).
--- Incremental: a daily run recomputes only int_customers_affected_scored (macros/affected_customers.sql),
+-- Incremental: a daily run recomputes only the customers int_customers_affected_scored lists for
+-- segment_changes() (macros/affected_customers.sql: not those listed only for a delivery or a campaign),
 -- reading their scores and those of the ids merged into them.
 
 with
@@ -13,7 +20,7 @@ with
 merged_into_affected as (
 
     select old_customer_id from {{ ref('stg_identity__customer_id_merges') }}
-    {{ only_affected_customers('new_customer_id', affected='int_customers_affected_scored') }}
+    {{ only_affected_customers('new_customer_id', affected='int_customers_affected_scored', changes=segment_changes()) }}
 
 ),
 
@@ -24,6 +31,7 @@ customer_scores as (
         where
             customer_id in (
                 select affected.customer_id from {{ ref('int_customers_affected_scored') }} as affected
+                {{ listed_for(segment_changes()) }}
             )
             or customer_id in (select merged_into_affected.old_customer_id from merged_into_affected)
     {%- endif %}
@@ -39,14 +47,14 @@ customer_id_merges as (
 record_clusters as (
 
     select * from {{ ref('stg_identity__record_clusters') }}
-    {{ only_affected_customers(affected='int_customers_affected_scored') }}
+    {{ only_affected_customers(affected='int_customers_affected_scored', changes=segment_changes()) }}
 
 ),
 
 consents as (
 
     select * from {{ ref('int_customer_consents_pivoted') }}
-    {{ only_affected_customers(affected='int_customers_affected_scored') }}
+    {{ only_affected_customers(affected='int_customers_affected_scored', changes=segment_changes()) }}
 
 ),
 
