@@ -90,3 +90,55 @@
             )
         {%- endfor %}
 {%- endmacro %}
+
+{#- The newest `column` value already held by this incremental model ('-infinity' when it holds none), read
+    first and written as a literal (timestamp_read_first): the watermarks of the incremental intermediate
+    models (int_orders_unioned, int_order_items_unioned, int_interactions_classified). -#}
+{% macro newest_in_this(column) -%}
+    {%- set bound -%}
+        select coalesce(max(existing.{{ column }}), cast('-infinity' as timestamptz)) from {{ this }} as existing
+    {%- endset -%}
+    {{- timestamp_read_first(bound) -}}
+{%- endmacro %}
+
+{#-
+    The rows of an incremental intermediate model whose customer may have changed since it last ran, for a
+    model whose rows meet identity through a source record of `system` named by its column `record_column`
+    (indexed): the record was (re-)attributed since the newest customer_resolved_at the model holds (a merge,
+    a split, a record newly resolved), or it left identity while the row still names a customer (unresolved
+    now; for the orders database also deleted at the source). `columns`: what to select of those rows
+    (expressions over `existing`, the model's rows); `where`: a condition of the caller's own.
+
+    Probes by the record column, no scan of the model. The weekly full refresh stays the backstop for what no
+    probe sees, as for the facts (incremental_fact_filter): a record whose only batches were held after being
+    staged. The model must declare `-- depends_on:` the staging models read here that it does not ref itself
+    (stg_identity__unresolved; stg_orders__deletions for the orders database).
+-#}
+{% macro rows_reattributed(columns, system, record_column, where=none) -%}
+    select {{ columns }}
+    from {{ this }} as existing
+    where
+        {% if where %}{{ where }} and {% endif %}existing.{{ record_column }} in (
+            select reattributed.source_record_id
+            from {{ ref('stg_identity__record_clusters') }} as reattributed
+            where
+                reattributed.source_system = '{{ system }}'
+                and reattributed.resolved_at > {{ newest_in_this('customer_resolved_at') }}
+        )
+    union
+    select {{ columns }}
+    from {{ this }} as existing
+    where
+        {% if where %}{{ where }} and {% endif %}existing.customer_id is not null
+        and existing.{{ record_column }} in (
+            select left_identity.source_record_id
+            from {{ ref('stg_identity__unresolved') }} as left_identity
+            where left_identity.source_system = '{{ system }}'
+            {%- if system == 'orders' %}
+            union all
+            select deleted.record_key
+            from {{ ref('stg_orders__deletions') }} as deleted
+            where deleted.entity = 'customers'
+            {%- endif %}
+        )
+{%- endmacro %}

@@ -195,13 +195,8 @@ latest_versions as (
                   ~ record_key ~ ") }}") -%}
 {%- endmacro %}
 
-{#- Lower bound of "recently loaded": the newest load time already in this model, minus the look-back.
-
-    When a model runs, the bound is read first (run_query) and written into the query as a literal: as a
-    subquery it is a value the planner does not know, so it guessed a third of raw recently loaded and read
-    all of raw (the orders database's order lines: 23 s of a 1M daily run for 9,000 new rows); as a literal
-    the planner sees how few rows are that new and reads them by index. Compiling, and a unit test (whose
-    `this` is a fixture), keep the subquery. -#}
+{#- Lower bound of "recently loaded": the newest load time already in this model, minus the look-back
+    (a literal when the model runs: timestamp_read_first). -#}
 {% macro staging_watermark() -%}
     {%- set bound -%}
         select
@@ -209,6 +204,17 @@ latest_versions as (
             - interval '{{ var("incremental_lookback_hours") }} hours'
         from {{ this }} as staged
     {%- endset -%}
+    {{- timestamp_read_first(bound) -}}
+{%- endmacro %}
+
+{#- The timestamptz a query `bound` returns (one row, one column; '-infinity' allowed), for a watermark.
+
+    When a model runs, the bound is read first (run_query) and written into the query as a literal: as a
+    subquery it is a value the planner does not know, so it guessed a third of raw recently loaded and read
+    all of raw (the orders database's order lines: 23 s of a 1M daily run for 9,000 new rows); as a literal
+    the planner sees how few rows are that new and reads them by index. Compiling, and a unit test (whose
+    `this` is a fixture), keep the subquery. -#}
+{% macro timestamp_read_first(bound) -%}
     {%- if execute and model.resource_type == 'model' -%}
         {%- set found = run_query("select case when w = '-infinity' then null else "
                                   ~ "cast(floor(extract(epoch from w) * 1000000) as bigint) end from (" ~ bound ~ ") as b(w)") -%}

@@ -254,13 +254,22 @@ VERSIONED_TABLES = ("intermediate.int_customer_activity_aggregated", "intermedia
                     "marts.customer_segments", "marts.customer_knowledge")
 
 
+#: The incremental intermediate models (macros/incremental_facts.sql) by their key.
+INCREMENTAL_INTERMEDIATE = {"intermediate.int_orders_unioned": "order_id",
+                            "intermediate.int_order_items_unioned": "order_item_id",
+                            "intermediate.int_interactions_classified": "interaction_id"}
+
+
 def row_versions(url: str) -> dict[str, dict[str, set[str]]]:
-    """Per table of VERSIONED_TABLES: customer_id -> the transaction ids that wrote its rows (xmin)."""
+    """Per table of VERSIONED_TABLES: customer_id -> the transaction ids that wrote its rows (xmin); per table of
+    INCREMENTAL_INTERMEDIATE: key -> the transaction id that wrote its row."""
     out: dict[str, dict[str, set[str]]] = {}
     for table in VERSIONED_TABLES:
         out[table] = {}
         for customer_id, xmin in q(url, f"select customer_id, xmin::text from {table}"):
             out[table].setdefault(customer_id, set()).add(xmin)
+    for table, key in INCREMENTAL_INTERMEDIATE.items():
+        out[table] = {k: {xmin} for k, xmin in q(url, f"select {key}, xmin::text from {table}")}
     return out
 
 
@@ -315,6 +324,62 @@ def load_late_order_versions(url: str) -> dict[int, str]:
         expected[b[0]] = conn.execute("select status from staging.stg_orders__orders where order_id = %s",
                                       (b[0],)).fetchone()[0]
     return expected
+
+
+def delete_at_source(url: str, spare_customers: set[str], spare_orders: set[int]) -> dict:
+    """Deletions at the orders database, as ingestion records them (a version of the key with
+    `_deleted_at_source`, in a batch of its own): a whole order with its lines, one line of another order (the
+    order stays, one unit short), and an orders-database customer who is also known from another source (the
+    customer stays; the orders database's orders lose their buyer). None of `spare_customers` /
+    `spare_orders`. Returns the keys and what the order that lost a line held before."""
+    spare = sorted(spare_customers)
+    with psycopg.connect(url) as conn:
+        (order_id,) = conn.execute("""
+            select o.order_id from staging.stg_orders__orders o
+            join intermediate.int_orders_unioned u on u.order_id = 'orders:' || o.order_id
+            where o.status = 'shipped' and o.order_id <> all(%s) and coalesce(u.customer_id, '') <> all(%s)
+            order by o.order_id limit 1""", (sorted(spare_orders), spare)).fetchone()
+        short_order_id, order_item_id, quantity_before = conn.execute("""
+            select u.source_order_id::int, min(i.order_item_id), u.item_quantity
+            from intermediate.int_orders_unioned u
+            join staging.stg_orders__order_items i on 'orders:' || i.order_id = u.order_id
+            where u.order_source = 'orders' and u.status = 'shipped' and u.source_order_id::int <> all(%s)
+              and u.source_order_id::int <> %s and coalesce(u.customer_id, '') <> all(%s)
+            group by u.source_order_id, u.item_quantity having count(*) >= 2
+            order by 1 limit 1""", (sorted(spare_orders), order_id, spare)).fetchone()
+        orders_customer, customer_id = conn.execute("""
+            select c.source_record_id, c.customer_id from identity.record_clusters c
+            where c.source_system = 'orders' and c.customer_id <> all(%s)
+              and exists (select 1 from identity.record_clusters o
+                          where o.customer_id = c.customer_id and o.source_system <> 'orders')
+              and exists (select 1 from intermediate.int_orders_unioned u
+                          where u.source_customer_id = c.source_record_id
+                            and u.source_order_id::int not in (%s, %s))
+            order by c.source_record_id limit 1""", (spare, order_id, short_order_id)).fetchone()
+        line_ids = [r[0] for r in conn.execute(
+            "select order_item_id from staging.stg_orders__order_items where order_id = %s", (order_id,))]
+        batch_id = f"deleted-at-source-{uuid.uuid4().hex[:8]}"
+        conn.execute("insert into audit.load_batches (batch_id, source_name, source_kind, status, rows_read,"
+                     " rows_loaded, finished_at) values (%s, 'orders.orders', 'orders_db', 'loaded', 0, 0, now())",
+                     (batch_id,))
+        for table, key, keys in (("orders__orders", "order_id", [order_id]),
+                                 ("orders__order_items", "order_item_id", [*line_ids, order_item_id]),
+                                 ("orders__customers", "customer_id", [int(orders_customer)])):
+            columns = [c for (c,) in conn.execute(
+                "select column_name from information_schema.columns where table_schema = 'raw' and table_name = %s"
+                " and column_name not like '\\_%%' and column_name <> 'updated_at' order by ordinal_position",
+                (table,))]
+            listed = ", ".join(columns)
+            marked = conn.execute(
+                f"""insert into raw.{table} ({listed}, updated_at, _batch_id, _source_file, _loaded_at, _row_number,
+                        _record_hash, _deleted_at_source)
+                    select distinct on ({key}) {listed}, updated_at + interval '1 hour', %s, 'deleted at the source',
+                           now(), 1, md5(random()::text), true
+                    from raw.{table} where {key} = any(%s)
+                    order by {key}, updated_at desc nulls last, _loaded_at desc""", (batch_id, keys)).rowcount
+            assert marked == len(set(keys)), (table, marked, keys)
+    return {"order": order_id, "short_order": short_order_id, "line": order_item_id,
+            "quantity_before": quantity_before, "orders_customer": orders_customer, "customer": customer_id}
 
 
 def plant_merge(url: str, landing_dir) -> tuple[str, str]:
@@ -480,6 +545,7 @@ def runs(env) -> dict:
     day_loaded = ingest_all()
     release_batch(url, held)
     late = load_late_order_versions(url)
+    deleted = delete_at_source(url, set(merged) | set(crossings.values()), set(late))
     erased = erase_one(url, env["settings"], set(merged) | set(crossings.values()))
     versions_before = row_versions(url)
     day = warehouse_run(env, identity_mode="incremental", full_refresh=False)
@@ -494,7 +560,7 @@ def runs(env) -> dict:
         "view_bases_before": view_bases_before, "view_bases_after": view_base_oids(url),
         "first_loaded": first_loaded, "day_loaded": day_loaded, "first": first, "day": day, "full": full,
         "staged_before": staged_before, "held": held, "held_rows_staged": held_rows_staged, "late": late,
-        "merged": merged, "erased": erased, "crossings": crossings,
+        "merged": merged, "erased": erased, "crossings": crossings, "deleted": deleted,
         "incremental": incremental, "incremental_clusters": incremental_clusters,
         "first_scoring": first_scoring, "scoring": scoring, "first_delivery": first_delivery,
         "versions_before": versions_before, "versions_after": versions_after,
@@ -533,8 +599,9 @@ def test_the_day_changed_something(runs):
     assert runs["day_loaded"]["contacts"] > 0
     assert runs["held_rows_staged"] == 0, "a held batch reached staging"
     inc = runs["incremental"]
+    deleted_at_source = {"stg_orders__orders": 1}  # delete_at_source: one whole order
     for table, before in runs["staged_before"].items():
-        assert len(inc[f"staging.{table}"]) - 1 > before, table
+        assert len(inc[f"staging.{table}"]) - 1 + deleted_at_source.get(table, 0) > before, table
 
 
 def test_late_and_released_rows(runs, env):
@@ -604,6 +671,56 @@ def test_customers_listed_only_for_a_delivery_are_recomputed_only_where_deliveri
     with_knowledge = {c for c in only_deliveries & delivered if c in after[knowledge]}
     recomputed = {c for c in with_knowledge if after[knowledge][c] != before[knowledge].get(c)}
     assert with_knowledge and recomputed == with_knowledge, sorted(with_knowledge - recomputed)[:5]
+
+
+def test_deletions_at_the_source_reach_the_orders_on_the_day(runs, env):
+    """The day's run drops the deleted order (and its lines), re-writes the order that lost a line (one line
+    fewer, fewer units, in the intermediate orders and fct_orders alike) and leaves the deleted buyer's other
+    orders without a customer; the full refresh agrees (test_incremental_equals_full_refresh)."""
+    url, deleted = env["url"], runs["deleted"]
+    inc = runs["incremental"]
+
+    def rows(table: str, column: str, value: str) -> list[dict]:
+        header, *body = inc[table]
+        i = header.index(column)
+        return [dict(zip(header, r, strict=True)) for r in body if r[i] == value]
+
+    gone = f"orders:{deleted['order']}"
+    for table in ("intermediate.int_orders_unioned", "marts.fct_orders", "intermediate.int_order_items_unioned",
+                  "marts.fct_order_items"):
+        assert rows(table, "order_id", gone) == [], table
+    short = f"orders:{deleted['short_order']}"
+    assert rows("intermediate.int_order_items_unioned", "order_item_id", f"orders:{deleted['line']}") == []
+    lines = rows("intermediate.int_order_items_unioned", "order_id", short)
+    (order,) = rows("intermediate.int_orders_unioned", "order_id", short)
+    (fact,) = rows("marts.fct_orders", "order_id", short)
+    assert lines and int(order["item_quantity"]) == sum(int(r["quantity"]) for r in lines)
+    assert int(order["item_quantity"]) < deleted["quantity_before"]
+    assert fact["item_quantity"] == order["item_quantity"]
+    bought = rows("intermediate.int_orders_unioned", "source_customer_id", deleted["orders_customer"])
+    assert bought and all(r["customer_id"] is None for r in bought), bought
+    for r in bought:
+        (fact,) = rows("marts.fct_orders", "order_id", r["order_id"])
+        assert fact["customer_id"] is None, fact
+    assert q(url, "select count(*) from identity.record_clusters where customer_id = %s",
+             (deleted["customer"],))[0][0] > 0, "the buyer's customer is known from another source"
+
+
+def test_the_intermediate_orders_and_interactions_rewrote_only_the_day_s_rows(runs):
+    """int_orders_unioned, int_order_items_unioned and int_interactions_classified are incremental: the day
+    rewrote the rows it changed (new orders, the late versions, the re-attributed ones), kept the others as the
+    first day wrote them (same xmin), and added its new ones; their rows equal the full refresh's (compared in
+    test_incremental_equals_full_refresh)."""
+    before, after = runs["versions_before"], runs["versions_after"]
+    for table in INCREMENTAL_INTERMEDIATE:
+        kept = [k for k in before[table] if after[table].get(k) == before[table][k]]
+        rewritten = [k for k in before[table] if k in after[table] and after[table][k] != before[table][k]]
+        added = set(after[table]) - set(before[table])
+        assert len(kept) > 0.8 * len(before[table]), (table, len(kept), len(before[table]))
+        assert added and (rewritten or table.endswith("interactions_classified")), (table, rewritten, added)
+    late = {f"orders:{order_id}" for order_id in runs["late"]}
+    orders = "intermediate.int_orders_unioned"
+    assert all(after[orders][k] != before[orders][k] for k in late)  # the late version that won, and lost
 
 
 def test_the_as_of_date_moved_customers_across_boundaries(runs):

@@ -1,11 +1,36 @@
+{{ incremental_fact_config('interaction_id') }}
+
+-- depends_on: {{ ref('stg_identity__unresolved') }}
+
 -- Contact-centre interactions attributed to customers and filed as knowledge (kind and flow by topic,
 -- seed contact_topic_knowledge_kinds; unlisted topics are a customer need).
+-- Incremental (macros/incremental_facts.sql, rows_reattributed): an interaction is re-written when it was
+-- staged since the newest row held here, or identity (re-)attributed its record since then, or its record left
+-- identity. A change of the topic seed reaches the rows already held at the weekly full refresh.
 
 with
+
+changed_interactions as (
+
+    {%- if is_incremental() %}
+        select changed.interaction_id
+        from {{ ref('stg_contacts__interactions') }} as changed
+        where changed.staged_at > {{ newest_in_this('staged_at') }}
+        union
+        {{ rows_reattributed('existing.interaction_id', 'contacts', 'interaction_id') }}
+    {%- else %}
+        select cast(null as text) as interaction_id
+        where false
+    {%- endif %}
+
+),
 
 interactions as (
 
     select * from {{ ref('stg_contacts__interactions') }}
+    {%- if is_incremental() %}
+        where interaction_id in (select changed_interactions.interaction_id from changed_interactions)
+    {%- endif %}
 
 ),
 

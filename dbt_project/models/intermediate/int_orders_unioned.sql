@@ -1,23 +1,124 @@
+{%- set staged_since = newest_in_this('staged_at') if is_incremental() else none -%}
+{%- set items_held = existing_relation(this.schema, 'int_order_items_unioned') if is_incremental() else none -%}
+{{
+    incremental_fact_config(
+        'order_id',
+        more_indexes=[{'columns': ['source_customer_id']}],
+        post_hook=["{{ delete_facts_deleted_at_source([['order_id', 'orders']]) }}"],
+    )
+}}
+
+-- depends_on: {{ ref('stg_orders__deletions') }}
+-- depends_on: {{ ref('stg_identity__unresolved') }}
+
 -- Orders of the operational database and of shops' file exports in one shape, attributed to customers
 -- through identity resolution (an order belongs to the customer its orders-database account resolved to).
+-- Incremental (macros/incremental_facts.sql, rows_reattributed): an order is re-written when the order,
+-- one of its lines or its shop export was staged since the newest row held here, when identity
+-- (re-)attributed its buyer's record since then, when its buyer's record left identity (unresolved, deleted at
+-- the source), or when one of its lines was deleted at the source (the line still held by
+-- int_order_items_unioned, which drops it after this model). Orders deleted at the source are deleted
+-- (post-hook). A daily run reads the day's orders by index instead of rebuilding 5M orders from 12M lines
+-- (52 s of the 1M benchmark's day).
 
 with
+
+-- orders that lost a line at the source since this model last ran: int_order_items_unioned, built after this
+-- model, still holds the line. No staged row announces the loss, so the order's staged_at becomes this run's
+-- (database_orders): the incremental facts re-write it too
+orders_that_lost_lines as (
+
+    {%- if items_held is not none %}
+        select distinct cast(split_part(held_items.order_id, ':', 2) as int) as order_id
+        from {{ items_held }} as held_items
+        where
+            held_items.order_item_id in (
+                select 'orders:' || deleted.record_key
+                from {{ ref('stg_orders__deletions') }} as deleted
+                where deleted.entity = 'order_items'
+            )
+    {%- else %}
+        select cast(null as int) as order_id
+        where false
+    {%- endif %}
+
+),
+
+-- the orders database's orders to re-write
+changed_database_orders as (
+
+    {%- if is_incremental() %}
+        select changed_items.order_id
+        from {{ ref('stg_orders__order_items') }} as changed_items
+        where changed_items.staged_at > {{ staged_since }}
+        union
+        select changed.order_id
+        from {{ ref('stg_orders__orders') }} as changed
+        where changed.staged_at > {{ staged_since }}
+        union
+        {{ rows_reattributed('cast(existing.source_order_id as int) as order_id', 'orders', 'source_customer_id',
+                             "existing.order_source = 'orders'") }}
+        union
+        select orders_that_lost_lines.order_id from orders_that_lost_lines
+    {%- else %}
+        select cast(null as int) as order_id
+        where false
+    {%- endif %}
+
+),
+
+-- the shops' exported orders to re-write
+changed_shop_orders as (
+
+    {%- if is_incremental() %}
+        select
+            changed.shop,
+            changed.shop_order_id
+        from {{ ref('stg_order_exports__orders') }} as changed
+        where changed.staged_at > {{ staged_since }}
+        union
+        {{
+            rows_reattributed('existing.shop, existing.source_order_id as shop_order_id', 'orders',
+                              'source_customer_id', "existing.order_source = 'order_export'")
+        }}
+    {%- else %}
+        select
+            cast(null as text) as shop,
+            cast(null as text) as shop_order_id
+        where false
+    {%- endif %}
+
+),
 
 orders as (
 
     select * from {{ ref('stg_orders__orders') }}
+    {%- if is_incremental() %}
+        where order_id in (select changed_database_orders.order_id from changed_database_orders)
+    {%- endif %}
 
 ),
 
 order_items as (
 
     select * from {{ ref('stg_orders__order_items') }}
+    {%- if is_incremental() %}
+        where order_id in (select changed_database_orders.order_id from changed_database_orders)
+    {%- endif %}
 
 ),
 
 exported_orders as (
 
     select * from {{ ref('stg_order_exports__orders') }}
+    {%- if is_incremental() %}
+        where (shop, shop_order_id) in (
+                select
+                    changed_shop_orders.shop,
+                    changed_shop_orders.shop_order_id
+                from changed_shop_orders
+            )
+    {%- endif %}
 
 ),
 
@@ -56,10 +157,21 @@ database_orders as (
         orders.ordered_at,
         greatest(orders.updated_at, order_item_totals.items_updated_at) as updated_at,
         greatest(orders.loaded_at, order_item_totals.items_loaded_at) as loaded_at,
-        greatest(orders.staged_at, order_item_totals.items_staged_at) as staged_at
+        greatest(
+            orders.staged_at,
+            order_item_totals.items_staged_at
+            {%- if is_incremental() %}
+                ,
+                case when orders_that_lost_lines.order_id is not null then now() end
+            {%- endif %}
+        ) as staged_at
     from orders
     left join order_item_totals
         on orders.order_id = order_item_totals.order_id
+    {%- if is_incremental() %}
+        left join orders_that_lost_lines
+            on orders.order_id = orders_that_lost_lines.order_id
+    {%- endif %}
 
 ),
 

@@ -20,7 +20,9 @@ with
 merged_into_affected as (
 
     select old_customer_id from {{ ref('stg_identity__customer_id_merges') }}
-    {{ only_affected_customers('new_customer_id', affected='int_customers_affected_scored', changes=segment_changes()) }}
+    {{
+        only_affected_customers('new_customer_id', affected='int_customers_affected_scored', changes=segment_changes())
+    }}
 
 ),
 
