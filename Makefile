@@ -52,7 +52,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check plugins dags tests
 	$(BIN)/sqlfluff lint dbt_project/models
 
-# A benchmark, never part of `make test`: full pipeline + one incremental day at SIZE customers, with
+# A benchmark, never part of `make test`: full pipeline + two incremental days at SIZE customers, with
 # plain-COPY and pandas baselines; writes bench/results/<date>-<size>.json and .md (see README "Benchmarks").
 bench: $(STAMP)
 	$(BIN)/ckp bench --size $(SIZE) $(BENCH_ARGS)

@@ -103,7 +103,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         print(f"ckp bench: --identity-backends takes duckdb and/or spark, got {', '.join(unknown)}", file=sys.stderr)
         return 2
     with home_lock(get_settings().home):
-        report = run_bench(args.size, args.seed, incremental=not args.no_incremental,
+        report = run_bench(args.size, args.seed, incremental=not args.no_incremental, days=args.days,
                            baselines=not args.no_baselines, scaling=not args.no_scaling, identity_backends_=backends,
                            only_ingest=args.only_ingest, only_identity=args.only_identity, rounds=args.rounds,
                            **extra)
@@ -285,6 +285,17 @@ def _cmd_api_keys(args: argparse.Namespace) -> int:
     return 0
 
 
+def _positive_int(text: str) -> int:
+    """An argparse type: a whole number of at least 1 (argparse names the option when it refuses one)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def _identifier_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--email")
     p.add_argument("--phone", help="any spelling: 0912…, +98 912 …, Persian digits")
@@ -344,10 +355,13 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("--pairs", type=int, default=20, help="linked pairs in the waterfall chart (least certain first)")
     i.set_defaults(func=_cmd_identity)
 
-    b = sub.add_parser("bench", help="benchmark the whole pipeline at --size customers (full run + one day)")
+    b = sub.add_parser("bench", help="benchmark the whole pipeline at --size customers (full run + --days days)")
     b.add_argument("--size", type=int, default=100_000)
     b.add_argument("--seed", type=int, default=42)
-    b.add_argument("--no-incremental", action="store_true", help="skip the incremental day")
+    b.add_argument("--no-incremental", action="store_true", help="skip the incremental days")
+    b.add_argument("--days", type=_positive_int, default=2,
+                   help="incremental days after the full run (default 2: the day after the weekly run, which "
+                        "follows its deliveries, then an ordinary day)")
     b.add_argument("--no-baselines", action="store_true", help="skip plain COPY and pandas to_sql baselines")
     b.add_argument("--no-scaling", action="store_true", help="skip identity resolution at 100k/1M records")
     b.add_argument("--identity-backends", metavar="LIST",

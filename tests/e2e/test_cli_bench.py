@@ -100,6 +100,8 @@ def test_ckp_bench_small(tmp_path):
                   CKP_BENCH_WEBHOOK_PORT=os.environ.get("CKP_WEBHOOK_PORT", "8790"))
     bad = run_ckp("bench", "--size", str(SIZE), "--identity-backends", "duckdb,flink", env=env, timeout=300)
     assert bad.returncode == 2 and "flink" in bad.stderr
+    no_day = run_ckp("bench", "--size", str(SIZE), "--days", "0", env=env, timeout=300)
+    assert no_day.returncode == 2 and "argument --days: must be at least 1, got 0" in no_day.stderr, no_day.stderr
     res = run_ckp("bench", "--size", str(SIZE), "--seed", "5", "--no-incremental", "--no-baselines", "--no-scaling",
                   "--identity-backends", "duckdb,spark", "--results-dir", str(tmp_path), env=env, timeout=3600)
     try:
