@@ -254,10 +254,13 @@ VERSIONED_TABLES = ("intermediate.int_customer_activity_aggregated", "intermedia
                     "marts.customer_segments", "marts.customer_knowledge")
 
 
-#: The incremental intermediate models (macros/incremental_facts.sql) by their key.
+#: The incremental intermediate models (macros/incremental_facts.sql) by their key (an SQL expression).
+RECORD_KEY = "source_system || '|' || source_record_id"
 INCREMENTAL_INTERMEDIATE = {"intermediate.int_orders_unioned": "order_id",
                             "intermediate.int_order_items_unioned": "order_item_id",
-                            "intermediate.int_interactions_classified": "interaction_id"}
+                            "intermediate.int_interactions_classified": "interaction_id",
+                            "intermediate.int_customer_records_unioned": RECORD_KEY,
+                            "intermediate.int_identity_candidates": RECORD_KEY}
 
 
 def row_versions(url: str) -> dict[str, dict[str, set[str]]]:
@@ -329,9 +332,10 @@ def load_late_order_versions(url: str) -> dict[int, str]:
 def delete_at_source(url: str, spare_customers: set[str], spare_orders: set[int]) -> dict:
     """Deletions at the orders database, as ingestion records them (a version of the key with
     `_deleted_at_source`, in a batch of its own): a whole order with its lines, one line of another order (the
-    order stays, one unit short), and an orders-database customer who is also known from another source (the
-    customer stays; the orders database's orders lose their buyer). None of `spare_customers` /
-    `spare_orders`. Returns the keys and what the order that lost a line held before."""
+    order stays, one unit short), an orders-database customer who is also known from another source (the
+    customer stays; the orders database's orders lose their buyer); and a product moved to another category
+    (its lines follow). None of `spare_customers` / `spare_orders`. Returns the keys and what the order that lost
+    a line held before."""
     spare = sorted(spare_customers)
     with psycopg.connect(url) as conn:
         (order_id,) = conn.execute("""
@@ -358,6 +362,13 @@ def delete_at_source(url: str, spare_customers: set[str], spare_orders: set[int]
             order by c.source_record_id limit 1""", (spare, order_id, short_order_id)).fetchone()
         line_ids = [r[0] for r in conn.execute(
             "select order_item_id from staging.stg_orders__order_items where order_id = %s", (order_id,))]
+        # the product of fewest lines, not on the orders above
+        (product_id,) = conn.execute("""
+            select product_id from intermediate.int_order_items_unioned
+            where product_id is not null
+            group by product_id
+            having bool_and(order_id not in ('orders:' || %s::text, 'orders:' || %s::text))
+            order by count(*), product_id limit 1""", (order_id, short_order_id)).fetchone()
         batch_id = f"deleted-at-source-{uuid.uuid4().hex[:8]}"
         conn.execute("insert into audit.load_batches (batch_id, source_name, source_kind, status, rows_read,"
                      " rows_loaded, finished_at) values (%s, 'orders.orders', 'orders_db', 'loaded', 0, 0, now())",
@@ -378,8 +389,19 @@ def delete_at_source(url: str, spare_customers: set[str], spare_orders: set[int]
                     from raw.{table} where {key} = any(%s)
                     order by {key}, updated_at desc nulls last, _loaded_at desc""", (batch_id, keys)).rowcount
             assert marked == len(set(keys)), (table, marked, keys)
+        # and a product moved to another category (a new version, not a deletion: a deleted product's lines
+        # keep its id, which fct_order_items' relationships test to dim_products refuses; docs/operations.md)
+        moved = conn.execute(
+            """insert into raw.orders__products (product_id, sku, name, category, unit_price, updated_at, _batch_id,
+                    _source_file, _loaded_at, _row_number, _record_hash)
+                select distinct on (product_id) product_id, sku, name, 'moved-category', unit_price,
+                       updated_at + interval '1 hour', %s, 'category changed', now(), 1, md5(random()::text)
+                from raw.orders__products where product_id = %s
+                order by product_id, updated_at desc nulls last, _loaded_at desc""", (batch_id, product_id)).rowcount
+        assert moved == 1, product_id
     return {"order": order_id, "short_order": short_order_id, "line": order_item_id,
-            "quantity_before": quantity_before, "orders_customer": orders_customer, "customer": customer_id}
+            "quantity_before": quantity_before, "orders_customer": orders_customer, "customer": customer_id,
+            "product": product_id}
 
 
 def plant_merge(url: str, landing_dir) -> tuple[str, str]:
@@ -675,8 +697,9 @@ def test_customers_listed_only_for_a_delivery_are_recomputed_only_where_deliveri
 
 def test_deletions_at_the_source_reach_the_orders_on_the_day(runs, env):
     """The day's run drops the deleted order (and its lines), re-writes the order that lost a line (one line
-    fewer, fewer units, in the intermediate orders and fct_orders alike) and leaves the deleted buyer's other
-    orders without a customer; the full refresh agrees (test_incremental_equals_full_refresh)."""
+    fewer, fewer units, in the intermediate orders and fct_orders alike), leaves the deleted buyer's other
+    orders without a customer, and moves the lines of the product whose category changed; the full refresh
+    agrees (test_incremental_equals_full_refresh)."""
     url, deleted = env["url"], runs["deleted"]
     inc = runs["incremental"]
 
@@ -704,13 +727,18 @@ def test_deletions_at_the_source_reach_the_orders_on_the_day(runs, env):
         assert fact["customer_id"] is None, fact
     assert q(url, "select count(*) from identity.record_clusters where customer_id = %s",
              (deleted["customer"],))[0][0] > 0, "the buyer's customer is known from another source"
+    # the lines of the product moved to another category follow it, in the intermediate lines and the fact alike
+    for table in ("intermediate.int_order_items_unioned", "marts.fct_order_items"):
+        lines = rows(table, "product_id", str(deleted["product"]))
+        assert lines and all(r["category"] == "moved-category" for r in lines), (table, lines)
 
 
 def test_the_intermediate_orders_and_interactions_rewrote_only_the_day_s_rows(runs):
-    """int_orders_unioned, int_order_items_unioned and int_interactions_classified are incremental: the day
-    rewrote the rows it changed (new orders, the late versions, the re-attributed ones), kept the others as the
-    first day wrote them (same xmin), and added its new ones; their rows equal the full refresh's (compared in
-    test_incremental_equals_full_refresh)."""
+    """int_orders_unioned, int_order_items_unioned, int_interactions_classified and the identity input
+    (int_customer_records_unioned, int_identity_candidates) are incremental: the day rewrote the rows it changed
+    (new orders, the late versions, the re-attributed ones, the changed records), kept the others as the first day
+    wrote them (same xmin), added its new ones and deleted the records gone (the orders-database buyer deleted at
+    the source); their rows equal the full refresh's (compared in test_incremental_equals_full_refresh)."""
     before, after = runs["versions_before"], runs["versions_after"]
     for table in INCREMENTAL_INTERMEDIATE:
         kept = [k for k in before[table] if after[table].get(k) == before[table][k]]
@@ -721,6 +749,9 @@ def test_the_intermediate_orders_and_interactions_rewrote_only_the_day_s_rows(ru
     late = {f"orders:{order_id}" for order_id in runs["late"]}
     orders = "intermediate.int_orders_unioned"
     assert all(after[orders][k] != before[orders][k] for k in late)  # the late version that won, and lost
+    gone = f"orders|{runs['deleted']['orders_customer']}"
+    for table in ("intermediate.int_customer_records_unioned", "intermediate.int_identity_candidates"):
+        assert gone in before[table] and gone not in after[table], table
 
 
 def test_the_as_of_date_moved_customers_across_boundaries(runs):

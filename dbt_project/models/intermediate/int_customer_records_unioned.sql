@@ -1,38 +1,62 @@
+{%- set staged_since = newest_in_this('staged_at') if is_incremental() else none -%}
 {{
-    config(
+    incremental_record_config(
         tags=['identity_input'],
-        indexes=[
-            {'columns': ['source_system', 'source_record_id'], 'unique': true},
-        ],
+        post_hook=[delete_records_gone_hook([
+            ['stg_orders__customers', "existing.source_system = 'orders'",
+             'kept.orders_customer_id = cast(existing.source_record_id as int)'],
+            ['stg_forms__submissions', "existing.source_system = 'forms'",
+             'kept.submission_id = existing.source_record_id'],
+            ['stg_siblings__customers', "existing.source_system like 'sibling:%'",
+             'kept.source_system = existing.source_system and kept.source_record_id = existing.source_record_id'],
+            ['stg_contacts__interactions', "existing.source_system = 'contacts'",
+             'kept.interaction_id = existing.source_record_id'],
+        ])],
     )
 }}
 
 -- A table, not a view: survivorship, the pii vault and the identity input all read it, and it is where
 -- the util.* normalisation of every source record is paid for, once per run.
+-- Incremental (macros/incremental_facts.sql, incremental_record_config): a record is re-written when staging
+-- re-wrote it since the newest record held here; a record gone from staging (deleted at the source, its only
+-- batches held after being staged) is deleted by the post-hook. Rebuilding 6.2M records took 17 s of the 1M
+-- benchmark's day.
 
 with
 
 orders_customers as (
 
     select * from {{ ref('stg_orders__customers') }}
+    {%- if is_incremental() %}
+        where staged_at > {{ staged_since }}
+    {%- endif %}
 
 ),
 
 form_submissions as (
 
     select * from {{ ref('stg_forms__submissions') }}
+    {%- if is_incremental() %}
+        where staged_at > {{ staged_since }}
+    {%- endif %}
 
 ),
 
 sibling_customers as (
 
     select * from {{ ref('stg_siblings__customers') }}
+    {%- if is_incremental() %}
+        where staged_at > {{ staged_since }}
+    {%- endif %}
 
 ),
 
 contact_interactions as (
 
     select * from {{ ref('stg_contacts__interactions') }}
+    {%- if is_incremental() %}
+        where staged_at > {{ staged_since }}
+    {%- endif %}
 
 ),
 

@@ -1,17 +1,24 @@
 {{
-    config(
+    incremental_record_config(
         tags=['identity_input'],
-        indexes=[
-            {'columns': ['source_system', 'source_record_id'], 'unique': true},
-        ],
+        post_hook=[delete_records_gone_hook([
+            ['int_customer_records_unioned', 'true',
+             'kept.source_system = existing.source_system and kept.source_record_id = existing.source_record_id'],
+        ])],
     )
 }}
+
+-- Incremental as int_customer_records_unioned (macros/incremental_facts.sql, incremental_record_config): a
+-- candidate is re-written when its record was, and deleted when its record is gone.
 
 with
 
 customer_records as (
 
     select * from {{ ref('int_customer_records_unioned') }}
+    {%- if is_incremental() %}
+        where staged_at > {{ newest_in_this('staged_at') }}
+    {%- endif %}
 
 ),
 

@@ -19,8 +19,7 @@ changed_interactions as (
         union
         {{ rows_reattributed('existing.interaction_id', 'contacts', 'interaction_id') }}
     {%- else %}
-        select cast(null as text) as interaction_id
-        where false
+        {{ no_rows({'interaction_id': 'text'}) }}
     {%- endif %}
 
 ),

@@ -26,9 +26,10 @@
 -- the others): an order's lines are re-written when its row in int_orders_unioned (built just before) was
 -- staged or (re-)attributed since the newest line held here (a line, the order or its export staged; identity
 -- moved its buyer), when its buyer left identity (the order has no customer any more, its lines still do), or
--- when one of its products was staged or deleted at the source since. Lines and orders deleted at the source
--- are deleted (post-hook). Not seen until the weekly full refresh: a product added later under a SKU an exported
--- line named before (the line has no product to probe by).
+-- when one of its products was staged since. Lines and orders deleted at the source are deleted (post-hook).
+-- Not seen until the weekly full refresh: a product added later under a SKU an exported line named before (the
+-- line has no product to probe by), and a product deleted at the source (its lines keep its id; the
+-- relationships test of fct_order_items to dim_products then fails the run, docs/operations.md).
 
 with
 
@@ -60,14 +61,9 @@ changed_orders as (
                 select changed_products.product_id
                 from {{ ref('stg_orders__products') }} as changed_products
                 where changed_products.staged_at > {{ staged_since }}
-                union all
-                select cast(deleted.record_key as int)
-                from {{ ref('stg_orders__deletions') }} as deleted
-                where deleted.entity = 'products'
             )
     {%- else %}
-        select cast(null as text) as order_id
-        where false
+        {{ no_rows({'order_id': 'text'}) }}
     {%- endif %}
 
 ),

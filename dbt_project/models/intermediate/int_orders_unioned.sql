@@ -38,8 +38,7 @@ orders_that_lost_lines as (
                 where deleted.entity = 'order_items'
             )
     {%- else %}
-        select cast(null as int) as order_id
-        where false
+        {{ no_rows({'order_id': 'int'}) }}
     {%- endif %}
 
 ),
@@ -61,8 +60,7 @@ changed_database_orders as (
         union
         select orders_that_lost_lines.order_id from orders_that_lost_lines
     {%- else %}
-        select cast(null as int) as order_id
-        where false
+        {{ no_rows({'order_id': 'int'}) }}
     {%- endif %}
 
 ),
@@ -82,10 +80,7 @@ changed_shop_orders as (
                               'source_customer_id', "existing.order_source = 'order_export'")
         }}
     {%- else %}
-        select
-            cast(null as text) as shop,
-            cast(null as text) as shop_order_id
-        where false
+        {{ no_rows({'shop': 'text', 'shop_order_id': 'text'}) }}
     {%- endif %}
 
 ),
@@ -159,19 +154,15 @@ database_orders as (
         greatest(orders.loaded_at, order_item_totals.items_loaded_at) as loaded_at,
         greatest(
             orders.staged_at,
-            order_item_totals.items_staged_at
-            {%- if is_incremental() %}
-                ,
-                case when orders_that_lost_lines.order_id is not null then now() end
-            {%- endif %}
+            order_item_totals.items_staged_at,
+            case when orders_that_lost_lines.order_id is not null then now() end
         ) as staged_at
     from orders
     left join order_item_totals
         on orders.order_id = order_item_totals.order_id
-    {%- if is_incremental() %}
-        left join orders_that_lost_lines
-            on orders.order_id = orders_that_lost_lines.order_id
-    {%- endif %}
+    -- empty on a full build
+    left join orders_that_lost_lines
+        on orders.order_id = orders_that_lost_lines.order_id
 
 ),
 
