@@ -163,9 +163,18 @@
 
 {#- The post-hook (as template text: a hook renders when the model runs) that deletes the records of an
     incremental record model gone from its sources (delete_records_gone). `sources`: [model name, condition on
-    `existing` (this model's rows) naming the records it gives, match of `existing` to its row `kept`]. -#}
+    `existing` (this model's rows) naming the records it gives, match of `existing` to its row `kept`, or none:
+    the same record key (same_source_record)]. -#}
 {% macro delete_records_gone_hook(sources) -%}
-    {%- do return("{{ delete_records_gone(" ~ (sources | tojson) ~ ") }}") -%}
+    {%- set listed = [] -%}
+    {%- for source in sources -%}
+        {%- set items = [] -%}
+        {%- for item in source -%}
+            {%- do items.append('none' if item is none else (item | tojson)) -%}
+        {%- endfor -%}
+        {%- do listed.append('[' ~ (items | join(', ')) ~ ']') -%}
+    {%- endfor -%}
+    {%- do return("{{ delete_records_gone([" ~ (listed | join(', ')) ~ "]) }}") -%}
 {%- endmacro %}
 
 {#- Delete the rows of this record model whose record is no longer in its source models: deleted at the
@@ -187,7 +196,10 @@
                 delete from {{ this }} as existing
                 where
                     {{ rows_of }}
-                    and not exists (select 1 from {{ ref(name) }} as kept where {{ key_match }});
+                    and not exists (
+                        select 1 from {{ ref(name) }} as kept
+                        where {{ key_match or same_source_record('kept', 'existing') }}
+                    );
             {%- endfor %}
             end if;
         end

@@ -2,8 +2,7 @@
     incremental_record_config(
         tags=['identity_input'],
         post_hook=[delete_records_gone_hook([
-            ['int_customer_records_unioned', 'true',
-             'kept.source_system = existing.source_system and kept.source_record_id = existing.source_record_id'],
+            ['int_customer_records_unioned', 'true', none],
         ])],
     )
 }}
