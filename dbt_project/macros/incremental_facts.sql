@@ -107,14 +107,16 @@
     (indexed): the record was (re-)attributed since the newest customer_resolved_at the model holds (a merge,
     a split, a record newly resolved), or it left identity while the row still names a customer (unresolved
     now; for the orders database also deleted at the source). `columns`: what to select of those rows
-    (expressions over `existing`, the model's rows); `where`: a condition of the caller's own.
+    (expressions over `existing`, the model's rows); `where`: a condition of the caller's own; `resolved_since`:
+    the model's newest customer_resolved_at when the caller read it already (a model probing twice reads it once).
 
     Probes by the record column, no scan of the model. The weekly full refresh stays the backstop for what no
     probe sees, as for the facts (incremental_fact_filter): a record whose only batches were held after being
     staged. The model must declare `-- depends_on:` the staging models read here that it does not ref itself
     (stg_identity__unresolved; stg_orders__deletions for the orders database).
 -#}
-{% macro rows_reattributed(columns, system, record_column, where=none) -%}
+{% macro rows_reattributed(columns, system, record_column, where=none, resolved_since=none) -%}
+    {%- set resolved_since = resolved_since or newest_in_this('customer_resolved_at') -%}
     select {{ columns }}
     from {{ this }} as existing
     where
@@ -123,7 +125,7 @@
             from {{ ref('stg_identity__record_clusters') }} as reattributed
             where
                 reattributed.source_system = '{{ system }}'
-                and reattributed.resolved_at > {{ newest_in_this('customer_resolved_at') }}
+                and reattributed.resolved_at > {{ resolved_since }}
         )
     union
     select {{ columns }}

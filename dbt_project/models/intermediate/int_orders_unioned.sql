@@ -1,5 +1,6 @@
 {%- set staged_since = newest_in_this('staged_at') if is_incremental() else none -%}
 {%- set items_held = existing_relation(this.schema, 'int_order_items_unioned') if is_incremental() else none -%}
+{%- set resolved_since = newest_in_this('customer_resolved_at') if is_incremental() else none -%}
 {{
     incremental_fact_config(
         'order_id',
@@ -56,7 +57,7 @@ changed_database_orders as (
         where changed.staged_at > {{ staged_since }}
         union
         {{ rows_reattributed('cast(existing.source_order_id as int) as order_id', 'orders', 'source_customer_id',
-                             "existing.order_source = 'orders'") }}
+                             "existing.order_source = 'orders'", resolved_since) }}
         union
         select orders_that_lost_lines.order_id from orders_that_lost_lines
     {%- else %}
@@ -77,7 +78,7 @@ changed_shop_orders as (
         union
         {{
             rows_reattributed('existing.shop, existing.source_order_id as shop_order_id', 'orders',
-                              'source_customer_id', "existing.order_source = 'order_export'")
+                              'source_customer_id', "existing.order_source = 'order_export'", resolved_since)
         }}
     {%- else %}
         {{ no_rows({'shop': 'text', 'shop_order_id': 'text'}) }}
