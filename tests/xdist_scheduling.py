@@ -29,7 +29,7 @@ SLOWEST_FIRST = (
     "tests/e2e/test_make_up.py",                       # ckp up (~35)
     "tests/warehouse/test_identity_spark.py",          # Spark vs DuckDB on the demo, full and incremental (~308)
     "tests/e2e/test_cli_bench.py",                     # ckp bench, identity on DuckDB and Spark (~180)
-    "tests/warehouse/test_incremental_equals_full.py",  # (~128)
+    "tests/warehouse/test_incremental_equals_full.py",  # (~107)
     "tests/warehouse/test_erasure_entry_points.py",    # (~110)
     "tests/e2e/test_failures.py",                      # airflow dags test on SQLite, a failing make run (<80)
 )

@@ -154,9 +154,12 @@ def ingest_all() -> dict[str, int]:
     return loaded
 
 
-def warehouse_run(env: dict, *, identity_mode: str, full_refresh: bool, as_of: str = AS_OF) -> dict:
+def warehouse_run(env: dict, *, identity_mode: str, full_refresh: bool, as_of: str = AS_OF,
+                  with_tests: bool = False) -> dict:
     """dbt staging -> identity resolution -> dbt marts and the post-scoring models (on the scores there are),
-    as of `as_of`; returns the identity stats."""
+    as of `as_of`; returns the identity stats. `with_tests`: dbt's data and unit tests too (the day's run,
+    whose tests read only the day's rows; the runs that set the stage or are compared against are the tables
+    alone: their tests are the full run's, which every pipeline test runs)."""
     from crm_knowledge.identity.store import run as resolve_identities
     from crm_knowledge.run_mode import FULL, INCREMENTAL, RunMode, warehouse_now
 
@@ -167,10 +170,11 @@ def warehouse_run(env: dict, *, identity_mode: str, full_refresh: bool, as_of: s
     with psycopg.connect(env["url"]) as conn:
         mode = RunMode(INCREMENTAL, warehouse_now(conn)) if identity_mode == INCREMENTAL else RunMode(FULL)
     dbt_vars = {**DBT_VARS, "as_of_date": as_of, **mode.dbt_vars()}
-    seconds = build_stages(s, tmp, dbt_stages.STAGING, dbt_vars=dbt_vars, full_refresh=full_refresh)
+    seconds = build_stages(s, tmp, dbt_stages.STAGING, dbt_vars=dbt_vars, full_refresh=full_refresh,
+                           with_tests=with_tests)
     stats = resolve_identities(env["url"], mode=identity_mode)
     seconds += build_stages(s, tmp, dbt_stages.MARTS, dbt_stages.POST_SCORING, dbt_vars=dbt_vars,
-                            full_refresh=full_refresh)
+                            full_refresh=full_refresh, with_tests=with_tests)
     stats["affected"] = {c: (changes, retired) for c, changes, retired in q(
         env["url"], "select customer_id, changes, is_retired from intermediate.int_customers_affected")}
     stats["affected_customers"] = len(stats["affected"])
@@ -242,7 +246,8 @@ def deliver_after_scoring(env: dict) -> dict:
     with psycopg.connect(env["url"]) as conn:
         mode = RunMode(INCREMENTAL, warehouse_now(conn))
     build_stages(env["settings"], env["tmp"], dbt_stages.POST_SCORING,
-                 dbt_vars={**DBT_VARS, "as_of_date": FIRST_AS_OF, **mode.dbt_vars()}, full_refresh=False)
+                 dbt_vars={**DBT_VARS, "as_of_date": FIRST_AS_OF, **mode.dbt_vars()}, full_refresh=False,
+                 with_tests=False)
     (result,) = deliver_all(dt.date.fromisoformat(FIRST_AS_OF), env["settings"], only=["marketing_campaigns"])
     assert result["status"] == "delivered" and int(result["rows_added"]) > 0, result
     return result
@@ -570,7 +575,7 @@ def runs(env) -> dict:
     deleted = delete_at_source(url, set(merged) | set(crossings.values()), set(late))
     erased = erase_one(url, env["settings"], set(merged) | set(crossings.values()))
     versions_before = row_versions(url)
-    day = warehouse_run(env, identity_mode="incremental", full_refresh=False)
+    day = warehouse_run(env, identity_mode="incremental", full_refresh=False, with_tests=True)
     versions_after = row_versions(url)
     incremental = snapshot(url)
     incremental_clusters = clusters(url)
