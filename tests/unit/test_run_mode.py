@@ -55,6 +55,11 @@ def test_dbt_results_say_which_rows_each_test_read():
     recomputed = {"config": {"where": "customer_id in __ckp_recomputed_customers__"}}
     assert dbt_test_scope(recomputed, SINCE) == f"rows of the customers recomputed by the run begun {SINCE}"
     assert dbt_test_scope(recomputed, None) == "whole table"
+    # a relationships test between two of them reads the customers recomputed in either
+    referring = {**recomputed, "test_metadata": {"name": "relationships"}}
+    assert dbt_test_scope(referring, SINCE) == (f"rows of the customers recomputed by the run begun {SINCE}, "
+                                                "here or in the model referred to")
+    assert dbt_test_scope(referring, None) == "whole table"
 
 
 def test_the_dbt_callback_reads_the_run_start_its_task_handed_dbt():

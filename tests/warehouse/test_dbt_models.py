@@ -435,3 +435,53 @@ def test_customer_tests_read_only_the_recomputed_customers_on_a_daily_run(built,
             with conn.cursor() as cur:
                 cur.executemany("insert into intermediate.int_customers_affected (customer_id, changes) "
                                 "values (%s, %s)", listed)
+
+
+def test_a_relationship_between_customer_models_reads_the_customers_either_recomputed(built, settings):
+    """pii_source_identities -> dim_customers on a daily run reads the rows of the customers recomputed in the
+    vault (its list, for record changes and forms) or in dim_customers (int_customers_described's list, for
+    activity changes): a parent row gone for a customer neither recomputed fails the weekly test only; gone for
+    one the parent recomputed (a merged-away or erased id), or whose vault rows were rewritten, the daily one
+    too (macros/tests_on_new_rows.sql)."""
+    import psycopg
+
+    url, _ = built
+
+    def status_test(since: str) -> str:
+        return _test_status(built, settings, "pii_source_identities",
+                            "relationships_pii_source_identities_customer_id", since)
+
+    lists = ("intermediate.int_customers_affected", "intermediate.int_customers_affected_as_of")
+    with psycopg.connect(url) as conn:
+        listed = {t: conn.execute(f"select customer_id, changes from {t}").fetchall() for t in lists}
+        customer_id = conn.execute("select customer_id from pii.pii_source_identities order by customer_id limit 1"
+                                   ).fetchone()[0]
+        now = conn.execute("select now()").fetchone()[0].isoformat()
+        for t in lists:
+            conn.execute(f"delete from {t}")
+        # the golden record's row gone (moved aside): the vault's rows of this customer point at nothing
+        conn.execute("update intermediate.int_customers_described set customer_id = customer_id || '-aside' "
+                     "where customer_id = %s", (customer_id,))
+    try:
+        assert status_test(now) == "pass"   # daily: recomputed in neither, so the rows stand as last tested
+        assert status_test("") == "fail"    # weekly: every row
+        with psycopg.connect(url) as conn:
+            conn.execute("insert into intermediate.int_customers_affected (customer_id, changes) values (%s, %s)",
+                         (customer_id, "orders"))
+        assert status_test(now) == "pass"   # listed for orders: neither model follows them
+        with psycopg.connect(url) as conn:
+            conn.execute("insert into intermediate.int_customers_affected_as_of (customer_id, changes) "
+                         "values (%s, %s)", (customer_id, "merged_away"))
+        assert status_test(now) == "fail"   # the parent recomputed them (and left no row): checked
+        with psycopg.connect(url) as conn:
+            conn.execute("delete from intermediate.int_customers_affected_as_of")
+            conn.execute("update intermediate.int_customers_affected set changes = 'identity'")
+        assert status_test(now) == "fail"   # the vault recomputed them: checked
+    finally:
+        with psycopg.connect(url) as conn:
+            conn.execute("update intermediate.int_customers_described set customer_id = %s "
+                         "where customer_id = %s || '-aside'", (customer_id, customer_id))
+            for t in lists:
+                conn.execute(f"delete from {t}")
+                with conn.cursor() as cur:
+                    cur.executemany(f"insert into {t} (customer_id, changes) values (%s, %s)", listed[t])

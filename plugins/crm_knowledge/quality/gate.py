@@ -648,7 +648,11 @@ def dbt_test_scope(node: dict[str, Any], since: str | None) -> str:
     configured with)."""
     where = str((node.get("config") or {}).get("where") or "")
     if RECOMPUTED_CUSTOMERS_PLACEHOLDER in where:
-        return f"rows of the customers recomputed by the run begun {since}" if since else "whole table"
+        if not since:
+            return "whole table"
+        if (node.get("test_metadata") or {}).get("name") == "relationships":
+            return f"rows of the customers recomputed by the run begun {since}, here or in the model referred to"
+        return f"rows of the customers recomputed by the run begun {since}"
     if TESTS_SINCE_PLACEHOLDER in where:
         return f"rows written since {since}" if since else "whole table"
     return f"rows where {where}" if where else "whole table"
