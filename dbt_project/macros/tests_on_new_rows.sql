@@ -12,10 +12,11 @@
     * empty or unset (the weekly full run, a hand-run `dbt build`): the test reads the whole table.
 
     Uniqueness stays a whole-table guarantee through the unique index on each such key (staging's record keys,
-    the facts' keys, the identity input's and the vault's record keys): the index refuses a duplicate row
-    whenever it is written, so the key's `unique` test reads the rows the run wrote, like its row checks, and
-    every row weekly. A key without a unique index keeps a whole-table test. A `where` without a placeholder
-    behaves as in dbt.
+    the facts' keys, the identity input's, the resolved records' and the vault's record keys) or the primary
+    key of the table a view shows (identity.record_clusters): the index refuses a duplicate row whenever it is
+    written, so the key's `unique` test reads the rows the run wrote, like its row checks, and every row
+    weekly. A key with no such guarantee keeps a whole-table test (tests/unit/test_daily_uniqueness_guarantees.py
+    fails otherwise). A `where` without a placeholder behaves as in dbt.
 
     A customer-level model that follows the affected customers (affected_customers_config) rewrites only the
     rows of the customers its list names on a daily run, so its tests can read only those:
@@ -23,8 +24,9 @@
     model follows, for the changes it follows (its meta `follows_customers`, set by affected_customers_config);
     the rows of any other customer are as the last run left and tested them. Only for tests a row of another
     customer cannot make fail: row checks (not null on a column other than customer_id, accepted values) and
-    uniqueness of a combination that includes customer_id. A key without customer_id (a record's key) keeps its
-    whole-table test: a row of a customer not recomputed can collide with a new one.
+    uniqueness of a key that includes customer_id (customer_knowledge's item id hashes it in). A key without
+    customer_id (a record's key) needs its unique index: a row of a customer not recomputed can collide with a
+    new one.
 
     A relationships test between two such models (pii_source_identities -> dim_customers) reads the rows of the
     customers recomputed in either: the tested model's list and the list of the model it refers to. A row of
