@@ -43,10 +43,10 @@ def as_of_vars(as_of: object) -> dict[str, str]:
     return {"as_of_date": str(as_of)}
 
 
-def dbt(settings: Settings, tmp: Path, *args: str) -> DbtResult:
-    """One dbt command on ``settings``' warehouse, its target and logs under ``tmp``; a failing command fails
-    the test with dbt's output."""
-    result = run_dbt(list(args), dbt_process_env(settings), settings, target_path=tmp / "target",
+def dbt(settings: Settings, tmp: Path, *args: str, env: Mapping[str, str] | None = None) -> DbtResult:
+    """One dbt command on ``settings``' warehouse (``env`` added to its environment), its target and logs under
+    ``tmp``; a failing command fails the test with dbt's output."""
+    result = run_dbt(list(args), {**dbt_process_env(settings), **(env or {})}, settings, target_path=tmp / "target",
                      log_path=tmp / "logs", check=False)
     assert result.ok, result.failure_message()
     return result
@@ -61,9 +61,11 @@ def dbt_build_all(settings: Settings, tmp: Path, dbt_vars: Mapping[str, Any], *e
 def build_stages(settings: Settings, tmp: Path, *stages: dbt_stages.DbtStage,
                  dbt_vars: Mapping[str, Any] | None = None, with_tests: bool = True,
                  full_refresh: bool = False) -> float:
-    """`dbt build --selector` of each stage in order, as the DAGs build them; returns the wall seconds."""
+    """`dbt build --selector` of each stage in order, as the DAGs build them (the as-of date and the run's start
+    in the environment: dbt_stages.vars_and_env); returns the wall seconds."""
     started = time.monotonic()
+    rest, run_env = dbt_stages.vars_and_env(dbt_vars)
     for stage in stages:
-        dbt(settings, tmp, *dbt_stages.build_args(stage, dbt_vars=dbt_vars, with_tests=with_tests,
-                                                  full_refresh=full_refresh))
+        dbt(settings, tmp, *dbt_stages.build_args(stage, dbt_vars=rest, with_tests=with_tests,
+                                                  full_refresh=full_refresh), env=run_env)
     return time.monotonic() - started

@@ -46,6 +46,16 @@ AS_OF_ENV = "CKP_DBT_AS_OF_DATE"
 STAGES: tuple[DbtStage, ...] = (STAGING, MARTS, POST_SCORING)
 
 
+def vars_and_env(dbt_vars: Mapping[str, Any] | None) -> tuple[dict[str, Any], dict[str, str]]:
+    """A run's dbt vars as the DAGs' dbt tasks hand them to dbt: the as-of date and the run's start in the
+    environment (``AS_OF_ENV``, ``TESTS_SINCE_ENV``; '' when not given: today, every row), every other var in
+    ``--vars``. A daily run's start changes every day; in ``--vars`` it would make dbt parse the whole project
+    again at each run's first stage. Returns (the vars for :func:`build_args`, the environment to add)."""
+    rest = dict(dbt_vars or {})
+    as_of, since = rest.pop("as_of_date", None), rest.pop("dbt_tests_since", None)
+    return rest, {AS_OF_ENV: "" if as_of is None else str(as_of), TESTS_SINCE_ENV: since or ""}
+
+
 def build_args(stage: DbtStage, *, full_refresh: bool = False, dbt_vars: Mapping[str, Any] | None = None,
                with_tests: bool = True, extra: tuple[str, ...] = ()) -> list[str]:
     """The arguments of `dbt build` for one stage (for :func:`crm_knowledge.runner.run_dbt`).

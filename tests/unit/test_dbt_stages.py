@@ -103,3 +103,16 @@ def test_build_args():
     assert args == ["build", "--selector", "identity_input", "--full-refresh", "--vars",
                     '{"as_of_date": "2026-03-31"}', "--exclude-resource-type", "test",
                     "--exclude-resource-type", "unit_test", "--threads", "2"]
+
+
+def test_the_as_of_date_and_the_run_start_travel_in_the_environment():
+    """As the DAGs' dbt tasks hand them (ckp_common.dbt_build_stage): a daily start in --vars would make dbt
+    parse the project again every day; unset, each is '' (today, every row), so an exported variable of the
+    caller's shell cannot turn a weekly build into a daily one."""
+    rest, env = dbt_stages.vars_and_env({"as_of_date": "2026-03-31", "dbt_tests_since": "2026-04-01T02:00:00+00:00",
+                                         "incremental_lookback_hours": 0})
+    assert rest == {"incremental_lookback_hours": 0}
+    assert env == {dbt_stages.AS_OF_ENV: "2026-03-31", dbt_stages.TESTS_SINCE_ENV: "2026-04-01T02:00:00+00:00"}
+    assert dbt_stages.vars_and_env(None) == ({}, {dbt_stages.AS_OF_ENV: "", dbt_stages.TESTS_SINCE_ENV: ""})
+    weekly = dbt_stages.vars_and_env({"dbt_tests_since": ""})
+    assert weekly == ({}, {dbt_stages.AS_OF_ENV: "", dbt_stages.TESTS_SINCE_ENV: ""})

@@ -352,14 +352,14 @@ def _test_status(built, settings, model: str, test: str, since: str) -> str:
     """The status of the dbt test whose id contains `test` when `dbt test` runs on `model` with the run's start
     `since` ('' : the weekly run), handed to dbt as the DAGs' dbt tasks hand it: in the environment (one parse
     shared by every call of a module, where a changed `--vars` would make dbt parse the project again)."""
-    from crm_knowledge.dbt_stages import AS_OF_ENV, TESTS_SINCE_ENV
+    from crm_knowledge.dbt_stages import vars_and_env
     from crm_knowledge.runner import dbt_process_env, run_dbt
 
     url, tmp = built
     local = on_database(settings, url)
-    env = {**dbt_process_env(local), AS_OF_ENV: AS_OF, TESTS_SINCE_ENV: since}
-    result = run_dbt(["test", "--select", model], env, local, target_path=tmp / "target_tests", log_path=tmp / "logs",
-                     check=False)
+    _, run_env = vars_and_env({"as_of_date": AS_OF, "dbt_tests_since": since})
+    result = run_dbt(["test", "--select", model], {**dbt_process_env(local), **run_env}, local,
+                     target_path=tmp / "target_tests", log_path=tmp / "logs", check=False)
     statuses = {r["unique_id"]: r["status"] for r in result.run_results() if test in r["unique_id"]}
     assert len(statuses) == 1, result.failure_message()
     return next(iter(statuses.values()))

@@ -132,9 +132,10 @@ def _dbt_build(settings: Settings, stage: dbt_stages.DbtStage,
                dbt_vars: dict[str, Any] | None = None) -> dict[str, Any]:
     """`dbt build` of one stage of the catalogue; returns models built, tests run and rows written (from
     run_results.json)."""
+    dbt_vars, run_env = dbt_stages.vars_and_env(dbt_vars)  # as the DAGs' tasks: the day's start in the environment
     args = dbt_stages.build_args(stage, dbt_vars=dbt_vars)
-    results = run_dbt(args, dbt_process_env(settings), settings, target_path=settings.home / "dbt_target",
-                      log_path=settings.home / "dbt_logs").run_results()
+    results = run_dbt(args, {**dbt_process_env(settings), **run_env}, settings,
+                      target_path=settings.home / "dbt_target", log_path=settings.home / "dbt_logs").run_results()
     models = [r for r in results if r["unique_id"].startswith(("model.", "snapshot.", "seed."))]
     tests = [r for r in results if r["unique_id"].startswith(("test.", "unit_test."))]
     rows = sum(int((r.get("adapter_response") or {}).get("rows_affected") or 0) for r in models)
