@@ -19,18 +19,18 @@ from xdist.scheduler import LoadFileScheduling
 
 #: Under xdist, the order work is handed out in: the longest first, so that no worker is left with a long module
 #: at the end while the other idles (longest-processing-time-first). First the unit of the Airflow-stack modules
-#: (below: about 10 of make test's minutes, the critical path) to one worker; to the other the
-#: slowest of the rest, slowest first (seconds measured on the idle 2-core machine in parentheses); then the other
+#: (below: about 9 of make test's minutes) to one worker; to the other the slowest of the rest, slowest first
+#: (seconds in a whole `make test` on the 2-core machine, 2026-12-07, in parentheses); then the other
 #: warehouse modules (tens of seconds each) and the many short unit modules that fill the gaps at the end. A
 #: module that grows past a minute belongs in SLOWEST_FIRST (`pytest --durations=40` shows it).
 SLOWEST_FIRST = (
-    "tests/e2e/test_pipeline.py",                      # make run's two rounds (~387) and a failing make run (~98)
-    "tests/e2e/test_external_warehouse.py",            # the pipeline on a second PostgreSQL (~201)
-    "tests/e2e/test_make_up.py",                       # ckp up (~35)
-    "tests/warehouse/test_identity_spark.py",          # Spark vs DuckDB on the demo, full and incremental (~308)
-    "tests/e2e/test_cli_bench.py",                     # ckp bench, identity on DuckDB and Spark (~180)
-    "tests/warehouse/test_incremental_equals_full.py",  # (~107)
-    "tests/warehouse/test_erasure_entry_points.py",    # (~110)
+    "tests/e2e/test_pipeline.py",                      # make run's two rounds (~270) and a failing make run (~70)
+    "tests/e2e/test_external_warehouse.py",            # the pipeline on a second PostgreSQL (~156)
+    "tests/e2e/test_make_up.py",                       # ckp up (~55)
+    "tests/warehouse/test_identity_spark.py",          # Spark vs DuckDB on the demo, full and incremental (~204)
+    "tests/e2e/test_cli_bench.py",                     # ckp bench, identity on DuckDB and Spark (~115)
+    "tests/warehouse/test_incremental_equals_full.py",  # (~110)
+    "tests/warehouse/test_erasure_entry_points.py",    # (~105)
     "tests/e2e/test_failures.py",                      # airflow dags test on SQLite, a failing make run (<80)
 )
 DISTRIBUTION_ORDER = {"warehouse": 1, "e2e": 1}  # folders after SLOWEST_FIRST; unit/ last
