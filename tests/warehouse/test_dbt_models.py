@@ -10,6 +10,8 @@ that adds up, survivorship, consent, knowledge, and that the incremental facts f
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -365,6 +367,40 @@ def _test_status(built, settings, model: str, test: str, since: str) -> str:
     return next(iter(statuses.values()))
 
 
+@contextmanager
+def _affected_lists_emptied(url: str, *lists: str) -> Iterator[None]:
+    """The daily lists of affected customers (`lists`) emptied for the block, where a test lists whom it needs,
+    and restored after it."""
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        listed = {t: conn.execute(f"select customer_id, changes from {t}").fetchall() for t in lists}
+        for t in lists:
+            conn.execute(f"delete from {t}")
+    try:
+        yield
+    finally:
+        with psycopg.connect(url) as conn:
+            for t in lists:
+                conn.execute(f"delete from {t}")
+                with conn.cursor() as cur:
+                    cur.executemany(f"insert into {t} (customer_id, changes) values (%s, %s)", listed[t])
+
+
+def _checked_weekly_but_not_for_orders(status_test, url: str, customer_id: str, now: str) -> None:
+    """The opening of the customer-level scope tests, with a bad row of `customer_id` planted and no customer
+    listed: the daily test passes (the row is an old one), the weekly one fails (every row), and the daily one
+    still passes once the customer is listed for its orders (the models these tests read do not follow them)."""
+    import psycopg
+
+    assert status_test(now) == "pass"
+    assert status_test("") == "fail"
+    with psycopg.connect(url) as conn:
+        conn.execute("insert into intermediate.int_customers_affected (customer_id, changes) values (%s, %s)",
+                     (customer_id, "orders"))
+    assert status_test(now) == "pass"
+
+
 def test_fact_tests_read_only_new_rows_on_a_daily_run(built, settings):
     """The facts' tests configured with __ckp_tests_since__ read the rows written since `dbt_tests_since` on a
     daily run and the whole table without it (macros/tests_on_new_rows.sql): an old bad row fails the weekly
@@ -408,34 +444,25 @@ def test_customer_tests_read_only_the_recomputed_customers_on_a_daily_run(built,
                             "accepted_values_int_customer_attributes_ranked_attribute_name", since)
 
     with psycopg.connect(url) as conn:
-        listed = conn.execute("select customer_id, changes from intermediate.int_customers_affected").fetchall()
         customer_id, attribute_name, record_id = conn.execute(
             "select customer_id, attribute_name, source_record_id from intermediate.int_customer_attributes_ranked"
             " order by customer_id, attribute_name limit 1").fetchone()
         now = conn.execute("select now()").fetchone()[0].isoformat()
-        conn.execute("delete from intermediate.int_customers_affected")
-        conn.execute("update intermediate.int_customer_attributes_ranked set attribute_name = 'bogus' "
-                     "where customer_id = %s and attribute_name = %s and source_record_id = %s",
-                     (customer_id, attribute_name, record_id))
-    try:
-        assert status_test(now) == "pass"   # daily: no customer recomputed, the bad row is an old one
-        assert status_test("") == "fail"    # weekly: every row
+    with _affected_lists_emptied(url, "intermediate.int_customers_affected"):
         with psycopg.connect(url) as conn:
-            conn.execute("insert into intermediate.int_customers_affected (customer_id, changes) values (%s, %s)",
-                         (customer_id, "orders"))
-        assert status_test(now) == "pass"   # listed for its orders: survivorship follows record changes only
-        with psycopg.connect(url) as conn:
-            conn.execute("update intermediate.int_customers_affected set changes = 'identity,orders'")
-        assert status_test(now) == "fail"   # listed for its records: recomputed, so checked
-    finally:
-        with psycopg.connect(url) as conn:
-            conn.execute("update intermediate.int_customer_attributes_ranked set attribute_name = %s "
-                         "where customer_id = %s and attribute_name = 'bogus' and source_record_id = %s",
-                         (attribute_name, customer_id, record_id))
-            conn.execute("delete from intermediate.int_customers_affected")
-            with conn.cursor() as cur:
-                cur.executemany("insert into intermediate.int_customers_affected (customer_id, changes) "
-                                "values (%s, %s)", listed)
+            conn.execute("update intermediate.int_customer_attributes_ranked set attribute_name = 'bogus' "
+                         "where customer_id = %s and attribute_name = %s and source_record_id = %s",
+                         (customer_id, attribute_name, record_id))
+        try:
+            _checked_weekly_but_not_for_orders(status_test, url, customer_id, now)
+            with psycopg.connect(url) as conn:
+                conn.execute("update intermediate.int_customers_affected set changes = 'identity,orders'")
+            assert status_test(now) == "fail"   # listed for its records: recomputed, so checked
+        finally:
+            with psycopg.connect(url) as conn:
+                conn.execute("update intermediate.int_customer_attributes_ranked set attribute_name = %s "
+                             "where customer_id = %s and attribute_name = 'bogus' and source_record_id = %s",
+                             (attribute_name, customer_id, record_id))
 
 
 def test_a_relationship_between_customer_models_reads_the_customers_either_recomputed(built, settings):
@@ -452,37 +479,27 @@ def test_a_relationship_between_customer_models_reads_the_customers_either_recom
         return _test_status(built, settings, "pii_source_identities",
                             "relationships_pii_source_identities_customer_id", since)
 
-    lists = ("intermediate.int_customers_affected", "intermediate.int_customers_affected_as_of")
     with psycopg.connect(url) as conn:
-        listed = {t: conn.execute(f"select customer_id, changes from {t}").fetchall() for t in lists}
         customer_id = conn.execute("select customer_id from pii.pii_source_identities order by customer_id limit 1"
                                    ).fetchone()[0]
         now = conn.execute("select now()").fetchone()[0].isoformat()
-        for t in lists:
-            conn.execute(f"delete from {t}")
+    with _affected_lists_emptied(url, "intermediate.int_customers_affected",
+                                 "intermediate.int_customers_affected_as_of"):
         # the golden record's row gone (moved aside): the vault's rows of this customer point at nothing
-        conn.execute("update intermediate.int_customers_described set customer_id = customer_id || '-aside' "
-                     "where customer_id = %s", (customer_id,))
-    try:
-        assert status_test(now) == "pass"   # daily: recomputed in neither, so the rows stand as last tested
-        assert status_test("") == "fail"    # weekly: every row
         with psycopg.connect(url) as conn:
-            conn.execute("insert into intermediate.int_customers_affected (customer_id, changes) values (%s, %s)",
-                         (customer_id, "orders"))
-        assert status_test(now) == "pass"   # listed for orders: neither model follows them
-        with psycopg.connect(url) as conn:
-            conn.execute("insert into intermediate.int_customers_affected_as_of (customer_id, changes) "
-                         "values (%s, %s)", (customer_id, "merged_away"))
-        assert status_test(now) == "fail"   # the parent recomputed them (and left no row): checked
-        with psycopg.connect(url) as conn:
-            conn.execute("delete from intermediate.int_customers_affected_as_of")
-            conn.execute("update intermediate.int_customers_affected set changes = 'identity'")
-        assert status_test(now) == "fail"   # the vault recomputed them: checked
-    finally:
-        with psycopg.connect(url) as conn:
-            conn.execute("update intermediate.int_customers_described set customer_id = %s "
-                         "where customer_id = %s || '-aside'", (customer_id, customer_id))
-            for t in lists:
-                conn.execute(f"delete from {t}")
-                with conn.cursor() as cur:
-                    cur.executemany(f"insert into {t} (customer_id, changes) values (%s, %s)", listed[t])
+            conn.execute("update intermediate.int_customers_described set customer_id = customer_id || '-aside' "
+                         "where customer_id = %s", (customer_id,))
+        try:
+            _checked_weekly_but_not_for_orders(status_test, url, customer_id, now)
+            with psycopg.connect(url) as conn:
+                conn.execute("insert into intermediate.int_customers_affected_as_of (customer_id, changes) "
+                             "values (%s, %s)", (customer_id, "merged_away"))
+            assert status_test(now) == "fail"   # the parent recomputed them (and left no row): checked
+            with psycopg.connect(url) as conn:
+                conn.execute("delete from intermediate.int_customers_affected_as_of")
+                conn.execute("update intermediate.int_customers_affected set changes = 'identity'")
+            assert status_test(now) == "fail"   # the vault recomputed them: checked
+        finally:
+            with psycopg.connect(url) as conn:
+                conn.execute("update intermediate.int_customers_described set customer_id = %s "
+                             "where customer_id = %s || '-aside'", (customer_id, customer_id))
