@@ -27,12 +27,14 @@ from crm_knowledge.warehouse.server import running_port
 # (a plain `pytest tests/...`) nothing is shifted. A test needing a new fixed port adds it here and reads
 # os.environ["CKP_TEST_<NAME>_PORT"]; a test that only needs any free port binds port 0. A default port that
 # something else on the machine holds (another checkout's test run, a leftover server) is replaced by a free one
-# (`_choose_port`); a port the developer exported is used as given.
+# (`_choose_port`); a port the developer exported is used as given. Every default, plus the workers' strides, is
+# below Linux's ephemeral range (32768-60999): the local port of one of the suite's thousands of client
+# connections never takes a server's port in the moment between its check and its start.
 TEST_PORT_DEFAULTS = {
-    "CKP_TEST_WAREHOUSE_PORT": 54339,   # the embedded test warehouse (CKP_WAREHOUSE_PORT)
+    "CKP_TEST_WAREHOUSE_PORT": 24339,   # the embedded test warehouse (CKP_WAREHOUSE_PORT)
     "CKP_TEST_WEBHOOK_PORT": 8775,      # the demo webhook destination (CKP_WEBHOOK_PORT); test_alerts uses +1
     "CKP_TEST_AIRFLOW_PORT": 8814,      # the Airflow API server of the end-to-end runs
-    "CKP_TEST_SECOND_PG_PORT": 54362,   # the second, separately started PostgreSQL
+    "CKP_TEST_SECOND_PG_PORT": 24362,   # the second, separately started PostgreSQL
     "CKP_TEST_REPORTS_PORT": 8825,      # `ckp reports serve`
     "CKP_TEST_SERVE_PORT": 8954,        # `ckp serve` (the read service)
 }

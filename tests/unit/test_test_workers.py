@@ -60,7 +60,7 @@ def test_a_default_port_something_else_holds_is_replaced_by_a_free_one():
     import errno
     import socket
 
-    default = 54362 + 1000  # worker gw1's second PostgreSQL (tests/conftest.py TEST_PORT_DEFAULTS + stride)
+    default = 24362 + 1000  # worker gw1's second PostgreSQL (tests/conftest.py TEST_PORT_DEFAULTS + stride)
     with socket.socket() as held:
         # SO_REUSEADDR as servers bind: a port only in TIME_WAIT (this run's own second PostgreSQL of worker gw1,
         # stopped a moment ago) is free, and must be held here, not taken for held by something else
@@ -116,3 +116,14 @@ def test_the_airflow_stack_modules_are_handed_out_first():
     assert SLOWEST_FIRST[:len(AIRFLOW_STACK_MODULES)] == AIRFLOW_STACK_MODULES
     for module in SLOWEST_FIRST:
         assert (PROJECT_ROOT / module).is_file(), module
+
+
+def test_default_ports_lie_below_the_ephemeral_range():
+    """The local ports of client connections come from Linux's ephemeral range (32768-60999): a test server's
+    default port there could be taken by one of the suite's own connections between its check and its start.
+    Every default, shifted for up to four workers, stays below it."""
+    import conftest
+
+    for name, port in conftest.TEST_PORT_DEFAULTS.items():
+        highest = port + 3 * conftest.WORKER_PORT_STRIDE + conftest.PORT_SPANS.get(name, 1) - 1
+        assert 1024 < port and highest < 32768, (name, port, highest)
