@@ -245,3 +245,37 @@ def test_pipeline_login_can_alter_what_it_owns(roles_db, logins):
     with psycopg.connect(url_as(roles_db, name, password), autocommit=True) as conn:
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("alter table audit.a add column extra text")
+
+
+def test_a_writer_waiting_for_the_hand_over_never_deadlocks_it(roles_db):
+    """make test's run failed an ingest DAG's prepare_warehouse on a deadlock: the hand-over's transaction held one
+    table (ALTER ... OWNER) while it waited for another that a second session held, and that session then waited
+    for the first table. The hand-over's wait gives up before PostgreSQL's deadlock check (deadlock_timeout, 1 s):
+    the busy table is left to the next deploy, the rest is handed over, and the other session goes on."""
+    with psycopg.connect(roles_db) as conn:
+        conn.execute("create table marts.a_first (id int)")
+        conn.execute("create table marts.b_second (id int)")
+    other = psycopg.connect(roles_db)
+    other.execute("lock table marts.b_second in access share mode")  # a load's open transaction on b_second
+    read: list[object] = []
+
+    def reads_a_first_soon() -> None:  # then it needs a_first, which the hand-over holds by then
+        threading.Event().wait(0.2)
+        try:
+            read.append(other.execute("select count(*) from marts.a_first").fetchone()[0])
+        except psycopg.Error as exc:
+            read.append(exc)
+        other.commit()
+
+    waiter = threading.Thread(target=reads_a_first_soon)
+    waiter.start()
+    try:
+        with psycopg.connect(roles_db) as conn:
+            handed = roles.hand_ownership(conn)  # a_first first (by name), then waits for b_second
+    finally:
+        waiter.join(timeout=30)
+        other.close()
+    assert read == [0], read  # the other session was not the deadlock's victim either
+    left = _not_owned_by_pipeline(roles_db)
+    assert "r marts.b_second" in left and "r marts.a_first" not in left, left
+    assert handed >= 1
