@@ -122,8 +122,14 @@ def test_default_ports_lie_below_the_ephemeral_range():
     """The local ports of client connections come from Linux's ephemeral range (32768-60999): a test server's
     default port there could be taken by one of the suite's own connections between its check and its start.
     Every default, shifted for up to four workers, stays below it."""
-    import conftest
-
-    for name, port in conftest.TEST_PORT_DEFAULTS.items():
-        highest = port + 3 * conftest.WORKER_PORT_STRIDE + conftest.PORT_SPANS.get(name, 1) - 1
+    # tests/conftest.py read in a process of its own: here `conftest` may name another folder's conftest
+    code = ("import json, sys; sys.path.insert(0, sys.argv[1]); import conftest; "
+            "print(json.dumps([conftest.TEST_PORT_DEFAULTS, conftest.WORKER_PORT_STRIDE, conftest.PORT_SPANS]))")
+    res = subprocess.run([sys.executable, "-c", code, str(TESTS)], capture_output=True, text=True, timeout=120,
+                         check=False, env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT / "plugins")})
+    assert res.returncode == 0, res.stderr[-2000:]
+    defaults, stride, spans = json.loads(res.stdout.strip().splitlines()[-1])
+    assert defaults and stride > 0
+    for name, port in defaults.items():
+        highest = port + 3 * stride + spans.get(name, 1) - 1
         assert 1024 < port and highest < 32768, (name, port, highest)
