@@ -51,8 +51,10 @@ def vars_and_env(dbt_vars: Mapping[str, Any] | None) -> tuple[dict[str, Any], di
     environment (``AS_OF_ENV``, ``TESTS_SINCE_ENV``; '' when not given: today, every row), every other var in
     ``--vars``. A daily run's start changes every day; in ``--vars`` it would make dbt parse the whole project
     again at each run's first stage. Returns (the vars for :func:`build_args`, the environment to add)."""
+    from crm_knowledge.run_mode import DBT_TESTS_SINCE_VAR
+
     rest = dict(dbt_vars or {})
-    as_of, since = rest.pop("as_of_date", None), rest.pop("dbt_tests_since", None)
+    as_of, since = rest.pop("as_of_date", None), rest.pop(DBT_TESTS_SINCE_VAR, None)
     return rest, {AS_OF_ENV: "" if as_of is None else str(as_of), TESTS_SINCE_ENV: since or ""}
 
 
