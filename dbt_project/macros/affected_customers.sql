@@ -142,6 +142,17 @@
     {{- return(activity_changes() + ['scores']) -}}
 {%- endmacro %}
 
+{#- One row per (customer id, reason) of a list built earlier (alias `affected`): a list built on another
+    (int_customers_affected_as_of on int_customers_affected, int_customers_affected_scored on _as_of) keeps its
+    reasons, so a model that follows only some of them recomputes only those customers. -#}
+{% macro changes_listed(affected='affected') -%}
+    select
+        {{ affected }}.customer_id,
+        listed.change
+    from {{ affected }}
+    cross join lateral unnest(string_to_array({{ affected }}.changes, ',')) as listed (change)
+{%- endmacro %}
+
 {#- The body of a list's `final` CTE (int_customers_affected, _as_of, _scored): one row per customer id the
     `changes` CTE (customer_id, change) names, with why it is listed (`changes`: its distinct reasons, sorted,
     comma-separated). -#}

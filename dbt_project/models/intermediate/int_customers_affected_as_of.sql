@@ -90,11 +90,7 @@ changes as (
 
     -- the reasons int_customers_affected gives, kept: a model that follows only some of them (e.g. the
     -- categories, which no delivery or interaction changes) recomputes only those customers
-    select
-        affected.customer_id,
-        listed.change
-    from affected
-    cross join lateral unnest(string_to_array(affected.changes, ',')) as listed (change)
+    {{ changes_listed() }}
     union all
     select
         customer_id,

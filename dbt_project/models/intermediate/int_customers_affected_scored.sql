@@ -77,11 +77,7 @@ changes as (
 
     -- the reasons int_customers_affected_as_of gives, kept: customer_segments, which reads no delivery or
     -- campaign response, does not recompute the customers listed only for those
-    select
-        affected.customer_id,
-        listed.change
-    from affected
-    cross join lateral unnest(string_to_array(affected.changes, ',')) as listed (change)
+    {{ changes_listed() }}
     union all
     select
         customer_id,
