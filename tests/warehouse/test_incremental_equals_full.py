@@ -367,20 +367,21 @@ def delete_at_source(url: str, spare_customers: set[str], spare_orders: set[int]
             order by c.source_record_id limit 1""", (spare, order_id, short_order_id)).fetchone()
         line_ids = [r[0] for r in conn.execute(
             "select order_item_id from staging.stg_orders__order_items where order_id = %s", (order_id,))]
-        # the product of fewest lines, not on the orders above
-        (product_id,) = conn.execute("""
+        # the two products of fewest lines, not on the orders above: one moves category, one is deleted
+        product_id, deleted_product_id = (r[0] for r in conn.execute("""
             select product_id from intermediate.int_order_items_unioned
             where product_id is not null
             group by product_id
             having bool_and(order_id not in ('orders:' || %s::text, 'orders:' || %s::text))
-            order by count(*), product_id limit 1""", (order_id, short_order_id)).fetchone()
+            order by count(*), product_id limit 2""", (order_id, short_order_id)))
         batch_id = f"deleted-at-source-{uuid.uuid4().hex[:8]}"
         conn.execute("insert into audit.load_batches (batch_id, source_name, source_kind, status, rows_read,"
                      " rows_loaded, finished_at) values (%s, 'orders.orders', 'orders_db', 'loaded', 0, 0, now())",
                      (batch_id,))
         for table, key, keys in (("orders__orders", "order_id", [order_id]),
                                  ("orders__order_items", "order_item_id", [*line_ids, order_item_id]),
-                                 ("orders__customers", "customer_id", [int(orders_customer)])):
+                                 ("orders__customers", "customer_id", [int(orders_customer)]),
+                                 ("orders__products", "product_id", [deleted_product_id])):
             columns = [c for (c,) in conn.execute(
                 "select column_name from information_schema.columns where table_schema = 'raw' and table_name = %s"
                 " and column_name not like '\\_%%' and column_name <> 'updated_at' order by ordinal_position",
@@ -394,8 +395,7 @@ def delete_at_source(url: str, spare_customers: set[str], spare_orders: set[int]
                     from raw.{table} where {key} = any(%s)
                     order by {key}, updated_at desc nulls last, _loaded_at desc""", (batch_id, keys)).rowcount
             assert marked == len(set(keys)), (table, marked, keys)
-        # and a product moved to another category (a new version, not a deletion: a deleted product's lines
-        # keep its id, which fct_order_items' relationships test to dim_products refuses; docs/operations.md)
+        # and a product moved to another category (a new version)
         moved = conn.execute(
             """insert into raw.orders__products (product_id, sku, name, category, unit_price, updated_at, _batch_id,
                     _source_file, _loaded_at, _row_number, _record_hash)
@@ -406,7 +406,7 @@ def delete_at_source(url: str, spare_customers: set[str], spare_orders: set[int]
         assert moved == 1, product_id
     return {"order": order_id, "short_order": short_order_id, "line": order_item_id,
             "quantity_before": quantity_before, "orders_customer": orders_customer, "customer": customer_id,
-            "product": product_id}
+            "product": product_id, "deleted_product": deleted_product_id}
 
 
 def plant_merge(url: str, landing_dir) -> tuple[str, str]:
@@ -736,6 +736,12 @@ def test_deletions_at_the_source_reach_the_orders_on_the_day(runs, env):
     for table in ("intermediate.int_order_items_unioned", "marts.fct_order_items"):
         lines = rows(table, "product_id", str(deleted["product"]))
         assert lines and all(r["category"] == "moved-category" for r in lines), (table, lines)
+    # the product deleted at the source stays, flagged, and its lines keep it and its category
+    (product,) = rows("marts.dim_products", "product_id", str(deleted["deleted_product"]))
+    assert product["is_deleted_at_source"] == "true" and product["category"], product
+    for table in ("intermediate.int_order_items_unioned", "marts.fct_order_items"):
+        lines = rows(table, "product_id", str(deleted["deleted_product"]))
+        assert lines and all(r["category"] == product["category"] for r in lines), (table, lines)
 
 
 def test_the_intermediate_orders_and_interactions_rewrote_only_the_day_s_rows(runs):

@@ -3,8 +3,9 @@
 A real source database whose tables, columns and types are not the demo's (a `sales` schema, Persian
 transliterated names, a change timestamp without time zone, order lines behind a SQL query) is mapped by a
 source YAML onto the canonical fields; deletions at the source (a soft-delete flag, a `deleted_at`
-column, rows removed outright) reach raw as deletion versions and drop out of staging; a wrong name in the
-mapping fails up front with the setting named and nothing loaded.
+column, rows removed outright) reach raw as deletion versions and drop out of staging, except a product, which
+stays flagged so that the order lines naming it keep it; a wrong name in the mapping fails up front with the
+setting named and nothing loaded.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ tables:
     table: sales.kala
     primary_key: kala_id
     updated_at: taghir
+    reconcile_deletes: true
     columns: {{kala_id: product_id, kod: sku, onvan: name, goruh: category, gheymat: unit_price}}
   customers:
     table: sales.moshtari
@@ -98,8 +100,10 @@ tables:
                jam: line_amount}}
 """
 
-#: the orders-database staging models and the incremental facts they feed (with what those need upstream)
-MODELS = ["--select", "stg_orders__customers", "+fct_orders", "+fct_order_items", "--indirect-selection", "cautious"]
+#: the orders-database staging models and the incremental facts they feed (with what those need upstream), and
+#: dim_products, so that fct_order_items' relationships test to it runs
+MODELS = ["--select", "stg_orders__customers", "+fct_orders", "+fct_order_items", "dim_products",
+          "--indirect-selection", "cautious"]
 
 
 def write_config(tmp_path: Path, text: str) -> Path:
@@ -181,11 +185,13 @@ def test_deletions_at_the_source_leave_staging(shop, tmp_path, settings):
         conn.execute("delete from sales.radif where sef_no = 9003")
         conn.execute("delete from sales.sefaresh where sef_no = 9003")
         conn.execute("delete from sales.moshtari where shomare = 503")
+        conn.execute("delete from sales.kala where kala_id = 2")  # a product its order lines still name
     results = extract(shop)
     assert results[("customers", False)].rows_deleted == 1       # the hazf flag
     assert results[("orders", False)].rows_deleted == 1          # deleted_at
     assert results[("customers", True)].rows_deleted == 1        # 503 gone: key reconciliation
     assert results[("order_items", True)].rows_deleted == 1      # line of 9003 gone from the query's result
+    assert results[("products", True)].rows_deleted == 1         # product 2 gone: key reconciliation
     # Order 9003 is gone from the source but its entity has no reconciliation configured: still held.
     assert ("orders", True) not in results
     assert q(wh, "select customer_id, updated_at::text, email from raw.orders__customers "
@@ -195,15 +201,24 @@ def test_deletions_at_the_source_leave_staging(shop, tmp_path, settings):
          "mina@example.net")]
     ledger = q(wh, "select source_name, status, rows_read, rows_loaded from audit.load_batches "
                    "where source_file like '%key reconciliation%' order by 1")
-    assert ledger == [("shop_orders.customers", "loaded", 1, 1), ("shop_orders.order_items", "loaded", 1, 1)]
+    assert ledger == [("shop_orders.customers", "loaded", 1, 1), ("shop_orders.order_items", "loaded", 1, 1),
+                      ("shop_orders.products", "loaded", 1, 1)]
 
-    dbt_build(wh, tmp_path / "second", *MODELS)  # incremental: the deleted keys must leave
+    dbt_build(wh, tmp_path / "second", *MODELS)  # incremental: the deleted keys must leave; green (dbt() asserts)
     assert q(wh, "select orders_customer_id from staging.stg_orders__customers order by 1") == [(501,)]
     assert q(wh, "select order_id from staging.stg_orders__orders order by 1") == [(9001,), (9003,)]
     assert q(wh, "select order_item_id from staging.stg_orders__order_items order by 1") == [
         (9001001,), (9001002,), (9002001,)]
     assert q(wh, "select entity, record_key from staging.stg_orders__deletions order by 1, 2") == [
-        ("customers", "502"), ("customers", "503"), ("order_items", "9003001"), ("orders", "9002")]
+        ("customers", "502"), ("customers", "503"), ("order_items", "9003001"), ("orders", "9002"),
+        ("products", "2")]
+    # The deleted product stays, flagged, with its last attributes: its order line keeps it (and the relationships
+    # test of fct_order_items.product_id to dim_products passed in that build)
+    for table in ("staging.stg_orders__products", "marts.dim_products"):
+        assert q(wh, f"select product_id, sku, category, is_deleted_at_source from {table} order by 1") == [
+            (1, "SKU-1", "tools", False), (2, "SKU-2", "garden", True)], table
+    assert q(wh, "select product_id, category from marts.fct_order_items where order_item_id = 'orders:9001002'") == [
+        (2, "garden")]
     # The incremental facts no longer count them either (not only after the weekly full refresh).
     assert q(wh, "select order_id from marts.fct_orders order by 1") == [("orders:9001",), ("orders:9003",)]
     assert q(wh, "select order_item_id from marts.fct_order_items order by 1") == [
@@ -212,10 +227,15 @@ def test_deletions_at_the_source_leave_staging(shop, tmp_path, settings):
     # A reconciliation finds nothing new the next time, and a key re-created at the source comes back.
     with psycopg.connect(src, autocommit=True) as conn:
         conn.execute("update sales.moshtari set hazf = false, taghir = '2026-03-01 10:00' where shomare = 502")
+        # re-created after the reconciliation that marked it deleted: a change time after that reconciliation's
+        conn.execute("insert into sales.kala values (2, 'SKU-2', 'Rake', 'Garden', 22.00, now())")
     results = extract(shop)
-    assert set(results) == {("customers", False)} and results[("customers", False)].rows_deleted == 0
+    assert set(results) == {("customers", False), ("products", False)}
+    assert results[("customers", False)].rows_deleted == results[("products", False)].rows_deleted == 0
     dbt_build(wh, tmp_path / "third", *MODELS)
     assert q(wh, "select orders_customer_id from staging.stg_orders__customers order by 1") == [(501,), (502,)]
+    assert q(wh, "select product_id, unit_price::text, is_deleted_at_source from marts.dim_products order by 1") == [
+        (1, "10.00", False), (2, "22.00", False)]
 
 
 @pytest.mark.parametrize(("edit", "setting", "says"), [

@@ -27,9 +27,9 @@
 -- staged or (re-)attributed since the newest line held here (a line, the order or its export staged; identity
 -- moved its buyer), when its buyer left identity (the order has no customer any more, its lines still do), or
 -- when one of its products was staged since. Lines and orders deleted at the source are deleted (post-hook).
+-- A product deleted at the source stays in stg_orders__products (flagged): its lines keep it and its category.
 -- Not seen until the weekly full refresh: a product added later under a SKU an exported line named before (the
--- line has no product to probe by), and a product deleted at the source (its lines keep its id; the
--- relationships test of fct_order_items to dim_products then fails the run, docs/operations.md).
+-- line has no product to probe by).
 
 with
 
@@ -94,6 +94,17 @@ order_items as (
 products as (
 
     select * from {{ ref('stg_orders__products') }}
+
+),
+
+-- the product a shop export's SKU names: one per SKU, the one the source still holds when a SKU deleted at
+-- the source was given to a new product
+products_by_sku as (
+
+    select distinct on (sku) *
+    from products
+    where sku is not null
+    order by sku asc, is_deleted_at_source asc, updated_at desc nulls last, product_id desc
 
 ),
 
@@ -178,7 +189,7 @@ export_items_priced as (
             partition by export_items_parsed.shop, export_items_parsed.shop_order_id
         ) as order_products_staged_at
     from export_items_parsed
-    left join products
+    left join products_by_sku as products
         on export_items_parsed.sku = products.sku
 
 ),

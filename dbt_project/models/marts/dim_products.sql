@@ -14,6 +14,7 @@ final as (
         product_name,
         category,
         unit_price,
+        is_deleted_at_source,
         updated_at
     from products
 
