@@ -1,5 +1,5 @@
-"""The quality gate's scope views (quality/scope_views.py): names carry their creation time, and only views of
-the gate's own naming older than STALE_AFTER count as leftovers."""
+"""The quality gate's scope views (quality/scope_views.py): names carry their creation time and are the gate's
+own, so that only the gate's views are ever taken for leftovers; each has its own advisory-lock key."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ import datetime as dt
 from crm_knowledge.quality import scope_views
 
 
-def test_a_view_is_stale_only_after_a_day_and_only_if_the_gate_named_it():
+def test_only_views_of_the_gate_s_naming_count_and_each_has_its_own_lock():
     now = dt.datetime(2026, 12, 7, 12, 0, tzinfo=dt.UTC)
-    fresh = scope_views.new_name(now - dt.timedelta(hours=23))
-    old = scope_views.new_name(now - dt.timedelta(hours=25))
-    assert fresh != scope_views.new_name(now - dt.timedelta(hours=23))  # unique per call
-    assert scope_views.stale_names([fresh, old, "scope_by_hand", "customer_360", "scope_2026_x"], now) == [old]
-    assert old.startswith("scope_20261206") and len(old) <= 63  # a PostgreSQL identifier
+    name = scope_views.new_name(now)
+    other = scope_views.new_name(now)
+    assert name != other and scope_views.lock_key(name) != scope_views.lock_key(other)  # unique per call
+    assert name.startswith("scope_20261207120000_") and len(name) <= 63  # a PostgreSQL identifier
+    assert [n for n in [name, "scope_by_hand", "customer_360", "scope_2026_x"] if scope_views.is_gate_view(n)] == [
+        name]

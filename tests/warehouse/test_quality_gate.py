@@ -794,7 +794,8 @@ def test_gx_is_sent_no_more_rows_than_it_records(db, qsettings):
     """GX 1.x reads a query asset's columns by running the query and fetching every row: each validation used
     to copy its whole scope (a raw batch, a table, a daily slice) into the gate's process (6.5-7 GB at 1M). The
     gate hands GX tables and scope views instead, so no statement of GX's returns more than the sample it
-    records; the views are gone afterwards, and a view a killed gate left behind is dropped a day later."""
+    records; the views are gone afterwards, a view a killed gate left behind (its lock released with its session)
+    is dropped by the next gate, and a running gate's view (its lock held) is kept."""
     import datetime as dt
 
     import sqlalchemy as sa
@@ -822,8 +823,14 @@ def test_gx_is_sent_no_more_rows_than_it_records(db, qsettings):
             create view quality_scopes.scope_20261101000000_0123abcd as select 1 as left_by_a_killed_gate;
         """)
         since = conn.execute("select now() - interval '1 day'").fetchone()[0].isoformat()
-        fresh = scope_views.new_name(dt.datetime.now(dt.UTC))  # as another gate's view, in use right now
-        conn.execute(f"create view quality_scopes.{fresh} as select 1")
+        killed = scope_views.new_name(dt.datetime.now(dt.UTC))  # a minute old, its gate killed: no lock held
+        conn.execute(f"create view quality_scopes.{killed} as select 1")
+        conn.commit()
+    # another gate's view, in use right now: its session holds the view's lock for the whole test
+    running = psycopg.connect(db, autocommit=True)
+    live = scope_views.new_name(dt.datetime.now(dt.UTC))
+    running.execute("select pg_advisory_lock(hashtext(%s))", (scope_views.lock_key(live),))
+    running.execute(f"create view quality_scopes.{live} as select 1")
 
     counts, listener = _rows_sent_to_gx()
     try:
@@ -834,6 +841,7 @@ def test_gx_is_sent_no_more_rows_than_it_records(db, qsettings):
                                     mode=RunMode("incremental", since))
     finally:
         sa.event.remove(sa.engine.Engine, "after_cursor_execute", listener)
+        running.close()
 
     assert raw.success and raw.scopes[0].row_count == n and raw.checks_run > 5
     assert weekly.scopes[0].row_count == 2 * n and daily.scopes[0].row_count == n
@@ -841,7 +849,7 @@ def test_gx_is_sent_no_more_rows_than_it_records(db, qsettings):
     assert max(counts) <= SAMPLE_SIZE, sorted(counts)[-5:]  # before: a statement returned all n (or 2n) rows
     with psycopg.connect(db) as conn:
         views = {v for (v,) in conn.execute("select viewname from pg_views where schemaname = 'quality_scopes'")}
-    assert views == {fresh}  # the gate's own views dropped, the stale one too; a live one (another gate's) kept
+    assert views == {live}  # the gate's own views dropped, the killed gates' too; a live one (another gate's) kept
 
 
 def test_a_check_failing_in_the_database_is_critical_and_in_the_data_docs(db, qsettings):
@@ -894,3 +902,26 @@ def test_a_whole_table_share_is_checked_on_the_whole_table_in_a_daily_run(db, qs
     with pytest.raises(CriticalDataQualityError, match="80% of customer-bearing"):
         gate.validate_layer("marts", "run-d2", suites=["marts.customer_identity_map"], settings=qsettings,
                             url=db, mode=daily)
+
+
+def test_the_raw_gate_first_drops_a_killed_gate_s_view_that_would_block_a_column_drop(db, qsettings):
+    """A scope view a killed gate left depends on its relation: dbt's `on_schema_change` could not drop a column
+    of that relation while it exists. The raw gate, the first check of every warehouse run (before its dbt
+    stages), drops such views, however young, even when it has no batch to check."""
+    import datetime as dt
+
+    from crm_knowledge.quality import pipeline, scope_views
+
+    left = scope_views.new_name(dt.datetime.now(dt.UTC))
+    with psycopg.connect(db, autocommit=True) as conn:
+        conn.execute("create table marts.fct_scoped (order_id text, dropped_column text)")
+        conn.execute(f"create view quality_scopes.{left} as select order_id, dropped_column from marts.fct_scoped")
+        with pytest.raises(psycopg.errors.DependentObjectsStillExist):
+            conn.execute("alter table marts.fct_scoped drop column dropped_column")
+
+    out = pipeline.check_new_raw_batches("run-orphans", settings=qsettings, url=db)
+
+    assert out["orphaned_scope_views_dropped"] == 1 and out["tables"] == {}
+    with psycopg.connect(db, autocommit=True) as conn:
+        conn.execute("alter table marts.fct_scoped drop column dropped_column")  # as dbt's sync_all_columns
+        assert conn.execute("select count(*) from pg_views where schemaname = 'quality_scopes'").fetchone() == (0,)

@@ -296,7 +296,7 @@ class _Run:
         self.datasource = self.context.data_sources.get(DATASOURCE_NAME)
         self.result = GateResult(layer=layer, pipeline_run_id=pipeline_run_id)
         self.doc_keys: list[Any] = []
-        self.stale_views_dropped = False
+        self.orphaned_views_dropped = False
 
     def validate(self, conn: psycopg.Connection, spec: SuiteSpec, *, query: str, scope: str,
                  batch_id: str | None, measured: tuple[int, dict[str, float]] | None = None,
@@ -349,9 +349,9 @@ class _Run:
             schema, _, table = spec.relation.partition(".")
             yield self.datasource.add_table_asset(name=name, table_name=table, schema_name=schema)
             return
-        if not self.stale_views_dropped:
-            scope_views.drop_stale(self.url)
-            self.stale_views_dropped = True
+        if not self.orphaned_views_dropped:
+            scope_views.drop_orphaned(self.url)
+            self.orphaned_views_dropped = True
         with scope_views.scope_view(self.url, query) as view:
             yield self.datasource.add_table_asset(name=name, table_name=view, schema_name=scope_views.SCHEMA)
 

@@ -33,7 +33,7 @@ from typing import Any
 from crm_knowledge.as_of import as_of_date, run_key
 from crm_knowledge.ingest import field_issues
 from crm_knowledge.ingest.registry import KIND_TARGETS
-from crm_knowledge.quality import gate, report
+from crm_knowledge.quality import gate, report, scope_views
 from crm_knowledge.quality.gate import POST_SCORING_SUITES, CriticalDataQualityError, GateResult
 from crm_knowledge.run_mode import RunMode
 from crm_knowledge.settings import Settings, get_settings
@@ -109,6 +109,9 @@ def check_new_raw_batches(pipeline_run_id: str | None = None, *, include_held: b
     run_id = _run_id(pipeline_run_id)
     out: dict[str, Any] = {"pipeline_run_id": run_id, "tables": {}, "held_batches": [], "released_batches": []}
     errors = []
+    # first in every warehouse run, before its dbt stages: a scope view a killed gate left depends on its
+    # relation, and dbt could not drop a column of that relation while the view exists
+    out["orphaned_scope_views_dropped"] = len(scope_views.drop_orphaned(url))
     # values staging cannot convert, per field, and the per-source threshold that holds a batch
     with connect(url, autocommit=True) as conn:
         out["held_for_field_issues"] = list(field_issues.check_new_batches(conn))

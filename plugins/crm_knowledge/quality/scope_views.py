@@ -11,9 +11,11 @@ as a table asset. The view holds no rows: GX's queries read through it as they r
 
 The views live in their own schema (``quality_scopes``, :mod:`crm_knowledge.privacy.roles`: pipeline only),
 never in ``marts``, which readers browse. They are created and dropped on an autocommit connection of their
-own, so GX's connections see them and the gate's transaction is not committed early. A view a killed process
-left behind is dropped by the next gate after :data:`STALE_AFTER` (its name carries its creation time);
-until then it only depends on its relation.
+own, so GX's connections see them and the gate's transaction is not committed early. That connection holds the
+view's advisory lock (:func:`lock_key`) from before the view exists until it is dropped: a view whose lock nobody
+holds was left by a gate that was killed (its session ended, and the lock with it), and the next gate drops it
+(:func:`drop_orphaned`) at once. A leftover view depends on its relation, so until it is gone dbt could not
+drop a column of that relation (``on_schema_change``); a gate still running keeps its view.
 """
 
 from __future__ import annotations
@@ -27,13 +29,12 @@ from contextlib import contextmanager
 
 from psycopg import sql
 
-from crm_knowledge.warehouse.db import connect
+from crm_knowledge.warehouse.db import advisory_lock, advisory_unlock, connect
 
 log = logging.getLogger(__name__)
 
 SCHEMA = "quality_scopes"
-#: A leftover view older than this is dropped by the next gate (no gate validates one scope for a day).
-STALE_AFTER = dt.timedelta(hours=24)
+#: the names the gate gives its views (creation time, random part); other views of the schema are left alone
 _NAME = re.compile(r"^scope_(\d{14})_[0-9a-f]{8}$")
 _STAMP = "%Y%m%d%H%M%S"
 
@@ -43,27 +44,32 @@ def new_name(now: dt.datetime) -> str:
     return f"scope_{now.strftime(_STAMP)}_{secrets.token_hex(4)}"
 
 
-def stale_names(names: list[str], now: dt.datetime) -> list[str]:
-    """The view names among `names` created more than :data:`STALE_AFTER` before `now` (UTC)."""
-    out = []
-    for name in names:
-        m = _NAME.match(name)
-        if m and now - dt.datetime.strptime(m.group(1), _STAMP).replace(tzinfo=dt.UTC) > STALE_AFTER:
-            out.append(name)
-    return out
+def is_gate_view(name: str) -> bool:
+    """Whether `name` is of the gate's naming (:func:`new_name`)."""
+    return _NAME.match(name) is not None
 
 
-def drop_stale(url: str, now: dt.datetime | None = None) -> list[str]:
-    """Drop the leftover scope views older than :data:`STALE_AFTER`; return their names."""
-    now = now or dt.datetime.now(dt.UTC)
+def lock_key(name: str) -> str:
+    """The advisory-lock key (warehouse.db.advisory_lock) the gate holds while its view `name` exists."""
+    return f"{SCHEMA}.{name}"
+
+
+def drop_orphaned(url: str) -> list[str]:
+    """Drop the gate's views whose lock no session holds (left by a killed gate); return their names."""
+    dropped = []
     with connect(url, autocommit=True) as conn:
         names = [n for (n,) in conn.execute("select viewname from pg_views where schemaname = %s", (SCHEMA,))]
-        stale = stale_names(names, now)
-        for name in stale:
-            conn.execute(sql.SQL("drop view if exists {}.{}").format(sql.Identifier(SCHEMA), sql.Identifier(name)))
-    if stale:
-        log.info("dropped %d leftover quality scope view(s) older than %s", len(stale), STALE_AFTER)
-    return stale
+        for name in filter(is_gate_view, names):
+            if not advisory_lock(conn, lock_key(name), wait=False):
+                continue  # a running gate's view
+            try:
+                conn.execute(sql.SQL("drop view if exists {}.{}").format(sql.Identifier(SCHEMA), sql.Identifier(name)))
+                dropped.append(name)
+            finally:
+                advisory_unlock(conn, lock_key(name))
+    if dropped:
+        log.info("dropped %d quality scope view(s) left by a gate that did not finish", len(dropped))
+    return dropped
 
 
 @contextmanager
@@ -72,8 +78,10 @@ def scope_view(url: str, query: str) -> Iterator[str]:
     name = new_name(dt.datetime.now(dt.UTC))
     view = sql.SQL("{}.{}").format(sql.Identifier(SCHEMA), sql.Identifier(name))
     with connect(url, autocommit=True) as conn:
+        advisory_lock(conn, lock_key(name))  # before the view exists: never a view without its lock
         conn.execute(sql.SQL("create view {} as {}").format(view, sql.SQL(query)))
         try:
             yield name
         finally:
             conn.execute(sql.SQL("drop view if exists {}").format(view))
+            advisory_unlock(conn, lock_key(name))
