@@ -932,24 +932,30 @@ def test_an_orphaned_view_of_another_role_is_left_with_a_warning_not_a_failure(d
     pipeline's role: the clean-up logs it and goes on, so the warehouse run does not fail for it."""
     import datetime as dt
     import urllib.parse
+    import uuid
 
     from crm_knowledge.quality import scope_views
 
+    cleaner = f"scope_cleaner_{uuid.uuid4().hex[:8]}"  # roles are the server's, not the scratch database's
     theirs = scope_views.new_name(dt.datetime.now(dt.UTC))
     ours = scope_views.new_name(dt.datetime.now(dt.UTC))
     with psycopg.connect(db, autocommit=True) as conn:
-        conn.execute("create role scope_cleaner nologin")
-        conn.execute("grant usage, create on schema quality_scopes to scope_cleaner")
-        conn.execute(f"grant scope_cleaner to {conn.info.user}")
+        conn.execute(f"create role {cleaner} nologin")
+        conn.execute(f"grant usage, create on schema quality_scopes to {cleaner}")
+        conn.execute(f"grant {cleaner} to {conn.info.user}")
         conn.execute(f"create view quality_scopes.{theirs} as select 1 as by_the_owner")
-        conn.execute("set role scope_cleaner")
+        conn.execute(f"set role {cleaner}")
         conn.execute(f"create view quality_scopes.{ours} as select 1 as by_the_cleaner")
-    as_cleaner = db + ("&" if "?" in db else "?") + "options=" + urllib.parse.quote("-c role=scope_cleaner")
+    as_cleaner = db + ("&" if "?" in db else "?") + "options=" + urllib.parse.quote(f"-c role={cleaner}")
+    try:
+        with caplog.at_level("WARNING", logger="crm_knowledge.quality.scope_views"):
+            assert scope_views.drop_orphaned(as_cleaner) == [ours]
 
-    with caplog.at_level("WARNING", logger="crm_knowledge.quality.scope_views"):
-        assert scope_views.drop_orphaned(as_cleaner) == [ours]
-
-    assert theirs in caplog.text and "not dropped" in caplog.text
-    with psycopg.connect(db) as conn:
-        assert {v for (v,) in conn.execute("select viewname from pg_views where schemaname = 'quality_scopes'")} == {
-            theirs}
+        assert theirs in caplog.text and "not dropped" in caplog.text
+        with psycopg.connect(db) as conn:
+            assert {v for (v,) in conn.execute(
+                "select viewname from pg_views where schemaname = 'quality_scopes'")} == {theirs}
+    finally:
+        with psycopg.connect(db, autocommit=True) as conn:
+            conn.execute(f"drop owned by {cleaner}")
+            conn.execute(f"drop role {cleaner}")
