@@ -1,6 +1,6 @@
-"""`ckp bench` as a user runs it (a subprocess), on a tiny population: it must finish and report what it timed,
-identity resolution included on both backends (DuckDB in process, Spark in local mode, with the driver's and the
-JVM's peak memory apart).
+"""`ckp bench` as a user runs it (a subprocess), on a tiny population: it must finish and report what it timed, the
+full run and an incremental day through every stage, and identity resolution on both backends (`--only-identity`:
+DuckDB in process, Spark in local mode, with the driver's and the JVM's peak memory apart).
 
 The identity backends run with the Splink model's prior m / u values, not trained (``probabilistic.
 min_records_for_training`` above the demo's records, in a copy of the configuration the bench reads through
@@ -92,33 +92,76 @@ def test_a_bench_without_the_disk_it_needs_fails_at_once(tmp_path):
         assert probe.connect_ex(("127.0.0.1", port)) != 0, f"a warehouse listens on {port}"
 
 
+#: the stages of a day, as the warehouse and scoring DAGs run them (the ingest stages are one per source)
+DAY_STAGES = {"generate", "quality:raw_gate", "dbt:staging", "identity_resolution", "dbt:marts",
+              "quality:staging_and_marts", "scoring:all_models", "dbt:post_scoring", "quality:post_scoring"}
+
+
 def test_ckp_bench_small(tmp_path):
+    """The full run, then one incremental day (`--days 1`) through every stage on the day's generated changes."""
     env = ckp_env(CKP_BENCH_PORT=str(free_port()), WAREHOUSE_URL=None, CKP_ORDERS_URL=None,
-                  CKP_CONFIG_DIR=str(_config_without_training(tmp_path)),
-                  CKP_SPARK_MASTER="local[2]", CKP_SPARK_SHUFFLE_PARTITIONS="2",
-                  CKP_SPARK_SCRATCH_DIR=str(tmp_path / "spark-scratch"),
                   CKP_BENCH_WEBHOOK_PORT=os.environ.get("CKP_WEBHOOK_PORT", "8790"))
     bad = run_ckp("bench", "--size", str(SIZE), "--identity-backends", "duckdb,flink", env=env, timeout=300)
     assert bad.returncode == 2 and "flink" in bad.stderr
     no_day = run_ckp("bench", "--size", str(SIZE), "--days", "0", env=env, timeout=300)
     assert no_day.returncode == 2 and "argument --days: must be at least 1, got 0" in no_day.stderr, no_day.stderr
-    res = run_ckp("bench", "--size", str(SIZE), "--seed", "5", "--no-incremental", "--no-baselines", "--no-scaling",
-                  "--identity-backends", "duckdb,spark", "--results-dir", str(tmp_path), env=env, timeout=3600)
+    res = run_ckp("bench", "--size", str(SIZE), "--seed", "5", "--days", "1", "--no-baselines", "--no-scaling",
+                  "--identity-backends", "duckdb", "--results-dir", str(tmp_path), env=env, timeout=3600)
     try:
         assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
         reports = sorted(tmp_path.glob(f"*-{SIZE}.json"))
         assert len(reports) == 1 and reports[0].with_suffix(".md").exists()
         report = json.loads(reports[0].read_text(encoding="utf-8"))
         assert (report["size"], report["seed"]) == (SIZE, 5)
-        stages = {(s["stage"], s["phase"]) for s in report["stages"]}
-        assert ("generate", "full") in stages and len(stages) >= 4
         assert all(s["seconds"] >= 0 for s in report["stages"])
-        assert not [s for s in report["stages"] if s["phase"] == "incremental"]  # --no-incremental honoured
+        by_phase: dict[str, dict[str, dict]] = {}
+        for s in report["stages"]:
+            by_phase.setdefault(s["phase"], {})[s["stage"]] = s
+        assert set(by_phase) == {"full", "incremental"}  # --days 1: one day, no second
+        for phase in ("full", "incremental"):
+            stages = set(by_phase[phase])
+            assert DAY_STAGES <= stages, (phase, DAY_STAGES - stages)
+            assert {s for s in stages if s.startswith("ingest:")} >= {"ingest:forms", "ingest:orders"}
+            assert {s for s in stages if s.startswith("export:")}, phase
+        # the day generated and loaded a day's changes, not the population again
+        day, full = by_phase["incremental"]["generate"]["rows"], by_phase["full"]["generate"]["rows"]
+        assert 0 < day < full / 2, (day, full)
+        [entry] = report["days"]
+        assert entry["phase"] == "incremental" and entry["seconds"] > 0
+        assert report["incremental_seconds"] == entry["seconds"] and report["full_seconds"] > 0
+        assert [r["backend"] for r in report["identity_backends"]] == ["duckdb"]
+        md = reports[0].with_suffix(".md").read_text(encoding="utf-8")
+        assert "incremental day: **" in md and "| dbt:marts |" in md
+    finally:
+        _stop_bench_warehouse(env)
+
+
+def test_ckp_bench_only_identity(tmp_path):
+    """`--only-identity`: synthetic candidates of --size customers, then only a full identity resolution per backend
+    (DuckDB in process, Spark in local mode), with the driver's and the JVM's peak memory; no pipeline stage runs."""
+    env = ckp_env(CKP_BENCH_PORT=str(free_port()), WAREHOUSE_URL=None, CKP_ORDERS_URL=None,
+                  CKP_CONFIG_DIR=str(_config_without_training(tmp_path)),
+                  CKP_SPARK_MASTER="local[2]", CKP_SPARK_SHUFFLE_PARTITIONS="2",
+                  CKP_SPARK_SCRATCH_DIR=str(tmp_path / "spark-scratch"),
+                  CKP_BENCH_WEBHOOK_PORT=os.environ.get("CKP_WEBHOOK_PORT", "8790"))
+    res = run_ckp("bench", "--size", str(SIZE), "--only-identity", "--identity-backends", "duckdb,spark",
+                  "--results-dir", str(tmp_path), env=env, timeout=1200)
+    try:
+        assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+        report = json.loads(sorted(tmp_path.glob(f"*-{SIZE}.json"))[0].read_text(encoding="utf-8"))
+        assert report["only_identity"] is True
+        assert [s["stage"] for s in report["stages"]] == [
+            "generate:identity_candidates", "identity_backend:duckdb", "identity_backend:spark"]
+        # about 2.1 records per customer (an orders record, most with a sibling record or a form): every record is
+        # resolved, the customers are about the people generated
+        row = next(r for r in report["identity_backends"] if r["backend"] == "duckdb")
+        assert row["records"] == report["identity_candidates"] and 1.5 * SIZE < row["records"] < 3 * SIZE
+        assert 0.8 * SIZE <= row["customers"] <= 1.2 * SIZE and row["peak_driver_mb"] > 0
         # identity on both backends
         rows = {r["backend"]: r for r in report["identity_backends"]}
         assert set(rows) == {"duckdb", "spark"}
         duck, spark = rows["duckdb"], rows["spark"]
-        assert duck["records"] == spark["records"] > 4 * SIZE
+        assert duck["records"] == spark["records"] == report["identity_candidates"]
         assert duck["customers"] == spark["customers"] > 0
         assert spark["steps"]["splink"] > 0  # Splink scored the pairs on Spark (with the prior values)
         assert spark["steps"] and set(spark["steps"]) >= {"prepare", "junk", "deterministic", "splink", "clusters"}
@@ -127,9 +170,8 @@ def test_ckp_bench_small(tmp_path):
         assert spark["peak_children_mb"] > 200 and spark["peak_driver_mb"] > 50, spark
         assert duck["peak_driver_mb"] > 50, duck
         assert all(r["seconds"] > 0 for r in rows.values())
-        assert {"identity_backend:duckdb", "identity_backend:spark"} <= {s for s, _ in stages}
-        md = reports[0].with_suffix(".md").read_text(encoding="utf-8")
-        assert "| spark |" in md and "peak driver MB" in md
+        md = sorted(tmp_path.glob(f"*-{SIZE}.md"))[0].read_text(encoding="utf-8")
+        assert "`--only-identity`" in md and "| duckdb |" in md and "| spark |" in md and "peak driver MB" in md
         # the run's Spark scratch directory (staged candidates: personal data) is gone
         assert not list((tmp_path / "spark-scratch").glob("ckp-spark-*"))
     finally:
@@ -172,29 +214,6 @@ def test_ckp_bench_only_ingest(tmp_path):
         assert report["load_average"]["start"] and report["load_average"]["end"]
         md = sorted(tmp_path.glob(f"*-{SIZE}.md"))[0].read_text(encoding="utf-8")
         assert "plain `COPY` of the same file" in md and "| forms |" in md
-    finally:
-        _stop_bench_warehouse(env)
-
-
-def test_ckp_bench_only_identity(tmp_path):
-    """`--only-identity`: synthetic candidates of --size customers, then only a full identity resolution per backend
-    (DuckDB here; test_ckp_bench_small runs Spark), with the driver's peak memory; no pipeline stage runs."""
-    env = ckp_env(CKP_BENCH_PORT=str(free_port()), WAREHOUSE_URL=None, CKP_ORDERS_URL=None,
-                  CKP_BENCH_WEBHOOK_PORT=os.environ.get("CKP_WEBHOOK_PORT", "8790"))
-    res = run_ckp("bench", "--size", str(SIZE), "--only-identity", "--identity-backends", "duckdb",
-                  "--results-dir", str(tmp_path), env=env, timeout=1200)
-    try:
-        assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
-        report = json.loads(sorted(tmp_path.glob(f"*-{SIZE}.json"))[0].read_text(encoding="utf-8"))
-        assert report["only_identity"] is True
-        assert [s["stage"] for s in report["stages"]] == ["generate:identity_candidates", "identity_backend:duckdb"]
-        [row] = report["identity_backends"]
-        # about 2.1 records per customer (an orders record, most with a sibling record or a form): every record is
-        # resolved, the customers are about the people generated
-        assert row["records"] == report["identity_candidates"] and 1.5 * SIZE < row["records"] < 3 * SIZE
-        assert 0.8 * SIZE <= row["customers"] <= 1.2 * SIZE and row["peak_driver_mb"] > 0
-        md = sorted(tmp_path.glob(f"*-{SIZE}.md"))[0].read_text(encoding="utf-8")
-        assert "`--only-identity`" in md and "| duckdb |" in md
     finally:
         _stop_bench_warehouse(env)
 
