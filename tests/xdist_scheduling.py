@@ -28,7 +28,7 @@ SLOWEST_FIRST = (
     "tests/e2e/test_external_warehouse.py",            # the pipeline on a second PostgreSQL (~156)
     "tests/e2e/test_make_up.py",                       # ckp up (~55)
     "tests/warehouse/test_identity_spark.py",          # Spark vs DuckDB on the demo, full and incremental (~204)
-    "tests/e2e/test_cli_bench.py",                     # ckp bench, identity on DuckDB and Spark (~115)
+    "tests/e2e/test_cli_bench.py",                     # ckp bench: full run and a day; identity on Spark (~150)
     "tests/warehouse/test_incremental_equals_full.py",  # (~110)
     "tests/warehouse/test_erasure_entry_points.py",    # (~105)
     "tests/e2e/test_failures.py",                      # airflow dags test on SQLite, a failing make run (<80)
