@@ -142,6 +142,43 @@
     {{- return(activity_changes() + ['scores']) -}}
 {%- endmacro %}
 
+{#- The campaign customers whose stored values the as-of date moves (reason `as_of_campaigns`), from the import
+    CTEs `campaign_assignments` and `orders` of the calling list (`orders` not materialized: each assignment
+    probes its index on customer_id):
+    * `first_visible_since` (a date expression; none: leave out): every customer, either arm, of a campaign
+      delivered on or after it. A campaign is measured from the day after its delivery
+      (fct_campaign_responses), so the first as-of date past it gives each of its customers a last campaign
+      (int_customer_360_assembled); the holdout arm is sent nothing, so no delivery lists them;
+    * `open_since`: the treated customers of a campaign delivered on or after it (its response window may still
+      be open) who have ordered since the window opened: their campaign-response knowledge item says over how
+      many days the response was observed, a count the as-of date moves (customer_knowledge).
+    Nobody else in a campaign needs the as-of move: customer_360 computes the days observed at read time, and
+    the order that makes a customer respond lists them itself (orders, as_of_events). An order of any status
+    counts here: more customers listed, never fewer. -#}
+{% macro campaign_customers_listed(open_since, first_visible_since=none) -%}
+    select
+        campaign_assignments.customer_id,
+        'as_of_campaigns' as change
+    from campaign_assignments
+    where
+        {% if first_visible_since is not none -%}
+            campaign_assignments.campaign_date >= {{ first_visible_since }}
+            or
+        {% endif -%}
+        (
+            campaign_assignments.arm = 'treated'
+            and campaign_assignments.campaign_date >= {{ open_since }}
+            and exists (
+                select 1
+                from orders
+                where
+                    orders.customer_id = campaign_assignments.customer_id
+                    and orders.ordered_at
+                    >= cast(campaign_assignments.campaign_date + 1 as timestamp) at time zone 'UTC'
+            )
+        )
+{%- endmacro %}
+
 {#- One row per (customer id, reason) of a list built earlier (alias `affected`): a list built on another
     (int_customers_affected_as_of on int_customers_affected, int_customers_affected_scored on _as_of) keeps its
     reasons, so a model that follows only some of them recomputes only those customers. -#}

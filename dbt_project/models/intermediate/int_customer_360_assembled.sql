@@ -7,10 +7,11 @@
     )
 }}
 
--- The stored part of customer_360 (the view that adds the as-of date, age band, day counts and
--- relationship stage at read time): the golden record (int_customers_described, with the birth date the
--- age band needs), activity with the dates and window counts the stage needs, the latest knowledge items,
--- the latest segment and scores, and the last campaign. Built after scoring (tag post_scoring).
+-- The stored part of customer_360 (the view that adds the as-of date, age band, day counts, relationship
+-- stage and the days of the last campaign's response window observed at read time): the golden record
+-- (int_customers_described, with the birth date the age band needs), activity with the dates and window
+-- counts the stage needs, the latest knowledge items, the latest segment and scores, and the last campaign.
+-- Built after scoring (tag post_scoring).
 -- Incremental: a daily run recomputes only int_customers_affected_scored (macros/affected_customers.sql).
 
 with
@@ -50,7 +51,8 @@ campaign_responses as (
 
 ),
 
--- campaigns: the customer's latest campaign (either arm), over its longest window observed so far
+-- campaigns: the customer's latest campaign (either arm), over its longest window observed so far (the days
+-- observed, which the as-of date moves while the window is open, are customer_360's, at read time)
 last_campaigns as (
 
     select distinct on (customer_id)
@@ -59,8 +61,7 @@ last_campaigns as (
         campaign_date,
         arm,
         has_ordered,
-        order_count,
-        observed_days
+        order_count
     from campaign_responses
     order by customer_id asc, campaign_date desc, campaign_id asc, window_days desc
 
@@ -178,8 +179,7 @@ final as (
         last_campaigns.campaign_date as last_campaign_date,
         last_campaigns.arm as last_campaign_arm,
         last_campaigns.has_ordered as has_responded_to_last_campaign,
-        last_campaigns.order_count as last_campaign_order_count,
-        last_campaigns.observed_days as last_campaign_observed_days
+        last_campaigns.order_count as last_campaign_order_count
 
     from customers
     left join activity

@@ -19,8 +19,9 @@
 --             (staged_at, customer_resolved_at), a form (re-)staged
 --   exports:  a delivery made since the previous run (communicated_at)
 --   as_of_day: orders dated on the as-of day (what an as-of date one day later changes in the followed models)
---   as_of_campaigns: treated customers of a campaign whose response window the as-of date still moves (only the
---             models that read campaign responses follow them, macros/affected_customers.sql activity_changes())
+--   as_of_campaigns: treated customers who responded to a campaign whose response window the as-of date still
+--             moves (macros/affected_customers.sql campaign_customers_listed; only the models that read campaign
+--             responses follow them, activity_changes())
 -- Scores are not listed: they are written after this list is built; the models built after scoring
 -- (customer_segments, int_customer_360_assembled) follow int_customers_affected_scored, which adds them.
 -- Without the var (the weekly full run, a hand-run build) everything counts as changed: every customer id
@@ -50,7 +51,8 @@ customer_facts as (
 
 ),
 
-orders as (
+-- not materialized: the campaign responders below probe its index on customer_id per assignment
+orders as not materialized (
 
     select * from {{ ref('int_orders_unioned') }}
 
@@ -116,7 +118,7 @@ changes as (
     where communicated_at >= (select previous_run.resolved_at from previous_run)
     union all
     -- the as-of date moves what is known of them: orders of the as-of day enter the customer's history, and
-    -- a campaign response window still open (or closing today) is measured over one more day
+    -- a response to a campaign whose window is still open (or closing today) is measured over one more day
     select
         customer_id,
         'as_of_day' as change
@@ -126,11 +128,7 @@ changes as (
         and ordered_at >= {{ as_of_cutoff() }} - interval '1 day'
         and ordered_at < {{ as_of_cutoff() }}
     union all
-    select
-        customer_id,
-        'as_of_campaigns' as change
-    from campaign_assignments
-    where campaign_date >= {{ as_of_date() }} - {{ var('campaign_response_windows') | max }}
+    {{ campaign_customers_listed(open_since=as_of_date() ~ ' - ' ~ (var('campaign_response_windows') | max)) }}
 
 ),
 

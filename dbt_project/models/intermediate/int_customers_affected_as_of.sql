@@ -15,7 +15,10 @@
 --                  first sight dated in [end of P, end of C): it enters the known past
 --   as_of_windows: a revenue order dated in (P - w, C - w] or (P - 2w, C - 2w], w the decline window
 --                  (relationship_decline_window_days): it moves between the recent and prior windows
---   as_of_campaigns: a campaign whose longest response window was still open at P
+--   as_of_campaigns: every customer of a campaign delivered on or after P (the as-of date C is the first past
+--                  its delivery: its customers get a last campaign), and the treated customers who responded to
+--                  a campaign whose longest response window was still open at P
+--                  (macros/affected_customers.sql campaign_customers_listed)
 -- Values computed from dates at read time (the day counts, relationship stage, age band, as_of_date of the
 -- views dim_customers, customer_360 and int_relationship_stages_assigned) need no entry.
 -- Without a previous as-of date (first build) or with C before P (a backfill) every customer is listed.
@@ -46,7 +49,8 @@ customer_facts as (
 
 ),
 
-orders as (
+-- not materialized: the campaign responders below probe its index on customer_id per assignment
+orders as not materialized (
 
     select * from {{ ref('int_orders_unioned') }}
 
@@ -139,14 +143,11 @@ changes as (
             {% endfor %}
         )
     union all
-    select
-        customer_id,
-        'as_of_campaigns' as change
-    from campaign_assignments
-    where
-        campaign_date >= (
-            select bounds.previous_as_of_date - {{ var('campaign_response_windows') | max }} from bounds
-        )
+    {{ campaign_customers_listed(
+        open_since='(select bounds.previous_as_of_date - ' ~ (var('campaign_response_windows') | max)
+            ~ ' from bounds)',
+        first_visible_since='(select bounds.previous_as_of_date from bounds)'
+    ) }}
 
 ),
 

@@ -9,8 +9,9 @@
 -- tenure as of the as-of date, relationship stage, open complaints, the latest knowledge items and the
 -- latest segment and scores. Re-run after scoring (tag post_scoring).
 -- A view over int_customer_360_assembled (incremental, indexed on customer_id): the as-of date, age band,
--- day counts and relationship stage (macros/relationship_stage.sql) move with the as-of date for every
--- customer, so they are computed at read time from the stored dates and counts.
+-- day counts, relationship stage (macros/relationship_stage.sql) and the days of the last campaign's response
+-- window observed move with the as-of date for every customer, so they are computed at read time from the
+-- stored dates and counts.
 
 with
 
@@ -93,7 +94,11 @@ final as (
         last_campaign_arm,
         has_responded_to_last_campaign,
         last_campaign_order_count,
-        last_campaign_observed_days
+        -- the days of its longest response window (the one int_customer_360_assembled describes) observed by
+        -- the as-of date, as fct_campaign_responses counts them
+        least(
+            {{ var('campaign_response_windows') | max }}, {{ as_of_date() }} - last_campaign_date
+        ) as last_campaign_observed_days
 
     from measured
 
