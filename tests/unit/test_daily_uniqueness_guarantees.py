@@ -12,7 +12,8 @@ when one does not:
   was not recomputed cannot collide with those of one that was);
 * or the model selects the key as the very expression of a uniquely indexed column (`btrim(submission_id)` as
   both `submission_id` and `source_record_id`);
-* or the model is a view over a warehouse table whose primary key is the key (the identity output);
+* or the model is a view over a warehouse table whose primary key or a unique index is the key (the identity
+  output);
 * or the key is derived from keys that are, for the reason given in ``DERIVED`` (checked to still be in use).
 
 Offline: `dbt parse` into this module's own target folder (no database).
@@ -93,7 +94,8 @@ def _same_expression_as_an_indexed_column(model: dict, key: tuple[str, ...]) -> 
                               for cols in _unique_indexes(model))
 
 
-def _primary_key_of_the_table_viewed(manifest: dict, model: dict, key: tuple[str, ...]) -> bool:
+def _unique_key_of_the_table_viewed(manifest: dict, model: dict, key: tuple[str, ...]) -> bool:
+    """The model is a view over one warehouse table whose primary key, or a unique index, is exactly `key`."""
     if model["config"].get("materialized") != "view":
         return False
     sources = [manifest["sources"][uid] for uid in model["depends_on"]["nodes"] if uid.startswith("source.")]
@@ -101,8 +103,11 @@ def _primary_key_of_the_table_viewed(manifest: dict, model: dict, key: tuple[str
         return False
     table = f"{sources[0]['schema']}.{sources[0]['identifier']}"
     ddl = "\n".join(p.read_text(encoding="utf-8") for p in sorted(WAREHOUSE_SQL.glob("*.sql")))
+    columns = ", ".join(key)
     create = re.search(rf"create table if not exists {re.escape(table)} \((.*?)\n\);", ddl, re.S)
-    return bool(create) and f"primary key ({', '.join(key)})" in create.group(1)
+    unique_index = re.search(rf"create unique index if not exists \w+\s+on {re.escape(table)} \({re.escape(columns)}\);",
+                             ddl)
+    return bool(create) and (f"primary key ({columns})" in create.group(1) or bool(unique_index))
 
 
 def test_every_uniqueness_test_a_daily_run_limits_has_a_whole_table_guarantee(manifest):
@@ -114,7 +119,7 @@ def test_every_uniqueness_test_a_daily_run_limits_has_a_whole_table_guarantee(ma
             key in _unique_indexes(model)
             or ("__ckp_recomputed_customers__" in where and "customer_id" in key)
             or _same_expression_as_an_indexed_column(model, key)
-            or _primary_key_of_the_table_viewed(manifest, model, key)
+            or _unique_key_of_the_table_viewed(manifest, model, key)
             or (name, key) in DERIVED
         )
         if not guaranteed:
@@ -132,7 +137,11 @@ def test_the_guarantees_are_read_as_they_are_written(manifest):
     assert _same_expression_as_an_indexed_column(interactions, ("source_record_id",))
     assert not _same_expression_as_an_indexed_column(interactions, ("customer_ref",))
     clusters = models["stg_identity__record_clusters"]
-    assert _primary_key_of_the_table_viewed(manifest, clusters, ("source_system", "source_record_id"))
-    assert not _primary_key_of_the_table_viewed(manifest, clusters, ("customer_id",))
+    assert _unique_key_of_the_table_viewed(manifest, clusters, ("source_system", "source_record_id"))
+    assert not _unique_key_of_the_table_viewed(manifest, clusters, ("customer_id",))
+    pairs = models["stg_identity__match_pairs"]
+    assert _unique_key_of_the_table_viewed(
+        manifest, pairs, ("source_system_l", "source_record_id_l", "source_system_r", "source_record_id_r"))
+    assert not _unique_key_of_the_table_viewed(manifest, pairs, ("source_system_r", "source_record_id_r"))
     assert ("order_item_id",) in _unique_indexes(models["fct_order_items"])
     assert not _unique_indexes(models["customer_knowledge"])  # held by DERIVED's reason, not an index

@@ -27,7 +27,10 @@ final as (
         match_rule,
         cast(match_probability as double precision) as match_probability,
         cast(match_weight as double precision) as match_weight,
-        explanation
+        explanation,
+
+        -- timestamps
+        resolved_at
 
     from source
 

@@ -22,10 +22,21 @@ create table if not exists identity.match_pairs (
     match_rule          text not null,
     match_probability   double precision,
     match_weight        double precision,
-    explanation         jsonb
+    explanation         jsonb,
+    resolved_at         timestamptz not null default now()   -- when the run that linked the pair wrote it
 );
-create index if not exists match_pairs_l_idx on identity.match_pairs (source_system_l, source_record_id_l);
+-- (a warehouse made before resolved_at: its pairs count as written now; a constant default, no table rewrite)
+alter table identity.match_pairs add column if not exists resolved_at timestamptz not null default now();
+-- One row per pair: the daily run rewrites its records' pairs, so the grain is held here for every row, and the
+-- dbt tests of stg_identity__match_pairs read only the pairs a daily run wrote. A unique index, not a primary
+-- key: the full run drops it for its load and builds it once after (warehouse.db.reloading). It leads with the
+-- left record, so it serves that side's lookups (the erasure purge, the daily run's delete).
+create unique index if not exists match_pairs_pair_key
+    on identity.match_pairs (source_system_l, source_record_id_l, source_system_r, source_record_id_r);
+drop index if exists identity.match_pairs_l_idx;
 create index if not exists match_pairs_r_idx on identity.match_pairs (source_system_r, source_record_id_r);
+-- the pairs a daily run wrote, for its tests: appended at the table's end or in the space of the pairs it deleted
+create index if not exists match_pairs_resolved_at on identity.match_pairs using brin (resolved_at);
 
 create table if not exists identity.customer_id_merges (
     old_customer_id  text not null,
