@@ -105,8 +105,8 @@ def _unique_key_of_the_table_viewed(manifest: dict, model: dict, key: tuple[str,
     ddl = "\n".join(p.read_text(encoding="utf-8") for p in sorted(WAREHOUSE_SQL.glob("*.sql")))
     columns = ", ".join(key)
     create = re.search(rf"create table if not exists {re.escape(table)} \((.*?)\n\);", ddl, re.S)
-    unique_index = re.search(rf"create unique index if not exists \w+\s+on {re.escape(table)} \({re.escape(columns)}\);",
-                             ddl)
+    unique_index = re.search(
+        rf"create unique index if not exists \w+\s+on {re.escape(table)} \({re.escape(columns)}\);", ddl)
     return bool(create) and (f"primary key ({columns})" in create.group(1) or bool(unique_index))
 
 
