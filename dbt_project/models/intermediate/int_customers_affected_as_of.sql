@@ -19,8 +19,9 @@
 --                  its delivery: its customers get a last campaign), and the treated customers who responded to
 --                  a campaign whose longest response window was still open at P
 --                  (macros/affected_customers.sql campaign_customers_listed)
--- Values computed from dates at read time (the day counts, relationship stage, age band, as_of_date of the
--- views dim_customers, customer_360 and int_relationship_stages_assigned) need no entry.
+-- Values computed from dates at read time (the day counts, relationship stage, age band, the last campaign's
+-- days observed, as_of_date of the views dim_customers, customer_360 and int_relationship_stages_assigned)
+-- need no entry.
 -- Without a previous as-of date (first build) or with C before P (a backfill) every customer is listed.
 
 with
