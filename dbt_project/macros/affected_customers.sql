@@ -173,8 +173,7 @@
                 from orders
                 where
                     orders.customer_id = campaign_assignments.customer_id
-                    and orders.ordered_at
-                    >= cast(campaign_assignments.campaign_date + 1 as timestamp) at time zone 'UTC'
+                    and orders.ordered_at >= {{ start_of_day_after('campaign_assignments.campaign_date') }}
             )
         )
 {%- endmacro %}

@@ -96,9 +96,8 @@ final as (
         last_campaign_order_count,
         -- the days of its longest response window (the one int_customer_360_assembled describes) observed by
         -- the as-of date, as fct_campaign_responses counts them
-        least(
-            {{ var('campaign_response_windows') | max }}, {{ as_of_date() }} - last_campaign_date
-        ) as last_campaign_observed_days
+        {{ campaign_observed_days(var('campaign_response_windows') | max, 'last_campaign_date') }}
+            as last_campaign_observed_days
 
     from measured
 

@@ -44,13 +44,13 @@ windowed_assignments as (
     select
         assignments.*,
         response_windows.window_days,
-        least(response_windows.window_days, {{ as_of_date() }} - assignments.campaign_date) as observed_days,
+        {{ campaign_observed_days('response_windows.window_days', 'assignments.campaign_date') }} as observed_days,
         -- the window opens at the start of the day after the delivery (UTC)
-        cast(assignments.campaign_date + 1 as timestamp) at time zone 'UTC' as window_start_at,
-        cast(
-            assignments.campaign_date + 1
-            + least(response_windows.window_days, {{ as_of_date() }} - assignments.campaign_date) as timestamp
-        ) at time zone 'UTC' as window_end_at
+        {{ start_of_day_after('assignments.campaign_date') }} as window_start_at,
+        {{ start_of_day_after(
+            'assignments.campaign_date + '
+            ~ campaign_observed_days('response_windows.window_days', 'assignments.campaign_date')
+        ) }} as window_end_at
     from assignments
     cross join response_windows
     left join erasure_requests
